@@ -1,0 +1,53 @@
+# edgeloop — the whole set-up on a fresh machine is `make run` and `make test`.
+SHELL := /bin/bash
+GO ?= go
+export GOFLAGS ?= -buildvcs=false
+CACHE ?= $(or $(EDGELOOP_CACHE),$(HOME)/.cache/edgeloop)
+PROTOC_GEN_GO_VERSION := v1.36.12
+RUN_ARGS ?=
+
+.PHONY: run test test-go test-ui bench generate lint services-up services-down build clean
+
+## run: the standalone stack and the whole loop (embedded servers, simulated fleet, auto-annotation)
+run:
+	$(GO) run ./services/standalone $(RUN_ARGS)
+
+## build: every binary into bin/
+build:
+	$(GO) build -o bin/ ./services/... ./edge-agent/...
+
+## test: start the real servers (installed once into $(CACHE)), run every test, stop them
+test: services-up
+	@set -o pipefail; status=0; \
+	$(MAKE) --no-print-directory test-go || status=$$?; \
+	[[ -n "$$KEEP_SERVICES" ]] || $(MAKE) --no-print-directory services-down; \
+	exit $$status
+
+test-go:
+	$(GO) test -timeout 20m -count=1 ./...
+
+## bench: speed and quality figures as tables (see bench/README.md)
+bench: services-up
+	bench/run.sh
+
+## generate: regenerate the protobuf Go code (Debian's protoc, pinned protoc-gen-go)
+generate:
+	@command -v protoc >/dev/null || { sudo=$$( [[ $$(id -u) == 0 ]] || echo sudo ); $$sudo apt-get update -qq && $$sudo apt-get install -y -qq protobuf-compiler; }
+	@[[ -x $(CACHE)/bin/protoc-gen-go-$(PROTOC_GEN_GO_VERSION) ]] || { GOBIN=$(CACHE)/bin $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION) && mv $(CACHE)/bin/protoc-gen-go $(CACHE)/bin/protoc-gen-go-$(PROTOC_GEN_GO_VERSION); }
+	cd schemas && protoc -I . -I /usr/include --plugin=protoc-gen-go=$(CACHE)/bin/protoc-gen-go-$(PROTOC_GEN_GO_VERSION) \
+		--go_out=. --go_opt=paths=source_relative edgeloop/v1/*.proto
+
+## lint: gofmt and go vet
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); [[ -z "$$out" ]] || { echo "gofmt needed:"; echo "$$out"; exit 1; }
+	$(GO) vet ./...
+
+## services-up / services-down: the real Kafka, MinIO and Mosquitto on loopback
+services-up:
+	deploy/local/up.sh
+
+services-down:
+	deploy/local/down.sh
+
+clean:
+	rm -rf bin

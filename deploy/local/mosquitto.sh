@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Eclipse Mosquitto from Debian's packages, with persistence on, on loopback.
+#   deploy/local/mosquitto.sh install|start|stop|restart|status|purge [INSTANCE]
+# MOSQUITTO_PORT (default 11883).
+source "$(dirname "$0")/lib.sh"
+
+cmd=${1:-start}
+inst=${2:-mosquitto}
+port=${MOSQUITTO_PORT:-11883}
+dir=$EDGELOOP_RUN/$inst
+pidfile=$dir/mosquitto.pid
+
+bin() { command -v mosquitto || { [[ -x /usr/sbin/mosquitto ]] && echo /usr/sbin/mosquitto; }; }
+
+install() {
+  [[ -n $(bin) ]] && return 0
+  log "installing mosquitto from Debian's packages"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends mosquitto >/dev/null
+}
+
+start() {
+  install
+  if running "$pidfile"; then
+    log "$inst already running on 127.0.0.1:$port"
+    return 0
+  fi
+  mkdir -p "$dir/data"
+  cat >"$dir/mosquitto.conf" <<CONF
+listener $port 127.0.0.1
+allow_anonymous true
+persistence true
+persistence_location $dir/data/
+autosave_interval 1
+max_inflight_messages 100
+max_queued_messages 100000
+max_queued_bytes 0
+message_size_limit 4194304
+log_dest file $dir/mosquitto.log
+log_type error
+log_type warning
+log_type notice
+CONF
+  port_open 127.0.0.1 "$port" && die "port $port is taken by another process"
+  nohup "$(bin)" -c "$dir/mosquitto.conf" >>"$dir/stdout.log" 2>&1 9>&- &
+  echo $! >"$pidfile"
+  wait_port 127.0.0.1 "$port" 20 "mosquitto ($inst)"
+  log "$inst listening on 127.0.0.1:$port (log: $dir/mosquitto.log)"
+}
+
+case $cmd in
+  install) install ;;
+  start) with_lock "$inst" start ;;
+  stop) stop_pid "$pidfile" "$inst" ;;
+  restart) stop_pid "$pidfile" "$inst"; with_lock "$inst" start ;;
+  status) running "$pidfile" && echo "$inst running on 127.0.0.1:$port" || { echo "$inst stopped"; exit 1; } ;;
+  purge) stop_pid "$pidfile" "$inst"; rm -rf "$dir" ;;
+  *) die "usage: $0 install|start|stop|restart|status|purge [INSTANCE]" ;;
+esac

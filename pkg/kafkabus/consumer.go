@@ -1,0 +1,107 @@
+package kafkabus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
+)
+
+// Handler processes one message. It returns nil only once the message's effect is
+// durable: only then is its offset committed.
+type Handler func(ctx context.Context, m kafka.Message) error
+
+// Consumer reads one topic as a member of a consumer group and hands each message to a
+// Handler: fetch, handle, commit. A message whose handler fails is never committed, and
+// no later message of its partition is handled before it succeeds.
+type Consumer struct {
+	r     *kafka.Reader
+	log   *zap.Logger
+	group string
+}
+
+// ConsumerOptions tune a Consumer; the zero value is a good default.
+type ConsumerOptions struct {
+	// CommitInterval batches offset commits (default 200ms). Commits never run ahead of
+	// the handler; a crash only means redelivery of what the handler already did.
+	CommitInterval time.Duration
+	// MaxWait bounds how long a fetch waits for new data (default 250ms).
+	MaxWait time.Duration
+	// StartAtEnd makes a new group start at the newest offset instead of the oldest.
+	StartAtEnd bool
+}
+
+// NewConsumer joins group on topic.
+func NewConsumer(cfg Config, group, topic string, o ConsumerOptions, log *zap.Logger) (*Consumer, error) {
+	d, err := cfg.dialer()
+	if err != nil {
+		return nil, err
+	}
+	if o.CommitInterval <= 0 {
+		o.CommitInterval = 200 * time.Millisecond
+	}
+	if o.MaxWait <= 0 {
+		o.MaxWait = 250 * time.Millisecond
+	}
+	start := kafka.FirstOffset
+	if o.StartAtEnd {
+		start = kafka.LastOffset
+	}
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:               cfg.Brokers,
+		GroupID:               group,
+		Topic:                 topic,
+		Dialer:                d,
+		MinBytes:              1,
+		MaxBytes:              16 << 20,
+		MaxWait:               o.MaxWait,
+		CommitInterval:        o.CommitInterval,
+		StartOffset:           start,
+		HeartbeatInterval:     time.Second,
+		SessionTimeout:        10 * time.Second,
+		RebalanceTimeout:      10 * time.Second,
+		JoinGroupBackoff:      500 * time.Millisecond,
+		WatchPartitionChanges: true,
+		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
+			log.Warn("kafka reader", zap.String("detail", fmt.Sprintf(msg, args...)))
+		}),
+	})
+	return &Consumer{r: r, log: log.With(zap.String("group", group), zap.String("topic", topic)), group: group}, nil
+}
+
+// Run handles messages until ctx ends or the reader fails for good. The handler is
+// retried by whatever middleware wraps it; Run itself stops at the first handler error,
+// without committing that message, so that it is redelivered.
+func (c *Consumer) Run(ctx context.Context, h Handler) error {
+	for {
+		m, err := c.r.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, io.EOF) {
+				return nil
+			}
+			return fmt.Errorf("kafka fetch (group %s): %w", c.group, err)
+		}
+		if err := h(ctx, m); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("handle %s[%d]@%d: %w", m.Topic, m.Partition, m.Offset, err)
+		}
+		if err := c.r.CommitMessages(ctx, m); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("kafka commit %s[%d]@%d: %w", m.Topic, m.Partition, m.Offset, err)
+		}
+	}
+}
+
+// Lag returns the reader's current lag, for metrics.
+func (c *Consumer) Lag() int64 { return c.r.Stats().Lag }
+
+// Close leaves the group and flushes pending commits.
+func (c *Consumer) Close() error { return c.r.Close() }
