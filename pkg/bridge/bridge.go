@@ -60,8 +60,9 @@ type Bridge struct {
 	stop     context.CancelFunc
 }
 
-// New returns a Bridge; Run starts it.
-func New(mq *mqttbus.Client, prod *kafkabus.Producer, kcfg kafkabus.Config, reg prometheus.Registerer, log *zap.Logger, o Options) *Bridge {
+// New returns a Bridge; connect an MQTT client with its Subscriptions, Attach it, then
+// Run.
+func New(prod *kafkabus.Producer, kcfg kafkabus.Config, reg prometheus.Registerer, log *zap.Logger, o Options) *Bridge {
 	if o.ShareGroup == "" {
 		o.ShareGroup = "bridge"
 	}
@@ -76,23 +77,29 @@ func New(mq *mqttbus.Client, prod *kafkabus.Producer, kcfg kafkabus.Config, reg 
 	}
 	handling, stop := context.WithCancel(context.Background())
 	return &Bridge{
-		mq: mq, prod: prod, kcfg: kcfg, log: log, m: newMetrics(reg), o: o,
+		prod: prod, kcfg: kcfg, log: log, m: newMetrics(reg), o: o,
 		sem: make(chan struct{}, o.MaxInFlight), handling: handling, stop: stop,
 	}
 }
 
-// Run subscribes and forwards until ctx ends, then drains what is in flight.
-func (b *Bridge) Run(ctx context.Context) error {
-	examples := "$share/" + b.o.ShareGroup + "/edgeloop/v1/+/+/examples"
-	status := "$share/" + b.o.ShareGroup + "/edgeloop/v1/+/+/status"
-	if err := b.mq.Subscribe(ctx, examples, 1, b.onExample); err != nil {
-		return err
+// Subscriptions are the MQTT subscriptions of the bridge; pass them in
+// mqttbus.Config.Subscriptions so that nothing queued for the session is missed.
+func (b *Bridge) Subscriptions() []mqttbus.Subscription {
+	prefix := ""
+	if b.o.ShareGroup != "-" {
+		prefix = "$share/" + b.o.ShareGroup + "/"
 	}
-	if err := b.mq.Subscribe(ctx, status, 1, b.onStatus); err != nil {
-		return err
+	return []mqttbus.Subscription{
+		{Filter: prefix + "edgeloop/v1/+/+/examples", QoS: 1, Handler: b.onExample},
+		{Filter: prefix + "edgeloop/v1/+/+/status", QoS: 1, Handler: b.onStatus},
 	}
-	b.log.Info("bridge subscribed", zap.String("examples", examples), zap.String("status", status))
+}
 
+// Attach gives the bridge its MQTT client, connected with Subscriptions.
+func (b *Bridge) Attach(mq *mqttbus.Client) { b.mq = mq }
+
+// Run forwards until ctx ends, then drains what is in flight.
+func (b *Bridge) Run(ctx context.Context) error {
 	relCtx, relCancel := context.WithCancel(ctx)
 	relDone := make(chan error, 1)
 	go func() { relDone <- b.forwardReleases(relCtx) }()
@@ -230,7 +237,7 @@ func (b *Bridge) produce(m *kafka.Message) error {
 		func(ctx context.Context) error { return b.prod.Produce(ctx, *m) },
 		func(err error, attempt int, d time.Duration) {
 			b.m.produceErrors.Inc()
-			if attempt%10 == 0 {
+			if attempt%20 == 0 {
 				b.log.Warn("kafka produce failed; holding the MQTT ack and retrying", zap.String("topic", m.Topic),
 					zap.Int("attempt", attempt+1), zap.Duration("backoff", d), zap.Error(err))
 			}

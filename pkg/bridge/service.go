@@ -43,7 +43,7 @@ func RegisterFlags(fs *flag.FlagSet) *Flags {
 	fs.StringVar(&f.clientID, "mqtt-client-id", "bridge-"+host, "MQTT client id; keep it stable so the broker keeps the session")
 	fs.StringVar(&f.cfg.OpsAddr, "ops-addr", "127.0.0.1:9101", "address of /healthz, /readyz and /metrics")
 	fs.IntVar(&f.cfg.Partitions, "partitions", 6, "partitions of topics created at start")
-	fs.StringVar(&f.cfg.Options.ShareGroup, "share-group", "bridge", "MQTT shared-subscription group of the bridges")
+	fs.StringVar(&f.cfg.Options.ShareGroup, "share-group", "bridge", "MQTT shared-subscription group of the bridges (\"-\": a plain subscription, for brokers without $share)")
 	fs.IntVar(&f.cfg.Options.Limits.MaxMessageBytes, "max-message-bytes", 1_000_000, "largest MQTT payload accepted")
 	fs.IntVar(&f.cfg.Options.Limits.MaxImageSide, "max-image-side", 4096, "largest image width or height accepted, in pixels")
 	fs.IntVar(&f.cfg.Options.MaxInFlight, "max-in-flight", 512, "messages handled at once")
@@ -77,16 +77,17 @@ func RunService(ctx context.Context, c ServiceConfig, log *zap.Logger) error {
 		return err
 	}
 	defer prod.Close()
+	reg := opshttp.NewRegistry()
+	b := New(prod, c.Kafka, reg, log, c.Options)
 	c.MQTT.ManualAck = true
 	c.MQTT.CleanSession = false
+	c.MQTT.Subscriptions = b.Subscriptions()
 	mq, err := mqttbus.Connect(ctx, c.MQTT, log)
 	if err != nil {
 		return err
 	}
 	defer mq.Disconnect(time.Second)
-
-	reg := opshttp.NewRegistry()
-	b := New(mq, prod, c.Kafka, reg, log, c.Options)
+	b.Attach(mq)
 	mux := http.NewServeMux()
 	opshttp.Mount(mux, reg,
 		opshttp.Check{Name: "kafka", Fn: func(ctx context.Context) error { return kafkabus.Ping(ctx, c.Kafka) }},

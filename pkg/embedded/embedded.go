@@ -95,6 +95,9 @@ func (s *Servers) startMQTT(c Config, log *zap.Logger) error {
 	if err := s.mq.AddHook(new(auth.AllowHook), nil); err != nil {
 		return fmt.Errorf("embedded mqtt: %w", err)
 	}
+	if err := s.mq.AddHook(newHandoverHook(s.mq), nil); err != nil {
+		return fmt.Errorf("embedded mqtt: %w", err)
+	}
 	if err := s.mq.AddHook(new(bolt.Hook), &bolt.Options{Path: filepath.Join(c.Dir, "mqtt.db"), Options: &bbolt.Options{Timeout: 5 * time.Second}}); err != nil {
 		return fmt.Errorf("embedded mqtt storage %s: %w", filepath.Join(c.Dir, "mqtt.db"), err)
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
+
+	"github.com/edgeloop/edgeloop/pkg/retry"
 )
 
 // Handler processes one message. It returns nil only once the message's effect is
@@ -67,23 +69,40 @@ func NewConsumer(cfg Config, group, topic string, o ConsumerOptions, log *zap.Lo
 		JoinGroupBackoff:      500 * time.Millisecond,
 		WatchPartitionChanges: true,
 		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
-			log.Warn("kafka reader", zap.String("detail", fmt.Sprintf(msg, args...)))
+			log.Debug("kafka reader", zap.String("detail", fmt.Sprintf(msg, args...)))
 		}),
 	})
 	return &Consumer{r: r, log: log.With(zap.String("group", group), zap.String("topic", topic)), group: group}, nil
 }
 
-// Run handles messages until ctx ends or the reader fails for good. The handler is
-// retried by whatever middleware wraps it; Run itself stops at the first handler error,
-// without committing that message, so that it is redelivered.
+// Run handles messages until ctx ends. Broker errors (Kafka down, a rebalance) are
+// logged and retried with backoff. The handler is retried by whatever middleware wraps
+// it; Run itself stops at the first handler error, without committing that message, so
+// that it is redelivered.
 func (c *Consumer) Run(ctx context.Context, h Handler) error {
+	b := retry.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second}
+	failures := 0
+	pause := func(what string, err error) bool {
+		d := b.Delay(failures)
+		failures++
+		c.log.Warn("kafka "+what+" failed; retrying", zap.Error(err), zap.Duration("backoff", d))
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(d):
+			return true
+		}
+	}
 	for {
 		m, err := c.r.FetchMessage(ctx)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, io.EOF) {
 				return nil
 			}
-			return fmt.Errorf("kafka fetch (group %s): %w", c.group, err)
+			if !pause("fetch", err) {
+				return nil
+			}
+			continue
 		}
 		if err := h(ctx, m); err != nil {
 			if ctx.Err() != nil {
@@ -91,12 +110,19 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 			}
 			return fmt.Errorf("handle %s[%d]@%d: %w", m.Topic, m.Partition, m.Offset, err)
 		}
-		if err := c.r.CommitMessages(ctx, m); err != nil {
+		for {
+			err := c.r.CommitMessages(ctx, m)
+			if err == nil {
+				break
+			}
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("kafka commit %s[%d]@%d: %w", m.Topic, m.Partition, m.Offset, err)
+			if !pause("commit", err) {
+				return nil
+			}
 		}
+		failures = 0
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,6 +43,17 @@ type Config struct {
 	Will *Will
 	// ManualAck turns off paho's automatic acknowledgement: handlers call Message.Ack.
 	ManualAck bool
+	// Subscriptions are routed before the client connects, so that messages the broker
+	// queued for a persistent session, which it sends right after CONNACK, reach their
+	// handler instead of being left unacknowledged.
+	Subscriptions []Subscription
+}
+
+// Subscription is a topic filter, its QoS and its handler.
+type Subscription struct {
+	Filter  string
+	QoS     byte
+	Handler Handler
 }
 
 // Will is an MQTT last will.
@@ -95,15 +107,9 @@ type Client struct {
 	c    mqtt.Client
 	log  *zap.Logger
 	mu   sync.Mutex
-	subs map[string]subscription
-	// epoch changes on every connect and every connection loss.
-	epoch     atomic.Uint64
-	connected atomic.Bool
-}
-
-type subscription struct {
-	qos byte
-	h   Handler
+	subs map[string]Subscription
+	// epoch changes on every connection loss.
+	epoch atomic.Uint64
 }
 
 // Connect connects to the broker, retrying with backoff until ctx ends.
@@ -117,7 +123,10 @@ func Connect(ctx context.Context, cfg Config, log *zap.Logger) (*Client, error) 
 	if cfg.MaxReconnectInterval <= 0 {
 		cfg.MaxReconnectInterval = 10 * time.Second
 	}
-	cl := &Client{log: log.With(zap.String("mqtt_client", cfg.ClientID)), subs: map[string]subscription{}}
+	cl := &Client{log: log.With(zap.String("mqtt_client", cfg.ClientID)), subs: map[string]Subscription{}}
+	for _, s := range cfg.Subscriptions {
+		cl.subs[s.Filter] = s
+	}
 	opts := mqtt.NewClientOptions().
 		AddBroker(cfg.URL).
 		SetClientID(cfg.ClientID).
@@ -136,7 +145,6 @@ func Connect(ctx context.Context, cfg Config, log *zap.Logger) (*Client, error) 
 		SetAutoAckDisabled(cfg.ManualAck).
 		SetOnConnectHandler(cl.onConnect).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
-			cl.connected.Store(false)
 			cl.epoch.Add(1)
 			cl.log.Warn("mqtt connection lost", zap.Error(err))
 		}).
@@ -150,6 +158,9 @@ func Connect(ctx context.Context, cfg Config, log *zap.Logger) (*Client, error) 
 		opts.SetBinaryWill(cfg.Will.Topic, cfg.Will.Payload, cfg.Will.QoS, cfg.Will.Retained)
 	}
 	cl.c = mqtt.NewClient(opts)
+	for _, s := range cfg.Subscriptions {
+		cl.c.AddRoute(routeTopic(s.Filter), wrap(s.Handler))
+	}
 	// With ConnectRetry the token completes only once connected (or Disconnect).
 	if err := wait(ctx, cl.c.Connect()); err != nil {
 		cl.c.Disconnect(0)
@@ -159,17 +170,15 @@ func Connect(ctx context.Context, cfg Config, log *zap.Logger) (*Client, error) 
 }
 
 func (c *Client) onConnect(mc mqtt.Client) {
-	c.epoch.Add(1)
-	c.connected.Store(true)
 	c.log.Info("mqtt connected")
 	c.mu.Lock()
-	subs := make(map[string]subscription, len(c.subs))
+	subs := make(map[string]Subscription, len(c.subs))
 	for f, s := range c.subs {
 		subs[f] = s
 	}
 	c.mu.Unlock()
 	for filter, s := range subs {
-		tok := mc.Subscribe(filter, s.qos, wrap(s.h))
+		tok := mc.Subscribe(filter, s.QoS, wrap(s.Handler))
 		go func(filter string) {
 			if tok.WaitTimeout(10*time.Second) && tok.Error() != nil {
 				c.log.Error("mqtt resubscribe failed", zap.String("filter", filter), zap.Error(tok.Error()))
@@ -178,14 +187,28 @@ func (c *Client) onConnect(mc mqtt.Client) {
 	}
 }
 
+// routeTopic is the filter paho's router matches for a subscription: Subscribe strips
+// "$share/{group}/", so a route added beforehand must too, or messages are dispatched
+// twice.
+func routeTopic(filter string) string {
+	if strings.HasPrefix(filter, "$share/") {
+		if parts := strings.SplitN(filter, "/", 3); len(parts) == 3 {
+			return parts[2]
+		}
+	}
+	return filter
+}
+
 func wrap(h Handler) mqtt.MessageHandler {
 	return func(_ mqtt.Client, m mqtt.Message) { h(m) }
 }
 
-// Subscribe subscribes to filter and keeps the subscription across reconnects.
+// Subscribe subscribes to filter and keeps the subscription across reconnects. For a
+// persistent session that must not miss queued messages, list it in
+// Config.Subscriptions instead.
 func (c *Client) Subscribe(ctx context.Context, filter string, qos byte, h Handler) error {
 	c.mu.Lock()
-	c.subs[filter] = subscription{qos: qos, h: h}
+	c.subs[filter] = Subscription{Filter: filter, QoS: qos, Handler: h}
 	c.mu.Unlock()
 	if err := wait(ctx, c.c.Subscribe(filter, qos, wrap(h))); err != nil {
 		return fmt.Errorf("mqtt subscribe %s: %w", filter, err)
@@ -208,10 +231,10 @@ var ErrConnectionChanged = errors.New("mqtt: connection changed while the publis
 // Publish sends payload and, for QoS 1, waits for the broker's PUBACK. It returns nil only
 // if the PUBACK arrived on the same connection that sent the message.
 func (c *Client) Publish(ctx context.Context, topic string, qos byte, retained bool, payload []byte) error {
-	if !c.connected.Load() {
+	before := c.epoch.Load()
+	if !c.c.IsConnectionOpen() {
 		return fmt.Errorf("mqtt publish %s: not connected", topic)
 	}
-	before := c.epoch.Load()
 	if err := wait(ctx, c.c.Publish(topic, qos, retained, payload)); err != nil {
 		return fmt.Errorf("mqtt publish %s: %w", topic, err)
 	}
@@ -222,11 +245,10 @@ func (c *Client) Publish(ctx context.Context, topic string, qos byte, retained b
 }
 
 // Connected reports whether the client is connected now.
-func (c *Client) Connected() bool { return c.connected.Load() }
+func (c *Client) Connected() bool { return c.c.IsConnectionOpen() }
 
 // Disconnect closes the connection, waiting up to quiesce for work in flight.
 func (c *Client) Disconnect(quiesce time.Duration) {
-	c.connected.Store(false)
 	c.c.Disconnect(uint(quiesce / time.Millisecond))
 }
 

@@ -1,0 +1,127 @@
+package bridge
+
+import (
+	"math"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/edgeloop/edgeloop/internal/fixture"
+	"github.com/edgeloop/edgeloop/pkg/contract"
+	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
+)
+
+// BadExamples are one example per refusal reason: the name is the reason the bridge must
+// give, the function breaks a valid example. The contract tests reuse them.
+func BadExamples() []struct {
+	Reason string
+	Break  func(ex *edgeloopv1.Example) (topic string, payload []byte)
+} {
+	enc := func(ex *edgeloopv1.Example) (string, []byte) {
+		b, _ := proto.Marshal(ex)
+		return contract.ExamplesTopic(ex.Project, ex.Device), b
+	}
+	return []struct {
+		Reason string
+		Break  func(ex *edgeloopv1.Example) (string, []byte)
+	}{
+		{ReasonTooLarge, func(ex *edgeloopv1.Example) (string, []byte) {
+			ex.AgentVersion = strings.Repeat("x", 1_100_000)
+			return enc(ex)
+		}},
+		{ReasonBadProtobuf, func(ex *edgeloopv1.Example) (string, []byte) {
+			return contract.ExamplesTopic(ex.Project, ex.Device), []byte("\xff\xff\xff not a protobuf")
+		}},
+		{ReasonTopicMismatch, func(ex *edgeloopv1.Example) (string, []byte) {
+			t, b := enc(ex)
+			return strings.Replace(t, "/"+ex.Device+"/", "/other-device/", 1), b
+		}},
+		{ReasonBadID, func(ex *edgeloopv1.Example) (string, []byte) { ex.Id = "has spaces/slash"; return enc(ex) }},
+		{ReasonMissingField, func(ex *edgeloopv1.Example) (string, []byte) { ex.CapturedAt = nil; return enc(ex) }},
+		{ReasonBadImage, func(ex *edgeloopv1.Example) (string, []byte) {
+			ex.Image.Data = []byte("GIF89a this is no png")
+			return enc(ex)
+		}},
+		{ReasonBadDimensions, func(ex *edgeloopv1.Example) (string, []byte) { ex.Image.Width = 640; return enc(ex) }},
+		{ReasonBadConfidence, func(ex *edgeloopv1.Example) (string, []byte) {
+			ex.Predictions[0].Confidence = 1.5
+			return enc(ex)
+		}},
+		{ReasonBoxOutside, func(ex *edgeloopv1.Example) (string, []byte) {
+			ex.Task = edgeloopv1.Task_TASK_DETECT
+			ex.Predictions[0].Box = &edgeloopv1.Box{XMin: 0.5, YMin: 0.2, XMax: 1.3, YMax: 0.9}
+			return enc(ex)
+		}},
+		{ReasonNoReason, func(ex *edgeloopv1.Example) (string, []byte) { ex.Reasons = nil; return enc(ex) }},
+		{ReasonBadLabel, func(ex *edgeloopv1.Example) (string, []byte) {
+			ex.Correction = &edgeloopv1.Annotation{Labels: []*edgeloopv1.Label{{ClassName: ""}}}
+			return enc(ex)
+		}},
+	}
+}
+
+func TestValidateExample(t *testing.T) {
+	for _, ex := range []*edgeloopv1.Example{fixture.Example("p1", "d1", "e1"), fixture.DetectExample("p1", "d1", "e2")} {
+		b, _ := proto.Marshal(ex)
+		if _, rej := ValidateExample(contract.ExamplesTopic("p1", "d1"), b, Limits{}); rej != nil {
+			t.Fatalf("valid %v example refused: %v", ex.Task, rej)
+		}
+	}
+	for _, c := range BadExamples() {
+		t.Run(c.Reason, func(t *testing.T) {
+			topic, payload := c.Break(fixture.Example("p1", "d1", "e1"))
+			_, rej := ValidateExample(topic, payload, Limits{})
+			if rej == nil {
+				t.Fatal("accepted, want refused")
+			}
+			if rej.Reason != c.Reason {
+				t.Fatalf("reason %q (%s), want %q", rej.Reason, rej.Detail, c.Reason)
+			}
+			if rej.Detail == "" {
+				t.Fatal("no detail for people")
+			}
+		})
+	}
+}
+
+func TestValidateEdgeCases(t *testing.T) {
+	cases := []struct {
+		name   string
+		mod    func(ex *edgeloopv1.Example)
+		reason string
+	}{
+		{"NaN confidence", func(ex *edgeloopv1.Example) { ex.Predictions[0].Confidence = float32(math.NaN()) }, ReasonBadConfidence},
+		{"negative confidence", func(ex *edgeloopv1.Example) { ex.Predictions[0].Confidence = -0.01 }, ReasonBadConfidence},
+		{"confidence exactly 1", func(ex *edgeloopv1.Example) { ex.Predictions[0].Confidence = 1 }, ""},
+		{"empty box", func(ex *edgeloopv1.Example) {
+			ex.Task = edgeloopv1.Task_TASK_DETECT
+			ex.Predictions[0].Box = &edgeloopv1.Box{XMin: 0.5, YMin: 0.2, XMax: 0.5, YMax: 0.9}
+		}, ReasonBoxOutside},
+		{"detection without box", func(ex *edgeloopv1.Example) { ex.Task = edgeloopv1.Task_TASK_DETECT }, ReasonBoxOutside},
+		{"box on classification", func(ex *edgeloopv1.Example) {
+			ex.Predictions[0].Box = &edgeloopv1.Box{XMin: 0, YMin: 0, XMax: 1, YMax: 1}
+		}, ReasonBadLabel},
+		{"jpeg labelled png", func(ex *edgeloopv1.Example) { ex.Image.Data = fixture.JPEG(28, 28, 1) }, ReasonBadImage},
+		{"huge image", func(ex *edgeloopv1.Example) {
+			ex.Image = &edgeloopv1.Image{Data: fixture.PNG(5000, 1), ContentType: "image/png", Width: 5000, Height: 1}
+		}, ReasonBadDimensions},
+		{"no task", func(ex *edgeloopv1.Example) { ex.Task = 0 }, ReasonMissingField},
+		{"unspecified reason kind", func(ex *edgeloopv1.Example) { ex.Reasons[0].Kind = 0 }, ReasonNoReason},
+		{"zero predictions is fine", func(ex *edgeloopv1.Example) { ex.Predictions = nil }, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ex := fixture.Example("p1", "d1", "e1")
+			c.mod(ex)
+			b, _ := proto.Marshal(ex)
+			_, rej := ValidateExample(contract.ExamplesTopic("p1", "d1"), b, Limits{})
+			switch {
+			case c.reason == "" && rej != nil:
+				t.Fatalf("refused: %v", rej)
+			case c.reason != "" && (rej == nil || rej.Reason != c.reason):
+				t.Fatalf("got %v, want %s", rej, c.reason)
+			}
+		})
+	}
+}
