@@ -41,7 +41,7 @@ func (c Config) Topic(name string) string { return c.TopicPrefix + name }
 // Flags are the command-line settings of a Config.
 type Flags struct {
 	brokers, mechanism, user, password, prefix string
-	tls                                *config.TLS
+	tls                                        *config.TLS
 }
 
 // RegisterFlags adds the -kafka-* flags to fs.
