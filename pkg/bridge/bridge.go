@@ -11,6 +11,7 @@ package bridge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -174,7 +175,14 @@ func (b *Bridge) handle(msg mqttbus.Message, kind string) {
 		b.log.Warn("message refused", zap.String("topic", msg.Topic()), zap.String("reason", rej.Reason), zap.String("detail", rej.Detail))
 		out = b.deadLetter(msg, project, rej)
 	}
-	if err := b.produce(out); err != nil {
+	err := b.produce(out)
+	if rej == nil && errors.Is(err, kafka.MessageSizeTooLarge) {
+		// Kafka will never take it: refuse it rather than retry forever.
+		rej = &Rejection{Reason: ReasonTooLarge, Detail: fmt.Sprintf("Kafka refused %d bytes: %v", len(msg.Payload()), err)}
+		b.log.Warn("message refused", zap.String("topic", msg.Topic()), zap.String("reason", rej.Reason), zap.String("detail", rej.Detail))
+		err = b.produce(b.deadLetter(msg, project, rej))
+	}
+	if err != nil {
 		// Only when draining timed out: leave it unacked for redelivery.
 		b.log.Warn("not forwarded before shutdown; the broker will redeliver", zap.String("topic", msg.Topic()), zap.Error(err))
 		return
@@ -234,7 +242,13 @@ func (b *Bridge) deadLetter(msg mqttbus.Message, project string, rej *Rejection)
 func (b *Bridge) produce(m *kafka.Message) error {
 	start := time.Now()
 	err := retry.Do(b.handling, retry.Backoff{Initial: 100 * time.Millisecond, Max: 2 * time.Second},
-		func(ctx context.Context) error { return b.prod.Produce(ctx, *m) },
+		func(ctx context.Context) error {
+			err := b.prod.Produce(ctx, *m)
+			if errors.Is(err, kafka.MessageSizeTooLarge) {
+				return retry.Permanent(err)
+			}
+			return err
+		},
 		func(err error, attempt int, d time.Duration) {
 			b.m.produceErrors.Inc()
 			if attempt%20 == 0 {

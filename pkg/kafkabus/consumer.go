@@ -59,7 +59,9 @@ func NewConsumer(cfg Config, group, topic string, o ConsumerOptions, log *zap.Lo
 		Topic:                 topic,
 		Dialer:                d,
 		MinBytes:              1,
-		MaxBytes:              16 << 20,
+		// 2 MiB holds the largest message (1 MB) and keeps fetches short; with 4 MiB and
+		// more, kafka-go v0.4.51 stalled reading full partitions from kfake.
+		MaxBytes:              2 << 20,
 		MaxWait:               o.MaxWait,
 		CommitInterval:        o.CommitInterval,
 		StartOffset:           start,

@@ -21,7 +21,8 @@ type ProducerOptions struct {
 	// BatchTimeout bounds how long a message waits for others to share its batch
 	// (default 2ms; kafka-go's own default of 1s would delay every synchronous write).
 	BatchTimeout time.Duration
-	// BatchBytes caps one request (default 4 MiB).
+	// BatchBytes caps one request (default 1,000,000 bytes: under Kafka's default
+	// message.max.bytes of 1,048,588, which also bounds a batch).
 	BatchBytes int64
 	// WriteTimeout bounds one attempt (default 10s).
 	WriteTimeout time.Duration
@@ -40,7 +41,7 @@ func NewProducer(cfg Config, o ProducerOptions) (*Producer, error) {
 		o.BatchTimeout = 2 * time.Millisecond
 	}
 	if o.BatchBytes <= 0 {
-		o.BatchBytes = 4 << 20
+		o.BatchBytes = 1_000_000
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 10 * time.Second
