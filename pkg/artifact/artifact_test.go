@@ -1,0 +1,101 @@
+package artifact
+
+import (
+	"errors"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/edgeloop/edgeloop/pkg/nn"
+)
+
+func model(t *testing.T) *Model {
+	a := nn.ClassifierArch(3)
+	p, err := nn.InitParams(a, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Model{Header: Header{Arch: a, Classes: []string{"a", "b", "c"}, Project: "p", Version: 2,
+		CreatedAt: time.Unix(0, 0).UTC(), Lineage: Lineage{ParentVersion: 1, Dataset: "mnist"}}, Params: p}
+}
+
+func TestRoundTrip(t *testing.T) {
+	m := model(t)
+	b, err := Encode(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Header.Version != 2 || got.Header.Lineage.Dataset != "mnist" || got.Header.Task != nn.Classify {
+		t.Fatalf("header %+v", got.Header)
+	}
+	for i := range m.Params.Values {
+		for j, v := range m.Params.Values[i] {
+			if got.Params.Values[i][j] != v {
+				t.Fatalf("%s[%d] %v != %v", m.Params.Specs[i].Name, j, got.Params.Values[i][j], v)
+			}
+		}
+	}
+}
+
+// TestRefusals: every kind of damage is refused with ErrInvalid and a reason.
+func TestRefusals(t *testing.T) {
+	good, _ := Encode(model(t))
+	cases := map[string][]byte{
+		"empty":           nil,
+		"bad magic":       append([]byte("GIF89a.."), good[8:]...),
+		"truncated":       good[:len(good)-5],
+		"extra bytes":     append(append([]byte(nil), good...), 1, 2, 3, 4),
+		"format version":  func() []byte { b := append([]byte(nil), good...); b[8] = 9; return b }(),
+		"header too long": func() []byte { b := append([]byte(nil), good...); b[12], b[13], b[14] = 0xff, 0xff, 0x7f; return b }(),
+	}
+	for name, b := range cases {
+		if _, err := Decode(b); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: %v, want ErrInvalid", name, err)
+		}
+	}
+	m := model(t)
+	m.Params.Values[0][0] = float32(math.NaN())
+	if _, err := Encode(m); err == nil {
+		t.Error("NaN weights encoded")
+	}
+}
+
+func TestSignVerify(t *testing.T) {
+	pub, priv, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := Encode(model(t))
+	sig := Sign(priv, data)
+	if err := Verify(pub, data, SHA256(data), sig); err != nil {
+		t.Fatal(err)
+	}
+	tampered := append([]byte(nil), data...)
+	tampered[len(tampered)-1] ^= 1
+	if err := Verify(pub, tampered, "", sig); !errors.Is(err, ErrSignature) {
+		t.Errorf("tampered weights: %v", err)
+	}
+	if err := Verify(pub, tampered, SHA256(data), sig); !errors.Is(err, ErrSignature) {
+		t.Errorf("tampered weights with the old digest: %v", err)
+	}
+	other, _, _ := GenerateKey()
+	if err := Verify(other, data, "", sig); !errors.Is(err, ErrSignature) {
+		t.Errorf("wrong key: %v", err)
+	}
+	dir := t.TempDir()
+	if err := WriteKeys(dir+"/k", dir+"/k.pub", pub, priv); err != nil {
+		t.Fatal(err)
+	}
+	p2, err := ReadPublicKey(dir + "/k.pub")
+	if err != nil || KeyID(p2) != KeyID(pub) {
+		t.Fatalf("public key round trip: %v", err)
+	}
+	k2, err := ReadPrivateKey(dir + "/k")
+	if err != nil || Verify(pub, data, "", Sign(k2, data)) != nil {
+		t.Fatalf("private key round trip: %v", err)
+	}
+}

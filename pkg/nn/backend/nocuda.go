@@ -1,0 +1,13 @@
+//go:build !cuda
+
+package backend
+
+import (
+	"errors"
+
+	"go.uber.org/zap"
+)
+
+func cuda(*zap.Logger) (Choice, error) {
+	return Choice{}, errors.New("this binary was built without CUDA support (rebuild with -tags cuda)")
+}

@@ -1,0 +1,159 @@
+package nn
+
+import (
+	"math"
+	"sort"
+)
+
+// Box is an axis-aligned box in normalised image coordinates with a class index.
+type Box struct {
+	X0, Y0, X1, Y1 float32
+	Class          int
+}
+
+// Area of b.
+func (b Box) Area() float32 { return max(0, b.X1-b.X0) * max(0, b.Y1-b.Y0) }
+
+// IoU is the intersection over union of two boxes (0 when either is empty).
+func IoU(a, b Box) float32 {
+	iw := min(a.X1, b.X1) - max(a.X0, b.X0)
+	ih := min(a.Y1, b.Y1) - max(a.Y0, b.Y0)
+	if iw <= 0 || ih <= 0 {
+		return 0
+	}
+	inter := iw * ih
+	union := a.Area() + b.Area() - inter
+	if union <= 0 {
+		return 0
+	}
+	return inter / union
+}
+
+// Detection is a predicted box with its score: σ(objectness) · σ(class).
+type Detection struct {
+	Box
+	Score float32
+}
+
+// The detection loss weights (YOLO v1's λcoord and λnoobj).
+const (
+	LambdaCoord = 5
+	LambdaNoObj = 0.5
+)
+
+// DetTargets are the detection loss's inputs, each shaped like the head's output
+// (N, 5+C, S, S). With z the head output, the loss is
+//
+//	L = 1/N · [ Σ W⊙(softplus(z) − T⊙z) + LambdaCoord · Σ M⊙(σ(z) − B)² ]
+//
+// that is, binary cross-entropy on objectness (channel 0, weight 1 where a box's centre
+// falls, LambdaNoObj elsewhere) and on the class channels (5…, only at those cells), and
+// squared error on the box channels (1–4: centre offset in the cell, width, height).
+type DetTargets struct {
+	W, T, M, B []float32
+}
+
+// EncodeTargets builds the targets of n images from their ground-truth boxes. A box
+// belongs to the cell that holds its centre; when two share a cell, the larger wins.
+func EncodeTargets(a Arch, boxes [][]Box) *DetTargets {
+	s := a.Grid()
+	ch := DetectOut(a.Classes)
+	n := len(boxes)
+	size := n * ch * s * s
+	t := &DetTargets{W: make([]float32, size), T: make([]float32, size), M: make([]float32, size), B: make([]float32, size)}
+	at := func(img, c, row, col int) int { return ((img*ch+c)*s+row)*s + col }
+	for i, bs := range boxes {
+		for r := 0; r < s; r++ {
+			for c := 0; c < s; c++ {
+				t.W[at(i, 0, r, c)] = LambdaNoObj
+			}
+		}
+		owner := map[[2]int]Box{}
+		for _, b := range bs {
+			cx, cy := (b.X0+b.X1)/2, (b.Y0+b.Y1)/2
+			col := min(s-1, max(0, int(cx*float32(s))))
+			row := min(s-1, max(0, int(cy*float32(s))))
+			if cur, ok := owner[[2]int{row, col}]; ok && cur.Area() >= b.Area() {
+				continue
+			}
+			owner[[2]int{row, col}] = b
+		}
+		for rc, b := range owner {
+			row, col := rc[0], rc[1]
+			cx, cy := (b.X0+b.X1)/2, (b.Y0+b.Y1)/2
+			t.W[at(i, 0, row, col)] = 1
+			t.T[at(i, 0, row, col)] = 1
+			vals := [4]float32{cx*float32(s) - float32(col), cy*float32(s) - float32(row), b.X1 - b.X0, b.Y1 - b.Y0}
+			for k, v := range vals {
+				t.M[at(i, 1+k, row, col)] = 1
+				t.B[at(i, 1+k, row, col)] = v
+			}
+			for k := 0; k < a.Classes; k++ {
+				t.W[at(i, 5+k, row, col)] = 1
+				if k == b.Class {
+					t.T[at(i, 5+k, row, col)] = 1
+				}
+			}
+		}
+	}
+	return t
+}
+
+func sigmoid(x float32) float32 { return float32(1 / (1 + math.Exp(-float64(x)))) }
+
+// Decode turns one image's head output ((5+C)·S·S values) into detections scoring at
+// least minScore, before non-maximum suppression.
+func Decode(a Arch, out []float32, minScore float32) []Detection {
+	s := a.Grid()
+	at := func(c, row, col int) float32 { return out[(c*s+row)*s+col] }
+	var dets []Detection
+	for row := 0; row < s; row++ {
+		for col := 0; col < s; col++ {
+			obj := sigmoid(at(0, row, col))
+			if obj < minScore {
+				continue
+			}
+			best, bestP := 0, float32(-1)
+			for k := 0; k < a.Classes; k++ {
+				if p := sigmoid(at(5+k, row, col)); p > bestP {
+					best, bestP = k, p
+				}
+			}
+			score := obj * bestP
+			if score < minScore {
+				continue
+			}
+			cx := (float32(col) + sigmoid(at(1, row, col))) / float32(s)
+			cy := (float32(row) + sigmoid(at(2, row, col))) / float32(s)
+			w, h := sigmoid(at(3, row, col)), sigmoid(at(4, row, col))
+			dets = append(dets, Detection{Box: Box{
+				X0: clamp01(cx - w/2), Y0: clamp01(cy - h/2), X1: clamp01(cx + w/2), Y1: clamp01(cy + h/2), Class: best,
+			}, Score: score})
+		}
+	}
+	return dets
+}
+
+func clamp01(x float32) float32 { return min(1, max(0, x)) }
+
+// NMS keeps, per class, the highest-scoring boxes and drops those overlapping a kept
+// one by more than iou. Ties in score keep the earlier box. The result is sorted by
+// score, highest first.
+func NMS(dets []Detection, iou float32) []Detection {
+	sorted := append([]Detection(nil), dets...)
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Score > sorted[j].Score })
+	var keep []Detection
+	for _, d := range sorted {
+		ok := true
+		for _, k := range keep {
+			if k.Class == d.Class && IoU(k.Box, d.Box) > iou {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			keep = append(keep, d)
+		}
+	}
+	return keep
+}

@@ -1,0 +1,88 @@
+package nn
+
+import "fmt"
+
+// Batch is one mini-batch: N images (N·C·H·W floats in [0,1], channel-major) with their
+// labels (classification) or detection targets.
+type Batch struct {
+	N      int
+	X      []float32
+	Labels []int
+	Det    *DetTargets
+}
+
+// Engine computes a network's forward and backward passes and its Adam updates. The
+// Gorgonia CPU engine and the CUDA engine implement it with the same numbers, so the
+// training code above it is one code path.
+type Engine interface {
+	// Forward returns the raw outputs of n images: logits (classify) or the head's
+	// maps (detect), n·outputs floats.
+	Forward(x []float32, n int) ([]float32, error)
+	// Loss is the batch's mean loss, without gradients.
+	Loss(b *Batch) (float32, error)
+	// Gradients is the batch's mean loss and its gradient for every parameter tensor.
+	Gradients(b *Batch) (float32, [][]float32, error)
+	// Step computes the loss and gradients of b and applies one Adam update to the
+	// trainable tensors; it returns the loss before the update.
+	Step(b *Batch) (float32, error)
+	// ReadParams copies the current weights into p.
+	ReadParams(p *Params) error
+	// WriteParams replaces the weights with p's (the optimiser state is kept).
+	WriteParams(p *Params) error
+	// Name says what computes, e.g. "cpu (gorgonia, pure-Go BLAS)".
+	Name() string
+	// Close releases the engine's resources.
+	Close() error
+}
+
+// EngineConfig is what an engine is built from.
+type EngineConfig struct {
+	Arch   Arch
+	Params *Params
+	// BatchSize is the training batch size; smaller batches are padded.
+	BatchSize int
+	Adam      AdamConfig
+	// Trainable marks the tensors Step updates (nil: all).
+	Trainable []bool
+}
+
+// Check validates the config and fills defaults.
+func (c *EngineConfig) Check() error {
+	specs, _, err := c.Arch.Analyse()
+	if err != nil {
+		return err
+	}
+	if c.Params == nil || len(c.Params.Values) != len(specs) {
+		return fmt.Errorf("engine: params do not match arch %s", c.Arch.Name)
+	}
+	for i, s := range specs {
+		if len(c.Params.Values[i]) != s.Shape.Size() {
+			return fmt.Errorf("engine: param %s has %d values, arch %s wants %d", s.Name, len(c.Params.Values[i]), c.Arch.Name, s.Shape.Size())
+		}
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = 64
+	}
+	if c.Adam.LR == 0 {
+		c.Adam = DefaultAdam()
+	}
+	if c.Trainable == nil {
+		c.Trainable = make([]bool, len(specs))
+		for i := range c.Trainable {
+			c.Trainable[i] = true
+		}
+	}
+	return nil
+}
+
+// OutputSize is the number of output floats per image.
+func (a Arch) OutputSize() int {
+	_, out, err := a.Analyse()
+	if err != nil {
+		return 0
+	}
+	return out.Size()
+}
+
+// InputSize is the number of input floats per image.
+func (a Arch) InputSize() int { return a.InC * a.InH * a.InW }

@@ -1,0 +1,5 @@
+//go:build !openblas
+
+package gorgoniaengine
+
+const blasName = "pure-Go BLAS"

@@ -1,0 +1,422 @@
+// Package gorgoniaengine computes edgeloop's networks on the CPU with Gorgonia: one
+// expression graph per batch size and purpose (inference, loss, loss with gradients),
+// all sharing the same weight memory, which the host-side Adam updates in place.
+//
+// BLAS is Gorgonia's default, gonum's pure Go; a binary built with `-tags openblas` and
+// cgo uses OpenBLAS for the GEMMs instead (see blas_openblas.go).
+package gorgoniaengine
+
+import (
+	"fmt"
+	"math"
+	"sync"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/edgeloop/edgeloop/pkg/nn"
+)
+
+// purpose of a graph.
+type purpose int
+
+const (
+	forward purpose = iota
+	lossOnly
+	lossGrad
+)
+
+type graph struct {
+	n      int
+	g      *G.ExprGraph
+	vm     G.VM
+	x      *G.Node
+	out    *G.Node
+	loss   *G.Node
+	params G.Nodes
+	// targets: Y (classify) or W, T, M, B (detect); scale is 1/N.
+	y, w, t, m, b *G.Node
+	scale         *G.Node
+	// input buffers bound to the input nodes.
+	xT, yT, wT, tT, mT, bT *tensor.Dense
+}
+
+// Engine is the Gorgonia CPU engine. It is not safe for concurrent use; use one per
+// goroutine (they can share nothing but read-only Params).
+type Engine struct {
+	cfg    nn.EngineConfig
+	params *nn.Params // the live weights every graph computes with
+	adam   *nn.Adam
+	graphs map[[2]int]*graph
+	outLen int
+	mu     sync.Mutex
+}
+
+// New returns an engine computing with a private copy of cfg.Params.
+func New(cfg nn.EngineConfig) (*Engine, error) {
+	if err := cfg.Check(); err != nil {
+		return nil, err
+	}
+	p := cfg.Params.Clone()
+	return &Engine{cfg: cfg, params: p, adam: nn.NewAdam(cfg.Adam, p), graphs: map[[2]int]*graph{}, outLen: cfg.Arch.OutputSize()}, nil
+}
+
+// Factory builds Gorgonia engines; it satisfies the training code's engine factory.
+func Factory(cfg nn.EngineConfig) (nn.Engine, error) { return New(cfg) }
+
+// Name implements nn.Engine.
+func (e *Engine) Name() string { return "cpu (gorgonia, " + blasName + ")" }
+
+func (e *Engine) graph(n int, p purpose) (*graph, error) {
+	key := [2]int{n, int(p)}
+	if gr, ok := e.graphs[key]; ok {
+		return gr, nil
+	}
+	gr, err := e.build(n, p)
+	if err != nil {
+		return nil, fmt.Errorf("gorgonia graph for batch %d: %w", n, err)
+	}
+	e.graphs[key] = gr
+	return gr, nil
+}
+
+func (e *Engine) build(n int, p purpose) (gr *graph, err error) {
+	defer func() {
+		// Gorgonia reports some shape errors by panicking.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	a := e.cfg.Arch
+	gr = &graph{n: n, g: G.NewGraph()}
+	dt := tensor.Float32
+	gr.xT = tensor.New(tensor.WithShape(n, a.InC, a.InH, a.InW), tensor.Of(dt))
+	gr.x = G.NewTensor(gr.g, dt, 4, G.WithShape(n, a.InC, a.InH, a.InW), G.WithName("x"), G.WithValue(gr.xT))
+
+	specs := e.params.Specs
+	nodes := make([]*G.Node, len(specs))
+	for i, s := range specs {
+		shape := []int(s.Shape)
+		if s.Bias {
+			if a.Layers[s.Layer].Kind == nn.Conv {
+				shape = []int{1, s.Shape[0], 1, 1}
+			} else {
+				shape = []int{1, s.Shape[0]}
+			}
+		}
+		t := tensor.New(tensor.WithShape(shape...), tensor.WithBacking(e.params.Values[i]))
+		nodes[i] = G.NewTensor(gr.g, dt, len(shape), G.WithShape(shape...), G.WithName(s.Name), G.WithValue(t))
+	}
+	gr.params = nodes
+
+	h := gr.x
+	pi := 0
+	for _, l := range a.Layers {
+		switch l.Kind {
+		case nn.Conv:
+			h, err = G.Conv2d(h, nodes[pi], tensor.Shape{l.K, l.K}, []int{l.Pad, l.Pad}, []int{1, 1}, []int{1, 1})
+			if err == nil {
+				h, err = G.BroadcastAdd(h, nodes[pi+1], nil, []byte{0, 2, 3})
+			}
+			pi += 2
+		case nn.ReLU:
+			h, err = G.Rectify(h)
+		case nn.MaxPool:
+			h, err = G.MaxPool2D(h, tensor.Shape{2, 2}, []int{0, 0}, []int{2, 2})
+		case nn.Flatten:
+			h, err = G.Reshape(h, tensor.Shape{n, h.Shape().TotalSize() / n})
+		case nn.Dense:
+			h, err = G.Mul(h, nodes[pi])
+			if err == nil {
+				h, err = G.BroadcastAdd(h, nodes[pi+1], nil, []byte{0})
+			}
+			pi += 2
+		}
+		if err != nil {
+			return nil, fmt.Errorf("layer %s: %w", l.Kind, err)
+		}
+	}
+	gr.out = h
+	if p == forward {
+		gr.vm = G.NewTapeMachine(gr.g)
+		return gr, nil
+	}
+	gr.scale = G.NewScalar(gr.g, dt, G.WithName("scale"), G.WithValue(float32(1)))
+	if a.Task == nn.Classify {
+		err = gr.classifyLoss(a.Classes)
+	} else {
+		err = gr.detectLoss()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if p == lossOnly {
+		gr.vm = G.NewTapeMachine(gr.g)
+		return gr, nil
+	}
+	if _, err := G.Grad(gr.loss, gr.params...); err != nil {
+		return nil, fmt.Errorf("gradients: %w", err)
+	}
+	gr.vm = G.NewTapeMachine(gr.g, G.BindDualValues(gr.params...))
+	return gr, nil
+}
+
+// classifyLoss: L = -scale · Σ Y ⊙ logsoftmax(z).
+func (gr *graph) classifyLoss(classes int) error {
+	gr.yT = tensor.New(tensor.WithShape(gr.n, classes), tensor.Of(tensor.Float32))
+	gr.y = G.NewMatrix(gr.g, tensor.Float32, G.WithShape(gr.n, classes), G.WithName("y"), G.WithValue(gr.yT))
+	lsm, err := G.LogSoftMax(gr.out)
+	if err != nil {
+		return err
+	}
+	prod, err := G.HadamardProd(lsm, gr.y)
+	if err != nil {
+		return err
+	}
+	sum, err := G.Sum(prod)
+	if err != nil {
+		return err
+	}
+	neg, err := G.Neg(sum)
+	if err != nil {
+		return err
+	}
+	gr.loss, err = G.Mul(neg, gr.scale)
+	return err
+}
+
+// detectLoss: L = scale · [ Σ W⊙(softplus(z) − T⊙z) + λ Σ M⊙(σ(z) − B)² ].
+func (gr *graph) detectLoss() error {
+	shape := gr.out.Shape().Clone()
+	mk := func(name string) (*G.Node, *tensor.Dense) {
+		t := tensor.New(tensor.WithShape(shape...), tensor.Of(tensor.Float32))
+		return G.NewTensor(gr.g, tensor.Float32, 4, G.WithShape(shape...), G.WithName(name), G.WithValue(t)), t
+	}
+	gr.w, gr.wT = mk("W")
+	gr.t, gr.tT = mk("T")
+	gr.m, gr.mT = mk("M")
+	gr.b, gr.bT = mk("B")
+	z := gr.out
+	var err error
+	do := func(f func() (*G.Node, error)) *G.Node {
+		if err != nil {
+			return nil
+		}
+		var n *G.Node
+		n, err = f()
+		return n
+	}
+	sp := do(func() (*G.Node, error) { return G.Softplus(z) })
+	tz := do(func() (*G.Node, error) { return G.HadamardProd(gr.t, z) })
+	bce := do(func() (*G.Node, error) { return G.Sub(sp, tz) })
+	wbce := do(func() (*G.Node, error) { return G.HadamardProd(gr.w, bce) })
+	objcls := do(func() (*G.Node, error) { return G.Sum(wbce) })
+	sg := do(func() (*G.Node, error) { return G.Sigmoid(z) })
+	diff := do(func() (*G.Node, error) { return G.Sub(sg, gr.b) })
+	sq := do(func() (*G.Node, error) { return G.Square(diff) })
+	msq := do(func() (*G.Node, error) { return G.HadamardProd(gr.m, sq) })
+	box := do(func() (*G.Node, error) { return G.Sum(msq) })
+	lam := G.NewScalar(gr.g, tensor.Float32, G.WithName("lambda"), G.WithValue(float32(nn.LambdaCoord)))
+	wbox := do(func() (*G.Node, error) { return G.Mul(box, lam) })
+	total := do(func() (*G.Node, error) { return G.Add(objcls, wbox) })
+	gr.loss = do(func() (*G.Node, error) { return G.Mul(total, gr.scale) })
+	return err
+}
+
+// load fills the graph's inputs from b, padding to the graph's batch size.
+func (e *Engine) load(gr *graph, b *nn.Batch) error {
+	a := e.cfg.Arch
+	if b.N < 1 || b.N > gr.n {
+		return fmt.Errorf("batch of %d images for a graph of %d", b.N, gr.n)
+	}
+	if len(b.X) != b.N*a.InputSize() {
+		return fmt.Errorf("batch holds %d input values, want %d", len(b.X), b.N*a.InputSize())
+	}
+	xs := gr.xT.Data().([]float32)
+	copy(xs, b.X)
+	clear(xs[len(b.X):])
+	if gr.scale != nil {
+		if err := G.Let(gr.scale, float32(1)/float32(b.N)); err != nil {
+			return err
+		}
+	}
+	switch {
+	case gr.yT != nil:
+		if len(b.Labels) != b.N {
+			return fmt.Errorf("batch of %d images has %d labels", b.N, len(b.Labels))
+		}
+		ys := gr.yT.Data().([]float32)
+		clear(ys)
+		for i, l := range b.Labels {
+			if l < 0 || l >= a.Classes {
+				return fmt.Errorf("label %d of image %d outside [0,%d)", l, i, a.Classes)
+			}
+			ys[i*a.Classes+l] = 1
+		}
+	case gr.wT != nil:
+		if b.Det == nil || len(b.Det.W) != b.N*e.outLen {
+			return fmt.Errorf("batch of %d images lacks detection targets", b.N)
+		}
+		for _, pair := range [][2][]float32{{gr.wT.Data().([]float32), b.Det.W}, {gr.tT.Data().([]float32), b.Det.T},
+			{gr.mT.Data().([]float32), b.Det.M}, {gr.bT.Data().([]float32), b.Det.B}} {
+			copy(pair[0], pair[1])
+			clear(pair[0][len(pair[1]):])
+		}
+	}
+	return nil
+}
+
+func (e *Engine) run(gr *graph) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("gorgonia: %v", r)
+		}
+	}()
+	defer gr.vm.Reset()
+	return gr.vm.RunAll()
+}
+
+// Forward implements nn.Engine.
+func (e *Engine) Forward(x []float32, n int) ([]float32, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	in := e.cfg.Arch.InputSize()
+	if len(x) != n*in {
+		return nil, fmt.Errorf("forward: %d input values for %d images of %d", len(x), n, in)
+	}
+	out := make([]float32, 0, n*e.outLen)
+	for start := 0; start < n; {
+		size := e.cfg.BatchSize
+		if n-start == 1 {
+			size = 1
+		}
+		k := min(size, n-start)
+		gr, err := e.graph(size, forward)
+		if err != nil {
+			return nil, err
+		}
+		if err := e.load(gr, &nn.Batch{N: k, X: x[start*in : (start+k)*in]}); err != nil {
+			return nil, err
+		}
+		if err := gr.vm.RunAll(); err != nil {
+			gr.vm.Reset()
+			return nil, fmt.Errorf("forward: %w", err)
+		}
+		vals := gr.out.Value().Data().([]float32)
+		out = append(out, vals[:k*e.outLen]...)
+		gr.vm.Reset()
+		start += k
+	}
+	return out, nil
+}
+
+func (e *Engine) lossOf(b *nn.Batch, p purpose) (*graph, float32, error) {
+	if b.N > e.cfg.BatchSize {
+		return nil, 0, fmt.Errorf("batch of %d is larger than the engine's %d", b.N, e.cfg.BatchSize)
+	}
+	gr, err := e.graph(e.cfg.BatchSize, p)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := e.load(gr, b); err != nil {
+		return nil, 0, err
+	}
+	if err := gr.vm.RunAll(); err != nil {
+		gr.vm.Reset()
+		return nil, 0, fmt.Errorf("loss: %w", err)
+	}
+	loss := gr.loss.Value().Data().(float32)
+	return gr, loss, nil
+}
+
+// Loss implements nn.Engine.
+func (e *Engine) Loss(b *nn.Batch) (float32, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	gr, loss, err := e.lossOf(b, lossOnly)
+	if err != nil {
+		return 0, err
+	}
+	gr.vm.Reset()
+	return loss, nil
+}
+
+// gradients runs forward and backward on b and hands the gradients (Gorgonia's own
+// buffers) to use, then zeroes them: Gorgonia accumulates gradients across runs.
+func (e *Engine) gradients(b *nn.Batch, use func(loss float32, grads [][]float32)) error {
+	gr, loss, err := e.lossOf(b, lossGrad)
+	if err != nil {
+		return err
+	}
+	defer gr.vm.Reset()
+	grads := make([][]float32, len(gr.params))
+	ts := make([]tensor.Tensor, len(gr.params))
+	for i, p := range gr.params {
+		g, err := p.Grad()
+		if err != nil {
+			return fmt.Errorf("gradient of %s: %w", p.Name(), err)
+		}
+		ts[i] = g.(tensor.Tensor)
+		grads[i] = g.Data().([]float32)
+	}
+	use(loss, grads)
+	for _, t := range ts {
+		t.Zero()
+	}
+	return nil
+}
+
+// Gradients implements nn.Engine. The returned slices are copies.
+func (e *Engine) Gradients(b *nn.Batch) (float32, [][]float32, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var loss float32
+	var out [][]float32
+	err := e.gradients(b, func(l float32, grads [][]float32) {
+		loss = l
+		for _, g := range grads {
+			out = append(out, append([]float32(nil), g...))
+		}
+	})
+	return loss, out, err
+}
+
+// Step implements nn.Engine.
+func (e *Engine) Step(b *nn.Batch) (float32, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var loss float32
+	err := e.gradients(b, func(l float32, grads [][]float32) {
+		loss = l
+		if math.IsNaN(float64(l)) || math.IsInf(float64(l), 0) {
+			return // the caller stops; the weights stay as they were
+		}
+		e.adam.Step(e.params, grads, e.cfg.Trainable)
+	})
+	return loss, err
+}
+
+// ReadParams implements nn.Engine.
+func (e *Engine) ReadParams(p *nn.Params) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return p.CopyFrom(e.params)
+}
+
+// WriteParams implements nn.Engine.
+func (e *Engine) WriteParams(p *nn.Params) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.params.CopyFrom(p)
+}
+
+// Close implements nn.Engine.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, gr := range e.graphs {
+		_ = gr.vm.Close()
+	}
+	e.graphs = nil
+	return nil
+}

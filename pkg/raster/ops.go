@@ -1,0 +1,193 @@
+package raster
+
+import "math"
+
+// Resize scales the image to w×h: area averaging when shrinking, bilinear otherwise.
+func Resize(im *Image, w, h int) *Image {
+	if w == im.W && h == im.H {
+		return im.Clone()
+	}
+	out := New(w, h)
+	sx, sy := float64(im.W)/float64(w), float64(im.H)/float64(h)
+	if sx <= 1 && sy <= 1 {
+		for y := 0; y < h; y++ {
+			for x := 0; x < w; x++ {
+				out.Pix[y*w+x] = im.Sample((float64(x)+0.5)*sx, (float64(y)+0.5)*sy, edge(im, x, y, sx, sy))
+			}
+		}
+		return out
+	}
+	for y := 0; y < h; y++ {
+		y0, y1 := float64(y)*sy, float64(y+1)*sy
+		for x := 0; x < w; x++ {
+			x0, x1 := float64(x)*sx, float64(x+1)*sx
+			var sum, area float64
+			for py := int(y0); py < int(math.Ceil(y1)) && py < im.H; py++ {
+				hy := math.Min(y1, float64(py+1)) - math.Max(y0, float64(py))
+				for px := int(x0); px < int(math.Ceil(x1)) && px < im.W; px++ {
+					hx := math.Min(x1, float64(px+1)) - math.Max(x0, float64(px))
+					sum += float64(im.Pix[py*im.W+px]) * hx * hy
+					area += hx * hy
+				}
+			}
+			out.Pix[y*w+x] = float32(sum / area)
+		}
+	}
+	return out
+}
+
+// edge is the value used past the border when upscaling: the nearest pixel.
+func edge(im *Image, x, y int, sx, sy float64) float32 {
+	px := min(im.W-1, max(0, int((float64(x)+0.5)*sx)))
+	py := min(im.H-1, max(0, int((float64(y)+0.5)*sy)))
+	return im.Pix[py*im.W+px]
+}
+
+// Affine is a 2-D affine map: (x', y') = (A·x + B·y + C, D·x + E·y + F).
+type Affine struct{ A, B, C, D, E, F float64 }
+
+// Identity is the identity map.
+func Identity() Affine { return Affine{A: 1, E: 1} }
+
+// Then returns the map that applies m, then n.
+func (m Affine) Then(n Affine) Affine {
+	return Affine{
+		A: n.A*m.A + n.B*m.D, B: n.A*m.B + n.B*m.E, C: n.A*m.C + n.B*m.F + n.C,
+		D: n.D*m.A + n.E*m.D, E: n.D*m.B + n.E*m.E, F: n.D*m.C + n.E*m.F + n.F,
+	}
+}
+
+// Apply maps a point.
+func (m Affine) Apply(x, y float64) (float64, float64) {
+	return m.A*x + m.B*y + m.C, m.D*x + m.E*y + m.F
+}
+
+// Inverse returns the inverse map (m must be invertible).
+func (m Affine) Inverse() Affine {
+	det := m.A*m.E - m.B*m.D
+	a, b, d, e := m.E/det, -m.B/det, -m.D/det, m.A/det
+	return Affine{A: a, B: b, C: -(a*m.C + b*m.F), D: d, E: e, F: -(d*m.C + e*m.F)}
+}
+
+// Rotation about (cx, cy) by deg degrees, with scale s.
+func Rotation(cx, cy, deg, s float64) Affine {
+	r := deg * math.Pi / 180
+	c, sn := math.Cos(r)*s, math.Sin(r)*s
+	return Affine{A: c, B: -sn, C: cx - c*cx + sn*cy, D: sn, E: c, F: cy - sn*cx - c*cy}
+}
+
+// Translation by (dx, dy).
+func Translation(dx, dy float64) Affine { return Affine{A: 1, E: 1, C: dx, F: dy} }
+
+// Warp maps the image through m (output pixel p takes the input at m⁻¹(p)), filling
+// uncovered pixels with fill.
+func Warp(im *Image, m Affine, fill float32) *Image {
+	inv := m.Inverse()
+	out := New(im.W, im.H)
+	for y := 0; y < im.H; y++ {
+		for x := 0; x < im.W; x++ {
+			sx, sy := inv.Apply(float64(x)+0.5, float64(y)+0.5)
+			out.Pix[y*im.W+x] = im.Sample(sx, sy, fill)
+		}
+	}
+	return out
+}
+
+// Blur is a separable Gaussian blur of standard deviation sigma pixels.
+func Blur(im *Image, sigma float64) *Image {
+	if sigma <= 0 {
+		return im.Clone()
+	}
+	r := int(math.Ceil(3 * sigma))
+	k := make([]float32, 2*r+1)
+	var sum float32
+	for i := -r; i <= r; i++ {
+		k[i+r] = float32(math.Exp(-float64(i*i) / (2 * sigma * sigma)))
+		sum += k[i+r]
+	}
+	for i := range k {
+		k[i] /= sum
+	}
+	tmp := New(im.W, im.H)
+	for y := 0; y < im.H; y++ {
+		for x := 0; x < im.W; x++ {
+			var v float32
+			for i := -r; i <= r; i++ {
+				px := min(im.W-1, max(0, x+i))
+				v += k[i+r] * im.Pix[y*im.W+px]
+			}
+			tmp.Pix[y*im.W+x] = v
+		}
+	}
+	out := New(im.W, im.H)
+	for y := 0; y < im.H; y++ {
+		for x := 0; x < im.W; x++ {
+			var v float32
+			for i := -r; i <= r; i++ {
+				py := min(im.H-1, max(0, y+i))
+				v += k[i+r] * tmp.Pix[py*im.W+x]
+			}
+			out.Pix[y*im.W+x] = v
+		}
+	}
+	return out
+}
+
+// Dilate is a grey dilation (max) over a (2r+1)² square: thicker bright strokes.
+func Dilate(im *Image, r int) *Image { return morph(im, r, true) }
+
+// Erode is a grey erosion (min) over a (2r+1)² square: thinner bright strokes.
+func Erode(im *Image, r int) *Image { return morph(im, r, false) }
+
+func morph(im *Image, r int, dilate bool) *Image {
+	out := New(im.W, im.H)
+	for y := 0; y < im.H; y++ {
+		for x := 0; x < im.W; x++ {
+			v := im.Pix[y*im.W+x]
+			for dy := -r; dy <= r; dy++ {
+				for dx := -r; dx <= r; dx++ {
+					px, py := x+dx, y+dy
+					if px < 0 || py < 0 || px >= im.W || py >= im.H {
+						continue
+					}
+					if p := im.Pix[py*im.W+px]; dilate == (p > v) {
+						v = p
+					}
+				}
+			}
+			out.Pix[y*im.W+x] = v
+		}
+	}
+	return out
+}
+
+// Composite paints src onto dst at (x, y) as ink of brightness ink, using src's values
+// as coverage: dst = dst·(1−a) + ink·a.
+func Composite(dst, src *Image, x, y int, ink float32) {
+	for sy := 0; sy < src.H; sy++ {
+		for sx := 0; sx < src.W; sx++ {
+			dx, dy := x+sx, y+sy
+			if dx < 0 || dy < 0 || dx >= dst.W || dy >= dst.H {
+				continue
+			}
+			a := src.Pix[sy*src.W+sx]
+			i := dy*dst.W + dx
+			dst.Pix[i] = dst.Pix[i]*(1-a) + ink*a
+		}
+	}
+}
+
+// InkBounds returns the bounding box [x0,x1)×[y0,y1) of pixels above threshold, and
+// false when there are none.
+func InkBounds(im *Image, threshold float32) (x0, y0, x1, y1 int, ok bool) {
+	x0, y0, x1, y1 = im.W, im.H, 0, 0
+	for y := 0; y < im.H; y++ {
+		for x := 0; x < im.W; x++ {
+			if im.Pix[y*im.W+x] > threshold {
+				x0, y0 = min(x0, x), min(y0, y)
+				x1, y1 = max(x1, x+1), max(y1, y+1)
+			}
+		}
+	}
+	return x0, y0, x1, y1, x1 > x0
+}

@@ -1,0 +1,482 @@
+// Package train fits edgeloop's networks, following the training overview: mini-batch
+// Adam on the train split with augmentation, the validation split measured every epoch
+// ("val loss"), early stopping after `patience` epochs without improvement with the best
+// weights restored, a flag when loss falls while val loss rises (overfitting), a warning
+// when classes are unbalanced, and a refusal below 10 examples. The same seed gives the
+// same run. What computes is an nn.Engine: the Gorgonia CPU engine or the CUDA engine.
+package train
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"time"
+
+	"github.com/edgeloop/edgeloop/pkg/augment"
+	"github.com/edgeloop/edgeloop/pkg/evaluate"
+	"github.com/edgeloop/edgeloop/pkg/nn"
+	"github.com/edgeloop/edgeloop/pkg/raster"
+	"github.com/edgeloop/edgeloop/pkg/vision"
+)
+
+// Sample is one annotated example.
+type Sample struct {
+	// ID names the example in errors and reports.
+	ID    string
+	Image *raster.Image
+	// Label is the class (classification).
+	Label int
+	// Boxes are the objects (detection).
+	Boxes []nn.Box
+}
+
+// Split is a dataset divided for training.
+type Split struct {
+	Train, Val, Test []Sample
+}
+
+// MinExamples is the fewest training examples a training accepts (training overview:
+// "at least 10 examples").
+const MinExamples = 10
+
+// ErrTooFew refuses a training with fewer than MinExamples examples.
+var ErrTooFew = errors.New("too few examples to train")
+
+// ErrDiverged says the loss became NaN or infinite; the best weights so far are kept.
+var ErrDiverged = errors.New("training diverged")
+
+// Config tunes a training.
+type Config struct {
+	// Epochs is the most epochs to run (default 10).
+	Epochs int `json:"epochs"`
+	// BatchSize (default 64).
+	BatchSize int `json:"batch_size"`
+	// LR is Adam's learning rate (default 1e-3; fine-tuning usually wants less).
+	LR float32 `json:"lr"`
+	// Patience is how many epochs without val-loss improvement end the training
+	// (default 3; 0 means the default, negative turns early stopping off).
+	Patience int `json:"patience"`
+	// MinDelta is the smallest val-loss decrease that counts as improvement.
+	MinDelta float64 `json:"min_delta"`
+	// Seed makes the run reproducible (shuffling, augmentation).
+	Seed uint64 `json:"seed"`
+	// FreezeBackbone trains the head only.
+	FreezeBackbone bool `json:"freeze_backbone"`
+	// Augment is the augmentation pipeline.
+	Augment augment.Config `json:"augment"`
+	// MaxImbalance is the class-count ratio above which a warning is given (default 3).
+	MaxImbalance float64 `json:"max_imbalance"`
+	// Progress, when set, is told after each batch and each epoch.
+	Progress func(Progress) `json:"-"`
+}
+
+func (c Config) withDefaults() Config {
+	if c.Epochs <= 0 {
+		c.Epochs = 10
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = 64
+	}
+	if c.LR <= 0 {
+		c.LR = 1e-3
+	}
+	if c.Patience == 0 {
+		c.Patience = 3
+	}
+	if c.MaxImbalance <= 0 {
+		c.MaxImbalance = 3
+	}
+	return c
+}
+
+// Progress reports a training's advance.
+type Progress struct {
+	Epoch, Epochs int
+	Batch, Batches int
+	// Loss is the running mean train loss of the epoch.
+	Loss float64
+	// Done is set once per epoch, with its stats.
+	Done *EpochStats
+}
+
+// EpochStats are one epoch's figures.
+type EpochStats struct {
+	Epoch     int     `json:"epoch"`
+	TrainLoss float64 `json:"train_loss"`
+	ValLoss   float64 `json:"val_loss"`
+	// ValMetric is the val accuracy (classify) or mAP@0.5 (detect).
+	ValMetric    float64 `json:"val_metric"`
+	Seconds      float64 `json:"seconds"`
+	ImagesPerSec float64 `json:"images_per_sec"`
+}
+
+// Result is a finished training.
+type Result struct {
+	// Params are the best weights (lowest val loss), restored into the engine too.
+	Params       *nn.Params   `json:"-"`
+	History      []EpochStats `json:"history"`
+	BestEpoch    int          `json:"best_epoch"`
+	StoppedEarly bool         `json:"stopped_early"`
+	// Overfitting is set when train loss fell while val loss rose for two epochs in a
+	// row; OverfitFrom is the first such epoch.
+	Overfitting bool     `json:"overfitting"`
+	OverfitFrom int      `json:"overfit_from,omitempty"`
+	Warnings    []string `json:"warnings,omitempty"`
+	Engine      string   `json:"engine"`
+	Examples    struct {
+		Train, Val, Test int
+	} `json:"examples"`
+}
+
+// Run trains the network arch from init (fresh or a parent's weights) on data.
+func Run(ctx context.Context, arch nn.Arch, init *nn.Params, classes []string, data Split, cfg Config,
+	factory func(nn.EngineConfig) (nn.Engine, error)) (*Result, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Augment.Validate(); err != nil {
+		return nil, err
+	}
+	if len(classes) != arch.Classes {
+		return nil, fmt.Errorf("train: %d class names for a %d-class network", len(classes), arch.Classes)
+	}
+	if err := checkSamples(arch, data); err != nil {
+		return nil, err
+	}
+	if len(data.Train) < MinExamples {
+		return nil, fmt.Errorf("%w: %d training examples, the minimum is %d", ErrTooFew, len(data.Train), MinExamples)
+	}
+	res := &Result{}
+	if len(data.Val) == 0 {
+		// No validation split: hold out every tenth training example.
+		var tr, va []Sample
+		for i, s := range data.Train {
+			if i%10 == 9 {
+				va = append(va, s)
+			} else {
+				tr = append(tr, s)
+			}
+		}
+		data.Train, data.Val = tr, va
+		res.Warnings = append(res.Warnings, fmt.Sprintf("no validation split: held out %d training examples", len(va)))
+	}
+	res.Examples.Train, res.Examples.Val, res.Examples.Test = len(data.Train), len(data.Val), len(data.Test)
+	res.Warnings = append(res.Warnings, imbalance(arch, classes, data.Train, cfg.MaxImbalance)...)
+
+	engine, err := factory(nn.EngineConfig{
+		Arch: arch, Params: init, BatchSize: cfg.BatchSize,
+		Adam:      nn.AdamConfig{LR: cfg.LR, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8},
+		Trainable: nn.Trainable(arch, init, cfg.FreezeBackbone),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("train: engine: %w", err)
+	}
+	defer engine.Close()
+	res.Engine = engine.Name()
+
+	best := init.Clone()
+	bestLoss := math.Inf(1)
+	bad, rising := 0, 0
+	var trainErr error
+	for epoch := 1; epoch <= cfg.Epochs; epoch++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		start := time.Now()
+		trainLoss, err := runEpoch(ctx, engine, arch, data.Train, cfg, epoch)
+		if err != nil {
+			if errors.Is(err, ErrDiverged) {
+				trainErr = fmt.Errorf("epoch %d: %w; keeping the weights of epoch %d", epoch, err, res.BestEpoch)
+				break
+			}
+			return nil, err
+		}
+		valLoss, valMetric, err := Validate(engine, arch, classes, data.Val, cfg.BatchSize)
+		if err != nil {
+			return nil, err
+		}
+		if math.IsNaN(valLoss) || math.IsInf(valLoss, 0) {
+			trainErr = fmt.Errorf("epoch %d: val loss %v: %w; keeping the weights of epoch %d", epoch, valLoss, ErrDiverged, res.BestEpoch)
+			break
+		}
+		secs := time.Since(start).Seconds()
+		st := EpochStats{Epoch: epoch, TrainLoss: trainLoss, ValLoss: valLoss, ValMetric: valMetric, Seconds: secs,
+			ImagesPerSec: float64(len(data.Train)) / secs}
+		if n := len(res.History); n > 0 {
+			prev := res.History[n-1]
+			if valLoss > prev.ValLoss && trainLoss < prev.TrainLoss {
+				rising++
+				if rising == 2 && !res.Overfitting {
+					res.Overfitting, res.OverfitFrom = true, epoch-1
+					res.Warnings = append(res.Warnings, fmt.Sprintf(
+						"overfitting from epoch %d: loss keeps falling while val loss rises", epoch-1))
+				}
+			} else {
+				rising = 0
+			}
+		}
+		res.History = append(res.History, st)
+		if cfg.Progress != nil {
+			cfg.Progress(Progress{Epoch: epoch, Epochs: cfg.Epochs, Loss: trainLoss, Done: &st})
+		}
+		if valLoss < bestLoss-cfg.MinDelta {
+			bestLoss, bad, res.BestEpoch = valLoss, 0, epoch
+			if err := engine.ReadParams(best); err != nil {
+				return nil, err
+			}
+		} else if bad++; cfg.Patience > 0 && bad >= cfg.Patience {
+			res.StoppedEarly = epoch < cfg.Epochs
+			break
+		}
+	}
+	if err := engine.WriteParams(best); err != nil {
+		return nil, err
+	}
+	res.Params = best
+	if trainErr != nil {
+		return res, trainErr
+	}
+	return res, nil
+}
+
+func checkSamples(a nn.Arch, data Split) error {
+	for name, set := range map[string][]Sample{"train": data.Train, "val": data.Val, "test": data.Test} {
+		for _, s := range set {
+			if s.Image == nil || len(s.Image.Pix) != s.Image.W*s.Image.H || s.Image.W < 1 {
+				return fmt.Errorf("train: %s example %s has no usable image", name, s.ID)
+			}
+			if a.Task == nn.Classify && (s.Label < 0 || s.Label >= a.Classes) {
+				return fmt.Errorf("train: %s example %s has label %d outside [0,%d)", name, s.ID, s.Label, a.Classes)
+			}
+			for _, b := range s.Boxes {
+				if b.Class < 0 || b.Class >= a.Classes {
+					return fmt.Errorf("train: %s example %s has a box of class %d outside [0,%d)", name, s.ID, b.Class, a.Classes)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// imbalance warns when the most frequent class outnumbers the rarest by more than
+// ratio, or a class has no example at all.
+func imbalance(a nn.Arch, classes []string, samples []Sample, ratio float64) []string {
+	counts := make([]int, a.Classes)
+	for _, s := range samples {
+		if a.Task == nn.Classify {
+			counts[s.Label]++
+		}
+		for _, b := range s.Boxes {
+			counts[b.Class]++
+		}
+	}
+	lo, hi := 0, 0
+	var missing []string
+	for c, n := range counts {
+		if n == 0 {
+			missing = append(missing, classes[c])
+		}
+		if n < counts[lo] {
+			lo = c
+		}
+		if n > counts[hi] {
+			hi = c
+		}
+	}
+	var w []string
+	if len(missing) > 0 {
+		w = append(w, fmt.Sprintf("class imbalance: no training example of %v", missing))
+	}
+	if counts[lo] > 0 && float64(counts[hi]) > ratio*float64(counts[lo]) {
+		w = append(w, fmt.Sprintf("class imbalance: %q has %d examples, %q only %d (%.1fx): the model will lean towards %q",
+			classes[hi], counts[hi], classes[lo], counts[lo], float64(counts[hi])/float64(counts[lo]), classes[hi]))
+	}
+	return w
+}
+
+type prepared struct {
+	b   *nn.Batch
+	err error
+}
+
+// runEpoch makes one pass over the shuffled train split, preparing the next batch
+// (augmentation, target encoding) while the engine computes the current one.
+func runEpoch(ctx context.Context, e nn.Engine, a nn.Arch, samples []Sample, cfg Config, epoch int) (float64, error) {
+	r := rand.New(rand.NewPCG(cfg.Seed, uint64(epoch)))
+	order := r.Perm(len(samples))
+	batches := (len(order) + cfg.BatchSize - 1) / cfg.BatchSize
+	ch := make(chan prepared, 1)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		defer close(ch)
+		for bi := 0; bi < batches; bi++ {
+			idx := order[bi*cfg.BatchSize : min(len(order), (bi+1)*cfg.BatchSize)]
+			br := rand.New(rand.NewPCG(cfg.Seed^uint64(epoch)<<32, uint64(bi)))
+			b := makeBatch(a, samples, idx, cfg.Augment, br)
+			select {
+			case ch <- prepared{b: b}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	var sum float64
+	n, bi := 0, 0
+	for p := range ch {
+		loss, err := e.Step(p.b)
+		if err != nil {
+			return 0, err
+		}
+		if math.IsNaN(float64(loss)) || math.IsInf(float64(loss), 0) {
+			return 0, fmt.Errorf("%w: loss %v at batch %d", ErrDiverged, loss, bi+1)
+		}
+		sum += float64(loss) * float64(p.b.N)
+		n += p.b.N
+		bi++
+		if cfg.Progress != nil {
+			cfg.Progress(Progress{Epoch: epoch, Epochs: cfg.Epochs, Batch: bi, Batches: batches, Loss: sum / float64(n)})
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	return sum / float64(n), nil
+}
+
+func makeBatch(a nn.Arch, samples []Sample, idx []int, aug augment.Config, r *rand.Rand) *nn.Batch {
+	b := &nn.Batch{N: len(idx), X: make([]float32, 0, len(idx)*a.InputSize())}
+	var boxes [][]nn.Box
+	for _, i := range idx {
+		s := samples[i]
+		im := s.Image
+		if im.W != a.InW || im.H != a.InH {
+			im = raster.Resize(im, a.InW, a.InH)
+		}
+		im, bx := aug.Apply(im, s.Boxes, r)
+		b.X = append(b.X, im.Pix...)
+		if a.Task == nn.Classify {
+			b.Labels = append(b.Labels, s.Label)
+		} else {
+			boxes = append(boxes, bx)
+		}
+	}
+	if a.Task == nn.Detect {
+		b.Det = nn.EncodeTargets(a, boxes)
+	}
+	return b
+}
+
+// Validate returns the mean loss of samples and the headline metric: accuracy
+// (classify) or mAP@0.5 (detect).
+func Validate(e nn.Engine, a nn.Arch, classes []string, samples []Sample, batchSize int) (loss, metric float64, err error) {
+	if len(samples) == 0 {
+		return 0, 0, nil
+	}
+	var sum float64
+	for start := 0; start < len(samples); start += batchSize {
+		idx := make([]int, 0, batchSize)
+		for i := start; i < min(len(samples), start+batchSize); i++ {
+			idx = append(idx, i)
+		}
+		b := makeBatch(a, samples, idx, augment.None(), nil)
+		l, err := e.Loss(b)
+		if err != nil {
+			return 0, 0, err
+		}
+		sum += float64(l) * float64(b.N)
+	}
+	ev, err := Evaluate(e, a, classes, samples, batchSize)
+	if err != nil {
+		return 0, 0, err
+	}
+	return sum / float64(len(samples)), ev.Headline(), nil
+}
+
+// Evaluation is a model's figures on one split.
+type Evaluation struct {
+	Classification *evaluate.ClassificationReport `json:"classification,omitempty"`
+	Detection      *evaluate.DetectionReport      `json:"detection,omitempty"`
+}
+
+// Headline is accuracy (classify) or mAP@0.5 (detect).
+func (ev Evaluation) Headline() float64 {
+	if ev.Classification != nil {
+		return ev.Classification.Accuracy
+	}
+	if ev.Detection != nil {
+		return ev.Detection.MAP50
+	}
+	return 0
+}
+
+// PerClass returns each class's headline figure: accuracy (recall) or AP@0.5.
+func (ev Evaluation) PerClass() map[string]float64 {
+	out := map[string]float64{}
+	if ev.Classification != nil {
+		for _, c := range ev.Classification.PerClass {
+			if c.Support > 0 {
+				out[c.Class] = c.Accuracy
+			}
+		}
+	}
+	if ev.Detection != nil {
+		for _, c := range ev.Detection.PerClass {
+			if c.GroundTr > 0 {
+				out[c.Class] = c.AP50
+			}
+		}
+	}
+	return out
+}
+
+// Evaluate runs the model the engine holds on samples and scores it.
+func Evaluate(e nn.Engine, a nn.Arch, classes []string, samples []Sample, batchSize int) (Evaluation, error) {
+	preds, err := Predict(e, a, classes, samples, batchSize)
+	if err != nil {
+		return Evaluation{}, err
+	}
+	if a.Task == nn.Classify {
+		truth, got := make([]int, len(samples)), make([]int, len(samples))
+		for i, s := range samples {
+			truth[i], got[i] = s.Label, preds[i][0].Class
+		}
+		r := evaluate.Classification(truth, got, classes)
+		return Evaluation{Classification: &r}, nil
+	}
+	gt := make([][]nn.Box, len(samples))
+	dets := make([][]nn.Detection, len(samples))
+	for i, s := range samples {
+		gt[i] = s.Boxes
+		dets[i] = vision.Detections(preds[i])
+	}
+	r := evaluate.Detection(gt, dets, classes)
+	return Evaluation{Detection: &r}, nil
+}
+
+// Predict runs the engine's model on samples. Detection uses a low score threshold
+// (0.01) so that average precision sees the whole ranking.
+func Predict(e nn.Engine, a nn.Arch, classes []string, samples []Sample, batchSize int) ([][]vision.Prediction, error) {
+	out := make([][]vision.Prediction, 0, len(samples))
+	k := a.OutputSize()
+	for start := 0; start < len(samples); start += batchSize {
+		end := min(len(samples), start+batchSize)
+		x := make([]float32, 0, (end-start)*a.InputSize())
+		for _, s := range samples[start:end] {
+			x = append(x, vision.Input(a, s.Image)...)
+		}
+		res, err := e.Forward(x, end-start)
+		if err != nil {
+			return nil, err
+		}
+		for i := 0; i < end-start; i++ {
+			o := res[i*k : (i+1)*k]
+			if a.Task == nn.Classify {
+				out = append(out, vision.DecodeClassify(o, classes, vision.Options{}))
+			} else {
+				out = append(out, vision.DecodeDetect(a, o, classes, vision.Options{MinScore: 0.01}))
+			}
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,190 @@
+// Package vision is the inference API of edgeloop's models, for the edge agent and for
+// evaluation: preprocessing (grey, resized to the network's input), a pool of engines
+// safe for concurrent callers, and decoding into predictions with confidences (softmax
+// for classification; sigmoid objectness × class, then non-maximum suppression, for
+// detection).
+package vision
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+
+	"github.com/edgeloop/edgeloop/pkg/nn"
+	"github.com/edgeloop/edgeloop/pkg/raster"
+)
+
+// Prediction is one output: a class with its confidence, and for detection a box.
+type Prediction struct {
+	Class      int     `json:"class"`
+	ClassName  string  `json:"class_name"`
+	Confidence float32 `json:"confidence"`
+	// Box is set for detection (normalised coordinates).
+	Box *nn.Box `json:"box,omitempty"`
+}
+
+// Options tune decoding.
+type Options struct {
+	// MinScore drops detections scoring less (default 0.25).
+	MinScore float32
+	// NMSIoU is the overlap above which a lower-scoring box of the same class is
+	// suppressed (default 0.45).
+	NMSIoU float32
+	// TopK keeps the k best classes of a classification (default: all, sorted).
+	TopK int
+}
+
+func (o Options) withDefaults() Options {
+	if o.MinScore == 0 {
+		o.MinScore = 0.25
+	}
+	if o.NMSIoU == 0 {
+		o.NMSIoU = 0.45
+	}
+	return o
+}
+
+// Input converts an image to the network's input: resized to InW×InH.
+func Input(a nn.Arch, im *raster.Image) []float32 {
+	if im.W != a.InW || im.H != a.InH {
+		im = raster.Resize(im, a.InW, a.InH)
+	}
+	return im.Pix
+}
+
+// Softmax returns the probabilities of logits.
+func Softmax(logits []float32) []float32 {
+	m := logits[0]
+	for _, v := range logits {
+		m = max(m, v)
+	}
+	out := make([]float32, len(logits))
+	var sum float64
+	for i, v := range logits {
+		e := math.Exp(float64(v - m))
+		out[i] = float32(e)
+		sum += e
+	}
+	for i := range out {
+		out[i] = float32(float64(out[i]) / sum)
+	}
+	return out
+}
+
+// DecodeClassify turns one image's logits into predictions, most confident first.
+func DecodeClassify(logits []float32, classes []string, o Options) []Prediction {
+	p := Softmax(logits)
+	out := make([]Prediction, len(p))
+	for i, v := range p {
+		out[i] = Prediction{Class: i, ClassName: name(classes, i), Confidence: v}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Confidence > out[j].Confidence })
+	if o.TopK > 0 && o.TopK < len(out) {
+		out = out[:o.TopK]
+	}
+	return out
+}
+
+// DecodeDetect turns one image's head output into boxes after NMS, best first.
+func DecodeDetect(a nn.Arch, out []float32, classes []string, o Options) []Prediction {
+	o = o.withDefaults()
+	dets := nn.NMS(nn.Decode(a, out, o.MinScore), o.NMSIoU)
+	preds := make([]Prediction, len(dets))
+	for i, d := range dets {
+		b := d.Box
+		preds[i] = Prediction{Class: d.Class, ClassName: name(classes, d.Class), Confidence: d.Score, Box: &b}
+	}
+	return preds
+}
+
+// Detections converts predictions back to scored boxes (for metrics).
+func Detections(ps []Prediction) []nn.Detection {
+	out := make([]nn.Detection, 0, len(ps))
+	for _, p := range ps {
+		if p.Box != nil {
+			out = append(out, nn.Detection{Box: *p.Box, Score: p.Confidence})
+		}
+	}
+	return out
+}
+
+func name(classes []string, i int) string {
+	if i < len(classes) {
+		return classes[i]
+	}
+	return fmt.Sprint(i)
+}
+
+// Predictor runs a model for concurrent callers with a pool of engines.
+type Predictor struct {
+	arch    nn.Arch
+	classes []string
+	opts    Options
+	pool    chan nn.Engine
+	all     []nn.Engine
+}
+
+// NewPredictor builds workers engines for the model.
+func NewPredictor(a nn.Arch, p *nn.Params, classes []string, factory func(nn.EngineConfig) (nn.Engine, error), workers int, o Options) (*Predictor, error) {
+	if len(classes) != a.Classes {
+		return nil, fmt.Errorf("predictor: %d class names for %d classes", len(classes), a.Classes)
+	}
+	if workers < 1 {
+		workers = 1
+	}
+	pr := &Predictor{arch: a, classes: classes, opts: o.withDefaults(), pool: make(chan nn.Engine, workers)}
+	for i := 0; i < workers; i++ {
+		e, err := factory(nn.EngineConfig{Arch: a, Params: p, BatchSize: 16})
+		if err != nil {
+			pr.Close()
+			return nil, err
+		}
+		pr.all = append(pr.all, e)
+		pr.pool <- e
+	}
+	return pr, nil
+}
+
+// Arch is the model's architecture.
+func (pr *Predictor) Arch() nn.Arch { return pr.arch }
+
+// Classes are the model's class names.
+func (pr *Predictor) Classes() []string { return pr.classes }
+
+// Predict runs the model on images.
+func (pr *Predictor) Predict(ctx context.Context, ims []*raster.Image) ([][]Prediction, error) {
+	var e nn.Engine
+	select {
+	case e = <-pr.pool:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { pr.pool <- e }()
+	in := make([]float32, 0, len(ims)*pr.arch.InputSize())
+	for _, im := range ims {
+		in = append(in, Input(pr.arch, im)...)
+	}
+	out, err := e.Forward(in, len(ims))
+	if err != nil {
+		return nil, err
+	}
+	k := pr.arch.OutputSize()
+	res := make([][]Prediction, len(ims))
+	for i := range ims {
+		o := out[i*k : (i+1)*k]
+		if pr.arch.Task == nn.Classify {
+			res[i] = DecodeClassify(o, pr.classes, pr.opts)
+		} else {
+			res[i] = DecodeDetect(pr.arch, o, pr.classes, pr.opts)
+		}
+	}
+	return res, nil
+}
+
+// Close releases the engines.
+func (pr *Predictor) Close() {
+	for _, e := range pr.all {
+		_ = e.Close()
+	}
+}
