@@ -137,8 +137,8 @@ func Detection(gt [][]nn.Box, pred [][]nn.Detection, classes []string) Detection
 }
 
 type scored struct {
-	img   int
-	det   nn.Detection
+	img int
+	det nn.Detection
 }
 
 // classAP matches one class's detections to ground truth at IoU threshold t, greedily by

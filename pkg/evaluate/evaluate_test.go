@@ -35,7 +35,9 @@ func TestAveragePrecisionKnownCurves(t *testing.T) {
 	}
 }
 
-func box(x0, y0, x1, y1 float32, c int) nn.Box { return nn.Box{X0: x0, Y0: y0, X1: x1, Y1: y1, Class: c} }
+func box(x0, y0, x1, y1 float32, c int) nn.Box {
+	return nn.Box{X0: x0, Y0: y0, X1: x1, Y1: y1, Class: c}
+}
 
 func TestDetectionMAP(t *testing.T) {
 	classes := []string{"a", "b", "c"}

@@ -54,11 +54,11 @@ func NewConsumer(cfg Config, group, topic string, o ConsumerOptions, log *zap.Lo
 		start = kafka.LastOffset
 	}
 	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:               cfg.Brokers,
-		GroupID:               group,
-		Topic:                 topic,
-		Dialer:                d,
-		MinBytes:              1,
+		Brokers:  cfg.Brokers,
+		GroupID:  group,
+		Topic:    topic,
+		Dialer:   d,
+		MinBytes: 1,
 		// 2 MiB holds the largest message (1 MB) and keeps fetches short; with 4 MiB and
 		// more, kafka-go v0.4.51 stalled reading full partitions from kfake.
 		MaxBytes:              2 << 20,

@@ -93,7 +93,7 @@ func (c Config) withDefaults() Config {
 
 // Progress reports a training's advance.
 type Progress struct {
-	Epoch, Epochs int
+	Epoch, Epochs  int
 	Batch, Batches int
 	// Loss is the running mean train loss of the epoch.
 	Loss float64
