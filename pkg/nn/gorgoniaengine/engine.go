@@ -97,12 +97,8 @@ func (e *Engine) build(n int, p purpose) (gr *graph, err error) {
 	nodes := make([]*G.Node, len(specs))
 	for i, s := range specs {
 		shape := []int(s.Shape)
-		if s.Bias {
-			if a.Layers[s.Layer].Kind == nn.Conv {
-				shape = []int{1, s.Shape[0], 1, 1}
-			} else {
-				shape = []int{1, s.Shape[0]}
-			}
+		if s.Bias && a.Layers[s.Layer].Kind == nn.Dense {
+			shape = []int{1, s.Shape[0]}
 		}
 		t := tensor.New(tensor.WithShape(shape...), tensor.WithBacking(e.params.Values[i]))
 		nodes[i] = G.NewTensor(gr.g, dt, len(shape), G.WithShape(shape...), G.WithName(s.Name), G.WithValue(t))
@@ -114,10 +110,7 @@ func (e *Engine) build(n int, p purpose) (gr *graph, err error) {
 	for _, l := range a.Layers {
 		switch l.Kind {
 		case nn.Conv:
-			h, err = G.Conv2d(h, nodes[pi], tensor.Shape{l.K, l.K}, []int{l.Pad, l.Pad}, []int{1, 1}, []int{1, 1})
-			if err == nil {
-				h, err = G.BroadcastAdd(h, nodes[pi+1], nil, []byte{0, 2, 3})
-			}
+			h, err = conv2d(h, nodes[pi], nodes[pi+1], l.Pad)
 			pi += 2
 		case nn.ReLU:
 			h, err = G.Rectify(h)

@@ -1,0 +1,413 @@
+package gorgoniaengine
+
+import (
+	"fmt"
+	"hash"
+	"hash/fnv"
+	"runtime"
+	"sync"
+
+	"github.com/chewxy/hm"
+	"gonum.org/v1/gonum/blas"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// convOp is a Gorgonia op for a 2-D convolution with bias (stride 1, square kernel,
+// zero padding), written for speed: each image is unrolled (im2col) and multiplied by
+// the filters in one GEMM through Gorgonia's BLAS (pure Go or OpenBLAS) straight into
+// its (O, H', W') output, images spread over the cores, with no transposes, no
+// broadcast copies of the bias and no per-run allocation. Gorgonia's own Conv2d is the
+// same arithmetic followed by a transpose of the whole output and a broadcast add.
+//
+// Its inputs are x (N, C, H, W), the filters w (O, C, K, K) and the bias b (O); its
+// output is (N, O, H', W'), H' = H + 2·pad − K + 1.
+type convOp struct {
+	n, c, h, w, o, k, pad int
+	oh, ow                int
+	// col is the unrolled input of the last forward pass, image by image (N × C·K·K ×
+	// H'·W'), reused by the backward pass of the same run.
+	col []float32
+	// fresh says col holds the unrolled input of the current x.
+	fresh bool
+	mu    sync.Mutex
+}
+
+func newConvOp(x, w *G.Node, pad int) (*convOp, error) {
+	xs, ws := x.Shape(), w.Shape()
+	if len(xs) != 4 || len(ws) != 4 || xs[1] != ws[1] || ws[2] != ws[3] {
+		return nil, fmt.Errorf("conv: input %v and filters %v do not fit", xs, ws)
+	}
+	op := &convOp{n: xs[0], c: xs[1], h: xs[2], w: xs[3], o: ws[0], k: ws[2], pad: pad}
+	op.oh, op.ow = op.h+2*pad-op.k+1, op.w+2*pad-op.k+1
+	if op.oh < 1 || op.ow < 1 {
+		return nil, fmt.Errorf("conv: output %dx%d", op.oh, op.ow)
+	}
+	return op, nil
+}
+
+// conv2d applies the op to x, w, b.
+func conv2d(x, w, b *G.Node, pad int) (*G.Node, error) {
+	op, err := newConvOp(x, w, pad)
+	if err != nil {
+		return nil, err
+	}
+	return G.ApplyOp(op, x, w, b)
+}
+
+func (op *convOp) ckk() int { return op.c * op.k * op.k }
+func (op *convOp) hw() int  { return op.oh * op.ow }
+
+// Arity implements G.Op.
+func (op *convOp) Arity() int { return 3 }
+
+// Type implements G.Op: Tensor a → Tensor a → Tensor a → Tensor a.
+func (op *convOp) Type() hm.Type {
+	a := hm.TypeVariable('a')
+	t4 := G.TensorType{Dims: 4, Of: a}
+	return hm.NewFnType(t4, t4, G.TensorType{Dims: 1, Of: a}, t4)
+}
+
+// InferShape implements G.Op.
+func (op *convOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
+	return tensor.Shape{op.n, op.o, op.oh, op.ow}, nil
+}
+
+// Do implements G.Op.
+func (op *convOp) Do(in ...G.Value) (G.Value, error) {
+	out := tensor.New(tensor.WithShape(op.n, op.o, op.oh, op.ow), tensor.Of(tensor.Float32))
+	return op.UsePreallocDo(out, in...)
+}
+
+// UsePreallocDo implements G.UsePreallocDoer.
+func (op *convOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error) {
+	x, w, b, y, err := floats4(in[0], in[1], in[2], prealloc)
+	if err != nil {
+		return nil, err
+	}
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	hw, ckk := op.hw(), op.ckk()
+	op.col = grow(op.col, ckk*op.n*hw)
+	parallel(op.n, func(n int) {
+		col := op.col[n*ckk*hw : (n+1)*ckk*hw]
+		op.im2col(x[n*op.c*op.h*op.w:], col)
+		yn := y[n*op.o*hw : (n+1)*op.o*hw]
+		for o := 0; o < op.o; o++ {
+			row, bo := yn[o*hw:(o+1)*hw], b[o]
+			for i := range row {
+				row[i] = bo
+			}
+		}
+		G.WhichBLAS().Sgemm(blas.NoTrans, blas.NoTrans, op.o, hw, ckk, 1, w, ckk, col, hw, 1, yn, hw)
+	})
+	op.fresh = true
+	return prealloc, nil
+}
+
+// im2col unrolls one image into col (C·K·K × H'·W').
+func (op *convOp) im2col(img, col []float32) {
+	hw := op.hw()
+	for c := 0; c < op.c; c++ {
+		for ky := 0; ky < op.k; ky++ {
+			for kx := 0; kx < op.k; kx++ {
+				row := col[((c*op.k+ky)*op.k+kx)*hw:]
+				for oy := 0; oy < op.oh; oy++ {
+					iy := oy + ky - op.pad
+					dst := row[oy*op.ow : (oy+1)*op.ow]
+					if iy < 0 || iy >= op.h {
+						clear(dst)
+						continue
+					}
+					src := img[(c*op.h+iy)*op.w:]
+					for ox := range dst {
+						ix := ox + kx - op.pad
+						if ix < 0 || ix >= op.w {
+							dst[ox] = 0
+						} else {
+							dst[ox] = src[ix]
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// col2im sums one image's dcol (C·K·K × H'·W') back into its dx (C, H, W).
+func (op *convOp) col2im(dcol, img []float32) {
+	hw := op.hw()
+	clear(img)
+	for c := 0; c < op.c; c++ {
+		for ky := 0; ky < op.k; ky++ {
+			for kx := 0; kx < op.k; kx++ {
+				row := dcol[((c*op.k+ky)*op.k+kx)*hw:]
+				for oy := 0; oy < op.oh; oy++ {
+					iy := oy + ky - op.pad
+					if iy < 0 || iy >= op.h {
+						continue
+					}
+					dst := img[(c*op.h+iy)*op.w:]
+					src := row[oy*op.ow : (oy+1)*op.ow]
+					for ox, v := range src {
+						if ix := ox + kx - op.pad; ix >= 0 && ix < op.w {
+							dst[ix] += v
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// ReturnsPtr implements G.Op.
+func (op *convOp) ReturnsPtr() bool { return false }
+
+// CallsExtern implements G.Op.
+func (op *convOp) CallsExtern() bool { return false }
+
+// OverwritesInput implements G.Op.
+func (op *convOp) OverwritesInput() int { return -1 }
+
+// WriteHash implements G.Op.
+func (op *convOp) WriteHash(h hash.Hash) { fmt.Fprint(h, op.String()) }
+
+// Hashcode implements G.Op.
+func (op *convOp) Hashcode() uint32 { return hashOf(op) }
+
+func (op *convOp) String() string {
+	return fmt.Sprintf("conv{n=%d c=%d %dx%d o=%d k=%d pad=%d}", op.n, op.c, op.h, op.w, op.o, op.k, op.pad)
+}
+
+// DiffWRT implements G.SDOp.
+func (op *convOp) DiffWRT(int) []bool { return []bool{true, true, true} }
+
+// SymDiff implements G.SDOp: dx = col2im(wᵀ·dy), dw = dy·colᵀ, db = Σ dy.
+func (op *convOp) SymDiff(in G.Nodes, _, grad *G.Node) (G.Nodes, error) {
+	x, w := in[0], in[1]
+	dx, err := G.ApplyOp(&convGradOp{fwd: op, what: gradX}, w, grad)
+	if err != nil {
+		return nil, err
+	}
+	dw, err := G.ApplyOp(&convGradOp{fwd: op, what: gradW}, x, grad)
+	if err != nil {
+		return nil, err
+	}
+	db, err := G.ApplyOp(&convGradOp{fwd: op, what: gradB}, grad)
+	if err != nil {
+		return nil, err
+	}
+	return G.Nodes{dx, dw, db}, nil
+}
+
+type gradKind int
+
+const (
+	gradX gradKind = iota
+	gradW
+	gradB
+)
+
+// convGradOp computes one gradient of a convOp.
+type convGradOp struct {
+	fwd  *convOp
+	what gradKind
+}
+
+func (g *convGradOp) Arity() int {
+	if g.what == gradB {
+		return 1
+	}
+	return 2
+}
+
+func (g *convGradOp) Type() hm.Type {
+	a := hm.TypeVariable('a')
+	t4 := G.TensorType{Dims: 4, Of: a}
+	switch g.what {
+	case gradB:
+		return hm.NewFnType(t4, G.TensorType{Dims: 1, Of: a})
+	default:
+		return hm.NewFnType(t4, t4, t4)
+	}
+}
+
+func (g *convGradOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
+	op := g.fwd
+	switch g.what {
+	case gradX:
+		return tensor.Shape{op.n, op.c, op.h, op.w}, nil
+	case gradW:
+		return tensor.Shape{op.o, op.c, op.k, op.k}, nil
+	default:
+		return tensor.Shape{op.o}, nil
+	}
+}
+
+func (g *convGradOp) Do(in ...G.Value) (G.Value, error) {
+	s, _ := g.InferShape()
+	return g.UsePreallocDo(tensor.New(tensor.WithShape(s...), tensor.Of(tensor.Float32)), in...)
+}
+
+func (g *convGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error) {
+	op := g.fwd
+	out, err := floats(prealloc)
+	if err != nil {
+		return nil, err
+	}
+	dy, err := floats(in[len(in)-1])
+	if err != nil {
+		return nil, err
+	}
+	hw, ckk := op.hw(), op.ckk()
+	switch g.what {
+	case gradB:
+		clear(out)
+		for n := 0; n < op.n; n++ {
+			for o := 0; o < op.o; o++ {
+				var s float32
+				for _, v := range dy[(n*op.o+o)*hw : (n*op.o+o+1)*hw] {
+					s += v
+				}
+				out[o] += s
+			}
+		}
+	case gradW:
+		x, err := floats(in[0])
+		if err != nil {
+			return nil, err
+		}
+		op.mu.Lock()
+		defer op.mu.Unlock()
+		if !op.fresh {
+			op.col = grow(op.col, ckk*op.n*hw)
+			parallel(op.n, func(n int) { op.im2col(x[n*op.c*op.h*op.w:], op.col[n*ckk*hw:(n+1)*ckk*hw]) })
+		}
+		op.fresh = false
+		// Each worker sums the dW of its images; the partial sums are added at the end.
+		parts := partitions(op.n)
+		partial := make([]*[]float32, len(parts))
+		parallel(len(parts), func(p int) {
+			buf := scratch(len(out))
+			clear(*buf)
+			for n := parts[p][0]; n < parts[p][1]; n++ {
+				G.WhichBLAS().Sgemm(blas.NoTrans, blas.Trans, op.o, ckk, hw, 1, dy[n*op.o*hw:(n+1)*op.o*hw], hw,
+					op.col[n*ckk*hw:(n+1)*ckk*hw], hw, 1, *buf, ckk)
+			}
+			partial[p] = buf
+		})
+		copy(out, *partial[0])
+		for _, p := range partial[1:] {
+			for i, v := range *p {
+				out[i] += v
+			}
+		}
+		for _, p := range partial {
+			release(p)
+		}
+	case gradX:
+		w, err := floats(in[0])
+		if err != nil {
+			return nil, err
+		}
+		parallel(op.n, func(n int) {
+			dcol := scratch(ckk * hw)
+			G.WhichBLAS().Sgemm(blas.Trans, blas.NoTrans, ckk, hw, op.o, 1, w, ckk, dy[n*op.o*hw:(n+1)*op.o*hw], hw, 0, *dcol, hw)
+			op.col2im(*dcol, out[n*op.c*op.h*op.w:(n+1)*op.c*op.h*op.w])
+			release(dcol)
+		})
+	}
+	return prealloc, nil
+}
+
+// partitions splits n images into one contiguous range per worker.
+func partitions(n int) [][2]int {
+	w := max(1, min(n, runtime.GOMAXPROCS(0)))
+	out := make([][2]int, w)
+	for i := range out {
+		out[i] = [2]int{i * n / w, (i + 1) * n / w}
+	}
+	return out
+}
+
+func (g *convGradOp) ReturnsPtr() bool      { return false }
+func (g *convGradOp) CallsExtern() bool     { return false }
+func (g *convGradOp) OverwritesInput() int  { return -1 }
+func (g *convGradOp) WriteHash(h hash.Hash) { fmt.Fprint(h, g.String()) }
+func (g *convGradOp) Hashcode() uint32      { return hashOf(g) }
+func (g *convGradOp) String() string {
+	return fmt.Sprintf("%s.grad%c", g.fwd.String(), "xwb"[g.what])
+}
+
+func hashOf(s fmt.Stringer) uint32 {
+	h := fnv.New32a()
+	fmt.Fprint(h, s.String())
+	return h.Sum32()
+}
+
+func floats(v G.Value) ([]float32, error) {
+	t, ok := v.(tensor.Tensor)
+	if !ok {
+		return nil, fmt.Errorf("conv: %T is not a tensor", v)
+	}
+	f, ok := t.Data().([]float32)
+	if !ok {
+		return nil, fmt.Errorf("conv: tensor of %v, want float32", t.Dtype())
+	}
+	return f, nil
+}
+
+func floats4(vs ...G.Value) (a, b, c, d []float32, err error) {
+	out := make([][]float32, 4)
+	for i, v := range vs {
+		if out[i], err = floats(v); err != nil {
+			return
+		}
+	}
+	return out[0], out[1], out[2], out[3], nil
+}
+
+func grow(b []float32, n int) []float32 {
+	if cap(b) < n {
+		return make([]float32, n)
+	}
+	return b[:n]
+}
+
+// scratchPool recycles the large temporary buffers of the conv passes.
+var scratchPool = sync.Pool{New: func() any { return new([]float32) }}
+
+func scratch(n int) *[]float32 {
+	p := scratchPool.Get().(*[]float32)
+	*p = grow(*p, n)
+	return p
+}
+
+func release(p *[]float32) { scratchPool.Put(p) }
+
+// parallel runs f(0..n-1) on GOMAXPROCS workers.
+func parallel(n int, f func(i int)) {
+	workers := min(n, runtime.GOMAXPROCS(0))
+	if workers <= 1 {
+		for i := 0; i < n; i++ {
+			f(i)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	next := make(chan int, n)
+	for i := 0; i < n; i++ {
+		next <- i
+	}
+	close(next)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				f(i)
+			}
+		}()
+	}
+	wg.Wait()
+}
