@@ -70,16 +70,21 @@ func FindDir(dir string) (string, error) {
 		module, version, cache, module)
 }
 
-// moduleVersion is the GoMNIST version this binary was built with.
+// moduleVersion is the GoMNIST version this binary was built with, or, for test
+// binaries (whose build info lists no versions), the one go.mod pins.
 func moduleVersion() string {
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, d := range bi.Deps {
-			if d.Path == module {
+			if d.Path == module && d.Version != "" && d.Version != "(devel)" {
 				return d.Version
 			}
 		}
 	}
-	return ""
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Version}}", module).Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
 }
 
 // escape is the module cache's spelling of a path: capitals become "!" + lower case.

@@ -124,8 +124,10 @@ type Result struct {
 	Overfitting bool     `json:"overfitting"`
 	OverfitFrom int      `json:"overfit_from,omitempty"`
 	Warnings    []string `json:"warnings,omitempty"`
-	Engine      string   `json:"engine"`
-	Examples    struct {
+	// Skipped are the examples left out because they were unusable.
+	Skipped  []Skip `json:"skipped,omitempty"`
+	Engine   string `json:"engine"`
+	Examples struct {
 		Train, Val, Test int
 	} `json:"examples"`
 }
@@ -140,13 +142,14 @@ func Run(ctx context.Context, arch nn.Arch, init *nn.Params, classes []string, d
 	if len(classes) != arch.Classes {
 		return nil, fmt.Errorf("train: %d class names for a %d-class network", len(classes), arch.Classes)
 	}
-	if err := checkSamples(arch, data); err != nil {
-		return nil, err
+	res := &Result{}
+	data, res.Skipped = Clean(arch, data)
+	for _, sk := range res.Skipped {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("skipped %s example %s: %s", sk.Split, sk.ID, sk.Reason))
 	}
 	if len(data.Train) < MinExamples {
-		return nil, fmt.Errorf("%w: %d training examples, the minimum is %d", ErrTooFew, len(data.Train), MinExamples)
+		return nil, fmt.Errorf("%w: %d usable training examples, the minimum is %d", ErrTooFew, len(data.Train), MinExamples)
 	}
-	res := &Result{}
 	if len(data.Val) == 0 {
 		// No validation split: hold out every tenth training example.
 		var tr, va []Sample
@@ -186,7 +189,7 @@ func Run(ctx context.Context, arch nn.Arch, init *nn.Params, classes []string, d
 		trainLoss, err := runEpoch(ctx, engine, arch, data.Train, cfg, epoch)
 		if err != nil {
 			if errors.Is(err, ErrDiverged) {
-				trainErr = fmt.Errorf("epoch %d: %w; keeping the weights of epoch %d", epoch, err, res.BestEpoch)
+				trainErr = fmt.Errorf("epoch %d: %w; %s", epoch, err, kept(res.BestEpoch))
 				break
 			}
 			return nil, err
@@ -196,7 +199,7 @@ func Run(ctx context.Context, arch nn.Arch, init *nn.Params, classes []string, d
 			return nil, err
 		}
 		if math.IsNaN(valLoss) || math.IsInf(valLoss, 0) {
-			trainErr = fmt.Errorf("epoch %d: val loss %v: %w; keeping the weights of epoch %d", epoch, valLoss, ErrDiverged, res.BestEpoch)
+			trainErr = fmt.Errorf("epoch %d: val loss %v: %w; %s", epoch, valLoss, ErrDiverged, kept(res.BestEpoch))
 			break
 		}
 		secs := time.Since(start).Seconds()
@@ -239,23 +242,55 @@ func Run(ctx context.Context, arch nn.Arch, init *nn.Params, classes []string, d
 	return res, nil
 }
 
-func checkSamples(a nn.Arch, data Split) error {
-	for name, set := range map[string][]Sample{"train": data.Train, "val": data.Val, "test": data.Test} {
+// Skip is an example left out of a training, and why.
+type Skip struct {
+	Split  string `json:"split"`
+	ID     string `json:"id"`
+	Reason string `json:"reason"`
+}
+
+// Clean drops the examples a network cannot use (no image, a broken image, a class it
+// does not know, a box outside the image) and says which and why: one bad example never
+// stops a training.
+func Clean(a nn.Arch, data Split) (Split, []Skip) {
+	var skipped []Skip
+	keep := func(name string, set []Sample) []Sample {
+		out := set[:0:0]
 		for _, s := range set {
-			if s.Image == nil || len(s.Image.Pix) != s.Image.W*s.Image.H || s.Image.W < 1 {
-				return fmt.Errorf("train: %s example %s has no usable image", name, s.ID)
+			if reason := unusable(a, s); reason != "" {
+				skipped = append(skipped, Skip{Split: name, ID: s.ID, Reason: reason})
+				continue
 			}
-			if a.Task == nn.Classify && (s.Label < 0 || s.Label >= a.Classes) {
-				return fmt.Errorf("train: %s example %s has label %d outside [0,%d)", name, s.ID, s.Label, a.Classes)
-			}
-			for _, b := range s.Boxes {
-				if b.Class < 0 || b.Class >= a.Classes {
-					return fmt.Errorf("train: %s example %s has a box of class %d outside [0,%d)", name, s.ID, b.Class, a.Classes)
-				}
-			}
+			out = append(out, s)
+		}
+		return out
+	}
+	return Split{Train: keep("train", data.Train), Val: keep("val", data.Val), Test: keep("test", data.Test)}, skipped
+}
+
+func unusable(a nn.Arch, s Sample) string {
+	switch {
+	case s.Image == nil:
+		return "no image"
+	case s.Image.W < 1 || s.Image.H < 1 || len(s.Image.Pix) != s.Image.W*s.Image.H:
+		return fmt.Sprintf("image of %dx%d holds %d pixels", s.Image.W, s.Image.H, len(s.Image.Pix))
+	case a.Task == nn.Classify && (s.Label < 0 || s.Label >= a.Classes):
+		return fmt.Sprintf("class %d is not one of the model's %d classes", s.Label, a.Classes)
+	}
+	for _, v := range s.Image.Pix {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return "image holds NaN or Inf pixels"
 		}
 	}
-	return nil
+	for _, b := range s.Boxes {
+		if b.Class < 0 || b.Class >= a.Classes {
+			return fmt.Sprintf("a box of class %d is not one of the model's %d classes", b.Class, a.Classes)
+		}
+		if !(b.X0 >= 0 && b.Y0 >= 0 && b.X1 <= 1 && b.Y1 <= 1 && b.X0 < b.X1 && b.Y0 < b.Y1) {
+			return fmt.Sprintf("box %+v is outside the image or empty", b)
+		}
+	}
+	return ""
 }
 
 // imbalance warns when the most frequent class outnumbers the rarest by more than
@@ -479,4 +514,11 @@ func Predict(e nn.Engine, a nn.Arch, classes []string, samples []Sample, batchSi
 		}
 	}
 	return out, nil
+}
+
+func kept(best int) string {
+	if best == 0 {
+		return "keeping the initial weights"
+	}
+	return fmt.Sprintf("keeping the weights of epoch %d", best)
 }
