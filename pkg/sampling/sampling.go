@@ -1,0 +1,468 @@
+// Package sampling decides which frames an edge agent uploads for correction: the ones
+// its model is unsure of or gets wrong. Strategies come from a config file and are
+// checked in order; the first that matches and has quota left takes the frame, each with
+// its own limits per minute, hour and day (as Roboflow Inference's active learning). A
+// frame that looks like one already taken from the same device is skipped (perceptual
+// hash), so that a camera staring at the same scene does not fill the queue.
+package sampling
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/edgeloop/edgeloop/pkg/vision"
+	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
+)
+
+// Strategy kinds.
+const (
+	OperatorFlagged  = "operator_flagged"
+	CloseToThreshold = "close_to_threshold"
+	LowConfidence    = "low_confidence"
+	Random           = "random"
+	ClassQuota       = "class_quota"
+	DetectionCount   = "detection_count"
+)
+
+// Limits cap how many frames a strategy takes per window; 0 means no cap.
+type Limits struct {
+	PerMinute int `json:"per_minute,omitempty"`
+	PerHour   int `json:"per_hour,omitempty"`
+	PerDay    int `json:"per_day,omitempty"`
+}
+
+// StrategyConfig is one strategy.
+type StrategyConfig struct {
+	// Name identifies the strategy in reasons and metrics (default: its kind).
+	Name string `json:"name,omitempty"`
+	Kind string `json:"kind"`
+	// close_to_threshold: a confidence within Epsilon of Threshold.
+	Threshold float64 `json:"threshold,omitempty"`
+	Epsilon   float64 `json:"epsilon,omitempty"`
+	// low_confidence: Measure is "top1" (take when top-1 < Max), "margin" (take when
+	// top-1 − top-2 < Max) or "entropy" (take when the normalised entropy > Min).
+	Measure string  `json:"measure,omitempty"`
+	Max     float64 `json:"max,omitempty"`
+	Min     float64 `json:"min,omitempty"`
+	// random: Probability of taking any frame.
+	Probability float64 `json:"probability,omitempty"`
+	// class_quota: at least MinPerHour frames of each predicted class per hour.
+	MinPerHour map[string]int `json:"min_per_hour,omitempty"`
+	// detection_count: take when the number of boxes is < MinBoxes or > MaxBoxes.
+	MinBoxes int `json:"min_boxes,omitempty"`
+	MaxBoxes int `json:"max_boxes,omitempty"`
+	Limits   Limits `json:"limits,omitempty"`
+}
+
+// Config is an agent's sampling configuration.
+type Config struct {
+	Strategies []StrategyConfig `json:"strategies"`
+	// DedupDistance is the largest Hamming distance between 64-bit perceptual hashes
+	// that counts as the same picture (default 4; negative turns dedup off).
+	DedupDistance int `json:"dedup_distance,omitempty"`
+	// DedupWindow is how long a taken frame suppresses look-alikes (default 1h, as the
+	// Learning Loop node).
+	DedupWindow Duration `json:"dedup_window,omitempty"`
+}
+
+// Duration is a time.Duration written as "90s", "1h" in JSON.
+type Duration time.Duration
+
+// UnmarshalJSON reads "90s".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration: want a string like \"1h\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	*d = Duration(v)
+	return err
+}
+
+// MarshalJSON writes "1h0m0s".
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// Default is a sensible start: operator flags always, uncertain frames, a little random.
+func Default() Config {
+	return Config{Strategies: []StrategyConfig{
+		{Kind: OperatorFlagged},
+		{Name: "uncertain", Kind: CloseToThreshold, Threshold: 0.5, Epsilon: 0.25, Limits: Limits{PerMinute: 30, PerHour: 600}},
+		{Name: "low-margin", Kind: LowConfidence, Measure: "margin", Max: 0.3, Limits: Limits{PerMinute: 20, PerHour: 400}},
+		{Name: "odd-count", Kind: DetectionCount, MinBoxes: 1, MaxBoxes: 4, Limits: Limits{PerMinute: 10, PerHour: 100}},
+		{Name: "random", Kind: Random, Probability: 0.02, Limits: Limits{PerMinute: 5, PerHour: 60}},
+	}}
+}
+
+// Load reads a JSON config file.
+func Load(path string) (Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("sampling config: %w", err)
+	}
+	var c Config
+	if err := json.Unmarshal(b, &c); err != nil {
+		return Config{}, fmt.Errorf("sampling config %s: %w", path, err)
+	}
+	return c, c.Validate()
+}
+
+// Validate checks every strategy.
+func (c Config) Validate() error {
+	if len(c.Strategies) == 0 {
+		return fmt.Errorf("sampling: no strategies")
+	}
+	names := map[string]bool{}
+	for i, s := range c.Strategies {
+		where := fmt.Sprintf("sampling strategy %d (%s)", i, s.Kind)
+		name := s.name()
+		if names[name] {
+			return fmt.Errorf("%s: duplicate name %q", where, name)
+		}
+		names[name] = true
+		switch s.Kind {
+		case OperatorFlagged:
+		case CloseToThreshold:
+			if s.Epsilon <= 0 || s.Threshold < 0 || s.Threshold > 1 {
+				return fmt.Errorf("%s: want 0 ≤ threshold ≤ 1 and epsilon > 0", where)
+			}
+		case LowConfidence:
+			switch s.Measure {
+			case "top1", "margin":
+				if s.Max <= 0 || s.Max > 1 {
+					return fmt.Errorf("%s: %s wants 0 < max ≤ 1", where, s.Measure)
+				}
+			case "entropy":
+				if s.Min <= 0 || s.Min >= 1 {
+					return fmt.Errorf("%s: entropy wants 0 < min < 1", where)
+				}
+			default:
+				return fmt.Errorf("%s: measure %q: want top1, margin or entropy", where, s.Measure)
+			}
+		case Random:
+			if s.Probability <= 0 || s.Probability > 1 {
+				return fmt.Errorf("%s: probability %v outside (0,1]", where, s.Probability)
+			}
+		case ClassQuota:
+			if len(s.MinPerHour) == 0 {
+				return fmt.Errorf("%s: min_per_hour is empty", where)
+			}
+		case DetectionCount:
+			if s.MinBoxes < 0 || (s.MaxBoxes > 0 && s.MaxBoxes < s.MinBoxes) {
+				return fmt.Errorf("%s: want 0 ≤ min_boxes ≤ max_boxes", where)
+			}
+		default:
+			return fmt.Errorf("%s: unknown kind", where)
+		}
+	}
+	return nil
+}
+
+func (s StrategyConfig) name() string {
+	if s.Name != "" {
+		return s.Name
+	}
+	return s.Kind
+}
+
+// KindProto maps a strategy kind to the wire enum.
+func KindProto(kind string) edgeloopv1.SamplingKind {
+	switch kind {
+	case OperatorFlagged:
+		return edgeloopv1.SamplingKind_SAMPLING_KIND_OPERATOR_FLAGGED
+	case CloseToThreshold:
+		return edgeloopv1.SamplingKind_SAMPLING_KIND_CLOSE_TO_THRESHOLD
+	case LowConfidence:
+		return edgeloopv1.SamplingKind_SAMPLING_KIND_LOW_CONFIDENCE
+	case Random:
+		return edgeloopv1.SamplingKind_SAMPLING_KIND_RANDOM
+	case ClassQuota:
+		return edgeloopv1.SamplingKind_SAMPLING_KIND_CLASS_QUOTA
+	case DetectionCount:
+		return edgeloopv1.SamplingKind_SAMPLING_KIND_DETECTION_COUNT
+	}
+	return edgeloopv1.SamplingKind_SAMPLING_KIND_UNSPECIFIED
+}
+
+// Priority of an upload in the outbox: operator flags first, then uncertainty, then
+// random and quota samples.
+func Priority(kind string) int {
+	switch kind {
+	case OperatorFlagged:
+		return 2
+	case CloseToThreshold, LowConfidence, DetectionCount:
+		return 1
+	default:
+		return 0
+	}
+}
+
+// Frame is what a sampler sees of one inference.
+type Frame struct {
+	Predictions []vision.Prediction
+	// Detect is set for a detection model (boxes), clear for classification.
+	Detect bool
+	// Flagged is set when an operator marked the prediction wrong.
+	Flagged bool
+	// Hash is the frame's perceptual hash (see Hash).
+	Hash uint64
+}
+
+// Decision is why a frame is taken; empty Reasons means it is not.
+type Decision struct {
+	Reasons []*edgeloopv1.SamplingReason
+	// Kind of the strategy that took the frame.
+	Kind string
+	// Duplicate is set when the frame was skipped as a look-alike of a recent one.
+	Duplicate bool
+}
+
+// Taken reports whether the frame is to be uploaded.
+func (d Decision) Taken() bool { return len(d.Reasons) > 0 }
+
+// Sampler applies a Config. It is safe for concurrent use.
+type Sampler struct {
+	cfg    Config
+	mu     sync.Mutex
+	rng    *rand.Rand
+	counts []*window
+	class  map[string]*window
+	recent []seen
+	now    func() time.Time
+}
+
+type seen struct {
+	hash uint64
+	at   time.Time
+}
+
+// New returns a Sampler; seed makes the random strategy reproducible.
+func New(c Config, seed uint64, now func() time.Time) (*Sampler, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	if c.DedupDistance == 0 {
+		c.DedupDistance = 4
+	}
+	if c.DedupWindow == 0 {
+		c.DedupWindow = Duration(time.Hour)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	s := &Sampler{cfg: c, rng: rand.New(rand.NewPCG(seed, 7)), class: map[string]*window{}, now: now}
+	for range c.Strategies {
+		s.counts = append(s.counts, &window{})
+	}
+	return s, nil
+}
+
+// Decide says whether to upload a frame and why.
+func (s *Sampler) Decide(f Frame) Decision {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	var d Decision
+	taker := -1
+	for i, st := range s.cfg.Strategies {
+		r := s.match(st, f, now)
+		if r == nil {
+			continue
+		}
+		if taker < 0 {
+			if !s.counts[i].allow(st.Limits, now) {
+				continue // this one is out of quota; a later strategy may still take it
+			}
+			taker = i
+			d.Kind = st.Kind
+			d.Reasons = append([]*edgeloopv1.SamplingReason{r}, d.Reasons...)
+			continue
+		}
+		d.Reasons = append(d.Reasons, r)
+	}
+	if taker < 0 {
+		return Decision{}
+	}
+	if d.Kind != OperatorFlagged && s.duplicate(f.Hash, now) {
+		return Decision{Duplicate: true}
+	}
+	s.counts[taker].commit(now)
+	s.recent = append(s.recent, seen{hash: f.Hash, at: now})
+	if len(f.Predictions) > 0 {
+		s.classWindow(f.Predictions[0].ClassName).commit(now)
+	}
+	return d
+}
+
+func (s *Sampler) match(st StrategyConfig, f Frame, now time.Time) *edgeloopv1.SamplingReason {
+	reason := func(score float64, detail string, args ...any) *edgeloopv1.SamplingReason {
+		return &edgeloopv1.SamplingReason{Kind: KindProto(st.Kind), Strategy: st.name(), Score: float32(score), Detail: fmt.Sprintf(detail, args...)}
+	}
+	switch st.Kind {
+	case OperatorFlagged:
+		if f.Flagged {
+			return reason(1, "an operator flagged the prediction wrong")
+		}
+	case CloseToThreshold:
+		for _, p := range relevant(f) {
+			if d := math.Abs(float64(p.Confidence) - st.Threshold); d < st.Epsilon {
+				return reason(d, "confidence %.3f of %q within %.3f of %.2f", p.Confidence, p.ClassName, st.Epsilon, st.Threshold)
+			}
+		}
+	case LowConfidence:
+		if f.Detect || len(f.Predictions) == 0 {
+			return nil
+		}
+		probs := make([]float64, len(f.Predictions))
+		for i, p := range f.Predictions {
+			probs[i] = float64(p.Confidence)
+		}
+		sort.Sort(sort.Reverse(sort.Float64Slice(probs)))
+		switch st.Measure {
+		case "top1":
+			if probs[0] < st.Max {
+				return reason(probs[0], "top-1 confidence %.3f < %.2f", probs[0], st.Max)
+			}
+		case "margin":
+			m := probs[0]
+			if len(probs) > 1 {
+				m -= probs[1]
+			}
+			if m < st.Max {
+				return reason(m, "margin %.3f between the two best classes < %.2f", m, st.Max)
+			}
+		case "entropy":
+			if e := entropy(probs); e > st.Min {
+				return reason(e, "normalised entropy %.3f > %.2f", e, st.Min)
+			}
+		}
+	case Random:
+		if s.rng.Float64() < st.Probability {
+			return reason(st.Probability, "random sample (p=%.3f)", st.Probability)
+		}
+	case ClassQuota:
+		if len(f.Predictions) == 0 {
+			return nil
+		}
+		c := f.Predictions[0].ClassName
+		if min, ok := st.MinPerHour[c]; ok && s.classWindow(c).inLast(now, time.Hour) < min {
+			return reason(float64(min), "class %q has fewer than %d uploads this hour", c, min)
+		}
+	case DetectionCount:
+		if !f.Detect {
+			return nil
+		}
+		n := len(f.Predictions)
+		if n < st.MinBoxes || (st.MaxBoxes > 0 && n > st.MaxBoxes) {
+			return reason(float64(n), "%d boxes, usual is %d–%d", n, st.MinBoxes, st.MaxBoxes)
+		}
+	}
+	return nil
+}
+
+// relevant are the confidences a threshold strategy looks at: the top class
+// (classification) or every box (detection).
+func relevant(f Frame) []vision.Prediction {
+	if !f.Detect && len(f.Predictions) > 0 {
+		return f.Predictions[:1]
+	}
+	return f.Predictions
+}
+
+func entropy(p []float64) float64 {
+	if len(p) < 2 {
+		return 0
+	}
+	var h float64
+	for _, v := range p {
+		if v > 0 {
+			h -= v * math.Log(v)
+		}
+	}
+	return h / math.Log(float64(len(p)))
+}
+
+func (s *Sampler) classWindow(c string) *window {
+	w := s.class[c]
+	if w == nil {
+		w = &window{}
+		s.class[c] = w
+	}
+	return w
+}
+
+// duplicate reports whether h is near a hash taken within the dedup window.
+func (s *Sampler) duplicate(h uint64, now time.Time) bool {
+	if s.cfg.DedupDistance < 0 {
+		return false
+	}
+	cut := now.Add(-time.Duration(s.cfg.DedupWindow))
+	keep := s.recent[:0]
+	dup := false
+	for _, r := range s.recent {
+		if r.at.Before(cut) {
+			continue
+		}
+		keep = append(keep, r)
+		if Distance(r.hash, h) <= s.cfg.DedupDistance {
+			dup = true
+		}
+	}
+	s.recent = keep
+	return dup
+}
+
+// window counts events for per-minute/hour/day limits.
+type window struct {
+	times []time.Time
+}
+
+func (w *window) prune(now time.Time) {
+	cut := now.Add(-24 * time.Hour)
+	i := 0
+	for i < len(w.times) && w.times[i].Before(cut) {
+		i++
+	}
+	w.times = w.times[i:]
+}
+
+func (w *window) inLast(now time.Time, d time.Duration) int {
+	w.prune(now)
+	n := 0
+	for i := len(w.times) - 1; i >= 0 && w.times[i].After(now.Add(-d)); i-- {
+		n++
+	}
+	return n
+}
+
+// allow reports whether one more event fits the limits; commit records one.
+func (w *window) allow(l Limits, now time.Time) bool {
+	for _, c := range []struct {
+		limit int
+		d     time.Duration
+	}{{l.PerMinute, time.Minute}, {l.PerHour, time.Hour}, {l.PerDay, 24 * time.Hour}} {
+		if c.limit > 0 && w.inLast(now, c.d) >= c.limit {
+			return false
+		}
+	}
+	return true
+}
+
+func (w *window) commit(now time.Time) { w.times = append(w.times, now) }
+
+// Stats reports, per strategy name, how many frames it took in the last hour.
+func (s *Sampler) Stats() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	out := map[string]int{}
+	for i, st := range s.cfg.Strategies {
+		out[st.name()] = s.counts[i].inLast(now, time.Hour)
+	}
+	return out
+}

@@ -1,0 +1,185 @@
+package sampling
+
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/edgeloop/edgeloop/pkg/nn"
+	"github.com/edgeloop/edgeloop/pkg/raster"
+	"github.com/edgeloop/edgeloop/pkg/vision"
+)
+
+// cls builds classification predictions from probabilities, best first.
+func cls(p ...float32) []vision.Prediction {
+	out := make([]vision.Prediction, len(p))
+	for i, v := range p {
+		out[i] = vision.Prediction{Class: i, ClassName: string(rune('0' + i)), Confidence: v}
+	}
+	return out
+}
+
+func det(conf ...float32) []vision.Prediction {
+	out := make([]vision.Prediction, len(conf))
+	for i, v := range conf {
+		out[i] = vision.Prediction{ClassName: "3", Confidence: v, Box: &nn.Box{X0: 0, Y0: 0, X1: .5, Y1: .5}}
+	}
+	return out
+}
+
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+func TestStrategies(t *testing.T) {
+	cases := []struct {
+		name  string
+		s     StrategyConfig
+		frame Frame
+		take  bool
+	}{
+		{"flagged taken", StrategyConfig{Kind: OperatorFlagged}, Frame{Predictions: cls(.99, .01), Flagged: true}, true},
+		{"unflagged not", StrategyConfig{Kind: OperatorFlagged}, Frame{Predictions: cls(.3, .2)}, false},
+		{"near threshold", StrategyConfig{Kind: CloseToThreshold, Threshold: .25, Epsilon: .1}, Frame{Predictions: cls(.3, .2)}, true},
+		{"far from threshold", StrategyConfig{Kind: CloseToThreshold, Threshold: .25, Epsilon: .1}, Frame{Predictions: cls(.9, .1)}, false},
+		{"threshold on any box", StrategyConfig{Kind: CloseToThreshold, Threshold: .5, Epsilon: .1}, Frame{Detect: true, Predictions: det(.95, .55)}, true},
+		{"top1 low", StrategyConfig{Kind: LowConfidence, Measure: "top1", Max: .6}, Frame{Predictions: cls(.5, .3, .2)}, true},
+		{"top1 high", StrategyConfig{Kind: LowConfidence, Measure: "top1", Max: .6}, Frame{Predictions: cls(.7, .3)}, false},
+		{"margin small", StrategyConfig{Kind: LowConfidence, Measure: "margin", Max: .2}, Frame{Predictions: cls(.45, .4, .15)}, true},
+		{"margin large", StrategyConfig{Kind: LowConfidence, Measure: "margin", Max: .2}, Frame{Predictions: cls(.8, .1, .1)}, false},
+		{"entropy high", StrategyConfig{Kind: LowConfidence, Measure: "entropy", Min: .8}, Frame{Predictions: cls(.34, .33, .33)}, true},
+		{"entropy low", StrategyConfig{Kind: LowConfidence, Measure: "entropy", Min: .8}, Frame{Predictions: cls(.98, .01, .01)}, false},
+		{"low confidence ignores detection", StrategyConfig{Kind: LowConfidence, Measure: "top1", Max: .6}, Frame{Detect: true, Predictions: det(.3)}, false},
+		{"random always", StrategyConfig{Kind: Random, Probability: 1}, Frame{Predictions: cls(.99)}, true},
+		{"too many boxes", StrategyConfig{Kind: DetectionCount, MinBoxes: 1, MaxBoxes: 3}, Frame{Detect: true, Predictions: det(.9, .9, .9, .9)}, true},
+		{"no box", StrategyConfig{Kind: DetectionCount, MinBoxes: 1, MaxBoxes: 3}, Frame{Detect: true}, true},
+		{"usual count", StrategyConfig{Kind: DetectionCount, MinBoxes: 1, MaxBoxes: 3}, Frame{Detect: true, Predictions: det(.9, .8)}, false},
+		{"class under quota", StrategyConfig{Kind: ClassQuota, MinPerHour: map[string]int{"0": 2}}, Frame{Predictions: cls(.99, .01)}, true},
+		{"class without quota", StrategyConfig{Kind: ClassQuota, MinPerHour: map[string]int{"5": 2}}, Frame{Predictions: cls(.99, .01)}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s, err := New(Config{Strategies: []StrategyConfig{c.s}}, 1, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := s.Decide(c.frame)
+			if d.Taken() != c.take {
+				t.Fatalf("taken %v, want %v (%+v)", d.Taken(), c.take, d)
+			}
+			if d.Taken() && (d.Reasons[0].Detail == "" || d.Reasons[0].Kind != KindProto(c.s.Kind)) {
+				t.Fatalf("reason %+v", d.Reasons[0])
+			}
+		})
+	}
+}
+
+// TestOrderAndQuota: the first matching strategy with quota takes the frame and is
+// named first; once its per-minute quota is spent the next one takes over; the
+// quota comes back after a minute.
+func TestOrderAndQuota(t *testing.T) {
+	c := &clock{t: time.Unix(1e9, 0)}
+	s, _ := New(Config{DedupDistance: -1, Strategies: []StrategyConfig{
+		{Name: "near", Kind: CloseToThreshold, Threshold: .5, Epsilon: .2, Limits: Limits{PerMinute: 2}},
+		{Name: "margin", Kind: LowConfidence, Measure: "margin", Max: .3, Limits: Limits{PerMinute: 1, PerHour: 2}},
+	}}, 1, c.now)
+	f := Frame{Predictions: cls(.5, .4, .1)}
+	var got []string
+	for i := 0; i < 4; i++ {
+		d := s.Decide(f)
+		if d.Taken() {
+			got = append(got, d.Reasons[0].Strategy)
+		} else {
+			got = append(got, "-")
+		}
+	}
+	if want := "[near near margin -]"; fmtSlice(got) != want {
+		t.Fatalf("takers %v, want %s", got, want)
+	}
+	c.t = c.t.Add(61 * time.Second)
+	if d := s.Decide(f); !d.Taken() || d.Reasons[0].Strategy != "near" || len(d.Reasons) != 2 {
+		t.Fatalf("after a minute: %+v", d)
+	}
+	// margin: 1 per minute but 2 per hour.
+	s.Decide(f)
+	if d := s.Decide(f); !d.Taken() || d.Reasons[0].Strategy != "margin" {
+		t.Fatalf("margin second of the hour: %+v", d)
+	}
+	c.t = c.t.Add(61 * time.Second)
+	s.Decide(f)
+	s.Decide(f)
+	if d := s.Decide(f); d.Taken() {
+		t.Fatalf("margin over its hourly quota: %+v", d)
+	}
+}
+
+func fmtSlice(s []string) string {
+	out := "["
+	for i, v := range s {
+		if i > 0 {
+			out += " "
+		}
+		out += v
+	}
+	return out + "]"
+}
+
+// TestDedup: a look-alike frame is skipped within the window, taken again after it;
+// operator flags are never deduplicated.
+func TestDedup(t *testing.T) {
+	c := &clock{t: time.Unix(1e9, 0)}
+	s, _ := New(Config{DedupWindow: Duration(time.Minute), Strategies: []StrategyConfig{
+		{Kind: OperatorFlagged}, {Kind: Random, Probability: 1},
+	}}, 1, c.now)
+	noise := func(seed uint64) *raster.Image {
+		r := rand.New(rand.NewPCG(seed, seed))
+		im := raster.New(28, 28)
+		for i := range im.Pix {
+			im.Pix[i] = r.Float32()
+		}
+		return raster.Blur(im, 1.5)
+	}
+	im, other := noise(1), noise(2)
+	similar := im.Clone()
+	for i := range similar.Pix {
+		similar.Pix[i] = similar.Pix[i]*0.9 + 0.05 // dimmer, same picture
+	}
+	if Distance(Hash(im), Hash(similar)) > 4 || Distance(Hash(im), Hash(other)) <= 4 {
+		t.Fatalf("hash distances: similar %d, other %d", Distance(Hash(im), Hash(similar)), Distance(Hash(im), Hash(other)))
+	}
+	if !s.Decide(Frame{Predictions: cls(.9), Hash: Hash(im)}).Taken() {
+		t.Fatal("first frame not taken")
+	}
+	if d := s.Decide(Frame{Predictions: cls(.9), Hash: Hash(similar)}); d.Taken() || !d.Duplicate {
+		t.Fatalf("look-alike taken: %+v", d)
+	}
+	if !s.Decide(Frame{Predictions: cls(.9), Hash: Hash(other)}).Taken() {
+		t.Fatal("a different frame was not taken")
+	}
+	if !s.Decide(Frame{Predictions: cls(.9), Hash: Hash(similar), Flagged: true}).Taken() {
+		t.Fatal("an operator-flagged look-alike was skipped")
+	}
+	c.t = c.t.Add(2 * time.Minute)
+	if !s.Decide(Frame{Predictions: cls(.9), Hash: Hash(similar)}).Taken() {
+		t.Fatal("look-alike still skipped after the window")
+	}
+}
+
+func TestValidate(t *testing.T) {
+	bad := []StrategyConfig{
+		{Kind: "psychic"},
+		{Kind: CloseToThreshold, Threshold: 2, Epsilon: .1},
+		{Kind: LowConfidence, Measure: "vibes"},
+		{Kind: Random, Probability: 0},
+		{Kind: ClassQuota},
+		{Kind: DetectionCount, MinBoxes: 3, MaxBoxes: 1},
+	}
+	for _, s := range bad {
+		if err := (Config{Strategies: []StrategyConfig{s}}).Validate(); err == nil {
+			t.Errorf("%+v accepted", s)
+		}
+	}
+	if err := Default().Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
