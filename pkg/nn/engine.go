@@ -29,6 +29,8 @@ type Engine interface {
 	ReadParams(p *Params) error
 	// WriteParams replaces the weights with p's (the optimiser state is kept).
 	WriteParams(p *Params) error
+	// SetLR changes Adam's learning rate for the next steps (schedules).
+	SetLR(lr float32)
 	// Name says what computes, e.g. "cpu (gorgonia, pure-Go BLAS)".
 	Name() string
 	// Close releases the engine's resources.

@@ -64,6 +64,7 @@ func RegisterTrainFlags(fs *flag.FlagSet) *TrainOptions {
 		o.Train.LR = float32(lr)
 		return err
 	})
+	fs.StringVar(&o.Train.Schedule, "schedule", "cosine", "learning-rate schedule: cosine or constant")
 	fs.IntVar(&o.Train.Patience, "patience", 3, "epochs without val-loss improvement before stopping")
 	fs.Uint64Var(&o.Train.Seed, "seed", 1, "random seed")
 	fs.BoolVar(&o.Train.FreezeBackbone, "freeze-backbone", false, "train the head only")

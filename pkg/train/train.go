@@ -55,6 +55,9 @@ type Config struct {
 	BatchSize int `json:"batch_size"`
 	// LR is Adam's learning rate (default 1e-3; fine-tuning usually wants less).
 	LR float32 `json:"lr"`
+	// Schedule of the learning rate over the epochs: "cosine" (default: from LR down
+	// to 5 % of it at the last epoch) or "constant".
+	Schedule string `json:"schedule"`
 	// Patience is how many epochs without val-loss improvement end the training
 	// (default 3; 0 means the default, negative turns early stopping off).
 	Patience int `json:"patience"`
@@ -88,7 +91,20 @@ func (c Config) withDefaults() Config {
 	if c.MaxImbalance <= 0 {
 		c.MaxImbalance = 3
 	}
+	if c.Schedule == "" {
+		c.Schedule = "cosine"
+	}
 	return c
+}
+
+// lrAt is the learning rate of an epoch (1-based) under the schedule.
+func (c Config) lrAt(epoch int) float32 {
+	if c.Schedule != "cosine" || c.Epochs <= 1 {
+		return c.LR
+	}
+	const floor = 0.05
+	t := float64(epoch-1) / float64(c.Epochs-1)
+	return c.LR * float32(floor+(1-floor)*0.5*(1+math.Cos(math.Pi*t)))
 }
 
 // Progress reports a training's advance.
@@ -139,6 +155,9 @@ func Run(ctx context.Context, arch nn.Arch, init *nn.Params, classes []string, d
 	if err := cfg.Augment.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.Schedule != "cosine" && cfg.Schedule != "constant" {
+		return nil, fmt.Errorf("train: schedule %q: want cosine or constant", cfg.Schedule)
+	}
 	if len(classes) != arch.Classes {
 		return nil, fmt.Errorf("train: %d class names for a %d-class network", len(classes), arch.Classes)
 	}
@@ -186,6 +205,7 @@ func Run(ctx context.Context, arch nn.Arch, init *nn.Params, classes []string, d
 			return nil, err
 		}
 		start := time.Now()
+		engine.SetLR(cfg.lrAt(epoch))
 		trainLoss, err := runEpoch(ctx, engine, arch, data.Train, cfg, epoch)
 		if err != nil {
 			if errors.Is(err, ErrDiverged) {

@@ -403,6 +403,13 @@ func (e *Engine) WriteParams(p *nn.Params) error {
 	return e.params.CopyFrom(p)
 }
 
+// SetLR implements nn.Engine.
+func (e *Engine) SetLR(lr float32) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.adam.Cfg.LR = lr
+}
+
 // Close implements nn.Engine.
 func (e *Engine) Close() error {
 	e.mu.Lock()
