@@ -1,0 +1,361 @@
+// Package outbox is the edge agent's store-and-forward queue: a durable, bounded,
+// prioritised queue of uploads on disk. An entry is one file, written to a temporary
+// name, fsynced, renamed and its directory fsynced, so that it survives a kill -9 or a
+// power cut once Put returns; a checksum finds torn or corrupt files at start-up, which
+// are set aside without touching the others. When the byte budget is full the oldest
+// entry of the lowest priority goes first, and every drop is counted — never silent.
+// Entries leave the queue only when the caller deletes them (after the broker's PUBACK).
+package outbox
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Priorities: higher is sent first and dropped last.
+const (
+	Low    = 0 // random and quota samples
+	Normal = 1 // uncertain predictions
+	High   = 2 // operator-flagged errors
+)
+
+const (
+	levels  = 3
+	magic   = "ELOB"
+	version = 1
+	suffix  = ".ob"
+)
+
+// ErrFull says an entry was refused: the queue is full of entries that matter more.
+var ErrFull = errors.New("outbox full of higher-priority entries")
+
+// Options bound an outbox.
+type Options struct {
+	// MaxBytes is the disk budget (default 256 MiB, as Greengrass stream manager).
+	MaxBytes int64
+	// NoSync skips fsync (tests and benchmarks of the non-durable cost only).
+	NoSync bool
+}
+
+// Entry is one queued upload.
+type Entry struct {
+	Seq      uint64
+	Priority int
+	ID       string
+	Payload  []byte
+}
+
+type meta struct {
+	seq  uint64
+	id   string
+	size int64
+}
+
+// Outbox is safe for concurrent use.
+type Outbox struct {
+	dir     string
+	o       Options
+	mu      sync.Mutex
+	queues  [levels][]meta // each sorted by seq
+	ids     map[string]uint64
+	bytes   int64
+	seq     uint64
+	dropped uint64
+	// Corrupt counts files set aside at open.
+	corrupt int
+	notify  chan struct{}
+}
+
+// Open opens (or creates) the outbox in dir and indexes what it holds.
+func Open(dir string, o Options) (*Outbox, error) {
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = 256 << 20
+	}
+	ob := &Outbox{dir: dir, o: o, ids: map[string]uint64{}, notify: make(chan struct{}, 1)}
+	for p := 0; p < levels; p++ {
+		if err := os.MkdirAll(ob.level(p), 0o755); err != nil {
+			return nil, fmt.Errorf("outbox: %w", err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "corrupt"), 0o755); err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	for p := 0; p < levels; p++ {
+		if err := ob.scan(p); err != nil {
+			return nil, err
+		}
+	}
+	return ob, nil
+}
+
+func (ob *Outbox) level(p int) string { return filepath.Join(ob.dir, "p"+strconv.Itoa(p)) }
+
+func (ob *Outbox) path(p int, seq uint64) string {
+	return filepath.Join(ob.level(p), fmt.Sprintf("%016x%s", seq, suffix))
+}
+
+// scan indexes one priority's files, removing unfinished writes and setting corrupt
+// files aside.
+func (ob *Outbox) scan(p int) error {
+	ents, err := os.ReadDir(ob.level(p))
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	for _, e := range ents {
+		name := e.Name()
+		full := filepath.Join(ob.level(p), name)
+		if strings.HasSuffix(name, ".tmp") {
+			_ = os.Remove(full) // a write that never completed: Put had not returned
+			continue
+		}
+		seq, err := strconv.ParseUint(strings.TrimSuffix(name, suffix), 16, 64)
+		if err != nil || !strings.HasSuffix(name, suffix) {
+			continue
+		}
+		ob.seq = max(ob.seq, seq) // never reuse a number, even a corrupt file's
+		b, err := os.ReadFile(full)
+		if err != nil {
+			return fmt.Errorf("outbox: %w", err)
+		}
+		ent, err := decode(b)
+		if err != nil {
+			ob.corrupt++
+			_ = os.Rename(full, filepath.Join(ob.dir, "corrupt", name))
+			continue
+		}
+		ob.queues[p] = append(ob.queues[p], meta{seq: seq, id: ent.ID, size: int64(len(b))})
+		ob.ids[ent.ID] = seq
+		ob.bytes += int64(len(b))
+	}
+	sort.Slice(ob.queues[p], func(i, j int) bool { return ob.queues[p][i].seq < ob.queues[p][j].seq })
+	return nil
+}
+
+func encode(e Entry) []byte {
+	var buf bytes.Buffer
+	buf.WriteString(magic)
+	buf.WriteByte(version)
+	buf.WriteByte(byte(e.Priority))
+	_ = binary.Write(&buf, binary.LittleEndian, uint16(len(e.ID)))
+	buf.WriteString(e.ID)
+	_ = binary.Write(&buf, binary.LittleEndian, uint32(len(e.Payload)))
+	buf.Write(e.Payload)
+	_ = binary.Write(&buf, binary.LittleEndian, crc32.ChecksumIEEE(buf.Bytes()))
+	return buf.Bytes()
+}
+
+func decode(b []byte) (Entry, error) {
+	if len(b) < len(magic)+2+2+4+4 || string(b[:4]) != magic || b[4] != version {
+		return Entry{}, errors.New("bad header")
+	}
+	body, sum := b[:len(b)-4], binary.LittleEndian.Uint32(b[len(b)-4:])
+	if crc32.ChecksumIEEE(body) != sum {
+		return Entry{}, errors.New("checksum mismatch")
+	}
+	e := Entry{Priority: int(b[5])}
+	n := int(binary.LittleEndian.Uint16(b[6:]))
+	off := 8
+	if off+n+4 > len(body) {
+		return Entry{}, errors.New("truncated id")
+	}
+	e.ID = string(b[off : off+n])
+	off += n
+	pl := int(binary.LittleEndian.Uint32(b[off:]))
+	off += 4
+	if off+pl != len(body) {
+		return Entry{}, errors.New("payload length mismatch")
+	}
+	e.Payload = b[off : off+pl]
+	return e, nil
+}
+
+// Put stores an upload durably. An id already queued is not stored twice. To make room
+// it drops the oldest entries of the lowest priority not above prio and returns their
+// ids; when only more important entries are left, it refuses this one with ErrFull.
+func (ob *Outbox) Put(prio int, id string, payload []byte) (dropped []string, err error) {
+	if prio < 0 || prio >= levels {
+		return nil, fmt.Errorf("outbox: priority %d outside [0,%d)", prio, levels)
+	}
+	if id == "" || len(id) > 1024 {
+		return nil, fmt.Errorf("outbox: id must have 1–1024 bytes")
+	}
+	data := encode(Entry{Priority: prio, ID: id, Payload: payload})
+	size := int64(len(data))
+	if size > ob.o.MaxBytes {
+		return nil, fmt.Errorf("outbox: entry of %d bytes exceeds the %d-byte budget", size, ob.o.MaxBytes)
+	}
+	ob.mu.Lock()
+	defer ob.mu.Unlock()
+	if _, ok := ob.ids[id]; ok {
+		return nil, nil
+	}
+	for ob.bytes+size > ob.o.MaxBytes {
+		victim := -1
+		for p := 0; p <= prio; p++ {
+			if len(ob.queues[p]) > 0 {
+				victim = p
+				break
+			}
+		}
+		if victim < 0 {
+			ob.dropped++
+			return dropped, fmt.Errorf("%w: %d bytes queued, entry %s (priority %d) refused", ErrFull, ob.bytes, id, prio)
+		}
+		m := ob.queues[victim][0]
+		if err := ob.remove(victim, 0); err != nil {
+			return dropped, err
+		}
+		ob.dropped++
+		dropped = append(dropped, m.id)
+	}
+	ob.seq++
+	seq := ob.seq
+	if err := ob.write(ob.path(prio, seq), data); err != nil {
+		return dropped, err
+	}
+	ob.queues[prio] = append(ob.queues[prio], meta{seq: seq, id: id, size: size})
+	ob.ids[id] = seq
+	ob.bytes += size
+	select {
+	case ob.notify <- struct{}{}:
+	default:
+	}
+	return dropped, nil
+}
+
+func (ob *Outbox) write(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("outbox: write %s: %w", tmp, err)
+	}
+	if !ob.o.NoSync {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return fmt.Errorf("outbox: fsync %s: %w", tmp, err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	if ob.o.NoSync {
+		return nil
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("outbox: fsync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// remove deletes queue p's i-th entry; the lock is held.
+func (ob *Outbox) remove(p, i int) error {
+	m := ob.queues[p][i]
+	if err := os.Remove(ob.path(p, m.seq)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	ob.queues[p] = append(ob.queues[p][:i], ob.queues[p][i+1:]...)
+	delete(ob.ids, m.id)
+	ob.bytes -= m.size
+	return nil
+}
+
+// Next returns up to n entries to send, most important and oldest first, skipping the
+// sequence numbers in busy (those in flight).
+func (ob *Outbox) Next(n int, busy map[uint64]bool) ([]Entry, error) {
+	ob.mu.Lock()
+	type pick struct {
+		p int
+		m meta
+	}
+	var picks []pick
+	for p := levels - 1; p >= 0 && len(picks) < n; p-- {
+		for _, m := range ob.queues[p] {
+			if len(picks) == n {
+				break
+			}
+			if !busy[m.seq] {
+				picks = append(picks, pick{p, m})
+			}
+		}
+	}
+	ob.mu.Unlock()
+	out := make([]Entry, 0, len(picks))
+	for _, pk := range picks {
+		b, err := os.ReadFile(ob.path(pk.p, pk.m.seq))
+		if errors.Is(err, os.ErrNotExist) {
+			continue // deleted meanwhile (dropped or acked)
+		}
+		if err != nil {
+			return out, fmt.Errorf("outbox: %w", err)
+		}
+		e, err := decode(b)
+		if err != nil {
+			return out, fmt.Errorf("outbox: entry %d: %w", pk.m.seq, err)
+		}
+		e.Seq = pk.m.seq
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// Delete removes an entry once it is delivered; deleting it twice is harmless.
+func (ob *Outbox) Delete(e Entry) error {
+	ob.mu.Lock()
+	defer ob.mu.Unlock()
+	q := ob.queues[e.Priority]
+	i := sort.Search(len(q), func(i int) bool { return q[i].seq >= e.Seq })
+	if i == len(q) || q[i].seq != e.Seq {
+		return nil
+	}
+	return ob.remove(e.Priority, i)
+}
+
+// Notify is signalled after each Put.
+func (ob *Outbox) Notify() <-chan struct{} { return ob.notify }
+
+// Stats are the outbox's figures.
+type Stats struct {
+	Depth   int
+	Bytes   int64
+	Dropped uint64
+	Corrupt int
+	// ByPriority is the depth of each priority.
+	ByPriority [levels]int
+}
+
+// Stats returns the current figures.
+func (ob *Outbox) Stats() Stats {
+	ob.mu.Lock()
+	defer ob.mu.Unlock()
+	s := Stats{Bytes: ob.bytes, Dropped: ob.dropped, Corrupt: ob.corrupt}
+	for p := range ob.queues {
+		s.ByPriority[p] = len(ob.queues[p])
+		s.Depth += len(ob.queues[p])
+	}
+	return s
+}

@@ -1,0 +1,218 @@
+package outbox
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func ids(es []Entry) string {
+	var s []string
+	for _, e := range es {
+		s = append(s, e.ID)
+	}
+	return strings.Join(s, ",")
+}
+
+func TestOrderAndDelete(t *testing.T) {
+	ob, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []struct {
+		prio int
+		id   string
+	}{{Low, "r1"}, {Normal, "u1"}, {High, "f1"}, {Low, "r2"}, {Normal, "u2"}, {Normal, "u1"}} {
+		if _, err := ob.Put(p.prio, p.id, []byte("payload-"+p.id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	es, err := ob.Next(10, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(es); got != "f1,u1,u2,r1,r2" {
+		t.Fatalf("order %s (a repeated id must be stored once)", got)
+	}
+	if string(es[0].Payload) != "payload-f1" {
+		t.Fatalf("payload %q", es[0].Payload)
+	}
+	busy := map[uint64]bool{es[0].Seq: true}
+	next, _ := ob.Next(2, busy)
+	if ids(next) != "u1,u2" {
+		t.Fatalf("busy entries not skipped: %s", ids(next))
+	}
+	if err := ob.Delete(es[1]); err != nil {
+		t.Fatal(err)
+	}
+	_ = ob.Delete(es[1])
+	if s := ob.Stats(); s.Depth != 4 || s.ByPriority[Normal] != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+// TestFullDropsLowestOldest: a full outbox drops the oldest of the lowest priority to
+// make room, counts every drop, and refuses a low entry when only higher ones are left.
+func TestFullDropsLowestOldest(t *testing.T) {
+	one := int64(len(encode(Entry{ID: "x0", Payload: make([]byte, 100)})))
+	ob, _ := Open(t.TempDir(), Options{MaxBytes: 3 * one})
+	put := func(p int, id string) ([]string, error) { return ob.Put(p, id, make([]byte, 100)) }
+	put(Low, "l1")
+	put(Low, "l2")
+	put(Normal, "n1")
+	dropped, err := put(High, "h1")
+	if err != nil || fmt.Sprint(dropped) != "[l1]" {
+		t.Fatalf("dropped %v, %v; want [l1]", dropped, err)
+	}
+	dropped, _ = put(Normal, "n2")
+	if fmt.Sprint(dropped) != "[l2]" {
+		t.Fatalf("dropped %v, want [l2]", dropped)
+	}
+	if _, err := put(Low, "l3"); !errors.Is(err, ErrFull) {
+		t.Fatalf("low entry into a queue of higher ones: %v, want ErrFull", err)
+	}
+	if s := ob.Stats(); s.Dropped != 3 || s.Depth != 3 {
+		t.Fatalf("stats %+v: want 3 dropped (l1, l2, l3), 3 queued", s)
+	}
+	if _, err := ob.Put(High, "big", make([]byte, 4*one)); err == nil {
+		t.Fatal("an entry larger than the budget was accepted")
+	}
+}
+
+func TestReopenKeepsEverythingAndSetsCorruptAside(t *testing.T) {
+	dir := t.TempDir()
+	ob, _ := Open(dir, Options{})
+	for i := 0; i < 5; i++ {
+		ob.Put(i%3, fmt.Sprintf("e%d", i), []byte(fmt.Sprint(i)))
+	}
+	es, _ := ob.Next(10, nil)
+	// Damage one entry and leave an unfinished write behind.
+	victim := filepath.Join(dir, fmt.Sprintf("p%d", es[2].Priority), fmt.Sprintf("%016x.ob", es[2].Seq))
+	b, _ := os.ReadFile(victim)
+	b[len(b)/2] ^= 0xff
+	os.WriteFile(victim, b, 0o644)
+	os.WriteFile(filepath.Join(dir, "p1", "00000000000000ff.ob.tmp"), []byte("half"), 0o644)
+
+	ob2, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := ob2.Stats()
+	if s.Depth != 4 || s.Corrupt != 1 {
+		t.Fatalf("reopened %+v: want 4 intact, 1 corrupt", s)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "corrupt", filepath.Base(victim))); err != nil {
+		t.Fatalf("corrupt entry not set aside: %v", err)
+	}
+	es2, _ := ob2.Next(10, nil)
+	want := ids(append(append([]Entry{}, es[:2]...), es[3:]...))
+	if ids(es2) != want {
+		t.Fatalf("after reopen %s, want %s", ids(es2), want)
+	}
+	// New entries continue the sequence.
+	ob2.Put(High, "new", nil)
+	es3, _ := ob2.Next(10, nil)
+	var maxOld uint64
+	for _, e := range es {
+		maxOld = max(maxOld, e.Seq)
+	}
+	if n := es3[1]; n.ID != "new" || n.Seq <= maxOld {
+		t.Fatalf("new entry %+v after the older high-priority one, with a new sequence number", n)
+	}
+}
+
+// TestKilledMidWrite: a child process puts entries as fast as it can and prints each id
+// once Put returned; it is killed with SIGKILL. Reopened, the outbox holds every
+// printed id and nothing corrupt.
+func TestKilledMidWrite(t *testing.T) {
+	if dir := os.Getenv("OUTBOX_CHILD_DIR"); dir != "" {
+		child(dir)
+		return
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestKilledMidWrite$")
+	cmd.Env = append(os.Environ(), "OUTBOX_CHILD_DIR="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	acked := map[string]bool{}
+	sc := bufio.NewScanner(out)
+	deadline := time.Now().Add(20 * time.Second)
+	for sc.Scan() {
+		if id, ok := strings.CutPrefix(sc.Text(), "put "); ok {
+			acked[id] = true
+		}
+		if len(acked) == 150 || time.Now().After(deadline) {
+			_ = cmd.Process.Signal(syscall.SIGKILL)
+			break
+		}
+	}
+	_ = cmd.Wait()
+	ob, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, err := ob.Next(1<<20, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, e := range es {
+		have[e.ID] = true
+		if len(e.Payload) != 2000 {
+			t.Fatalf("entry %s has %d payload bytes", e.ID, len(e.Payload))
+		}
+	}
+	lost := 0
+	for id := range acked {
+		if !have[id] {
+			lost++
+		}
+	}
+	t.Logf("killed after %d acknowledged puts; reopened with %d entries, %d corrupt, %d lost", len(acked), len(es), ob.Stats().Corrupt, lost)
+	if lost > 0 || ob.Stats().Corrupt > 0 || len(acked) < 10 {
+		t.Fatalf("%d acknowledged entries lost, %d corrupt", lost, ob.Stats().Corrupt)
+	}
+}
+
+func child(dir string) {
+	ob, err := Open(dir, Options{})
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	for i := 0; ; i++ {
+		id := fmt.Sprintf("ex-%d", i)
+		if _, err := ob.Put(i%3, id, make([]byte, 2000)); err != nil {
+			fmt.Println("error", err)
+			os.Exit(1)
+		}
+		fmt.Println("put", id)
+	}
+}
+
+func BenchmarkPut(b *testing.B) {
+	for _, sync := range []bool{true, false} {
+		b.Run(fmt.Sprintf("fsync=%v", sync), func(b *testing.B) {
+			ob, _ := Open(b.TempDir(), Options{NoSync: !sync})
+			payload := make([]byte, 50_000)
+			b.SetBytes(int64(len(payload)))
+			for i := 0; i < b.N; i++ {
+				if _, err := ob.Put(i%3, fmt.Sprint(i), payload); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
