@@ -28,6 +28,9 @@ start() {
   mkdir -p "$dir/data"
   cat >"$dir/mosquitto.conf" <<CONF
 listener $port 127.0.0.1
+# Run as whoever started it: as root, mosquitto would otherwise switch to the
+# "mosquitto" user and could not write its persistence or log here.
+user $(id -un)
 allow_anonymous true
 persistence true
 persistence_location $dir/data/
@@ -35,7 +38,7 @@ autosave_interval 1
 max_inflight_messages 100
 max_queued_messages 100000
 max_queued_bytes 0
-message_size_limit 4194304
+max_packet_size 4194304
 log_dest file $dir/mosquitto.log
 log_type error
 log_type warning
@@ -54,6 +57,6 @@ case $cmd in
   stop) stop_pid "$pidfile" "$inst" ;;
   restart) stop_pid "$pidfile" "$inst"; with_lock "$inst" start ;;
   status) running "$pidfile" && echo "$inst running on 127.0.0.1:$port" || { echo "$inst stopped"; exit 1; } ;;
-  purge) stop_pid "$pidfile" "$inst"; rm -rf "$dir" ;;
+  purge) stop_pid "$pidfile" "$inst"; rm -rf "$dir" "$EDGELOOP_RUN/$inst.lock" ;;
   *) die "usage: $0 install|start|stop|restart|status|purge [INSTANCE]" ;;
 esac

@@ -110,6 +110,8 @@ type Client struct {
 	subs map[string]Subscription
 	// epoch changes on every connection loss.
 	epoch atomic.Uint64
+	// ready is set once Connect subscribed; reconnections resubscribe from then on.
+	ready atomic.Bool
 }
 
 // Connect connects to the broker, retrying with backoff until ctx ends.
@@ -166,11 +168,22 @@ func Connect(ctx context.Context, cfg Config, log *zap.Logger) (*Client, error) 
 		cl.c.Disconnect(0)
 		return nil, fmt.Errorf("mqtt connect %s: %w", cfg.URL, err)
 	}
+	// Subscribe before returning, so that the caller can rely on the subscriptions.
+	for _, s := range cfg.Subscriptions {
+		if err := wait(ctx, cl.c.Subscribe(s.Filter, s.QoS, wrap(s.Handler))); err != nil {
+			cl.c.Disconnect(0)
+			return nil, fmt.Errorf("mqtt subscribe %s: %w", s.Filter, err)
+		}
+	}
+	cl.ready.Store(true)
 	return cl, nil
 }
 
 func (c *Client) onConnect(mc mqtt.Client) {
 	c.log.Info("mqtt connected")
+	if !c.ready.Load() {
+		return // the first connection: Connect subscribes and waits for the acks
+	}
 	c.mu.Lock()
 	subs := make(map[string]Subscription, len(c.subs))
 	for f, s := range c.subs {

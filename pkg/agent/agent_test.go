@@ -1,0 +1,404 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/edgeloop/edgeloop/internal/servertest"
+	"github.com/edgeloop/edgeloop/pkg/artifact"
+	"github.com/edgeloop/edgeloop/pkg/contract"
+	"github.com/edgeloop/edgeloop/pkg/datasets"
+	"github.com/edgeloop/edgeloop/pkg/mqttbus"
+	"github.com/edgeloop/edgeloop/pkg/nn"
+	"github.com/edgeloop/edgeloop/pkg/raster"
+	"github.com/edgeloop/edgeloop/pkg/sampling"
+	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
+)
+
+type fixture struct {
+	pub    ed25519.PublicKey
+	priv   ed25519.PrivateKey
+	srv    *httptest.Server
+	mu     sync.Mutex
+	files  map[string][]byte
+	served atomic.Int64
+}
+
+func newFixture(t *testing.T) *fixture {
+	pub, priv, _ := artifact.GenerateKey()
+	f := &fixture{pub: pub, priv: priv, files: map[string][]byte{}}
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer device-secret" {
+			http.Error(w, "no token", http.StatusUnauthorized)
+			return
+		}
+		f.mu.Lock()
+		b, ok := f.files[r.URL.Path]
+		f.mu.Unlock()
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		f.served.Add(1)
+		http.ServeContent(w, r, "model.elm", time.Time{}, bytes.NewReader(b))
+	}))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+// modelFile encodes a classifier (random weights) of the given version.
+func modelFile(t *testing.T, version int64, seed uint64) []byte {
+	a := nn.ClassifierArch(10)
+	p, err := nn.InitParams(a, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := artifact.Encode(&artifact.Model{Header: artifact.Header{Arch: a, Classes: datasets.Classes(), Project: "digits", Version: version}, Params: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// release serves data and returns a release signed by the fixture's key.
+func (f *fixture) release(version int64, data []byte) *edgeloopv1.ModelRelease {
+	path := fmt.Sprintf("/models/%d", version)
+	f.mu.Lock()
+	f.files[path] = data
+	f.mu.Unlock()
+	return &edgeloopv1.ModelRelease{Project: "digits", Version: version, ArtifactUrl: f.srv.URL + path,
+		Sha256: artifact.SHA256(data), Signature: artifact.Sign(f.priv, data), KeyId: artifact.KeyID(f.pub), SizeBytes: int64(len(data))}
+}
+
+func newAgent(t *testing.T, f *fixture, mod func(*Config)) *Agent {
+	t.Helper()
+	cfg := Config{Project: "digits", Device: "cam-1", DataDir: t.TempDir(), DeviceToken: "device-secret",
+		PublicKeys: map[string]ed25519.PublicKey{artifact.KeyID(f.pub): f.pub}}
+	if mod != nil {
+		mod(&cfg)
+	}
+	a, err := New(cfg, nil, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func digit(t *testing.T) *raster.Image {
+	im := raster.New(28, 28)
+	for y := 6; y < 22; y++ {
+		im.Pix[y*28+14] = 1
+	}
+	return im
+}
+
+func TestUpdateRefusals(t *testing.T) {
+	f := newFixture(t)
+	a := newAgent(t, f, nil)
+	ctx := context.Background()
+	if err := a.Apply(ctx, f.release(2, modelFile(t, 2, 1))); err != nil {
+		t.Fatal(err)
+	}
+	good := modelFile(t, 3, 2)
+	cases := []struct {
+		name string
+		rel  func() *edgeloopv1.ModelRelease
+		want string
+	}{
+		{"tampered weights", func() *edgeloopv1.ModelRelease {
+			r := f.release(3, good)
+			bad := append([]byte(nil), good...)
+			bad[len(bad)-3] ^= 0x40
+			f.files["/models/3"] = bad
+			return r
+		}, "signature does not verify"},
+		{"signature by another key", func() *edgeloopv1.ModelRelease {
+			r := f.release(3, good)
+			_, other, _ := artifact.GenerateKey()
+			r.Signature = artifact.Sign(other, good)
+			return r
+		}, "signature does not verify"},
+		{"unknown key", func() *edgeloopv1.ModelRelease {
+			r := f.release(3, good)
+			r.KeyId = "0000"
+			return r
+		}, "unknown key"},
+		{"downgrade", func() *edgeloopv1.ModelRelease { return f.release(1, modelFile(t, 1, 3)) }, "downgrade refused"},
+		{"not a model", func() *edgeloopv1.ModelRelease { return f.release(3, []byte("GIF89a not a model at all")) }, "invalid model file"},
+		{"version mismatch", func() *edgeloopv1.ModelRelease { return f.release(4, modelFile(t, 5, 3)) }, "artifact says v5"},
+		{"too large", func() *edgeloopv1.ModelRelease {
+			r := f.release(3, good)
+			r.SizeBytes = 1 << 40
+			return r
+		}, "exceeds"},
+		{"other project", func() *edgeloopv1.ModelRelease {
+			r := f.release(3, good)
+			r.Project = "cats"
+			return r
+		}, "project"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := a.Apply(ctx, c.rel())
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err %v, want %q", err, c.want)
+			}
+			if a.ModelVersion() != 2 {
+				t.Fatalf("running v%d after a refused update, want v2", a.ModelVersion())
+			}
+			if res, err := a.Infer(ctx, "", digit(t), nil); err != nil || res.ModelVersion != 2 {
+				t.Fatalf("inference after refusal: %+v %v", res, err)
+			}
+		})
+	}
+	// A rollback to an older version is accepted when marked so.
+	rb := f.release(1, modelFile(t, 1, 4))
+	rb.Rollback = true
+	if err := a.Apply(ctx, rb); err != nil || a.ModelVersion() != 1 {
+		t.Fatalf("rollback: %v, running v%d", err, a.ModelVersion())
+	}
+}
+
+// TestSwapUnderLoad: inferences run without pause while a new model is swapped in;
+// none fails, and afterwards they all run the new version.
+func TestSwapUnderLoad(t *testing.T) {
+	f := newFixture(t)
+	a := newAgent(t, f, func(c *Config) { c.Sampling = sampling.Config{Strategies: []sampling.StrategyConfig{{Kind: sampling.OperatorFlagged}}} })
+	ctx := context.Background()
+	if err := a.Apply(ctx, f.release(1, modelFile(t, 1, 1))); err != nil {
+		t.Fatal(err)
+	}
+	var failed, total atomic.Int64
+	var seen2 atomic.Bool
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				res, err := a.Infer(ctx, "", digit(t), nil)
+				total.Add(1)
+				if err != nil {
+					failed.Add(1)
+				} else if res.ModelVersion == 2 {
+					seen2.Store(true)
+				}
+			}
+		}()
+	}
+	time.Sleep(200 * time.Millisecond)
+	for v := int64(2); v <= 4; v++ { // three swaps: the retired models must not break anyone
+		if err := a.Apply(ctx, f.release(v, modelFile(t, v, uint64(v)))); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("%d inferences during 3 swaps, %d failed", total.Load(), failed.Load())
+	if failed.Load() > 0 || total.Load() < 50 {
+		t.Fatalf("%d of %d inferences failed", failed.Load(), total.Load())
+	}
+	if a.ModelVersion() != 4 || !seen2.Load() {
+		t.Fatalf("running v%d, saw v2: %v", a.ModelVersion(), seen2.Load())
+	}
+	// The new model survives a restart.
+	b := newAgent(t, f, func(c *Config) { c.DataDir = a.cfg.DataDir })
+	if b.ModelVersion() != 4 {
+		t.Fatalf("after restart: v%d", b.ModelVersion())
+	}
+}
+
+func TestResumedDownload(t *testing.T) {
+	f := newFixture(t)
+	a := newAgent(t, f, nil)
+	data := modelFile(t, 1, 1)
+	rel := f.release(1, data)
+	// A previous attempt left the first half on disk.
+	if err := writeFileSync(a.modelsDir()+"/"+rel.Sha256+".part", data[:len(data)/2]); err != nil {
+		t.Fatal(err)
+	}
+	var ranged atomic.Bool
+	inner := f.srv.Config.Handler
+	f.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ranged.Store(ranged.Load() || r.Header.Get("Range") != "")
+		inner.ServeHTTP(w, r)
+	})
+	if err := a.Apply(context.Background(), rel); err != nil {
+		t.Fatal(err)
+	}
+	if !ranged.Load() || a.ModelVersion() != 1 {
+		t.Fatalf("resumed %v, running v%d", ranged.Load(), a.ModelVersion())
+	}
+}
+
+func TestFeedbackAndBadInput(t *testing.T) {
+	f := newFixture(t)
+	a := newAgent(t, f, nil)
+	ctx := context.Background()
+	if _, err := a.Infer(ctx, "", digit(t), nil); !errors.Is(err, ErrNoModel) {
+		t.Fatalf("inference without a model: %v", err)
+	}
+	if err := a.Apply(ctx, f.release(1, modelFile(t, 1, 1))); err != nil {
+		t.Fatal(err)
+	}
+	res, err := a.Infer(ctx, "frame-1", digit(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Feedback("nope", &edgeloopv1.Annotation{Labels: []*edgeloopv1.Label{{ClassName: "1"}}}); !errors.Is(err, ErrUnknownFrame) {
+		t.Fatalf("unknown frame: %v", err)
+	}
+	if _, err := a.Feedback(res.FrameID, &edgeloopv1.Annotation{Labels: []*edgeloopv1.Label{{ClassName: "cat"}}}); err == nil {
+		t.Fatal("an unknown class was accepted")
+	}
+	id, err := a.Feedback(res.FrameID, &edgeloopv1.Annotation{Labels: []*edgeloopv1.Label{{ClassName: "1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, _ := a.ob.Next(10, nil)
+	ex := &edgeloopv1.Example{}
+	if len(es) == 0 || proto.Unmarshal(es[0].Payload, ex) != nil || ex.Id != id {
+		t.Fatalf("flagged example not first in the outbox: %d entries", len(es))
+	}
+	if ex.Correction.GetLabels()[0].ClassName != "1" || ex.Reasons[0].Kind != edgeloopv1.SamplingKind_SAMPLING_KIND_OPERATOR_FLAGGED ||
+		ex.Project != "digits" || ex.Device != "cam-1" || ex.FrameId != "frame-1" || ex.ModelVersion != 1 {
+		t.Fatalf("example %+v", ex)
+	}
+	if acc := a.Status().AccuracyByModel[1]; acc == nil || acc.Frames != 1 || acc.Correct != 0 {
+		t.Fatalf("a flagged frame counts as wrong: %+v", acc)
+	}
+	// HTTP: a non-image body is a 400 with a JSON error.
+	h := a.Handler()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/infer", strings.NewReader("not an image")))
+	if rec.Code != 400 || !strings.Contains(rec.Body.String(), `"error"`) {
+		t.Fatalf("bad image: %d %s", rec.Code, rec.Body)
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/infer", bytes.NewReader(digit(t).EncodePNG())))
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"predictions"`) {
+		t.Fatalf("good image: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// TestOfflineOutboxDeliveredWhenBrokerReturns: frames keep being served and queued while
+// the broker is down; when it comes back every queued example reaches the broker,
+// checked by id, and the outbox empties. The agent also follows the retained release.
+func TestOfflineOutboxDeliveredWhenBrokerReturns(t *testing.T) {
+	broker := servertest.StartDedicated(t, "mosquitto")
+	url := "tcp://" + broker.Addr
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+
+	// A persistent subscriber stands in for the bridge: the broker queues for it while
+	// it is away.
+	var mu sync.Mutex
+	got := map[string]bool{}
+	sub := func() *mqttbus.Client {
+		c, err := mqttbus.Connect(ctx, mqttbus.Config{URL: url, ClientID: "sub-" + servertest.RandomID(4), Subscriptions: []mqttbus.Subscription{{
+			Filter: contract.ExamplesTopic("digits", "cam-9"), QoS: 1, Handler: func(m mqttbus.Message) {
+				ex := &edgeloopv1.Example{}
+				if proto.Unmarshal(m.Payload(), ex) == nil {
+					mu.Lock()
+					got[ex.Id] = true
+					mu.Unlock()
+				}
+			}}}}, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	s := sub()
+	defer s.Disconnect(0)
+	broker.Stop()
+
+	f := newFixture(t)
+	a := newAgent(t, f, func(c *Config) {
+		c.Device = "cam-9"
+		c.MQTT = mqttbus.Config{URL: url}
+		c.StatusInterval = 200 * time.Millisecond
+		c.Sampling = sampling.Config{DedupDistance: -1, Strategies: []sampling.StrategyConfig{{Kind: sampling.Random, Probability: 1}}}
+	})
+	if err := a.Apply(ctx, f.release(1, modelFile(t, 1, 1))); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	const n = 150
+	for i := 0; i < n; i++ {
+		if _, err := a.Infer(ctx, "", digit(t), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	es, _ := a.ob.Next(1000, nil)
+	queued := map[string]bool{}
+	for _, e := range es {
+		queued[e.ID] = true
+	}
+	if len(queued) != n {
+		t.Fatalf("outbox holds %d of %d examples while offline", len(queued), n)
+	}
+	broker.Start()
+	// Publish a release (retained) that the agent must follow once connected.
+	pub, err := mqttbus.Connect(ctx, mqttbus.Config{URL: url, ClientID: "releaser"}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, _ := proto.Marshal(f.release(2, modelFile(t, 2, 2)))
+	if err := pub.Publish(ctx, contract.ReleaseTopic("digits"), 1, true, rb); err != nil {
+		t.Fatal(err)
+	}
+	pub.Disconnect(0)
+
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		mu.Lock()
+		all := len(got) >= n
+		mu.Unlock()
+		if all && a.ob.Stats().Depth == 0 && a.ModelVersion() == 2 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	mu.Lock()
+	missing := 0
+	for id := range queued {
+		if !got[id] {
+			missing++
+		}
+	}
+	mu.Unlock()
+	if missing > 0 || a.ob.Stats().Depth != 0 {
+		t.Fatalf("%d of %d queued examples never reached the broker; outbox depth %d", missing, n, a.ob.Stats().Depth)
+	}
+	if a.ModelVersion() != 2 {
+		t.Fatalf("release not followed: running v%d", a.ModelVersion())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,165 @@
+package agent
+
+import (
+	"crypto/ed25519"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/edgeloop/edgeloop/pkg/artifact"
+	"github.com/edgeloop/edgeloop/pkg/contract"
+	"github.com/edgeloop/edgeloop/pkg/mqttbus"
+	"github.com/edgeloop/edgeloop/pkg/sampling"
+)
+
+// Config is everything an agent needs.
+type Config struct {
+	Project, Device string
+	// DataDir holds the outbox and the models.
+	DataDir string
+	MQTT    mqttbus.Config
+	// Sampling chooses the frames to upload.
+	Sampling sampling.Config
+	// PublicKeys verify model releases, by key id.
+	PublicKeys map[string]ed25519.PublicKey
+	// DeviceToken authenticates model downloads.
+	DeviceToken string
+	// Model is a model file to start with when DataDir holds none.
+	Model string
+	// HTTPAddr serves /v1/infer, /v1/feedback, /v1/status and the ops endpoints
+	// (empty: none).
+	HTTPAddr string
+	// WatchDir, when set, is a directory whose new images are inferred.
+	WatchDir string
+	// Sim, when its Dataset is set, generates frames.
+	Sim SimConfig
+	// OutboxBytes bounds the outbox (default 256 MiB).
+	OutboxBytes int64
+	// MaxImageSide resizes uploads to fit (default 640); JPEGQuality encodes them (95).
+	MaxImageSide int
+	JPEGQuality  int
+	// StatusInterval between heartbeats (default 10s).
+	StatusInterval time.Duration
+	// MaxModelBytes bounds a model download (default 64 MiB).
+	MaxModelBytes int64
+	// Workers are the engines inferring in parallel (default 2).
+	Workers int
+	// InFlight is how many uploads may await their PUBACK at once (default 16).
+	InFlight int
+	// Version is the agent's version, reported in examples and status.
+	Version string
+}
+
+func (c *Config) defaults() error {
+	if err := contract.CheckID("project", c.Project); err != nil {
+		return err
+	}
+	if err := contract.CheckID("device", c.Device); err != nil {
+		return err
+	}
+	if c.DataDir == "" {
+		return fmt.Errorf("agent: a data dir is required")
+	}
+	if len(c.Sampling.Strategies) == 0 {
+		c.Sampling = sampling.Default()
+	}
+	if c.MaxImageSide <= 0 {
+		c.MaxImageSide = 640
+	}
+	if c.JPEGQuality <= 0 {
+		c.JPEGQuality = 95
+	}
+	if c.StatusInterval <= 0 {
+		c.StatusInterval = 10 * time.Second
+	}
+	if c.MaxModelBytes <= 0 {
+		c.MaxModelBytes = 64 << 20
+	}
+	if c.Workers <= 0 {
+		c.Workers = 2
+	}
+	if c.InFlight <= 0 {
+		c.InFlight = 16
+	}
+	if c.Version == "" {
+		c.Version = "dev"
+	}
+	if c.MQTT.ClientID == "" {
+		c.MQTT.ClientID = "agent-" + c.Project + "-" + c.Device
+	}
+	return nil
+}
+
+// Flags fill a Config from the command line.
+type Flags struct {
+	cfg      Config
+	mqtt     *mqttbus.Flags
+	sampling string
+	keys     string
+}
+
+// RegisterFlags adds the agent's flags to fs.
+func RegisterFlags(fs *flag.FlagSet) *Flags {
+	f := &Flags{mqtt: mqttbus.RegisterFlags(fs)}
+	c := &f.cfg
+	host, _ := os.Hostname()
+	fs.StringVar(&c.Project, "project", "digits", "project id")
+	fs.StringVar(&c.Device, "device", sanitize(host), "device id")
+	fs.StringVar(&c.DataDir, "data-dir", ".data/agent", "outbox and models")
+	fs.StringVar(&f.sampling, "sampling", "", "sampling strategies (JSON file; default: built-in)")
+	fs.StringVar(&f.keys, "public-keys", "", "comma-separated PEM public keys that sign model releases")
+	fs.StringVar(&c.DeviceToken, "device-token", "", "bearer token for model downloads")
+	fs.StringVar(&c.Model, "model", "", "model file to start with when the data dir holds none")
+	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:8090", "inference API and ops endpoints (empty: off)")
+	fs.StringVar(&c.WatchDir, "watch-dir", "", "infer images dropped into this directory")
+	fs.StringVar(&c.Sim.Dataset, "sim", "", "simulate frames: mnist or digit-scenes (empty: off)")
+	fs.StringVar(&c.Sim.Drift, "sim-drift", "none", "drift preset of simulated frames")
+	fs.Float64Var(&c.Sim.Rate, "sim-rate", 5, "simulated frames per second")
+	fs.Float64Var(&c.Sim.OperatorShare, "sim-operator-share", 0.3, "share of wrong predictions the simulated operator flags")
+	fs.Int64Var(&c.OutboxBytes, "outbox-bytes", 256<<20, "outbox disk budget")
+	fs.IntVar(&c.MaxImageSide, "max-image-side", 640, "uploads are resized to fit this side")
+	fs.IntVar(&c.JPEGQuality, "jpeg-quality", 95, "JPEG quality of uploads")
+	fs.DurationVar(&c.StatusInterval, "status-interval", 10*time.Second, "heartbeat interval")
+	return f
+}
+
+// Config returns the Config the flags describe.
+func (f *Flags) Config() (Config, error) {
+	c := f.cfg
+	var err error
+	if c.MQTT, err = f.mqtt.Config("agent-" + c.Project + "-" + c.Device); err != nil {
+		return c, err
+	}
+	if f.sampling != "" {
+		if c.Sampling, err = sampling.Load(f.sampling); err != nil {
+			return c, err
+		}
+	}
+	c.PublicKeys = map[string]ed25519.PublicKey{}
+	for _, p := range strings.Split(f.keys, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		k, err := artifact.ReadPublicKey(p)
+		if err != nil {
+			return c, fmt.Errorf("public key %s: %w", p, err)
+		}
+		c.PublicKeys[artifact.KeyID(k)] = k
+	}
+	return c, nil
+}
+
+func sanitize(s string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(s) {
+		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') || r == '-' {
+			b.WriteRune(r)
+		}
+	}
+	if b.Len() == 0 {
+		return "device"
+	}
+	return strings.TrimLeft(b.String(), "-")
+}

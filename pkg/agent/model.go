@@ -1,0 +1,59 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/edgeloop/edgeloop/pkg/artifact"
+	"github.com/edgeloop/edgeloop/pkg/nn/gorgoniaengine"
+	"github.com/edgeloop/edgeloop/pkg/raster"
+	"github.com/edgeloop/edgeloop/pkg/vision"
+)
+
+// model is one loaded model version. Inferences hold its read lock, so that retiring
+// it (closing its engines) waits for those in flight: a swap never fails an inference.
+type model struct {
+	version int64
+	sha256  string
+	header  artifact.Header
+	pred    *vision.Predictor
+
+	mu     sync.RWMutex
+	closed bool
+}
+
+var errRetired = errors.New("model retired")
+
+func loadModel(data []byte, workers int) (*model, error) {
+	m, err := artifact.Decode(data)
+	if err != nil {
+		return nil, err
+	}
+	pred, err := vision.NewPredictor(m.Header.Arch, m.Params, m.Header.Classes, gorgoniaengine.Factory, workers, vision.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("model v%d: %w", m.Header.Version, err)
+	}
+	return &model{version: m.Header.Version, sha256: artifact.SHA256(data), header: m.Header, pred: pred}, nil
+}
+
+// predict runs the model unless it was retired meanwhile.
+func (m *model) predict(ctx context.Context, ims []*raster.Image) ([][]vision.Prediction, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return nil, errRetired
+	}
+	return m.pred.Predict(ctx, ims)
+}
+
+// retire waits for the inferences in flight, then frees the engines.
+func (m *model) retire() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.closed {
+		m.closed = true
+		m.pred.Close()
+	}
+}

@@ -1,0 +1,308 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/edgeloop/edgeloop/pkg/artifact"
+	"github.com/edgeloop/edgeloop/pkg/mqttbus"
+	"github.com/edgeloop/edgeloop/pkg/raster"
+	"github.com/edgeloop/edgeloop/pkg/retry"
+	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
+)
+
+func (a *Agent) modelsDir() string { return filepath.Join(a.cfg.DataDir, "models") }
+
+// loadInitialModel loads the model the agent last ran (models/current), else the
+// configured start model.
+func (a *Agent) loadInitialModel() error {
+	if err := os.MkdirAll(a.modelsDir(), 0o755); err != nil {
+		return err
+	}
+	path := ""
+	if b, err := os.ReadFile(filepath.Join(a.modelsDir(), "current")); err == nil {
+		path = filepath.Join(a.modelsDir(), strings.TrimSpace(string(b)))
+	} else if a.cfg.Model != "" {
+		path = a.cfg.Model
+	}
+	if path == "" {
+		a.log.Info("no model yet: waiting for a release")
+		return nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("model %s: %w", path, err)
+	}
+	m, err := loadModel(data, a.cfg.Workers)
+	if err != nil {
+		return fmt.Errorf("model %s: %w", path, err)
+	}
+	a.current.Store(m)
+	a.log.Info("model loaded", zap.Int64("version", m.version), zap.String("sha256", m.sha256), zap.String("file", path))
+	return nil
+}
+
+// onRelease receives the retained release; the latest one replaces any not yet handled.
+func (a *Agent) onRelease(msg mqttbus.Message) {
+	rel := &edgeloopv1.ModelRelease{}
+	if err := proto.Unmarshal(msg.Payload(), rel); err != nil {
+		a.refuse(nil, fmt.Sprintf("release message does not decode: %v", err))
+		return
+	}
+	for {
+		select {
+		case a.releases <- rel:
+			return
+		default:
+			select {
+			case <-a.releases: // drop the stale one
+			default:
+			}
+		}
+	}
+}
+
+// updater applies releases one at a time.
+func (a *Agent) updater(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case rel := <-a.releases:
+			if err := a.Apply(ctx, rel); err != nil && ctx.Err() == nil {
+				a.refuse(rel, err.Error())
+			}
+		}
+	}
+}
+
+func (a *Agent) refuse(rel *edgeloopv1.ModelRelease, why string) {
+	v := int64(-1)
+	if rel != nil {
+		v = rel.Version
+	}
+	a.log.Error("model update refused; keeping the current model", zap.Int64("release_version", v),
+		zap.Int64("current_version", a.ModelVersion()), zap.String("reason", why))
+	a.m.updates.WithLabelValues("refused").Inc()
+	a.mu.Lock()
+	a.stats.refused = fmt.Sprintf("v%d: %s", v, why)
+	a.mu.Unlock()
+}
+
+// ErrDowngrade refuses an older version that is not marked as a rollback.
+var ErrDowngrade = errors.New("downgrade refused")
+
+// Apply downloads, verifies, smoke-tests and swaps in a release. Any failure leaves the
+// current model serving.
+func (a *Agent) Apply(ctx context.Context, rel *edgeloopv1.ModelRelease) error {
+	if rel.Project != a.cfg.Project {
+		return fmt.Errorf("release for project %q, this agent runs %q", rel.Project, a.cfg.Project)
+	}
+	cur := a.current.Load()
+	if cur != nil && rel.Version == cur.version && rel.Sha256 == cur.sha256 {
+		return nil // already running it
+	}
+	if cur != nil && rel.Version < cur.version && !rel.Rollback {
+		return fmt.Errorf("%w: v%d is older than the running v%d and not marked as a rollback", ErrDowngrade, rel.Version, cur.version)
+	}
+	if len(a.cfg.PublicKeys) == 0 {
+		return errors.New("no public key configured: cannot verify releases")
+	}
+	pub, ok := a.cfg.PublicKeys[rel.KeyId]
+	if !ok {
+		return fmt.Errorf("release signed by unknown key %q", rel.KeyId)
+	}
+	data, err := a.download(ctx, rel)
+	if err != nil {
+		return err
+	}
+	if err := artifact.Verify(pub, data, rel.Sha256, rel.Signature); err != nil {
+		return err
+	}
+	m, err := loadModel(data, a.cfg.Workers)
+	if err != nil {
+		return err
+	}
+	if m.version != rel.Version {
+		m.retire()
+		return fmt.Errorf("artifact says v%d, release says v%d", m.version, rel.Version)
+	}
+	if cur != nil && (m.header.Arch.Task != cur.header.Arch.Task || strings.Join(m.header.Classes, ",") != strings.Join(cur.header.Classes, ",")) {
+		m.retire()
+		return fmt.Errorf("v%d is a %s model of classes %v; the running one is %s of %v", m.version, m.header.Arch.Task, m.header.Classes, cur.header.Arch.Task, cur.header.Classes)
+	}
+	if err := a.smokeTest(ctx, m); err != nil {
+		m.retire()
+		return fmt.Errorf("smoke test of v%d failed: %w", m.version, err)
+	}
+	name := fmt.Sprintf("v%d-%s.elm", m.version, m.sha256[:12])
+	if err := writeFileSync(filepath.Join(a.modelsDir(), name), data); err != nil {
+		m.retire()
+		return err
+	}
+	if err := writeFileSync(filepath.Join(a.modelsDir(), "current"), []byte(name+"\n")); err != nil {
+		m.retire()
+		return err
+	}
+	// Swap: new inferences use m at once; the old model stays as the rollback and the
+	// one before it is retired once its inferences are done.
+	a.current.Store(m)
+	if old := a.previous.Swap(cur); old != nil && old != m {
+		go old.retire()
+	}
+	_ = os.Remove(filepath.Join(a.modelsDir(), rel.Sha256+".part"))
+	a.m.updates.WithLabelValues("applied").Inc()
+	a.mu.Lock()
+	a.stats.refused = ""
+	a.mu.Unlock()
+	from := int64(0)
+	if cur != nil {
+		from = cur.version
+	}
+	a.log.Info("model updated", zap.Int64("from", from), zap.Int64("to", m.version), zap.String("sha256", m.sha256),
+		zap.Bool("rollback", rel.Rollback), zap.String("reason", rel.Reason))
+	return nil
+}
+
+// smokeTest runs the new model on a few recent frames (or a blank one): it must answer
+// with finite confidences.
+func (a *Agent) smokeTest(ctx context.Context, m *model) error {
+	a.mu.Lock()
+	var ims []*raster.Image
+	for i := len(a.order) - 1; i >= 0 && len(ims) < 8; i-- {
+		ims = append(ims, a.frames[a.order[i]].img)
+	}
+	a.mu.Unlock()
+	if len(ims) == 0 {
+		ims = []*raster.Image{raster.New(m.header.Arch.InW, m.header.Arch.InH)}
+	}
+	preds, err := m.predict(ctx, ims)
+	if err != nil {
+		return err
+	}
+	for _, ps := range preds {
+		for _, p := range ps {
+			if c := float64(p.Confidence); math.IsNaN(c) || c < 0 || c > 1 {
+				return fmt.Errorf("confidence %v", p.Confidence)
+			}
+		}
+	}
+	return nil
+}
+
+// download fetches the artifact into models/<sha256>.part, resuming a partial download
+// with a Range request, within the size limit.
+func (a *Agent) download(ctx context.Context, rel *edgeloopv1.ModelRelease) ([]byte, error) {
+	if rel.ArtifactUrl == "" {
+		return nil, errors.New("release has no artifact URL")
+	}
+	limit := a.cfg.MaxModelBytes
+	if rel.SizeBytes > limit {
+		return nil, fmt.Errorf("artifact of %d bytes exceeds the %d-byte limit", rel.SizeBytes, limit)
+	}
+	if rel.SizeBytes > 0 {
+		limit = rel.SizeBytes
+	}
+	part := filepath.Join(a.modelsDir(), rel.Sha256+".part")
+	var data []byte
+	err := retry.Do(ctx, retry.Backoff{Initial: 500 * time.Millisecond, Max: 10 * time.Second}, func(ctx context.Context) error {
+		var err error
+		data, err = a.fetch(ctx, rel.ArtifactUrl, part, limit)
+		if err == nil && rel.SizeBytes > 0 && int64(len(data)) < rel.SizeBytes {
+			return fmt.Errorf("download ended after %d of %d bytes", len(data), rel.SizeBytes)
+		}
+		return err
+	}, func(err error, attempt int, d time.Duration) {
+		a.log.Warn("model download failed; resuming", zap.Error(err), zap.Int("attempt", attempt+1), zap.Duration("backoff", d))
+	})
+	return data, err
+}
+
+func (a *Agent) fetch(ctx context.Context, url, part string, limit int64) ([]byte, error) {
+	have, _ := os.ReadFile(part)
+	if int64(len(have)) > limit {
+		have = nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, retry.Permanent(err)
+	}
+	if a.cfg.DeviceToken != "" {
+		req.Header.Set("Authorization", "Bearer "+a.cfg.DeviceToken)
+	}
+	if len(have) > 0 {
+		req.Header.Set("Range", "bytes="+strconv.Itoa(len(have))+"-")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+		have = nil
+	case http.StatusPartialContent:
+	case http.StatusRequestedRangeNotSatisfiable:
+		_ = os.Remove(part)
+		return nil, errors.New("stale partial download discarded")
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound:
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return nil, retry.Permanent(fmt.Errorf("GET %s: %s: %s", url, resp.Status, bytes.TrimSpace(b)))
+	default:
+		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	f, err := os.OpenFile(part, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, retry.Permanent(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(have); err != nil {
+		return nil, err
+	}
+	n, err := io.Copy(f, io.LimitReader(resp.Body, limit-int64(len(have))+1))
+	total := int64(len(have)) + n
+	if total > limit {
+		_ = os.Remove(part)
+		return nil, retry.Permanent(fmt.Errorf("artifact exceeds the %d-byte limit", limit))
+	}
+	if err != nil {
+		return nil, err // keep the part: the next attempt resumes
+	}
+	if err := f.Sync(); err != nil {
+		return nil, err
+	}
+	return os.ReadFile(part)
+}
+
+func writeFileSync(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
