@@ -177,7 +177,9 @@ func TestUpdateRefusals(t *testing.T) {
 // none fails, and afterwards they all run the new version.
 func TestSwapUnderLoad(t *testing.T) {
 	f := newFixture(t)
-	a := newAgent(t, f, func(c *Config) { c.Sampling = sampling.Config{Strategies: []sampling.StrategyConfig{{Kind: sampling.OperatorFlagged}}} })
+	a := newAgent(t, f, func(c *Config) {
+		c.Sampling = sampling.Config{Strategies: []sampling.StrategyConfig{{Kind: sampling.OperatorFlagged}}}
+	})
 	ctx := context.Background()
 	if err := a.Apply(ctx, f.release(1, modelFile(t, 1, 1))); err != nil {
 		t.Fatal(err)

@@ -4,10 +4,10 @@ import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
 	frames, duplicates, dropped, uploaded, uploadErrors prometheus.Counter
-	sampled                                              *prometheus.CounterVec
-	infer                                                prometheus.Histogram
-	outboxDepth                                          prometheus.Gauge
-	updates                                              *prometheus.CounterVec
+	sampled                                             *prometheus.CounterVec
+	infer                                               prometheus.Histogram
+	outboxDepth                                         prometheus.Gauge
+	updates                                             *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {

@@ -55,8 +55,8 @@ type StrategyConfig struct {
 	// class_quota: at least MinPerHour frames of each predicted class per hour.
 	MinPerHour map[string]int `json:"min_per_hour,omitempty"`
 	// detection_count: take when the number of boxes is < MinBoxes or > MaxBoxes.
-	MinBoxes int `json:"min_boxes,omitempty"`
-	MaxBoxes int `json:"max_boxes,omitempty"`
+	MinBoxes int    `json:"min_boxes,omitempty"`
+	MaxBoxes int    `json:"max_boxes,omitempty"`
 	Limits   Limits `json:"limits,omitempty"`
 }
 
