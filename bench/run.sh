@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # `make bench`: every benchmark, each printing its table and comparing against its peer
 # in the same run. Tables are also written to bench/out/<name>.md.
-#   bench/run.sh [bridge] [...]   (default: all)
+#   bench/run.sh [bridge] [train] [agent] [quality] [loop]   (default: all but quality)
+# quality trains full models (about half an hour on 2 cores); run it by name.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mkdir -p bench/out
-all=(bridge)
+mkdir -p bench/out bin
+all=(bridge train agent loop)
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=("${all[@]}")
+
+tags=()
+export CGO_LDFLAGS=${CGO_LDFLAGS:--lopenblas}
+if ldconfig -p 2>/dev/null | grep -q libopenblas; then tags=(-tags openblas); fi
 
 for t in "${targets[@]}"; do
   echo "== $t"
@@ -15,6 +20,22 @@ for t in "${targets[@]}"; do
     bridge)
       { go run ./bench/bridge -kafka 127.0.0.1:19092 -mqtt tcp://127.0.0.1:11883
         go run ./bench/bridge -embedded; } | tee bench/out/bridge.md ;;
-    *) echo "unknown benchmark $t (have: ${all[*]})" >&2; exit 2 ;;
+    train)
+      py=$(bench/setup-torch.sh)
+      go build -o bin/bench-train ./bench/train
+      extra=()
+      if [[ ${#tags[@]} -gt 0 ]]; then
+        go build "${tags[@]}" -o bin/bench-train-openblas ./bench/train
+        extra=(-openblas bin/bench-train-openblas)
+      fi
+      bin/bench-train -torch "$py" "${extra[@]}" | tee bench/out/train.md ;;
+    agent)
+      go build -o bin/edge-agent ./edge-agent
+      go run ./bench/agent -binary bin/edge-agent | tee bench/out/agent.md ;;
+    quality)
+      go run "${tags[@]}" ./bench/quality -out bench/out/quality | tee bench/out/quality.md ;;
+    loop)
+      go run "${tags[@]}" ./bench/loop -out bench/out/loop | tee bench/out/loop.md ;;
+    *) echo "unknown benchmark $t (have: ${all[*]} quality)" >&2; exit 2 ;;
   esac
 done

@@ -1,0 +1,5 @@
+//go:build openblas
+
+package main
+
+func blas() string { return "OpenBLAS" }
