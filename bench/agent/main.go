@@ -72,7 +72,7 @@ func main() {
 			for _, v := range st.SampledByReason {
 				sampled += v
 			}
-			fmt.Printf("| %-10s | %7d | %8.0f | %6.2f | %6.2f | %6.1f%% |\n", a.Name[:min(10, len(a.Name))], callers, rate,
+			fmt.Printf("| %-10s | %7d | %8.0f | %6.2f | %6.2f | %6.1f%% |\n", map[nn.Task]string{nn.Classify: "classifier", nn.Detect: "detector"}[task], callers, rate,
 				lat[len(lat)/2], lat[int(0.99*float64(len(lat)-1))], 100*float64(sampled)/float64(st.Frames))
 		}
 	}
