@@ -48,7 +48,9 @@ const (
 //
 // that is, binary cross-entropy on objectness (channel 0, weight 1 where a box's centre
 // falls, LambdaNoObj elsewhere) and on the class channels (5…, only at those cells), and
-// squared error on the box channels (1–4: centre offset in the cell, width, height).
+// squared error on the box channels (1–4: centre offset in the cell, and the square
+// roots of width and height, so that a thin box's width counts as much as a wide one's,
+// as in YOLO v1).
 type DetTargets struct {
 	W, T, M, B []float32
 }
@@ -83,7 +85,7 @@ func EncodeTargets(a Arch, boxes [][]Box) *DetTargets {
 			cx, cy := (b.X0+b.X1)/2, (b.Y0+b.Y1)/2
 			t.W[at(i, 0, row, col)] = 1
 			t.T[at(i, 0, row, col)] = 1
-			vals := [4]float32{cx*float32(s) - float32(col), cy*float32(s) - float32(row), b.X1 - b.X0, b.Y1 - b.Y0}
+			vals := [4]float32{cx*float32(s) - float32(col), cy*float32(s) - float32(row), sqrt32(b.X1 - b.X0), sqrt32(b.Y1 - b.Y0)}
 			for k, v := range vals {
 				t.M[at(i, 1+k, row, col)] = 1
 				t.B[at(i, 1+k, row, col)] = v
@@ -100,6 +102,8 @@ func EncodeTargets(a Arch, boxes [][]Box) *DetTargets {
 }
 
 func sigmoid(x float32) float32 { return float32(1 / (1 + math.Exp(-float64(x)))) }
+
+func sqrt32(x float32) float32 { return float32(math.Sqrt(float64(max(0, x)))) }
 
 // Decode turns one image's head output ((5+C)·S·S values) into detections scoring at
 // least minScore, before non-maximum suppression.
@@ -125,7 +129,8 @@ func Decode(a Arch, out []float32, minScore float32) []Detection {
 			}
 			cx := (float32(col) + sigmoid(at(1, row, col))) / float32(s)
 			cy := (float32(row) + sigmoid(at(2, row, col))) / float32(s)
-			w, h := sigmoid(at(3, row, col)), sigmoid(at(4, row, col))
+			sw, sh := sigmoid(at(3, row, col)), sigmoid(at(4, row, col))
+			w, h := sw*sw, sh*sh
 			dets = append(dets, Detection{Box: Box{
 				X0: clamp01(cx - w/2), Y0: clamp01(cy - h/2), X1: clamp01(cx + w/2), Y1: clamp01(cy + h/2), Class: best,
 			}, Score: score})

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/edgeloop/edgeloop/pkg/config"
+	"github.com/edgeloop/edgeloop/pkg/raster"
 	"github.com/edgeloop/edgeloop/pkg/vision"
 	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
 )
@@ -68,25 +70,8 @@ type Config struct {
 	DedupDistance int `json:"dedup_distance,omitempty"`
 	// DedupWindow is how long a taken frame suppresses look-alikes (default 1h, as the
 	// Learning Loop node).
-	DedupWindow Duration `json:"dedup_window,omitempty"`
+	DedupWindow config.Duration `json:"dedup_window,omitempty"`
 }
-
-// Duration is a time.Duration written as "90s", "1h" in JSON.
-type Duration time.Duration
-
-// UnmarshalJSON reads "90s".
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("duration: want a string like \"1h\": %w", err)
-	}
-	v, err := time.ParseDuration(s)
-	*d = Duration(v)
-	return err
-}
-
-// MarshalJSON writes "1h0m0s".
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
 
 // Default is a sensible start: operator flags always, uncertain frames, a little random.
 func Default() Config {
@@ -209,7 +194,7 @@ type Frame struct {
 	Detect bool
 	// Flagged is set when an operator marked the prediction wrong.
 	Flagged bool
-	// Hash is the frame's perceptual hash (see Hash).
+	// Hash is the frame's perceptual hash (raster.Hash).
 	Hash uint64
 }
 
@@ -250,7 +235,7 @@ func New(c Config, seed uint64, now func() time.Time) (*Sampler, error) {
 		c.DedupDistance = 4
 	}
 	if c.DedupWindow == 0 {
-		c.DedupWindow = Duration(time.Hour)
+		c.DedupWindow = config.Duration(time.Hour)
 	}
 	if now == nil {
 		now = time.Now
@@ -409,7 +394,7 @@ func (s *Sampler) duplicate(h uint64, now time.Time) bool {
 			continue
 		}
 		keep = append(keep, r)
-		if Distance(r.hash, h) <= s.cfg.DedupDistance {
+		if raster.HashDistance(r.hash, h) <= s.cfg.DedupDistance {
 			dup = true
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeloop/edgeloop/pkg/config"
 	"github.com/edgeloop/edgeloop/pkg/nn"
 	"github.com/edgeloop/edgeloop/pkg/raster"
 	"github.com/edgeloop/edgeloop/pkg/vision"
@@ -128,7 +129,7 @@ func fmtSlice(s []string) string {
 // operator flags are never deduplicated.
 func TestDedup(t *testing.T) {
 	c := &clock{t: time.Unix(1e9, 0)}
-	s, _ := New(Config{DedupWindow: Duration(time.Minute), Strategies: []StrategyConfig{
+	s, _ := New(Config{DedupWindow: config.Duration(time.Minute), Strategies: []StrategyConfig{
 		{Kind: OperatorFlagged}, {Kind: Random, Probability: 1},
 	}}, 1, c.now)
 	noise := func(seed uint64) *raster.Image {
@@ -144,23 +145,23 @@ func TestDedup(t *testing.T) {
 	for i := range similar.Pix {
 		similar.Pix[i] = similar.Pix[i]*0.9 + 0.05 // dimmer, same picture
 	}
-	if Distance(Hash(im), Hash(similar)) > 4 || Distance(Hash(im), Hash(other)) <= 4 {
-		t.Fatalf("hash distances: similar %d, other %d", Distance(Hash(im), Hash(similar)), Distance(Hash(im), Hash(other)))
+	if raster.HashDistance(raster.Hash(im), raster.Hash(similar)) > 4 || raster.HashDistance(raster.Hash(im), raster.Hash(other)) <= 4 {
+		t.Fatalf("hash distances: similar %d, other %d", raster.HashDistance(raster.Hash(im), raster.Hash(similar)), raster.HashDistance(raster.Hash(im), raster.Hash(other)))
 	}
-	if !s.Decide(Frame{Predictions: cls(.9), Hash: Hash(im)}).Taken() {
+	if !s.Decide(Frame{Predictions: cls(.9), Hash: raster.Hash(im)}).Taken() {
 		t.Fatal("first frame not taken")
 	}
-	if d := s.Decide(Frame{Predictions: cls(.9), Hash: Hash(similar)}); d.Taken() || !d.Duplicate {
+	if d := s.Decide(Frame{Predictions: cls(.9), Hash: raster.Hash(similar)}); d.Taken() || !d.Duplicate {
 		t.Fatalf("look-alike taken: %+v", d)
 	}
-	if !s.Decide(Frame{Predictions: cls(.9), Hash: Hash(other)}).Taken() {
+	if !s.Decide(Frame{Predictions: cls(.9), Hash: raster.Hash(other)}).Taken() {
 		t.Fatal("a different frame was not taken")
 	}
-	if !s.Decide(Frame{Predictions: cls(.9), Hash: Hash(similar), Flagged: true}).Taken() {
+	if !s.Decide(Frame{Predictions: cls(.9), Hash: raster.Hash(similar), Flagged: true}).Taken() {
 		t.Fatal("an operator-flagged look-alike was skipped")
 	}
 	c.t = c.t.Add(2 * time.Minute)
-	if !s.Decide(Frame{Predictions: cls(.9), Hash: Hash(similar)}).Taken() {
+	if !s.Decide(Frame{Predictions: cls(.9), Hash: raster.Hash(similar)}).Taken() {
 		t.Fatal("look-alike still skipped after the window")
 	}
 }

@@ -1,0 +1,113 @@
+package curator
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/edgeloop/edgeloop/pkg/raster"
+)
+
+// recentWindow is how many queued examples the ledger remembers for idempotency and
+// cross-device near-duplicate detection.
+const recentWindow = 4000
+
+// dedupDistance is the largest perceptual-hash distance that counts as the same picture.
+const dedupDistance = 3
+
+// addPending puts an example into the open batch unless it is already known (a
+// redelivery) or a near-duplicate of a recent one; it returns whether it was added and
+// the id it duplicates, if any.
+func addPending(l *Ledger, pe Pending) (added bool, dupOf string) {
+	for _, r := range l.Recent {
+		if r.ID == pe.ID {
+			return false, ""
+		}
+	}
+	for _, r := range l.Recent {
+		if raster.HashDistance(r.Hash, pe.Hash) <= dedupDistance {
+			return false, r.ID
+		}
+	}
+	l.Pending = append(l.Pending, pe)
+	l.Recent = append(l.Recent, Recent{ID: pe.ID, Hash: pe.Hash})
+	if len(l.Recent) > recentWindow {
+		l.Recent = l.Recent[len(l.Recent)-recentWindow:]
+	}
+	return true, ""
+}
+
+// formDue cuts batches from the open batch: one of Max as soon as Max are waiting, and
+// one of what is there once at least Min are waiting and the oldest waited MaxWait.
+func formDue(l *Ledger, s BatchSettings, now time.Time) []FormedBatch {
+	var out []FormedBatch
+	for len(l.Pending) >= s.Max {
+		out = append(out, cut(l, s.Max, now))
+	}
+	if len(l.Pending) >= s.Min && now.Sub(oldest(l.Pending)) >= s.MaxWait.D() {
+		out = append(out, cut(l, len(l.Pending), now))
+	}
+	return out
+}
+
+func oldest(ps []Pending) time.Time {
+	t := ps[0].At
+	for _, p := range ps {
+		if p.At.Before(t) {
+			t = p.At
+		}
+	}
+	return t
+}
+
+// cut takes n examples from the open batch, balanced across predicted classes and
+// sampling reasons: round robin over (class, reason) groups, oldest first in each.
+func cut(l *Ledger, n int, now time.Time) FormedBatch {
+	groups := map[string][]int{}
+	var keys []string
+	for i, p := range l.Pending {
+		k := p.Class + "\x00" + p.Reason
+		if _, ok := groups[k]; !ok {
+			keys = append(keys, k)
+		}
+		groups[k] = append(groups[k], i)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		g := groups[k]
+		sort.SliceStable(g, func(a, b int) bool { return l.Pending[g[a]].At.Before(l.Pending[g[b]].At) })
+	}
+	take := map[int]bool{}
+	for len(take) < n {
+		for _, k := range keys {
+			if len(groups[k]) > 0 && len(take) < n {
+				take[groups[k][0]] = true
+				groups[k] = groups[k][1:]
+			}
+		}
+	}
+	l.Seq++
+	fb := FormedBatch{ID: fmt.Sprintf("b%06d", l.Seq), At: now}
+	keep := l.Pending[:0:0]
+	for i, p := range l.Pending {
+		if take[i] {
+			fb.Examples = append(fb.Examples, p)
+		} else {
+			keep = append(keep, p)
+		}
+	}
+	l.Pending = keep
+	l.Formed = append(l.Formed, fb)
+	return fb
+}
+
+// newBatch is the batch object of a formed batch.
+func newBatch(project string, fb FormedBatch) *Batch {
+	b := &Batch{ID: fb.ID, Project: project, State: StateReady, CreatedAt: fb.At,
+		Audit: []AuditEntry{{At: fb.At, User: "curator", Action: "form", From: StateOpen, To: StateReady,
+			Detail: fmt.Sprintf("%d examples", len(fb.Examples))}}}
+	for _, p := range fb.Examples {
+		b.Items = append(b.Items, Item{ExampleID: p.ID, Class: p.Class, Reason: p.Reason, Confidence: p.Confidence, ArrivedAt: p.At})
+	}
+	return b
+}

@@ -1,0 +1,627 @@
+package curator
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/edgeloop/edgeloop/pkg/contract"
+	"github.com/edgeloop/edgeloop/pkg/kafkabus"
+	"github.com/edgeloop/edgeloop/pkg/objstore"
+	"github.com/edgeloop/edgeloop/pkg/raster"
+	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
+)
+
+// Curator holds the correction workflow.
+type Curator struct {
+	st   *Store
+	prod *kafkabus.Producer
+	kcfg kafkabus.Config
+	log  *zap.Logger
+	m    *metrics
+	now  func() time.Time
+}
+
+// New returns a Curator on store s; approvals are produced with prod.
+func New(s objstore.Store, prod *kafkabus.Producer, kcfg kafkabus.Config, m *metrics, log *zap.Logger) *Curator {
+	return &Curator{st: &Store{S: s}, prod: prod, kcfg: kcfg, log: log, m: m, now: time.Now}
+}
+
+// Store is the curator's object store access.
+func (c *Curator) Store() *Store { return c.st }
+
+// Ingest stores an example and queues it. It is idempotent by example id: a
+// redelivered example changes nothing. It returns a kafkabus.Reject for examples that
+// can never be accepted.
+func (c *Curator) Ingest(ctx context.Context, ex *edgeloopv1.Example) error {
+	p, err := c.st.Project(ctx, ex.GetProject())
+	if errors.Is(err, objstore.ErrNotFound) {
+		return kafkabus.Rejectf("unknown_project", fmt.Errorf("example %s: project %q does not exist (create it first)", ex.GetId(), ex.GetProject()))
+	}
+	if err != nil {
+		return err
+	}
+	if want := map[string]edgeloopv1.Task{"classify": edgeloopv1.Task_TASK_CLASSIFY, "detect": edgeloopv1.Task_TASK_DETECT}[p.Task]; ex.GetTask() != want {
+		return kafkabus.Rejectf("task_mismatch", fmt.Errorf("example %s: task %v, project %s is %s", ex.GetId(), ex.GetTask(), p.ID, p.Task))
+	}
+	known := p.ClassIndex()
+	for _, pr := range ex.GetPredictions() {
+		if _, ok := known[pr.GetClassName()]; !ok {
+			return kafkabus.Rejectf("unknown_class", fmt.Errorf("example %s: predicted class %q is not one of project %s's", ex.GetId(), pr.GetClassName(), p.ID))
+		}
+	}
+	for _, l := range ex.GetCorrection().GetLabels() {
+		if _, ok := known[l.GetClassName()]; !ok {
+			return kafkabus.Rejectf("unknown_class", fmt.Errorf("example %s: corrected class %q is not one of project %s's", ex.GetId(), l.GetClassName(), p.ID))
+		}
+	}
+	img, err := raster.Decode(ex.GetImage().GetData())
+	if err != nil {
+		return kafkabus.Rejectf("bad_image", fmt.Errorf("example %s: %w", ex.GetId(), err))
+	}
+	key, _, err := objstore.PutContent(ctx, c.st.S, imagePrefix(p.ID), ex.GetImage().GetData(), ex.GetImage().GetContentType())
+	if err != nil {
+		return err
+	}
+	rec := recordOf(ex, key, raster.Hash(img), c.now())
+	pe := Pending{ID: rec.ID, Class: rec.TopClass(), Reason: reasonOf(rec), Confidence: rec.TopConfidence(), At: rec.ReceivedAt, Hash: rec.Hash}
+	var added bool
+	var formed []FormedBatch
+	_, err = objstore.Update(ctx, c.st.S, ledgerKey(p.ID), func(l *Ledger, _ bool) error {
+		added, rec.DuplicateOf = addPending(l, pe)
+		if !added && rec.DuplicateOf == "" {
+			return objstore.ErrNoChange // a redelivery
+		}
+		formed = formDue(l, p.Batch, c.now())
+		l.Rev++
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := objstore.PutJSON(ctx, c.st.S, exampleKey(p.ID, rec.ID), rec, objstore.PutOptions{IfNoneMatch: true}); err != nil && !errors.Is(err, objstore.ErrPrecondition) {
+		return err
+	}
+	switch {
+	case added:
+		c.m.ingested.WithLabelValues(p.ID).Inc()
+	case rec.DuplicateOf != "":
+		c.m.duplicates.WithLabelValues(p.ID).Inc()
+		c.log.Debug("near-duplicate not queued", zap.String("example", rec.ID), zap.String("duplicate_of", rec.DuplicateOf))
+	}
+	return c.writeFormed(ctx, p.ID, formed)
+}
+
+func reasonOf(r *ExampleRecord) string {
+	if len(r.Reasons) == 0 {
+		return ""
+	}
+	return r.Reasons[0].Kind
+}
+
+func recordOf(ex *edgeloopv1.Example, imageKey string, hash uint64, now time.Time) *ExampleRecord {
+	r := &ExampleRecord{
+		ID: ex.GetId(), Project: ex.GetProject(), Device: ex.GetDevice(), CapturedAt: ex.GetCapturedAt().AsTime(), ReceivedAt: now,
+		Image: imageKey, ContentType: ex.GetImage().GetContentType(), Width: int(ex.GetImage().GetWidth()), Height: int(ex.GetImage().GetHeight()),
+		ModelVersion: ex.GetModelVersion(), Correction: labelsFromProto(ex.GetCorrection()), Truth: labelsFromProto(ex.GetSimulationTruth()),
+		Hash: hash, FrameID: ex.GetFrameId(),
+	}
+	for _, p := range ex.GetPredictions() {
+		r.Predictions = append(r.Predictions, Prediction{Class: p.GetClassName(), Confidence: p.GetConfidence(), Box: boxFromProto(p.GetBox())})
+	}
+	for _, s := range ex.GetReasons() {
+		kind := strings.TrimPrefix(strings.ToLower(s.GetKind().String()), "sampling_kind_")
+		r.Reasons = append(r.Reasons, Reason{Kind: kind, Strategy: s.GetStrategy(), Score: s.GetScore(), Detail: s.GetDetail()})
+	}
+	return r
+}
+
+// writeFormed writes the batch objects of formed batches (create-only: a retry writes
+// nothing twice), then forgets them in the ledger.
+func (c *Curator) writeFormed(ctx context.Context, project string, formed []FormedBatch) error {
+	if len(formed) == 0 {
+		return nil
+	}
+	ids := map[string]bool{}
+	for _, fb := range formed {
+		_, err := objstore.PutJSON(ctx, c.st.S, batchKey(project, fb.ID), newBatch(project, fb), objstore.PutOptions{IfNoneMatch: true})
+		if err != nil && !errors.Is(err, objstore.ErrPrecondition) {
+			return err
+		}
+		ids[fb.ID] = true
+		c.log.Info("batch formed", zap.String("project", project), zap.String("batch", fb.ID), zap.Int("examples", len(fb.Examples)))
+	}
+	_, err := objstore.Update(ctx, c.st.S, ledgerKey(project), func(l *Ledger, _ bool) error {
+		keep := l.Formed[:0:0]
+		for _, f := range l.Formed {
+			if !ids[f.ID] {
+				keep = append(keep, f)
+			}
+		}
+		if len(keep) == len(l.Formed) {
+			return objstore.ErrNoChange
+		}
+		l.Formed = keep
+		l.Rev++
+		return nil
+	})
+	return err
+}
+
+// Tick closes open batches that waited long enough and repairs batches formed but not
+// written (after a crash). The service calls it periodically.
+func (c *Curator) Tick(ctx context.Context) error {
+	ps, err := c.st.Projects(ctx)
+	if err != nil {
+		return err
+	}
+	for _, p := range ps {
+		var formed []FormedBatch
+		_, err := objstore.Update(ctx, c.st.S, ledgerKey(p.ID), func(l *Ledger, exists bool) error {
+			if !exists {
+				return objstore.ErrNoChange
+			}
+			newly := formDue(l, p.Batch, c.now())
+			formed = append([]FormedBatch(nil), l.Formed...) // with any a crash left unwritten
+			if len(newly) == 0 {
+				return objstore.ErrNoChange
+			}
+			l.Rev++
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if err := c.writeFormed(ctx, p.ID, formed); err != nil {
+			return err
+		}
+		if err := c.resumeApprovals(ctx, p.ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// refreshGauges sets the batches-by-state gauge of a project.
+func (c *Curator) refreshGauges(project string, bs []*Batch) {
+	counts := map[string]int{StateReady: 0, StateInProgress: 0, StateSubmitted: 0, StateApproving: 0, StateApproved: 0}
+	for _, b := range bs {
+		counts[b.State]++
+	}
+	for st, n := range counts {
+		c.m.batches.WithLabelValues(project, st).Set(float64(n))
+	}
+}
+
+// transition changes a batch by compare-and-swap, recording the audit entry. When fn
+// returns objstore.ErrNoChange it returns (nil, nil).
+func (c *Curator) transition(ctx context.Context, project, id, user, action string, fn func(b *Batch, now time.Time) error) (*Batch, error) {
+	var out Batch
+	written, err := objstore.Update(ctx, c.st.S, batchKey(project, id), func(b *Batch, exists bool) error {
+		if !exists {
+			return fmt.Errorf("batch %s: %w", id, ErrNotFound)
+		}
+		now := c.now()
+		from := b.State
+		if err := fn(b, now); err != nil {
+			return err
+		}
+		b.Audit = append(b.Audit, AuditEntry{At: now, User: user, Action: action, From: from, To: b.State})
+		b.Rev++
+		out = *b
+		return nil
+	})
+	if err != nil || !written {
+		return nil, err
+	}
+	return &out, nil
+}
+
+func (c *Curator) lease(ctx context.Context, project string) time.Duration {
+	p, err := c.st.Project(ctx, project)
+	if err != nil {
+		return 30 * time.Minute
+	}
+	return p.Batch.Lease.D()
+}
+
+// Claim gives a ready batch (or one whose lease expired) to an annotator.
+func (c *Curator) Claim(ctx context.Context, project, id, user string) (*Batch, error) {
+	lease := c.lease(ctx, project)
+	return c.transition(ctx, project, id, user, "claim", func(b *Batch, now time.Time) error {
+		switch {
+		case b.State == StateReady:
+		case b.State == StateInProgress && (b.Claim == nil || b.Claim.User == user || now.After(b.Claim.Expires)):
+		case b.State == StateInProgress:
+			return fmt.Errorf("%w: batch %s is claimed by %s until %s", ErrConflict, id, b.Claim.User, b.Claim.Expires.Format(time.RFC3339))
+		default:
+			return fmt.Errorf("%w: batch %s is %s, only ready batches can be claimed", ErrConflict, id, b.State)
+		}
+		b.State = StateInProgress
+		b.Claim = &Claim{User: user, Expires: now.Add(lease)}
+		return nil
+	})
+}
+
+// Renew extends the caller's lease.
+func (c *Curator) Renew(ctx context.Context, project, id, user string) (*Batch, error) {
+	lease := c.lease(ctx, project)
+	return c.transition(ctx, project, id, user, "renew", func(b *Batch, now time.Time) error {
+		if err := holds(b, user, now); err != nil {
+			return err
+		}
+		b.Claim.Expires = now.Add(lease)
+		return nil
+	})
+}
+
+func holds(b *Batch, user string, now time.Time) error {
+	if b.State != StateInProgress || b.Claim == nil || b.Claim.User != user {
+		return fmt.Errorf("%w: batch %s is not claimed by %s", ErrConflict, b.ID, user)
+	}
+	if now.After(b.Claim.Expires) {
+		return fmt.Errorf("%w: the lease on batch %s expired at %s; claim it again", ErrConflict, b.ID, b.Claim.Expires.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// SaveItem stores one example's annotation; status "skipped" marks an unusable image.
+func (c *Curator) SaveItem(ctx context.Context, project, id, exampleID, user string, labels []Label, status string) (*Batch, error) {
+	p, err := c.st.Project(ctx, project)
+	if err != nil {
+		return nil, err
+	}
+	if status == "" {
+		status = "done"
+	}
+	if status != "done" && status != "skipped" {
+		return nil, fmt.Errorf("%w: status %q: want done or skipped", ErrInvalid, status)
+	}
+	if status == "done" {
+		if err := checkLabels(p, labels); err != nil {
+			return nil, err
+		}
+	} else {
+		labels = nil
+	}
+	return c.transition(ctx, project, id, user, "annotate", func(b *Batch, now time.Time) error {
+		if err := holds(b, user, now); err != nil {
+			return err
+		}
+		for i := range b.Items {
+			if b.Items[i].ExampleID == exampleID {
+				it := &b.Items[i]
+				it.Labels, it.Status, it.AnnotatedBy = labels, status, user
+				t := now
+				it.AnnotatedAt = &t
+				c.m.annotations.WithLabelValues(project).Inc()
+				return nil
+			}
+		}
+		return fmt.Errorf("%w: example %s is not in batch %s", ErrNotFound, exampleID, id)
+	})
+}
+
+func checkLabels(p *Project, labels []Label) error {
+	known := p.ClassIndex()
+	if len(labels) == 0 && p.Task == "classify" {
+		return fmt.Errorf("%w: a classification annotation needs one class", ErrInvalid)
+	}
+	if p.Task == "classify" && len(labels) != 1 {
+		return fmt.Errorf("%w: a classification annotation has exactly one class, got %d", ErrInvalid, len(labels))
+	}
+	for i, l := range labels {
+		if _, ok := known[l.Class]; !ok {
+			return fmt.Errorf("%w: label %d: class %q is not one of %v", ErrInvalid, i, l.Class, p.Classes)
+		}
+		if p.Task == "classify" && l.Box != nil {
+			return fmt.Errorf("%w: label %d: classification labels have no box", ErrInvalid, i)
+		}
+		if p.Task == "detect" {
+			b := l.Box
+			if b == nil || !(b.X0 >= 0 && b.Y0 >= 0 && b.X1 <= 1 && b.Y1 <= 1 && b.X0 < b.X1 && b.Y0 < b.Y1) ||
+				math.IsNaN(float64(b.X0+b.Y0+b.X1+b.Y1)) {
+				return fmt.Errorf("%w: label %d: a detection label needs a box inside [0,1] with x0<x1, y0<y1", ErrInvalid, i)
+			}
+		}
+	}
+	return nil
+}
+
+// Submit hands a fully annotated batch to review.
+func (c *Curator) Submit(ctx context.Context, project, id, user string) (*Batch, error) {
+	return c.transition(ctx, project, id, user, "submit", func(b *Batch, now time.Time) error {
+		if err := holds(b, user, now); err != nil {
+			return err
+		}
+		todo := 0
+		for _, it := range b.Items {
+			if it.Status == "" {
+				todo++
+			}
+		}
+		if todo > 0 {
+			return fmt.Errorf("%w: %d of %d examples are not annotated yet", ErrConflict, todo, len(b.Items))
+		}
+		b.State, b.Claim = StateSubmitted, nil
+		return nil
+	})
+}
+
+// Reject sends a submitted batch back to its annotator with the reviewer's comments.
+func (c *Curator) Reject(ctx context.Context, project, id, user, comments string) (*Batch, error) {
+	if strings.TrimSpace(comments) == "" {
+		return nil, fmt.Errorf("%w: a rejection needs comments for the annotator", ErrInvalid)
+	}
+	lease := c.lease(ctx, project)
+	return c.transition(ctx, project, id, user, "reject", func(b *Batch, now time.Time) error {
+		if b.State != StateSubmitted {
+			return fmt.Errorf("%w: batch %s is %s, only submitted batches can be rejected", ErrConflict, id, b.State)
+		}
+		annotator := ""
+		for i := len(b.Audit) - 1; i >= 0; i-- {
+			if b.Audit[i].Action == "submit" {
+				annotator = b.Audit[i].User
+				break
+			}
+		}
+		b.State, b.Comments = StateInProgress, comments
+		b.Claim = &Claim{User: annotator, Expires: now.Add(lease)}
+		return nil
+	})
+}
+
+// Approve puts a submitted batch's annotations into the dataset (each example pinned
+// to its split for life) and produces BatchApproved. Each step is idempotent, so a
+// retry after a crash completes the approval without doing anything twice.
+func (c *Curator) Approve(ctx context.Context, project, id, user string) (*Batch, error) {
+	b, err := c.transition(ctx, project, id, user, "approve", func(b *Batch, _ time.Time) error {
+		if b.State != StateSubmitted && b.State != StateApproving {
+			return fmt.Errorf("%w: batch %s is %s, only submitted batches can be approved", ErrConflict, id, b.State)
+		}
+		b.State = StateApproving
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c.completeApproval(ctx, project, b, user)
+}
+
+func (c *Curator) completeApproval(ctx context.Context, project string, b *Batch, user string) (*Batch, error) {
+	p, err := c.st.Project(ctx, project)
+	if err != nil {
+		return nil, err
+	}
+	ds, added, err := c.addToDataset(ctx, p, b)
+	if err != nil {
+		return nil, err
+	}
+	now := c.now()
+	bySplit, byClass := map[string]int32{}, map[string]int32{}
+	for _, e := range added {
+		bySplit[e.Split]++
+		for _, l := range e.Labels {
+			byClass[l.Class]++
+		}
+	}
+	total, _ := ds.Counts()
+	dsBySplit := map[string]int32{}
+	for k, v := range total {
+		dsBySplit[k] = int32(v)
+	}
+	snapshot := fmt.Sprintf("ds-%d", ds.Seq)
+	ev, _ := proto.Marshal(&edgeloopv1.BatchApproved{
+		Project: project, BatchId: b.ID, ApprovedAt: timestamppb.New(now), ApprovedBy: user,
+		AddedBySplit: bySplit, AddedByClass: byClass, DatasetSnapshot: snapshot, DatasetBySplit: dsBySplit,
+	})
+	if err := c.prod.Produce(ctx, kafka.Message{Topic: c.kcfg.Topic(contract.TopicBatchesApproved), Key: []byte(project), Value: ev}); err != nil {
+		return nil, fmt.Errorf("approval of %s is stored but not yet announced (retry the approval): %w", b.ID, err)
+	}
+	out, err := c.transition(ctx, project, b.ID, user, "approved", func(b *Batch, now time.Time) error {
+		if b.State == StateApproved {
+			return objstore.ErrNoChange
+		}
+		b.State, b.Snapshot = StateApproved, snapshot
+		t := now
+		b.ApprovedAt = &t
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if out == nil { // already approved by a concurrent retry
+		return c.st.Batch(ctx, project, b.ID)
+	}
+	for _, it := range b.Items {
+		if it.Status == "done" {
+			c.m.toApproval.Observe(now.Sub(it.ArrivedAt).Seconds())
+		}
+	}
+	c.log.Info("batch approved", zap.String("project", project), zap.String("batch", b.ID), zap.String("snapshot", snapshot),
+		zap.Int("added", len(added)), zap.String("by", user))
+	return out, nil
+}
+
+// resumeApprovals completes approvals interrupted by a crash.
+func (c *Curator) resumeApprovals(ctx context.Context, project string) error {
+	bs, err := c.st.Batches(ctx, project)
+	if err != nil {
+		return err
+	}
+	c.refreshGauges(project, bs)
+	for _, b := range bs {
+		if b.State == StateApproving {
+			user := "curator"
+			if n := len(b.Audit); n > 0 {
+				user = b.Audit[n-1].User
+			}
+			if _, err := c.completeApproval(ctx, project, b, user); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// addToDataset pins the batch's annotated examples to splits. Splits are decided once,
+// deterministically from the example id (80/10/10 by default), with val and test capped
+// (then train); an example already in the dataset keeps its split.
+func (c *Curator) addToDataset(ctx context.Context, p *Project, b *Batch) (*Dataset, []DatasetEntry, error) {
+	recs := map[string]string{}
+	for _, it := range b.Items {
+		if it.Status == "done" {
+			rec, err := c.st.Example(ctx, p.ID, it.ExampleID)
+			if err != nil {
+				return nil, nil, err
+			}
+			recs[it.ExampleID] = rec.Image
+		}
+	}
+	var out Dataset
+	var added []DatasetEntry
+	_, err := objstore.Update(ctx, c.st.S, datasetKey(p.ID), func(d *Dataset, _ bool) error {
+		added = nil
+		for _, id := range d.Batches {
+			if id == b.ID {
+				out = *d
+				return objstore.ErrNoChange
+			}
+		}
+		have := map[string]bool{}
+		for _, e := range d.Entries {
+			have[e.ID] = true
+		}
+		counts, _ := d.Counts()
+		d.Seq++
+		for _, it := range b.Items {
+			if it.Status != "done" || have[it.ExampleID] {
+				continue
+			}
+			split := assignSplit(p.Split, it.ExampleID, counts)
+			counts[split]++
+			e := DatasetEntry{ID: it.ExampleID, Split: split, Labels: it.Labels, Image: recs[it.ExampleID], Batch: b.ID, Seq: d.Seq}
+			d.Entries = append(d.Entries, e)
+			added = append(added, e)
+		}
+		d.Batches = append(d.Batches, b.ID)
+		d.Rev++
+		out = *d
+		return nil
+	})
+	return &out, added, err
+}
+
+// assignSplit decides an example's split from its id: a stable hash in [0,1) against
+// the fractions, falling back to train once val or test reached its cap.
+func assignSplit(s SplitSettings, id string, counts map[string]int) string {
+	sum := sha256.Sum256([]byte(id))
+	u := float64(binary.BigEndian.Uint64(sum[:8])>>11) / float64(1<<53)
+	switch {
+	case u < s.Train:
+	case u < s.Train+s.Val:
+		if counts["val"] < s.ValCap {
+			return "val"
+		}
+	default:
+		if counts["test"] < s.TestCap {
+			return "test"
+		}
+	}
+	return "train"
+}
+
+// BatchSummary is what the queue shows of a batch.
+type BatchSummary struct {
+	ID             string         `json:"id"`
+	State          string         `json:"state"`
+	Examples       int            `json:"examples"`
+	Done           int            `json:"done"`
+	MeanConfidence float32        `json:"mean_confidence"`
+	MinConfidence  float32        `json:"min_confidence"`
+	Classes        map[string]int `json:"classes"`
+	Reasons        map[string]int `json:"reasons"`
+	Claim          *Claim         `json:"claim,omitempty"`
+	Comments       string         `json:"comments,omitempty"`
+	CreatedAt      time.Time      `json:"created_at"`
+}
+
+// Summarise reduces a batch to its summary.
+func Summarise(b *Batch) BatchSummary {
+	s := BatchSummary{ID: b.ID, State: b.State, Examples: len(b.Items), Claim: b.Claim, Comments: b.Comments, CreatedAt: b.CreatedAt,
+		Classes: map[string]int{}, Reasons: map[string]int{}, MinConfidence: 1}
+	var sum float32
+	for _, it := range b.Items {
+		if it.Status != "" {
+			s.Done++
+		}
+		sum += it.Confidence
+		s.MinConfidence = min(s.MinConfidence, it.Confidence)
+		s.Classes[it.Class]++
+		s.Reasons[it.Reason]++
+	}
+	if len(b.Items) > 0 {
+		s.MeanConfidence = sum / float32(len(b.Items))
+	} else {
+		s.MinConfidence = 0
+	}
+	return s
+}
+
+// Filter selects batches for the queue.
+type Filter struct {
+	State         string
+	Reason, Class string
+	MinConf       float32
+	MaxConf       float32 // 0: no upper bound
+}
+
+// List returns the project's batches matching f, newest first, plus the open batch.
+func (c *Curator) List(ctx context.Context, project string, f Filter) ([]BatchSummary, error) {
+	if _, err := c.st.Project(ctx, project); err != nil {
+		return nil, err
+	}
+	bs, err := c.st.Batches(ctx, project)
+	if err != nil {
+		return nil, err
+	}
+	var out []BatchSummary
+	l, err := c.st.Ledger(ctx, project)
+	if err != nil {
+		return nil, err
+	}
+	open := &Batch{ID: "open", State: StateOpen}
+	for _, p := range l.Pending {
+		open.Items = append(open.Items, Item{ExampleID: p.ID, Class: p.Class, Reason: p.Reason, Confidence: p.Confidence, ArrivedAt: p.At})
+	}
+	bs = append(bs, open)
+	for _, b := range bs {
+		s := Summarise(b)
+		if f.State != "" && s.State != f.State {
+			continue
+		}
+		if f.Reason != "" && s.Reasons[f.Reason] == 0 {
+			continue
+		}
+		if f.Class != "" && s.Classes[f.Class] == 0 {
+			continue
+		}
+		if s.MeanConfidence < f.MinConf || (f.MaxConf > 0 && s.MeanConfidence > f.MaxConf) {
+			continue
+		}
+		out = append(out, s)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].ID > out[j].ID })
+	return out, nil
+}

@@ -1,0 +1,28 @@
+package curator
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	ingested, duplicates, annotations *prometheus.CounterVec
+	batches                           *prometheus.GaugeVec
+	toApproval                        prometheus.Histogram
+}
+
+// NewMetrics registers the curator's metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		ingested: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgeloop_curator_examples_ingested_total", Help: "Examples stored and queued, by project."}, []string{"project"}),
+		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgeloop_curator_duplicates_total", Help: "Near-duplicate examples recorded and not queued, by project."}, []string{"project"}),
+		annotations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgeloop_curator_annotations_total", Help: "Annotations saved (rate: annotations per hour), by project."}, []string{"project"}),
+		batches: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "edgeloop_curator_batches", Help: "Batches by project and state."}, []string{"project", "state"}),
+		toApproval: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "edgeloop_curator_arrival_to_approval_seconds", Help: "Time from an example's arrival to its batch's approval.",
+			Buckets: prometheus.ExponentialBuckets(10, 2, 16)}),
+	}
+	reg.MustRegister(m.ingested, m.duplicates, m.annotations, m.batches, m.toApproval)
+	return m
+}

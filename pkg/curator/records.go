@@ -1,0 +1,227 @@
+package curator
+
+import (
+	"time"
+
+	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
+)
+
+// Label is one annotated label: a class, and a box for detection (normalised).
+type Label struct {
+	Class string `json:"class"`
+	Box   *Box   `json:"box,omitempty"`
+}
+
+// Box is a normalised box.
+type Box struct {
+	X0 float32 `json:"x0"`
+	Y0 float32 `json:"y0"`
+	X1 float32 `json:"x1"`
+	Y1 float32 `json:"y1"`
+}
+
+// Prediction is what the model said at the edge.
+type Prediction struct {
+	Class      string  `json:"class"`
+	Confidence float32 `json:"confidence"`
+	Box        *Box    `json:"box,omitempty"`
+}
+
+// Reason is why the edge sampled an example.
+type Reason struct {
+	Kind     string  `json:"kind"`
+	Strategy string  `json:"strategy"`
+	Score    float32 `json:"score"`
+	Detail   string  `json:"detail"`
+}
+
+// ExampleRecord is an ingested example.
+type ExampleRecord struct {
+	ID           string       `json:"id"`
+	Project      string       `json:"project"`
+	Device       string       `json:"device"`
+	CapturedAt   time.Time    `json:"captured_at"`
+	ReceivedAt   time.Time    `json:"received_at"`
+	Image        string       `json:"image"` // object key
+	ContentType  string       `json:"content_type"`
+	Width        int          `json:"width"`
+	Height       int          `json:"height"`
+	ModelVersion int64        `json:"model_version"`
+	Predictions  []Prediction `json:"predictions"`
+	Reasons      []Reason     `json:"reasons"`
+	// Correction is the operator's, when an operator flagged the example.
+	Correction []Label `json:"correction,omitempty"`
+	// Truth is the simulator's ground truth; never shown to annotators.
+	Truth []Label `json:"truth,omitempty"`
+	// Hash is the perceptual hash of the image.
+	Hash uint64 `json:"hash"`
+	// DuplicateOf names an earlier example that looks the same; duplicates are not
+	// queued.
+	DuplicateOf string `json:"duplicate_of,omitempty"`
+	FrameID     string `json:"frame_id,omitempty"`
+}
+
+// TopConfidence is the most confident prediction's confidence (0 when none).
+func (e *ExampleRecord) TopConfidence() float32 {
+	var c float32
+	for _, p := range e.Predictions {
+		c = max(c, p.Confidence)
+	}
+	return c
+}
+
+// TopClass is the predicted class of the most confident prediction ("" when none).
+func (e *ExampleRecord) TopClass() string {
+	best, c := "", float32(-1)
+	for _, p := range e.Predictions {
+		if p.Confidence > c {
+			best, c = p.Class, p.Confidence
+		}
+	}
+	return best
+}
+
+// Pending is an example waiting in the open batch.
+type Pending struct {
+	ID         string    `json:"id"`
+	Class      string    `json:"class"`
+	Reason     string    `json:"reason"`
+	Confidence float32   `json:"confidence"`
+	At         time.Time `json:"at"`
+	Hash       uint64    `json:"hash"`
+}
+
+// Ledger is a project's open batch and the recent history that makes ingestion
+// idempotent. It changes only by compare-and-swap.
+type Ledger struct {
+	Seq     int       `json:"seq"`
+	Pending []Pending `json:"pending"`
+	// Recent are the ids and hashes of the last examples queued (idempotency and
+	// near-duplicate detection across devices).
+	Recent []Recent `json:"recent"`
+	// Formed are batches cut from Pending whose batch object may not be written yet
+	// (a crash in between is repaired from here).
+	Formed []FormedBatch `json:"formed,omitempty"`
+	Rev    int           `json:"rev"`
+}
+
+// Recent is one recently queued example.
+type Recent struct {
+	ID   string `json:"id"`
+	Hash uint64 `json:"hash"`
+}
+
+// FormedBatch is a batch cut from the open batch.
+type FormedBatch struct {
+	ID       string    `json:"id"`
+	Examples []Pending `json:"examples"`
+	At       time.Time `json:"at"`
+}
+
+// Batch states.
+const (
+	StateOpen       = "open"
+	StateReady      = "ready"
+	StateInProgress = "in_progress"
+	StateSubmitted  = "submitted"
+	StateApproving  = "approving"
+	StateApproved   = "approved"
+)
+
+// Batch is a correction batch.
+type Batch struct {
+	ID        string    `json:"id"`
+	Project   string    `json:"project"`
+	State     string    `json:"state"`
+	CreatedAt time.Time `json:"created_at"`
+	Items     []Item    `json:"items"`
+	Claim     *Claim    `json:"claim,omitempty"`
+	// Comments are the reviewer's, when the batch was rejected.
+	Comments   string       `json:"comments,omitempty"`
+	ApprovedAt *time.Time   `json:"approved_at,omitempty"`
+	Snapshot   string       `json:"dataset_snapshot,omitempty"`
+	Audit      []AuditEntry `json:"audit"`
+	Rev        int          `json:"rev"`
+}
+
+// Item is one example of a batch and its annotation.
+type Item struct {
+	ExampleID  string    `json:"example_id"`
+	Class      string    `json:"class"` // predicted, for filters
+	Reason     string    `json:"reason"`
+	Confidence float32   `json:"confidence"`
+	ArrivedAt  time.Time `json:"arrived_at"`
+	// Labels are the annotation; nil until saved.
+	Labels []Label `json:"labels"`
+	// Status is "" (to do), "done" or "skipped" (unusable).
+	Status      string     `json:"status,omitempty"`
+	AnnotatedBy string     `json:"annotated_by,omitempty"`
+	AnnotatedAt *time.Time `json:"annotated_at,omitempty"`
+}
+
+// Claim is an annotator's lease on a batch.
+type Claim struct {
+	User    string    `json:"user"`
+	Expires time.Time `json:"expires"`
+}
+
+// AuditEntry records a transition: who, when, what.
+type AuditEntry struct {
+	At     time.Time `json:"at"`
+	User   string    `json:"user"`
+	Action string    `json:"action"`
+	From   string    `json:"from,omitempty"`
+	To     string    `json:"to,omitempty"`
+	Detail string    `json:"detail,omitempty"`
+}
+
+// DatasetEntry is an approved example pinned to its split.
+type DatasetEntry struct {
+	ID     string  `json:"id"`
+	Split  string  `json:"split"`
+	Labels []Label `json:"labels"`
+	Image  string  `json:"image"`
+	Batch  string  `json:"batch"`
+	// Seq is the dataset snapshot that added it.
+	Seq int `json:"seq"`
+}
+
+// Dataset is a project's manifest of approved examples. It only grows, and an
+// example's split never changes.
+type Dataset struct {
+	Seq     int            `json:"seq"`
+	Entries []DatasetEntry `json:"entries"`
+	// Batches are the batch ids already added (approval is idempotent).
+	Batches []string `json:"batches"`
+	Rev     int      `json:"rev"`
+}
+
+// Counts returns the examples per split and per class (class counts by label).
+func (d *Dataset) Counts() (bySplit map[string]int, byClass map[string]int) {
+	bySplit, byClass = map[string]int{"train": 0, "val": 0, "test": 0}, map[string]int{}
+	for _, e := range d.Entries {
+		bySplit[e.Split]++
+		for _, l := range e.Labels {
+			byClass[l.Class]++
+		}
+	}
+	return bySplit, byClass
+}
+
+func labelsFromProto(a *edgeloopv1.Annotation) []Label {
+	if a == nil {
+		return nil
+	}
+	out := make([]Label, 0, len(a.Labels))
+	for _, l := range a.Labels {
+		out = append(out, Label{Class: l.ClassName, Box: boxFromProto(l.Box)})
+	}
+	return out
+}
+
+func boxFromProto(b *edgeloopv1.Box) *Box {
+	if b == nil {
+		return nil
+	}
+	return &Box{X0: b.XMin, Y0: b.YMin, X1: b.XMax, Y1: b.YMax}
+}

@@ -1,0 +1,159 @@
+package curator
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/edgeloop/edgeloop/pkg/contract"
+	"github.com/edgeloop/edgeloop/pkg/kafkabus"
+	"github.com/edgeloop/edgeloop/pkg/objstore/s3store"
+	"github.com/edgeloop/edgeloop/pkg/opshttp"
+	"github.com/edgeloop/edgeloop/pkg/retry"
+	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
+)
+
+// ServiceConfig is everything the curator service needs.
+type ServiceConfig struct {
+	Kafka  kafkabus.Config
+	S3     s3store.Config
+	Tokens *Tokens
+	// Addr serves the UI, the API and the ops endpoints.
+	Addr string
+	// Group is the Kafka consumer group (default "curator").
+	Group string
+	// Tick is how often open batches are checked for closing (default 2s).
+	Tick time.Duration
+	// Mount, when set, adds routes (the model registry) to the API.
+	Mount func(api *API, c *Curator)
+	// Ready, when set, is told the bound address.
+	Ready func(addr string)
+}
+
+// Flags fill a ServiceConfig from the command line.
+type Flags struct {
+	kafka  *kafkabus.Flags
+	s3     *s3store.Config
+	tokens string
+	cfg    ServiceConfig
+}
+
+// RegisterFlags adds the curator's flags to fs.
+func RegisterFlags(fs *flag.FlagSet) *Flags {
+	f := &Flags{kafka: kafkabus.RegisterFlags(fs), s3: s3store.RegisterFlags(fs)}
+	fs.StringVar(&f.cfg.Addr, "addr", "127.0.0.1:8080", "address of the UI, the API and the ops endpoints")
+	fs.StringVar(&f.tokens, "tokens", "deploy/tokens.example.json", "bearer tokens and their roles (JSON)")
+	fs.StringVar(&f.cfg.Group, "group", "curator", "Kafka consumer group")
+	fs.DurationVar(&f.cfg.Tick, "tick", 2*time.Second, "how often open batches are checked for closing")
+	return f
+}
+
+// Config returns the ServiceConfig the flags describe.
+func (f *Flags) Config() (ServiceConfig, error) {
+	c := f.cfg
+	var err error
+	if c.Kafka, err = f.kafka.Config("edgeloop-curator"); err != nil {
+		return c, err
+	}
+	c.S3 = *f.s3
+	if c.Tokens, err = LoadTokens(f.tokens); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// RunService runs ingestion, batching, the API and the UI until ctx ends.
+func RunService(ctx context.Context, c ServiceConfig, log *zap.Logger) error {
+	if c.Group == "" {
+		c.Group = "curator"
+	}
+	if c.Tick <= 0 {
+		c.Tick = 2 * time.Second
+	}
+	store, err := s3store.Open(ctx, c.S3)
+	if err != nil {
+		return err
+	}
+	if err := kafkabus.EnsureTopics(ctx, c.Kafka, 6, c.Kafka.Topic(contract.TopicExamples), c.Kafka.Topic(contract.TopicBatchesApproved), c.Kafka.Topic(contract.TopicDeadLetter)); err != nil {
+		return err
+	}
+	prod, err := kafkabus.NewProducer(c.Kafka, kafkabus.ProducerOptions{})
+	if err != nil {
+		return err
+	}
+	defer prod.Close()
+	reg := opshttp.NewRegistry()
+	cur := New(store, prod, c.Kafka, NewMetrics(reg), log)
+	api := NewAPI(cur, c.Tokens)
+	if c.Mount != nil {
+		c.Mount(api, cur)
+	}
+	mux := http.NewServeMux()
+	opshttp.Mount(mux, reg,
+		opshttp.Check{Name: "s3", Fn: store.Ping},
+		opshttp.Check{Name: "kafka", Fn: func(ctx context.Context) error { return kafkabus.Ping(ctx, c.Kafka) }})
+	mux.Handle("/api/", api)
+	mux.Handle("/", UI())
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return opshttp.Serve(gctx, c.Addr, mux, log, c.Ready) })
+	g.Go(func() error { return cur.Consume(gctx, c.Kafka, c.Group, prod, reg) })
+	g.Go(func() error {
+		t := time.NewTicker(c.Tick)
+		defer t.Stop()
+		for {
+			if err := cur.Tick(gctx); err != nil && gctx.Err() == nil {
+				log.Warn("batch tick failed", zap.Error(err))
+			}
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-t.C:
+			}
+		}
+	})
+	return g.Wait()
+}
+
+// Consume ingests edgeloop.examples.v1: store, queue, then commit the offset.
+// Examples that can never be accepted go to the dead-letter topic with their reason.
+func (c *Curator) Consume(ctx context.Context, k kafkabus.Config, group string, prod *kafkabus.Producer, reg prometheus.Registerer) error {
+	cons, err := kafkabus.NewConsumer(k, group, k.Topic(contract.TopicExamples), kafkabus.ConsumerOptions{}, c.log)
+	if err != nil {
+		return err
+	}
+	defer cons.Close()
+	rejected := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "edgeloop_curator_rejected_total", Help: "Examples dead-lettered by the curator, by reason."}, []string{"reason"})
+	if err := reg.Register(rejected); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			return err
+		}
+		rejected = are.ExistingCollector.(*prometheus.CounterVec)
+	}
+	h := kafkabus.Chain(func(ctx context.Context, m kafka.Message) error {
+		ex := &edgeloopv1.Example{}
+		if err := proto.Unmarshal(m.Value, ex); err != nil {
+			return kafkabus.Rejectf("bad_protobuf", fmt.Errorf("offset %d: not an edgeloop.v1.Example: %w", m.Offset, err))
+		}
+		return c.Ingest(ctx, ex)
+	},
+		kafkabus.Retry(retry.Backoff{Max: 5 * time.Second}, c.log),
+		kafkabus.DeadLetter(prod, k.Topic(contract.TopicDeadLetter), "curator", c.log, func(r string) { rejected.WithLabelValues(r).Inc() }),
+	)
+	err = cons.Run(ctx, h)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,146 @@
+package curator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/edgeloop/edgeloop/pkg/objstore"
+)
+
+// Store reads and writes a curator's objects.
+type Store struct {
+	S objstore.Store
+}
+
+func projectPrefix(p string) string  { return "projects/" + p + "/" }
+func projectKey(p string) string     { return projectPrefix(p) + "project.json" }
+func ledgerKey(p string) string      { return projectPrefix(p) + "ledger.json" }
+func batchKey(p, id string) string   { return projectPrefix(p) + "batches/" + id + ".json" }
+func exampleKey(p, id string) string { return projectPrefix(p) + "examples/" + id + ".json" }
+func imagePrefix(p string) string    { return projectPrefix(p) + "images/" }
+func datasetKey(p string) string     { return projectPrefix(p) + "dataset.json" }
+func batchesPrefix(p string) string  { return projectPrefix(p) + "batches/" }
+
+// ErrNotFound wraps objstore.ErrNotFound for the API.
+var ErrNotFound = objstore.ErrNotFound
+
+// Project reads a project.
+func (s *Store) Project(ctx context.Context, id string) (*Project, error) {
+	var p Project
+	if _, err := objstore.GetJSON(ctx, s.S, projectKey(id), &p); err != nil {
+		return nil, fmt.Errorf("project %s: %w", id, err)
+	}
+	p.Defaults()
+	return &p, nil
+}
+
+// Projects lists every project.
+func (s *Store) Projects(ctx context.Context) ([]*Project, error) {
+	var out []*Project
+	err := s.S.List(ctx, "projects/", func(i objstore.Info) error {
+		if len(i.Key) > len("/project.json") && i.Key[len(i.Key)-len("/project.json"):] == "/project.json" {
+			var p Project
+			if _, err := objstore.GetJSON(ctx, s.S, i.Key, &p); err != nil {
+				return err
+			}
+			p.Defaults()
+			out = append(out, &p)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ErrExists says an object to create exists already.
+var ErrExists = errors.New("already exists")
+
+// CreateProject stores a new project.
+func (s *Store) CreateProject(ctx context.Context, p *Project) error {
+	p.Defaults()
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	_, err := objstore.PutJSON(ctx, s.S, projectKey(p.ID), p, objstore.PutOptions{IfNoneMatch: true})
+	if errors.Is(err, objstore.ErrPrecondition) {
+		return fmt.Errorf("project %s: %w", p.ID, ErrExists)
+	}
+	return err
+}
+
+// UpdateProject changes a project by compare-and-swap; id, task and classes are fixed.
+func (s *Store) UpdateProject(ctx context.Context, id string, fn func(p *Project) error) (*Project, error) {
+	var out Project
+	_, err := objstore.Update(ctx, s.S, projectKey(id), func(p *Project, exists bool) error {
+		if !exists {
+			return fmt.Errorf("project %s: %w", id, ErrNotFound)
+		}
+		p.Defaults()
+		before := *p
+		if err := fn(p); err != nil {
+			return err
+		}
+		if p.ID != before.ID || p.Task != before.Task || fmt.Sprint(p.Classes) != fmt.Sprint(before.Classes) {
+			return fmt.Errorf("project %s: id, task and classes cannot change", id)
+		}
+		if err := p.Validate(); err != nil {
+			return err
+		}
+		p.Rev++
+		out = *p
+		return nil
+	})
+	return &out, err
+}
+
+// Example reads an example record.
+func (s *Store) Example(ctx context.Context, project, id string) (*ExampleRecord, error) {
+	var e ExampleRecord
+	if _, err := objstore.GetJSON(ctx, s.S, exampleKey(project, id), &e); err != nil {
+		return nil, fmt.Errorf("example %s: %w", id, err)
+	}
+	return &e, nil
+}
+
+// Batch reads a batch and its ETag.
+func (s *Store) Batch(ctx context.Context, project, id string) (*Batch, error) {
+	var b Batch
+	if _, err := objstore.GetJSON(ctx, s.S, batchKey(project, id), &b); err != nil {
+		return nil, fmt.Errorf("batch %s: %w", id, err)
+	}
+	return &b, nil
+}
+
+// Batches lists a project's batches.
+func (s *Store) Batches(ctx context.Context, project string) ([]*Batch, error) {
+	var out []*Batch
+	err := s.S.List(ctx, batchesPrefix(project), func(i objstore.Info) error {
+		var b Batch
+		if _, err := objstore.GetJSON(ctx, s.S, i.Key, &b); err != nil {
+			return err
+		}
+		out = append(out, &b)
+		return nil
+	})
+	return out, err
+}
+
+// Ledger reads the open batch.
+func (s *Store) Ledger(ctx context.Context, project string) (*Ledger, error) {
+	var l Ledger
+	_, err := objstore.GetJSON(ctx, s.S, ledgerKey(project), &l)
+	if errors.Is(err, objstore.ErrNotFound) {
+		return &l, nil
+	}
+	return &l, err
+}
+
+// Dataset reads the dataset manifest.
+func (s *Store) Dataset(ctx context.Context, project string) (*Dataset, error) {
+	var d Dataset
+	_, err := objstore.GetJSON(ctx, s.S, datasetKey(project), &d)
+	if errors.Is(err, objstore.ErrNotFound) {
+		return &d, nil
+	}
+	return &d, err
+}

@@ -1,0 +1,170 @@
+// Package curator is where people meet edgeloop: it ingests the examples edge agents
+// upload, queues them in correction batches of 30–50 balanced across classes and
+// sampling reasons, runs the correction workflow (claim with a lease, annotate, submit,
+// review, approve or reject) by compare-and-swap in object storage with an audit trail,
+// pins approved examples to a dataset split for life, tells retraining through Kafka,
+// exports and imports datasets, and serves the annotation UI.
+//
+// Object storage layout, one prefix per project (p):
+//
+//	projects/p/project.json          Project
+//	projects/p/images/<sha256>       image bytes, content-addressed, written once
+//	projects/p/examples/<id>.json    ExampleRecord, written once
+//	projects/p/ledger.json           Ledger: the open batch (pending examples), CAS
+//	projects/p/batches/<id>.json     Batch, CAS
+//	projects/p/dataset.json          Dataset manifest: split of every example, CAS
+package curator
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/edgeloop/edgeloop/pkg/augment"
+	"github.com/edgeloop/edgeloop/pkg/config"
+	"github.com/edgeloop/edgeloop/pkg/contract"
+)
+
+// Project is one model line's settings.
+type Project struct {
+	ID      string        `json:"id"`
+	Task    string        `json:"task"` // classify or detect
+	Classes []string      `json:"classes"`
+	Batch   BatchSettings `json:"batch"`
+	Split   SplitSettings `json:"split"`
+	// Augment is the training augmentation (retrain reads it).
+	Augment *augment.Config `json:"augment,omitempty"`
+	// Retrain is the retraining policy (retrain reads it).
+	Retrain   RetrainPolicy `json:"retrain"`
+	CreatedAt time.Time     `json:"created_at"`
+	Rev       int           `json:"rev"`
+}
+
+// BatchSettings size correction batches.
+type BatchSettings struct {
+	Min int `json:"min"`
+	Max int `json:"max"`
+	// MaxWait closes a batch of at least Min once its oldest example waited this long.
+	MaxWait config.Duration `json:"max_wait"`
+	// Lease is how long a claim lasts without renewal.
+	Lease config.Duration `json:"lease"`
+}
+
+// SplitSettings pin approved examples to splits (training overview: 80/10/10, val and
+// test capped at 100 each).
+type SplitSettings struct {
+	Train   float64 `json:"train"`
+	Val     float64 `json:"val"`
+	Test    float64 `json:"test"`
+	ValCap  int     `json:"val_cap"`
+	TestCap int     `json:"test_cap"`
+}
+
+// RetrainPolicy says when approved batches trigger a training, and how it is gated.
+type RetrainPolicy struct {
+	// Trigger is "batch" (every approved batch) or "examples" (once MinNew new
+	// examples arrived); "manual" only on request.
+	Trigger string `json:"trigger"`
+	MinNew  int    `json:"min_new,omitempty"`
+	// Debounce waits this long after an approval for more before training.
+	Debounce config.Duration `json:"debounce"`
+	// Tolerance is how much any class may lose on the test split (absolute, e.g. 0.02).
+	Tolerance float64 `json:"tolerance"`
+	// MinGain is how much the headline metric must improve (0: any improvement).
+	MinGain float64 `json:"min_gain"`
+	Epochs  int     `json:"epochs"`
+	// FreezeBackbone fine-tunes the head only.
+	FreezeBackbone bool    `json:"freeze_backbone"`
+	LR             float32 `json:"lr"`
+}
+
+// Defaults fills unset settings with the seed's values.
+func (p *Project) Defaults() {
+	if p.Batch.Min == 0 {
+		p.Batch.Min = 30
+	}
+	if p.Batch.Max == 0 {
+		p.Batch.Max = 50
+	}
+	if p.Batch.MaxWait == 0 {
+		p.Batch.MaxWait = config.Duration(10 * time.Minute)
+	}
+	if p.Batch.Lease == 0 {
+		p.Batch.Lease = config.Duration(30 * time.Minute)
+	}
+	if p.Split.Train == 0 && p.Split.Val == 0 && p.Split.Test == 0 {
+		p.Split.Train, p.Split.Val, p.Split.Test = 0.8, 0.1, 0.1
+	}
+	if p.Split.ValCap == 0 {
+		p.Split.ValCap = 100
+	}
+	if p.Split.TestCap == 0 {
+		p.Split.TestCap = 100
+	}
+	if p.Retrain.Trigger == "" {
+		p.Retrain.Trigger = "batch"
+	}
+	if p.Retrain.Debounce == 0 {
+		p.Retrain.Debounce = config.Duration(5 * time.Second)
+	}
+	if p.Retrain.Tolerance == 0 {
+		p.Retrain.Tolerance = 0.02
+	}
+	if p.Retrain.Epochs == 0 {
+		p.Retrain.Epochs = 8
+	}
+	if p.Retrain.LR == 0 {
+		p.Retrain.LR = 5e-4
+	}
+}
+
+// Validate checks a project.
+func (p *Project) Validate() error {
+	if err := contract.CheckID("project", p.ID); err != nil {
+		return err
+	}
+	if p.Task != "classify" && p.Task != "detect" {
+		return fmt.Errorf("project %s: task %q: want classify or detect", p.ID, p.Task)
+	}
+	if len(p.Classes) < 1 || len(p.Classes) > 1000 {
+		return fmt.Errorf("project %s: %d classes: want 1–1000", p.ID, len(p.Classes))
+	}
+	seen := map[string]bool{}
+	for _, c := range p.Classes {
+		if c == "" || seen[c] {
+			return fmt.Errorf("project %s: class names must be unique and not empty", p.ID)
+		}
+		seen[c] = true
+	}
+	b := p.Batch
+	if b.Min < 1 || b.Max < b.Min || b.Max > 1000 {
+		return fmt.Errorf("project %s: batch min %d max %d: want 1 ≤ min ≤ max ≤ 1000", p.ID, b.Min, b.Max)
+	}
+	s := p.Split
+	if s.Train < 0 || s.Val < 0 || s.Test < 0 || s.Train+s.Val+s.Test < 0.999 || s.Train+s.Val+s.Test > 1.001 {
+		return fmt.Errorf("project %s: split %v/%v/%v must add up to 1", p.ID, s.Train, s.Val, s.Test)
+	}
+	switch p.Retrain.Trigger {
+	case "batch", "manual":
+	case "examples":
+		if p.Retrain.MinNew < 1 {
+			return fmt.Errorf("project %s: trigger examples needs min_new ≥ 1", p.ID)
+		}
+	default:
+		return fmt.Errorf("project %s: trigger %q: want batch, examples or manual", p.ID, p.Retrain.Trigger)
+	}
+	if p.Augment != nil {
+		if err := p.Augment.Validate(); err != nil {
+			return fmt.Errorf("project %s: %w", p.ID, err)
+		}
+	}
+	return nil
+}
+
+// ClassIndex maps class names to indices.
+func (p *Project) ClassIndex() map[string]int {
+	m := make(map[string]int, len(p.Classes))
+	for i, c := range p.Classes {
+		m[c] = i
+	}
+	return m
+}
