@@ -6,7 +6,7 @@ CACHE ?= $(or $(EDGELOOP_CACHE),$(HOME)/.cache/edgeloop)
 PROTOC_GEN_GO_VERSION := v1.36.12
 RUN_ARGS ?=
 
-.PHONY: run test test-go test-ui bench generate lint services-up services-down build clean
+.PHONY: run test test-go bench generate lint services-up services-down browser build clean
 
 ## run: the standalone stack and the whole loop (embedded servers, simulated fleet, auto-annotation)
 run:
@@ -17,7 +17,7 @@ build:
 	$(GO) build -o bin/ ./services/... ./edge-agent/...
 
 ## test: start the real servers (installed once into $(CACHE)), run every test, stop them
-test: services-up
+test: services-up browser
 	@set -o pipefail; status=0; \
 	$(MAKE) --no-print-directory test-go || status=$$?; \
 	[[ -n "$$KEEP_SERVICES" ]] || $(MAKE) --no-print-directory services-down; \
@@ -41,6 +41,10 @@ generate:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [[ -z "$$out" ]] || { echo "gofmt needed:"; echo "$$out"; exit 1; }
 	$(GO) vet ./...
+
+## browser: Debian's Chromium and playwright-core for the UI's browser test
+browser:
+	deploy/local/browser.sh install
 
 ## services-up / services-down: the real Kafka, MinIO and Mosquitto on loopback
 services-up:
