@@ -27,7 +27,7 @@ func NewAPI(c *Curator, tokens *Tokens) *API {
 		a.Handle(pattern, role, f)
 	}
 	h("GET /api/v1/me", "", func(w http.ResponseWriter, r *http.Request) error {
-		return writeJSON(w, http.StatusOK, userOf(r.Context()))
+		return WriteJSON(w, http.StatusOK, UserOf(r.Context()))
 	})
 	h("GET /api/v1/projects", "", a.listProjects)
 	h("POST /api/v1/projects", RoleAdmin, a.createProject)
@@ -53,7 +53,7 @@ func NewAPI(c *Curator, tokens *Tokens) *API {
 // errors become JSON error responses with the matching status.
 func (a *API) Handle(pattern, role string, f func(w http.ResponseWriter, r *http.Request) error) {
 	a.mux.Handle(pattern, a.tokens.authenticate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if role != "" && !userOf(r.Context()).Can(role) {
+		if role != "" && !UserOf(r.Context()).Can(role) {
 			writeError(w, http.StatusForbidden, "role %q is required for %s %s", role, r.Method, r.URL.Path)
 			return
 		}
@@ -80,14 +80,15 @@ func status(err error) int {
 	return http.StatusInternalServerError
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) error {
+// WriteJSON writes v as a JSON response with the status code.
+func WriteJSON(w http.ResponseWriter, code int, v any) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	return json.NewEncoder(w).Encode(v)
 }
 
 func writeError(w http.ResponseWriter, code int, format string, args ...any) {
-	_ = writeJSON(w, code, map[string]string{"error": fmt.Sprintf(format, args...)})
+	_ = WriteJSON(w, code, map[string]string{"error": fmt.Sprintf(format, args...)})
 }
 
 // decode reads a JSON body strictly.
@@ -108,7 +109,7 @@ func (a *API) listProjects(w http.ResponseWriter, r *http.Request) error {
 	if ps == nil {
 		ps = []*Project{}
 	}
-	return writeJSON(w, http.StatusOK, ps)
+	return WriteJSON(w, http.StatusOK, ps)
 }
 
 func (a *API) createProject(w http.ResponseWriter, r *http.Request) error {
@@ -123,7 +124,7 @@ func (a *API) createProject(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
-	return writeJSON(w, http.StatusCreated, p)
+	return WriteJSON(w, http.StatusCreated, p)
 }
 
 func (a *API) getProject(w http.ResponseWriter, r *http.Request) error {
@@ -131,7 +132,7 @@ func (a *API) getProject(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, p)
+	return WriteJSON(w, http.StatusOK, p)
 }
 
 func (a *API) updateProject(w http.ResponseWriter, r *http.Request) error {
@@ -152,7 +153,7 @@ func (a *API) updateProject(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
-	return writeJSON(w, http.StatusOK, p)
+	return WriteJSON(w, http.StatusOK, p)
 }
 
 func (a *API) listBatches(w http.ResponseWriter, r *http.Request) error {
@@ -174,7 +175,7 @@ func (a *API) listBatches(w http.ResponseWriter, r *http.Request) error {
 	if bs == nil {
 		bs = []BatchSummary{}
 	}
-	return writeJSON(w, http.StatusOK, bs)
+	return WriteJSON(w, http.StatusOK, bs)
 }
 
 // BatchView is a batch with its example records (simulator truth left out).
@@ -197,16 +198,16 @@ func (a *API) getBatch(w http.ResponseWriter, r *http.Request) error {
 		rec.Truth = nil
 		v.Examples[it.ExampleID] = rec
 	}
-	return writeJSON(w, http.StatusOK, v)
+	return WriteJSON(w, http.StatusOK, v)
 }
 
 func (a *API) batchAction(f func(ctx context.Context, project, id, user string) (*Batch, error)) func(w http.ResponseWriter, r *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		b, err := f(r.Context(), r.PathValue("p"), r.PathValue("b"), userOf(r.Context()).Name)
+		b, err := f(r.Context(), r.PathValue("p"), r.PathValue("b"), UserOf(r.Context()).Name)
 		if err != nil {
 			return err
 		}
-		return writeJSON(w, http.StatusOK, b)
+		return WriteJSON(w, http.StatusOK, b)
 	}
 }
 
@@ -217,11 +218,11 @@ func (a *API) reject(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &in); err != nil {
 		return err
 	}
-	b, err := a.c.Reject(r.Context(), r.PathValue("p"), r.PathValue("b"), userOf(r.Context()).Name, in.Comments)
+	b, err := a.c.Reject(r.Context(), r.PathValue("p"), r.PathValue("b"), UserOf(r.Context()).Name, in.Comments)
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, b)
+	return WriteJSON(w, http.StatusOK, b)
 }
 
 func (a *API) saveItem(w http.ResponseWriter, r *http.Request) error {
@@ -232,11 +233,11 @@ func (a *API) saveItem(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &in); err != nil {
 		return err
 	}
-	b, err := a.c.SaveItem(r.Context(), r.PathValue("p"), r.PathValue("b"), r.PathValue("e"), userOf(r.Context()).Name, in.Labels, in.Status)
+	b, err := a.c.SaveItem(r.Context(), r.PathValue("p"), r.PathValue("b"), r.PathValue("e"), UserOf(r.Context()).Name, in.Labels, in.Status)
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, b)
+	return WriteJSON(w, http.StatusOK, b)
 }
 
 func (a *API) getExample(w http.ResponseWriter, r *http.Request) error {
@@ -245,7 +246,7 @@ func (a *API) getExample(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	rec.Truth = nil
-	return writeJSON(w, http.StatusOK, rec)
+	return WriteJSON(w, http.StatusOK, rec)
 }
 
 func (a *API) getImage(w http.ResponseWriter, r *http.Request) error {
@@ -281,5 +282,5 @@ func (a *API) getDataset(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	bs, bc := d.Counts()
-	return writeJSON(w, http.StatusOK, DatasetView{Snapshot: fmt.Sprintf("ds-%d", d.Seq), Total: len(d.Entries), BySplit: bs, ByClass: bc, Batches: len(d.Batches)})
+	return WriteJSON(w, http.StatusOK, DatasetView{Snapshot: fmt.Sprintf("ds-%d", d.Seq), Total: len(d.Entries), BySplit: bs, ByClass: bc, Batches: len(d.Batches)})
 }

@@ -73,8 +73,8 @@ func (t *Tokens) Lookup(token string) *User {
 
 type userKey struct{}
 
-// userOf returns the request's authenticated user.
-func userOf(ctx context.Context) *User {
+// UserOf returns the request's authenticated user.
+func UserOf(ctx context.Context) *User {
 	u, _ := ctx.Value(userKey{}).(*User)
 	return u
 }

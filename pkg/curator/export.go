@@ -430,7 +430,11 @@ func (c *Curator) Import(ctx context.Context, project, format string, zipData []
 			return nil, err
 		}
 		t := now
-		b.Items = append(b.Items, Item{ExampleID: id, Labels: e.labels, Status: "done", AnnotatedBy: user, AnnotatedAt: &t, ArrivedAt: now})
+		cls := ""
+		if len(e.labels) > 0 {
+			cls = e.labels[0].Class
+		}
+		b.Items = append(b.Items, Item{ExampleID: id, Class: cls, Reason: "import", Labels: e.labels, Status: "done", AnnotatedBy: user, AnnotatedAt: &t, ArrivedAt: now})
 		splits[id] = e.split
 	}
 	if _, err := objstore.PutJSON(ctx, c.st.S, batchKey(p.ID, b.ID), b, objstore.PutOptions{IfNoneMatch: true}); err != nil {
@@ -701,9 +705,54 @@ func (a *API) importDataset(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("%w: reading the archive: %v", ErrInvalid, err)
 	}
-	b, err := a.c.Import(r.Context(), r.PathValue("p"), r.URL.Query().Get("format"), data, userOf(r.Context()).Name)
+	b, err := a.c.Import(r.Context(), r.PathValue("p"), r.URL.Query().Get("format"), data, UserOf(r.Context()).Name)
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusCreated, Summarise(b))
+	return WriteJSON(w, http.StatusCreated, Summarise(b))
+}
+
+// SeedImage is one image of a seed dataset built in memory.
+type SeedImage struct {
+	ID          string
+	Data        []byte
+	ContentType string
+	Width       int
+	Height      int
+	Labels      []Label
+	// Split is train, val or test ("": decided by the split rule on import).
+	Split string
+}
+
+// SeedArchive writes seed images as a COCO zip that Import takes.
+func SeedArchive(p *Project, seeds []SeedImage) ([]byte, error) {
+	items := make([]exportItem, len(seeds))
+	data := map[string][]byte{}
+	for i, s := range seeds {
+		items[i] = exportItem{DatasetEntry: DatasetEntry{ID: s.ID, Split: s.Split, Labels: s.Labels},
+			rec: &ExampleRecord{ContentType: s.ContentType, Width: s.Width, Height: s.Height}}
+		data[s.ID] = s.Data
+	}
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	err := exportCOCO(p, items, func(name string, it exportItem) error {
+		f, err := zw.Create(name)
+		if err == nil {
+			_, err = f.Write(data[it.ID])
+		}
+		return err
+	}, func(name string, b []byte) error {
+		f, err := zw.Create(name)
+		if err == nil {
+			_, err = f.Write(b)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }

@@ -33,10 +33,20 @@ type ServiceConfig struct {
 	Group string
 	// Tick is how often open batches are checked for closing (default 2s).
 	Tick time.Duration
-	// Mount, when set, adds routes (the model registry) to the API.
-	Mount func(api *API, c *Curator)
+	// Extend, when set, adds routes and background work (the model registry, the
+	// dashboard) to the service; the returned function, when not nil, runs alongside.
+	Extend func(e Extension) func(ctx context.Context) error
 	// Ready, when set, is told the bound address.
 	Ready func(addr string)
+}
+
+// Extension is what an extension of the curator service gets.
+type Extension struct {
+	API      *API
+	Curator  *Curator
+	Producer *kafkabus.Producer
+	Kafka    kafkabus.Config
+	Log      *zap.Logger
 }
 
 // Flags fill a ServiceConfig from the command line.
@@ -94,8 +104,9 @@ func RunService(ctx context.Context, c ServiceConfig, log *zap.Logger) error {
 	reg := opshttp.NewRegistry()
 	cur := New(store, prod, c.Kafka, NewMetrics(reg), log)
 	api := NewAPI(cur, c.Tokens)
-	if c.Mount != nil {
-		c.Mount(api, cur)
+	var extra func(ctx context.Context) error
+	if c.Extend != nil {
+		extra = c.Extend(Extension{API: api, Curator: cur, Producer: prod, Kafka: c.Kafka, Log: log})
 	}
 	mux := http.NewServeMux()
 	opshttp.Mount(mux, reg,
@@ -107,6 +118,9 @@ func RunService(ctx context.Context, c ServiceConfig, log *zap.Logger) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return opshttp.Serve(gctx, c.Addr, mux, log, c.Ready) })
 	g.Go(func() error { return cur.Consume(gctx, c.Kafka, c.Group, prod, reg) })
+	if extra != nil {
+		g.Go(func() error { return extra(gctx) })
+	}
 	g.Go(func() error {
 		t := time.NewTicker(c.Tick)
 		defer t.Stop()

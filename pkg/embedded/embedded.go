@@ -98,12 +98,18 @@ func (s *Servers) startMQTT(c Config, log *zap.Logger) error {
 	if err := s.mq.AddHook(newHandoverHook(s.mq), nil); err != nil {
 		return fmt.Errorf("embedded mqtt: %w", err)
 	}
+	dbPath := filepath.Join(c.Dir, "mqtt.db")
+	if n, err := repairInflight(dbPath); err != nil {
+		return err
+	} else if n > 0 {
+		log.Info("restored the packet ids of stored in-flight messages", zap.Int("messages", n))
+	}
 	// NoSync: sessions and queued messages survive a crash of the process (the OS has
 	// them), not a power cut; an fsync per QoS 1 delivery would cap the broker at a few
 	// hundred messages a second.
 	boltOpts := &bbolt.Options{Timeout: 5 * time.Second, NoSync: true, NoFreelistSync: true}
-	if err := s.mq.AddHook(new(bolt.Hook), &bolt.Options{Path: filepath.Join(c.Dir, "mqtt.db"), Options: boltOpts}); err != nil {
-		return fmt.Errorf("embedded mqtt storage %s: %w", filepath.Join(c.Dir, "mqtt.db"), err)
+	if err := s.mq.AddHook(new(bolt.Hook), &bolt.Options{Path: dbPath, Options: boltOpts}); err != nil {
+		return fmt.Errorf("embedded mqtt storage %s: %w", dbPath, err)
 	}
 	addr := net.JoinHostPort(c.Host, strconv.Itoa(c.MQTTPort))
 	ln, err := net.Listen("tcp", addr)

@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/edgeloop/edgeloop/pkg/config"
+	"github.com/edgeloop/edgeloop/pkg/retry"
 )
 
 // Config says how to reach the broker and who we are.
@@ -168,12 +169,21 @@ func Connect(ctx context.Context, cfg Config, log *zap.Logger) (*Client, error) 
 		cl.c.Disconnect(0)
 		return nil, fmt.Errorf("mqtt connect %s: %w", cfg.URL, err)
 	}
-	// Subscribe before returning, so that the caller can rely on the subscriptions.
-	for _, s := range cfg.Subscriptions {
-		if err := wait(ctx, cl.c.Subscribe(s.Filter, s.QoS, wrap(s.Handler))); err != nil {
-			cl.c.Disconnect(0)
-			return nil, fmt.Errorf("mqtt subscribe %s: %w", s.Filter, err)
+	// Subscribe before returning, so that the caller can rely on the subscriptions. A
+	// connection lost meanwhile comes back by itself: subscribe again once it has.
+	err := retry.Do(ctx, retry.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second}, func(ctx context.Context) error {
+		for _, s := range cfg.Subscriptions {
+			if err := wait(ctx, cl.c.Subscribe(s.Filter, s.QoS, wrap(s.Handler))); err != nil {
+				return fmt.Errorf("mqtt subscribe %s: %w", s.Filter, err)
+			}
 		}
+		return nil
+	}, func(err error, attempt int, d time.Duration) {
+		cl.log.Warn("mqtt subscribe failed; retrying", zap.Error(err), zap.Int("attempt", attempt+1), zap.Duration("backoff", d))
+	})
+	if err != nil {
+		cl.c.Disconnect(0)
+		return nil, err
 	}
 	cl.ready.Store(true)
 	return cl, nil

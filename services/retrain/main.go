@@ -1,5 +1,7 @@
 // Command retrain trains and ships edgeloop's models.
 //
+//	retrain serve   [flags]   the service: fine-tune on approved batches, gate, release
+//	retrain bootstrap --project P --dataset mnist|digit-scenes   a project and its seed data
 //	retrain train   --dataset mnist|digit-scenes[:drift=NAME] --out DIR [--parent FILE] ...
 //	retrain eval    --model FILE --dataset ... --split test [--out FILE.json]
 //	retrain keygen  --out DIR
@@ -29,6 +31,22 @@ func main() {
 	name := "retrain " + cmd
 	var setup func(fs *flag.FlagSet) servicemain.RunFunc
 	switch cmd {
+	case "serve":
+		setup = func(fs *flag.FlagSet) servicemain.RunFunc {
+			f := retrain.RegisterServiceFlags(fs)
+			return func(ctx context.Context, log *zap.Logger) error {
+				cfg, err := f.Config()
+				if err != nil {
+					return err
+				}
+				return retrain.RunService(ctx, cfg, log)
+			}
+		}
+	case "bootstrap":
+		setup = func(fs *flag.FlagSet) servicemain.RunFunc {
+			o := retrain.RegisterBootstrapFlags(fs)
+			return func(ctx context.Context, log *zap.Logger) error { return retrain.Bootstrap(ctx, o, log) }
+		}
 	case "train":
 		setup = func(fs *flag.FlagSet) servicemain.RunFunc {
 			o := retrain.RegisterTrainFlags(fs)
@@ -80,6 +98,8 @@ func usage() {
 	fmt.Fprint(os.Stderr, `usage: retrain <command> [flags]
 
 commands:
+  serve      the retrain service: fine-tune on approved batches, gate, release
+  bootstrap  create a project and import its seed dataset (version 1 follows)
   train    train or fine-tune a model on a built-in dataset
   eval     evaluate a model file on a dataset split
   keygen   make an ed25519 signing key pair

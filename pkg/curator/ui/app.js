@@ -13,7 +13,10 @@ const h = (tag, attrs = {}, ...kids) => {
 };
 
 // ---- session -------------------------------------------------------------------------
-const state = { token: null, me: null, project: null, projects: [], imgCache: new Map(), keyHandler: null, timers: [] };
+const state = { token: null, me: null, project: null, projects: [], imgCache: new Map(), keyHandler: null, timers: [], gen: 0 };
+// current says whether a view started in generation gen is still the one on screen: a
+// slow page must not paint over, or listen for, the page that replaced it.
+const current = (gen) => gen === state.gen;
 
 function readToken() {
   const m = location.hash.match(/token=([^&]+)/);
@@ -73,23 +76,31 @@ function cleanup() {
 
 async function route() {
   cleanup();
-  const view = $('#view');
-  if (!state.token) return login(view);
+  const gen = ++state.gen;
+  const shown = $('#view');
+  if (!state.token) return login(shown);
+  // Each page renders into its own element, shown only if no newer route started.
+  const view = h('div');
+  const show = () => { if (current(gen)) shown.replaceChildren(...view.childNodes); };
   const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean);
   document.querySelectorAll('nav a').forEach((a) => a.classList.toggle('active', a.dataset.nav === (parts[0] || 'queue')));
   try {
-    if (!state.me) await loadSession();
+    // One session load shared by the routes that start while it runs.
+    if (!state.session) state.session = loadSession().catch((e) => { state.session = null; throw e; });
+    await state.session;
     switch (parts[0] || 'queue') {
-      case 'queue': return await queue(view);
-      case 'annotate': return await annotate(view, parts[1], parts[2], Number(parts[3] || 0));
-      case 'review': return parts[2] ? await review(view, parts[1], parts[2]) : await queue(view, 'submitted');
-      case 'dataset': return await dataset(view);
-      case 'dashboard': return await dashboard(view);
+      case 'queue': await queue(view); break;
+      case 'annotate': await annotate(view, parts[1], parts[2], Number(parts[3] || 0), gen); break;
+      case 'review': await (parts[2] ? review(view, parts[1], parts[2]) : queue(view, 'submitted')); break;
+      case 'dataset': await dataset(view); break;
+      case 'dashboard': await dashboard(view, gen, shown); break;
       default: view.replaceChildren(h('p', {}, 'Unknown page.'));
     }
+    show();
   } catch (e) {
-    if (!localStorage.getItem('edgeloop.token')) { state.token = null; state.me = null; return login(view); }
+    if (!localStorage.getItem('edgeloop.token')) { state.token = null; state.me = null; state.session = null; return login(shown); }
     view.replaceChildren(h('p', { class: 'error' }, 'Error: ' + e.message));
+    show();
     toast(e.message, true);
   }
 }
@@ -110,7 +121,7 @@ const projectOf = (id) => state.projects.find((p) => p.id === id);
 
 function login(view) {
   const input = h('input', { type: 'password', placeholder: 'bearer token', style: 'width:100%', id: 'token' });
-  const go = () => { state.token = input.value.trim(); localStorage.setItem('edgeloop.token', state.token); state.me = null; route(); };
+  const go = () => { state.token = input.value.trim(); localStorage.setItem('edgeloop.token', state.token); state.me = null; state.session = null; route(); };
   input.addEventListener('keydown', (e) => e.key === 'Enter' && go());
   view.replaceChildren(h('div', { class: 'login' }, h('h1', {}, 'Sign in'),
     h('p', { class: 'muted' }, 'Paste your access token. make run prints annotator and reviewer tokens.'),
@@ -194,7 +205,7 @@ function initialLabels(item, ex, task) {
   return ex.predictions.filter((p) => p.box && p.confidence >= 0.25).map((p) => ({ class: p.class, box: { ...p.box } }));
 }
 
-async function annotate(view, p, id, index) {
+async function annotate(view, p, id, index, gen) {
   const proj = projectOf(p);
   let batch = await api('GET', `/projects/${p}/batches/${id}`);
   const items = batch.items;
@@ -335,6 +346,7 @@ async function annotate(view, p, id, index) {
     progress, h('div', { class: 'annotate' }, h('div', { class: 'stage' }, canvas), side));
   render();
 
+  if (!current(gen)) return;
   state.keyHandler = (e) => {
     if (e.target.tagName === 'INPUT' || e.target.tagName === 'TEXTAREA') return;
     const k = e.key.toLowerCase();
@@ -424,13 +436,17 @@ async function dataset(view) {
 }
 
 // ---- dashboard (filled by the retrain service's endpoints when present) -------------
-async function dashboard(view) {
+async function dashboard(view, gen, shown) {
   const p = state.project;
   let dash = null;
   try { dash = await api('GET', `/projects/${p}/dashboard`); } catch (e) { dash = null; }
   if (!dash) { view.replaceChildren(h('p', { class: 'muted' }, 'No dashboard data yet.')); return; }
   renderDashboard(view, p, dash);
-  state.timers.push(setInterval(async () => { if (location.hash.startsWith('#/dashboard')) { try { renderDashboard(view, p, await api('GET', `/projects/${p}/dashboard`)); } catch {} } }, 3000));
+  if (!current(gen)) return;
+  // Live: refresh in place every 3 s while the page is shown.
+  state.timers.push(setInterval(async () => {
+    try { const d = await api('GET', `/projects/${p}/dashboard`); if (current(gen)) renderDashboard(shown, p, d); } catch {}
+  }, 3000));
 }
 
 function line(series, { yMin = 0, yMax = 1, xs }) {

@@ -1,0 +1,111 @@
+package registry
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/edgeloop/edgeloop/pkg/curator"
+)
+
+// Mount adds the registry's endpoints to the curator's API:
+//
+//	GET  /api/v1/projects/{p}/models                 versions with decisions
+//	GET  /api/v1/projects/{p}/models/{v}             one version
+//	GET  /api/v1/projects/{p}/models/{v}/artifact    the signed model (devices; Range supported)
+//	GET  /api/v1/projects/{p}/models/{v}/metrics     metrics.json
+//	GET  /api/v1/projects/{p}/models/{v}/report      report.png
+//	GET  /api/v1/projects/{p}/release                the release and its history
+//	POST /api/v1/projects/{p}/models/{v}/promote     admin: release v
+//	POST /api/v1/projects/{p}/models/{v}/rollback    admin: release an older v
+//	POST /api/v1/projects/{p}/retrain                 admin: train now
+func Mount(api *curator.API, r *Registry) {
+	api.Handle("GET /api/v1/projects/{p}/models", "", func(w http.ResponseWriter, req *http.Request) error {
+		vs, err := r.Versions(req.Context(), req.PathValue("p"))
+		if err != nil {
+			return err
+		}
+		if vs == nil {
+			vs = []*Version{}
+		}
+		return writeJSON(w, vs)
+	})
+	api.Handle("GET /api/v1/projects/{p}/models/{v}", "", func(w http.ResponseWriter, req *http.Request) error {
+		v, err := version(req)
+		if err != nil {
+			return err
+		}
+		ver, err := r.Version(req.Context(), req.PathValue("p"), v)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, ver)
+	})
+	file := func(name, ct string) func(w http.ResponseWriter, req *http.Request) error {
+		return func(w http.ResponseWriter, req *http.Request) error {
+			v, err := version(req)
+			if err != nil {
+				return err
+			}
+			b, err := r.File(req.Context(), req.PathValue("p"), v, name)
+			if err != nil {
+				return err
+			}
+			w.Header().Set("Content-Type", ct)
+			http.ServeContent(w, req, name, time.Time{}, bytes.NewReader(b))
+			return nil
+		}
+	}
+	api.Handle("GET /api/v1/projects/{p}/models/{v}/artifact", "", file("model.elm", "application/octet-stream"))
+	api.Handle("GET /api/v1/projects/{p}/models/{v}/metrics", "", file("metrics.json", "application/json"))
+	api.Handle("GET /api/v1/projects/{p}/models/{v}/report", "", file("report.png", "image/png"))
+	api.Handle("GET /api/v1/projects/{p}/release", "", func(w http.ResponseWriter, req *http.Request) error {
+		rel, err := r.Current(req.Context(), req.PathValue("p"))
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, rel)
+	})
+	change := func(rollback bool) func(w http.ResponseWriter, req *http.Request) error {
+		return func(w http.ResponseWriter, req *http.Request) error {
+			v, err := version(req)
+			if err != nil {
+				return err
+			}
+			reason := "promote"
+			if rollback {
+				reason = "rollback"
+			}
+			rel, err := r.SetRelease(req.Context(), req.PathValue("p"), v, reason, curator.UserOf(req.Context()).Name, rollback)
+			if err != nil {
+				if !errors.Is(err, ErrNotFound) {
+					err = fmt.Errorf("%w: %v", curator.ErrConflict, err)
+				}
+				return err
+			}
+			return writeJSON(w, rel)
+		}
+	}
+	api.Handle("POST /api/v1/projects/{p}/retrain", curator.RoleAdmin, func(w http.ResponseWriter, req *http.Request) error {
+		id, err := r.RequestTraining(req.Context(), req.PathValue("p"), curator.UserOf(req.Context()).Name)
+		if err != nil {
+			return err
+		}
+		return curator.WriteJSON(w, http.StatusAccepted, map[string]string{"request": id})
+	})
+	api.Handle("POST /api/v1/projects/{p}/models/{v}/promote", curator.RoleAdmin, change(false))
+	api.Handle("POST /api/v1/projects/{p}/models/{v}/rollback", curator.RoleAdmin, change(true))
+}
+
+func version(req *http.Request) (int64, error) {
+	v, err := strconv.ParseInt(req.PathValue("v"), 10, 64)
+	if err != nil || v < 1 {
+		return 0, fmt.Errorf("%w: model version %q: want a positive integer", curator.ErrInvalid, req.PathValue("v"))
+	}
+	return v, nil
+}
+
+func writeJSON(w http.ResponseWriter, v any) error { return curator.WriteJSON(w, http.StatusOK, v) }

@@ -1,0 +1,308 @@
+// Package registry keeps a project's model versions and its release in object storage,
+// and publishes release changes. A version is its signed artifact, metrics.json, the
+// report picture, its lineage and the gate's decision; it becomes visible only when its
+// manifest — written last, create-only — exists, so that no half-written version is
+// ever seen. The release is a pointer changed by compare-and-swap; each change is
+// produced as a ModelRelease on edgeloop.models.v1, which the bridge turns into the
+// retained MQTT release the devices follow.
+//
+//	projects/p/models/v<N>/model.elm     signed artifact
+//	projects/p/models/v<N>/metrics.json  training metrics
+//	projects/p/models/v<N>/report.png    training report
+//	projects/p/models/v<N>/version.json  Version (the manifest, last)
+//	projects/p/release.json              Release (CAS)
+package registry
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/edgeloop/edgeloop/pkg/artifact"
+	"github.com/edgeloop/edgeloop/pkg/contract"
+	"github.com/edgeloop/edgeloop/pkg/kafkabus"
+	"github.com/edgeloop/edgeloop/pkg/objstore"
+	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
+)
+
+// Decision is the gate's verdict on a candidate.
+type Decision struct {
+	Published bool `json:"published"`
+	// Metric is "accuracy" or "map50"; Candidate and Current are on the same frozen
+	// test split (Current is 0 without a release).
+	Metric    string  `json:"metric"`
+	Candidate float64 `json:"candidate"`
+	Current   float64 `json:"current"`
+	// TestExamples is the size of the test split they were compared on.
+	TestExamples int `json:"test_examples"`
+	// PerClass are the per-class figures (candidate, current).
+	PerClass map[string][2]float64 `json:"per_class,omitempty"`
+	Reasons  []string              `json:"reasons"`
+}
+
+// Version is a model version's manifest.
+type Version struct {
+	Project   string             `json:"project"`
+	Version   int64              `json:"version"`
+	SHA256    string             `json:"sha256"`
+	SizeBytes int64              `json:"size_bytes"`
+	KeyID     string             `json:"key_id"`
+	Signature []byte             `json:"signature"`
+	CreatedAt time.Time          `json:"created_at"`
+	Parent    int64              `json:"parent"`
+	Snapshot  string             `json:"dataset_snapshot"`
+	Trigger   string             `json:"trigger"`
+	Engine    string             `json:"engine"`
+	Seconds   float64            `json:"seconds"`
+	Metrics   map[string]float64 `json:"metrics"`
+	Decision  Decision           `json:"decision"`
+	Classes   []string           `json:"classes"`
+	Task      string             `json:"task"`
+}
+
+// Release is the version a project's devices should run, with its history.
+type Release struct {
+	Version  int64           `json:"version"`
+	SHA256   string          `json:"sha256"`
+	At       time.Time       `json:"at"`
+	Reason   string          `json:"reason"`
+	By       string          `json:"by"`
+	Rollback bool            `json:"rollback"`
+	History  []ReleaseChange `json:"history"`
+	Rev      int             `json:"rev"`
+}
+
+// ReleaseChange is one past release.
+type ReleaseChange struct {
+	Version int64     `json:"version"`
+	At      time.Time `json:"at"`
+	Reason  string    `json:"reason"`
+	By      string    `json:"by"`
+	Metric  string    `json:"metric"`
+}
+
+// Registry is one deployment's model registry.
+type Registry struct {
+	S    objstore.Store
+	prod *kafkabus.Producer
+	kcfg kafkabus.Config
+	// PublicURL is how devices reach the API (e.g. http://curator:8080): artifact URLs
+	// in releases start with it.
+	PublicURL string
+}
+
+// New returns a registry; prod may be nil for read-only use.
+func New(s objstore.Store, prod *kafkabus.Producer, kcfg kafkabus.Config, publicURL string) *Registry {
+	return &Registry{S: s, prod: prod, kcfg: kcfg, PublicURL: strings.TrimRight(publicURL, "/")}
+}
+
+func versionPrefix(p string, v int64) string { return fmt.Sprintf("projects/%s/models/v%d/", p, v) }
+func releaseKey(p string) string             { return "projects/" + p + "/release.json" }
+
+// ErrNotFound says there is no such version or release.
+var ErrNotFound = objstore.ErrNotFound
+
+// Versions lists the visible versions, oldest first.
+func (r *Registry) Versions(ctx context.Context, project string) ([]*Version, error) {
+	var out []*Version
+	err := r.S.List(ctx, "projects/"+project+"/models/", func(i objstore.Info) error {
+		if !strings.HasSuffix(i.Key, "/version.json") {
+			return nil
+		}
+		var v Version
+		if _, err := objstore.GetJSON(ctx, r.S, i.Key, &v); err != nil {
+			return err
+		}
+		out = append(out, &v)
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
+	return out, err
+}
+
+// Version reads one version's manifest.
+func (r *Registry) Version(ctx context.Context, project string, v int64) (*Version, error) {
+	var out Version
+	if _, err := objstore.GetJSON(ctx, r.S, versionPrefix(project, v)+"version.json", &out); err != nil {
+		return nil, fmt.Errorf("model %s v%d: %w", project, v, err)
+	}
+	return &out, nil
+}
+
+// NextVersion is one above the highest visible version.
+func (r *Registry) NextVersion(ctx context.Context, project string) (int64, error) {
+	vs, err := r.Versions(ctx, project)
+	if err != nil {
+		return 0, err
+	}
+	if len(vs) == 0 {
+		return 1, nil
+	}
+	return vs[len(vs)-1].Version + 1, nil
+}
+
+// File reads one of a version's files: model.elm, metrics.json or report.png.
+func (r *Registry) File(ctx context.Context, project string, v int64, name string) ([]byte, error) {
+	switch name {
+	case "model.elm", "metrics.json", "report.png":
+	default:
+		return nil, fmt.Errorf("model file %q: %w", name, ErrNotFound)
+	}
+	if _, err := r.Version(ctx, project, v); err != nil {
+		return nil, err // not visible
+	}
+	o, err := r.S.Get(ctx, versionPrefix(project, v)+name)
+	if err != nil {
+		return nil, err
+	}
+	return o.Data, nil
+}
+
+// Model reads and decodes a version's artifact.
+func (r *Registry) Model(ctx context.Context, project string, v int64) (*artifact.Model, error) {
+	b, err := r.File(ctx, project, v, "model.elm")
+	if err != nil {
+		return nil, err
+	}
+	return artifact.Decode(b)
+}
+
+// ErrVersionTaken says another writer created that version first.
+var ErrVersionTaken = errors.New("model version already exists")
+
+// Put stores a new version: its files first, the manifest last and create-only. The
+// artifact is signed here with key.
+func (r *Registry) Put(ctx context.Context, v *Version, model []byte, metrics []byte, report []byte, key ed25519.PrivateKey) error {
+	if _, err := artifact.Decode(model); err != nil {
+		return err
+	}
+	v.SHA256, v.SizeBytes = artifact.SHA256(model), int64(len(model))
+	v.Signature = artifact.Sign(key, model)
+	v.KeyID = artifact.KeyID(key.Public().(ed25519.PublicKey))
+	if v.CreatedAt.IsZero() {
+		v.CreatedAt = time.Now().UTC()
+	}
+	pre := versionPrefix(v.Project, v.Version)
+	if _, err := r.S.Stat(ctx, pre+"version.json"); err == nil {
+		return fmt.Errorf("%s v%d: %w", v.Project, v.Version, ErrVersionTaken)
+	}
+	for name, data := range map[string][]byte{"model.elm": model, "metrics.json": metrics, "report.png": report} {
+		if data == nil {
+			continue
+		}
+		ct := map[string]string{"model.elm": "application/octet-stream", "metrics.json": "application/json", "report.png": "image/png"}[name]
+		if _, err := r.S.Put(ctx, pre+name, data, objstore.PutOptions{ContentType: ct}); err != nil {
+			return err
+		}
+	}
+	_, err := objstore.PutJSON(ctx, r.S, pre+"version.json", v, objstore.PutOptions{IfNoneMatch: true})
+	if errors.Is(err, objstore.ErrPrecondition) {
+		return fmt.Errorf("%s v%d: %w", v.Project, v.Version, ErrVersionTaken)
+	}
+	return err
+}
+
+// Current reads the release (ErrNotFound when none yet).
+func (r *Registry) Current(ctx context.Context, project string) (*Release, error) {
+	var rel Release
+	if _, err := objstore.GetJSON(ctx, r.S, releaseKey(project), &rel); err != nil {
+		return nil, fmt.Errorf("release of %s: %w", project, err)
+	}
+	return &rel, nil
+}
+
+// SetRelease points the release at version v by compare-and-swap and produces the
+// ModelRelease. A rollback may go to an older version; otherwise the release only moves
+// forward. It returns the new release.
+func (r *Registry) SetRelease(ctx context.Context, project string, v int64, reason, by string, rollback bool) (*Release, error) {
+	ver, err := r.Version(ctx, project, v)
+	if err != nil {
+		return nil, err
+	}
+	var out Release
+	_, err = objstore.Update(ctx, r.S, releaseKey(project), func(rel *Release, exists bool) error {
+		if exists && rel.Version == v {
+			out = *rel
+			return objstore.ErrNoChange
+		}
+		if exists && v < rel.Version && !rollback {
+			return fmt.Errorf("release of %s is v%d: moving to older v%d needs a rollback", project, rel.Version, v)
+		}
+		now := time.Now().UTC()
+		metric := ""
+		if d := ver.Decision; d.Metric != "" {
+			metric = fmt.Sprintf("%s %.3f", d.Metric, d.Candidate)
+		}
+		rel.History = append(rel.History, ReleaseChange{Version: v, At: now, Reason: reason, By: by, Metric: metric})
+		rel.Version, rel.SHA256, rel.At, rel.Reason, rel.By, rel.Rollback = v, ver.SHA256, now, reason, by, rollback
+		rel.Rev++
+		out = *rel
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &out, r.Announce(ctx, project)
+}
+
+// Announce produces the current release as a ModelRelease (idempotent for devices: the
+// same version again changes nothing).
+func (r *Registry) Announce(ctx context.Context, project string) error {
+	rel, err := r.Current(ctx, project)
+	if err != nil {
+		return err
+	}
+	ver, err := r.Version(ctx, project, rel.Version)
+	if err != nil {
+		return err
+	}
+	task := edgeloopv1.Task_TASK_CLASSIFY
+	if ver.Task == "detect" {
+		task = edgeloopv1.Task_TASK_DETECT
+	}
+	msg := &edgeloopv1.ModelRelease{
+		Project: project, Version: ver.Version, Task: task, ArtifactUrl: r.ArtifactURL(project, ver.Version),
+		Sha256: ver.SHA256, Signature: ver.Signature, KeyId: ver.KeyID, SizeBytes: ver.SizeBytes, Rollback: rel.Rollback,
+		ReleasedAt: timestamppb.New(rel.At), ParentVersion: ver.Parent, Metrics: ver.Metrics, Reason: rel.Reason, ClassNames: ver.Classes,
+	}
+	b, _ := proto.Marshal(msg)
+	if r.prod == nil {
+		return errors.New("registry: no producer to announce releases with")
+	}
+	return r.prod.Produce(ctx, kafka.Message{Topic: r.kcfg.Topic(contract.TopicModels), Key: []byte(project), Value: b})
+}
+
+// ArtifactURL is where devices download a version.
+func (r *Registry) ArtifactURL(project string, v int64) string {
+	return r.PublicURL + "/api/v1/projects/" + project + "/models/" + strconv.FormatInt(v, 10) + "/artifact"
+}
+
+// Metrics decodes a version's metrics.json into v.
+func (r *Registry) Metrics(ctx context.Context, project string, version int64, v any) error {
+	b, err := r.File(ctx, project, version, "metrics.json")
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+// RequestTraining asks the retrain service for a training of project now, whatever its
+// trigger policy: a BatchApproved whose batch id starts with "manual-".
+func (r *Registry) RequestTraining(ctx context.Context, project, by string) (string, error) {
+	id := fmt.Sprintf("manual-%d", time.Now().UnixNano())
+	b, _ := proto.Marshal(&edgeloopv1.BatchApproved{Project: project, BatchId: id, ApprovedAt: timestamppb.Now(), ApprovedBy: by})
+	if r.prod == nil {
+		return "", errors.New("registry: no producer")
+	}
+	return id, r.prod.Produce(ctx, kafka.Message{Topic: r.kcfg.Topic(contract.TopicBatchesApproved), Key: []byte(project), Value: b})
+}

@@ -1,0 +1,139 @@
+package retrain
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/edgeloop/edgeloop/pkg/config"
+	"github.com/edgeloop/edgeloop/pkg/curator"
+	"github.com/edgeloop/edgeloop/pkg/datasets"
+)
+
+// BootstrapOptions make a project's first model possible before any edge example: the
+// project is created if missing and a seed dataset from a built-in dataset is imported
+// (all of it in train, so that val and test fill with production examples), which the
+// retrain service turns into version 1.
+type BootstrapOptions struct {
+	API      string
+	Token    string
+	Project  string
+	Dataset  string
+	Limit    int
+	Seed     uint64
+	MNISTDir string
+	// BatchMin, BatchMax and MaxWait size the project's correction batches.
+	BatchMin, BatchMax int
+	MaxWait            time.Duration
+}
+
+// RegisterBootstrapFlags adds `retrain bootstrap`'s flags.
+func RegisterBootstrapFlags(fs *flag.FlagSet) *BootstrapOptions {
+	o := &BootstrapOptions{}
+	fs.StringVar(&o.API, "api", "http://127.0.0.1:8080", "curator API")
+	fs.StringVar(&o.Token, "token", "admin-dev-token", "admin bearer token")
+	fs.StringVar(&o.Project, "project", "digits", "project id")
+	fs.StringVar(&o.Dataset, "dataset", "mnist", "seed dataset: mnist or digit-scenes (optionally :drift=NAME)")
+	fs.IntVar(&o.Limit, "limit", 2000, "seed examples")
+	fs.Uint64Var(&o.Seed, "seed", 1, "seed of generated scenes")
+	fs.StringVar(&o.MNISTDir, "mnist-dir", "", "MNIST data directory")
+	fs.IntVar(&o.BatchMin, "batch-min", 30, "smallest correction batch")
+	fs.IntVar(&o.BatchMax, "batch-max", 50, "largest correction batch")
+	fs.DurationVar(&o.MaxWait, "max-wait", 2*time.Minute, "a batch of at least batch-min closes once its oldest example waited this long")
+	return o
+}
+
+// ErrAlreadySeeded says the project has a dataset already; nothing was imported.
+var ErrAlreadySeeded = errors.New("project already has a dataset")
+
+// Bootstrap creates the project and imports the seed through the curator API.
+func Bootstrap(ctx context.Context, o *BootstrapOptions, log *zap.Logger) error {
+	spec, err := datasets.Parse(o.Dataset)
+	if err != nil {
+		return err
+	}
+	p := curator.Project{ID: o.Project, Task: string(spec.Task()), Classes: datasets.Classes(),
+		Batch: curator.BatchSettings{Min: o.BatchMin, Max: o.BatchMax, MaxWait: config.Duration(o.MaxWait)}}
+	code, body, err := call(ctx, o, "POST", "/api/v1/projects", "application/json", mustJSON(p))
+	if err != nil {
+		return err
+	}
+	switch code {
+	case http.StatusCreated:
+		log.Info("project created", zap.String("project", o.Project), zap.String("task", p.Task))
+	case http.StatusConflict:
+		log.Info("project exists", zap.String("project", o.Project))
+	default:
+		return fmt.Errorf("create project %s: %d %s", o.Project, code, body)
+	}
+	code, body, err = call(ctx, o, "GET", "/api/v1/projects/"+o.Project+"/dataset", "", nil)
+	if err != nil {
+		return err
+	}
+	var ds curator.DatasetView
+	if code != http.StatusOK || json.Unmarshal(body, &ds) != nil {
+		return fmt.Errorf("dataset of %s: %d %s", o.Project, code, body)
+	}
+	if ds.Total > 0 {
+		return fmt.Errorf("%w: %s holds %d examples", ErrAlreadySeeded, o.Project, ds.Total)
+	}
+	data, err := datasets.Load(spec, o.MNISTDir, datasets.Sizes{Train: o.Limit, Val: 1, Test: 1}, o.Seed)
+	if err != nil {
+		return err
+	}
+	p.Defaults()
+	var seeds []curator.SeedImage
+	for i, s := range data.Train {
+		si := curator.SeedImage{ID: fmt.Sprintf("seed-%05d", i), Data: s.Image.EncodePNG(), ContentType: "image/png",
+			Width: s.Image.W, Height: s.Image.H, Split: "train"}
+		if spec.Task() == "classify" {
+			si.Labels = []curator.Label{{Class: p.Classes[s.Label]}}
+		}
+		for _, b := range s.Boxes {
+			si.Labels = append(si.Labels, curator.Label{Class: p.Classes[b.Class], Box: &curator.Box{X0: b.X0, Y0: b.Y0, X1: b.X1, Y1: b.Y1}})
+		}
+		seeds = append(seeds, si)
+	}
+	zipData, err := curator.SeedArchive(&p, seeds)
+	if err != nil {
+		return err
+	}
+	code, body, err = call(ctx, o, "POST", "/api/v1/projects/"+o.Project+"/dataset/import?format=coco", "application/zip", zipData)
+	if err != nil {
+		return err
+	}
+	if code != http.StatusCreated {
+		return fmt.Errorf("import seed into %s: %d %s", o.Project, code, body)
+	}
+	log.Info("seed dataset imported; retrain will train version 1", zap.String("project", o.Project), zap.String("dataset", spec.String()), zap.Int("examples", len(seeds)))
+	return nil
+}
+
+func mustJSON(v any) []byte { b, _ := json.Marshal(v); return b }
+
+func call(ctx context.Context, o *BootstrapOptions, method, path, ct string, body []byte) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(o.API, "/")+path, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+o.Token)
+	if ct != "" {
+		req.Header.Set("Content-Type", ct)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}

@@ -1,0 +1,244 @@
+package retrain
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/edgeloop/edgeloop/pkg/artifact"
+	"github.com/edgeloop/edgeloop/pkg/contract"
+	"github.com/edgeloop/edgeloop/pkg/curator"
+	"github.com/edgeloop/edgeloop/pkg/kafkabus"
+	"github.com/edgeloop/edgeloop/pkg/nn/backend"
+	"github.com/edgeloop/edgeloop/pkg/objstore"
+	"github.com/edgeloop/edgeloop/pkg/objstore/s3store"
+	"github.com/edgeloop/edgeloop/pkg/opshttp"
+	"github.com/edgeloop/edgeloop/pkg/registry"
+	"github.com/edgeloop/edgeloop/pkg/retry"
+	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
+)
+
+// ServiceConfig is everything the retrain service needs.
+type ServiceConfig struct {
+	Kafka kafkabus.Config
+	S3    s3store.Config
+	// Key signs the models.
+	Key ed25519.PrivateKey
+	// PublicURL is where devices reach the API that serves artifacts.
+	PublicURL string
+	// Backend is auto, cpu or cuda.
+	Backend string
+	// CacheDir keeps downloaded images.
+	CacheDir string
+	// OpsAddr serves /healthz, /readyz and /metrics (empty: none).
+	OpsAddr string
+	// Group is the Kafka consumer group (default "retrain").
+	Group string
+	// Lease bounds how long a crashed trainer blocks its project (default 2m; renewed
+	// every Lease/4 while training).
+	Lease time.Duration
+	// Owner names this instance in leases (default host:pid).
+	Owner string
+}
+
+// ServiceFlags fill a ServiceConfig from the command line.
+type ServiceFlags struct {
+	kafka *kafkabus.Flags
+	s3    *s3store.Config
+	key   string
+	cfg   ServiceConfig
+}
+
+// RegisterServiceFlags adds `retrain serve`'s flags.
+func RegisterServiceFlags(fs *flag.FlagSet) *ServiceFlags {
+	f := &ServiceFlags{kafka: kafkabus.RegisterFlags(fs), s3: s3store.RegisterFlags(fs)}
+	fs.StringVar(&f.key, "key", "keys/signing.key", "ed25519 private key (PEM) that signs models")
+	fs.StringVar(&f.cfg.PublicURL, "public-url", "http://127.0.0.1:8080", "URL devices reach the curator API at (artifact downloads)")
+	fs.StringVar(&f.cfg.Backend, "backend", "auto", "auto, cpu or cuda")
+	fs.StringVar(&f.cfg.CacheDir, "cache-dir", ".data/retrain", "image cache")
+	fs.StringVar(&f.cfg.OpsAddr, "ops-addr", "127.0.0.1:9103", "address of /healthz, /readyz and /metrics")
+	fs.StringVar(&f.cfg.Group, "group", "retrain", "Kafka consumer group")
+	fs.DurationVar(&f.cfg.Lease, "lease", 2*time.Minute, "training lease per project")
+	return f
+}
+
+// Config returns the ServiceConfig the flags describe.
+func (f *ServiceFlags) Config() (ServiceConfig, error) {
+	c := f.cfg
+	var err error
+	if c.Kafka, err = f.kafka.Config("edgeloop-retrain"); err != nil {
+		return c, err
+	}
+	c.S3 = *f.s3
+	if c.Key, err = artifact.ReadPrivateKey(f.key); err != nil {
+		return c, fmt.Errorf("signing key %s: %w (make one with `retrain keygen`)", f.key, err)
+	}
+	return c, nil
+}
+
+// Service retrains projects as approved batches arrive.
+type Service struct {
+	cfg     ServiceConfig
+	cur     *curator.Store
+	reg     *registry.Registry
+	backend backend.Choice
+	key     ed25519.PrivateKey
+	log     *zap.Logger
+	kcfg    kafkabus.Config
+	m       *serviceMetrics
+
+	mu     sync.Mutex
+	wakeup map[string]chan struct{}
+	// train serialises trainings in this process: they all want every core.
+	train chan struct{}
+}
+
+type serviceMetrics struct {
+	trainings *prometheus.CounterVec
+	seconds   prometheus.Histogram
+	running   prometheus.Gauge
+}
+
+// NewService prepares the service on store s.
+func NewService(c ServiceConfig, s objstore.Store, prod *kafkabus.Producer, reg prometheus.Registerer, log *zap.Logger) (*Service, error) {
+	if c.Group == "" {
+		c.Group = "retrain"
+	}
+	if c.Lease <= 0 {
+		c.Lease = 2 * time.Minute
+	}
+	if c.Owner == "" {
+		host, _ := os.Hostname()
+		c.Owner = fmt.Sprintf("%s:%d", host, os.Getpid())
+	}
+	if c.CacheDir == "" {
+		c.CacheDir = filepath.Join(os.TempDir(), "edgeloop-retrain")
+	}
+	choice, err := backend.Select(c.Backend, log)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("training backend", zap.String("backend", choice.Name))
+	m := &serviceMetrics{
+		trainings: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgeloop_retrain_trainings_total", Help: "Trainings by outcome (published, kept, failed)."}, []string{"outcome"}),
+		seconds:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "edgeloop_retrain_training_seconds", Help: "Time from trigger to decision.", Buckets: prometheus.ExponentialBuckets(1, 2, 14)}),
+		running:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "edgeloop_retrain_running", Help: "Trainings running in this process."}),
+	}
+	reg.MustRegister(m.trainings, m.seconds, m.running)
+	return &Service{cfg: c, cur: &curator.Store{S: s}, reg: registry.New(s, prod, c.Kafka, c.PublicURL), backend: choice, key: c.Key,
+		log: log, kcfg: c.Kafka, m: m, wakeup: map[string]chan struct{}{}, train: make(chan struct{}, 1)}, nil
+}
+
+// Registry is the service's model registry.
+func (s *Service) Registry() *registry.Registry { return s.reg }
+
+// RunService runs the retrain service until ctx ends.
+func RunService(ctx context.Context, c ServiceConfig, log *zap.Logger) error {
+	store, err := s3store.Open(ctx, c.S3)
+	if err != nil {
+		return err
+	}
+	if err := kafkabus.EnsureTopics(ctx, c.Kafka, 6, c.Kafka.Topic(contract.TopicBatchesApproved), c.Kafka.Topic(contract.TopicModels), c.Kafka.Topic(contract.TopicDeadLetter)); err != nil {
+		return err
+	}
+	prod, err := kafkabus.NewProducer(c.Kafka, kafkabus.ProducerOptions{})
+	if err != nil {
+		return err
+	}
+	defer prod.Close()
+	reg := opshttp.NewRegistry()
+	s, err := NewService(c, store, prod, reg, log)
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	if c.OpsAddr != "" {
+		mux := http.NewServeMux()
+		opshttp.Mount(mux, reg, opshttp.Check{Name: "s3", Fn: store.Ping},
+			opshttp.Check{Name: "kafka", Fn: func(ctx context.Context) error { return kafkabus.Ping(ctx, c.Kafka) }})
+		g.Go(func() error { return opshttp.Serve(gctx, c.OpsAddr, mux, log, nil) })
+	}
+	g.Go(func() error { return s.Run(gctx, prod) })
+	return g.Wait()
+}
+
+// Run consumes approvals and runs the per-project schedulers until ctx ends.
+func (s *Service) Run(ctx context.Context, prod *kafkabus.Producer) error {
+	cons, err := kafkabus.NewConsumer(s.kcfg, s.cfg.Group, s.kcfg.Topic(contract.TopicBatchesApproved), kafkabus.ConsumerOptions{}, s.log)
+	if err != nil {
+		return err
+	}
+	defer cons.Close()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	// Projects whose state says a training is due or was cut short (a crash) resume.
+	go func() {
+		ps, err := s.cur.Projects(ctx)
+		if err != nil {
+			s.log.Warn("listing projects at start", zap.Error(err))
+			return
+		}
+		for _, p := range ps {
+			s.wake(ctx, &wg, p.ID)
+		}
+	}()
+	h := kafkabus.Chain(func(ctx context.Context, m kafka.Message) error {
+		ev := &edgeloopv1.BatchApproved{}
+		if err := proto.Unmarshal(m.Value, ev); err != nil {
+			return kafkabus.Rejectf("bad_protobuf", fmt.Errorf("offset %d: not an edgeloop.v1.BatchApproved: %w", m.Offset, err))
+		}
+		if err := contract.CheckID("project", ev.Project); err != nil {
+			return kafkabus.Rejectf("bad_id", err)
+		}
+		if err := s.record(ctx, ev); err != nil {
+			return err
+		}
+		s.wake(ctx, &wg, ev.Project)
+		return nil
+	},
+		kafkabus.Retry(retry.Backoff{Max: 5 * time.Second}, s.log),
+		kafkabus.DeadLetter(prod, s.kcfg.Topic(contract.TopicDeadLetter), "retrain", s.log, nil),
+	)
+	err = cons.Run(ctx, h)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// wake signals the project's scheduler, starting it on first use.
+func (s *Service) wake(ctx context.Context, wg *sync.WaitGroup, project string) {
+	s.mu.Lock()
+	ch, ok := s.wakeup[project]
+	if !ok {
+		ch = make(chan struct{}, 1)
+		s.wakeup[project] = ch
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.schedule(ctx, project, ch)
+		}()
+	}
+	s.mu.Unlock()
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// IsManual reports whether an approval event is a manual training request.
+func IsManual(ev *edgeloopv1.BatchApproved) bool { return strings.HasPrefix(ev.BatchId, "manual-") }
