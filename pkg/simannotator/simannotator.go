@@ -147,4 +147,3 @@ func mistake(p *curator.Project, labels []curator.Label, r *rand.Rand) []curator
 	out[i].Class = other
 	return out
 }
-
