@@ -216,7 +216,7 @@ async function annotate(view, p, id, index, gen) {
   const keyOf = Object.fromEntries(Object.entries(keys).map(([k, c]) => [c, k]));
   let labels = initialLabels(item, ex, proj.task);
   let selected = labels.length ? 0 : -1;
-  let current = labels[0] ? labels[0].class : proj.classes[0];
+  let drawClass = labels[0] ? labels[0].class : proj.classes[0];
   let zoom = Number(sessionStorage.getItem('zoom') || 0);
   const img = await image(p, item.example_id);
   const detect = proj.task === 'detect';
@@ -260,8 +260,8 @@ async function annotate(view, p, id, index, gen) {
         }
       }
       const hit = labels.findIndex((l) => q.x >= l.box.x0 && q.x <= l.box.x1 && q.y >= l.box.y0 && q.y <= l.box.y1);
-      if (hit >= 0) { selected = hit; current = labels[hit].class; drag = { mode: 'move', from: q, orig: { ...labels[hit].box } }; render(); return; }
-      labels.push({ class: current, box: { x0: q.x, y0: q.y, x1: q.x, y1: q.y } });
+      if (hit >= 0) { selected = hit; drawClass = labels[hit].class; drag = { mode: 'move', from: q, orig: { ...labels[hit].box } }; render(); return; }
+      labels.push({ class: drawClass, box: { x0: q.x, y0: q.y, x1: q.x, y1: q.y } });
       selected = labels.length - 1;
       drag = { mode: 'new', from: q };
     });
@@ -286,7 +286,7 @@ async function annotate(view, p, id, index, gen) {
   }
 
   const setClass = (c) => {
-    current = c;
+    drawClass = c;
     if (!detect) labels = [{ class: c }];
     else if (selected >= 0) labels[selected].class = c;
     render();
@@ -323,9 +323,9 @@ async function annotate(view, p, id, index, gen) {
       ex.correction && ex.correction.length ? h('p', {}, 'Operator said: ', h('strong', {}, ex.correction.map((l) => l.class).join(', '))) : '',
       h('p', { class: 'muted' }, `device ${ex.device} · model v${ex.model_version}`),
       h('h2', {}, detect ? 'Class of the selected / next box' : 'Class'),
-      h('div', { class: 'classes' }, proj.classes.map((c) => h('button', { class: (detect ? current : labels[0] && labels[0].class) === c ? 'chosen' : '', 'data-class': c, onclick: () => setClass(c) }, c, ' ', keyOf[c] ? h('kbd', {}, keyOf[c]) : ''))),
+      h('div', { class: 'classes' }, proj.classes.map((c) => h('button', { class: (detect ? drawClass : labels[0] && labels[0].class) === c ? 'chosen' : '', 'data-class': c, onclick: () => setClass(c) }, c, ' ', keyOf[c] ? h('kbd', {}, keyOf[c]) : ''))),
       detect ? h('ul', { class: 'boxes' }, labels.map((l, i) => h('li', { class: i === selected ? 'selected' : '' },
-        h('span', { onclick: () => { selected = i; current = l.class; render(); }, style: 'cursor:pointer' }, `#${i + 1} ${l.class}`),
+        h('span', { onclick: () => { selected = i; drawClass = l.class; render(); }, style: 'cursor:pointer' }, `#${i + 1} ${l.class}`),
         h('button', { 'data-delete': i, onclick: () => { labels.splice(i, 1); selected = Math.min(selected, labels.length - 1); render(); } }, '✕')))) : '',
       h('div', { class: 'nav' },
         h('button', { onclick: () => go(index - 1), disabled: index === 0 }, '← Prev'),
@@ -358,7 +358,7 @@ async function annotate(view, p, id, index, gen) {
     else if (e.key === '+' || e.key === '=') { zoom++; sessionStorage.setItem('zoom', zoom); render(); }
     else if (e.key === '-') { zoom--; sessionStorage.setItem('zoom', zoom); render(); }
     else if (detect && (e.key === 'Delete' || e.key === 'Backspace') && selected >= 0) { labels.splice(selected, 1); selected = labels.length - 1; render(); e.preventDefault(); }
-    else if (detect && e.key === 'Tab' && labels.length) { selected = (selected + 1) % labels.length; current = labels[selected].class; render(); e.preventDefault(); }
+    else if (detect && e.key === 'Tab' && labels.length) { selected = (selected + 1) % labels.length; drawClass = labels[selected].class; render(); e.preventDefault(); }
     else if (detect && e.key === 'Escape') { selected = -1; render(); }
   };
   document.addEventListener('keydown', state.keyHandler);
