@@ -224,7 +224,7 @@ func (a *Agent) Infer(ctx context.Context, frameID string, im *raster.Image, tru
 	detect := m.header.Arch.Task == nn.Detect
 	a.remember(f, detect)
 	res := Result{FrameID: frameID, ModelVersion: m.version, Predictions: f.preds}
-	d := a.sampler.Decide(sampling.Frame{Predictions: f.preds, Detect: detect, Hash: raster.Hash(im)})
+	d := a.sampler.Decide(sampling.Frame{Predictions: f.preds, Detect: detect, Thumb: raster.Thumbnail(im)})
 	a.m.infer.Observe(time.Since(start).Seconds())
 	if d.Duplicate {
 		a.noteDuplicate()
@@ -268,7 +268,7 @@ func (a *Agent) Feedback(frameID string, correction *edgeloopv1.Annotation) (str
 	if err := checkCorrection(m.header.Classes, m.header.Arch.Task == nn.Detect, correction); err != nil {
 		return "", err
 	}
-	d := a.sampler.Decide(sampling.Frame{Predictions: f.preds, Detect: m.header.Arch.Task == nn.Detect, Flagged: true, Hash: raster.Hash(f.img)})
+	d := a.sampler.Decide(sampling.Frame{Predictions: f.preds, Detect: m.header.Arch.Task == nn.Detect, Flagged: true, Thumb: raster.Thumbnail(f.img)})
 	if !d.Taken() {
 		return "", errors.New("the sampling config has no operator_flagged strategy")
 	}

@@ -3,38 +3,71 @@ package curator
 import (
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/edgeloop/edgeloop/pkg/raster"
 )
 
-// recentWindow is how many queued examples the ledger remembers for idempotency and
-// cross-device near-duplicate detection.
+// recentWindow is how many queued example ids the ledger remembers: a redelivered
+// example is recognised and not queued twice.
 const recentWindow = 4000
 
-// dedupDistance is the largest perceptual-hash distance that counts as the same picture.
-const dedupDistance = 3
-
 // addPending puts an example into the open batch unless it is already known (a
-// redelivery) or a near-duplicate of a recent one; it returns whether it was added and
-// the id it duplicates, if any.
-func addPending(l *Ledger, pe Pending) (added bool, dupOf string) {
-	for _, r := range l.Recent {
-		if r.ID == pe.ID {
-			return false, ""
-		}
-	}
-	for _, r := range l.Recent {
-		if raster.HashDistance(r.Hash, pe.Hash) <= dedupDistance {
-			return false, r.ID
+// redelivery); it reports whether it was added.
+func addPending(l *Ledger, pe Pending) bool {
+	for _, id := range l.Recent {
+		if id == pe.ID {
+			return false
 		}
 	}
 	l.Pending = append(l.Pending, pe)
-	l.Recent = append(l.Recent, Recent{ID: pe.ID, Hash: pe.Hash})
+	l.Recent = append(l.Recent, pe.ID)
 	if len(l.Recent) > recentWindow {
 		l.Recent = l.Recent[len(l.Recent)-recentWindow:]
 	}
-	return true, ""
+	return true
+}
+
+// dedupDistance is the largest thumbnail distance that counts as the same picture.
+const dedupDistance = 0.02
+
+// dedupWindow is how many recent thumbnails of a project are compared with a new one.
+const dedupWindow = 2000
+
+// lookalikes remembers the thumbnails of the examples recently queued, per project, to
+// find near-duplicates coming from other devices. It is a filter, not a guarantee: it
+// lives in memory and starts empty.
+type lookalikes struct {
+	mu     sync.Mutex
+	recent map[string][]thumbOf
+}
+
+type thumbOf struct {
+	id    string
+	thumb raster.Thumb
+}
+
+// find returns the id of a recent example that looks like t ("" when none).
+func (d *lookalikes) find(project string, t raster.Thumb) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, r := range d.recent[project] {
+		if raster.ThumbDistance(r.thumb, t) <= dedupDistance {
+			return r.id
+		}
+	}
+	return ""
+}
+
+func (d *lookalikes) add(project, id string, t raster.Thumb) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r := append(d.recent[project], thumbOf{id: id, thumb: t})
+	if len(r) > dedupWindow {
+		r = r[len(r)-dedupWindow:]
+	}
+	d.recent[project] = r
 }
 
 // formDue cuts batches from the open batch: one of Max as soon as Max are waiting, and

@@ -31,11 +31,12 @@ type Curator struct {
 	log  *zap.Logger
 	m    *metrics
 	now  func() time.Time
+	dups *lookalikes
 }
 
 // New returns a Curator on store s; approvals are produced with prod.
 func New(s objstore.Store, prod *kafkabus.Producer, kcfg kafkabus.Config, m *metrics, log *zap.Logger) *Curator {
-	return &Curator{st: &Store{S: s}, prod: prod, kcfg: kcfg, log: log, m: m, now: time.Now}
+	return &Curator{st: &Store{S: s}, prod: prod, kcfg: kcfg, log: log, m: m, now: time.Now, dups: &lookalikes{recent: map[string][]thumbOf{}}}
 }
 
 // Store is the curator's object store access.
@@ -74,27 +75,33 @@ func (c *Curator) Ingest(ctx context.Context, ex *edgeloopv1.Example) error {
 	if err != nil {
 		return err
 	}
-	rec := recordOf(ex, key, raster.Hash(img), c.now())
-	pe := Pending{ID: rec.ID, Class: rec.TopClass(), Reason: reasonOf(rec), Confidence: rec.TopConfidence(), At: rec.ReceivedAt, Hash: rec.Hash}
-	var added bool
+	rec := recordOf(ex, key, c.now())
+	thumb := raster.Thumbnail(img)
+	if len(rec.Correction) == 0 { // an operator's correction is worth keeping anyway
+		rec.DuplicateOf = c.dups.find(p.ID, thumb)
+	}
+	pe := Pending{ID: rec.ID, Class: rec.TopClass(), Reason: reasonOf(rec), Confidence: rec.TopConfidence(), At: rec.ReceivedAt}
+	added := false
 	var formed []FormedBatch
-	_, err = objstore.Update(ctx, c.st.S, ledgerKey(p.ID), func(l *Ledger, _ bool) error {
-		added, rec.DuplicateOf = addPending(l, pe)
-		if !added && rec.DuplicateOf == "" {
-			return objstore.ErrNoChange // a redelivery
+	if rec.DuplicateOf == "" {
+		_, err = objstore.Update(ctx, c.st.S, ledgerKey(p.ID), func(l *Ledger, _ bool) error {
+			if added = addPending(l, pe); !added {
+				return objstore.ErrNoChange // a redelivery
+			}
+			formed = formDue(l, p.Batch, c.now())
+			l.Rev++
+			return nil
+		})
+		if err != nil {
+			return err
 		}
-		formed = formDue(l, p.Batch, c.now())
-		l.Rev++
-		return nil
-	})
-	if err != nil {
-		return err
 	}
 	if _, err := objstore.PutJSON(ctx, c.st.S, exampleKey(p.ID, rec.ID), rec, objstore.PutOptions{IfNoneMatch: true}); err != nil && !errors.Is(err, objstore.ErrPrecondition) {
 		return err
 	}
 	switch {
 	case added:
+		c.dups.add(p.ID, rec.ID, thumb)
 		c.m.ingested.WithLabelValues(p.ID).Inc()
 	case rec.DuplicateOf != "":
 		c.m.duplicates.WithLabelValues(p.ID).Inc()
@@ -110,12 +117,12 @@ func reasonOf(r *ExampleRecord) string {
 	return r.Reasons[0].Kind
 }
 
-func recordOf(ex *edgeloopv1.Example, imageKey string, hash uint64, now time.Time) *ExampleRecord {
+func recordOf(ex *edgeloopv1.Example, imageKey string, now time.Time) *ExampleRecord {
 	r := &ExampleRecord{
 		ID: ex.GetId(), Project: ex.GetProject(), Device: ex.GetDevice(), CapturedAt: ex.GetCapturedAt().AsTime(), ReceivedAt: now,
 		Image: imageKey, ContentType: ex.GetImage().GetContentType(), Width: int(ex.GetImage().GetWidth()), Height: int(ex.GetImage().GetHeight()),
 		ModelVersion: ex.GetModelVersion(), Correction: labelsFromProto(ex.GetCorrection()), Truth: labelsFromProto(ex.GetSimulationTruth()),
-		Hash: hash, FrameID: ex.GetFrameId(),
+		FrameID: ex.GetFrameId(),
 	}
 	for _, p := range ex.GetPredictions() {
 		r.Predictions = append(r.Predictions, Prediction{Class: p.GetClassName(), Confidence: p.GetConfidence(), Box: boxFromProto(p.GetBox())})

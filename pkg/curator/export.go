@@ -425,7 +425,7 @@ func (c *Curator) Import(ctx context.Context, project, format string, zipData []
 			id = uuid.NewString()
 		}
 		rec := &ExampleRecord{ID: id, Project: p.ID, Device: "import", CapturedAt: now, ReceivedAt: now, Image: key, ContentType: e.contentType,
-			Width: im.W, Height: im.H, Hash: raster.Hash(im), Reasons: []Reason{{Kind: "import", Detail: "seed dataset (" + format + ")"}}}
+			Width: im.W, Height: im.H, Reasons: []Reason{{Kind: "import", Detail: "seed dataset (" + format + ")"}}}
 		if _, err := objstore.PutJSON(ctx, c.st.S, exampleKey(p.ID, id), rec, objstore.PutOptions{IfNoneMatch: true}); err != nil && !errors.Is(err, objstore.ErrPrecondition) {
 			return nil, err
 		}

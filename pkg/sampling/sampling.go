@@ -2,8 +2,8 @@
 // its model is unsure of or gets wrong. Strategies come from a config file and are
 // checked in order; the first that matches and has quota left takes the frame, each with
 // its own limits per minute, hour and day (as Roboflow Inference's active learning). A
-// frame that looks like one already taken from the same device is skipped (perceptual
-// hash), so that a camera staring at the same scene does not fill the queue.
+// frame that looks like one already taken from the same device is skipped (thumbnail
+// distance), so that a camera staring at the same scene does not fill the queue.
 package sampling
 
 import (
@@ -65,9 +65,9 @@ type StrategyConfig struct {
 // Config is an agent's sampling configuration.
 type Config struct {
 	Strategies []StrategyConfig `json:"strategies"`
-	// DedupDistance is the largest Hamming distance between 64-bit perceptual hashes
-	// that counts as the same picture (default 4; negative turns dedup off).
-	DedupDistance int `json:"dedup_distance,omitempty"`
+	// DedupDistance is the largest thumbnail distance (raster.ThumbDistance, in [0,1])
+	// that counts as the same picture (default 0.02; negative turns dedup off).
+	DedupDistance float64 `json:"dedup_distance,omitempty"`
 	// DedupWindow is how long a taken frame suppresses look-alikes (default 1h, as the
 	// Learning Loop node).
 	DedupWindow config.Duration `json:"dedup_window,omitempty"`
@@ -194,8 +194,8 @@ type Frame struct {
 	Detect bool
 	// Flagged is set when an operator marked the prediction wrong.
 	Flagged bool
-	// Hash is the frame's perceptual hash (raster.Hash).
-	Hash uint64
+	// Thumb is the frame's thumbnail (raster.Thumbnail), for near-duplicates.
+	Thumb raster.Thumb
 }
 
 // Decision is why a frame is taken; empty Reasons means it is not.
@@ -222,8 +222,8 @@ type Sampler struct {
 }
 
 type seen struct {
-	hash uint64
-	at   time.Time
+	thumb raster.Thumb
+	at    time.Time
 }
 
 // New returns a Sampler; seed makes the random strategy reproducible.
@@ -232,7 +232,7 @@ func New(c Config, seed uint64, now func() time.Time) (*Sampler, error) {
 		return nil, err
 	}
 	if c.DedupDistance == 0 {
-		c.DedupDistance = 4
+		c.DedupDistance = 0.02
 	}
 	if c.DedupWindow == 0 {
 		c.DedupWindow = config.Duration(time.Hour)
@@ -273,11 +273,11 @@ func (s *Sampler) Decide(f Frame) Decision {
 	if taker < 0 {
 		return Decision{}
 	}
-	if d.Kind != OperatorFlagged && s.duplicate(f.Hash, now) {
+	if d.Kind != OperatorFlagged && s.duplicate(f.Thumb, now) {
 		return Decision{Duplicate: true}
 	}
 	s.counts[taker].commit(now)
-	s.recent = append(s.recent, seen{hash: f.Hash, at: now})
+	s.recent = append(s.recent, seen{thumb: f.Thumb, at: now})
 	if len(f.Predictions) > 0 {
 		s.classWindow(f.Predictions[0].ClassName).commit(now)
 	}
@@ -381,8 +381,8 @@ func (s *Sampler) classWindow(c string) *window {
 	return w
 }
 
-// duplicate reports whether h is near a hash taken within the dedup window.
-func (s *Sampler) duplicate(h uint64, now time.Time) bool {
+// duplicate reports whether t is near a thumbnail taken within the dedup window.
+func (s *Sampler) duplicate(t raster.Thumb, now time.Time) bool {
 	if s.cfg.DedupDistance < 0 {
 		return false
 	}
@@ -394,7 +394,7 @@ func (s *Sampler) duplicate(h uint64, now time.Time) bool {
 			continue
 		}
 		keep = append(keep, r)
-		if raster.HashDistance(r.hash, h) <= s.cfg.DedupDistance {
+		if raster.ThumbDistance(r.thumb, t) <= s.cfg.DedupDistance {
 			dup = true
 		}
 	}

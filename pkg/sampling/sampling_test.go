@@ -145,23 +145,24 @@ func TestDedup(t *testing.T) {
 	for i := range similar.Pix {
 		similar.Pix[i] = similar.Pix[i]*0.9 + 0.05 // dimmer, same picture
 	}
-	if raster.HashDistance(raster.Hash(im), raster.Hash(similar)) > 4 || raster.HashDistance(raster.Hash(im), raster.Hash(other)) <= 4 {
-		t.Fatalf("hash distances: similar %d, other %d", raster.HashDistance(raster.Hash(im), raster.Hash(similar)), raster.HashDistance(raster.Hash(im), raster.Hash(other)))
+	near, far := raster.ThumbDistance(raster.Thumbnail(im), raster.Thumbnail(similar)), raster.ThumbDistance(raster.Thumbnail(im), raster.Thumbnail(other))
+	if near > 0.02 || far <= 0.02 {
+		t.Fatalf("thumbnail distances: similar %.3f, other %.3f", near, far)
 	}
-	if !s.Decide(Frame{Predictions: cls(.9), Hash: raster.Hash(im)}).Taken() {
+	if !s.Decide(Frame{Predictions: cls(.9), Thumb: raster.Thumbnail(im)}).Taken() {
 		t.Fatal("first frame not taken")
 	}
-	if d := s.Decide(Frame{Predictions: cls(.9), Hash: raster.Hash(similar)}); d.Taken() || !d.Duplicate {
+	if d := s.Decide(Frame{Predictions: cls(.9), Thumb: raster.Thumbnail(similar)}); d.Taken() || !d.Duplicate {
 		t.Fatalf("look-alike taken: %+v", d)
 	}
-	if !s.Decide(Frame{Predictions: cls(.9), Hash: raster.Hash(other)}).Taken() {
+	if !s.Decide(Frame{Predictions: cls(.9), Thumb: raster.Thumbnail(other)}).Taken() {
 		t.Fatal("a different frame was not taken")
 	}
-	if !s.Decide(Frame{Predictions: cls(.9), Hash: raster.Hash(similar), Flagged: true}).Taken() {
+	if !s.Decide(Frame{Predictions: cls(.9), Thumb: raster.Thumbnail(similar), Flagged: true}).Taken() {
 		t.Fatal("an operator-flagged look-alike was skipped")
 	}
 	c.t = c.t.Add(2 * time.Minute)
-	if !s.Decide(Frame{Predictions: cls(.9), Hash: raster.Hash(similar)}).Taken() {
+	if !s.Decide(Frame{Predictions: cls(.9), Thumb: raster.Thumbnail(similar)}).Taken() {
 		t.Fatal("look-alike still skipped after the window")
 	}
 }
