@@ -54,7 +54,7 @@ func main() {
 		if _, err := os.Stat(model); !*reuse || err != nil {
 			fmt.Fprintf(os.Stderr, "== training %s (%d epochs at most)\n", j.dataset, j.epochs)
 			o := &retrain.TrainOptions{Dataset: j.dataset, Out: dir, Limit: j.limit, Backend: "auto",
-				Train: train.Config{Epochs: j.epochs, Patience: 4, Seed: 1}}
+				Train: train.Config{Epochs: j.epochs, Patience: 8, Seed: 1}}
 			if j.name == "scenes" {
 				o.Train.LR = 2e-3
 			}

@@ -32,6 +32,7 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/contract"
 	"github.com/edgeloop/edgeloop/pkg/kafkabus"
 	"github.com/edgeloop/edgeloop/pkg/objstore"
+	"github.com/edgeloop/edgeloop/pkg/retry"
 	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
 )
 
@@ -252,7 +253,9 @@ func (r *Registry) SetRelease(ctx context.Context, project string, v int64, reas
 	if err != nil {
 		return nil, err
 	}
-	return &out, r.Announce(ctx, project)
+	// The release has moved: the devices must hear of it, whatever it takes.
+	err = retry.Do(ctx, retry.Backoff{Max: 5 * time.Second}, func(ctx context.Context) error { return r.Announce(ctx, project) }, nil)
+	return &out, err
 }
 
 // Announce produces the current release as a ModelRelease (idempotent for devices: the

@@ -152,9 +152,6 @@ func RunService(ctx context.Context, c ServiceConfig, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	if err := kafkabus.EnsureTopics(ctx, c.Kafka, 6, c.Kafka.Topic(contract.TopicBatchesApproved), c.Kafka.Topic(contract.TopicModels), c.Kafka.Topic(contract.TopicDeadLetter)); err != nil {
-		return err
-	}
 	prod, err := kafkabus.NewProducer(c.Kafka, kafkabus.ProducerOptions{})
 	if err != nil {
 		return err
@@ -178,6 +175,10 @@ func RunService(ctx context.Context, c ServiceConfig, log *zap.Logger) error {
 
 // Run consumes approvals and runs the per-project schedulers until ctx ends.
 func (s *Service) Run(ctx context.Context, prod *kafkabus.Producer) error {
+	k := s.kcfg
+	if err := kafkabus.EnsureTopics(ctx, k, 6, k.Topic(contract.TopicBatchesApproved), k.Topic(contract.TopicModels), k.Topic(contract.TopicDeadLetter)); err != nil {
+		return err
+	}
 	cons, err := kafkabus.NewConsumer(s.kcfg, s.cfg.Group, s.kcfg.Topic(contract.TopicBatchesApproved), kafkabus.ConsumerOptions{}, s.log)
 	if err != nil {
 		return err
@@ -185,7 +186,8 @@ func (s *Service) Run(ctx context.Context, prod *kafkabus.Producer) error {
 	defer cons.Close()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	// Projects whose state says a training is due or was cut short (a crash) resume.
+	// Projects whose state says a training is due or was cut short (a crash) resume, and
+	// every release is announced again (devices ignore a release they run already).
 	go func() {
 		ps, err := s.cur.Projects(ctx)
 		if err != nil {
@@ -193,6 +195,9 @@ func (s *Service) Run(ctx context.Context, prod *kafkabus.Producer) error {
 			return
 		}
 		for _, p := range ps {
+			if err := s.reg.Announce(ctx, p.ID); err != nil && !errors.Is(err, registry.ErrNotFound) {
+				s.log.Warn("announcing the release at start", zap.String("project", p.ID), zap.Error(err))
+			}
 			s.wake(ctx, &wg, p.ID)
 		}
 	}()

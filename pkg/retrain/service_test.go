@@ -1,0 +1,381 @@
+package retrain_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/edgeloop/edgeloop/internal/servertest"
+	"github.com/edgeloop/edgeloop/pkg/agent"
+	"github.com/edgeloop/edgeloop/pkg/artifact"
+	"github.com/edgeloop/edgeloop/pkg/bridge"
+	"github.com/edgeloop/edgeloop/pkg/contract"
+	"github.com/edgeloop/edgeloop/pkg/curator"
+	"github.com/edgeloop/edgeloop/pkg/dashboard"
+	"github.com/edgeloop/edgeloop/pkg/datasets"
+	"github.com/edgeloop/edgeloop/pkg/drift"
+	"github.com/edgeloop/edgeloop/pkg/kafkabus"
+	"github.com/edgeloop/edgeloop/pkg/mnist"
+	"github.com/edgeloop/edgeloop/pkg/mqttbus"
+	"github.com/edgeloop/edgeloop/pkg/objstore"
+	"github.com/edgeloop/edgeloop/pkg/objstore/s3store"
+	"github.com/edgeloop/edgeloop/pkg/opshttp"
+	"github.com/edgeloop/edgeloop/pkg/registry"
+	"github.com/edgeloop/edgeloop/pkg/retrain"
+	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
+	"github.com/segmentio/kafka-go"
+)
+
+var tokens = &curator.Tokens{Tokens: map[string]curator.User{
+	"admin-token-00001": {Name: "ada", Roles: []string{curator.RoleAdmin}},
+	"device-token-0001": {Name: "devices", Roles: []string{curator.RoleDevice}},
+}}
+
+type env struct {
+	t      *testing.T
+	kafka  kafkabus.Config
+	s3     s3store.Config
+	store  objstore.Store
+	api    string
+	key    ed25519.PrivateKey
+	log    *zap.Logger
+	prod   *kafkabus.Producer
+	digits *mnist.Set
+}
+
+// newEnv starts a curator (with the registry) on real Kafka and MinIO.
+func newEnv(t *testing.T) *env {
+	e := &env{t: t, log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))}
+	e.kafka = servertest.Kafka(t)
+	e.kafka.TopicPrefix = "t" + servertest.RandomID(8) + "."
+	e.s3 = servertest.S3(t)
+	var err error
+	if e.store, err = s3store.Open(context.Background(), e.s3); err != nil {
+		t.Fatal(err)
+	}
+	_, e.key, _ = artifact.GenerateKey()
+	if e.prod, err = kafkabus.NewProducer(e.kafka, kafkabus.ProducerOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.prod.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	ready, done := make(chan string, 1), make(chan error, 1)
+	go func() {
+		done <- curator.RunService(ctx, curator.ServiceConfig{Kafka: e.kafka, S3: e.s3, Tokens: tokens, Addr: "127.0.0.1:0", Tick: 200 * time.Millisecond,
+			Ready: func(a string) { ready <- a }, Extend: dashboard.Extend("http://placeholder", "dash-"+servertest.RandomID(4))}, e.log)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case a := <-ready:
+		e.api = "http://" + a
+	case err := <-done:
+		t.Fatal(err)
+	}
+	return e
+}
+
+// retrainer runs a retrain service in-process until the test ends.
+func (e *env) retrainer(owner string, lease time.Duration) *retrain.Service {
+	s, err := retrain.NewService(retrain.ServiceConfig{Kafka: e.kafka, S3: e.s3, Key: e.key, PublicURL: e.api, Backend: "cpu",
+		CacheDir: e.t.TempDir(), Owner: owner, Lease: lease}, e.store, e.prod, opshttp.NewRegistry(), e.log.Named(owner))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, e.prod) }()
+	e.t.Cleanup(func() { cancel(); <-done })
+	return s
+}
+
+// bootstrap creates project p with n seed digits and the given retraining policy.
+func (e *env) bootstrap(p string, n int, policy func(pr *curator.Project)) {
+	e.t.Helper()
+	if err := retrain.Bootstrap(context.Background(), &retrain.BootstrapOptions{API: e.api, Token: "admin-token-00001", Project: p,
+		Dataset: "mnist", Limit: n, BatchMin: 10, BatchMax: 20, MaxWait: time.Second}, e.log); err != nil {
+		e.t.Fatal(err)
+	}
+	cs := &curator.Store{S: e.store}
+	if _, err := cs.UpdateProject(context.Background(), p, func(pr *curator.Project) error {
+		pr.Retrain.Epochs, pr.Retrain.Debounce = 2, 0
+		if policy != nil {
+			policy(pr)
+		}
+		return nil
+	}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) waitFor(what string, timeout time.Duration, ok func() bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !ok() {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func (e *env) release(p string) int64 {
+	rel, err := registry.New(e.store, nil, e.kafka, "").Current(context.Background(), p)
+	if err != nil {
+		return 0
+	}
+	return rel.Version
+}
+
+func (e *env) versions(p string) []*registry.Version {
+	vs, err := registry.New(e.store, nil, e.kafka, "").Versions(context.Background(), p)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return vs
+}
+
+// approveBatch sends n examples of test digits (true labels, or label when set) through
+// Kafka, and annotates and approves the batch they form.
+func (e *env) approveBatch(p string, offset, n int, label string) {
+	e.t.Helper()
+	if e.digits == nil {
+		_, te, err := mnist.Load("")
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		e.digits = te
+	}
+	none, _ := drift.Get(drift.None)
+	truth := map[string]string{}
+	var msgs []kafka.Message
+	for i, s := range datasets.Digits(e.digits, offset, n, "t", none, 1) {
+		id := fmt.Sprintf("%s-ex-%d", p, offset+i)
+		truth[id] = fmt.Sprint(s.Label)
+		if label != "" {
+			truth[id] = label
+		}
+		b, _ := proto.Marshal(&edgeloopv1.Example{Id: id, Project: p, Device: "cam", CapturedAt: timestamppb.Now(), Task: edgeloopv1.Task_TASK_CLASSIFY,
+			Image:   &edgeloopv1.Image{Data: s.Image.EncodePNG(), ContentType: "image/png", Width: 28, Height: 28},
+			Reasons: []*edgeloopv1.SamplingReason{{Kind: edgeloopv1.SamplingKind_SAMPLING_KIND_RANDOM}}})
+		msgs = append(msgs, kafka.Message{Topic: e.kafka.Topic(contract.TopicExamples), Key: []byte(p), Value: b})
+	}
+	if err := e.prod.Produce(context.Background(), msgs...); err != nil {
+		e.t.Fatal(err)
+	}
+	cur := curator.New(e.store, e.prod, e.kafka, curator.NewMetrics(opshttp.NewRegistry()), e.log)
+	ctx := context.Background()
+	var ready curator.BatchSummary
+	e.waitFor("a ready batch", 60*time.Second, func() bool {
+		l, _ := cur.List(ctx, p, curator.Filter{State: curator.StateReady})
+		if len(l) > 0 {
+			ready = l[0]
+		}
+		return len(l) > 0
+	})
+	b, err := cur.Claim(ctx, p, ready.ID, "annie")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, it := range b.Items {
+		if _, err := cur.SaveItem(ctx, p, ready.ID, it.ExampleID, "annie", []curator.Label{{Class: truth[it.ExampleID]}}, "done"); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	if _, err := cur.Submit(ctx, p, ready.ID, "annie"); err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := cur.Approve(ctx, p, ready.ID, "rex"); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// TestApprovedBatchReachesTheAgent: bootstrap → v1 released → an agent (through the
+// bridge and a real Mosquitto) runs v1 → an approved batch → v2 released → the agent
+// swaps to v2.
+func TestApprovedBatchReachesTheAgent(t *testing.T) {
+	e := newEnv(t)
+	e.retrainer("r1", time.Minute)
+	e.bootstrap("loop", 300, func(p *curator.Project) { p.Retrain.MinGain, p.Retrain.Tolerance = -1, 1 })
+	e.waitFor("v1 released", 120*time.Second, func() bool { return e.release("loop") == 1 })
+
+	mq := servertest.StartDedicated(t, "mosquitto")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		_ = bridge.RunService(ctx, bridge.ServiceConfig{Kafka: e.kafka, OpsAddr: "127.0.0.1:0", Partitions: 3,
+			MQTT: mqttbus.Config{URL: "tcp://" + mq.Addr, ClientID: "bridge-" + servertest.RandomID(4)}}, e.log)
+	}()
+	pub := e.key.Public().(ed25519.PublicKey)
+	a, err := agent.New(agent.Config{Project: "loop", Device: "cam-1", DataDir: t.TempDir(), MQTT: mqttbus.Config{URL: "tcp://" + mq.Addr},
+		PublicKeys: map[string]ed25519.PublicKey{artifact.KeyID(pub): pub}, DeviceToken: "device-token-0001"}, nil, e.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = a.Run(ctx) }()
+	e.waitFor("the agent on v1", 60*time.Second, func() bool { return a.ModelVersion() == 1 })
+	// Approve batches until the test split holds an example to compare on.
+	for i := 0; e.testExamples("loop") == 0; i++ {
+		e.approveBatch("loop", 20*i, 20, "")
+	}
+	e.waitFor("v2 released", 120*time.Second, func() bool { return e.release("loop") >= 2 })
+	e.waitFor("the agent on v2", 60*time.Second, func() bool { return a.ModelVersion() == 2 })
+}
+
+// TestWorseCandidateNotPublished: a training that ruins the model (an absurd learning
+// rate) produces a version the gate refuses; the release stays.
+func TestWorseCandidateNotPublished(t *testing.T) {
+	e := newEnv(t)
+	e.retrainer("r1", time.Minute)
+	e.bootstrap("gate", 400, nil)
+	e.waitFor("v1 released", 120*time.Second, func() bool { return e.release("gate") == 1 })
+	cs := &curator.Store{S: e.store}
+	if _, err := cs.UpdateProject(context.Background(), "gate", func(p *curator.Project) error { p.Retrain.LR = 3; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; e.testExamples("gate") < 5; i++ { // a test split to compare on
+		e.approveBatch("gate", 20*i, 20, "")
+	}
+	e.waitFor("the trainings after the approvals", 240*time.Second, func() bool {
+		st, _ := (&curatorState{e}).state("gate")
+		return st.Running == nil && !st.Due && len(e.versions("gate")) >= 2
+	})
+	for _, v := range e.versions("gate")[1:] {
+		t.Logf("v%d: published %v, %s", v.Version, v.Decision.Published, strings.Join(v.Decision.Reasons, "; "))
+		if v.Decision.Published {
+			t.Fatalf("v%d from a ruined training was published: %+v", v.Version, v.Decision)
+		}
+	}
+	if r := e.release("gate"); r != 1 {
+		t.Fatalf("release moved to v%d", r)
+	}
+}
+
+// TestApprovalsDuringTrainingQueueExactlyOneMore: with two trainer processes, approvals
+// arriving while one trains make exactly one more training, and no two trainings of
+// the project ever overlap.
+func TestApprovalsDuringTrainingQueueExactlyOneMore(t *testing.T) {
+	e := newEnv(t)
+	s1 := e.retrainer("r1", time.Minute)
+	e.retrainer("r2", time.Minute)
+	e.bootstrap("queue", 1500, nil)
+	ctx := context.Background()
+	e.waitFor("the bootstrap training to start", 60*time.Second, func() bool {
+		st, _ := s1.ReadState(ctx, "queue")
+		return st.Running != nil
+	})
+	reg := registry.New(e.store, e.prod, e.kafka, e.api)
+	for i := 0; i < 3; i++ {
+		if _, err := reg.RequestTraining(ctx, "queue", "ada"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.waitFor("two trainings done", 240*time.Second, func() bool { return len(e.versions("queue")) >= 2 })
+	time.Sleep(8 * time.Second) // any third training would have started by now
+	st, _ := s1.ReadState(ctx, "queue")
+	vs := e.versions("queue")
+	if len(vs) != 2 || st.Running != nil || st.Due {
+		t.Fatalf("%d versions (running %v, due %v): want exactly 2 trainings", len(vs), st.Running, st.Due)
+	}
+	a0, a1 := vs[0].CreatedAt, vs[1].CreatedAt.Add(-time.Duration(vs[1].Seconds*float64(time.Second)))
+	if !a1.After(a0) {
+		t.Fatalf("trainings overlap: v1 ended %v, v2 started %v", a0, a1)
+	}
+}
+
+// TestKilledMidTrainingRestartsSafely: the retrain binary is SIGKILLed during a
+// training; no half-written version is visible; started again, it resumes once the
+// lease expires and publishes a complete, verifiable version.
+func TestKilledMidTrainingRestartsSafely(t *testing.T) {
+	e := newEnv(t)
+	e.bootstrap("crash", 1500, nil)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "retrain")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/edgeloop/edgeloop/services/retrain").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	pub := e.key.Public().(ed25519.PublicKey)
+	if err := artifact.WriteKeys(filepath.Join(dir, "k"), filepath.Join(dir, "k.pub"), pub, e.key); err != nil {
+		t.Fatal(err)
+	}
+	start := func() *exec.Cmd {
+		cmd := exec.Command(bin, "serve", "-key", filepath.Join(dir, "k"), "-kafka-brokers", e.kafka.Brokers[0], "-kafka-topic-prefix", e.kafka.TopicPrefix,
+			"-s3-endpoint", e.s3.Endpoint, "-s3-bucket", e.s3.Bucket, "-s3-access-key", e.s3.AccessKey, "-s3-secret-key", e.s3.SecretKey,
+			"-backend", "cpu", "-cache-dir", filepath.Join(dir, "cache"), "-ops-addr", "", "-lease", "4s", "-public-url", e.api, "-log-level", "warn")
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	cmd := start()
+	t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
+	ctx := context.Background()
+	state := func() retrain.State {
+		var st retrain.State
+		_, _ = objstore.GetJSON(ctx, e.store, "projects/crash/retrain.json", &st)
+		return st
+	}
+	e.waitFor("the training to start", 60*time.Second, func() bool { return state().Running != nil })
+	time.Sleep(2 * time.Second)
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	if vs := e.versions("crash"); len(vs) != 0 {
+		t.Fatalf("a version became visible although its training was killed: %+v", vs[0])
+	}
+	cmd = start()
+	e.waitFor("a version after the restart", 180*time.Second, func() bool { return e.release("crash") == 1 })
+	v := e.versions("crash")[0]
+	resp, err := http.DefaultClient.Do(mustReq(e.api+"/api/v1/projects/crash/models/1/artifact", "device-token-0001"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err := artifact.Verify(pub, data, v.SHA256, v.Signature); err != nil {
+		t.Fatalf("the published version does not verify: %v", err)
+	}
+	st := state()
+	if st.Running != nil || st.Last == nil || !strings.Contains(fmt.Sprint(v.Trigger), "resume") {
+		b, _ := json.Marshal(st)
+		t.Fatalf("state after the restart %s; trigger %q", b, v.Trigger)
+	}
+}
+
+// testExamples is the size of the project's test split.
+func (e *env) testExamples(p string) int {
+	d, err := (&curator.Store{S: e.store}).Dataset(context.Background(), p)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	bySplit, _ := d.Counts()
+	return bySplit["test"]
+}
+
+type curatorState struct{ e *env }
+
+func (c *curatorState) state(p string) (retrain.State, error) {
+	var st retrain.State
+	_, err := objstore.GetJSON(context.Background(), c.e.store, "projects/"+p+"/retrain.json", &st)
+	return st, err
+}
+
+func mustReq(url, token string) *http.Request {
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	return req
+}
