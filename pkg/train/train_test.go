@@ -98,7 +98,7 @@ func TestDetectionBeatsTrivialBaseline(t *testing.T) {
 	data := train.Split{Train: gen(tr, 1500, 1), Val: gen(tr, 150, 2)}
 	test := gen(te, 300, 3)
 	a := nn.DetectorArch(10)
-	res := run(t, a, data, train.Config{Epochs: 4, Seed: 1, LR: 2e-3, Augment: augment.None()})
+	res := run(t, a, data, train.Config{Epochs: 4, BatchSize: 16, Seed: 1, LR: 2e-3, Augment: augment.None()})
 	got := evaluateOn(t, a, res.Params, test).Detection
 
 	var gt [][]nn.Box
@@ -113,7 +113,7 @@ func TestDetectionBeatsTrivialBaseline(t *testing.T) {
 	}
 	baseline := evaluate.Detection(gt, base, datasets.Classes())
 	t.Logf("mAP@0.5 %.3f (mAP@[.5:.95] %.3f) vs trivial baseline %.3f; history %v", got.MAP50, got.MAP5095, baseline.MAP50, res.History)
-	if got.MAP50 < 0.1 || got.MAP50 < 5*baseline.MAP50 {
+	if got.MAP50 < 0.2 || got.MAP50 < 5*baseline.MAP50 {
 		t.Fatalf("mAP@0.5 %.3f is not clearly above the trivial baseline %.3f", got.MAP50, baseline.MAP50)
 	}
 }
