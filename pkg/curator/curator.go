@@ -516,7 +516,7 @@ func (c *Curator) addToDataset(ctx context.Context, p *Project, b *Batch) (*Data
 			if it.Status != "done" || have[it.ExampleID] {
 				continue
 			}
-			split := assignSplit(p.Split, it.ExampleID, counts)
+			split := AssignSplit(p.Split, it.ExampleID, counts)
 			counts[split]++
 			e := DatasetEntry{ID: it.ExampleID, Split: split, Labels: it.Labels, Image: recs[it.ExampleID], Batch: b.ID, Seq: d.Seq}
 			d.Entries = append(d.Entries, e)
@@ -530,9 +530,10 @@ func (c *Curator) addToDataset(ctx context.Context, p *Project, b *Batch) (*Data
 	return &out, added, err
 }
 
-// assignSplit decides an example's split from its id: a stable hash in [0,1) against
-// the fractions, falling back to train once val or test reached its cap.
-func assignSplit(s SplitSettings, id string, counts map[string]int) string {
+// AssignSplit decides an example's split from its id: a stable hash in [0,1) against
+// the fractions, falling back to train once val or test reached its cap. counts are
+// the dataset's examples per split so far.
+func AssignSplit(s SplitSettings, id string, counts map[string]int) string {
 	sum := sha256.Sum256([]byte(id))
 	u := float64(binary.BigEndian.Uint64(sum[:8])>>11) / float64(1<<53)
 	switch {

@@ -475,7 +475,7 @@ func (c *Curator) addImported(ctx context.Context, p *Project, b *Batch, splits 
 			}
 			split := splits[it.ExampleID]
 			if split == "" {
-				split = assignSplit(p.Split, it.ExampleID, counts)
+				split = AssignSplit(p.Split, it.ExampleID, counts)
 			}
 			counts[split]++
 			rec, err := c.st.Example(ctx, p.ID, it.ExampleID)

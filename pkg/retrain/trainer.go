@@ -97,6 +97,21 @@ func (s *Service) image(ctx context.Context, key string) (*raster.Image, error) 
 	return raster.Decode(data)
 }
 
+// TrainConfig is how the service trains a project: fine-tuning from the release with
+// the project's settings, or — without a parent — a first model from scratch at a
+// higher learning rate for at least 6 epochs.
+func TrainConfig(p *curator.Project, fineTune bool, seed uint64) train.Config {
+	cfg := train.Config{Epochs: p.Retrain.Epochs, LR: p.Retrain.LR, Seed: seed, Patience: 3,
+		FreezeBackbone: p.Retrain.FreezeBackbone && fineTune, Augment: augment.Default()}
+	if p.Augment != nil {
+		cfg.Augment = *p.Augment
+	}
+	if !fineTune {
+		cfg.LR, cfg.Epochs = 1e-3, max(cfg.Epochs, 6)
+	}
+	return cfg
+}
+
 // Outcome is one training's result.
 type Outcome struct {
 	Version  *registry.Version
@@ -135,19 +150,12 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger string) (*Outc
 	if err != nil {
 		return nil, err
 	}
-	cfg := train.Config{Epochs: p.Retrain.Epochs, LR: p.Retrain.LR, Seed: uint64(time.Now().UnixNano()), Patience: 3,
-		FreezeBackbone: p.Retrain.FreezeBackbone && parent != nil, Augment: augment.Default()}
-	if p.Augment != nil {
-		cfg.Augment = *p.Augment
-	}
+	cfg := TrainConfig(p, parent != nil, uint64(time.Now().UnixNano()))
 	init := (*nn.Params)(nil)
 	if parent != nil {
 		init = parent.Params
-	} else {
-		cfg.LR, cfg.Epochs = 1e-3, max(cfg.Epochs, 6)
-		if init, err = nn.InitParams(a, cfg.Seed); err != nil {
-			return nil, err
-		}
+	} else if init, err = nn.InitParams(a, cfg.Seed); err != nil {
+		return nil, err
 	}
 	s.log.Info("training", zap.String("project", project), zap.Int64("parent", parentVersion), zap.String("snapshot", snapshot),
 		zap.Int("train", len(data.Train)), zap.Int("val", len(data.Val)), zap.Int("test", len(data.Test)), zap.String("trigger", trigger))

@@ -19,14 +19,14 @@ type Factory func(nn.EngineConfig) (nn.Engine, error)
 // Choice is a selected backend.
 type Choice struct {
 	Factory Factory
-	// Name says what computes, e.g. "cuda (NVIDIA H200, 139 GiB)" or "cpu".
+	// Name says what computes, e.g. "cuda (NVIDIA H200, 139 GiB)" or "cpu (gorgonia, OpenBLAS)".
 	Name string
 }
 
 // Select returns the backend for pref: "auto" (CUDA if possible, else CPU), "cpu" or
 // "cuda" (an error when unavailable).
 func Select(pref string, log *zap.Logger) (Choice, error) {
-	cpu := Choice{Factory: gorgoniaengine.Factory, Name: "cpu"}
+	cpu := Choice{Factory: gorgoniaengine.Factory, Name: gorgoniaengine.Name}
 	switch pref {
 	case "cpu":
 		return cpu, nil

@@ -11,7 +11,8 @@ import (
 	G "gorgonia.org/gorgonia"
 )
 
-const blasName = "OpenBLAS"
+// Name says what computes on this build: the CPU through Gorgonia and its BLAS.
+const Name = "cpu (gorgonia, OpenBLAS)"
 
 func init() {
 	// Gorgonia's BLAS is process-wide; choosing it at start-up is the only way in.

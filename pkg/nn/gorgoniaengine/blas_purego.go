@@ -2,4 +2,5 @@
 
 package gorgoniaengine
 
-const blasName = "pure-Go BLAS"
+// Name says what computes on this build: the CPU through Gorgonia and its BLAS.
+const Name = "cpu (gorgonia, pure-Go BLAS)"

@@ -65,7 +65,7 @@ func New(cfg nn.EngineConfig) (*Engine, error) {
 func Factory(cfg nn.EngineConfig) (nn.Engine, error) { return New(cfg) }
 
 // Name implements nn.Engine.
-func (e *Engine) Name() string { return "cpu (gorgonia, " + blasName + ")" }
+func (e *Engine) Name() string { return Name }
 
 func (e *Engine) graph(n int, p purpose) (*graph, error) {
 	key := [2]int{n, int(p)}

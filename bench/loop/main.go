@@ -1,0 +1,305 @@
+// Command loop measures what the loop buys: on a drift scenario, the accuracy on a
+// held-out drifted test set after each iteration of 50 corrected examples, for the edge
+// agent's uncertainty strategies against random sampling at the same label budget, over
+// several seeds. Each run uses the product's own parts — the agent's sampler
+// (pkg/sampling, near-duplicate suppression included), the curator's split rule and the
+// retrain service's fine-tuning settings — in one process, without servers, and a
+// perfect annotator. It prints tables (mean ± standard deviation over seeds, the labels
+// each strategy needed to reach a target accuracy) and writes loop.png and results.json.
+//
+//	go run -tags openblas ./bench/loop -out bench/out/loop
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"image"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/edgeloop/edgeloop/pkg/mnist"
+	"github.com/edgeloop/edgeloop/pkg/nn/backend"
+	"github.com/edgeloop/edgeloop/pkg/report"
+	"github.com/edgeloop/edgeloop/pkg/sampling"
+)
+
+type options struct {
+	drift                       string
+	seeds, iterations           int
+	perIteration, seedExamples  int
+	test, maxFrames, epochs     int
+	workers                     int
+	target                      float64
+	out, mnistDir, strategyList string
+}
+
+// strategy is one way the agent picks frames, as an agent's sampling config has it.
+type strategy struct {
+	name string
+	cfg  sampling.StrategyConfig
+}
+
+// strategies are the agent's uncertainty strategies and random sampling, the baseline.
+func strategies() []strategy {
+	return []strategy{
+		{"random", sampling.StrategyConfig{Kind: sampling.Random, Probability: 0.1}},
+		{"top1", sampling.StrategyConfig{Kind: sampling.LowConfidence, Measure: "top1", Max: 0.9}},
+		{"margin", sampling.StrategyConfig{Kind: sampling.LowConfidence, Measure: "margin", Max: 0.3}},
+		{"entropy", sampling.StrategyConfig{Kind: sampling.LowConfidence, Measure: "entropy", Min: 0.2}},
+		{"threshold", sampling.StrategyConfig{Kind: sampling.CloseToThreshold, Threshold: 0.5, Epsilon: 0.25}},
+	}
+}
+
+func describe(s strategy) string {
+	c := s.cfg
+	switch {
+	case c.Kind == sampling.Random:
+		return fmt.Sprintf("random, p=%.2f", c.Probability)
+	case c.Kind == sampling.CloseToThreshold:
+		return fmt.Sprintf("top-1 within %.2f of %.2f", c.Epsilon, c.Threshold)
+	case c.Measure == "entropy":
+		return fmt.Sprintf("normalised entropy > %.2f", c.Min)
+	case c.Measure == "margin":
+		return fmt.Sprintf("top-1 − top-2 < %.2f", c.Max)
+	default:
+		return fmt.Sprintf("top-1 < %.2f", c.Max)
+	}
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.drift, "drift", "rotation", "drift preset the fleet meets (see pkg/drift)")
+	flag.IntVar(&o.seeds, "seeds", 3, "seeds (each: its own first model, seed data, stream and test draw)")
+	flag.IntVar(&o.iterations, "iterations", 8, "iterations of the loop")
+	flag.IntVar(&o.perIteration, "per", 50, "corrected examples per iteration (the label budget)")
+	flag.IntVar(&o.seedExamples, "seed-examples", 1000, "clean digits the first model is trained on")
+	flag.IntVar(&o.test, "test", 1000, "held-out drifted test digits")
+	flag.IntVar(&o.maxFrames, "max-frames", 20000, "most frames a strategy may look at per iteration")
+	flag.IntVar(&o.epochs, "epochs", 0, "most epochs per fine-tuning (0: the retrain service's default)")
+	flag.IntVar(&o.workers, "workers", runtime.NumCPU(), "runs in parallel")
+	flag.Float64Var(&o.target, "target", 0.85, "accuracy whose label cost is reported")
+	flag.StringVar(&o.out, "out", "bench/out/loop", "directory for loop.png and results.json")
+	flag.StringVar(&o.mnistDir, "mnist", "", "MNIST directory (default: the GoMNIST module)")
+	flag.StringVar(&o.strategyList, "strategies", "", "comma-separated subset of: random,top1,margin,entropy,threshold")
+	flag.Parse()
+	log := zap.NewNop()
+	ctx := context.Background()
+
+	var strats []strategy
+	for _, s := range strategies() {
+		if o.strategyList == "" || strings.Contains(","+o.strategyList+",", ","+s.name+",") {
+			strats = append(strats, s)
+		}
+	}
+	if len(strats) == 0 {
+		fail(fmt.Errorf("-strategies %q names none of random,top1,margin,entropy,threshold", o.strategyList))
+	}
+	dir, err := mnist.FindDir(o.mnistDir)
+	fail(err)
+	trainSet, testSet, err := mnist.Load(dir)
+	fail(err)
+	be, err := backend.Select("auto", log)
+	fail(err)
+
+	start := time.Now()
+	fmt.Fprintf(os.Stderr, "loop bench: drift %s, %d seeds × %d strategies × %d iterations of %d labels, %d workers, engine %s\n",
+		o.drift, o.seeds, len(strats), o.iterations, o.perIteration, o.workers, be.Name)
+	type job struct {
+		sc *scenario
+		st strategy
+	}
+	jobs := make(chan job)
+	var mu sync.Mutex
+	var results []runResult
+	var wg sync.WaitGroup
+	for w := 0; w < max(1, o.workers); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				r, err := run(ctx, o, j.sc, j.st)
+				fail(err)
+				last := r.Points[len(r.Points)-1]
+				fmt.Fprintf(os.Stderr, "  seed %d %-9s %.4f → %.4f after %d labels (%.0f s)\n", r.Seed, r.Strategy, r.Points[0].Accuracy,
+					last.Accuracy, last.Labels, time.Since(start).Seconds())
+				mu.Lock()
+				results = append(results, r)
+				mu.Unlock()
+			}
+		}()
+	}
+	for seed := uint64(1); seed <= uint64(o.seeds); seed++ {
+		sc, err := newScenario(ctx, o, trainSet, testSet, seed, be)
+		fail(err)
+		for _, st := range strats {
+			jobs <- job{sc, st}
+		}
+	}
+	close(jobs)
+	wg.Wait()
+
+	t := tabulate(o, strats, results)
+	fmt.Print(t.markdown(o, strats, be.Name, time.Since(start)))
+	fail(os.MkdirAll(o.out, 0o755))
+	fail(os.WriteFile(filepath.Join(o.out, "loop.png"), report.PNG(t.chart(o, strats)), 0o644))
+	js, _ := json.MarshalIndent(map[string]any{"drift": o.drift, "per_iteration": o.perIteration, "seed_examples": o.seedExamples,
+		"test": o.test, "engine": be.Name, "runs": results}, "", "  ")
+	fail(os.WriteFile(filepath.Join(o.out, "results.json"), js, 0o644))
+	fmt.Printf("\nPlot: %s; every run: %s\n", filepath.Join(o.out, "loop.png"), filepath.Join(o.out, "results.json"))
+}
+
+// table holds the runs by strategy and iteration.
+type table struct {
+	// acc[strategy][iteration] are the accuracies over seeds; likewise wrong and frames.
+	acc, wrong, frames map[string][][]float64
+	// reach[strategy] are, per seed, the labels spent when the target was first met (-1: never).
+	reach map[string][]int
+	notes []string
+}
+
+func tabulate(o options, strats []strategy, rs []runResult) table {
+	t := table{acc: map[string][][]float64{}, wrong: map[string][][]float64{}, frames: map[string][][]float64{}, reach: map[string][]int{}}
+	for _, s := range strats {
+		n := o.iterations + 1
+		t.acc[s.name], t.wrong[s.name], t.frames[s.name] = make([][]float64, n), make([][]float64, n), make([][]float64, n)
+	}
+	for _, r := range rs {
+		reached := -1
+		for i, p := range r.Points {
+			t.acc[r.Strategy][i] = append(t.acc[r.Strategy][i], p.Accuracy)
+			if i > 0 {
+				t.wrong[r.Strategy][i] = append(t.wrong[r.Strategy][i], p.Wrong)
+				t.frames[r.Strategy][i] = append(t.frames[r.Strategy][i], float64(p.Frames))
+			}
+			if reached < 0 && p.Accuracy >= o.target {
+				reached = p.Labels
+			}
+		}
+		t.reach[r.Strategy] = append(t.reach[r.Strategy], reached)
+		if r.Note != "" {
+			t.notes = append(t.notes, fmt.Sprintf("seed %d %s: %s", r.Seed, r.Strategy, r.Note))
+		}
+	}
+	return t
+}
+
+func meanSD(v []float64) (float64, float64) {
+	if len(v) == 0 {
+		return math.NaN(), math.NaN()
+	}
+	var m, s float64
+	for _, x := range v {
+		m += x
+	}
+	m /= float64(len(v))
+	for _, x := range v {
+		s += (x - m) * (x - m)
+	}
+	if len(v) > 1 {
+		s /= float64(len(v) - 1)
+	}
+	return m, math.Sqrt(s)
+}
+
+func (t table) markdown(o options, strats []strategy, engine string, took time.Duration) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nLoop benchmark: drift %q, first model on %d clean digits, %d corrected examples per iteration, "+
+		"accuracy on %d held-out drifted test digits (mean ± sd over %d seeds); engine %s; %s\n\n",
+		o.drift, o.seedExamples, o.perIteration, o.test, o.seeds, engine, took.Round(time.Second))
+	row := func(cells ...string) { fmt.Fprintf(&b, "| %s |\n", strings.Join(cells, " | ")) }
+	head := []string{"labels"}
+	rule := []string{"-----:"}
+	for _, s := range strats {
+		head = append(head, s.name)
+		rule = append(rule, ":---:")
+	}
+	row(head...)
+	row(rule...)
+	for i := 0; i <= o.iterations; i++ {
+		cells := []string{fmt.Sprint(i * o.perIteration)}
+		for _, s := range strats {
+			m, sd := meanSD(t.acc[s.name][i])
+			if math.IsNaN(m) {
+				cells = append(cells, "—")
+				continue
+			}
+			best := true
+			for _, s2 := range strats {
+				if m2, _ := meanSD(t.acc[s2.name][i]); m2 > m+1e-9 {
+					best = false
+				}
+			}
+			c := fmt.Sprintf("%.3f ± %.3f", m, sd)
+			if best && i > 0 {
+				c = "**" + c + "**"
+			}
+			cells = append(cells, c)
+		}
+		row(cells...)
+	}
+
+	fmt.Fprintf(&b, "\nPer strategy: labels to reach %.0f %% (per seed; — never within %d labels), the share of its picks the model had wrong, "+
+		"frames it looked at per %d labels, and the accuracy gain at the end over random sampling\n\n", 100*o.target, o.iterations*o.perIteration, o.perIteration)
+	row("strategy", "rule", fmt.Sprintf("labels to %.0f %%", 100*o.target), "picks wrong", "frames / iteration", "final vs random")
+	row("--------", "----", "---:", "---:", "---:", "---:")
+	rm, _ := meanSD(t.acc["random"][o.iterations])
+	for _, s := range strats {
+		var reach []string
+		for _, r := range t.reach[s.name] {
+			if r < 0 {
+				reach = append(reach, "—")
+			} else {
+				reach = append(reach, fmt.Sprint(r))
+			}
+		}
+		var wrong, frames []float64
+		for i := 1; i <= o.iterations; i++ {
+			wrong = append(wrong, t.wrong[s.name][i]...)
+			frames = append(frames, t.frames[s.name][i]...)
+		}
+		w, _ := meanSD(wrong)
+		f, _ := meanSD(frames)
+		m, _ := meanSD(t.acc[s.name][o.iterations])
+		vs := "—"
+		if !math.IsNaN(rm) && !math.IsNaN(m) {
+			vs = fmt.Sprintf("%+.3f", m-rm)
+		}
+		row(s.name, describe(s), strings.Join(reach, ", "), fmt.Sprintf("%.0f %%", 100*w), fmt.Sprintf("%.0f", f), vs)
+	}
+	for _, n := range t.notes {
+		fmt.Fprintf(&b, "\nnote: %s", n)
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+func (t table) chart(o options, strats []strategy) image.Image {
+	var series []report.Series
+	pal := report.Palette()
+	for k, s := range strats {
+		sr := report.Series{Name: s.name, Color: pal[k%len(pal)], Dashed: s.name == "random"}
+		for i := 0; i <= o.iterations; i++ {
+			if m, _ := meanSD(t.acc[s.name][i]); !math.IsNaN(m) {
+				sr.X, sr.Y = append(sr.X, float64(i*o.perIteration)), append(sr.Y, m)
+			}
+		}
+		series = append(series, sr)
+	}
+	return report.LineChart(fmt.Sprintf("accuracy on drifted test (%s), mean of %d seeds", o.drift, o.seeds), "corrected labels", series, 0, 0)
+}
+
+func fail(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench loop:", err)
+		os.Exit(1)
+	}
+}

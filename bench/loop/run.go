@@ -1,0 +1,223 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/edgeloop/edgeloop/pkg/curator"
+	"github.com/edgeloop/edgeloop/pkg/datasets"
+	"github.com/edgeloop/edgeloop/pkg/drift"
+	"github.com/edgeloop/edgeloop/pkg/mnist"
+	"github.com/edgeloop/edgeloop/pkg/nn"
+	"github.com/edgeloop/edgeloop/pkg/nn/backend"
+	"github.com/edgeloop/edgeloop/pkg/raster"
+	"github.com/edgeloop/edgeloop/pkg/retrain"
+	"github.com/edgeloop/edgeloop/pkg/sampling"
+	"github.com/edgeloop/edgeloop/pkg/train"
+	"github.com/edgeloop/edgeloop/pkg/vision"
+)
+
+// scenario is what every strategy of one seed starts from: the same first model, the
+// same seed dataset, the same stream of drifted frames and the same held-out test set.
+type scenario struct {
+	seed    uint64
+	project *curator.Project
+	arch    nn.Arch
+	v1      *nn.Params
+	data    train.Split // the seed dataset in its pinned splits
+	counts  map[string]int
+	stream  *mnist.Set // frames come from MNIST's train digits under the drift
+	from    int        // first stream index (after the seed digits)
+	drift   drift.Preset
+	test    []train.Sample // held-out drifted test digits, never trained on
+	backend backend.Choice
+}
+
+// point is one iteration of one run.
+type point struct {
+	Labels   int     `json:"labels"`
+	Accuracy float64 `json:"accuracy"`
+	// Wrong is the share of the iteration's sampled frames the model had wrong.
+	Wrong float64 `json:"wrong"`
+	// Frames is how many frames the strategy saw to take its labels.
+	Frames  int     `json:"frames"`
+	Seconds float64 `json:"seconds"`
+}
+
+// runResult is one strategy's curve on one seed.
+type runResult struct {
+	Strategy string  `json:"strategy"`
+	Seed     uint64  `json:"seed"`
+	Points   []point `json:"points"`
+	Note     string  `json:"note,omitempty"`
+}
+
+// newScenario trains the seed's first model the way the retrain service bootstraps a
+// project: from scratch on clean digits split by the curator's rule.
+func newScenario(ctx context.Context, o options, trainSet, testSet *mnist.Set, seed uint64, be backend.Choice) (*scenario, error) {
+	d, err := drift.Get(o.drift)
+	if err != nil {
+		return nil, err
+	}
+	p := &curator.Project{ID: "bench", Task: "classify", Classes: datasets.Classes()}
+	p.Defaults()
+	if o.epochs > 0 {
+		p.Retrain.Epochs = o.epochs
+	}
+	sc := &scenario{seed: seed, project: p, arch: nn.ClassifierArch(len(p.Classes)), counts: map[string]int{},
+		stream: trainSet, drift: d, backend: be}
+	// Seed digits: a different clean slice per seed; the stream follows them.
+	start := int(seed-1) * o.seedExamples
+	for _, s := range datasets.Digits(trainSet, start, o.seedExamples, fmt.Sprintf("seed%d", seed), drift.Preset{Name: drift.None}, seed) {
+		sc.add(s)
+	}
+	sc.from = 20000
+	sc.test = datasets.Digits(testSet, 0, o.test, "test", d, 1000+seed)
+	cfg := retrain.TrainConfig(p, false, seed)
+	init, err := nn.InitParams(sc.arch, seed)
+	if err != nil {
+		return nil, err
+	}
+	res, err := train.Run(ctx, sc.arch, init, p.Classes, sc.data, cfg, be.Factory)
+	if err != nil {
+		return nil, fmt.Errorf("seed %d: first model: %w", seed, err)
+	}
+	sc.v1 = res.Params
+	return sc, nil
+}
+
+// add puts a labelled example into the dataset under the curator's split rule.
+func (sc *scenario) add(s train.Sample) {
+	switch curator.AssignSplit(sc.project.Split, s.ID, sc.counts) {
+	case "val":
+		sc.data.Val = append(sc.data.Val, s)
+		sc.counts["val"]++
+	case "test":
+		sc.data.Test = append(sc.data.Test, s)
+		sc.counts["test"]++
+	default:
+		sc.data.Train = append(sc.data.Train, s)
+		sc.counts["train"]++
+	}
+}
+
+// clone copies the scenario's dataset so that a run can grow its own.
+func (sc *scenario) clone() *scenario {
+	c := *sc
+	c.data = train.Split{Train: append([]train.Sample(nil), sc.data.Train...), Val: append([]train.Sample(nil), sc.data.Val...),
+		Test: append([]train.Sample(nil), sc.data.Test...)}
+	c.counts = map[string]int{}
+	for k, v := range sc.counts {
+		c.counts[k] = v
+	}
+	return &c
+}
+
+// accuracy of params on the held-out drifted test set.
+func (sc *scenario) accuracy(params *nn.Params) (float64, error) {
+	e, err := sc.backend.Factory(nn.EngineConfig{Arch: sc.arch, Params: params})
+	if err != nil {
+		return 0, err
+	}
+	defer e.Close()
+	ev, err := train.Evaluate(e, sc.arch, sc.project.Classes, sc.test, 64)
+	if err != nil {
+		return 0, err
+	}
+	return ev.Headline(), nil
+}
+
+// run plays the loop for one strategy: each iteration the edge model meets the drifted
+// stream, the agent's sampler takes frames until the label budget is spent, a perfect
+// annotator corrects them, and the model is fine-tuned with the retrain service's
+// settings on the seed dataset plus every correction so far.
+func run(ctx context.Context, o options, base *scenario, st strategy) (runResult, error) {
+	sc := base.clone()
+	out := runResult{Strategy: st.name, Seed: sc.seed}
+	acc, err := sc.accuracy(sc.v1)
+	if err != nil {
+		return out, err
+	}
+	out.Points = append(out.Points, point{Accuracy: acc})
+	sampler, err := sampling.New(sampling.Config{Strategies: []sampling.StrategyConfig{st.cfg}}, sc.seed, func() time.Time { return time.Unix(0, 0) })
+	if err != nil {
+		return out, fmt.Errorf("strategy %s: %w", st.name, err)
+	}
+	params, next, labels := sc.v1, sc.from, 0
+	for it := 1; it <= o.iterations; it++ {
+		start := time.Now()
+		pr, err := vision.NewPredictor(sc.arch, params, sc.project.Classes, sc.backend.Factory, 1, vision.Options{})
+		if err != nil {
+			return out, err
+		}
+		var taken []train.Sample
+		wrong, seen := 0, 0
+		for len(taken) < o.perIteration && seen < o.maxFrames {
+			frames := streamChunk(sc, next, 256)
+			next += len(frames)
+			ims := make([]*raster.Image, len(frames))
+			for i, f := range frames {
+				ims[i] = f.Image
+			}
+			preds, err := pr.Predict(ctx, ims)
+			if err != nil {
+				pr.Close()
+				return out, err
+			}
+			for i, f := range frames {
+				if len(taken) == o.perIteration {
+					break
+				}
+				seen++
+				if !sampler.Decide(sampling.Frame{Predictions: preds[i], Thumb: raster.Thumbnail(f.Image)}).Taken() {
+					continue
+				}
+				if preds[i][0].ClassName != sc.project.Classes[f.Label] {
+					wrong++
+				}
+				taken = append(taken, f)
+			}
+		}
+		pr.Close()
+		if len(taken) == 0 {
+			out.Note = fmt.Sprintf("took nothing in %d frames at iteration %d: the model is too sure for this strategy", seen, it)
+			break
+		}
+		for _, s := range taken {
+			sc.add(s)
+		}
+		labels += len(taken)
+		cfg := retrain.TrainConfig(sc.project, true, sc.seed*100+uint64(it))
+		res, err := train.Run(ctx, sc.arch, params, sc.project.Classes, sc.data, cfg, sc.backend.Factory)
+		if err != nil {
+			return out, fmt.Errorf("%s seed %d iteration %d: %w", st.name, sc.seed, it, err)
+		}
+		params = res.Params
+		if acc, err = sc.accuracy(params); err != nil {
+			return out, err
+		}
+		out.Points = append(out.Points, point{Labels: labels, Accuracy: acc, Wrong: float64(wrong) / float64(len(taken)),
+			Frames: seen, Seconds: time.Since(start).Seconds()})
+		if len(taken) < o.perIteration {
+			out.Note = fmt.Sprintf("only %d labels in %d frames at iteration %d", len(taken), seen, it)
+			break
+		}
+	}
+	return out, nil
+}
+
+// streamChunk is the next n production frames: MNIST train digits under the drift,
+// each with its own reproducible drift draw, wrapping around before the test digits run
+// out (the ids stay unique).
+func streamChunk(sc *scenario, from, n int) []train.Sample {
+	out := make([]train.Sample, 0, n)
+	for k := from; k < from+n; k++ {
+		i := sc.from + (k-sc.from)%(sc.stream.Len()-sc.from)
+		im := raster.FromBytes(mnist.Side, mnist.Side, sc.stream.Images[i])
+		im = sc.drift.Classification(im, rand.New(rand.NewPCG(sc.seed, uint64(k))))
+		out = append(out, train.Sample{ID: fmt.Sprintf("stream-%d-%d", sc.seed, k), Image: im, Label: int(sc.stream.Labels[i])})
+	}
+	return out
+}
