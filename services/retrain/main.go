@@ -13,6 +13,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -45,7 +46,14 @@ func main() {
 	case "bootstrap":
 		setup = func(fs *flag.FlagSet) servicemain.RunFunc {
 			o := retrain.RegisterBootstrapFlags(fs)
-			return func(ctx context.Context, log *zap.Logger) error { return retrain.Bootstrap(ctx, o, log) }
+			return func(ctx context.Context, log *zap.Logger) error {
+				err := retrain.Bootstrap(ctx, o, log)
+				if errors.Is(err, retrain.ErrAlreadySeeded) { // a rerun (e.g. a compose restart) is no failure
+					log.Info("nothing to do", zap.Error(err))
+					return nil
+				}
+				return err
+			}
 		}
 	case "train":
 		setup = func(fs *flag.FlagSet) servicemain.RunFunc {
