@@ -487,7 +487,7 @@ function renderDashboard(view, p, d) {
     h('h2', {}, 'Trainings'),
     h('div', { class: 'cards' }, trainings.map((t) => h('div', { class: 'panel' },
       h('div', {}, h('strong', {}, `v${t.version}`), ` from v${t.parent || 0} · `, h('span', { class: 'pill ' + (t.published ? 'state-approved' : 'state-in_progress') }, t.published ? 'published' : 'not published'),
-        h('span', { class: 'muted' }, ` ${t.metric} ${t.candidate.toFixed(3)} vs ${t.current.toFixed(3)}`)),
+        h('span', { class: 'muted' }, t.parent ? ` ${t.metric} ${t.candidate.toFixed(3)} vs ${t.current.toFixed(3)}` : ` ${t.metric} ${t.candidate.toFixed(3)} · first model`)),
       line([{ color: palette[0], points: t.loss.map((v, i) => [i + 1, v]) }, { color: palette[1], points: t.val_loss.map((v, i) => [i + 1, v]) }],
         { yMin: 0, yMax: Math.max(0.1, ...t.loss, ...t.val_loss), xs: t.loss.map((_, i) => i + 1) }),
       h('div', { class: 'muted' }, h('span', { style: 'color:' + palette[0] }, 'loss'), ' · ', h('span', { style: 'color:' + palette[1] }, 'val loss'), ' · ', t.reason)))),
