@@ -4,17 +4,22 @@ GO ?= go
 export GOFLAGS ?= -buildvcs=false
 CACHE ?= $(or $(EDGELOOP_CACHE),$(HOME)/.cache/edgeloop)
 PROTOC_GEN_GO_VERSION := v1.36.12
-RUN_ARGS ?=
+# The standalone corrects its own batches by default so the loop runs by itself; use
+# `make run RUN_ARGS=` to correct them yourself in the UI.
+RUN_ARGS ?= -auto-annotate
+# OpenBLAS makes CPU training 2-3x faster; used when its headers and library are here
+# (Debian: libopenblas-dev), else the pure-Go BLAS.
+TAGS ?= $(shell echo 'int main(void){return 0;}' | cc -include cblas.h -x c - -lopenblas -o /dev/null 2>/dev/null && echo -tags openblas)
 
 .PHONY: run test test-go bench generate lint services-up services-down browser build clean
 
 ## run: the standalone stack and the whole loop (embedded servers, simulated fleet, auto-annotation)
 run:
-	$(GO) run ./services/standalone $(RUN_ARGS)
+	$(GO) run $(TAGS) ./services/standalone $(RUN_ARGS)
 
 ## build: every binary into bin/
 build:
-	$(GO) build -o bin/ ./services/... ./edge-agent/...
+	$(GO) build $(TAGS) -o bin/ ./services/... ./edge-agent/...
 
 ## test: start the real servers (installed once into $(CACHE)), run every test, stop them
 test: services-up browser

@@ -10,9 +10,8 @@ all=(bridge train agent loop)
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=("${all[@]}")
 
-tags=()
-export CGO_LDFLAGS=${CGO_LDFLAGS:--lopenblas}
-if ldconfig -p 2>/dev/null | grep -q libopenblas; then tags=(-tags openblas); fi
+tags=() # OpenBLAS when its headers and library are here (Debian: libopenblas-dev)
+if echo 'int main(void){return 0;}' | cc -include cblas.h -x c - -lopenblas -o /dev/null 2>/dev/null; then tags=(-tags openblas); fi
 
 for t in "${targets[@]}"; do
   echo "== $t"
