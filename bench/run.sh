@@ -25,7 +25,7 @@ for t in "${targets[@]}"; do
       extra=()
       if [[ ${#tags[@]} -gt 0 ]]; then
         go build "${tags[@]}" -o bin/bench-train-openblas ./bench/train
-        extra=(-openblas bin/bench-train-openblas)
+        extra=(-with bin/bench-train-openblas)
       fi
       bin/bench-train -torch "$py" "${extra[@]}" | tee bench/out/train.md ;;
     agent)

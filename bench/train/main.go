@@ -1,9 +1,11 @@
 // Command train benchmarks training and inference speed of edgeloop's two networks: the
-// Gorgonia engine with pure-Go BLAS and with OpenBLAS, beside PyTorch on the CPU running
-// the same architectures, losses, batch and data, with the same thread count, in the
-// same run. It prints a table with ratios.
+// Gorgonia engine with pure-Go BLAS and with OpenBLAS, and the CUDA engine when built
+// with -tags edgeloop_cuda, beside PyTorch running the same architectures, losses,
+// batches and data, with the same thread count (or on the same GPU), in the same run.
+// It prints a table with ratios.
 //
-//	go run ./bench/train -torch ~/.cache/edgeloop/torch-venv/bin/python -openblas bin/bench-train-openblas
+//	go run ./bench/train -torch ~/.cache/edgeloop/torch-venv/bin/python -with bin/bench-train-openblas
+//	bench-train-cuda -engines cuda,cpu -batches 32,128,512 -torch python3 -torch-device cuda -with bench-train-purego
 package main
 
 import (
@@ -18,25 +20,28 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/edgeloop/edgeloop/pkg/datasets"
 	"github.com/edgeloop/edgeloop/pkg/drift"
 	"github.com/edgeloop/edgeloop/pkg/mnist"
 	"github.com/edgeloop/edgeloop/pkg/nn"
-	"github.com/edgeloop/edgeloop/pkg/nn/gorgoniaengine"
+	"github.com/edgeloop/edgeloop/pkg/nn/backend"
 	"github.com/edgeloop/edgeloop/pkg/raster"
 	"github.com/edgeloop/edgeloop/pkg/scenes"
 	"github.com/edgeloop/edgeloop/pkg/vision"
 )
 
-const batch = 64
-
 type result struct {
 	Model             string  `json:"model"`
 	Framework         string  `json:"framework"`
+	Batch             int     `json:"batch"`
 	TrainImagesPerSec float64 `json:"train_images_per_sec"`
 	InferP50ms        float64 `json:"infer_p50_ms"`
 	InferP99ms        float64 `json:"infer_p99_ms"`
@@ -44,11 +49,24 @@ type result struct {
 
 func main() {
 	torchPy := flag.String("torch", "", "python with torch installed (empty: skip PyTorch)")
-	openblas := flag.String("openblas", "", "this benchmark built with -tags openblas (empty: skip)")
-	steps := flag.Int("steps", 20, "timed training steps of 64 images")
-	asJSON := flag.Bool("json", false, "print results as JSON lines (used for the OpenBLAS run)")
+	torchDevice := flag.String("torch-device", "cpu", "where PyTorch runs: cpu or cuda")
+	with := flag.String("with", "", "comma-separated builds of this benchmark (e.g. -tags openblas) to run on the same data")
+	engines := flag.String("engines", "cpu", "comma-separated engines to measure in this build: cpu, cuda")
+	batchList := flag.String("batches", "64", "comma-separated training batch sizes")
+	seconds := flag.Float64("seconds", 2, "least time each measurement trains for (after 3 warm-up steps)")
+	asJSON := flag.Bool("json", false, "print results as JSON lines (how -with builds report)")
 	dataDir := flag.String("data", "", "where to write the shared batches (default: a temp dir)")
 	flag.Parse()
+	log, _ := zap.NewDevelopment()
+	var sizes []int
+	for _, f := range strings.Split(*batchList, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			check(fmt.Errorf("-batches: %q is not a positive batch size", f))
+		}
+		sizes = append(sizes, n)
+	}
+	maxBatch := slices.Max(sizes)
 
 	dir := *dataDir
 	if dir == "" {
@@ -57,14 +75,20 @@ func main() {
 		defer os.RemoveAll(d)
 		dir = d
 	}
-	batches := writeBatches(dir)
+	batches := writeBatches(dir, maxBatch)
 	var results []result
-	for _, m := range []struct {
-		name string
-		arch nn.Arch
-		b    *nn.Batch
-	}{{"classifier", nn.ClassifierArch(10), batches[0]}, {"detector", nn.DetectorArch(10), batches[1]}} {
-		results = append(results, benchGo(m.name, m.arch, m.b, *steps))
+	for _, name := range strings.Split(*engines, ",") {
+		choice, err := backend.Select(strings.TrimSpace(name), log)
+		check(err)
+		for _, m := range []struct {
+			name string
+			arch nn.Arch
+			b    *nn.Batch
+		}{{"classifier", nn.ClassifierArch(10), batches[0]}, {"detector", nn.DetectorArch(10), batches[1]}} {
+			for _, bs := range sizes {
+				results = append(results, benchEngine(choice, m.name, m.arch, m.b.Slice(0, bs), *seconds))
+			}
+		}
 	}
 	if *asJSON {
 		for _, r := range results {
@@ -73,21 +97,25 @@ func main() {
 		}
 		return
 	}
-	if *openblas != "" {
-		results = append(results, runJSON(exec.Command(*openblas, "-json", "-steps", fmt.Sprint(*steps), "-data", dir))...)
+	for _, bin := range strings.Split(*with, ",") {
+		if bin = strings.TrimSpace(bin); bin != "" {
+			results = append(results, runJSON(exec.Command(bin, "-json", "-batches", *batchList, "-seconds", fmt.Sprint(*seconds), "-data", dir))...)
+		}
 	}
 	if *torchPy != "" {
 		script := filepath.Join(filepath.Dir(os.Args[0]), "torch_bench.py")
 		if _, err := os.Stat(script); err != nil {
 			script = "bench/train/torch_bench.py"
 		}
-		results = append(results, runJSON(exec.Command(*torchPy, script, "--data", dir, "--threads", fmt.Sprint(runtime.GOMAXPROCS(0)), "--steps", fmt.Sprint(*steps)))...)
+		results = append(results, runJSON(exec.Command(*torchPy, script, "--data", dir, "--threads", fmt.Sprint(runtime.GOMAXPROCS(0)),
+			"--batches", *batchList, "--seconds", fmt.Sprint(*seconds), "--device", *torchDevice))...)
 	}
 	printTable(results)
 }
 
-// writeBatches prepares one batch per model from real data and writes it for PyTorch.
-func writeBatches(dir string) []*nn.Batch {
+// writeBatches prepares one batch of batch images per model from real data and writes
+// it for PyTorch and the other builds; smaller batches are its first images.
+func writeBatches(dir string, batch int) []*nn.Batch {
 	tr, _, err := mnist.Load("")
 	check(err)
 	none, _ := drift.Get(drift.None)
@@ -124,25 +152,26 @@ func write(path string, v any) {
 	check(os.WriteFile(path, buf.Bytes(), 0o644))
 }
 
-func benchGo(name string, a nn.Arch, b *nn.Batch, steps int) result {
+// benchEngine trains on b for at least seconds after a warm-up, then times one-image
+// inference through the Predictor, as the edge agent runs it.
+func benchEngine(c backend.Choice, name string, a nn.Arch, b *nn.Batch, seconds float64) result {
 	p, err := nn.InitParams(a, 1)
 	check(err)
-	e, err := gorgoniaengine.New(nn.EngineConfig{Arch: a, Params: p, BatchSize: batch})
+	e, err := c.Factory(nn.EngineConfig{Arch: a, Params: p, BatchSize: b.N})
 	check(err)
 	defer e.Close()
 	for i := 0; i < 3; i++ {
 		_, err := e.Step(b)
 		check(err)
 	}
-	start := time.Now()
-	for i := 0; i < steps; i++ {
+	start, steps := time.Now(), 0
+	for ; steps < 3 || time.Since(start).Seconds() < seconds; steps++ {
 		_, err := e.Step(b)
 		check(err)
 	}
-	trainRate := float64(steps*batch) / time.Since(start).Seconds()
+	trainRate := float64(steps*b.N) / time.Since(start).Seconds()
 
-	// Inference as the edge agent runs it: one image, through the Predictor.
-	pr, err := vision.NewPredictor(a, p, datasets.Classes(), gorgoniaengine.Factory, 1, vision.Options{})
+	pr, err := vision.NewPredictor(a, p, datasets.Classes(), c.Factory, 1, vision.Options{})
 	check(err)
 	defer pr.Close()
 	im := &raster.Image{W: a.InW, H: a.InH, Pix: b.X[:a.InputSize()]}
@@ -156,7 +185,7 @@ func benchGo(name string, a nn.Arch, b *nn.Batch, steps int) result {
 		}
 	}
 	sort.Float64s(lat)
-	return result{Model: name, Framework: e.Name(), TrainImagesPerSec: trainRate,
+	return result{Model: name, Framework: e.Name(), Batch: b.N, TrainImagesPerSec: trainRate,
 		InferP50ms: lat[len(lat)/2], InferP99ms: lat[int(0.99*float64(len(lat)-1))]}
 }
 
@@ -176,31 +205,36 @@ func runJSON(cmd *exec.Cmd) []result {
 }
 
 func printTable(rs []result) {
-	fmt.Printf("\nTraining and inference speed, batch %d for training, 1 image for inference, %d threads (%s)\n\n",
-		batch, runtime.GOMAXPROCS(0), runtime.GOARCH)
-	fmt.Println("| model      | engine                          | train img/s | vs PyTorch | infer p50 ms | infer p99 ms | vs PyTorch |")
-	fmt.Println("|------------|---------------------------------|-------------|------------|--------------|--------------|------------|")
-	torch := map[string]result{}
+	fmt.Printf("\nTraining speed at each batch size and one-image inference latency, %d threads (%s)\n\n",
+		runtime.GOMAXPROCS(0), runtime.GOARCH)
+	fmt.Println("| model      | batch | engine                                   | train img/s | vs PyTorch | infer p50 ms | infer p99 ms | vs PyTorch |")
+	fmt.Println("|------------|------:|------------------------------------------|------------:|-----------:|-------------:|-------------:|-----------:|")
+	type key struct {
+		model string
+		batch int
+	}
+	torch := map[key]result{}
 	for _, r := range rs {
 		if strings.HasPrefix(r.Framework, "pytorch") {
-			torch[r.Model] = r
+			torch[key{r.Model, r.Batch}] = r
 		}
 	}
-	for _, model := range []string{"classifier", "detector"} {
-		for _, r := range rs {
-			if r.Model != model {
-				continue
-			}
-			tr, inf := "", ""
-			if t, ok := torch[model]; ok {
-				tr = fmt.Sprintf("%.2fx", r.TrainImagesPerSec/t.TrainImagesPerSec)
-				inf = fmt.Sprintf("%.2fx", r.InferP50ms/t.InferP50ms)
-			}
-			fmt.Printf("| %-10s | %-31s | %11.0f | %10s | %12.2f | %12.2f | %10s |\n",
-				r.Model, r.Framework, r.TrainImagesPerSec, tr, r.InferP50ms, r.InferP99ms, inf)
+	sort.SliceStable(rs, func(i, j int) bool {
+		if rs[i].Model != rs[j].Model {
+			return rs[i].Model < rs[j].Model
 		}
+		return rs[i].Batch < rs[j].Batch
+	})
+	for _, r := range rs {
+		tr, inf := "", ""
+		if t, ok := torch[key{r.Model, r.Batch}]; ok {
+			tr = fmt.Sprintf("%.2fx", r.TrainImagesPerSec/t.TrainImagesPerSec)
+			inf = fmt.Sprintf("%.2fx", r.InferP50ms/t.InferP50ms)
+		}
+		fmt.Printf("| %-10s | %5d | %-40s | %11.0f | %10s | %12.2f | %12.2f | %10s |\n",
+			r.Model, r.Batch, r.Framework, r.TrainImagesPerSec, tr, r.InferP50ms, r.InferP99ms, inf)
 	}
-	fmt.Println("\nvs PyTorch: training throughput ratio (higher is better), inference latency ratio (lower is better).")
+	fmt.Println("\nvs PyTorch: against PyTorch at the same batch in the same run; training throughput ratio (higher is better), inference latency ratio (lower is better).")
 }
 
 func check(err error) {

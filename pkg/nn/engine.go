@@ -11,6 +11,20 @@ type Batch struct {
 	Det    *DetTargets
 }
 
+// Slice is images [i, j) of b, sharing its memory.
+func (b *Batch) Slice(i, j int) *Batch {
+	in := len(b.X) / max(b.N, 1)
+	s := &Batch{N: j - i, X: b.X[i*in : j*in]}
+	if b.Labels != nil {
+		s.Labels = b.Labels[i:j]
+	}
+	if d := b.Det; d != nil {
+		out := len(d.W) / max(b.N, 1)
+		s.Det = &DetTargets{W: d.W[i*out : j*out], T: d.T[i*out : j*out], M: d.M[i*out : j*out], B: d.B[i*out : j*out]}
+	}
+	return s
+}
+
 // Engine computes a network's forward and backward passes and its Adam updates. The
 // Gorgonia CPU engine and the CUDA engine implement it with the same numbers, so the
 // training code above it is one code path.
