@@ -11,7 +11,7 @@ RUN_ARGS ?= -auto-annotate
 # (Debian: libopenblas-dev), else the pure-Go BLAS.
 TAGS ?= $(shell echo 'int main(void){return 0;}' | cc -include cblas.h -x c - -lopenblas -o /dev/null 2>/dev/null && echo -tags openblas)
 
-.PHONY: run test test-go bench generate lint services-up services-down browser build clean
+.PHONY: run test test-go vet-cuda bench generate lint services-up services-down browser build clean
 
 ## run: the standalone stack and the whole loop (embedded servers, simulated fleet, auto-annotation)
 run:
@@ -21,12 +21,15 @@ run:
 build:
 	$(GO) build $(TAGS) -o bin/ ./services/... ./edge-agent/...
 
-## test: start the real servers (installed once into $(CACHE)), run every test, stop them
+## test: start the real servers (installed once into $(CACHE)), run every test, stop them;
+## meanwhile compile-check the CUDA build (vet-cuda)
 test: services-up browser
 	@set -o pipefail; status=0; \
+	$(MAKE) --no-print-directory vet-cuda > .vet-cuda.log 2>&1 & cuda=$$!; \
 	$(MAKE) --no-print-directory test-go || status=$$?; \
+	wait $$cuda || { cat .vet-cuda.log; echo "vet-cuda failed"; status=1; }; \
 	[[ -n "$$KEEP_SERVICES" ]] || $(MAKE) --no-print-directory services-down; \
-	exit $$status
+	rm -f .vet-cuda.log; exit $$status
 
 test-go:
 	$(GO) test -timeout 20m -count=1 ./...
@@ -46,6 +49,12 @@ generate:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [[ -z "$$out" ]] || { echo "gofmt needed:"; echo "$$out"; exit 1; }
 	$(GO) vet ./...
+
+## vet-cuda: compile-check the CUDA engine (-tags edgeloop_cuda) against Debian's CUDA 11.8
+## headers, installed once; no GPU needed (bench/gpu/run.sh runs it on one)
+vet-cuda:
+	deploy/local/cuda-headers.sh install
+	$(GO) vet -tags edgeloop_cuda ./...
 
 ## browser: Debian's Chromium and playwright-core for the UI's browser test
 browser:

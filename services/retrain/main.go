@@ -7,6 +7,7 @@
 //	retrain keygen  --out DIR
 //	retrain sign    --model FILE --key KEY
 //	retrain verify  --model FILE --pub PUB [--sig FILE.sig]
+//	retrain backend [--backend auto|cpu|cuda]   what would train here; fails when unavailable
 //
 // Run a command with -h for its flags; every flag can also be set as EDGELOOP_<FLAG>.
 package main
@@ -20,6 +21,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/edgeloop/edgeloop/pkg/nn/backend"
 	"github.com/edgeloop/edgeloop/pkg/retrain"
 	"github.com/edgeloop/edgeloop/pkg/servicemain"
 )
@@ -93,6 +95,18 @@ func main() {
 			sig := fs.String("sig", "", "signature file (default MODEL.sig)")
 			return func(context.Context, *zap.Logger) error { return retrain.RunVerify(*model, *pub, *sig, os.Stdout) }
 		}
+	case "backend":
+		setup = func(fs *flag.FlagSet) servicemain.RunFunc {
+			pref := fs.String("backend", "auto", "auto, cpu or cuda")
+			return func(_ context.Context, log *zap.Logger) error {
+				c, err := backend.Select(*pref, log)
+				if err != nil {
+					return err
+				}
+				fmt.Println(c.Name)
+				return nil
+			}
+		}
 	case "-h", "--help", "help":
 		usage()
 	default:
@@ -113,6 +127,7 @@ commands:
   keygen   make an ed25519 signing key pair
   sign     sign a model file
   verify   check a model file's sha256 and signature
+  backend  print what would train here (auto, cpu or cuda); fails when unavailable
 `)
 	os.Exit(2)
 }

@@ -1,5 +1,5 @@
 // Package backend chooses what computes a training: the CUDA engine when the binary was
-// built with `-tags cuda` and a GPU is present, else the Gorgonia CPU engine, with a
+// built with `-tags edgeloop_cuda` and a GPU is present, else the Gorgonia CPU engine, with a
 // warning when CUDA was asked for and is not available. Everything above it is one code
 // path.
 package backend

@@ -1,4 +1,4 @@
-//go:build !cuda
+//go:build !edgeloop_cuda
 
 package backend
 
@@ -9,5 +9,5 @@ import (
 )
 
 func cuda(*zap.Logger) (Choice, error) {
-	return Choice{}, errors.New("this binary was built without CUDA support (rebuild with -tags cuda)")
+	return Choice{}, errors.New("this binary was built without CUDA support (rebuild with -tags edgeloop_cuda)")
 }

@@ -1,0 +1,97 @@
+//go:build edgeloop_cuda
+
+package cudaengine
+
+import (
+	"testing"
+
+	"github.com/edgeloop/edgeloop/pkg/nn"
+	"github.com/edgeloop/edgeloop/pkg/nn/enginetest"
+	"github.com/edgeloop/edgeloop/pkg/nn/gorgoniaengine"
+)
+
+// TestParityWithCPU takes the same steps on the CPU engine and on the GPU from the same
+// weights, for both product models and a tiny net with odd sizes, and compares the
+// outputs, the loss, every gradient and three Adam updates (enginetest.DefaultTolerance).
+func TestParityWithCPU(t *testing.T) {
+	dev, err := Open(0)
+	if err != nil {
+		t.Fatalf("opening GPU 0: %v", err)
+	}
+	defer dev.Close()
+	t.Logf("device: %s", dev)
+	odd := nn.Arch{Name: "odd-sizes", Task: nn.Classify, InC: 3, InH: 13, InW: 11, Classes: 5,
+		Layers: []nn.Layer{{Kind: nn.Conv, Out: 7, K: 5, Pad: 2}, {Kind: nn.ReLU}, {Kind: nn.MaxPool},
+			{Kind: nn.Conv, Out: 6, K: 3}, {Kind: nn.ReLU}, {Kind: nn.Flatten}, {Kind: nn.Dense, Out: 5}}, HeadFrom: 5}
+	for _, c := range []struct {
+		arch nn.Arch
+		bs   int
+	}{{nn.ClassifierArch(10), 32}, {nn.DetectorArch(10), 16}, {odd, 5}} {
+		t.Run(c.arch.Name, func(t *testing.T) {
+			r, err := enginetest.Compare(c.arch, gorgoniaengine.Factory, dev.Factory, c.bs, 3, 42, enginetest.DefaultTolerance())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s, batch %d, CPU vs GPU:\n%s", c.arch.Name, c.bs, r)
+			if len(r.Failed) > 0 {
+				t.Errorf("outside tolerance: %v", r.Failed)
+			}
+		})
+	}
+}
+
+// TestFrozenBackboneStaysOnGPU: with the backbone frozen, Step moves only the head.
+func TestFrozenBackboneStaysOnGPU(t *testing.T) {
+	dev, err := Open(0)
+	if err != nil {
+		t.Fatalf("opening GPU 0: %v", err)
+	}
+	defer dev.Close()
+	a := nn.ClassifierArch(10)
+	p, err := nn.InitParams(a, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(dev, nn.EngineConfig{Arch: a, Params: p, BatchSize: 8, Trainable: nn.Trainable(a, p, true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if _, err := e.Step(enginetest.Batch(a, 8, 1)); err != nil {
+		t.Fatal(err)
+	}
+	q := p.Clone()
+	if err := e.ReadParams(q); err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range p.Specs {
+		moved := enginetest.TensorDiff(p.Values[i], q.Values[i]) > 0
+		if head := s.Layer >= a.HeadFrom; moved != head {
+			t.Errorf("%s (head=%v) moved=%v", s.Name, head, moved)
+		}
+	}
+}
+
+// TestBadBatchIsAnError: a batch that does not fit the engine is refused with a reason.
+func TestBadBatchIsAnError(t *testing.T) {
+	dev, err := Open(0)
+	if err != nil {
+		t.Fatalf("opening GPU 0: %v", err)
+	}
+	defer dev.Close()
+	a := nn.ClassifierArch(10)
+	p, _ := nn.InitParams(a, 3)
+	e, err := New(dev, nn.EngineConfig{Arch: a, Params: p, BatchSize: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	b := enginetest.Batch(a, 4, 1)
+	b.Labels[2] = 10
+	if _, err := e.Step(b); err == nil {
+		t.Fatal("label 10 of a 10-class model accepted")
+	}
+	if _, err := e.Step(enginetest.Batch(a, 5, 1)); err == nil {
+		t.Fatal("5 images accepted by an engine of batch size 4")
+	}
+}
