@@ -59,7 +59,7 @@ func New(d *Device, cfg nn.EngineConfig) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{cfg: cfg, dev: d, specs: specs, bs: cfg.BatchSize, inLen: cfg.Arch.InputSize(), outLen: cfg.Arch.OutputSize(),
-		adam: nn.NewAdam(cfg.Adam, &nn.Params{Specs: nil})}
+		adam: nn.NewAdam(cfg.Adam, &nn.Params{})}
 	err = d.Do(func() error {
 		if err := e.allocate(); err != nil {
 			e.release()
