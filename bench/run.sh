@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # `make bench`: every benchmark, each printing its table and comparing against its peer
 # in the same run. Tables are also written to bench/out/<name>.md.
-#   bench/run.sh [bridge] [train] [agent] [quality] [loop]   (default: all but quality)
-# quality trains full models (about half an hour on 2 cores); run it by name.
+#   bench/run.sh [bridge] [train] [agent] [pipeline] [loop] [quality]   (default: all but quality)
+# quality trains full models (about half an hour on 2 cores); run it by name. The GPU
+# benchmark has its own script, bench/gpu/run.sh (see docs/cuda.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p bench/out bin
-all=(bridge train agent loop)
+all=(bridge train agent pipeline loop)
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=("${all[@]}")
 
@@ -27,10 +28,12 @@ for t in "${targets[@]}"; do
         go build "${tags[@]}" -o bin/bench-train-openblas ./bench/train
         extra=(-with bin/bench-train-openblas)
       fi
-      bin/bench-train -torch "$py" "${extra[@]}" | tee bench/out/train.md ;;
+      bin/bench-train -batches 16,64,256 -torch "$py" "${extra[@]}" | tee bench/out/train.md ;;
     agent)
       go build -o bin/edge-agent ./edge-agent
       go run ./bench/agent -binary bin/edge-agent | tee bench/out/agent.md ;;
+    pipeline)
+      go run "${tags[@]}" ./bench/pipeline -examples 1000 | tee bench/out/pipeline.md ;;
     quality)
       go run "${tags[@]}" ./bench/quality -out bench/out/quality | tee bench/out/quality.md ;;
     loop)
