@@ -8,6 +8,7 @@ import (
 	"math"
 	"runtime"
 	"strings"
+	"sync"
 	"unsafe"
 
 	gblas "gonum.org/v1/gonum/blas"
@@ -25,11 +26,13 @@ type Device struct {
 	Memory     int64
 	Capability [2]int
 
-	work chan func()
-	done chan struct{}
-	mod  cu.Module
-	fns  map[string]cu.Function
-	blas *cublas.Standard
+	work      chan func()
+	quit      chan struct{} // closed by Close
+	done      chan struct{} // closed when the device's goroutine has released everything
+	closeOnce sync.Once
+	mod       cu.Module
+	fns       map[string]cu.Function
+	blas      *cublas.Standard
 }
 
 // kernels every engine launches.
@@ -46,7 +49,7 @@ func Open(ordinal int) (*Device, error) {
 	if ordinal < 0 || ordinal >= n {
 		return nil, fmt.Errorf("cuda: device %d requested, %d present", ordinal, n)
 	}
-	d := &Device{work: make(chan func()), done: make(chan struct{}), fns: map[string]cu.Function{}}
+	d := &Device{work: make(chan func()), quit: make(chan struct{}), done: make(chan struct{}), fns: map[string]cu.Function{}}
 	ready := make(chan error)
 	go d.loop(ordinal, ready)
 	if err := <-ready; err != nil {
@@ -65,8 +68,13 @@ func (d *Device) loop(ordinal int, ready chan<- error) {
 	if err != nil {
 		return
 	}
-	for f := range d.work {
-		f()
+	for running := true; running; {
+		select {
+		case f := <-d.work:
+			f()
+		case <-d.quit:
+			running = false
+		}
 	}
 	if d.blas != nil {
 		_ = d.blas.Close()
@@ -156,10 +164,11 @@ func (d *Device) Do(f func() error) error {
 	return <-errc
 }
 
-// Close releases the context, the kernels and the cuBLAS handle. Engines built from
-// the device must be closed first.
+// Close releases the context, the kernels and the cuBLAS handle; later calls on the
+// device or its engines fail with an error. Engines built from the device should be
+// closed first.
 func (d *Device) Close() error {
-	close(d.work)
+	d.closeOnce.Do(func() { close(d.quit) })
 	<-d.done
 	return nil
 }
