@@ -22,9 +22,8 @@ Components: contrib non-free
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SRC
     fi
-    log "installing nvidia-cuda-dev (about 3 minutes, once)"
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nvidia-cuda-dev >/dev/null
+    log "nvidia-cuda-dev takes about 3 minutes, once"
+    apt_install nvidia-cuda-dev
     have || die "nvidia-cuda-dev installed but cuda.h, cublas_v2.h or nvrtc.h is missing"
     log "ready" ;;
   *) echo "usage: $0 install" >&2; exit 2 ;;

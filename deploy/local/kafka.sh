@@ -16,8 +16,8 @@ pidfile=$dir/kafka.pid
 
 install() {
   [[ -f $libs/.complete ]] && return 0
-  command -v java >/dev/null || die "java not found: install a JDK 17 (e.g. apt-get install openjdk-17-jre-headless)"
-  command -v mvn >/dev/null || die "mvn not found: install Maven (apt-get install maven)"
+  command -v java >/dev/null || apt_install openjdk-17-jre-headless
+  command -v mvn >/dev/null || apt_install maven
   log "installing Kafka $KAFKA_VERSION jars from Maven Central into $libs"
   rm -rf "$libs"
   mkdir -p "$libs"

@@ -62,3 +62,10 @@ with_lock() {
 as_root() {
   if [[ $(id -u) == 0 ]]; then "$@"; else sudo "$@"; fi
 }
+
+# apt_install PKG...: install Debian packages, quietly.
+apt_install() {
+  log "installing $* from Debian's packages"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}

@@ -14,9 +14,7 @@ bin() { command -v mosquitto || { [[ -x /usr/sbin/mosquitto ]] && echo /usr/sbin
 
 install() {
   [[ -n $(bin) ]] && return 0
-  log "installing mosquitto from Debian's packages"
-  as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends mosquitto >/dev/null
+  apt_install mosquitto
 }
 
 start() {
