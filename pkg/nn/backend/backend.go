@@ -41,6 +41,10 @@ func Select(pref string, log *zap.Logger) (Choice, error) {
 	if pref == "cuda" {
 		return Choice{}, fmt.Errorf("backend cuda: %w", err)
 	}
-	log.Warn("CUDA unavailable, training on the CPU", zap.Error(err))
+	if notBuilt(err) {
+		log.Info("training on the CPU", zap.String("engine", cpu.Name), zap.String("why", err.Error()))
+	} else {
+		log.Warn("CUDA unavailable, training on the CPU", zap.String("engine", cpu.Name), zap.Error(err))
+	}
 	return cpu, nil
 }
