@@ -452,7 +452,7 @@ func (c *Curator) completeApproval(ctx context.Context, project string, b *Batch
 		return c.st.Batch(ctx, project, b.ID)
 	}
 	for _, it := range b.Items {
-		if it.Status == "done" {
+		if it.Status == "done" && it.Reason != "import" {
 			c.m.toApproval.Observe(now.Sub(it.ArrivedAt).Seconds())
 		}
 	}
@@ -484,7 +484,8 @@ func (c *Curator) resumeApprovals(ctx context.Context, project string) error {
 
 // addToDataset pins the batch's annotated examples to splits. Splits are decided once,
 // deterministically from the example id (80/10/10 by default), with val and test capped
-// (then train); an example already in the dataset keeps its split.
+// (then train), unless an import's archive pinned them (Item.Split); an example already
+// in the dataset keeps its split.
 func (c *Curator) addToDataset(ctx context.Context, p *Project, b *Batch) (*Dataset, []DatasetEntry, error) {
 	recs := map[string]string{}
 	for _, it := range b.Items {
@@ -516,7 +517,10 @@ func (c *Curator) addToDataset(ctx context.Context, p *Project, b *Batch) (*Data
 			if it.Status != "done" || have[it.ExampleID] {
 				continue
 			}
-			split := AssignSplit(p.Split, it.ExampleID, counts)
+			split := it.Split
+			if split == "" {
+				split = AssignSplit(p.Split, it.ExampleID, counts)
+			}
 			counts[split]++
 			e := DatasetEntry{ID: it.ExampleID, Split: split, Labels: it.Labels, Image: recs[it.ExampleID], Batch: b.ID, Seq: d.Seq}
 			d.Entries = append(d.Entries, e)

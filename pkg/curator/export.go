@@ -18,15 +18,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/edgeloop/edgeloop/pkg/contract"
 	"github.com/edgeloop/edgeloop/pkg/objstore"
 	"github.com/edgeloop/edgeloop/pkg/raster"
-	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
 )
 
 // Export formats.
@@ -410,7 +405,6 @@ func (c *Curator) Import(ctx context.Context, project, format string, zipData []
 	now := c.now()
 	b := &Batch{ID: "import-" + now.UTC().Format("20060102T150405") + "-" + uuid.NewString()[:8], Project: p.ID, State: StateApproving, CreatedAt: now,
 		Audit: []AuditEntry{{At: now, User: user, Action: "import", To: StateApproving, Detail: fmt.Sprintf("%s, %d images", format, len(entries))}}}
-	splits := map[string]string{}
 	for _, e := range entries {
 		key, _, err := objstore.PutContent(ctx, c.st.S, imagePrefix(p.ID), e.data, e.contentType)
 		if err != nil {
@@ -434,18 +428,16 @@ func (c *Curator) Import(ctx context.Context, project, format string, zipData []
 		if len(e.labels) > 0 {
 			cls = e.labels[0].Class
 		}
-		b.Items = append(b.Items, Item{ExampleID: id, Class: cls, Reason: "import", Labels: e.labels, Status: "done", AnnotatedBy: user, AnnotatedAt: &t, ArrivedAt: now})
-		splits[id] = e.split
+		// The archive's splits win over the split rule for a seed dataset.
+		b.Items = append(b.Items, Item{ExampleID: id, Class: cls, Reason: "import", Labels: e.labels, Status: "done", AnnotatedBy: user, AnnotatedAt: &t,
+			ArrivedAt: now, Split: e.split})
 	}
+	// Stored as approving first, like a reviewer's approval: if the curator stops
+	// here, resumeApprovals completes it, with the same splits.
 	if _, err := objstore.PutJSON(ctx, c.st.S, batchKey(p.ID, b.ID), b, objstore.PutOptions{IfNoneMatch: true}); err != nil {
 		return nil, err
 	}
-	// The archive's splits win over the split rule for a seed dataset.
-	d, err := c.addImported(ctx, p, b, splits)
-	if err != nil {
-		return nil, err
-	}
-	return c.announceImport(ctx, p, b, d, user)
+	return c.completeApproval(ctx, p.ID, b, user)
 }
 
 func exampleIDOK(id string) bool {
@@ -458,67 +450,6 @@ func exampleIDOK(id string) bool {
 		}
 	}
 	return true
-}
-
-func (c *Curator) addImported(ctx context.Context, p *Project, b *Batch, splits map[string]string) (*Dataset, error) {
-	var out Dataset
-	_, err := objstore.Update(ctx, c.st.S, datasetKey(p.ID), func(d *Dataset, _ bool) error {
-		have := map[string]bool{}
-		for _, e := range d.Entries {
-			have[e.ID] = true
-		}
-		counts, _ := d.Counts()
-		d.Seq++
-		for _, it := range b.Items {
-			if have[it.ExampleID] {
-				continue
-			}
-			split := splits[it.ExampleID]
-			if split == "" {
-				split = AssignSplit(p.Split, it.ExampleID, counts)
-			}
-			counts[split]++
-			rec, err := c.st.Example(ctx, p.ID, it.ExampleID)
-			if err != nil {
-				return err
-			}
-			d.Entries = append(d.Entries, DatasetEntry{ID: it.ExampleID, Split: split, Labels: it.Labels, Image: rec.Image, Batch: b.ID, Seq: d.Seq})
-		}
-		d.Batches = append(d.Batches, b.ID)
-		d.Rev++
-		out = *d
-		return nil
-	})
-	return &out, err
-}
-
-func (c *Curator) announceImport(ctx context.Context, p *Project, b *Batch, d *Dataset, user string) (*Batch, error) {
-	bySplit, byClass := map[string]int32{}, map[string]int32{}
-	for _, e := range d.Entries {
-		if e.Batch == b.ID {
-			bySplit[e.Split]++
-			for _, l := range e.Labels {
-				byClass[l.Class]++
-			}
-		}
-	}
-	total, _ := d.Counts()
-	dsBySplit := map[string]int32{}
-	for k, v := range total {
-		dsBySplit[k] = int32(v)
-	}
-	snapshot := fmt.Sprintf("ds-%d", d.Seq)
-	ev, _ := proto.Marshal(&edgeloopv1.BatchApproved{Project: p.ID, BatchId: b.ID, ApprovedAt: timestamppb.Now(), ApprovedBy: user,
-		AddedBySplit: bySplit, AddedByClass: byClass, DatasetSnapshot: snapshot, DatasetBySplit: dsBySplit})
-	if err := c.prod.Produce(ctx, kafka.Message{Topic: c.kcfg.Topic(contract.TopicBatchesApproved), Key: []byte(p.ID), Value: ev}); err != nil {
-		return nil, err
-	}
-	return c.transition(ctx, p.ID, b.ID, user, "approved", func(b *Batch, now time.Time) error {
-		b.State, b.Snapshot = StateApproved, snapshot
-		t := now
-		b.ApprovedAt = &t
-		return nil
-	})
 }
 
 type importEntry struct {

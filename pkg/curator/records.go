@@ -147,6 +147,9 @@ type Item struct {
 	Status      string     `json:"status,omitempty"`
 	AnnotatedBy string     `json:"annotated_by,omitempty"`
 	AnnotatedAt *time.Time `json:"annotated_at,omitempty"`
+	// Split is the split an import's archive pinned the example to; empty: the split
+	// rule decides at approval.
+	Split string `json:"split,omitempty"`
 }
 
 // Claim is an annotator's lease on a batch.
