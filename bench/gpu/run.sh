@@ -70,7 +70,7 @@ device() {
   (cd "$work" && timeout 180 ./cudaengine.test -test.v -test.count=1 2>&1) | tee -a "$report" || rc=1
   echo '```' | tee -a "$report"
   echo; echo "## Training speed" | tee -a "$report"
-  (cd "$work" && timeout 300 ./bench-train-cuda -engines cuda,cpu -batches 32,128,512 -seconds 2 \
+  (cd "$work" && timeout 330 ./bench-train-cuda -engines cuda,cpu -batches 32,128,512 -seconds 1.5 \
       -with ./bench-train-purego -torch "$py" -torch-device cuda 2>/dev/null) | tee -a "$report" || rc=1
   echo; echo "## Approved batch to released model" | tee -a "$report"
   for be in cuda cpu; do
