@@ -1,5 +1,3 @@
-//go:build edgeloop_cuda
-
 package cudaengine
 
 // kernelSource holds every kernel that is not a GEMM. NVRTC compiles it for the device
@@ -65,7 +63,7 @@ __global__ void row_sum(const float* t, float* out, int rows, long cols) {
 	for (long c = threadIdx.x; c < cols; c += blockDim.x) acc += t[(long)r * cols + c];
 	s[threadIdx.x] = acc;
 	__syncthreads();
-	for (int k = blockDim.x / 2; k > 0; k >>= 1) {
+	for (unsigned k = blockDim.x / 2; k > 0; k >>= 1) {
 		if (threadIdx.x < k) s[threadIdx.x] += s[threadIdx.x + k];
 		__syncthreads();
 	}
@@ -147,7 +145,7 @@ __global__ void detect_loss(const float* z, const float* Wt, const float* T, con
 	}
 	s[threadIdx.x] = acc;
 	__syncthreads();
-	for (int k = blockDim.x / 2; k > 0; k >>= 1) {
+	for (unsigned k = blockDim.x / 2; k > 0; k >>= 1) {
 		if (threadIdx.x < k) s[threadIdx.x] += s[threadIdx.x + k];
 		__syncthreads();
 	}
