@@ -275,21 +275,21 @@ func view(b buf) []float32 {
 	return unsafe.Slice(*(**float32)(unsafe.Pointer(&p)), max(b.n, 1))
 }
 
-// gemm computes C = alpha·op(A)·op(B) + beta·C for row-major M×K and K×N operands
-// (before op) with cuBLAS, which is column-major: it computes Cᵀ = op(B)ᵀ·op(A)ᵀ.
+// gemm computes C = alpha·op(A)·op(B) + beta·C for row-major operands with cuBLAS (see
+// colMajorGemm for the mapping).
 func (d *Device) gemm(tA, tB bool, m, n, k int, alpha float32, a, b buf, beta float32, c buf) error {
-	lda, ldb := k, n
-	opA, opB := gblas.NoTrans, gblas.NoTrans
-	if tA {
-		lda, opA = m, gblas.Trans
-	}
-	if tB {
-		ldb, opB = k, gblas.Trans
-	}
 	if a.n < m*k || b.n < k*n || c.n < m*n {
 		return fmt.Errorf("cuda: gemm %dx%dx%d on buffers of %d, %d, %d", m, n, k, a.n, b.n, c.n)
 	}
-	d.blas.Sgemm(opB, opA, n, m, k, alpha, view(b), ldb, view(a), lda, beta, view(c), n)
+	g := colMajorGemm(tA, tB, m, n, k)
+	op := func(t bool) gblas.Transpose {
+		if t {
+			return gblas.Trans
+		}
+		return gblas.NoTrans
+	}
+	// The first operand of the column-major call is B, the second A.
+	d.blas.Sgemm(op(g.transFirst), op(g.transSecond), g.m, g.n, g.k, alpha, view(b), g.ldFirst, view(a), g.ldSecond, beta, view(c), g.ldc)
 	if err := d.blas.Err(); err != nil {
 		return fmt.Errorf("cuda: cuBLAS sgemm %dx%dx%d: %w", m, n, k, err)
 	}
