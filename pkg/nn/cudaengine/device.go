@@ -15,6 +15,8 @@ import (
 	"gorgonia.org/cu"
 	cublas "gorgonia.org/cu/blas"
 	"gorgonia.org/cu/nvrtc"
+
+	"github.com/edgeloop/edgeloop/pkg/nn"
 )
 
 // Device is one GPU with its context, compiled kernels and cuBLAS handle. A CUDA
@@ -178,24 +180,18 @@ func (d *Device) String() string {
 	return fmt.Sprintf("%s, %d GiB, sm_%d%d", d.Name, d.Memory>>30, d.Capability[0], d.Capability[1])
 }
 
-// buf is a device allocation of n 4-byte elements.
-type buf struct {
-	p cu.DevicePtr
-	n int
-}
-
 // alloc and the other methods below run on the device's thread (inside Do).
 func (d *Device) alloc(n int) (buf, error) {
 	p, err := cu.MemAlloc(int64(max(n, 1)) * 4)
 	if err != nil {
 		return buf{}, fmt.Errorf("cuda: allocating %d floats: %w", n, err)
 	}
-	return buf{p: p, n: n}, nil
+	return buf{p: uintptr(p), n: n}, nil
 }
 
 func (d *Device) free(b buf) {
 	if b.p != 0 {
-		_ = cu.MemFree(b.p)
+		_ = cu.MemFree(cu.DevicePtr(b.p))
 	}
 }
 
@@ -206,7 +202,7 @@ func (d *Device) upload(b buf, host []float32) error {
 	if len(host) == 0 {
 		return nil
 	}
-	return cu.MemcpyHtoD(b.p, unsafe.Pointer(&host[0]), int64(len(host))*4)
+	return cu.MemcpyHtoD(cu.DevicePtr(b.p), unsafe.Pointer(&host[0]), int64(len(host))*4)
 }
 
 func (d *Device) uploadInts(b buf, host []int32) error {
@@ -216,7 +212,7 @@ func (d *Device) uploadInts(b buf, host []int32) error {
 	if len(host) == 0 {
 		return nil
 	}
-	return cu.MemcpyHtoD(b.p, unsafe.Pointer(&host[0]), int64(len(host))*4)
+	return cu.MemcpyHtoD(cu.DevicePtr(b.p), unsafe.Pointer(&host[0]), int64(len(host))*4)
 }
 
 func (d *Device) download(host []float32, b buf) error {
@@ -226,10 +222,10 @@ func (d *Device) download(host []float32, b buf) error {
 	if len(host) == 0 {
 		return nil
 	}
-	return cu.MemcpyDtoH(unsafe.Pointer(&host[0]), b.p, int64(len(host))*4)
+	return cu.MemcpyDtoH(unsafe.Pointer(&host[0]), cu.DevicePtr(b.p), int64(len(host))*4)
 }
 
-func (d *Device) zero(b buf) error { return cu.MemsetD32(b.p, 0, int64(max(b.n, 1))) }
+func (d *Device) zero(b buf) error { return cu.MemsetD32(cu.DevicePtr(b.p), 0, int64(max(b.n, 1))) }
 
 // launch runs kernel name over n elements (grid-stride, 256 threads a block). Each
 // argument is a buf, an int, an int64 or a float32.
@@ -299,8 +295,11 @@ func (d *Device) gemm(tA, tB bool, m, n, k int, alpha float32, a, b buf, beta fl
 // readLoss copies the double at the start of b (at least 2 elements) to the host.
 func (d *Device) readLoss(b buf) (float64, error) {
 	var v float64
-	if err := cu.MemcpyDtoH(unsafe.Pointer(&v), b.p, 8); err != nil {
+	if err := cu.MemcpyDtoH(unsafe.Pointer(&v), cu.DevicePtr(b.p), 8); err != nil {
 		return 0, fmt.Errorf("cuda: reading the loss: %w", err)
 	}
 	return v, nil
 }
+
+// Factory returns an engine factory on d for the training code and the predictor.
+func (d *Device) Factory(cfg nn.EngineConfig) (nn.Engine, error) { return New(d, cfg) }

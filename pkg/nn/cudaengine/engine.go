@@ -1,5 +1,3 @@
-//go:build edgeloop_cuda
-
 package cudaengine
 
 import (
@@ -25,7 +23,7 @@ type layer struct {
 // its methods are serialised.
 type Engine struct {
 	cfg    nn.EngineConfig
-	dev    *Device
+	dev    device
 	specs  []nn.ParamSpec
 	layers []layer
 	bs     int // the batch size every buffer is sized for
@@ -46,11 +44,8 @@ type Engine struct {
 	mu   sync.Mutex
 }
 
-// Factory returns an engine factory on d for the training code and the predictor.
-func (d *Device) Factory(cfg nn.EngineConfig) (nn.Engine, error) { return New(d, cfg) }
-
 // New builds an engine on d with a copy of cfg.Params.
-func New(d *Device, cfg nn.EngineConfig) (*Engine, error) {
+func New(d device, cfg nn.EngineConfig) (*Engine, error) {
 	if err := cfg.Check(); err != nil {
 		return nil, err
 	}

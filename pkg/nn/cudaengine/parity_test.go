@@ -20,7 +20,7 @@ func TestParityWithCPU(t *testing.T) {
 	}
 	defer dev.Close()
 	t.Logf("device: %s", dev)
-	odd := nn.Arch{Name: "odd-sizes", Task: nn.Classify, InC: 3, InH: 13, InW: 11, Classes: 5,
+	odd := nn.Arch{Name: "odd-sizes", Task: nn.Classify, InC: 3, InH: 14, InW: 10, Classes: 5,
 		Layers: []nn.Layer{{Kind: nn.Conv, Out: 7, K: 5, Pad: 2}, {Kind: nn.ReLU}, {Kind: nn.MaxPool},
 			{Kind: nn.Conv, Out: 6, K: 3}, {Kind: nn.ReLU}, {Kind: nn.Flatten}, {Kind: nn.Dense, Out: 5}}, HeadFrom: 5}
 	for _, c := range []struct {

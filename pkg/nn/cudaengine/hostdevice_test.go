@@ -1,0 +1,265 @@
+package cudaengine
+
+import (
+	"fmt"
+	"math"
+	"testing"
+
+	"github.com/edgeloop/edgeloop/pkg/nn"
+	"github.com/edgeloop/edgeloop/pkg/nn/enginetest"
+	"github.com/edgeloop/edgeloop/pkg/nn/gorgoniaengine"
+)
+
+// hostDevice runs the engine on the CPU: memory is Go slices (ints and the double loss
+// kept as their bit patterns, as on the device), GEMMs go through the same column-major
+// mapping as cuBLAS calls (colMajorGemm, sgemmColMajor), and each kernel is a
+// sequential Go transcription of its CUDA C, which the *OnHost tests check against the
+// CUDA C itself. With it the engine's wiring — shapes, buffers, the order of the
+// backward pass — is checked against the Gorgonia engine without a GPU.
+type hostDevice struct {
+	mem  map[uintptr][]float32
+	next uintptr
+}
+
+func newHostDevice() *hostDevice { return &hostDevice{mem: map[uintptr][]float32{}} }
+
+func (h *hostDevice) Do(f func() error) error { return f() }
+func (h *hostDevice) String() string          { return "host emulation" }
+
+func (h *hostDevice) alloc(n int) (buf, error) {
+	h.next++
+	h.mem[h.next] = make([]float32, max(n, 1))
+	return buf{p: h.next, n: n}, nil
+}
+
+func (h *hostDevice) free(b buf) { delete(h.mem, b.p) }
+
+func (h *hostDevice) upload(b buf, host []float32) error {
+	copy(h.mem[b.p], host)
+	return nil
+}
+
+func (h *hostDevice) uploadInts(b buf, host []int32) error {
+	for i, v := range host {
+		h.mem[b.p][i] = math.Float32frombits(uint32(v))
+	}
+	return nil
+}
+
+func (h *hostDevice) download(host []float32, b buf) error {
+	copy(host, h.mem[b.p][:len(host)])
+	return nil
+}
+
+func (h *hostDevice) zero(b buf) error {
+	clear(h.mem[b.p])
+	return nil
+}
+
+func (h *hostDevice) readLoss(b buf) (float64, error) { return loadDouble(h.mem[b.p]), nil }
+
+func loadDouble(w []float32) float64 {
+	return math.Float64frombits(uint64(math.Float32bits(w[0])) | uint64(math.Float32bits(w[1]))<<32)
+}
+
+func addDouble(w []float32, v float64) {
+	bits := math.Float64bits(loadDouble(w) + v)
+	w[0], w[1] = math.Float32frombits(uint32(bits)), math.Float32frombits(uint32(bits>>32))
+}
+
+func (h *hostDevice) gemm(tA, tB bool, m, n, k int, alpha float32, a, b buf, beta float32, c buf) error {
+	g := colMajorGemm(tA, tB, m, n, k)
+	sgemmColMajor(g.transFirst, g.transSecond, g.m, g.n, g.k, alpha, h.mem[b.p], g.ldFirst, h.mem[a.p], g.ldSecond, beta, h.mem[c.p], g.ldc)
+	return nil
+}
+
+func (h *hostDevice) launchGrid(name string, _ int, args ...any) error {
+	return h.launch(name, 0, args...)
+}
+
+func (h *hostDevice) launch(name string, _ int, args ...any) error {
+	f := func(i int) []float32 { return h.mem[args[i].(buf).p] }
+	n := func(i int) int {
+		switch v := args[i].(type) {
+		case int:
+			return v
+		case int64:
+			return int(v)
+		}
+		panic(fmt.Sprintf("%s: argument %d is %T", name, i, args[i]))
+	}
+	x := func(i int) float64 { return float64(args[i].(float32)) }
+	idx := func(v float32) int { return int(int32(math.Float32bits(v))) }
+	switch name {
+	case "im2col", "col2im":
+		in, out := f(0), f(1)
+		N, C, H, W, K, pad, Ho, Wo := n(2), n(3), n(4), n(5), n(6), n(7), n(8), n(9)
+		cols := N * Ho * Wo
+		if name == "col2im" {
+			clear(out)
+		}
+		for r := 0; r < C*K*K; r++ {
+			kj, ki, ch := r%K, (r/K)%K, r/(K*K)
+			for c := 0; c < cols; c++ {
+				ox, oy, nn := c%Wo, (c/Wo)%Ho, c/(Wo*Ho)
+				y, xx := oy+ki-pad, ox+kj-pad
+				if y < 0 || y >= H || xx < 0 || xx >= W {
+					if name == "im2col" {
+						out[r*cols+c] = 0
+					}
+					continue
+				}
+				if name == "im2col" {
+					out[r*cols+c] = in[((nn*C+ch)*H+y)*W+xx]
+				} else {
+					out[((nn*C+ch)*H+y)*W+xx] += in[r*cols+c]
+				}
+			}
+		}
+	case "bias_nchw", "nchw_to_cnhw":
+		at := 3 // bias_nchw(t, b, out, N, O, HW); nchw_to_cnhw(d, t, N, O, HW)
+		if name == "nchw_to_cnhw" {
+			at = 2
+		}
+		N, O, HW := n(at), n(at+1), n(at+2)
+		for i := 0; i < N*O*HW; i++ {
+			p, o, nn := i%HW, (i/HW)%O, i/(HW*O)
+			if name == "bias_nchw" {
+				f(2)[i] = f(0)[o*N*HW+nn*HW+p] + f(1)[o]
+			} else {
+				f(1)[o*N*HW+nn*HW+p] = f(0)[i]
+			}
+		}
+	case "row_sum":
+		rows, cols := n(2), n(3)
+		for r := 0; r < rows; r++ {
+			var s float64
+			for c := 0; c < cols; c++ {
+				s += float64(f(0)[r*cols+c])
+			}
+			f(1)[r] = float32(s)
+		}
+	case "col_sum":
+		rows, cols := n(2), n(3)
+		for c := 0; c < cols; c++ {
+			var s float64
+			for r := 0; r < rows; r++ {
+				s += float64(f(0)[r*cols+c])
+			}
+			f(1)[c] = float32(s)
+		}
+	case "add_bias_rows":
+		rows, cols := n(2), n(3)
+		for i := 0; i < rows*cols; i++ {
+			f(0)[i] += f(1)[i%cols]
+		}
+	case "relu_fwd":
+		for i := 0; i < n(2); i++ {
+			f(1)[i] = max(f(0)[i], 0)
+		}
+	case "relu_bwd":
+		for i := 0; i < n(3); i++ {
+			f(2)[i] = 0
+			if f(0)[i] > 0 {
+				f(2)[i] = f(1)[i]
+			}
+		}
+	case "maxpool_fwd":
+		NC, H, W := n(3), n(4), n(5)
+		Ho, Wo := H/2, W/2
+		for i := 0; i < NC*Ho*Wo; i++ {
+			ox, oy, nc := i%Wo, (i/Wo)%Ho, i/(Wo*Ho)
+			base := (nc*H+2*oy)*W + 2*ox
+			bi := base
+			for _, at := range []int{base + 1, base + W, base + W + 1} {
+				if f(0)[at] > f(0)[bi] {
+					bi = at
+				}
+			}
+			f(1)[i], f(2)[i] = f(0)[bi], math.Float32frombits(uint32(int32(bi)))
+		}
+	case "maxpool_bwd":
+		for i := 0; i < n(3); i++ {
+			f(2)[idx(f(1)[i])] = f(0)[i]
+		}
+	case "softmax_xent":
+		z, dz, loss := f(0), f(2), f(3)
+		N, Nb, K, scale := n(4), n(5), n(6), x(7)
+		for r := 0; r < Nb; r++ {
+			if r >= N {
+				clear(dz[r*K : (r+1)*K])
+				continue
+			}
+			m := float64(z[r*K])
+			for k := 1; k < K; k++ {
+				m = math.Max(m, float64(z[r*K+k]))
+			}
+			var s float64
+			for k := 0; k < K; k++ {
+				s += math.Exp(float64(z[r*K+k]) - m)
+			}
+			y := idx(f(1)[r])
+			addDouble(loss, (m+math.Log(s)-float64(z[r*K+y]))*scale)
+			for k := 0; k < K; k++ {
+				t := 0.0
+				if k == y {
+					t = 1
+				}
+				dz[r*K+k] = float32((math.Exp(float64(z[r*K+k])-m)/s - t) * scale)
+			}
+		}
+	case "detect_loss":
+		z, wt, t, m, b, dz, loss := f(0), f(1), f(2), f(3), f(4), f(5), f(6)
+		cnt, scale, lambda := n(7), x(8), x(9)
+		var acc float64
+		for i := 0; i < cnt; i++ {
+			v := float64(z[i])
+			sp := math.Max(v, 0) + math.Log1p(math.Exp(-math.Abs(v)))
+			sg := 1 / (1 + math.Exp(-v))
+			d := sg - float64(b[i])
+			acc += float64(wt[i])*(sp-float64(t[i])*v) + lambda*float64(m[i])*d*d
+			dz[i] = float32(scale * (float64(wt[i])*(sg-float64(t[i])) + lambda*float64(m[i])*2*d*sg*(1-sg)))
+		}
+		addDouble(loss, acc*scale)
+	case "adam":
+		w, g, m, v := f(0), f(1), f(2), f(3)
+		b1, b2, step, rbc2, eps := float32(x(5)), float32(x(6)), float32(x(7)), float32(x(8)), float32(x(9))
+		for i := 0; i < n(4); i++ {
+			m[i] = b1*m[i] + (1-b1)*g[i]
+			v[i] = b2*v[i] + (1-b2)*g[i]*g[i]
+			w[i] -= step * m[i] / (float32(math.Sqrt(float64(v[i])))*rbc2 + eps)
+		}
+	default:
+		return fmt.Errorf("host device: no kernel %s", name)
+	}
+	return nil
+}
+
+// TestEngineWiringOnHost: the CUDA engine's forward, loss, backward and Adam, run on
+// the host device, match the Gorgonia engine for both product models and a net with
+// odd sizes — everything but the CUDA calls themselves.
+func TestEngineWiringOnHost(t *testing.T) {
+	h := newHostDevice()
+	host := func(cfg nn.EngineConfig) (nn.Engine, error) { return New(h, cfg) }
+	odd := nn.Arch{Name: "odd-sizes", Task: nn.Classify, InC: 3, InH: 14, InW: 10, Classes: 5,
+		Layers: []nn.Layer{{Kind: nn.Conv, Out: 7, K: 5, Pad: 2}, {Kind: nn.ReLU}, {Kind: nn.MaxPool},
+			{Kind: nn.Conv, Out: 6, K: 3}, {Kind: nn.ReLU}, {Kind: nn.Flatten}, {Kind: nn.Dense, Out: 5}}, HeadFrom: 5}
+	for _, c := range []struct {
+		arch nn.Arch
+		bs   int
+	}{{nn.ClassifierArch(10), 4}, {nn.DetectorArch(10), 3}, {odd, 5}} {
+		t.Run(c.arch.Name, func(t *testing.T) {
+			r, err := enginetest.Compare(c.arch, gorgoniaengine.Factory, host, c.bs, 3, 42, enginetest.DefaultTolerance())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s, batch %d, Gorgonia vs the CUDA engine on the host:\n%s", c.arch.Name, c.bs, r)
+			if len(r.Failed) > 0 {
+				t.Errorf("outside tolerance: %v", r.Failed)
+			}
+		})
+	}
+	if len(h.mem) != 0 {
+		t.Errorf("%d buffers still allocated after every engine closed", len(h.mem))
+	}
+}
