@@ -11,7 +11,7 @@ RUN_ARGS ?= -auto-annotate
 # (Debian: libopenblas-dev), else the pure-Go BLAS.
 TAGS ?= $(shell echo 'int main(void){return 0;}' | cc -include cblas.h -x c - -lopenblas -o /dev/null 2>/dev/null && echo -tags openblas)
 
-.PHONY: run test test-go vet-cuda bench generate lint services-up services-down browser build clean
+.PHONY: run test test-go vet-cuda cxx bench generate lint services-up services-down browser build clean
 
 ## run: the standalone stack and the whole loop (embedded servers, simulated fleet, auto-annotation)
 run:
@@ -23,7 +23,7 @@ build:
 
 ## test: start the real servers (installed once into $(CACHE)), run every test, stop them;
 ## meanwhile compile-check the CUDA build (vet-cuda)
-test: services-up browser
+test: services-up browser cxx
 	@set -o pipefail; status=0; \
 	$(MAKE) --no-print-directory vet-cuda > .vet-cuda.log 2>&1 & cuda=$$!; \
 	$(MAKE) --no-print-directory test-go || status=$$?; \
@@ -55,6 +55,10 @@ lint:
 vet-cuda:
 	deploy/local/cuda-headers.sh install
 	$(GO) vet -tags edgeloop_cuda ./...
+
+## cxx: a host C++ compiler, which runs the CUDA kernels on the CPU in the tests
+cxx:
+	@command -v c++ >/dev/null || { source deploy/local/lib.sh && apt_install g++; }
 
 ## browser: Debian's Chromium and playwright-core for the UI's browser test
 browser:

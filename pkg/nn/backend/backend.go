@@ -5,6 +5,7 @@
 package backend
 
 import (
+	"errors"
 	"fmt"
 
 	"go.uber.org/zap"
@@ -22,6 +23,10 @@ type Choice struct {
 	// Name says what computes, e.g. "cuda (NVIDIA H200, 139 GiB)" or "cpu (gorgonia, OpenBLAS)".
 	Name string
 }
+
+// errNotBuilt says the binary has no CUDA engine: under "auto" that is the expected
+// CPU build, not a fault worth a warning.
+var errNotBuilt = errors.New("this binary was built without CUDA support (rebuild with -tags edgeloop_cuda)")
 
 // Select returns the backend for pref: "auto" (CUDA if possible, else CPU), "cpu" or
 // "cuda" (an error when unavailable).
@@ -41,7 +46,7 @@ func Select(pref string, log *zap.Logger) (Choice, error) {
 	if pref == "cuda" {
 		return Choice{}, fmt.Errorf("backend cuda: %w", err)
 	}
-	if notBuilt(err) {
+	if errors.Is(err, errNotBuilt) {
 		log.Info("training on the CPU", zap.String("engine", cpu.Name), zap.String("why", err.Error()))
 	} else {
 		log.Warn("CUDA unavailable, training on the CPU", zap.String("engine", cpu.Name), zap.Error(err))

@@ -23,5 +23,3 @@ func cuda(log *zap.Logger) (Choice, error) {
 		zap.String("compute_capability", fmt.Sprintf("%d.%d", dev.Capability[0], dev.Capability[1])))
 	return Choice{Factory: dev.Factory, Name: "cuda (" + dev.String() + ")"}, nil
 }
-
-func notBuilt(error) bool { return false }

@@ -241,13 +241,10 @@ func (h *hostDevice) launch(name string, _ int, args ...any) error {
 func TestEngineWiringOnHost(t *testing.T) {
 	h := newHostDevice()
 	host := func(cfg nn.EngineConfig) (nn.Engine, error) { return New(h, cfg) }
-	odd := nn.Arch{Name: "odd-sizes", Task: nn.Classify, InC: 3, InH: 14, InW: 10, Classes: 5,
-		Layers: []nn.Layer{{Kind: nn.Conv, Out: 7, K: 5, Pad: 2}, {Kind: nn.ReLU}, {Kind: nn.MaxPool},
-			{Kind: nn.Conv, Out: 6, K: 3}, {Kind: nn.ReLU}, {Kind: nn.Flatten}, {Kind: nn.Dense, Out: 5}}, HeadFrom: 5}
 	for _, c := range []struct {
 		arch nn.Arch
 		bs   int
-	}{{nn.ClassifierArch(10), 4}, {nn.DetectorArch(10), 3}, {odd, 5}} {
+	}{{nn.ClassifierArch(10), 4}, {nn.DetectorArch(10), 3}, {oddArch(), 5}} {
 		t.Run(c.arch.Name, func(t *testing.T) {
 			r, err := enginetest.Compare(c.arch, gorgoniaengine.Factory, host, c.bs, 3, 42, enginetest.DefaultTolerance())
 			if err != nil {

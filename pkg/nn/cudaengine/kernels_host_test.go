@@ -21,16 +21,7 @@ import (
 // block and grid size, so this computes what the GPU computes, up to rounding order.
 func hostRun(t *testing.T, body string) map[string][]float64 {
 	t.Helper()
-	cxx := ""
-	for _, c := range []string{"c++", "g++", "clang++"} {
-		if p, err := exec.LookPath(c); err == nil {
-			cxx = p
-			break
-		}
-	}
-	if cxx == "" {
-		t.Skip("no host C++ compiler to run the CUDA kernels on the CPU")
-	}
+	cxx := hostCXX(t)
 	prog := hostShim + kernelSource + `
 #include <stdio.h>
 #define LAUNCH(grid, call) do { gridDim.x = (grid); blockDim.x = 1; threadIdx.x = 0; \
