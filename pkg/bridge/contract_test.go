@@ -93,16 +93,40 @@ func startBridge(t *testing.T, e env, share string) {
 	waitSubscribed(t, e)
 }
 
-// waitSubscribed gives the bridge time to subscribe: QoS 1 messages published before a
-// subscription exists are not queued for it.
+// waitSubscribed returns once the bridge carries MQTT to Kafka: QoS 1 messages published
+// before its subscription exists are not queued for it, so it publishes a probe example
+// until the probe shows up in the examples topic.
 func waitSubscribed(t *testing.T, e env) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := kafkabus.EnsureTopics(ctx, e.kafka, 3, e.kafka.Topic(contract.TopicExamples)); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond)
+	pub := publisher(t, e)
+	probe := fixture.Example("probe", "cam-probe", "probe-"+servertest.RandomID(8))
+	payload, err := proto.Marshal(probe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			_ = pub.Publish(ctx, contract.ExamplesTopic(probe.Project, probe.Device), 1, false, payload)
+			select {
+			case <-done:
+				return
+			case <-time.After(300 * time.Millisecond):
+			}
+		}
+	}()
+	seen := false
+	if !servertest.Collect(t, e.kafka, contract.TopicExamples, 60*time.Second, func(m kafka.Message) {
+		seen = seen || exampleID(t, m) == probe.Id
+	}, func() bool { return seen }) {
+		t.Fatal("the bridge did not carry a probe example from MQTT to Kafka within 60 s")
+	}
 }
 
 func publisher(t *testing.T, e env) *mqttbus.Client {
@@ -133,28 +157,6 @@ func publishExample(t *testing.T, c *mqttbus.Client, ex *edgeloopv1.Example) {
 	publish(t, c, contract.ExamplesTopic(ex.Project, ex.Device), b)
 }
 
-// collect reads topic from the start until done says so or timeout; it reports whether
-// done said so.
-func collect(t *testing.T, e env, topic string, timeout time.Duration, each func(kafka.Message), done func() bool) bool {
-	t.Helper()
-	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: e.kafka.Brokers, GroupID: "check-" + servertest.RandomID(8), Topic: e.kafka.Topic(topic),
-		StartOffset: kafka.FirstOffset, MaxWait: 100 * time.Millisecond, JoinGroupBackoff: 200 * time.Millisecond,
-	})
-	defer r.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	for !done() {
-		m, err := r.FetchMessage(ctx)
-		if err != nil {
-			t.Logf("reading %s: %v", topic, err)
-			return false
-		}
-		each(m)
-	}
-	return true
-}
-
 func exampleID(t *testing.T, m kafka.Message) string {
 	ex := &edgeloopv1.Example{}
 	if err := proto.Unmarshal(m.Value, ex); err != nil {
@@ -170,7 +172,7 @@ func testValid(t *testing.T, e env) {
 	publishExample(t, pub, ex)
 	var got *edgeloopv1.Example
 	var key string
-	_ = collect(t, e, contract.TopicExamples, 60*time.Second, func(m kafka.Message) {
+	_ = servertest.Collect(t, e.kafka, contract.TopicExamples, 60*time.Second, func(m kafka.Message) {
 		x := &edgeloopv1.Example{}
 		if proto.Unmarshal(m.Value, x) == nil && x.Id == ex.Id {
 			got, key = x, string(m.Key)
@@ -199,7 +201,7 @@ func testBadInput(t *testing.T, e env) {
 	// The bridge keeps going: a valid example after all the bad ones arrives.
 	publishExample(t, pub, fixture.Example("acme", "cam-2", "after-bad"))
 	got := map[string]*edgeloopv1.DeadLetter{}
-	_ = collect(t, e, contract.TopicDeadLetter, 60*time.Second, func(m kafka.Message) {
+	_ = servertest.Collect(t, e.kafka, contract.TopicDeadLetter, 60*time.Second, func(m kafka.Message) {
 		dl := &edgeloopv1.DeadLetter{}
 		if err := proto.Unmarshal(m.Value, dl); err != nil {
 			t.Fatalf("dead letter does not decode: %v", err)
@@ -220,7 +222,7 @@ func testBadInput(t *testing.T, e env) {
 		}
 	}
 	found := false
-	if !collect(t, e, contract.TopicExamples, 60*time.Second, func(m kafka.Message) {
+	if !servertest.Collect(t, e.kafka, contract.TopicExamples, 60*time.Second, func(m kafka.Message) {
 		found = found || exampleID(t, m) == "after-bad"
 	}, func() bool { return found }) {
 		t.Fatal("the valid example after the bad ones never reached Kafka")
@@ -302,7 +304,7 @@ func expectAll(t *testing.T, e env, prefix string, n int, timeout time.Duration)
 		want[fmt.Sprintf("%s-%d", prefix, i)] = true
 	}
 	missing := n
-	collect(t, e, contract.TopicExamples, timeout, func(m kafka.Message) {
+	servertest.Collect(t, e.kafka, contract.TopicExamples, timeout, func(m kafka.Message) {
 		id := exampleID(t, m)
 		if want[id] {
 			if seen[id] == 0 {
@@ -364,7 +366,6 @@ func testBridgeKilled(t *testing.T, e env) {
 	cmd := start()
 	t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
 	waitSubscribed(t, e)
-	time.Sleep(time.Second)
 	publishMany(t, e, "killed", 2000, func(i int) {
 		if i == 700 {
 			_ = cmd.Process.Kill()

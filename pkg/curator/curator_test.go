@@ -314,18 +314,9 @@ func annotateAndApprove(t *testing.T, base, project, id string, truth map[string
 
 func checkApprovedEvents(t *testing.T, e env, project string, want int) {
 	t.Helper()
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: e.kafka.Brokers, GroupID: "check-" + servertest.RandomID(6),
-		Topic: e.kafka.Topic(contract.TopicBatchesApproved), StartOffset: kafka.FirstOffset, MaxWait: 100 * time.Millisecond})
-	defer r.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	seen := map[string]bool{}
 	added := 0
-	for len(seen) < want {
-		m, err := r.FetchMessage(ctx)
-		if err != nil {
-			t.Fatalf("BatchApproved events: %d of %d: %v", len(seen), want, err)
-		}
+	if !servertest.Collect(t, e.kafka, contract.TopicBatchesApproved, 30*time.Second, func(m kafka.Message) {
 		ev := &edgeloopv1.BatchApproved{}
 		if err := proto.Unmarshal(m.Value, ev); err != nil || ev.Project != project || string(m.Key) != project {
 			t.Fatalf("bad event %v %v", ev, err)
@@ -336,6 +327,8 @@ func checkApprovedEvents(t *testing.T, e env, project string, want int) {
 				added += int(n)
 			}
 		}
+	}, func() bool { return len(seen) >= want }) {
+		t.Fatalf("BatchApproved events: %d of %d within 30 s", len(seen), want)
 	}
 	if added != want*50 {
 		t.Fatalf("events add %d examples, want %d", added, want*50)
