@@ -56,11 +56,14 @@ type env struct {
 	log    *zap.Logger
 	prod   *kafkabus.Producer
 	digits *mnist.Set
+	// truth is the label of every example approveBatch sent: a batch may close before
+	// all of one call's examples arrived and hold them with the next call's.
+	truth map[string]string
 }
 
 // newEnv starts a curator (with the registry) on real Kafka and MinIO.
 func newEnv(t *testing.T) *env {
-	e := &env{t: t, log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))}
+	e := &env{t: t, log: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), truth: map[string]string{}}
 	e.kafka = servertest.Kafka(t)
 	e.kafka.TopicPrefix = "t" + servertest.RandomID(8) + "."
 	e.s3 = servertest.S3(t)
@@ -150,7 +153,8 @@ func (e *env) versions(p string) []*registry.Version {
 }
 
 // approveBatch sends n examples of test digits (true labels, or label when set) through
-// Kafka, and annotates and approves the batch they form.
+// Kafka, and annotates and approves a ready batch (theirs, or one holding examples an
+// earlier call sent).
 func (e *env) approveBatch(p string, offset, n int, label string) {
 	e.t.Helper()
 	if e.digits == nil {
@@ -161,13 +165,12 @@ func (e *env) approveBatch(p string, offset, n int, label string) {
 		e.digits = te
 	}
 	none, _ := drift.Get(drift.None)
-	truth := map[string]string{}
 	var msgs []kafka.Message
 	for i, s := range datasets.Digits(e.digits, offset, n, "t", none, 1) {
 		id := fmt.Sprintf("%s-ex-%d", p, offset+i)
-		truth[id] = fmt.Sprint(s.Label)
+		e.truth[id] = fmt.Sprint(s.Label)
 		if label != "" {
-			truth[id] = label
+			e.truth[id] = label
 		}
 		b, _ := proto.Marshal(&edgeloopv1.Example{Id: id, Project: p, Device: "cam", CapturedAt: timestamppb.Now(), Task: edgeloopv1.Task_TASK_CLASSIFY,
 			Image:   &edgeloopv1.Image{Data: s.Image.EncodePNG(), ContentType: "image/png", Width: 28, Height: 28},
@@ -192,7 +195,10 @@ func (e *env) approveBatch(p string, offset, n int, label string) {
 		e.t.Fatal(err)
 	}
 	for _, it := range b.Items {
-		if _, err := cur.SaveItem(ctx, p, ready.ID, it.ExampleID, "annie", []curator.Label{{Class: truth[it.ExampleID]}}, "done"); err != nil {
+		if e.truth[it.ExampleID] == "" {
+			e.t.Fatalf("batch %s holds %s, which the test never sent", ready.ID, it.ExampleID)
+		}
+		if _, err := cur.SaveItem(ctx, p, ready.ID, it.ExampleID, "annie", []curator.Label{{Class: e.truth[it.ExampleID]}}, "done"); err != nil {
 			e.t.Fatal(err)
 		}
 	}
