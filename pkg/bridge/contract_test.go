@@ -354,9 +354,9 @@ func testBridgeKilled(t *testing.T, e env) {
 	bin := bridgeBinary(t)
 	share := "s" + servertest.RandomID(6)
 	start := func() *exec.Cmd {
-		cmd := exec.Command(bin, "-kafka-brokers", e.kafka.Brokers[0], "-kafka-topic-prefix", e.kafka.TopicPrefix,
+		cmd := exec.Command(bin, append(servertest.KafkaArgs(e.kafka),
 			"-mqtt-url", e.mqttURL, "-mqtt-client-id", "bridge-"+share, "-share-group", share,
-			"-ops-addr", "127.0.0.1:0", "-partitions", "3", "-log-level", "warn")
+			"-ops-addr", "127.0.0.1:0", "-partitions", "3", "-log-level", "warn")...)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

@@ -436,9 +436,8 @@ func TestKilledMidStream(t *testing.T) {
 	os.WriteFile(tokFile, tb, 0o600)
 	addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(20000))
 	start := func() *exec.Cmd {
-		cmd := exec.Command(bin, "-addr", addr, "-tokens", tokFile, "-kafka-brokers", e.kafka.Brokers[0], "-kafka-topic-prefix", e.kafka.TopicPrefix,
-			"-s3-endpoint", e.s3.Endpoint, "-s3-bucket", e.s3.Bucket, "-s3-access-key", e.s3.AccessKey, "-s3-secret-key", e.s3.SecretKey,
-			"-tick", "200ms", "-log-level", "warn")
+		args := append(servertest.KafkaArgs(e.kafka), servertest.S3Args(e.s3)...)
+		cmd := exec.Command(bin, append([]string{"-addr", addr, "-tokens", tokFile, "-tick", "200ms", "-log-level", "warn"}, args...)...)
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

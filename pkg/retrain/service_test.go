@@ -319,9 +319,9 @@ func TestKilledMidTrainingRestartsSafely(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := func() *exec.Cmd {
-		cmd := exec.Command(bin, "serve", "-key", filepath.Join(dir, "k"), "-kafka-brokers", e.kafka.Brokers[0], "-kafka-topic-prefix", e.kafka.TopicPrefix,
-			"-s3-endpoint", e.s3.Endpoint, "-s3-bucket", e.s3.Bucket, "-s3-access-key", e.s3.AccessKey, "-s3-secret-key", e.s3.SecretKey,
-			"-backend", "cpu", "-cache-dir", filepath.Join(dir, "cache"), "-ops-addr", "", "-lease", "4s", "-public-url", e.api, "-log-level", "warn")
+		args := append(servertest.KafkaArgs(e.kafka), servertest.S3Args(e.s3)...)
+		cmd := exec.Command(bin, append([]string{"serve", "-key", filepath.Join(dir, "k"),
+			"-backend", "cpu", "-cache-dir", filepath.Join(dir, "cache"), "-ops-addr", "", "-lease", "4s", "-public-url", e.api, "-log-level", "warn"}, args...)...)
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

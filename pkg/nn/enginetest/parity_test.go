@@ -9,15 +9,9 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/nn/gorgoniaengine"
 )
 
-func tinyClassifier() nn.Arch {
-	return nn.Arch{Name: "tiny-cls", Task: nn.Classify, InC: 1, InH: 8, InW: 8, Classes: 3,
-		Layers: []nn.Layer{{Kind: nn.Conv, Out: 4, K: 3, Pad: 1}, {Kind: nn.ReLU}, {Kind: nn.MaxPool},
-			{Kind: nn.Flatten}, {Kind: nn.Dense, Out: 3}}, HeadFrom: 4}
-}
-
 // TestSameEngineAgrees: an engine compared with itself passes every check.
 func TestSameEngineAgrees(t *testing.T) {
-	for _, a := range []nn.Arch{tinyClassifier(), nn.DetectorArch(2)} {
+	for _, a := range []nn.Arch{TinyClassifier(), nn.DetectorArch(2)} {
 		r, err := Compare(a, gorgoniaengine.Factory, gorgoniaengine.Factory, 4, 2, 1, DefaultTolerance())
 		if err != nil {
 			t.Fatal(err)
@@ -44,7 +38,7 @@ func (s skewed) Gradients(b *nn.Batch) (float32, [][]float32, error) {
 
 // TestSkewedGradientFails: Compare catches a gradient that is wrong in one element.
 func TestSkewedGradientFails(t *testing.T) {
-	a := tinyClassifier()
+	a := TinyClassifier()
 	bad := func(c nn.EngineConfig) (nn.Engine, error) {
 		e, err := gorgoniaengine.Factory(c)
 		return skewed{Engine: e, tensor: 2}, err

@@ -6,19 +6,8 @@ import (
 	"testing"
 
 	"github.com/edgeloop/edgeloop/pkg/nn"
+	"github.com/edgeloop/edgeloop/pkg/nn/enginetest"
 )
-
-func tinyClassifier() nn.Arch {
-	return nn.Arch{Name: "tiny-cls", Task: nn.Classify, InC: 1, InH: 8, InW: 8, Classes: 3,
-		Layers: []nn.Layer{{Kind: nn.Conv, Out: 4, K: 3, Pad: 1}, {Kind: nn.ReLU}, {Kind: nn.MaxPool},
-			{Kind: nn.Flatten}, {Kind: nn.Dense, Out: 3}}, HeadFrom: 4}
-}
-
-func tinyDetector() nn.Arch {
-	return nn.Arch{Name: "tiny-det", Task: nn.Detect, InC: 1, InH: 8, InW: 8, Classes: 2,
-		Layers: []nn.Layer{{Kind: nn.Conv, Out: 4, K: 3, Pad: 1}, {Kind: nn.ReLU}, {Kind: nn.MaxPool},
-			{Kind: nn.Conv, Out: nn.DetectOut(2), K: 1}}, HeadFrom: 3}
-}
 
 func batchFor(_ testing.TB, a nn.Arch, n int, seed uint64) *nn.Batch {
 	r := rand.New(rand.NewPCG(seed, 1))
@@ -43,7 +32,7 @@ func batchFor(_ testing.TB, a nn.Arch, n int, seed uint64) *nn.Batch {
 // TestGradientsMatchFiniteDifferences checks every parameter tensor's analytic gradient
 // against central differences of the loss, on both losses.
 func TestGradientsMatchFiniteDifferences(t *testing.T) {
-	for _, a := range []nn.Arch{tinyClassifier(), tinyDetector()} {
+	for _, a := range []nn.Arch{enginetest.TinyClassifier(), enginetest.TinyDetector()} {
 		t.Run(a.Name, func(t *testing.T) {
 			p, err := nn.InitParams(a, 7)
 			if err != nil {
@@ -98,7 +87,7 @@ func lossWith(t *testing.T, e *Engine, p *nn.Params, b *nn.Batch) float64 {
 // TestStepUpdatesSharedWeights: an Adam step changes what every graph computes, and a
 // few steps on one batch lower its loss.
 func TestStepUpdatesSharedWeights(t *testing.T) {
-	a := tinyClassifier()
+	a := enginetest.TinyClassifier()
 	p, _ := nn.InitParams(a, 1)
 	e, err := New(nn.EngineConfig{Arch: a, Params: p, BatchSize: 4, Adam: nn.AdamConfig{LR: 0.01, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8}})
 	if err != nil {
@@ -136,7 +125,7 @@ func TestStepUpdatesSharedWeights(t *testing.T) {
 
 // TestFrozenBackboneDoesNotMove: with the backbone frozen only the head changes.
 func TestFrozenBackboneDoesNotMove(t *testing.T) {
-	a := tinyClassifier()
+	a := enginetest.TinyClassifier()
 	p, _ := nn.InitParams(a, 1)
 	e, _ := New(nn.EngineConfig{Arch: a, Params: p, BatchSize: 4, Trainable: nn.Trainable(a, p, true)})
 	defer e.Close()
@@ -156,7 +145,7 @@ func TestFrozenBackboneDoesNotMove(t *testing.T) {
 // TestGradientsDoNotAccumulate: two gradient computations on the same batch agree
 // (Gorgonia adds into its gradient buffers unless they are zeroed).
 func TestGradientsDoNotAccumulate(t *testing.T) {
-	a := tinyClassifier()
+	a := enginetest.TinyClassifier()
 	p, _ := nn.InitParams(a, 1)
 	e, _ := New(nn.EngineConfig{Arch: a, Params: p, BatchSize: 4})
 	defer e.Close()
