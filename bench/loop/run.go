@@ -6,12 +6,12 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/edgeloop/edgeloop/pkg/curator"
 	"github.com/edgeloop/edgeloop/pkg/datasets"
 	"github.com/edgeloop/edgeloop/pkg/drift"
 	"github.com/edgeloop/edgeloop/pkg/mnist"
 	"github.com/edgeloop/edgeloop/pkg/nn"
 	"github.com/edgeloop/edgeloop/pkg/nn/backend"
+	"github.com/edgeloop/edgeloop/pkg/project"
 	"github.com/edgeloop/edgeloop/pkg/raster"
 	"github.com/edgeloop/edgeloop/pkg/retrain"
 	"github.com/edgeloop/edgeloop/pkg/sampling"
@@ -23,7 +23,7 @@ import (
 // same seed dataset, the same stream of drifted frames and the same held-out test set.
 type scenario struct {
 	seed    uint64
-	project *curator.Project
+	project *project.Project
 	arch    nn.Arch
 	v1      *nn.Params
 	data    train.Split // the seed dataset in its pinned splits
@@ -61,7 +61,7 @@ func newScenario(ctx context.Context, o options, trainSet, testSet *mnist.Set, s
 	if err != nil {
 		return nil, err
 	}
-	p := &curator.Project{ID: "bench", Task: "classify", Classes: datasets.Classes()}
+	p := &project.Project{ID: "bench", Task: "classify", Classes: datasets.Classes()}
 	p.Defaults()
 	if o.epochs > 0 {
 		p.Retrain.Epochs = o.epochs
@@ -90,7 +90,7 @@ func newScenario(ctx context.Context, o options, trainSet, testSet *mnist.Set, s
 
 // add puts a labelled example into the dataset under the curator's split rule.
 func (sc *scenario) add(s train.Sample) {
-	switch curator.AssignSplit(sc.project.Split, s.ID, sc.counts) {
+	switch project.AssignSplit(sc.project.Split, s.ID, sc.counts) {
 	case "val":
 		sc.data.Val = append(sc.data.Val, s)
 		sc.counts["val"]++

@@ -23,8 +23,9 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/edgeloop/edgeloop/pkg/curator"
+	"github.com/edgeloop/edgeloop/pkg/dataformat"
 	"github.com/edgeloop/edgeloop/pkg/datasets"
+	"github.com/edgeloop/edgeloop/pkg/project"
 	"github.com/edgeloop/edgeloop/pkg/registry"
 	"github.com/edgeloop/edgeloop/pkg/standalone"
 )
@@ -174,12 +175,12 @@ func importBatch(ctx context.Context, st *standalone.Stack, o options) error {
 	if err != nil {
 		return err
 	}
-	var seeds []curator.SeedImage
+	var seeds []dataformat.SeedImage
 	for i, s := range data.Train {
-		seeds = append(seeds, curator.SeedImage{ID: fmt.Sprintf("fix-%04d", i), Data: s.Image.EncodePNG(), ContentType: "image/png",
-			Width: s.Image.W, Height: s.Image.H, Labels: []curator.Label{{Class: p.Classes[s.Label]}}})
+		seeds = append(seeds, dataformat.SeedImage{ID: fmt.Sprintf("fix-%04d", i), Data: s.Image.EncodePNG(), ContentType: "image/png",
+			Width: s.Image.W, Height: s.Image.H, Labels: []project.Label{{Class: p.Classes[s.Label]}}})
 	}
-	zipData, err := curator.SeedArchive(p, seeds)
+	zipData, err := dataformat.SeedArchive(p, seeds)
 	if err != nil {
 		return err
 	}

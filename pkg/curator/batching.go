@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/edgeloop/edgeloop/pkg/project"
 	"github.com/edgeloop/edgeloop/pkg/raster"
 )
 
@@ -15,7 +16,7 @@ const recentWindow = 4000
 
 // addPending puts an example into the open batch unless it is already known (a
 // redelivery); it reports whether it was added.
-func addPending(l *Ledger, pe Pending) bool {
+func addPending(l *project.Ledger, pe project.Pending) bool {
 	for _, id := range l.Recent {
 		if id == pe.ID {
 			return false
@@ -49,10 +50,10 @@ type thumbOf struct {
 }
 
 // find returns the id of a recent example that looks like t ("" when none).
-func (d *lookalikes) find(project string, t raster.Thumb) string {
+func (d *lookalikes) find(pid string, t raster.Thumb) string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for _, r := range d.recent[project] {
+	for _, r := range d.recent[pid] {
 		if raster.ThumbDistance(r.thumb, t) <= dedupDistance {
 			return r.id
 		}
@@ -60,20 +61,20 @@ func (d *lookalikes) find(project string, t raster.Thumb) string {
 	return ""
 }
 
-func (d *lookalikes) add(project, id string, t raster.Thumb) {
+func (d *lookalikes) add(pid, id string, t raster.Thumb) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	r := append(d.recent[project], thumbOf{id: id, thumb: t})
+	r := append(d.recent[pid], thumbOf{id: id, thumb: t})
 	if len(r) > dedupWindow {
 		r = r[len(r)-dedupWindow:]
 	}
-	d.recent[project] = r
+	d.recent[pid] = r
 }
 
 // formDue cuts batches from the open batch: one of Max as soon as Max are waiting, and
 // one of what is there once at least Min are waiting and the oldest waited MaxWait.
-func formDue(l *Ledger, s BatchSettings, now time.Time) []FormedBatch {
-	var out []FormedBatch
+func formDue(l *project.Ledger, s project.BatchSettings, now time.Time) []project.FormedBatch {
+	var out []project.FormedBatch
 	for len(l.Pending) >= s.Max {
 		out = append(out, cut(l, s.Max, now))
 	}
@@ -83,7 +84,7 @@ func formDue(l *Ledger, s BatchSettings, now time.Time) []FormedBatch {
 	return out
 }
 
-func oldest(ps []Pending) time.Time {
+func oldest(ps []project.Pending) time.Time {
 	t := ps[0].At
 	for _, p := range ps {
 		if p.At.Before(t) {
@@ -95,7 +96,7 @@ func oldest(ps []Pending) time.Time {
 
 // cut takes n examples from the open batch, balanced across predicted classes and
 // sampling reasons: round robin over (class, reason) groups, oldest first in each.
-func cut(l *Ledger, n int, now time.Time) FormedBatch {
+func cut(l *project.Ledger, n int, now time.Time) project.FormedBatch {
 	groups := map[string][]int{}
 	var keys []string
 	for i, p := range l.Pending {
@@ -120,7 +121,7 @@ func cut(l *Ledger, n int, now time.Time) FormedBatch {
 		}
 	}
 	l.Seq++
-	fb := FormedBatch{ID: fmt.Sprintf("b%06d", l.Seq), At: now}
+	fb := project.FormedBatch{ID: fmt.Sprintf("b%06d", l.Seq), At: now}
 	keep := l.Pending[:0:0]
 	for i, p := range l.Pending {
 		if take[i] {
@@ -135,12 +136,12 @@ func cut(l *Ledger, n int, now time.Time) FormedBatch {
 }
 
 // newBatch is the batch object of a formed batch.
-func newBatch(project string, fb FormedBatch) *Batch {
-	b := &Batch{ID: fb.ID, Project: project, State: StateReady, CreatedAt: fb.At,
-		Audit: []AuditEntry{{At: fb.At, User: "curator", Action: "form", From: StateOpen, To: StateReady,
+func newBatch(pid string, fb project.FormedBatch) *project.Batch {
+	b := &project.Batch{ID: fb.ID, Project: pid, State: project.StateReady, CreatedAt: fb.At,
+		Audit: []project.AuditEntry{{At: fb.At, User: "curator", Action: "form", From: project.StateOpen, To: project.StateReady,
 			Detail: fmt.Sprintf("%d examples", len(fb.Examples))}}}
 	for _, p := range fb.Examples {
-		b.Items = append(b.Items, Item{ExampleID: p.ID, Class: p.Class, Reason: p.Reason, Confidence: p.Confidence, ArrivedAt: p.At})
+		b.Items = append(b.Items, project.Item{ExampleID: p.ID, Class: p.Class, Reason: p.Reason, Confidence: p.Confidence, ArrivedAt: p.At})
 	}
 	return b
 }

@@ -2,8 +2,6 @@ package curator
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -19,13 +17,14 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/contract"
 	"github.com/edgeloop/edgeloop/pkg/kafkabus"
 	"github.com/edgeloop/edgeloop/pkg/objstore"
+	"github.com/edgeloop/edgeloop/pkg/project"
 	"github.com/edgeloop/edgeloop/pkg/raster"
 	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
 )
 
 // Curator holds the correction workflow.
 type Curator struct {
-	st   *Store
+	st   *project.Store
 	prod *kafkabus.Producer
 	kcfg kafkabus.Config
 	log  *zap.Logger
@@ -36,11 +35,11 @@ type Curator struct {
 
 // New returns a Curator on store s; approvals are produced with prod.
 func New(s objstore.Store, prod *kafkabus.Producer, kcfg kafkabus.Config, m *metrics, log *zap.Logger) *Curator {
-	return &Curator{st: &Store{S: s}, prod: prod, kcfg: kcfg, log: log, m: m, now: time.Now, dups: &lookalikes{recent: map[string][]thumbOf{}}}
+	return &Curator{st: &project.Store{S: s}, prod: prod, kcfg: kcfg, log: log, m: m, now: time.Now, dups: &lookalikes{recent: map[string][]thumbOf{}}}
 }
 
-// Store is the curator's object store access.
-func (c *Curator) Store() *Store { return c.st }
+// project.Store is the curator's object store access.
+func (c *Curator) Store() *project.Store { return c.st }
 
 // Ingest stores an example and queues it. It is idempotent by example id: a
 // redelivered example changes nothing. It returns a kafkabus.Reject for examples that
@@ -71,7 +70,7 @@ func (c *Curator) Ingest(ctx context.Context, ex *edgeloopv1.Example) error {
 	if err != nil {
 		return kafkabus.Rejectf("bad_image", fmt.Errorf("example %s: %w", ex.GetId(), err))
 	}
-	key, _, err := objstore.PutContent(ctx, c.st.S, imagePrefix(p.ID), ex.GetImage().GetData(), ex.GetImage().GetContentType())
+	key, _, err := objstore.PutContent(ctx, c.st.S, project.ImagePrefix(p.ID), ex.GetImage().GetData(), ex.GetImage().GetContentType())
 	if err != nil {
 		return err
 	}
@@ -80,11 +79,11 @@ func (c *Curator) Ingest(ctx context.Context, ex *edgeloopv1.Example) error {
 	if len(rec.Correction) == 0 { // an operator's correction is worth keeping anyway
 		rec.DuplicateOf = c.dups.find(p.ID, thumb)
 	}
-	pe := Pending{ID: rec.ID, Class: rec.TopClass(), Reason: reasonOf(rec), Confidence: rec.TopConfidence(), At: rec.ReceivedAt}
+	pe := project.Pending{ID: rec.ID, Class: rec.TopClass(), Reason: reasonOf(rec), Confidence: rec.TopConfidence(), At: rec.ReceivedAt}
 	added := false
-	var formed []FormedBatch
+	var formed []project.FormedBatch
 	if rec.DuplicateOf == "" {
-		_, err = objstore.Update(ctx, c.st.S, ledgerKey(p.ID), func(l *Ledger, _ bool) error {
+		_, err = objstore.Update(ctx, c.st.S, project.LedgerKey(p.ID), func(l *project.Ledger, _ bool) error {
 			if added = addPending(l, pe); !added {
 				return objstore.ErrNoChange // a redelivery
 			}
@@ -96,7 +95,7 @@ func (c *Curator) Ingest(ctx context.Context, ex *edgeloopv1.Example) error {
 			return err
 		}
 	}
-	if _, err := objstore.PutJSON(ctx, c.st.S, exampleKey(p.ID, rec.ID), rec, objstore.PutOptions{IfNoneMatch: true}); err != nil && !errors.Is(err, objstore.ErrPrecondition) {
+	if _, err := objstore.PutJSON(ctx, c.st.S, project.ExampleKey(p.ID, rec.ID), rec, objstore.PutOptions{IfNoneMatch: true}); err != nil && !errors.Is(err, objstore.ErrPrecondition) {
 		return err
 	}
 	switch {
@@ -110,46 +109,46 @@ func (c *Curator) Ingest(ctx context.Context, ex *edgeloopv1.Example) error {
 	return c.writeFormed(ctx, p.ID, formed)
 }
 
-func reasonOf(r *ExampleRecord) string {
+func reasonOf(r *project.ExampleRecord) string {
 	if len(r.Reasons) == 0 {
 		return ""
 	}
 	return r.Reasons[0].Kind
 }
 
-func recordOf(ex *edgeloopv1.Example, imageKey string, now time.Time) *ExampleRecord {
-	r := &ExampleRecord{
+func recordOf(ex *edgeloopv1.Example, imageKey string, now time.Time) *project.ExampleRecord {
+	r := &project.ExampleRecord{
 		ID: ex.GetId(), Project: ex.GetProject(), Device: ex.GetDevice(), CapturedAt: ex.GetCapturedAt().AsTime(), ReceivedAt: now,
 		Image: imageKey, ContentType: ex.GetImage().GetContentType(), Width: int(ex.GetImage().GetWidth()), Height: int(ex.GetImage().GetHeight()),
-		ModelVersion: ex.GetModelVersion(), Correction: labelsFromProto(ex.GetCorrection()), Truth: labelsFromProto(ex.GetSimulationTruth()),
+		ModelVersion: ex.GetModelVersion(), Correction: project.LabelsFromProto(ex.GetCorrection()), Truth: project.LabelsFromProto(ex.GetSimulationTruth()),
 		FrameID: ex.GetFrameId(),
 	}
 	for _, p := range ex.GetPredictions() {
-		r.Predictions = append(r.Predictions, Prediction{Class: p.GetClassName(), Confidence: p.GetConfidence(), Box: boxFromProto(p.GetBox())})
+		r.Predictions = append(r.Predictions, project.Prediction{Class: p.GetClassName(), Confidence: p.GetConfidence(), Box: project.BoxFromProto(p.GetBox())})
 	}
 	for _, s := range ex.GetReasons() {
 		kind := strings.TrimPrefix(strings.ToLower(s.GetKind().String()), "sampling_kind_")
-		r.Reasons = append(r.Reasons, Reason{Kind: kind, Strategy: s.GetStrategy(), Score: s.GetScore(), Detail: s.GetDetail()})
+		r.Reasons = append(r.Reasons, project.Reason{Kind: kind, Strategy: s.GetStrategy(), Score: s.GetScore(), Detail: s.GetDetail()})
 	}
 	return r
 }
 
 // writeFormed writes the batch objects of formed batches (create-only: a retry writes
 // nothing twice), then forgets them in the ledger.
-func (c *Curator) writeFormed(ctx context.Context, project string, formed []FormedBatch) error {
+func (c *Curator) writeFormed(ctx context.Context, pid string, formed []project.FormedBatch) error {
 	if len(formed) == 0 {
 		return nil
 	}
 	ids := map[string]bool{}
 	for _, fb := range formed {
-		_, err := objstore.PutJSON(ctx, c.st.S, batchKey(project, fb.ID), newBatch(project, fb), objstore.PutOptions{IfNoneMatch: true})
+		_, err := objstore.PutJSON(ctx, c.st.S, project.BatchKey(pid, fb.ID), newBatch(pid, fb), objstore.PutOptions{IfNoneMatch: true})
 		if err != nil && !errors.Is(err, objstore.ErrPrecondition) {
 			return err
 		}
 		ids[fb.ID] = true
-		c.log.Info("batch formed", zap.String("project", project), zap.String("batch", fb.ID), zap.Int("examples", len(fb.Examples)))
+		c.log.Info("batch formed", zap.String("project", pid), zap.String("batch", fb.ID), zap.Int("examples", len(fb.Examples)))
 	}
-	_, err := objstore.Update(ctx, c.st.S, ledgerKey(project), func(l *Ledger, _ bool) error {
+	_, err := objstore.Update(ctx, c.st.S, project.LedgerKey(pid), func(l *project.Ledger, _ bool) error {
 		keep := l.Formed[:0:0]
 		for _, f := range l.Formed {
 			if !ids[f.ID] {
@@ -174,13 +173,13 @@ func (c *Curator) Tick(ctx context.Context) error {
 		return err
 	}
 	for _, p := range ps {
-		var formed []FormedBatch
-		_, err := objstore.Update(ctx, c.st.S, ledgerKey(p.ID), func(l *Ledger, exists bool) error {
+		var formed []project.FormedBatch
+		_, err := objstore.Update(ctx, c.st.S, project.LedgerKey(p.ID), func(l *project.Ledger, exists bool) error {
 			if !exists {
 				return objstore.ErrNoChange
 			}
 			newly := formDue(l, p.Batch, c.now())
-			formed = append([]FormedBatch(nil), l.Formed...) // with any a crash left unwritten
+			formed = append([]project.FormedBatch(nil), l.Formed...) // with any a crash left unwritten
 			if len(newly) == 0 {
 				return objstore.ErrNoChange
 			}
@@ -201,30 +200,30 @@ func (c *Curator) Tick(ctx context.Context) error {
 }
 
 // refreshGauges sets the batches-by-state gauge of a project.
-func (c *Curator) refreshGauges(project string, bs []*Batch) {
-	counts := map[string]int{StateReady: 0, StateInProgress: 0, StateSubmitted: 0, StateApproving: 0, StateApproved: 0}
+func (c *Curator) refreshGauges(pid string, bs []*project.Batch) {
+	counts := map[string]int{project.StateReady: 0, project.StateInProgress: 0, project.StateSubmitted: 0, project.StateApproving: 0, project.StateApproved: 0}
 	for _, b := range bs {
 		counts[b.State]++
 	}
 	for st, n := range counts {
-		c.m.batches.WithLabelValues(project, st).Set(float64(n))
+		c.m.batches.WithLabelValues(pid, st).Set(float64(n))
 	}
 }
 
 // transition changes a batch by compare-and-swap, recording the audit entry. When fn
 // returns objstore.ErrNoChange it returns (nil, nil).
-func (c *Curator) transition(ctx context.Context, project, id, user, action string, fn func(b *Batch, now time.Time) error) (*Batch, error) {
-	var out Batch
-	written, err := objstore.Update(ctx, c.st.S, batchKey(project, id), func(b *Batch, exists bool) error {
+func (c *Curator) transition(ctx context.Context, pid, id, user, action string, fn func(b *project.Batch, now time.Time) error) (*project.Batch, error) {
+	var out project.Batch
+	written, err := objstore.Update(ctx, c.st.S, project.BatchKey(pid, id), func(b *project.Batch, exists bool) error {
 		if !exists {
-			return fmt.Errorf("batch %s: %w", id, ErrNotFound)
+			return fmt.Errorf("batch %s: %w", id, project.ErrNotFound)
 		}
 		now := c.now()
 		from := b.State
 		if err := fn(b, now); err != nil {
 			return err
 		}
-		b.Audit = append(b.Audit, AuditEntry{At: now, User: user, Action: action, From: from, To: b.State})
+		b.Audit = append(b.Audit, project.AuditEntry{At: now, User: user, Action: action, From: from, To: b.State})
 		b.Rev++
 		out = *b
 		return nil
@@ -235,36 +234,36 @@ func (c *Curator) transition(ctx context.Context, project, id, user, action stri
 	return &out, nil
 }
 
-func (c *Curator) lease(ctx context.Context, project string) time.Duration {
-	p, err := c.st.Project(ctx, project)
+func (c *Curator) lease(ctx context.Context, pid string) time.Duration {
+	p, err := c.st.Project(ctx, pid)
 	if err != nil {
 		return 30 * time.Minute
 	}
 	return p.Batch.Lease.D()
 }
 
-// Claim gives a ready batch (or one whose lease expired) to an annotator.
-func (c *Curator) Claim(ctx context.Context, project, id, user string) (*Batch, error) {
-	lease := c.lease(ctx, project)
-	return c.transition(ctx, project, id, user, "claim", func(b *Batch, now time.Time) error {
+// project.Claim gives a ready batch (or one whose lease expired) to an annotator.
+func (c *Curator) Claim(ctx context.Context, pid, id, user string) (*project.Batch, error) {
+	lease := c.lease(ctx, pid)
+	return c.transition(ctx, pid, id, user, "claim", func(b *project.Batch, now time.Time) error {
 		switch {
-		case b.State == StateReady:
-		case b.State == StateInProgress && (b.Claim == nil || b.Claim.User == user || now.After(b.Claim.Expires)):
-		case b.State == StateInProgress:
-			return fmt.Errorf("%w: batch %s is claimed by %s until %s", ErrConflict, id, b.Claim.User, b.Claim.Expires.Format(time.RFC3339))
+		case b.State == project.StateReady:
+		case b.State == project.StateInProgress && (b.Claim == nil || b.Claim.User == user || now.After(b.Claim.Expires)):
+		case b.State == project.StateInProgress:
+			return fmt.Errorf("%w: batch %s is claimed by %s until %s", project.ErrConflict, id, b.Claim.User, b.Claim.Expires.Format(time.RFC3339))
 		default:
-			return fmt.Errorf("%w: batch %s is %s, only ready batches can be claimed", ErrConflict, id, b.State)
+			return fmt.Errorf("%w: batch %s is %s, only ready batches can be claimed", project.ErrConflict, id, b.State)
 		}
-		b.State = StateInProgress
-		b.Claim = &Claim{User: user, Expires: now.Add(lease)}
+		b.State = project.StateInProgress
+		b.Claim = &project.Claim{User: user, Expires: now.Add(lease)}
 		return nil
 	})
 }
 
 // Renew extends the caller's lease.
-func (c *Curator) Renew(ctx context.Context, project, id, user string) (*Batch, error) {
-	lease := c.lease(ctx, project)
-	return c.transition(ctx, project, id, user, "renew", func(b *Batch, now time.Time) error {
+func (c *Curator) Renew(ctx context.Context, pid, id, user string) (*project.Batch, error) {
+	lease := c.lease(ctx, pid)
+	return c.transition(ctx, pid, id, user, "renew", func(b *project.Batch, now time.Time) error {
 		if err := holds(b, user, now); err != nil {
 			return err
 		}
@@ -273,19 +272,19 @@ func (c *Curator) Renew(ctx context.Context, project, id, user string) (*Batch, 
 	})
 }
 
-func holds(b *Batch, user string, now time.Time) error {
-	if b.State != StateInProgress || b.Claim == nil || b.Claim.User != user {
-		return fmt.Errorf("%w: batch %s is not claimed by %s", ErrConflict, b.ID, user)
+func holds(b *project.Batch, user string, now time.Time) error {
+	if b.State != project.StateInProgress || b.Claim == nil || b.Claim.User != user {
+		return fmt.Errorf("%w: batch %s is not claimed by %s", project.ErrConflict, b.ID, user)
 	}
 	if now.After(b.Claim.Expires) {
-		return fmt.Errorf("%w: the lease on batch %s expired at %s; claim it again", ErrConflict, b.ID, b.Claim.Expires.Format(time.RFC3339))
+		return fmt.Errorf("%w: the lease on batch %s expired at %s; claim it again", project.ErrConflict, b.ID, b.Claim.Expires.Format(time.RFC3339))
 	}
 	return nil
 }
 
 // SaveItem stores one example's annotation; status "skipped" marks an unusable image.
-func (c *Curator) SaveItem(ctx context.Context, project, id, exampleID, user string, labels []Label, status string) (*Batch, error) {
-	p, err := c.st.Project(ctx, project)
+func (c *Curator) SaveItem(ctx context.Context, pid, id, exampleID, user string, labels []project.Label, status string) (*project.Batch, error) {
+	p, err := c.st.Project(ctx, pid)
 	if err != nil {
 		return nil, err
 	}
@@ -293,7 +292,7 @@ func (c *Curator) SaveItem(ctx context.Context, project, id, exampleID, user str
 		status = "done"
 	}
 	if status != "done" && status != "skipped" {
-		return nil, fmt.Errorf("%w: status %q: want done or skipped", ErrInvalid, status)
+		return nil, fmt.Errorf("%w: status %q: want done or skipped", project.ErrInvalid, status)
 	}
 	if status == "done" {
 		if err := checkLabels(p, labels); err != nil {
@@ -302,7 +301,7 @@ func (c *Curator) SaveItem(ctx context.Context, project, id, exampleID, user str
 	} else {
 		labels = nil
 	}
-	return c.transition(ctx, project, id, user, "annotate", func(b *Batch, now time.Time) error {
+	return c.transition(ctx, pid, id, user, "annotate", func(b *project.Batch, now time.Time) error {
 		if err := holds(b, user, now); err != nil {
 			return err
 		}
@@ -312,34 +311,34 @@ func (c *Curator) SaveItem(ctx context.Context, project, id, exampleID, user str
 				it.Labels, it.Status, it.AnnotatedBy = labels, status, user
 				t := now
 				it.AnnotatedAt = &t
-				c.m.annotations.WithLabelValues(project).Inc()
+				c.m.annotations.WithLabelValues(pid).Inc()
 				return nil
 			}
 		}
-		return fmt.Errorf("%w: example %s is not in batch %s", ErrNotFound, exampleID, id)
+		return fmt.Errorf("%w: example %s is not in batch %s", project.ErrNotFound, exampleID, id)
 	})
 }
 
-func checkLabels(p *Project, labels []Label) error {
+func checkLabels(p *project.Project, labels []project.Label) error {
 	known := p.ClassIndex()
 	if len(labels) == 0 && p.Task == "classify" {
-		return fmt.Errorf("%w: a classification annotation needs one class", ErrInvalid)
+		return fmt.Errorf("%w: a classification annotation needs one class", project.ErrInvalid)
 	}
 	if p.Task == "classify" && len(labels) != 1 {
-		return fmt.Errorf("%w: a classification annotation has exactly one class, got %d", ErrInvalid, len(labels))
+		return fmt.Errorf("%w: a classification annotation has exactly one class, got %d", project.ErrInvalid, len(labels))
 	}
 	for i, l := range labels {
 		if _, ok := known[l.Class]; !ok {
-			return fmt.Errorf("%w: label %d: class %q is not one of %v", ErrInvalid, i, l.Class, p.Classes)
+			return fmt.Errorf("%w: label %d: class %q is not one of %v", project.ErrInvalid, i, l.Class, p.Classes)
 		}
 		if p.Task == "classify" && l.Box != nil {
-			return fmt.Errorf("%w: label %d: classification labels have no box", ErrInvalid, i)
+			return fmt.Errorf("%w: label %d: classification labels have no box", project.ErrInvalid, i)
 		}
 		if p.Task == "detect" {
 			b := l.Box
 			if b == nil || !(b.X0 >= 0 && b.Y0 >= 0 && b.X1 <= 1 && b.Y1 <= 1 && b.X0 < b.X1 && b.Y0 < b.Y1) ||
 				math.IsNaN(float64(b.X0+b.Y0+b.X1+b.Y1)) {
-				return fmt.Errorf("%w: label %d: a detection label needs a box inside [0,1] with x0<x1, y0<y1", ErrInvalid, i)
+				return fmt.Errorf("%w: label %d: a detection label needs a box inside [0,1] with x0<x1, y0<y1", project.ErrInvalid, i)
 			}
 		}
 	}
@@ -347,8 +346,8 @@ func checkLabels(p *Project, labels []Label) error {
 }
 
 // Submit hands a fully annotated batch to review.
-func (c *Curator) Submit(ctx context.Context, project, id, user string) (*Batch, error) {
-	return c.transition(ctx, project, id, user, "submit", func(b *Batch, now time.Time) error {
+func (c *Curator) Submit(ctx context.Context, pid, id, user string) (*project.Batch, error) {
+	return c.transition(ctx, pid, id, user, "submit", func(b *project.Batch, now time.Time) error {
 		if err := holds(b, user, now); err != nil {
 			return err
 		}
@@ -359,22 +358,22 @@ func (c *Curator) Submit(ctx context.Context, project, id, user string) (*Batch,
 			}
 		}
 		if todo > 0 {
-			return fmt.Errorf("%w: %d of %d examples are not annotated yet", ErrConflict, todo, len(b.Items))
+			return fmt.Errorf("%w: %d of %d examples are not annotated yet", project.ErrConflict, todo, len(b.Items))
 		}
-		b.State, b.Claim = StateSubmitted, nil
+		b.State, b.Claim = project.StateSubmitted, nil
 		return nil
 	})
 }
 
 // Reject sends a submitted batch back to its annotator with the reviewer's comments.
-func (c *Curator) Reject(ctx context.Context, project, id, user, comments string) (*Batch, error) {
+func (c *Curator) Reject(ctx context.Context, pid, id, user, comments string) (*project.Batch, error) {
 	if strings.TrimSpace(comments) == "" {
-		return nil, fmt.Errorf("%w: a rejection needs comments for the annotator", ErrInvalid)
+		return nil, fmt.Errorf("%w: a rejection needs comments for the annotator", project.ErrInvalid)
 	}
-	lease := c.lease(ctx, project)
-	return c.transition(ctx, project, id, user, "reject", func(b *Batch, now time.Time) error {
-		if b.State != StateSubmitted {
-			return fmt.Errorf("%w: batch %s is %s, only submitted batches can be rejected", ErrConflict, id, b.State)
+	lease := c.lease(ctx, pid)
+	return c.transition(ctx, pid, id, user, "reject", func(b *project.Batch, now time.Time) error {
+		if b.State != project.StateSubmitted {
+			return fmt.Errorf("%w: batch %s is %s, only submitted batches can be rejected", project.ErrConflict, id, b.State)
 		}
 		annotator := ""
 		for i := len(b.Audit) - 1; i >= 0; i-- {
@@ -383,8 +382,8 @@ func (c *Curator) Reject(ctx context.Context, project, id, user, comments string
 				break
 			}
 		}
-		b.State, b.Comments = StateInProgress, comments
-		b.Claim = &Claim{User: annotator, Expires: now.Add(lease)}
+		b.State, b.Comments = project.StateInProgress, comments
+		b.Claim = &project.Claim{User: annotator, Expires: now.Add(lease)}
 		return nil
 	})
 }
@@ -392,22 +391,22 @@ func (c *Curator) Reject(ctx context.Context, project, id, user, comments string
 // Approve puts a submitted batch's annotations into the dataset (each example pinned
 // to its split for life) and produces BatchApproved. Each step is idempotent, so a
 // retry after a crash completes the approval without doing anything twice.
-func (c *Curator) Approve(ctx context.Context, project, id, user string) (*Batch, error) {
-	b, err := c.transition(ctx, project, id, user, "approve", func(b *Batch, _ time.Time) error {
-		if b.State != StateSubmitted && b.State != StateApproving {
-			return fmt.Errorf("%w: batch %s is %s, only submitted batches can be approved", ErrConflict, id, b.State)
+func (c *Curator) Approve(ctx context.Context, pid, id, user string) (*project.Batch, error) {
+	b, err := c.transition(ctx, pid, id, user, "approve", func(b *project.Batch, _ time.Time) error {
+		if b.State != project.StateSubmitted && b.State != project.StateApproving {
+			return fmt.Errorf("%w: batch %s is %s, only submitted batches can be approved", project.ErrConflict, id, b.State)
 		}
-		b.State = StateApproving
+		b.State = project.StateApproving
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return c.completeApproval(ctx, project, b, user)
+	return c.completeApproval(ctx, pid, b, user)
 }
 
-func (c *Curator) completeApproval(ctx context.Context, project string, b *Batch, user string) (*Batch, error) {
-	p, err := c.st.Project(ctx, project)
+func (c *Curator) completeApproval(ctx context.Context, pid string, b *project.Batch, user string) (*project.Batch, error) {
+	p, err := c.st.Project(ctx, pid)
 	if err != nil {
 		return nil, err
 	}
@@ -430,17 +429,17 @@ func (c *Curator) completeApproval(ctx context.Context, project string, b *Batch
 	}
 	snapshot := fmt.Sprintf("ds-%d", ds.Seq)
 	ev, _ := proto.Marshal(&edgeloopv1.BatchApproved{
-		Project: project, BatchId: b.ID, ApprovedAt: timestamppb.New(now), ApprovedBy: user,
+		Project: pid, BatchId: b.ID, ApprovedAt: timestamppb.New(now), ApprovedBy: user,
 		AddedBySplit: bySplit, AddedByClass: byClass, DatasetSnapshot: snapshot, DatasetBySplit: dsBySplit,
 	})
-	if err := c.prod.Produce(ctx, kafka.Message{Topic: c.kcfg.Topic(contract.TopicBatchesApproved), Key: []byte(project), Value: ev}); err != nil {
+	if err := c.prod.Produce(ctx, kafka.Message{Topic: c.kcfg.Topic(contract.TopicBatchesApproved), Key: []byte(pid), Value: ev}); err != nil {
 		return nil, fmt.Errorf("approval of %s is stored but not yet announced (retry the approval): %w", b.ID, err)
 	}
-	out, err := c.transition(ctx, project, b.ID, user, "approved", func(b *Batch, now time.Time) error {
-		if b.State == StateApproved {
+	out, err := c.transition(ctx, pid, b.ID, user, "approved", func(b *project.Batch, now time.Time) error {
+		if b.State == project.StateApproved {
 			return objstore.ErrNoChange
 		}
-		b.State, b.Snapshot = StateApproved, snapshot
+		b.State, b.Snapshot = project.StateApproved, snapshot
 		t := now
 		b.ApprovedAt = &t
 		return nil
@@ -449,32 +448,32 @@ func (c *Curator) completeApproval(ctx context.Context, project string, b *Batch
 		return nil, err
 	}
 	if out == nil { // already approved by a concurrent retry
-		return c.st.Batch(ctx, project, b.ID)
+		return c.st.Batch(ctx, pid, b.ID)
 	}
 	for _, it := range b.Items {
 		if it.Status == "done" && it.Reason != "import" {
 			c.m.toApproval.Observe(now.Sub(it.ArrivedAt).Seconds())
 		}
 	}
-	c.log.Info("batch approved", zap.String("project", project), zap.String("batch", b.ID), zap.String("snapshot", snapshot),
+	c.log.Info("batch approved", zap.String("project", pid), zap.String("batch", b.ID), zap.String("snapshot", snapshot),
 		zap.Int("added", len(added)), zap.String("by", user))
 	return out, nil
 }
 
 // resumeApprovals completes approvals interrupted by a crash.
-func (c *Curator) resumeApprovals(ctx context.Context, project string) error {
-	bs, err := c.st.Batches(ctx, project)
+func (c *Curator) resumeApprovals(ctx context.Context, pid string) error {
+	bs, err := c.st.Batches(ctx, pid)
 	if err != nil {
 		return err
 	}
-	c.refreshGauges(project, bs)
+	c.refreshGauges(pid, bs)
 	for _, b := range bs {
-		if b.State == StateApproving {
+		if b.State == project.StateApproving {
 			user := "curator"
 			if n := len(b.Audit); n > 0 {
 				user = b.Audit[n-1].User
 			}
-			if _, err := c.completeApproval(ctx, project, b, user); err != nil {
+			if _, err := c.completeApproval(ctx, pid, b, user); err != nil {
 				return err
 			}
 		}
@@ -484,9 +483,9 @@ func (c *Curator) resumeApprovals(ctx context.Context, project string) error {
 
 // addToDataset pins the batch's annotated examples to splits. Splits are decided once,
 // deterministically from the example id (80/10/10 by default), with val and test capped
-// (then train), unless an import's archive pinned them (Item.Split); an example already
+// (then train), unless an import's archive pinned them (project.Item.Split); an example already
 // in the dataset keeps its split.
-func (c *Curator) addToDataset(ctx context.Context, p *Project, b *Batch) (*Dataset, []DatasetEntry, error) {
+func (c *Curator) addToDataset(ctx context.Context, p *project.Project, b *project.Batch) (*project.Dataset, []project.DatasetEntry, error) {
 	recs := map[string]string{}
 	for _, it := range b.Items {
 		if it.Status == "done" {
@@ -497,9 +496,9 @@ func (c *Curator) addToDataset(ctx context.Context, p *Project, b *Batch) (*Data
 			recs[it.ExampleID] = rec.Image
 		}
 	}
-	var out Dataset
-	var added []DatasetEntry
-	_, err := objstore.Update(ctx, c.st.S, datasetKey(p.ID), func(d *Dataset, _ bool) error {
+	var out project.Dataset
+	var added []project.DatasetEntry
+	_, err := objstore.Update(ctx, c.st.S, project.DatasetKey(p.ID), func(d *project.Dataset, _ bool) error {
 		added = nil
 		for _, id := range d.Batches {
 			if id == b.ID {
@@ -519,10 +518,10 @@ func (c *Curator) addToDataset(ctx context.Context, p *Project, b *Batch) (*Data
 			}
 			split := it.Split
 			if split == "" {
-				split = AssignSplit(p.Split, it.ExampleID, counts)
+				split = project.AssignSplit(p.Split, it.ExampleID, counts)
 			}
 			counts[split]++
-			e := DatasetEntry{ID: it.ExampleID, Split: split, Labels: it.Labels, Image: recs[it.ExampleID], Batch: b.ID, Seq: d.Seq}
+			e := project.DatasetEntry{ID: it.ExampleID, Split: split, Labels: it.Labels, Image: recs[it.ExampleID], Batch: b.ID, Seq: d.Seq}
 			d.Entries = append(d.Entries, e)
 			added = append(added, e)
 		}
@@ -532,26 +531,6 @@ func (c *Curator) addToDataset(ctx context.Context, p *Project, b *Batch) (*Data
 		return nil
 	})
 	return &out, added, err
-}
-
-// AssignSplit decides an example's split from its id: a stable hash in [0,1) against
-// the fractions, falling back to train once val or test reached its cap. counts are
-// the dataset's examples per split so far.
-func AssignSplit(s SplitSettings, id string, counts map[string]int) string {
-	sum := sha256.Sum256([]byte(id))
-	u := float64(binary.BigEndian.Uint64(sum[:8])>>11) / float64(1<<53)
-	switch {
-	case u < s.Train:
-	case u < s.Train+s.Val:
-		if counts["val"] < s.ValCap {
-			return "val"
-		}
-	default:
-		if counts["test"] < s.TestCap {
-			return "test"
-		}
-	}
-	return "train"
 }
 
 // BatchSummary is what the queue shows of a batch.
@@ -564,13 +543,13 @@ type BatchSummary struct {
 	MinConfidence  float32        `json:"min_confidence"`
 	Classes        map[string]int `json:"classes"`
 	Reasons        map[string]int `json:"reasons"`
-	Claim          *Claim         `json:"claim,omitempty"`
+	Claim          *project.Claim `json:"claim,omitempty"`
 	Comments       string         `json:"comments,omitempty"`
 	CreatedAt      time.Time      `json:"created_at"`
 }
 
 // Summarise reduces a batch to its summary.
-func Summarise(b *Batch) BatchSummary {
+func Summarise(b *project.Batch) BatchSummary {
 	s := BatchSummary{ID: b.ID, State: b.State, Examples: len(b.Items), Claim: b.Claim, Comments: b.Comments, CreatedAt: b.CreatedAt,
 		Classes: map[string]int{}, Reasons: map[string]int{}, MinConfidence: 1}
 	var sum float32
@@ -600,22 +579,22 @@ type Filter struct {
 }
 
 // List returns the project's batches matching f, newest first, plus the open batch.
-func (c *Curator) List(ctx context.Context, project string, f Filter) ([]BatchSummary, error) {
-	if _, err := c.st.Project(ctx, project); err != nil {
+func (c *Curator) List(ctx context.Context, pid string, f Filter) ([]BatchSummary, error) {
+	if _, err := c.st.Project(ctx, pid); err != nil {
 		return nil, err
 	}
-	bs, err := c.st.Batches(ctx, project)
+	bs, err := c.st.Batches(ctx, pid)
 	if err != nil {
 		return nil, err
 	}
 	var out []BatchSummary
-	l, err := c.st.Ledger(ctx, project)
+	l, err := c.st.Ledger(ctx, pid)
 	if err != nil {
 		return nil, err
 	}
-	open := &Batch{ID: "open", State: StateOpen}
+	open := &project.Batch{ID: "open", State: project.StateOpen}
 	for _, p := range l.Pending {
-		open.Items = append(open.Items, Item{ExampleID: p.ID, Class: p.Class, Reason: p.Reason, Confidence: p.Confidence, ArrivedAt: p.At})
+		open.Items = append(open.Items, project.Item{ExampleID: p.ID, Class: p.Class, Reason: p.Reason, Confidence: p.Confidence, ArrivedAt: p.At})
 	}
 	bs = append(bs, open)
 	for _, b := range bs {

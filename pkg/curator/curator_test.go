@@ -29,17 +29,19 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/config"
 	"github.com/edgeloop/edgeloop/pkg/contract"
 	"github.com/edgeloop/edgeloop/pkg/curator"
+	"github.com/edgeloop/edgeloop/pkg/httpapi"
 	"github.com/edgeloop/edgeloop/pkg/kafkabus"
 	"github.com/edgeloop/edgeloop/pkg/objstore/s3store"
+	"github.com/edgeloop/edgeloop/pkg/project"
 	"github.com/edgeloop/edgeloop/pkg/raster"
 	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
 )
 
-var tokens = &curator.Tokens{Tokens: map[string]curator.User{
-	"annotator-token-1": {Name: "annie", Roles: []string{curator.RoleAnnotator}},
-	"annotator-token-2": {Name: "bob", Roles: []string{curator.RoleAnnotator}},
-	"reviewer-token-1":  {Name: "rex", Roles: []string{curator.RoleReviewer}},
-	"admin-token-00001": {Name: "ada", Roles: []string{curator.RoleAdmin}},
+var tokens = &httpapi.Tokens{Tokens: map[string]httpapi.User{
+	"annotator-token-1": {Name: "annie", Roles: []string{httpapi.RoleAnnotator}},
+	"annotator-token-2": {Name: "bob", Roles: []string{httpapi.RoleAnnotator}},
+	"reviewer-token-1":  {Name: "rex", Roles: []string{httpapi.RoleReviewer}},
+	"admin-token-00001": {Name: "ada", Roles: []string{httpapi.RoleAdmin}},
 }}
 
 type env struct {
@@ -110,8 +112,8 @@ func call(t *testing.T, base, token, method, path string, body any, out any) int
 	return resp.StatusCode
 }
 
-func createProject(t *testing.T, base, id, task string, mod func(p *curator.Project)) {
-	p := curator.Project{ID: id, Task: task, Classes: []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}}
+func createProject(t *testing.T, base, id, task string, mod func(p *project.Project)) {
+	p := project.Project{ID: id, Task: task, Classes: []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}}
 	p.Batch.MaxWait = config.Duration(time.Hour)
 	if mod != nil {
 		mod(&p)
@@ -123,7 +125,7 @@ func createProject(t *testing.T, base, id, task string, mod func(p *curator.Proj
 }
 
 // example builds an example with a distinct noisy image and a known true class.
-func example(project string, i int, task edgeloopv1.Task) (*edgeloopv1.Example, string) {
+func example(pid string, i int, task edgeloopv1.Task) (*edgeloopv1.Example, string) {
 	r := rand.New(rand.NewPCG(uint64(i), 42))
 	im := raster.New(28, 28)
 	for j := range im.Pix {
@@ -132,7 +134,7 @@ func example(project string, i int, task edgeloopv1.Task) (*edgeloopv1.Example, 
 	truth := fmt.Sprint(i % 10)
 	pred := fmt.Sprint((i + r.IntN(2)) % 10)
 	ex := &edgeloopv1.Example{
-		Id: fmt.Sprintf("ex-%04d", i), Project: project, Device: fmt.Sprintf("cam-%d", i%3), CapturedAt: timestamppb.Now(),
+		Id: fmt.Sprintf("ex-%04d", i), Project: pid, Device: fmt.Sprintf("cam-%d", i%3), CapturedAt: timestamppb.Now(),
 		Image: &edgeloopv1.Image{Data: im.EncodePNG(), ContentType: "image/png", Width: 28, Height: 28}, Task: task, ModelVersion: 1,
 		Predictions: []*edgeloopv1.Prediction{{ClassName: pred, Confidence: 0.3 + 0.5*r.Float32()}},
 		Reasons: []*edgeloopv1.SamplingReason{{Kind: []edgeloopv1.SamplingKind{edgeloopv1.SamplingKind_SAMPLING_KIND_CLOSE_TO_THRESHOLD,
@@ -167,17 +169,17 @@ func produce(t *testing.T, e env, exs ...*edgeloopv1.Example) {
 }
 
 // placement reports where every example went: batch id or "open".
-func placement(t *testing.T, base, project string) map[string][]string {
+func placement(t *testing.T, base, pid string) map[string][]string {
 	t.Helper()
 	var list []curator.BatchSummary
-	call(t, base, "reviewer-token-1", "GET", "/api/v1/projects/"+project+"/batches", nil, &list)
+	call(t, base, "reviewer-token-1", "GET", "/api/v1/projects/"+pid+"/batches", nil, &list)
 	where := map[string][]string{}
 	for _, s := range list {
 		var b curator.BatchView
 		if s.ID == "open" {
 			continue
 		}
-		call(t, base, "reviewer-token-1", "GET", "/api/v1/projects/"+project+"/batches/"+s.ID, nil, &b)
+		call(t, base, "reviewer-token-1", "GET", "/api/v1/projects/"+pid+"/batches/"+s.ID, nil, &b)
 		for _, it := range b.Items {
 			where[it.ExampleID] = append(where[it.ExampleID], s.ID)
 		}
@@ -196,9 +198,9 @@ func waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool) {
 	}
 }
 
-func openCount(t *testing.T, base, project string) int {
+func openCount(t *testing.T, base, pid string) int {
 	var list []curator.BatchSummary
-	call(t, base, "reviewer-token-1", "GET", "/api/v1/projects/"+project+"/batches?state=open", nil, &list)
+	call(t, base, "reviewer-token-1", "GET", "/api/v1/projects/"+pid+"/batches?state=open", nil, &list)
 	if len(list) == 0 {
 		return 0
 	}
@@ -212,7 +214,7 @@ func openCount(t *testing.T, base, project string) int {
 func TestBatchesApprovalsSplitsExports(t *testing.T) {
 	e := newEnv(t)
 	base := e.start(t, "curator")
-	createProject(t, base, "digits", "classify", func(p *curator.Project) { p.Split.ValCap, p.Split.TestCap = 20, 20 })
+	createProject(t, base, "digits", "classify", func(p *project.Project) { p.Split.ValCap, p.Split.TestCap = 20, 20 })
 	truth := map[string]string{}
 	var exs []*edgeloopv1.Example
 	for i := 0; i < 520; i++ {
@@ -254,7 +256,7 @@ func TestBatchesApprovalsSplitsExports(t *testing.T) {
 	for _, s := range list {
 		annotateAndApprove(t, base, "digits", s.ID, truth)
 	}
-	var ds curator.DatasetView
+	var ds project.DatasetView
 	call(t, base, "reviewer-token-1", "GET", "/api/v1/projects/digits/dataset", nil, &ds)
 	if ds.Total != 500 || ds.BySplit["val"] != 20 || ds.BySplit["test"] != 20 || ds.BySplit["train"] != 460 {
 		t.Fatalf("dataset %+v: want 500 = 460/20/20 (caps of 20)", ds)
@@ -290,35 +292,35 @@ func TestBatchesApprovalsSplitsExports(t *testing.T) {
 	}
 }
 
-func annotateAndApprove(t *testing.T, base, project, id string, truth map[string]string) {
+func annotateAndApprove(t *testing.T, base, pid, id string, truth map[string]string) {
 	t.Helper()
 	var b curator.BatchView
-	if code := call(t, base, "annotator-token-1", "POST", "/api/v1/projects/"+project+"/batches/"+id+"/claim", nil, &b); code != 200 {
+	if code := call(t, base, "annotator-token-1", "POST", "/api/v1/projects/"+pid+"/batches/"+id+"/claim", nil, &b); code != 200 {
 		t.Fatalf("claim %s: %d", id, code)
 	}
 	for _, it := range b.Items {
 		var out map[string]any
-		body := map[string]any{"labels": []curator.Label{{Class: truth[it.ExampleID]}}}
-		if code := call(t, base, "annotator-token-1", "PUT", "/api/v1/projects/"+project+"/batches/"+id+"/items/"+it.ExampleID, body, &out); code != 200 {
+		body := map[string]any{"labels": []project.Label{{Class: truth[it.ExampleID]}}}
+		if code := call(t, base, "annotator-token-1", "PUT", "/api/v1/projects/"+pid+"/batches/"+id+"/items/"+it.ExampleID, body, &out); code != 200 {
 			t.Fatalf("save: %d %v", code, out)
 		}
 	}
 	var out map[string]any
-	if code := call(t, base, "annotator-token-1", "POST", "/api/v1/projects/"+project+"/batches/"+id+"/submit", nil, &out); code != 200 {
+	if code := call(t, base, "annotator-token-1", "POST", "/api/v1/projects/"+pid+"/batches/"+id+"/submit", nil, &out); code != 200 {
 		t.Fatalf("submit: %d %v", code, out)
 	}
-	if code := call(t, base, "reviewer-token-1", "POST", "/api/v1/projects/"+project+"/batches/"+id+"/approve", nil, &out); code != 200 {
+	if code := call(t, base, "reviewer-token-1", "POST", "/api/v1/projects/"+pid+"/batches/"+id+"/approve", nil, &out); code != 200 {
 		t.Fatalf("approve: %d %v", code, out)
 	}
 }
 
-func checkApprovedEvents(t *testing.T, e env, project string, want int) {
+func checkApprovedEvents(t *testing.T, e env, pid string, want int) {
 	t.Helper()
 	seen := map[string]bool{}
 	added := 0
 	if !servertest.Collect(t, e.kafka, contract.TopicBatchesApproved, 30*time.Second, func(m kafka.Message) {
 		ev := &edgeloopv1.BatchApproved{}
-		if err := proto.Unmarshal(m.Value, ev); err != nil || ev.Project != project || string(m.Key) != project {
+		if err := proto.Unmarshal(m.Value, ev); err != nil || ev.Project != pid || string(m.Key) != pid {
 			t.Fatalf("bad event %v %v", ev, err)
 		}
 		if !seen[ev.BatchId] {
@@ -339,21 +341,21 @@ func checkApprovedEvents(t *testing.T, e env, project string, want int) {
 // keyed by image content.
 func roundTrip(t *testing.T, base, format string, zipData []byte) {
 	t.Helper()
-	project := "rt-" + format
-	createProject(t, base, project, "classify", nil)
+	pid := "rt-" + format
+	createProject(t, base, pid, "classify", nil)
 	var out map[string]any
-	if code := call(t, base, "admin-token-00001", "POST", "/api/v1/projects/"+project+"/dataset/import?format="+format, zipData, &out); code != 201 {
+	if code := call(t, base, "admin-token-00001", "POST", "/api/v1/projects/"+pid+"/dataset/import?format="+format, zipData, &out); code != 201 {
 		t.Fatalf("import %s: %d %v", format, code, out)
 	}
-	var a, b curator.DatasetView
+	var a, b project.DatasetView
 	call(t, base, "reviewer-token-1", "GET", "/api/v1/projects/digits/dataset", nil, &a)
-	call(t, base, "reviewer-token-1", "GET", "/api/v1/projects/"+project+"/dataset", nil, &b)
+	call(t, base, "reviewer-token-1", "GET", "/api/v1/projects/"+pid+"/dataset", nil, &b)
 	if fmt.Sprint(a.BySplit, a.ByClass) != fmt.Sprint(b.BySplit, b.ByClass) {
 		t.Fatalf("%s round trip: %v %v, want %v %v", format, b.BySplit, b.ByClass, a.BySplit, a.ByClass)
 	}
 	// And per image: export both as COCO and compare (file name → labels) sets.
 	var again []byte
-	call(t, base, "reviewer-token-1", "GET", "/api/v1/projects/"+project+"/dataset/export?format=coco", nil, &again)
+	call(t, base, "reviewer-token-1", "GET", "/api/v1/projects/"+pid+"/dataset/export?format=coco", nil, &again)
 	orig := []byte{}
 	call(t, base, "reviewer-token-1", "GET", "/api/v1/projects/digits/dataset/export?format=coco", nil, &orig)
 	if x, y := cocoLabels(t, orig), cocoLabels(t, again); x != y {
@@ -404,7 +406,7 @@ func TestTwoCuratorsNeverDoubleAssign(t *testing.T) {
 	e := newEnv(t)
 	base := e.start(t, "curator-a")
 	e.start(t, "curator-b")
-	createProject(t, base, "race", "classify", func(p *curator.Project) { p.Batch.Min, p.Batch.Max = 30, 40 })
+	createProject(t, base, "race", "classify", func(p *project.Project) { p.Batch.Min, p.Batch.Max = 30, 40 })
 	var exs []*edgeloopv1.Example
 	for i := 0; i < 400; i++ {
 		ex, _ := example("race", i, edgeloopv1.Task_TASK_CLASSIFY)
@@ -454,7 +456,7 @@ func TestKilledMidStream(t *testing.T) {
 		}
 		return err == nil
 	})
-	createProject(t, base, "crash", "classify", func(p *curator.Project) { p.Batch.Min, p.Batch.Max = 30, 50 })
+	createProject(t, base, "crash", "classify", func(p *project.Project) { p.Batch.Min, p.Batch.Max = 30, 50 })
 	var exs []*edgeloopv1.Example
 	for i := 0; i < 300; i++ {
 		ex, _ := example("crash", i, edgeloopv1.Task_TASK_CLASSIFY)
@@ -495,7 +497,7 @@ func TestKilledMidStream(t *testing.T) {
 func TestMalformedRequests(t *testing.T) {
 	e := newEnv(t)
 	base := e.start(t, "curator")
-	createProject(t, base, "bad", "detect", func(p *curator.Project) { p.Batch.Min, p.Batch.Max = 1, 2 })
+	createProject(t, base, "bad", "detect", func(p *project.Project) { p.Batch.Min, p.Batch.Max = 1, 2 })
 	var exs []*edgeloopv1.Example
 	for i := 0; i < 2; i++ {
 		ex, _ := example("bad", i, edgeloopv1.Task_TASK_DETECT)

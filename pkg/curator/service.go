@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/edgeloop/edgeloop/pkg/contract"
+	"github.com/edgeloop/edgeloop/pkg/httpapi"
 	"github.com/edgeloop/edgeloop/pkg/kafkabus"
 	"github.com/edgeloop/edgeloop/pkg/objstore/s3store"
 	"github.com/edgeloop/edgeloop/pkg/opshttp"
@@ -26,7 +27,7 @@ import (
 type ServiceConfig struct {
 	Kafka  kafkabus.Config
 	S3     s3store.Config
-	Tokens *Tokens
+	Tokens *httpapi.Tokens
 	// Addr serves the UI, the API and the ops endpoints.
 	Addr string
 	// Group is the Kafka consumer group (default "curator").
@@ -42,7 +43,7 @@ type ServiceConfig struct {
 
 // Extension is what an extension of the curator service gets.
 type Extension struct {
-	API      *API
+	API      *httpapi.Mux
 	Curator  *Curator
 	Producer *kafkabus.Producer
 	Kafka    kafkabus.Config
@@ -75,7 +76,7 @@ func (f *Flags) Config() (ServiceConfig, error) {
 		return c, err
 	}
 	c.S3 = *f.s3
-	if c.Tokens, err = LoadTokens(f.tokens); err != nil {
+	if c.Tokens, err = httpapi.LoadTokens(f.tokens); err != nil {
 		return c, err
 	}
 	return c, nil
@@ -103,7 +104,8 @@ func RunService(ctx context.Context, c ServiceConfig, log *zap.Logger) error {
 	defer prod.Close()
 	reg := opshttp.NewRegistry()
 	cur := New(store, prod, c.Kafka, NewMetrics(reg), log)
-	api := NewAPI(cur, c.Tokens)
+	api := httpapi.NewMux(c.Tokens)
+	Mount(api, cur)
 	var extra func(ctx context.Context) error
 	if c.Extend != nil {
 		extra = c.Extend(Extension{API: api, Curator: cur, Producer: prod, Kafka: c.Kafka, Log: log})

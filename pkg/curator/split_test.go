@@ -11,6 +11,7 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/objstore"
 	"github.com/edgeloop/edgeloop/pkg/objstore/memstore"
 	"github.com/edgeloop/edgeloop/pkg/opshttp"
+	"github.com/edgeloop/edgeloop/pkg/project"
 )
 
 // TestPinnedSplitsSurviveAnyApprovalPath: an import's archive pins splits in its batch,
@@ -20,20 +21,20 @@ func TestPinnedSplitsSurviveAnyApprovalPath(t *testing.T) {
 	ctx := context.Background()
 	s := memstore.New()
 	c := New(s, nil, kafkabus.Config{}, NewMetrics(opshttp.NewRegistry()), zap.NewNop())
-	p := &Project{ID: "pin", Task: "classify", Classes: []string{"a", "b"}}
+	p := &project.Project{ID: "pin", Task: "classify", Classes: []string{"a", "b"}}
 	p.Defaults()
 	if err := c.st.CreateProject(ctx, p); err != nil {
 		t.Fatal(err)
 	}
-	b := &Batch{ID: "import-1", Project: p.ID, State: StateApproving}
+	b := &project.Batch{ID: "import-1", Project: p.ID, State: project.StateApproving}
 	want := map[string]string{}
 	for i := 0; i < 40; i++ {
 		id := fmt.Sprintf("ex-%02d", i)
 		split := []string{"train", "val", "test", ""}[i%4]
-		if _, err := objstore.PutJSON(ctx, s, exampleKey(p.ID, id), &ExampleRecord{ID: id, Project: p.ID, Image: "img-" + id}, objstore.PutOptions{}); err != nil {
+		if _, err := objstore.PutJSON(ctx, s, project.ExampleKey(p.ID, id), &project.ExampleRecord{ID: id, Project: p.ID, Image: "img-" + id}, objstore.PutOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		b.Items = append(b.Items, Item{ExampleID: id, Reason: "import", Status: "done", Labels: []Label{{Class: "a"}}, Split: split})
+		b.Items = append(b.Items, project.Item{ExampleID: id, Reason: "import", Status: "done", Labels: []project.Label{{Class: "a"}}, Split: split})
 		want[id] = split
 	}
 	d, added, err := c.addToDataset(ctx, p, b)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/edgeloop/edgeloop/internal/servertest"
 	"github.com/edgeloop/edgeloop/pkg/curator"
+	"github.com/edgeloop/edgeloop/pkg/project"
 	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
 )
 
@@ -41,33 +42,33 @@ func TestAnnotationUIInBrowser(t *testing.T) {
 	base := e.start(t, "curator")
 	for _, task := range []string{"classify", "detect"} {
 		t.Run(task, func(t *testing.T) {
-			project := "ui-" + task
-			createProject(t, base, project, task, func(p *curator.Project) { p.Batch.Min, p.Batch.Max = 4, 4 })
-			truth := map[string][]curator.Label{}
+			pid := "ui-" + task
+			createProject(t, base, pid, task, func(p *project.Project) { p.Batch.Min, p.Batch.Max = 4, 4 })
+			truth := map[string][]project.Label{}
 			var exs []*edgeloopv1.Example
 			for i := 0; i < 4; i++ {
 				tk := edgeloopv1.Task_TASK_CLASSIFY
 				if task == "detect" {
 					tk = edgeloopv1.Task_TASK_DETECT
 				}
-				ex, cls := example(project, 100+i, tk)
+				ex, cls := example(pid, 100+i, tk)
 				if task == "detect" {
-					truth[ex.Id] = []curator.Label{
-						{Class: cls, Box: &curator.Box{X0: .1, Y0: .15, X1: .45, Y1: .6}},
-						{Class: fmt.Sprint((i + 3) % 10), Box: &curator.Box{X0: .55, Y0: .3, X1: .9, Y1: .85}},
+					truth[ex.Id] = []project.Label{
+						{Class: cls, Box: &project.Box{X0: .1, Y0: .15, X1: .45, Y1: .6}},
+						{Class: fmt.Sprint((i + 3) % 10), Box: &project.Box{X0: .55, Y0: .3, X1: .9, Y1: .85}},
 					}
 				} else {
-					truth[ex.Id] = []curator.Label{{Class: cls}}
+					truth[ex.Id] = []project.Label{{Class: cls}}
 				}
 				exs = append(exs, ex)
 			}
 			produce(t, e, exs...)
-			waitFor(t, "a ready batch", 60*time.Second, func() bool { return len(placement(t, base, project)) == 4 })
+			waitFor(t, "a ready batch", 60*time.Second, func() bool { return len(placement(t, base, pid)) == 4 })
 			tj, _ := json.Marshal(truth)
 			cmd := exec.Command("node", "annotate.mjs")
 			cmd.Dir = e2e
 			cmd.Env = append(os.Environ(), "BASE="+base, "ANNOTATOR=annotator-token-1", "REVIEWER=reviewer-token-1",
-				"PROJECT="+project, "TASK="+task, "TRUTH="+string(tj), "OUT="+artifactsDir(t), "CHROMIUM="+chromium)
+				"PROJECT="+pid, "TASK="+task, "TRUTH="+string(tj), "OUT="+artifactsDir(t), "CHROMIUM="+chromium)
 			out, err := cmd.Output()
 			if err != nil {
 				var stderr []byte
@@ -88,8 +89,8 @@ func TestAnnotationUIInBrowser(t *testing.T) {
 				t.Errorf("page errors: %v", res.Errors)
 			}
 			var b curator.BatchView
-			call(t, base, "reviewer-token-1", "GET", "/api/v1/projects/"+project+"/batches/"+res.Batch, nil, &b)
-			if b.State != curator.StateApproved {
+			call(t, base, "reviewer-token-1", "GET", "/api/v1/projects/"+pid+"/batches/"+res.Batch, nil, &b)
+			if b.State != project.StateApproved {
 				t.Fatalf("batch %s is %s after the browser approved it", res.Batch, b.State)
 			}
 			for _, it := range b.Items {
@@ -111,7 +112,7 @@ func TestAnnotationUIInBrowser(t *testing.T) {
 	}
 }
 
-func close(a, b *curator.Box) bool {
+func close(a, b *project.Box) bool {
 	if a == nil || b == nil {
 		return a == b
 	}

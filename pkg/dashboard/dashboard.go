@@ -20,6 +20,7 @@ import (
 
 	"github.com/edgeloop/edgeloop/pkg/contract"
 	"github.com/edgeloop/edgeloop/pkg/curator"
+	"github.com/edgeloop/edgeloop/pkg/httpapi"
 	"github.com/edgeloop/edgeloop/pkg/kafkabus"
 	"github.com/edgeloop/edgeloop/pkg/registry"
 	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
@@ -262,13 +263,13 @@ func (t *Tracker) curve(ctx context.Context, reg *registry.Registry, project str
 }
 
 // Mount adds GET /api/v1/projects/{p}/dashboard to the curator API.
-func Mount(api *curator.API, cur *curator.Curator, reg *registry.Registry, t *Tracker) {
+func Mount(api *httpapi.Mux, cur *curator.Curator, reg *registry.Registry, t *Tracker) {
 	api.Handle("GET /api/v1/projects/{p}/dashboard", "", func(w http.ResponseWriter, r *http.Request) error {
 		v, err := t.Build(r.Context(), cur, reg, r.PathValue("p"))
 		if err != nil {
 			return err
 		}
-		return curator.WriteJSON(w, http.StatusOK, v)
+		return httpapi.WriteJSON(w, http.StatusOK, v)
 	})
 }
 

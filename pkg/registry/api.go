@@ -8,7 +8,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/edgeloop/edgeloop/pkg/curator"
+	"github.com/edgeloop/edgeloop/pkg/httpapi"
+	"github.com/edgeloop/edgeloop/pkg/project"
 )
 
 // Mount adds the registry's endpoints to the curator's API:
@@ -22,7 +23,7 @@ import (
 //	POST /api/v1/projects/{p}/models/{v}/promote     admin: release v
 //	POST /api/v1/projects/{p}/models/{v}/rollback    admin: release an older v
 //	POST /api/v1/projects/{p}/retrain                 admin: train now
-func Mount(api *curator.API, r *Registry) {
+func Mount(api *httpapi.Mux, r *Registry) {
 	api.Handle("GET /api/v1/projects/{p}/models", "", func(w http.ResponseWriter, req *http.Request) error {
 		vs, err := r.Versions(req.Context(), req.PathValue("p"))
 		if err != nil {
@@ -79,33 +80,33 @@ func Mount(api *curator.API, r *Registry) {
 			if rollback {
 				reason = "rollback"
 			}
-			rel, err := r.SetRelease(req.Context(), req.PathValue("p"), v, reason, curator.UserOf(req.Context()).Name, rollback)
+			rel, err := r.SetRelease(req.Context(), req.PathValue("p"), v, reason, httpapi.UserOf(req.Context()).Name, rollback)
 			if err != nil {
 				if !errors.Is(err, ErrNotFound) {
-					err = fmt.Errorf("%w: %v", curator.ErrConflict, err)
+					err = fmt.Errorf("%w: %v", project.ErrConflict, err)
 				}
 				return err
 			}
 			return writeJSON(w, rel)
 		}
 	}
-	api.Handle("POST /api/v1/projects/{p}/retrain", curator.RoleAdmin, func(w http.ResponseWriter, req *http.Request) error {
-		id, err := r.RequestTraining(req.Context(), req.PathValue("p"), curator.UserOf(req.Context()).Name)
+	api.Handle("POST /api/v1/projects/{p}/retrain", httpapi.RoleAdmin, func(w http.ResponseWriter, req *http.Request) error {
+		id, err := r.RequestTraining(req.Context(), req.PathValue("p"), httpapi.UserOf(req.Context()).Name)
 		if err != nil {
 			return err
 		}
-		return curator.WriteJSON(w, http.StatusAccepted, map[string]string{"request": id})
+		return httpapi.WriteJSON(w, http.StatusAccepted, map[string]string{"request": id})
 	})
-	api.Handle("POST /api/v1/projects/{p}/models/{v}/promote", curator.RoleAdmin, change(false))
-	api.Handle("POST /api/v1/projects/{p}/models/{v}/rollback", curator.RoleAdmin, change(true))
+	api.Handle("POST /api/v1/projects/{p}/models/{v}/promote", httpapi.RoleAdmin, change(false))
+	api.Handle("POST /api/v1/projects/{p}/models/{v}/rollback", httpapi.RoleAdmin, change(true))
 }
 
 func version(req *http.Request) (int64, error) {
 	v, err := strconv.ParseInt(req.PathValue("v"), 10, 64)
 	if err != nil || v < 1 {
-		return 0, fmt.Errorf("%w: model version %q: want a positive integer", curator.ErrInvalid, req.PathValue("v"))
+		return 0, fmt.Errorf("%w: model version %q: want a positive integer", project.ErrInvalid, req.PathValue("v"))
 	}
 	return v, nil
 }
 
-func writeJSON(w http.ResponseWriter, v any) error { return curator.WriteJSON(w, http.StatusOK, v) }
+func writeJSON(w http.ResponseWriter, v any) error { return httpapi.WriteJSON(w, http.StatusOK, v) }

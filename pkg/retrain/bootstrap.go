@@ -15,8 +15,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/edgeloop/edgeloop/pkg/config"
-	"github.com/edgeloop/edgeloop/pkg/curator"
+	"github.com/edgeloop/edgeloop/pkg/dataformat"
 	"github.com/edgeloop/edgeloop/pkg/datasets"
+	"github.com/edgeloop/edgeloop/pkg/project"
 )
 
 // BootstrapOptions make a project's first model possible before any edge example: the
@@ -61,8 +62,8 @@ func Bootstrap(ctx context.Context, o *BootstrapOptions, log *zap.Logger) error 
 	if err != nil {
 		return err
 	}
-	p := curator.Project{ID: o.Project, Task: string(spec.Task()), Classes: datasets.Classes(),
-		Batch: curator.BatchSettings{Min: o.BatchMin, Max: o.BatchMax, MaxWait: config.Duration(o.MaxWait)}}
+	p := project.Project{ID: o.Project, Task: string(spec.Task()), Classes: datasets.Classes(),
+		Batch: project.BatchSettings{Min: o.BatchMin, Max: o.BatchMax, MaxWait: config.Duration(o.MaxWait)}}
 	code, body, err := call(ctx, o, "POST", "/api/v1/projects", "application/json", mustJSON(p))
 	if err != nil {
 		return err
@@ -79,7 +80,7 @@ func Bootstrap(ctx context.Context, o *BootstrapOptions, log *zap.Logger) error 
 	if err != nil {
 		return err
 	}
-	var ds curator.DatasetView
+	var ds project.DatasetView
 	if code != http.StatusOK || json.Unmarshal(body, &ds) != nil {
 		return fmt.Errorf("dataset of %s: %d %s", o.Project, code, body)
 	}
@@ -91,19 +92,19 @@ func Bootstrap(ctx context.Context, o *BootstrapOptions, log *zap.Logger) error 
 		return err
 	}
 	p.Defaults()
-	var seeds []curator.SeedImage
+	var seeds []dataformat.SeedImage
 	for i, s := range data.Train {
-		si := curator.SeedImage{ID: fmt.Sprintf("seed-%05d", i), Data: s.Image.EncodePNG(), ContentType: "image/png",
+		si := dataformat.SeedImage{ID: fmt.Sprintf("seed-%05d", i), Data: s.Image.EncodePNG(), ContentType: "image/png",
 			Width: s.Image.W, Height: s.Image.H, Split: "train"}
 		if spec.Task() == "classify" {
-			si.Labels = []curator.Label{{Class: p.Classes[s.Label]}}
+			si.Labels = []project.Label{{Class: p.Classes[s.Label]}}
 		}
 		for _, b := range s.Boxes {
-			si.Labels = append(si.Labels, curator.Label{Class: p.Classes[b.Class], Box: &curator.Box{X0: b.X0, Y0: b.Y0, X1: b.X1, Y1: b.Y1}})
+			si.Labels = append(si.Labels, project.Label{Class: p.Classes[b.Class], Box: &project.Box{X0: b.X0, Y0: b.Y0, X1: b.X1, Y1: b.Y1}})
 		}
 		seeds = append(seeds, si)
 	}
-	zipData, err := curator.SeedArchive(&p, seeds)
+	zipData, err := dataformat.SeedArchive(&p, seeds)
 	if err != nil {
 		return err
 	}

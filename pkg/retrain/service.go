@@ -21,12 +21,12 @@ import (
 
 	"github.com/edgeloop/edgeloop/pkg/artifact"
 	"github.com/edgeloop/edgeloop/pkg/contract"
-	"github.com/edgeloop/edgeloop/pkg/curator"
 	"github.com/edgeloop/edgeloop/pkg/kafkabus"
 	"github.com/edgeloop/edgeloop/pkg/nn/backend"
 	"github.com/edgeloop/edgeloop/pkg/objstore"
 	"github.com/edgeloop/edgeloop/pkg/objstore/s3store"
 	"github.com/edgeloop/edgeloop/pkg/opshttp"
+	"github.com/edgeloop/edgeloop/pkg/project"
 	"github.com/edgeloop/edgeloop/pkg/registry"
 	"github.com/edgeloop/edgeloop/pkg/retry"
 	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
@@ -93,7 +93,7 @@ func (f *ServiceFlags) Config() (ServiceConfig, error) {
 // Service retrains projects as approved batches arrive.
 type Service struct {
 	cfg     ServiceConfig
-	cur     *curator.Store
+	cur     *project.Store
 	reg     *registry.Registry
 	backend backend.Choice
 	key     ed25519.PrivateKey
@@ -139,7 +139,7 @@ func NewService(c ServiceConfig, s objstore.Store, prod *kafkabus.Producer, reg 
 		running:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "edgeloop_retrain_running", Help: "Trainings running in this process."}),
 	}
 	reg.MustRegister(m.trainings, m.seconds, m.running)
-	return &Service{cfg: c, cur: &curator.Store{S: s}, reg: registry.New(s, prod, c.Kafka, c.PublicURL), backend: choice, key: c.Key,
+	return &Service{cfg: c, cur: &project.Store{S: s}, reg: registry.New(s, prod, c.Kafka, c.PublicURL), backend: choice, key: c.Key,
 		log: log, kcfg: c.Kafka, m: m, wakeup: map[string]chan struct{}{}, train: make(chan struct{}, 1)}, nil
 }
 

@@ -20,6 +20,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/segmentio/kafka-go"
+
 	"github.com/edgeloop/edgeloop/internal/servertest"
 	"github.com/edgeloop/edgeloop/pkg/agent"
 	"github.com/edgeloop/edgeloop/pkg/artifact"
@@ -29,21 +31,22 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/dashboard"
 	"github.com/edgeloop/edgeloop/pkg/datasets"
 	"github.com/edgeloop/edgeloop/pkg/drift"
+	"github.com/edgeloop/edgeloop/pkg/httpapi"
 	"github.com/edgeloop/edgeloop/pkg/kafkabus"
 	"github.com/edgeloop/edgeloop/pkg/mnist"
 	"github.com/edgeloop/edgeloop/pkg/mqttbus"
 	"github.com/edgeloop/edgeloop/pkg/objstore"
 	"github.com/edgeloop/edgeloop/pkg/objstore/s3store"
 	"github.com/edgeloop/edgeloop/pkg/opshttp"
+	"github.com/edgeloop/edgeloop/pkg/project"
 	"github.com/edgeloop/edgeloop/pkg/registry"
 	"github.com/edgeloop/edgeloop/pkg/retrain"
 	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
-	"github.com/segmentio/kafka-go"
 )
 
-var tokens = &curator.Tokens{Tokens: map[string]curator.User{
-	"admin-token-00001": {Name: "ada", Roles: []string{curator.RoleAdmin}},
-	"device-token-0001": {Name: "devices", Roles: []string{curator.RoleDevice}},
+var tokens = &httpapi.Tokens{Tokens: map[string]httpapi.User{
+	"admin-token-00001": {Name: "ada", Roles: []string{httpapi.RoleAdmin}},
+	"device-token-0001": {Name: "devices", Roles: []string{httpapi.RoleDevice}},
 }}
 
 type env struct {
@@ -107,14 +110,14 @@ func (e *env) retrainer(owner string, lease time.Duration) *retrain.Service {
 }
 
 // bootstrap creates project p with n seed digits and the given retraining policy.
-func (e *env) bootstrap(p string, n int, policy func(pr *curator.Project)) {
+func (e *env) bootstrap(p string, n int, policy func(pr *project.Project)) {
 	e.t.Helper()
 	if err := retrain.Bootstrap(context.Background(), &retrain.BootstrapOptions{API: e.api, Token: "admin-token-00001", Project: p,
 		Dataset: "mnist", Limit: n, BatchMin: 10, BatchMax: 20, MaxWait: time.Second}, e.log); err != nil {
 		e.t.Fatal(err)
 	}
-	cs := &curator.Store{S: e.store}
-	if _, err := cs.UpdateProject(context.Background(), p, func(pr *curator.Project) error {
+	cs := &project.Store{S: e.store}
+	if _, err := cs.UpdateProject(context.Background(), p, func(pr *project.Project) error {
 		pr.Retrain.Epochs, pr.Retrain.Debounce = 2, 0
 		if policy != nil {
 			policy(pr)
@@ -184,7 +187,7 @@ func (e *env) approveBatch(p string, offset, n int, label string) {
 	ctx := context.Background()
 	var ready curator.BatchSummary
 	e.waitFor("a ready batch", 60*time.Second, func() bool {
-		l, _ := cur.List(ctx, p, curator.Filter{State: curator.StateReady})
+		l, _ := cur.List(ctx, p, curator.Filter{State: project.StateReady})
 		if len(l) > 0 {
 			ready = l[0]
 		}
@@ -198,7 +201,7 @@ func (e *env) approveBatch(p string, offset, n int, label string) {
 		if e.truth[it.ExampleID] == "" {
 			e.t.Fatalf("batch %s holds %s, which the test never sent", ready.ID, it.ExampleID)
 		}
-		if _, err := cur.SaveItem(ctx, p, ready.ID, it.ExampleID, "annie", []curator.Label{{Class: e.truth[it.ExampleID]}}, "done"); err != nil {
+		if _, err := cur.SaveItem(ctx, p, ready.ID, it.ExampleID, "annie", []project.Label{{Class: e.truth[it.ExampleID]}}, "done"); err != nil {
 			e.t.Fatal(err)
 		}
 	}
@@ -216,7 +219,7 @@ func (e *env) approveBatch(p string, offset, n int, label string) {
 func TestApprovedBatchReachesTheAgent(t *testing.T) {
 	e := newEnv(t)
 	e.retrainer("r1", time.Minute)
-	e.bootstrap("loop", 300, func(p *curator.Project) { p.Retrain.MinGain, p.Retrain.Tolerance = -1, 1 })
+	e.bootstrap("loop", 300, func(p *project.Project) { p.Retrain.MinGain, p.Retrain.Tolerance = -1, 1 })
 	e.waitFor("v1 released", 120*time.Second, func() bool { return e.release("loop") == 1 })
 
 	mq := servertest.StartDedicated(t, "mosquitto")
@@ -249,8 +252,8 @@ func TestWorseCandidateNotPublished(t *testing.T) {
 	e.retrainer("r1", time.Minute)
 	e.bootstrap("gate", 400, nil)
 	e.waitFor("v1 released", 120*time.Second, func() bool { return e.release("gate") == 1 })
-	cs := &curator.Store{S: e.store}
-	if _, err := cs.UpdateProject(context.Background(), "gate", func(p *curator.Project) error { p.Retrain.LR = 3; return nil }); err != nil {
+	cs := &project.Store{S: e.store}
+	if _, err := cs.UpdateProject(context.Background(), "gate", func(p *project.Project) error { p.Retrain.LR = 3; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; e.testExamples("gate") < 5; i++ { // a test split to compare on
@@ -372,7 +375,7 @@ func TestKilledMidTrainingRestartsSafely(t *testing.T) {
 
 // testExamples is the size of the project's test split.
 func (e *env) testExamples(p string) int {
-	d, err := (&curator.Store{S: e.store}).Dataset(context.Background(), p)
+	d, err := (&project.Store{S: e.store}).Dataset(context.Background(), p)
 	if err != nil {
 		e.t.Fatal(err)
 	}

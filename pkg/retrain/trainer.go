@@ -14,15 +14,15 @@ import (
 
 	"github.com/edgeloop/edgeloop/pkg/artifact"
 	"github.com/edgeloop/edgeloop/pkg/augment"
-	"github.com/edgeloop/edgeloop/pkg/curator"
 	"github.com/edgeloop/edgeloop/pkg/nn"
+	"github.com/edgeloop/edgeloop/pkg/project"
 	"github.com/edgeloop/edgeloop/pkg/raster"
 	"github.com/edgeloop/edgeloop/pkg/registry"
 	"github.com/edgeloop/edgeloop/pkg/train"
 )
 
 // archFor is the network of a project without a model yet.
-func archFor(p *curator.Project) nn.Arch {
+func archFor(p *project.Project) nn.Arch {
 	if p.Task == "detect" {
 		return nn.DetectorArch(len(p.Classes))
 	}
@@ -32,7 +32,7 @@ func archFor(p *curator.Project) nn.Arch {
 // loadDataset reads the project's dataset (every example in its pinned split) with its
 // images, resized to the network's input. Images are cached on disk by their content
 // key. Unusable examples are skipped with a reason.
-func (s *Service) loadDataset(ctx context.Context, p *curator.Project, a nn.Arch) (train.Split, string, []train.Skip, error) {
+func (s *Service) loadDataset(ctx context.Context, p *project.Project, a nn.Arch) (train.Split, string, []train.Skip, error) {
 	d, err := s.cur.Dataset(ctx, p.ID)
 	if err != nil {
 		return train.Split{}, "", nil, err
@@ -100,7 +100,7 @@ func (s *Service) image(ctx context.Context, key string) (*raster.Image, error) 
 // TrainConfig is how the service trains a project: fine-tuning from the release with
 // the project's settings, or — without a parent — a first model from scratch at a
 // higher learning rate for at least 6 epochs.
-func TrainConfig(p *curator.Project, fineTune bool, seed uint64) train.Config {
+func TrainConfig(p *project.Project, fineTune bool, seed uint64) train.Config {
 	cfg := train.Config{Epochs: p.Retrain.Epochs, LR: p.Retrain.LR, Seed: seed, Patience: 3,
 		FreezeBackbone: p.Retrain.FreezeBackbone && fineTune, Augment: augment.Default()}
 	if p.Augment != nil {

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/edgeloop/edgeloop/pkg/curator"
+	"github.com/edgeloop/edgeloop/pkg/project"
 )
 
 // Config tunes the simulated people.
@@ -58,17 +59,17 @@ func Run(ctx context.Context, cur *curator.Curator, c Config, log *zap.Logger) e
 	}
 }
 
-func work(ctx context.Context, cur *curator.Curator, p *curator.Project, c Config, r *rand.Rand, log *zap.Logger) error {
+func work(ctx context.Context, cur *curator.Curator, p *project.Project, c Config, r *rand.Rand, log *zap.Logger) error {
 	list, err := cur.List(ctx, p.ID, curator.Filter{})
 	if err != nil {
 		return err
 	}
 	for _, s := range list {
-		mine := s.State == curator.StateInProgress && s.Claim != nil && s.Claim.User == c.Annotator
-		if s.State != curator.StateReady && !mine && s.State != curator.StateSubmitted {
+		mine := s.State == project.StateInProgress && s.Claim != nil && s.Claim.User == c.Annotator
+		if s.State != project.StateReady && !mine && s.State != project.StateSubmitted {
 			continue
 		}
-		if s.State != curator.StateSubmitted {
+		if s.State != project.StateSubmitted {
 			b, err := cur.Claim(ctx, p.ID, s.ID, c.Annotator)
 			if err != nil {
 				return err
@@ -107,7 +108,7 @@ func work(ctx context.Context, cur *curator.Curator, p *curator.Project, c Confi
 // answer is the right label: the simulator's truth, else the operator's correction,
 // else the model's prediction (taken as right); an example whose record is gone is
 // skipped as unusable.
-func answer(ctx context.Context, cur *curator.Curator, p *curator.Project, id string) ([]curator.Label, string) {
+func answer(ctx context.Context, cur *curator.Curator, p *project.Project, id string) ([]project.Label, string) {
 	rec, err := cur.Store().Example(ctx, p.ID, id)
 	if err != nil {
 		return nil, "skipped"
@@ -118,13 +119,13 @@ func answer(ctx context.Context, cur *curator.Curator, p *curator.Project, id st
 	case len(rec.Correction) > 0:
 		return rec.Correction, "done"
 	}
-	var out []curator.Label
+	var out []project.Label
 	for _, pr := range rec.Predictions {
 		if p.Task == "classify" {
-			return []curator.Label{{Class: pr.Class}}, "done"
+			return []project.Label{{Class: pr.Class}}, "done"
 		}
 		if pr.Box != nil && pr.Confidence >= 0.5 {
-			out = append(out, curator.Label{Class: pr.Class, Box: pr.Box})
+			out = append(out, project.Label{Class: pr.Class, Box: pr.Box})
 		}
 	}
 	if p.Task == "classify" {
@@ -134,11 +135,11 @@ func answer(ctx context.Context, cur *curator.Curator, p *curator.Project, id st
 }
 
 // mistake changes one label's class, as a tired annotator would.
-func mistake(p *curator.Project, labels []curator.Label, r *rand.Rand) []curator.Label {
+func mistake(p *project.Project, labels []project.Label, r *rand.Rand) []project.Label {
 	if len(labels) == 0 {
 		return labels
 	}
-	out := append([]curator.Label(nil), labels...)
+	out := append([]project.Label(nil), labels...)
 	i := r.IntN(len(out))
 	other := p.Classes[r.IntN(len(p.Classes))]
 	for other == out[i].Class && len(p.Classes) > 1 {

@@ -27,6 +27,7 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/dashboard"
 	"github.com/edgeloop/edgeloop/pkg/datasets"
 	"github.com/edgeloop/edgeloop/pkg/embedded"
+	"github.com/edgeloop/edgeloop/pkg/httpapi"
 	"github.com/edgeloop/edgeloop/pkg/kafkabus"
 	"github.com/edgeloop/edgeloop/pkg/mqttbus"
 	"github.com/edgeloop/edgeloop/pkg/objstore/s3store"
@@ -97,12 +98,12 @@ func RegisterFlags(fs *flag.FlagSet) *Config {
 }
 
 // Tokens are the standalone's fixed loopback tokens.
-func Tokens() *curator.Tokens {
-	return &curator.Tokens{Tokens: map[string]curator.User{
-		"annotator-dev-token": {Name: "annie", Roles: []string{curator.RoleAnnotator}},
-		"reviewer-dev-token":  {Name: "rex", Roles: []string{curator.RoleReviewer}},
-		"admin-dev-token":     {Name: "ada", Roles: []string{curator.RoleAdmin}},
-		"device-dev-token":    {Name: "devices", Roles: []string{curator.RoleDevice}},
+func Tokens() *httpapi.Tokens {
+	return &httpapi.Tokens{Tokens: map[string]httpapi.User{
+		"annotator-dev-token": {Name: "annie", Roles: []string{httpapi.RoleAnnotator}},
+		"reviewer-dev-token":  {Name: "rex", Roles: []string{httpapi.RoleReviewer}},
+		"admin-dev-token":     {Name: "ada", Roles: []string{httpapi.RoleAdmin}},
+		"device-dev-token":    {Name: "devices", Roles: []string{httpapi.RoleDevice}},
 	}}
 }
 

@@ -1,4 +1,4 @@
-package curator
+package httpapi
 
 import (
 	"context"
@@ -87,7 +87,7 @@ func (t *Tokens) authenticate(next http.Handler) http.Handler {
 		u := t.Lookup(strings.TrimSpace(tok))
 		if !ok || u == nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="edgeloop"`)
-			writeError(w, http.StatusUnauthorized, "a valid bearer token is required (Authorization: Bearer <token>)")
+			WriteError(w, http.StatusUnauthorized, "a valid bearer token is required (Authorization: Bearer <token>)")
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey{}, u)))

@@ -1,4 +1,4 @@
-package curator
+package project
 
 import (
 	"time"
@@ -201,20 +201,31 @@ func (d *Dataset) Counts() (bySplit map[string]int, byClass map[string]int) {
 	return bySplit, byClass
 }
 
-func labelsFromProto(a *edgeloopv1.Annotation) []Label {
+// LabelsFromProto converts a wire annotation to stored labels.
+func LabelsFromProto(a *edgeloopv1.Annotation) []Label {
 	if a == nil {
 		return nil
 	}
 	out := make([]Label, 0, len(a.Labels))
 	for _, l := range a.Labels {
-		out = append(out, Label{Class: l.ClassName, Box: boxFromProto(l.Box)})
+		out = append(out, Label{Class: l.ClassName, Box: BoxFromProto(l.Box)})
 	}
 	return out
 }
 
-func boxFromProto(b *edgeloopv1.Box) *Box {
+// BoxFromProto converts a wire box to a stored box.
+func BoxFromProto(b *edgeloopv1.Box) *Box {
 	if b == nil {
 		return nil
 	}
 	return &Box{X0: b.XMin, Y0: b.YMin, X1: b.XMax, Y1: b.YMax}
+}
+
+// DatasetView is what the API shows of a dataset: its snapshot and counts.
+type DatasetView struct {
+	Snapshot string         `json:"snapshot"`
+	Total    int            `json:"total"`
+	BySplit  map[string]int `json:"by_split"`
+	ByClass  map[string]int `json:"by_class"`
+	Batches  int            `json:"batches"`
 }

@@ -1,9 +1,7 @@
-// Package curator is where people meet edgeloop: it ingests the examples edge agents
-// upload, queues them in correction batches of 30–50 balanced across classes and
-// sampling reasons, runs the correction workflow (claim with a lease, annotate, submit,
-// review, approve or reject) by compare-and-swap in object storage with an audit trail,
-// pins approved examples to a dataset split for life, tells retraining through Kafka,
-// exports and imports datasets, and serves the annotation UI.
+// Package project holds what every edgeloop service knows of a project: its settings
+// (task, classes, batching, split, retraining policy), the records stored for it (example
+// records, the open-batch ledger, correction batches, the dataset manifest), their object
+// keys, and a Store that reads and writes them by compare-and-swap.
 //
 // Object storage layout, one prefix per project (p):
 //
@@ -13,7 +11,7 @@
 //	projects/p/ledger.json           Ledger: the open batch (pending examples), CAS
 //	projects/p/batches/<id>.json     Batch, CAS
 //	projects/p/dataset.json          Dataset manifest: split of every example, CAS
-package curator
+package project
 
 import (
 	"fmt"

@@ -1,4 +1,4 @@
-package curator
+package project
 
 import (
 	"context"
@@ -8,19 +8,34 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/objstore"
 )
 
-// Store reads and writes a curator's objects.
+// Store reads and writes a project's objects.
 type Store struct {
 	S objstore.Store
 }
 
-func projectPrefix(p string) string  { return "projects/" + p + "/" }
-func projectKey(p string) string     { return projectPrefix(p) + "project.json" }
-func ledgerKey(p string) string      { return projectPrefix(p) + "ledger.json" }
-func batchKey(p, id string) string   { return projectPrefix(p) + "batches/" + id + ".json" }
-func exampleKey(p, id string) string { return projectPrefix(p) + "examples/" + id + ".json" }
-func imagePrefix(p string) string    { return projectPrefix(p) + "images/" }
-func datasetKey(p string) string     { return projectPrefix(p) + "dataset.json" }
-func batchesPrefix(p string) string  { return projectPrefix(p) + "batches/" }
+// ProjectPrefix is the prefix of every object of project p.
+func ProjectPrefix(p string) string { return "projects/" + p + "/" }
+
+// ProjectKey is the key of project p's settings.
+func ProjectKey(p string) string { return ProjectPrefix(p) + "project.json" }
+
+// LedgerKey is the key of project p's open-batch ledger.
+func LedgerKey(p string) string { return ProjectPrefix(p) + "ledger.json" }
+
+// BatchKey is the key of batch id of project p.
+func BatchKey(p, id string) string { return ProjectPrefix(p) + "batches/" + id + ".json" }
+
+// ExampleKey is the key of example record id of project p.
+func ExampleKey(p, id string) string { return ProjectPrefix(p) + "examples/" + id + ".json" }
+
+// ImagePrefix is the prefix of project p's content-addressed images.
+func ImagePrefix(p string) string { return ProjectPrefix(p) + "images/" }
+
+// DatasetKey is the key of project p's dataset manifest.
+func DatasetKey(p string) string { return ProjectPrefix(p) + "dataset.json" }
+
+// BatchesPrefix is the prefix of project p's batches.
+func BatchesPrefix(p string) string { return ProjectPrefix(p) + "batches/" }
 
 // ErrNotFound wraps objstore.ErrNotFound for the API.
 var ErrNotFound = objstore.ErrNotFound
@@ -28,7 +43,7 @@ var ErrNotFound = objstore.ErrNotFound
 // Project reads a project.
 func (s *Store) Project(ctx context.Context, id string) (*Project, error) {
 	var p Project
-	if _, err := objstore.GetJSON(ctx, s.S, projectKey(id), &p); err != nil {
+	if _, err := objstore.GetJSON(ctx, s.S, ProjectKey(id), &p); err != nil {
 		return nil, fmt.Errorf("project %s: %w", id, err)
 	}
 	p.Defaults()
@@ -61,7 +76,7 @@ func (s *Store) CreateProject(ctx context.Context, p *Project) error {
 	if err := p.Validate(); err != nil {
 		return err
 	}
-	_, err := objstore.PutJSON(ctx, s.S, projectKey(p.ID), p, objstore.PutOptions{IfNoneMatch: true})
+	_, err := objstore.PutJSON(ctx, s.S, ProjectKey(p.ID), p, objstore.PutOptions{IfNoneMatch: true})
 	if errors.Is(err, objstore.ErrPrecondition) {
 		return fmt.Errorf("project %s: %w", p.ID, ErrExists)
 	}
@@ -71,7 +86,7 @@ func (s *Store) CreateProject(ctx context.Context, p *Project) error {
 // UpdateProject changes a project by compare-and-swap; id, task and classes are fixed.
 func (s *Store) UpdateProject(ctx context.Context, id string, fn func(p *Project) error) (*Project, error) {
 	var out Project
-	_, err := objstore.Update(ctx, s.S, projectKey(id), func(p *Project, exists bool) error {
+	_, err := objstore.Update(ctx, s.S, ProjectKey(id), func(p *Project, exists bool) error {
 		if !exists {
 			return fmt.Errorf("project %s: %w", id, ErrNotFound)
 		}
@@ -96,7 +111,7 @@ func (s *Store) UpdateProject(ctx context.Context, id string, fn func(p *Project
 // Example reads an example record.
 func (s *Store) Example(ctx context.Context, project, id string) (*ExampleRecord, error) {
 	var e ExampleRecord
-	if _, err := objstore.GetJSON(ctx, s.S, exampleKey(project, id), &e); err != nil {
+	if _, err := objstore.GetJSON(ctx, s.S, ExampleKey(project, id), &e); err != nil {
 		return nil, fmt.Errorf("example %s: %w", id, err)
 	}
 	return &e, nil
@@ -105,7 +120,7 @@ func (s *Store) Example(ctx context.Context, project, id string) (*ExampleRecord
 // Batch reads a batch and its ETag.
 func (s *Store) Batch(ctx context.Context, project, id string) (*Batch, error) {
 	var b Batch
-	if _, err := objstore.GetJSON(ctx, s.S, batchKey(project, id), &b); err != nil {
+	if _, err := objstore.GetJSON(ctx, s.S, BatchKey(project, id), &b); err != nil {
 		return nil, fmt.Errorf("batch %s: %w", id, err)
 	}
 	return &b, nil
@@ -114,7 +129,7 @@ func (s *Store) Batch(ctx context.Context, project, id string) (*Batch, error) {
 // Batches lists a project's batches.
 func (s *Store) Batches(ctx context.Context, project string) ([]*Batch, error) {
 	var out []*Batch
-	err := s.S.List(ctx, batchesPrefix(project), func(i objstore.Info) error {
+	err := s.S.List(ctx, BatchesPrefix(project), func(i objstore.Info) error {
 		var b Batch
 		if _, err := objstore.GetJSON(ctx, s.S, i.Key, &b); err != nil {
 			return err
@@ -128,7 +143,7 @@ func (s *Store) Batches(ctx context.Context, project string) ([]*Batch, error) {
 // Ledger reads the open batch.
 func (s *Store) Ledger(ctx context.Context, project string) (*Ledger, error) {
 	var l Ledger
-	_, err := objstore.GetJSON(ctx, s.S, ledgerKey(project), &l)
+	_, err := objstore.GetJSON(ctx, s.S, LedgerKey(project), &l)
 	if errors.Is(err, objstore.ErrNotFound) {
 		return &l, nil
 	}
@@ -138,7 +153,7 @@ func (s *Store) Ledger(ctx context.Context, project string) (*Ledger, error) {
 // Dataset reads the dataset manifest.
 func (s *Store) Dataset(ctx context.Context, project string) (*Dataset, error) {
 	var d Dataset
-	_, err := objstore.GetJSON(ctx, s.S, datasetKey(project), &d)
+	_, err := objstore.GetJSON(ctx, s.S, DatasetKey(project), &d)
 	if errors.Is(err, objstore.ErrNotFound) {
 		return &d, nil
 	}

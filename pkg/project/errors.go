@@ -1,4 +1,4 @@
-package curator
+package project
 
 import "errors"
 
