@@ -46,8 +46,8 @@ func RegisterFlags(fs *flag.FlagSet) *Flags {
 	fs.StringVar(&f.cfg.Options.ShareGroup, "share-group", "bridge", "MQTT shared-subscription group of the bridges (\"-\": a plain subscription, for brokers without $share)")
 	fs.IntVar(&f.cfg.Options.Limits.MaxMessageBytes, "max-message-bytes", 1_000_000, "largest MQTT payload accepted")
 	fs.IntVar(&f.cfg.Options.Limits.MaxImageSide, "max-image-side", 4096, "largest image width or height accepted, in pixels")
-	fs.IntVar(&f.cfg.Options.MaxInFlight, "max-in-flight", 512, "messages handled at once")
-	fs.DurationVar(&f.cfg.Options.DrainTimeout, "drain-timeout", 15*time.Second, "how long shutdown waits for messages in flight")
+	fs.IntVar(&f.cfg.Options.Router.MaxInFlight, "max-in-flight", 512, "messages handled at once")
+	fs.DurationVar(&f.cfg.Options.Router.DrainTimeout, "drain-timeout", 15*time.Second, "how long shutdown waits for messages in flight")
 	return f
 }
 

@@ -12,23 +12,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/edgeloop/edgeloop/pkg/contract"
+	"github.com/edgeloop/edgeloop/pkg/message"
 	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
-)
-
-// Reasons a message is dead-lettered; stable, for metrics and alerts.
-const (
-	ReasonTooLarge      = "too_large"
-	ReasonBadTopic      = "bad_topic"
-	ReasonBadProtobuf   = "bad_protobuf"
-	ReasonTopicMismatch = "topic_mismatch"
-	ReasonMissingField  = "missing_field"
-	ReasonBadID         = "bad_id"
-	ReasonBadImage      = "bad_image"
-	ReasonBadDimensions = "bad_dimensions"
-	ReasonBadConfidence = "bad_confidence"
-	ReasonBoxOutside    = "box_outside_image"
-	ReasonNoReason      = "no_sampling_reason"
-	ReasonBadLabel      = "bad_label"
 )
 
 // Limits bound what the bridge accepts.
@@ -50,47 +35,40 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
-// Rejection says why a message was refused: a stable reason and a detail for people
-// that names what and where.
-type Rejection struct {
-	Reason string
-	Detail string
-}
-
-func (r *Rejection) Error() string { return r.Reason + ": " + r.Detail }
-
-func reject(reason, format string, args ...any) *Rejection {
-	return &Rejection{Reason: reason, Detail: fmt.Sprintf(format, args...)}
+// reject is a refusal with a stable reason and a detail for people that names what and
+// where.
+func reject(reason, format string, args ...any) *message.Reject {
+	return &message.Reject{Reason: reason, Err: fmt.Errorf(format, args...)}
 }
 
 var exampleIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
 
 // ValidateExample checks an example payload received on topic against the contract.
-func ValidateExample(topic string, payload []byte, l Limits) (*edgeloopv1.Example, *Rejection) {
+func ValidateExample(topic string, payload []byte, l Limits) (*edgeloopv1.Example, *message.Reject) {
 	l = l.withDefaults()
 	if len(payload) > l.MaxMessageBytes {
-		return nil, reject(ReasonTooLarge, "payload of %d bytes is over the %d-byte limit", len(payload), l.MaxMessageBytes)
+		return nil, reject(contract.ReasonTooLarge, "payload of %d bytes is over the %d-byte limit", len(payload), l.MaxMessageBytes)
 	}
 	dt, err := contract.ParseDeviceTopic(topic)
 	if err != nil {
-		return nil, reject(ReasonBadTopic, "%v", err)
+		return nil, reject(contract.ReasonBadTopic, "%v", err)
 	}
 	ex := &edgeloopv1.Example{}
 	if err := proto.Unmarshal(payload, ex); err != nil {
-		return nil, reject(ReasonBadProtobuf, "payload is not an edgeloop.v1.Example: %v", err)
+		return nil, reject(contract.ReasonBadProtobuf, "payload is not an edgeloop.v1.Example: %v", err)
 	}
 	if ex.GetProject() != dt.Project || ex.GetDevice() != dt.Device {
-		return nil, reject(ReasonTopicMismatch, "payload says project %q device %q, topic says project %q device %q",
+		return nil, reject(contract.ReasonTopicMismatch, "payload says project %q device %q, topic says project %q device %q",
 			ex.GetProject(), ex.GetDevice(), dt.Project, dt.Device)
 	}
 	if !exampleIDPattern.MatchString(ex.GetId()) {
-		return nil, reject(ReasonBadID, "example id %q: want 1-128 characters of [A-Za-z0-9._-]", ex.GetId())
+		return nil, reject(contract.ReasonBadID, "example id %q: want 1-128 characters of [A-Za-z0-9._-]", ex.GetId())
 	}
 	if ex.GetCapturedAt() == nil {
-		return nil, reject(ReasonMissingField, "example %s: captured_at is missing", ex.GetId())
+		return nil, reject(contract.ReasonMissingField, "example %s: captured_at is missing", ex.GetId())
 	}
 	if ex.GetTask() != edgeloopv1.Task_TASK_CLASSIFY && ex.GetTask() != edgeloopv1.Task_TASK_DETECT {
-		return nil, reject(ReasonMissingField, "example %s: task is %v, want TASK_CLASSIFY or TASK_DETECT", ex.GetId(), ex.GetTask())
+		return nil, reject(contract.ReasonMissingField, "example %s: task is %v, want TASK_CLASSIFY or TASK_DETECT", ex.GetId(), ex.GetTask())
 	}
 	if r := checkImage(ex, l); r != nil {
 		return nil, r
@@ -99,7 +77,7 @@ func ValidateExample(topic string, payload []byte, l Limits) (*edgeloopv1.Exampl
 	for i, p := range ex.GetPredictions() {
 		c := float64(p.GetConfidence())
 		if math.IsNaN(c) || c < 0 || c > 1 {
-			return nil, reject(ReasonBadConfidence, "example %s prediction %d: confidence %v is outside [0,1]", ex.GetId(), i, p.GetConfidence())
+			return nil, reject(contract.ReasonBadConfidence, "example %s prediction %d: confidence %v is outside [0,1]", ex.GetId(), i, p.GetConfidence())
 		}
 		if r := checkLabelBox(ex.GetId(), fmt.Sprintf("prediction %d", i), p.GetClassName(), p.GetBox(), detect); r != nil {
 			return nil, r
@@ -111,83 +89,83 @@ func ValidateExample(topic string, payload []byte, l Limits) (*edgeloopv1.Exampl
 		}
 	}
 	if len(ex.GetReasons()) == 0 {
-		return nil, reject(ReasonNoReason, "example %s: no sampling reason: every upload must say why it was sampled", ex.GetId())
+		return nil, reject(contract.ReasonNoReason, "example %s: no sampling reason: every upload must say why it was sampled", ex.GetId())
 	}
 	for i, r := range ex.GetReasons() {
 		if r.GetKind() == edgeloopv1.SamplingKind_SAMPLING_KIND_UNSPECIFIED {
-			return nil, reject(ReasonNoReason, "example %s: sampling reason %d has no kind", ex.GetId(), i)
+			return nil, reject(contract.ReasonNoReason, "example %s: sampling reason %d has no kind", ex.GetId(), i)
 		}
 	}
 	return ex, nil
 }
 
-func checkImage(ex *edgeloopv1.Example, l Limits) *Rejection {
+func checkImage(ex *edgeloopv1.Example, l Limits) *message.Reject {
 	img := ex.GetImage()
 	if len(img.GetData()) == 0 {
-		return reject(ReasonBadImage, "example %s: image data is empty", ex.GetId())
+		return reject(contract.ReasonBadImage, "example %s: image data is empty", ex.GetId())
 	}
 	want := map[string]string{"image/jpeg": "jpeg", "image/png": "png"}[img.GetContentType()]
 	if want == "" {
-		return reject(ReasonBadImage, "example %s: content type %q: want image/jpeg or image/png", ex.GetId(), img.GetContentType())
+		return reject(contract.ReasonBadImage, "example %s: content type %q: want image/jpeg or image/png", ex.GetId(), img.GetContentType())
 	}
 	cfg, format, err := image.DecodeConfig(bytes.NewReader(img.GetData()))
 	if err != nil {
-		return reject(ReasonBadImage, "example %s: image header does not decode as %s: %v", ex.GetId(), want, err)
+		return reject(contract.ReasonBadImage, "example %s: image header does not decode as %s: %v", ex.GetId(), want, err)
 	}
 	if format != want {
-		return reject(ReasonBadImage, "example %s: content type says %s but the data is %s", ex.GetId(), want, format)
+		return reject(contract.ReasonBadImage, "example %s: content type says %s but the data is %s", ex.GetId(), want, format)
 	}
 	if cfg.Width < 1 || cfg.Height < 1 || cfg.Width > l.MaxImageSide || cfg.Height > l.MaxImageSide {
-		return reject(ReasonBadDimensions, "example %s: image is %dx%d, want sides in [1, %d]", ex.GetId(), cfg.Width, cfg.Height, l.MaxImageSide)
+		return reject(contract.ReasonBadDimensions, "example %s: image is %dx%d, want sides in [1, %d]", ex.GetId(), cfg.Width, cfg.Height, l.MaxImageSide)
 	}
 	if int(img.GetWidth()) != cfg.Width || int(img.GetHeight()) != cfg.Height {
-		return reject(ReasonBadDimensions, "example %s: message says %dx%d but the image is %dx%d",
+		return reject(contract.ReasonBadDimensions, "example %s: message says %dx%d but the image is %dx%d",
 			ex.GetId(), img.GetWidth(), img.GetHeight(), cfg.Width, cfg.Height)
 	}
 	return nil
 }
 
-func checkLabelBox(id, where, class string, b *edgeloopv1.Box, detect bool) *Rejection {
+func checkLabelBox(id, where, class string, b *edgeloopv1.Box, detect bool) *message.Reject {
 	if class == "" {
-		return reject(ReasonBadLabel, "example %s %s: class name is empty", id, where)
+		return reject(contract.ReasonBadLabel, "example %s %s: class name is empty", id, where)
 	}
 	if !detect {
 		if b != nil {
-			return reject(ReasonBadLabel, "example %s %s: a classification label has a box", id, where)
+			return reject(contract.ReasonBadLabel, "example %s %s: a classification label has a box", id, where)
 		}
 		return nil
 	}
 	if b == nil {
-		return reject(ReasonBoxOutside, "example %s %s: a detection has no box", id, where)
+		return reject(contract.ReasonBoxOutside, "example %s %s: a detection has no box", id, where)
 	}
 	vals := []float32{b.GetXMin(), b.GetYMin(), b.GetXMax(), b.GetYMax()}
 	for _, v := range vals {
 		if math.IsNaN(float64(v)) || v < 0 || v > 1 {
-			return reject(ReasonBoxOutside, "example %s %s: box %v is outside the image ([0,1] normalised)", id, where, vals)
+			return reject(contract.ReasonBoxOutside, "example %s %s: box %v is outside the image ([0,1] normalised)", id, where, vals)
 		}
 	}
 	if b.GetXMin() >= b.GetXMax() || b.GetYMin() >= b.GetYMax() {
-		return reject(ReasonBoxOutside, "example %s %s: box %v is empty (want x_min < x_max, y_min < y_max)", id, where, vals)
+		return reject(contract.ReasonBoxOutside, "example %s %s: box %v is empty (want x_min < x_max, y_min < y_max)", id, where, vals)
 	}
 	return nil
 }
 
 // ValidateStatus checks a device status payload received on topic.
-func ValidateStatus(topic string, payload []byte, l Limits) (*edgeloopv1.DeviceStatus, *Rejection) {
+func ValidateStatus(topic string, payload []byte, l Limits) (*edgeloopv1.DeviceStatus, *message.Reject) {
 	l = l.withDefaults()
 	if len(payload) > l.MaxMessageBytes {
-		return nil, reject(ReasonTooLarge, "payload of %d bytes is over the %d-byte limit", len(payload), l.MaxMessageBytes)
+		return nil, reject(contract.ReasonTooLarge, "payload of %d bytes is over the %d-byte limit", len(payload), l.MaxMessageBytes)
 	}
 	dt, err := contract.ParseDeviceTopic(topic)
 	if err != nil {
-		return nil, reject(ReasonBadTopic, "%v", err)
+		return nil, reject(contract.ReasonBadTopic, "%v", err)
 	}
 	st := &edgeloopv1.DeviceStatus{}
 	if err := proto.Unmarshal(payload, st); err != nil {
-		return nil, reject(ReasonBadProtobuf, "payload is not an edgeloop.v1.DeviceStatus: %v", err)
+		return nil, reject(contract.ReasonBadProtobuf, "payload is not an edgeloop.v1.DeviceStatus: %v", err)
 	}
 	if st.GetProject() != dt.Project || st.GetDevice() != dt.Device {
-		return nil, reject(ReasonTopicMismatch, "payload says project %q device %q, topic says project %q device %q",
+		return nil, reject(contract.ReasonTopicMismatch, "payload says project %q device %q, topic says project %q device %q",
 			st.GetProject(), st.GetDevice(), dt.Project, dt.Device)
 	}
 	return st, nil

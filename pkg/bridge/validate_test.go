@@ -26,35 +26,35 @@ func BadExamples() []struct {
 		Reason string
 		Break  func(ex *edgeloopv1.Example) (string, []byte)
 	}{
-		{ReasonTooLarge, func(ex *edgeloopv1.Example) (string, []byte) {
+		{contract.ReasonTooLarge, func(ex *edgeloopv1.Example) (string, []byte) {
 			ex.AgentVersion = strings.Repeat("x", 1_100_000)
 			return enc(ex)
 		}},
-		{ReasonBadProtobuf, func(ex *edgeloopv1.Example) (string, []byte) {
+		{contract.ReasonBadProtobuf, func(ex *edgeloopv1.Example) (string, []byte) {
 			return contract.ExamplesTopic(ex.Project, ex.Device), []byte("\xff\xff\xff not a protobuf")
 		}},
-		{ReasonTopicMismatch, func(ex *edgeloopv1.Example) (string, []byte) {
+		{contract.ReasonTopicMismatch, func(ex *edgeloopv1.Example) (string, []byte) {
 			t, b := enc(ex)
 			return strings.Replace(t, "/"+ex.Device+"/", "/other-device/", 1), b
 		}},
-		{ReasonBadID, func(ex *edgeloopv1.Example) (string, []byte) { ex.Id = "has spaces/slash"; return enc(ex) }},
-		{ReasonMissingField, func(ex *edgeloopv1.Example) (string, []byte) { ex.CapturedAt = nil; return enc(ex) }},
-		{ReasonBadImage, func(ex *edgeloopv1.Example) (string, []byte) {
+		{contract.ReasonBadID, func(ex *edgeloopv1.Example) (string, []byte) { ex.Id = "has spaces/slash"; return enc(ex) }},
+		{contract.ReasonMissingField, func(ex *edgeloopv1.Example) (string, []byte) { ex.CapturedAt = nil; return enc(ex) }},
+		{contract.ReasonBadImage, func(ex *edgeloopv1.Example) (string, []byte) {
 			ex.Image.Data = []byte("GIF89a this is no png")
 			return enc(ex)
 		}},
-		{ReasonBadDimensions, func(ex *edgeloopv1.Example) (string, []byte) { ex.Image.Width = 640; return enc(ex) }},
-		{ReasonBadConfidence, func(ex *edgeloopv1.Example) (string, []byte) {
+		{contract.ReasonBadDimensions, func(ex *edgeloopv1.Example) (string, []byte) { ex.Image.Width = 640; return enc(ex) }},
+		{contract.ReasonBadConfidence, func(ex *edgeloopv1.Example) (string, []byte) {
 			ex.Predictions[0].Confidence = 1.5
 			return enc(ex)
 		}},
-		{ReasonBoxOutside, func(ex *edgeloopv1.Example) (string, []byte) {
+		{contract.ReasonBoxOutside, func(ex *edgeloopv1.Example) (string, []byte) {
 			ex.Task = edgeloopv1.Task_TASK_DETECT
 			ex.Predictions[0].Box = &edgeloopv1.Box{XMin: 0.5, YMin: 0.2, XMax: 1.3, YMax: 0.9}
 			return enc(ex)
 		}},
-		{ReasonNoReason, func(ex *edgeloopv1.Example) (string, []byte) { ex.Reasons = nil; return enc(ex) }},
-		{ReasonBadLabel, func(ex *edgeloopv1.Example) (string, []byte) {
+		{contract.ReasonNoReason, func(ex *edgeloopv1.Example) (string, []byte) { ex.Reasons = nil; return enc(ex) }},
+		{contract.ReasonBadLabel, func(ex *edgeloopv1.Example) (string, []byte) {
 			ex.Correction = &edgeloopv1.Annotation{Labels: []*edgeloopv1.Label{{ClassName: ""}}}
 			return enc(ex)
 		}},
@@ -76,9 +76,9 @@ func TestValidateExample(t *testing.T) {
 				t.Fatal("accepted, want refused")
 			}
 			if rej.Reason != c.Reason {
-				t.Fatalf("reason %q (%s), want %q", rej.Reason, rej.Detail, c.Reason)
+				t.Fatalf("reason %q (%s), want %q", rej.Reason, rej.Err.Error(), c.Reason)
 			}
-			if rej.Detail == "" {
+			if rej.Err.Error() == "" {
 				t.Fatal("no detail for people")
 			}
 		})
@@ -91,23 +91,23 @@ func TestValidateEdgeCases(t *testing.T) {
 		mod    func(ex *edgeloopv1.Example)
 		reason string
 	}{
-		{"NaN confidence", func(ex *edgeloopv1.Example) { ex.Predictions[0].Confidence = float32(math.NaN()) }, ReasonBadConfidence},
-		{"negative confidence", func(ex *edgeloopv1.Example) { ex.Predictions[0].Confidence = -0.01 }, ReasonBadConfidence},
+		{"NaN confidence", func(ex *edgeloopv1.Example) { ex.Predictions[0].Confidence = float32(math.NaN()) }, contract.ReasonBadConfidence},
+		{"negative confidence", func(ex *edgeloopv1.Example) { ex.Predictions[0].Confidence = -0.01 }, contract.ReasonBadConfidence},
 		{"confidence exactly 1", func(ex *edgeloopv1.Example) { ex.Predictions[0].Confidence = 1 }, ""},
 		{"empty box", func(ex *edgeloopv1.Example) {
 			ex.Task = edgeloopv1.Task_TASK_DETECT
 			ex.Predictions[0].Box = &edgeloopv1.Box{XMin: 0.5, YMin: 0.2, XMax: 0.5, YMax: 0.9}
-		}, ReasonBoxOutside},
-		{"detection without box", func(ex *edgeloopv1.Example) { ex.Task = edgeloopv1.Task_TASK_DETECT }, ReasonBoxOutside},
+		}, contract.ReasonBoxOutside},
+		{"detection without box", func(ex *edgeloopv1.Example) { ex.Task = edgeloopv1.Task_TASK_DETECT }, contract.ReasonBoxOutside},
 		{"box on classification", func(ex *edgeloopv1.Example) {
 			ex.Predictions[0].Box = &edgeloopv1.Box{XMin: 0, YMin: 0, XMax: 1, YMax: 1}
-		}, ReasonBadLabel},
-		{"jpeg labelled png", func(ex *edgeloopv1.Example) { ex.Image.Data = fixture.JPEG(28, 28, 1) }, ReasonBadImage},
+		}, contract.ReasonBadLabel},
+		{"jpeg labelled png", func(ex *edgeloopv1.Example) { ex.Image.Data = fixture.JPEG(28, 28, 1) }, contract.ReasonBadImage},
 		{"huge image", func(ex *edgeloopv1.Example) {
 			ex.Image = &edgeloopv1.Image{Data: fixture.PNG(5000, 1), ContentType: "image/png", Width: 5000, Height: 1}
-		}, ReasonBadDimensions},
-		{"no task", func(ex *edgeloopv1.Example) { ex.Task = 0 }, ReasonMissingField},
-		{"unspecified reason kind", func(ex *edgeloopv1.Example) { ex.Reasons[0].Kind = 0 }, ReasonNoReason},
+		}, contract.ReasonBadDimensions},
+		{"no task", func(ex *edgeloopv1.Example) { ex.Task = 0 }, contract.ReasonMissingField},
+		{"unspecified reason kind", func(ex *edgeloopv1.Example) { ex.Reasons[0].Kind = 0 }, contract.ReasonNoReason},
 		{"zero predictions is fine", func(ex *edgeloopv1.Example) { ex.Predictions = nil }, ""},
 	}
 	for _, c := range cases {

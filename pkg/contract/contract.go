@@ -1,5 +1,5 @@
 // Package contract holds edgeloop's wire contracts that are not protobuf messages: the
-// Kafka topic names, the MQTT topic layout and the rules for ids. docs/design.md is the
+// Kafka topic names, the MQTT topic layout and the rules for ids. docs/architecture.md is the
 // prose version of the same contracts.
 package contract
 
@@ -32,11 +32,15 @@ func Topics() []string {
 // MQTT topic layout.
 const (
 	mqttRoot = "edgeloop/v1"
-	// SharedExamplesFilter is the bridge's shared subscription to every device's examples.
-	SharedExamplesFilter = "$share/bridge/" + mqttRoot + "/+/+/examples"
-	// SharedStatusFilter is the bridge's shared subscription to every device's status.
-	SharedStatusFilter = "$share/bridge/" + mqttRoot + "/+/+/status"
+	// ExamplesFilter matches every device's examples topic.
+	ExamplesFilter = mqttRoot + "/+/+/examples"
+	// StatusFilter matches every device's status topic.
+	StatusFilter = mqttRoot + "/+/+/status"
 )
+
+// Shared is filter as an MQTT 5 shared subscription of group: each message goes to one
+// member of the group.
+func Shared(group, filter string) string { return "$share/" + group + "/" + filter }
 
 var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 

@@ -9,13 +9,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/edgeloop/edgeloop/pkg/contract"
 	"github.com/edgeloop/edgeloop/pkg/kafkabus"
+	"github.com/edgeloop/edgeloop/pkg/message"
 	"github.com/edgeloop/edgeloop/pkg/objstore"
 	"github.com/edgeloop/edgeloop/pkg/project"
 	"github.com/edgeloop/edgeloop/pkg/raster"
@@ -42,33 +42,33 @@ func New(s objstore.Store, prod *kafkabus.Producer, kcfg kafkabus.Config, m *met
 func (c *Curator) Store() *project.Store { return c.st }
 
 // Ingest stores an example and queues it. It is idempotent by example id: a
-// redelivered example changes nothing. It returns a kafkabus.Reject for examples that
+// redelivered example changes nothing. It returns a *message.Reject for examples that
 // can never be accepted.
 func (c *Curator) Ingest(ctx context.Context, ex *edgeloopv1.Example) error {
 	p, err := c.st.Project(ctx, ex.GetProject())
 	if errors.Is(err, objstore.ErrNotFound) {
-		return kafkabus.Rejectf("unknown_project", fmt.Errorf("example %s: project %q does not exist (create it first)", ex.GetId(), ex.GetProject()))
+		return message.Rejectf(contract.ReasonUnknownProject, "example %s: project %q does not exist (create it first)", ex.GetId(), ex.GetProject())
 	}
 	if err != nil {
 		return err
 	}
 	if want := map[string]edgeloopv1.Task{"classify": edgeloopv1.Task_TASK_CLASSIFY, "detect": edgeloopv1.Task_TASK_DETECT}[p.Task]; ex.GetTask() != want {
-		return kafkabus.Rejectf("task_mismatch", fmt.Errorf("example %s: task %v, project %s is %s", ex.GetId(), ex.GetTask(), p.ID, p.Task))
+		return message.Rejectf(contract.ReasonTaskMismatch, "example %s: task %v, project %s is %s", ex.GetId(), ex.GetTask(), p.ID, p.Task)
 	}
 	known := p.ClassIndex()
 	for _, pr := range ex.GetPredictions() {
 		if _, ok := known[pr.GetClassName()]; !ok {
-			return kafkabus.Rejectf("unknown_class", fmt.Errorf("example %s: predicted class %q is not one of project %s's", ex.GetId(), pr.GetClassName(), p.ID))
+			return message.Rejectf(contract.ReasonUnknownClass, "example %s: predicted class %q is not one of project %s's", ex.GetId(), pr.GetClassName(), p.ID)
 		}
 	}
 	for _, l := range ex.GetCorrection().GetLabels() {
 		if _, ok := known[l.GetClassName()]; !ok {
-			return kafkabus.Rejectf("unknown_class", fmt.Errorf("example %s: corrected class %q is not one of project %s's", ex.GetId(), l.GetClassName(), p.ID))
+			return message.Rejectf(contract.ReasonUnknownClass, "example %s: corrected class %q is not one of project %s's", ex.GetId(), l.GetClassName(), p.ID)
 		}
 	}
 	img, err := raster.Decode(ex.GetImage().GetData())
 	if err != nil {
-		return kafkabus.Rejectf("bad_image", fmt.Errorf("example %s: %w", ex.GetId(), err))
+		return message.Rejectf(contract.ReasonBadImage, "example %s: %w", ex.GetId(), err)
 	}
 	key, _, err := objstore.PutContent(ctx, c.st.S, project.ImagePrefix(p.ID), ex.GetImage().GetData(), ex.GetImage().GetContentType())
 	if err != nil {
@@ -432,7 +432,7 @@ func (c *Curator) completeApproval(ctx context.Context, pid string, b *project.B
 		Project: pid, BatchId: b.ID, ApprovedAt: timestamppb.New(now), ApprovedBy: user,
 		AddedBySplit: bySplit, AddedByClass: byClass, DatasetSnapshot: snapshot, DatasetBySplit: dsBySplit,
 	})
-	if err := c.prod.Produce(ctx, kafka.Message{Topic: c.kcfg.Topic(contract.TopicBatchesApproved), Key: []byte(pid), Value: ev}); err != nil {
+	if err := c.prod.Publish(ctx, c.kcfg.Topic(contract.TopicBatchesApproved), &message.Message{Key: []byte(pid), Value: ev}); err != nil {
 		return nil, fmt.Errorf("approval of %s is stored but not yet announced (retry the approval): %w", b.ID, err)
 	}
 	out, err := c.transition(ctx, pid, b.ID, user, "approved", func(b *project.Batch, now time.Time) error {

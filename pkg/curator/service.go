@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
@@ -17,6 +15,7 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/contract"
 	"github.com/edgeloop/edgeloop/pkg/httpapi"
 	"github.com/edgeloop/edgeloop/pkg/kafkabus"
+	"github.com/edgeloop/edgeloop/pkg/message"
 	"github.com/edgeloop/edgeloop/pkg/objstore/s3store"
 	"github.com/edgeloop/edgeloop/pkg/opshttp"
 	"github.com/edgeloop/edgeloop/pkg/retry"
@@ -157,15 +156,15 @@ func (c *Curator) Consume(ctx context.Context, k kafkabus.Config, group string, 
 		}
 		rejected = are.ExistingCollector.(*prometheus.CounterVec)
 	}
-	h := kafkabus.Chain(func(ctx context.Context, m kafka.Message) error {
+	h := message.Chain(func(ctx context.Context, m *message.Message) error {
 		ex := &edgeloopv1.Example{}
 		if err := proto.Unmarshal(m.Value, ex); err != nil {
-			return kafkabus.Rejectf("bad_protobuf", fmt.Errorf("offset %d: not an edgeloop.v1.Example: %w", m.Offset, err))
+			return message.Rejectf(contract.ReasonBadProtobuf, "not an edgeloop.v1.Example: %w", err)
 		}
 		return c.Ingest(ctx, ex)
 	},
-		kafkabus.Retry(retry.Backoff{Max: 5 * time.Second}, c.log),
-		kafkabus.DeadLetter(prod, k.Topic(contract.TopicDeadLetter), "curator", c.log, func(r string) { rejected.WithLabelValues(r).Inc() }),
+		message.Retry(retry.Backoff{Max: 5 * time.Second}, c.log),
+		message.DeadLetter(prod, k.Topic(contract.TopicDeadLetter), "curator", c.log, func(r string) { rejected.WithLabelValues(r).Inc() }),
 	)
 	err = cons.Run(ctx, h)
 	if errors.Is(err, context.Canceled) {

@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
@@ -22,6 +21,7 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/curator"
 	"github.com/edgeloop/edgeloop/pkg/httpapi"
 	"github.com/edgeloop/edgeloop/pkg/kafkabus"
+	"github.com/edgeloop/edgeloop/pkg/message"
 	"github.com/edgeloop/edgeloop/pkg/registry"
 	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
 )
@@ -115,7 +115,7 @@ func (t *Tracker) Consume(ctx context.Context, k kafkabus.Config, group string) 
 		return err
 	}
 	defer c.Close()
-	err = c.Run(ctx, func(_ context.Context, m kafka.Message) error {
+	err = c.Run(ctx, func(_ context.Context, m *message.Message) error {
 		st := &edgeloopv1.DeviceStatus{}
 		if err := proto.Unmarshal(m.Value, st); err != nil {
 			t.log.Warn("device status does not decode; skipped", zap.Error(err))

@@ -10,15 +10,13 @@ import (
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
 
+	"github.com/edgeloop/edgeloop/pkg/message"
 	"github.com/edgeloop/edgeloop/pkg/retry"
 )
 
-// Handler processes one message. It returns nil only once the message's effect is
-// durable: only then is its offset committed.
-type Handler func(ctx context.Context, m kafka.Message) error
-
 // Consumer reads one topic as a member of a consumer group and hands each message to a
-// Handler: fetch, handle, commit. A message whose handler fails is never committed, and
+// message.Handler: fetch, handle, commit — the offset is committed only once the handler
+// returned nil, that is once the message's effect is durable. A message whose handler fails is never committed, and
 // no later message of its partition is handled before it succeeds.
 type Consumer struct {
 	r     *kafka.Reader
@@ -81,7 +79,7 @@ func NewConsumer(cfg Config, group, topic string, o ConsumerOptions, log *zap.Lo
 // logged and retried with backoff. The handler is retried by whatever middleware wraps
 // it; Run itself stops at the first handler error, without committing that message, so
 // that it is redelivered.
-func (c *Consumer) Run(ctx context.Context, h Handler) error {
+func (c *Consumer) Run(ctx context.Context, h message.Handler) error {
 	b := retry.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second}
 	failures := 0
 	pause := func(what string, err error) bool {
@@ -106,7 +104,7 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 			}
 			continue
 		}
-		if err := h(ctx, m); err != nil {
+		if err := h(ctx, toMessage(m)); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -133,3 +131,16 @@ func (c *Consumer) Lag() int64 { return c.r.Stats().Lag }
 
 // Close leaves the group and flushes pending commits.
 func (c *Consumer) Close() error { return c.r.Close() }
+
+// toMessage is the transport-neutral view of a Kafka message.
+func toMessage(m kafka.Message) *message.Message {
+	out := &message.Message{Topic: m.Topic, Key: m.Key, Value: m.Value,
+		Origin: fmt.Sprintf("kafka:%s[%d]@%d", m.Topic, m.Partition, m.Offset)}
+	if len(m.Headers) > 0 {
+		out.Headers = make(map[string]string, len(m.Headers))
+		for _, h := range m.Headers {
+			out.Headers[h.Key] = string(h.Value)
+		}
+	}
+	return out
+}

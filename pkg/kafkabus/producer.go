@@ -2,10 +2,14 @@ package kafkabus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/edgeloop/edgeloop/pkg/contract"
+	"github.com/edgeloop/edgeloop/pkg/message"
 )
 
 // Producer writes messages synchronously: Produce returns nil only once every in-sync
@@ -78,6 +82,26 @@ func (p *Producer) Produce(ctx context.Context, msgs ...kafka.Message) error {
 	}
 	return nil
 }
+
+// Publish writes msgs to topic and waits for acks=all; it implements
+// message.Publisher. A message Kafka will never take (larger than the broker's limit)
+// is a *message.Reject with reason contract.ReasonTooLarge.
+func (p *Producer) Publish(ctx context.Context, topic string, msgs ...*message.Message) error {
+	out := make([]kafka.Message, len(msgs))
+	for i, m := range msgs {
+		out[i] = kafka.Message{Topic: topic, Key: m.Key, Value: m.Value}
+		for k, v := range m.Headers {
+			out[i].Headers = append(out[i].Headers, kafka.Header{Key: k, Value: []byte(v)})
+		}
+	}
+	err := p.Produce(ctx, out...)
+	if errors.Is(err, kafka.MessageSizeTooLarge) {
+		return &message.Reject{Reason: contract.ReasonTooLarge, Err: err}
+	}
+	return err
+}
+
+var _ message.Publisher = (*Producer)(nil)
 
 // Close flushes pending writes and releases the connections.
 func (p *Producer) Close() error { return p.w.Close() }

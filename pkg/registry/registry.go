@@ -24,13 +24,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/segmentio/kafka-go"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/edgeloop/edgeloop/pkg/artifact"
 	"github.com/edgeloop/edgeloop/pkg/contract"
 	"github.com/edgeloop/edgeloop/pkg/kafkabus"
+	"github.com/edgeloop/edgeloop/pkg/message"
 	"github.com/edgeloop/edgeloop/pkg/objstore"
 	"github.com/edgeloop/edgeloop/pkg/retry"
 	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
@@ -282,7 +282,7 @@ func (r *Registry) Announce(ctx context.Context, project string) error {
 	if r.prod == nil {
 		return errors.New("registry: no producer to announce releases with")
 	}
-	return r.prod.Produce(ctx, kafka.Message{Topic: r.kcfg.Topic(contract.TopicModels), Key: []byte(project), Value: b})
+	return r.prod.Publish(ctx, r.kcfg.Topic(contract.TopicModels), &message.Message{Key: []byte(project), Value: b})
 }
 
 // ArtifactURL is where devices download a version.
@@ -307,5 +307,5 @@ func (r *Registry) RequestTraining(ctx context.Context, project, by string) (str
 	if r.prod == nil {
 		return "", errors.New("registry: no producer")
 	}
-	return id, r.prod.Produce(ctx, kafka.Message{Topic: r.kcfg.Topic(contract.TopicBatchesApproved), Key: []byte(project), Value: b})
+	return id, r.prod.Publish(ctx, r.kcfg.Topic(contract.TopicBatchesApproved), &message.Message{Key: []byte(project), Value: b})
 }

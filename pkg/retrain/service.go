@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
@@ -22,6 +21,7 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/artifact"
 	"github.com/edgeloop/edgeloop/pkg/contract"
 	"github.com/edgeloop/edgeloop/pkg/kafkabus"
+	"github.com/edgeloop/edgeloop/pkg/message"
 	"github.com/edgeloop/edgeloop/pkg/nn/backend"
 	"github.com/edgeloop/edgeloop/pkg/objstore"
 	"github.com/edgeloop/edgeloop/pkg/objstore/s3store"
@@ -201,13 +201,13 @@ func (s *Service) Run(ctx context.Context, prod *kafkabus.Producer) error {
 			s.wake(ctx, &wg, p.ID)
 		}
 	}()
-	h := kafkabus.Chain(func(ctx context.Context, m kafka.Message) error {
+	h := message.Chain(func(ctx context.Context, m *message.Message) error {
 		ev := &edgeloopv1.BatchApproved{}
 		if err := proto.Unmarshal(m.Value, ev); err != nil {
-			return kafkabus.Rejectf("bad_protobuf", fmt.Errorf("offset %d: not an edgeloop.v1.BatchApproved: %w", m.Offset, err))
+			return message.Rejectf(contract.ReasonBadProtobuf, "not an edgeloop.v1.BatchApproved: %w", err)
 		}
 		if err := contract.CheckID("project", ev.Project); err != nil {
-			return kafkabus.Rejectf("bad_id", err)
+			return &message.Reject{Reason: contract.ReasonBadID, Err: err}
 		}
 		if err := s.record(ctx, ev); err != nil {
 			return err
@@ -215,8 +215,8 @@ func (s *Service) Run(ctx context.Context, prod *kafkabus.Producer) error {
 		s.wake(ctx, &wg, ev.Project)
 		return nil
 	},
-		kafkabus.Retry(retry.Backoff{Max: 5 * time.Second}, s.log),
-		kafkabus.DeadLetter(prod, s.kcfg.Topic(contract.TopicDeadLetter), "retrain", s.log, nil),
+		message.Retry(retry.Backoff{Max: 5 * time.Second}, s.log),
+		message.DeadLetter(prod, s.kcfg.Topic(contract.TopicDeadLetter), "retrain", s.log, nil),
 	)
 	err = cons.Run(ctx, h)
 	if errors.Is(err, context.Canceled) {

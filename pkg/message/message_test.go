@@ -1,0 +1,116 @@
+package message_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/edgeloop/edgeloop/pkg/message"
+	"github.com/edgeloop/edgeloop/pkg/retry"
+	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
+)
+
+// recorder is a Publisher that keeps what it was given and fails while fail > 0.
+type recorder struct {
+	mu   sync.Mutex
+	fail int
+	got  map[string][]*message.Message
+}
+
+func (r *recorder) Publish(_ context.Context, topic string, msgs ...*message.Message) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fail > 0 {
+		r.fail--
+		return errors.New("broker down")
+	}
+	if r.got == nil {
+		r.got = map[string][]*message.Message{}
+	}
+	r.got[topic] = append(r.got[topic], msgs...)
+	return nil
+}
+
+func fast() retry.Backoff { return retry.Backoff{Initial: time.Millisecond, Max: time.Millisecond} }
+
+func TestChainOrderFirstIsOutermost(t *testing.T) {
+	var order []string
+	mw := func(name string) message.Middleware {
+		return func(h message.Handler) message.Handler {
+			return func(ctx context.Context, m *message.Message) error {
+				order = append(order, name)
+				return h(ctx, m)
+			}
+		}
+	}
+	h := message.Chain(func(context.Context, *message.Message) error { order = append(order, "h"); return nil }, mw("a"), mw("b"))
+	if err := h(context.Background(), &message.Message{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(order); got != 3 || order[0] != "a" || order[1] != "b" || order[2] != "h" {
+		t.Fatalf("order %v, want [a b h]", order)
+	}
+}
+
+func TestRetryRetriesTransientErrorsButNotRejects(t *testing.T) {
+	calls := 0
+	h := message.Chain(func(context.Context, *message.Message) error {
+		calls++
+		if calls < 3 {
+			return errors.New("kafka down")
+		}
+		return nil
+	}, message.Retry(fast(), zap.NewNop()))
+	if err := h(context.Background(), &message.Message{}); err != nil || calls != 3 {
+		t.Fatalf("err %v after %d calls, want nil after 3", err, calls)
+	}
+	calls = 0
+	h = message.Chain(func(context.Context, *message.Message) error {
+		calls++
+		return message.Rejectf("bad_protobuf", "junk")
+	}, message.Retry(fast(), zap.NewNop()))
+	err := h(context.Background(), &message.Message{})
+	if rej, ok := message.AsReject(err); !ok || rej.Reason != "bad_protobuf" || calls != 1 {
+		t.Fatalf("err %v after %d calls, want the reject after 1", err, calls)
+	}
+}
+
+func TestDeadLetterWritesTheReasonAndReportsHandled(t *testing.T) {
+	pub := &recorder{fail: 2}
+	var reasons []string
+	h := message.Chain(func(context.Context, *message.Message) error {
+		return message.Rejectf("bad_image", "example %s: not a PNG", "ex-1")
+	}, message.Retry(fast(), zap.NewNop()), message.DeadLetter(pub, "dlq", "curator", zap.NewNop(), func(r string) { reasons = append(reasons, r) }))
+	payload := make([]byte, 300<<10)
+	err := h(context.Background(), &message.Message{Key: []byte("p1"), Value: payload, Origin: "kafka:t[0]@7"})
+	if err != nil {
+		t.Fatalf("a rejected message whose dead letter was written is handled; got %v", err)
+	}
+	// The dead letter's write failed twice (Kafka down): Retry, outermost, kept trying.
+	if len(pub.got["dlq"]) != 1 || len(reasons) != 1 || reasons[0] != "bad_image" {
+		t.Fatalf("dead letters %d, reasons %v: want one bad_image", len(pub.got["dlq"]), reasons)
+	}
+	m := pub.got["dlq"][0]
+	dl := &edgeloopv1.DeadLetter{}
+	if err := proto.Unmarshal(m.Value, dl); err != nil {
+		t.Fatal(err)
+	}
+	if string(m.Key) != "p1" || dl.Service != "curator" || dl.Reason != "bad_image" || dl.Source != "kafka:t[0]@7" ||
+		dl.Detail != "example ex-1: not a PNG" || len(dl.Payload) != 256<<10 || dl.ReceivedAt == nil {
+		t.Fatalf("dead letter %+v (key %q, payload %d bytes)", dl, m.Key, len(dl.Payload))
+	}
+}
+
+func TestDeadLetterPassesOtherErrorsThrough(t *testing.T) {
+	pub := &recorder{}
+	boom := errors.New("s3 down")
+	h := message.DeadLetter(pub, "dlq", "curator", zap.NewNop(), nil)(func(context.Context, *message.Message) error { return boom })
+	if err := h(context.Background(), &message.Message{}); !errors.Is(err, boom) || len(pub.got) != 0 {
+		t.Fatalf("err %v, dead letters %v: want the error and none", err, pub.got)
+	}
+}
