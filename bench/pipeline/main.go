@@ -14,10 +14,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,9 +25,12 @@ import (
 
 	"github.com/edgeloop/edgeloop/pkg/dataformat"
 	"github.com/edgeloop/edgeloop/pkg/datasets"
+	"github.com/edgeloop/edgeloop/pkg/kafkabus"
+	"github.com/edgeloop/edgeloop/pkg/modules"
+	"github.com/edgeloop/edgeloop/pkg/modules/frontend"
+	"github.com/edgeloop/edgeloop/pkg/modules/headless"
 	"github.com/edgeloop/edgeloop/pkg/project"
 	"github.com/edgeloop/edgeloop/pkg/registry"
-	"github.com/edgeloop/edgeloop/pkg/standalone"
 )
 
 type options struct {
@@ -63,21 +66,29 @@ func run(o options, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	cfg := standalone.Config{DataDir: dir, Host: "127.0.0.1", MQTTPort: ports[0], KafkaPort: ports[1], S3Port: ports[2],
-		HTTPAddr: fmt.Sprintf("127.0.0.1:%d", ports[3]), BridgeOpsAddr: fmt.Sprintf("127.0.0.1:%d", ports[4]),
-		RetrainOpsAddr: fmt.Sprintf("127.0.0.1:%d", ports[5]), Backend: o.backend,
-		Project: "bench", Seed: "mnist", SeedLimit: o.examples, BatchMin: 30, BatchMax: 50, MaxWait: time.Minute}
-	stacks := make(chan *standalone.Stack, 1)
+	// The standalone's module table, as `make run` runs it, on free ports.
+	fs := flag.NewFlagSet("standalone", flag.ContinueOnError)
+	cfg := modules.RegisterFlags(fs, "standalone")
+	if err := fs.Parse([]string{"-data-dir", dir, "-mqtt-port", strconv.Itoa(ports[0]), "-kafka-port", strconv.Itoa(ports[1]),
+		"-s3-port", strconv.Itoa(ports[2]), "-http-addr", fmt.Sprintf("127.0.0.1:%d", ports[3]),
+		"-bridge-ops-addr", fmt.Sprintf("127.0.0.1:%d", ports[4]), "-retrain-ops-addr", fmt.Sprintf("127.0.0.1:%d", ports[5]),
+		"-backend", o.backend, "-project", "bench", "-seed", "mnist", "-seed-limit", strconv.Itoa(o.examples), "-fleet", "0",
+		"-agent-http-addr", ""}); err != nil {
+		return err
+	}
+	stacks := make(chan *frontend.Stack, 1)
 	done := make(chan error, 1)
-	go func() { done <- standalone.Run(ctx, cfg, log, io.Discard, func(s *standalone.Stack) { stacks <- s }) }()
-	var st *standalone.Stack
+	impls := modules.Merge(headless.Modules(), frontend.Modules(func(s *frontend.Stack) { stacks <- s }))
+	go func() { done <- modules.Run(ctx, cfg, impls, log, modules.Options{}) }()
+	var st *frontend.Stack
 	select {
 	case st = <-stacks:
 	case err := <-done:
 		return fmt.Errorf("standalone stopped: %w", err)
 	}
 	defer func() { cancel(); <-done }()
-	reg := registry.New(st.Curator.Store().S, nil, st.Kafka, st.API)
+	kcfg := kafkabus.Config{Brokers: []string{fmt.Sprintf("127.0.0.1:%d", ports[1])}, ClientID: "bench-pipeline"}
+	reg := registry.New(st.Curator.Store().S, nil, kcfg, st.API)
 
 	fmt.Printf("\nApproved batch → published model, project of %d MNIST digits (%s)\n\n", o.examples, o.backend)
 	fmt.Println("| step | dataset | training | engine | approved → stored | approved → released | gate: candidate vs current (test examples) |")
@@ -93,7 +104,7 @@ func run(o options, log *zap.Logger) error {
 
 // measure waits for version v and prints when it was stored and released, counted from
 // the approval of the project's latest approved batch.
-func measure(ctx context.Context, st *standalone.Stack, reg *registry.Registry, v int64, what string, examples int) error {
+func measure(ctx context.Context, st *frontend.Stack, reg *registry.Registry, v int64, what string, examples int) error {
 	var ver *registry.Version
 	for ver == nil {
 		vs, err := reg.Versions(ctx, "bench")
@@ -143,7 +154,7 @@ func measure(ctx context.Context, st *standalone.Stack, reg *registry.Registry, 
 }
 
 // lastApproval is when the project's most recently approved batch was approved.
-func lastApproval(ctx context.Context, st *standalone.Stack) (time.Time, error) {
+func lastApproval(ctx context.Context, st *frontend.Stack) (time.Time, error) {
 	bs, err := st.Curator.Store().Batches(ctx, "bench")
 	if err != nil {
 		return time.Time{}, err
@@ -162,7 +173,7 @@ func lastApproval(ctx context.Context, st *standalone.Stack) (time.Time, error) 
 
 // importBatch approves a batch of drifted digits by importing it (COCO) through the API,
 // as an annotation tool exporting its corrections would.
-func importBatch(ctx context.Context, st *standalone.Stack, o options) error {
+func importBatch(ctx context.Context, st *frontend.Stack, o options) error {
 	spec, err := datasets.Parse("mnist:drift=" + o.drift)
 	if err != nil {
 		return err

@@ -355,8 +355,8 @@ func testBridgeKilled(t *testing.T, e env) {
 	share := "s" + servertest.RandomID(6)
 	start := func() *exec.Cmd {
 		cmd := exec.Command(bin, append(servertest.KafkaArgs(e.kafka),
-			"-mqtt-url", e.mqttURL, "-mqtt-client-id", "bridge-"+share, "-share-group", share,
-			"-ops-addr", "127.0.0.1:0", "-partitions", "3", "-log-level", "warn")...)
+			"-mqtt-url", e.mqttURL, "-bridge-mqtt-client-id", "bridge-"+share, "-share-group", share,
+			"-bridge-ops-addr", "127.0.0.1:0", "-partitions", "3", "-log-level", "warn")...)
 		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

@@ -2,10 +2,8 @@ package bridge
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"net/http"
-	"os"
 	"time"
 
 	"go.uber.org/zap"
@@ -26,42 +24,6 @@ type ServiceConfig struct {
 	// Partitions of the topics the bridge creates when they are missing.
 	Partitions int
 	Options    Options
-}
-
-// Flags fill a ServiceConfig from the command line.
-type Flags struct {
-	kafka    *kafkabus.Flags
-	mqtt     *mqttbus.Flags
-	clientID string
-	cfg      ServiceConfig
-}
-
-// RegisterFlags adds the bridge's flags to fs.
-func RegisterFlags(fs *flag.FlagSet) *Flags {
-	host, _ := os.Hostname()
-	f := &Flags{kafka: kafkabus.RegisterFlags(fs), mqtt: mqttbus.RegisterFlags(fs)}
-	fs.StringVar(&f.clientID, "mqtt-client-id", "bridge-"+host, "MQTT client id; keep it stable so the broker keeps the session")
-	fs.StringVar(&f.cfg.OpsAddr, "ops-addr", "127.0.0.1:9101", "address of /healthz, /readyz and /metrics")
-	fs.IntVar(&f.cfg.Partitions, "partitions", 6, "partitions of topics created at start")
-	fs.StringVar(&f.cfg.Options.ShareGroup, "share-group", "bridge", "MQTT shared-subscription group of the bridges (\"-\": a plain subscription, for brokers without $share)")
-	fs.IntVar(&f.cfg.Options.Limits.MaxMessageBytes, "max-message-bytes", 1_000_000, "largest MQTT payload accepted")
-	fs.IntVar(&f.cfg.Options.Limits.MaxImageSide, "max-image-side", 4096, "largest image width or height accepted, in pixels")
-	fs.IntVar(&f.cfg.Options.Router.MaxInFlight, "max-in-flight", 512, "messages handled at once")
-	fs.DurationVar(&f.cfg.Options.Router.DrainTimeout, "drain-timeout", 15*time.Second, "how long shutdown waits for messages in flight")
-	return f
-}
-
-// Config returns the ServiceConfig the flags describe.
-func (f *Flags) Config() (ServiceConfig, error) {
-	var err error
-	c := f.cfg
-	if c.Kafka, err = f.kafka.Config("edgeloop-bridge"); err != nil {
-		return c, err
-	}
-	if c.MQTT, err = f.mqtt.Config(f.clientID); err != nil {
-		return c, err
-	}
-	return c, nil
 }
 
 // RunService runs the bridge with its ops endpoints until ctx ends.

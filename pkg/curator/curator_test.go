@@ -439,7 +439,7 @@ func TestKilledMidStream(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(20000))
 	start := func() *exec.Cmd {
 		args := append(servertest.KafkaArgs(e.kafka), servertest.S3Args(e.s3)...)
-		cmd := exec.Command(bin, append([]string{"-addr", addr, "-tokens", tokFile, "-tick", "200ms", "-log-level", "warn"}, args...)...)
+		cmd := exec.Command(bin, append([]string{"-http-addr", addr, "-tokens", tokFile, "-tick", "200ms", "-log-level", "warn"}, args...)...)
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

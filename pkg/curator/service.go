@@ -3,7 +3,6 @@ package curator
 import (
 	"context"
 	"errors"
-	"flag"
 	"net/http"
 	"time"
 
@@ -31,6 +30,8 @@ type ServiceConfig struct {
 	Addr string
 	// Group is the Kafka consumer group (default "curator").
 	Group string
+	// Partitions of the topics created when missing (default 6).
+	Partitions int
 	// Tick is how often open batches are checked for closing (default 2s).
 	Tick time.Duration
 	// Extend, when set, adds routes and background work (the model registry, the
@@ -49,38 +50,6 @@ type Extension struct {
 	Log      *zap.Logger
 }
 
-// Flags fill a ServiceConfig from the command line.
-type Flags struct {
-	kafka  *kafkabus.Flags
-	s3     *s3store.Config
-	tokens string
-	cfg    ServiceConfig
-}
-
-// RegisterFlags adds the curator's flags to fs.
-func RegisterFlags(fs *flag.FlagSet) *Flags {
-	f := &Flags{kafka: kafkabus.RegisterFlags(fs), s3: s3store.RegisterFlags(fs)}
-	fs.StringVar(&f.cfg.Addr, "addr", "127.0.0.1:8080", "address of the UI, the API and the ops endpoints")
-	fs.StringVar(&f.tokens, "tokens", "deploy/tokens.example.json", "bearer tokens and their roles (JSON)")
-	fs.StringVar(&f.cfg.Group, "group", "curator", "Kafka consumer group")
-	fs.DurationVar(&f.cfg.Tick, "tick", 2*time.Second, "how often open batches are checked for closing")
-	return f
-}
-
-// Config returns the ServiceConfig the flags describe.
-func (f *Flags) Config() (ServiceConfig, error) {
-	c := f.cfg
-	var err error
-	if c.Kafka, err = f.kafka.Config("edgeloop-curator"); err != nil {
-		return c, err
-	}
-	c.S3 = *f.s3
-	if c.Tokens, err = httpapi.LoadTokens(f.tokens); err != nil {
-		return c, err
-	}
-	return c, nil
-}
-
 // RunService runs ingestion, batching, the API and the UI until ctx ends.
 func RunService(ctx context.Context, c ServiceConfig, log *zap.Logger) error {
 	if c.Group == "" {
@@ -89,11 +58,14 @@ func RunService(ctx context.Context, c ServiceConfig, log *zap.Logger) error {
 	if c.Tick <= 0 {
 		c.Tick = 2 * time.Second
 	}
+	if c.Partitions <= 0 {
+		c.Partitions = 6
+	}
 	store, err := s3store.Open(ctx, c.S3)
 	if err != nil {
 		return err
 	}
-	if err := kafkabus.EnsureTopics(ctx, c.Kafka, 6, c.Kafka.Topic(contract.TopicExamples), c.Kafka.Topic(contract.TopicBatchesApproved), c.Kafka.Topic(contract.TopicDeadLetter)); err != nil {
+	if err := kafkabus.EnsureTopics(ctx, c.Kafka, c.Partitions, c.Kafka.Topic(contract.TopicExamples), c.Kafka.Topic(contract.TopicBatchesApproved), c.Kafka.Topic(contract.TopicDeadLetter)); err != nil {
 		return err
 	}
 	prod, err := kafkabus.NewProducer(c.Kafka, kafkabus.ProducerOptions{})

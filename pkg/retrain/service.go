@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
-	"flag"
 	"fmt"
 	"net/http"
 	"os"
@@ -18,7 +17,6 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/edgeloop/edgeloop/pkg/artifact"
 	"github.com/edgeloop/edgeloop/pkg/contract"
 	"github.com/edgeloop/edgeloop/pkg/kafkabus"
 	"github.com/edgeloop/edgeloop/pkg/message"
@@ -53,41 +51,6 @@ type ServiceConfig struct {
 	Lease time.Duration
 	// Owner names this instance in leases (default host:pid).
 	Owner string
-}
-
-// ServiceFlags fill a ServiceConfig from the command line.
-type ServiceFlags struct {
-	kafka *kafkabus.Flags
-	s3    *s3store.Config
-	key   string
-	cfg   ServiceConfig
-}
-
-// RegisterServiceFlags adds `retrain serve`'s flags.
-func RegisterServiceFlags(fs *flag.FlagSet) *ServiceFlags {
-	f := &ServiceFlags{kafka: kafkabus.RegisterFlags(fs), s3: s3store.RegisterFlags(fs)}
-	fs.StringVar(&f.key, "key", "keys/signing.key", "ed25519 private key (PEM) that signs models")
-	fs.StringVar(&f.cfg.PublicURL, "public-url", "http://127.0.0.1:8080", "URL devices reach the curator API at (artifact downloads)")
-	fs.StringVar(&f.cfg.Backend, "backend", "auto", "auto, cpu or cuda")
-	fs.StringVar(&f.cfg.CacheDir, "cache-dir", ".data/retrain", "image cache")
-	fs.StringVar(&f.cfg.OpsAddr, "ops-addr", "127.0.0.1:9103", "address of /healthz, /readyz and /metrics")
-	fs.StringVar(&f.cfg.Group, "group", "retrain", "Kafka consumer group")
-	fs.DurationVar(&f.cfg.Lease, "lease", 2*time.Minute, "training lease per project")
-	return f
-}
-
-// Config returns the ServiceConfig the flags describe.
-func (f *ServiceFlags) Config() (ServiceConfig, error) {
-	c := f.cfg
-	var err error
-	if c.Kafka, err = f.kafka.Config("edgeloop-retrain"); err != nil {
-		return c, err
-	}
-	c.S3 = *f.s3
-	if c.Key, err = artifact.ReadPrivateKey(f.key); err != nil {
-		return c, fmt.Errorf("signing key %s: %w (make one with `retrain keygen`)", f.key, err)
-	}
-	return c, nil
 }
 
 // Service retrains projects as approved batches arrive.

@@ -324,7 +324,7 @@ func TestKilledMidTrainingRestartsSafely(t *testing.T) {
 	start := func() *exec.Cmd {
 		args := append(servertest.KafkaArgs(e.kafka), servertest.S3Args(e.s3)...)
 		cmd := exec.Command(bin, append([]string{"serve", "-key", filepath.Join(dir, "k"),
-			"-backend", "cpu", "-cache-dir", filepath.Join(dir, "cache"), "-ops-addr", "", "-lease", "4s", "-public-url", e.api, "-log-level", "warn"}, args...)...)
+			"-backend", "cpu", "-cache-dir", filepath.Join(dir, "cache"), "-retrain-ops-addr", "", "-lease", "4s", "-public-url", e.api, "-log-level", "warn"}, args...)...)
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

@@ -21,6 +21,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/edgeloop/edgeloop/pkg/modules"
+	"github.com/edgeloop/edgeloop/pkg/modules/headless"
 	"github.com/edgeloop/edgeloop/pkg/nn/backend"
 	"github.com/edgeloop/edgeloop/pkg/retrain"
 	"github.com/edgeloop/edgeloop/pkg/servicemain"
@@ -36,13 +38,9 @@ func main() {
 	switch cmd {
 	case "serve":
 		setup = func(fs *flag.FlagSet) servicemain.RunFunc {
-			f := retrain.RegisterServiceFlags(fs)
+			c := modules.RegisterFlags(fs, modules.Retrain)
 			return func(ctx context.Context, log *zap.Logger) error {
-				cfg, err := f.Config()
-				if err != nil {
-					return err
-				}
-				return retrain.RunService(ctx, cfg, log)
+				return modules.Run(ctx, c, headless.Modules(), log, modules.Options{})
 			}
 		}
 	case "bootstrap":

@@ -1,23 +1,15 @@
-// Command standalone runs the whole of edgeloop in one process with embedded MQTT,
-// Kafka and S3 servers on loopback: `make run`.
+// Command standalone runs the whole of edgeloop in one process — every module of
+// pkg/modules (-target=all) plus embedded MQTT, Kafka and S3 servers on loopback, a
+// seeded project, a simulated fleet and, with -auto-annotate, simulated annotators:
+// `make run`.
 package main
 
 import (
-	"context"
-	"flag"
-	"os"
-
-	"go.uber.org/zap"
-
-	"github.com/edgeloop/edgeloop/pkg/servicemain"
-	"github.com/edgeloop/edgeloop/pkg/standalone"
+	"github.com/edgeloop/edgeloop/pkg/modules"
+	"github.com/edgeloop/edgeloop/pkg/modules/frontend"
+	"github.com/edgeloop/edgeloop/pkg/modules/headless"
 )
 
 func main() {
-	servicemain.Main("standalone", func(fs *flag.FlagSet) servicemain.RunFunc {
-		c := standalone.RegisterFlags(fs)
-		return func(ctx context.Context, log *zap.Logger) error {
-			return standalone.Run(ctx, *c, log, os.Stdout, nil)
-		}
-	})
+	modules.Main("standalone", "standalone", modules.Merge(headless.Modules(), frontend.Modules(nil)))
 }

@@ -1,0 +1,144 @@
+package modules
+
+import (
+	"flag"
+	"os"
+	"time"
+
+	"github.com/edgeloop/edgeloop/pkg/bridge"
+	"github.com/edgeloop/edgeloop/pkg/kafkabus"
+	"github.com/edgeloop/edgeloop/pkg/mqttbus"
+	"github.com/edgeloop/edgeloop/pkg/objstore/s3store"
+)
+
+// Config is the configuration of every module. RegisterFlags registers each of its
+// flags once, with the one default that every binary and the standalone share; a flag
+// can also be set as EDGELOOP_<FLAG> (pkg/config).
+type Config struct {
+	// Target lists the modules to run, comma-separated (see Targets).
+	Target string
+
+	// The clients every module shares.
+	Kafka *kafkabus.Flags
+	S3    *s3store.Config
+	MQTT  *mqttbus.Flags
+	// TokensFile holds the API's bearer tokens and their roles.
+	TokensFile string
+	// HTTPAddr serves the annotation UI and the API (curator, registry, dashboard).
+	HTTPAddr string
+	// PublicURL is where devices reach the API (model downloads).
+	PublicURL string
+	// KeyFile is the ed25519 key that signs models (retrain).
+	KeyFile string
+	// Partitions of the topics a module creates when they are missing.
+	Partitions int
+
+	Bridge struct {
+		ClientID string
+		OpsAddr  string
+		Options  bridge.Options
+	}
+	Curator struct {
+		Group string
+		Tick  time.Duration
+	}
+	Dashboard struct {
+		Group string
+	}
+	Retrain struct {
+		Backend  string
+		CacheDir string
+		OpsAddr  string
+		Group    string
+		Lease    time.Duration
+	}
+	// Embedded runs the MQTT, Kafka-protocol and S3 servers in the process.
+	Embedded struct {
+		DataDir                     string
+		Host                        string
+		MQTTPort, KafkaPort, S3Port int
+	}
+	// Bootstrap seeds a project from a built-in dataset when it does not exist.
+	Bootstrap struct {
+		Project  string
+		Dataset  string
+		Limit    int
+		BatchMin int
+		BatchMax int
+		MaxWait  time.Duration
+	}
+	// Fleet simulates edge agents meeting a drift.
+	Fleet struct {
+		Size          int
+		Drift         string
+		Rate          float64
+		OperatorShare float64
+		// HTTPAddr is the first agent's HTTP API ("" for none).
+		HTTPAddr string
+	}
+	// Annotators correct and approve ready batches from the simulator's truth.
+	Annotators struct {
+		Auto  bool
+		Error float64
+		Delay time.Duration
+	}
+}
+
+// RegisterFlags adds every module's flags to fs and returns the Config they fill.
+// defaultTarget is the binary's default -target.
+func RegisterFlags(fs *flag.FlagSet, defaultTarget string) *Config {
+	c := &Config{}
+	fs.StringVar(&c.Target, "target", defaultTarget, "modules to run, comma-separated: "+targetHelp())
+
+	c.Kafka = kafkabus.RegisterFlags(fs)
+	c.S3 = s3store.RegisterFlags(fs)
+	c.MQTT = mqttbus.RegisterFlags(fs)
+	fs.StringVar(&c.TokensFile, "tokens", "deploy/tokens.example.json", "bearer tokens and their roles (JSON)")
+	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:8080", "address of the annotation UI and the API, with /healthz, /readyz and /metrics")
+	fs.StringVar(&c.PublicURL, "public-url", "", "URL devices reach the API at (model downloads; default http://<http-addr>)")
+	fs.StringVar(&c.KeyFile, "key", "keys/signing.key", "ed25519 private key (PEM) that signs models (made at first start when -target has embedded)")
+	fs.IntVar(&c.Partitions, "partitions", 6, "partitions of the Kafka topics created at start")
+
+	host, _ := os.Hostname()
+	fs.StringVar(&c.Bridge.ClientID, "bridge-mqtt-client-id", "bridge-"+host, "the bridge's MQTT client id; keep it stable and unique per replica so the broker keeps its session")
+	fs.StringVar(&c.Bridge.OpsAddr, "bridge-ops-addr", "127.0.0.1:9101", "the bridge's /healthz, /readyz and /metrics")
+	fs.StringVar(&c.Bridge.Options.ShareGroup, "share-group", "bridge", "MQTT shared-subscription group of the bridges (\"-\": a plain subscription, for brokers without $share)")
+	fs.IntVar(&c.Bridge.Options.Limits.MaxMessageBytes, "max-message-bytes", 1_000_000, "largest MQTT payload the bridge accepts")
+	fs.IntVar(&c.Bridge.Options.Limits.MaxImageSide, "max-image-side", 4096, "largest image width or height the bridge accepts, in pixels")
+	fs.IntVar(&c.Bridge.Options.Router.MaxInFlight, "max-in-flight", 512, "MQTT messages the bridge handles at once")
+	fs.DurationVar(&c.Bridge.Options.Router.DrainTimeout, "drain-timeout", 15*time.Second, "how long the bridge's shutdown waits for messages in flight")
+
+	fs.StringVar(&c.Curator.Group, "curator-group", "curator", "the curator's Kafka consumer group")
+	fs.DurationVar(&c.Curator.Tick, "tick", 2*time.Second, "how often open batches are checked for closing")
+	fs.StringVar(&c.Dashboard.Group, "dashboard-group", "curator-dashboard", "the dashboard's Kafka consumer group (device heartbeats)")
+
+	fs.StringVar(&c.Retrain.Backend, "backend", "auto", "training backend: auto, cpu or cuda")
+	fs.StringVar(&c.Retrain.CacheDir, "cache-dir", ".data/retrain", "retrain's image cache")
+	fs.StringVar(&c.Retrain.OpsAddr, "retrain-ops-addr", "127.0.0.1:9103", "retrain's /healthz, /readyz and /metrics (empty: none)")
+	fs.StringVar(&c.Retrain.Group, "retrain-group", "retrain", "retrain's Kafka consumer group")
+	fs.DurationVar(&c.Retrain.Lease, "lease", 2*time.Minute, "training lease per project (a crashed trainer blocks its project at most this long)")
+
+	fs.StringVar(&c.Embedded.DataDir, "data-dir", ".data/standalone", "embedded: where the servers, the signing key and the simulated agents keep their data")
+	fs.StringVar(&c.Embedded.Host, "host", "127.0.0.1", "embedded: address the servers listen on")
+	fs.IntVar(&c.Embedded.MQTTPort, "mqtt-port", 1883, "embedded: MQTT broker port")
+	fs.IntVar(&c.Embedded.KafkaPort, "kafka-port", 9092, "embedded: Kafka broker port")
+	fs.IntVar(&c.Embedded.S3Port, "s3-port", 9000, "embedded: S3 server port")
+
+	fs.StringVar(&c.Bootstrap.Project, "project", "digits", "bootstrap: project to create and seed")
+	fs.StringVar(&c.Bootstrap.Dataset, "seed", "mnist", "bootstrap: seed dataset of the project: mnist or digit-scenes")
+	fs.IntVar(&c.Bootstrap.Limit, "seed-limit", 2000, "bootstrap: seed examples")
+	fs.IntVar(&c.Bootstrap.BatchMin, "batch-min", 30, "bootstrap: the project's smallest correction batch")
+	fs.IntVar(&c.Bootstrap.BatchMax, "batch-max", 50, "bootstrap: the project's largest correction batch")
+	fs.DurationVar(&c.Bootstrap.MaxWait, "max-wait", time.Minute, "bootstrap: a batch of at least batch-min closes after this wait")
+
+	fs.IntVar(&c.Fleet.Size, "fleet", 3, "fleet: simulated edge agents")
+	fs.StringVar(&c.Fleet.Drift, "drift", "rotation", "fleet: drift preset the agents meet")
+	fs.Float64Var(&c.Fleet.Rate, "sim-rate", 4, "fleet: frames per second per agent")
+	fs.Float64Var(&c.Fleet.OperatorShare, "operator-share", 0.3, "fleet: share of wrong predictions the simulated operators flag")
+	fs.StringVar(&c.Fleet.HTTPAddr, "agent-http-addr", "127.0.0.1:8090", "fleet: the first agent's HTTP API (empty: none)")
+
+	fs.BoolVar(&c.Annotators.Auto, "auto-annotate", false, "annotators: simulated annotators correct and approve ready batches")
+	fs.Float64Var(&c.Annotators.Error, "annotate-error", 0.02, "annotators: share of examples labelled wrong")
+	fs.DurationVar(&c.Annotators.Delay, "annotate-delay", 20*time.Millisecond, "annotators: time spent per example")
+	return c
+}

@@ -1,0 +1,160 @@
+package frontend
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/edgeloop/edgeloop/pkg/agent"
+	"github.com/edgeloop/edgeloop/pkg/artifact"
+	"github.com/edgeloop/edgeloop/pkg/contract"
+	"github.com/edgeloop/edgeloop/pkg/datasets"
+	"github.com/edgeloop/edgeloop/pkg/embedded"
+	"github.com/edgeloop/edgeloop/pkg/modules"
+	"github.com/edgeloop/edgeloop/pkg/retrain"
+	"github.com/edgeloop/edgeloop/pkg/simannotator"
+)
+
+// The embedded S3 server's credentials (loopback only).
+const (
+	embeddedAccessKey = "edgeloop"
+	embeddedSecretKey = "edgeloop-secret"
+)
+
+// Tokens of deploy/tokens.example.json that the standalone's own parts use on loopback.
+const (
+	adminToken  = "admin-dev-token"
+	deviceToken = "device-dev-token"
+)
+
+// setupEmbedded starts the embedded MQTT, Kafka-protocol and S3 servers before any
+// other module runs; every client in the process then talks to them.
+func setupEmbedded(a *modules.App) error {
+	c := a.Config.Embedded
+	srv, err := embedded.Start(embedded.Config{
+		Dir: a.DataPath("servers"), Host: c.Host, MQTTPort: c.MQTTPort, KafkaPort: c.KafkaPort, S3Port: c.S3Port,
+		Topics: contract.Topics(), Partitions: 3,
+	}, a.Log.Named("embedded"))
+	if err != nil {
+		return err
+	}
+	a.UseLocal(&modules.LocalServers{MQTTURL: srv.MQTTURL, KafkaAddr: srv.KafkaAddr, S3Addr: srv.S3Addr,
+		AccessKey: embeddedAccessKey, SecretKey: embeddedSecretKey, Close: srv.Close})
+	return nil
+}
+
+func runEmbedded(ctx context.Context, _ *modules.App) error {
+	<-ctx.Done() // the servers stop when modules.Run returns
+	return nil
+}
+
+// runBootstrap creates and seeds the project once the API is up (a project that exists
+// already is left as it is), then prints the standalone's banner.
+func (s *state) runBootstrap(ctx context.Context, a *modules.App) error {
+	if err := s.waitUp(ctx); err != nil {
+		return err
+	}
+	b := a.Config.Bootstrap
+	err := retrain.Bootstrap(ctx, &retrain.BootstrapOptions{API: s.api, Token: adminToken, Project: b.Project,
+		Dataset: b.Dataset, Limit: b.Limit, Seed: 1, BatchMin: b.BatchMin, BatchMax: b.BatchMax, MaxWait: b.MaxWait}, a.Log.Named("bootstrap"))
+	if err != nil && !errors.Is(err, retrain.ErrAlreadySeeded) {
+		return err
+	}
+	close(s.seeded)
+	s.banner(a)
+	if s.started != nil {
+		s.started(&Stack{API: s.api, Curator: s.cur})
+	}
+	return nil
+}
+
+// runFleet runs simulated edge agents on the seeded project.
+func (s *state) runFleet(ctx context.Context, a *modules.App) error {
+	select {
+	case <-s.seeded:
+	case <-ctx.Done():
+		return nil
+	}
+	f, b := a.Config.Fleet, a.Config.Bootstrap
+	spec, err := datasets.Parse(b.Dataset)
+	if err != nil {
+		return err
+	}
+	key, err := a.SigningKey()
+	if err != nil {
+		return err
+	}
+	pub := key.Public().(ed25519.PublicKey)
+	g, gctx := errgroup.WithContext(ctx)
+	for i := 0; i < f.Size; i++ {
+		dev := fmt.Sprintf("cam-%02d", i+1)
+		httpAddr := ""
+		if i == 0 {
+			httpAddr = f.HTTPAddr
+		}
+		mq, err := a.MQTT("")
+		if err != nil {
+			return err
+		}
+		ag, err := agent.New(agent.Config{Project: b.Project, Device: dev, DataDir: a.DataPath("agents", dev),
+			MQTT: mq, PublicKeys: map[string]ed25519.PublicKey{artifact.KeyID(pub): pub},
+			DeviceToken: deviceToken, HTTPAddr: httpAddr, StatusInterval: 5 * time.Second, Version: "standalone",
+			Sim: agent.SimConfig{Dataset: spec.Name, Drift: f.Drift, Rate: f.Rate, OperatorShare: f.OperatorShare, Seed: uint64(i + 1)},
+		}, nil, a.Log.Named("agent").With(zap.String("device", dev)))
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return ag.Run(gctx) })
+	}
+	return g.Wait()
+}
+
+// runAnnotators corrects and approves ready batches when -auto-annotate is set.
+func (s *state) runAnnotators(ctx context.Context, a *modules.App) error {
+	c := a.Config.Annotators
+	if !c.Auto {
+		return nil
+	}
+	if err := s.waitUp(ctx); err != nil {
+		return err
+	}
+	return simannotator.Run(ctx, s.cur, simannotator.Config{ErrorRate: c.Error, Delay: c.Delay, Seed: 1}, a.Log.Named("simannotator"))
+}
+
+// banner prints where everything listens, when the process runs its own servers.
+func (s *state) banner(a *modules.App) {
+	l := a.Local()
+	if a.Options.Out == nil || l == nil {
+		return
+	}
+	c := a.Config
+	annotate := "annotate and approve batches yourself in the UI"
+	if c.Annotators.Auto {
+		annotate = "simulated annotators correct and approve batches"
+	}
+	agentAPI := "none (-agent-http-addr)"
+	if c.Fleet.HTTPAddr != "" && c.Fleet.Size > 0 {
+		agentAPI = "http://" + c.Fleet.HTTPAddr + "/v1/infer   (device cam-01)"
+	}
+	fmt.Fprintf(a.Options.Out, `
+edgeloop standalone is up (data in %s)
+
+  UI            %s/#token=annotator-dev-token   (reviewer: #token=reviewer-dev-token)
+  dashboard     %s/#/dashboard
+  API           %s/api/v1/   (Authorization: Bearer admin-dev-token)
+  MQTT broker   %s      Kafka %s      S3 http://%s
+  agent API     %s
+  metrics       http://%s/metrics  http://%s/metrics  %s/metrics
+
+  project %q: seed %s (%d examples) -> version 1; %d simulated agents meet drift %q;
+  %s; every approval retrains, and a better model ships to the fleet.
+
+`, c.Embedded.DataDir, s.api, s.api, s.api, l.MQTTURL, l.KafkaAddr, l.S3Addr, agentAPI,
+		c.Bridge.OpsAddr, c.Retrain.OpsAddr, s.api, c.Bootstrap.Project, c.Bootstrap.Dataset, c.Bootstrap.Limit, c.Fleet.Size,
+		c.Fleet.Drift, annotate)
+}

@@ -1,0 +1,69 @@
+package modules
+
+import (
+	"context"
+	"flag"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap"
+
+	"github.com/edgeloop/edgeloop/pkg/config"
+)
+
+func names(ms []Module) string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.Name)
+	}
+	return strings.Join(out, ",")
+}
+
+func TestResolvePullsDependenciesInTableOrder(t *testing.T) {
+	for target, want := range map[string]string{
+		"bridge":                     "bridge",
+		"dashboard":                  "curator,registry,dashboard",
+		"curator,registry,dashboard": "curator,registry,dashboard",
+		"all":                        "bridge,curator,registry,dashboard,retrain",
+		"standalone":                 "embedded,bridge,curator,registry,dashboard,retrain,bootstrap,fleet,annotators",
+		"fleet, retrain":             "curator,retrain,bootstrap,fleet",
+		"retrain,retrain":            "retrain",
+	} {
+		ms, err := Resolve(target)
+		if err != nil {
+			t.Fatalf("%s: %v", target, err)
+		}
+		if got := names(ms); got != want {
+			t.Errorf("Resolve(%q) = %s, want %s", target, got, want)
+		}
+	}
+	for _, bad := range []string{"", "curatr", "all,nope"} {
+		if _, err := Resolve(bad); err == nil {
+			t.Errorf("Resolve(%q): want an error", bad)
+		}
+	}
+}
+
+// Every flag is registered once across all modules (a second registration panics), and
+// each can be set from its EDGELOOP_* variable.
+func TestFlagsRegisteredOnceAndReadFromTheEnvironment(t *testing.T) {
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	c := RegisterFlags(fs, "all")
+	env := map[string]string{"EDGELOOP_BRIDGE_OPS_ADDR": "0.0.0.0:1", "EDGELOOP_RETRAIN_GROUP": "g2", "EDGELOOP_TARGET": "bridge"}
+	if err := config.Parse(fs, []string{"-http-addr", ":9"}, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if c.Bridge.OpsAddr != "0.0.0.0:1" || c.Retrain.Group != "g2" || c.Target != "bridge" || c.HTTPAddr != ":9" {
+		t.Fatalf("config %+v", c)
+	}
+}
+
+// A binary refuses a target whose modules it does not link, before starting anything.
+func TestRunRefusesModulesNotBuiltIn(t *testing.T) {
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	c := RegisterFlags(fs, "curator")
+	err := Run(context.Background(), c, map[string]Impl{Bridge: {}}, zap.NewNop(), Options{})
+	if err == nil || !strings.Contains(err.Error(), "module curator is not built into this binary") {
+		t.Fatalf("err %v", err)
+	}
+}
