@@ -11,7 +11,7 @@ RUN_ARGS ?= -auto-annotate
 # (Debian: libopenblas-dev), else the pure-Go BLAS.
 TAGS ?= $(shell echo 'int main(void){return 0;}' | cc -include cblas.h -x c - -lopenblas -o /dev/null 2>/dev/null && echo -tags openblas)
 
-.PHONY: run test test-go vet-cuda cxx bench generate lint services-up services-down browser build clean
+.PHONY: run test test-go k8s-validate vet-cuda cxx bench generate lint services-up services-down browser build clean
 
 ## run: the standalone stack and the whole loop (embedded servers, simulated fleet, auto-annotation)
 run:
@@ -21,9 +21,10 @@ run:
 build:
 	$(GO) build $(TAGS) -o bin/ ./services/... ./edge-agent/...
 
-## test: start the real servers (installed once into $(CACHE)), run every test, stop them;
-## meanwhile compile-check the CUDA build (vet-cuda)
-test: services-up browser cxx
+## test: validate the Kubernetes manifests (k8s-validate), start the real servers
+## (installed once into $(CACHE)), run every test, stop them; meanwhile compile-check the
+## CUDA build (vet-cuda)
+test: k8s-validate services-up browser cxx
 	@set -o pipefail; status=0; \
 	$(MAKE) --no-print-directory vet-cuda > .vet-cuda.log 2>&1 & cuda=$$!; \
 	$(MAKE) --no-print-directory test-go || status=$$?; \
@@ -33,6 +34,13 @@ test: services-up browser cxx
 
 test-go:
 	$(GO) test -timeout 20m -count=1 ./...
+
+## k8s-validate: render deploy/k8s's kustomizations and validate every object against the
+## Kubernetes JSON schemas (PyPI's kubernetes-validate, installed once into $(CACHE)), and
+## check that broken manifests are refused; a Go module of its own, deploy/k8s/validate
+k8s-validate:
+	@schemas=$$(deploy/local/k8s-schemas.sh install) && \
+	cd deploy/k8s/validate && EDGELOOP_K8S_SCHEMAS=$$schemas $(GO) test -count=1 ./...
 
 ## bench: speed and quality figures as tables (see bench/README.md)
 bench: services-up
