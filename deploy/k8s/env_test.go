@@ -17,22 +17,17 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/edgeloop/edgeloop/pkg/bridge"
 	"github.com/edgeloop/edgeloop/pkg/config"
-	"github.com/edgeloop/edgeloop/pkg/curator"
 	"github.com/edgeloop/edgeloop/pkg/logging"
-	"github.com/edgeloop/edgeloop/pkg/retrain"
+	"github.com/edgeloop/edgeloop/pkg/modules"
 )
 
-// serviceFlags builds each container's flag set as its main does (servicemain adds the
-// logging flags to every one).
+// serviceFlags builds each container's flag set as its main does: the module table's
+// flags with the binary's default target (servicemain adds the logging flags).
 var serviceFlags = map[string]func(fs *flag.FlagSet){
-	"bridge": func(fs *flag.FlagSet) { bridge.RegisterFlags(fs) },
-	"curator": func(fs *flag.FlagSet) {
-		curator.RegisterFlags(fs)
-		fs.String("public-url", "", "") // services/curator/main.go adds it
-	},
-	"retrain": func(fs *flag.FlagSet) { retrain.RegisterServiceFlags(fs) }, // `retrain serve`
+	"bridge":  func(fs *flag.FlagSet) { modules.RegisterFlags(fs, modules.Bridge) },
+	"curator": func(fs *flag.FlagSet) { modules.RegisterFlags(fs, modules.Curator) },
+	"retrain": func(fs *flag.FlagSet) { modules.RegisterFlags(fs, modules.Retrain) }, // `retrain serve`
 }
 
 func flagSet(t *testing.T, container string) *flag.FlagSet {
