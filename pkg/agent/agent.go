@@ -347,7 +347,7 @@ func correct(preds []vision.Prediction, truth *edgeloopv1.Annotation, detect boo
 	}
 	used := make([]bool, len(preds))
 	for _, l := range truth.Labels {
-		gt := nn.Box{X0: l.Box.XMin, Y0: l.Box.YMin, X1: l.Box.XMax, Y1: l.Box.YMax}
+		gt := *vision.BoxFromProto(l.Box)
 		found := false
 		for i, p := range preds {
 			if !used[i] && p.Box != nil && p.ClassName == l.ClassName && nn.IoU(gt, *p.Box) >= 0.5 {
@@ -427,9 +427,7 @@ func toProto(ps []vision.Prediction) []*edgeloopv1.Prediction {
 			break // classification: the three best classes are enough
 		}
 		q := &edgeloopv1.Prediction{ClassName: p.ClassName, Confidence: float32(math.Min(1, math.Max(0, float64(p.Confidence))))}
-		if p.Box != nil {
-			q.Box = &edgeloopv1.Box{XMin: p.Box.X0, YMin: p.Box.Y0, XMax: p.Box.X1, YMax: p.Box.Y1}
-		}
+		q.Box = vision.BoxProto(p.Box)
 		out = append(out, q)
 	}
 	return out

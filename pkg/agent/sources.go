@@ -18,6 +18,7 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/nn"
 	"github.com/edgeloop/edgeloop/pkg/raster"
 	"github.com/edgeloop/edgeloop/pkg/scenes"
+	"github.com/edgeloop/edgeloop/pkg/vision"
 	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
 )
 
@@ -137,7 +138,7 @@ func (s *Simulator) Next() (*raster.Image, *edgeloopv1.Annotation, error) {
 	truth := &edgeloopv1.Annotation{Author: "simulator"}
 	for _, b := range sc[0].Boxes {
 		truth.Labels = append(truth.Labels, &edgeloopv1.Label{ClassName: fmt.Sprint(b.Class),
-			Box: &edgeloopv1.Box{XMin: b.X0, YMin: b.Y0, XMax: b.X1, YMax: b.Y1}})
+			Box: vision.BoxProto(&b)})
 	}
 	return sc[0].Image, truth, nil
 }

@@ -30,9 +30,6 @@ func addPending(l *project.Ledger, pe project.Pending) bool {
 	return true
 }
 
-// dedupDistance is the largest thumbnail distance that counts as the same picture.
-const dedupDistance = 0.02
-
 // dedupWindow is how many recent thumbnails of a project are compared with a new one.
 const dedupWindow = 2000
 
@@ -54,7 +51,7 @@ func (d *lookalikes) find(pid string, t raster.Thumb) string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, r := range d.recent[pid] {
-		if raster.ThumbDistance(r.thumb, t) <= dedupDistance {
+		if raster.ThumbDistance(r.thumb, t) <= raster.SameSceneDistance {
 			return r.id
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/objstore"
 	"github.com/edgeloop/edgeloop/pkg/project"
 	"github.com/edgeloop/edgeloop/pkg/raster"
+	"github.com/edgeloop/edgeloop/pkg/vision"
 	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
 )
 
@@ -124,11 +125,10 @@ func recordOf(ex *edgeloopv1.Example, imageKey string, now time.Time) *project.E
 		FrameID: ex.GetFrameId(),
 	}
 	for _, p := range ex.GetPredictions() {
-		r.Predictions = append(r.Predictions, project.Prediction{Class: p.GetClassName(), Confidence: p.GetConfidence(), Box: project.BoxFromProto(p.GetBox())})
+		r.Predictions = append(r.Predictions, project.Prediction{Class: p.GetClassName(), Confidence: p.GetConfidence(), Box: vision.BoxFromProto(p.GetBox())})
 	}
 	for _, s := range ex.GetReasons() {
-		kind := strings.TrimPrefix(strings.ToLower(s.GetKind().String()), "sampling_kind_")
-		r.Reasons = append(r.Reasons, project.Reason{Kind: kind, Strategy: s.GetStrategy(), Score: s.GetScore(), Detail: s.GetDetail()})
+		r.Reasons = append(r.Reasons, project.Reason{Kind: contract.SamplingKindName(s.GetKind()), Strategy: s.GetStrategy(), Score: s.GetScore(), Detail: s.GetDetail()})
 	}
 	return r
 }

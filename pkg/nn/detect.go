@@ -5,10 +5,15 @@ import (
 	"sort"
 )
 
-// Box is an axis-aligned box in normalised image coordinates with a class index.
+// Box is an axis-aligned box in normalised image coordinates ([0,1], x0 < x1, y0 < y1)
+// with a class index. It is edgeloop's one box type: models, predictions, stored
+// labels and exports use it (stored JSON names the class, not the index, beside it).
 type Box struct {
-	X0, Y0, X1, Y1 float32
-	Class          int
+	X0    float32 `json:"x0"`
+	Y0    float32 `json:"y0"`
+	X1    float32 `json:"x1"`
+	Y1    float32 `json:"y1"`
+	Class int     `json:"-"`
 }
 
 // Area of b.

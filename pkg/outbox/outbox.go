@@ -21,12 +21,8 @@ import (
 	"sync"
 )
 
-// Priorities: higher is sent first and dropped last.
-const (
-	Low    = 0 // random and quota samples
-	Normal = 1 // uncertain predictions
-	High   = 2 // operator-flagged errors
-)
+// Priorities are 0 to levels-1: higher is sent first and dropped last (edgeloop's
+// agent uses contract.PriorityLow, PriorityNormal and PriorityHigh).
 
 const (
 	levels  = 3

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgeloop/edgeloop/pkg/contract"
 )
 
 func ids(es []Entry) string {
@@ -29,7 +31,7 @@ func TestOrderAndDelete(t *testing.T) {
 	for _, p := range []struct {
 		prio int
 		id   string
-	}{{Low, "r1"}, {Normal, "u1"}, {High, "f1"}, {Low, "r2"}, {Normal, "u2"}, {Normal, "u1"}} {
+	}{{contract.PriorityLow, "r1"}, {contract.PriorityNormal, "u1"}, {contract.PriorityHigh, "f1"}, {contract.PriorityLow, "r2"}, {contract.PriorityNormal, "u2"}, {contract.PriorityNormal, "u1"}} {
 		if _, err := ob.Put(p.prio, p.id, []byte("payload-"+p.id)); err != nil {
 			t.Fatal(err)
 		}
@@ -53,7 +55,7 @@ func TestOrderAndDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = ob.Delete(es[1])
-	if s := ob.Stats(); s.Depth != 4 || s.ByPriority[Normal] != 1 {
+	if s := ob.Stats(); s.Depth != 4 || s.ByPriority[contract.PriorityNormal] != 1 {
 		t.Fatalf("stats %+v", s)
 	}
 }
@@ -64,24 +66,24 @@ func TestFullDropsLowestOldest(t *testing.T) {
 	one := int64(len(encode(Entry{ID: "x0", Payload: make([]byte, 100)})))
 	ob, _ := Open(t.TempDir(), Options{MaxBytes: 3 * one})
 	put := func(p int, id string) ([]string, error) { return ob.Put(p, id, make([]byte, 100)) }
-	put(Low, "l1")
-	put(Low, "l2")
-	put(Normal, "n1")
-	dropped, err := put(High, "h1")
+	put(contract.PriorityLow, "l1")
+	put(contract.PriorityLow, "l2")
+	put(contract.PriorityNormal, "n1")
+	dropped, err := put(contract.PriorityHigh, "h1")
 	if err != nil || fmt.Sprint(dropped) != "[l1]" {
 		t.Fatalf("dropped %v, %v; want [l1]", dropped, err)
 	}
-	dropped, _ = put(Normal, "n2")
+	dropped, _ = put(contract.PriorityNormal, "n2")
 	if fmt.Sprint(dropped) != "[l2]" {
 		t.Fatalf("dropped %v, want [l2]", dropped)
 	}
-	if _, err := put(Low, "l3"); !errors.Is(err, ErrFull) {
+	if _, err := put(contract.PriorityLow, "l3"); !errors.Is(err, ErrFull) {
 		t.Fatalf("low entry into a queue of higher ones: %v, want ErrFull", err)
 	}
 	if s := ob.Stats(); s.Dropped != 3 || s.Depth != 3 {
 		t.Fatalf("stats %+v: want 3 dropped (l1, l2, l3), 3 queued", s)
 	}
-	if _, err := ob.Put(High, "big", make([]byte, 4*one)); err == nil {
+	if _, err := ob.Put(contract.PriorityHigh, "big", make([]byte, 4*one)); err == nil {
 		t.Fatal("an entry larger than the budget was accepted")
 	}
 }
@@ -117,7 +119,7 @@ func TestReopenKeepsEverythingAndSetsCorruptAside(t *testing.T) {
 		t.Fatalf("after reopen %s, want %s", ids(es2), want)
 	}
 	// New entries continue the sequence.
-	ob2.Put(High, "new", nil)
+	ob2.Put(contract.PriorityHigh, "new", nil)
 	es3, _ := ob2.Next(10, nil)
 	var maxOld uint64
 	for _, e := range es {

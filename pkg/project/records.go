@@ -3,6 +3,8 @@ package project
 import (
 	"time"
 
+	"github.com/edgeloop/edgeloop/pkg/nn"
+	"github.com/edgeloop/edgeloop/pkg/vision"
 	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
 )
 
@@ -12,13 +14,9 @@ type Label struct {
 	Box   *Box   `json:"box,omitempty"`
 }
 
-// Box is a normalised box.
-type Box struct {
-	X0 float32 `json:"x0"`
-	Y0 float32 `json:"y0"`
-	X1 float32 `json:"x1"`
-	Y1 float32 `json:"y1"`
-}
+// Box is a normalised box: nn.Box, whose class index stored records leave out (a
+// Label names its class).
+type Box = nn.Box
 
 // Prediction is what the model said at the edge.
 type Prediction struct {
@@ -208,17 +206,9 @@ func LabelsFromProto(a *edgeloopv1.Annotation) []Label {
 	}
 	out := make([]Label, 0, len(a.Labels))
 	for _, l := range a.Labels {
-		out = append(out, Label{Class: l.ClassName, Box: BoxFromProto(l.Box)})
+		out = append(out, Label{Class: l.ClassName, Box: vision.BoxFromProto(l.Box)})
 	}
 	return out
-}
-
-// BoxFromProto converts a wire box to a stored box.
-func BoxFromProto(b *edgeloopv1.Box) *Box {
-	if b == nil {
-		return nil
-	}
-	return &Box{X0: b.XMin, Y0: b.YMin, X1: b.XMax, Y1: b.YMax}
 }
 
 // DatasetView is what the API shows of a dataset: its snapshot and counts.

@@ -21,6 +21,10 @@ func Thumbnail(im *Image) Thumb {
 	return t
 }
 
+// SameSceneDistance is the largest ThumbDistance that counts as the same picture: the
+// agent's sampler and the curator's near-duplicate check both use it.
+const SameSceneDistance = 0.02
+
 // ThumbDistance is the mean absolute difference of two thumbnails, in [0, 1]. On MNIST
 // digits, frames that differ only by sensor noise and exposure are within 0.03; distinct
 // handwriting is mostly above it (thin 1s excepted).

@@ -17,12 +17,14 @@ import (
 	"time"
 
 	"github.com/edgeloop/edgeloop/pkg/config"
+	"github.com/edgeloop/edgeloop/pkg/contract"
 	"github.com/edgeloop/edgeloop/pkg/raster"
 	"github.com/edgeloop/edgeloop/pkg/vision"
 	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
 )
 
-// Strategy kinds.
+// Strategy kinds: the names of the wire enum edgeloopv1.SamplingKind
+// (contract.SamplingKindName; TestKindsAreTheEnumsNames keeps them equal).
 const (
 	OperatorFlagged  = "operator_flagged"
 	CloseToThreshold = "close_to_threshold"
@@ -155,37 +157,15 @@ func (s StrategyConfig) name() string {
 	return s.Kind
 }
 
-// KindProto maps a strategy kind to the wire enum.
+// KindProto maps a strategy kind to the wire enum (UNSPECIFIED for an unknown name).
 func KindProto(kind string) edgeloopv1.SamplingKind {
-	switch kind {
-	case OperatorFlagged:
-		return edgeloopv1.SamplingKind_SAMPLING_KIND_OPERATOR_FLAGGED
-	case CloseToThreshold:
-		return edgeloopv1.SamplingKind_SAMPLING_KIND_CLOSE_TO_THRESHOLD
-	case LowConfidence:
-		return edgeloopv1.SamplingKind_SAMPLING_KIND_LOW_CONFIDENCE
-	case Random:
-		return edgeloopv1.SamplingKind_SAMPLING_KIND_RANDOM
-	case ClassQuota:
-		return edgeloopv1.SamplingKind_SAMPLING_KIND_CLASS_QUOTA
-	case DetectionCount:
-		return edgeloopv1.SamplingKind_SAMPLING_KIND_DETECTION_COUNT
-	}
-	return edgeloopv1.SamplingKind_SAMPLING_KIND_UNSPECIFIED
+	k, _ := contract.SamplingKindOf(kind)
+	return k
 }
 
 // Priority of an upload in the outbox: operator flags first, then uncertainty, then
-// random and quota samples.
-func Priority(kind string) int {
-	switch kind {
-	case OperatorFlagged:
-		return 2
-	case CloseToThreshold, LowConfidence, DetectionCount:
-		return 1
-	default:
-		return 0
-	}
-}
+// random and quota samples (contract.UploadPriority).
+func Priority(kind string) int { return contract.UploadPriority(KindProto(kind)) }
 
 // Frame is what a sampler sees of one inference.
 type Frame struct {
@@ -232,7 +212,7 @@ func New(c Config, seed uint64, now func() time.Time) (*Sampler, error) {
 		return nil, err
 	}
 	if c.DedupDistance == 0 {
-		c.DedupDistance = 0.02
+		c.DedupDistance = raster.SameSceneDistance
 	}
 	if c.DedupWindow == 0 {
 		c.DedupWindow = config.Duration(time.Hour)

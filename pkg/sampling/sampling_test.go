@@ -1,6 +1,8 @@
 package sampling
 
 import (
+	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
+
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -183,5 +185,13 @@ func TestValidate(t *testing.T) {
 	}
 	if err := Default().Validate(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestKindsAreTheEnumsNames(t *testing.T) {
+	for _, k := range []string{OperatorFlagged, CloseToThreshold, LowConfidence, Random, ClassQuota, DetectionCount} {
+		if KindProto(k) == edgeloopv1.SamplingKind_SAMPLING_KIND_UNSPECIFIED {
+			t.Errorf("strategy kind %q is no name of edgeloopv1.SamplingKind", k)
+		}
 	}
 }

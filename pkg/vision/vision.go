@@ -13,6 +13,7 @@ import (
 
 	"github.com/edgeloop/edgeloop/pkg/nn"
 	"github.com/edgeloop/edgeloop/pkg/raster"
+	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
 )
 
 // Prediction is one output: a class with its confidence, and for detection a box.
@@ -187,4 +188,20 @@ func (pr *Predictor) Close() {
 	for _, e := range pr.all {
 		_ = e.Close()
 	}
+}
+
+// BoxProto is b on the wire.
+func BoxProto(b *nn.Box) *edgeloopv1.Box {
+	if b == nil {
+		return nil
+	}
+	return &edgeloopv1.Box{XMin: b.X0, YMin: b.Y0, XMax: b.X1, YMax: b.Y1}
+}
+
+// BoxFromProto is a wire box as an nn.Box (class index 0: the label names the class).
+func BoxFromProto(b *edgeloopv1.Box) *nn.Box {
+	if b == nil {
+		return nil
+	}
+	return &nn.Box{X0: b.XMin, Y0: b.YMin, X1: b.XMax, Y1: b.YMax}
 }
