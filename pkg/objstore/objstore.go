@@ -1,6 +1,6 @@
 // Package objstore is edgeloop's portable object storage, after gocloud.dev's blob: one
 // Store interface with an S3 driver (MinIO, any S3, the standalone's embedded server)
-// and an in-memory driver, plus the three write disciplines of docs/design.md:
+// and an in-memory driver, plus the three write disciplines of docs/architecture.md ("Object storage"):
 // create-only puts, content-addressed puts and compare-and-swap on the ETag.
 package objstore
 
