@@ -7,11 +7,12 @@ PROTOC_GEN_GO_VERSION := v1.36.12
 # The standalone corrects its own batches by default so the loop runs by itself; use
 # `make run RUN_ARGS=` to correct them yourself in the UI.
 RUN_ARGS ?= -auto-annotate
-# OpenBLAS makes CPU training 2-3x faster; used when its headers and library are here
-# (Debian: libopenblas-dev), else the pure-Go BLAS.
-TAGS ?= $(shell echo 'int main(void){return 0;}' | cc -include cblas.h -x c - -lopenblas -o /dev/null 2>/dev/null && echo -tags openblas)
+# OpenBLAS makes CPU training 2-3x faster: run and build install Debian's libopenblas-dev
+# when it is missing (deploy/local/openblas.sh) and fall back to the pure-Go BLAS, with a
+# line saying so, when it cannot be installed. Set TAGS to choose yourself.
+TAGS ?= $$(deploy/local/openblas.sh tags)
 
-.PHONY: run test test-go k8s-validate vet-cuda cxx bench generate lint services-up services-down browser build clean
+.PHONY: run test test-go edge-agent-arm64 k8s-validate vet-cuda cxx bench generate lint services-up services-down browser build clean
 
 ## run: the standalone stack and the whole loop (embedded servers, simulated fleet, auto-annotation)
 run:
@@ -21,10 +22,16 @@ run:
 build:
 	$(GO) build $(TAGS) -o bin/ ./services/... ./edge-agent/...
 
+## edge-agent-arm64: the edge agent for 64-bit ARM devices (pure Go, static), with its size
+edge-agent-arm64:
+	@mkdir -p bin
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w" -o bin/edge-agent-linux-arm64 ./edge-agent
+	@echo "edge-agent linux/arm64: $$(( $$(stat -c %s bin/edge-agent-linux-arm64) / 1024 / 1024 )) MiB (bin/edge-agent-linux-arm64)"
+
 ## test: validate the Kubernetes manifests (k8s-validate), start the real servers
 ## (installed once into $(CACHE)), run every test, stop them; meanwhile compile-check the
 ## CUDA build (vet-cuda)
-test: k8s-validate services-up browser cxx
+test: k8s-validate edge-agent-arm64 services-up browser cxx
 	@set -o pipefail; status=0; \
 	$(MAKE) --no-print-directory vet-cuda > .vet-cuda.log 2>&1 & cuda=$$!; \
 	$(MAKE) --no-print-directory test-go || status=$$?; \

@@ -11,8 +11,8 @@ all=(bridge train agent pipeline loop)
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=("${all[@]}")
 
-tags=() # OpenBLAS when its headers and library are here (Debian: libopenblas-dev)
-if echo 'int main(void){return 0;}' | cc -include cblas.h -x c - -lopenblas -o /dev/null 2>/dev/null; then tags=(-tags openblas); fi
+tags=() # OpenBLAS, installed when missing (deploy/local/openblas.sh); else pure Go
+read -ra tags <<<"$(deploy/local/openblas.sh tags)"
 
 for t in "${targets[@]}"; do
   echo "== $t"
