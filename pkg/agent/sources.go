@@ -117,7 +117,7 @@ func NewSimulator(c SimConfig) (*Simulator, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, test, err := mnist.Load(c.MNISTDir)
+	test, err := mnist.LoadTest(c.MNISTDir)
 	if err != nil {
 		return nil, err
 	}
