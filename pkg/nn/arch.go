@@ -1,11 +1,14 @@
 // Package nn describes edgeloop's vision networks independently of what computes them:
-// the architecture (a sequence of layers), the parameters (named float32 tensors), the
+// the architecture (a graph of layers), the parameters (named float32 tensors), the
 // losses, the detection head's target encoding and decoding, Adam, and the Engine
 // interface that the Gorgonia CPU engine and the CUDA engine both implement with the
 // same numbers.
 package nn
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // Task is what a network does.
 type Task string
@@ -18,22 +21,99 @@ const (
 
 // Layer kinds.
 const (
-	Conv    = "conv"    // 2-D convolution with bias: Out filters of K×K, Pad, Stride 1
-	ReLU    = "relu"    // max(0, x)
-	MaxPool = "maxpool" // 2×2 max pooling, stride 2
-	Flatten = "flatten" // (N, C, H, W) -> (N, C·H·W)
-	Dense   = "dense"   // fully connected with bias: Out units
+	// Conv is a 2-D convolution: Out filters of K×K over Groups groups of channels
+	// (Groups == input channels == Out is depthwise), Pad zeros each side, Stride, with
+	// a bias unless NoBias.
+	Conv = "conv"
+	// ReLU is max(0, x).
+	ReLU = "relu"
+	// MaxPool is max pooling: 2×2 stride 2 when K is 0 (the original layer); else K×K
+	// windows, Stride (default K) and Pad, padding never winning (PyTorch's MaxPool2d).
+	MaxPool = "maxpool"
+	// Flatten is (N, C, H, W) -> (N, C·H·W).
+	Flatten = "flatten"
+	// Dense is fully connected with bias: Out units.
+	Dense = "dense"
+	// BatchNorm normalises each channel of (N, C, H, W): with the batch's statistics in
+	// training, with its running statistics (non-trainable buffers saved with the
+	// weights) in inference and when frozen (EngineConfig.FreezeBN); then scales and
+	// shifts (γ, β). Eps defaults to DefaultBNEps.
+	BatchNorm = "bn"
+	// ReLU6 is min(max(0, x), 6) (MobileNet).
+	ReLU6 = "relu6"
+	// SiLU is x·σ(x) (YOLO, EfficientNet).
+	SiLU = "silu"
+	// Add is the element-wise sum of two or more inputs of one shape (a residual).
+	Add = "add"
+	// Concat joins two or more (C, H, W) inputs of one H×W along the channels.
+	Concat = "concat"
+	// GlobalAvgPool averages each channel: (N, C, H, W) -> (N, C).
+	GlobalAvgPool = "gap"
+	// Upsample is 2× nearest-neighbour upsampling: (N, C, H, W) -> (N, C, 2H, 2W).
+	Upsample = "upsample"
 )
 
-// Layer is one step of a network.
+// DefaultBNEps is batch normalisation's ε when a layer leaves Eps at 0 (PyTorch's).
+const DefaultBNEps = 1e-5
+
+// Input names the network's input in Layer.From.
+const Input = -1
+
+// Layer is one step of a network. Every field but Kind is optional; zero values give
+// the behaviour of the original sequential layers, so model files written before the
+// graph fields existed read unchanged.
 type Layer struct {
 	Kind string `json:"kind"`
 	Out  int    `json:"out,omitempty"`
 	K    int    `json:"k,omitempty"`
 	Pad  int    `json:"pad,omitempty"`
+	// Stride of a conv or a max pooling (0: 1 for conv, K for pooling).
+	Stride int `json:"stride,omitempty"`
+	// Groups of a conv (0: 1).
+	Groups int `json:"groups,omitempty"`
+	// NoBias drops a conv's bias (before batch normalisation, whose β replaces it).
+	NoBias bool `json:"no_bias,omitempty"`
+	// Eps is batch normalisation's ε (0: DefaultBNEps).
+	Eps float32 `json:"eps,omitempty"`
+	// From lists the layers this one reads, by index (Input, -1, is the network's
+	// input); empty means the previous layer (the input for the first). Add and Concat
+	// read two or more, every other kind one.
+	From []int `json:"from,omitempty"`
 }
 
-// Arch is a network: input shape, layers, and what its output means.
+// ConvStride is the conv's or pooling's stride with its default.
+func (l Layer) ConvStride() int {
+	switch {
+	case l.Stride > 0:
+		return l.Stride
+	case l.Kind == MaxPool && l.K > 0:
+		return l.K
+	}
+	return 1
+}
+
+// ConvGroups is the conv's number of groups with its default.
+func (l Layer) ConvGroups() int { return max(l.Groups, 1) }
+
+// BNEps is the layer's ε with its default.
+func (l Layer) BNEps() float32 {
+	if l.Eps > 0 {
+		return l.Eps
+	}
+	return DefaultBNEps
+}
+
+// Inputs are the indices of the layers layer i reads (Input for the network's input).
+func (l Layer) Inputs(i int) []int {
+	if len(l.From) == 0 {
+		return []int{i - 1}
+	}
+	return l.From
+}
+
+// Arch is a network: input shape, layers, and what its output means. The layers form
+// a graph: each reads the outputs of earlier layers (Layer.From, by default the
+// previous one) and the last layer's output is the network's.
 type Arch struct {
 	Name    string  `json:"name"`
 	Task    Task    `json:"task"`
@@ -66,7 +146,28 @@ type ParamSpec struct {
 	Layer int    `json:"layer"`
 	// FanIn is the number of inputs of one output unit (for initialisation).
 	FanIn int `json:"-"`
-	Bias  bool
+	// Bias tensors start at zero.
+	Bias bool
+	// Ones tensors start at one (batch norm's γ and running variance).
+	Ones bool `json:"ones,omitempty"`
+	// Buffer tensors are state, not weights: batch norm's running statistics. They are
+	// saved with the weights, never trained, and their gradient is zero.
+	Buffer bool `json:"buffer,omitempty"`
+}
+
+// Node is one layer of an analysed architecture: what it reads and what it makes.
+type Node struct {
+	Layer
+	// In are the indices of the layers it reads (Input: the network's input), InShapes
+	// their shapes.
+	In       []int
+	InShapes []Shape
+	Out      Shape
+	// Params are the indices of its tensors in the ParamSpec list: conv and dense
+	// [w, b] or [w] (NoBias), batch norm [γ, β, running mean, running variance].
+	Params []int
+	// MACs is the number of multiply-adds of one image (conv and dense).
+	MACs int64
 }
 
 // DetectOut is the number of output channels per cell of the detection head:
@@ -105,6 +206,16 @@ func DetectorArch(classes int) Arch {
 
 // Analyse checks the architecture and returns its parameters and output shape.
 func (a Arch) Analyse() ([]ParamSpec, Shape, error) {
+	nodes, specs, err := a.Graph()
+	if err != nil {
+		return nil, nil, err
+	}
+	return specs, nodes[len(nodes)-1].Out, nil
+}
+
+// Graph checks the architecture and returns its layers with their inputs and shapes,
+// and its parameters. Errors name the layer and say what does not fit.
+func (a Arch) Graph() ([]Node, []ParamSpec, error) {
 	if a.InC < 1 || a.InH < 1 || a.InW < 1 {
 		return nil, nil, fmt.Errorf("arch %s: input shape %dx%dx%d", a.Name, a.InC, a.InH, a.InW)
 	}
@@ -114,42 +225,138 @@ func (a Arch) Analyse() ([]ParamSpec, Shape, error) {
 	if a.HeadFrom < 0 || a.HeadFrom >= len(a.Layers) {
 		return nil, nil, fmt.Errorf("arch %s: head_from %d outside %d layers", a.Name, a.HeadFrom, len(a.Layers))
 	}
-	shape := Shape{a.InC, a.InH, a.InW}
+	in := Shape{a.InC, a.InH, a.InW}
+	nodes := make([]Node, len(a.Layers))
+	used := make([]bool, len(a.Layers))
 	var ps []ParamSpec
 	for i, l := range a.Layers {
+		fail := func(format string, args ...any) ([]Node, []ParamSpec, error) {
+			return nil, nil, fmt.Errorf("arch %s layer %d (%s): %s", a.Name, i, l.Kind, fmt.Sprintf(format, args...))
+		}
+		nd := Node{Layer: l, In: l.Inputs(i)}
+		for _, j := range nd.In {
+			if j < Input || j >= i {
+				return fail("reads layer %d, which is not an earlier layer or the input (%d)", j, Input)
+			}
+			if j == Input {
+				nd.InShapes = append(nd.InShapes, in)
+			} else {
+				nd.InShapes = append(nd.InShapes, nodes[j].Out)
+				used[j] = true
+			}
+		}
+		if (l.Kind == Add || l.Kind == Concat) != (len(nd.In) > 1) {
+			if l.Kind == Add || l.Kind == Concat {
+				return fail("needs two or more inputs, has %d", len(nd.In))
+			}
+			return fail("reads one input, has %d (%v)", len(nd.In), nd.In)
+		}
+		if l.Stride < 0 || l.Groups < 0 || l.Pad < 0 || l.K < 0 || l.Out < 0 || l.Eps < 0 {
+			return fail("negative field in %+v", l)
+		}
+		shape := nd.InShapes[0]
 		name := fmt.Sprintf("%s%d", l.Kind, i)
+		param := func(s ParamSpec) {
+			s.Layer = i
+			nd.Params = append(nd.Params, len(ps))
+			ps = append(ps, s)
+		}
 		switch l.Kind {
 		case Conv:
-			if len(shape) != 3 || l.Out < 1 || l.K < 1 || l.Pad < 0 {
-				return nil, nil, fmt.Errorf("arch %s layer %d: conv %+v on %v", a.Name, i, l, shape)
+			g, s := l.ConvGroups(), l.ConvStride()
+			if len(shape) != 3 || l.Out < 1 || l.K < 1 {
+				return fail("conv of %d %dx%d filters on %v", l.Out, l.K, l.K, shape)
 			}
-			h, w := shape[1]+2*l.Pad-l.K+1, shape[2]+2*l.Pad-l.K+1
-			if h < 1 || w < 1 {
-				return nil, nil, fmt.Errorf("arch %s layer %d: conv output %dx%d", a.Name, i, h, w)
+			if shape[0]%g != 0 || l.Out%g != 0 {
+				return fail("%d groups do not divide %d input and %d output channels", g, shape[0], l.Out)
 			}
-			fan := shape[0] * l.K * l.K
-			ps = append(ps, ParamSpec{Name: name + ".w", Shape: Shape{l.Out, shape[0], l.K, l.K}, Layer: i, FanIn: fan},
-				ParamSpec{Name: name + ".b", Shape: Shape{l.Out}, Layer: i, FanIn: fan, Bias: true})
-			shape = Shape{l.Out, h, w}
-		case ReLU:
+			h, w := (shape[1]+2*l.Pad-l.K)/s+1, (shape[2]+2*l.Pad-l.K)/s+1
+			if shape[1]+2*l.Pad < l.K || shape[2]+2*l.Pad < l.K {
+				return fail("%dx%d kernel larger than the padded %dx%d input", l.K, l.K, shape[1]+2*l.Pad, shape[2]+2*l.Pad)
+			}
+			cg := shape[0] / g
+			fan := cg * l.K * l.K
+			param(ParamSpec{Name: name + ".w", Shape: Shape{l.Out, cg, l.K, l.K}, FanIn: fan})
+			if !l.NoBias {
+				param(ParamSpec{Name: name + ".b", Shape: Shape{l.Out}, FanIn: fan, Bias: true})
+			}
+			nd.Out = Shape{l.Out, h, w}
+			nd.MACs = int64(l.Out) * int64(h*w) * int64(fan)
+		case ReLU, ReLU6, SiLU:
+			nd.Out = shape
 		case MaxPool:
-			if len(shape) != 3 || shape[1]%2 != 0 || shape[2]%2 != 0 {
-				return nil, nil, fmt.Errorf("arch %s layer %d: 2×2 pooling needs even sides, got %v", a.Name, i, shape)
+			if len(shape) != 3 {
+				return fail("pooling on %v, want (C, H, W)", shape)
 			}
-			shape = Shape{shape[0], shape[1] / 2, shape[2] / 2}
+			if l.K == 0 {
+				if shape[1]%2 != 0 || shape[2]%2 != 0 {
+					return fail("2×2 pooling needs even sides, got %v", shape)
+				}
+				nd.Out = Shape{shape[0], shape[1] / 2, shape[2] / 2}
+				break
+			}
+			s := l.ConvStride()
+			if l.Pad >= l.K || shape[1]+2*l.Pad < l.K || shape[2]+2*l.Pad < l.K {
+				return fail("%dx%d pooling with padding %d on %v", l.K, l.K, l.Pad, shape)
+			}
+			nd.Out = Shape{shape[0], (shape[1]+2*l.Pad-l.K)/s + 1, (shape[2]+2*l.Pad-l.K)/s + 1}
 		case Flatten:
-			shape = Shape{shape.Size()}
+			nd.Out = Shape{shape.Size()}
 		case Dense:
 			if len(shape) != 1 || l.Out < 1 {
-				return nil, nil, fmt.Errorf("arch %s layer %d: dense %+v on %v (flatten first)", a.Name, i, l, shape)
+				return fail("dense of %d units on %v (flatten or pool first)", l.Out, shape)
 			}
-			ps = append(ps, ParamSpec{Name: name + ".w", Shape: Shape{shape[0], l.Out}, Layer: i, FanIn: shape[0]},
-				ParamSpec{Name: name + ".b", Shape: Shape{l.Out}, Layer: i, FanIn: shape[0], Bias: true})
-			shape = Shape{l.Out}
+			param(ParamSpec{Name: name + ".w", Shape: Shape{shape[0], l.Out}, FanIn: shape[0]})
+			param(ParamSpec{Name: name + ".b", Shape: Shape{l.Out}, FanIn: shape[0], Bias: true})
+			nd.Out = Shape{l.Out}
+			nd.MACs = int64(shape[0]) * int64(l.Out)
+		case BatchNorm:
+			if len(shape) != 3 {
+				return fail("batch norm on %v, want (C, H, W)", shape)
+			}
+			c := Shape{shape[0]}
+			param(ParamSpec{Name: name + ".w", Shape: c, Ones: true})
+			param(ParamSpec{Name: name + ".b", Shape: c, Bias: true})
+			param(ParamSpec{Name: name + ".mean", Shape: c, Buffer: true})
+			param(ParamSpec{Name: name + ".var", Shape: c, Buffer: true, Ones: true})
+			nd.Out = shape
+		case Add:
+			for k, s := range nd.InShapes[1:] {
+				if !slices.Equal(s, shape) {
+					return fail("input %d (layer %d) is %v, input 0 (layer %d) is %v", k+1, nd.In[k+1], s, nd.In[0], shape)
+				}
+			}
+			nd.Out = shape
+		case Concat:
+			c := 0
+			for k, s := range nd.InShapes {
+				if len(s) != 3 || s[1] != shape[1] || s[2] != shape[2] {
+					return fail("input %d (layer %d) is %v; concatenation needs (C, %d, %d)", k, nd.In[k], s, shape[1], shape[2])
+				}
+				c += s[0]
+			}
+			nd.Out = Shape{c, shape[1], shape[2]}
+		case GlobalAvgPool:
+			if len(shape) != 3 {
+				return fail("global average pooling on %v, want (C, H, W)", shape)
+			}
+			nd.Out = Shape{shape[0]}
+		case Upsample:
+			if len(shape) != 3 {
+				return fail("upsampling %v, want (C, H, W)", shape)
+			}
+			nd.Out = Shape{shape[0], 2 * shape[1], 2 * shape[2]}
 		default:
-			return nil, nil, fmt.Errorf("arch %s layer %d: unknown kind %q", a.Name, i, l.Kind)
+			return fail("unknown kind %q", l.Kind)
+		}
+		nodes[i] = nd
+	}
+	for i, u := range used[:len(used)-1] {
+		if !u {
+			return nil, nil, fmt.Errorf("arch %s layer %d (%s): its output is never read", a.Name, i, a.Layers[i].Kind)
 		}
 	}
+	shape := nodes[len(nodes)-1].Out
 	switch a.Task {
 	case Classify:
 		if len(shape) != 1 || shape[0] != a.Classes {
@@ -162,7 +369,25 @@ func (a Arch) Analyse() ([]ParamSpec, Shape, error) {
 	default:
 		return nil, nil, fmt.Errorf("arch %s: unknown task %q", a.Name, a.Task)
 	}
-	return ps, shape, nil
+	return nodes, ps, nil
+}
+
+// Cost is the network's size: trainable weights (buffers excluded) and multiply-adds
+// of one image's forward pass in its convolutions and dense layers.
+func (a Arch) Cost() (params int, macs int64, err error) {
+	nodes, specs, err := a.Graph()
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, s := range specs {
+		if !s.Buffer {
+			params += s.Shape.Size()
+		}
+	}
+	for _, n := range nodes {
+		macs += n.MACs
+	}
+	return params, macs, nil
 }
 
 // Grid is the detector's grid side (cells per row); 0 for a classifier.

@@ -1,6 +1,9 @@
 package nn
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // Batch is one mini-batch: N images (N·C·H·W floats in [0,1], channel-major) with their
 // labels (classification) or detection targets.
@@ -32,12 +35,16 @@ type Engine interface {
 	// Forward returns the raw outputs of n images: logits (classify) or the head's
 	// maps (detect), n·outputs floats.
 	Forward(x []float32, n int) ([]float32, error)
-	// Loss is the batch's mean loss, without gradients.
+	// Loss is the batch's mean loss in inference mode (batch norm with its running
+	// statistics), without gradients: the validation loss.
 	Loss(b *Batch) (float32, error)
-	// Gradients is the batch's mean loss and its gradient for every parameter tensor.
+	// Gradients is the batch's mean loss in training mode (batch norm with the batch's
+	// statistics unless EngineConfig.FreezeBN) and its gradient for every parameter
+	// tensor (zero for buffers). It changes nothing.
 	Gradients(b *Batch) (float32, [][]float32, error)
 	// Step computes the loss and gradients of b and applies one Adam update to the
-	// trainable tensors; it returns the loss before the update.
+	// trainable tensors, and moves batch norm's running statistics towards the batch's
+	// (unless frozen); it returns the loss before the update.
 	Step(b *Batch) (float32, error)
 	// ReadParams copies the current weights into p.
 	ReadParams(p *Params) error
@@ -58,9 +65,19 @@ type EngineConfig struct {
 	// BatchSize is the training batch size; smaller batches are padded.
 	BatchSize int
 	Adam      AdamConfig
-	// Trainable marks the tensors Step updates (nil: all).
+	// Trainable marks the tensors Step updates (nil: all; buffers never).
 	Trainable []bool
+	// FreezeBN makes batch norm use and keep its running statistics in training too:
+	// for fine-tuning on batches too small for good batch statistics.
+	FreezeBN bool
+	// BNMomentum is how far a training step moves the running statistics towards the
+	// batch's: r ← (1−m)·r + m·batch (0: DefaultBNMomentum). The running variance takes
+	// the unbiased batch variance, as PyTorch.
+	BNMomentum float32
 }
+
+// DefaultBNMomentum is PyTorch's batch norm momentum.
+const DefaultBNMomentum = 0.1
 
 // Check validates the config and fills defaults.
 func (c *EngineConfig) Check() error {
@@ -87,6 +104,21 @@ func (c *EngineConfig) Check() error {
 		for i := range c.Trainable {
 			c.Trainable[i] = true
 		}
+	}
+	if len(c.Trainable) != len(specs) {
+		return fmt.Errorf("engine: %d trainable flags for %d tensors of arch %s", len(c.Trainable), len(specs), c.Arch.Name)
+	}
+	c.Trainable = slices.Clone(c.Trainable)
+	for i, s := range specs {
+		if s.Buffer {
+			c.Trainable[i] = false
+		}
+	}
+	if c.BNMomentum == 0 {
+		c.BNMomentum = DefaultBNMomentum
+	}
+	if c.BNMomentum < 0 || c.BNMomentum > 1 {
+		return fmt.Errorf("engine: batch norm momentum %v outside (0, 1]", c.BNMomentum)
 	}
 	return nil
 }

@@ -25,7 +25,8 @@ func NewParams(a Arch) (*Params, error) {
 	return p, nil
 }
 
-// InitParams returns He-initialised weights and zero biases, reproducible from seed.
+// InitParams returns He-initialised weights, zero biases, and batch norm's γ = 1,
+// β = 0, running mean 0 and running variance 1, reproducible from seed.
 func InitParams(a Arch, seed uint64) (*Params, error) {
 	p, err := NewParams(a)
 	if err != nil {
@@ -33,7 +34,13 @@ func InitParams(a Arch, seed uint64) (*Params, error) {
 	}
 	r := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
 	for i, s := range p.Specs {
-		if s.Bias {
+		if s.Ones {
+			for j := range p.Values[i] {
+				p.Values[i][j] = 1
+			}
+			continue
+		}
+		if s.Bias || s.Buffer {
 			continue
 		}
 		std := math.Sqrt(2 / float64(s.FanIn))
@@ -89,11 +96,11 @@ func (p *Params) CheckFinite() error {
 }
 
 // Trainable marks which tensors an optimiser updates: all of them, or only the head's
-// when freezeBackbone.
+// when freezeBackbone; never a buffer (batch norm's running statistics).
 func Trainable(a Arch, p *Params, freezeBackbone bool) []bool {
 	t := make([]bool, len(p.Specs))
 	for i, s := range p.Specs {
-		t[i] = !freezeBackbone || s.Layer >= a.HeadFrom
+		t[i] = !s.Buffer && (!freezeBackbone || s.Layer >= a.HeadFrom)
 	}
 	return t
 }

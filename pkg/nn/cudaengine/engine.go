@@ -53,6 +53,14 @@ func New(d device, cfg nn.EngineConfig) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	for i, l := range cfg.Arch.Layers {
+		switch {
+		case len(l.From) > 0, l.Kind == nn.Conv && (l.ConvStride() != 1 || l.ConvGroups() != 1 || l.NoBias), l.Kind == nn.MaxPool && l.K != 0:
+		case l.Kind == nn.Conv, l.Kind == nn.ReLU, l.Kind == nn.MaxPool, l.Kind == nn.Flatten, l.Kind == nn.Dense:
+			continue
+		}
+		return nil, fmt.Errorf("cuda engine: layer %d (%s) is not supported yet", i, l.Kind)
+	}
 	e := &Engine{cfg: cfg, dev: d, specs: specs, bs: cfg.BatchSize, inLen: cfg.Arch.InputSize(), outLen: cfg.Arch.OutputSize(),
 		adam: nn.NewAdam(cfg.Adam, &nn.Params{})}
 	err = d.Do(func() error {

@@ -124,6 +124,8 @@ func (e *Engine) build(n int, p purpose) (gr *graph, err error) {
 				h, err = G.BroadcastAdd(h, nodes[pi+1], nil, []byte{0})
 			}
 			pi += 2
+		default:
+			err = fmt.Errorf("not supported by this engine yet")
 		}
 		if err != nil {
 			return nil, fmt.Errorf("layer %s: %w", l.Kind, err)
