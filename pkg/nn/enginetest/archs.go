@@ -15,3 +15,25 @@ func TinyDetector() nn.Arch {
 		Layers: []nn.Layer{{Kind: nn.Conv, Out: 4, K: 3, Pad: 1}, {Kind: nn.ReLU}, {Kind: nn.MaxPool},
 			{Kind: nn.Conv, Out: nn.DetectOut(2), K: 1}}, HeadFrom: 3}
 }
+
+// AllLayers is a small classifier using every layer kind of the graph form: strided,
+// grouped, depthwise and bias-free convs, batch norm, ReLU6, SiLU, a residual add,
+// 3×3/2 max pooling, 2× upsampling, a concatenation, global average pooling.
+func AllLayers() nn.Arch {
+	return nn.Arch{Name: "all-layers", Task: nn.Classify, InC: 3, InH: 8, InW: 8, Classes: 4, HeadFrom: 13, Layers: []nn.Layer{
+		{Kind: nn.Conv, Out: 6, K: 3, Pad: 1, Stride: 2, NoBias: true}, // 0: 6×4×4
+		{Kind: nn.BatchNorm}, // 1
+		{Kind: nn.ReLU6},     // 2
+		{Kind: nn.Conv, Out: 6, K: 3, Pad: 1, Groups: 6, NoBias: true}, // 3: depthwise
+		{Kind: nn.BatchNorm},                        // 4
+		{Kind: nn.SiLU},                             // 5
+		{Kind: nn.Conv, Out: 6, K: 1, Groups: 2},    // 6: grouped 1×1
+		{Kind: nn.Add, From: []int{6, 2}},           // 7: residual
+		{Kind: nn.MaxPool, K: 3, Stride: 2, Pad: 1}, // 8: 6×2×2
+		{Kind: nn.Upsample},                         // 9: 6×4×4
+		{Kind: nn.Concat, From: []int{7, 9}},        // 10: 12×4×4
+		{Kind: nn.ReLU},                             // 11
+		{Kind: nn.GlobalAvgPool},                    // 12
+		{Kind: nn.Dense, Out: 4},                    // 13
+	}}
+}

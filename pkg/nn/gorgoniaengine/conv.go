@@ -13,17 +13,20 @@ import (
 	"gorgonia.org/tensor"
 )
 
-// convOp is a Gorgonia op for a 2-D convolution with bias (stride 1, square kernel,
-// zero padding), written for speed: each image is unrolled (im2col) and multiplied by
-// the filters in one GEMM through Gorgonia's BLAS (pure Go or OpenBLAS) straight into
-// its (O, H', W') output, images spread over the cores, with no transposes, no
-// broadcast copies of the bias and no per-run allocation. Gorgonia's own Conv2d is the
-// same arithmetic followed by a transpose of the whole output and a broadcast add.
+// convOp is a Gorgonia op for a 2-D convolution (square kernel, zero padding, stride,
+// groups, optional bias), written for speed: each image is unrolled (im2col) and
+// multiplied by the filters in one GEMM per group through Gorgonia's BLAS (pure Go or
+// OpenBLAS) straight into its (O, H', W') output, images spread over the cores, with
+// no transposes, no broadcast copies of the bias and no per-run allocation. Gorgonia's
+// own Conv2d is the same arithmetic followed by a transpose of the whole output and a
+// broadcast add.
 //
-// Its inputs are x (N, C, H, W), the filters w (O, C, K, K) and the bias b (O); its
-// output is (N, O, H', W'), H' = H + 2·pad − K + 1.
+// Its inputs are x (N, C, H, W), the filters w (O, C/G, K, K) and, unless it has none,
+// the bias b (O); its output is (N, O, H', W'), H' = (H + 2·pad − K)/stride + 1.
 type convOp struct {
 	n, c, h, w, o, k, pad int
+	stride, groups        int
+	bias                  bool
 	oh, ow                int
 	// col is the unrolled input of the last forward pass, image by image (N × C·K·K ×
 	// H'·W'), reused by the backward pass of the same run.
@@ -33,38 +36,52 @@ type convOp struct {
 	mu    sync.Mutex
 }
 
-func newConvOp(x, w *G.Node, pad int) (*convOp, error) {
+func newConvOp(x, w *G.Node, pad, stride, groups int, bias bool) (*convOp, error) {
 	xs, ws := x.Shape(), w.Shape()
-	if len(xs) != 4 || len(ws) != 4 || xs[1] != ws[1] || ws[2] != ws[3] {
-		return nil, fmt.Errorf("conv: input %v and filters %v do not fit", xs, ws)
+	if len(xs) != 4 || len(ws) != 4 || groups < 1 || xs[1]%groups != 0 || ws[0]%groups != 0 || xs[1]/groups != ws[1] || ws[2] != ws[3] || stride < 1 {
+		return nil, fmt.Errorf("conv: input %v, filters %v, %d groups and stride %d do not fit", xs, ws, groups, stride)
 	}
-	op := &convOp{n: xs[0], c: xs[1], h: xs[2], w: xs[3], o: ws[0], k: ws[2], pad: pad}
-	op.oh, op.ow = op.h+2*pad-op.k+1, op.w+2*pad-op.k+1
-	if op.oh < 1 || op.ow < 1 {
-		return nil, fmt.Errorf("conv: output %dx%d", op.oh, op.ow)
+	op := &convOp{n: xs[0], c: xs[1], h: xs[2], w: xs[3], o: ws[0], k: ws[2], pad: pad, stride: stride, groups: groups, bias: bias}
+	op.oh, op.ow = (op.h+2*pad-op.k)/stride+1, (op.w+2*pad-op.k)/stride+1
+	if op.h+2*pad < op.k || op.w+2*pad < op.k {
+		return nil, fmt.Errorf("conv: %dx%d kernel on a padded %dx%d input", op.k, op.k, op.h+2*pad, op.w+2*pad)
 	}
 	return op, nil
 }
 
-// conv2d applies the op to x, w, b.
-func conv2d(x, w, b *G.Node, pad int) (*G.Node, error) {
-	op, err := newConvOp(x, w, pad)
+// conv2d applies the op to x, w and b (nil: no bias).
+func conv2d(x, w, b *G.Node, pad, stride, groups int) (*G.Node, error) {
+	op, err := newConvOp(x, w, pad, stride, groups, b != nil)
 	if err != nil {
 		return nil, err
+	}
+	if b == nil {
+		return G.ApplyOp(op, x, w)
 	}
 	return G.ApplyOp(op, x, w, b)
 }
 
+// ckk is the number of rows of the unrolled input, all groups; gk of one group.
 func (op *convOp) ckk() int { return op.c * op.k * op.k }
+func (op *convOp) gk() int  { return op.ckk() / op.groups }
+func (op *convOp) og() int  { return op.o / op.groups }
 func (op *convOp) hw() int  { return op.oh * op.ow }
 
 // Arity implements G.Op.
-func (op *convOp) Arity() int { return 3 }
+func (op *convOp) Arity() int {
+	if op.bias {
+		return 3
+	}
+	return 2
+}
 
-// Type implements G.Op: Tensor a → Tensor a → Tensor a → Tensor a.
+// Type implements G.Op: Tensor a → Tensor a [→ Tensor a] → Tensor a.
 func (op *convOp) Type() hm.Type {
 	a := hm.TypeVariable('a')
 	t4 := G.TensorType{Dims: 4, Of: a}
+	if !op.bias {
+		return hm.NewFnType(t4, t4, t4)
+	}
 	return hm.NewFnType(t4, t4, G.TensorType{Dims: 1, Of: a}, t4)
 }
 
@@ -81,25 +98,45 @@ func (op *convOp) Do(in ...G.Value) (G.Value, error) {
 
 // UsePreallocDo implements G.UsePreallocDoer.
 func (op *convOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error) {
-	x, w, b, y, err := floats4(in[0], in[1], in[2], prealloc)
+	x, err := floats(in[0])
+	if err != nil {
+		return nil, err
+	}
+	w, err := floats(in[1])
+	if err != nil {
+		return nil, err
+	}
+	var b []float32
+	if op.bias {
+		if b, err = floats(in[2]); err != nil {
+			return nil, err
+		}
+	}
+	y, err := floats(prealloc)
 	if err != nil {
 		return nil, err
 	}
 	op.mu.Lock()
 	defer op.mu.Unlock()
-	hw, ckk := op.hw(), op.ckk()
+	hw, ckk, gk, og := op.hw(), op.ckk(), op.gk(), op.og()
 	op.col = grow(op.col, ckk*op.n*hw)
 	parallel(op.n, func(n int) {
 		col := op.col[n*ckk*hw : (n+1)*ckk*hw]
 		op.im2col(x[n*op.c*op.h*op.w:], col)
 		yn := y[n*op.o*hw : (n+1)*op.o*hw]
 		for o := 0; o < op.o; o++ {
-			row, bo := yn[o*hw:(o+1)*hw], b[o]
+			var bo float32
+			if b != nil {
+				bo = b[o]
+			}
+			row := yn[o*hw : (o+1)*hw]
 			for i := range row {
 				row[i] = bo
 			}
 		}
-		G.WhichBLAS().Sgemm(blas.NoTrans, blas.NoTrans, op.o, hw, ckk, 1, w, ckk, col, hw, 1, yn, hw)
+		for g := 0; g < op.groups; g++ {
+			G.WhichBLAS().Sgemm(blas.NoTrans, blas.NoTrans, og, hw, gk, 1, w[g*og*gk:], gk, col[g*gk*hw:], hw, 1, yn[g*og*hw:], hw)
+		}
 	})
 	op.fresh = true
 	return prealloc, nil
@@ -107,13 +144,13 @@ func (op *convOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error
 
 // im2col unrolls one image into col (C·K·K × H'·W').
 func (op *convOp) im2col(img, col []float32) {
-	hw := op.hw()
+	hw, s := op.hw(), op.stride
 	for c := 0; c < op.c; c++ {
 		for ky := 0; ky < op.k; ky++ {
 			for kx := 0; kx < op.k; kx++ {
 				row := col[((c*op.k+ky)*op.k+kx)*hw:]
 				for oy := 0; oy < op.oh; oy++ {
-					iy := oy + ky - op.pad
+					iy := oy*s + ky - op.pad
 					dst := row[oy*op.ow : (oy+1)*op.ow]
 					if iy < 0 || iy >= op.h {
 						clear(dst)
@@ -121,7 +158,7 @@ func (op *convOp) im2col(img, col []float32) {
 					}
 					src := img[(c*op.h+iy)*op.w:]
 					for ox := range dst {
-						ix := ox + kx - op.pad
+						ix := ox*s + kx - op.pad
 						if ix < 0 || ix >= op.w {
 							dst[ox] = 0
 						} else {
@@ -136,21 +173,21 @@ func (op *convOp) im2col(img, col []float32) {
 
 // col2im sums one image's dcol (C·K·K × H'·W') back into its dx (C, H, W).
 func (op *convOp) col2im(dcol, img []float32) {
-	hw := op.hw()
+	hw, s := op.hw(), op.stride
 	clear(img)
 	for c := 0; c < op.c; c++ {
 		for ky := 0; ky < op.k; ky++ {
 			for kx := 0; kx < op.k; kx++ {
 				row := dcol[((c*op.k+ky)*op.k+kx)*hw:]
 				for oy := 0; oy < op.oh; oy++ {
-					iy := oy + ky - op.pad
+					iy := oy*s + ky - op.pad
 					if iy < 0 || iy >= op.h {
 						continue
 					}
 					dst := img[(c*op.h+iy)*op.w:]
 					src := row[oy*op.ow : (oy+1)*op.ow]
 					for ox, v := range src {
-						if ix := ox + kx - op.pad; ix >= 0 && ix < op.w {
+						if ix := ox*s + kx - op.pad; ix >= 0 && ix < op.w {
 							dst[ix] += v
 						}
 					}
@@ -176,13 +213,20 @@ func (op *convOp) WriteHash(h hash.Hash) { fmt.Fprint(h, op.String()) }
 func (op *convOp) Hashcode() uint32 { return hashOf(op) }
 
 func (op *convOp) String() string {
-	return fmt.Sprintf("conv{n=%d c=%d %dx%d o=%d k=%d pad=%d}", op.n, op.c, op.h, op.w, op.o, op.k, op.pad)
+	return fmt.Sprintf("conv{n=%d c=%d %dx%d o=%d k=%d pad=%d stride=%d groups=%d bias=%v}", op.n, op.c, op.h, op.w, op.o, op.k, op.pad,
+		op.stride, op.groups, op.bias)
 }
 
 // DiffWRT implements G.SDOp.
-func (op *convOp) DiffWRT(int) []bool { return []bool{true, true, true} }
+func (op *convOp) DiffWRT(n int) []bool {
+	d := make([]bool, n)
+	for i := range d {
+		d[i] = true
+	}
+	return d
+}
 
-// SymDiff implements G.SDOp: dx = col2im(wᵀ·dy), dw = dy·colᵀ, db = Σ dy.
+// SymDiff implements G.SDOp: per group dx = col2im(wᵀ·dy), dw = dy·colᵀ; db = Σ dy.
 func (op *convOp) SymDiff(in G.Nodes, _, grad *G.Node) (G.Nodes, error) {
 	x, w := in[0], in[1]
 	dx, err := G.ApplyOp(&convGradOp{fwd: op, what: gradX}, w, grad)
@@ -192,6 +236,9 @@ func (op *convOp) SymDiff(in G.Nodes, _, grad *G.Node) (G.Nodes, error) {
 	dw, err := G.ApplyOp(&convGradOp{fwd: op, what: gradW}, x, grad)
 	if err != nil {
 		return nil, err
+	}
+	if !op.bias {
+		return G.Nodes{dx, dw}, nil
 	}
 	db, err := G.ApplyOp(&convGradOp{fwd: op, what: gradB}, grad)
 	if err != nil {
@@ -238,7 +285,7 @@ func (g *convGradOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 	case gradX:
 		return tensor.Shape{op.n, op.c, op.h, op.w}, nil
 	case gradW:
-		return tensor.Shape{op.o, op.c, op.k, op.k}, nil
+		return tensor.Shape{op.o, op.c / op.groups, op.k, op.k}, nil
 	default:
 		return tensor.Shape{op.o}, nil
 	}
@@ -259,7 +306,7 @@ func (g *convGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, er
 	if err != nil {
 		return nil, err
 	}
-	hw, ckk := op.hw(), op.ckk()
+	hw, ckk, gk, og := op.hw(), op.ckk(), op.gk(), op.og()
 	switch g.what {
 	case gradB:
 		clear(out)
@@ -291,8 +338,10 @@ func (g *convGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, er
 			buf := scratch(len(out))
 			clear(*buf)
 			for n := parts[p][0]; n < parts[p][1]; n++ {
-				G.WhichBLAS().Sgemm(blas.NoTrans, blas.Trans, op.o, ckk, hw, 1, dy[n*op.o*hw:(n+1)*op.o*hw], hw,
-					op.col[n*ckk*hw:(n+1)*ckk*hw], hw, 1, *buf, ckk)
+				dyn, col := dy[n*op.o*hw:(n+1)*op.o*hw], op.col[n*ckk*hw:(n+1)*ckk*hw]
+				for gi := 0; gi < op.groups; gi++ {
+					G.WhichBLAS().Sgemm(blas.NoTrans, blas.Trans, og, gk, hw, 1, dyn[gi*og*hw:], hw, col[gi*gk*hw:], hw, 1, (*buf)[gi*og*gk:], gk)
+				}
 			}
 			partial[p] = buf
 		})
@@ -312,7 +361,10 @@ func (g *convGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, er
 		}
 		parallel(op.n, func(n int) {
 			dcol := scratch(ckk * hw)
-			G.WhichBLAS().Sgemm(blas.Trans, blas.NoTrans, ckk, hw, op.o, 1, w, ckk, dy[n*op.o*hw:(n+1)*op.o*hw], hw, 0, *dcol, hw)
+			dyn := dy[n*op.o*hw : (n+1)*op.o*hw]
+			for gi := 0; gi < op.groups; gi++ {
+				G.WhichBLAS().Sgemm(blas.Trans, blas.NoTrans, gk, hw, og, 1, w[gi*og*gk:], gk, dyn[gi*og*hw:], hw, 0, (*dcol)[gi*gk*hw:], hw)
+			}
 			op.col2im(*dcol, out[n*op.c*op.h*op.w:(n+1)*op.c*op.h*op.w])
 			release(dcol)
 		})
@@ -355,16 +407,6 @@ func floats(v G.Value) ([]float32, error) {
 		return nil, fmt.Errorf("conv: tensor of %v, want float32", t.Dtype())
 	}
 	return f, nil
-}
-
-func floats4(vs ...G.Value) (a, b, c, d []float32, err error) {
-	out := make([][]float32, 4)
-	for i, v := range vs {
-		if out[i], err = floats(v); err != nil {
-			return
-		}
-	}
-	return out[0], out[1], out[2], out[3], nil
 }
 
 func grow(b []float32, n int) []float32 {

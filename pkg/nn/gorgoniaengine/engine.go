@@ -9,6 +9,7 @@ package gorgoniaengine
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 
 	G "gorgonia.org/gorgonia"
@@ -27,13 +28,16 @@ const (
 )
 
 type graph struct {
-	n      int
-	g      *G.ExprGraph
-	vm     G.VM
-	x      *G.Node
-	out    *G.Node
-	loss   *G.Node
+	n    int
+	g    *G.ExprGraph
+	vm   G.VM
+	x    *G.Node
+	out  *G.Node
+	loss *G.Node
+	// params are the trainable tensors' nodes (buffers have none); index their
+	// positions in the ParamSpec list.
 	params G.Nodes
+	index  []int
 	// targets: Y (classify) or W, T, M, B (detect); scale is 1/N.
 	y, w, t, m, b *G.Node
 	scale         *G.Node
@@ -49,7 +53,11 @@ type Engine struct {
 	adam   *nn.Adam
 	graphs map[[2]int]*graph
 	outLen int
-	mu     sync.Mutex
+	// bn tells the batch norm ops about the current run.
+	bn bnRun
+	// zeros are the gradients of the buffers.
+	zeros [][]float32
+	mu    sync.Mutex
 }
 
 // New returns an engine computing with a private copy of cfg.Params.
@@ -58,7 +66,14 @@ func New(cfg nn.EngineConfig) (*Engine, error) {
 		return nil, err
 	}
 	p := cfg.Params.Clone()
-	return &Engine{cfg: cfg, params: p, adam: nn.NewAdam(cfg.Adam, p), graphs: map[[2]int]*graph{}, outLen: cfg.Arch.OutputSize()}, nil
+	e := &Engine{cfg: cfg, params: p, adam: nn.NewAdam(cfg.Adam, p), graphs: map[[2]int]*graph{}, outLen: cfg.Arch.OutputSize(),
+		zeros: make([][]float32, len(p.Specs))}
+	for i, s := range p.Specs {
+		if s.Buffer {
+			e.zeros[i] = make([]float32, s.Shape.Size())
+		}
+	}
+	return e, nil
 }
 
 // Factory builds Gorgonia engines; it satisfies the training code's engine factory.
@@ -93,43 +108,88 @@ func (e *Engine) build(n int, p purpose) (gr *graph, err error) {
 	gr.xT = tensor.New(tensor.WithShape(n, a.InC, a.InH, a.InW), tensor.Of(dt))
 	gr.x = G.NewTensor(gr.g, dt, 4, G.WithShape(n, a.InC, a.InH, a.InW), G.WithName("x"), G.WithValue(gr.xT))
 
-	specs := e.params.Specs
+	layers, specs, err := a.Graph()
+	if err != nil {
+		return nil, err
+	}
+	// Buffers (batch norm's running statistics) are not graph inputs: the ops read and
+	// update the engine's parameter memory directly.
 	nodes := make([]*G.Node, len(specs))
 	for i, s := range specs {
+		if s.Buffer {
+			continue
+		}
 		shape := []int(s.Shape)
 		if s.Bias && a.Layers[s.Layer].Kind == nn.Dense {
 			shape = []int{1, s.Shape[0]}
 		}
 		t := tensor.New(tensor.WithShape(shape...), tensor.WithBacking(e.params.Values[i]))
 		nodes[i] = G.NewTensor(gr.g, dt, len(shape), G.WithShape(shape...), G.WithName(s.Name), G.WithValue(t))
+		gr.params = append(gr.params, nodes[i])
+		gr.index = append(gr.index, i)
 	}
-	gr.params = nodes
-
-	h := gr.x
-	pi := 0
-	for _, l := range a.Layers {
+	train := p == lossGrad && !e.cfg.FreezeBN
+	outs := make([]*G.Node, len(layers))
+	var h *G.Node
+	for i, l := range layers {
+		in := make([]*G.Node, len(l.In))
+		for k, j := range l.In {
+			if j == nn.Input {
+				in[k] = gr.x
+			} else {
+				in[k] = outs[j]
+			}
+		}
+		h = in[0]
+		name := layerName(l.Layer, i)
 		switch l.Kind {
 		case nn.Conv:
-			h, err = conv2d(h, nodes[pi], nodes[pi+1], l.Pad)
-			pi += 2
+			var b *G.Node
+			if !l.NoBias {
+				b = nodes[l.Params[1]]
+			}
+			h, err = conv2d(h, nodes[l.Params[0]], b, l.Pad, l.ConvStride(), l.ConvGroups())
 		case nn.ReLU:
 			h, err = G.Rectify(h)
+		case nn.ReLU6:
+			h, err = unary(name, h, relu6, relu6Grad)
+		case nn.SiLU:
+			h, err = unary(name, h, silu, siluGrad)
 		case nn.MaxPool:
-			h, err = G.MaxPool2D(h, tensor.Shape{2, 2}, []int{0, 0}, []int{2, 2})
+			if l.K == 0 {
+				h, err = G.MaxPool2D(h, tensor.Shape{2, 2}, []int{0, 0}, []int{2, 2})
+			} else {
+				h, err = maxPool(name, h, l.K, l.ConvStride(), l.Pad)
+			}
 		case nn.Flatten:
 			h, err = G.Reshape(h, tensor.Shape{n, h.Shape().TotalSize() / n})
 		case nn.Dense:
-			h, err = G.Mul(h, nodes[pi])
+			h, err = G.Mul(h, nodes[l.Params[0]])
 			if err == nil {
-				h, err = G.BroadcastAdd(h, nodes[pi+1], nil, []byte{0})
+				h, err = G.BroadcastAdd(h, nodes[l.Params[1]], nil, []byte{0})
 			}
-			pi += 2
+		case nn.BatchNorm:
+			h, err = batchNorm(name, h, nodes[l.Params[0]], nodes[l.Params[1]], e.params.Values[l.Params[2]], e.params.Values[l.Params[3]],
+				l.BNEps(), e.cfg.BNMomentum, train, &e.bn)
+		case nn.Add:
+			for _, o := range in[1:] {
+				if err == nil {
+					h, err = G.Add(h, o)
+				}
+			}
+		case nn.Concat:
+			h, err = concat(name, in)
+		case nn.GlobalAvgPool:
+			h, err = gap(name, h)
+		case nn.Upsample:
+			h, err = upsample2(name, h)
 		default:
-			err = fmt.Errorf("not supported by this engine yet")
+			err = fmt.Errorf("not supported by the gorgonia engine")
 		}
 		if err != nil {
-			return nil, fmt.Errorf("layer %s: %w", l.Kind, err)
+			return nil, fmt.Errorf("layer %d (%s): %w", i, l.Kind, err)
 		}
+		outs[i] = h
 	}
 	gr.out = h
 	if p == forward {
@@ -227,6 +287,7 @@ func (e *Engine) load(gr *graph, b *nn.Batch) error {
 	if len(b.X) != b.N*a.InputSize() {
 		return fmt.Errorf("batch holds %d input values, want %d", len(b.X), b.N*a.InputSize())
 	}
+	e.bn.n = b.N
 	xs := gr.xT.Data().([]float32)
 	copy(xs, b.X)
 	clear(xs[len(b.X):])
@@ -344,7 +405,7 @@ func (e *Engine) gradients(b *nn.Batch, use func(loss float32, grads [][]float32
 		return err
 	}
 	defer gr.vm.Reset()
-	grads := make([][]float32, len(gr.params))
+	grads := slices.Clone(e.zeros)
 	ts := make([]tensor.Tensor, len(gr.params))
 	for i, p := range gr.params {
 		g, err := p.Grad()
@@ -352,7 +413,7 @@ func (e *Engine) gradients(b *nn.Batch, use func(loss float32, grads [][]float32
 			return fmt.Errorf("gradient of %s: %w", p.Name(), err)
 		}
 		ts[i] = g.(tensor.Tensor)
-		grads[i] = g.Data().([]float32)
+		grads[gr.index[i]] = g.Data().([]float32)
 	}
 	use(loss, grads)
 	for _, t := range ts {
@@ -381,6 +442,9 @@ func (e *Engine) Step(b *nn.Batch) (float32, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var loss float32
+	// The running statistics move in this run only (Gradients changes nothing).
+	e.bn.update = true
+	defer func() { e.bn.update = false }()
 	err := e.gradients(b, func(l float32, grads [][]float32) {
 		loss = l
 		if math.IsNaN(float64(l)) || math.IsInf(float64(l), 0) {

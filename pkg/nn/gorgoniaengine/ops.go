@@ -1,0 +1,391 @@
+package gorgoniaengine
+
+import (
+	"fmt"
+	"hash"
+	"math"
+
+	"github.com/chewxy/hm"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/edgeloop/edgeloop/pkg/nn"
+)
+
+// fnOp is a Gorgonia op made of a Go function over float32 slices: the layers below
+// (batch norm, pooling, upsampling, concatenation, activations) and their gradients.
+// Its name identifies it in the graph (layer index and role), so no two are merged.
+type fnOp struct {
+	name   string
+	inDims []int
+	out    tensor.Shape
+	// fwd fills out (every element) from the inputs.
+	fwd func(out []float32, in [][]float32)
+	// back returns one gradient node per input, given the op's inputs and the
+	// gradient of its output; nil for ops that are never differentiated.
+	back func(in G.Nodes, grad *G.Node) (G.Nodes, error)
+}
+
+// apply adds an fnOp to the graph of in.
+func apply(name string, out tensor.Shape, fwd func(out []float32, in [][]float32), back func(G.Nodes, *G.Node) (G.Nodes, error), in ...*G.Node) (*G.Node, error) {
+	op := &fnOp{name: name, out: out, fwd: fwd, back: back}
+	for _, n := range in {
+		op.inDims = append(op.inDims, n.Dims())
+	}
+	return G.ApplyOp(op, in...)
+}
+
+func (op *fnOp) Arity() int { return len(op.inDims) }
+
+func (op *fnOp) Type() hm.Type {
+	a := hm.TypeVariable('a')
+	ts := make([]hm.Type, 0, len(op.inDims)+1)
+	for _, d := range op.inDims {
+		ts = append(ts, G.TensorType{Dims: d, Of: a})
+	}
+	ts = append(ts, G.TensorType{Dims: len(op.out), Of: a})
+	return hm.NewFnType(ts...)
+}
+
+func (op *fnOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return op.out.Clone(), nil }
+
+func (op *fnOp) Do(in ...G.Value) (G.Value, error) {
+	return op.UsePreallocDo(tensor.New(tensor.WithShape(op.out...), tensor.Of(tensor.Float32)), in...)
+}
+
+func (op *fnOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error) {
+	out, err := floats(prealloc)
+	if err != nil {
+		return nil, err
+	}
+	ins := make([][]float32, len(in))
+	for i, v := range in {
+		if ins[i], err = floats(v); err != nil {
+			return nil, err
+		}
+	}
+	op.fwd(out, ins)
+	return prealloc, nil
+}
+
+func (op *fnOp) ReturnsPtr() bool      { return false }
+func (op *fnOp) CallsExtern() bool     { return false }
+func (op *fnOp) OverwritesInput() int  { return -1 }
+func (op *fnOp) WriteHash(h hash.Hash) { fmt.Fprint(h, op.name) }
+func (op *fnOp) Hashcode() uint32      { return hashOf(op) }
+func (op *fnOp) String() string        { return op.name }
+
+func (op *fnOp) DiffWRT(n int) []bool {
+	d := make([]bool, n)
+	for i := range d {
+		d[i] = op.back != nil
+	}
+	return d
+}
+
+func (op *fnOp) SymDiff(in G.Nodes, _, grad *G.Node) (G.Nodes, error) {
+	if op.back == nil {
+		return nil, fmt.Errorf("%s is not differentiable", op.name)
+	}
+	return op.back(in, grad)
+}
+
+// shape4 is a node's (N, C, H, W).
+func shape4(x *G.Node) (n, c, h, w int) {
+	s := x.Shape()
+	return s[0], s[1], s[2], s[3]
+}
+
+// unary applies an element-wise activation f with derivative df (of the input).
+func unary(name string, x *G.Node, f, df func(float32) float32) (*G.Node, error) {
+	back := func(in G.Nodes, dy *G.Node) (G.Nodes, error) {
+		dx, err := apply(name+".dx", in[0].Shape(), func(out []float32, in [][]float32) {
+			x, dy := in[0], in[1]
+			for i, v := range x {
+				out[i] = dy[i] * df(v)
+			}
+		}, nil, in[0], dy)
+		return G.Nodes{dx}, err
+	}
+	return apply(name, x.Shape(), func(out []float32, in [][]float32) {
+		for i, v := range in[0] {
+			out[i] = f(v)
+		}
+	}, back, x)
+}
+
+func relu6(v float32) float32 { return min(max(v, 0), 6) }
+
+func relu6Grad(v float32) float32 {
+	if v > 0 && v < 6 {
+		return 1
+	}
+	return 0
+}
+
+func sigmoid32(v float32) float32 { return float32(1 / (1 + math.Exp(-float64(v)))) }
+
+func silu(v float32) float32 { return v * sigmoid32(v) }
+
+func siluGrad(v float32) float32 {
+	s := sigmoid32(v)
+	return s * (1 + v*(1-s))
+}
+
+// gap averages each channel: (N, C, H, W) -> (N, C).
+func gap(name string, x *G.Node) (*G.Node, error) {
+	n, c, h, w := shape4(x)
+	hw := h * w
+	back := func(in G.Nodes, dy *G.Node) (G.Nodes, error) {
+		dx, err := apply(name+".dx", in[0].Shape(), func(out []float32, in [][]float32) {
+			for i, g := range in[0] {
+				v := g / float32(hw)
+				for j := range out[i*hw : (i+1)*hw] {
+					out[i*hw+j] = v
+				}
+			}
+		}, nil, dy)
+		return G.Nodes{dx}, err
+	}
+	return apply(name, tensor.Shape{n, c}, func(out []float32, in [][]float32) {
+		for i := range out {
+			var s float64
+			for _, v := range in[0][i*hw : (i+1)*hw] {
+				s += float64(v)
+			}
+			out[i] = float32(s / float64(hw))
+		}
+	}, back, x)
+}
+
+// upsample2 is 2× nearest-neighbour upsampling.
+func upsample2(name string, x *G.Node) (*G.Node, error) {
+	n, c, h, w := shape4(x)
+	back := func(in G.Nodes, dy *G.Node) (G.Nodes, error) {
+		dx, err := apply(name+".dx", in[0].Shape(), func(out []float32, in [][]float32) {
+			dy := in[0]
+			for i := range out {
+				xx, y, nc := i%w, (i/w)%h, i/(w*h)
+				at := (nc*2*h+2*y)*2*w + 2*xx
+				out[i] = dy[at] + dy[at+1] + dy[at+2*w] + dy[at+2*w+1]
+			}
+		}, nil, dy)
+		return G.Nodes{dx}, err
+	}
+	return apply(name, tensor.Shape{n, c, 2 * h, 2 * w}, func(out []float32, in [][]float32) {
+		x := in[0]
+		for i := range out {
+			ox, oy, nc := i%(2*w), (i/(2*w))%(2*h), i/(4*w*h)
+			out[i] = x[(nc*h+oy/2)*w+ox/2]
+		}
+	}, back, x)
+}
+
+// concat joins inputs along the channels.
+func concat(name string, xs []*G.Node) (*G.Node, error) {
+	n, _, h, w := shape4(xs[0])
+	hw := h * w
+	cs := make([]int, len(xs))
+	total := 0
+	for i, x := range xs {
+		cs[i] = x.Shape()[1]
+		total += cs[i]
+	}
+	back := func(in G.Nodes, dy *G.Node) (G.Nodes, error) {
+		out := make(G.Nodes, len(in))
+		off := 0
+		for k := range in {
+			c, o := cs[k], off
+			var err error
+			out[k], err = apply(fmt.Sprintf("%s.dx%d", name, k), in[k].Shape(), func(dx []float32, in [][]float32) {
+				for b := 0; b < n; b++ {
+					copy(dx[b*c*hw:(b+1)*c*hw], in[0][(b*total+o)*hw:(b*total+o+c)*hw])
+				}
+			}, nil, dy)
+			if err != nil {
+				return nil, err
+			}
+			off += c
+		}
+		return out, nil
+	}
+	return apply(name, tensor.Shape{n, total, h, w}, func(out []float32, in [][]float32) {
+		off := 0
+		for k, x := range in {
+			c := cs[k]
+			for b := 0; b < n; b++ {
+				copy(out[(b*total+off)*hw:(b*total+off+c)*hw], x[b*c*hw:(b+1)*c*hw])
+			}
+			off += c
+		}
+	}, back, xs...)
+}
+
+// maxPool is K×K max pooling with stride and padding; padding never wins, and of equal
+// values the first in row-major window order does (the CUDA kernel's rule).
+func maxPool(name string, x *G.Node, k, stride, pad int) (*G.Node, error) {
+	n, c, h, w := shape4(x)
+	oh, ow := (h+2*pad-k)/stride+1, (w+2*pad-k)/stride+1
+	idx := make([]int32, n*c*oh*ow) // the winner of each output, written by the forward pass
+	back := func(in G.Nodes, dy *G.Node) (G.Nodes, error) {
+		dx, err := apply(name+".dx", in[0].Shape(), func(out []float32, in [][]float32) {
+			clear(out)
+			for i, g := range in[0] {
+				out[idx[i]] += g
+			}
+		}, nil, dy)
+		return G.Nodes{dx}, err
+	}
+	return apply(name, tensor.Shape{n, c, oh, ow}, func(out []float32, in [][]float32) {
+		x := in[0]
+		parallel(n*c, func(nc int) {
+			for oy := 0; oy < oh; oy++ {
+				for ox := 0; ox < ow; ox++ {
+					best, bi := float32(math.Inf(-1)), -1
+					for ky := 0; ky < k; ky++ {
+						y := oy*stride + ky - pad
+						if y < 0 || y >= h {
+							continue
+						}
+						for kx := 0; kx < k; kx++ {
+							xx := ox*stride + kx - pad
+							if xx < 0 || xx >= w {
+								continue
+							}
+							at := (nc*h+y)*w + xx
+							if bi < 0 || x[at] > best {
+								best, bi = x[at], at
+							}
+						}
+					}
+					o := (nc*oh+oy)*ow + ox
+					out[o], idx[o] = best, int32(bi)
+				}
+			}
+		})
+	}, back, x)
+}
+
+// bnRun is what a run tells the batch norm ops: how many images of the batch are real
+// (the rest is padding, which must not count in the statistics) and whether to move
+// the running statistics.
+type bnRun struct {
+	n      int
+	update bool
+}
+
+// batchNorm normalises x (N, C, H, W) per channel and applies γ and β. With train, it
+// uses the statistics of the run's real images (and moves the running ones when the
+// run says so); else the running statistics mean and variance, which are the engine's
+// live parameter memory. Sums run in float64, as in the CUDA kernels.
+func batchNorm(name string, x, gamma, beta *G.Node, mean, variance []float32, eps, momentum float32, train bool, run *bnRun) (*G.Node, error) {
+	n, c, h, w := shape4(x)
+	hw := h * w
+	// The statistics the forward pass used, for the backward pass of the same run.
+	mu, inv := make([]float32, c), make([]float32, c)
+	real := func() int { return min(max(run.n, 1), n) }
+	xhat := func(x []float32, b, ch, p int) float32 { return (x[(b*c+ch)*hw+p] - mu[ch]) * inv[ch] }
+	// sums returns Σdy and Σdy·x̂ of channel ch over the real images.
+	sums := func(x, dy []float32, ch int) (sdy, sdyx float64) {
+		for b := 0; b < real(); b++ {
+			for p := 0; p < hw; p++ {
+				g := float64(dy[(b*c+ch)*hw+p])
+				sdy += g
+				sdyx += g * float64(xhat(x, b, ch, p))
+			}
+		}
+		return sdy, sdyx
+	}
+	back := func(in G.Nodes, dy *G.Node) (G.Nodes, error) {
+		dx, err := apply(name+".dx", in[0].Shape(), func(out []float32, in [][]float32) {
+			x, g, dy := in[0], in[1], in[2]
+			m := float64(real() * hw)
+			parallel(c, func(ch int) {
+				var a, bcoef float64 // dx = γ·inv·(dy − a − x̂·b)
+				if train {
+					sdy, sdyx := sums(x, dy, ch)
+					a, bcoef = sdy/m, sdyx/m
+				}
+				k := g[ch] * inv[ch]
+				for b := 0; b < n; b++ {
+					for p := 0; p < hw; p++ {
+						i := (b*c+ch)*hw + p
+						if b >= real() {
+							out[i] = 0
+							continue
+						}
+						out[i] = k * float32(float64(dy[i])-a-float64(xhat(x, b, ch, p))*bcoef)
+					}
+				}
+			})
+		}, nil, in[0], in[1], dy)
+		if err != nil {
+			return nil, err
+		}
+		dg, err := apply(name+".dgamma", tensor.Shape{c}, func(out []float32, in [][]float32) {
+			for ch := range out {
+				_, s := sums(in[0], in[1], ch)
+				out[ch] = float32(s)
+			}
+		}, nil, in[0], dy)
+		if err != nil {
+			return nil, err
+		}
+		db, err := apply(name+".dbeta", tensor.Shape{c}, func(out []float32, in [][]float32) {
+			dy := in[0]
+			for ch := range out {
+				var s float64
+				for b := 0; b < real(); b++ {
+					for _, v := range dy[(b*c+ch)*hw : (b*c+ch+1)*hw] {
+						s += float64(v)
+					}
+				}
+				out[ch] = float32(s)
+			}
+		}, nil, dy)
+		return G.Nodes{dx, dg, db}, err
+	}
+	return apply(name, x.Shape(), func(out []float32, in [][]float32) {
+		x, g, bt := in[0], in[1], in[2]
+		parallel(c, func(ch int) {
+			if train {
+				m := real() * hw
+				var s float64
+				for b := 0; b < real(); b++ {
+					for _, v := range x[(b*c+ch)*hw : (b*c+ch+1)*hw] {
+						s += float64(v)
+					}
+				}
+				mean64 := s / float64(m)
+				var ss float64
+				for b := 0; b < real(); b++ {
+					for _, v := range x[(b*c+ch)*hw : (b*c+ch+1)*hw] {
+						d := float64(v) - mean64
+						ss += d * d
+					}
+				}
+				v := ss / float64(m)
+				mu[ch], inv[ch] = float32(mean64), float32(1/math.Sqrt(v+float64(eps)))
+				if run.update {
+					unbiased := v
+					if m > 1 {
+						unbiased = v * float64(m) / float64(m-1)
+					}
+					mean[ch] = (1-momentum)*mean[ch] + momentum*float32(mean64)
+					variance[ch] = (1-momentum)*variance[ch] + momentum*float32(unbiased)
+				}
+			} else {
+				mu[ch], inv[ch] = mean[ch], float32(1/math.Sqrt(float64(variance[ch])+float64(eps)))
+			}
+			for b := 0; b < n; b++ {
+				for p := 0; p < hw; p++ {
+					i := (b*c+ch)*hw + p
+					out[i] = xhat(x, b, ch, p)*g[ch] + bt[ch]
+				}
+			}
+		})
+	}, back, x, gamma, beta)
+}
+
+// layerName names layer i's op in a graph.
+func layerName(l nn.Layer, i int) string { return fmt.Sprintf("%s@%d", l.Kind, i) }
