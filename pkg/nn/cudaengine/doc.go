@@ -1,8 +1,14 @@
 // Package cudaengine computes edgeloop's networks on an NVIDIA GPU through
 // gorgonia.org/cu: device memory and launches through the CUDA driver API, every GEMM
-// through cuBLAS, and the other kernels (im2col/col2im, bias, ReLU, pooling, softmax
-// cross-entropy, the detector's loss, Adam) written in CUDA C and compiled for the
-// device at start-up by NVRTC, so no nvcc is needed to build it.
+// through cuBLAS, and the other kernels (im2col/col2im with stride, grouped and
+// depthwise convolution, batch norm, bias, ReLU/ReLU6/SiLU, pooling, upsampling,
+// concatenation, residual sums, softmax cross-entropy, the detector's loss, Adam)
+// written in CUDA C and compiled for the device at start-up by NVRTC, so no nvcc is
+// needed to build it.
+//
+// The network is a graph (nn.Arch.Graph): every layer has its output and its output's
+// gradient buffer; in the backward pass the first consumer of an output writes its
+// gradient and later ones add to it.
 //
 // The Engine implements nn.Engine with the same layouts, losses and Adam as the
 // Gorgonia CPU engine, so the same model files train on either. It drives a device

@@ -11,13 +11,23 @@ import (
 // layer is one step of the network with its shapes (without the batch dimension) and
 // its device buffers at the engine's batch size.
 type layer struct {
-	nn.Layer
-	in, out nn.Shape
-	param   int // index of its weight tensor (conv, dense), else -1
-	act     buf // its output
-	col     buf // conv: the im2col matrix, kept for the weight gradient
-	idx     buf // maxpool: the winners
+	nn.Node
+	act  buf // its output (a flatten's is its input's)
+	dact buf // the gradient of its output (the last layer's is dz)
+	col  buf // conv: the im2col matrix, kept for the weight gradient
+	idx  buf // maxpool: the winners
+	// bn: the statistics the last forward pass used.
+	mean, inv buf
 }
+
+// mode is how a forward pass treats batch norm.
+type mode int
+
+const (
+	infer       mode = iota // running statistics
+	train                   // batch statistics (running ones when FreezeBN)
+	trainUpdate             // train, and move the running statistics
+)
 
 // Engine is the CUDA engine. Like the CPU engine it is not meant for concurrent use;
 // its methods are serialised.
@@ -27,6 +37,7 @@ type Engine struct {
 	specs  []nn.ParamSpec
 	layers []layer
 	bs     int // the batch size every buffer is sized for
+	n      int // the real images of the loaded batch
 	inLen  int
 	outLen int
 
@@ -37,8 +48,9 @@ type Engine struct {
 	dz         buf    // gradient of the output
 	tmp        buf    // conv GEMM result / permuted gradient
 	dcol       buf
-	grad       [2]buf // ping-pong activation gradients
-	loss       buf    // one double
+	scratch    buf // a gradient on its way into a layer's dact that already holds one
+	zeroBias   buf // the bias of convs without one
+	loss       buf // one double
 
 	adam *nn.Adam // t and the factors; the moments live on the device
 	mu   sync.Mutex
@@ -49,22 +61,14 @@ func New(d device, cfg nn.EngineConfig) (*Engine, error) {
 	if err := cfg.Check(); err != nil {
 		return nil, err
 	}
-	specs, _, err := cfg.Arch.Analyse()
+	nodes, specs, err := cfg.Arch.Graph()
 	if err != nil {
 		return nil, err
-	}
-	for i, l := range cfg.Arch.Layers {
-		switch {
-		case len(l.From) > 0, l.Kind == nn.Conv && (l.ConvStride() != 1 || l.ConvGroups() != 1 || l.NoBias), l.Kind == nn.MaxPool && l.K != 0:
-		case l.Kind == nn.Conv, l.Kind == nn.ReLU, l.Kind == nn.MaxPool, l.Kind == nn.Flatten, l.Kind == nn.Dense:
-			continue
-		}
-		return nil, fmt.Errorf("cuda engine: layer %d (%s) is not supported yet", i, l.Kind)
 	}
 	e := &Engine{cfg: cfg, dev: d, specs: specs, bs: cfg.BatchSize, inLen: cfg.Arch.InputSize(), outLen: cfg.Arch.OutputSize(),
 		adam: nn.NewAdam(cfg.Adam, &nn.Params{})}
 	err = d.Do(func() error {
-		if err := e.allocate(); err != nil {
+		if err := e.allocate(nodes); err != nil {
 			e.release()
 			return err
 		}
@@ -77,7 +81,7 @@ func New(d device, cfg nn.EngineConfig) (*Engine, error) {
 }
 
 // allocate plans the layers and allocates every buffer once.
-func (e *Engine) allocate() error {
+func (e *Engine) allocate(nodes []nn.Node) error {
 	a, d, B := e.cfg.Arch, e.dev, e.bs
 	var err error
 	alloc := func(n int) buf {
@@ -88,38 +92,38 @@ func (e *Engine) allocate() error {
 		b, err = d.alloc(n)
 		return b
 	}
-	shape := nn.Shape{a.InC, a.InH, a.InW}
-	maxAct, maxTmp, maxCol := shape.Size(), 0, 0
-	pi := 0
-	for _, l := range a.Layers {
-		ly := layer{Layer: l, in: shape, param: -1}
-		switch l.Kind {
+	maxAct, maxTmp, maxCol, maxOut := a.InputSize(), 0, 0, 0
+	for i, nd := range nodes {
+		ly := layer{Node: nd}
+		in := nd.InShapes[0]
+		switch nd.Kind {
 		case nn.Conv:
-			ly.out = nn.Shape{l.Out, shape[1] + 2*l.Pad - l.K + 1, shape[2] + 2*l.Pad - l.K + 1}
-			ly.param = pi
-			pi += 2
-			hw := ly.out[1] * ly.out[2]
-			ly.col = alloc(shape[0] * l.K * l.K * B * hw)
-			maxTmp = max(maxTmp, l.Out*B*hw)
-			maxCol = max(maxCol, shape[0]*l.K*l.K*B*hw)
+			if nd.ConvGroups() == 1 {
+				hw := nd.Out[1] * nd.Out[2]
+				ckk := in[0] * nd.K * nd.K
+				ly.col = alloc(ckk * B * hw)
+				maxTmp = max(maxTmp, nd.Out[0]*B*hw)
+				maxCol = max(maxCol, ckk*B*hw)
+			}
+			maxOut = max(maxOut, nd.Out[0])
 		case nn.MaxPool:
-			ly.out = nn.Shape{shape[0], shape[1] / 2, shape[2] / 2}
-			ly.idx = alloc(B * ly.out.Size())
-		case nn.Flatten:
-			ly.out = nn.Shape{shape.Size()}
-		case nn.Dense:
-			ly.out = nn.Shape{l.Out}
-			ly.param = pi
-			pi += 2
-		default: // relu
-			ly.out = shape
+			ly.idx = alloc(B * nd.Out.Size())
+		case nn.BatchNorm:
+			ly.mean, ly.inv = alloc(in[0]), alloc(in[0])
 		}
-		if l.Kind != nn.Flatten {
-			ly.act = alloc(B * ly.out.Size())
+		if nd.Kind != nn.Flatten {
+			ly.act = alloc(B * nd.Out.Size())
 		}
-		maxAct = max(maxAct, ly.out.Size())
+		if i < len(nodes)-1 {
+			ly.dact = alloc(B * nd.Out.Size())
+		}
+		maxAct = max(maxAct, nd.Out.Size())
 		e.layers = append(e.layers, ly)
-		shape = ly.out
+	}
+	for i := range e.layers {
+		if e.layers[i].Kind == nn.Flatten {
+			e.layers[i].act = e.src(e.layers[i].In[0])
+		}
 	}
 	for _, s := range e.specs {
 		n := s.Shape.Size()
@@ -134,30 +138,37 @@ func (e *Engine) allocate() error {
 		}
 	}
 	e.dz = alloc(B * e.outLen)
+	e.layers[len(e.layers)-1].dact = e.dz
 	e.tmp = alloc(maxTmp)
 	e.dcol = alloc(maxCol)
-	e.grad = [2]buf{alloc(B * maxAct), alloc(B * maxAct)}
+	e.scratch = alloc(B * maxAct)
+	e.zeroBias = alloc(maxOut)
 	e.loss = alloc(2)
 	if err != nil {
 		return err
 	}
 	for i := range e.m {
-		if err := d.zero(e.m[i]); err != nil {
-			return err
-		}
-		if err := d.zero(e.v[i]); err != nil {
-			return err
+		for _, b := range []buf{e.m[i], e.v[i], e.g[i]} { // buffers' gradients stay zero
+			if err := d.zero(b); err != nil {
+				return err
+			}
 		}
 	}
-	return nil
+	return d.zero(e.zeroBias)
 }
 
 func (e *Engine) release() {
 	d := e.dev
-	for _, l := range e.layers {
-		d.free(l.act)
-		d.free(l.col)
-		d.free(l.idx)
+	for i, l := range e.layers {
+		if l.Kind != nn.Flatten {
+			d.free(l.act)
+		}
+		if i < len(e.layers)-1 {
+			d.free(l.dact)
+		}
+		for _, b := range []buf{l.col, l.idx, l.mean, l.inv} {
+			d.free(b)
+		}
 	}
 	for i := range e.w {
 		d.free(e.w[i])
@@ -165,7 +176,7 @@ func (e *Engine) release() {
 		d.free(e.m[i])
 		d.free(e.v[i])
 	}
-	for _, b := range []buf{e.x, e.labels, e.det[0], e.det[1], e.det[2], e.det[3], e.dz, e.tmp, e.dcol, e.grad[0], e.grad[1], e.loss} {
+	for _, b := range []buf{e.x, e.labels, e.det[0], e.det[1], e.det[2], e.det[3], e.dz, e.tmp, e.dcol, e.scratch, e.zeroBias, e.loss} {
 		d.free(b)
 	}
 	e.layers, e.w = nil, nil
@@ -174,56 +185,128 @@ func (e *Engine) release() {
 // Name implements nn.Engine.
 func (e *Engine) Name() string { return "cuda (" + e.dev.String() + ")" }
 
-// input returns what layer i reads.
-func (e *Engine) input(i int) buf {
-	if i == 0 {
+// src is the output of layer j (nn.Input: the network's input).
+func (e *Engine) src(j int) buf {
+	if j == nn.Input {
 		return e.x
 	}
-	if e.layers[i-1].Kind == nn.Flatten {
-		return e.input(i - 1)
-	}
-	return e.layers[i-1].act
+	return e.layers[j].act
 }
 
 // output is the network's output buffer.
-func (e *Engine) output() buf { return e.input(len(e.layers)) }
+func (e *Engine) output() buf { return e.layers[len(e.layers)-1].act }
 
 // forward runs every layer on the loaded batch.
-func (e *Engine) forward() error {
+func (e *Engine) forward(md mode) error {
 	d, B := e.dev, e.bs
 	for i := range e.layers {
 		l := &e.layers[i]
-		in := e.input(i)
+		in := e.src(l.In[0])
 		var err error
 		switch l.Kind {
 		case nn.Conv:
-			C, H, W := l.in[0], l.in[1], l.in[2]
-			Ho, Wo := l.out[1], l.out[2]
-			ckk, cols := C*l.K*l.K, B*Ho*Wo
-			if err = d.launch("im2col", ckk*cols, in, l.col, B, C, H, W, l.K, l.Pad, Ho, Wo); err != nil {
-				break
-			}
-			if err = d.gemm(false, false, l.Out, cols, ckk, 1, e.w[l.param], l.col, 0, e.tmp); err != nil {
-				break
-			}
-			err = d.launch("bias_nchw", B*l.out.Size(), e.tmp, e.w[l.param+1], l.act, B, l.Out, Ho*Wo)
+			err = e.convForward(l, in)
 		case nn.ReLU:
-			n := B * l.out.Size()
+			n := B * l.Out.Size()
 			err = d.launch("relu_fwd", n, in, l.act, int64(n))
+		case nn.ReLU6:
+			n := B * l.Out.Size()
+			err = d.launch("relu6_fwd", n, in, l.act, int64(n))
+		case nn.SiLU:
+			n := B * l.Out.Size()
+			err = d.launch("silu_fwd", n, in, l.act, int64(n))
 		case nn.MaxPool:
-			err = d.launch("maxpool_fwd", B*l.out.Size(), in, l.act, l.idx, B*l.in[0], l.in[1], l.in[2])
+			s := l.InShapes[0]
+			if l.K == 0 {
+				err = d.launch("maxpool_fwd", B*l.Out.Size(), in, l.act, l.idx, B*s[0], s[1], s[2])
+			} else {
+				err = d.launch("maxpool_k_fwd", B*l.Out.Size(), in, l.act, l.idx, int64(B*s[0]), s[1], s[2], l.K, l.ConvStride(), l.Pad,
+					l.Out[1], l.Out[2])
+			}
 		case nn.Flatten:
 		case nn.Dense:
-			if err = d.gemm(false, false, B, l.Out, l.in[0], 1, in, e.w[l.param], 0, l.act); err != nil {
+			if err = d.gemm(false, false, B, l.Layer.Out, l.InShapes[0][0], 1, in, e.w[l.Params[0]], 0, l.act); err != nil {
 				break
 			}
-			err = d.launch("add_bias_rows", B*l.Out, l.act, e.w[l.param+1], B, l.Out)
+			err = d.launch("add_bias_rows", B*l.Layer.Out, l.act, e.w[l.Params[1]], B, l.Layer.Out)
+		case nn.BatchNorm:
+			err = e.bnForward(l, in, md)
+		case nn.Add:
+			n := B * l.Out.Size()
+			if err = d.launch("add2", n, in, e.src(l.In[1]), l.act, int64(n)); err != nil {
+				break
+			}
+			for _, j := range l.In[2:] {
+				if err = d.launch("add_into", n, l.act, e.src(j), int64(n)); err != nil {
+					break
+				}
+			}
+		case nn.Concat:
+			off, hw := 0, l.Out[1]*l.Out[2]
+			for k, j := range l.In {
+				cs := l.InShapes[k][0]
+				if err = d.launch("concat_fwd", B*cs*hw, e.src(j), l.act, B, cs, l.Out[0], off, hw); err != nil {
+					break
+				}
+				off += cs
+			}
+		case nn.GlobalAvgPool:
+			s := l.InShapes[0]
+			err = d.launch("gap_fwd", B*s[0], in, l.act, int64(B*s[0]), s[1]*s[2])
+		case nn.Upsample:
+			s := l.InShapes[0]
+			err = d.launch("up2_fwd", B*l.Out.Size(), in, l.act, int64(B*s[0]), s[1], s[2])
+		default:
+			err = fmt.Errorf("not supported by the cuda engine")
 		}
 		if err != nil {
 			return fmt.Errorf("layer %d (%s): %w", i, l.Kind, err)
 		}
 	}
 	return nil
+}
+
+func (e *Engine) convForward(l *layer, in buf) error {
+	d, B := e.dev, e.bs
+	s := l.InShapes[0]
+	C, H, W := s[0], s[1], s[2]
+	O, Ho, Wo := l.Out[0], l.Out[1], l.Out[2]
+	bias := e.zeroBias
+	if !l.NoBias {
+		bias = e.w[l.Params[1]]
+	}
+	if g := l.ConvGroups(); g > 1 {
+		return d.launch("gconv_fwd", B*l.Out.Size(), in, e.w[l.Params[0]], bias, l.act, B, C, H, W, O, g, l.K, l.Pad, l.ConvStride(),
+			Ho, Wo, 1)
+	}
+	ckk, cols := C*l.K*l.K, B*Ho*Wo
+	if err := d.launch("im2col", ckk*cols, in, l.col, B, C, H, W, l.K, l.Pad, l.ConvStride(), Ho, Wo); err != nil {
+		return err
+	}
+	if err := d.gemm(false, false, O, cols, ckk, 1, e.w[l.Params[0]], l.col, 0, e.tmp); err != nil {
+		return err
+	}
+	return d.launch("bias_nchw", B*l.Out.Size(), e.tmp, bias, l.act, B, O, Ho*Wo)
+}
+
+func (e *Engine) bnForward(l *layer, in buf, md mode) error {
+	d, B := e.dev, e.bs
+	C, HW := l.Out[0], l.Out[1]*l.Out[2]
+	w, b, rm, rv := e.w[l.Params[0]], e.w[l.Params[1]], e.w[l.Params[2]], e.w[l.Params[3]]
+	var err error
+	if md != infer && !e.cfg.FreezeBN {
+		update := 0
+		if md == trainUpdate {
+			update = 1
+		}
+		err = d.launchGrid("bn_stats", C, in, l.mean, l.inv, rm, rv, e.n, C, HW, l.BNEps(), e.cfg.BNMomentum, update)
+	} else {
+		err = d.launch("bn_running", C, rm, rv, l.mean, l.inv, C, l.BNEps())
+	}
+	if err != nil {
+		return err
+	}
+	return d.launch("bn_fwd", B*l.Out.Size(), in, l.act, l.mean, l.inv, w, b, B, C, HW)
 }
 
 // lossAndDz computes the batch's loss (mean over its n real images) and the output's
@@ -249,65 +332,158 @@ func (e *Engine) lossAndDz(n int) (float32, error) {
 	return float32(l), err
 }
 
-// backward propagates dz through the layers into every weight gradient.
+// backward propagates dz through the layers into every weight gradient. A layer's
+// output gradient (dact) is complete once every layer that reads it has run backward;
+// the first of them writes it, the others add to it through scratch.
 func (e *Engine) backward() error {
-	d, B := e.dev, e.bs
-	dy := e.dz
-	next := 0
+	written := make([]bool, len(e.layers))
+	written[len(e.layers)-1] = true
 	for i := len(e.layers) - 1; i >= 0; i-- {
 		l := &e.layers[i]
-		in := e.input(i)
-		needDx := i > 0
-		dx := e.grad[next]
-		var err error
-		switch l.Kind {
-		case nn.Conv:
-			C := l.in[0]
-			Ho, Wo := l.out[1], l.out[2]
-			ckk, cols := C*l.K*l.K, B*Ho*Wo
-			if err = d.launch("nchw_to_cnhw", B*l.out.Size(), dy, e.tmp, B, l.Out, Ho*Wo); err != nil {
-				break
-			}
-			if err = d.gemm(false, true, l.Out, ckk, cols, 1, e.tmp, l.col, 0, e.g[l.param]); err != nil {
-				break
-			}
-			if err = d.launchGrid("row_sum", l.Out, e.tmp, e.g[l.param+1], l.Out, int64(cols)); err != nil {
-				break
-			}
-			if needDx {
-				if err = d.gemm(true, false, ckk, cols, l.Out, 1, e.w[l.param], e.tmp, 0, e.dcol); err != nil {
-					break
-				}
-				err = d.launch("col2im", B*l.in.Size(), e.dcol, dx, B, C, l.in[1], l.in[2], l.K, l.Pad, Ho, Wo)
-			}
-		case nn.ReLU:
-			n := B * l.out.Size()
-			err = d.launch("relu_bwd", n, l.act, dy, dx, int64(n))
-		case nn.MaxPool:
-			if err = d.zero(buf{p: dx.p, n: B * l.in.Size()}); err != nil {
-				break
-			}
-			n := B * l.out.Size()
-			err = d.launch("maxpool_bwd", n, dy, l.idx, dx, int64(n))
-		case nn.Flatten:
-			continue // same memory, same gradient
-		case nn.Dense:
-			if err = d.gemm(true, false, l.in[0], l.Out, B, 1, in, dy, 0, e.g[l.param]); err != nil {
-				break
-			}
-			if err = d.launch("col_sum", l.Out, dy, e.g[l.param+1], B, l.Out); err != nil {
-				break
-			}
-			if needDx {
-				err = d.gemm(false, true, B, l.in[0], l.Out, 1, dy, e.w[l.param], 0, dx)
-			}
-		}
-		if err != nil {
+		if err := e.layerBackward(l, written); err != nil {
 			return fmt.Errorf("layer %d (%s) backward: %w", i, l.Kind, err)
 		}
-		dy, next = dx, 1-next
 	}
 	return nil
+}
+
+// give hands the gradient of input j (nn.Input: none is needed) computed by f into the
+// layer's dact: directly when it is the first, else through scratch and an addition.
+func (e *Engine) give(j int, written []bool, f func(dst buf) error) error {
+	if j == nn.Input {
+		return nil
+	}
+	t := &e.layers[j]
+	if !written[j] {
+		written[j] = true
+		return f(t.dact)
+	}
+	if err := f(e.scratch); err != nil {
+		return err
+	}
+	n := e.bs * t.Out.Size()
+	return e.dev.launch("add_into", n, t.dact, e.scratch, int64(n))
+}
+
+func (e *Engine) layerBackward(l *layer, written []bool) error {
+	d, B := e.dev, e.bs
+	dy := l.dact
+	in, j := e.src(l.In[0]), l.In[0]
+	nIn := B * l.InShapes[0].Size()
+	switch l.Kind {
+	case nn.Conv:
+		return e.convBackward(l, in, written)
+	case nn.ReLU:
+		return e.give(j, written, func(dx buf) error { return d.launch("relu_bwd", nIn, l.act, dy, dx, int64(nIn)) })
+	case nn.ReLU6:
+		return e.give(j, written, func(dx buf) error { return d.launch("relu6_bwd", nIn, in, dy, dx, int64(nIn)) })
+	case nn.SiLU:
+		return e.give(j, written, func(dx buf) error { return d.launch("silu_bwd", nIn, in, dy, dx, int64(nIn)) })
+	case nn.MaxPool:
+		s := l.InShapes[0]
+		n := B * l.Out.Size()
+		return e.give(j, written, func(dx buf) error {
+			if l.K > 0 {
+				return d.launch("maxpool_k_bwd", nIn, dy, l.idx, dx, int64(B*s[0]), s[1], s[2], l.K, l.ConvStride(), l.Pad, l.Out[1], l.Out[2])
+			}
+			if err := d.zero(buf{p: dx.p, n: nIn}); err != nil {
+				return err
+			}
+			return d.launch("maxpool_bwd", n, dy, l.idx, dx, int64(n))
+		})
+	case nn.Flatten:
+		return e.give(j, written, func(dx buf) error { return d.launch("copy", nIn, dy, dx, int64(nIn)) })
+	case nn.Dense:
+		K, O := l.InShapes[0][0], l.Layer.Out
+		if err := d.gemm(true, false, K, O, B, 1, in, dy, 0, e.g[l.Params[0]]); err != nil {
+			return err
+		}
+		if err := d.launch("col_sum", O, dy, e.g[l.Params[1]], B, O); err != nil {
+			return err
+		}
+		return e.give(j, written, func(dx buf) error { return d.gemm(false, true, B, K, O, 1, dy, e.w[l.Params[0]], 0, dx) })
+	case nn.BatchNorm:
+		C, HW := l.Out[0], l.Out[1]*l.Out[2]
+		gw, gb := e.g[l.Params[0]], e.g[l.Params[1]]
+		if err := d.launchGrid("bn_bwd_reduce", C, in, dy, l.mean, l.inv, gw, gb, e.n, C, HW); err != nil {
+			return err
+		}
+		tr := 1
+		if e.cfg.FreezeBN {
+			tr = 0
+		}
+		return e.give(j, written, func(dx buf) error {
+			return d.launch("bn_bwd_dx", nIn, in, dy, dx, l.mean, l.inv, e.w[l.Params[0]], gw, gb, e.n, B, C, HW, tr)
+		})
+	case nn.Add:
+		for _, k := range l.In {
+			if err := e.give(k, written, func(dx buf) error { return d.launch("copy", nIn, dy, dx, int64(nIn)) }); err != nil {
+				return err
+			}
+		}
+		return nil
+	case nn.Concat:
+		off, hw := 0, l.Out[1]*l.Out[2]
+		for k, src := range l.In {
+			cs := l.InShapes[k][0]
+			o := off
+			if err := e.give(src, written, func(dx buf) error {
+				return d.launch("concat_bwd", B*cs*hw, dy, dx, B, cs, l.Out[0], o, hw)
+			}); err != nil {
+				return err
+			}
+			off += cs
+		}
+		return nil
+	case nn.GlobalAvgPool:
+		s := l.InShapes[0]
+		return e.give(j, written, func(dx buf) error { return d.launch("gap_bwd", nIn, dy, dx, int64(B*s[0]), s[1]*s[2]) })
+	case nn.Upsample:
+		s := l.InShapes[0]
+		return e.give(j, written, func(dx buf) error { return d.launch("up2_bwd", nIn, dy, dx, int64(B*s[0]), s[1], s[2]) })
+	}
+	return fmt.Errorf("not supported by the cuda engine")
+}
+
+func (e *Engine) convBackward(l *layer, in buf, written []bool) error {
+	d, B := e.dev, e.bs
+	dy := l.dact
+	s := l.InShapes[0]
+	C, H, W := s[0], s[1], s[2]
+	O, Ho, Wo := l.Out[0], l.Out[1], l.Out[2]
+	gw := e.g[l.Params[0]]
+	if g := l.ConvGroups(); g > 1 {
+		cg := C / g
+		if err := d.launchGrid("gconv_dw", min(O*cg*l.K*l.K, 1<<20), in, dy, gw, B, C, H, W, O, g, l.K, l.Pad, l.ConvStride(), Ho, Wo); err != nil {
+			return err
+		}
+		if !l.NoBias {
+			if err := d.launchGrid("channel_sum", O, dy, e.g[l.Params[1]], B, O, Ho*Wo); err != nil {
+				return err
+			}
+		}
+		return e.give(l.In[0], written, func(dx buf) error {
+			return d.launch("gconv_dx", B*s.Size(), dy, e.w[l.Params[0]], dx, B, C, H, W, O, g, l.K, l.Pad, l.ConvStride(), Ho, Wo)
+		})
+	}
+	ckk, cols := C*l.K*l.K, B*Ho*Wo
+	if err := d.launch("nchw_to_cnhw", B*l.Out.Size(), dy, e.tmp, B, O, Ho*Wo); err != nil {
+		return err
+	}
+	if err := d.gemm(false, true, O, ckk, cols, 1, e.tmp, l.col, 0, gw); err != nil {
+		return err
+	}
+	if !l.NoBias {
+		if err := d.launchGrid("row_sum", O, e.tmp, e.g[l.Params[1]], O, int64(cols)); err != nil {
+			return err
+		}
+	}
+	return e.give(l.In[0], written, func(dx buf) error {
+		if err := d.gemm(true, false, ckk, cols, O, 1, e.w[l.Params[0]], e.tmp, 0, e.dcol); err != nil {
+			return err
+		}
+		return d.launch("col2im", B*s.Size(), e.dcol, dx, B, C, H, W, l.K, l.Pad, l.ConvStride(), Ho, Wo)
+	})
 }
 
 // load uploads a batch, zero-padded to the engine's batch size.
@@ -316,6 +492,7 @@ func (e *Engine) load(b *nn.Batch, targets bool) error {
 	if b.N < 1 || b.N > e.bs {
 		return fmt.Errorf("batch of %d images for an engine of %d", b.N, e.bs)
 	}
+	e.n = b.N
 	if len(b.X) != b.N*e.inLen {
 		return fmt.Errorf("batch holds %d input values, want %d", len(b.X), b.N*e.inLen)
 	}
@@ -373,7 +550,7 @@ func (e *Engine) Forward(x []float32, n int) ([]float32, error) {
 			if err := e.load(&nn.Batch{N: k, X: x[start*e.inLen : (start+k)*e.inLen]}, false); err != nil {
 				return err
 			}
-			if err := e.forward(); err != nil {
+			if err := e.forward(infer); err != nil {
 				return err
 			}
 			if err := e.dev.download(out[start*e.outLen:(start+k)*e.outLen], e.output()); err != nil {
@@ -397,7 +574,7 @@ func (e *Engine) Loss(b *nn.Batch) (float32, error) {
 		if err := e.load(b, true); err != nil {
 			return err
 		}
-		if err := e.forward(); err != nil {
+		if err := e.forward(infer); err != nil {
 			return err
 		}
 		var err error
@@ -408,11 +585,11 @@ func (e *Engine) Loss(b *nn.Batch) (float32, error) {
 }
 
 // step runs forward, loss and backward on the device thread.
-func (e *Engine) step(b *nn.Batch) (float32, error) {
+func (e *Engine) step(b *nn.Batch, md mode) (float32, error) {
 	if err := e.load(b, true); err != nil {
 		return 0, err
 	}
-	if err := e.forward(); err != nil {
+	if err := e.forward(md); err != nil {
 		return 0, err
 	}
 	loss, err := e.lossAndDz(b.N)
@@ -430,7 +607,7 @@ func (e *Engine) Gradients(b *nn.Batch) (float32, [][]float32, error) {
 	grads := make([][]float32, len(e.specs))
 	err := e.dev.Do(func() error {
 		var err error
-		if loss, err = e.step(b); err != nil {
+		if loss, err = e.step(b, train); err != nil {
 			return err
 		}
 		for i, s := range e.specs {
@@ -451,7 +628,7 @@ func (e *Engine) Step(b *nn.Batch) (float32, error) {
 	var loss float32
 	err := e.dev.Do(func() error {
 		var err error
-		if loss, err = e.step(b); err != nil {
+		if loss, err = e.step(b, trainUpdate); err != nil {
 			return err
 		}
 		if math.IsNaN(float64(loss)) || math.IsInf(float64(loss), 0) {

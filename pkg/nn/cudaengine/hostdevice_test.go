@@ -93,7 +93,7 @@ func (h *hostDevice) launch(name string, _ int, args ...any) error {
 	switch name {
 	case "im2col", "col2im":
 		in, out := f(0), f(1)
-		N, C, H, W, K, pad, Ho, Wo := n(2), n(3), n(4), n(5), n(6), n(7), n(8), n(9)
+		N, C, H, W, K, pad, stride, Ho, Wo := n(2), n(3), n(4), n(5), n(6), n(7), n(8), n(9), n(10)
 		cols := N * Ho * Wo
 		if name == "col2im" {
 			clear(out)
@@ -102,7 +102,7 @@ func (h *hostDevice) launch(name string, _ int, args ...any) error {
 			kj, ki, ch := r%K, (r/K)%K, r/(K*K)
 			for c := 0; c < cols; c++ {
 				ox, oy, nn := c%Wo, (c/Wo)%Ho, c/(Wo*Ho)
-				y, xx := oy+ki-pad, ox+kj-pad
+				y, xx := oy*stride+ki-pad, ox*stride+kj-pad
 				if y < 0 || y >= H || xx < 0 || xx >= W {
 					if name == "im2col" {
 						out[r*cols+c] = 0
@@ -230,21 +230,22 @@ func (h *hostDevice) launch(name string, _ int, args ...any) error {
 			w[i] -= step * m[i] / (float32(math.Sqrt(float64(v[i])))*rbc2 + eps)
 		}
 	default:
-		return fmt.Errorf("host device: no kernel %s", name)
+		return hostLayerKernel(name, f, n, x)
 	}
 	return nil
 }
 
 // TestEngineWiringOnHost: the CUDA engine's forward, loss, backward and Adam, run on
-// the host device, match the Gorgonia engine for both product models and a net with
-// odd sizes — everything but the CUDA calls themselves.
+// the host device, match the Gorgonia engine for both product models, a net with odd
+// sizes, a net using every graph layer and a small feature-pyramid detector —
+// everything but the CUDA calls themselves.
 func TestEngineWiringOnHost(t *testing.T) {
 	h := newHostDevice()
 	host := func(cfg nn.EngineConfig) (nn.Engine, error) { return New(h, cfg) }
 	for _, c := range []struct {
 		arch nn.Arch
 		bs   int
-	}{{nn.ClassifierArch(10), 4}, {nn.DetectorArch(10), 3}, {oddArch(), 5}} {
+	}{{nn.ClassifierArch(10), 4}, {nn.DetectorArch(10), 3}, {oddArch(), 5}, {enginetest.AllLayers(), 4}, {graphDetector(), 3}} {
 		t.Run(c.arch.Name, func(t *testing.T) {
 			r, err := enginetest.Compare(c.arch, gorgoniaengine.Factory, host, c.bs, 3, 42, enginetest.DefaultTolerance())
 			if err != nil {
@@ -256,7 +257,40 @@ func TestEngineWiringOnHost(t *testing.T) {
 			}
 		})
 	}
+	t.Run("all-layers, frozen batch norm", func(t *testing.T) {
+		frozen := func(f enginetest.Factory) enginetest.Factory {
+			return func(cfg nn.EngineConfig) (nn.Engine, error) { cfg.FreezeBN = true; return f(cfg) }
+		}
+		r, err := enginetest.Compare(enginetest.AllLayers(), frozen(gorgoniaengine.Factory), frozen(host), 3, 3, 7, enginetest.DefaultTolerance())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Failed) > 0 {
+			t.Errorf("outside tolerance: %v\n%s", r.Failed, r)
+		}
+	})
 	if len(h.mem) != 0 {
 		t.Errorf("%d buffers still allocated after every engine closed", len(h.mem))
 	}
+}
+
+// graphDetector is a tiny two-scale detector: a strided backbone with a residual block,
+// its coarse map upsampled and concatenated with the fine one (a feature pyramid's
+// top-down path), SiLU and batch norm, a grid head.
+func graphDetector() nn.Arch {
+	return nn.Arch{Name: "pyramid-det", Task: nn.Detect, InC: 3, InH: 16, InW: 16, Classes: 2, HeadFrom: 12, Layers: []nn.Layer{
+		{Kind: nn.Conv, Out: 8, K: 3, Pad: 1, Stride: 2, NoBias: true}, // 0: 8×8×8
+		{Kind: nn.BatchNorm}, // 1
+		{Kind: nn.SiLU},      // 2
+		{Kind: nn.Conv, Out: 8, K: 3, Pad: 1, Groups: 8}, // 3: depthwise
+		{Kind: nn.Add, From: []int{3, 2}},                // 4
+		{Kind: nn.MaxPool, K: 3, Stride: 2, Pad: 1},      // 5: 8×4×4
+		{Kind: nn.Conv, Out: 12, K: 3, Pad: 1},           // 6
+		{Kind: nn.ReLU6},                                 // 7
+		{Kind: nn.Upsample},                              // 8: 12×8×8
+		{Kind: nn.Concat, From: []int{8, 4}},             // 9: 20×8×8
+		{Kind: nn.Conv, Out: 8, K: 1, Groups: 4},         // 10
+		{Kind: nn.ReLU},                                  // 11
+		{Kind: nn.Conv, Out: nn.DetectOut(2), K: 1},      // 12
+	}}
 }

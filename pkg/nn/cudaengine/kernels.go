@@ -8,31 +8,343 @@ extern "C" {
 
 #define LOOP(i, n) for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < (n); i += (long)blockDim.x * gridDim.x)
 
-// col[(c*K+ki)*K+kj][(n*Ho+oy)*Wo+ox] = x[n][c][oy+ki-pad][ox+kj-pad] (0 outside).
-__global__ void im2col(const float* x, float* col, int N, int C, int H, int W, int K, int pad, int Ho, int Wo) {
+// Block reductions: ROWS gives each block its rows (grid-stride over blocks), and
+// block_sum adds one double per thread and hands the total to every thread.
+#define ROWS(r, n) for (long r = blockIdx.x; r < (n); r += gridDim.x)
+
+__device__ double block_sum(double v, double* s) {
+	s[threadIdx.x] = v;
+	__syncthreads();
+	for (unsigned k = blockDim.x / 2; k > 0; k >>= 1) {
+		if (threadIdx.x < k) s[threadIdx.x] += s[threadIdx.x + k];
+		__syncthreads();
+	}
+	double t = s[0];
+	__syncthreads();
+	return t;
+}
+
+// col[(c*K+ki)*K+kj][(n*Ho+oy)*Wo+ox] = x[n][c][oy*stride+ki-pad][ox*stride+kj-pad] (0 outside).
+__global__ void im2col(const float* x, float* col, int N, int C, int H, int W, int K, int pad, int stride, int Ho, int Wo) {
 	long cols = (long)N * Ho * Wo;
 	LOOP(i, (long)C * K * K * cols) {
 		long r = i / cols, c = i % cols;
 		int kj = r % K, ki = (r / K) % K, ch = r / (K * K);
 		int ox = c % Wo, oy = (c / Wo) % Ho, n = c / ((long)Wo * Ho);
-		int y = oy + ki - pad, xx = ox + kj - pad;
+		int y = oy * stride + ki - pad, xx = ox * stride + kj - pad;
 		col[i] = (y >= 0 && y < H && xx >= 0 && xx < W) ? x[(((long)n * C + ch) * H + y) * W + xx] : 0.f;
 	}
 }
 
 // The adjoint of im2col: every input pixel gathers the column entries that read it.
-__global__ void col2im(const float* col, float* dx, int N, int C, int H, int W, int K, int pad, int Ho, int Wo) {
+__global__ void col2im(const float* col, float* dx, int N, int C, int H, int W, int K, int pad, int stride, int Ho, int Wo) {
 	long cols = (long)N * Ho * Wo;
 	LOOP(i, (long)N * C * H * W) {
 		int xx = i % W, y = (i / W) % H, ch = (i / ((long)W * H)) % C, n = i / ((long)W * H * C);
 		float s = 0.f;
 		for (int ki = 0; ki < K; ki++) {
-			int oy = y - ki + pad;
-			if (oy < 0 || oy >= Ho) continue;
+			int ty = y - ki + pad;
+			if (ty < 0 || ty % stride != 0 || ty / stride >= Ho) continue;
+			int oy = ty / stride;
 			for (int kj = 0; kj < K; kj++) {
-				int ox = xx - kj + pad;
-				if (ox < 0 || ox >= Wo) continue;
-				s += col[((long)(ch * K + ki) * K + kj) * cols + ((long)n * Ho + oy) * Wo + ox];
+				int tx = xx - kj + pad;
+				if (tx < 0 || tx % stride != 0 || tx / stride >= Wo) continue;
+				s += col[((long)(ch * K + ki) * K + kj) * cols + ((long)n * Ho + oy) * Wo + tx / stride];
+			}
+		}
+		dx[i] = s;
+	}
+}
+
+// Grouped convolution computed directly (groups > 1; depthwise when every group has
+// one channel): y[n][o][oy][ox] = b[o] + Σ w[o][c][ki][kj]·x[n][g·cg+c][oy·s+ki−pad][ox·s+kj−pad]
+// over the cg = C/G channels of o's group g = o/(O/G). b may be absent (hasBias 0).
+__global__ void gconv_fwd(const float* x, const float* w, const float* b, float* y, int N, int C, int H, int W, int O, int G,
+                          int K, int pad, int stride, int Ho, int Wo, int hasBias) {
+	int cg = C / G, og = O / G;
+	LOOP(i, (long)N * O * Ho * Wo) {
+		int ox = i % Wo, oy = (i / Wo) % Ho, o = (i / ((long)Wo * Ho)) % O, n = i / ((long)Wo * Ho * O);
+		int g = o / og;
+		float s = 0.f;
+		for (int c = 0; c < cg; c++) {
+			const float* xc = x + ((long)n * C + g * cg + c) * H * W;
+			const float* wc = w + ((long)o * cg + c) * K * K;
+			for (int ki = 0; ki < K; ki++) {
+				int yy = oy * stride + ki - pad;
+				if (yy < 0 || yy >= H) continue;
+				for (int kj = 0; kj < K; kj++) {
+					int xx = ox * stride + kj - pad;
+					if (xx < 0 || xx >= W) continue;
+					s += wc[ki * K + kj] * xc[(long)yy * W + xx];
+				}
+			}
+		}
+		y[i] = hasBias ? b[o] + s : s;
+	}
+}
+
+// The input gradient of gconv_fwd: every input pixel gathers the outputs that read it.
+__global__ void gconv_dx(const float* dy, const float* w, float* dx, int N, int C, int H, int W, int O, int G,
+                         int K, int pad, int stride, int Ho, int Wo) {
+	int cg = C / G, og = O / G;
+	LOOP(i, (long)N * C * H * W) {
+		int xx = i % W, yy = (i / W) % H, ch = (i / ((long)W * H)) % C, n = i / ((long)W * H * C);
+		int g = ch / cg, c = ch % cg;
+		float s = 0.f;
+		for (int o = g * og; o < (g + 1) * og; o++) {
+			const float* dyo = dy + ((long)n * O + o) * Ho * Wo;
+			const float* wc = w + ((long)o * cg + c) * K * K;
+			for (int ki = 0; ki < K; ki++) {
+				int ty = yy - ki + pad;
+				if (ty < 0 || ty % stride != 0 || ty / stride >= Ho) continue;
+				for (int kj = 0; kj < K; kj++) {
+					int tx = xx - kj + pad;
+					if (tx < 0 || tx % stride != 0 || tx / stride >= Wo) continue;
+					s += wc[ki * K + kj] * dyo[(long)(ty / stride) * Wo + tx / stride];
+				}
+			}
+		}
+		dx[i] = s;
+	}
+}
+
+// The filter gradient of gconv_fwd over the first N images: one block per filter
+// element (O·cg·K·K of them) sums its products over the images and output pixels.
+__global__ void gconv_dw(const float* x, const float* dy, float* dw, int N, int C, int H, int W, int O, int G,
+                         int K, int pad, int stride, int Ho, int Wo) {
+	__shared__ double sh[256];
+	int cg = C / G, og = O / G;
+	ROWS(r, (long)O * cg * K * K) {
+		int kj = r % K, ki = (r / K) % K, c = (r / (K * K)) % cg, o = r / ((long)K * K * cg);
+		int ch = (o / og) * cg + c;
+		double acc = 0;
+		for (long j = threadIdx.x; j < (long)N * Ho * Wo; j += blockDim.x) {
+			int ox = j % Wo, oy = (j / Wo) % Ho, n = j / ((long)Wo * Ho);
+			int yy = oy * stride + ki - pad, xx = ox * stride + kj - pad;
+			if (yy < 0 || yy >= H || xx < 0 || xx >= W) continue;
+			acc += (double)dy[(((long)n * O + o) * Ho + oy) * Wo + ox] * x[(((long)n * C + ch) * H + yy) * W + xx];
+		}
+		double t = block_sum(acc, sh);
+		if (threadIdx.x == 0) dw[r] = (float)t;
+	}
+}
+
+// out[c] = Σ over the first N images and HW pixels of channel c of d (N, C, HW).
+__global__ void channel_sum(const float* d, float* out, int N, int C, int HW) {
+	__shared__ double sh[256];
+	ROWS(c, C) {
+		double acc = 0;
+		for (long j = threadIdx.x; j < (long)N * HW; j += blockDim.x) acc += d[((j / HW) * C + c) * HW + j % HW];
+		double t = block_sum(acc, sh);
+		if (threadIdx.x == 0) out[c] = (float)t;
+	}
+}
+
+// Batch statistics of channel c over the first N images (two passes, in double): mean
+// and 1/√(var+eps); with update, the running statistics move by momentum towards the
+// mean and the unbiased variance.
+__global__ void bn_stats(const float* x, float* mean, float* inv, float* rmean, float* rvar, int N, int C, int HW,
+                         float eps, float momentum, int update) {
+	__shared__ double sh[256];
+	ROWS(c, C) {
+		long m = (long)N * HW;
+		double acc = 0;
+		for (long j = threadIdx.x; j < m; j += blockDim.x) acc += x[((j / HW) * C + c) * HW + j % HW];
+		double mu = block_sum(acc, sh) / (double)m;
+		acc = 0;
+		for (long j = threadIdx.x; j < m; j += blockDim.x) {
+			double d = (double)x[((j / HW) * C + c) * HW + j % HW] - mu;
+			acc += d * d;
+		}
+		double v = block_sum(acc, sh) / (double)m;
+		if (threadIdx.x == 0) {
+			mean[c] = (float)mu;
+			inv[c] = (float)(1.0 / sqrt(v + (double)eps));
+			if (update) {
+				double unbiased = m > 1 ? v * (double)m / (double)(m - 1) : v;
+				rmean[c] = (1.f - momentum) * rmean[c] + momentum * (float)mu;
+				rvar[c] = (1.f - momentum) * rvar[c] + momentum * (float)unbiased;
+			}
+		}
+	}
+}
+
+// Inference and frozen statistics: the running mean and 1/√(running var+eps).
+__global__ void bn_running(const float* rmean, const float* rvar, float* mean, float* inv, int C, float eps) {
+	LOOP(c, C) {
+		mean[c] = rmean[c];
+		inv[c] = (float)(1.0 / sqrt((double)rvar[c] + (double)eps));
+	}
+}
+
+// y = (x − mean)·inv·γ + β for every image of the batch.
+__global__ void bn_fwd(const float* x, float* y, const float* mean, const float* inv, const float* gamma, const float* beta,
+                       int N, int C, int HW) {
+	LOOP(i, (long)N * C * HW) {
+		int c = (i / HW) % C;
+		y[i] = (x[i] - mean[c]) * inv[c] * gamma[c] + beta[c];
+	}
+}
+
+// dγ = Σ dy·x̂ and dβ = Σ dy per channel over the first N images.
+__global__ void bn_bwd_reduce(const float* x, const float* dy, const float* mean, const float* inv, float* dgamma, float* dbeta,
+                              int N, int C, int HW) {
+	__shared__ double sh[256];
+	ROWS(c, C) {
+		double a = 0, b = 0;
+		for (long j = threadIdx.x; j < (long)N * HW; j += blockDim.x) {
+			long at = ((j / HW) * C + c) * HW + j % HW;
+			a += (double)dy[at];
+			b += (double)dy[at] * (double)((x[at] - mean[c]) * inv[c]);
+		}
+		double sa = block_sum(a, sh), sb = block_sum(b, sh);
+		if (threadIdx.x == 0) {
+			dbeta[c] = (float)sa;
+			dgamma[c] = (float)sb;
+		}
+	}
+}
+
+// dx = γ·inv·(dy − dβ/M − x̂·dγ/M) with batch statistics (train), γ·inv·dy with running
+// ones; M = N·HW; the padded images (N ≤ n < Nb) get 0.
+__global__ void bn_bwd_dx(const float* x, const float* dy, float* dx, const float* mean, const float* inv, const float* gamma,
+                          const float* dgamma, const float* dbeta, int N, int Nb, int C, int HW, int train) {
+	double m = (double)N * HW;
+	LOOP(i, (long)Nb * C * HW) {
+		int c = (i / HW) % C;
+		long n = i / ((long)C * HW);
+		if (n >= N) { dx[i] = 0.f; continue; }
+		float k = gamma[c] * inv[c];
+		if (!train) { dx[i] = k * (float)((double)dy[i]); continue; }
+		float xh = (x[i] - mean[c]) * inv[c];
+		dx[i] = k * (float)((double)dy[i] - (double)dbeta[c] / m - (double)xh * ((double)dgamma[c] / m));
+	}
+}
+
+__global__ void relu6_fwd(const float* x, float* y, long n) {
+	LOOP(i, n) y[i] = fminf(fmaxf(x[i], 0.f), 6.f);
+}
+
+__global__ void relu6_bwd(const float* x, const float* dy, float* dx, long n) {
+	LOOP(i, n) dx[i] = (x[i] > 0.f && x[i] < 6.f) ? dy[i] : 0.f;
+}
+
+// SiLU x·σ(x), σ in double as on the CPU; its derivative σ·(1 + x·(1 − σ)).
+__global__ void silu_fwd(const float* x, float* y, long n) {
+	LOOP(i, n) {
+		float s = (float)(1.0 / (1.0 + exp(-(double)x[i])));
+		y[i] = x[i] * s;
+	}
+}
+
+__global__ void silu_bwd(const float* x, const float* dy, float* dx, long n) {
+	LOOP(i, n) {
+		float s = (float)(1.0 / (1.0 + exp(-(double)x[i])));
+		dx[i] = dy[i] * (s * (1.f + x[i] * (1.f - s)));
+	}
+}
+
+__global__ void copy(const float* x, float* y, long n) {
+	LOOP(i, n) y[i] = x[i];
+}
+
+// y = a + b (a residual's forward pass).
+__global__ void add2(const float* a, const float* b, float* y, long n) {
+	LOOP(i, n) y[i] = a[i] + b[i];
+}
+
+// y += x (summing a gradient that has more than one consumer).
+__global__ void add_into(float* y, const float* x, long n) {
+	LOOP(i, n) y[i] += x[i];
+}
+
+// Channel concatenation: src (N, Cs, HW) is channels [off, off+Cs) of dst (N, Ct, HW);
+// concat_bwd copies them back out.
+__global__ void concat_fwd(const float* src, float* dst, int N, int Cs, int Ct, int off, int HW) {
+	LOOP(i, (long)N * Cs * HW) {
+		int p = i % HW, c = (i / HW) % Cs;
+		long n = i / ((long)HW * Cs);
+		dst[(n * Ct + off + c) * HW + p] = src[i];
+	}
+}
+
+__global__ void concat_bwd(const float* dy, float* dx, int N, int Cs, int Ct, int off, int HW) {
+	LOOP(i, (long)N * Cs * HW) {
+		int p = i % HW, c = (i / HW) % Cs;
+		long n = i / ((long)HW * Cs);
+		dx[i] = dy[(n * Ct + off + c) * HW + p];
+	}
+}
+
+// Global average pooling of NC channels of HW pixels, and its gradient.
+__global__ void gap_fwd(const float* x, float* y, long NC, int HW) {
+	LOOP(i, NC) {
+		double s = 0;
+		for (int p = 0; p < HW; p++) s += x[i * HW + p];
+		y[i] = (float)(s / HW);
+	}
+}
+
+__global__ void gap_bwd(const float* dy, float* dx, long NC, int HW) {
+	LOOP(i, NC * HW) dx[i] = dy[i / HW] / (float)HW;
+}
+
+// 2× nearest-neighbour upsampling of NC channels of H×W, and its gradient (each input
+// pixel sums its four copies).
+__global__ void up2_fwd(const float* x, float* y, long NC, int H, int W) {
+	LOOP(i, NC * 4 * H * W) {
+		int ox = i % (2 * W), oy = (i / (2 * W)) % (2 * H);
+		long nc = i / (4L * H * W);
+		y[i] = x[(nc * H + oy / 2) * W + ox / 2];
+	}
+}
+
+__global__ void up2_bwd(const float* dy, float* dx, long NC, int H, int W) {
+	LOOP(i, NC * H * W) {
+		int xx = i % W, y = (i / W) % H;
+		long nc = i / ((long)W * H);
+		long at = (nc * 2 * H + 2 * y) * 2 * W + 2 * xx;
+		dx[i] = dy[at] + dy[at + 1] + dy[at + 2 * W] + dy[at + 2 * W + 1];
+	}
+}
+
+// K×K max pooling with stride and padding; padding never wins, and of equal values
+// the first in row-major window order does. idx keeps the winner.
+__global__ void maxpool_k_fwd(const float* x, float* y, int* idx, long NC, int H, int W, int K, int stride, int pad, int Ho, int Wo) {
+	LOOP(i, NC * Ho * Wo) {
+		int ox = i % Wo, oy = (i / Wo) % Ho;
+		long nc = i / ((long)Wo * Ho);
+		float best = 0.f;
+		long bi = -1;
+		for (int ki = 0; ki < K; ki++) {
+			int yy = oy * stride + ki - pad;
+			if (yy < 0 || yy >= H) continue;
+			for (int kj = 0; kj < K; kj++) {
+				int xx = ox * stride + kj - pad;
+				if (xx < 0 || xx >= W) continue;
+				long at = (nc * H + yy) * W + xx;
+				if (bi < 0 || x[at] > best) { best = x[at]; bi = at; }
+			}
+		}
+		y[i] = best;
+		idx[i] = (int)bi;
+	}
+}
+
+// Windows overlap, so every input pixel gathers the outputs it won (no atomics).
+__global__ void maxpool_k_bwd(const float* dy, const int* idx, float* dx, long NC, int H, int W, int K, int stride, int pad, int Ho, int Wo) {
+	LOOP(i, NC * H * W) {
+		int xx = i % W, yy = (i / W) % H;
+		long nc = i / ((long)W * H);
+		float s = 0.f;
+		for (int ki = 0; ki < K; ki++) {
+			int ty = yy + pad - ki;
+			if (ty < 0 || ty % stride != 0 || ty / stride >= Ho) continue;
+			for (int kj = 0; kj < K; kj++) {
+				int tx = xx + pad - kj;
+				if (tx < 0 || tx % stride != 0 || tx / stride >= Wo) continue;
+				long o = (nc * Ho + ty / stride) * Wo + tx / stride;
+				if (idx[o] == i) s += dy[o];
 			}
 		}
 		dx[i] = s;

@@ -97,11 +97,17 @@ func near(t *testing.T, what string, got []float64, want []float64, tol float64)
 }
 
 // TestConvKernelsOnHost: im2col against its definition, col2im as its adjoint
-// (⟨im2col x, c⟩ = ⟨x, col2im c⟩), and the layout permutations as each other's inverse
-// with the bias added.
+// (⟨im2col x, c⟩ = ⟨x, col2im c⟩), at strides 1 and 2, and the layout permutations as
+// each other's inverse with the bias added.
 func TestConvKernelsOnHost(t *testing.T) {
+	for _, stride := range []int{1, 2} {
+		t.Run(fmt.Sprintf("stride%d", stride), func(t *testing.T) { testConvKernels(t, stride) })
+	}
+}
+
+func testConvKernels(t *testing.T, stride int) {
 	const N, C, H, W, K, pad = 2, 3, 5, 4, 3, 1
-	Ho, Wo := H+2*pad-K+1, W+2*pad-K+1
+	Ho, Wo := (H+2*pad-K)/stride+1, (W+2*pad-K)/stride+1
 	rows, cols := C*K*K, N*Ho*Wo
 	r := rand.New(rand.NewPCG(1, 2))
 	x, c := randoms(r, N*C*H*W), randoms(r, rows*cols)
@@ -109,14 +115,14 @@ func TestConvKernelsOnHost(t *testing.T) {
 	tm, bias := randoms(r, O*N*Ho*Wo), randoms(r, O)
 	res := hostRun(t, cArray("float", "x", x)+cArray("float", "c", c)+cArray("float", "tm", tm)+cArray("float", "bias", bias)+fmt.Sprintf(`
 	static float col[%[1]d], dx[%[2]d], nchw[%[3]d], back[%[3]d];
-	LAUNCH(7, im2col(x, col, %[4]d, %[5]d, %[6]d, %[7]d, %[8]d, %[9]d, %[10]d, %[11]d));
-	LAUNCH(5, col2im(c, dx, %[4]d, %[5]d, %[6]d, %[7]d, %[8]d, %[9]d, %[10]d, %[11]d));
+	LAUNCH(7, im2col(x, col, %[4]d, %[5]d, %[6]d, %[7]d, %[8]d, %[9]d, %[14]d, %[10]d, %[11]d));
+	LAUNCH(5, col2im(c, dx, %[4]d, %[5]d, %[6]d, %[7]d, %[8]d, %[9]d, %[14]d, %[10]d, %[11]d));
 	LAUNCH(3, bias_nchw(tm, bias, nchw, %[4]d, %[12]d, %[13]d));
 	OUT("col", col, %[1]d); OUT("dx", dx, %[2]d); OUT("nchw", nchw, %[3]d);
 	for (int i = 0; i < %[3]d; i++) nchw[i] -= bias[(i / %[13]d) %% %[12]d];
 	LAUNCH(4, nchw_to_cnhw(nchw, back, %[4]d, %[12]d, %[13]d));
 	OUT("back", back, %[3]d);
-`, rows*cols, N*C*H*W, O*N*Ho*Wo, N, C, H, W, K, pad, Ho, Wo, O, Ho*Wo))
+`, rows*cols, N*C*H*W, O*N*Ho*Wo, N, C, H, W, K, pad, Ho, Wo, O, Ho*Wo, stride))
 
 	want := make([]float64, rows*cols)
 	for ch := 0; ch < C; ch++ {
@@ -125,7 +131,7 @@ func TestConvKernelsOnHost(t *testing.T) {
 				for n := 0; n < N; n++ {
 					for oy := 0; oy < Ho; oy++ {
 						for ox := 0; ox < Wo; ox++ {
-							y, xx := oy+ki-pad, ox+kj-pad
+							y, xx := oy*stride+ki-pad, ox*stride+kj-pad
 							v := 0.0
 							if y >= 0 && y < H && xx >= 0 && xx < W {
 								v = float64(x[((n*C+ch)*H+y)*W+xx])

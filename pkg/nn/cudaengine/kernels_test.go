@@ -16,6 +16,7 @@ const hostShim = `#include <math.h>
 struct edgeloop_dim3 { unsigned x, y, z; };
 static edgeloop_dim3 blockIdx, blockDim, threadIdx, gridDim;
 #define __global__
+#define __device__
 #define __shared__ static
 static inline void __syncthreads() {}
 static inline double atomicAdd(double* a, double v) { double o = *a; *a += v; return o; }
