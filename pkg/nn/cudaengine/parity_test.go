@@ -11,8 +11,9 @@ import (
 )
 
 // TestParityWithCPU takes the same steps on the CPU engine and on the GPU from the same
-// weights, for both product models and a tiny net with odd sizes, and compares the
-// outputs, the loss, every gradient and three Adam updates (enginetest.DefaultTolerance).
+// weights, for both product models, a tiny net with odd sizes, a net using every graph
+// layer and a small feature-pyramid detector, and compares the outputs, the loss, every
+// gradient and three Adam updates (enginetest.DefaultTolerance).
 func TestParityWithCPU(t *testing.T) {
 	dev, err := Open(0)
 	if err != nil {
@@ -23,7 +24,7 @@ func TestParityWithCPU(t *testing.T) {
 	for _, c := range []struct {
 		arch nn.Arch
 		bs   int
-	}{{nn.ClassifierArch(10), 32}, {nn.DetectorArch(10), 16}, {oddArch(), 5}} {
+	}{{nn.ClassifierArch(10), 32}, {nn.DetectorArch(10), 16}, {oddArch(), 5}, {enginetest.AllLayers(), 8}, {graphDetector(), 6}} {
 		t.Run(c.arch.Name, func(t *testing.T) {
 			r, err := enginetest.Compare(c.arch, gorgoniaengine.Factory, dev.Factory, c.bs, 3, 42, enginetest.DefaultTolerance())
 			if err != nil {
