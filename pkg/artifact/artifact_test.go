@@ -3,6 +3,7 @@ package artifact
 import (
 	"errors"
 	"math"
+	"reflect"
 	"testing"
 	"time"
 
@@ -97,5 +98,41 @@ func TestSignVerify(t *testing.T) {
 	k2, err := ReadPrivateKey(dir + "/k")
 	if err != nil || Verify(pub, data, "", Sign(k2, data)) != nil {
 		t.Fatalf("private key round trip: %v", err)
+	}
+}
+
+// TestGraphModelRoundTrip: a graph architecture (MobileNetV2) with batch norm's running
+// statistics saves and loads, buffers included.
+func TestGraphModelRoundTrip(t *testing.T) {
+	a, err := nn.Family(nn.MobileNetV2, "n", 96, 96, 3, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := nn.InitParams(a, 1)
+	buffers := 0
+	for i, s := range p.Specs {
+		if s.Buffer {
+			buffers++
+			p.Values[i][0] = 0.25 // a trained running statistic
+		}
+	}
+	b, err := Encode(&Model{Header: Header{Arch: a, Classes: []string{"cat", "dog"}}, Params: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.Header.Arch, a) {
+		t.Fatalf("arch read back as %+v", got.Header.Arch)
+	}
+	for i, s := range p.Specs {
+		if s.Buffer && got.Params.Values[i][0] != 0.25 {
+			t.Fatalf("buffer %s read back as %v", s.Name, got.Params.Values[i][0])
+		}
+	}
+	if buffers != 2*52 {
+		t.Fatalf("%d buffers, want 2 per batch norm (52)", buffers)
 	}
 }

@@ -253,3 +253,39 @@ func TestPoolingUpsampleValues(t *testing.T) {
 		t.Fatalf("got %v, want %v", out[:16], want)
 	}
 }
+
+// TestFamilyLearnsABatch: the smallest MobileNetV2 trains on the CPU engine — a few
+// Adam steps lower one batch's loss and move the running statistics.
+func TestFamilyLearnsABatch(t *testing.T) {
+	a, err := nn.Family(nn.MobileNetV2, "n", 32, 32, 1, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := nn.InitParams(a, 1)
+	e, err := New(nn.EngineConfig{Arch: a, Params: p, BatchSize: 8, Adam: nn.AdamConfig{LR: 3e-3, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	b := enginetest.Batch(a, 8, 3)
+	first, err := e.Step(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last float32
+	for i := 0; i < 15; i++ {
+		if last, err = e.Step(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if last >= first/2 {
+		t.Fatalf("loss %v -> %v after 16 steps on one batch", first, last)
+	}
+	q := p.Clone()
+	_ = e.ReadParams(q)
+	for i, s := range p.Specs {
+		if s.Buffer && enginetest.TensorDiff(p.Values[i], q.Values[i]) == 0 {
+			t.Fatalf("%s did not move", s.Name)
+		}
+	}
+}
