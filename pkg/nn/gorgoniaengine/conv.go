@@ -116,6 +116,10 @@ func (op *convOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error
 	if err != nil {
 		return nil, err
 	}
+	if op.depthwise() {
+		op.depthwiseForward(x, w, b, y)
+		return prealloc, nil
+	}
 	op.mu.Lock()
 	defer op.mu.Unlock()
 	hw, ckk, gk, og := op.hw(), op.ckk(), op.gk(), op.og()
@@ -324,6 +328,10 @@ func (g *convGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, er
 		if err != nil {
 			return nil, err
 		}
+		if op.depthwise() {
+			op.depthwiseGradW(x, dy, out)
+			return prealloc, nil
+		}
 		op.mu.Lock()
 		defer op.mu.Unlock()
 		if !op.fresh {
@@ -359,6 +367,10 @@ func (g *convGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, er
 		if err != nil {
 			return nil, err
 		}
+		if op.depthwise() {
+			op.depthwiseGradX(w, dy, out)
+			return prealloc, nil
+		}
 		parallel(op.n, func(n int) {
 			dcol := scratch(ckk * hw)
 			dyn := dy[n*op.o*hw : (n+1)*op.o*hw]
@@ -370,6 +382,104 @@ func (g *convGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, er
 		})
 	}
 	return prealloc, nil
+}
+
+// depthwise says every group has one input and one output channel: the op then
+// computes directly, without im2col, whose K² copies of the input and one tiny GEMM
+// per channel would cost more than the arithmetic.
+func (op *convOp) depthwise() bool { return op.groups == op.c && op.o == op.c }
+
+// span is the range [lo, hi) of output positions whose tap k reads inside [0, size).
+func (op *convOp) span(k, size, out int) (lo, hi int) {
+	s := op.stride
+	// o·s + k − pad ≥ 0  ⇔  o ≥ ⌈(pad−k)/s⌉;  o·s + k − pad ≤ size−1.
+	lo = max(0, (op.pad-k+s-1)/s)
+	if op.pad-k < 0 {
+		lo = 0
+	}
+	if size-1+op.pad-k < 0 {
+		return 0, 0
+	}
+	hi = min(out, (size-1+op.pad-k)/s+1)
+	return lo, max(lo, hi)
+}
+
+func (op *convOp) depthwiseForward(x, w, b, y []float32) {
+	k, s, hw := op.k, op.stride, op.hw()
+	parallel(op.n*op.c, func(nc int) {
+		c := nc % op.c
+		img, out := x[nc*op.h*op.w:(nc+1)*op.h*op.w], y[nc*hw:(nc+1)*hw]
+		var bo float32
+		if b != nil {
+			bo = b[c]
+		}
+		for i := range out {
+			out[i] = bo
+		}
+		for ky := 0; ky < k; ky++ {
+			ylo, yhi := op.span(ky, op.h, op.oh)
+			for kx := 0; kx < k; kx++ {
+				xlo, xhi := op.span(kx, op.w, op.ow)
+				wv := w[(c*k+ky)*k+kx]
+				for oy := ylo; oy < yhi; oy++ {
+					row := img[(oy*s+ky-op.pad)*op.w:]
+					o := out[oy*op.ow:]
+					for ox := xlo; ox < xhi; ox++ {
+						o[ox] += wv * row[ox*s+kx-op.pad]
+					}
+				}
+			}
+		}
+	})
+}
+
+func (op *convOp) depthwiseGradX(w, dy, dx []float32) {
+	k, s, hw := op.k, op.stride, op.hw()
+	parallel(op.n*op.c, func(nc int) {
+		c := nc % op.c
+		g, out := dy[nc*hw:(nc+1)*hw], dx[nc*op.h*op.w:(nc+1)*op.h*op.w]
+		clear(out)
+		for ky := 0; ky < k; ky++ {
+			ylo, yhi := op.span(ky, op.h, op.oh)
+			for kx := 0; kx < k; kx++ {
+				xlo, xhi := op.span(kx, op.w, op.ow)
+				wv := w[(c*k+ky)*k+kx]
+				for oy := ylo; oy < yhi; oy++ {
+					row := out[(oy*s+ky-op.pad)*op.w:]
+					gr := g[oy*op.ow:]
+					for ox := xlo; ox < xhi; ox++ {
+						row[ox*s+kx-op.pad] += wv * gr[ox]
+					}
+				}
+			}
+		}
+	})
+}
+
+func (op *convOp) depthwiseGradW(x, dy, dw []float32) {
+	k, s, hw := op.k, op.stride, op.hw()
+	parallel(op.c, func(c int) {
+		for ky := 0; ky < k; ky++ {
+			ylo, yhi := op.span(ky, op.h, op.oh)
+			for kx := 0; kx < k; kx++ {
+				xlo, xhi := op.span(kx, op.w, op.ow)
+				var acc float64
+				for n := 0; n < op.n; n++ {
+					nc := n*op.c + c
+					img, g := x[nc*op.h*op.w:], dy[nc*hw:]
+					var part float32
+					for oy := ylo; oy < yhi; oy++ {
+						row, gr := img[(oy*s+ky-op.pad)*op.w:], g[oy*op.ow:]
+						for ox := xlo; ox < xhi; ox++ {
+							part += gr[ox] * row[ox*s+kx-op.pad]
+						}
+					}
+					acc += float64(part)
+				}
+				dw[(c*k+ky)*k+kx] = float32(acc)
+			}
+		}
+	})
 }
 
 // partitions splits n images into one contiguous range per worker.
