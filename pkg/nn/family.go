@@ -100,4 +100,3 @@ func makeDivisible(v float64, d int) int {
 	}
 	return n
 }
-
