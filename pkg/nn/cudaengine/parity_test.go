@@ -38,6 +38,28 @@ func TestParityWithCPU(t *testing.T) {
 	}
 }
 
+// TestMobileNetParityWithCPU compares the whole smallest MobileNetV2 on the GPU with
+// the CPU: outputs, loss and every gradient, frozen batch norm, no Adam steps (see
+// TestEngineWiringOnHost for why).
+func TestMobileNetParityWithCPU(t *testing.T) {
+	dev, err := Open(0)
+	if err != nil {
+		t.Fatalf("opening GPU 0: %v", err)
+	}
+	defer dev.Close()
+	frozen := func(f enginetest.Factory) enginetest.Factory {
+		return func(cfg nn.EngineConfig) (nn.Engine, error) { cfg.FreezeBN = true; return f(cfg) }
+	}
+	r, err := enginetest.Compare(mobileNet(t), frozen(gorgoniaengine.Factory), frozen(dev.Factory), 5, 0, 42, enginetest.DefaultTolerance())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("mobilenetv2-n, batch 5, CPU vs GPU:\n%s", r)
+	if len(r.Failed) > 0 {
+		t.Errorf("outside tolerance: %v", r.Failed)
+	}
+}
+
 // TestFrozenBackboneStaysOnGPU: with the backbone frozen, Step moves only the head.
 func TestFrozenBackboneStaysOnGPU(t *testing.T) {
 	dev, err := Open(0)
