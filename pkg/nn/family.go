@@ -6,17 +6,29 @@ import "fmt"
 // Family builds; docs/models.md says why this family.
 const MobileNetV2 = "mobilenetv2"
 
-// familyWidths are the width multipliers of MobileNetV2's sizes: n (0.35, the smallest
+// familyWidth is the width multiplier of a MobileNetV2 size: n (0.35, the smallest
 // Keras publishes ImageNet weights for, what Edge Impulse's FOMO and classifiers start
 // from), s (0.5) and m (1.0, the paper's and torchvision's model).
-var familyWidths = map[string]float64{"n": 0.35, "s": 0.5, "m": 1.0}
+func familyWidth(size string) (float64, bool) {
+	switch size {
+	case "n":
+		return 0.35, true
+	case "s":
+		return 0.5, true
+	case "m":
+		return 1.0, true
+	}
+	return 0, false
+}
 
 // FamilySizes lists the sizes Family builds, smallest first.
 func FamilySizes() []string { return []string{"n", "s", "m"} }
 
 // mobileNetV2Blocks are the paper's inverted-residual stages: expansion t, output
 // channels c (before the width multiplier), repeats n, first stride s.
-var mobileNetV2Blocks = [][4]int{{1, 16, 1, 1}, {6, 24, 2, 2}, {6, 32, 3, 2}, {6, 64, 4, 2}, {6, 96, 3, 1}, {6, 160, 3, 2}, {6, 320, 1, 1}}
+func mobileNetV2Blocks() [7][4]int {
+	return [7][4]int{{1, 16, 1, 1}, {6, 24, 2, 2}, {6, 32, 3, 2}, {6, 64, 4, 2}, {6, 96, 3, 1}, {6, 160, 3, 2}, {6, 320, 1, 1}}
+}
 
 // Family returns the classifier of family name (MobileNetV2) at size (n, s, m) for
 // inW×inH images of channels channels (1 grey, 3 RGB) and classes classes: a 3×3
@@ -29,7 +41,7 @@ func Family(name, size string, inW, inH, channels, classes int) (Arch, error) {
 	if name != MobileNetV2 {
 		return Arch{}, fmt.Errorf("model family %q unknown (have %q)", name, MobileNetV2)
 	}
-	alpha, ok := familyWidths[size]
+	alpha, ok := familyWidth(size)
 	if !ok {
 		return Arch{}, fmt.Errorf("%s size %q unknown (have %v)", name, size, FamilySizes())
 	}
@@ -57,7 +69,7 @@ func Family(name, size string, inW, inH, channels, classes int) (Arch, error) {
 	}
 	in := makeDivisible(32*alpha, 8)
 	last := convBN(in, 3, 2, 1, true)
-	for _, b := range mobileNetV2Blocks {
+	for _, b := range mobileNetV2Blocks() {
 		t, c, n, s := b[0], b[1], b[2], b[3]
 		out := makeDivisible(float64(int(float64(c)*alpha)), 8)
 		for i := 0; i < n; i++ {
