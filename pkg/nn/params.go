@@ -1,6 +1,7 @@
 package nn
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -103,4 +104,120 @@ func Trainable(a Arch, p *Params, freezeBackbone bool) []bool {
 		t[i] = !s.Buffer && (!freezeBackbone || s.Layer >= a.HeadFrom)
 	}
 	return t
+}
+
+// RemapClasses rebuilds a trained network for another class list: the head's output
+// units (a classifier's last dense layer; a detector's class channels of its last
+// conv) of classes kept by name keep their weights, units of new classes are
+// initialised small (weights ~N(0, 0.01²), bias the mean of the old units' biases, so
+// that the model's answers on old classes do not move), and units of classes no longer
+// listed are dropped. Every other tensor is copied. The result is a new Arch and new
+// Params; a and p are not changed.
+func RemapClasses(a Arch, p *Params, from, to []string, seed uint64) (Arch, *Params, error) {
+	if len(from) != a.Classes {
+		return Arch{}, nil, fmt.Errorf("remap classes: %d class names for a %d-class network", len(from), a.Classes)
+	}
+	if len(to) < 1 {
+		return Arch{}, nil, errors.New("remap classes: no class left")
+	}
+	last := len(a.Layers) - 1
+	out := a
+	out.Classes = len(to)
+	out.Layers = append([]Layer(nil), a.Layers...)
+	// off is the first output unit that holds a class: 0 for a classifier, after the
+	// objectness and box channels for a detector.
+	off := 0
+	switch {
+	case a.Task == Classify && a.Layers[last].Kind == Dense:
+		out.Layers[last].Out = len(to)
+	case a.Task == Detect && a.Layers[last].Kind == Conv:
+		off = DetectOut(0)
+		out.Layers[last].Out = DetectOut(len(to))
+	default:
+		return Arch{}, nil, fmt.Errorf("remap classes: arch %s: the last layer is a %s, not a %s head", a.Name, a.Layers[last].Kind, a.Task)
+	}
+	np, err := NewParams(out)
+	if err != nil {
+		return Arch{}, nil, fmt.Errorf("remap classes: %w", err)
+	}
+	if len(np.Specs) != len(p.Specs) {
+		return Arch{}, nil, fmt.Errorf("remap classes: %d tensors, arch %s has %d", len(p.Specs), a.Name, len(np.Specs))
+	}
+	old := make(map[string]int, len(from))
+	for i, c := range from {
+		old[c] = i
+	}
+	// src[j] is the old unit of new unit j, or -1 for a new class.
+	src := make([]int, headUnits(out))
+	for j := range src {
+		src[j] = j // objectness and box channels map to themselves
+	}
+	for j, c := range to {
+		src[off+j] = -1
+		if i, ok := old[c]; ok {
+			src[off+j] = off + i
+		}
+	}
+	r := rand.New(rand.NewPCG(seed, 0x5bd1e995))
+	for t, s := range np.Specs {
+		ov := p.Values[t]
+		if s.Layer != last {
+			if len(ov) != len(np.Values[t]) {
+				return Arch{}, nil, fmt.Errorf("remap classes: tensor %s has %d values, want %d", s.Name, len(ov), len(np.Values[t]))
+			}
+			copy(np.Values[t], ov)
+			continue
+		}
+		nOld, nNew := a.Layers[last].Out, out.Layers[last].Out
+		switch {
+		case s.Bias:
+			var mean float32
+			for i := off; i < nOld; i++ {
+				mean += ov[i]
+			}
+			if nOld > off {
+				mean /= float32(nOld - off)
+			}
+			for j, i := range src {
+				if i >= 0 {
+					np.Values[t][j] = ov[i]
+				} else {
+					np.Values[t][j] = mean
+				}
+			}
+		case a.Task == Classify: // dense weights are (in, out), row-major
+			in := len(ov) / nOld
+			for k := 0; k < in; k++ {
+				for j, i := range src {
+					if i >= 0 {
+						np.Values[t][k*nNew+j] = ov[k*nOld+i]
+					} else {
+						np.Values[t][k*nNew+j] = float32(r.NormFloat64() * 0.01)
+					}
+				}
+			}
+		default: // conv weights are (out, in, k, k)
+			per := len(ov) / nOld
+			for j, i := range src {
+				dst := np.Values[t][j*per : (j+1)*per]
+				if i >= 0 {
+					copy(dst, ov[i*per:(i+1)*per])
+					continue
+				}
+				for k := range dst {
+					dst[k] = float32(r.NormFloat64() * 0.01)
+				}
+			}
+		}
+	}
+	return out, np, nil
+}
+
+// headUnits is the number of output units of the network's head: the classifier's
+// logits or the detector's channels per cell.
+func headUnits(a Arch) int {
+	if a.Task == Detect {
+		return DetectOut(a.Classes)
+	}
+	return a.Classes
 }
