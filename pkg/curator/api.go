@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/edgeloop/edgeloop/pkg/httpapi"
 	"github.com/edgeloop/edgeloop/pkg/objstore"
 	"github.com/edgeloop/edgeloop/pkg/project"
@@ -26,6 +28,7 @@ func Mount(m *httpapi.Mux, c *Curator) {
 	h("POST /api/v1/projects", httpapi.RoleAdmin, a.createProject)
 	h("GET /api/v1/projects/{p}", "", a.getProject)
 	h("PUT /api/v1/projects/{p}", httpapi.RoleAdmin, a.updateProject)
+	h("DELETE /api/v1/projects/{p}/classes/{class}", httpapi.RoleAdmin, a.removeClass)
 	h("GET /api/v1/projects/{p}/batches", "", a.listBatches)
 	h("GET /api/v1/projects/{p}/batches/{b}", "", a.getBatch)
 	h("POST /api/v1/projects/{p}/batches/{b}/claim", httpapi.RoleAnnotator, a.batchAction(a.c.Claim))
@@ -80,7 +83,7 @@ func (a *api) updateProject(w http.ResponseWriter, r *http.Request) error {
 	if err := httpapi.Decode(r, &in); err != nil {
 		return err
 	}
-	p, err := a.c.st.UpdateProject(r.Context(), r.PathValue("p"), func(p *project.Project) error {
+	p, err := a.c.st.UpdateProjectBy(r.Context(), r.PathValue("p"), httpapi.UserOf(r.Context()).Name, func(p *project.Project) error {
 		rev, created := p.Rev, p.CreatedAt
 		*p = in
 		p.Rev, p.CreatedAt = rev, created
@@ -93,6 +96,18 @@ func (a *api) updateProject(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
+	return httpapi.WriteJSON(w, http.StatusOK, p)
+}
+
+// removeClass is the explicit removal of a class (`?reason=` is required); it is
+// logged in the project's audit.
+func (a *api) removeClass(w http.ResponseWriter, r *http.Request) error {
+	p, err := a.c.st.RemoveClass(r.Context(), r.PathValue("p"), r.PathValue("class"), httpapi.UserOf(r.Context()).Name, r.URL.Query().Get("reason"))
+	if err != nil {
+		return err
+	}
+	a.c.log.Info("class removed", zap.String("project", p.ID), zap.String("class", r.PathValue("class")),
+		zap.String("by", httpapi.UserOf(r.Context()).Name), zap.String("reason", r.URL.Query().Get("reason")))
 	return httpapi.WriteJSON(w, http.StatusOK, p)
 }
 

@@ -34,7 +34,10 @@ type Project struct {
 	// Retrain is the retraining policy (retrain reads it).
 	Retrain   RetrainPolicy `json:"retrain"`
 	CreatedAt time.Time     `json:"created_at"`
-	Rev       int           `json:"rev"`
+	// Audit records the changes of the class list: classes appended by an update,
+	// classes removed by the explicit remove operation.
+	Audit []AuditEntry `json:"audit,omitempty"`
+	Rev   int          `json:"rev"`
 }
 
 // BatchSettings size correction batches.
@@ -73,7 +76,24 @@ type RetrainPolicy struct {
 	// FreezeBackbone fine-tunes the head only.
 	FreezeBackbone bool    `json:"freeze_backbone"`
 	LR             float32 `json:"lr"`
+	// Replay bounds a fine-tune: it trains on the examples approved since the release
+	// plus a class-balanced sample of this many from the rest of the train split, so
+	// its time does not grow with the dataset (default 1,500; negative: no bound, every
+	// fine-tune is a full one).
+	Replay int `json:"replay"`
+	// FullEvery makes every FullEvery-th training a full one, on the whole train split
+	// (0: never by count).
+	FullEvery int `json:"full_every,omitempty"`
+	// FullAt runs a full training every day at this UTC time, "HH:MM" (empty: never).
+	FullAt string `json:"full_at,omitempty"`
+	// FullFrom is where a full training starts: "release" (default: fine-tune the
+	// release on the whole train split) or "scratch" (fresh weights).
+	FullFrom string `json:"full_from,omitempty"`
 }
+
+// DefaultReplay is the replay budget of a fine-tune, in examples: with a batch of 50
+// new ones, a 50,000-example project fine-tunes as fast as a 2,000-example one.
+const DefaultReplay = 1500
 
 // Defaults fills unset settings with the seed's values.
 func (p *Project) Defaults() {
@@ -113,6 +133,12 @@ func (p *Project) Defaults() {
 	if p.Retrain.LR == 0 {
 		p.Retrain.LR = 5e-4
 	}
+	if p.Retrain.Replay == 0 {
+		p.Retrain.Replay = DefaultReplay
+	}
+	if p.Retrain.FullFrom == "" {
+		p.Retrain.FullFrom = "release"
+	}
 }
 
 // Validate checks a project.
@@ -149,6 +175,17 @@ func (p *Project) Validate() error {
 		}
 	default:
 		return fmt.Errorf("project %s: trigger %q: want batch, examples or manual", p.ID, p.Retrain.Trigger)
+	}
+	if p.Retrain.FullEvery < 0 {
+		return fmt.Errorf("project %s: full_every %d: want 0 (never) or more", p.ID, p.Retrain.FullEvery)
+	}
+	if p.Retrain.FullAt != "" {
+		if _, err := time.Parse("15:04", p.Retrain.FullAt); err != nil {
+			return fmt.Errorf("project %s: full_at %q: want a UTC time of day HH:MM", p.ID, p.Retrain.FullAt)
+		}
+	}
+	if p.Retrain.FullFrom != "release" && p.Retrain.FullFrom != "scratch" {
+		return fmt.Errorf("project %s: full_from %q: want release or scratch", p.ID, p.Retrain.FullFrom)
 	}
 	if p.Augment != nil {
 		if err := p.Augment.Validate(); err != nil {

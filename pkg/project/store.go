@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
+	"time"
 
 	"github.com/edgeloop/edgeloop/pkg/objstore"
 )
@@ -83,8 +86,17 @@ func (s *Store) CreateProject(ctx context.Context, p *Project) error {
 	return err
 }
 
-// UpdateProject changes a project by compare-and-swap; id, task and classes are fixed.
+// UpdateProject changes a project by compare-and-swap (see UpdateProjectBy), for no
+// one in particular.
 func (s *Store) UpdateProject(ctx context.Context, id string, fn func(p *Project) error) (*Project, error) {
+	return s.UpdateProjectBy(ctx, id, "", fn)
+}
+
+// UpdateProjectBy changes a project by compare-and-swap on behalf of user by. Id and task
+// are fixed; classes may only be appended (the model grows its head and keeps its old
+// classes), never reordered, renamed or removed — removal is RemoveClass. An append is
+// recorded in the project's audit. fn cannot rewrite the audit.
+func (s *Store) UpdateProjectBy(ctx context.Context, id, by string, fn func(p *Project) error) (*Project, error) {
 	var out Project
 	_, err := objstore.Update(ctx, s.S, ProjectKey(id), func(p *Project, exists bool) error {
 		if !exists {
@@ -92,15 +104,70 @@ func (s *Store) UpdateProject(ctx context.Context, id string, fn func(p *Project
 		}
 		p.Defaults()
 		before := *p
+		before.Classes = slices.Clone(p.Classes)
+		before.Audit = slices.Clone(p.Audit)
 		if err := fn(p); err != nil {
 			return err
 		}
-		if p.ID != before.ID || p.Task != before.Task || fmt.Sprint(p.Classes) != fmt.Sprint(before.Classes) {
-			return fmt.Errorf("project %s: id, task and classes cannot change", id)
+		p.Audit = before.Audit
+		if p.ID != before.ID || p.Task != before.Task {
+			return fmt.Errorf("project %s: id and task cannot change", id)
+		}
+		added, err := appended(before.Classes, p.Classes)
+		if err != nil {
+			return fmt.Errorf("project %s: %w", id, err)
 		}
 		if err := p.Validate(); err != nil {
 			return err
 		}
+		if len(added) > 0 {
+			p.Audit = append(p.Audit, AuditEntry{At: time.Now().UTC(), User: by, Action: "add classes",
+				Detail: fmt.Sprintf("%s appended after %d classes", strings.Join(added, ", "), len(before.Classes))})
+		}
+		p.Rev++
+		out = *p
+		return nil
+	})
+	return &out, err
+}
+
+// appended returns the classes next adds at the end of prev, or an error when next does
+// not keep every class of prev in its place.
+func appended(prev, next []string) ([]string, error) {
+	if len(next) < len(prev) {
+		return nil, fmt.Errorf("classes %v would drop %d of %v: remove a class with the explicit remove operation", next, len(prev)-len(next), prev)
+	}
+	for i, c := range prev {
+		if next[i] != c {
+			return nil, fmt.Errorf("class %d is %q, the update makes it %q: classes can only be appended, never reordered or renamed", i, c, next[i])
+		}
+	}
+	return next[len(prev):], nil
+}
+
+// RemoveClass removes a class from a project on behalf of user by, with a reason, and
+// records it in the project's audit. Its examples stay in the dataset but no training
+// uses them any more; the next training drops the class from the model's head.
+func (s *Store) RemoveClass(ctx context.Context, id, class, by, reason string) (*Project, error) {
+	var out Project
+	_, err := objstore.Update(ctx, s.S, ProjectKey(id), func(p *Project, exists bool) error {
+		if !exists {
+			return fmt.Errorf("project %s: %w", id, ErrNotFound)
+		}
+		p.Defaults()
+		i := slices.Index(p.Classes, class)
+		if i < 0 {
+			return fmt.Errorf("project %s: class %q: %w", id, class, ErrNotFound)
+		}
+		if len(p.Classes) == 1 {
+			return fmt.Errorf("project %s: %w: %q is its only class", id, ErrInvalid, class)
+		}
+		if strings.TrimSpace(reason) == "" {
+			return fmt.Errorf("project %s: %w: removing class %q needs a reason", id, ErrInvalid, class)
+		}
+		p.Classes = slices.Delete(slices.Clone(p.Classes), i, i+1)
+		p.Audit = append(p.Audit, AuditEntry{At: time.Now().UTC(), User: by, Action: "remove class",
+			Detail: fmt.Sprintf("%s (was class %d): %s", class, i, reason)})
 		p.Rev++
 		out = *p
 		return nil

@@ -1,0 +1,56 @@
+package project_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/edgeloop/edgeloop/pkg/objstore/memstore"
+	"github.com/edgeloop/edgeloop/pkg/project"
+)
+
+// TestClassesOnlyGrowByAppending: an update may append classes (logged in the audit with
+// who did it) but never reorder, rename or drop one; removal is its own logged
+// operation that needs a reason.
+func TestClassesOnlyGrowByAppending(t *testing.T) {
+	ctx := context.Background()
+	s := &project.Store{S: memstore.New()}
+	if err := s.CreateProject(ctx, &project.Project{ID: "p", Task: "classify", Classes: []string{"a", "b", "c"}}); err != nil {
+		t.Fatal(err)
+	}
+	set := func(cs ...string) func(*project.Project) error {
+		return func(p *project.Project) error { p.Classes = cs; p.Audit = nil; return nil }
+	}
+	for name, cs := range map[string][]string{
+		"reorder": {"b", "a", "c"}, "rename": {"a", "b", "z"}, "drop": {"a", "b"}, "drop and add": {"a", "b", "d"}, "duplicate": {"a", "b", "c", "a"},
+	} {
+		if _, err := s.UpdateProjectBy(ctx, "p", "ada", set(cs...)); err == nil {
+			t.Fatalf("%s: classes %v were accepted", name, cs)
+		}
+	}
+	p, err := s.UpdateProjectBy(ctx, "p", "ada", set("a", "b", "c", "d", "e"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(p.Classes, ",") != "a,b,c,d,e" || len(p.Audit) != 1 || p.Audit[0].User != "ada" || p.Audit[0].Action != "add classes" ||
+		!strings.Contains(p.Audit[0].Detail, "d, e") {
+		t.Fatalf("after appending: classes %v, audit %+v", p.Classes, p.Audit)
+	}
+	// An update that keeps the classes adds no audit entry and cannot erase the log.
+	if p, err = s.UpdateProjectBy(ctx, "p", "ada", func(p *project.Project) error { p.Retrain.Epochs = 3; p.Audit = nil; return nil }); err != nil || len(p.Audit) != 1 {
+		t.Fatalf("plain update: %v, audit %+v", err, p.Audit)
+	}
+	if _, err := s.RemoveClass(ctx, "p", "b", "ada", ""); !errors.Is(err, project.ErrInvalid) {
+		t.Fatalf("removal without a reason: %v", err)
+	}
+	if _, err := s.RemoveClass(ctx, "p", "nope", "ada", "typo"); !errors.Is(err, project.ErrNotFound) {
+		t.Fatalf("removal of an unknown class: %v", err)
+	}
+	if p, err = s.RemoveClass(ctx, "p", "b", "bob", "never seen in production"); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(p.Classes, ",") != "a,c,d,e" || len(p.Audit) != 2 || p.Audit[1].User != "bob" || p.Audit[1].Action != "remove class" {
+		t.Fatalf("after removing b: classes %v, audit %+v", p.Classes, p.Audit)
+	}
+}
