@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -140,9 +141,14 @@ func (a *Agent) Apply(ctx context.Context, rel *edgeloopv1.ModelRelease) error {
 		m.retire()
 		return fmt.Errorf("artifact says v%d, release says v%d", m.version, rel.Version)
 	}
-	if cur != nil && (m.header.Arch.Task != cur.header.Arch.Task || strings.Join(m.header.Classes, ",") != strings.Join(cur.header.Classes, ",")) {
-		m.retire()
-		return fmt.Errorf("v%d is a %s model of classes %v; the running one is %s of %v", m.version, m.header.Arch.Task, m.header.Classes, cur.header.Arch.Task, cur.header.Classes)
+	if cur != nil {
+		if err := compatible(cur.header, m.header); err != nil {
+			m.retire()
+			return fmt.Errorf("v%d does not follow the running v%d: %w", m.version, cur.version, err)
+		}
+		if added, removed := classDiff(cur.header.Classes, m.header.Classes); len(added)+len(removed) > 0 {
+			a.log.Info("the new model's classes changed", zap.Int64("version", m.version), zap.Strings("added", added), zap.Strings("removed", removed))
+		}
 	}
 	if err := a.smokeTest(ctx, m); err != nil {
 		m.retire()
@@ -305,4 +311,51 @@ func writeFileSync(path string, data []byte) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// compatible says whether model next may replace the running model cur: the same task,
+// and the classes both know in the same order (a project appends classes and removes
+// them explicitly, but never reorders or renames them).
+func compatible(cur, next artifact.Header) error {
+	if next.Arch.Task != cur.Arch.Task {
+		return fmt.Errorf("it is a %s model, the running one a %s model", next.Arch.Task, cur.Arch.Task)
+	}
+	inNext := map[string]bool{}
+	for _, c := range next.Classes {
+		inNext[c] = true
+	}
+	var common []string
+	for _, c := range cur.Classes {
+		if inNext[c] {
+			common = append(common, c)
+		}
+	}
+	i := 0
+	for _, c := range next.Classes {
+		if i < len(common) && c == common[i] {
+			i++
+		}
+	}
+	if i != len(common) {
+		return fmt.Errorf("its classes %v reorder the running model's %v", next.Classes, cur.Classes)
+	}
+	if len(common) == 0 {
+		return fmt.Errorf("its classes %v share none with the running model's %v", next.Classes, cur.Classes)
+	}
+	return nil
+}
+
+// classDiff lists the classes next adds to cur and those it no longer has.
+func classDiff(cur, next []string) (added, removed []string) {
+	for _, c := range next {
+		if !slices.Contains(cur, c) {
+			added = append(added, c)
+		}
+	}
+	for _, c := range cur {
+		if !slices.Contains(next, c) {
+			removed = append(removed, c)
+		}
+	}
+	return added, removed
 }

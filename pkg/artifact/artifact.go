@@ -46,6 +46,10 @@ type Lineage struct {
 	Dataset string `json:"dataset"`
 	// Settings are the training settings, as JSON.
 	Settings json.RawMessage `json:"settings,omitempty"`
+	// Mode is how the retrain service trained it: replay, full or scratch.
+	Mode string `json:"mode,omitempty"`
+	// Examples is how many train examples it was trained on.
+	Examples int `json:"examples,omitempty"`
 }
 
 // TensorInfo names one stored tensor.

@@ -91,7 +91,16 @@ func Mount(api *httpapi.Mux, r *Registry) {
 		}
 	}
 	api.Handle("POST /api/v1/projects/{p}/retrain", httpapi.RoleAdmin, func(w http.ResponseWriter, req *http.Request) error {
-		id, err := r.RequestTraining(req.Context(), req.PathValue("p"), httpapi.UserOf(req.Context()).Name)
+		var body struct {
+			// Mode is replay, full or scratch; empty: the project's policy.
+			Mode string `json:"mode"`
+		}
+		if req.ContentLength != 0 {
+			if err := httpapi.Decode(req, &body); err != nil {
+				return err
+			}
+		}
+		id, err := r.RequestTraining(req.Context(), req.PathValue("p"), httpapi.UserOf(req.Context()).Name, body.Mode)
 		if err != nil {
 			return err
 		}

@@ -32,6 +32,7 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/kafkabus"
 	"github.com/edgeloop/edgeloop/pkg/message"
 	"github.com/edgeloop/edgeloop/pkg/objstore"
+	"github.com/edgeloop/edgeloop/pkg/project"
 	"github.com/edgeloop/edgeloop/pkg/retry"
 	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
 )
@@ -69,6 +70,11 @@ type Version struct {
 	Decision  Decision           `json:"decision"`
 	Classes   []string           `json:"classes"`
 	Task      string             `json:"task"`
+	// Mode is how it was trained: replay (the release fine-tuned on the new examples and
+	// a replay sample), full (on the whole train split) or scratch.
+	Mode string `json:"mode,omitempty"`
+	// Examples are its training's example counts: train, new, replayed, available.
+	Examples map[string]int `json:"examples,omitempty"`
 }
 
 // Release is the version a project's devices should run, with its history.
@@ -300,12 +306,21 @@ func (r *Registry) Metrics(ctx context.Context, project string, version int64, v
 }
 
 // RequestTraining asks the retrain service for a training of project now, whatever its
-// trigger policy: a BatchApproved whose batch id starts with "manual-".
-func (r *Registry) RequestTraining(ctx context.Context, project, by string) (string, error) {
+// trigger policy: a BatchApproved whose batch id starts with "manual-", then the mode
+// asked for, if any: "full" (the release fine-tuned on the whole train split),
+// "scratch" (fresh weights) or "replay"; "" lets the policy decide.
+func (r *Registry) RequestTraining(ctx context.Context, pid, by, mode string) (string, error) {
 	id := fmt.Sprintf("manual-%d", time.Now().UnixNano())
-	b, _ := proto.Marshal(&edgeloopv1.BatchApproved{Project: project, BatchId: id, ApprovedAt: timestamppb.Now(), ApprovedBy: by})
+	switch mode {
+	case "":
+	case "replay", "full", "scratch":
+		id = fmt.Sprintf("manual-%s-%d", mode, time.Now().UnixNano())
+	default:
+		return "", fmt.Errorf("%w: training mode %q: want replay, full or scratch", project.ErrInvalid, mode)
+	}
+	b, _ := proto.Marshal(&edgeloopv1.BatchApproved{Project: pid, BatchId: id, ApprovedAt: timestamppb.Now(), ApprovedBy: by})
 	if r.prod == nil {
 		return "", errors.New("registry: no producer")
 	}
-	return id, r.prod.Publish(ctx, r.kcfg.Topic(contract.TopicBatchesApproved), &message.Message{Key: []byte(project), Value: b})
+	return id, r.prod.Publish(ctx, r.kcfg.Topic(contract.TopicBatchesApproved), &message.Message{Key: []byte(pid), Value: b})
 }

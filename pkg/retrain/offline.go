@@ -95,6 +95,8 @@ type Metrics struct {
 	ImagesPerSec  float64          `json:"images_per_sec"`
 	Settings      train.Config     `json:"settings"`
 	Model         ModelRef         `json:"model"`
+	// Plan is the retrain service's choice of train examples (mode, new, replayed).
+	Plan *Plan `json:"plan,omitempty"`
 }
 
 // ModelRef names a model file.

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/edgeloop/edgeloop/pkg/objstore"
+	"github.com/edgeloop/edgeloop/pkg/project"
 	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
 )
 
@@ -27,6 +28,12 @@ type State struct {
 	LastApproval time.Time `json:"last_approval"`
 	// Seen are the recent batch ids already counted (redelivered events change nothing).
 	Seen []string `json:"seen"`
+	// Mode is the training mode an admin asked for (full or scratch), if any.
+	Mode string `json:"mode,omitempty"`
+	// SinceFull counts the trainings since the last full (or scratch) one.
+	SinceFull int `json:"since_full"`
+	// LastFull is when the last full (or scratch) training started.
+	LastFull time.Time `json:"last_full,omitzero"`
 	// Running is the lease of the training under way, if any.
 	Running *Lease `json:"running,omitempty"`
 	// Last is the outcome of the latest training.
@@ -40,6 +47,7 @@ type Lease struct {
 	Started time.Time `json:"started"`
 	Until   time.Time `json:"until"`
 	Trigger string    `json:"trigger"`
+	Mode    string    `json:"mode,omitempty"`
 }
 
 // LastTraining summarises the latest training.
@@ -78,6 +86,9 @@ func (s *Service) record(ctx context.Context, ev *edgeloopv1.BatchApproved) erro
 		}
 		if IsManual(ev) {
 			st.Manual = true
+			if m := ManualMode(ev); m == ModeScratch || (m == ModeFull && st.Mode != ModeScratch) {
+				st.Mode = m
+			}
 		}
 		st.Due = true
 		st.NewExamples += added
@@ -127,14 +138,15 @@ func (s *Service) maybeTrain(ctx context.Context, project string) error {
 		return ctx.Err()
 	}
 	defer func() { <-s.train }()
-	var trigger string
+	var trigger, mode string
 	now := time.Now().UTC()
 	claimed, err := objstore.Update(ctx, s.cur.S, stateKey(project), func(st *State, _ bool) error {
 		crashed := st.Running != nil && now.After(st.Running.Until)
 		if st.Running != nil && !crashed {
 			return objstore.ErrNoChange // someone trains it now
 		}
-		due := st.Manual || crashed ||
+		nightly := fullSlot(pol.FullAt, now)
+		due := st.Manual || crashed || (!nightly.IsZero() && st.LastFull.Before(nightly)) ||
 			(st.Due && pol.Trigger == "batch") ||
 			(st.Due && pol.Trigger == "examples" && st.NewExamples >= pol.MinNew)
 		if !due {
@@ -146,13 +158,24 @@ func (s *Service) maybeTrain(ctx context.Context, project string) error {
 		switch {
 		case crashed:
 			trigger = "resume after " + st.Running.Owner + " stopped"
+			mode = st.Running.Mode
 		case st.Manual:
 			trigger = "manual"
-		default:
+		case st.Due:
 			trigger = fmt.Sprintf("%d new examples", st.NewExamples)
+		default:
+			trigger = "nightly full training"
 		}
-		st.Due, st.Manual, st.NewExamples = false, false, 0
-		st.Running = &Lease{Owner: s.cfg.Owner, Started: now, Until: now.Add(s.cfg.Lease), Trigger: trigger}
+		if !crashed {
+			mode = chooseMode(pol, st, nightly)
+		}
+		if mode == ModeFull || mode == ModeScratch {
+			st.SinceFull, st.LastFull = 0, now
+		} else {
+			st.SinceFull++
+		}
+		st.Due, st.Manual, st.NewExamples, st.Mode = false, false, 0, ""
+		st.Running = &Lease{Owner: s.cfg.Owner, Started: now, Until: now.Add(s.cfg.Lease), Trigger: trigger, Mode: mode}
 		st.Rev++
 		return nil
 	})
@@ -166,7 +189,7 @@ func (s *Service) maybeTrain(ctx context.Context, project string) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); s.renew(tctx, project) }()
 	start := time.Now()
-	out, trainErr := s.TrainOnce(tctx, project, trigger)
+	out, trainErr := s.TrainOnce(tctx, project, trigger, mode)
 	stop()
 	wg.Wait()
 	s.m.seconds.Observe(time.Since(start).Seconds())
@@ -200,6 +223,40 @@ func (s *Service) maybeTrain(ctx context.Context, project string) error {
 		return err
 	}
 	return trainErr
+}
+
+// chooseMode is the mode of a training the state makes due: what an admin asked for,
+// else a full training (from the release or from scratch, as the policy says) when
+// every FullEvery-th training or the nightly slot is due, else "" (replay, or full when
+// the policy's replay is negative).
+func chooseMode(pol project.RetrainPolicy, st *State, nightly time.Time) string {
+	full := ModeFull
+	if pol.FullFrom == ModeScratch {
+		full = ModeScratch
+	}
+	switch {
+	case st.Mode != "":
+		return st.Mode
+	case pol.FullEvery > 0 && st.SinceFull+1 >= pol.FullEvery:
+		return full
+	case !nightly.IsZero() && st.LastFull.Before(nightly):
+		return full
+	}
+	return ""
+}
+
+// fullSlot is the latest daily full-training time at or before now ("HH:MM" UTC), or
+// zero when there is none.
+func fullSlot(at string, now time.Time) time.Time {
+	t, err := time.Parse("15:04", at)
+	if at == "" || err != nil {
+		return time.Time{}
+	}
+	slot := time.Date(now.Year(), now.Month(), now.Day(), t.Hour(), t.Minute(), 0, 0, time.UTC)
+	if slot.After(now) {
+		slot = slot.AddDate(0, 0, -1)
+	}
+	return slot
 }
 
 // renew extends the lease while a training runs.

@@ -210,3 +210,14 @@ func (s *Service) wake(ctx context.Context, wg *sync.WaitGroup, project string) 
 
 // IsManual reports whether an approval event is a manual training request.
 func IsManual(ev *edgeloopv1.BatchApproved) bool { return strings.HasPrefix(ev.BatchId, "manual-") }
+
+// ManualMode is the training mode a manual request asks for ("manual-full-…" or
+// "manual-scratch-…"; "" for the policy's).
+func ManualMode(ev *edgeloopv1.BatchApproved) string {
+	for _, m := range []string{ModeFull, ModeScratch, ModeReplay} {
+		if strings.HasPrefix(ev.BatchId, "manual-"+m+"-") {
+			return m
+		}
+	}
+	return ""
+}

@@ -289,7 +289,7 @@ func TestApprovalsDuringTrainingQueueExactlyOneMore(t *testing.T) {
 	})
 	reg := registry.New(e.store, e.prod, e.kafka, e.api)
 	for i := 0; i < 3; i++ {
-		if _, err := reg.RequestTraining(ctx, "queue", "ada"); err != nil {
+		if _, err := reg.RequestTraining(ctx, "queue", "ada", ""); err != nil {
 			t.Fatal(err)
 		}
 	}

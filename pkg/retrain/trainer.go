@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -29,22 +30,18 @@ func archFor(p *project.Project) nn.Arch {
 	return nn.ClassifierArch(len(p.Classes))
 }
 
-// loadDataset reads the project's dataset (every example in its pinned split) with its
-// images, resized to the network's input. Images are cached on disk by their content
-// key. Unusable examples are skipped with a reason.
-func (s *Service) loadDataset(ctx context.Context, p *project.Project, a nn.Arch) (train.Split, string, []train.Skip, error) {
-	d, err := s.cur.Dataset(ctx, p.ID)
-	if err != nil {
-		return train.Split{}, "", nil, err
-	}
+// loadEntries reads the images of dataset entries, resized to the network's input, and
+// sorts them into their splits. Images are cached on disk by their content key.
+// Unusable examples are skipped with a reason.
+func (s *Service) loadEntries(ctx context.Context, p *project.Project, a nn.Arch, entries []project.DatasetEntry) (train.Split, []train.Skip, error) {
 	idx := p.ClassIndex()
 	var sp train.Split
 	var skipped []train.Skip
-	for _, e := range d.Entries {
+	for _, e := range entries {
 		im, err := s.image(ctx, e.Image)
 		if err != nil {
 			if errors.Is(err, context.Canceled) {
-				return sp, "", nil, err
+				return sp, nil, err
 			}
 			skipped = append(skipped, train.Skip{Split: e.Split, ID: e.ID, Reason: err.Error()})
 			continue
@@ -79,7 +76,7 @@ func (s *Service) loadDataset(ctx context.Context, p *project.Project, a nn.Arch
 			sp.Train = append(sp.Train, smp)
 		}
 	}
-	return sp, fmt.Sprintf("ds-%d", d.Seq), skipped, nil
+	return sp, skipped, nil
 }
 
 func (s *Service) image(ctx context.Context, key string) (*raster.Image, error) {
@@ -118,12 +115,19 @@ type Outcome struct {
 	Released bool
 }
 
-// TrainOnce fine-tunes the project's released model (or trains a first one) on its
-// dataset, evaluates candidate and release on the same frozen test split, stores the
-// candidate as a new version with the gate's decision, and releases it when the gate
-// says so.
-func (s *Service) TrainOnce(ctx context.Context, project, trigger string) (*Outcome, error) {
+// TrainOnce trains a candidate of the project in the given mode ("" lets the policy
+// decide: replay, or full when the policy's replay is negative) — a fine-tune of the
+// released model, or a first model from scratch when there is none —, evaluates
+// candidate and release on the same frozen test split, stores the candidate as a new
+// version with the gate's decision and the mode and examples it trained on, and
+// releases it when the gate says so. When the project's classes changed since the
+// release, the release's head is remapped first (old classes keep their weights, new
+// ones start small) and the release is gated as that remapped model.
+func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string) (*Outcome, error) {
 	start := time.Now()
+	if err := CheckMode(mode); err != nil {
+		return nil, err
+	}
 	p, err := s.cur.Project(ctx, project)
 	if err != nil {
 		return nil, err
@@ -142,22 +146,57 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger string) (*Outc
 	default:
 		return nil, err
 	}
-	a := archFor(p)
-	if parent != nil {
-		a = parent.Header.Arch
+	switch {
+	case parent == nil:
+		mode = ModeScratch
+	case mode == "" && p.Retrain.Replay < 0:
+		mode = ModeFull
+	case mode == "":
+		mode = ModeReplay
 	}
-	data, snapshot, skipped, err := s.loadDataset(ctx, p, a)
+	d, err := s.cur.Dataset(ctx, project)
 	if err != nil {
 		return nil, err
 	}
-	cfg := TrainConfig(p, parent != nil, uint64(time.Now().UnixNano()))
-	init := (*nn.Params)(nil)
+	snapshot := fmt.Sprintf("ds-%d", d.Seq)
+	cfg := TrainConfig(p, mode != ModeScratch, uint64(time.Now().UnixNano()))
+	// current is the release as a model of the project's classes (for the gate).
+	a, init, current := archFor(p), (*nn.Params)(nil), (*nn.Params)(nil)
 	if parent != nil {
-		init = parent.Params
-	} else if init, err = nn.InitParams(a, cfg.Seed); err != nil {
+		a, current = parent.Header.Arch, parent.Params
+		if !slices.Equal(parent.Header.Classes, p.Classes) {
+			if a, current, err = nn.RemapClasses(a, parent.Params, parent.Header.Classes, p.Classes, uint64(d.Seq)); err != nil {
+				return nil, fmt.Errorf("released model v%d: %w", parentVersion, err)
+			}
+			s.log.Info("classes changed since the release: head remapped", zap.String("project", project),
+				zap.Strings("from", parent.Header.Classes), zap.Strings("to", p.Classes))
+		}
+	}
+	if mode == ModeScratch {
+		a = archFor(p)
+		if init, err = nn.InitParams(a, cfg.Seed); err != nil {
+			return nil, err
+		}
+	} else {
+		init = current
+	}
+	since := 0
+	if parent != nil {
+		since = SnapshotSeq(parent.Header.Lineage.Dataset)
+	}
+	plan := PlanTraining(d.Entries, p.Classes, mode, since, p.Retrain.Replay, uint64(d.Seq))
+	entries := plan.Train
+	for _, e := range d.Entries {
+		if e.Split == "val" || e.Split == "test" {
+			entries = append(entries, e)
+		}
+	}
+	data, skipped, err := s.loadEntries(ctx, p, a, entries)
+	if err != nil {
 		return nil, err
 	}
 	s.log.Info("training", zap.String("project", project), zap.Int64("parent", parentVersion), zap.String("snapshot", snapshot),
+		zap.String("mode", mode), zap.Int("new", plan.New), zap.Int("replayed", plan.Replayed), zap.Int("available", plan.Available),
 		zap.Int("train", len(data.Train)), zap.Int("val", len(data.Val)), zap.Int("test", len(data.Test)), zap.String("trigger", trigger))
 	res, err := train.Run(ctx, a, init, p.Classes, data, cfg, s.backend.Factory)
 	if err != nil && (res == nil || !errors.Is(err, train.ErrDiverged)) {
@@ -168,8 +207,8 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger string) (*Outc
 		return nil, err
 	}
 	var cur *train.Evaluation
-	if parent != nil {
-		ev, err := evaluateParams(s.backend.Factory, a, parent.Params, p.Classes, data.Test)
+	if current != nil {
+		ev, err := evaluateParams(s.backend.Factory, a, current, p.Classes, data.Test)
 		if err != nil {
 			return nil, err
 		}
@@ -187,7 +226,8 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger string) (*Outc
 	}
 	settings, _ := json.Marshal(cfg)
 	model := &artifact.Model{Params: res.Params, Header: artifact.Header{Arch: a, Classes: p.Classes, Project: project, Version: version,
-		CreatedAt: time.Now().UTC(), Lineage: artifact.Lineage{ParentVersion: parentVersion, ParentSHA256: parentSHA, Dataset: snapshot, Settings: settings},
+		CreatedAt: time.Now().UTC(), Lineage: artifact.Lineage{ParentVersion: parentVersion, ParentSHA256: parentSHA, Dataset: snapshot, Settings: settings,
+			Mode: mode, Examples: len(data.Train)},
 		Metrics: map[string]float64{"test_" + metric: decision.Candidate}}}
 	mb, err := artifact.Encode(model)
 	if err != nil {
@@ -197,7 +237,7 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger string) (*Outc
 		StoppedEarly: res.StoppedEarly, Overfitting: res.Overfitting, OverfitFrom: res.OverfitFrom,
 		Examples: map[string]int{"train": res.Examples.Train, "val": res.Examples.Val, "test": res.Examples.Test},
 		Warnings: res.Warnings, Engine: res.Engine, Seconds: time.Since(start).Seconds(), Settings: cfg,
-		ValMetricName: "val_" + metric, Model: ModelRef{File: "model.elm", SHA256: artifact.SHA256(mb), ParentSHA256: parentSHA, ParentVersion: parentVersion}}
+		ValMetricName: "val_" + metric, Plan: &plan, Model: ModelRef{File: "model.elm", SHA256: artifact.SHA256(mb), ParentSHA256: parentSHA, ParentVersion: parentVersion}}
 	for _, h := range res.History {
 		m.TrainLoss, m.ValLoss, m.ValMetric = append(m.TrainLoss, h.TrainLoss), append(m.ValLoss, h.ValLoss), append(m.ValMetric, h.ValMetric)
 	}
@@ -208,7 +248,8 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger string) (*Outc
 	mj, _ := json.MarshalIndent(m, "", "  ")
 	ver := &registry.Version{Project: project, Version: version, Parent: parentVersion, Snapshot: snapshot, Trigger: trigger,
 		Engine: res.Engine, Seconds: m.Seconds, Metrics: map[string]float64{"test_" + metric: decision.Candidate},
-		Decision: decision, Classes: p.Classes, Task: p.Task}
+		Decision: decision, Classes: p.Classes, Task: p.Task, Mode: mode,
+		Examples: map[string]int{"train": len(data.Train), "new": plan.New, "replayed": plan.Replayed, "available": plan.Available}}
 	if err := s.reg.Put(ctx, ver, mb, mj, TrainingReport(m, p.Classes), s.key); err != nil {
 		return nil, err
 	}

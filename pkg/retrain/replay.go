@@ -1,0 +1,151 @@
+package retrain
+
+import (
+	"cmp"
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/edgeloop/edgeloop/pkg/project"
+)
+
+// Training modes: what a training starts from and which train examples it sees.
+const (
+	// ModeReplay fine-tunes the release on the examples approved since it plus a
+	// class-balanced replay sample of the older ones: its cost stays flat as the
+	// dataset grows, and the old classes are rehearsed so that they are not forgotten.
+	ModeReplay = "replay"
+	// ModeFull fine-tunes the release on the whole train split.
+	ModeFull = "full"
+	// ModeScratch trains fresh weights on the whole train split (a project's first
+	// model, or on request).
+	ModeScratch = "scratch"
+)
+
+// CheckMode refuses an unknown training mode ("" lets the policy decide).
+func CheckMode(m string) error {
+	switch m {
+	case "", ModeReplay, ModeFull, ModeScratch:
+		return nil
+	}
+	return fmt.Errorf("training mode %q: want %s, %s or %s", m, ModeReplay, ModeFull, ModeScratch)
+}
+
+// Plan is the train examples one training uses.
+type Plan struct {
+	Mode string `json:"mode"`
+	// Train are the chosen train-split entries (all of them unless Mode is replay).
+	Train []project.DatasetEntry `json:"-"`
+	// New are the train examples approved since the release; Replayed the older ones
+	// sampled; Available the train split's usable examples in all.
+	New       int `json:"new"`
+	Replayed  int `json:"replayed"`
+	Available int `json:"available"`
+	// Budget is the replay budget the sample was drawn under.
+	Budget int `json:"budget,omitempty"`
+}
+
+// SnapshotSeq parses a dataset snapshot id "ds-N" (0 when it is not one).
+func SnapshotSeq(snapshot string) int {
+	n, err := strconv.Atoi(strings.TrimPrefix(snapshot, "ds-"))
+	if err != nil || !strings.HasPrefix(snapshot, "ds-") {
+		return 0
+	}
+	return n
+}
+
+// PlanTraining chooses a training's train examples from a dataset manifest. In replay
+// mode it takes every usable train example added after snapshot `since` (what the
+// release never saw) and a class-balanced sample of at most budget of the older ones:
+// each class gets an equal share, and what a small class cannot fill goes to the
+// others. The sample depends only on the entries and seed. Any other mode takes the
+// whole train split. Entries labelled with a class the project no longer has are left
+// out (their examples stay in the dataset).
+func PlanTraining(entries []project.DatasetEntry, classes []string, mode string, since, budget int, seed uint64) Plan {
+	known := make(map[string]bool, len(classes))
+	for _, c := range classes {
+		known[c] = true
+	}
+	pl := Plan{Mode: mode}
+	var fresh, old []project.DatasetEntry
+	for _, e := range entries {
+		if e.Split != "train" && e.Split != "" {
+			continue
+		}
+		usable := true
+		for _, l := range e.Labels {
+			usable = usable && known[l.Class]
+		}
+		if !usable {
+			continue
+		}
+		pl.Available++
+		if mode == ModeReplay && e.Seq > since {
+			fresh = append(fresh, e)
+		} else {
+			old = append(old, e)
+		}
+	}
+	if mode != ModeReplay || budget < 0 || len(old) <= budget {
+		pl.Train = append(fresh, old...)
+		pl.New, pl.Replayed = len(fresh), len(old)
+		if mode == ModeReplay {
+			pl.Budget = budget
+		}
+		return pl
+	}
+	pl.Budget = budget
+	sample := balancedSample(old, budget, seed)
+	pl.Train = append(fresh, sample...)
+	pl.New, pl.Replayed = len(fresh), len(sample)
+	return pl
+}
+
+// balancedSample draws n entries spread evenly over classes (an entry counts for the
+// rarest of its classes; unlabelled entries form a group of their own).
+func balancedSample(es []project.DatasetEntry, n int, seed uint64) []project.DatasetEntry {
+	freq := map[string]int{}
+	for _, e := range es {
+		for _, l := range e.Labels {
+			freq[l.Class]++
+		}
+	}
+	groups := map[string][]project.DatasetEntry{}
+	for _, e := range es {
+		g, best := "", -1
+		for _, l := range e.Labels {
+			if f := freq[l.Class]; best < 0 || f < best || (f == best && l.Class < g) {
+				g, best = l.Class, f
+			}
+		}
+		groups[g] = append(groups[g], e)
+	}
+	names := make([]string, 0, len(groups))
+	for g := range groups {
+		names = append(names, g)
+	}
+	// Smallest groups first: what they cannot fill is shared by the larger ones.
+	slices.SortFunc(names, func(a, b string) int {
+		return cmp.Or(cmp.Compare(len(groups[a]), len(groups[b])), strings.Compare(a, b))
+	})
+	out := make([]project.DatasetEntry, 0, n)
+	left := n
+	for i, g := range names {
+		quota := left / (len(names) - i)
+		members := groups[g]
+		if quota < len(members) {
+			h := fnv.New64a()
+			h.Write([]byte(g))
+			r := rand.New(rand.NewPCG(seed, h.Sum64()))
+			members = slices.Clone(members)
+			r.Shuffle(len(members), func(a, b int) { members[a], members[b] = members[b], members[a] })
+			members = members[:quota]
+		}
+		out = append(out, members...)
+		left -= len(members)
+	}
+	return out
+}

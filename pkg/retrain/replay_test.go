@@ -1,0 +1,95 @@
+package retrain_test
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/edgeloop/edgeloop/pkg/project"
+	"github.com/edgeloop/edgeloop/pkg/retrain"
+)
+
+// manifest builds dataset entries: n per class (old ones at snapshot 1), plus extra.
+func manifest(perClass map[string]int, seq int) []project.DatasetEntry {
+	var es []project.DatasetEntry
+	for _, c := range []string{"a", "b", "c", "d", "e"} {
+		for i := 0; i < perClass[c]; i++ {
+			es = append(es, project.DatasetEntry{ID: fmt.Sprintf("%s-%d-%d", c, seq, i), Split: "train", Seq: seq, Labels: []project.Label{{Class: c}}})
+		}
+	}
+	return es
+}
+
+func countBy(es []project.DatasetEntry) map[string]int {
+	m := map[string]int{}
+	for _, e := range es {
+		m[e.Labels[0].Class]++
+	}
+	return m
+}
+
+// TestPlanTrainingReplay: a replay fine-tune takes every new example and a sample of the
+// old ones that is bounded by the budget, spread evenly over the classes (what a small
+// class cannot fill goes to the others), the same for the same seed; examples of
+// classes the project dropped, and val/test examples, are never trained on.
+func TestPlanTrainingReplay(t *testing.T) {
+	classes := []string{"a", "b", "c", "d"}
+	old := manifest(map[string]int{"a": 3000, "b": 400, "c": 400, "d": 20, "e": 50}, 1) // e: a removed class
+	fresh := manifest(map[string]int{"a": 5, "d": 45}, 2)
+	es := append(append(old, fresh...),
+		project.DatasetEntry{ID: "v", Split: "val", Seq: 2, Labels: []project.Label{{Class: "a"}}},
+		project.DatasetEntry{ID: "t", Split: "test", Seq: 1, Labels: []project.Label{{Class: "b"}}})
+
+	pl := retrain.PlanTraining(es, classes, retrain.ModeReplay, 1, 600, 7)
+	if pl.New != 50 || pl.Replayed != 600 || len(pl.Train) != 650 || pl.Available != 3870 {
+		t.Fatalf("plan: new %d replayed %d train %d available %d; want 50, 600, 650, 3870", pl.New, pl.Replayed, len(pl.Train), pl.Available)
+	}
+	got := countBy(pl.Train[pl.New:])
+	// d has 20 old examples: all of them; a, b, c share the other 580 evenly.
+	want := map[string]int{"a": 193, "b": 193, "c": 194, "d": 20}
+	for c, n := range want {
+		if got[c] < n-1 || got[c] > n+1 {
+			t.Fatalf("replayed per class %v, want about %v", got, want)
+		}
+	}
+	if got["e"] != 0 {
+		t.Fatalf("%d examples of the removed class e replayed", got["e"])
+	}
+	for _, e := range pl.Train {
+		if e.Split != "train" {
+			t.Fatalf("a %s example %s in the training", e.Split, e.ID)
+		}
+	}
+	for _, e := range pl.Train[:pl.New] {
+		if e.Seq != 2 {
+			t.Fatalf("new example %s from snapshot %d", e.ID, e.Seq)
+		}
+	}
+	ids := func(p retrain.Plan) []string {
+		var s []string
+		for _, e := range p.Train {
+			s = append(s, e.ID)
+		}
+		slices.Sort(s)
+		return s
+	}
+	if again := retrain.PlanTraining(es, classes, retrain.ModeReplay, 1, 600, 7); !slices.Equal(ids(pl), ids(again)) {
+		t.Fatal("the same seed drew another sample")
+	}
+	if other := retrain.PlanTraining(es, classes, retrain.ModeReplay, 1, 600, 8); slices.Equal(ids(pl), ids(other)) {
+		t.Fatal("another seed drew the same sample")
+	}
+	// A budget above the old examples, or a full training: every usable train example.
+	for _, p := range []retrain.Plan{
+		retrain.PlanTraining(es, classes, retrain.ModeReplay, 1, 10000, 7),
+		retrain.PlanTraining(es, classes, retrain.ModeReplay, 1, -1, 7),
+		retrain.PlanTraining(es, classes, retrain.ModeFull, 1, 600, 7),
+	} {
+		if len(p.Train) != 3870 {
+			t.Fatalf("%s plan with budget %d: %d examples, want all 3870", p.Mode, p.Budget, len(p.Train))
+		}
+	}
+	if retrain.SnapshotSeq("ds-12") != 12 || retrain.SnapshotSeq("mnist") != 0 {
+		t.Fatal("snapshot ids")
+	}
+}
