@@ -1,6 +1,7 @@
 package retrain_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -26,21 +28,26 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/agent"
 	"github.com/edgeloop/edgeloop/pkg/artifact"
 	"github.com/edgeloop/edgeloop/pkg/bridge"
+	"github.com/edgeloop/edgeloop/pkg/config"
 	"github.com/edgeloop/edgeloop/pkg/contract"
 	"github.com/edgeloop/edgeloop/pkg/curator"
 	"github.com/edgeloop/edgeloop/pkg/dashboard"
+	"github.com/edgeloop/edgeloop/pkg/dataformat"
 	"github.com/edgeloop/edgeloop/pkg/datasets"
 	"github.com/edgeloop/edgeloop/pkg/drift"
 	"github.com/edgeloop/edgeloop/pkg/httpapi"
 	"github.com/edgeloop/edgeloop/pkg/kafkabus"
 	"github.com/edgeloop/edgeloop/pkg/mnist"
 	"github.com/edgeloop/edgeloop/pkg/mqttbus"
+	"github.com/edgeloop/edgeloop/pkg/nn"
+	"github.com/edgeloop/edgeloop/pkg/nn/gorgoniaengine"
 	"github.com/edgeloop/edgeloop/pkg/objstore"
 	"github.com/edgeloop/edgeloop/pkg/objstore/s3store"
 	"github.com/edgeloop/edgeloop/pkg/opshttp"
 	"github.com/edgeloop/edgeloop/pkg/project"
 	"github.com/edgeloop/edgeloop/pkg/registry"
 	"github.com/edgeloop/edgeloop/pkg/retrain"
+	"github.com/edgeloop/edgeloop/pkg/train"
 	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
 )
 
@@ -160,6 +167,15 @@ func (e *env) versions(p string) []*registry.Version {
 // earlier call sent).
 func (e *env) approveBatch(p string, offset, n int, label string) {
 	e.t.Helper()
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = offset + i
+	}
+	e.approveDigits(p, idx, label)
+}
+
+// testDigits is MNIST's test set, loaded once.
+func (e *env) testDigits() *mnist.Set {
 	if e.digits == nil {
 		_, te, err := mnist.Load("")
 		if err != nil {
@@ -167,10 +183,19 @@ func (e *env) approveBatch(p string, offset, n int, label string) {
 		}
 		e.digits = te
 	}
+	return e.digits
+}
+
+// approveDigits sends the test digits at idx (true labels, or label when set) through
+// Kafka, and annotates and approves a ready batch (theirs, or one holding examples an
+// earlier call sent).
+func (e *env) approveDigits(p string, idx []int, label string) {
+	e.t.Helper()
 	none, _ := drift.Get(drift.None)
 	var msgs []kafka.Message
-	for i, s := range datasets.Digits(e.digits, offset, n, "t", none, 1) {
-		id := fmt.Sprintf("%s-ex-%d", p, offset+i)
+	for _, k := range idx {
+		s := datasets.Digits(e.testDigits(), k, 1, "t", none, 1)[0]
+		id := fmt.Sprintf("%s-ex-%d", p, k)
 		e.truth[id] = fmt.Sprint(s.Label)
 		if label != "" {
 			e.truth[id] = label
@@ -396,3 +421,197 @@ func mustReq(url, token string) *http.Request {
 	req.Header.Set("Authorization", "Bearer "+token)
 	return req
 }
+
+// TestAddClassEndToEnd: a project of the digits 0–8 trains v1; an admin appends the
+// class 9 through the API (a reorder is refused, the append is in the audit); batches
+// holding 9s are approved; the next training grows the head, replays the old classes
+// and is released with 10 classes; the old classes do not regress on held-out digits,
+// the new model recognises 9s, and an agent that ran v1 takes the new model and
+// answers 9.
+func TestAddClassEndToEnd(t *testing.T) {
+	e := newEnv(t)
+	e.retrainer("r1", time.Minute)
+	ctx := context.Background()
+	old := []string{"0", "1", "2", "3", "4", "5", "6", "7", "8"}
+	body, _ := json.Marshal(project.Project{ID: "grow", Task: "classify", Classes: old,
+		Batch:   project.BatchSettings{Min: 10, Max: 20, MaxWait: config.Duration(time.Second)},
+		Retrain: project.RetrainPolicy{Epochs: 3, Debounce: config.Duration(time.Millisecond), Replay: 400}})
+	if code, out := e.call("POST", "/api/v1/projects", "application/json", body); code != http.StatusCreated {
+		t.Fatalf("create project: %d %s", code, out)
+	}
+	trainSet, _, err := mnist.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	none, _ := drift.Get(drift.None)
+	// Seed: 800 train digits that are not 9; held out: train digits 40,000+ by class.
+	var seeds []dataformat.SeedImage
+	for _, s := range datasets.Digits(trainSet, 0, 900, "seed", none, 1) {
+		if s.Label != 9 && len(seeds) < 800 {
+			seeds = append(seeds, dataformat.SeedImage{ID: s.ID, Data: s.Image.EncodePNG(), ContentType: "image/png", Width: 28, Height: 28,
+				Split: "train", Labels: []project.Label{{Class: fmt.Sprint(s.Label)}}})
+		}
+	}
+	var heldOld, heldNine []train.Sample
+	for _, s := range datasets.Digits(trainSet, 40000, 2000, "held", none, 1) {
+		if s.Label == 9 {
+			heldNine = append(heldNine, s)
+		} else if len(heldOld) < 600 {
+			heldOld = append(heldOld, s)
+		}
+	}
+	p, err := (&project.Store{S: e.store}).Project(ctx, "grow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	zipData, err := dataformat.SeedArchive(p, seeds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, out := e.call("POST", "/api/v1/projects/grow/dataset/import?format=coco", "application/zip", zipData); code != http.StatusCreated {
+		t.Fatalf("import seed: %d %s", code, out)
+	}
+	e.waitFor("v1 released", 120*time.Second, func() bool { return e.release("grow") == 1 })
+	reg := registry.New(e.store, nil, e.kafka, e.api)
+	v1, err := reg.Model(ctx, "grow", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Reordering is refused; appending is accepted and logged.
+	p.Classes = []string{"1", "0", "2", "3", "4", "5", "6", "7", "8", "9"}
+	if code, out := e.call("PUT", "/api/v1/projects/grow", "application/json", mustJSON(p)); code != http.StatusBadRequest {
+		t.Fatalf("a reorder of the classes: %d %s, want 400", code, out)
+	}
+	p.Classes = append(slices.Clone(old), "9")
+	code, out := e.call("PUT", "/api/v1/projects/grow", "application/json", mustJSON(p))
+	var got project.Project
+	if code != http.StatusOK || json.Unmarshal(out, &got) != nil {
+		t.Fatalf("append class 9: %d %s", code, out)
+	}
+	if len(got.Classes) != 10 || len(got.Audit) != 1 || got.Audit[0].User != "ada" || got.Audit[0].Action != "add classes" {
+		t.Fatalf("after the append: classes %v, audit %+v", got.Classes, got.Audit)
+	}
+
+	// Batches of 9s and of every digit, until the test split can compare.
+	var nines, mixed []int
+	for i := 0; i < e.testDigits().Len() && (len(nines) < 120 || len(mixed) < 80); i++ {
+		if e.testDigits().Labels[i] == 9 && len(nines) < 120 {
+			nines = append(nines, i)
+		} else if e.testDigits().Labels[i] != 9 && len(mixed) < 80 {
+			mixed = append(mixed, i)
+		}
+	}
+	for b := 0; b < 10; b++ {
+		idx := append(slices.Clone(nines[b*12:(b+1)*12]), mixed[b*8:(b+1)*8]...)
+		e.approveDigits("grow", idx, "")
+	}
+	var final *registry.Version
+	e.waitFor("a released model of 10 classes", 300*time.Second, func() bool {
+		st, _ := (&curatorState{e}).state("grow")
+		vs := e.versions("grow")
+		last := vs[len(vs)-1]
+		if st.Running != nil || st.Due || len(last.Classes) != 10 || e.release("grow") < 2 {
+			return false
+		}
+		for _, v := range vs {
+			if v.Version == e.release("grow") {
+				final = v
+			}
+		}
+		return final != nil && len(final.Classes) == 10
+	})
+	for _, v := range e.versions("grow") {
+		t.Logf("v%d: mode %s, examples %v, classes %d, published %v: %s", v.Version, v.Mode, v.Examples, len(v.Classes), v.Decision.Published,
+			strings.Join(v.Decision.Reasons, "; "))
+	}
+	if final.Mode != retrain.ModeReplay || final.Examples["new"] == 0 {
+		t.Fatalf("v%d trained in mode %q on %v, want a replay fine-tune with new examples", final.Version, final.Mode, final.Examples)
+	}
+	grown, err := reg.Model(ctx, "grow", final.Version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if grown.Header.Arch.Classes != 10 || !slices.Equal(grown.Header.Classes, p.Classes) || grown.Header.Lineage.Mode != retrain.ModeReplay {
+		t.Fatalf("v%d: %d outputs, classes %v, lineage mode %q", final.Version, grown.Header.Arch.Classes, grown.Header.Classes, grown.Header.Lineage.Mode)
+	}
+	accuracy := func(m *artifact.Model, set []train.Sample) float64 {
+		e, err := gorgoniaengine.New(nn.EngineConfig{Arch: m.Header.Arch, Params: m.Params})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.Close()
+		ev, err := train.Evaluate(e, m.Header.Arch, p.Classes, set, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev.Headline()
+	}
+	accOld1, accOld2, accNine := accuracy(v1, heldOld), accuracy(grown, heldOld), accuracy(grown, heldNine)
+	t.Logf("held-out digits 0–8: v1 %.3f, v%d %.3f; held-out 9s: v%d %.3f (%d)", accOld1, final.Version, accOld2, final.Version, accNine, len(heldNine))
+	if accOld2 < accOld1-0.03 {
+		t.Fatalf("the old classes regressed: %.3f → %.3f on %d held-out digits", accOld1, accOld2, len(heldOld))
+	}
+	if accNine < 0.6 {
+		t.Fatalf("v%d recognises %.3f of held-out 9s", final.Version, accNine)
+	}
+
+	// An agent running v1 takes the grown model and answers 9.
+	pub := e.key.Public().(ed25519.PublicKey)
+	a, err := agent.New(agent.Config{Project: "grow", Device: "cam-1", DataDir: t.TempDir(), MQTT: mqttbus.Config{URL: "tcp://127.0.0.1:1"},
+		PublicKeys: map[string]ed25519.PublicKey{artifact.KeyID(pub): pub}, DeviceToken: "device-token-0001"}, nil, e.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	releases := map[int64]*edgeloopv1.ModelRelease{}
+	servertest.Collect(t, e.kafka, contract.TopicModels, 60*time.Second, func(m kafka.Message) {
+		rel := &edgeloopv1.ModelRelease{}
+		if proto.Unmarshal(m.Value, rel) == nil && rel.Project == "grow" {
+			releases[rel.Version] = rel
+		}
+	}, func() bool { return releases[1] != nil && releases[final.Version] != nil })
+	for _, v := range []int64{1, final.Version} {
+		if releases[v] == nil {
+			t.Fatalf("no release message of v%d on %s", v, contract.TopicModels)
+		}
+		if err := a.Apply(ctx, releases[v]); err != nil {
+			t.Fatalf("the agent refused v%d: %v", v, err)
+		}
+	}
+	right := 0
+	for i, s := range heldNine[:20] {
+		res, err := a.Infer(ctx, fmt.Sprint("nine-", i), s.Image, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.ModelVersion != final.Version {
+			t.Fatalf("the agent answered with v%d, want v%d", res.ModelVersion, final.Version)
+		}
+		if res.Predictions[0].ClassName == "9" {
+			right++
+		}
+	}
+	if right < 12 {
+		t.Fatalf("the agent answered 9 for %d of 20 held-out 9s", right)
+	}
+}
+
+// call sends an admin request to the curator API.
+func (e *env) call(method, path, ct string, body []byte) (int, []byte) {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.api+path, bytes.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer admin-token-00001")
+	req.Header.Set("Content-Type", ct)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
+}
+
+func mustJSON(v any) []byte { b, _ := json.Marshal(v); return b }
