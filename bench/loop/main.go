@@ -28,7 +28,9 @@ import (
 
 	"github.com/edgeloop/edgeloop/pkg/mnist"
 	"github.com/edgeloop/edgeloop/pkg/nn/backend"
+	"github.com/edgeloop/edgeloop/pkg/project"
 	"github.com/edgeloop/edgeloop/pkg/report"
+	"github.com/edgeloop/edgeloop/pkg/retrain"
 	"github.com/edgeloop/edgeloop/pkg/sampling"
 )
 
@@ -40,22 +42,28 @@ type options struct {
 	workers                     int
 	target                      float64
 	out, mnistDir, strategyList string
+	// modes are the fine-tuning modes each strategy runs in: full (the whole dataset)
+	// and/or replay (new examples + a class-balanced sample of replay examples).
+	modes  string
+	replay int
 }
 
-// strategy is one way the agent picks frames, as an agent's sampling config has it.
+// strategy is one way the agent picks frames, as an agent's sampling config has it,
+// and how each iteration fine-tunes (retrain.ModeFull or retrain.ModeReplay).
 type strategy struct {
 	name string
 	cfg  sampling.StrategyConfig
+	mode string
 }
 
 // strategies are the agent's uncertainty strategies and random sampling, the baseline.
 func strategies() []strategy {
 	return []strategy{
-		{"random", sampling.StrategyConfig{Kind: sampling.Random, Probability: 0.1}},
-		{"top1", sampling.StrategyConfig{Kind: sampling.LowConfidence, Measure: "top1", Max: 0.9}},
-		{"margin", sampling.StrategyConfig{Kind: sampling.LowConfidence, Measure: "margin", Max: 0.3}},
-		{"entropy", sampling.StrategyConfig{Kind: sampling.LowConfidence, Measure: "entropy", Min: 0.2}},
-		{"threshold", sampling.StrategyConfig{Kind: sampling.CloseToThreshold, Threshold: 0.5, Epsilon: 0.25}},
+		{name: "random", cfg: sampling.StrategyConfig{Kind: sampling.Random, Probability: 0.1}, mode: retrain.ModeFull},
+		{name: "top1", cfg: sampling.StrategyConfig{Kind: sampling.LowConfidence, Measure: "top1", Max: 0.9}, mode: retrain.ModeFull},
+		{name: "margin", cfg: sampling.StrategyConfig{Kind: sampling.LowConfidence, Measure: "margin", Max: 0.3}, mode: retrain.ModeFull},
+		{name: "entropy", cfg: sampling.StrategyConfig{Kind: sampling.LowConfidence, Measure: "entropy", Min: 0.2}, mode: retrain.ModeFull},
+		{name: "threshold", cfg: sampling.StrategyConfig{Kind: sampling.CloseToThreshold, Threshold: 0.5, Epsilon: 0.25}, mode: retrain.ModeFull},
 	}
 }
 
@@ -90,6 +98,8 @@ func main() {
 	flag.StringVar(&o.out, "out", "bench/out/loop", "directory for loop.png and results.json")
 	flag.StringVar(&o.mnistDir, "mnist", "", "MNIST directory (default: the GoMNIST module)")
 	flag.StringVar(&o.strategyList, "strategies", "", "comma-separated subset of: random,top1,margin,entropy,threshold")
+	flag.StringVar(&o.modes, "modes", "full", "fine-tuning modes, comma-separated: full (the whole dataset, as before), replay (the retrain service's bounded fine-tune)")
+	flag.IntVar(&o.replay, "replay", project.DefaultReplay, "replay budget of the replay mode, in examples")
 	flag.Parse()
 	log := zap.NewNop()
 	ctx := context.Background()
@@ -97,7 +107,17 @@ func main() {
 	var strats []strategy
 	for _, s := range strategies() {
 		if o.strategyList == "" || strings.Contains(","+o.strategyList+",", ","+s.name+",") {
-			strats = append(strats, s)
+			for _, m := range strings.Split(o.modes, ",") {
+				switch m {
+				case retrain.ModeFull:
+					s.mode = m
+				case retrain.ModeReplay:
+					s.name, s.mode = s.name+" replay", m
+				default:
+					fail(fmt.Errorf("-modes %q: want full and/or replay", o.modes))
+				}
+				strats = append(strats, s)
+			}
 		}
 	}
 	if len(strats) == 0 {
@@ -151,7 +171,7 @@ func main() {
 	fmt.Print(t.markdown(o, strats, be.Name, time.Since(start)))
 	fail(os.MkdirAll(o.out, 0o755))
 	fail(os.WriteFile(filepath.Join(o.out, "loop.png"), report.PNG(t.chart(o, strats)), 0o644))
-	js, _ := json.MarshalIndent(map[string]any{"drift": o.drift, "per_iteration": o.perIteration, "seed_examples": o.seedExamples,
+	js, _ := json.MarshalIndent(map[string]any{"drift": o.drift, "modes": o.modes, "replay": o.replay, "per_iteration": o.perIteration, "seed_examples": o.seedExamples,
 		"test": o.test, "engine": be.Name, "runs": results}, "", "  ")
 	fail(os.WriteFile(filepath.Join(o.out, "results.json"), js, 0o644))
 	fmt.Printf("\nPlot: %s; every run: %s\n", filepath.Join(o.out, "loop.png"), filepath.Join(o.out, "results.json"))
@@ -159,18 +179,22 @@ func main() {
 
 // table holds the runs by strategy and iteration.
 type table struct {
-	// acc[strategy][iteration] are the accuracies over seeds; likewise wrong and frames.
-	acc, wrong, frames map[string][][]float64
+	// acc[strategy][iteration] are the accuracies over seeds; likewise wrong, frames and
+	// the seconds an iteration took.
+	acc, wrong, frames, secs map[string][][]float64
+	// clean[strategy] are, per seed, the final model's accuracy without the drift.
+	clean map[string][]float64
 	// reach[strategy] are, per seed, the labels spent when the target was first met (-1: never).
 	reach map[string][]int
 	notes []string
 }
 
 func tabulate(o options, strats []strategy, rs []runResult) table {
-	t := table{acc: map[string][][]float64{}, wrong: map[string][][]float64{}, frames: map[string][][]float64{}, reach: map[string][]int{}}
+	t := table{acc: map[string][][]float64{}, wrong: map[string][][]float64{}, frames: map[string][][]float64{}, secs: map[string][][]float64{},
+		reach: map[string][]int{}, clean: map[string][]float64{}}
 	for _, s := range strats {
 		n := o.iterations + 1
-		t.acc[s.name], t.wrong[s.name], t.frames[s.name] = make([][]float64, n), make([][]float64, n), make([][]float64, n)
+		t.acc[s.name], t.wrong[s.name], t.frames[s.name], t.secs[s.name] = make([][]float64, n), make([][]float64, n), make([][]float64, n), make([][]float64, n)
 	}
 	for _, r := range rs {
 		reached := -1
@@ -179,12 +203,14 @@ func tabulate(o options, strats []strategy, rs []runResult) table {
 			if i > 0 {
 				t.wrong[r.Strategy][i] = append(t.wrong[r.Strategy][i], p.Wrong)
 				t.frames[r.Strategy][i] = append(t.frames[r.Strategy][i], float64(p.Frames))
+				t.secs[r.Strategy][i] = append(t.secs[r.Strategy][i], p.Seconds)
 			}
 			if reached < 0 && p.Accuracy >= o.target {
 				reached = p.Labels
 			}
 		}
 		t.reach[r.Strategy] = append(t.reach[r.Strategy], reached)
+		t.clean[r.Strategy] = append(t.clean[r.Strategy], r.Clean)
 		if r.Note != "" {
 			t.notes = append(t.notes, fmt.Sprintf("seed %d %s: %s", r.Seed, r.Strategy, r.Note))
 		}
@@ -213,8 +239,8 @@ func meanSD(v []float64) (float64, float64) {
 func (t table) markdown(o options, strats []strategy, engine string, took time.Duration) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nLoop benchmark: drift %q, first model on %d clean digits, %d corrected examples per iteration, "+
-		"accuracy on %d held-out drifted test digits (mean ± sd over %d seeds); engine %s; %s\n\n",
-		o.drift, o.seedExamples, o.perIteration, o.test, o.seeds, engine, took.Round(time.Second))
+		"accuracy on %d held-out drifted test digits (mean ± sd over %d seeds); fine-tuning %s (replay budget %d); engine %s; %s\n\n",
+		o.drift, o.seedExamples, o.perIteration, o.test, o.seeds, o.modes, o.replay, engine, took.Round(time.Second))
 	row := func(cells ...string) { fmt.Fprintf(&b, "| %s |\n", strings.Join(cells, " | ")) }
 	head := []string{"labels"}
 	rule := []string{"-----:"}
@@ -248,11 +274,17 @@ func (t table) markdown(o options, strats []strategy, engine string, took time.D
 	}
 
 	fmt.Fprintf(&b, "\nPer strategy: labels to reach %.0f %% (per seed; — never within %d labels), the share of its picks the model had wrong, "+
-		"frames it looked at per %d labels, and the accuracy gain at the end over random sampling\n\n", 100*o.target, o.iterations*o.perIteration, o.perIteration)
-	row("strategy", "rule", fmt.Sprintf("labels to %.0f %%", 100*o.target), "picks wrong", "frames / iteration", "final vs random")
-	row("--------", "----", "---:", "---:", "---:", "---:")
-	rm, _ := meanSD(t.acc["random"][o.iterations])
+		"frames it looked at per %d labels, the seconds an iteration took (sampling and fine-tuning), the accuracy gain at the end over random sampling "+
+		"fine-tuned the same way, and the final model's accuracy on the same test digits without the drift\n\n", 100*o.target, o.iterations*o.perIteration, o.perIteration)
+	row("strategy", "rule", "fine-tune", fmt.Sprintf("labels to %.0f %%", 100*o.target), "picks wrong", "frames / iteration", "s / iteration",
+		"final vs random", "clean test at the end")
+	row("--------", "----", "---------", "---:", "---:", "---:", "---:", "---:", "---:")
 	for _, s := range strats {
+		// The baseline is random sampling fine-tuned the same way, when it ran.
+		rm := math.NaN()
+		if base := t.acc[strings.Replace(s.name, strings.Fields(s.name)[0], "random", 1)]; base != nil {
+			rm, _ = meanSD(base[o.iterations])
+		}
 		var reach []string
 		for _, r := range t.reach[s.name] {
 			if r < 0 {
@@ -261,19 +293,26 @@ func (t table) markdown(o options, strats []strategy, engine string, took time.D
 				reach = append(reach, fmt.Sprint(r))
 			}
 		}
-		var wrong, frames []float64
+		var wrong, frames, secs []float64
 		for i := 1; i <= o.iterations; i++ {
 			wrong = append(wrong, t.wrong[s.name][i]...)
 			frames = append(frames, t.frames[s.name][i]...)
+			secs = append(secs, t.secs[s.name][i]...)
 		}
 		w, _ := meanSD(wrong)
 		f, _ := meanSD(frames)
+		sec, _ := meanSD(secs)
+		cm, csd := meanSD(t.clean[s.name])
+		tune := "whole dataset"
+		if s.mode == retrain.ModeReplay {
+			tune = fmt.Sprintf("new + %d replay", o.replay)
+		}
 		m, _ := meanSD(t.acc[s.name][o.iterations])
 		vs := "—"
 		if !math.IsNaN(rm) && !math.IsNaN(m) {
 			vs = fmt.Sprintf("%+.3f", m-rm)
 		}
-		row(s.name, describe(s), strings.Join(reach, ", "), fmt.Sprintf("%.0f %%", 100*w), fmt.Sprintf("%.0f", f), vs)
+		row(s.name, describe(s), tune, strings.Join(reach, ", "), fmt.Sprintf("%.0f %%", 100*w), fmt.Sprintf("%.0f", f), fmt.Sprintf("%.1f", sec), vs, fmt.Sprintf("%.3f ± %.3f", cm, csd))
 	}
 	for _, n := range t.notes {
 		fmt.Fprintf(&b, "\nnote: %s", n)
@@ -286,7 +325,7 @@ func (t table) chart(o options, strats []strategy) image.Image {
 	var series []report.Series
 	pal := report.Palette()
 	for k, s := range strats {
-		sr := report.Series{Name: s.name, Color: pal[k%len(pal)], Dashed: s.name == "random"}
+		sr := report.Series{Name: s.name, Color: pal[k%len(pal)], Dashed: strings.HasPrefix(s.name, "random")}
 		for i := 0; i <= o.iterations; i++ {
 			if m, _ := meanSD(t.acc[s.name][i]); !math.IsNaN(m) {
 				sr.X, sr.Y = append(sr.X, float64(i*o.perIteration)), append(sr.Y, m)

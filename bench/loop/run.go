@@ -32,6 +32,7 @@ type scenario struct {
 	from    int        // first stream index (after the seed digits)
 	drift   drift.Preset
 	test    []train.Sample // held-out drifted test digits, never trained on
+	clean   []train.Sample // the same test digits without the drift (what must not be forgotten)
 	backend backend.Choice
 }
 
@@ -51,7 +52,9 @@ type runResult struct {
 	Strategy string  `json:"strategy"`
 	Seed     uint64  `json:"seed"`
 	Points   []point `json:"points"`
-	Note     string  `json:"note,omitempty"`
+	// Clean is the final model's accuracy on the test digits without the drift.
+	Clean float64 `json:"clean"`
+	Note  string  `json:"note,omitempty"`
 }
 
 // newScenario trains the seed's first model the way the retrain service bootstraps a
@@ -75,6 +78,7 @@ func newScenario(ctx context.Context, o options, trainSet, testSet *mnist.Set, s
 	}
 	sc.from = 20000
 	sc.test = datasets.Digits(testSet, 0, o.test, "test", d, 1000+seed)
+	sc.clean = datasets.Digits(testSet, 0, o.test, "clean", drift.Preset{Name: drift.None}, 1000+seed)
 	cfg := retrain.TrainConfig(p, false, seed)
 	init, err := nn.InitParams(sc.arch, seed)
 	if err != nil {
@@ -117,12 +121,17 @@ func (sc *scenario) clone() *scenario {
 
 // accuracy of params on the held-out drifted test set.
 func (sc *scenario) accuracy(params *nn.Params) (float64, error) {
+	return sc.accuracyOn(params, sc.test)
+}
+
+// accuracyOn is the accuracy of params on set.
+func (sc *scenario) accuracyOn(params *nn.Params, set []train.Sample) (float64, error) {
 	e, err := sc.backend.Factory(nn.EngineConfig{Arch: sc.arch, Params: params})
 	if err != nil {
 		return 0, err
 	}
 	defer e.Close()
-	ev, err := train.Evaluate(e, sc.arch, sc.project.Classes, sc.test, 64)
+	ev, err := train.Evaluate(e, sc.arch, sc.project.Classes, set, 64)
 	if err != nil {
 		return 0, err
 	}
@@ -146,6 +155,7 @@ func run(ctx context.Context, o options, base *scenario, st strategy) (runResult
 		return out, fmt.Errorf("strategy %s: %w", st.name, err)
 	}
 	params, next, labels := sc.v1, sc.from, 0
+	added := map[string]int{} // iteration each corrected example was added in (seed: 0)
 	for it := 1; it <= o.iterations; it++ {
 		start := time.Now()
 		pr, err := vision.NewPredictor(sc.arch, params, sc.project.Classes, sc.backend.Factory, 1, vision.Options{})
@@ -187,10 +197,15 @@ func run(ctx context.Context, o options, base *scenario, st strategy) (runResult
 		}
 		for _, s := range taken {
 			sc.add(s)
+			added[s.ID] = it
 		}
 		labels += len(taken)
 		cfg := retrain.TrainConfig(sc.project, true, sc.seed*100+uint64(it))
-		res, err := train.Run(ctx, sc.arch, params, sc.project.Classes, sc.data, cfg, sc.backend.Factory)
+		data := sc.data
+		if st.mode == retrain.ModeReplay {
+			data.Train = replaySet(sc, added, it, o.replay)
+		}
+		res, err := train.Run(ctx, sc.arch, params, sc.project.Classes, data, cfg, sc.backend.Factory)
 		if err != nil {
 			return out, fmt.Errorf("%s seed %d iteration %d: %w", st.name, sc.seed, it, err)
 		}
@@ -205,7 +220,8 @@ func run(ctx context.Context, o options, base *scenario, st strategy) (runResult
 			break
 		}
 	}
-	return out, nil
+	out.Clean, err = sc.accuracyOn(params, sc.clean)
+	return out, err
 }
 
 // streamChunk is the next n production frames: MNIST train digits under the drift,
@@ -218,6 +234,24 @@ func streamChunk(sc *scenario, from, n int) []train.Sample {
 		im := raster.FromBytes(mnist.Side, mnist.Side, sc.stream.Images[i])
 		im = sc.drift.Classification(im, rand.New(rand.NewPCG(sc.seed, uint64(k))))
 		out = append(out, train.Sample{ID: fmt.Sprintf("stream-%d-%d", sc.seed, k), Image: im, Label: int(sc.stream.Labels[i])})
+	}
+	return out
+}
+
+// replaySet is what the retrain service's replay mode trains on at iteration it: the
+// examples added this iteration (the release saw every earlier one) and a
+// class-balanced sample of budget from the rest, chosen by retrain.PlanTraining.
+func replaySet(sc *scenario, added map[string]int, it, budget int) []train.Sample {
+	entries := make([]project.DatasetEntry, len(sc.data.Train))
+	byID := make(map[string]train.Sample, len(sc.data.Train))
+	for i, s := range sc.data.Train {
+		entries[i] = project.DatasetEntry{ID: s.ID, Split: "train", Seq: added[s.ID], Labels: []project.Label{{Class: sc.project.Classes[s.Label]}}}
+		byID[s.ID] = s
+	}
+	pl := retrain.PlanTraining(entries, sc.project.Classes, retrain.ModeReplay, it-1, budget, sc.seed*1000+uint64(it))
+	out := make([]train.Sample, len(pl.Train))
+	for i, e := range pl.Train {
+		out[i] = byID[e.ID]
 	}
 	return out
 }
