@@ -33,11 +33,13 @@ for t in "${targets[@]}"; do
       go build -o bin/edge-agent ./edge-agent
       go run ./bench/agent -binary bin/edge-agent | tee bench/out/agent.md ;;
     pipeline)
-      go run "${tags[@]}" ./bench/pipeline -examples 1000 | tee bench/out/pipeline.md ;;
+      go run "${tags[@]}" ./bench/pipeline -sizes 1000,5000,20000,50000 | tee bench/out/pipeline.md ;;
     quality)
       go run "${tags[@]}" ./bench/quality -out bench/out/quality | tee bench/out/quality.md ;;
     loop)
-      go run "${tags[@]}" ./bench/loop -out bench/out/loop | tee bench/out/loop.md ;;
+      go run "${tags[@]}" ./bench/loop -out bench/out/loop | tee bench/out/loop.md
+      go run "${tags[@]}" ./bench/loop -seeds 3 -iterations 6 -seed-examples 3000 -modes full,replay -replay 300 -strategies margin \
+        -out bench/out/loop-replay | tee bench/out/loop-replay.md ;;
     *) echo "unknown benchmark $t (have: ${all[*]} quality)" >&2; exit 2 ;;
   esac
 done

@@ -74,7 +74,7 @@ device() {
       -with ./bench-train-purego -torch "$py" -torch-device cuda 2>/dev/null) | tee -a "$report" || rc=1
   echo; echo "## Approved batch to released model" | tee -a "$report"
   for be in cuda cpu; do
-    (cd "$work" && timeout 150 ./bench-pipeline -examples 1000 -backend "$be") | tee -a "$report" || rc=1
+    (cd "$work" && timeout 150 ./bench-pipeline -sizes 1000 -backend "$be") | tee -a "$report" || rc=1
   done
   echo "report: $report"
   return $rc

@@ -49,10 +49,23 @@ func (c *Curator) prepareExport(ctx context.Context, pid, format, split string) 
 		return nil, err
 	}
 	set := &exportSet{p: p, format: format}
+	known := p.ClassIndex()
 	for _, e := range d.Entries {
 		if split != "" && e.Split != split {
 			continue
 		}
+		// Labels of a class removed from the project are left out, and so is an
+		// example with nothing left to say (its labels were all of removed classes).
+		labels := e.Labels[:0:0]
+		for _, l := range e.Labels {
+			if _, ok := known[l.Class]; ok {
+				labels = append(labels, l)
+			}
+		}
+		if len(labels) == 0 && len(e.Labels) > 0 {
+			continue
+		}
+		e.Labels = labels
 		rec, err := c.st.Example(ctx, pid, e.ID)
 		if err != nil {
 			return nil, err
