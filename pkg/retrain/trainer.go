@@ -160,12 +160,12 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string) 
 	}
 	snapshot := fmt.Sprintf("ds-%d", d.Seq)
 	cfg := TrainConfig(p, mode != ModeScratch, uint64(time.Now().UnixNano()))
-	// current is the release as a model of the project's classes (for the gate).
-	a, init, current := archFor(p), (*nn.Params)(nil), (*nn.Params)(nil)
+	// current is the release as a network of the project's classes (for the gate).
+	a, init, current, curArch := archFor(p), (*nn.Params)(nil), (*nn.Params)(nil), nn.Arch{}
 	if parent != nil {
-		a, current = parent.Header.Arch, parent.Params
+		curArch, current = parent.Header.Arch, parent.Params
 		if !slices.Equal(parent.Header.Classes, p.Classes) {
-			if a, current, err = nn.RemapClasses(a, parent.Params, parent.Header.Classes, p.Classes, uint64(d.Seq)); err != nil {
+			if curArch, current, err = nn.RemapClasses(curArch, parent.Params, parent.Header.Classes, p.Classes, uint64(d.Seq)); err != nil {
 				return nil, fmt.Errorf("released model v%d: %w", parentVersion, err)
 			}
 			s.log.Info("classes changed since the release: head remapped", zap.String("project", project),
@@ -173,12 +173,11 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string) 
 		}
 	}
 	if mode == ModeScratch {
-		a = archFor(p)
 		if init, err = nn.InitParams(a, cfg.Seed); err != nil {
 			return nil, err
 		}
 	} else {
-		init = current
+		a, init = curArch, current
 	}
 	since := 0
 	if parent != nil {
@@ -208,7 +207,7 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string) 
 	}
 	var cur *train.Evaluation
 	if current != nil {
-		ev, err := evaluateParams(s.backend.Factory, a, current, p.Classes, data.Test)
+		ev, err := evaluateParams(s.backend.Factory, curArch, current, p.Classes, data.Test)
 		if err != nil {
 			return nil, err
 		}
