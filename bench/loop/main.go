@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -44,8 +45,8 @@ type options struct {
 	out, mnistDir, strategyList string
 	// modes are the fine-tuning modes each strategy runs in: full (the whole dataset)
 	// and/or replay (new examples + a class-balanced sample of replay examples).
-	modes  string
-	replay int
+	modes   string
+	replays string
 }
 
 // strategy is one way the agent picks frames, as an agent's sampling config has it,
@@ -54,6 +55,8 @@ type strategy struct {
 	name string
 	cfg  sampling.StrategyConfig
 	mode string
+	// replay is the replay budget in replay mode.
+	replay int
 }
 
 // strategies are the agent's uncertainty strategies and random sampling, the baseline.
@@ -99,7 +102,7 @@ func main() {
 	flag.StringVar(&o.mnistDir, "mnist", "", "MNIST directory (default: the GoMNIST module)")
 	flag.StringVar(&o.strategyList, "strategies", "", "comma-separated subset of: random,top1,margin,entropy,threshold")
 	flag.StringVar(&o.modes, "modes", "full", "fine-tuning modes, comma-separated: full (the whole dataset, as before), replay (the retrain service's bounded fine-tune)")
-	flag.IntVar(&o.replay, "replay", project.DefaultReplay, "replay budget of the replay mode, in examples")
+	flag.StringVar(&o.replays, "replay", fmt.Sprint(project.DefaultReplay), "replay budgets of the replay mode, in examples, comma-separated (each a run of its own)")
 	flag.Parse()
 	log := zap.NewNop()
 	ctx := context.Background()
@@ -111,12 +114,20 @@ func main() {
 				switch m {
 				case retrain.ModeFull:
 					s.mode = m
+					strats = append(strats, s)
 				case retrain.ModeReplay:
-					s.name, s.mode = s.name+" replay", m
+					for _, b := range strings.Split(o.replays, ",") {
+						r := s
+						var err error
+						if r.replay, err = strconv.Atoi(b); err != nil || r.replay < 1 {
+							fail(fmt.Errorf("-replay %q: want budgets of 1 or more", o.replays))
+						}
+						r.name, r.mode = fmt.Sprintf("%s replay %d", s.name, r.replay), m
+						strats = append(strats, r)
+					}
 				default:
 					fail(fmt.Errorf("-modes %q: want full and/or replay", o.modes))
 				}
-				strats = append(strats, s)
 			}
 		}
 	}
@@ -171,7 +182,7 @@ func main() {
 	fmt.Print(t.markdown(o, strats, be.Name, time.Since(start)))
 	fail(os.MkdirAll(o.out, 0o755))
 	fail(os.WriteFile(filepath.Join(o.out, "loop.png"), report.PNG(t.chart(o, strats)), 0o644))
-	js, _ := json.MarshalIndent(map[string]any{"drift": o.drift, "modes": o.modes, "replay": o.replay, "per_iteration": o.perIteration, "seed_examples": o.seedExamples,
+	js, _ := json.MarshalIndent(map[string]any{"drift": o.drift, "modes": o.modes, "replay": o.replays, "per_iteration": o.perIteration, "seed_examples": o.seedExamples,
 		"test": o.test, "engine": be.Name, "runs": results}, "", "  ")
 	fail(os.WriteFile(filepath.Join(o.out, "results.json"), js, 0o644))
 	fmt.Printf("\nPlot: %s; every run: %s\n", filepath.Join(o.out, "loop.png"), filepath.Join(o.out, "results.json"))
@@ -239,8 +250,8 @@ func meanSD(v []float64) (float64, float64) {
 func (t table) markdown(o options, strats []strategy, engine string, took time.Duration) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nLoop benchmark: drift %q, first model on %d clean digits, %d corrected examples per iteration, "+
-		"accuracy on %d held-out drifted test digits (mean ± sd over %d seeds); fine-tuning %s (replay budget %d); engine %s; %s\n\n",
-		o.drift, o.seedExamples, o.perIteration, o.test, o.seeds, o.modes, o.replay, engine, took.Round(time.Second))
+		"accuracy on %d held-out drifted test digits (mean ± sd over %d seeds); fine-tuning %s (replay budgets %s); engine %s; %s\n\n",
+		o.drift, o.seedExamples, o.perIteration, o.test, o.seeds, o.modes, o.replays, engine, took.Round(time.Second))
 	row := func(cells ...string) { fmt.Fprintf(&b, "| %s |\n", strings.Join(cells, " | ")) }
 	head := []string{"labels"}
 	rule := []string{"-----:"}
@@ -305,7 +316,7 @@ func (t table) markdown(o options, strats []strategy, engine string, took time.D
 		cm, csd := meanSD(t.clean[s.name])
 		tune := "whole dataset"
 		if s.mode == retrain.ModeReplay {
-			tune = fmt.Sprintf("new + %d replay", o.replay)
+			tune = fmt.Sprintf("new + %d replay", s.replay)
 		}
 		m, _ := meanSD(t.acc[s.name][o.iterations])
 		vs := "—"

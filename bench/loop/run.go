@@ -203,7 +203,7 @@ func run(ctx context.Context, o options, base *scenario, st strategy) (runResult
 		cfg := retrain.TrainConfig(sc.project, true, sc.seed*100+uint64(it))
 		data := sc.data
 		if st.mode == retrain.ModeReplay {
-			data.Train = replaySet(sc, added, it, o.replay)
+			data.Train = replaySet(sc, added, it, st.replay)
 		}
 		res, err := train.Run(ctx, sc.arch, params, sc.project.Classes, data, cfg, sc.backend.Factory)
 		if err != nil {
@@ -239,8 +239,8 @@ func streamChunk(sc *scenario, from, n int) []train.Sample {
 }
 
 // replaySet is what the retrain service's replay mode trains on at iteration it: the
-// examples added this iteration (the release saw every earlier one) and a
-// class-balanced sample of budget from the rest, chosen by retrain.PlanTraining.
+// examples added this iteration (the release saw every earlier one) and budget of the
+// rest (the most recent and a class-balanced sample), chosen by retrain.PlanTraining.
 func replaySet(sc *scenario, added map[string]int, it, budget int) []train.Sample {
 	entries := make([]project.DatasetEntry, len(sc.data.Train))
 	byID := make(map[string]train.Sample, len(sc.data.Train))

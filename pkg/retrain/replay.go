@@ -40,9 +40,12 @@ type Plan struct {
 	// Train are the chosen train-split entries (all of them unless Mode is replay).
 	Train []project.DatasetEntry `json:"-"`
 	// New are the train examples approved since the release; Replayed the older ones
-	// sampled; Available the train split's usable examples in all.
-	New       int `json:"new"`
-	Replayed  int `json:"replayed"`
+	// sampled (Recent of them for being the most recent); Available the train split's
+	// usable examples in all.
+	New      int `json:"new"`
+	Replayed int `json:"replayed"`
+	// Recent are the replayed examples taken because they are the most recent.
+	Recent    int `json:"recent"`
 	Available int `json:"available"`
 	// Budget is the replay budget the sample was drawn under.
 	Budget int `json:"budget,omitempty"`
@@ -59,11 +62,13 @@ func SnapshotSeq(snapshot string) int {
 
 // PlanTraining chooses a training's train examples from a dataset manifest. In replay
 // mode it takes every usable train example added after snapshot `since` (what the
-// release never saw) and a class-balanced sample of at most budget of the older ones:
-// each class gets an equal share, and what a small class cannot fill goes to the
-// others. The sample depends only on the entries and seed. Any other mode takes the
-// whole train split. Entries labelled with a class the project no longer has are left
-// out (their examples stay in the dataset).
+// release never saw) and at most budget of the older ones: half of the budget the most
+// recently approved (today's production data, which the release has seen in its last
+// fine-tunes only), the other half a class-balanced sample of the rest (each class an
+// equal share, what a small class cannot fill going to the others), so that every old
+// class is rehearsed. The sample depends only on the entries and seed. Any other mode
+// takes the whole train split. Entries labelled with a class the project no longer has
+// are left out (their examples stay in the dataset).
 func PlanTraining(entries []project.DatasetEntry, classes []string, mode string, since, budget int, seed uint64) Plan {
 	known := make(map[string]bool, len(classes))
 	for _, c := range classes {
@@ -89,18 +94,21 @@ func PlanTraining(entries []project.DatasetEntry, classes []string, mode string,
 			old = append(old, e)
 		}
 	}
+	if mode == ModeReplay {
+		pl.Budget = budget
+	}
 	if mode != ModeReplay || budget < 0 || len(old) <= budget {
 		pl.Train = append(fresh, old...)
 		pl.New, pl.Replayed = len(fresh), len(old)
-		if mode == ModeReplay {
-			pl.Budget = budget
-		}
 		return pl
 	}
-	pl.Budget = budget
-	sample := balancedSample(old, budget, seed)
-	pl.Train = append(fresh, sample...)
-	pl.New, pl.Replayed = len(fresh), len(sample)
+	// The manifest is in approval order: the most recent are at its end.
+	slices.SortStableFunc(old, func(a, b project.DatasetEntry) int { return cmp.Compare(a.Seq, b.Seq) })
+	cut := len(old) - budget/2
+	recent := old[cut:]
+	sample := balancedSample(old[:cut], budget-len(recent), seed)
+	pl.Train = append(append(fresh, recent...), sample...)
+	pl.New, pl.Recent, pl.Replayed = len(fresh), len(recent), len(recent)+len(sample)
 	return pl
 }
 

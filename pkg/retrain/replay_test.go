@@ -29,24 +29,32 @@ func countBy(es []project.DatasetEntry) map[string]int {
 }
 
 // TestPlanTrainingReplay: a replay fine-tune takes every new example and a sample of the
-// old ones that is bounded by the budget, spread evenly over the classes (what a small
-// class cannot fill goes to the others), the same for the same seed; examples of
-// classes the project dropped, and val/test examples, are never trained on.
+// old ones that is bounded by the budget: half of it the most recent, half spread evenly
+// over the classes (what a small class cannot fill goes to the others), the same for
+// the same seed; examples of classes the project dropped, and val/test examples, are
+// never trained on.
 func TestPlanTrainingReplay(t *testing.T) {
 	classes := []string{"a", "b", "c", "d"}
 	old := manifest(map[string]int{"a": 3000, "b": 400, "c": 400, "d": 20, "e": 50}, 1) // e: a removed class
-	fresh := manifest(map[string]int{"a": 5, "d": 45}, 2)
-	es := append(append(old, fresh...),
+	recent := manifest(map[string]int{"b": 300}, 2)
+	fresh := manifest(map[string]int{"a": 5, "d": 45}, 3)
+	es := append(append(append(recent, old...), fresh...), // not in approval order: the plan sorts by snapshot
 		project.DatasetEntry{ID: "v", Split: "val", Seq: 2, Labels: []project.Label{{Class: "a"}}},
 		project.DatasetEntry{ID: "t", Split: "test", Seq: 1, Labels: []project.Label{{Class: "b"}}})
 
-	pl := retrain.PlanTraining(es, classes, retrain.ModeReplay, 1, 600, 7)
-	if pl.New != 50 || pl.Replayed != 600 || len(pl.Train) != 650 || pl.Available != 3870 {
-		t.Fatalf("plan: new %d replayed %d train %d available %d; want 50, 600, 650, 3870", pl.New, pl.Replayed, len(pl.Train), pl.Available)
+	pl := retrain.PlanTraining(es, classes, retrain.ModeReplay, 2, 600, 7)
+	if pl.New != 50 || pl.Replayed != 600 || pl.Recent != 300 || len(pl.Train) != 650 || pl.Available != 4170 {
+		t.Fatalf("plan: new %d replayed %d (recent %d) train %d available %d; want 50, 600 (300), 650, 4170",
+			pl.New, pl.Replayed, pl.Recent, len(pl.Train), pl.Available)
 	}
-	got := countBy(pl.Train[pl.New:])
-	// d has 20 old examples: all of them; a, b, c share the other 580 evenly.
-	want := map[string]int{"a": 193, "b": 193, "c": 194, "d": 20}
+	for _, e := range pl.Train[pl.New : pl.New+pl.Recent] {
+		if e.Seq != 2 {
+			t.Fatalf("recent example %s from snapshot %d, want 2", e.ID, e.Seq)
+		}
+	}
+	got := countBy(pl.Train[pl.New+pl.Recent:])
+	// d has 20 older examples: all of them; a, b, c share the other 280 evenly.
+	want := map[string]int{"a": 93, "b": 93, "c": 94, "d": 20}
 	for c, n := range want {
 		if got[c] < n-1 || got[c] > n+1 {
 			t.Fatalf("replayed per class %v, want about %v", got, want)
@@ -61,7 +69,7 @@ func TestPlanTrainingReplay(t *testing.T) {
 		}
 	}
 	for _, e := range pl.Train[:pl.New] {
-		if e.Seq != 2 {
+		if e.Seq != 3 {
 			t.Fatalf("new example %s from snapshot %d", e.ID, e.Seq)
 		}
 	}
@@ -73,20 +81,20 @@ func TestPlanTrainingReplay(t *testing.T) {
 		slices.Sort(s)
 		return s
 	}
-	if again := retrain.PlanTraining(es, classes, retrain.ModeReplay, 1, 600, 7); !slices.Equal(ids(pl), ids(again)) {
+	if again := retrain.PlanTraining(es, classes, retrain.ModeReplay, 2, 600, 7); !slices.Equal(ids(pl), ids(again)) {
 		t.Fatal("the same seed drew another sample")
 	}
-	if other := retrain.PlanTraining(es, classes, retrain.ModeReplay, 1, 600, 8); slices.Equal(ids(pl), ids(other)) {
+	if other := retrain.PlanTraining(es, classes, retrain.ModeReplay, 2, 600, 8); slices.Equal(ids(pl), ids(other)) {
 		t.Fatal("another seed drew the same sample")
 	}
 	// A budget above the old examples, or a full training: every usable train example.
 	for _, p := range []retrain.Plan{
-		retrain.PlanTraining(es, classes, retrain.ModeReplay, 1, 10000, 7),
-		retrain.PlanTraining(es, classes, retrain.ModeReplay, 1, -1, 7),
-		retrain.PlanTraining(es, classes, retrain.ModeFull, 1, 600, 7),
+		retrain.PlanTraining(es, classes, retrain.ModeReplay, 2, 10000, 7),
+		retrain.PlanTraining(es, classes, retrain.ModeReplay, 2, -1, 7),
+		retrain.PlanTraining(es, classes, retrain.ModeFull, 2, 600, 7),
 	} {
-		if len(p.Train) != 3870 {
-			t.Fatalf("%s plan with budget %d: %d examples, want all 3870", p.Mode, p.Budget, len(p.Train))
+		if len(p.Train) != 4170 {
+			t.Fatalf("%s plan with budget %d: %d examples, want all 4170", p.Mode, p.Budget, len(p.Train))
 		}
 	}
 	if retrain.SnapshotSeq("ds-12") != 12 || retrain.SnapshotSeq("mnist") != 0 {

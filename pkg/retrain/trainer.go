@@ -195,7 +195,7 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string) 
 		return nil, err
 	}
 	s.log.Info("training", zap.String("project", project), zap.Int64("parent", parentVersion), zap.String("snapshot", snapshot),
-		zap.String("mode", mode), zap.Int("new", plan.New), zap.Int("replayed", plan.Replayed), zap.Int("available", plan.Available),
+		zap.String("mode", mode), zap.Int("new", plan.New), zap.Int("replayed", plan.Replayed), zap.Int("recent", plan.Recent), zap.Int("available", plan.Available),
 		zap.Int("train", len(data.Train)), zap.Int("val", len(data.Val)), zap.Int("test", len(data.Test)), zap.String("trigger", trigger))
 	res, err := train.Run(ctx, a, init, p.Classes, data, cfg, s.backend.Factory)
 	if err != nil && (res == nil || !errors.Is(err, train.ErrDiverged)) {
@@ -248,7 +248,8 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string) 
 	ver := &registry.Version{Project: project, Version: version, Parent: parentVersion, Snapshot: snapshot, Trigger: trigger,
 		Engine: res.Engine, Seconds: m.Seconds, Metrics: map[string]float64{"test_" + metric: decision.Candidate},
 		Decision: decision, Classes: p.Classes, Task: p.Task, Mode: mode,
-		Examples: map[string]int{"train": len(data.Train), "new": plan.New, "replayed": plan.Replayed, "available": plan.Available}}
+		Examples: map[string]int{"train": len(data.Train), "new": plan.New, "replayed": plan.Replayed, "recent": plan.Recent,
+			"available": plan.Available}}
 	if err := s.reg.Put(ctx, ver, mb, mj, TrainingReport(m, p.Classes), s.key); err != nil {
 		return nil, err
 	}
