@@ -38,7 +38,7 @@ for t in "${targets[@]}"; do
       go run "${tags[@]}" ./bench/quality -out bench/out/quality | tee bench/out/quality.md ;;
     loop)
       go run "${tags[@]}" ./bench/loop -out bench/out/loop | tee bench/out/loop.md
-      go run "${tags[@]}" ./bench/loop -seeds 3 -iterations 6 -seed-examples 3000 -modes full,replay -replay 300 -strategies margin \
+      go run "${tags[@]}" ./bench/loop -seeds 3 -iterations 6 -seed-examples 3000 -modes full,replay -replay 300,1500 -strategies margin \
         -out bench/out/loop-replay | tee bench/out/loop-replay.md ;;
     *) echo "unknown benchmark $t (have: ${all[*]} quality)" >&2; exit 2 ;;
   esac
