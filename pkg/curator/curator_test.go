@@ -531,6 +531,13 @@ func TestMalformedRequests(t *testing.T) {
 		{"bad export format", "annotator-token-1", "GET", "/api/v1/projects/bad/dataset/export?format=xls", nil, 400},
 		{"import garbage", "admin-token-00001", "POST", "/api/v1/projects/bad/dataset/import?format=coco", []byte("not a zip"), 400},
 		{"reject without comments", "reviewer-token-1", "POST", "/api/v1/projects/bad/batches/" + bid + "/reject", map[string]any{"comments": ""}, 400},
+		{"reorder classes", "admin-token-00001", "PUT", "/api/v1/projects/bad", map[string]any{"id": "bad", "task": "detect",
+			"classes": []string{"1", "0", "2", "3", "4", "5", "6", "7", "8", "9"}}, 400},
+		{"drop a class by update", "admin-token-00001", "PUT", "/api/v1/projects/bad", map[string]any{"id": "bad", "task": "detect",
+			"classes": []string{"0", "1", "2", "3", "4", "5", "6", "7", "8"}}, 400},
+		{"remove a class without a reason", "admin-token-00001", "DELETE", "/api/v1/projects/bad/classes/3", nil, 400},
+		{"remove an unknown class", "admin-token-00001", "DELETE", "/api/v1/projects/bad/classes/cat?reason=typo", nil, 404},
+		{"annotator removes a class", "annotator-token-1", "DELETE", "/api/v1/projects/bad/classes/3?reason=x", nil, 403},
 	}
 	for _, c := range cases {
 		var out map[string]any
