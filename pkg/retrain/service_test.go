@@ -549,7 +549,9 @@ func TestAddClassEndToEnd(t *testing.T) {
 	}
 	accOld1, accOld2, accNine := accuracy(v1, heldOld), accuracy(grown, heldOld), accuracy(grown, heldNine)
 	t.Logf("held-out digits 0–8: v1 %.3f, v%d %.3f; held-out 9s: v%d %.3f (%d)", accOld1, final.Version, accOld2, final.Version, accNine, len(heldNine))
-	if accOld2 < accOld1-0.03 {
+	// Forgetting costs tens of points; 0.05 is three standard errors of the difference on
+	// 600 digits.
+	if accOld2 < accOld1-0.05 {
 		t.Fatalf("the old classes regressed: %.3f → %.3f on %d held-out digits", accOld1, accOld2, len(heldOld))
 	}
 	if accNine < 0.6 {
