@@ -6,7 +6,7 @@
 // imported as seeds), the release is brought up to date on it (a one-epoch full
 // training), and one approved batch of -batch drifted digits is trained on twice from
 // that same release: by the retrain service's default bounded fine-tune (replay: the
-// new examples plus a class-balanced replay sample) and by a full retrain (the whole
+// new examples plus a replay sample of the older ones) and by a full retrain (the whole
 // train split). Times come from the registry's own records; accuracy is the candidate's
 // on held-out drifted and clean MNIST test digits. The gate is set to release every
 // candidate, so that release times can be measured.
@@ -167,8 +167,8 @@ func run(o options, log *zap.Logger) error {
 	}); err != nil {
 		return err
 	}
-	fmt.Printf("\nApproved batch of %d %s digits → released model, by dataset size: the replay fine-tune (new examples + a class-balanced "+
-		"sample of %d) against a full retrain on the whole train split, both from the same release; accuracy on %d held-out test digits, "+
+	fmt.Printf("\nApproved batch of %d %s digits → released model, by dataset size: the replay fine-tune (new examples + a replay sample "+
+		"of %d, half recent, half class-balanced) against a full retrain on the whole train split, both from the same release; accuracy on %d held-out test digits, "+
 		"drifted and clean\n\n", o.batch, o.drift, replay, o.test)
 	fmt.Println("| dataset | training | trained on | epochs | approved → released | drifted acc | clean acc |")
 	fmt.Println("|--------:|----------|-----------:|-------:|--------------------:|------------:|----------:|")
