@@ -1,0 +1,215 @@
+package weights
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"math"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap"
+
+	"github.com/edgeloop/edgeloop/pkg/nn"
+)
+
+// torchTensors returns p as torchvision would name and lay it out.
+func torchTensors(t *testing.T, a nn.Arch, p *nn.Params) map[string]Tensor {
+	t.Helper()
+	names, err := TorchvisionNames(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := make(map[string]Tensor)
+	for k, name := range names {
+		shape, v := slices.Clone([]int(p.Specs[k].Shape)), slices.Clone(p.Values[k])
+		if len(shape) == 2 { // dense (in, out) → Linear (out, in)
+			in, out := shape[0], shape[1]
+			shape = []int{out, in}
+			for o := 0; o < out; o++ {
+				for i := 0; i < in; i++ {
+					v[o*in+i] = p.Values[k][i*out+o]
+				}
+			}
+		}
+		ts[name] = Tensor{Shape: shape, Data: v}
+	}
+	return ts
+}
+
+// TestTorchvisionNames: the names are torchvision's at the block boundaries (first
+// block without expansion, expanded blocks, last conv, classifier) and all distinct.
+func TestTorchvisionNames(t *testing.T) {
+	a, err := nn.Family(nn.MobileNetV2, "m", 224, 224, 3, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := TorchvisionNames(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs, _, _ := a.Analyse()
+	shapes := make(map[string][]int)
+	for k, n := range names {
+		if _, dup := shapes[n]; dup {
+			t.Fatalf("name %s twice", n)
+		}
+		shapes[n] = specs[k].Shape
+	}
+	// torchvision.models.mobilenet_v2().state_dict() shapes (num_batches_tracked aside).
+	for n, want := range map[string][]int{
+		"features.0.0.weight":            {32, 3, 3, 3},
+		"features.0.1.running_var":       {32},
+		"features.1.conv.0.0.weight":     {32, 1, 3, 3},
+		"features.1.conv.1.weight":       {16, 32, 1, 1},
+		"features.1.conv.2.bias":         {16},
+		"features.2.conv.0.0.weight":     {96, 16, 1, 1},
+		"features.2.conv.1.0.weight":     {96, 1, 3, 3},
+		"features.2.conv.2.weight":       {24, 96, 1, 1},
+		"features.2.conv.3.running_mean": {24},
+		"features.17.conv.2.weight":      {320, 960, 1, 1},
+		"features.18.0.weight":           {1280, 320, 1, 1},
+		"features.18.1.weight":           {1280},
+		"classifier.1.weight":            {1280, 1000}, // ours is (in, out)
+		"classifier.1.bias":              {1000},
+	} {
+		if !slices.Equal(shapes[n], want) {
+			t.Errorf("%s: shape %v, want %v", n, shapes[n], want)
+		}
+	}
+	if len(names) != 262 { // 52 convs + 52·4 batch norm tensors + 2 of the classifier
+		t.Errorf("%d names, want 262", len(names))
+	}
+}
+
+// TestImportChecks: the head keeps its initialisation unless asked; a grey network sums
+// an RGB stem; a missing tensor, a wrong shape, a stray tensor and a width no size has
+// are errors that name the tensor and both shapes.
+func TestImportChecks(t *testing.T) {
+	src, _ := nn.Family(nn.MobileNetV2, "n", 32, 32, 3, 7)
+	sp, _ := nn.InitParams(src, 2)
+	ts := torchTensors(t, src, sp)
+	log := zap.NewNop()
+
+	a, _ := nn.Family(nn.MobileNetV2, "n", 48, 32, 3, 4) // other input size, other classes
+	p, _ := nn.InitParams(a, 3)
+	head := slices.Clone(p.Values[len(p.Values)-2])
+	if _, err := Import(a, p, ts, Options{}, log); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(p.Values[len(p.Values)-2], head) || !slices.Equal(p.Values[0], sp.Values[0]) || !slices.Equal(p.Values[5], sp.Values[5]) {
+		t.Fatal("backbone not copied or head not kept")
+	}
+	if _, err := Import(a, p, ts, Options{Head: true}, log); err == nil || !strings.Contains(err.Error(), "classifier.1.weight") {
+		t.Fatalf("7-class head into 4 classes: %v", err)
+	}
+
+	grey, _ := nn.Family(nn.MobileNetV2, "n", 32, 32, 1, 7)
+	gp, _ := nn.InitParams(grey, 3)
+	if _, err := Import(grey, gp, ts, Options{Head: true}, log); err != nil {
+		t.Fatal(err)
+	}
+	if want := sp.Values[0][0] + sp.Values[0][9] + sp.Values[0][18]; math.Abs(float64(gp.Values[0][0]-want)) > 1e-6 {
+		t.Fatalf("grey stem %v, want the sum of the colours' %v", gp.Values[0][0], want)
+	}
+
+	for _, c := range []struct {
+		name string
+		edit func(map[string]Tensor)
+		want string
+	}{
+		{"missing", func(m map[string]Tensor) { delete(m, "features.5.conv.1.1.running_var") }, "features.5.conv.1.1.running_var"},
+		{"shape", func(m map[string]Tensor) {
+			m["features.3.conv.2.weight"] = Tensor{Shape: []int{8, 40, 1, 1}, Data: make([]float32, 8*40)}
+		}, "features.3.conv.2.weight: shape [8 40 1 1] in the file, conv"},
+		{"stray", func(m map[string]Tensor) { m["features.19.0.weight"] = Tensor{Shape: []int{1}, Data: []float32{1}} }, "features.19.0.weight"},
+	} {
+		m := make(map[string]Tensor)
+		for k, v := range ts {
+			m[k] = v
+		}
+		c.edit(m)
+		_, err := Import(a, p, m, Options{}, log)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want one naming %q", c.name, err, c.want)
+		}
+	}
+
+	ts["features.17.conv.2.weight"] = Tensor{Shape: []int{100, 672, 1, 1}}
+	if _, err := FamilySize(ts); err == nil || !strings.Contains(err.Error(), "[100 672 1 1]") {
+		t.Errorf("odd width: %v", err)
+	}
+	if _, err := TorchvisionNames(nn.ClassifierArch(10)); err == nil {
+		t.Error("names for a non-family arch")
+	}
+}
+
+// writeSafetensors encodes tensors of raw little-endian bytes as a safetensors file.
+func writeSafetensors(t *testing.T, tensors map[string]any, data []byte) []byte {
+	t.Helper()
+	h, err := json.Marshal(tensors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := binary.LittleEndian.AppendUint64(nil, uint64(len(h)))
+	return append(append(b, h...), data...)
+}
+
+// TestDecodeSafetensors: F32, F64, F16 (normal, subnormal, negative) and BF16 decode to
+// float32; integer counters are skipped; a truncated file, offsets past the data, a
+// size that does not fit the shape and an unknown dtype are errors.
+func TestDecodeSafetensors(t *testing.T) {
+	var data []byte
+	data = binary.LittleEndian.AppendUint32(data, math.Float32bits(1.5))
+	data = binary.LittleEndian.AppendUint32(data, math.Float32bits(-2))
+	data = binary.LittleEndian.AppendUint64(data, math.Float64bits(0.25))
+	data = binary.LittleEndian.AppendUint16(data, 0x3c00) // F16 1
+	data = binary.LittleEndian.AppendUint16(data, 0xc200) // F16 -3
+	data = binary.LittleEndian.AppendUint16(data, 0x0001) // F16 2⁻²⁴
+	data = binary.LittleEndian.AppendUint16(data, 0x3fc0) // BF16 1.5
+	data = binary.LittleEndian.AppendUint64(data, 7)      // I64
+	good := map[string]any{
+		"__metadata__": map[string]string{"format": "pt"},
+		"f32":          map[string]any{"dtype": "F32", "shape": []int{2}, "data_offsets": []int{0, 8}},
+		"f64":          map[string]any{"dtype": "F64", "shape": []int{1}, "data_offsets": []int{8, 16}},
+		"f16":          map[string]any{"dtype": "F16", "shape": []int{1, 3}, "data_offsets": []int{16, 22}},
+		"bf16":         map[string]any{"dtype": "BF16", "shape": []int{}, "data_offsets": []int{22, 24}},
+		"count":        map[string]any{"dtype": "I64", "shape": []int{}, "data_offsets": []int{24, 32}},
+	}
+	ts, err := DecodeSafetensors(writeSafetensors(t, good, data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string][]float32{"f32": {1.5, -2}, "f64": {0.25}, "f16": {1, -3, 1.0 / (1 << 24)}, "bf16": {1.5}} {
+		if !slices.Equal(ts[name].Data, want) {
+			t.Errorf("%s = %v, want %v", name, ts[name].Data, want)
+		}
+	}
+	if _, ok := ts["count"]; ok || len(ts) != 4 || !slices.Equal(ts["f16"].Shape, []int{1, 3}) {
+		t.Errorf("tensors %v", ts)
+	}
+
+	for name, c := range map[string]struct {
+		file []byte
+		want string
+	}{
+		"short":  {[]byte{1, 2}, "shorter"},
+		"header": {binary.LittleEndian.AppendUint64(nil, 1<<40), "header of"},
+		"offsets": {writeSafetensors(t, map[string]any{"x": map[string]any{"dtype": "F32", "shape": []int{4}, "data_offsets": []int{0, 16}}}, data[:8]),
+			"outside"},
+		"size": {writeSafetensors(t, map[string]any{"x": map[string]any{"dtype": "F32", "shape": []int{3}, "data_offsets": []int{0, 8}}}, data[:8]),
+			"want 12"},
+		"dtype": {writeSafetensors(t, map[string]any{"x": map[string]any{"dtype": "C64", "shape": []int{1}, "data_offsets": []int{0, 8}}}, data[:8]),
+			"unsupported"},
+	} {
+		if _, err := DecodeSafetensors(c.file); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want one saying %q", name, err, c.want)
+		}
+	}
+	if _, err := ReadSafetensors(filepath.Join(t.TempDir(), "none.safetensors")); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing file: %v", err)
+	}
+}
