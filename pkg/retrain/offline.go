@@ -23,6 +23,7 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/datasets"
 	"github.com/edgeloop/edgeloop/pkg/nn"
 	"github.com/edgeloop/edgeloop/pkg/nn/backend"
+	"github.com/edgeloop/edgeloop/pkg/nn/weights"
 	"github.com/edgeloop/edgeloop/pkg/train"
 )
 
@@ -34,6 +35,7 @@ type TrainOptions struct {
 	ValLimit int
 	TestLim  int
 	Parent   string
+	Backbone string
 	Out      string
 	MNISTDir string
 	Backend  string
@@ -51,6 +53,7 @@ func RegisterTrainFlags(fs *flag.FlagSet) *TrainOptions {
 	fs.IntVar(&o.ValLimit, "val-limit", 0, "validation examples (default 5,000 mnist / 500 scenes)")
 	fs.IntVar(&o.TestLim, "test-limit", 0, "test examples (default 10,000 mnist / 1,000 scenes)")
 	fs.StringVar(&o.Parent, "parent", "", "model file to fine-tune from (default: train from scratch)")
+	fs.StringVar(&o.Backbone, "backbone", "", "torchvision MobileNetV2 safetensors file to start the backbone from (the head is new; the dataset's images must be 32 px or more)")
 	fs.StringVar(&o.Out, "out", "out", "output directory")
 	fs.StringVar(&o.MNISTDir, "mnist-dir", "", "MNIST data directory (default: the GoMNIST module in the Go module cache)")
 	fs.StringVar(&o.Backend, "backend", "auto", "auto, cpu or cuda")
@@ -139,6 +142,18 @@ func RunTrain(ctx context.Context, o *TrainOptions, log *zap.Logger, progress io
 	}
 	ref := ModelRef{File: "model.elm"}
 	lineage := artifact.Lineage{Dataset: spec.String()}
+	if o.Backbone != "" {
+		if o.Parent != "" {
+			return nil, fmt.Errorf("-backbone %s and -parent %s: start from one of them", o.Backbone, o.Parent)
+		}
+		if arch.Task != nn.Classify {
+			return nil, fmt.Errorf("-backbone %s: the %s family is a classifier, dataset %s is for %s", o.Backbone, nn.MobileNetV2, spec, arch.Task)
+		}
+		arch, init, err = weights.Backbone(o.Backbone, arch.InW, arch.InH, arch.InC, len(classes), o.Train.Seed, log)
+		if err != nil {
+			return nil, fmt.Errorf("-backbone: %w", err)
+		}
+	}
 	if o.Parent != "" {
 		parent, sum, err := ReadModel(o.Parent)
 		if err != nil {
