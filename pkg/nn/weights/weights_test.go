@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io/fs"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -40,48 +41,53 @@ func torchTensors(t *testing.T, a nn.Arch, p *nn.Params) map[string]Tensor {
 	return ts
 }
 
-// TestTorchvisionNames: the names are torchvision's at the block boundaries (first
-// block without expansion, expanded blocks, last conv, classifier) and all distinct.
-func TestTorchvisionNames(t *testing.T) {
-	a, err := nn.Family(nn.MobileNetV2, "m", 224, 224, 3, 1000)
+// TestTorchvisionShapes: at every size, the names and shapes TorchvisionNames gives are
+// exactly those of torchvision's mobilenet_v2(width_mult=W, num_classes=10).state_dict()
+// (testdata/torchvision-shapes.json, written by torchvision_shapes.py with torchvision
+// 0.29.2), each once, and FamilySize finds the size from them.
+func TestTorchvisionShapes(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "torchvision-shapes.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	names, err := TorchvisionNames(a)
-	if err != nil {
+	var ref struct {
+		Classes int                         `json:"classes"`
+		Sizes   map[string]map[string][]int `json:"sizes"`
+	}
+	if err := json.Unmarshal(b, &ref); err != nil {
 		t.Fatal(err)
 	}
-	specs, _, _ := a.Analyse()
-	shapes := make(map[string][]int)
-	for k, n := range names {
-		if _, dup := shapes[n]; dup {
-			t.Fatalf("name %s twice", n)
+	for _, size := range nn.FamilySizes() {
+		want := ref.Sizes[size]
+		a, err := nn.Family(nn.MobileNetV2, size, 224, 224, 3, ref.Classes)
+		if err != nil {
+			t.Fatal(err)
 		}
-		shapes[n] = specs[k].Shape
-	}
-	// torchvision.models.mobilenet_v2().state_dict() shapes (num_batches_tracked aside).
-	for n, want := range map[string][]int{
-		"features.0.0.weight":            {32, 3, 3, 3},
-		"features.0.1.running_var":       {32},
-		"features.1.conv.0.0.weight":     {32, 1, 3, 3},
-		"features.1.conv.1.weight":       {16, 32, 1, 1},
-		"features.1.conv.2.bias":         {16},
-		"features.2.conv.0.0.weight":     {96, 16, 1, 1},
-		"features.2.conv.1.0.weight":     {96, 1, 3, 3},
-		"features.2.conv.2.weight":       {24, 96, 1, 1},
-		"features.2.conv.3.running_mean": {24},
-		"features.17.conv.2.weight":      {320, 960, 1, 1},
-		"features.18.0.weight":           {1280, 320, 1, 1},
-		"features.18.1.weight":           {1280},
-		"classifier.1.weight":            {1280, 1000}, // ours is (in, out)
-		"classifier.1.bias":              {1000},
-	} {
-		if !slices.Equal(shapes[n], want) {
-			t.Errorf("%s: shape %v, want %v", n, shapes[n], want)
+		names, err := TorchvisionNames(a)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if len(names) != 262 { // 52 convs + 52·4 batch norm tensors + 2 of the classifier
-		t.Errorf("%d names, want 262", len(names))
+		specs, _, _ := a.Analyse()
+		if len(names) != len(want) {
+			t.Errorf("%s: %d names, torchvision has %d tensors", size, len(names), len(want))
+		}
+		ts := make(map[string]Tensor)
+		for k, n := range names {
+			if _, dup := ts[n]; dup {
+				t.Errorf("%s: name %s twice", size, n)
+			}
+			shape := []int(specs[k].Shape)
+			if a.Layers[specs[k].Layer].Kind == nn.Dense && len(shape) == 2 {
+				shape = []int{shape[1], shape[0]}
+			}
+			if !slices.Equal(shape, want[n]) {
+				t.Errorf("%s: %s (%s) is %v, torchvision's %v", size, n, specs[k].Name, shape, want[n])
+			}
+			ts[n] = Tensor{Shape: want[n]}
+		}
+		if got, err := FamilySize(ts); got != size {
+			t.Errorf("FamilySize of torchvision's %s: %q, %v", size, got, err)
+		}
 	}
 }
 
