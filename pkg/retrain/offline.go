@@ -53,7 +53,7 @@ func RegisterTrainFlags(fs *flag.FlagSet) *TrainOptions {
 	fs.IntVar(&o.ValLimit, "val-limit", 0, "validation examples (default 5,000 mnist / 500 scenes)")
 	fs.IntVar(&o.TestLim, "test-limit", 0, "test examples (default 10,000 mnist / 1,000 scenes)")
 	fs.StringVar(&o.Parent, "parent", "", "model file to fine-tune from (default: train from scratch)")
-	fs.StringVar(&o.Backbone, "backbone", "", "torchvision MobileNetV2 safetensors file to start the backbone from (the head is new; the dataset's images must be 32 px or more)")
+	fs.StringVar(&o.Backbone, "backbone", "", "torchvision MobileNetV2 weights (.safetensors, or .onnx exported with dynamo=True, optimize=False) to start the backbone from; the head is new, the images must be 32 px or more")
 	fs.StringVar(&o.Out, "out", "out", "output directory")
 	fs.StringVar(&o.MNISTDir, "mnist-dir", "", "MNIST data directory (default: the GoMNIST module in the Go module cache)")
 	fs.StringVar(&o.Backend, "backend", "auto", "auto, cpu or cuda")

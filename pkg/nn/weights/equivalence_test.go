@@ -15,10 +15,16 @@ import (
 
 // TestTorchvisionEquivalence: PyTorch's MobileNetV2 0.35 (torchvision's names, random
 // weights and running statistics, eval mode; testdata/make_fixture.py) imported from
-// its safetensors file into nn.Family's size n gives, on the Gorgonia engine, PyTorch's
-// logits on the same images within 1e-4.
+// its safetensors file, and from its ONNX export, into nn.Family's size n gives, on the
+// Gorgonia engine, PyTorch's logits on the same images within 1e-4.
 func TestTorchvisionEquivalence(t *testing.T) {
-	ts, err := ReadSafetensors(filepath.Join("testdata", "mobilenetv2-035.safetensors"))
+	for _, file := range []string{"mobilenetv2-035.safetensors", "mobilenetv2-035.onnx"} {
+		t.Run(file, func(t *testing.T) { checkEquivalence(t, filepath.Join("testdata", file)) })
+	}
+}
+
+func checkEquivalence(t *testing.T, path string) {
+	ts, err := ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}

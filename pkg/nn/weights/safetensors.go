@@ -1,8 +1,9 @@
 // Package weights brings weights trained elsewhere into edgeloop's networks: it reads
-// safetensors files (what PyTorch users save with safetensors.torch.save_file) and maps
-// torchvision's MobileNetV2 tensors by name and shape onto the nn.Family networks, so a
-// project can start from a backbone PyTorch users already have. docs/models.md
-// ("Pretrained weights") says what maps and how it is checked.
+// safetensors files (what PyTorch users save with safetensors.torch.save_file) and the
+// initializers of ONNX models, and maps torchvision's MobileNetV2 tensors by name and
+// shape onto the nn.Family networks, so a project can start from a backbone PyTorch
+// users already have. docs/models.md ("Pretrained weights") says what maps and how it
+// is checked.
 package weights
 
 import (

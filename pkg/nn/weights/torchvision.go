@@ -1,6 +1,7 @@
 package weights
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -98,6 +99,10 @@ func Import(a nn.Arch, p *nn.Params, ts map[string]Tensor, o Options, log *zap.L
 	}
 	if len(p.Values) != len(names) {
 		return nn.Arch{}, fmt.Errorf("weights: %d parameter tensors for arch %s, which has %d", len(p.Values), a.Name, len(names))
+	}
+	if _, ok := ts["features.0.0.bias"]; ok {
+		return nn.Arch{}, errors.New("weights: the file's convs have biases (features.0.0.bias): its batch norms were folded into them at export; " +
+			"save the state_dict as safetensors, or export ONNX with torch.onnx.export(..., dynamo=True, optimize=False)")
 	}
 	used := make(map[string]bool, len(names))
 	transferred := 0
@@ -205,11 +210,11 @@ func FamilySize(ts map[string]Tensor) (string, error) {
 	return "", fmt.Errorf("weights: %s is %v, no %s size has it (%s)", probe, t.Shape, nn.MobileNetV2, strings.Join(have, ", "))
 }
 
-// Backbone builds the nn.Family MobileNetV2 whose width the torchvision safetensors
-// file at path has, for inW×inH images of channels channels and classes classes: the
+// Backbone builds the nn.Family MobileNetV2 whose width the torchvision weights file
+// at path (.safetensors or .onnx, see ReadFile) has, for inW×inH images of channels channels and classes classes: the
 // backbone is the file's, the head is initialised from seed for the project's classes.
 func Backbone(path string, inW, inH, channels, classes int, seed uint64, log *zap.Logger) (nn.Arch, *nn.Params, error) {
-	ts, err := ReadSafetensors(path)
+	ts, err := ReadFile(path)
 	if err != nil {
 		return nn.Arch{}, nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/edgeloop/edgeloop/pkg/nn"
 )
@@ -217,5 +218,111 @@ func TestDecodeSafetensors(t *testing.T) {
 	}
 	if _, err := ReadSafetensors(filepath.Join(t.TempDir(), "none.safetensors")); err == nil || !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("missing file: %v", err)
+	}
+}
+
+// onnxModel encodes a ModelProto whose graph holds the given TensorProtos.
+func onnxModel(tensors ...[]byte) []byte {
+	var graph []byte
+	graph = protowire.AppendTag(graph, 2, protowire.BytesType) // GraphProto.name, skipped
+	graph = protowire.AppendString(graph, "g")
+	for _, t := range tensors {
+		graph = protowire.AppendTag(graph, graphInitializer, protowire.BytesType)
+		graph = protowire.AppendBytes(graph, t)
+	}
+	var m []byte
+	m = protowire.AppendTag(m, 1, protowire.VarintType) // ir_version, skipped
+	m = protowire.AppendVarint(m, 10)
+	m = protowire.AppendTag(m, modelGraph, protowire.BytesType)
+	return protowire.AppendBytes(m, graph)
+}
+
+// onnxTensor encodes a TensorProto: name, dims (packed), data type, then fields.
+func onnxTensor(name string, dtype uint64, dims []int, fields func([]byte) []byte) []byte {
+	var t, packed []byte
+	for _, d := range dims {
+		packed = protowire.AppendVarint(packed, uint64(d))
+	}
+	t = protowire.AppendTag(t, tensorDims, protowire.BytesType)
+	t = protowire.AppendBytes(t, packed)
+	t = protowire.AppendTag(t, tensorDataType, protowire.VarintType)
+	t = protowire.AppendVarint(t, dtype)
+	t = protowire.AppendTag(t, tensorName, protowire.BytesType)
+	t = protowire.AppendString(t, name)
+	return fields(t)
+}
+
+// TestDecodeONNX: initializers in raw_data, packed float_data, one-by-one float_data,
+// F16 bits in int32_data and double_data decode to float32; integer initializers are
+// skipped; external data, a size that does not fit the dims and a broken message are
+// errors; a folded export (convs with biases) is refused with how to export instead.
+func TestDecodeONNX(t *testing.T) {
+	raw := binary.LittleEndian.AppendUint32(nil, math.Float32bits(0.5))
+	raw = binary.LittleEndian.AppendUint32(raw, math.Float32bits(-1))
+	var packed []byte
+	for _, v := range []float32{1, 2, 3} {
+		packed = protowire.AppendFixed32(packed, math.Float32bits(v))
+	}
+	model := onnxModel(
+		onnxTensor("raw", onnxFloat, []int{2, 1}, func(b []byte) []byte {
+			return protowire.AppendBytes(protowire.AppendTag(b, tensorRawData, protowire.BytesType), raw)
+		}),
+		onnxTensor("packed", onnxFloat, []int{3}, func(b []byte) []byte {
+			return protowire.AppendBytes(protowire.AppendTag(b, tensorFloatData, protowire.BytesType), packed)
+		}),
+		onnxTensor("each", onnxFloat, []int{2}, func(b []byte) []byte {
+			for _, v := range []float32{4, 5} {
+				b = protowire.AppendFixed32(protowire.AppendTag(b, tensorFloatData, protowire.Fixed32Type), math.Float32bits(v))
+			}
+			return b
+		}),
+		onnxTensor("half", onnxFloat16, []int{1}, func(b []byte) []byte {
+			return protowire.AppendVarint(protowire.AppendTag(b, tensorInt32Data, protowire.VarintType), 0xc200)
+		}),
+		onnxTensor("double", onnxDouble, []int{1}, func(b []byte) []byte {
+			return protowire.AppendFixed64(protowire.AppendTag(b, tensorDoubleData, protowire.Fixed64Type), math.Float64bits(0.25))
+		}),
+		onnxTensor("shape", 7, []int{4}, func(b []byte) []byte { return b }), // INT64
+	)
+	ts, err := DecodeONNX(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string][]float32{"raw": {0.5, -1}, "packed": {1, 2, 3}, "each": {4, 5}, "half": {-3}, "double": {0.25}} {
+		if !slices.Equal(ts[name].Data, want) {
+			t.Errorf("%s = %v, want %v", name, ts[name].Data, want)
+		}
+	}
+	if _, ok := ts["shape"]; ok || len(ts) != 5 || !slices.Equal(ts["raw"].Shape, []int{2, 1}) {
+		t.Errorf("tensors %v", ts)
+	}
+
+	for name, c := range map[string]struct {
+		model []byte
+		want  string
+	}{
+		"external": {onnxModel(onnxTensor("w", onnxFloat, []int{1}, func(b []byte) []byte {
+			return protowire.AppendVarint(protowire.AppendTag(b, tensorLocation, protowire.VarintType), onnxExternalStore)
+		})), "initializer w: stored outside the file"},
+		"size": {onnxModel(onnxTensor("w", onnxFloat, []int{3}, func(b []byte) []byte {
+			return protowire.AppendBytes(protowire.AppendTag(b, tensorRawData, protowire.BytesType), raw)
+		})), "8 raw bytes for dims [3], want 12"},
+		"broken": {model[:len(model)-3], "onnx:"},
+		"graph":  {[]byte{8, 1}, "no graph"},
+	} {
+		if _, err := DecodeONNX(c.model); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want one saying %q", name, err, c.want)
+		}
+	}
+
+	a, _ := nn.Family(nn.MobileNetV2, "n", 32, 32, 3, 3)
+	p, _ := nn.InitParams(a, 1)
+	folded := torchTensors(t, a, p)
+	folded["features.0.0.bias"] = Tensor{Shape: []int{16}, Data: make([]float32, 16)}
+	if _, err := Import(a, p, folded, Options{}, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "optimize=False") {
+		t.Errorf("folded export: %v", err)
+	}
+	if _, err := ReadFile("model.pt"); err == nil || !strings.Contains(err.Error(), ".safetensors or .onnx") {
+		t.Errorf("pickle file: %v", err)
 	}
 }

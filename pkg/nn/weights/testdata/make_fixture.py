@@ -11,6 +11,10 @@ images and saves:
   mobilenetv2-035.safetensors  the state_dict (F32 weights, I64 counters), as
                                safetensors.torch.save_file(model.state_dict()) writes it
   io.safetensors               "images" (N, 3, H, W) in [0, 1] and "logits" (N, CLASSES)
+  mobilenetv2-035.onnx         the same model from torch.onnx.export(dynamo=True,
+                               optimize=False), which keeps every state_dict tensor as a
+                               named initializer (the nodes' debugging notes removed);
+                               only when onnx and onnxscript import
 
 Nothing is downloaded. Run with the venv of bench/setup-torch.sh:
 
@@ -135,6 +139,18 @@ def main():
     state = m.state_dict()  # with batch norm's num_batches_tracked (I64), as torchvision saves it
     save_safetensors(os.path.join(here, "mobilenetv2-035.safetensors"), state)
     save_safetensors(os.path.join(here, "io.safetensors"), {"images": images, "logits": logits})
+    try:
+        import onnx  # noqa: F401  (the exporter needs onnx and onnxscript)
+        import onnxscript  # noqa: F401
+    except ImportError:
+        print("onnx or onnxscript missing: mobilenetv2-035.onnx not written")
+    else:
+        path = os.path.join(here, "mobilenetv2-035.onnx")
+        torch.onnx.export(m, (images,), dynamo=True, optimize=False).save(path)
+        model = onnx.load(path)
+        for node in model.graph.node:  # the exporter's debugging notes: 1 MB of stack traces
+            del node.metadata_props[:]
+        onnx.save(model, path)
     print(f"{len(state)} tensors, {sum(v.numel() for v in state.values())} values; logits {logits.tolist()}")
 
 
