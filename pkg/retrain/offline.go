@@ -71,6 +71,7 @@ func RegisterTrainFlags(fs *flag.FlagSet) *TrainOptions {
 	fs.IntVar(&o.Train.Patience, "patience", 3, "epochs without val-loss improvement before stopping")
 	fs.Uint64Var(&o.Train.Seed, "seed", 1, "random seed")
 	fs.BoolVar(&o.Train.FreezeBackbone, "freeze-backbone", false, "train the head only")
+	fs.BoolVar(&o.Train.FreezeBN, "freeze-bn", false, "batch norm keeps its running statistics in training (fine-tuning a -backbone on small batches)")
 	return o
 }
 

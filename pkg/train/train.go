@@ -67,6 +67,9 @@ type Config struct {
 	Seed uint64 `json:"seed"`
 	// FreezeBackbone trains the head only.
 	FreezeBackbone bool `json:"freeze_backbone"`
+	// FreezeBN makes batch norm use and keep its running statistics in training
+	// (nn.EngineConfig.FreezeBN): for fine-tuning pretrained weights on small batches.
+	FreezeBN bool `json:"freeze_bn,omitempty"`
 	// Augment is the augmentation pipeline.
 	Augment augment.Config `json:"augment"`
 	// MaxImbalance is the class-count ratio above which a warning is given (default 3).
@@ -189,6 +192,7 @@ func Run(ctx context.Context, arch nn.Arch, init *nn.Params, classes []string, d
 		Arch: arch, Params: init, BatchSize: cfg.BatchSize,
 		Adam:      nn.AdamConfig{LR: cfg.LR, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8},
 		Trainable: nn.Trainable(arch, init, cfg.FreezeBackbone),
+		FreezeBN:  cfg.FreezeBN,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("train: engine: %w", err)

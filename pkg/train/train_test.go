@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 
@@ -234,6 +235,25 @@ func TestReproducibleFromSeed(t *testing.T) {
 	for i := range r1.History {
 		if r1.History[i].TrainLoss != r2.History[i].TrainLoss || r1.History[i].ValLoss != r2.History[i].ValLoss {
 			t.Fatalf("epoch %d differs: %+v vs %+v", i+1, r1.History[i], r2.History[i])
+		}
+	}
+}
+
+// TestFreezeBN: with FreezeBN the training keeps batch norm's running statistics (the
+// pretrained ones when fine-tuning); without, it moves them.
+func TestFreezeBN(t *testing.T) {
+	all := tiny(t, 60, false)
+	data := train.Split{Train: all[:40], Val: all[40:]}
+	a := nn.Arch{Name: "bn", Task: nn.Classify, InC: 1, InH: 28, InW: 28, Classes: 10, HeadFrom: 5, Layers: []nn.Layer{
+		{Kind: nn.Conv, Out: 4, K: 3, Pad: 1, NoBias: true}, {Kind: nn.BatchNorm}, {Kind: nn.ReLU}, {Kind: nn.MaxPool},
+		{Kind: nn.Flatten}, {Kind: nn.Dense, Out: 10},
+	}}
+	for _, freeze := range []bool{true, false} {
+		res := run(t, a, data, train.Config{Epochs: 1, Seed: 2, BatchSize: 20, FreezeBN: freeze, Augment: augment.None()})
+		mean, variance := res.Params.Values[3], res.Params.Values[4] // conv w, bn γ, β, mean, var
+		kept := slices.Equal(mean, make([]float32, 4)) && slices.Equal(variance, []float32{1, 1, 1, 1})
+		if kept != freeze {
+			t.Errorf("FreezeBN %v: running mean %v, variance %v", freeze, mean, variance)
 		}
 	}
 }
