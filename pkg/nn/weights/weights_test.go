@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/edgeloop/edgeloop/pkg/nn"
@@ -104,8 +105,12 @@ func TestImportChecks(t *testing.T) {
 	a, _ := nn.Family(nn.MobileNetV2, "n", 48, 32, 3, 4) // other input size, other classes
 	p, _ := nn.InitParams(a, 3)
 	head := slices.Clone(p.Values[len(p.Values)-2])
-	if _, err := Import(a, p, ts, Options{}, log); err != nil {
+	core, logs := observer.New(zap.InfoLevel)
+	if _, err := Import(a, p, ts, Options{}, zap.New(core)); err != nil {
 		t.Fatal(err)
+	}
+	if got := logs.All(); len(got) != 1 || got[0].ContextMap()["transferred"] != "260/262" {
+		t.Fatalf("transfer log %v, want 260/262 (all but the head's weight and bias)", got)
 	}
 	if !slices.Equal(p.Values[len(p.Values)-2], head) || !slices.Equal(p.Values[0], sp.Values[0]) || !slices.Equal(p.Values[5], sp.Values[5]) {
 		t.Fatal("backbone not copied or head not kept")
