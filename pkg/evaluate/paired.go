@@ -205,6 +205,10 @@ type ClassBootstrap struct {
 	// IoU 0.5 by a detection scoring FoundScore or more).
 	FoundCandidate int `json:"found_candidate"`
 	FoundReference int `json:"found_reference"`
+	// Gained and Lost sum, image by image, the objects the candidate finds beyond the
+	// reference and those it misses that the reference finds.
+	Gained int `json:"gained"`
+	Lost   int `json:"lost"`
 }
 
 // BootstrapComparison is a paired bootstrap of mAP@0.5 over test images.
@@ -309,8 +313,11 @@ func PairedBootstrap(cand, ref *DetectionReport, conf float64, resamples int, se
 		cs := ClassBootstrap{Class: s.Class, Objects: s.GroundTr, Candidate: s.AP50, Reference: ref.PerClass[c].AP50,
 			Difference: s.AP50 - ref.PerClass[c].AP50}
 		for i := range cand.images {
-			cs.FoundCandidate += found(cand.images[i].dets, c)
-			cs.FoundReference += found(ref.images[i].dets, c)
+			fc, fr := found(cand.images[i].dets, c), found(ref.images[i].dets, c)
+			cs.FoundCandidate += fc
+			cs.FoundReference += fr
+			cs.Gained += max(0, fc-fr)
+			cs.Lost += max(0, fr-fc)
 		}
 		out.PerClass = append(out.PerClass, cs)
 	}

@@ -122,8 +122,11 @@ func TestPairedBootstrap(t *testing.T) {
 	if cmp.Lower <= 0 || cmp.PBetter > 0.05 || !near(cmp.Difference, cand.MAP50-ref.MAP50) {
 		t.Fatalf("a clearly better detector: %+v", cmp)
 	}
-	if cmp.PerClass[0].FoundCandidate != 54 || cmp.PerClass[0].FoundReference != 30 {
-		t.Fatalf("found %d and %d objects, want 54 and 30", cmp.PerClass[0].FoundCandidate, cmp.PerClass[0].FoundReference)
+	// good misses images 0, 10, …, 50 (6); bad finds the even ones (30). Gained: odd
+	// images not a multiple of 10 (30 − 0 = 30, all odd ones are found by good: 30);
+	// lost: multiples of 10, all even, found by bad (6).
+	if c := cmp.PerClass[0]; c.FoundCandidate != 54 || c.FoundReference != 30 || c.Gained != 30 || c.Lost != 6 {
+		t.Fatalf("found %d and %d objects, gained %d, lost %d: want 54, 30, 30, 6", c.FoundCandidate, c.FoundReference, c.Gained, c.Lost)
 	}
 	again, _ := PairedBootstrap(&cand, &ref, 0.95, 500, 1)
 	if again.Lower != cmp.Lower || again.Upper != cmp.Upper {

@@ -219,7 +219,8 @@ func (e *env) approveBatch(p string, offset, n int, label string) {
 func TestApprovedBatchReachesTheAgent(t *testing.T) {
 	e := newEnv(t)
 	e.retrainer("r1", time.Minute)
-	e.bootstrap("loop", 300, func(p *project.Project) { p.Retrain.MinGain, p.Retrain.Tolerance = -1, 1 })
+	// Any candidate not worse by 100 points, on any test split: every training is released.
+	e.bootstrap("loop", 300, func(p *project.Project) { p.Retrain.Require, p.Retrain.Margin, p.Retrain.MinTest = "not_worse", 1, 1 })
 	e.waitFor("v1 released", 120*time.Second, func() bool { return e.release("loop") == 1 })
 
 	mq := servertest.StartDedicated(t, "mosquitto")
