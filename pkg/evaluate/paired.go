@@ -258,9 +258,12 @@ func rankings(r *DetectionReport, classes int) [][]ranked {
 	return out
 }
 
+// curve is a precision–recall curve's storage, reused from resample to resample.
+type curve struct{ prec, rec []float64 }
+
 // weightedMAP is mAP@0.5 over a resample in which image i appears w[i] times, with each
 // class's AP in aps (classes without ground truth in the resample: NaN).
-func weightedMAP(rank [][]ranked, gt []int, w []int, aps []float64, prec, rec []float64) float64 {
+func weightedMAP(rank [][]ranked, gt []int, w []int, aps []float64, buf *curve) float64 {
 	var sum float64
 	n := 0
 	for c, list := range rank {
@@ -268,7 +271,7 @@ func weightedMAP(rank [][]ranked, gt []int, w []int, aps []float64, prec, rec []
 			aps[c] = math.NaN()
 			continue
 		}
-		prec, rec = prec[:0], rec[:0]
+		prec, rec := buf.prec[:0], buf.rec[:0]
 		hits, k := 0, 0
 		for _, e := range list {
 			for range w[e.img] {
@@ -281,6 +284,7 @@ func weightedMAP(rank [][]ranked, gt []int, w []int, aps []float64, prec, rec []
 			}
 		}
 		aps[c] = interpolatedAP(prec, rec)
+		buf.prec, buf.rec = prec, rec
 		sum += aps[c]
 		n++
 	}
@@ -325,7 +329,7 @@ func PairedBootstrap(cand, ref *DetectionReport, conf float64, resamples int, se
 	rng := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
 	w, gt := make([]int, n), make([]int, k)
 	apc, apr := make([]float64, k), make([]float64, k)
-	var prec, rec []float64
+	var buf curve
 	diffs := make([]float64, 0, resamples)
 	notBetter := 0
 	classNotWorse, classPresent := make([]int, k), make([]int, k)
@@ -339,7 +343,7 @@ func PairedBootstrap(cand, ref *DetectionReport, conf float64, resamples int, se
 				gt[c] += g
 			}
 		}
-		d := weightedMAP(rc, gt, w, apc, prec, rec) - weightedMAP(rr, gt, w, apr, prec, rec)
+		d := weightedMAP(rc, gt, w, apc, &buf) - weightedMAP(rr, gt, w, apr, &buf)
 		diffs = append(diffs, d)
 		if d <= 0 {
 			notBetter++

@@ -112,7 +112,7 @@ func TestPairedBootstrap(t *testing.T) {
 		w[i] = 1
 	}
 	aps := make([]float64, 1)
-	if got := weightedMAP(rankings(&cand, 1), []int{60}, w, aps, nil, nil); !near(got, cand.MAP50) {
+	if got := weightedMAP(rankings(&cand, 1), []int{60}, w, aps, &curve{}); !near(got, cand.MAP50) {
 		t.Fatalf("weighted mAP %.6f, Detection %.6f", got, cand.MAP50)
 	}
 	cmp, err := PairedBootstrap(&cand, &ref, 0.95, 500, 1)
