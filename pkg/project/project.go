@@ -172,6 +172,12 @@ func (p *Project) Validate() error {
 	if s.Train < 0 || s.Val < 0 || s.Test < 0 || s.Train+s.Val+s.Test < 0.999 || s.Train+s.Val+s.Test > 1.001 {
 		return fmt.Errorf("project %s: split %v/%v/%v must add up to 1", p.ID, s.Train, s.Val, s.Test)
 	}
+	if s.ValCap < 0 || s.TestCap < 0 {
+		return fmt.Errorf("project %s: split caps val %d test %d: want ≥ 0", p.ID, s.ValCap, s.TestCap)
+	}
+	if err := p.Retrain.validateGate(); err != nil {
+		return fmt.Errorf("project %s: %w", p.ID, err)
+	}
 	switch p.Retrain.Trigger {
 	case "batch", "manual":
 	case "examples":
@@ -180,12 +186,6 @@ func (p *Project) Validate() error {
 		}
 	default:
 		return fmt.Errorf("project %s: trigger %q: want batch, examples or manual", p.ID, p.Retrain.Trigger)
-	}
-	if err := p.Retrain.validateGate(); err != nil {
-		return fmt.Errorf("project %s: %w", p.ID, err)
-	}
-	if s.ValCap < 0 || s.TestCap < 0 {
-		return fmt.Errorf("project %s: split caps val %d test %d: want ≥ 0", p.ID, s.ValCap, s.TestCap)
 	}
 	if p.Augment != nil {
 		if err := p.Augment.Validate(); err != nil {
