@@ -300,7 +300,7 @@ func (r *Registry) SetRelease(ctx context.Context, project string, v int64, reas
 		}
 		now := time.Now().UTC()
 		metric := ""
-		if d := ver.Decision; d.Metric != "" {
+		if d := ver.Decision; d.Metric != "" && d.TestExamples > 0 {
 			metric = fmt.Sprintf("%s %.3f", d.Metric, d.Candidate)
 		}
 		rel.History = append(rel.History, ReleaseChange{Version: v, At: now, Reason: reason, By: by, Metric: metric})

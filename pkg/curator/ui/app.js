@@ -507,7 +507,7 @@ function renderDashboard(view, p, d) {
     h('h2', {}, 'Trainings'),
     h('div', { class: 'cards' }, trainings.map((t) => h('div', { class: 'panel' },
       h('div', {}, h('strong', {}, `v${t.version}`), ` from v${t.parent || 0} · `, h('span', { class: 'pill verdict-' + t.verdict }, t.verdict === 'first' ? 'first model, published' : t.verdict),
-        h('span', { class: 'muted' }, t.parent ? ` ${t.metric} ${t.candidate.toFixed(3)} vs ${t.current.toFixed(3)} on ${t.test_examples} test` : ` ${t.metric} ${t.candidate.toFixed(3)}`)),
+        h('span', { class: 'muted' }, t.parent ? ` ${t.metric} ${t.candidate.toFixed(3)} vs ${t.current.toFixed(3)} on ${t.test_examples} test` : (t.test_examples ? ` ${t.metric} ${t.candidate.toFixed(3)} on ${t.test_examples} test` : ' no test split yet'))),
       line([{ color: palette[0], points: t.loss.map((v, i) => [i + 1, v]) }, { color: palette[1], points: t.val_loss.map((v, i) => [i + 1, v]) }],
         { yMin: 0, yMax: Math.max(0.1, ...t.loss, ...t.val_loss), xs: t.loss.map((_, i) => i + 1) }),
       h('div', { class: 'muted' }, h('span', { style: 'color:' + palette[0] }, 'loss'), ' · ', h('span', { style: 'color:' + palette[1] }, 'val loss')),
