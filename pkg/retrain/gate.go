@@ -32,6 +32,9 @@ const (
 // when the difference cannot be told from chance. The decision records the numbers and
 // says them in words.
 func Gate(metric string, candidate train.Evaluation, current *train.Evaluation, pol project.RetrainPolicy) registry.Decision {
+	withDefaults := project.Project{Retrain: pol}
+	withDefaults.Defaults() // unset settings (a policy not read through the store) get the project defaults
+	pol = withDefaults.Retrain
 	d := registry.Decision{Metric: metric, Candidate: candidate.Headline(), TestExamples: testSize(candidate), PerClass: map[string][2]float64{}}
 	if current == nil {
 		d.Published, d.Verdict = true, "first"
@@ -64,6 +67,10 @@ func Gate(metric string, candidate train.Evaluation, current *train.Evaluation, 
 		pass, worse = ev.Lower > pol.MinGain, ev.Upper < 0
 	}
 	d.Reasons = append(d.Reasons, overallReason(metric, d, ev, candidate))
+	classRefuses := false
+	for _, c := range ev.Classes {
+		classRefuses = classRefuses || c.Regressed
+	}
 	switch {
 	case pass && pol.Require == "not_worse":
 		d.Reasons = append(d.Reasons, fmt.Sprintf("not worse with %s confidence: the difference is at least %s, within the margin of %s",
@@ -84,15 +91,18 @@ func Gate(metric string, candidate train.Evaluation, current *train.Evaluation, 
 		case pol.MinGain != 0:
 			want, why = "better"+gainFloor(pol.MinGain), ""
 		}
+		if classRefuses { // a class refuses it: no point in waiting for more evidence overall
+			d.Reasons = append(d.Reasons, fmt.Sprintf("not shown %s with %s confidence — the difference lies between %s and %s%s",
+				want, pct(pol.Confidence), points(ev.Lower), points(ev.Upper), why))
+			break
+		}
 		d.Reasons = append(d.Reasons, fmt.Sprintf("held: not shown %s with %s confidence — the difference lies between %s and %s%s; "+
 			"more test examples would tell (test_cap), or an admin can release it by hand (promote)",
 			want, pct(pol.Confidence), points(ev.Lower), points(ev.Upper), why))
 	}
-	regressed := classReasons(&d, ev, pol)
+	classReasons(&d, ev, pol)
 	switch {
-	case regressed:
-		d.Verdict = "refused"
-	case worse:
+	case classRefuses, worse:
 		d.Verdict = "refused"
 	case pass:
 		d.Verdict, d.Published = "published", true
@@ -175,8 +185,8 @@ func overallReason(metric string, d registry.Decision, ev *registry.Evidence, ca
 		metric, d.Candidate, d.Current, ev.N, unit(candidate), ev.Gained, ev.Lost, pval(ev.P), points(ev.Difference), points(ev.Lower), points(ev.Upper), pct(ev.Confidence))
 }
 
-// classReasons adds the per-class findings to d and says whether a class refused it.
-func classReasons(d *registry.Decision, ev *registry.Evidence, pol project.RetrainPolicy) bool {
+// classReasons adds the per-class findings to d.
+func classReasons(d *registry.Decision, ev *registry.Evidence, pol project.RetrainPolicy) {
 	what := "examples"
 	if ev.Method == "paired bootstrap" {
 		what = "objects"
@@ -196,7 +206,7 @@ func classReasons(d *registry.Decision, ev *registry.Evidence, pol project.Retra
 			c.Class, c.Current, c.Candidate, c.Lost, c.N, what, c.Gained, c.P, c.Alpha, pct(pol.Confidence), classes(len(ev.Classes))))
 	}
 	if regressed || pol.PerClass == "off" || len(ev.Classes) == 0 {
-		return regressed
+		return
 	}
 	// No class refused it: name the largest per-class loss, so that a reviewer sees the
 	// noise the gate looked through.
@@ -216,7 +226,6 @@ func classReasons(d *registry.Decision, ev *registry.Evidence, pol project.Retra
 			worst.Class, worst.Current, worst.Candidate, worst.Lost, worst.N, what, worst.Gained, worst.P)
 	}
 	d.Reasons = append(d.Reasons, msg)
-	return false
 }
 
 // testSize is the number of test examples (images, for detection) of an evaluation.
@@ -244,7 +253,9 @@ func frac(a, n int) float64 {
 	return float64(a) / float64(n)
 }
 
-func pct(v float64) string { return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.1f", 100*v), "0"), ".") + " %" }
+func pct(v float64) string {
+	return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.1f", 100*v), "0"), ".") + " %"
+}
 
 // points writes a difference of rates in percentage points, signed.
 func points(v float64) string {

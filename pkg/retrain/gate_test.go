@@ -246,3 +246,19 @@ func TestGateDetection(t *testing.T) {
 	small, smallRef := detEval(10, func(int) bool { return true }), detEval(10, func(int) bool { return false })
 	expect(t, Gate("map50", small, &smallRef, policy(nil)), "held", "10 test images")
 }
+
+// TestGateClassRefusesInconclusive: overall 9 gained and 8 lost (no evidence either way)
+// while c0 loses 8 of 40 and gains none (p = 1/256 ≤ 0.005): refused for the class, not
+// held for more evidence. A zero policy gets the project defaults.
+func TestGateClassRefusesInconclusive(t *testing.T) {
+	cls := []moves{{both: 30, lost: 8, neither: 2}}
+	for range 9 {
+		cls = append(cls, moves{both: 30, gained: 1, neither: 9})
+	}
+	cand, cur := paired(cls...)
+	d := decide(t, cand, cur, project.RetrainPolicy{})
+	expect(t, d, "refused", "not shown better with 95 % confidence", "refused: class c0 regresses")
+	if strings.Contains(strings.Join(d.Reasons, "; "), "held") {
+		t.Fatalf("a refused candidate's reasons say held: %v", d.Reasons)
+	}
+}
