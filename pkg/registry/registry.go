@@ -75,9 +75,9 @@ type Evidence struct {
 	// N is the paired test examples (images, for detection).
 	N int `json:"n"`
 	// Gained counts test examples the candidate gets right and the release wrong, Lost
-	// the other way round (classification).
-	Gained int `json:"gained,omitempty"`
-	Lost   int `json:"lost,omitempty"`
+	// the other way round (classification; 0 for detection).
+	Gained int `json:"gained"`
+	Lost   int `json:"lost"`
 	// Difference is candidate minus release on the headline metric; Lower and Upper
 	// bound it, each one-sided at Confidence.
 	Difference float64 `json:"difference"`

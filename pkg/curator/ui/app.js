@@ -478,7 +478,7 @@ function gateEvidence(t) {
   const parts = [h('ul', { class: 'reasons gate-reasons' }, (t.reasons || []).map((r) => h('li', {}, r)))];
   if (!e) return h('div', {}, parts);
   parts.push(h('div', { class: 'muted' }, `${e.method} on ${e.n} paired test ${e.method === 'paired bootstrap' ? 'images' : 'examples'}`,
-    e.method === 'paired bootstrap' ? '' : ` · ${e.gained} gained, ${e.lost} lost`,
+    e.method === 'paired bootstrap' ? '' : ` · ${e.gained || 0} gained, ${e.lost || 0} lost`,
     ` · difference ${pts(e.difference)} points, ${Math.round(100 * e.confidence)} % bounds [${pts(e.lower)}, ${pts(e.upper)}] · p ${e.p < 0.001 ? '< 0.001' : e.p.toFixed(3)}`));
   const moved = (e.classes || []).filter((c) => c.gained || c.lost || c.regressed);
   if (moved.length) {
