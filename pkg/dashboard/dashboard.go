@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -143,19 +142,24 @@ type Series struct {
 	Points [][2]float64 `json:"points"`
 }
 
-// Training is one training for the dashboard.
+// Training is one training for the dashboard, with the gate's decision: its verdict,
+// its reasons in words and the paired evidence behind them.
 type Training struct {
-	Version   int64     `json:"version"`
-	Parent    int64     `json:"parent"`
-	Published bool      `json:"published"`
-	Metric    string    `json:"metric"`
-	Candidate float64   `json:"candidate"`
-	Current   float64   `json:"current"`
-	Reason    string    `json:"reason"`
-	Loss      []float64 `json:"loss"`
-	ValLoss   []float64 `json:"val_loss"`
-	At        time.Time `json:"at"`
-	Seconds   float64   `json:"seconds"`
+	Version   int64   `json:"version"`
+	Parent    int64   `json:"parent"`
+	Published bool    `json:"published"`
+	Verdict   string  `json:"verdict"`
+	Metric    string  `json:"metric"`
+	Candidate float64 `json:"candidate"`
+	Current   float64 `json:"current"`
+	// TestExamples is the size of the test split the two were compared on.
+	TestExamples int                `json:"test_examples"`
+	Reasons      []string           `json:"reasons"`
+	Evidence     *registry.Evidence `json:"evidence,omitempty"`
+	Loss         []float64          `json:"loss"`
+	ValLoss      []float64          `json:"val_loss"`
+	At           time.Time          `json:"at"`
+	Seconds      float64            `json:"seconds"`
 }
 
 // View is the dashboard document.
@@ -209,8 +213,10 @@ func (t *Tracker) Build(ctx context.Context, cur *curator.Curator, reg *registry
 		return nil, err
 	}
 	for _, ver := range vs {
-		tr := Training{Version: ver.Version, Parent: ver.Parent, Published: ver.Decision.Published, Metric: ver.Decision.Metric,
-			Candidate: ver.Decision.Candidate, Current: ver.Decision.Current, Reason: strings.Join(ver.Decision.Reasons, "; "), At: ver.CreatedAt, Seconds: ver.Seconds}
+		d := ver.Decision
+		tr := Training{Version: ver.Version, Parent: ver.Parent, Published: d.Published, Verdict: verdict(d), Metric: d.Metric,
+			Candidate: d.Candidate, Current: d.Current, TestExamples: d.TestExamples, Reasons: d.Reasons, Evidence: d.Evidence,
+			At: ver.CreatedAt, Seconds: ver.Seconds}
 		tr.Loss, tr.ValLoss = t.curve(ctx, reg, project, ver.Version)
 		v.Trainings = append(v.Trainings, tr)
 	}
@@ -238,6 +244,17 @@ func (t *Tracker) Build(ctx context.Context, cur *curator.Curator, reg *registry
 		sort.Slice(v.EdgeSeries, func(i, j int) bool { return v.EdgeSeries[i].Name < v.EdgeSeries[j].Name })
 	}
 	return v, nil
+}
+
+// verdict names a decision's outcome; versions stored before the paired gate have none.
+func verdict(d registry.Decision) string {
+	switch {
+	case d.Verdict != "":
+		return d.Verdict
+	case d.Published:
+		return "published"
+	}
+	return "refused"
 }
 
 // curve returns a version's loss and val loss per epoch, read once.

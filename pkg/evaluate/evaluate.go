@@ -30,12 +30,14 @@ type ClassificationReport struct {
 	PerClass []ClassStat `json:"per_class"`
 	// Confusion[truth][predicted] counts examples.
 	Confusion [][]int `json:"confusion"`
+	// truth and pred are kept, example by example, for paired comparisons (Paired).
+	truth, pred []int
 }
 
 // Classification compares predicted with true class indices.
 func Classification(truth, pred []int, classes []string) ClassificationReport {
 	k := len(classes)
-	r := ClassificationReport{N: len(truth), Confusion: make([][]int, k)}
+	r := ClassificationReport{N: len(truth), Confusion: make([][]int, k), truth: append([]int(nil), truth...), pred: append([]int(nil), pred...)}
 	for i := range r.Confusion {
 		r.Confusion[i] = make([]int, k)
 	}
@@ -88,6 +90,9 @@ type DetectionReport struct {
 	MAP5095  float64        `json:"map50_95"`
 	Images   int            `json:"images"`
 	PerClass []DetClassStat `json:"per_class"`
+	// images are the per-image matches at IoU 0.5, for paired comparisons
+	// (PairedBootstrap).
+	images []imageMatches
 }
 
 // IoUThresholds are COCO's: 0.50, 0.55, …, 0.95.
@@ -102,7 +107,10 @@ func IoUThresholds() []float32 {
 // Detection scores predictions against ground truth, image by image. Classes without
 // ground truth are left out of the means, as in COCO.
 func Detection(gt [][]nn.Box, pred [][]nn.Detection, classes []string) DetectionReport {
-	r := DetectionReport{Images: len(gt)}
+	r := DetectionReport{Images: len(gt), images: make([]imageMatches, len(gt))}
+	for i := range r.images {
+		r.images[i].gt = make([]int, len(classes))
+	}
 	var sum50, sum5095 float64
 	n := 0
 	for c := range classes {
@@ -114,12 +122,26 @@ func Detection(gt [][]nn.Box, pred [][]nn.Detection, classes []string) Detection
 				}
 			}
 		}
+		for i, boxes := range gt {
+			for _, b := range boxes {
+				if b.Class == c {
+					r.images[i].gt[c]++
+				}
+			}
+		}
 		if s.GroundTr > 0 {
 			var total float64
 			for _, t := range IoUThresholds() {
-				ap := classAP(gt, pred, c, t, s.GroundTr)
+				dets, tp := matchClass(gt, pred, c, t)
+				ap := AveragePrecision(tp, s.GroundTr)
 				if t == 0.5 {
 					s.AP50 = ap
+					for k, d := range dets {
+						if d.img >= len(gt) {
+							continue
+						}
+						r.images[d.img].dets = append(r.images[d.img].dets, match{class: c, score: d.det.Score, tp: tp[k]})
+					}
 				}
 				total += ap
 			}
@@ -141,10 +163,10 @@ type scored struct {
 	det nn.Detection
 }
 
-// classAP matches one class's detections to ground truth at IoU threshold t, greedily by
-// descending score (each detection takes the unmatched ground-truth box it overlaps
-// most), and returns the interpolated average precision.
-func classAP(gt [][]nn.Box, pred [][]nn.Detection, c int, t float32, nGT int) float64 {
+// matchClass matches one class's detections to ground truth at IoU threshold t, greedily
+// by descending score (each detection takes the unmatched ground-truth box it overlaps
+// most); it returns the detections in that order and whether each is a true positive.
+func matchClass(gt [][]nn.Box, pred [][]nn.Detection, c int, t float32) ([]scored, []bool) {
 	var dets []scored
 	for i, ds := range pred {
 		for _, d := range ds {
@@ -174,7 +196,7 @@ func classAP(gt [][]nn.Box, pred [][]nn.Detection, c int, t float32, nGT int) fl
 			tp[k] = true
 		}
 	}
-	return AveragePrecision(tp, nGT)
+	return dets, tp
 }
 
 // AveragePrecision is COCO's 101-point interpolated AP of a ranked list of detections
@@ -194,6 +216,12 @@ func AveragePrecision(tp []bool, nGT int) float64 {
 		prec[i] = float64(hits) / float64(i+1)
 		rec[i] = float64(hits) / float64(nGT)
 	}
+	return interpolatedAP(prec, rec)
+}
+
+// interpolatedAP is the 101-point interpolated AP of a precision–recall curve, ranked
+// best detection first; it makes prec monotone in place.
+func interpolatedAP(prec, rec []float64) float64 {
 	// Make precision monotone: the best precision at this recall or beyond.
 	for i := len(prec) - 2; i >= 0; i-- {
 		prec[i] = max(prec[i], prec[i+1])

@@ -68,11 +68,33 @@ type RetrainPolicy struct {
 	MinNew  int    `json:"min_new,omitempty"`
 	// Debounce waits this long after an approval for more before training.
 	Debounce config.Duration `json:"debounce"`
-	// Tolerance is how much any class may lose on the test split (absolute, e.g. 0.02).
-	Tolerance float64 `json:"tolerance"`
-	// MinGain is how much the headline metric must improve (0: any improvement).
+	// Tolerance is deprecated and ignored: the gate decides per class on paired evidence
+	// (PerClass). It is kept so that older project.json files load unchanged.
+	Tolerance float64 `json:"tolerance,omitempty"`
+	// MinGain is how much the headline metric must improve under Require "better", with
+	// the gate's confidence: the lower confidence bound of the gain must exceed it (0:
+	// any improvement that is significant).
 	MinGain float64 `json:"min_gain"`
-	Epochs  int     `json:"epochs"`
+	// Confidence is the gate's confidence, overall and per class (default 0.95).
+	Confidence float64 `json:"confidence"`
+	// MinTest is the fewest test examples (images, for detection) the gate decides on;
+	// below it a candidate is held for lack of evidence (default 30). The first model is
+	// released without a comparison; an admin can promote a held one by hand.
+	MinTest int `json:"min_test"`
+	// Require is what the candidate must show: "better" (default: significantly better
+	// than the release by more than MinGain) or "not_worse" (not worse by Margin or
+	// more, with the gate's confidence: a non-inferiority test).
+	Require string `json:"require"`
+	// Margin is the non-inferiority margin of Require "not_worse" (absolute, e.g. 0.01).
+	Margin float64 `json:"margin,omitempty"`
+	// PerClass is when a class's regression refuses the candidate: "significant"
+	// (default: the class's paired test says it is worse at the gate's confidence, Holm-
+	// corrected over the classes), "count" (the class lost more than ClassMaxLoss test
+	// examples net — objects found, for detection) or "off".
+	PerClass string `json:"per_class"`
+	// ClassMaxLoss is the net loss of a class that PerClass "count" tolerates.
+	ClassMaxLoss int `json:"class_max_loss,omitempty"`
+	Epochs       int `json:"epochs"`
 	// FreezeBackbone fine-tunes the head only.
 	FreezeBackbone bool    `json:"freeze_backbone"`
 	LR             float32 `json:"lr"`
@@ -124,8 +146,17 @@ func (p *Project) Defaults() {
 	if p.Retrain.Debounce == 0 {
 		p.Retrain.Debounce = config.Duration(5 * time.Second)
 	}
-	if p.Retrain.Tolerance == 0 {
-		p.Retrain.Tolerance = 0.02
+	if p.Retrain.Confidence == 0 {
+		p.Retrain.Confidence = 0.95
+	}
+	if p.Retrain.MinTest == 0 {
+		p.Retrain.MinTest = 30
+	}
+	if p.Retrain.Require == "" {
+		p.Retrain.Require = "better"
+	}
+	if p.Retrain.PerClass == "" {
+		p.Retrain.PerClass = "significant"
 	}
 	if p.Retrain.Epochs == 0 {
 		p.Retrain.Epochs = 8
@@ -167,6 +198,12 @@ func (p *Project) Validate() error {
 	if s.Train < 0 || s.Val < 0 || s.Test < 0 || s.Train+s.Val+s.Test < 0.999 || s.Train+s.Val+s.Test > 1.001 {
 		return fmt.Errorf("project %s: split %v/%v/%v must add up to 1", p.ID, s.Train, s.Val, s.Test)
 	}
+	if s.ValCap < 0 || s.TestCap < 0 {
+		return fmt.Errorf("project %s: split caps val %d test %d: want ≥ 0", p.ID, s.ValCap, s.TestCap)
+	}
+	if err := p.Retrain.validateGate(); err != nil {
+		return fmt.Errorf("project %s: %w", p.ID, err)
+	}
 	switch p.Retrain.Trigger {
 	case "batch", "manual":
 	case "examples":
@@ -191,6 +228,38 @@ func (p *Project) Validate() error {
 		if err := p.Augment.Validate(); err != nil {
 			return fmt.Errorf("project %s: %w", p.ID, err)
 		}
+	}
+	return nil
+}
+
+// validateGate checks the gate's settings.
+func (r RetrainPolicy) validateGate() error {
+	if r.Confidence < 0.5 || r.Confidence >= 1 {
+		return fmt.Errorf("confidence %v: want 0.5 ≤ confidence < 1 (e.g. 0.95)", r.Confidence)
+	}
+	if r.MinTest < 1 {
+		return fmt.Errorf("min_test %d: want at least 1", r.MinTest)
+	}
+	if r.MinGain <= -1 || r.MinGain >= 1 {
+		return fmt.Errorf("min_gain %v: want -1 < min_gain < 1", r.MinGain)
+	}
+	switch r.Require {
+	case "better":
+	case "not_worse":
+		if r.Margin < 0 || r.Margin > 1 {
+			return fmt.Errorf("margin %v: want 0 ≤ margin ≤ 1", r.Margin)
+		}
+	default:
+		return fmt.Errorf("require %q: want better or not_worse", r.Require)
+	}
+	switch r.PerClass {
+	case "significant", "off":
+	case "count":
+		if r.ClassMaxLoss < 0 {
+			return fmt.Errorf("class_max_loss %d: want ≥ 0", r.ClassMaxLoss)
+		}
+	default:
+		return fmt.Errorf("per_class %q: want significant, count or off", r.PerClass)
 	}
 	return nil
 }

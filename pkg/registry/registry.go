@@ -40,6 +40,12 @@ import (
 // Decision is the gate's verdict on a candidate.
 type Decision struct {
 	Published bool `json:"published"`
+	// Verdict is "first" (the first model, released without a comparison), "published",
+	// "held" (not enough evidence either way: too few test examples, or a difference the
+	// test cannot tell from chance; an admin can still promote it) or "refused" (evidence
+	// that it is worse, overall or on a class, or a failed training). Empty in versions
+	// stored before the paired gate.
+	Verdict string `json:"verdict,omitempty"`
 	// Metric is "accuracy" or "map50"; Candidate and Current are on the same frozen
 	// test split (Current is 0 without a release).
 	Metric    string  `json:"metric"`
@@ -50,6 +56,59 @@ type Decision struct {
 	// PerClass are the per-class figures (candidate, current).
 	PerClass map[string][2]float64 `json:"per_class,omitempty"`
 	Reasons  []string              `json:"reasons"`
+	// Evidence is the paired comparison the gate decided on (absent for a first model
+	// and when the test split was too small to compare on).
+	Evidence *Evidence `json:"evidence,omitempty"`
+}
+
+// Evidence is a paired comparison of candidate and release on the same test examples.
+type Evidence struct {
+	// Method is "exact McNemar" (classification) or "paired bootstrap" (detection:
+	// images resampled Resamples times with Seed).
+	Method    string `json:"method"`
+	Resamples int    `json:"resamples,omitempty"`
+	Seed      uint64 `json:"seed,omitempty"`
+	// Confidence is the gate's; Require ("better" or "not_worse") and Threshold say
+	// what the lower bound had to clear: above MinGain, or at least −Margin.
+	Confidence float64 `json:"confidence"`
+	Require    string  `json:"require"`
+	Threshold  float64 `json:"threshold"`
+	// N is the paired test examples (images, for detection).
+	N int `json:"n"`
+	// Gained counts test examples the candidate gets right and the release wrong, Lost
+	// the other way round (classification; 0 for detection).
+	Gained int `json:"gained"`
+	Lost   int `json:"lost"`
+	// Difference is candidate minus release on the headline metric; Lower and Upper
+	// bound it, each one-sided at Confidence.
+	Difference float64 `json:"difference"`
+	Lower      float64 `json:"lower"`
+	Upper      float64 `json:"upper"`
+	// P is the one-sided p-value of "the candidate is not better".
+	P float64 `json:"p"`
+	// PerClassPolicy is the project's ("significant", "count" or "off").
+	PerClassPolicy string          `json:"per_class_policy"`
+	Classes        []ClassEvidence `json:"classes,omitempty"`
+}
+
+// ClassEvidence is one class's paired change.
+type ClassEvidence struct {
+	Class string `json:"class"`
+	// N is the class's test examples (ground-truth objects, for detection).
+	N int `json:"n"`
+	// Gained and Lost are the class's examples the candidate newly gets right or
+	// wrong (objects newly found or missed, for detection).
+	Gained int `json:"gained"`
+	Lost   int `json:"lost"`
+	// Candidate and Current are the class's accuracy (AP@0.5, for detection).
+	Candidate float64 `json:"candidate"`
+	Current   float64 `json:"current"`
+	// P is the one-sided p-value of "the class did not get worse"; Alpha the level it
+	// was held against (Holm-corrected over the classes).
+	P     float64 `json:"p"`
+	Alpha float64 `json:"alpha,omitempty"`
+	// Regressed says the class refused the candidate.
+	Regressed bool `json:"regressed"`
 }
 
 // Version is a model version's manifest.
@@ -247,7 +306,7 @@ func (r *Registry) SetRelease(ctx context.Context, project string, v int64, reas
 		}
 		now := time.Now().UTC()
 		metric := ""
-		if d := ver.Decision; d.Metric != "" {
+		if d := ver.Decision; d.Metric != "" && d.TestExamples > 0 {
 			metric = fmt.Sprintf("%s %.3f", d.Metric, d.Candidate)
 		}
 		rel.History = append(rel.History, ReleaseChange{Version: v, At: now, Reason: reason, By: by, Metric: metric})

@@ -244,7 +244,8 @@ func (e *env) approveDigits(p string, idx []int, label string) {
 func TestApprovedBatchReachesTheAgent(t *testing.T) {
 	e := newEnv(t)
 	e.retrainer("r1", time.Minute)
-	e.bootstrap("loop", 300, func(p *project.Project) { p.Retrain.MinGain, p.Retrain.Tolerance = -1, 1 })
+	// Any candidate not worse by 100 points, on any test split: every training is released.
+	e.bootstrap("loop", 300, func(p *project.Project) { p.Retrain.Require, p.Retrain.Margin, p.Retrain.MinTest = "not_worse", 1, 1 })
 	e.waitFor("v1 released", 120*time.Second, func() bool { return e.release("loop") == 1 })
 
 	mq := servertest.StartDedicated(t, "mosquitto")
@@ -271,14 +272,16 @@ func TestApprovedBatchReachesTheAgent(t *testing.T) {
 }
 
 // TestWorseCandidateNotPublished: a training that ruins the model (an absurd learning
-// rate) produces a version the gate refuses; the release stays.
+// rate) produces a version the gate does not publish; the release stays. The registry
+// API and the dashboard show the gate's verdict, reasons and paired evidence, and an
+// admin can still release the candidate by hand.
 func TestWorseCandidateNotPublished(t *testing.T) {
 	e := newEnv(t)
 	e.retrainer("r1", time.Minute)
 	e.bootstrap("gate", 400, nil)
 	e.waitFor("v1 released", 120*time.Second, func() bool { return e.release("gate") == 1 })
 	cs := &project.Store{S: e.store}
-	if _, err := cs.UpdateProject(context.Background(), "gate", func(p *project.Project) error { p.Retrain.LR = 3; return nil }); err != nil {
+	if _, err := cs.UpdateProject(context.Background(), "gate", func(p *project.Project) error { p.Retrain.LR, p.Retrain.MinTest = 3, 5; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; e.testExamples("gate") < 5; i++ { // a test split to compare on
@@ -296,6 +299,57 @@ func TestWorseCandidateNotPublished(t *testing.T) {
 	}
 	if r := e.release("gate"); r != 1 {
 		t.Fatalf("release moved to v%d", r)
+	}
+	// The registry API carries the decision with its evidence. The last training saw
+	// the whole test split (5 examples or more: min_test).
+	vs := e.versions("gate")
+	last := vs[len(vs)-1].Version
+	var ver registry.Version
+	getJSON(t, fmt.Sprintf("%s/api/v1/projects/gate/models/%d", e.api, last), &ver)
+	if d := ver.Decision; d.Verdict != "refused" && d.Verdict != "held" || d.Evidence == nil || d.Evidence.N != d.TestExamples ||
+		d.Evidence.Method != "exact McNemar" || len(d.Evidence.Classes) == 0 || len(d.Reasons) < 2 {
+		t.Fatalf("v%d's decision in the API: %+v", last, d)
+	}
+	// The dashboard's training card shows the verdict, the reasons and the evidence.
+	var dash struct {
+		Trainings []struct {
+			Version  int64              `json:"version"`
+			Verdict  string             `json:"verdict"`
+			Reasons  []string           `json:"reasons"`
+			Evidence *registry.Evidence `json:"evidence"`
+		} `json:"trainings"`
+	}
+	getJSON(t, e.api+"/api/v1/projects/gate/dashboard", &dash)
+	tr := dash.Trainings[len(dash.Trainings)-1]
+	if len(dash.Trainings) != len(vs) || dash.Trainings[0].Verdict != "first" || tr.Version != last || tr.Verdict != ver.Decision.Verdict ||
+		tr.Evidence == nil || strings.Join(tr.Reasons, "; ") != strings.Join(ver.Decision.Reasons, "; ") {
+		t.Fatalf("dashboard trainings: %+v", dash.Trainings)
+	}
+	// An admin releases the held or refused candidate by hand.
+	req := mustReq(fmt.Sprintf("%s/api/v1/projects/gate/models/%d/promote", e.api, last), "admin-token-00001")
+	req.Method = http.MethodPost
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || e.release("gate") != last {
+		t.Fatalf("promote v%d by hand: status %d, release v%d", last, res.StatusCode, e.release("gate"))
+	}
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	res, err := http.DefaultClient.Do(mustReq(url, "admin-token-00001"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: status %d", url, res.StatusCode)
+	}
+	if err := json.NewDecoder(res.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
 	}
 }
 

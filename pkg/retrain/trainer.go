@@ -214,9 +214,9 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string) 
 		cur = &ev
 	}
 	metric := headlineName(a.Task)
-	decision := Gate(metric, cand, cur, len(data.Test), p.Retrain.MinGain, p.Retrain.Tolerance)
+	decision := Gate(metric, cand, cur, p.Retrain)
 	if err != nil { // diverged: never publish
-		decision.Published = false
+		decision.Published, decision.Verdict = false, "refused"
 		decision.Reasons = append(decision.Reasons, err.Error())
 	}
 	version, err := s.reg.NextVersion(ctx, project)

@@ -470,6 +470,26 @@ function line(series, { yMin = 0, yMax = 1, xs }) {
 
 const palette = ['#0072b2', '#d55e00', '#009e73', '#cc79a7', '#e69f00', '#56b4e9', '#000000'];
 
+// gateEvidence shows why the gate decided as it did: its reasons in words, the paired
+// counts and interval, and the classes that moved.
+function gateEvidence(t) {
+  const e = t.evidence;
+  const pts = (x) => (x >= 0 ? '+' : '') + (100 * x).toFixed(1);
+  const parts = [h('ul', { class: 'reasons gate-reasons' }, (t.reasons || []).map((r) => h('li', {}, r)))];
+  if (!e) return h('div', {}, parts);
+  parts.push(h('div', { class: 'muted' }, `${e.method} on ${e.n} paired test ${e.method === 'paired bootstrap' ? 'images' : 'examples'}`,
+    e.method === 'paired bootstrap' ? '' : ` · ${e.gained || 0} gained, ${e.lost || 0} lost`,
+    ` · difference ${pts(e.difference)} points, ${Math.round(100 * e.confidence)} % bounds [${pts(e.lower)}, ${pts(e.upper)}] · p ${e.p < 0.001 ? '< 0.001' : e.p.toFixed(3)}`));
+  const moved = (e.classes || []).filter((c) => c.gained || c.lost || c.regressed);
+  if (moved.length) {
+    parts.push(h('details', {}, h('summary', { class: 'muted' }, `per class (${e.per_class_policy}): ${moved.length} moved, ${moved.filter((c) => c.regressed).length} regressed`),
+      h('table', { class: 'gate-classes' }, h('thead', {}, h('tr', {}, ['class', 'test', 'gained', 'lost', 'before → after', 'p'].map((x) => h('th', {}, x)))),
+        h('tbody', {}, moved.map((c) => h('tr', { class: c.regressed ? 'regressed' : '' }, h('td', {}, c.class), h('td', {}, c.n), h('td', {}, c.gained), h('td', {}, c.lost),
+          h('td', {}, `${c.current.toFixed(3)} → ${c.candidate.toFixed(3)}`), h('td', {}, c.p.toFixed(3))))))));
+  }
+  return h('div', {}, parts);
+}
+
 function renderDashboard(view, p, d) {
   const acc = (d.edge_accuracy || []).map((a) => h('tr', {}, h('td', {}, 'v' + a.version), h('td', {}, a.frames), h('td', {}, h('strong', {}, pct(a.accuracy)))));
   const trainings = (d.trainings || []).slice(-6).reverse();
@@ -486,11 +506,12 @@ function renderDashboard(view, p, d) {
         h('p', {}, Object.entries(d.batches_by_state || {}).map(([k, v]) => h('span', { class: 'pill state-' + k }, `${k.replace('_', ' ')} ${v}`))))),
     h('h2', {}, 'Trainings'),
     h('div', { class: 'cards' }, trainings.map((t) => h('div', { class: 'panel' },
-      h('div', {}, h('strong', {}, `v${t.version}`), ` from v${t.parent || 0} · `, h('span', { class: 'pill ' + (t.published ? 'state-approved' : 'state-in_progress') }, t.published ? 'published' : 'not published'),
-        h('span', { class: 'muted' }, t.parent ? ` ${t.metric} ${t.candidate.toFixed(3)} vs ${t.current.toFixed(3)}` : ` ${t.metric} ${t.candidate.toFixed(3)} · first model`)),
+      h('div', {}, h('strong', {}, `v${t.version}`), ` from v${t.parent || 0} · `, h('span', { class: 'pill verdict-' + t.verdict }, t.verdict === 'first' ? 'first model, published' : t.verdict),
+        h('span', { class: 'muted' }, t.parent ? ` ${t.metric} ${t.candidate.toFixed(3)} vs ${t.current.toFixed(3)} on ${t.test_examples} test` : (t.test_examples ? ` ${t.metric} ${t.candidate.toFixed(3)} on ${t.test_examples} test` : ' no test split yet'))),
       line([{ color: palette[0], points: t.loss.map((v, i) => [i + 1, v]) }, { color: palette[1], points: t.val_loss.map((v, i) => [i + 1, v]) }],
         { yMin: 0, yMax: Math.max(0.1, ...t.loss, ...t.val_loss), xs: t.loss.map((_, i) => i + 1) }),
-      h('div', { class: 'muted' }, h('span', { style: 'color:' + palette[0] }, 'loss'), ' · ', h('span', { style: 'color:' + palette[1] }, 'val loss'), ' · ', t.reason)))),
+      h('div', { class: 'muted' }, h('span', { style: 'color:' + palette[0] }, 'loss'), ' · ', h('span', { style: 'color:' + palette[1] }, 'val loss')),
+      gateEvidence(t)))),
     h('h2', {}, 'Releases'),
     h('table', {}, h('tbody', {}, (d.releases || []).slice().reverse().map((r) => h('tr', {}, h('td', {}, 'v' + r.version), h('td', {}, r.reason), h('td', {}, new Date(r.at).toLocaleString()), h('td', {}, r.metric))))));
 }
