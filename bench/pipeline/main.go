@@ -161,7 +161,8 @@ func run(o options, log *zap.Logger) error {
 	// and every candidate is released (the bench measures time, not the gate).
 	var replay int
 	if _, err := b.st.Curator.Store().UpdateProject(ctx, "bench", func(p *project.Project) error {
-		p.Retrain.Trigger, p.Retrain.MinGain, p.Retrain.Tolerance = "manual", -1, 1
+		p.Retrain.Trigger = "manual"
+		p.Retrain.Require, p.Retrain.Margin, p.Retrain.MinTest, p.Retrain.PerClass = "not_worse", 1, 1, "off"
 		replay = p.Retrain.Replay
 		return nil
 	}); err != nil {

@@ -489,7 +489,7 @@ func TestAddClassEndToEnd(t *testing.T) {
 	old := []string{"0", "1", "2", "3", "4", "5", "6", "7", "8"}
 	body, _ := json.Marshal(project.Project{ID: "grow", Task: "classify", Classes: old,
 		Batch:   project.BatchSettings{Min: 10, Max: 20, MaxWait: config.Duration(time.Second)},
-		Retrain: project.RetrainPolicy{Epochs: 3, Debounce: config.Duration(time.Millisecond), Replay: 400}})
+		Retrain: project.RetrainPolicy{Epochs: 3, Debounce: config.Duration(time.Millisecond), Replay: 400, MinTest: 10}})
 	if code, out := e.call("POST", "/api/v1/projects", "application/json", body); code != http.StatusCreated {
 		t.Fatalf("create project: %d %s", code, out)
 	}
