@@ -38,10 +38,10 @@ import (
 )
 
 var tokens = &httpapi.Tokens{Tokens: map[string]httpapi.User{
-	"annotator-token-1": {Name: "annie", Roles: []string{httpapi.RoleAnnotator}},
-	"annotator-token-2": {Name: "bob", Roles: []string{httpapi.RoleAnnotator}},
-	"reviewer-token-1":  {Name: "rex", Roles: []string{httpapi.RoleReviewer}},
-	"admin-token-00001": {Name: "ada", Roles: []string{httpapi.RoleAdmin}},
+	"annotator-token-1": {Name: "annie", Roles: []string{httpapi.RoleAnnotator}, Projects: []string{httpapi.AllProjects}},
+	"annotator-token-2": {Name: "bob", Roles: []string{httpapi.RoleAnnotator}, Projects: []string{httpapi.AllProjects}},
+	"reviewer-token-1":  {Name: "rex", Roles: []string{httpapi.RoleReviewer}, Projects: []string{httpapi.AllProjects}},
+	"admin-token-00001": {Name: "ada", Roles: []string{httpapi.RoleAdmin}, Projects: []string{httpapi.AllProjects}},
 }}
 
 type env struct {
@@ -439,7 +439,7 @@ func TestKilledMidStream(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(20000))
 	start := func() *exec.Cmd {
 		args := append(servertest.KafkaArgs(e.kafka), servertest.S3Args(e.s3)...)
-		cmd := exec.Command(bin, append([]string{"-http-addr", addr, "-tokens", tokFile, "-tick", "200ms", "-log-level", "warn"}, args...)...)
+		cmd := exec.Command(bin, append([]string{"-http-addr", addr, "-curator-ops-addr", "", "-tokens", tokFile, "-tick", "200ms", "-log-level", "warn"}, args...)...)
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -545,6 +545,11 @@ func TestMalformedRequests(t *testing.T) {
 		if got != c.want || out["error"] == nil || out["error"] == "" {
 			t.Errorf("%s: %d %v, want %d with a JSON error", c.name, got, out, c.want)
 		}
+	}
+	// Metrics need no token, so they are not on the API's port (-curator-ops-addr).
+	var metrics []byte
+	if got := call(t, base, "", "GET", "/metrics", nil, &metrics); got == 200 || strings.Contains(string(metrics), "go_goroutines") {
+		t.Errorf("GET /metrics without a token on the API port: %d %.200s, want no metrics", got, metrics)
 	}
 	// Claimed, then bad annotations are refused with 400; another annotator gets 409.
 	call(t, base, "annotator-token-1", "POST", "/api/v1/projects/bad/batches/"+bid+"/claim", nil, nil)

@@ -2,6 +2,7 @@ package curator
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net/http"
 	"time"
@@ -26,8 +27,13 @@ type ServiceConfig struct {
 	Kafka  kafkabus.Config
 	S3     s3store.Config
 	Tokens *httpapi.Tokens
-	// Addr serves the UI, the API and the ops endpoints.
+	// Addr serves the UI and the API.
 	Addr string
+	// OpsAddr serves /healthz, /readyz and /metrics, which need no token: keep it off
+	// the public network (empty: none).
+	OpsAddr string
+	// TLS, when set, makes both servers HTTPS only.
+	TLS *tls.Config
 	// Group is the Kafka consumer group (default "curator").
 	Group string
 	// Partitions of the topics created when missing (default 6).
@@ -82,14 +88,18 @@ func RunService(ctx context.Context, c ServiceConfig, log *zap.Logger) error {
 		extra = c.Extend(Extension{API: api, Curator: cur, Producer: prod, Kafka: c.Kafka, Log: log})
 	}
 	mux := http.NewServeMux()
-	opshttp.Mount(mux, reg,
-		opshttp.Check{Name: "s3", Fn: store.Ping},
-		opshttp.Check{Name: "kafka", Fn: func(ctx context.Context) error { return kafkabus.Ping(ctx, c.Kafka) }})
 	mux.Handle("/api/", api)
 	mux.Handle("/", UI())
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return opshttp.Serve(gctx, c.Addr, mux, log, c.Ready) })
+	g.Go(func() error { return opshttp.Serve(gctx, c.Addr, mux, log, c.Ready, opshttp.WithTLS(c.TLS)) })
+	if c.OpsAddr != "" {
+		ops := http.NewServeMux()
+		opshttp.Mount(ops, reg,
+			opshttp.Check{Name: "s3", Fn: store.Ping},
+			opshttp.Check{Name: "kafka", Fn: func(ctx context.Context) error { return kafkabus.Ping(ctx, c.Kafka) }})
+		g.Go(func() error { return opshttp.Serve(gctx, c.OpsAddr, ops, log, nil, opshttp.WithTLS(c.TLS)) })
+	}
 	g.Go(func() error { return cur.Consume(gctx, c.Kafka, c.Group, prod, reg) })
 	if extra != nil {
 		g.Go(func() error { return extra(gctx) })

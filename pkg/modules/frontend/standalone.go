@@ -149,12 +149,12 @@ edgeloop standalone is up (data in %s)
   API           %s/api/v1/   (Authorization: Bearer admin-dev-token)
   MQTT broker   %s      Kafka %s      S3 http://%s
   agent API     %s
-  metrics       http://%s/metrics  http://%s/metrics  %s/metrics
+  metrics       http://%s/metrics  http://%s/metrics  http://%s/metrics
 
   project %q: seed %s (%d examples) -> version 1; %d simulated agents meet drift %q;
   %s; every approval retrains, and a better model ships to the fleet.
 
 `, c.Embedded.DataDir, s.api, s.api, s.api, l.MQTTURL, l.KafkaAddr, l.S3Addr, agentAPI,
-		c.Bridge.OpsAddr, c.Retrain.OpsAddr, s.api, c.Bootstrap.Project, c.Bootstrap.Dataset, c.Bootstrap.Limit, c.Fleet.Size,
+		c.Bridge.OpsAddr, c.Retrain.OpsAddr, c.Curator.OpsAddr, c.Bootstrap.Project, c.Bootstrap.Dataset, c.Bootstrap.Limit, c.Fleet.Size,
 		c.Fleet.Drift, annotate)
 }
