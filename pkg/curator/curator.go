@@ -32,11 +32,17 @@ type Curator struct {
 	m    *metrics
 	now  func() time.Time
 	dups *lookalikes
+	// maxImport bounds an import's archive (bytes).
+	maxImport int64
 }
+
+// maxImportBytes is the largest dataset archive an import accepts.
+const maxImportBytes = 512 << 20
 
 // New returns a Curator on store s; approvals are produced with prod.
 func New(s objstore.Store, prod *kafkabus.Producer, kcfg kafkabus.Config, m *metrics, log *zap.Logger) *Curator {
-	return &Curator{st: &project.Store{S: s}, prod: prod, kcfg: kcfg, log: log, m: m, now: time.Now, dups: &lookalikes{recent: map[string][]thumbOf{}}}
+	return &Curator{st: &project.Store{S: s}, prod: prod, kcfg: kcfg, log: log, m: m, now: time.Now, dups: &lookalikes{recent: map[string][]thumbOf{}},
+		maxImport: maxImportBytes}
 }
 
 // project.Store is the curator's object store access.
