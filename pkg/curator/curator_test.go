@@ -572,3 +572,52 @@ func TestMalformedRequests(t *testing.T) {
 		t.Errorf("submitting an unannotated batch: %d %v", got, out)
 	}
 }
+
+// TestSelfApprovalIsAProjectPolicy: by default nobody approves a batch they annotated
+// (an admin holds the reviewer's role, and would otherwise); a project whose review
+// policy allows self-approval (a team of one) lets them.
+func TestSelfApprovalIsAProjectPolicy(t *testing.T) {
+	e := newEnv(t)
+	base := e.start(t, "curator")
+	createProject(t, base, "solo", "classify", func(p *project.Project) { p.Batch.Min, p.Batch.Max = 2, 2 })
+	truth := map[string]string{}
+	var exs []*edgeloopv1.Example
+	for i := 0; i < 2; i++ {
+		ex, cls := example("solo", i, edgeloopv1.Task_TASK_CLASSIFY)
+		exs, truth[ex.Id] = append(exs, ex), cls
+	}
+	produce(t, e, exs...)
+	var list []curator.BatchSummary
+	waitFor(t, "a ready batch", 60*time.Second, func() bool {
+		call(t, base, "admin-token-00001", "GET", "/api/v1/projects/solo/batches?state=ready", nil, &list)
+		return len(list) == 1
+	})
+	id := list[0].ID
+	const admin = "admin-token-00001"
+	var b curator.BatchView
+	if code := call(t, base, admin, "POST", "/api/v1/projects/solo/batches/"+id+"/claim", nil, &b); code != 200 {
+		t.Fatalf("claim: %d", code)
+	}
+	for _, it := range b.Items {
+		body := map[string]any{"labels": []project.Label{{Class: truth[it.ExampleID]}}}
+		if code := call(t, base, admin, "PUT", "/api/v1/projects/solo/batches/"+id+"/items/"+it.ExampleID, body, nil); code != 200 {
+			t.Fatalf("save: %d", code)
+		}
+	}
+	if code := call(t, base, admin, "POST", "/api/v1/projects/solo/batches/"+id+"/submit", nil, nil); code != 200 {
+		t.Fatalf("submit: %d", code)
+	}
+	var out map[string]any
+	if code := call(t, base, admin, "POST", "/api/v1/projects/solo/batches/"+id+"/approve", nil, &out); code != 403 || !strings.Contains(fmt.Sprint(out["error"]), "self_approval") {
+		t.Fatalf("the annotator approves their own batch: %d %v, want 403 naming the policy", code, out)
+	}
+	var p map[string]any
+	call(t, base, admin, "GET", "/api/v1/projects/solo", nil, &p)
+	p["review"] = map[string]any{"self_approval": true}
+	if code := call(t, base, admin, "PUT", "/api/v1/projects/solo", p, &out); code != 200 {
+		t.Fatalf("turn self-approval on: %d %v", code, out)
+	}
+	if code := call(t, base, admin, "POST", "/api/v1/projects/solo/batches/"+id+"/approve", nil, &out); code != 200 || out["state"] != project.StateApproved {
+		t.Fatalf("self-approval allowed by the project: %d %v, want 200 approved", code, out)
+	}
+}
