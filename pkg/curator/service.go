@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/httpapi"
 	"github.com/edgeloop/edgeloop/pkg/kafkabus"
 	"github.com/edgeloop/edgeloop/pkg/message"
+	"github.com/edgeloop/edgeloop/pkg/objstore"
 	"github.com/edgeloop/edgeloop/pkg/objstore/s3store"
 	"github.com/edgeloop/edgeloop/pkg/opshttp"
 	"github.com/edgeloop/edgeloop/pkg/retry"
@@ -121,6 +123,26 @@ func RunService(ctx context.Context, c ServiceConfig, log *zap.Logger) error {
 	return g.Wait()
 }
 
+// ingestAttempts is how many times an example is tried (about a minute with the backoff
+// of Consume) before a failure that is its own sends it to the dead letters.
+const ingestAttempts = 20
+
+// healthKey is the object the curator writes to check that the object store takes writes.
+const healthKey = "health/curator.json"
+
+// healthy reports whether the curator's dependencies work: the object store takes a
+// write (a read-only or full store fails this, not only an unreachable one) and Kafka
+// answers.
+func (c *Curator) healthy(ctx context.Context, k kafkabus.Config) error {
+	if _, err := objstore.PutJSON(ctx, c.st.S, healthKey, map[string]time.Time{"at": c.now().UTC()}, objstore.PutOptions{}); err != nil {
+		return fmt.Errorf("object store: %w", err)
+	}
+	if err := kafkabus.Ping(ctx, k); err != nil {
+		return fmt.Errorf("kafka: %w", err)
+	}
+	return nil
+}
+
 // Consume ingests edgeloop.examples.v1: store, queue, then commit the offset.
 // Examples that can never be accepted go to the dead-letter topic with their reason.
 func (c *Curator) Consume(ctx context.Context, k kafkabus.Config, group string, prod *kafkabus.Producer, reg prometheus.Registerer) error {
@@ -147,6 +169,10 @@ func (c *Curator) Consume(ctx context.Context, k kafkabus.Config, group string, 
 	},
 		message.Retry(retry.Backoff{Max: 5 * time.Second}, c.log),
 		message.DeadLetter(prod, k.Topic(contract.TopicDeadLetter), "curator", c.log, func(r string) { rejected.WithLabelValues(r).Inc() }),
+		// An example that fails ingestAttempts times while S3 takes writes and Kafka
+		// answers is set aside (retry_exhausted) rather than blocking its partition; during
+		// an outage every example fails and is retried until the outage ends.
+		message.GiveUp(ingestAttempts, func(ctx context.Context) error { return c.healthy(ctx, k) }, contract.ReasonRetryExhausted, c.log),
 	)
 	err = cons.Run(ctx, h)
 	if errors.Is(err, context.Canceled) {
