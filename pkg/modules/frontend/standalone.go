@@ -20,7 +20,8 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/simannotator"
 )
 
-// The embedded S3 server's credentials (loopback only).
+// The embedded S3 server's credentials: it refuses any request not signed with them
+// (fixed, so that an S3 client such as mc can read the standalone's data on loopback).
 const (
 	embeddedAccessKey = "edgeloop"
 	embeddedSecretKey = "edgeloop-secret"
@@ -38,13 +39,13 @@ func setupEmbedded(a *modules.App) error {
 	c := a.Config.Embedded
 	srv, err := embedded.Start(embedded.Config{
 		Dir: a.DataPath("servers"), Host: c.Host, MQTTPort: c.MQTTPort, KafkaPort: c.KafkaPort, S3Port: c.S3Port,
-		Topics: contract.Topics(), Partitions: 3,
+		Topics: contract.Topics(), Partitions: 3, S3AccessKey: embeddedAccessKey, S3SecretKey: embeddedSecretKey,
 	}, a.Log.Named("embedded"))
 	if err != nil {
 		return err
 	}
 	a.UseLocal(&modules.LocalServers{MQTTURL: srv.MQTTURL, KafkaAddr: srv.KafkaAddr, S3Addr: srv.S3Addr,
-		AccessKey: embeddedAccessKey, SecretKey: embeddedSecretKey, Close: srv.Close})
+		AccessKey: srv.S3AccessKey, SecretKey: srv.S3SecretKey, Close: srv.Close})
 	return nil
 }
 
