@@ -148,14 +148,14 @@ edgeloop standalone is up (data in %s)
   UI            %s/#token=annotator-dev-token   (reviewer: #token=reviewer-dev-token)
   dashboard     %s/#/dashboard
   API           %s/api/v1/   (Authorization: Bearer admin-dev-token)
-  MQTT broker   %s      Kafka %s      S3 http://%s
+  MQTT broker   %s      Kafka %s      S3 http://%s (key %s, secret %s)
   agent API     %s
   metrics       http://%s/metrics  http://%s/metrics  http://%s/metrics
 
   project %q: seed %s (%d examples) -> version 1; %d simulated agents meet drift %q;
   %s; every approval retrains, and a better model ships to the fleet.
 
-`, c.Embedded.DataDir, s.api, s.api, s.api, l.MQTTURL, l.KafkaAddr, l.S3Addr, agentAPI,
+`, c.Embedded.DataDir, s.api, s.api, s.api, l.MQTTURL, l.KafkaAddr, l.S3Addr, l.AccessKey, l.SecretKey, agentAPI,
 		c.Bridge.OpsAddr, c.Retrain.OpsAddr, c.Curator.OpsAddr, c.Bootstrap.Project, c.Bootstrap.Dataset, c.Bootstrap.Limit, c.Fleet.Size,
 		c.Fleet.Drift, annotate)
 }
