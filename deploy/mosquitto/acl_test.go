@@ -135,7 +135,7 @@ func TestDevicesPublishOnlyIntoTheirProject(t *testing.T) {
 		"edgeloop/v1/alpha/cam-a/examples",
 		"edgeloop/v1/alpha/cam-a/status",
 	} {
-		if tok := camA.Publish(topic, 1, false, []byte("x")); !tok.WaitTimeout(5*time.Second) {
+		if tok := camA.Publish(topic, 1, false, []byte("x")); !tok.WaitTimeout(5 * time.Second) {
 			t.Fatalf("publish %s: no answer", topic)
 		}
 	}
