@@ -40,6 +40,8 @@ type state struct {
 	cur *curator.Curator
 	// seeded is closed once the bootstrap module seeded the project.
 	seeded chan struct{}
+	// fleetToken is the simulated agents' device token (set before up is closed).
+	fleetToken string
 	// started, when not nil, is told the Stack once the API is up and seeded.
 	started func(*Stack)
 }
@@ -64,6 +66,11 @@ func (s *state) runCurator(ctx context.Context, a *modules.App) error {
 	tokens, err := httpapi.LoadTokens(c.TokensFile)
 	if err != nil {
 		return err
+	}
+	if a.Has(modules.Fleet) {
+		if s.fleetToken, err = fleetToken(tokens, c.Bootstrap.Project); err != nil {
+			return err
+		}
 	}
 	tc, err := c.TLS.Config()
 	if err != nil {

@@ -3,6 +3,8 @@ package frontend
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/contract"
 	"github.com/edgeloop/edgeloop/pkg/datasets"
 	"github.com/edgeloop/edgeloop/pkg/embedded"
+	"github.com/edgeloop/edgeloop/pkg/httpapi"
 	"github.com/edgeloop/edgeloop/pkg/modules"
 	"github.com/edgeloop/edgeloop/pkg/retrain"
 	"github.com/edgeloop/edgeloop/pkg/simannotator"
@@ -27,11 +30,24 @@ const (
 	embeddedSecretKey = "edgeloop-secret"
 )
 
-// Tokens of deploy/tokens.example.json that the standalone's own parts use on loopback.
-const (
-	adminToken  = "admin-dev-token"
-	deviceToken = "device-dev-token"
-)
+// adminToken is the token of deploy/tokens.example.json that the standalone's bootstrap
+// uses on loopback.
+const adminToken = "admin-dev-token"
+
+// fleetToken adds to tokens a random device token of project pid for the simulated
+// agents, so that they download models whatever -project and -tokens say.
+func fleetToken(tokens *httpapi.Tokens, pid string) (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("fleet token: %w", err)
+	}
+	tok := "fleet-" + hex.EncodeToString(b)
+	if tokens.Tokens == nil {
+		tokens.Tokens = map[string]httpapi.User{}
+	}
+	tokens.Tokens[tok] = httpapi.User{Name: "standalone-fleet", Roles: []string{httpapi.RoleDevice}, Projects: []string{pid}}
+	return tok, nil
+}
 
 // setupEmbedded starts the embedded MQTT, Kafka-protocol and S3 servers before any
 // other module runs; every client in the process then talks to them.
@@ -104,7 +120,7 @@ func (s *state) runFleet(ctx context.Context, a *modules.App) error {
 		}
 		ag, err := agent.New(agent.Config{Project: b.Project, Device: dev, DataDir: a.DataPath("agents", dev),
 			MQTT: mq, PublicKeys: map[string]ed25519.PublicKey{artifact.KeyID(pub): pub},
-			DeviceToken: deviceToken, HTTPAddr: httpAddr, StatusInterval: 5 * time.Second, Version: "standalone",
+			DeviceToken: s.fleetToken, HTTPAddr: httpAddr, StatusInterval: 5 * time.Second, Version: "standalone",
 			Sim: agent.SimConfig{Dataset: spec.Name, Drift: f.Drift, Rate: f.Rate, OperatorShare: f.OperatorShare, Seed: uint64(i + 1)},
 		}, nil, a.Log.Named("agent").With(zap.String("device", dev)))
 		if err != nil {
