@@ -128,7 +128,7 @@ func run(o options, log *zap.Logger) error {
 	cfg := modules.RegisterFlags(fs, "standalone")
 	if err := fs.Parse([]string{"-data-dir", dir, "-mqtt-port", strconv.Itoa(ports[0]), "-kafka-port", strconv.Itoa(ports[1]),
 		"-s3-port", strconv.Itoa(ports[2]), "-http-addr", fmt.Sprintf("127.0.0.1:%d", ports[3]),
-		"-bridge-ops-addr", fmt.Sprintf("127.0.0.1:%d", ports[4]), "-retrain-ops-addr", fmt.Sprintf("127.0.0.1:%d", ports[5]),
+		"-bridge-ops-addr", fmt.Sprintf("127.0.0.1:%d", ports[4]), "-retrain-ops-addr", fmt.Sprintf("127.0.0.1:%d", ports[5]), "-curator-ops-addr", "",
 		"-backend", o.backend, "-project", "bench", "-seed", "mnist", "-seed-limit", strconv.Itoa(o.sizes[0]), "-fleet", "0",
 		"-agent-http-addr", ""}); err != nil {
 		return err

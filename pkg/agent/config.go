@@ -2,6 +2,7 @@ package agent
 
 import (
 	"crypto/ed25519"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/edgeloop/edgeloop/pkg/artifact"
+	"github.com/edgeloop/edgeloop/pkg/config"
 	"github.com/edgeloop/edgeloop/pkg/contract"
 	"github.com/edgeloop/edgeloop/pkg/mqttbus"
 	"github.com/edgeloop/edgeloop/pkg/sampling"
@@ -31,6 +33,8 @@ type Config struct {
 	// HTTPAddr serves /v1/infer, /v1/feedback, /v1/status and the ops endpoints
 	// (empty: none).
 	HTTPAddr string
+	// HTTPTLS, when set, makes that server HTTPS only.
+	HTTPTLS *tls.Config
 	// WatchDir, when set, is a directory whose new images are inferred.
 	WatchDir string
 	// Sim, when its Dataset is set, generates frames.
@@ -96,13 +100,14 @@ func (c *Config) defaults() error {
 type Flags struct {
 	cfg      Config
 	mqtt     *mqttbus.Flags
+	tls      *config.ServerTLS
 	sampling string
 	keys     string
 }
 
 // RegisterFlags adds the agent's flags to fs.
 func RegisterFlags(fs *flag.FlagSet) *Flags {
-	f := &Flags{mqtt: mqttbus.RegisterFlags(fs)}
+	f := &Flags{mqtt: mqttbus.RegisterFlags(fs), tls: config.RegisterServerTLS(fs)}
 	c := &f.cfg
 	host, _ := os.Hostname()
 	fs.StringVar(&c.Project, "project", "digits", "project id")
@@ -130,6 +135,9 @@ func (f *Flags) Config() (Config, error) {
 	c := f.cfg
 	var err error
 	if c.MQTT, err = f.mqtt.Config("agent-" + c.Project + "-" + c.Device); err != nil {
+		return c, err
+	}
+	if c.HTTPTLS, err = f.tls.Config(); err != nil {
 		return c, err
 	}
 	if f.sampling != "" {

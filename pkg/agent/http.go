@@ -46,7 +46,7 @@ func (a *Agent) Handler() http.Handler {
 }
 
 func (a *Agent) serveHTTP(ctx context.Context) error {
-	return opshttp.Serve(ctx, a.cfg.HTTPAddr, a.Handler(), a.log, nil)
+	return opshttp.Serve(ctx, a.cfg.HTTPAddr, a.Handler(), a.log, nil, opshttp.WithTLS(a.cfg.HTTPTLS))
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net/http"
 	"time"
@@ -21,6 +22,8 @@ type ServiceConfig struct {
 	MQTT  mqttbus.Config
 	// OpsAddr serves /healthz, /readyz and /metrics.
 	OpsAddr string
+	// OpsTLS, when set, makes the ops server HTTPS only.
+	OpsTLS *tls.Config
 	// Partitions of the topics the bridge creates when they are missing.
 	Partitions int
 	Options    Options
@@ -61,7 +64,7 @@ func RunService(ctx context.Context, c ServiceConfig, log *zap.Logger) error {
 		}},
 	)
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return opshttp.Serve(gctx, c.OpsAddr, mux, log, nil) })
+	g.Go(func() error { return opshttp.Serve(gctx, c.OpsAddr, mux, log, nil, opshttp.WithTLS(c.OpsTLS)) })
 	g.Go(func() error { return b.Run(gctx) })
 	return g.Wait()
 }

@@ -106,3 +106,34 @@ func (t *TLS) Config() (*tls.Config, error) {
 	}
 	return c, nil
 }
+
+// ServerTLS is the certificate an HTTP server presents; with neither file set the server
+// speaks plain HTTP.
+type ServerTLS struct {
+	// CertFile and KeyFile are the PEM certificate (chain) and its private key.
+	CertFile, KeyFile string
+}
+
+// RegisterServerTLS adds the tls-cert and tls-key flags (server certificate and key of
+// every HTTP server of the process) to fs and returns the settings they fill.
+func RegisterServerTLS(fs *flag.FlagSet) *ServerTLS {
+	t := &ServerTLS{}
+	fs.StringVar(&t.CertFile, "tls-cert", "", "PEM certificate of the HTTP servers (API and ops); with -tls-key they serve HTTPS only (empty: plain HTTP)")
+	fs.StringVar(&t.KeyFile, "tls-key", "", "PEM private key of -tls-cert")
+	return t
+}
+
+// Config returns the server's *tls.Config, or nil when no certificate is set.
+func (t *ServerTLS) Config() (*tls.Config, error) {
+	if t == nil || (t.CertFile == "" && t.KeyFile == "") {
+		return nil, nil
+	}
+	if t.CertFile == "" || t.KeyFile == "" {
+		return nil, errors.New("server TLS: set both the certificate (-tls-cert) and its key (-tls-key)")
+	}
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("server TLS: load certificate %s and key %s: %w", t.CertFile, t.KeyFile, err)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}, nil
+}

@@ -33,4 +33,7 @@ const (
 	ReasonTaskMismatch = "task_mismatch"
 	// ReasonUnknownClass: a class is not one of the project's.
 	ReasonUnknownClass = "unknown_class"
+	// ReasonRetryExhausted: handling failed again and again while the service's
+	// dependencies answered (message.GiveUp); the detail holds the last error.
+	ReasonRetryExhausted = "retry_exhausted"
 )

@@ -45,12 +45,16 @@ func Mount(m *httpapi.Mux, c *Curator) {
 }
 
 func (a *api) listProjects(w http.ResponseWriter, r *http.Request) error {
-	ps, err := a.c.st.Projects(r.Context())
+	all, err := a.c.st.Projects(r.Context())
 	if err != nil {
 		return err
 	}
-	if ps == nil {
-		ps = []*project.Project{}
+	u := httpapi.UserOf(r.Context())
+	ps := []*project.Project{}
+	for _, p := range all {
+		if u.Member(p.ID) {
+			ps = append(ps, p)
+		}
 	}
 	return httpapi.WriteJSON(w, http.StatusOK, ps)
 }
@@ -59,6 +63,9 @@ func (a *api) createProject(w http.ResponseWriter, r *http.Request) error {
 	var p project.Project
 	if err := httpapi.Decode(r, &p); err != nil {
 		return err
+	}
+	if u := httpapi.UserOf(r.Context()); !u.Member(p.ID) {
+		return fmt.Errorf("%w: user %s may not create project %q: not one of the token's projects %v", project.ErrForbidden, u.Name, p.ID, u.Projects)
 	}
 	p.CreatedAt = time.Now().UTC()
 	if err := a.c.st.CreateProject(r.Context(), &p); err != nil {

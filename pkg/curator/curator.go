@@ -7,6 +7,7 @@ import (
 	"math"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -19,6 +20,7 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/objstore"
 	"github.com/edgeloop/edgeloop/pkg/project"
 	"github.com/edgeloop/edgeloop/pkg/raster"
+	"github.com/edgeloop/edgeloop/pkg/retry"
 	"github.com/edgeloop/edgeloop/pkg/vision"
 	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
 )
@@ -32,11 +34,18 @@ type Curator struct {
 	m    *metrics
 	now  func() time.Time
 	dups *lookalikes
+	// maxImport bounds an import's archive (bytes).
+	maxImport int64
+	ticks     tickState
 }
+
+// maxImportBytes is the largest dataset archive an import accepts.
+const maxImportBytes = 512 << 20
 
 // New returns a Curator on store s; approvals are produced with prod.
 func New(s objstore.Store, prod *kafkabus.Producer, kcfg kafkabus.Config, m *metrics, log *zap.Logger) *Curator {
-	return &Curator{st: &project.Store{S: s}, prod: prod, kcfg: kcfg, log: log, m: m, now: time.Now, dups: &lookalikes{recent: map[string][]thumbOf{}}}
+	return &Curator{st: &project.Store{S: s}, prod: prod, kcfg: kcfg, log: log, m: m, now: time.Now, dups: &lookalikes{recent: map[string][]thumbOf{}},
+		maxImport: maxImportBytes}
 }
 
 // project.Store is the curator's object store access.
@@ -166,37 +175,92 @@ func (c *Curator) writeFormed(ctx context.Context, pid string, formed []project.
 }
 
 // Tick closes open batches that waited long enough and repairs batches formed but not
-// written (after a crash). The service calls it periodically.
+// written (after a crash). The service calls it periodically. Projects are isolated: one
+// that fails is skipped for a growing delay (tickBackoff) while the others go on, and
+// the error returned names every project that failed.
 func (c *Curator) Tick(ctx context.Context) error {
 	ps, err := c.st.Projects(ctx)
 	if err != nil {
 		return err
 	}
+	var errs []error
 	for _, p := range ps {
-		var formed []project.FormedBatch
-		_, err := objstore.Update(ctx, c.st.S, project.LedgerKey(p.ID), func(l *project.Ledger, exists bool) error {
-			if !exists {
-				return objstore.ErrNoChange
+		if !c.ticks.due(p.ID, c.now()) {
+			continue
+		}
+		if err := c.tickProject(ctx, p); err != nil {
+			if ctx.Err() != nil {
+				return errors.Join(append(errs, err)...)
 			}
-			newly := formDue(l, p.Batch, c.now())
-			formed = append([]project.FormedBatch(nil), l.Formed...) // with any a crash left unwritten
-			if len(newly) == 0 {
-				return objstore.ErrNoChange
-			}
-			l.Rev++
-			return nil
-		})
-		if err != nil {
-			return err
+			n, next := c.ticks.failed(p.ID, c.now())
+			errs = append(errs, fmt.Errorf("project %s (failure %d, next try in %s): %w", p.ID, n, next.Round(time.Millisecond), err))
+			continue
 		}
-		if err := c.writeFormed(ctx, p.ID, formed); err != nil {
-			return err
-		}
-		if err := c.resumeApprovals(ctx, p.ID); err != nil {
-			return err
-		}
+		c.ticks.ok(p.ID)
 	}
-	return nil
+	return errors.Join(errs...)
+}
+
+// tickProject closes a project's due batches and completes its interrupted approvals.
+func (c *Curator) tickProject(ctx context.Context, p *project.Project) error {
+	var formed []project.FormedBatch
+	_, err := objstore.Update(ctx, c.st.S, project.LedgerKey(p.ID), func(l *project.Ledger, exists bool) error {
+		if !exists {
+			return objstore.ErrNoChange
+		}
+		newly := formDue(l, p.Batch, c.now())
+		formed = append([]project.FormedBatch(nil), l.Formed...) // with any a crash left unwritten
+		if len(newly) == 0 {
+			return objstore.ErrNoChange
+		}
+		l.Rev++
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := c.writeFormed(ctx, p.ID, formed); err != nil {
+		return err
+	}
+	return c.resumeApprovals(ctx, p.ID)
+}
+
+// tickState remembers which projects failed their last tick, and when to try again.
+type tickState struct {
+	mu        sync.Mutex
+	byProject map[string]tickFailure
+}
+
+type tickFailure struct {
+	n    int
+	next time.Time
+}
+
+func (s *tickState) due(pid string, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !now.Before(s.byProject[pid].next)
+}
+
+func (s *tickState) failed(pid string, now time.Time) (int, time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.byProject == nil {
+		s.byProject = map[string]tickFailure{}
+	}
+	f := s.byProject[pid]
+	// A project that keeps failing is tried again after 2 s, 4 s, … up to 2 minutes.
+	d := retry.Backoff{Initial: 2 * time.Second, Max: 2 * time.Minute}.Delay(f.n)
+	f.n++
+	f.next = now.Add(d)
+	s.byProject[pid] = f
+	return f.n, d
+}
+
+func (s *tickState) ok(pid string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.byProject, pid)
 }
 
 // refreshGauges sets the batches-by-state gauge of a project.
@@ -391,10 +455,20 @@ func (c *Curator) Reject(ctx context.Context, pid, id, user, comments string) (*
 // Approve puts a submitted batch's annotations into the dataset (each example pinned
 // to its split for life) and produces BatchApproved. Each step is idempotent, so a
 // retry after a crash completes the approval without doing anything twice.
+// Unless the project's review policy allows self-approval, nobody approves a batch
+// they worked on (ErrForbidden).
 func (c *Curator) Approve(ctx context.Context, pid, id, user string) (*project.Batch, error) {
+	p, err := c.st.Project(ctx, pid)
+	if err != nil {
+		return nil, err
+	}
 	b, err := c.transition(ctx, pid, id, user, "approve", func(b *project.Batch, _ time.Time) error {
 		if b.State != project.StateSubmitted && b.State != project.StateApproving {
 			return fmt.Errorf("%w: batch %s is %s, only submitted batches can be approved", project.ErrConflict, id, b.State)
+		}
+		if !p.Review.SelfApproval && b.State == project.StateSubmitted && workedOn(b, user) {
+			return fmt.Errorf("%w: %s annotated batch %s and may not approve it too: another reviewer must (or set the project's review.self_approval)",
+				project.ErrForbidden, user, id)
 		}
 		b.State = project.StateApproving
 		return nil
@@ -403,6 +477,21 @@ func (c *Curator) Approve(ctx context.Context, pid, id, user string) (*project.B
 		return nil, err
 	}
 	return c.completeApproval(ctx, pid, b, user)
+}
+
+// workedOn reports whether user claimed, annotated or submitted the batch.
+func workedOn(b *project.Batch, user string) bool {
+	for _, a := range b.Audit {
+		if a.User == user && (a.Action == "claim" || a.Action == "annotate" || a.Action == "submit" || a.Action == "renew") {
+			return true
+		}
+	}
+	for _, it := range b.Items {
+		if it.AnnotatedBy == user {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *Curator) completeApproval(ctx context.Context, pid string, b *project.Batch, user string) (*project.Batch, error) {
@@ -467,6 +556,7 @@ func (c *Curator) resumeApprovals(ctx context.Context, pid string) error {
 		return err
 	}
 	c.refreshGauges(pid, bs)
+	var errs []error
 	for _, b := range bs {
 		if b.State == project.StateApproving {
 			user := "curator"
@@ -474,11 +564,11 @@ func (c *Curator) resumeApprovals(ctx context.Context, pid string) error {
 				user = b.Audit[n-1].User
 			}
 			if _, err := c.completeApproval(ctx, pid, b, user); err != nil {
-				return err
+				errs = append(errs, fmt.Errorf("complete the approval of batch %s: %w", b.ID, err))
 			}
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // addToDataset pins the batch's annotated examples to splits. Splits are decided once,

@@ -38,10 +38,10 @@ import (
 )
 
 var tokens = &httpapi.Tokens{Tokens: map[string]httpapi.User{
-	"annotator-token-1": {Name: "annie", Roles: []string{httpapi.RoleAnnotator}},
-	"annotator-token-2": {Name: "bob", Roles: []string{httpapi.RoleAnnotator}},
-	"reviewer-token-1":  {Name: "rex", Roles: []string{httpapi.RoleReviewer}},
-	"admin-token-00001": {Name: "ada", Roles: []string{httpapi.RoleAdmin}},
+	"annotator-token-1": {Name: "annie", Roles: []string{httpapi.RoleAnnotator}, Projects: []string{httpapi.AllProjects}},
+	"annotator-token-2": {Name: "bob", Roles: []string{httpapi.RoleAnnotator}, Projects: []string{httpapi.AllProjects}},
+	"reviewer-token-1":  {Name: "rex", Roles: []string{httpapi.RoleReviewer}, Projects: []string{httpapi.AllProjects}},
+	"admin-token-00001": {Name: "ada", Roles: []string{httpapi.RoleAdmin}, Projects: []string{httpapi.AllProjects}},
 }}
 
 type env struct {
@@ -439,7 +439,7 @@ func TestKilledMidStream(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(20000))
 	start := func() *exec.Cmd {
 		args := append(servertest.KafkaArgs(e.kafka), servertest.S3Args(e.s3)...)
-		cmd := exec.Command(bin, append([]string{"-http-addr", addr, "-tokens", tokFile, "-tick", "200ms", "-log-level", "warn"}, args...)...)
+		cmd := exec.Command(bin, append([]string{"-http-addr", addr, "-curator-ops-addr", "", "-tokens", tokFile, "-tick", "200ms", "-log-level", "warn"}, args...)...)
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -546,6 +546,11 @@ func TestMalformedRequests(t *testing.T) {
 			t.Errorf("%s: %d %v, want %d with a JSON error", c.name, got, out, c.want)
 		}
 	}
+	// Metrics need no token, so they are not on the API's port (-curator-ops-addr).
+	var metrics []byte
+	if got := call(t, base, "", "GET", "/metrics", nil, &metrics); got == 200 || strings.Contains(string(metrics), "go_goroutines") {
+		t.Errorf("GET /metrics without a token on the API port: %d %.200s, want no metrics", got, metrics)
+	}
 	// Claimed, then bad annotations are refused with 400; another annotator gets 409.
 	call(t, base, "annotator-token-1", "POST", "/api/v1/projects/bad/batches/"+bid+"/claim", nil, nil)
 	for name, body := range map[string]any{
@@ -565,5 +570,54 @@ func TestMalformedRequests(t *testing.T) {
 	}
 	if got := call(t, base, "annotator-token-1", "POST", "/api/v1/projects/bad/batches/"+bid+"/submit", nil, &out); got != 409 {
 		t.Errorf("submitting an unannotated batch: %d %v", got, out)
+	}
+}
+
+// TestSelfApprovalIsAProjectPolicy: by default nobody approves a batch they annotated
+// (an admin holds the reviewer's role, and would otherwise); a project whose review
+// policy allows self-approval (a team of one) lets them.
+func TestSelfApprovalIsAProjectPolicy(t *testing.T) {
+	e := newEnv(t)
+	base := e.start(t, "curator")
+	createProject(t, base, "solo", "classify", func(p *project.Project) { p.Batch.Min, p.Batch.Max = 2, 2 })
+	truth := map[string]string{}
+	var exs []*edgeloopv1.Example
+	for i := 0; i < 2; i++ {
+		ex, cls := example("solo", i, edgeloopv1.Task_TASK_CLASSIFY)
+		exs, truth[ex.Id] = append(exs, ex), cls
+	}
+	produce(t, e, exs...)
+	var list []curator.BatchSummary
+	waitFor(t, "a ready batch", 60*time.Second, func() bool {
+		call(t, base, "admin-token-00001", "GET", "/api/v1/projects/solo/batches?state=ready", nil, &list)
+		return len(list) == 1
+	})
+	id := list[0].ID
+	const admin = "admin-token-00001"
+	var b curator.BatchView
+	if code := call(t, base, admin, "POST", "/api/v1/projects/solo/batches/"+id+"/claim", nil, &b); code != 200 {
+		t.Fatalf("claim: %d", code)
+	}
+	for _, it := range b.Items {
+		body := map[string]any{"labels": []project.Label{{Class: truth[it.ExampleID]}}}
+		if code := call(t, base, admin, "PUT", "/api/v1/projects/solo/batches/"+id+"/items/"+it.ExampleID, body, nil); code != 200 {
+			t.Fatalf("save: %d", code)
+		}
+	}
+	if code := call(t, base, admin, "POST", "/api/v1/projects/solo/batches/"+id+"/submit", nil, nil); code != 200 {
+		t.Fatalf("submit: %d", code)
+	}
+	var out map[string]any
+	if code := call(t, base, admin, "POST", "/api/v1/projects/solo/batches/"+id+"/approve", nil, &out); code != 403 || !strings.Contains(fmt.Sprint(out["error"]), "self_approval") {
+		t.Fatalf("the annotator approves their own batch: %d %v, want 403 naming the policy", code, out)
+	}
+	var p map[string]any
+	call(t, base, admin, "GET", "/api/v1/projects/solo", nil, &p)
+	p["review"] = map[string]any{"self_approval": true}
+	if code := call(t, base, admin, "PUT", "/api/v1/projects/solo", p, &out); code != 200 {
+		t.Fatalf("turn self-approval on: %d %v", code, out)
+	}
+	if code := call(t, base, admin, "POST", "/api/v1/projects/solo/batches/"+id+"/approve", nil, &out); code != 200 || out["state"] != project.StateApproved {
+		t.Fatalf("self-approval allowed by the project: %d %v, want 200 approved", code, out)
 	}
 }

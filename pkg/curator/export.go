@@ -2,12 +2,12 @@ package curator
 
 import (
 	"archive/zip"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path"
 	"strings"
 	"time"
@@ -127,6 +127,8 @@ func (a *api) export(w http.ResponseWriter, r *http.Request) error {
 	if split != "" {
 		name += "-" + split
 	}
+	// A whole dataset may take longer to send than the server's write timeout.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(importTimeout))
 	w.Header().Set("Content-Type", "application/zip")
 	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`.zip"`)
 	if err := a.c.write(r.Context(), set, w); err != nil {
@@ -136,15 +138,16 @@ func (a *api) export(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// Import adds a COCO or YOLO dataset (a zip as Export writes it) as a seed: images and
-// records are stored, the annotations enter the dataset in the splits the archive
-// names, and BatchApproved announces them (batch id "import-…"). It returns the batch.
-func (c *Curator) Import(ctx context.Context, pid, format string, zipData []byte, user string) (*project.Batch, error) {
+// Import adds a COCO or YOLO dataset (a zip as Export writes it, of size bytes) as a
+// seed: images and records are stored, the annotations enter the dataset in the splits
+// the archive names, and BatchApproved announces them (batch id "import-…"). It reads
+// one image at a time from the archive. It returns the batch.
+func (c *Curator) Import(ctx context.Context, pid, format string, archive io.ReaderAt, size int64, user string) (*project.Batch, error) {
 	p, err := c.st.Project(ctx, pid)
 	if err != nil {
 		return nil, err
 	}
-	zr, err := zip.NewReader(bytes.NewReader(zipData), int64(len(zipData)))
+	zr, err := zip.NewReader(archive, size)
 	if err != nil {
 		return nil, fmt.Errorf("%w: not a zip archive: %v", project.ErrInvalid, err)
 	}
@@ -163,13 +166,17 @@ func (c *Curator) Import(ctx context.Context, pid, format string, zipData []byte
 	b := &project.Batch{ID: "import-" + now.UTC().Format("20060102T150405") + "-" + uuid.NewString()[:8], Project: p.ID, State: project.StateApproving, CreatedAt: now,
 		Audit: []project.AuditEntry{{At: now, User: user, Action: "import", To: project.StateApproving, Detail: fmt.Sprintf("%s, %d images", format, len(entries))}}}
 	for _, e := range entries {
-		key, _, err := objstore.PutContent(ctx, c.st.S, project.ImagePrefix(p.ID), e.Data, e.ContentType)
+		data, err := e.Read()
 		if err != nil {
 			return nil, err
 		}
-		im, err := raster.Decode(e.Data)
+		im, err := raster.Decode(data)
 		if err != nil {
 			return nil, fmt.Errorf("%w: image %s: %v", project.ErrInvalid, e.Name, err)
+		}
+		key, _, err := objstore.PutContent(ctx, c.st.S, project.ImagePrefix(p.ID), data, e.ContentType)
+		if err != nil {
+			return nil, err
 		}
 		id := strings.TrimSuffix(path.Base(e.Name), path.Ext(e.Name))
 		if !exampleIDOK(id) {
@@ -209,12 +216,35 @@ func exampleIDOK(id string) bool {
 	return true
 }
 
+// importTimeout is how long an import may take to upload and store its archive, and an
+// export to send one (the server's read and write timeouts are shorter).
+const importTimeout = 30 * time.Minute
+
+// importDataset spools the uploaded archive to a temporary file (at most maxImport
+// bytes; zip needs random access) and imports it from there, so that an upload costs
+// disk, not memory.
 func (a *api) importDataset(w http.ResponseWriter, r *http.Request) error {
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 512<<20))
+	rc := http.NewResponseController(w)
+	deadline := time.Now().Add(importTimeout)
+	_ = rc.SetReadDeadline(deadline) // unsupported only by test recorders: the server's timeout stays
+	_ = rc.SetWriteDeadline(deadline)
+	f, err := os.CreateTemp("", "edgeloop-import-*.zip")
+	if err != nil {
+		return fmt.Errorf("import into %s: spool the archive: %w", r.PathValue("p"), err)
+	}
+	defer func() {
+		_ = f.Close()
+		_ = os.Remove(f.Name())
+	}()
+	n, err := io.Copy(f, http.MaxBytesReader(w, r.Body, a.c.maxImport))
+	if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+		httpapi.WriteError(w, http.StatusRequestEntityTooLarge, "import into %s: the archive is larger than the limit of %d MiB", r.PathValue("p"), mbe.Limit>>20)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("%w: reading the archive: %v", project.ErrInvalid, err)
 	}
-	b, err := a.c.Import(r.Context(), r.PathValue("p"), r.URL.Query().Get("format"), data, httpapi.UserOf(r.Context()).Name)
+	b, err := a.c.Import(r.Context(), r.PathValue("p"), r.URL.Query().Get("format"), f, n, httpapi.UserOf(r.Context()).Name)
 	if err != nil {
 		return err
 	}

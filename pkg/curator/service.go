@@ -2,7 +2,9 @@ package curator
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/httpapi"
 	"github.com/edgeloop/edgeloop/pkg/kafkabus"
 	"github.com/edgeloop/edgeloop/pkg/message"
+	"github.com/edgeloop/edgeloop/pkg/objstore"
 	"github.com/edgeloop/edgeloop/pkg/objstore/s3store"
 	"github.com/edgeloop/edgeloop/pkg/opshttp"
 	"github.com/edgeloop/edgeloop/pkg/retry"
@@ -26,8 +29,13 @@ type ServiceConfig struct {
 	Kafka  kafkabus.Config
 	S3     s3store.Config
 	Tokens *httpapi.Tokens
-	// Addr serves the UI, the API and the ops endpoints.
+	// Addr serves the UI and the API.
 	Addr string
+	// OpsAddr serves /healthz, /readyz and /metrics, which need no token: keep it off
+	// the public network (empty: none).
+	OpsAddr string
+	// TLS, when set, makes both servers HTTPS only.
+	TLS *tls.Config
 	// Group is the Kafka consumer group (default "curator").
 	Group string
 	// Partitions of the topics created when missing (default 6).
@@ -82,14 +90,18 @@ func RunService(ctx context.Context, c ServiceConfig, log *zap.Logger) error {
 		extra = c.Extend(Extension{API: api, Curator: cur, Producer: prod, Kafka: c.Kafka, Log: log})
 	}
 	mux := http.NewServeMux()
-	opshttp.Mount(mux, reg,
-		opshttp.Check{Name: "s3", Fn: store.Ping},
-		opshttp.Check{Name: "kafka", Fn: func(ctx context.Context) error { return kafkabus.Ping(ctx, c.Kafka) }})
 	mux.Handle("/api/", api)
 	mux.Handle("/", UI())
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return opshttp.Serve(gctx, c.Addr, mux, log, c.Ready) })
+	g.Go(func() error { return opshttp.Serve(gctx, c.Addr, mux, log, c.Ready, opshttp.WithTLS(c.TLS)) })
+	if c.OpsAddr != "" {
+		ops := http.NewServeMux()
+		opshttp.Mount(ops, reg,
+			opshttp.Check{Name: "s3", Fn: store.Ping},
+			opshttp.Check{Name: "kafka", Fn: func(ctx context.Context) error { return kafkabus.Ping(ctx, c.Kafka) }})
+		g.Go(func() error { return opshttp.Serve(gctx, c.OpsAddr, ops, log, nil, opshttp.WithTLS(c.TLS)) })
+	}
 	g.Go(func() error { return cur.Consume(gctx, c.Kafka, c.Group, prod, reg) })
 	if extra != nil {
 		g.Go(func() error { return extra(gctx) })
@@ -109,6 +121,26 @@ func RunService(ctx context.Context, c ServiceConfig, log *zap.Logger) error {
 		}
 	})
 	return g.Wait()
+}
+
+// ingestAttempts is how many times an example is tried (about a minute with the backoff
+// of Consume) before a failure that is its own sends it to the dead letters.
+const ingestAttempts = 20
+
+// healthKey is the object the curator writes to check that the object store takes writes.
+const healthKey = "health/curator.json"
+
+// healthy reports whether the curator's dependencies work: the object store takes a
+// write (a read-only or full store fails this, not only an unreachable one) and Kafka
+// answers.
+func (c *Curator) healthy(ctx context.Context, k kafkabus.Config) error {
+	if _, err := objstore.PutJSON(ctx, c.st.S, healthKey, map[string]time.Time{"at": c.now().UTC()}, objstore.PutOptions{}); err != nil {
+		return fmt.Errorf("object store: %w", err)
+	}
+	if err := kafkabus.Ping(ctx, k); err != nil {
+		return fmt.Errorf("kafka: %w", err)
+	}
+	return nil
 }
 
 // Consume ingests edgeloop.examples.v1: store, queue, then commit the offset.
@@ -137,6 +169,10 @@ func (c *Curator) Consume(ctx context.Context, k kafkabus.Config, group string, 
 	},
 		message.Retry(retry.Backoff{Max: 5 * time.Second}, c.log),
 		message.DeadLetter(prod, k.Topic(contract.TopicDeadLetter), "curator", c.log, func(r string) { rejected.WithLabelValues(r).Inc() }),
+		// An example that fails ingestAttempts times while S3 takes writes and Kafka
+		// answers is set aside (retry_exhausted) rather than blocking its partition; during
+		// an outage every example fails and is retried until the outage ends.
+		message.GiveUp(ingestAttempts, func(ctx context.Context) error { return c.healthy(ctx, k) }, contract.ReasonRetryExhausted, c.log),
 	)
 	err = cons.Run(ctx, h)
 	if errors.Is(err, context.Canceled) {

@@ -257,27 +257,46 @@ func writeLabelStudio(p *project.Project, items []Item, image func(string, Item)
 	return file("tasks.json", b)
 }
 
-// Entry is one annotated image read from an archive.
+// Entry is one annotated image read from an archive. Its bytes stay in the archive
+// until Read, so that an import holds one image in memory at a time.
 type Entry struct {
 	// Name is the image's file name in the archive.
 	Name string
 	// Split is the split the archive puts it in ("" when it names none).
 	Split       string
 	ContentType string
-	Data        []byte
 	Labels      []project.Label
+	file        *zip.File
+}
+
+// Read returns the image's bytes (at most 64 MiB).
+func (e Entry) Read() ([]byte, error) { return readZip(e.file) }
+
+// maxEntry bounds one file of an archive.
+const maxEntry = 64 << 20
+
+// checkSize refuses an archive file larger than maxEntry before it is read.
+func checkSize(f *zip.File) error {
+	if f.UncompressedSize64 > maxEntry {
+		return fmt.Errorf("%w: %s is larger than 64 MiB", project.ErrInvalid, f.Name)
+	}
+	return nil
 }
 
 func readZip(f *zip.File) ([]byte, error) {
-	if f.UncompressedSize64 > 64<<20 {
-		return nil, fmt.Errorf("%w: %s is larger than 64 MiB", project.ErrInvalid, f.Name)
+	if err := checkSize(f); err != nil {
+		return nil, err
 	}
 	rc, err := f.Open()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", project.ErrInvalid, f.Name, err)
 	}
 	defer rc.Close()
-	return io.ReadAll(io.LimitReader(rc, 64<<20))
+	b, err := io.ReadAll(io.LimitReader(rc, maxEntry))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", project.ErrInvalid, f.Name, err)
+	}
+	return b, nil
 }
 
 func contentTypeOf(name string) string {
@@ -330,11 +349,10 @@ func readCOCO(p *project.Project, files map[string]*zip.File) ([]Entry, error) {
 			if f == nil {
 				return nil, fmt.Errorf("%w: %s: image %s is missing from the archive", project.ErrInvalid, n, im.FileName)
 			}
-			data, err := readZip(f)
-			if err != nil {
+			if err := checkSize(f); err != nil {
 				return nil, err
 			}
-			e := Entry{Name: im.FileName, Split: splitName(split), ContentType: contentTypeOf(im.FileName), Data: data}
+			e := Entry{Name: im.FileName, Split: splitName(split), ContentType: contentTypeOf(im.FileName), file: f}
 			for _, a := range byImage[im.ID] {
 				cls, ok := cats[a.CategoryID]
 				if !ok || len(a.BBox) != 4 || im.Width <= 0 || im.Height <= 0 {
@@ -431,11 +449,10 @@ func readYOLO(p *project.Project, files map[string]*zip.File) ([]Entry, error) {
 				continue
 			}
 		}
-		data, err := readZip(files[n])
-		if err != nil {
+		if err := checkSize(files[n]); err != nil {
 			return nil, err
 		}
-		e.Data, e.ContentType = data, contentTypeOf(n)
+		e.file, e.ContentType = files[n], contentTypeOf(n)
 		out = append(out, e)
 	}
 	return out, nil

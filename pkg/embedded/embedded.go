@@ -7,6 +7,8 @@ package embedded
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -39,6 +41,9 @@ type Config struct {
 	// Topics are created at start with Partitions partitions each.
 	Topics     []string
 	Partitions int
+	// S3AccessKey and S3SecretKey are the credentials the S3 server requires of every
+	// request (both empty: it makes random ones, in Servers).
+	S3AccessKey, S3SecretKey string
 }
 
 // Servers are the running servers.
@@ -47,6 +52,8 @@ type Servers struct {
 	MQTTURL string
 	// KafkaAddr and S3Addr are host:port.
 	KafkaAddr, S3Addr string
+	// S3AccessKey and S3SecretKey sign every request to the S3 server.
+	S3AccessKey, S3SecretKey string
 
 	mq    *mqtt.Server
 	kafka *kafka
@@ -135,6 +142,17 @@ func (s *Servers) startS3(c Config, log *zap.Logger) error {
 		return fmt.Errorf("embedded s3 storage %s: %w", path, err)
 	}
 	s.s3db = db
+	s.S3AccessKey, s.S3SecretKey = c.S3AccessKey, c.S3SecretKey
+	if s.S3AccessKey == "" && s.S3SecretKey == "" {
+		b := make([]byte, 24)
+		if _, err := rand.Read(b); err != nil {
+			return fmt.Errorf("embedded s3 credentials: %w", err)
+		}
+		s.S3AccessKey, s.S3SecretKey = "edgeloop-embedded", hex.EncodeToString(b)
+	}
+	if s.S3AccessKey == "" || s.S3SecretKey == "" {
+		return errors.New("embedded s3: set both the access key and the secret key, or neither")
+	}
 	faker := gofakes3.New(s3bolt.New(db), gofakes3.WithAutoBucket(true), gofakes3.WithLogger(gofakes3.DiscardLog()))
 	addr := net.JoinHostPort(c.Host, strconv.Itoa(c.S3Port))
 	ln, err := net.Listen("tcp", addr)
@@ -142,7 +160,8 @@ func (s *Servers) startS3(c Config, log *zap.Logger) error {
 		return fmt.Errorf("embedded s3 listen %s: %w", addr, err)
 	}
 	s.S3Addr = ln.Addr().String()
-	s.s3 = &http.Server{Handler: faker.Server(), ReadHeaderTimeout: 10 * time.Second}
+	s.s3 = &http.Server{Handler: s3Auth(s.S3AccessKey, s.S3SecretKey, faker.Server()), ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: 5 * time.Minute, WriteTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute}
 	go func() {
 		if err := s.s3.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("embedded s3 stopped", zap.Error(err))

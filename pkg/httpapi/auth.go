@@ -9,6 +9,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+
+	"github.com/edgeloop/edgeloop/pkg/contract"
 )
 
 // Roles.
@@ -16,19 +18,48 @@ const (
 	RoleAnnotator = "annotator"
 	RoleReviewer  = "reviewer"
 	RoleAdmin     = "admin"
-	// RoleDevice may download model artifacts.
+	// RoleDevice reads its projects' release and model artifacts, and nothing else.
 	RoleDevice = "device"
 )
+
+// AllProjects in a token's projects makes it a member of every project.
+const AllProjects = "*"
 
 // User is an authenticated caller.
 type User struct {
 	Name  string   `json:"user"`
 	Roles []string `json:"roles"`
+	// Projects are the projects the user is a member of (AllProjects: every one). A
+	// user reaches no endpoint of a project it is not a member of.
+	Projects []string `json:"projects"`
 }
 
 // Can reports whether the user holds role (admins hold every role).
 func (u *User) Can(role string) bool {
 	return u != nil && (slices.Contains(u.Roles, role) || slices.Contains(u.Roles, RoleAdmin))
+}
+
+// Person reports whether the user is a person (annotator, reviewer or admin) rather
+// than only a device.
+func (u *User) Person() bool {
+	return u != nil && (u.Can(RoleAnnotator) || u.Can(RoleReviewer))
+}
+
+// Member reports whether the user may reach project pid.
+func (u *User) Member(pid string) bool {
+	return u != nil && (slices.Contains(u.Projects, AllProjects) || slices.Contains(u.Projects, pid))
+}
+
+// allowed reports whether the user may call an endpoint that requires role: "" is any
+// person, RoleDevice is devices and any person, any other role is that role (or admin).
+func (u *User) allowed(role string) bool {
+	switch role {
+	case "":
+		return u.Person()
+	case RoleDevice:
+		return u.Person() || u.Can(RoleDevice)
+	}
+	return u.Can(role)
 }
 
 // Tokens maps bearer tokens to users.
@@ -37,7 +68,9 @@ type Tokens struct {
 }
 
 // LoadTokens reads a JSON token file: {"tokens": {"TOKEN": {"user": "alice",
-// "roles": ["annotator"]}}}.
+// "roles": ["annotator"], "projects": ["digits"]}}}. A person's token without
+// "projects" is a member of every project (["*"], as token files written before
+// projects existed meant); a device token must name its projects, and not "*".
 func LoadTokens(path string) (*Tokens, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -54,6 +87,19 @@ func LoadTokens(path string) (*Tokens, error) {
 		for _, r := range u.Roles {
 			if r != RoleAnnotator && r != RoleReviewer && r != RoleAdmin && r != RoleDevice {
 				return nil, fmt.Errorf("tokens %s: user %s: unknown role %q", path, u.Name, r)
+			}
+		}
+		if !u.Person() {
+			if len(u.Projects) == 0 || slices.Contains(u.Projects, AllProjects) {
+				return nil, fmt.Errorf(`tokens %s: device user %s: name the projects it belongs to ("projects": ["<project>"]), not none or "*"`, path, u.Name)
+			}
+		} else if len(u.Projects) == 0 {
+			u.Projects = []string{AllProjects}
+			t.Tokens[tok] = u
+		}
+		for _, p := range u.Projects {
+			if p != AllProjects && !contract.ValidID(p) {
+				return nil, fmt.Errorf("tokens %s: user %s: project %q is not a project id", path, u.Name, p)
 			}
 		}
 	}

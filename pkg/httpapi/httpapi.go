@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 
 	"github.com/edgeloop/edgeloop/pkg/objstore"
 	"github.com/edgeloop/edgeloop/pkg/project"
@@ -28,17 +29,30 @@ type Mux struct {
 // NewMux returns an empty API whose endpoints authenticate callers with tokens.
 func NewMux(tokens *Tokens) *Mux {
 	m := &Mux{tokens: tokens, mux: http.NewServeMux()}
-	m.Handle("GET /api/v1/me", "", func(w http.ResponseWriter, r *http.Request) error {
+	m.Handle("GET /api/v1/me", RoleDevice, func(w http.ResponseWriter, r *http.Request) error {
 		return WriteJSON(w, http.StatusOK, UserOf(r.Context()))
 	})
 	return m
 }
 
-// Handle adds an endpoint that requires role ("" for any authenticated user).
+// Handle adds an endpoint that requires role: "" for any person (annotator, reviewer or
+// admin), RoleDevice for devices and any person, or that role (admins hold every
+// role). When the pattern has a {p} segment (a project id), the caller must also be a
+// member of that project; endpoints without one filter what they return themselves.
 func (m *Mux) Handle(pattern, role string, f HandlerFunc) {
+	scoped := strings.Contains(pattern, "{p}")
 	m.mux.Handle(pattern, m.tokens.authenticate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if role != "" && !UserOf(r.Context()).Can(role) {
-			WriteError(w, http.StatusForbidden, "role %q is required for %s %s", role, r.Method, r.URL.Path)
+		u := UserOf(r.Context())
+		if !u.allowed(role) {
+			need := "a person's role (annotator, reviewer or admin)"
+			if role != "" {
+				need = fmt.Sprintf("role %q", role)
+			}
+			WriteError(w, http.StatusForbidden, "user %s: %s is required for %s %s", u.Name, need, r.Method, r.URL.Path)
+			return
+		}
+		if scoped && !u.Member(r.PathValue("p")) {
+			WriteError(w, http.StatusForbidden, "user %s is not a member of project %q (the token's projects: %v)", u.Name, r.PathValue("p"), u.Projects)
 			return
 		}
 		if err := f(w, r); err != nil {

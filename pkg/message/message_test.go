@@ -3,6 +3,7 @@ package message_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -112,5 +113,50 @@ func TestDeadLetterPassesOtherErrorsThrough(t *testing.T) {
 	h := message.DeadLetter(pub, "dlq", "curator", zap.NewNop(), nil)(func(context.Context, *message.Message) error { return boom })
 	if err := h(context.Background(), &message.Message{}); !errors.Is(err, boom) || len(pub.got) != 0 {
 		t.Fatalf("err %v, dead letters %v: want the error and none", err, pub.got)
+	}
+}
+
+func TestGiveUpDeadLettersAMessageThatKeepsFailingWhileTheServiceIsHealthy(t *testing.T) {
+	pub := &recorder{}
+	boom := errors.New("object store refuses this one")
+	calls := 0
+	h := message.Chain(func(_ context.Context, m *message.Message) error {
+		calls++
+		return boom
+	}, message.Retry(fast(), zap.NewNop()), message.DeadLetter(pub, "dlq", "curator", zap.NewNop(), nil),
+		message.GiveUp(5, func(context.Context) error { return nil }, "retry_exhausted", zap.NewNop()))
+	if err := h(context.Background(), &message.Message{Key: []byte("p1"), Value: []byte("x"), Origin: "kafka:t[0]@1"}); err != nil {
+		t.Fatalf("a message given up on is handled (dead-lettered); got %v", err)
+	}
+	if calls != 5 || len(pub.got["dlq"]) != 1 {
+		t.Fatalf("%d attempts, %d dead letters: want 5 and 1", calls, len(pub.got["dlq"]))
+	}
+	dl := &edgeloopv1.DeadLetter{}
+	if err := proto.Unmarshal(pub.got["dlq"][0].Value, dl); err != nil {
+		t.Fatal(err)
+	}
+	if dl.Reason != "retry_exhausted" || !strings.Contains(dl.Detail, boom.Error()) || !strings.Contains(dl.Detail, "5") {
+		t.Fatalf("dead letter reason %q detail %q: want retry_exhausted with the last error and the attempts", dl.Reason, dl.Detail)
+	}
+}
+
+func TestGiveUpKeepsRetryingWhileADependencyIsDown(t *testing.T) {
+	pub := &recorder{}
+	calls := 0
+	h := message.Chain(func(_ context.Context, m *message.Message) error {
+		calls++
+		if calls < 30 {
+			return errors.New("s3 unreachable")
+		}
+		return nil
+	}, message.Retry(fast(), zap.NewNop()), message.DeadLetter(pub, "dlq", "curator", zap.NewNop(), nil),
+		message.GiveUp(5, func(context.Context) error {
+			if calls < 30 {
+				return errors.New("s3 unreachable")
+			}
+			return nil
+		}, "retry_exhausted", zap.NewNop()))
+	if err := h(context.Background(), &message.Message{Origin: "kafka:t[0]@2"}); err != nil || calls != 30 || len(pub.got["dlq"]) != 0 {
+		t.Fatalf("err %v after %d calls, %d dead letters: want success after 30 and none (an outage is not the message's fault)", err, calls, len(pub.got["dlq"]))
 	}
 }

@@ -58,7 +58,15 @@ func (a *App) PublicURL() string {
 	if a.Config.PublicURL != "" {
 		return a.Config.PublicURL
 	}
-	return "http://" + a.Config.HTTPAddr
+	return a.Scheme() + "://" + a.Config.HTTPAddr
+}
+
+// Scheme is the HTTP servers' scheme: https with -tls-cert, else http.
+func (a *App) Scheme() string {
+	if a.Config.TLS != nil && a.Config.TLS.CertFile != "" {
+		return "https"
+	}
+	return "http"
 }
 
 // DataPath is a path in the standalone's data dir (-data-dir).

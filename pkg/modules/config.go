@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/edgeloop/edgeloop/pkg/bridge"
+	"github.com/edgeloop/edgeloop/pkg/config"
 	"github.com/edgeloop/edgeloop/pkg/kafkabus"
 	"github.com/edgeloop/edgeloop/pkg/mqttbus"
 	"github.com/edgeloop/edgeloop/pkg/objstore/s3store"
@@ -26,6 +27,8 @@ type Config struct {
 	TokensFile string
 	// HTTPAddr serves the annotation UI and the API (curator, registry, dashboard).
 	HTTPAddr string
+	// TLS is the certificate of every HTTP server of the process (none: plain HTTP).
+	TLS *config.ServerTLS
 	// PublicURL is where devices reach the API (model downloads).
 	PublicURL string
 	// KeyFile is the ed25519 key that signs models (retrain).
@@ -39,8 +42,10 @@ type Config struct {
 		Options  bridge.Options
 	}
 	Curator struct {
-		Group string
-		Tick  time.Duration
+		// OpsAddr serves the curator's /healthz, /readyz and /metrics.
+		OpsAddr string
+		Group   string
+		Tick    time.Duration
 	}
 	Dashboard struct {
 		Group string
@@ -94,7 +99,8 @@ func RegisterFlags(fs *flag.FlagSet, defaultTarget string) *Config {
 	c.S3 = s3store.RegisterFlags(fs)
 	c.MQTT = mqttbus.RegisterFlags(fs)
 	fs.StringVar(&c.TokensFile, "tokens", "deploy/tokens.example.json", "bearer tokens and their roles (JSON)")
-	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:8080", "address of the annotation UI and the API, with /healthz, /readyz and /metrics")
+	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:8080", "address of the annotation UI and the API")
+	c.TLS = config.RegisterServerTLS(fs)
 	fs.StringVar(&c.PublicURL, "public-url", "", "URL devices reach the API at (model downloads; default http://<http-addr>)")
 	fs.StringVar(&c.KeyFile, "key", "keys/signing.key", "ed25519 private key (PEM) that signs models (made at first start when -target has embedded)")
 	fs.IntVar(&c.Partitions, "partitions", 6, "partitions of the Kafka topics created at start")
@@ -108,6 +114,7 @@ func RegisterFlags(fs *flag.FlagSet, defaultTarget string) *Config {
 	fs.IntVar(&c.Bridge.Options.Router.MaxInFlight, "max-in-flight", 512, "MQTT messages the bridge handles at once")
 	fs.DurationVar(&c.Bridge.Options.Router.DrainTimeout, "drain-timeout", 15*time.Second, "how long the bridge's shutdown waits for messages in flight")
 
+	fs.StringVar(&c.Curator.OpsAddr, "curator-ops-addr", "127.0.0.1:9102", "the curator's /healthz, /readyz and /metrics, which need no token (empty: none)")
 	fs.StringVar(&c.Curator.Group, "curator-group", "curator", "the curator's Kafka consumer group")
 	fs.DurationVar(&c.Curator.Tick, "tick", 2*time.Second, "how often open batches are checked for closing")
 	fs.StringVar(&c.Dashboard.Group, "dashboard-group", "curator-dashboard", "the dashboard's Kafka consumer group (device heartbeats)")

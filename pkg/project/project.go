@@ -32,8 +32,10 @@ type Project struct {
 	// Augment is the training augmentation (retrain reads it).
 	Augment *augment.Config `json:"augment,omitempty"`
 	// Retrain is the retraining policy (retrain reads it).
-	Retrain   RetrainPolicy `json:"retrain"`
-	CreatedAt time.Time     `json:"created_at"`
+	Retrain RetrainPolicy `json:"retrain"`
+	// Review says who may approve a batch.
+	Review    ReviewPolicy `json:"review"`
+	CreatedAt time.Time    `json:"created_at"`
 	// Audit records the changes of the class list: classes appended by an update,
 	// classes removed by the explicit remove operation.
 	Audit []AuditEntry `json:"audit,omitempty"`
@@ -58,6 +60,13 @@ type SplitSettings struct {
 	Test    float64 `json:"test"`
 	ValCap  int     `json:"val_cap"`
 	TestCap int     `json:"test_cap"`
+}
+
+// ReviewPolicy says who may approve a batch.
+type ReviewPolicy struct {
+	// SelfApproval lets a person approve a batch they claimed, annotated or submitted
+	// (a team of one). Off by default: a second person reviews every batch.
+	SelfApproval bool `json:"self_approval"`
 }
 
 // RetrainPolicy says when approved batches trigger a training, and how it is gated.

@@ -16,10 +16,10 @@ import (
 //
 //	GET  /api/v1/projects/{p}/models                 versions with decisions
 //	GET  /api/v1/projects/{p}/models/{v}             one version
-//	GET  /api/v1/projects/{p}/models/{v}/artifact    the signed model (devices; Range supported)
+//	GET  /api/v1/projects/{p}/models/{v}/artifact    the signed model (devices too; Range supported)
 //	GET  /api/v1/projects/{p}/models/{v}/metrics     metrics.json
 //	GET  /api/v1/projects/{p}/models/{v}/report      report.png
-//	GET  /api/v1/projects/{p}/release                the release and its history
+//	GET  /api/v1/projects/{p}/release                the release and its history (devices too)
 //	POST /api/v1/projects/{p}/models/{v}/promote     admin: release v
 //	POST /api/v1/projects/{p}/models/{v}/rollback    admin: release an older v
 //	POST /api/v1/projects/{p}/retrain                 admin: train now
@@ -60,10 +60,10 @@ func Mount(api *httpapi.Mux, r *Registry) {
 			return nil
 		}
 	}
-	api.Handle("GET /api/v1/projects/{p}/models/{v}/artifact", "", file("model.elm", "application/octet-stream"))
+	api.Handle("GET /api/v1/projects/{p}/models/{v}/artifact", httpapi.RoleDevice, file("model.elm", "application/octet-stream"))
 	api.Handle("GET /api/v1/projects/{p}/models/{v}/metrics", "", file("metrics.json", "application/json"))
 	api.Handle("GET /api/v1/projects/{p}/models/{v}/report", "", file("report.png", "image/png"))
-	api.Handle("GET /api/v1/projects/{p}/release", "", func(w http.ResponseWriter, req *http.Request) error {
+	api.Handle("GET /api/v1/projects/{p}/release", httpapi.RoleDevice, func(w http.ResponseWriter, req *http.Request) error {
 		rel, err := r.Current(req.Context(), req.PathValue("p"))
 		if err != nil {
 			return err

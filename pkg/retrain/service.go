@@ -3,6 +3,7 @@ package retrain
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -44,6 +45,8 @@ type ServiceConfig struct {
 	CacheDir string
 	// OpsAddr serves /healthz, /readyz and /metrics (empty: none).
 	OpsAddr string
+	// OpsTLS, when set, makes the ops server HTTPS only.
+	OpsTLS *tls.Config
 	// Group is the Kafka consumer group (default "retrain").
 	Group string
 	// Lease bounds how long a crashed trainer blocks its project (default 2m; renewed
@@ -130,7 +133,7 @@ func RunService(ctx context.Context, c ServiceConfig, log *zap.Logger) error {
 		mux := http.NewServeMux()
 		opshttp.Mount(mux, reg, opshttp.Check{Name: "s3", Fn: store.Ping},
 			opshttp.Check{Name: "kafka", Fn: func(ctx context.Context) error { return kafkabus.Ping(ctx, c.Kafka) }})
-		g.Go(func() error { return opshttp.Serve(gctx, c.OpsAddr, mux, log, nil) })
+		g.Go(func() error { return opshttp.Serve(gctx, c.OpsAddr, mux, log, nil, opshttp.WithTLS(c.OpsTLS)) })
 	}
 	g.Go(func() error { return s.Run(gctx, prod) })
 	return g.Wait()

@@ -52,8 +52,8 @@ import (
 )
 
 var tokens = &httpapi.Tokens{Tokens: map[string]httpapi.User{
-	"admin-token-00001": {Name: "ada", Roles: []string{httpapi.RoleAdmin}},
-	"device-token-0001": {Name: "devices", Roles: []string{httpapi.RoleDevice}},
+	"admin-token-00001": {Name: "ada", Roles: []string{httpapi.RoleAdmin}, Projects: []string{httpapi.AllProjects}},
+	"device-token-0001": {Name: "devices", Roles: []string{httpapi.RoleDevice}, Projects: []string{httpapi.AllProjects}},
 }}
 
 type env struct {

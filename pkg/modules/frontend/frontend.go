@@ -40,6 +40,8 @@ type state struct {
 	cur *curator.Curator
 	// seeded is closed once the bootstrap module seeded the project.
 	seeded chan struct{}
+	// fleetToken is the simulated agents' device token (set before up is closed).
+	fleetToken string
 	// started, when not nil, is told the Stack once the API is up and seeded.
 	started func(*Stack)
 }
@@ -65,11 +67,20 @@ func (s *state) runCurator(ctx context.Context, a *modules.App) error {
 	if err != nil {
 		return err
 	}
+	if a.Has(modules.Fleet) {
+		if s.fleetToken, err = fleetToken(tokens, c.Bootstrap.Project); err != nil {
+			return err
+		}
+	}
+	tc, err := c.TLS.Config()
+	if err != nil {
+		return err
+	}
 	hooks := s.apiHooks
 	return curator.RunService(ctx, curator.ServiceConfig{Kafka: a.Kafka("edgeloop-curator"), S3: a.S3(), Tokens: tokens,
-		Addr: c.HTTPAddr, Group: c.Curator.Group, Tick: c.Curator.Tick, Partitions: c.Partitions,
+		Addr: c.HTTPAddr, OpsAddr: c.Curator.OpsAddr, TLS: tc, Group: c.Curator.Group, Tick: c.Curator.Tick, Partitions: c.Partitions,
 		Ready: func(addr string) {
-			s.api = "http://" + addr
+			s.api = a.Scheme() + "://" + addr
 			close(s.up)
 			if s.started != nil && !a.Has(modules.Bootstrap) {
 				s.started(&Stack{API: s.api, Curator: s.cur})

@@ -3,6 +3,8 @@ package frontend
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -15,22 +17,37 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/contract"
 	"github.com/edgeloop/edgeloop/pkg/datasets"
 	"github.com/edgeloop/edgeloop/pkg/embedded"
+	"github.com/edgeloop/edgeloop/pkg/httpapi"
 	"github.com/edgeloop/edgeloop/pkg/modules"
 	"github.com/edgeloop/edgeloop/pkg/retrain"
 	"github.com/edgeloop/edgeloop/pkg/simannotator"
 )
 
-// The embedded S3 server's credentials (loopback only).
+// The embedded S3 server's credentials: it refuses any request not signed with them
+// (fixed, so that an S3 client such as mc can read the standalone's data on loopback).
 const (
 	embeddedAccessKey = "edgeloop"
 	embeddedSecretKey = "edgeloop-secret"
 )
 
-// Tokens of deploy/tokens.example.json that the standalone's own parts use on loopback.
-const (
-	adminToken  = "admin-dev-token"
-	deviceToken = "device-dev-token"
-)
+// adminToken is the token of deploy/tokens.example.json that the standalone's bootstrap
+// uses on loopback.
+const adminToken = "admin-dev-token"
+
+// fleetToken adds to tokens a random device token of project pid for the simulated
+// agents, so that they download models whatever -project and -tokens say.
+func fleetToken(tokens *httpapi.Tokens, pid string) (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("fleet token: %w", err)
+	}
+	tok := "fleet-" + hex.EncodeToString(b)
+	if tokens.Tokens == nil {
+		tokens.Tokens = map[string]httpapi.User{}
+	}
+	tokens.Tokens[tok] = httpapi.User{Name: "standalone-fleet", Roles: []string{httpapi.RoleDevice}, Projects: []string{pid}}
+	return tok, nil
+}
 
 // setupEmbedded starts the embedded MQTT, Kafka-protocol and S3 servers before any
 // other module runs; every client in the process then talks to them.
@@ -38,13 +55,13 @@ func setupEmbedded(a *modules.App) error {
 	c := a.Config.Embedded
 	srv, err := embedded.Start(embedded.Config{
 		Dir: a.DataPath("servers"), Host: c.Host, MQTTPort: c.MQTTPort, KafkaPort: c.KafkaPort, S3Port: c.S3Port,
-		Topics: contract.Topics(), Partitions: 3,
+		Topics: contract.Topics(), Partitions: 3, S3AccessKey: embeddedAccessKey, S3SecretKey: embeddedSecretKey,
 	}, a.Log.Named("embedded"))
 	if err != nil {
 		return err
 	}
 	a.UseLocal(&modules.LocalServers{MQTTURL: srv.MQTTURL, KafkaAddr: srv.KafkaAddr, S3Addr: srv.S3Addr,
-		AccessKey: embeddedAccessKey, SecretKey: embeddedSecretKey, Close: srv.Close})
+		AccessKey: srv.S3AccessKey, SecretKey: srv.S3SecretKey, Close: srv.Close})
 	return nil
 }
 
@@ -103,7 +120,7 @@ func (s *state) runFleet(ctx context.Context, a *modules.App) error {
 		}
 		ag, err := agent.New(agent.Config{Project: b.Project, Device: dev, DataDir: a.DataPath("agents", dev),
 			MQTT: mq, PublicKeys: map[string]ed25519.PublicKey{artifact.KeyID(pub): pub},
-			DeviceToken: deviceToken, HTTPAddr: httpAddr, StatusInterval: 5 * time.Second, Version: "standalone",
+			DeviceToken: s.fleetToken, HTTPAddr: httpAddr, StatusInterval: 5 * time.Second, Version: "standalone",
 			Sim: agent.SimConfig{Dataset: spec.Name, Drift: f.Drift, Rate: f.Rate, OperatorShare: f.OperatorShare, Seed: uint64(i + 1)},
 		}, nil, a.Log.Named("agent").With(zap.String("device", dev)))
 		if err != nil {
@@ -147,14 +164,14 @@ edgeloop standalone is up (data in %s)
   UI            %s/#token=annotator-dev-token   (reviewer: #token=reviewer-dev-token)
   dashboard     %s/#/dashboard
   API           %s/api/v1/   (Authorization: Bearer admin-dev-token)
-  MQTT broker   %s      Kafka %s      S3 http://%s
+  MQTT broker   %s      Kafka %s      S3 http://%s (key %s, secret %s)
   agent API     %s
-  metrics       http://%s/metrics  http://%s/metrics  %s/metrics
+  metrics       http://%s/metrics  http://%s/metrics  http://%s/metrics
 
   project %q: seed %s (%d examples) -> version 1; %d simulated agents meet drift %q;
   %s; every approval retrains, and a better model ships to the fleet.
 
-`, c.Embedded.DataDir, s.api, s.api, s.api, l.MQTTURL, l.KafkaAddr, l.S3Addr, agentAPI,
-		c.Bridge.OpsAddr, c.Retrain.OpsAddr, s.api, c.Bootstrap.Project, c.Bootstrap.Dataset, c.Bootstrap.Limit, c.Fleet.Size,
+`, c.Embedded.DataDir, s.api, s.api, s.api, l.MQTTURL, l.KafkaAddr, l.S3Addr, l.AccessKey, l.SecretKey, agentAPI,
+		c.Bridge.OpsAddr, c.Retrain.OpsAddr, c.Curator.OpsAddr, c.Bootstrap.Project, c.Bootstrap.Dataset, c.Bootstrap.Limit, c.Fleet.Size,
 		c.Fleet.Drift, annotate)
 }

@@ -25,7 +25,11 @@ func runBridge(ctx context.Context, a *modules.App) error {
 	if err != nil {
 		return err
 	}
-	return bridge.RunService(ctx, bridge.ServiceConfig{Kafka: a.Kafka("edgeloop-bridge"), MQTT: mq, OpsAddr: c.Bridge.OpsAddr,
+	tc, err := c.TLS.Config()
+	if err != nil {
+		return err
+	}
+	return bridge.RunService(ctx, bridge.ServiceConfig{Kafka: a.Kafka("edgeloop-bridge"), MQTT: mq, OpsAddr: c.Bridge.OpsAddr, OpsTLS: tc,
 		Partitions: c.Partitions, Options: c.Bridge.Options}, a.Log.Named("bridge"))
 }
 
@@ -35,11 +39,15 @@ func runRetrain(ctx context.Context, a *modules.App) error {
 	if err != nil {
 		return err
 	}
+	tc, err := c.TLS.Config()
+	if err != nil {
+		return err
+	}
 	cacheDir := c.Retrain.CacheDir
 	if a.Local() != nil {
 		cacheDir = a.DataPath("retrain")
 	}
 	return retrain.RunService(ctx, retrain.ServiceConfig{Kafka: a.Kafka("edgeloop-retrain"), S3: a.S3(), Key: key,
-		PublicURL: a.PublicURL(), Backend: c.Retrain.Backend, CacheDir: cacheDir, OpsAddr: c.Retrain.OpsAddr,
+		PublicURL: a.PublicURL(), Backend: c.Retrain.Backend, CacheDir: cacheDir, OpsAddr: c.Retrain.OpsAddr, OpsTLS: tc,
 		Group: c.Retrain.Group, Lease: c.Retrain.Lease}, a.Log.Named("retrain"))
 }

@@ -33,7 +33,7 @@ func TestConformanceEmbedded(t *testing.T) {
 	t.Cleanup(srv.Close)
 	storetest.Run(t, func(t *testing.T) objstore.Store {
 		s, err := s3store.Open(context.Background(), s3store.Config{
-			Endpoint: srv.S3Addr, Bucket: "t-" + servertest.RandomID(8), AccessKey: "x", SecretKey: "y",
+			Endpoint: srv.S3Addr, Bucket: "t-" + servertest.RandomID(8), AccessKey: srv.S3AccessKey, SecretKey: srv.S3SecretKey,
 		})
 		if err != nil {
 			t.Fatal(err)
