@@ -52,6 +52,8 @@ type Agent struct {
 	order    []string
 	stats    status
 	releases chan *edgeloopv1.ModelRelease
+	// confirmed is signalled after a confirmation deleted uploads.
+	confirmed chan struct{}
 }
 
 // frame is a recent inference, kept for feedback.
@@ -100,7 +102,7 @@ func New(cfg Config, reg *prometheus.Registry, log *zap.Logger) (*Agent, error) 
 		cfg: cfg, log: log.With(zap.String("project", cfg.Project), zap.String("device", cfg.Device)),
 		sampler: s, ob: ob, m: newMetrics(reg), reg: reg, frames: map[string]*frame{},
 		stats:    status{sampled: map[string]uint64{}, accuracy: map[int64]*edgeloopv1.EdgeAccuracy{}},
-		releases: make(chan *edgeloopv1.ModelRelease, 1),
+		releases: make(chan *edgeloopv1.ModelRelease, 1), confirmed: make(chan struct{}, 1),
 	}
 	if err := a.loadInitialModel(); err != nil {
 		return nil, err
@@ -127,6 +129,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	mc.CleanSession = false
 	mc.Will = &mqttbus.Will{Topic: contract.StatusTopic(a.cfg.Project, a.cfg.Device), Payload: will, QoS: 1, Retained: true}
 	mc.Subscriptions = []mqttbus.Subscription{{Filter: contract.ReleaseTopic(a.cfg.Project), QoS: 1, Handler: a.onRelease}}
+	if !a.cfg.NoConfirm {
+		// The persistent session queues the confirmations sent while the agent is away.
+		mc.Subscriptions = append(mc.Subscriptions, mqttbus.Subscription{Filter: contract.AcksTopic(a.cfg.Project, a.cfg.Device), QoS: 1, Handler: a.onAcks})
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)

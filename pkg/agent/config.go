@@ -52,6 +52,15 @@ type Config struct {
 	Workers int
 	// InFlight is how many uploads may await their PUBACK at once (default 16).
 	InFlight int
+	// ConfirmTimeout is how long an upload the broker acknowledged waits for the bridge's
+	// confirmation before it is sent again (default 30s).
+	ConfirmTimeout time.Duration
+	// Unconfirmed bounds the uploads awaiting their PUBACK or confirmation (default 1024).
+	Unconfirmed int
+	// NoConfirm deletes an upload on the broker's PUBACK instead of the bridge's
+	// confirmation: for bridges that send none (a PUBACK is not durable: a broker that
+	// dies loses what it acknowledged but had not forwarded).
+	NoConfirm bool
 	// Version is the agent's version, reported in examples and status.
 	Version string
 }
@@ -87,6 +96,13 @@ func (c *Config) defaults() error {
 	if c.InFlight <= 0 {
 		c.InFlight = 16
 	}
+	if c.ConfirmTimeout <= 0 {
+		c.ConfirmTimeout = 30 * time.Second
+	}
+	if c.Unconfirmed <= 0 {
+		c.Unconfirmed = 1024
+	}
+	c.Unconfirmed = max(c.Unconfirmed, c.InFlight)
 	if c.Version == "" {
 		c.Version = "dev"
 	}
@@ -126,6 +142,9 @@ func RegisterFlags(fs *flag.FlagSet) *Flags {
 	fs.Int64Var(&c.OutboxBytes, "outbox-bytes", 256<<20, "outbox disk budget")
 	fs.IntVar(&c.MaxImageSide, "max-image-side", 640, "uploads are resized to fit this side")
 	fs.IntVar(&c.JPEGQuality, "jpeg-quality", 95, "JPEG quality of uploads")
+	fs.DurationVar(&c.ConfirmTimeout, "confirm-timeout", 30*time.Second, "an upload not confirmed by the bridge within this time is sent again")
+	fs.IntVar(&c.Unconfirmed, "unconfirmed", 1024, "uploads awaiting the bridge's confirmation at most")
+	fs.BoolVar(&c.NoConfirm, "no-confirm", false, "delete uploads on the broker's PUBACK (bridges without confirmations; not durable)")
 	fs.DurationVar(&c.StatusInterval, "status-interval", 10*time.Second, "heartbeat interval")
 	return f
 }

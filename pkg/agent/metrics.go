@@ -3,11 +3,11 @@ package agent
 import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
-	frames, duplicates, dropped, uploaded, uploadErrors prometheus.Counter
-	sampled                                             *prometheus.CounterVec
-	infer                                               prometheus.Histogram
-	outboxDepth                                         prometheus.Gauge
-	updates                                             *prometheus.CounterVec
+	frames, duplicates, dropped, uploaded, uploadErrors, confirmed prometheus.Counter
+	sampled                                                        *prometheus.CounterVec
+	infer                                                          prometheus.Histogram
+	outboxDepth                                                    prometheus.Gauge
+	updates                                                        *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -20,6 +20,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		dropped:      c("outbox_dropped_total", "Examples dropped or refused by a full outbox."),
 		uploaded:     c("uploaded_total", "Examples the broker acknowledged."),
 		uploadErrors: c("upload_errors_total", "Failed publish attempts (retried)."),
+		confirmed:    c("confirmed_total", "Examples the bridge confirmed durable downstream (deleted from the outbox)."),
 		sampled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edgeloop_agent_sampled_total", Help: "Frames queued for correction, by strategy kind.",
 		}, []string{"kind"}),
@@ -32,6 +33,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "edgeloop_agent_model_updates_total", Help: "Model releases, by outcome (applied, refused).",
 		}, []string{"outcome"}),
 	}
-	reg.MustRegister(m.frames, m.duplicates, m.dropped, m.uploaded, m.uploadErrors, m.sampled, m.infer, m.outboxDepth, m.updates)
+	reg.MustRegister(m.frames, m.duplicates, m.dropped, m.uploaded, m.uploadErrors, m.confirmed, m.sampled, m.infer, m.outboxDepth, m.updates)
 	return m
 }

@@ -5,6 +5,9 @@
 // to Kafka with acks=all, an invalid one (a *message.Reject) to the dead-letter topic
 // with its reason, and the Router acks it only then. While Kafka is down the Retry
 // middleware holds the message, so nothing is acked and the broker keeps the backlog.
+// Once Kafka has an example (or the dead-letter topic took it), the bridge confirms it to
+// its device on edgeloop/v1/{project}/{device}/acks: the agent deletes an example from
+// its outbox only then, since the broker's PUBACK is not durable.
 // In the other direction, model releases on Kafka become retained MQTT messages that
 // devices follow. The handlers are plain message.Handlers composed with the same
 // middleware on both transports; none of them acks.
@@ -39,6 +42,8 @@ type Options struct {
 	// ReleaseGroup is the Kafka consumer group of the release forwarder (default
 	// "bridge-releases").
 	ReleaseGroup string
+	// NoConfirm sends no confirmations to the devices (agents run with -no-confirm).
+	NoConfirm bool
 }
 
 // Bridge connects one MQTT client and one Kafka producer.
@@ -50,6 +55,8 @@ type Bridge struct {
 	m      *metrics
 	o      Options
 	router *mqttbus.Router
+	conf   *confirmer
+	clock  releaseClock
 }
 
 // New returns a Bridge; connect an MQTT client with its Subscriptions, Attach it, then
@@ -61,7 +68,10 @@ func New(prod *kafkabus.Producer, kcfg kafkabus.Config, reg prometheus.Registere
 	if o.ReleaseGroup == "" {
 		o.ReleaseGroup = "bridge-releases"
 	}
-	return &Bridge{prod: prod, kcfg: kcfg, log: log, m: newMetrics(reg), o: o, router: mqttbus.NewRouter(o.Router, log)}
+	b := &Bridge{prod: prod, kcfg: kcfg, log: log, m: newMetrics(reg), o: o, router: mqttbus.NewRouter(o.Router, log),
+		conf: newConfirmer(reg, log)}
+	b.conf.publish = publisher(func() *mqttbus.Client { return b.mq })
+	return b
 }
 
 // Subscriptions are the MQTT subscriptions of the bridge; pass them in
@@ -71,9 +81,15 @@ func (b *Bridge) Subscriptions() []mqttbus.Subscription {
 	if b.o.ShareGroup != "-" {
 		examples, status = contract.Shared(b.o.ShareGroup, examples), contract.Shared(b.o.ShareGroup, status)
 	}
+	forward := b.pipeline("examples", b.forwardExample)
+	if !b.o.NoConfirm {
+		forward = b.conf.middleware(forward)
+	}
 	return []mqttbus.Subscription{
-		{Filter: examples, QoS: 1, Handler: b.router.Handler(b.pipeline("examples", b.forwardExample))},
+		{Filter: examples, QoS: 1, Handler: b.router.Handler(forward)},
 		{Filter: status, QoS: 1, Handler: b.router.Handler(b.pipeline("status", b.forwardStatus))},
+		// Not shared: each bridge learns the retained releases, which never go backwards.
+		{Filter: releaseFilter, QoS: 1, Handler: b.clock.retained},
 	}
 }
 
@@ -110,6 +126,11 @@ func (b *Bridge) Run(ctx context.Context) error {
 	relCtx, relCancel := context.WithCancel(ctx)
 	relDone := make(chan error, 1)
 	go func() { relDone <- b.forwardReleases(relCtx) }()
+	confStop, confDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(confDone)
+		b.conf.run(context.WithoutCancel(ctx), confStop)
+	}()
 
 	var relErr error
 	select {
@@ -119,6 +140,8 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}
 	relCancel()
 	b.router.Drain()
+	close(confStop) // after the drain: what it forwarded is confirmed too
+	<-confDone
 	if relDone != nil {
 		relErr = <-relDone
 	}
@@ -201,9 +224,16 @@ func (b *Bridge) publishRelease(ctx context.Context, m *message.Message) error {
 	if err := contract.CheckID("project", rel.GetProject()); err != nil {
 		return &message.Reject{Reason: contract.ReasonBadID, Err: err}
 	}
+	if b.clock.stale(rel) {
+		b.m.staleReleases.Inc()
+		b.log.Warn("release older than the retained one not published", zap.String("project", rel.GetProject()),
+			zap.Int64("version", rel.GetVersion()), zap.Time("released_at", rel.GetReleasedAt().AsTime()))
+		return nil
+	}
 	if err := b.mq.Publish(ctx, contract.ReleaseTopic(rel.GetProject()), 1, true, m.Value); err != nil {
 		return err
 	}
+	b.clock.saw(rel)
 	b.m.releases.Inc()
 	b.log.Info("release published", zap.String("project", rel.GetProject()), zap.Int64("version", rel.GetVersion()),
 		zap.Bool("rollback", rel.GetRollback()))

@@ -11,6 +11,7 @@ type metrics struct {
 	inFlight      prometheus.Gauge
 	releases      prometheus.Counter
 	produceErrors prometheus.Counter
+	staleReleases prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -37,7 +38,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		produceErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "edgeloop_bridge_produce_errors_total", Help: "Failed Kafka produce attempts (each is retried).",
 		}),
+		staleReleases: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edgeloop_bridge_releases_stale_total", Help: "Model releases not published: older than the retained release of their project.",
+		}),
 	}
-	reg.MustRegister(m.received, m.forwarded, m.deadLettered, m.produce, m.inFlight, m.releases, m.produceErrors)
+	reg.MustRegister(m.received, m.forwarded, m.deadLettered, m.produce, m.inFlight, m.releases, m.produceErrors, m.staleReleases)
 	return m
 }

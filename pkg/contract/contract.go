@@ -65,6 +65,12 @@ func StatusTopic(project, device string) string {
 	return mqttRoot + "/" + project + "/" + device + "/status"
 }
 
+// AcksTopic is the MQTT topic on which the bridge confirms a device's examples
+// (edgeloopv1.ExampleAck) once Kafka acknowledged them.
+func AcksTopic(project, device string) string {
+	return mqttRoot + "/" + project + "/" + device + "/acks"
+}
+
 // ReleaseTopic is the retained MQTT topic of a project's release.
 func ReleaseTopic(project string) string { return mqttRoot + "/" + project + "/release" }
 

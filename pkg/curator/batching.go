@@ -10,8 +10,9 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/raster"
 )
 
-// recentWindow is how many queued example ids the ledger remembers: a redelivered
-// example is recognised and not queued twice.
+// recentWindow is how many queued example ids the ledger remembers: a redelivery that
+// finds no example record (the curator stopped between the ledger and the record) is
+// recognised and not queued twice. Older redeliveries meet their record (Curator.seen).
 const recentWindow = 4000
 
 // addPending puts an example into the open batch unless it is already known (a
@@ -46,12 +47,13 @@ type thumbOf struct {
 	thumb raster.Thumb
 }
 
-// find returns the id of a recent example that looks like t ("" when none).
-func (d *lookalikes) find(pid string, t raster.Thumb) string {
+// find returns the id of a recent example other than id that looks like t ("" when
+// none).
+func (d *lookalikes) find(pid, id string, t raster.Thumb) string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, r := range d.recent[pid] {
-		if raster.ThumbDistance(r.thumb, t) <= raster.SameSceneDistance {
+		if r.id != id && raster.ThumbDistance(r.thumb, t) <= raster.SameSceneDistance {
 			return r.id
 		}
 	}

@@ -52,7 +52,8 @@ func New(s objstore.Store, prod *kafkabus.Producer, kcfg kafkabus.Config, m *met
 func (c *Curator) Store() *project.Store { return c.st }
 
 // Ingest stores an example and queues it. It is idempotent by example id: a
-// redelivered example changes nothing. It returns a *message.Reject for examples that
+// redelivered example changes nothing, however old it is, and is never counted as a
+// near-duplicate (the per-id check comes before the look-alike check). It returns a *message.Reject for examples that
 // can never be accepted.
 func (c *Curator) Ingest(ctx context.Context, ex *edgeloopv1.Example) error {
 	p, err := c.st.Project(ctx, ex.GetProject())
@@ -80,6 +81,9 @@ func (c *Curator) Ingest(ctx context.Context, ex *edgeloopv1.Example) error {
 	if err != nil {
 		return message.Rejectf(contract.ReasonBadImage, "example %s: %w", ex.GetId(), err)
 	}
+	if seen, err := c.seen(ctx, p.ID, ex.GetId()); err != nil || seen {
+		return err
+	}
 	key, _, err := objstore.PutContent(ctx, c.st.S, project.ImagePrefix(p.ID), ex.GetImage().GetData(), ex.GetImage().GetContentType())
 	if err != nil {
 		return err
@@ -87,7 +91,7 @@ func (c *Curator) Ingest(ctx context.Context, ex *edgeloopv1.Example) error {
 	rec := recordOf(ex, key, c.now())
 	thumb := raster.Thumbnail(img)
 	if len(rec.Correction) == 0 { // an operator's correction is worth keeping anyway
-		rec.DuplicateOf = c.dups.find(p.ID, thumb)
+		rec.DuplicateOf = c.dups.find(p.ID, rec.ID, thumb)
 	}
 	pe := project.Pending{ID: rec.ID, Class: rec.TopClass(), Reason: reasonOf(rec), Confidence: rec.TopConfidence(), At: rec.ReceivedAt}
 	added := false
@@ -117,6 +121,23 @@ func (c *Curator) Ingest(ctx context.Context, ex *edgeloopv1.Example) error {
 		c.log.Debug("near-duplicate not queued", zap.String("example", rec.ID), zap.String("duplicate_of", rec.DuplicateOf))
 	}
 	return c.writeFormed(ctx, p.ID, formed)
+}
+
+// seen reports whether example id was ingested before: its record, written create-only
+// once the example is queued (or found a near-duplicate), is the durable per-id memory,
+// which a redelivery older than the ledger's window of recent ids meets too.
+func (c *Curator) seen(ctx context.Context, pid, id string) (bool, error) {
+	_, err := c.st.S.Stat(ctx, project.ExampleKey(pid, id))
+	switch {
+	case err == nil:
+		c.m.redelivered.WithLabelValues(pid).Inc()
+		c.log.Debug("redelivered example ignored", zap.String("project", pid), zap.String("example", id))
+		return true, nil
+	case errors.Is(err, objstore.ErrNotFound):
+		return false, nil
+	default:
+		return false, fmt.Errorf("example %s: is it known? %w", id, err)
+	}
 }
 
 func reasonOf(r *project.ExampleRecord) string {

@@ -4,7 +4,8 @@
 // power cut once Put returns; a checksum finds torn or corrupt files at start-up, which
 // are set aside without touching the others. When the byte budget is full the oldest
 // entry of the lowest priority goes first, and every drop is counted — never silent.
-// Entries leave the queue only when the caller deletes them (after the broker's PUBACK).
+// Entries leave the queue only when the caller deletes them: edgeloop's agent does once
+// the bridge confirmed that Kafka has them, since a broker's PUBACK is not durable.
 package outbox
 
 import (
@@ -329,6 +330,46 @@ func (ob *Outbox) Delete(e Entry) error {
 		return nil
 	}
 	return ob.remove(e.Priority, i)
+}
+
+// Has reports whether the entry of sequence number seq is still queued.
+func (ob *Outbox) Has(seq uint64) bool {
+	ob.mu.Lock()
+	defer ob.mu.Unlock()
+	for p := range ob.queues {
+		q := ob.queues[p]
+		i := sort.Search(len(q), func(i int) bool { return q[i].seq >= seq })
+		if i < len(q) && q[i].seq == seq {
+			return true
+		}
+	}
+	return false
+}
+
+// DeleteIDs removes the entries of the given ids (a confirmation names ids, not
+// sequence numbers); unknown ids are ignored. It returns how many it removed.
+func (ob *Outbox) DeleteIDs(ids ...string) (int, error) {
+	ob.mu.Lock()
+	defer ob.mu.Unlock()
+	n := 0
+	for _, id := range ids {
+		seq, ok := ob.ids[id]
+		if !ok {
+			continue
+		}
+		for p := range ob.queues {
+			q := ob.queues[p]
+			i := sort.Search(len(q), func(i int) bool { return q[i].seq >= seq })
+			if i < len(q) && q[i].seq == seq {
+				if err := ob.remove(p, i); err != nil {
+					return n, err
+				}
+				n++
+				break
+			}
+		}
+	}
+	return n, nil
 }
 
 // Notify is signalled after each Put.

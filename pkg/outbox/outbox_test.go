@@ -218,3 +218,31 @@ func BenchmarkPut(b *testing.B) {
 		})
 	}
 }
+
+func TestDeleteIDsSurvivesReopen(t *testing.T) {
+	dir := t.TempDir()
+	ob, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range []string{"a", "b", "c", "d"} {
+		if _, err := ob.Put(i%3, id, []byte(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := ob.DeleteIDs("b", "zz", "d", "b")
+	if err != nil || n != 2 {
+		t.Fatalf("DeleteIDs = %d, %v; want 2 removed", n, err)
+	}
+	ob2, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, err := ob2.Next(10, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(es); got != "c,a" {
+		t.Fatalf("after reopen = %s, want c,a", got)
+	}
+}

@@ -234,6 +234,54 @@ func (x *EdgeAccuracy) GetCorrect() uint64 {
 	return 0
 }
 
+// ExampleAck confirms to a device, on edgeloop/v1/{project}/{device}/acks (QoS 1), that
+// the examples it names are durable downstream (Kafka acknowledged them with acks=all).
+// The agent keeps an example in its outbox until its id is confirmed here: a broker's
+// PUBACK alone is not durable.
+type ExampleAck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ids           []string               `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExampleAck) Reset() {
+	*x = ExampleAck{}
+	mi := &file_edgeloop_v1_device_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExampleAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExampleAck) ProtoMessage() {}
+
+func (x *ExampleAck) ProtoReflect() protoreflect.Message {
+	mi := &file_edgeloop_v1_device_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExampleAck.ProtoReflect.Descriptor instead.
+func (*ExampleAck) Descriptor() ([]byte, []int) {
+	return file_edgeloop_v1_device_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ExampleAck) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
 var File_edgeloop_v1_device_proto protoreflect.FileDescriptor
 
 const file_edgeloop_v1_device_proto_rawDesc = "" +
@@ -263,7 +311,10 @@ const file_edgeloop_v1_device_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\v2\x19.edgeloop.v1.EdgeAccuracyR\x05value:\x028\x01\"@\n" +
 	"\fEdgeAccuracy\x12\x16\n" +
 	"\x06frames\x18\x01 \x01(\x04R\x06frames\x12\x18\n" +
-	"\acorrect\x18\x02 \x01(\x04R\acorrectB=Z;github.com/edgeloop/edgeloop/schemas/edgeloop/v1;edgeloopv1b\x06proto3"
+	"\acorrect\x18\x02 \x01(\x04R\acorrect\"\x1e\n" +
+	"\n" +
+	"ExampleAck\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03idsB=Z;github.com/edgeloop/edgeloop/schemas/edgeloop/v1;edgeloopv1b\x06proto3"
 
 var (
 	file_edgeloop_v1_device_proto_rawDescOnce sync.Once
@@ -277,18 +328,19 @@ func file_edgeloop_v1_device_proto_rawDescGZIP() []byte {
 	return file_edgeloop_v1_device_proto_rawDescData
 }
 
-var file_edgeloop_v1_device_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_edgeloop_v1_device_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_edgeloop_v1_device_proto_goTypes = []any{
 	(*DeviceStatus)(nil),          // 0: edgeloop.v1.DeviceStatus
 	(*EdgeAccuracy)(nil),          // 1: edgeloop.v1.EdgeAccuracy
-	nil,                           // 2: edgeloop.v1.DeviceStatus.SampledByReasonEntry
-	nil,                           // 3: edgeloop.v1.DeviceStatus.AccuracyByModelEntry
-	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
+	(*ExampleAck)(nil),            // 2: edgeloop.v1.ExampleAck
+	nil,                           // 3: edgeloop.v1.DeviceStatus.SampledByReasonEntry
+	nil,                           // 4: edgeloop.v1.DeviceStatus.AccuracyByModelEntry
+	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
 }
 var file_edgeloop_v1_device_proto_depIdxs = []int32{
-	4, // 0: edgeloop.v1.DeviceStatus.at:type_name -> google.protobuf.Timestamp
-	2, // 1: edgeloop.v1.DeviceStatus.sampled_by_reason:type_name -> edgeloop.v1.DeviceStatus.SampledByReasonEntry
-	3, // 2: edgeloop.v1.DeviceStatus.accuracy_by_model:type_name -> edgeloop.v1.DeviceStatus.AccuracyByModelEntry
+	5, // 0: edgeloop.v1.DeviceStatus.at:type_name -> google.protobuf.Timestamp
+	3, // 1: edgeloop.v1.DeviceStatus.sampled_by_reason:type_name -> edgeloop.v1.DeviceStatus.SampledByReasonEntry
+	4, // 2: edgeloop.v1.DeviceStatus.accuracy_by_model:type_name -> edgeloop.v1.DeviceStatus.AccuracyByModelEntry
 	1, // 3: edgeloop.v1.DeviceStatus.AccuracyByModelEntry.value:type_name -> edgeloop.v1.EdgeAccuracy
 	4, // [4:4] is the sub-list for method output_type
 	4, // [4:4] is the sub-list for method input_type
@@ -308,7 +360,7 @@ func file_edgeloop_v1_device_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_edgeloop_v1_device_proto_rawDesc), len(file_edgeloop_v1_device_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,65 @@
+package bridge
+
+import (
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/edgeloop/edgeloop/pkg/contract"
+	"github.com/edgeloop/edgeloop/pkg/mqttbus"
+	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
+)
+
+// releaseFilter matches every project's retained release.
+const releaseFilter = "edgeloop/v1/+/release"
+
+// releaseClock keeps, per project, the release time (ModelRelease.released_at, set by the
+// registry when its compare-and-swap moved the release) of the newest release the
+// retained topic holds, so that the retained release never goes backwards: two releases
+// set at once may reach Kafka in the other order, and a rollback is a newer release of
+// an older version, so the order is the registry's release time, not the version. It
+// learns the retained release at start-up from the broker (the bridge subscribes to it),
+// so a restart or a rebalance does not forget it.
+type releaseClock struct {
+	mu     sync.Mutex
+	newest map[string]time.Time
+}
+
+// stale reports whether rel is older than the newest release of its project. A release
+// without a time (an older producer) is never stale.
+func (c *releaseClock) stale(rel *edgeloopv1.ModelRelease) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if rel.GetReleasedAt() == nil {
+		return false
+	}
+	return rel.GetReleasedAt().AsTime().Before(c.newest[rel.GetProject()])
+}
+
+// saw records rel as published (or found retained).
+func (c *releaseClock) saw(rel *edgeloopv1.ModelRelease) {
+	if rel.GetReleasedAt() == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.newest == nil {
+		c.newest = map[string]time.Time{}
+	}
+	if t := rel.GetReleasedAt().AsTime(); t.After(c.newest[rel.GetProject()]) {
+		c.newest[rel.GetProject()] = t
+	}
+}
+
+// retained is the handler of the retained releases the broker sends.
+func (c *releaseClock) retained(m mqttbus.Message) {
+	defer m.Ack()
+	rel := &edgeloopv1.ModelRelease{}
+	if len(m.Payload()) == 0 || proto.Unmarshal(m.Payload(), rel) != nil {
+		return
+	}
+	if contract.ReleaseTopic(rel.GetProject()) == m.Topic() {
+		c.saw(rel)
+	}
+}
