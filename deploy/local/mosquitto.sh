@@ -33,6 +33,7 @@ allow_anonymous true
 persistence true
 persistence_location $dir/data/
 autosave_interval 1
+persistent_client_expiration 1h
 max_inflight_messages 100
 max_queued_messages 100000
 max_queued_bytes 0

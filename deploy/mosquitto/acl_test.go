@@ -131,7 +131,8 @@ func TestDevicesPublishOnlyIntoTheirProject(t *testing.T) {
 		"edgeloop/v1/beta/cam-a/examples",  // another project
 		"edgeloop/v1/alpha/cam-b/examples", // another device
 		"edgeloop/v1/beta/cam-b/status",
-		"edgeloop/v1/alpha/release", // only the bridge releases
+		"edgeloop/v1/alpha/release",    // only the bridge releases
+		"edgeloop/v1/alpha/cam-a/acks", // and confirms
 		"edgeloop/v1/alpha/cam-a/examples",
 		"edgeloop/v1/alpha/cam-a/status",
 	} {

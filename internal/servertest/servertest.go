@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -126,6 +127,31 @@ type Server struct {
 
 // Stop stops the server; its data stays.
 func (s *Server) Stop() { s.t.Helper(); script(s.t, s.env, s.kind, "stop", s.inst) }
+
+// Kill ends the server with SIGKILL, as a crash or a power cut would: it saves
+// nothing on the way out. Start brings it back on the same port and data.
+func (s *Server) Kill() {
+	s.t.Helper()
+	run := os.Getenv("EDGELOOP_RUN")
+	if run == "" {
+		run = filepath.Join(os.TempDir(), "edgeloop-local")
+	}
+	pidfile := filepath.Join(run, s.inst, s.kind+".pid")
+	b, err := os.ReadFile(pidfile)
+	if err != nil {
+		s.t.Fatalf("servertest: kill %s: %v", s.inst, err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		s.t.Fatalf("servertest: kill %s: pid file %s: %v", s.inst, pidfile, err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		s.t.Fatalf("servertest: kill -9 %s (pid %d): %v", s.inst, pid, err)
+	}
+	for i := 0; i < 100 && syscall.Kill(pid, 0) == nil; i++ {
+		time.Sleep(50 * time.Millisecond)
+	}
+}
 
 // Start starts it again on the same port and data.
 func (s *Server) Start() { s.t.Helper(); script(s.t, s.env, s.kind, "start", s.inst) }
