@@ -59,10 +59,10 @@ func NewConsumer(cfg Config, group, topic string, o ConsumerOptions, log *zap.Lo
 		MinBytes: 1,
 		// 2 MiB holds the largest message (1 MB) and keeps fetches short; with 4 MiB and
 		// more, kafka-go v0.4.51 stalled reading full partitions from kfake.
-		MaxBytes:              2 << 20,
-		MaxWait:               o.MaxWait,
-		CommitInterval:        o.CommitInterval,
-		StartOffset:           start,
+		MaxBytes:       2 << 20,
+		MaxWait:        o.MaxWait,
+		CommitInterval: o.CommitInterval,
+		StartOffset:    start,
 		// The broker's minimum session (group.min.session.timeout.ms, 6 s): after a
 		// Kafka restart the group is formed again, and consuming resumes, that much
 		// sooner than with kafka-go's 30 s.
