@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/edgeloop/edgeloop/internal/fixture"
 	"github.com/edgeloop/edgeloop/internal/servertest"
@@ -254,7 +255,34 @@ func testRelease(t *testing.T, e env) {
 		t.Fatal(err)
 	}
 	// A device that connects later still gets the release: it is retained.
+	if r := retained(t, e, project, func(r *edgeloopv1.ModelRelease) bool { return r.Version == 3 }); r.Version != 3 {
+		t.Fatalf("retained release v%d, want v3", r.Version)
+	}
+	// The retained release never goes backwards: releases set at once may reach Kafka
+	// in the other order, and a rollback is a newer release of an older version.
+	t0 := time.Now()
+	at := func(v int64, d time.Duration, rollback bool) kafka.Message {
+		b, _ := proto.Marshal(&edgeloopv1.ModelRelease{Project: project, Version: v, Sha256: "ab", ArtifactUrl: "http://x/y",
+			Rollback: rollback, ReleasedAt: timestamppb.New(t0.Add(d))})
+		return kafka.Message{Topic: e.kafka.Topic(contract.TopicModels), Key: []byte(project), Value: b}
+	}
+	if err := prod.Produce(ctx, at(5, 2*time.Second, false), at(4, time.Second, false), at(2, 3*time.Second, true), at(6, 2500*time.Millisecond, false)); err != nil {
+		t.Fatal(err)
+	}
+	r := retained(t, e, project, func(r *edgeloopv1.ModelRelease) bool { return r.Version == 2 })
+	time.Sleep(time.Second) // the stale v6 after it must not replace it
+	if r = retained(t, e, project, func(*edgeloopv1.ModelRelease) bool { return true }); r.Version != 2 || !r.Rollback {
+		t.Fatalf("retained release v%d (rollback %v), want the newest: the rollback to v2", r.Version, r.Rollback)
+	}
+}
+
+// retained returns the retained release of project once ok accepts it (or the last one
+// seen after 60 s).
+func retained(t *testing.T, e env, project string, ok func(*edgeloopv1.ModelRelease) bool) *edgeloopv1.ModelRelease {
+	t.Helper()
+	ctx := context.Background()
 	deadline := time.Now().Add(60 * time.Second)
+	last := &edgeloopv1.ModelRelease{}
 	for {
 		got := make(chan []byte, 1)
 		sub := publisher(t, e)
@@ -269,16 +297,21 @@ func testRelease(t *testing.T, e env) {
 		select {
 		case p := <-got:
 			r := &edgeloopv1.ModelRelease{}
-			if err := proto.Unmarshal(p, r); err != nil || r.Version != 3 {
-				t.Fatalf("retained release %v %v", r, err)
+			if err := proto.Unmarshal(p, r); err != nil {
+				t.Fatalf("retained release does not decode: %v", err)
 			}
-			return
+			if ok(r) {
+				sub.Disconnect(0)
+				return r
+			}
+			last = r
 		case <-time.After(time.Second):
 		}
 		sub.Disconnect(0)
 		if time.Now().After(deadline) {
-			t.Fatal("no retained release on MQTT")
+			return last
 		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
