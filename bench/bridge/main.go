@@ -111,6 +111,7 @@ func main() {
 	n := flag.Int("n", 2000, "messages per run")
 	size := flag.Int("size", 50_000, "approximate example size in bytes")
 	conc := flag.Int("concurrency", 32, "publishers in flight")
+	noConfirm := flag.Bool("no-confirm", false, "the bridge sends no confirmations to the devices (to measure what they cost)")
 	flag.Parse()
 
 	env := "real Kafka 4.1 + Mosquitto"
@@ -134,7 +135,7 @@ func main() {
 		done <- bridge.RunService(ctx, bridge.ServiceConfig{
 			Kafka: kcfg, OpsAddr: "127.0.0.1:0", Partitions: partitions,
 			MQTT:    mqttbus.Config{URL: *mqttURL, ClientID: share},
-			Options: bridge.Options{ShareGroup: share, ReleaseGroup: share},
+			Options: bridge.Options{ShareGroup: share, ReleaseGroup: share, NoConfirm: *noConfirm},
 		}, logger())
 	}()
 	check(kafkabus.EnsureTopics(ctx, kcfg, partitions, kcfg.Topic(contract.TopicExamples), kcfg.Topic("plain")))
