@@ -634,8 +634,11 @@ func TestAddClassEndToEnd(t *testing.T) {
 			t.Fatalf("the agent refused v%d: %v", v, err)
 		}
 	}
+	// The agent answers with the grown model: on 60 held-out 9s a model recognising at
+	// least 60 % of them (checked above) answers 9 at least 24 times but with odds of
+	// under 1 in 1,000.
 	right := 0
-	for i, s := range heldNine[:20] {
+	for i, s := range heldNine[:60] {
 		res, err := a.Infer(ctx, fmt.Sprint("nine-", i), s.Image, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -647,8 +650,8 @@ func TestAddClassEndToEnd(t *testing.T) {
 			right++
 		}
 	}
-	if right < 12 {
-		t.Fatalf("the agent answered 9 for %d of 20 held-out 9s", right)
+	if right < 24 {
+		t.Fatalf("the agent answered 9 for %d of 60 held-out 9s", right)
 	}
 }
 
