@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -120,29 +121,25 @@ func (a *Agent) ModelVersion() int64 {
 }
 
 // Run connects to the broker and runs the sender, the heartbeat, the updater and the
-// configured frame sources until ctx ends.
+// configured frame sources until ctx ends. The first of them to fail stops the others,
+// and Run returns its error (not logged here: the caller handles it).
 func (a *Agent) Run(ctx context.Context) error {
 	will, _ := proto.Marshal(&edgeloopv1.DeviceStatus{Project: a.cfg.Project, Device: a.cfg.Device, Online: false, AgentVersion: a.cfg.Version})
 	mc := a.cfg.MQTT
 	mc.CleanSession = false
 	mc.Will = &mqttbus.Will{Topic: contract.StatusTopic(a.cfg.Project, a.cfg.Device), Payload: will, QoS: 1, Retained: true}
 	mc.Subscriptions = []mqttbus.Subscription{{Filter: contract.ReleaseTopic(a.cfg.Project), QoS: 1, Handler: a.onRelease}}
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	g, gctx := errgroup.WithContext(ctx)
 	// Frames are served and queued even while the broker is unreachable.
-	errs := make(chan error, 4)
 	start := func(name string, f func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				a.log.Error(name+" stopped", zap.Error(err))
-				errs <- fmt.Errorf("%s: %w", name, err)
-				cancel()
+		g.Go(func() error {
+			if err := f(gctx); err != nil && !errors.Is(err, context.Canceled) {
+				return fmt.Errorf("%s: %w", name, err)
 			}
-		}()
+			return nil
+		})
 	}
 	if a.cfg.HTTPAddr != "" {
 		start("http", a.serveHTTP)
@@ -154,31 +151,27 @@ func (a *Agent) Run(ctx context.Context) error {
 		start("simulator", a.simulate)
 	}
 	start("updater", a.updater)
-	mq, err := mqttbus.Connect(ctx, mc, a.log)
+	mq, err := mqttbus.Connect(gctx, mc, a.log)
 	if err != nil {
+		stopped := gctx.Err() != nil // ctx ended or a source failed while connecting
 		cancel()
-		if ctx.Err() != nil {
-			return nil
+		werr := g.Wait()
+		if stopped {
+			return werr
 		}
-		return err
+		return errors.Join(fmt.Errorf("mqtt: %w", err), werr)
 	}
 	a.mq.Store(mq)
-	defer func() {
-		// A clean goodbye: offline status, then disconnect (the will covers crashes).
-		sctx, c := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = mq.Publish(sctx, contract.StatusTopic(a.cfg.Project, a.cfg.Device), 1, true, will)
-		c()
-		mq.Disconnect(500 * time.Millisecond)
-	}()
 	start("sender", a.send)
 	start("status", a.heartbeat)
-	<-ctx.Done()
-	select {
-	case err := <-errs:
-		return err
-	default:
-		return nil
-	}
+	<-gctx.Done()
+	err = g.Wait()
+	// A clean goodbye: offline status, then disconnect (the will covers crashes).
+	sctx, c := context.WithTimeout(context.Background(), 2*time.Second)
+	_ = mq.Publish(sctx, contract.StatusTopic(a.cfg.Project, a.cfg.Device), 1, true, will)
+	c()
+	mq.Disconnect(500 * time.Millisecond)
+	return err
 }
 
 // Result is what the agent answers for one frame.

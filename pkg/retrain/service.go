@@ -153,8 +153,11 @@ func (s *Service) Run(ctx context.Context, prod *kafkabus.Producer) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	// Projects whose state says a training is due or was cut short (a crash) resume, and
-	// every release is announced again (devices ignore a release they run already).
+	// every release is announced again (devices ignore a release they run already). The
+	// goroutine is counted before Run can wait, so its wg.Add calls never race wg.Wait.
+	wg.Add(1)
 	go func() {
+		defer wg.Done()
 		ps, err := s.cur.Projects(ctx)
 		if err != nil {
 			s.log.Warn("listing projects at start", zap.Error(err))
