@@ -386,7 +386,7 @@ func (a *Agent) queueID(f *frame, m *model, d sampling.Decision, correction *edg
 	ex := &edgeloopv1.Example{
 		Id: id, Project: a.cfg.Project, Device: a.cfg.Device, CapturedAt: timestamppb.New(f.at),
 		Image: &edgeloopv1.Image{Data: im.EncodeJPEG(a.cfg.JPEGQuality), ContentType: "image/jpeg", Width: int32(im.W), Height: int32(im.H)},
-		Task:  task, ModelVersion: f.version, Predictions: toProto(f.preds), Reasons: d.Reasons,
+		Task:  task, ModelVersion: f.version, Predictions: toProto(f.preds), Reasons: d.Reasons, TakenBy: d.TakenBy(),
 		Correction: correction, AgentVersion: a.cfg.Version, FrameId: f.id, SimulationTruth: f.truth,
 	}
 	b, err := proto.Marshal(ex)

@@ -47,6 +47,9 @@ type ExampleRecord struct {
 	ModelVersion int64        `json:"model_version"`
 	Predictions  []Prediction `json:"predictions"`
 	Reasons      []Reason     `json:"reasons"`
+	// TakenBy is the kind of the sampling strategy that took the example (one of
+	// Reasons' kinds); batches are balanced on it.
+	TakenBy string `json:"taken_by,omitempty"`
 	// Correction is the operator's, when an operator flagged the example.
 	Correction []Label `json:"correction,omitempty"`
 	// Truth is the simulator's ground truth; never shown to annotators.
