@@ -89,7 +89,7 @@ func (c *Curator) Ingest(ctx context.Context, ex *edgeloopv1.Example) error {
 	if len(rec.Correction) == 0 { // an operator's correction is worth keeping anyway
 		rec.DuplicateOf = c.dups.find(p.ID, thumb)
 	}
-	pe := project.Pending{ID: rec.ID, Class: rec.TopClass(), Reason: rec.TakenBy, Confidence: rec.TopConfidence(), At: rec.ReceivedAt}
+	pe := project.Pending{ID: rec.ID, Class: rec.TopClass(), Reason: reasonOf(rec), Confidence: rec.TopConfidence(), At: rec.ReceivedAt}
 	added := false
 	var formed []project.FormedBatch
 	if rec.DuplicateOf == "" {
@@ -119,6 +119,13 @@ func (c *Curator) Ingest(ctx context.Context, ex *edgeloopv1.Example) error {
 	return c.writeFormed(ctx, p.ID, formed)
 }
 
+func reasonOf(r *project.ExampleRecord) string {
+	if len(r.Reasons) == 0 {
+		return ""
+	}
+	return r.Reasons[0].Kind
+}
+
 func recordOf(ex *edgeloopv1.Example, imageKey string, now time.Time) *project.ExampleRecord {
 	r := &project.ExampleRecord{
 		ID: ex.GetId(), Project: ex.GetProject(), Device: ex.GetDevice(), CapturedAt: ex.GetCapturedAt().AsTime(), ReceivedAt: now,
@@ -131,11 +138,6 @@ func recordOf(ex *edgeloopv1.Example, imageKey string, now time.Time) *project.E
 	}
 	for _, s := range ex.GetReasons() {
 		r.Reasons = append(r.Reasons, project.Reason{Kind: contract.SamplingKindName(s.GetKind()), Strategy: s.GetStrategy(), Score: s.GetScore(), Detail: s.GetDetail()})
-	}
-	if k := ex.GetTakenBy(); k != edgeloopv1.SamplingKind_SAMPLING_KIND_UNSPECIFIED {
-		r.TakenBy = contract.SamplingKindName(k)
-	} else if len(r.Reasons) > 0 {
-		r.TakenBy = r.Reasons[0].Kind // an agent older than taken_by named its taker first
 	}
 	return r
 }
