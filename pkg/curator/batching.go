@@ -46,12 +46,13 @@ type thumbOf struct {
 	thumb raster.Thumb
 }
 
-// find returns the id of a recent example that looks like t ("" when none).
-func (d *lookalikes) find(pid string, t raster.Thumb) string {
+// find returns the id of a recent example other than id that looks like t ("" when
+// none).
+func (d *lookalikes) find(pid, id string, t raster.Thumb) string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, r := range d.recent[pid] {
-		if raster.ThumbDistance(r.thumb, t) <= raster.SameSceneDistance {
+		if r.id != id && raster.ThumbDistance(r.thumb, t) <= raster.SameSceneDistance {
 			return r.id
 		}
 	}

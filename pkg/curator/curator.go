@@ -28,7 +28,7 @@ import (
 // Curator holds the correction workflow.
 type Curator struct {
 	st   *project.Store
-	prod *kafkabus.Producer
+	prod message.Publisher
 	kcfg kafkabus.Config
 	log  *zap.Logger
 	m    *metrics
@@ -42,8 +42,9 @@ type Curator struct {
 // maxImportBytes is the largest dataset archive an import accepts.
 const maxImportBytes = 512 << 20
 
-// New returns a Curator on store s; approvals are produced with prod.
-func New(s objstore.Store, prod *kafkabus.Producer, kcfg kafkabus.Config, m *metrics, log *zap.Logger) *Curator {
+// New returns a Curator on store s; approvals are published with prod (a
+// *kafkabus.Producer in the services; the domain tests record them).
+func New(s objstore.Store, prod message.Publisher, kcfg kafkabus.Config, m *metrics, log *zap.Logger) *Curator {
 	return &Curator{st: &project.Store{S: s}, prod: prod, kcfg: kcfg, log: log, m: m, now: time.Now, dups: &lookalikes{recent: map[string][]thumbOf{}},
 		maxImport: maxImportBytes}
 }
@@ -52,8 +53,10 @@ func New(s objstore.Store, prod *kafkabus.Producer, kcfg kafkabus.Config, m *met
 func (c *Curator) Store() *project.Store { return c.st }
 
 // Ingest stores an example and queues it. It is idempotent by example id: a
-// redelivered example changes nothing. It returns a *message.Reject for examples that
-// can never be accepted.
+// redelivered example changes nothing. One frame makes one queue item: a later example
+// of a frame already stored (same device, frame id and capture time) joins the first,
+// and an operator's correction in it wins (see joinFrame). It returns a
+// *message.Reject for examples that can never be accepted.
 func (c *Curator) Ingest(ctx context.Context, ex *edgeloopv1.Example) error {
 	p, err := c.st.Project(ctx, ex.GetProject())
 	if errors.Is(err, objstore.ErrNotFound) {
@@ -85,11 +88,23 @@ func (c *Curator) Ingest(ctx context.Context, ex *edgeloopv1.Example) error {
 		return err
 	}
 	rec := recordOf(ex, key, c.now())
+	if rec.FrameID != "" {
+		owner, fresh, err := c.claimFrame(ctx, p.ID, rec)
+		if err != nil {
+			return err
+		}
+		// A later example of a frame, or a correction of this one sent under its id.
+		if !fresh && (owner != rec.ID || len(rec.Correction) > 0) {
+			if joined, err := c.joinFrame(ctx, p, owner, rec); err != nil || joined {
+				return err
+			}
+		}
+	}
 	thumb := raster.Thumbnail(img)
 	if len(rec.Correction) == 0 { // an operator's correction is worth keeping anyway
-		rec.DuplicateOf = c.dups.find(p.ID, thumb)
+		rec.DuplicateOf = c.dups.find(p.ID, rec.ID, thumb) // not itself: a redelivery
 	}
-	pe := project.Pending{ID: rec.ID, Class: rec.TopClass(), Reason: reasonOf(rec), Confidence: rec.TopConfidence(), At: rec.ReceivedAt}
+	pe := project.Pending{ID: rec.ID, Class: rec.TopClass(), Reason: rec.TakenBy, Confidence: rec.TopConfidence(), At: rec.ReceivedAt}
 	added := false
 	var formed []project.FormedBatch
 	if rec.DuplicateOf == "" {
@@ -119,13 +134,6 @@ func (c *Curator) Ingest(ctx context.Context, ex *edgeloopv1.Example) error {
 	return c.writeFormed(ctx, p.ID, formed)
 }
 
-func reasonOf(r *project.ExampleRecord) string {
-	if len(r.Reasons) == 0 {
-		return ""
-	}
-	return r.Reasons[0].Kind
-}
-
 func recordOf(ex *edgeloopv1.Example, imageKey string, now time.Time) *project.ExampleRecord {
 	r := &project.ExampleRecord{
 		ID: ex.GetId(), Project: ex.GetProject(), Device: ex.GetDevice(), CapturedAt: ex.GetCapturedAt().AsTime(), ReceivedAt: now,
@@ -138,6 +146,11 @@ func recordOf(ex *edgeloopv1.Example, imageKey string, now time.Time) *project.E
 	}
 	for _, s := range ex.GetReasons() {
 		r.Reasons = append(r.Reasons, project.Reason{Kind: contract.SamplingKindName(s.GetKind()), Strategy: s.GetStrategy(), Score: s.GetScore(), Detail: s.GetDetail()})
+	}
+	if k := ex.GetTakenBy(); k != edgeloopv1.SamplingKind_SAMPLING_KIND_UNSPECIFIED {
+		r.TakenBy = contract.SamplingKindName(k)
+	} else if len(r.Reasons) > 0 {
+		r.TakenBy = r.Reasons[0].Kind // an agent older than taken_by named its taker first
 	}
 	return r
 }

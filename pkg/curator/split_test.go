@@ -14,10 +14,10 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/project"
 )
 
-// TestPinnedSplitsSurviveAnyApprovalPath: an import's archive pins splits in its batch,
+// TestDomainPinnedSplitsSurviveAnyApprovalPath: an import's archive pins splits in its batch,
 // so whichever path completes the approval — the import itself or resumeApprovals after
 // a crash (or racing it) — the dataset gets the archive's splits, not the split rule's.
-func TestPinnedSplitsSurviveAnyApprovalPath(t *testing.T) {
+func TestDomainPinnedSplitsSurviveAnyApprovalPath(t *testing.T) {
 	ctx := context.Background()
 	s := memstore.New()
 	c := New(s, nil, kafkabus.Config{}, NewMetrics(opshttp.NewRegistry()), zap.NewNop())

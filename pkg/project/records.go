@@ -80,6 +80,12 @@ func (e *ExampleRecord) TopClass() string {
 	return best
 }
 
+// FrameRecord says which example holds a frame: a later example of the same frame (an
+// operator's correction, a second sampling) joins that one instead of being queued again.
+type FrameRecord struct {
+	Example string `json:"example"`
+}
+
 // Pending is an example waiting in the open batch.
 type Pending struct {
 	ID         string    `json:"id"`
