@@ -71,6 +71,7 @@ type Service struct {
 	wakeup map[string]chan struct{}
 	// train serialises trainings in this process: they all want every core.
 	train chan struct{}
+	now   func() time.Time
 }
 
 type serviceMetrics struct {
@@ -106,7 +107,7 @@ func NewService(c ServiceConfig, s objstore.Store, prod *kafkabus.Producer, reg 
 	}
 	reg.MustRegister(m.trainings, m.seconds, m.running)
 	return &Service{cfg: c, cur: &project.Store{S: s}, reg: registry.New(s, prod, c.Kafka, c.PublicURL), backend: choice, key: c.Key,
-		log: log, kcfg: c.Kafka, m: m, wakeup: map[string]chan struct{}{}, train: make(chan struct{}, 1)}, nil
+		log: log, kcfg: c.Kafka, m: m, wakeup: map[string]chan struct{}{}, train: make(chan struct{}, 1), now: time.Now}, nil
 }
 
 // Registry is the service's model registry.
