@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -584,7 +585,8 @@ func (c *Curator) resumeApprovals(ctx context.Context, pid string) error {
 	return errors.Join(errs...)
 }
 
-// addToDataset pins the batch's annotated examples to splits. Splits are decided once,
+// addToDataset pins the batch's annotated examples to splits and returns them (all of
+// the batch's entries when it was added before). Splits are decided once,
 // deterministically from the example id (80/10/10 by default), with val and test capped
 // (then train), unless an import's archive pinned them (project.Item.Split); an example already
 // in the dataset keeps its split.
@@ -603,11 +605,16 @@ func (c *Curator) addToDataset(ctx context.Context, p *project.Project, b *proje
 	var added []project.DatasetEntry
 	_, err := objstore.Update(ctx, c.st.S, project.DatasetKey(p.ID), func(d *project.Dataset, _ bool) error {
 		added = nil
-		for _, id := range d.Batches {
-			if id == b.ID {
-				out = *d
-				return objstore.ErrNoChange
+		if slices.Contains(d.Batches, b.ID) {
+			// Completed already (a retry, or resumeApprovals racing Approve): the event
+			// announces the same additions again.
+			for _, e := range d.Entries {
+				if e.Batch == b.ID {
+					added = append(added, e)
+				}
 			}
+			out = *d
+			return objstore.ErrNoChange
 		}
 		have := map[string]bool{}
 		for _, e := range d.Entries {

@@ -435,6 +435,48 @@ func TestDomainApprovalAnnouncedOnce(t *testing.T) {
 	}
 }
 
+// TestDomainApprovalCompletedTwiceAnnouncesTheSame: when the tick's resumeApprovals
+// completes an approval that Approve is completing too, both events announce the
+// batch's additions (a second one announcing none undercounts new examples in retrain
+// when it arrives first), and the dataset takes the batch once.
+func TestDomainApprovalCompletedTwiceAnnouncesTheSame(t *testing.T) {
+	d := newDomain(t, nil)
+	for i := 0; i < 6; i++ {
+		d.ingest(t, frameExample(fmt.Sprintf("ex-%d", i), i, "1", kindCTT))
+	}
+	b, err := d.c.Claim(d.ctx, d.p.ID, "b000001", "annie")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range b.Items {
+		if b, err = d.c.SaveItem(d.ctx, d.p.ID, b.ID, it.ExampleID, "annie", []project.Label{{Class: "3"}}, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := d.c.Submit(d.ctx, d.p.ID, b.ID, "annie"); err != nil {
+		t.Fatal(err)
+	}
+	b, err = d.c.transition(d.ctx, d.p.ID, b.ID, "rex", "approve", func(b *project.Batch, _ time.Time) error {
+		b.State = project.StateApproving
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // Approve's completion and resumeApprovals', both from the approving batch
+		if _, err := d.c.completeApproval(d.ctx, d.p.ID, b, "rex"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs := d.ev.approvals(t)
+	if len(evs) != 2 || evs[0].AddedByClass["3"] != 6 || evs[1].AddedByClass["3"] != 6 || evs[1].DatasetSnapshot != evs[0].DatasetSnapshot {
+		t.Fatalf("events %v; want two announcing the same 6 additions", evs)
+	}
+	if ds, _ := d.c.st.Dataset(d.ctx, d.p.ID); len(ds.Entries) != 6 || len(ds.Batches) != 1 {
+		t.Fatalf("dataset: %d entries from %d batches; want 6 from 1", len(ds.Entries), len(ds.Batches))
+	}
+}
+
 // TestDomainFrameCorrectionJoinsItsExample: a correction sent under the example's own id
 // (an agent whose example had left its outbox) changes that example — its labels, its
 // reason in the open batch — and queues nothing new; so does one under a new id (older
