@@ -106,13 +106,13 @@ type domain struct {
 }
 
 // start is the clock's start and the capture time of frame 0.
-var start = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+func start() time.Time { return time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC) }
 
 // newDomain returns a curator on a memory store with project "digits" (classes 0–9,
 // batches of 4–6, a minute's max wait) changed by mod.
 func newDomain(t *testing.T, mod func(p *project.Project)) *domain {
 	t.Helper()
-	d := &domain{s: memstore.New(), ev: &events{}, clk: &clock{t: start}, ctx: context.Background()}
+	d := &domain{s: memstore.New(), ev: &events{}, clk: &clock{t: start()}, ctx: context.Background()}
 	d.c = New(d.s, d.ev, kafkabus.Config{}, NewMetrics(prometheus.NewRegistry()), zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
 	d.c.now = d.clk.Now
 	d.p = &project.Project{ID: "digits", Task: "classify", Classes: []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"},
@@ -137,7 +137,7 @@ func noisy(seed int) []byte {
 	return im.EncodePNG()
 }
 
-var (
+const (
 	kindCTT      = edgeloopv1.SamplingKind_SAMPLING_KIND_CLOSE_TO_THRESHOLD
 	kindRandom   = edgeloopv1.SamplingKind_SAMPLING_KIND_RANDOM
 	kindOperator = edgeloopv1.SamplingKind_SAMPLING_KIND_OPERATOR_FLAGGED
@@ -148,7 +148,7 @@ var (
 // name random first, then close_to_threshold, whichever took it.
 func frameExample(id string, frame int, class string, takenBy edgeloopv1.SamplingKind) *edgeloopv1.Example {
 	return &edgeloopv1.Example{
-		Id: id, Project: "digits", Device: "cam-1", CapturedAt: timestamppb.New(start.Add(time.Duration(frame) * time.Second)),
+		Id: id, Project: "digits", Device: "cam-1", CapturedAt: timestamppb.New(start().Add(time.Duration(frame) * time.Second)),
 		Image: &edgeloopv1.Image{Data: noisy(frame), ContentType: "image/png", Width: 16, Height: 16}, Task: edgeloopv1.Task_TASK_CLASSIFY,
 		ModelVersion: 1, FrameId: fmt.Sprintf("f%d", frame),
 		Predictions: []*edgeloopv1.Prediction{{ClassName: class, Confidence: 0.5}},
@@ -527,7 +527,7 @@ func TestDomainFrameCorrectionJoinsItsExample(t *testing.T) {
 
 	// The same frame id captured at another time is another frame (ids come back).
 	again := frameExample("a-later", 1, "1", kindCTT)
-	again.CapturedAt = timestamppb.New(start.Add(time.Hour))
+	again.CapturedAt = timestamppb.New(start().Add(time.Hour))
 	again.Image.Data = noisy(100)
 	d.ingest(t, again)
 	if p := d.pending(t); len(p) != 4 {

@@ -57,7 +57,10 @@ func (sc *scheduler) state(t *testing.T) *State {
 	return st
 }
 
-var batchPolicy = project.RetrainPolicy{Trigger: "batch", Debounce: config.Duration(10 * time.Second)}
+// batchPolicy trains on every approved batch after 10 s without another.
+func batchPolicy() project.RetrainPolicy {
+	return project.RetrainPolicy{Trigger: "batch", Debounce: config.Duration(10 * time.Second)}
+}
 
 // TestDomainSchedulerDebounceLeaseAndOneMore: approvals are counted once per batch; a
 // training starts once approvals stopped for the debounce, under one trainer's lease;
@@ -72,11 +75,11 @@ func TestDomainSchedulerDebounceLeaseAndOneMore(t *testing.T) {
 		t.Fatalf("state %+v: want due with 45 new examples from 2 batches", st)
 	}
 	sc.now = sc.now.Add(9 * time.Second)
-	if tr := sc.claim(t, sc.a, batchPolicy); tr != "" {
+	if tr := sc.claim(t, sc.a, batchPolicy()); tr != "" {
 		t.Fatalf("claimed %q within the debounce", tr)
 	}
 	sc.now = sc.now.Add(time.Second)
-	if tr := sc.claim(t, sc.a, batchPolicy); tr != "45 new examples" {
+	if tr := sc.claim(t, sc.a, batchPolicy()); tr != "45 new examples" {
 		t.Fatalf("after the debounce: trigger %q", tr)
 	}
 	st := sc.state(t)
@@ -87,7 +90,7 @@ func TestDomainSchedulerDebounceLeaseAndOneMore(t *testing.T) {
 	sc.approve(t, "b3", 8, 0)
 	sc.approve(t, "b4", 8, 0)
 	sc.now = sc.now.Add(30 * time.Second)
-	if tr := sc.claim(t, sc.b, batchPolicy); tr != "" {
+	if tr := sc.claim(t, sc.b, batchPolicy()); tr != "" {
 		t.Fatalf("b claimed %q under a's live lease", tr)
 	}
 	if err := sc.b.finish(sc.ctx, "p", &LastTraining{Version: 9}, false); err != nil || sc.state(t).Running.Owner != "a" {
@@ -100,17 +103,17 @@ func TestDomainSchedulerDebounceLeaseAndOneMore(t *testing.T) {
 	if st.Running != nil || st.Last == nil || st.Last.Version != 2 || !st.Due || st.NewExamples != 16 {
 		t.Fatalf("after a's training: %+v; want no lease, v2 recorded, one more due with 16", st)
 	}
-	if tr := sc.claim(t, sc.b, batchPolicy); tr != "16 new examples" {
+	if tr := sc.claim(t, sc.b, batchPolicy()); tr != "16 new examples" {
 		t.Fatalf("the one more: %q", tr)
 	}
-	if tr := sc.claim(t, sc.a, batchPolicy); tr != "" {
+	if tr := sc.claim(t, sc.a, batchPolicy()); tr != "" {
 		t.Fatalf("a second 'one more': %q", tr)
 	}
 	// b's training fails: due again, without waiting for a new approval.
 	if err := sc.b.finish(sc.ctx, "p", &LastTraining{Error: "diverged"}, true); err != nil {
 		t.Fatal(err)
 	}
-	if tr := sc.claim(t, sc.a, batchPolicy); tr == "" || sc.state(t).Last.Error != "diverged" {
+	if tr := sc.claim(t, sc.a, batchPolicy()); tr == "" || sc.state(t).Last.Error != "diverged" {
 		t.Fatalf("after a failure: trigger %q, state %+v", tr, sc.state(t))
 	}
 }
@@ -121,15 +124,15 @@ func TestDomainSchedulerResumesACrashedTrainersLease(t *testing.T) {
 	sc := newScheduler(t)
 	sc.approve(t, "b1", 30, 0)
 	sc.now = sc.now.Add(time.Minute)
-	if tr := sc.claim(t, sc.a, batchPolicy); tr == "" {
+	if tr := sc.claim(t, sc.a, batchPolicy()); tr == "" {
 		t.Fatal("not claimed")
 	}
 	sc.now = sc.now.Add(59 * time.Second)
-	if tr := sc.claim(t, sc.b, batchPolicy); tr != "" {
+	if tr := sc.claim(t, sc.b, batchPolicy()); tr != "" {
 		t.Fatalf("taken over a live lease: %q", tr)
 	}
 	sc.now = sc.now.Add(2 * time.Second)
-	if tr := sc.claim(t, sc.b, batchPolicy); tr != "resume after a stopped" {
+	if tr := sc.claim(t, sc.b, batchPolicy()); tr != "resume after a stopped" {
 		t.Fatalf("expired lease: trigger %q", tr)
 	}
 	if err := sc.a.finish(sc.ctx, "p", &LastTraining{Version: 5}, false); err != nil || sc.state(t).Running.Owner != "b" {
