@@ -119,21 +119,24 @@ func TestDomainSchedulerDebounceLeaseAndOneMore(t *testing.T) {
 }
 
 // TestDomainSchedulerResumesACrashedTrainersLease: a lease that ran out (its trainer
-// stopped renewing it) is taken over at once, naming the trainer that stopped.
+// stopped renewing it) is taken over at once, naming the trainer that stopped, in the
+// mode it was training.
 func TestDomainSchedulerResumesACrashedTrainersLease(t *testing.T) {
 	sc := newScheduler(t)
 	sc.approve(t, "b1", 30, 0)
 	sc.now = sc.now.Add(time.Minute)
-	if tr := sc.claim(t, sc.a, batchPolicy()); tr == "" {
-		t.Fatal("not claimed")
+	pol := batchPolicy()
+	pol.FullEvery = 1
+	if tr, mode, err := sc.a.claim(sc.ctx, "p", pol); tr == "" || mode != ModeFull || err != nil {
+		t.Fatalf("claimed %q in mode %q (%v); want a full training", tr, mode, err)
 	}
 	sc.now = sc.now.Add(59 * time.Second)
 	if tr := sc.claim(t, sc.b, batchPolicy()); tr != "" {
 		t.Fatalf("taken over a live lease: %q", tr)
 	}
 	sc.now = sc.now.Add(2 * time.Second)
-	if tr := sc.claim(t, sc.b, batchPolicy()); tr != "resume after a stopped" {
-		t.Fatalf("expired lease: trigger %q", tr)
+	if tr, mode, err := sc.b.claim(sc.ctx, "p", batchPolicy()); tr != "resume after a stopped" || mode != ModeFull || err != nil {
+		t.Fatalf("expired lease: trigger %q, mode %q (%v); want a's full training resumed", tr, mode, err)
 	}
 	if err := sc.a.finish(sc.ctx, "p", &LastTraining{Version: 5}, false); err != nil || sc.state(t).Running.Owner != "b" {
 		t.Fatalf("the crashed trainer, back, ended b's lease: %v", err)
