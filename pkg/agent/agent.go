@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -67,6 +69,10 @@ type frame struct {
 	// counted says the frame's correctness is already in the accuracy figures.
 	counted bool
 	flagged bool
+	// example is the id the frame was queued under ("" while it was not) and reasons
+	// why: feedback on it replaces that example instead of making a second one.
+	example string
+	reasons []*edgeloopv1.SamplingReason
 }
 
 type status struct {
@@ -122,7 +128,8 @@ func (a *Agent) ModelVersion() int64 {
 }
 
 // Run connects to the broker and runs the sender, the heartbeat, the updater and the
-// configured frame sources until ctx ends.
+// configured frame sources until ctx ends. The first of them to fail stops the others,
+// and Run returns its error (not logged here: the caller handles it).
 func (a *Agent) Run(ctx context.Context) error {
 	will, _ := proto.Marshal(&edgeloopv1.DeviceStatus{Project: a.cfg.Project, Device: a.cfg.Device, Online: false, AgentVersion: a.cfg.Version})
 	mc := a.cfg.MQTT
@@ -133,22 +140,17 @@ func (a *Agent) Run(ctx context.Context) error {
 		// The persistent session queues the confirmations sent while the agent is away.
 		mc.Subscriptions = append(mc.Subscriptions, mqttbus.Subscription{Filter: contract.AcksTopic(a.cfg.Project, a.cfg.Device), QoS: 1, Handler: a.onAcks})
 	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	g, gctx := errgroup.WithContext(ctx)
 	// Frames are served and queued even while the broker is unreachable.
-	errs := make(chan error, 4)
 	start := func(name string, f func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				a.log.Error(name+" stopped", zap.Error(err))
-				errs <- fmt.Errorf("%s: %w", name, err)
-				cancel()
+		g.Go(func() error {
+			if err := f(gctx); err != nil && !errors.Is(err, context.Canceled) {
+				return fmt.Errorf("%s: %w", name, err)
 			}
-		}()
+			return nil
+		})
 	}
 	if a.cfg.HTTPAddr != "" {
 		start("http", a.serveHTTP)
@@ -160,31 +162,27 @@ func (a *Agent) Run(ctx context.Context) error {
 		start("simulator", a.simulate)
 	}
 	start("updater", a.updater)
-	mq, err := mqttbus.Connect(ctx, mc, a.log)
+	mq, err := mqttbus.Connect(gctx, mc, a.log)
 	if err != nil {
+		stopped := gctx.Err() != nil // ctx ended or a source failed while connecting
 		cancel()
-		if ctx.Err() != nil {
-			return nil
+		werr := g.Wait()
+		if stopped {
+			return werr
 		}
-		return err
+		return errors.Join(fmt.Errorf("mqtt: %w", err), werr)
 	}
 	a.mq.Store(mq)
-	defer func() {
-		// A clean goodbye: offline status, then disconnect (the will covers crashes).
-		sctx, c := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = mq.Publish(sctx, contract.StatusTopic(a.cfg.Project, a.cfg.Device), 1, true, will)
-		c()
-		mq.Disconnect(500 * time.Millisecond)
-	}()
 	start("sender", a.send)
 	start("status", a.heartbeat)
-	<-ctx.Done()
-	select {
-	case err := <-errs:
-		return err
-	default:
-		return nil
-	}
+	<-gctx.Done()
+	err = g.Wait()
+	// A clean goodbye: offline status, then disconnect (the will covers crashes).
+	sctx, c := context.WithTimeout(context.Background(), 2*time.Second)
+	_ = mq.Publish(sctx, contract.StatusTopic(a.cfg.Project, a.cfg.Device), 1, true, will)
+	c()
+	mq.Disconnect(500 * time.Millisecond)
+	return err
 }
 
 // Result is what the agent answers for one frame.
@@ -236,7 +234,7 @@ func (a *Agent) Infer(ctx context.Context, frameID string, im *raster.Image, tru
 		a.noteDuplicate()
 	}
 	if d.Taken() {
-		if err := a.queue(f, m, d, nil); err != nil {
+		if _, err := a.queue(f, m, d, nil); err != nil {
 			a.log.Warn("frame not queued", zap.String("frame", frameID), zap.Error(err))
 		} else {
 			res.Sampled = true
@@ -252,7 +250,10 @@ func (a *Agent) Infer(ctx context.Context, frameID string, im *raster.Image, tru
 var ErrUnknownFrame = errors.New("unknown or expired frame id")
 
 // Feedback records an operator's correction of a frame: it is sampled as
-// operator_flagged with the correction, ahead of everything else in the outbox.
+// operator_flagged with the correction, ahead of everything else in the outbox. One
+// frame makes one example: a frame already queued keeps its example id, and the
+// correction replaces that example in the outbox (or, once sent, follows it under the
+// same id, and the curator joins them), with the reasons of both.
 func (a *Agent) Feedback(frameID string, correction *edgeloopv1.Annotation) (string, error) {
 	a.mu.Lock()
 	f := a.frames[frameID]
@@ -278,8 +279,18 @@ func (a *Agent) Feedback(frameID string, correction *edgeloopv1.Annotation) (str
 	if !d.Taken() {
 		return "", errors.New("the sampling config has no operator_flagged strategy")
 	}
-	id, err := a.queueID(f, m, d, correction)
-	return id, err
+	return a.queue(f, m, d, correction)
+}
+
+// mergeReasons is a's reasons followed by those of b that a lacks (by strategy).
+func mergeReasons(a, b []*edgeloopv1.SamplingReason) []*edgeloopv1.SamplingReason {
+	out := append([]*edgeloopv1.SamplingReason(nil), a...)
+	for _, r := range b {
+		if !slices.ContainsFunc(out, func(o *edgeloopv1.SamplingReason) bool { return o.Strategy == r.Strategy && o.Kind == r.Kind }) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func checkCorrection(classes []string, detect bool, c *edgeloopv1.Annotation) error {
@@ -375,13 +386,10 @@ func (a *Agent) noteDuplicate() {
 	a.m.duplicates.Inc()
 }
 
-func (a *Agent) queue(f *frame, m *model, d sampling.Decision, correction *edgeloopv1.Annotation) error {
-	_, err := a.queueID(f, m, d, correction)
-	return err
-}
-
-// queueID wraps the frame in an Example and puts it in the outbox.
-func (a *Agent) queueID(f *frame, m *model, d sampling.Decision, correction *edgeloopv1.Annotation) (string, error) {
+// queue wraps the frame in an Example and puts it in the outbox, under the frame's
+// example id when it was queued before (replacing that example if it is still there)
+// and with its earlier reasons; it returns the example id.
+func (a *Agent) queue(f *frame, m *model, d sampling.Decision, correction *edgeloopv1.Annotation) (string, error) {
 	im := f.img
 	if side := max(im.W, im.H); side > a.cfg.MaxImageSide {
 		// Keep the aspect ratio; normalised boxes need no change.
@@ -392,21 +400,27 @@ func (a *Agent) queueID(f *frame, m *model, d sampling.Decision, correction *edg
 	if m.header.Arch.Task == nn.Detect {
 		task = edgeloopv1.Task_TASK_DETECT
 	}
-	id := uuid.NewString()
+	a.mu.Lock()
+	id, reasons := f.example, mergeReasons(d.Reasons, f.reasons)
+	a.mu.Unlock()
+	again := id != ""
+	if !again {
+		id = uuid.NewString()
+	}
 	if correction != nil {
 		correction.Author = "operator@" + a.cfg.Device
 	}
 	ex := &edgeloopv1.Example{
 		Id: id, Project: a.cfg.Project, Device: a.cfg.Device, CapturedAt: timestamppb.New(f.at),
 		Image: &edgeloopv1.Image{Data: im.EncodeJPEG(a.cfg.JPEGQuality), ContentType: "image/jpeg", Width: int32(im.W), Height: int32(im.H)},
-		Task:  task, ModelVersion: f.version, Predictions: toProto(f.preds), Reasons: d.Reasons,
+		Task:  task, ModelVersion: f.version, Predictions: toProto(f.preds), Reasons: reasons, TakenBy: d.TakenBy(),
 		Correction: correction, AgentVersion: a.cfg.Version, FrameId: f.id, SimulationTruth: f.truth,
 	}
 	b, err := proto.Marshal(ex)
 	if err != nil {
 		return "", err
 	}
-	dropped, err := a.ob.Put(sampling.Priority(d.Kind), id, b)
+	dropped, err := a.ob.Replace(sampling.Priority(d.Kind), id, b)
 	for range dropped {
 		a.m.dropped.Inc()
 	}
@@ -420,9 +434,13 @@ func (a *Agent) queueID(f *frame, m *model, d sampling.Decision, correction *edg
 		return "", err
 	}
 	a.mu.Lock()
+	f.example, f.reasons = id, reasons
 	a.stats.sampled[d.Kind]++
 	a.mu.Unlock()
 	a.m.sampled.WithLabelValues(d.Kind).Inc()
+	if again {
+		a.log.Debug("frame queued again under its example id", zap.String("frame", f.id), zap.String("example", id), zap.String("taken_by", d.Kind))
+	}
 	return id, nil
 }
 

@@ -283,7 +283,7 @@ func TestFeedbackAndBadInput(t *testing.T) {
 	if len(es) == 0 || proto.Unmarshal(es[0].Payload, ex) != nil || ex.Id != id {
 		t.Fatalf("flagged example not first in the outbox: %d entries", len(es))
 	}
-	if ex.Correction.GetLabels()[0].ClassName != "1" || ex.Reasons[0].Kind != edgeloopv1.SamplingKind_SAMPLING_KIND_OPERATOR_FLAGGED ||
+	if ex.Correction.GetLabels()[0].ClassName != "1" || ex.TakenBy != edgeloopv1.SamplingKind_SAMPLING_KIND_OPERATOR_FLAGGED ||
 		ex.Project != "digits" || ex.Device != "cam-1" || ex.FrameId != "frame-1" || ex.ModelVersion != 1 {
 		t.Fatalf("example %+v", ex)
 	}
@@ -301,6 +301,70 @@ func TestFeedbackAndBadInput(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/infer", bytes.NewReader(digit(t).EncodePNG())))
 	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"predictions"`) {
 		t.Fatalf("good image: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// TestFeedbackKeepsOneExamplePerFrame: feedback on a frame Infer already queued makes
+// no second example: while it waits in the outbox the correction replaces it (same id,
+// the operator's correction, high priority, both reasons); once it was sent, the
+// correction follows under the same id; a later correction wins.
+func TestFeedbackKeepsOneExamplePerFrame(t *testing.T) {
+	f := newFixture(t)
+	a := newAgent(t, f, func(c *Config) {
+		c.Sampling = sampling.Config{Strategies: []sampling.StrategyConfig{{Kind: sampling.OperatorFlagged}, {Name: "all", Kind: sampling.Random, Probability: 1}}}
+	})
+	ctx := context.Background()
+	if err := a.Apply(ctx, f.release(1, modelFile(t, 1, 1))); err != nil {
+		t.Fatal(err)
+	}
+	res, err := a.Infer(ctx, "frame-7", digit(t), nil)
+	if err != nil || !res.Sampled {
+		t.Fatalf("infer: sampled %v, %v", res.Sampled, err)
+	}
+	queued := func() []*edgeloopv1.Example {
+		t.Helper()
+		es, err := a.ob.Next(10, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []*edgeloopv1.Example
+		for _, e := range es {
+			ex := &edgeloopv1.Example{}
+			if err := proto.Unmarshal(e.Payload, ex); err != nil || e.ID != ex.Id {
+				t.Fatalf("entry %s: %v", e.ID, err)
+			}
+			out = append(out, ex)
+		}
+		return out
+	}
+	first := queued()
+	if len(first) != 1 || first[0].TakenBy != edgeloopv1.SamplingKind_SAMPLING_KIND_RANDOM || first[0].Correction != nil {
+		t.Fatalf("after infer: %v", first)
+	}
+	id, err := a.Feedback("frame-7", &edgeloopv1.Annotation{Labels: []*edgeloopv1.Label{{ClassName: "1"}}})
+	if err != nil || id != first[0].Id {
+		t.Fatalf("feedback: example %q, %v; want the queued example's id %s", id, err, first[0].Id)
+	}
+	got := queued()
+	if len(got) != 1 || got[0].Id != id || got[0].FrameId != "frame-7" || got[0].Correction.GetLabels()[0].GetClassName() != "1" ||
+		got[0].TakenBy != edgeloopv1.SamplingKind_SAMPLING_KIND_OPERATOR_FLAGGED || len(got[0].Reasons) != 2 ||
+		got[0].Reasons[1].Strategy != "all" {
+		t.Fatalf("after feedback the outbox holds %v; want the one example, corrected, taken by the operator, with both reasons", got)
+	}
+	if s := a.ob.Stats(); s.Depth != 1 || s.ByPriority[contract.PriorityHigh] != 1 {
+		t.Fatalf("outbox %+v: want the one example at high priority", s)
+	}
+	// Sent (the broker acknowledged it): a second correction follows under the same id.
+	es, _ := a.ob.Next(1, nil)
+	if err := a.ob.Delete(es[0]); err != nil {
+		t.Fatal(err)
+	}
+	id2, err := a.Feedback("frame-7", &edgeloopv1.Annotation{Labels: []*edgeloopv1.Label{{ClassName: "7"}}})
+	if err != nil || id2 != id {
+		t.Fatalf("second feedback: %q, %v; want %s", id2, err, id)
+	}
+	if got := queued(); len(got) != 1 || got[0].Id != id || got[0].Correction.GetLabels()[0].GetClassName() != "7" || len(got[0].Reasons) != 2 {
+		t.Fatalf("after the second feedback: %v", got)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -28,7 +29,7 @@ import (
 // Curator holds the correction workflow.
 type Curator struct {
 	st   *project.Store
-	prod *kafkabus.Producer
+	prod message.Publisher
 	kcfg kafkabus.Config
 	log  *zap.Logger
 	m    *metrics
@@ -42,8 +43,9 @@ type Curator struct {
 // maxImportBytes is the largest dataset archive an import accepts.
 const maxImportBytes = 512 << 20
 
-// New returns a Curator on store s; approvals are produced with prod.
-func New(s objstore.Store, prod *kafkabus.Producer, kcfg kafkabus.Config, m *metrics, log *zap.Logger) *Curator {
+// New returns a Curator on store s; approvals are published with prod (a
+// *kafkabus.Producer in the services; the domain tests record them).
+func New(s objstore.Store, prod message.Publisher, kcfg kafkabus.Config, m *metrics, log *zap.Logger) *Curator {
 	return &Curator{st: &project.Store{S: s}, prod: prod, kcfg: kcfg, log: log, m: m, now: time.Now, dups: &lookalikes{recent: map[string][]thumbOf{}},
 		maxImport: maxImportBytes}
 }
@@ -53,8 +55,11 @@ func (c *Curator) Store() *project.Store { return c.st }
 
 // Ingest stores an example and queues it. It is idempotent by example id: a
 // redelivered example changes nothing, however old it is, and is never counted as a
-// near-duplicate (the per-id check comes before the look-alike check). It returns a *message.Reject for examples that
-// can never be accepted.
+// near-duplicate (the per-id check comes before the look-alike check). One frame makes
+// one queue item: a later example of a frame already stored (same device, frame id and
+// capture time) joins the first, and an operator's correction in it wins (see
+// joinFrame) — also when it comes under the first example's id. It returns a
+// *message.Reject for examples that can never be accepted.
 func (c *Curator) Ingest(ctx context.Context, ex *edgeloopv1.Example) error {
 	p, err := c.st.Project(ctx, ex.GetProject())
 	if errors.Is(err, objstore.ErrNotFound) {
@@ -81,19 +86,33 @@ func (c *Curator) Ingest(ctx context.Context, ex *edgeloopv1.Example) error {
 	if err != nil {
 		return message.Rejectf(contract.ReasonBadImage, "example %s: %w", ex.GetId(), err)
 	}
-	if seen, err := c.seen(ctx, p.ID, ex.GetId()); err != nil || seen {
-		return err
-	}
 	key, _, err := objstore.PutContent(ctx, c.st.S, project.ImagePrefix(p.ID), ex.GetImage().GetData(), ex.GetImage().GetContentType())
 	if err != nil {
 		return err
 	}
 	rec := recordOf(ex, key, c.now())
+	if rec.FrameID != "" {
+		owner, fresh, err := c.claimFrame(ctx, p.ID, rec)
+		if err != nil {
+			return err
+		}
+		// A later example of a frame, or a correction of this one sent under its id.
+		if !fresh && (owner != rec.ID || len(rec.Correction) > 0) {
+			if joined, err := c.joinFrame(ctx, p, owner, rec); err != nil || joined {
+				return err
+			}
+		}
+	}
+	// After the frame join, which takes a correction sent under a known id: anything
+	// else with a known id is a redelivery.
+	if seen, err := c.seen(ctx, p.ID, rec.ID); err != nil || seen {
+		return err
+	}
 	thumb := raster.Thumbnail(img)
 	if len(rec.Correction) == 0 { // an operator's correction is worth keeping anyway
-		rec.DuplicateOf = c.dups.find(p.ID, rec.ID, thumb)
+		rec.DuplicateOf = c.dups.find(p.ID, rec.ID, thumb) // not itself: a redelivery
 	}
-	pe := project.Pending{ID: rec.ID, Class: rec.TopClass(), Reason: reasonOf(rec), Confidence: rec.TopConfidence(), At: rec.ReceivedAt}
+	pe := project.Pending{ID: rec.ID, Class: rec.TopClass(), Reason: rec.TakenBy, Confidence: rec.TopConfidence(), At: rec.ReceivedAt}
 	added := false
 	var formed []project.FormedBatch
 	if rec.DuplicateOf == "" {
@@ -140,13 +159,6 @@ func (c *Curator) seen(ctx context.Context, pid, id string) (bool, error) {
 	}
 }
 
-func reasonOf(r *project.ExampleRecord) string {
-	if len(r.Reasons) == 0 {
-		return ""
-	}
-	return r.Reasons[0].Kind
-}
-
 func recordOf(ex *edgeloopv1.Example, imageKey string, now time.Time) *project.ExampleRecord {
 	r := &project.ExampleRecord{
 		ID: ex.GetId(), Project: ex.GetProject(), Device: ex.GetDevice(), CapturedAt: ex.GetCapturedAt().AsTime(), ReceivedAt: now,
@@ -159,6 +171,11 @@ func recordOf(ex *edgeloopv1.Example, imageKey string, now time.Time) *project.E
 	}
 	for _, s := range ex.GetReasons() {
 		r.Reasons = append(r.Reasons, project.Reason{Kind: contract.SamplingKindName(s.GetKind()), Strategy: s.GetStrategy(), Score: s.GetScore(), Detail: s.GetDetail()})
+	}
+	if k := ex.GetTakenBy(); k != edgeloopv1.SamplingKind_SAMPLING_KIND_UNSPECIFIED {
+		r.TakenBy = contract.SamplingKindName(k)
+	} else if len(r.Reasons) > 0 {
+		r.TakenBy = r.Reasons[0].Kind // an agent older than taken_by named its taker first
 	}
 	return r
 }
@@ -592,7 +609,8 @@ func (c *Curator) resumeApprovals(ctx context.Context, pid string) error {
 	return errors.Join(errs...)
 }
 
-// addToDataset pins the batch's annotated examples to splits. Splits are decided once,
+// addToDataset pins the batch's annotated examples to splits and returns them (all of
+// the batch's entries when it was added before). Splits are decided once,
 // deterministically from the example id (80/10/10 by default), with val and test capped
 // (then train), unless an import's archive pinned them (project.Item.Split); an example already
 // in the dataset keeps its split.
@@ -611,11 +629,16 @@ func (c *Curator) addToDataset(ctx context.Context, p *project.Project, b *proje
 	var added []project.DatasetEntry
 	_, err := objstore.Update(ctx, c.st.S, project.DatasetKey(p.ID), func(d *project.Dataset, _ bool) error {
 		added = nil
-		for _, id := range d.Batches {
-			if id == b.ID {
-				out = *d
-				return objstore.ErrNoChange
+		if slices.Contains(d.Batches, b.ID) {
+			// Completed already (a retry, or resumeApprovals racing Approve): the event
+			// announces the same additions again.
+			for _, e := range d.Entries {
+				if e.Batch == b.ID {
+					added = append(added, e)
+				}
 			}
+			out = *d
+			return objstore.ErrNoChange
 		}
 		have := map[string]bool{}
 		for _, e := range d.Entries {

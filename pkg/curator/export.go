@@ -183,7 +183,7 @@ func (c *Curator) Import(ctx context.Context, pid, format string, archive io.Rea
 			id = uuid.NewString()
 		}
 		rec := &project.ExampleRecord{ID: id, Project: p.ID, Device: "import", CapturedAt: now, ReceivedAt: now, Image: key, ContentType: e.ContentType,
-			Width: im.W, Height: im.H, Reasons: []project.Reason{{Kind: "import", Detail: "seed dataset (" + format + ")"}}}
+			Width: im.W, Height: im.H, Reasons: []project.Reason{{Kind: "import", Detail: "seed dataset (" + format + ")"}}, TakenBy: "import"}
 		if _, err := objstore.PutJSON(ctx, c.st.S, project.ExampleKey(p.ID, id), rec, objstore.PutOptions{IfNoneMatch: true}); err != nil && !errors.Is(err, objstore.ErrPrecondition) {
 			return nil, err
 		}

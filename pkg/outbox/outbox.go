@@ -91,7 +91,31 @@ func Open(dir string, o Options) (*Outbox, error) {
 			return nil, err
 		}
 	}
+	if err := ob.dropReplaced(); err != nil {
+		return nil, err
+	}
 	return ob, nil
+}
+
+// dropReplaced removes the older entries of an id queued more than once: what a
+// Replace cut short leaves behind, the new entry written and the old one not yet
+// removed.
+func (ob *Outbox) dropReplaced() error {
+	for p := range ob.queues {
+		for i := 0; i < len(ob.queues[p]); {
+			m := ob.queues[p][i]
+			newest := ob.ids[m.id]
+			if newest == m.seq {
+				i++
+				continue
+			}
+			if err := ob.remove(p, i); err != nil {
+				return err
+			}
+			ob.ids[m.id] = newest // remove forgot the id, which the newer entry keeps
+		}
+	}
+	return nil
 }
 
 func (ob *Outbox) level(p int) string { return filepath.Join(ob.dir, "p"+strconv.Itoa(p)) }
@@ -130,7 +154,9 @@ func (ob *Outbox) scan(p int) error {
 			continue
 		}
 		ob.queues[p] = append(ob.queues[p], meta{seq: seq, id: ent.ID, size: int64(len(b))})
-		ob.ids[ent.ID] = seq
+		if cur, ok := ob.ids[ent.ID]; !ok || seq > cur {
+			ob.ids[ent.ID] = seq // the newest of an id queued twice (see dropReplaced)
+		}
 		ob.bytes += int64(len(b))
 	}
 	sort.Slice(ob.queues[p], func(i, j int) bool { return ob.queues[p][i].seq < ob.queues[p][j].seq })
@@ -179,6 +205,17 @@ func decode(b []byte) (Entry, error) {
 // it drops the oldest entries of the lowest priority not above prio and returns their
 // ids; when only more important entries are left, it refuses this one with ErrFull.
 func (ob *Outbox) Put(prio int, id string, payload []byte) (dropped []string, err error) {
+	return ob.put(prio, id, payload, false)
+}
+
+// Replace is Put, except that an entry with id already queued is replaced by this one
+// (payload and priority): the new entry is durable before the old one goes. An entry
+// being sent meanwhile may still arrive once in its old form.
+func (ob *Outbox) Replace(prio int, id string, payload []byte) (dropped []string, err error) {
+	return ob.put(prio, id, payload, true)
+}
+
+func (ob *Outbox) put(prio int, id string, payload []byte, replace bool) (dropped []string, err error) {
 	if prio < 0 || prio >= levels {
 		return nil, fmt.Errorf("outbox: priority %d outside [0,%d)", prio, levels)
 	}
@@ -192,23 +229,31 @@ func (ob *Outbox) Put(prio int, id string, payload []byte) (dropped []string, er
 	}
 	ob.mu.Lock()
 	defer ob.mu.Unlock()
-	if _, ok := ob.ids[id]; ok {
+	oldSeq, queued := ob.ids[id]
+	if queued && !replace {
 		return nil, nil
 	}
-	for ob.bytes+size > ob.o.MaxBytes {
-		victim := -1
-		for p := 0; p <= prio; p++ {
-			if len(ob.queues[p]) > 0 {
-				victim = p
-				break
+	var freed int64 // the size of the entry this one replaces
+	if queued {
+		p, i := ob.find(oldSeq)
+		freed = ob.queues[p][i].size
+	}
+	for ob.bytes-freed+size > ob.o.MaxBytes {
+		victim, vi := -1, 0
+		for p := 0; p <= prio && victim < 0; p++ {
+			for i, m := range ob.queues[p] {
+				if !queued || m.seq != oldSeq {
+					victim, vi = p, i
+					break
+				}
 			}
 		}
 		if victim < 0 {
 			ob.dropped++
 			return dropped, fmt.Errorf("%w: %d bytes queued, entry %s (priority %d) refused", ErrFull, ob.bytes, id, prio)
 		}
-		m := ob.queues[victim][0]
-		if err := ob.remove(victim, 0); err != nil {
+		m := ob.queues[victim][vi]
+		if err := ob.remove(victim, vi); err != nil {
 			return dropped, err
 		}
 		ob.dropped++
@@ -216,8 +261,16 @@ func (ob *Outbox) Put(prio int, id string, payload []byte) (dropped []string, er
 	}
 	ob.seq++
 	seq := ob.seq
-	if err := ob.write(ob.path(prio, seq), data); err != nil {
+	path := ob.path(prio, seq)
+	if err := ob.write(path, data); err != nil {
 		return dropped, err
+	}
+	if queued {
+		p, i := ob.find(oldSeq)
+		if err := ob.remove(p, i); err != nil {
+			_ = os.Remove(path) // the old entry stays
+			return dropped, err
+		}
 	}
 	ob.queues[prio] = append(ob.queues[prio], meta{seq: seq, id: id, size: size})
 	ob.ids[id] = seq
@@ -227,6 +280,17 @@ func (ob *Outbox) Put(prio int, id string, payload []byte) (dropped []string, er
 	default:
 	}
 	return dropped, nil
+}
+
+// find returns the priority and index of entry seq, which is queued; the lock is held.
+func (ob *Outbox) find(seq uint64) (p, i int) {
+	for p := range ob.queues {
+		q := ob.queues[p]
+		if i := sort.Search(len(q), func(i int) bool { return q[i].seq >= seq }); i < len(q) && q[i].seq == seq {
+			return p, i
+		}
+	}
+	panic(fmt.Sprintf("outbox: entry %d is indexed but in no queue", seq))
 }
 
 func (ob *Outbox) write(path string, data []byte) error {

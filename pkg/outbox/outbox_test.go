@@ -88,6 +88,76 @@ func TestFullDropsLowestOldest(t *testing.T) {
 	}
 }
 
+// TestReplace: Replace swaps a queued entry's payload and priority in place of a second
+// entry; an id not queued is simply put; the byte count follows; a full outbox drops
+// others, never the entry being replaced; a Replace cut short between its two steps
+// leaves the newer entry only, once reopened.
+func TestReplace(t *testing.T) {
+	dir := t.TempDir()
+	ob, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ob.Put(contract.PriorityNormal, "a", []byte("v1"))
+	ob.Put(contract.PriorityLow, "b", []byte("b"))
+	if _, err := ob.Replace(contract.PriorityHigh, "a", []byte("v2-longer")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ob.Replace(contract.PriorityNormal, "c", []byte("c")); err != nil {
+		t.Fatal(err)
+	}
+	es, _ := ob.Next(10, nil)
+	if ids(es) != "a,c,b" || string(es[0].Payload) != "v2-longer" || es[0].Priority != contract.PriorityHigh {
+		t.Fatalf("after replace: %s, first %q at %d; want a (v2-longer, high), c, b", ids(es), es[0].Payload, es[0].Priority)
+	}
+	var want int64
+	for _, e := range es {
+		want += int64(len(encode(e)))
+	}
+	if s := ob.Stats(); s.Depth != 3 || s.Bytes != want || s.ByPriority != [levels]int{1, 1, 1} {
+		t.Fatalf("stats %+v, want 3 entries, %d bytes, one per priority", s, want)
+	}
+	if err := ob.Delete(es[0]); err != nil || ob.Stats().Depth != 2 {
+		t.Fatalf("delete of the replacement: %v, depth %d", err, ob.Stats().Depth)
+	}
+
+	// Full: replacing needs room; the old entry's room counts, others go first.
+	one := int64(len(encode(Entry{ID: "x", Payload: make([]byte, 100)})))
+	full, _ := Open(t.TempDir(), Options{MaxBytes: 2 * one})
+	full.Put(contract.PriorityLow, "x", make([]byte, 100))
+	full.Put(contract.PriorityLow, "y", make([]byte, 100))
+	dropped, err := full.Replace(contract.PriorityHigh, "x", make([]byte, 100))
+	if err != nil || len(dropped) != 0 {
+		t.Fatalf("same-size replace in a full outbox: dropped %v, %v", dropped, err)
+	}
+	dropped, err = full.Replace(contract.PriorityHigh, "x", make([]byte, 150))
+	if err != nil || fmt.Sprint(dropped) != "[y]" {
+		t.Fatalf("bigger replace: dropped %v, %v; want [y]", dropped, err)
+	}
+	if es, _ := full.Next(10, nil); ids(es) != "x" || len(es[0].Payload) != 150 {
+		t.Fatalf("after the bigger replace: %s", ids(es))
+	}
+
+	// Cut short: the new entry written, the old one still there.
+	ob.mu.Lock()
+	ob.seq++
+	if err := ob.write(ob.path(contract.PriorityHigh, ob.seq), encode(Entry{Priority: contract.PriorityHigh, ID: "b", Payload: []byte("b2")})); err != nil {
+		t.Fatal(err)
+	}
+	ob.mu.Unlock()
+	ob2, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, _ = ob2.Next(10, nil)
+	if ids(es) != "b,c" || string(es[0].Payload) != "b2" || ob2.Stats().Depth != 2 {
+		t.Fatalf("reopened after a cut-short replace: %s (%q)", ids(es), es[0].Payload)
+	}
+	if n, _ := os.ReadDir(filepath.Join(dir, "p0")); len(n) != 0 {
+		t.Fatalf("the replaced entry's file is left in p0: %d files", len(n))
+	}
+}
+
 func TestReopenKeepsEverythingAndSetsCorruptAside(t *testing.T) {
 	dir := t.TempDir()
 	ob, _ := Open(dir, Options{})

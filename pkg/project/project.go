@@ -7,7 +7,8 @@
 //
 //	projects/p/project.json          Project
 //	projects/p/images/<sha256>       image bytes, content-addressed, written once
-//	projects/p/examples/<id>.json    ExampleRecord, written once
+//	projects/p/examples/<id>.json    ExampleRecord, CAS (a later example of its frame joins it)
+//	projects/p/frames/<hash>.json    FrameRecord: which example holds a device's frame
 //	projects/p/ledger.json           Ledger: the open batch (pending examples), CAS
 //	projects/p/batches/<id>.json     Batch, CAS
 //	projects/p/dataset.json          Dataset manifest: split of every example, CAS

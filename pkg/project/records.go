@@ -47,6 +47,9 @@ type ExampleRecord struct {
 	ModelVersion int64        `json:"model_version"`
 	Predictions  []Prediction `json:"predictions"`
 	Reasons      []Reason     `json:"reasons"`
+	// TakenBy is the kind of the sampling strategy that took the example (one of
+	// Reasons' kinds); batches are balanced on it.
+	TakenBy string `json:"taken_by,omitempty"`
 	// Correction is the operator's, when an operator flagged the example.
 	Correction []Label `json:"correction,omitempty"`
 	// Truth is the simulator's ground truth; never shown to annotators.
@@ -75,6 +78,12 @@ func (e *ExampleRecord) TopClass() string {
 		}
 	}
 	return best
+}
+
+// FrameRecord says which example holds a frame: a later example of the same frame (an
+// operator's correction, a second sampling) joins that one instead of being queued again.
+type FrameRecord struct {
+	Example string `json:"example"`
 }
 
 // Pending is an example waiting in the open batch.

@@ -2,6 +2,8 @@ package project
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -36,6 +38,14 @@ func ImagePrefix(p string) string { return ProjectPrefix(p) + "images/" }
 
 // DatasetKey is the key of project p's dataset manifest.
 func DatasetKey(p string) string { return ProjectPrefix(p) + "dataset.json" }
+
+// FrameKey is the key of the FrameRecord of the frame that device names frameID and
+// captured at capturedAt. Frame ids are the device's own (file names, a line's
+// counters) and come back over time; with the capture time they name one frame.
+func FrameKey(p, device, frameID string, capturedAt time.Time) string {
+	h := sha256.Sum256([]byte(device + "\x00" + frameID + "\x00" + capturedAt.UTC().Format(time.RFC3339Nano)))
+	return ProjectPrefix(p) + "frames/" + hex.EncodeToString(h[:16]) + ".json"
+}
 
 // BatchesPrefix is the prefix of project p's batches.
 func BatchesPrefix(p string) string { return ProjectPrefix(p) + "batches/" }

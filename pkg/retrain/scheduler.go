@@ -92,7 +92,7 @@ func (s *Service) record(ctx context.Context, ev *edgeloopv1.BatchApproved) erro
 		}
 		st.Due = true
 		st.NewExamples += added
-		st.LastApproval = time.Now().UTC()
+		st.LastApproval = s.now().UTC()
 		st.Rev++
 		return nil
 	})
@@ -119,9 +119,6 @@ func (s *Service) schedule(ctx context.Context, project string, wake <-chan stru
 	}
 }
 
-// errNotDue ends a claim attempt without writing.
-var errNotDue = errors.New("no training due")
-
 // maybeTrain claims the project and trains once if a training is due.
 func (s *Service) maybeTrain(ctx context.Context, project string) error {
 	p, err := s.cur.Project(ctx, project)
@@ -138,48 +135,8 @@ func (s *Service) maybeTrain(ctx context.Context, project string) error {
 		return ctx.Err()
 	}
 	defer func() { <-s.train }()
-	var trigger, mode string
-	now := time.Now().UTC()
-	claimed, err := objstore.Update(ctx, s.cur.S, stateKey(project), func(st *State, _ bool) error {
-		crashed := st.Running != nil && now.After(st.Running.Until)
-		if st.Running != nil && !crashed {
-			return objstore.ErrNoChange // someone trains it now
-		}
-		nightly := fullSlot(pol.FullAt, now)
-		due := st.Manual || crashed || (!nightly.IsZero() && st.LastFull.Before(nightly)) ||
-			(st.Due && pol.Trigger == "batch") ||
-			(st.Due && pol.Trigger == "examples" && st.NewExamples >= pol.MinNew)
-		if !due {
-			return objstore.ErrNoChange
-		}
-		if !st.Manual && !crashed && now.Sub(st.LastApproval) < pol.Debounce.D() {
-			return objstore.ErrNoChange // wait for more approvals
-		}
-		switch {
-		case crashed:
-			trigger = "resume after " + st.Running.Owner + " stopped"
-			mode = st.Running.Mode
-		case st.Manual:
-			trigger = "manual"
-		case st.Due:
-			trigger = fmt.Sprintf("%d new examples", st.NewExamples)
-		default:
-			trigger = "nightly full training"
-		}
-		if !crashed {
-			mode = chooseMode(pol, st, nightly)
-		}
-		if mode == ModeFull || mode == ModeScratch {
-			st.SinceFull, st.LastFull = 0, now
-		} else {
-			st.SinceFull++
-		}
-		st.Due, st.Manual, st.NewExamples, st.Mode = false, false, 0, ""
-		st.Running = &Lease{Owner: s.cfg.Owner, Started: now, Until: now.Add(s.cfg.Lease), Trigger: trigger, Mode: mode}
-		st.Rev++
-		return nil
-	})
-	if err != nil || !claimed {
+	trigger, mode, err := s.claim(ctx, project, pol)
+	if err != nil || trigger == "" {
 		return err
 	}
 	s.m.running.Inc()
@@ -193,7 +150,7 @@ func (s *Service) maybeTrain(ctx context.Context, project string) error {
 	stop()
 	wg.Wait()
 	s.m.seconds.Observe(time.Since(start).Seconds())
-	last := &LastTraining{At: time.Now().UTC()}
+	last := &LastTraining{At: s.now().UTC()}
 	switch {
 	case trainErr != nil:
 		last.Error = trainErr.Error()
@@ -208,18 +165,7 @@ func (s *Service) maybeTrain(ctx context.Context, project string) error {
 	if ctx.Err() != nil {
 		return ctx.Err() // shutting down: the lease expires and the next start resumes
 	}
-	_, err = objstore.Update(ctx, s.cur.S, stateKey(project), func(st *State, _ bool) error {
-		if st.Running == nil || st.Running.Owner != s.cfg.Owner {
-			return objstore.ErrNoChange
-		}
-		st.Running, st.Last = nil, last
-		if trainErr != nil {
-			st.Due = true // try again with the next wake-up
-		}
-		st.Rev++
-		return nil
-	})
-	if err != nil {
+	if err := s.finish(ctx, project, last, trainErr != nil); err != nil {
 		return err
 	}
 	return trainErr
@@ -259,6 +205,92 @@ func fullSlot(at string, now time.Time) time.Time {
 	return slot
 }
 
+// claim takes the project's training lease when a training is due and returns its
+// trigger and mode; "" when none is due or another trainer holds the lease.
+func (s *Service) claim(ctx context.Context, pid string, pol project.RetrainPolicy) (trigger, mode string, err error) {
+	_, err = objstore.Update(ctx, s.cur.S, stateKey(pid), func(st *State, _ bool) error {
+		if trigger, mode = st.claim(pol, s.cfg.Owner, s.cfg.Lease, s.now().UTC()); trigger == "" {
+			return objstore.ErrNoChange
+		}
+		return nil
+	})
+	if err != nil {
+		return "", "", err
+	}
+	return trigger, mode, nil
+}
+
+// finish hands back this trainer's lease with the training's outcome.
+func (s *Service) finish(ctx context.Context, pid string, last *LastTraining, failed bool) error {
+	_, err := objstore.Update(ctx, s.cur.S, stateKey(pid), func(st *State, _ bool) error {
+		if !st.finish(s.cfg.Owner, last, failed) {
+			return objstore.ErrNoChange
+		}
+		return nil
+	})
+	return err
+}
+
+// claim gives owner the lease for lease from now and returns the trigger and mode
+// (chooseMode) when a training is due: an admin asked, a trainer's lease ran out (it
+// crashed; its mode is resumed), the nightly full-training slot passed, or approvals
+// arrived — with the "batch" policy, or with "examples" once MinNew examples did — and
+// none for the debounce. It returns "" and leaves st as it was when no training is due
+// or another trainer holds a live lease.
+func (st *State) claim(pol project.RetrainPolicy, owner string, lease time.Duration, now time.Time) (trigger, mode string) {
+	crashed := st.Running != nil && now.After(st.Running.Until)
+	if st.Running != nil && !crashed {
+		return "", "" // someone trains it now
+	}
+	nightly := fullSlot(pol.FullAt, now)
+	due := st.Manual || crashed || (!nightly.IsZero() && st.LastFull.Before(nightly)) ||
+		(st.Due && pol.Trigger == "batch") ||
+		(st.Due && pol.Trigger == "examples" && st.NewExamples >= pol.MinNew)
+	if !due {
+		return "", ""
+	}
+	if !st.Manual && !crashed && now.Sub(st.LastApproval) < pol.Debounce.D() {
+		return "", "" // wait for more approvals
+	}
+	switch {
+	case crashed:
+		trigger = "resume after " + st.Running.Owner + " stopped"
+		mode = st.Running.Mode
+	case st.Manual:
+		trigger = "manual"
+	case st.Due:
+		trigger = fmt.Sprintf("%d new examples", st.NewExamples)
+	default:
+		trigger = "nightly full training"
+	}
+	if !crashed {
+		mode = chooseMode(pol, st, nightly)
+	}
+	if mode == ModeFull || mode == ModeScratch {
+		st.SinceFull, st.LastFull = 0, now
+	} else {
+		st.SinceFull++
+	}
+	st.Due, st.Manual, st.NewExamples, st.Mode = false, false, 0, ""
+	st.Running = &Lease{Owner: owner, Started: now, Until: now.Add(lease), Trigger: trigger, Mode: mode}
+	st.Rev++
+	return trigger, mode
+}
+
+// finish ends owner's lease with the training's outcome; a failed training is due
+// again. It reports false, changing nothing, when owner no longer holds the lease.
+func (st *State) finish(owner string, last *LastTraining, failed bool) bool {
+	if st.Running == nil || st.Running.Owner != owner {
+		return false
+	}
+	st.Running, st.Last = nil, last
+	if failed {
+		st.Due = true // try again with the next wake-up
+	}
+	st.Rev++
+	return true
+}
+
 // renew extends the lease while a training runs.
 func (s *Service) renew(ctx context.Context, project string) {
 	t := time.NewTicker(s.cfg.Lease / 4)
@@ -273,7 +305,7 @@ func (s *Service) renew(ctx context.Context, project string) {
 			if st.Running == nil || st.Running.Owner != s.cfg.Owner {
 				return objstore.ErrNoChange
 			}
-			st.Running.Until = time.Now().UTC().Add(s.cfg.Lease)
+			st.Running.Until = s.now().UTC().Add(s.cfg.Lease)
 			st.Rev++
 			return nil
 		})

@@ -71,6 +71,7 @@ type Service struct {
 	wakeup map[string]chan struct{}
 	// train serialises trainings in this process: they all want every core.
 	train chan struct{}
+	now   func() time.Time
 }
 
 type serviceMetrics struct {
@@ -106,7 +107,7 @@ func NewService(c ServiceConfig, s objstore.Store, prod *kafkabus.Producer, reg 
 	}
 	reg.MustRegister(m.trainings, m.seconds, m.running)
 	return &Service{cfg: c, cur: &project.Store{S: s}, reg: registry.New(s, prod, c.Kafka, c.PublicURL), backend: choice, key: c.Key,
-		log: log, kcfg: c.Kafka, m: m, wakeup: map[string]chan struct{}{}, train: make(chan struct{}, 1)}, nil
+		log: log, kcfg: c.Kafka, m: m, wakeup: map[string]chan struct{}{}, train: make(chan struct{}, 1), now: time.Now}, nil
 }
 
 // Registry is the service's model registry.
@@ -153,8 +154,11 @@ func (s *Service) Run(ctx context.Context, prod *kafkabus.Producer) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	// Projects whose state says a training is due or was cut short (a crash) resume, and
-	// every release is announced again (devices ignore a release they run already).
+	// every release is announced again (devices ignore a release they run already). The
+	// goroutine is counted before Run can wait, so its wg.Add calls never race wg.Wait.
+	wg.Add(1)
 	go func() {
+		defer wg.Done()
 		ps, err := s.cur.Projects(ctx)
 		if err != nil {
 			s.log.Warn("listing projects at start", zap.Error(err))

@@ -178,17 +178,24 @@ type Frame struct {
 	Thumb raster.Thumb
 }
 
-// Decision is why a frame is taken; empty Reasons means it is not.
+// Decision is whether a frame is taken and why.
 type Decision struct {
+	// Reasons are the reasons of every strategy that matched and counted: the one that
+	// took the frame and the later ones in the config (an earlier match out of quota is
+	// left out). Read Kind and Strategy, not their order, for the one that took it.
 	Reasons []*edgeloopv1.SamplingReason
-	// Kind of the strategy that took the frame.
-	Kind string
+	// Kind and Strategy (its name) are those of the strategy that took the frame; empty
+	// when none did.
+	Kind, Strategy string
 	// Duplicate is set when the frame was skipped as a look-alike of a recent one.
 	Duplicate bool
 }
 
 // Taken reports whether the frame is to be uploaded.
-func (d Decision) Taken() bool { return len(d.Reasons) > 0 }
+func (d Decision) Taken() bool { return d.Kind != "" }
+
+// TakenBy is the wire kind of the strategy that took the frame (UNSPECIFIED: none).
+func (d Decision) TakenBy() edgeloopv1.SamplingKind { return KindProto(d.Kind) }
 
 // Sampler applies a Config. It is safe for concurrent use.
 type Sampler struct {
@@ -244,9 +251,7 @@ func (s *Sampler) Decide(f Frame) Decision {
 				continue // this one is out of quota; a later strategy may still take it
 			}
 			taker = i
-			d.Kind = st.Kind
-			d.Reasons = append([]*edgeloopv1.SamplingReason{r}, d.Reasons...)
-			continue
+			d.Kind, d.Strategy = st.Kind, st.name()
 		}
 		d.Reasons = append(d.Reasons, r)
 	}

@@ -1,8 +1,6 @@
 package sampling
 
 import (
-	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
-
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -11,6 +9,7 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/nn"
 	"github.com/edgeloop/edgeloop/pkg/raster"
 	"github.com/edgeloop/edgeloop/pkg/vision"
+	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
 )
 
 // cls builds classification predictions from probabilities, best first.
@@ -77,8 +76,8 @@ func TestStrategies(t *testing.T) {
 	}
 }
 
-// TestOrderAndQuota: the first matching strategy with quota takes the frame and is
-// named first; once its per-minute quota is spent the next one takes over; the
+// TestOrderAndQuota: the first matching strategy with quota takes the frame and the
+// decision names it (Kind, Strategy); once its per-minute quota is spent the next one takes over; the
 // quota comes back after a minute.
 func TestOrderAndQuota(t *testing.T) {
 	c := &clock{t: time.Unix(1e9, 0)}
@@ -91,7 +90,7 @@ func TestOrderAndQuota(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		d := s.Decide(f)
 		if d.Taken() {
-			got = append(got, d.Reasons[0].Strategy)
+			got = append(got, d.Strategy)
 		} else {
 			got = append(got, "-")
 		}
@@ -100,12 +99,12 @@ func TestOrderAndQuota(t *testing.T) {
 		t.Fatalf("takers %v, want %s", got, want)
 	}
 	c.t = c.t.Add(61 * time.Second)
-	if d := s.Decide(f); !d.Taken() || d.Reasons[0].Strategy != "near" || len(d.Reasons) != 2 {
+	if d := s.Decide(f); !d.Taken() || d.Strategy != "near" || d.Kind != CloseToThreshold || d.TakenBy() != edgeloopv1.SamplingKind_SAMPLING_KIND_CLOSE_TO_THRESHOLD || len(d.Reasons) != 2 {
 		t.Fatalf("after a minute: %+v", d)
 	}
 	// margin: 1 per minute but 2 per hour.
 	s.Decide(f)
-	if d := s.Decide(f); !d.Taken() || d.Reasons[0].Strategy != "margin" {
+	if d := s.Decide(f); !d.Taken() || d.Strategy != "margin" || d.Kind != LowConfidence {
 		t.Fatalf("margin second of the hour: %+v", d)
 	}
 	c.t = c.t.Add(61 * time.Second)

@@ -366,7 +366,11 @@ func runEpoch(ctx context.Context, e nn.Engine, a nn.Arch, samples []Sample, cfg
 	batches := (len(order) + cfg.BatchSize - 1) / cfg.BatchSize
 	ch := make(chan prepared, 1)
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	defer func() { // the preparing goroutine has ended when runEpoch returns
+		cancel()
+		for range ch {
+		}
+	}()
 	go func() {
 		defer close(ch)
 		for bi := 0; bi < batches; bi++ {

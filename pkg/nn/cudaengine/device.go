@@ -37,6 +37,8 @@ type Device struct {
 	blas      *cublas.Standard
 }
 
+var _ device = (*Device)(nil)
+
 // kernels every engine launches.
 var kernelNames = []string{"im2col", "col2im", "bias_nchw", "nchw_to_cnhw", "row_sum", "col_sum", "add_bias_rows",
 	"relu_fwd", "relu_bwd", "maxpool_fwd", "maxpool_bwd", "softmax_xent", "detect_loss", "adam",

@@ -56,6 +56,8 @@ type Engine struct {
 	mu   sync.Mutex
 }
 
+var _ nn.Engine = (*Engine)(nil)
+
 // New builds an engine on d with a copy of cfg.Params.
 func New(d device, cfg nn.EngineConfig) (*Engine, error) {
 	if err := cfg.Check(); err != nil {

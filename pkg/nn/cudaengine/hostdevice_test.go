@@ -21,6 +21,8 @@ type hostDevice struct {
 	next uintptr
 }
 
+var _ device = (*hostDevice)(nil)
+
 func newHostDevice() *hostDevice { return &hostDevice{mem: map[uintptr][]float32{}} }
 
 func (h *hostDevice) Do(f func() error) error { return f() }

@@ -60,6 +60,8 @@ type Engine struct {
 	mu    sync.Mutex
 }
 
+var _ nn.Engine = (*Engine)(nil)
+
 // New returns an engine computing with a private copy of cfg.Params.
 func New(cfg nn.EngineConfig) (*Engine, error) {
 	if err := cfg.Check(); err != nil {

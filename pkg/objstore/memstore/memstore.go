@@ -30,6 +30,8 @@ type entry struct {
 	mod  time.Time
 }
 
+var _ objstore.Store = (*Store)(nil)
+
 // New returns an empty Store.
 func New() *Store { return &Store{objs: map[string]entry{}} }
 

@@ -51,6 +51,8 @@ type Store struct {
 	bucket string
 }
 
+var _ objstore.Store = (*Store)(nil)
+
 // Open connects to the bucket and creates it when missing.
 func Open(ctx context.Context, c Config) (*Store, error) {
 	tlsCfg, err := c.TLS.Config()

@@ -315,8 +315,13 @@ type Example struct {
 	// Ground truth known to a simulated device only; never shown to annotators and never
 	// used for training. The simulated annotator of `make run --auto-annotate` reads it.
 	SimulationTruth *Annotation `protobuf:"bytes,13,opt,name=simulation_truth,json=simulationTruth,proto3" json:"simulation_truth,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The kind of the strategy that took the frame, one of the reasons' kinds (the others
+	// matched too); the curator balances batches on it. OPERATOR_FLAGGED once an operator
+	// corrected the frame. UNSPECIFIED from agents older than this field: the curator
+	// then reads the first reason.
+	TakenBy       SamplingKind `protobuf:"varint,14,opt,name=taken_by,json=takenBy,proto3,enum=edgeloop.v1.SamplingKind" json:"taken_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Example) Reset() {
@@ -440,6 +445,13 @@ func (x *Example) GetSimulationTruth() *Annotation {
 	return nil
 }
 
+func (x *Example) GetTakenBy() SamplingKind {
+	if x != nil {
+		return x.TakenBy
+	}
+	return SamplingKind_SAMPLING_KIND_UNSPECIFIED
+}
+
 var File_edgeloop_v1_example_proto protoreflect.FileDescriptor
 
 const file_edgeloop_v1_example_proto_rawDesc = "" +
@@ -462,7 +474,7 @@ const file_edgeloop_v1_example_proto_rawDesc = "" +
 	"\x04kind\x18\x01 \x01(\x0e2\x19.edgeloop.v1.SamplingKindR\x04kind\x12\x1a\n" +
 	"\bstrategy\x18\x02 \x01(\tR\bstrategy\x12\x14\n" +
 	"\x05score\x18\x03 \x01(\x02R\x05score\x12\x16\n" +
-	"\x06detail\x18\x04 \x01(\tR\x06detail\"\xad\x04\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\"\xe3\x04\n" +
 	"\aExample\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aproject\x18\x02 \x01(\tR\aproject\x12\x16\n" +
@@ -480,7 +492,8 @@ const file_edgeloop_v1_example_proto_rawDesc = "" +
 	"correction\x12#\n" +
 	"\ragent_version\x18\v \x01(\tR\fagentVersion\x12\x19\n" +
 	"\bframe_id\x18\f \x01(\tR\aframeId\x12B\n" +
-	"\x10simulation_truth\x18\r \x01(\v2\x17.edgeloop.v1.AnnotationR\x0fsimulationTruth*\xf5\x01\n" +
+	"\x10simulation_truth\x18\r \x01(\v2\x17.edgeloop.v1.AnnotationR\x0fsimulationTruth\x124\n" +
+	"\btaken_by\x18\x0e \x01(\x0e2\x19.edgeloop.v1.SamplingKindR\atakenBy*\xf5\x01\n" +
 	"\fSamplingKind\x12\x1d\n" +
 	"\x19SAMPLING_KIND_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eSAMPLING_KIND_OPERATOR_FLAGGED\x10\x01\x12$\n" +
@@ -516,20 +529,21 @@ var file_edgeloop_v1_example_proto_goTypes = []any{
 	(*Annotation)(nil),            // 8: edgeloop.v1.Annotation
 }
 var file_edgeloop_v1_example_proto_depIdxs = []int32{
-	5, // 0: edgeloop.v1.Prediction.box:type_name -> edgeloop.v1.Box
-	0, // 1: edgeloop.v1.SamplingReason.kind:type_name -> edgeloop.v1.SamplingKind
-	6, // 2: edgeloop.v1.Example.captured_at:type_name -> google.protobuf.Timestamp
-	1, // 3: edgeloop.v1.Example.image:type_name -> edgeloop.v1.Image
-	7, // 4: edgeloop.v1.Example.task:type_name -> edgeloop.v1.Task
-	2, // 5: edgeloop.v1.Example.predictions:type_name -> edgeloop.v1.Prediction
-	3, // 6: edgeloop.v1.Example.reasons:type_name -> edgeloop.v1.SamplingReason
-	8, // 7: edgeloop.v1.Example.correction:type_name -> edgeloop.v1.Annotation
-	8, // 8: edgeloop.v1.Example.simulation_truth:type_name -> edgeloop.v1.Annotation
-	9, // [9:9] is the sub-list for method output_type
-	9, // [9:9] is the sub-list for method input_type
-	9, // [9:9] is the sub-list for extension type_name
-	9, // [9:9] is the sub-list for extension extendee
-	0, // [0:9] is the sub-list for field type_name
+	5,  // 0: edgeloop.v1.Prediction.box:type_name -> edgeloop.v1.Box
+	0,  // 1: edgeloop.v1.SamplingReason.kind:type_name -> edgeloop.v1.SamplingKind
+	6,  // 2: edgeloop.v1.Example.captured_at:type_name -> google.protobuf.Timestamp
+	1,  // 3: edgeloop.v1.Example.image:type_name -> edgeloop.v1.Image
+	7,  // 4: edgeloop.v1.Example.task:type_name -> edgeloop.v1.Task
+	2,  // 5: edgeloop.v1.Example.predictions:type_name -> edgeloop.v1.Prediction
+	3,  // 6: edgeloop.v1.Example.reasons:type_name -> edgeloop.v1.SamplingReason
+	8,  // 7: edgeloop.v1.Example.correction:type_name -> edgeloop.v1.Annotation
+	8,  // 8: edgeloop.v1.Example.simulation_truth:type_name -> edgeloop.v1.Annotation
+	0,  // 9: edgeloop.v1.Example.taken_by:type_name -> edgeloop.v1.SamplingKind
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_edgeloop_v1_example_proto_init() }

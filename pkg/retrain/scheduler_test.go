@@ -1,0 +1,177 @@
+package retrain
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/edgeloop/edgeloop/pkg/config"
+	"github.com/edgeloop/edgeloop/pkg/objstore/memstore"
+	"github.com/edgeloop/edgeloop/pkg/project"
+	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
+)
+
+// scheduler is two trainers' views of one project's retraining state on a memory
+// store, with a settable clock: the trigger and lease logic without Kafka or training.
+type scheduler struct {
+	ctx  context.Context
+	now  time.Time
+	a, b *Service
+}
+
+func newScheduler(t *testing.T) *scheduler {
+	sc := &scheduler{ctx: context.Background(), now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	store := &project.Store{S: memstore.New()}
+	svc := func(owner string) *Service {
+		return &Service{cfg: ServiceConfig{Owner: owner, Lease: time.Minute}, cur: store, log: zaptest.NewLogger(t), now: func() time.Time { return sc.now }}
+	}
+	sc.a, sc.b = svc("a"), svc("b")
+	return sc
+}
+
+func (sc *scheduler) approve(t *testing.T, batch string, train, val int) {
+	t.Helper()
+	ev := &edgeloopv1.BatchApproved{Project: "p", BatchId: batch, AddedBySplit: map[string]int32{"train": int32(train), "val": int32(val)}}
+	if err := sc.a.record(sc.ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (sc *scheduler) claim(t *testing.T, s *Service, pol project.RetrainPolicy) string {
+	t.Helper()
+	trigger, _, err := s.claim(sc.ctx, "p", pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return trigger
+}
+
+func (sc *scheduler) state(t *testing.T) *State {
+	t.Helper()
+	st, err := sc.a.ReadState(sc.ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// batchPolicy trains on every approved batch after 10 s without another.
+func batchPolicy() project.RetrainPolicy {
+	return project.RetrainPolicy{Trigger: "batch", Debounce: config.Duration(10 * time.Second)}
+}
+
+// TestDomainSchedulerDebounceLeaseAndOneMore: approvals are counted once per batch; a
+// training starts once approvals stopped for the debounce, under one trainer's lease;
+// approvals during it make exactly one more due; a failed training is due again.
+func TestDomainSchedulerDebounceLeaseAndOneMore(t *testing.T) {
+	sc := newScheduler(t)
+	sc.approve(t, "b1", 30, 5)
+	sc.approve(t, "b1", 30, 5) // redelivered
+	sc.now = sc.now.Add(5 * time.Second)
+	sc.approve(t, "b2", 10, 0)
+	if st := sc.state(t); !st.Due || st.NewExamples != 45 || len(st.Seen) != 2 {
+		t.Fatalf("state %+v: want due with 45 new examples from 2 batches", st)
+	}
+	sc.now = sc.now.Add(9 * time.Second)
+	if tr := sc.claim(t, sc.a, batchPolicy()); tr != "" {
+		t.Fatalf("claimed %q within the debounce", tr)
+	}
+	sc.now = sc.now.Add(time.Second)
+	if tr := sc.claim(t, sc.a, batchPolicy()); tr != "45 new examples" {
+		t.Fatalf("after the debounce: trigger %q", tr)
+	}
+	st := sc.state(t)
+	if st.Due || st.NewExamples != 0 || st.Running == nil || st.Running.Owner != "a" || !st.Running.Until.Equal(sc.now.Add(time.Minute)) {
+		t.Fatalf("state %+v: want a's lease for a minute, nothing due", st)
+	}
+	// Approvals during the training: b cannot claim while a's lease lives.
+	sc.approve(t, "b3", 8, 0)
+	sc.approve(t, "b4", 8, 0)
+	sc.now = sc.now.Add(30 * time.Second)
+	if tr := sc.claim(t, sc.b, batchPolicy()); tr != "" {
+		t.Fatalf("b claimed %q under a's live lease", tr)
+	}
+	if err := sc.b.finish(sc.ctx, "p", &LastTraining{Version: 9}, false); err != nil || sc.state(t).Running.Owner != "a" {
+		t.Fatalf("b ended a's lease: %v", err)
+	}
+	if err := sc.a.finish(sc.ctx, "p", &LastTraining{At: sc.now, Version: 2, Published: true}, false); err != nil {
+		t.Fatal(err)
+	}
+	st = sc.state(t)
+	if st.Running != nil || st.Last == nil || st.Last.Version != 2 || !st.Due || st.NewExamples != 16 {
+		t.Fatalf("after a's training: %+v; want no lease, v2 recorded, one more due with 16", st)
+	}
+	if tr := sc.claim(t, sc.b, batchPolicy()); tr != "16 new examples" {
+		t.Fatalf("the one more: %q", tr)
+	}
+	if tr := sc.claim(t, sc.a, batchPolicy()); tr != "" {
+		t.Fatalf("a second 'one more': %q", tr)
+	}
+	// b's training fails: due again, without waiting for a new approval.
+	if err := sc.b.finish(sc.ctx, "p", &LastTraining{Error: "diverged"}, true); err != nil {
+		t.Fatal(err)
+	}
+	if tr := sc.claim(t, sc.a, batchPolicy()); tr == "" || sc.state(t).Last.Error != "diverged" {
+		t.Fatalf("after a failure: trigger %q, state %+v", tr, sc.state(t))
+	}
+}
+
+// TestDomainSchedulerResumesACrashedTrainersLease: a lease that ran out (its trainer
+// stopped renewing it) is taken over at once, naming the trainer that stopped, in the
+// mode it was training.
+func TestDomainSchedulerResumesACrashedTrainersLease(t *testing.T) {
+	sc := newScheduler(t)
+	sc.approve(t, "b1", 30, 0)
+	sc.now = sc.now.Add(time.Minute)
+	pol := batchPolicy()
+	pol.FullEvery = 1
+	if tr, mode, err := sc.a.claim(sc.ctx, "p", pol); tr == "" || mode != ModeFull || err != nil {
+		t.Fatalf("claimed %q in mode %q (%v); want a full training", tr, mode, err)
+	}
+	sc.now = sc.now.Add(59 * time.Second)
+	if tr := sc.claim(t, sc.b, batchPolicy()); tr != "" {
+		t.Fatalf("taken over a live lease: %q", tr)
+	}
+	sc.now = sc.now.Add(2 * time.Second)
+	if tr, mode, err := sc.b.claim(sc.ctx, "p", batchPolicy()); tr != "resume after a stopped" || mode != ModeFull || err != nil {
+		t.Fatalf("expired lease: trigger %q, mode %q (%v); want a's full training resumed", tr, mode, err)
+	}
+	if err := sc.a.finish(sc.ctx, "p", &LastTraining{Version: 5}, false); err != nil || sc.state(t).Running.Owner != "b" {
+		t.Fatalf("the crashed trainer, back, ended b's lease: %v", err)
+	}
+}
+
+// TestDomainSchedulerPolicies: "examples" waits for min_new examples; "manual" trains
+// only on request, and a request skips the debounce.
+func TestDomainSchedulerPolicies(t *testing.T) {
+	sc := newScheduler(t)
+	examples := project.RetrainPolicy{Trigger: "examples", MinNew: 50, Debounce: config.Duration(time.Second)}
+	sc.approve(t, "b1", 30, 0)
+	sc.now = sc.now.Add(time.Hour)
+	if tr := sc.claim(t, sc.a, examples); tr != "" {
+		t.Fatalf("30 of 50 examples: %q", tr)
+	}
+	sc.approve(t, "b2", 20, 0)
+	sc.now = sc.now.Add(time.Second)
+	if tr := sc.claim(t, sc.a, examples); tr != "50 new examples" {
+		t.Fatalf("50 of 50: %q", tr)
+	}
+	if err := sc.a.finish(sc.ctx, "p", &LastTraining{}, false); err != nil {
+		t.Fatal(err)
+	}
+
+	manual := project.RetrainPolicy{Trigger: "manual", Debounce: config.Duration(time.Hour)}
+	sc.approve(t, "b3", 30, 0)
+	sc.now = sc.now.Add(2 * time.Hour)
+	if tr := sc.claim(t, sc.a, manual); tr != "" {
+		t.Fatalf("manual policy trained on an approval: %q", tr)
+	}
+	if err := sc.a.record(sc.ctx, &edgeloopv1.BatchApproved{Project: "p", BatchId: "manual-1"}); err != nil || !IsManual(&edgeloopv1.BatchApproved{BatchId: "manual-1"}) {
+		t.Fatal(err)
+	}
+	if tr := sc.claim(t, sc.a, manual); tr != "manual" {
+		t.Fatalf("a request, at once: %q", tr)
+	}
+}
