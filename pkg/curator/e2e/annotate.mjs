@@ -10,7 +10,8 @@
 // Input (env): BASE (curator URL), ANNOTATOR and REVIEWER (tokens), PROJECT, TASK,
 // TRUTH (JSON: example id -> [{class, box}]), OUT, CHROMIUM. Prints a JSON summary: the
 // batch, the pictures (groups of example ids), the skipped and rejected examples, the
-// key-to-next-item times in ms, the seconds from the first key to the submitted batch,
+// key-to-next-item times in ms, the seconds from the first key to the submitted batch
+// (and those of the pictures typed without pauses),
 // mouse events seen on the keyboard-only pages, overflow of the item page, page errors.
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
@@ -113,10 +114,12 @@ try {
     await kb.press('Enter');
     await kb.press('s'); // an unusable picture
     result.skipped.push(...groups[2]);
+    const tf = Date.now();
     for (let gi = 3; gi < groups.length; gi++) { // as fast as the keys go
       await kb.press(cls(gi));
       await kb.press('Enter');
     }
+    result.typed = { pictures: groups.length - 3, seconds: (Date.now() - tf) / 1000 };
   } else {
     await kb.press('n');
     await annie.waitForSelector('#canvas[data-example]');
