@@ -72,7 +72,7 @@ function toast(msg, error = false) {
 }
 
 const can = (role) => state.me && (state.me.roles.includes(role) || state.me.roles.includes('admin'));
-const pct = (x) => (100 * x).toFixed(0) + ' %';
+const pct = (x) => (100 * x).toFixed(0) + '\u00a0%';
 
 // ---- keys ----------------------------------------------------------------------------
 // One keydown listener serves every page. Keys go to the page's handler; keys typed
@@ -794,7 +794,7 @@ async function review(view, p, id, gen) {
       h('div', { class: 'muted' }, 'model: ', said || '—'));
   }));
   grid.replaceChildren(...cards);
-  view.replaceChildren(h('h1', {}, 'Review ', batch.id, h('span', { class: 'muted' }, ` · ${batch.items.length} examples by ${annotator ? annotator.user : '?'}`)),
+  view.replaceChildren(h('h1', {}, 'Review ', batch.id, h('span', { class: 'muted' }, ` · ${groups.length} pictures` + (groups.length !== batch.items.length ? ` (${batch.items.length} examples)` : '') + ` by ${annotator ? annotator.user : '?'}`)),
     progress, h('div', { class: 'annotate' }, stage, side), h('h2', {}, 'All examples'), grid);
   if (!current(gen)) return null;
   onKeys((e) => {
