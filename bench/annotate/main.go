@@ -40,7 +40,7 @@ import (
 
 type options struct {
 	kafka, s3, accessKey, secretKey, chromium, e2e string
-	runs, pictures                                 int
+	runs, pictures, pace                           int
 }
 
 // run is what the browser script reports of one batch.
@@ -65,6 +65,7 @@ func main() {
 	flag.StringVar(&o.e2e, "e2e", "pkg/curator/e2e", "directory of annotate.mjs and its node_modules")
 	flag.IntVar(&o.runs, "runs", 3, "batches to correct, one browser session each")
 	flag.IntVar(&o.pictures, "pictures", 50, "pictures per batch")
+	flag.IntVar(&o.pace, "pace-ms", 400, "pause after each picture in the extra paced run, as a fast person takes (0: no paced run)")
 	flag.Parse()
 	if err := bench(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench annotate:", err)
@@ -105,7 +106,12 @@ func bench(o options) error {
 	}
 	defer prod.Close()
 	var runs []run
-	for r := 0; r < o.runs; r++ {
+	var paced run
+	total := o.runs
+	if o.pace > 0 {
+		total++ // the last run is paced
+	}
+	for r := 0; r < total; r++ {
 		pid := fmt.Sprintf("annotate-%d", r)
 		p := project.Project{ID: pid, Task: "classify", Classes: []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}}
 		p.Batch.Min, p.Batch.Max, p.Batch.MaxWait = o.pictures, o.pictures, config.Duration(time.Hour)
@@ -130,13 +136,21 @@ func bench(o options) error {
 		if err := waitReady(ctx, base, pid); err != nil {
 			return err
 		}
-		res, err := browse(ctx, o, base, pid, truth)
+		pace := 0
+		if r == o.runs {
+			pace = o.pace
+		}
+		res, err := browse(ctx, o, base, pid, truth, pace)
 		if err != nil {
 			return fmt.Errorf("run %d: %w", r, err)
 		}
-		runs = append(runs, res)
+		if pace > 0 {
+			paced = res
+		} else {
+			runs = append(runs, res)
+		}
 	}
-	report(os.Stdout, runs)
+	report(os.Stdout, runs, paced, o.pace)
 	return nil
 }
 
@@ -157,7 +171,7 @@ func waitReady(ctx context.Context, base, pid string) error {
 	}
 }
 
-func browse(ctx context.Context, o options, base, pid string, truth map[string][]project.Label) (run, error) {
+func browse(ctx context.Context, o options, base, pid string, truth map[string][]project.Label, pace int) (run, error) {
 	tj, _ := json.Marshal(truth)
 	out, err := os.MkdirTemp("", "bench-annotate")
 	if err != nil {
@@ -168,7 +182,7 @@ func browse(ctx context.Context, o options, base, pid string, truth map[string][
 	cmd := exec.CommandContext(ctx, "node", "annotate.mjs")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "BASE="+base, "ANNOTATOR=annotator-bench", "REVIEWER=reviewer-bench", "PROJECT="+pid,
-		"TASK=classify", "TRUTH="+string(tj), "OUT="+out, "CHROMIUM="+o.chromium)
+		"TASK=classify", "TRUTH="+string(tj), "OUT="+out, "CHROMIUM="+o.chromium, fmt.Sprintf("PACE_MS=%d", pace))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	data, err := cmd.Output()
@@ -185,7 +199,7 @@ func browse(ctx context.Context, o options, base, pid string, truth map[string][
 	return res, nil
 }
 
-func report(w io.Writer, runs []run) {
+func report(w io.Writer, runs []run, paced run, pace int) {
 	var keys []float64
 	var pictures, typed int
 	var seconds, typedSeconds float64
@@ -196,17 +210,26 @@ func report(w io.Writer, runs []run) {
 		typed += r.Typed.Pictures
 		typedSeconds += r.Typed.Seconds
 	}
-	sort.Float64s(keys)
-	q := func(p float64) float64 {
-		if len(keys) == 0 {
-			return 0
-		}
-		return keys[min(len(keys)-1, int(p*float64(len(keys))))]
-	}
 	fmt.Fprintf(w, "| annotation UI, Chromium 1280x720, keyboard only | %d batches of %d |\n|---|---|\n", len(runs), pictures/max(1, len(runs)))
 	fmt.Fprintf(w, "| pictures per minute, whole batch (claim → submitted, with one revisit and one skip) | %.0f |\n", float64(pictures)*60/seconds)
 	fmt.Fprintf(w, "| pictures per minute, class key + Enter typed without pauses | %.0f |\n", float64(typed)*60/typedSeconds)
-	fmt.Fprintf(w, "| key → next picture painted, p50 / p99 (%d keys) | %.0f ms / %.0f ms |\n", len(keys), q(0.5), q(0.99))
+	p50, p99 := quantiles(keys)
+	fmt.Fprintf(w, "| key → next picture painted, typed without pauses, p50 / p99 (%d keys) | %.0f ms / %.0f ms |\n", len(keys), p50, p99)
+	if pace > 0 {
+		p50, p99 = quantiles(paced.KeyMS)
+		fmt.Fprintf(w, "| key → next picture painted, %d ms per picture, p50 / p99 (%d keys) | %.0f ms / %.0f ms |\n", pace, len(paced.KeyMS), p50, p99)
+	}
+}
+
+// quantiles are the p50 and p99 of xs.
+func quantiles(xs []float64) (float64, float64) {
+	if len(xs) == 0 {
+		return 0, 0
+	}
+	xs = append([]float64(nil), xs...)
+	sort.Float64s(xs)
+	q := func(p float64) float64 { return xs[min(len(xs)-1, int(p*float64(len(xs))))] }
+	return q(0.5), q(0.99)
 }
 
 func call(ctx context.Context, base, token, method, path string, body, out any) error {

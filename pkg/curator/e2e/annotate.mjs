@@ -8,7 +8,7 @@
 // with the mouse. Screenshots of each view go to OUT.
 //
 // Input (env): BASE (curator URL), ANNOTATOR and REVIEWER (tokens), PROJECT, TASK,
-// TRUTH (JSON: example id -> [{class, box}]), OUT, CHROMIUM. Prints a JSON summary: the
+// TRUTH (JSON: example id -> [{class, box}]), OUT, CHROMIUM, PACE_MS (optional). Prints a JSON summary: the
 // batch, the pictures (groups of example ids), the skipped and rejected examples, the
 // key-to-next-item times in ms, the seconds from the first key to the submitted batch
 // (and those of the pictures typed without pauses),
@@ -20,6 +20,7 @@ import path from 'node:path';
 const env = (k) => { const v = process.env[k]; if (!v) throw new Error(`${k} is not set`); return v; };
 const BASE = env('BASE'), PROJECT = env('PROJECT'), TASK = env('TASK'), OUT = env('OUT');
 const truth = JSON.parse(env('TRUTH'));
+const PACE = Number(process.env.PACE_MS || 0); // a pause after each picture, as a person takes
 const W = 1280, H = 720;
 fs.mkdirSync(OUT, { recursive: true });
 
@@ -115,9 +116,10 @@ try {
     await kb.press('s'); // an unusable picture
     result.skipped.push(...groups[2]);
     const tf = Date.now();
-    for (let gi = 3; gi < groups.length; gi++) { // as fast as the keys go
+    for (let gi = 3; gi < groups.length; gi++) { // as fast as the keys go, or at PACE_MS
       await kb.press(cls(gi));
       await kb.press('Enter');
+      if (PACE) await annie.waitForTimeout(PACE);
     }
     result.typed = { pictures: groups.length - 3, seconds: (Date.now() - tf) / 1000 };
   } else {
