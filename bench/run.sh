@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # `make bench`: every benchmark, each printing its table and comparing against its peer
 # in the same run. Tables are also written to bench/out/<name>.md.
-#   bench/run.sh [bridge] [train] [agent] [pipeline] [loop] [quality]   (default: all but quality)
+#   bench/run.sh [bridge] [train] [agent] [pipeline] [loop] [annotate] [quality]   (default: all but quality)
 # quality trains full models (about half an hour on 2 cores); run it by name. The GPU
 # benchmark has its own script, bench/gpu/run.sh (see docs/cuda.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p bench/out bin
-all=(bridge train agent pipeline loop)
+all=(bridge train agent pipeline loop annotate)
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=("${all[@]}")
 
@@ -40,6 +40,9 @@ for t in "${targets[@]}"; do
       go run "${tags[@]}" ./bench/loop -out bench/out/loop | tee bench/out/loop.md
       go run "${tags[@]}" ./bench/loop -seeds 3 -iterations 6 -seed-examples 3000 -modes full,replay -replay 300,1500 -strategies margin \
         -out bench/out/loop-replay | tee bench/out/loop-replay.md ;;
+    annotate)
+      deploy/local/browser.sh install
+      go run ./bench/annotate -runs 3 | tee bench/out/annotate.md ;;
     *) echo "unknown benchmark $t (have: ${all[*]} quality)" >&2; exit 2 ;;
   esac
 done

@@ -34,9 +34,10 @@ func Mount(m *httpapi.Mux, c *Curator) {
 	h("POST /api/v1/projects/{p}/batches/{b}/claim", httpapi.RoleAnnotator, a.batchAction(a.c.Claim))
 	h("POST /api/v1/projects/{p}/batches/{b}/renew", httpapi.RoleAnnotator, a.batchAction(a.c.Renew))
 	h("POST /api/v1/projects/{p}/batches/{b}/submit", httpapi.RoleAnnotator, a.batchAction(a.c.Submit))
-	h("POST /api/v1/projects/{p}/batches/{b}/approve", httpapi.RoleReviewer, a.batchAction(a.c.Approve))
+	h("POST /api/v1/projects/{p}/batches/{b}/approve", httpapi.RoleReviewer, a.approve)
 	h("POST /api/v1/projects/{p}/batches/{b}/reject", httpapi.RoleReviewer, a.reject)
 	h("PUT /api/v1/projects/{p}/batches/{b}/items/{e}", httpapi.RoleAnnotator, a.saveItem)
+	h("PUT /api/v1/projects/{p}/batches/{b}/items/{e}/review", httpapi.RoleReviewer, a.reviewItem)
 	h("GET /api/v1/projects/{p}/examples/{e}", "", a.getExample)
 	h("GET /api/v1/projects/{p}/examples/{e}/image", "", a.getImage)
 	h("GET /api/v1/projects/{p}/dataset", "", a.getDataset)
@@ -181,6 +182,37 @@ func (a *api) reject(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	b, err := a.c.Reject(r.Context(), r.PathValue("p"), r.PathValue("b"), httpapi.UserOf(r.Context()).Name, in.Comments)
+	if err != nil {
+		return err
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, b)
+}
+
+func (a *api) approve(w http.ResponseWriter, r *http.Request) error {
+	var in struct {
+		ReturnTo string `json:"return_to"`
+	}
+	if r.ContentLength != 0 { // the body is optional
+		if err := httpapi.Decode(r, &in); err != nil {
+			return err
+		}
+	}
+	b, err := a.c.ApproveReturning(r.Context(), r.PathValue("p"), r.PathValue("b"), httpapi.UserOf(r.Context()).Name, in.ReturnTo)
+	if err != nil {
+		return err
+	}
+	return httpapi.WriteJSON(w, http.StatusOK, b)
+}
+
+func (a *api) reviewItem(w http.ResponseWriter, r *http.Request) error {
+	var in struct {
+		Verdict string `json:"verdict"`
+		Comment string `json:"comment"`
+	}
+	if err := httpapi.Decode(r, &in); err != nil {
+		return err
+	}
+	b, err := a.c.ReviewItem(r.Context(), r.PathValue("p"), r.PathValue("b"), r.PathValue("e"), httpapi.UserOf(r.Context()).Name, in.Verdict, in.Comment)
 	if err != nil {
 		return err
 	}

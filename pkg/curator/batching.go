@@ -140,7 +140,7 @@ func newBatch(pid string, fb project.FormedBatch) *project.Batch {
 		Audit: []project.AuditEntry{{At: fb.At, User: "curator", Action: "form", From: project.StateOpen, To: project.StateReady,
 			Detail: fmt.Sprintf("%d examples", len(fb.Examples))}}}
 	for _, p := range fb.Examples {
-		b.Items = append(b.Items, project.Item{ExampleID: p.ID, Class: p.Class, Reason: p.Reason, Confidence: p.Confidence, ArrivedAt: p.At})
+		b.Items = append(b.Items, project.Item{ExampleID: p.ID, Class: p.Class, Reason: p.Reason, Reasons: p.Reasons, Confidence: p.Confidence, ArrivedAt: p.At})
 	}
 	return b
 }

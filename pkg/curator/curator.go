@@ -112,7 +112,7 @@ func (c *Curator) Ingest(ctx context.Context, ex *edgeloopv1.Example) error {
 	if len(rec.Correction) == 0 { // an operator's correction is worth keeping anyway
 		rec.DuplicateOf = c.dups.find(p.ID, rec.ID, thumb) // not itself: a redelivery
 	}
-	pe := project.Pending{ID: rec.ID, Class: rec.TopClass(), Reason: rec.TakenBy, Confidence: rec.TopConfidence(), At: rec.ReceivedAt}
+	pe := project.Pending{ID: rec.ID, Class: rec.TopClass(), Reason: rec.TakenBy, Reasons: reasonKinds(rec), Confidence: rec.TopConfidence(), At: rec.ReceivedAt}
 	added := false
 	var formed []project.FormedBatch
 	if rec.DuplicateOf == "" {
@@ -157,6 +157,17 @@ func (c *Curator) seen(ctx context.Context, pid, id string) (bool, error) {
 	default:
 		return false, fmt.Errorf("example %s: is it known? %w", id, err)
 	}
+}
+
+// reasonKinds are the kinds of every reason of r, each once.
+func reasonKinds(r *project.ExampleRecord) []string {
+	var out []string
+	for _, x := range r.Reasons {
+		if !slices.Contains(out, x.Kind) {
+			out = append(out, x.Kind)
+		}
+	}
+	return out
 }
 
 func recordOf(ex *edgeloopv1.Example, imageKey string, now time.Time) *project.ExampleRecord {
@@ -477,28 +488,94 @@ func (c *Curator) Reject(ctx context.Context, pid, id, user, comments string) (*
 		if b.State != project.StateSubmitted {
 			return fmt.Errorf("%w: batch %s is %s, only submitted batches can be rejected", project.ErrConflict, id, b.State)
 		}
-		annotator := ""
-		for i := len(b.Audit) - 1; i >= 0; i-- {
-			if b.Audit[i].Action == "submit" {
-				annotator = b.Audit[i].User
-				break
+		for i := range b.Items { // the items' verdicts become the annotator's feedback
+			it := &b.Items[i]
+			if it.Review != nil && it.Rejected() {
+				it.Feedback, it.Status = it.Review, ""
 			}
+			it.Review = nil
 		}
 		b.State, b.Comments = project.StateInProgress, comments
-		b.Claim = &project.Claim{User: annotator, Expires: now.Add(lease)}
+		b.Claim = &project.Claim{User: annotatorOf(b), Expires: now.Add(lease)}
 		return nil
 	})
 }
 
-// Approve puts a submitted batch's annotations into the dataset (each example pinned
-// to its split for life) and produces BatchApproved. Each step is idempotent, so a
-// retry after a crash completes the approval without doing anything twice.
-// Unless the project's review policy allows self-approval, nobody approves a batch
-// they worked on (ErrForbidden).
+// annotatorOf is the user who last submitted b.
+func annotatorOf(b *project.Batch) string {
+	for i := len(b.Audit) - 1; i >= 0; i-- {
+		if b.Audit[i].Action == "submit" {
+			return b.Audit[i].User
+		}
+	}
+	return ""
+}
+
+// ReviewItem records a reviewer's verdict on one item of a submitted batch:
+// project.VerdictAccepted, or project.VerdictRejected with a comment for whoever
+// corrects it again. At approval the rejected items leave the batch for a new one.
+func (c *Curator) ReviewItem(ctx context.Context, pid, id, exampleID, user, verdict, comment string) (*project.Batch, error) {
+	comment = strings.TrimSpace(comment)
+	switch verdict {
+	case project.VerdictAccepted:
+	case project.VerdictRejected:
+		if comment == "" {
+			return nil, fmt.Errorf("%w: rejecting example %s needs a comment saying what to fix", project.ErrInvalid, exampleID)
+		}
+	default:
+		return nil, fmt.Errorf("%w: verdict %q: want %s or %s", project.ErrInvalid, verdict, project.VerdictAccepted, project.VerdictRejected)
+	}
+	return c.transition(ctx, pid, id, user, "review", func(b *project.Batch, now time.Time) error {
+		if b.State != project.StateSubmitted {
+			return fmt.Errorf("%w: batch %s is %s, only submitted batches are reviewed", project.ErrConflict, id, b.State)
+		}
+		for i := range b.Items {
+			if it := &b.Items[i]; it.ExampleID == exampleID {
+				if it.Status != "done" && verdict == project.VerdictAccepted && it.Status != "skipped" {
+					return fmt.Errorf("%w: example %s is not annotated", project.ErrConflict, exampleID)
+				}
+				it.Review = &project.ItemReview{Verdict: verdict, Comment: comment, By: user, At: now}
+				return nil
+			}
+		}
+		return fmt.Errorf("%w: example %s is not in batch %s", project.ErrNotFound, exampleID, id)
+	})
+}
+
+// Approve approves a submitted batch; the items a reviewer rejected go back to the
+// annotator who submitted it (see ApproveReturning).
 func (c *Curator) Approve(ctx context.Context, pid, id, user string) (*project.Batch, error) {
+	return c.ApproveReturning(ctx, pid, id, user, project.ReturnToAnnotator)
+}
+
+// ApproveReturning puts a submitted batch's annotations into the dataset (each example
+// pinned to its split for life) and produces BatchApproved. Items a reviewer rejected
+// (ReviewItem) are left out and move to a new batch: returnTo project.ReturnToAnnotator
+// gives it, claimed, to the batch's annotator; project.ReturnToQueue makes it ready for
+// anyone. Items without a verdict count as accepted. Each step is idempotent, so a retry
+// after a crash completes the approval without doing anything twice. Unless the
+// project's review policy allows self-approval, nobody approves a batch they worked on
+// (ErrForbidden).
+func (c *Curator) ApproveReturning(ctx context.Context, pid, id, user, returnTo string) (*project.Batch, error) {
 	p, err := c.st.Project(ctx, pid)
 	if err != nil {
 		return nil, err
+	}
+	if returnTo == "" {
+		returnTo = project.ReturnToAnnotator
+	}
+	if returnTo != project.ReturnToAnnotator && returnTo != project.ReturnToQueue {
+		return nil, fmt.Errorf("%w: return_to %q: want %s or %s", project.ErrInvalid, returnTo, project.ReturnToAnnotator, project.ReturnToQueue)
+	}
+	cur, err := c.st.Batch(ctx, pid, id)
+	if err != nil {
+		return nil, err
+	}
+	returnID := cur.ReturnedTo
+	if returnID == "" && slices.ContainsFunc(cur.Items, func(it project.Item) bool { return it.Rejected() }) {
+		if returnID, err = c.nextBatchID(ctx, pid); err != nil {
+			return nil, err
+		}
 	}
 	b, err := c.transition(ctx, pid, id, user, "approve", func(b *project.Batch, _ time.Time) error {
 		if b.State != project.StateSubmitted && b.State != project.StateApproving {
@@ -507,6 +584,16 @@ func (c *Curator) Approve(ctx context.Context, pid, id, user string) (*project.B
 		if !p.Review.SelfApproval && b.State == project.StateSubmitted && workedOn(b, user) {
 			return fmt.Errorf("%w: %s annotated batch %s and may not approve it too: another reviewer must (or set the project's review.self_approval)",
 				project.ErrForbidden, user, id)
+		}
+		if b.State == project.StateSubmitted {
+			rejected := slices.ContainsFunc(b.Items, func(it project.Item) bool { return it.Rejected() })
+			if rejected && returnID == "" {
+				return fmt.Errorf("%w: batch %s changed while it was approved; approve again", project.ErrConflict, id)
+			}
+			b.ReturnTo, b.ReturnedTo = "", ""
+			if rejected {
+				b.ReturnTo, b.ReturnedTo = returnTo, returnID
+			}
 		}
 		b.State = project.StateApproving
 		return nil
@@ -532,6 +619,52 @@ func workedOn(b *project.Batch, user string) bool {
 	return false
 }
 
+// nextBatchID takes the next batch id of a project from its ledger.
+func (c *Curator) nextBatchID(ctx context.Context, pid string) (string, error) {
+	var id string
+	_, err := objstore.Update(ctx, c.st.S, project.LedgerKey(pid), func(l *project.Ledger, _ bool) error {
+		l.Seq++
+		l.Rev++
+		id = fmt.Sprintf("b%06d", l.Seq)
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("batch id for project %s: %w", pid, err)
+	}
+	return id, nil
+}
+
+// writeReturned writes the batch that takes the rejected items of b (create-only: a
+// retry writes nothing twice).
+func (c *Curator) writeReturned(ctx context.Context, pid string, b *project.Batch, user string) error {
+	if b.ReturnedTo == "" {
+		return nil
+	}
+	now := c.now()
+	rb := &project.Batch{ID: b.ReturnedTo, Project: pid, State: project.StateReady, CreatedAt: now, ReturnedFrom: b.ID}
+	for _, it := range b.Items {
+		if !it.Rejected() {
+			continue
+		}
+		it.Feedback, it.Review = it.Review, nil
+		it.Status, it.AnnotatedBy, it.AnnotatedAt = "", "", nil
+		rb.Items = append(rb.Items, it)
+	}
+	rb.Comments = fmt.Sprintf("%d examples of batch %s returned by %s: see each example's comment", len(rb.Items), b.ID, user)
+	to := project.StateReady
+	if annotator := annotatorOf(b); b.ReturnTo != project.ReturnToQueue && annotator != "" {
+		to = project.StateInProgress
+		rb.State, rb.Claim = to, &project.Claim{User: annotator, Expires: now.Add(c.lease(ctx, pid))}
+	}
+	rb.Audit = []project.AuditEntry{{At: now, User: user, Action: "return", From: project.StateSubmitted, To: to,
+		Detail: fmt.Sprintf("%d rejected examples of %s", len(rb.Items), b.ID)}}
+	_, err := objstore.PutJSON(ctx, c.st.S, project.BatchKey(pid, rb.ID), rb, objstore.PutOptions{IfNoneMatch: true})
+	if err != nil && !errors.Is(err, objstore.ErrPrecondition) {
+		return fmt.Errorf("batch %s returning the rejected examples of %s: %w", rb.ID, b.ID, err)
+	}
+	return nil
+}
+
 func (c *Curator) completeApproval(ctx context.Context, pid string, b *project.Batch, user string) (*project.Batch, error) {
 	p, err := c.st.Project(ctx, pid)
 	if err != nil {
@@ -539,6 +672,9 @@ func (c *Curator) completeApproval(ctx context.Context, pid string, b *project.B
 	}
 	ds, added, err := c.addToDataset(ctx, p, b)
 	if err != nil {
+		return nil, err
+	}
+	if err := c.writeReturned(ctx, pid, b, user); err != nil {
 		return nil, err
 	}
 	now := c.now()
@@ -578,7 +714,7 @@ func (c *Curator) completeApproval(ctx context.Context, pid string, b *project.B
 		return c.st.Batch(ctx, pid, b.ID)
 	}
 	for _, it := range b.Items {
-		if it.Status == "done" && it.Reason != "import" {
+		if it.Status == "done" && !it.Rejected() && it.Reason != "import" {
 			c.m.toApproval.Observe(now.Sub(it.ArrivedAt).Seconds())
 		}
 	}
@@ -617,7 +753,7 @@ func (c *Curator) resumeApprovals(ctx context.Context, pid string) error {
 func (c *Curator) addToDataset(ctx context.Context, p *project.Project, b *project.Batch) (*project.Dataset, []project.DatasetEntry, error) {
 	recs := map[string]string{}
 	for _, it := range b.Items {
-		if it.Status == "done" {
+		if it.Status == "done" && !it.Rejected() {
 			rec, err := c.st.Example(ctx, p.ID, it.ExampleID)
 			if err != nil {
 				return nil, nil, err
@@ -647,7 +783,7 @@ func (c *Curator) addToDataset(ctx context.Context, p *project.Project, b *proje
 		counts, _ := d.Counts()
 		d.Seq++
 		for _, it := range b.Items {
-			if it.Status != "done" || have[it.ExampleID] {
+			if it.Status != "done" || it.Rejected() || have[it.ExampleID] {
 				continue
 			}
 			split := it.Split
@@ -669,35 +805,56 @@ func (c *Curator) addToDataset(ctx context.Context, p *project.Project, b *proje
 
 // BatchSummary is what the queue shows of a batch.
 type BatchSummary struct {
-	ID             string         `json:"id"`
-	State          string         `json:"state"`
-	Examples       int            `json:"examples"`
-	Done           int            `json:"done"`
+	ID       string `json:"id"`
+	State    string `json:"state"`
+	Examples int    `json:"examples"`
+	Done     int    `json:"done"`
+	// Predicted counts the examples with a model prediction (imports have none); the
+	// confidences are over those.
+	Predicted      int            `json:"predicted"`
 	MeanConfidence float32        `json:"mean_confidence"`
 	MinConfidence  float32        `json:"min_confidence"`
 	Classes        map[string]int `json:"classes"`
-	Reasons        map[string]int `json:"reasons"`
-	Claim          *project.Claim `json:"claim,omitempty"`
-	Comments       string         `json:"comments,omitempty"`
-	CreatedAt      time.Time      `json:"created_at"`
+	// Reasons counts every sampling reason of every example: an example sampled for two
+	// reasons counts in both.
+	Reasons      map[string]int `json:"reasons"`
+	Accepted     int            `json:"accepted,omitempty"`
+	Rejected     int            `json:"rejected,omitempty"`
+	Claim        *project.Claim `json:"claim,omitempty"`
+	Comments     string         `json:"comments,omitempty"`
+	ReturnedFrom string         `json:"returned_from,omitempty"`
+	CreatedAt    time.Time      `json:"created_at"`
 }
 
 // Summarise reduces a batch to its summary.
 func Summarise(b *project.Batch) BatchSummary {
 	s := BatchSummary{ID: b.ID, State: b.State, Examples: len(b.Items), Claim: b.Claim, Comments: b.Comments, CreatedAt: b.CreatedAt,
-		Classes: map[string]int{}, Reasons: map[string]int{}, MinConfidence: 1}
+		ReturnedFrom: b.ReturnedFrom, Classes: map[string]int{}, Reasons: map[string]int{}, MinConfidence: 1}
 	var sum float32
 	for _, it := range b.Items {
 		if it.Status != "" {
 			s.Done++
 		}
+		if it.Review != nil {
+			if it.Rejected() {
+				s.Rejected++
+			} else {
+				s.Accepted++
+			}
+		}
+		s.Classes[it.Class]++
+		for _, r := range it.ReasonKinds() {
+			s.Reasons[r]++
+		}
+		if it.Reason == "import" {
+			continue
+		}
+		s.Predicted++
 		sum += it.Confidence
 		s.MinConfidence = min(s.MinConfidence, it.Confidence)
-		s.Classes[it.Class]++
-		s.Reasons[it.Reason]++
 	}
-	if len(b.Items) > 0 {
-		s.MeanConfidence = sum / float32(len(b.Items))
+	if s.Predicted > 0 {
+		s.MeanConfidence = sum / float32(s.Predicted)
 	} else {
 		s.MinConfidence = 0
 	}
@@ -728,7 +885,7 @@ func (c *Curator) List(ctx context.Context, pid string, f Filter) ([]BatchSummar
 	}
 	open := &project.Batch{ID: "open", State: project.StateOpen}
 	for _, p := range l.Pending {
-		open.Items = append(open.Items, project.Item{ExampleID: p.ID, Class: p.Class, Reason: p.Reason, Confidence: p.Confidence, ArrivedAt: p.At})
+		open.Items = append(open.Items, project.Item{ExampleID: p.ID, Class: p.Class, Reason: p.Reason, Reasons: p.Reasons, Confidence: p.Confidence, ArrivedAt: p.At})
 	}
 	bs = append(bs, open)
 	for _, b := range bs {

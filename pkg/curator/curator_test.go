@@ -266,7 +266,7 @@ func TestBatchesApprovalsSplitsExports(t *testing.T) {
 	if code := call(t, base, "reviewer-token-1", "POST", "/api/v1/projects/digits/batches/"+list[0].ID+"/approve", nil, &again); code != 409 {
 		t.Fatalf("approving an approved batch: %d %v", code, again)
 	}
-	checkApprovedEvents(t, e, "digits", 10)
+	checkApprovedEvents(t, e, "digits", 10, 500)
 
 	for _, format := range []string{"coco", "yolo", "voc", "labelstudio"} {
 		var zipData []byte
@@ -314,7 +314,7 @@ func annotateAndApprove(t *testing.T, base, pid, id string, truth map[string]str
 	}
 }
 
-func checkApprovedEvents(t *testing.T, e env, pid string, want int) {
+func checkApprovedEvents(t *testing.T, e env, pid string, want, wantAdded int) {
 	t.Helper()
 	seen := map[string]bool{}
 	added := 0
@@ -332,8 +332,8 @@ func checkApprovedEvents(t *testing.T, e env, pid string, want int) {
 	}, func() bool { return len(seen) >= want }) {
 		t.Fatalf("BatchApproved events: %d of %d within 30 s", len(seen), want)
 	}
-	if added != want*50 {
-		t.Fatalf("events add %d examples, want %d", added, want*50)
+	if added != wantAdded {
+		t.Fatalf("events add %d examples, want %d", added, wantAdded)
 	}
 }
 
@@ -620,4 +620,129 @@ func TestSelfApprovalIsAProjectPolicy(t *testing.T) {
 	if code := call(t, base, admin, "POST", "/api/v1/projects/solo/batches/"+id+"/approve", nil, &out); code != 200 || out["state"] != project.StateApproved {
 		t.Fatalf("self-approval allowed by the project: %d %v, want 200 approved", code, out)
 	}
+}
+
+// TestReviewItemByItem: a reviewer accepts and rejects single items of a submitted
+// batch (a rejection needs a comment); the approval adds the accepted ones to the
+// dataset and returns the rejected ones, with the comments and the labels to fix, in a
+// new batch claimed by the annotator — or, on request, ready in the queue for anyone.
+// The queue counts every sampling reason of every example.
+func TestReviewItemByItem(t *testing.T) {
+	e := newEnv(t)
+	base := e.start(t, "curator")
+	const pid = "review"
+	createProject(t, base, pid, "classify", func(p *project.Project) { p.Batch.Min, p.Batch.Max = 6, 6 })
+	truth := map[string]string{}
+	var exs []*edgeloopv1.Example
+	for i := 0; i < 6; i++ {
+		ex, tr := example(pid, 300+i, edgeloopv1.Task_TASK_CLASSIFY)
+		ex.Reasons = append(ex.Reasons, &edgeloopv1.SamplingReason{Kind: edgeloopv1.SamplingKind_SAMPLING_KIND_LOW_CONFIDENCE, Strategy: "low-margin"})
+		truth[ex.Id] = tr
+		exs = append(exs, ex)
+	}
+	produce(t, e, exs...)
+	var list []curator.BatchSummary
+	waitFor(t, "a ready batch", 60*time.Second, func() bool {
+		call(t, base, "reviewer-token-1", "GET", "/api/v1/projects/"+pid+"/batches?state=ready", nil, &list)
+		return len(list) == 1
+	})
+	if n := list[0].Reasons["low_confidence"]; n != 6 {
+		t.Fatalf("queue counts low_confidence %d times, want 6 (every example carries it as its second reason): %v", n, list[0].Reasons)
+	}
+	id := list[0].ID
+	api := "/api/v1/projects/" + pid + "/batches/"
+	var b curator.BatchView
+	call(t, base, "annotator-token-1", "POST", api+id+"/claim", nil, &b)
+	for _, it := range b.Items {
+		call(t, base, "annotator-token-1", "PUT", api+id+"/items/"+it.ExampleID, map[string]any{"labels": []project.Label{{Class: truth[it.ExampleID]}}}, nil)
+	}
+	review := func(token, ex, verdict, comment string) int {
+		var out map[string]any
+		return call(t, base, token, "PUT", api+id+"/items/"+ex+"/review", map[string]string{"verdict": verdict, "comment": comment}, &out)
+	}
+	if code := review("reviewer-token-1", b.Items[0].ExampleID, "accepted", ""); code != 409 {
+		t.Fatalf("reviewing an item of a batch in progress: %d, want 409", code)
+	}
+	call(t, base, "annotator-token-1", "POST", api+id+"/submit", nil, nil)
+	for _, c := range []struct {
+		token, verdict, comment string
+		want                    int
+	}{
+		{"annotator-token-1", "accepted", "", 403},
+		{"reviewer-token-1", "rejected", "  ", 400},
+		{"reviewer-token-1", "maybe", "", 400},
+	} {
+		if code := review(c.token, b.Items[0].ExampleID, c.verdict, c.comment); code != c.want {
+			t.Errorf("review %+v: %d, want %d", c, code, c.want)
+		}
+	}
+	if code := review("reviewer-token-1", "no-such-example", "accepted", ""); code != 404 {
+		t.Errorf("reviewing an example not in the batch: %d, want 404", code)
+	}
+	rejected := map[string]string{b.Items[0].ExampleID: "this is a 3", b.Items[1].ExampleID: "cropped: look again"}
+	for _, it := range b.Items {
+		verdict, comment := "accepted", rejected[it.ExampleID]
+		if comment != "" {
+			verdict = "rejected"
+		}
+		if it.ExampleID == b.Items[2].ExampleID { // an item without a verdict counts as accepted
+			continue
+		}
+		if code := review("reviewer-token-1", it.ExampleID, verdict, comment); code != 200 {
+			t.Fatalf("review %s %s: %d", it.ExampleID, verdict, code)
+		}
+	}
+	call(t, base, "reviewer-token-1", "GET", "/api/v1/projects/"+pid+"/batches?state=submitted", nil, &list)
+	if len(list) != 1 || list[0].Accepted != 3 || list[0].Rejected != 2 {
+		t.Fatalf("submitted batch summary %+v: want 3 accepted, 2 rejected", list)
+	}
+	var approved project.Batch
+	if code := call(t, base, "reviewer-token-1", "POST", api+id+"/approve", map[string]string{"return_to": "annotator"}, &approved); code != 200 {
+		t.Fatalf("approve: %d %+v", code, approved)
+	}
+	if approved.State != project.StateApproved || approved.ReturnedTo == "" {
+		t.Fatalf("approved batch: state %s, returned to %q", approved.State, approved.ReturnedTo)
+	}
+	var ds project.DatasetView
+	call(t, base, "reviewer-token-1", "GET", "/api/v1/projects/"+pid+"/dataset", nil, &ds)
+	if ds.Total != 4 {
+		t.Fatalf("dataset holds %d examples after approving 4 of 6, want 4", ds.Total)
+	}
+	var rb curator.BatchView
+	call(t, base, "annotator-token-1", "GET", api+approved.ReturnedTo, nil, &rb)
+	if rb.State != project.StateInProgress || rb.Claim == nil || rb.Claim.User != "annie" || rb.ReturnedFrom != id || len(rb.Items) != 2 {
+		t.Fatalf("returned batch %s: state %s, claim %+v, from %q, %d items; want in progress for annie, from %s, 2 items",
+			rb.ID, rb.State, rb.Claim, rb.ReturnedFrom, len(rb.Items), id)
+	}
+	for _, it := range rb.Items {
+		if it.Status != "" || it.Feedback == nil || it.Feedback.Comment != rejected[it.ExampleID] || it.Feedback.By != "rex" ||
+			len(it.Labels) != 1 || it.Labels[0].Class != truth[it.ExampleID] {
+			t.Errorf("returned item %+v: want to do, the reviewer's comment %q and the annotator's labels", it, rejected[it.ExampleID])
+		}
+	}
+	// The annotator corrects them again; this time one goes back to the queue.
+	id = rb.ID
+	for _, it := range rb.Items {
+		call(t, base, "annotator-token-1", "PUT", api+id+"/items/"+it.ExampleID, map[string]any{"labels": []project.Label{{Class: truth[it.ExampleID]}}}, nil)
+	}
+	call(t, base, "annotator-token-1", "POST", api+id+"/submit", nil, nil)
+	if code := review("reviewer-token-1", rb.Items[0].ExampleID, "rejected", "still unsure"); code != 200 {
+		t.Fatalf("reject: %d", code)
+	}
+	if code := call(t, base, "reviewer-token-1", "POST", api+id+"/approve", map[string]string{"return_to": "nowhere"}, nil); code != 400 {
+		t.Fatalf("approve returning to nowhere: %d, want 400", code)
+	}
+	if code := call(t, base, "reviewer-token-1", "POST", api+id+"/approve", map[string]string{"return_to": "queue"}, &approved); code != 200 {
+		t.Fatalf("approve: %d", code)
+	}
+	rb = curator.BatchView{}
+	call(t, base, "annotator-token-1", "GET", api+approved.ReturnedTo, nil, &rb)
+	if rb.State != project.StateReady || rb.Claim != nil || len(rb.Items) != 1 || rb.Items[0].Feedback.Comment != "still unsure" {
+		t.Fatalf("batch returned to the queue: state %s, claim %+v, %d items", rb.State, rb.Claim, len(rb.Items))
+	}
+	call(t, base, "reviewer-token-1", "GET", "/api/v1/projects/"+pid+"/dataset", nil, &ds)
+	if ds.Total != 5 {
+		t.Fatalf("dataset holds %d examples, want 5", ds.Total)
+	}
+	checkApprovedEvents(t, e, pid, 2, 5)
 }

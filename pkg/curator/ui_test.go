@@ -1,16 +1,22 @@
 package curator_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"image"
+	"image/color"
+	"image/png"
 	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"testing"
 	"time"
 
 	"github.com/edgeloop/edgeloop/internal/servertest"
+	"github.com/edgeloop/edgeloop/pkg/config"
 	"github.com/edgeloop/edgeloop/pkg/curator"
 	"github.com/edgeloop/edgeloop/pkg/project"
 	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
@@ -25,11 +31,23 @@ func artifactsDir(t *testing.T) string {
 	return filepath.Join(servertest.RepoRoot(t), "bin", "test-artifacts", "ui")
 }
 
-// TestAnnotationUIInBrowser drives the real UI in headless Chromium (Playwright): an
-// annotator claims a batch and corrects it with keys (classification) and the mouse
-// (detection boxes), submits; a reviewer approves. The API must then hold exactly what
-// the browser entered.
-func TestAnnotationUIInBrowser(t *testing.T) {
+// browserResult is what pkg/curator/e2e/annotate.mjs reports.
+type browserResult struct {
+	Batch     string            `json:"batch"`
+	Groups    [][]string        `json:"groups"`
+	Skipped   []string          `json:"skipped"`
+	Rejected  map[string]string `json:"rejected"`
+	KeyMS     []float64         `json:"key_ms"`
+	Seconds   float64           `json:"seconds"`
+	Mouse     int               `json:"mouse"`
+	BelowFold []string          `json:"below_fold"`
+	Errors    []string          `json:"errors"`
+}
+
+// runBrowser runs the browser script on a project whose one ready batch is to be
+// corrected into truth.
+func runBrowser(t *testing.T, base, pid, task string, truth map[string][]project.Label) browserResult {
+	t.Helper()
 	chromium := "/usr/bin/chromium"
 	e2e := filepath.Join(servertest.RepoRoot(t), "pkg", "curator", "e2e")
 	if _, err := os.Stat(chromium); err != nil {
@@ -38,78 +56,169 @@ func TestAnnotationUIInBrowser(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(e2e, "node_modules", "playwright-core")); err != nil {
 		t.Fatalf("playwright-core not installed in %s: run deploy/local/browser.sh install (make test does)", e2e)
 	}
+	tj, _ := json.Marshal(truth)
+	cmd := exec.Command("node", "annotate.mjs")
+	cmd.Dir = e2e
+	cmd.Env = append(os.Environ(), "BASE="+base, "ANNOTATOR=annotator-token-1", "REVIEWER=reviewer-token-1",
+		"PROJECT="+pid, "TASK="+task, "TRUTH="+string(tj), "OUT="+artifactsDir(t), "CHROMIUM="+chromium)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("browser test: %v\n%s\n%s\nscreenshots in %s", err, out, stderr.Bytes(), artifactsDir(t))
+	}
+	var res browserResult
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("browser output %q: %v", out, err)
+	}
+	if len(res.Errors) > 0 {
+		t.Errorf("page errors: %v", res.Errors)
+	}
+	if len(res.BelowFold) > 0 {
+		t.Errorf("at 1280x720 these are below the fold: %v", res.BelowFold)
+	}
+	return res
+}
+
+// TestAnnotationUIInBrowser drives the real UI in headless Chromium (Playwright) at
+// 1280x720. Classification, keyboard only: a batch of 50 pictures (one camera frame
+// sampled twice shows once) is claimed with a key, classified with keys typed without
+// waiting for the page, one changed item survives going back and forth, one is
+// skipped, the batch is submitted with Ctrl+Enter; a reviewer, whose list updates by
+// itself, reviews item by item, rejects one with a comment and approves. No keystroke
+// may be lost, no mouse event seen, and the API must hold every label as typed, the
+// rejected item back with its annotator. Detection on colour images: the same keys,
+// with boxes made, moved and resized by keys and one drawn with the mouse.
+func TestAnnotationUIInBrowser(t *testing.T) {
 	e := newEnv(t)
 	base := e.start(t, "curator")
-	for _, task := range []string{"classify", "detect"} {
-		t.Run(task, func(t *testing.T) {
-			pid := "ui-" + task
-			createProject(t, base, pid, task, func(p *project.Project) { p.Batch.Min, p.Batch.Max = 4, 4 })
-			truth := map[string][]project.Label{}
-			var exs []*edgeloopv1.Example
-			for i := 0; i < 4; i++ {
-				tk := edgeloopv1.Task_TASK_CLASSIFY
-				if task == "detect" {
-					tk = edgeloopv1.Task_TASK_DETECT
-				}
-				ex, cls := example(pid, 100+i, tk)
-				if task == "detect" {
-					truth[ex.Id] = []project.Label{
-						{Class: cls, Box: &project.Box{X0: .1, Y0: .15, X1: .45, Y1: .6}},
-						{Class: fmt.Sprint((i + 3) % 10), Box: &project.Box{X0: .55, Y0: .3, X1: .9, Y1: .85}},
-					}
-				} else {
-					truth[ex.Id] = []project.Label{{Class: cls}}
-				}
-				exs = append(exs, ex)
-			}
-			produce(t, e, exs...)
-			waitFor(t, "a ready batch", 60*time.Second, func() bool { return len(placement(t, base, pid)) == 4 })
-			tj, _ := json.Marshal(truth)
-			cmd := exec.Command("node", "annotate.mjs")
-			cmd.Dir = e2e
-			cmd.Env = append(os.Environ(), "BASE="+base, "ANNOTATOR=annotator-token-1", "REVIEWER=reviewer-token-1",
-				"PROJECT="+pid, "TASK="+task, "TRUTH="+string(tj), "OUT="+artifactsDir(t), "CHROMIUM="+chromium)
-			out, err := cmd.Output()
-			if err != nil {
-				var stderr []byte
-				if ee, ok := err.(*exec.ExitError); ok {
-					stderr = ee.Stderr
-				}
-				t.Fatalf("browser test: %v\n%s\n%s", err, out, stderr)
-			}
-			var res struct {
-				Batch     string   `json:"batch"`
-				Annotated int      `json:"annotated"`
-				Errors    []string `json:"errors"`
-			}
-			if err := json.Unmarshal(out, &res); err != nil {
-				t.Fatalf("browser output %q: %v", out, err)
-			}
-			if len(res.Errors) > 0 {
-				t.Errorf("page errors: %v", res.Errors)
-			}
-			var b curator.BatchView
-			call(t, base, "reviewer-token-1", "GET", "/api/v1/projects/"+pid+"/batches/"+res.Batch, nil, &b)
-			if b.State != project.StateApproved {
-				t.Fatalf("batch %s is %s after the browser approved it", res.Batch, b.State)
-			}
-			for _, it := range b.Items {
-				want := truth[it.ExampleID]
-				if len(it.Labels) != len(want) {
-					t.Fatalf("example %s: %d labels saved, want %d: %+v", it.ExampleID, len(it.Labels), len(want), it.Labels)
-				}
-				for i, l := range it.Labels {
-					if l.Class != want[i].Class {
-						t.Errorf("example %s label %d: class %s, want %s", it.ExampleID, i, l.Class, want[i].Class)
-					}
-					if want[i].Box != nil && !close(l.Box, want[i].Box) {
-						t.Errorf("example %s label %d: box %+v, want %+v", it.ExampleID, i, l.Box, want[i].Box)
-					}
-				}
-			}
-			t.Logf("%s: %d examples corrected in the browser, batch %s approved; screenshots in %s", task, res.Annotated, res.Batch, artifactsDir(t))
+	t.Run("classify", func(t *testing.T) {
+		const pid = "ui-classify"
+		createProject(t, base, pid, "classify", func(p *project.Project) {
+			p.Batch.Min, p.Batch.Max, p.Batch.MaxWait = 50, 51, config.Duration(2*time.Second)
 		})
+		truth := map[string][]project.Label{}
+		var exs []*edgeloopv1.Example
+		for i := 0; i < 50; i++ {
+			ex, cls := example(pid, 100+i, edgeloopv1.Task_TASK_CLASSIFY)
+			ex.FrameId = fmt.Sprintf("frame-%d", i)
+			truth[ex.Id] = []project.Label{{Class: cls}}
+			exs = append(exs, ex)
+			if i == 7 { // the same frame again, flagged by the operator: one picture to correct
+				again, _ := example(pid, 100+i, edgeloopv1.Task_TASK_CLASSIFY)
+				again.Id, again.FrameId = ex.Id+"-flagged", ex.FrameId
+				again.Reasons = []*edgeloopv1.SamplingReason{{Kind: edgeloopv1.SamplingKind_SAMPLING_KIND_OPERATOR_FLAGGED, Strategy: "operator"}}
+				again.Correction = &edgeloopv1.Annotation{Labels: []*edgeloopv1.Label{{ClassName: cls}}}
+				truth[again.Id] = truth[ex.Id]
+				exs = append(exs, again)
+			}
+		}
+		produce(t, e, exs...)
+		waitFor(t, "a ready batch", 60*time.Second, func() bool {
+			var list []curator.BatchSummary
+			call(t, base, "reviewer-token-1", "GET", "/api/v1/projects/"+pid+"/batches?state=ready", nil, &list)
+			return len(list) == 1
+		})
+		res := runBrowser(t, base, pid, "classify", truth)
+		if len(res.Groups) != 50 {
+			t.Errorf("the UI showed %d pictures, want 50 (one frame sampled twice is one picture)", len(res.Groups))
+		}
+		if res.Mouse != 0 {
+			t.Errorf("%d mouse events in the keyboard-only flow", res.Mouse)
+		}
+		var b curator.BatchView
+		call(t, base, "reviewer-token-1", "GET", "/api/v1/projects/"+pid+"/batches/"+res.Batch, nil, &b)
+		if b.State != project.StateApproved || b.ReturnedTo == "" {
+			t.Fatalf("batch %s is %s (returned to %q) after the browser approved it with a rejected item", res.Batch, b.State, b.ReturnedTo)
+		}
+		skipped := map[string]bool{}
+		for _, id := range res.Skipped {
+			skipped[id] = true
+		}
+		for _, it := range b.Items {
+			switch {
+			case skipped[it.ExampleID]:
+				if it.Status != "skipped" {
+					t.Errorf("example %s: status %q, want skipped", it.ExampleID, it.Status)
+				}
+			case it.Status != "done" || len(it.Labels) != 1 || it.Labels[0].Class != truth[it.ExampleID][0].Class:
+				t.Errorf("example %s: %s %+v, want %s as typed", it.ExampleID, it.Status, it.Labels, truth[it.ExampleID][0].Class)
+			}
+			if c, ok := res.Rejected[it.ExampleID]; ok != it.Rejected() || (ok && it.Review.Comment != c) {
+				t.Errorf("example %s: review %+v, want rejected %v with %q", it.ExampleID, it.Review, ok, c)
+			}
+		}
+		var rb curator.BatchView
+		call(t, base, "annotator-token-1", "GET", "/api/v1/projects/"+pid+"/batches/"+b.ReturnedTo, nil, &rb)
+		if rb.State != project.StateInProgress || rb.Claim == nil || rb.Claim.User != "annie" || len(rb.Items) != len(res.Rejected) {
+			t.Fatalf("returned batch %+v: want the %d rejected examples, claimed by annie", rb.Batch, len(res.Rejected))
+		}
+		for _, it := range rb.Items {
+			if it.Feedback == nil || it.Feedback.Comment != res.Rejected[it.ExampleID] {
+				t.Errorf("returned example %s: feedback %+v, want %q", it.ExampleID, it.Feedback, res.Rejected[it.ExampleID])
+			}
+		}
+		sort.Float64s(res.KeyMS)
+		if len(res.KeyMS) > 0 {
+			t.Logf("%d pictures in %.1f s (%.0f per minute); key to next picture p50 %.0f ms, max %.0f ms over %d keys",
+				len(res.Groups), res.Seconds, float64(len(res.Groups))*60/res.Seconds, res.KeyMS[len(res.KeyMS)/2], res.KeyMS[len(res.KeyMS)-1], len(res.KeyMS))
+		}
+	})
+	t.Run("detect", func(t *testing.T) {
+		const pid = "ui-detect"
+		createProject(t, base, pid, "detect", func(p *project.Project) { p.Batch.Min, p.Batch.Max = 4, 4 })
+		truth := map[string][]project.Label{}
+		var exs []*edgeloopv1.Example
+		for i := 0; i < 4; i++ {
+			ex, cls := example(pid, 100+i, edgeloopv1.Task_TASK_DETECT)
+			ex.Image = &edgeloopv1.Image{Data: colourPNG(i, 160, 120), ContentType: "image/png", Width: 160, Height: 120}
+			truth[ex.Id] = []project.Label{
+				{Class: cls, Box: &project.Box{X0: .1, Y0: .15, X1: .45, Y1: .6}},
+				{Class: fmt.Sprint((i + 3) % 10), Box: &project.Box{X0: .55, Y0: .3, X1: .9, Y1: .85}},
+			}
+			exs = append(exs, ex)
+		}
+		produce(t, e, exs...)
+		waitFor(t, "a ready batch", 60*time.Second, func() bool { return len(placement(t, base, pid)) == 4 })
+		res := runBrowser(t, base, pid, "detect", truth)
+		var b curator.BatchView
+		call(t, base, "reviewer-token-1", "GET", "/api/v1/projects/"+pid+"/batches/"+res.Batch, nil, &b)
+		if b.State != project.StateApproved {
+			t.Fatalf("batch %s is %s after the browser approved it", res.Batch, b.State)
+		}
+		for _, it := range b.Items {
+			want := truth[it.ExampleID]
+			if len(it.Labels) != len(want) {
+				t.Fatalf("example %s: %d labels saved, want %d: %+v", it.ExampleID, len(it.Labels), len(want), it.Labels)
+			}
+			for i, l := range it.Labels {
+				if l.Class != want[i].Class || !close(l.Box, want[i].Box) {
+					t.Errorf("example %s label %d: %s %+v, want %s %+v", it.ExampleID, i, l.Class, l.Box, want[i].Class, want[i].Box)
+				}
+			}
+		}
+	})
+	t.Logf("screenshots in %s", artifactsDir(t))
+}
+
+// colourPNG is a distinct colour picture: stripes and a disc that differ with i.
+func colourPNG(i, w, h int) []byte {
+	im := image.NewRGBA(image.Rect(0, 0, w, h))
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			c := color.RGBA{R: uint8(255 * x / w), G: uint8(255 * y / h), B: 40, A: 255}
+			if (x*(i+1)/20+y*(4-i)/20)%2 == 0 {
+				c = color.RGBA{R: 20, G: 60 + uint8(40*i), B: 200, A: 255}
+			}
+			if dx, dy := x-(i+1)*w/5, y-h/2; dx*dx+dy*dy < (h/4)*(h/4) {
+				c = color.RGBA{R: 250, G: 200, B: 20, A: 255}
+			}
+			im.Set(x, y, c)
+		}
 	}
+	var buf bytes.Buffer
+	_ = png.Encode(&buf, im)
+	return buf.Bytes()
 }
 
 func close(a, b *project.Box) bool {

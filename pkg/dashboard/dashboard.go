@@ -212,13 +212,20 @@ func (t *Tracker) Build(ctx context.Context, cur *curator.Curator, reg *registry
 	if err != nil {
 		return nil, err
 	}
+	untested := map[int64]bool{}
 	for _, ver := range vs {
 		d := ver.Decision
+		untested[ver.Version] = d.TestExamples == 0
 		tr := Training{Version: ver.Version, Parent: ver.Parent, Published: d.Published, Verdict: verdict(d), Metric: d.Metric,
 			Candidate: d.Candidate, Current: d.Current, TestExamples: d.TestExamples, Reasons: d.Reasons, Evidence: d.Evidence,
 			At: ver.CreatedAt, Seconds: ver.Seconds}
 		tr.Loss, tr.ValLoss = t.curve(ctx, reg, project, ver.Version)
 		v.Trainings = append(v.Trainings, tr)
+	}
+	for i, r := range v.Releases { // releases recorded before said "accuracy 0.000"
+		if untested[r.Version] {
+			v.Releases[i].Metric = "no test split yet"
+		}
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()

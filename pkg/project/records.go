@@ -88,9 +88,11 @@ type FrameRecord struct {
 
 // Pending is an example waiting in the open batch.
 type Pending struct {
-	ID         string    `json:"id"`
-	Class      string    `json:"class"`
-	Reason     string    `json:"reason"`
+	ID     string `json:"id"`
+	Class  string `json:"class"`
+	Reason string `json:"reason"`
+	// Reasons are the kinds of every sampling reason (Reason is the first).
+	Reasons    []string  `json:"reasons,omitempty"`
 	Confidence float32   `json:"confidence"`
 	At         time.Time `json:"at"`
 }
@@ -133,19 +135,27 @@ type Batch struct {
 	CreatedAt time.Time `json:"created_at"`
 	Items     []Item    `json:"items"`
 	Claim     *Claim    `json:"claim,omitempty"`
-	// Comments are the reviewer's, when the batch was rejected.
-	Comments   string       `json:"comments,omitempty"`
-	ApprovedAt *time.Time   `json:"approved_at,omitempty"`
-	Snapshot   string       `json:"dataset_snapshot,omitempty"`
-	Audit      []AuditEntry `json:"audit"`
-	Rev        int          `json:"rev"`
+	// Comments are the reviewer's, when the batch was rejected or returned.
+	Comments string `json:"comments,omitempty"`
+	// ReturnTo is where the items a reviewer rejected go at approval: ReturnToAnnotator
+	// or ReturnToQueue; ReturnedTo is the batch that holds them, ReturnedFrom the batch
+	// a returned batch came from.
+	ReturnTo     string       `json:"return_to,omitempty"`
+	ReturnedTo   string       `json:"returned_to,omitempty"`
+	ReturnedFrom string       `json:"returned_from,omitempty"`
+	ApprovedAt   *time.Time   `json:"approved_at,omitempty"`
+	Snapshot     string       `json:"dataset_snapshot,omitempty"`
+	Audit        []AuditEntry `json:"audit"`
+	Rev          int          `json:"rev"`
 }
 
 // Item is one example of a batch and its annotation.
 type Item struct {
-	ExampleID  string    `json:"example_id"`
-	Class      string    `json:"class"` // predicted, for filters
-	Reason     string    `json:"reason"`
+	ExampleID string `json:"example_id"`
+	Class     string `json:"class"` // predicted, for filters
+	Reason    string `json:"reason"`
+	// Reasons are the kinds of every sampling reason (Reason is the first).
+	Reasons    []string  `json:"reasons,omitempty"`
 	Confidence float32   `json:"confidence"`
 	ArrivedAt  time.Time `json:"arrived_at"`
 	// Labels are the annotation; nil until saved.
@@ -157,6 +167,40 @@ type Item struct {
 	// Split is the split an import's archive pinned the example to; empty: the split
 	// rule decides at approval.
 	Split string `json:"split,omitempty"`
+	// Review is the reviewer's verdict on the item while its batch is submitted.
+	Review *ItemReview `json:"review,omitempty"`
+	// Feedback is the review that sent the item back to be corrected again.
+	Feedback *ItemReview `json:"feedback,omitempty"`
+}
+
+// Item review verdicts and where rejected items go at approval.
+const (
+	VerdictAccepted   = "accepted"
+	VerdictRejected   = "rejected"
+	ReturnToAnnotator = "annotator"
+	ReturnToQueue     = "queue"
+)
+
+// ItemReview is a reviewer's verdict on one item.
+type ItemReview struct {
+	Verdict string    `json:"verdict"`
+	Comment string    `json:"comment,omitempty"`
+	By      string    `json:"by"`
+	At      time.Time `json:"at"`
+}
+
+// Rejected reports whether a reviewer rejected the item.
+func (it *Item) Rejected() bool { return it.Review != nil && it.Review.Verdict == VerdictRejected }
+
+// ReasonKinds are the kinds of every sampling reason of the item.
+func (it *Item) ReasonKinds() []string {
+	if len(it.Reasons) > 0 {
+		return it.Reasons
+	}
+	if it.Reason != "" {
+		return []string{it.Reason}
+	}
+	return nil
 }
 
 // Claim is an annotator's lease on a batch.

@@ -247,6 +247,7 @@ func TestApprovedBatchReachesTheAgent(t *testing.T) {
 	// Any candidate not worse by 100 points, on any test split: every training is released.
 	e.bootstrap("loop", 300, func(p *project.Project) { p.Retrain.Require, p.Retrain.Margin, p.Retrain.MinTest = "not_worse", 1, 1 })
 	e.waitFor("v1 released", 120*time.Second, func() bool { return e.release("loop") == 1 })
+	e.checkUntestedHeadline("loop", 1)
 
 	mq := servertest.StartDedicated(t, "mosquitto")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -453,6 +454,36 @@ func TestKilledMidTrainingRestartsSafely(t *testing.T) {
 }
 
 // testExamples is the size of the project's test split.
+// checkUntestedHeadline: the dashboard says a version gated on an empty test split has
+// no test split yet, never "accuracy 0.000".
+func (e *env) checkUntestedHeadline(p string, version int64) {
+	e.t.Helper()
+	if e.testExamples(p) != 0 {
+		return // the seed brought a test split: nothing to check
+	}
+	req, _ := http.NewRequest("GET", e.api+"/api/v1/projects/"+p+"/dashboard", nil)
+	req.Header.Set("Authorization", "Bearer admin-token-00001")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var d dashboard.View
+	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
+		e.t.Fatalf("dashboard: %v", err)
+	}
+	for _, tr := range d.Trainings {
+		if tr.Version == version && tr.TestExamples != 0 {
+			e.t.Errorf("dashboard: v%d tested on %d examples of an empty test split", version, tr.TestExamples)
+		}
+	}
+	for _, r := range d.Releases {
+		if r.Version == version && r.Metric != "no test split yet" {
+			e.t.Errorf("dashboard: release v%d shows %q, want \"no test split yet\"", version, r.Metric)
+		}
+	}
+}
+
 func (e *env) testExamples(p string) int {
 	d, err := (&project.Store{S: e.store}).Dataset(context.Background(), p)
 	if err != nil {

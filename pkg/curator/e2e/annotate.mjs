@@ -1,8 +1,18 @@
-// Browser test of the annotation UI, driven by pkg/curator's TestAnnotationUIInBrowser:
-// an annotator claims a batch, corrects classes (classification) or boxes (detection)
-// with keys and the mouse, submits; a reviewer approves. Screenshots of each view go to
-// OUT. Input (env): BASE (curator URL), ANNOTATOR and REVIEWER (tokens), PROJECT, TASK,
-// TRUTH (JSON: example id -> [{class, box}]), OUT, CHROMIUM. Prints a JSON summary.
+// Browser test of the annotation UI, driven by pkg/curator's TestAnnotationUIInBrowser
+// and by bench/annotate, at 1280x720 in Chromium. Keyboard only for classification: an
+// annotator claims the ready batch with N and types every class at once (no waiting for
+// the page), goes back and forth over a changed item, skips one, submits with
+// Ctrl+Enter; a reviewer, whose list updates by itself, opens it with N, accepts items
+// with A, rejects one with R and a comment, approves with Ctrl+Enter. Detection: the
+// same keys, plus boxes deleted, created, moved and resized with keys, and one drawn
+// with the mouse. Screenshots of each view go to OUT.
+//
+// Input (env): BASE (curator URL), ANNOTATOR and REVIEWER (tokens), PROJECT, TASK,
+// TRUTH (JSON: example id -> [{class, box}]), OUT, CHROMIUM, PACE_MS (optional). Prints a JSON summary: the
+// batch, the pictures (groups of example ids), the skipped and rejected examples, the
+// key-to-next-item times in ms, the seconds from the first key to the submitted batch
+// (and those of the pictures typed without pauses),
+// mouse events seen on the keyboard-only pages, overflow of the item page, page errors.
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -10,6 +20,8 @@ import path from 'node:path';
 const env = (k) => { const v = process.env[k]; if (!v) throw new Error(`${k} is not set`); return v; };
 const BASE = env('BASE'), PROJECT = env('PROJECT'), TASK = env('TASK'), OUT = env('OUT');
 const truth = JSON.parse(env('TRUTH'));
+const PACE = Number(process.env.PACE_MS || 0); // a pause after each picture, as a person takes
+const W = 1280, H = 720;
 fs.mkdirSync(OUT, { recursive: true });
 
 const browser = await chromium.launch({
@@ -17,88 +29,170 @@ const browser = await chromium.launch({
   args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
     '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
 });
-const shot = (page, name) => page.screenshot({ path: path.join(OUT, `${TASK}-${name}.png`), fullPage: true });
+const shot = (page, name) => page.screenshot({ path: path.join(OUT, `${TASK}-${name}.png`) });
 const errors = [];
+const pages = [];
 
-async function as(token) {
-  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+async function as(token, hash = '#/') {
+  const ctx = await browser.newContext({ viewport: { width: W, height: H } });
+  // Count real pointer input: the keyboard-only flow must see none.
+  await ctx.addInitScript(() => {
+    window.__mouse = 0;
+    for (const t of ['mousedown', 'mouseup', 'mousemove', 'pointerdown', 'wheel']) addEventListener(t, (e) => { if (e.isTrusted) window.__mouse++; }, true);
+  });
   const page = await ctx.newPage();
   page.on('pageerror', (e) => errors.push(String(e)));
   page.on('console', (m) => { if (m.type() === 'error') errors.push(`console: ${m.text()} (${m.location().url})`); });
   pages.push(page);
   await page.goto(`${BASE}/#token=${token}`);
   await page.waitForSelector('#whoami:not(:empty)');
-  await page.selectOption('#project', PROJECT);
+  await page.evaluate((p) => localStorage.setItem('edgeloop.project', p), PROJECT);
+  await page.goto(`${BASE}/${hash}`);
+  await page.reload();
+  await page.waitForSelector('#next');
   return page;
 }
 
-const result = { task: TASK, annotated: 0 };
-const pages = [];
+// fetchBatch reads a batch through the API with the page's token.
+const fetchBatch = (page, id) => page.evaluate(async ([p, b]) => {
+  const r = await fetch(`/api/v1/projects/${p}/batches/${b}`, { headers: { Authorization: 'Bearer ' + localStorage.getItem('edgeloop.token') } });
+  return r.json();
+}, [PROJECT, id]);
+const listBatches = (page, q) => page.evaluate(async ([p, q]) => {
+  const r = await fetch(`/api/v1/projects/${p}/batches?${q}`, { headers: { Authorization: 'Bearer ' + localStorage.getItem('edgeloop.token') } });
+  return r.json();
+}, [PROJECT, q]);
+
+// groups are the pictures the UI shows, in its order: items sharing a device's frame
+// are one.
+function groupsOf(batch) {
+  const out = [], at = new Map();
+  for (const it of batch.items) {
+    const ex = batch.examples[it.example_id];
+    const key = ex.frame_id ? ex.device + '\u0000' + ex.frame_id : '\u0001' + it.example_id;
+    if (!at.has(key)) { at.set(key, out.length); out.push([]); }
+    out[at.get(key)].push(it.example_id);
+  }
+  return out;
+}
+
+// below reports the elements whose bottom is under the fold.
+const below = (page, sels) => page.evaluate(([sels, h]) => sels.filter((s) => {
+  const el = document.querySelector(s);
+  return !el || el.getBoundingClientRect().bottom > h;
+}), [sels, H]);
+
+const result = { task: TASK, skipped: [], rejected: {}, key_ms: [], mouse: 0, below_fold: [] };
 try {
-  // Annotator: queue -> claim -> correct every example -> submit.
+  // Annotator: the queue, N claims the ready batch, and the keys typed at once wait for it.
   const annie = await as(env('ANNOTATOR'));
+  const rex = await as(env('REVIEWER'), '#/review'); // its list must update by itself
   await annie.waitForSelector('button[data-claim]');
   await shot(annie, '1-queue');
-  const batchId = await annie.getAttribute('button[data-claim]', 'data-claim');
-  result.batch = batchId;
-  await annie.click(`button[data-claim="${batchId}"]`);
-  await annie.waitForSelector('#canvas');
-  for (let n = 0; n < 100; n++) {
-    await annie.waitForSelector('#canvas');
-    const status = await annie.textContent('.side .muted');
-    const hash = await annie.evaluate(() => location.hash);
-    const idx = Number(hash.split('/')[4] || 0);
-    const batch = await annie.evaluate(async ([p, b]) => {
-      const r = await fetch(`/api/v1/projects/${p}/batches/${b}`, { headers: { Authorization: 'Bearer ' + localStorage.getItem('edgeloop.token') } });
-      return r.json();
-    }, [PROJECT, batchId]);
-    if (batch.items.every((it) => it.status)) break;
-    const item = batch.items[idx];
-    const want = truth[item.example_id];
-    if (TASK === 'classify') {
-      await annie.keyboard.press(want[0].class); // the class's key
-      if (n === 0) await shot(annie, '2-annotate');
-    } else {
-      // Delete every pre-annotated box (Tab selects, Delete removes), then draw the truth.
-      const count = await annie.locator('.boxes li').count();
-      for (let i = 0; i < count; i++) { await annie.keyboard.press('Tab'); await annie.keyboard.press('Delete'); }
-      const c = await annie.locator('#canvas').boundingBox();
-      for (const l of want) {
-        await annie.keyboard.press('Escape'); // nothing selected: the key sets the next box's class
-        await annie.keyboard.press(l.class);
-        await annie.mouse.move(c.x + l.box.x0 * c.width, c.y + l.box.y0 * c.height);
-        await annie.mouse.down();
-        await annie.mouse.move(c.x + ((l.box.x0 + l.box.x1) / 2) * c.width, c.y + ((l.box.y0 + l.box.y1) / 2) * c.height, { steps: 3 });
-        await annie.mouse.move(c.x + l.box.x1 * c.width, c.y + l.box.y1 * c.height, { steps: 3 });
-        await annie.mouse.up();
-      }
-      if (n === 0) {
-        await annie.keyboard.press('+'); // zoom in for the screenshot, then back
-        await shot(annie, '2-annotate');
-        await annie.keyboard.press('-');
-      }
+  const ready = await listBatches(annie, 'state=ready');
+  if (ready.length !== 1) throw new Error(`${ready.length} ready batches, want 1`);
+  result.batch = ready[0].id;
+  const batch = await fetchBatch(annie, result.batch);
+  const groups = groupsOf(batch);
+  result.groups = groups;
+  const cls = (gi) => truth[groups[gi][0]][0].class;
+  const kb = annie.keyboard;
+  const t0 = Date.now();
+  if (TASK === 'classify') {
+    const wrong = (gi) => String((Number(cls(gi)) + 5) % 10);
+    await kb.press('n');
+    await kb.press(cls(0)); // typed while the batch opens
+    await kb.press('Enter');
+    // A changed item survives going away and back.
+    await kb.press(wrong(1));
+    await kb.press('ArrowRight');
+    await kb.press('ArrowLeft');
+    await annie.waitForFunction((c) => document.querySelector('.classes button.chosen')?.dataset.class === c, wrong(1), { timeout: 10000 })
+      .catch(async () => { throw new Error(`after → ←, example 2 shows ${await annie.getAttribute('.classes button.chosen', 'data-class')}, want the draft ${wrong(1)}`); });
+    await shot(annie, '2-annotate');
+    result.below_fold = await below(annie, ['#submit', '.keys', '#save-next']);
+    await kb.press(cls(1));
+    await kb.press('Enter');
+    await kb.press('s'); // an unusable picture
+    result.skipped.push(...groups[2]);
+    const tf = Date.now();
+    for (let gi = 3; gi < groups.length; gi++) { // as fast as the keys go, or at PACE_MS
+      await kb.press(cls(gi));
+      await kb.press('Enter');
+      if (PACE) await annie.waitForTimeout(PACE);
     }
-    await annie.keyboard.press('Enter');
-    result.annotated++;
-    await annie.waitForFunction((s) => document.querySelector('.side .muted')?.textContent !== s, status, { timeout: 10000 }).catch(() => {});
+    result.typed = { pictures: groups.length - 3, seconds: (Date.now() - tf) / 1000 };
+  } else {
+    await kb.press('n');
+    await annie.waitForSelector('#canvas[data-example]');
+    for (let gi = 0; gi < groups.length; gi++) {
+      await annie.waitForFunction((ids) => ids.includes(document.querySelector('#canvas')?.dataset.example), groups[gi]);
+      const want = truth[groups[gi][0]];
+      const count = await annie.locator('.boxes li').count();
+      for (let i = 0; i < count; i++) await kb.press('Delete');
+      // The first box with keys: new, move, resize (steps of 2 %).
+      const [k0, k1] = want;
+      await kb.press('Escape');
+      await kb.press(k0.class);
+      await kb.press('n');
+      const presses = async (key, n) => { for (let i = 0; i < Math.abs(n); i++) await kb.press(key); };
+      await presses(k0.box.x0 > 0.35 ? 'Shift+ArrowRight' : 'Shift+ArrowLeft', Math.round((k0.box.x0 - 0.35) / 0.02));
+      await presses(k0.box.y0 > 0.35 ? 'Shift+ArrowDown' : 'Shift+ArrowUp', Math.round((k0.box.y0 - 0.35) / 0.02));
+      const dw = Math.round((k0.box.x1 - k0.box.x0 - 0.3) / 0.02), dh = Math.round((k0.box.y1 - k0.box.y0 - 0.3) / 0.02);
+      await presses(dw > 0 ? 'Control+ArrowRight' : 'Control+ArrowLeft', dw);
+      await presses(dh > 0 ? 'Control+ArrowDown' : 'Control+ArrowUp', dh);
+      // The second with the mouse.
+      const c = await annie.locator('#canvas').boundingBox();
+      await kb.press('Escape');
+      await kb.press(k1.class);
+      await annie.mouse.move(c.x + k1.box.x0 * c.width, c.y + k1.box.y0 * c.height);
+      await annie.mouse.down();
+      await annie.mouse.move(c.x + ((k1.box.x0 + k1.box.x1) / 2) * c.width, c.y + ((k1.box.y0 + k1.box.y1) / 2) * c.height, { steps: 3 });
+      await annie.mouse.move(c.x + k1.box.x1 * c.width, c.y + k1.box.y1 * c.height, { steps: 3 });
+      await annie.mouse.up();
+      if (gi === 0) {
+        await kb.press('Tab');
+        await shot(annie, '2-annotate');
+        result.below_fold = await below(annie, ['#submit', '.keys', '#save-next']);
+      }
+      await kb.press('Enter');
+    }
   }
-  await annie.waitForSelector('#submit:not([disabled])');
-  await shot(annie, '3-before-submit');
-  await annie.click('#submit');
-  await annie.waitForSelector('table, p.muted');
+  await kb.press('Control+Enter');
+  await annie.waitForFunction(() => location.hash === '#/', null, { timeout: 20000 });
+  result.seconds = (Date.now() - t0) / 1000;
+  result.key_ms = await annie.evaluate(() => window.edgeloopKeyTimes);
+  if (TASK === 'classify') result.mouse += await annie.evaluate(() => window.__mouse);
 
-  // Reviewer: review page -> approve.
-  const rex = await as(env('REVIEWER'));
-  await rex.goto(`${BASE}/#/review`);
-  await rex.waitForSelector(`a[data-review="${batchId}"]`);
-  await rex.click(`a[data-review="${batchId}"]`);
+  // Reviewer: the submitted batch shows up without a reload; N opens it.
+  await rex.waitForFunction((b) => document.querySelector(`a[data-review="${b}"]`), result.batch, { timeout: 15000 });
+  await rex.keyboard.press('n');
+  await rex.waitForSelector('#canvas[data-example]');
   await rex.waitForSelector('.card canvas');
-  await shot(rex, '4-review');
-  await rex.click('#approve');
-  await rex.waitForFunction(() => location.hash === '#/review');
+  for (let gi = 0; gi < groups.length; gi++) {
+    await rex.waitForFunction((ids) => ids.includes(document.querySelector('#canvas')?.dataset.example), groups[gi]);
+    if (TASK === 'classify' && gi === 3) {
+      await rex.keyboard.press('r');
+      await rex.keyboard.type('the digit is not a ' + cls(gi));
+      await rex.keyboard.press('Enter');
+      for (const id of groups[gi]) result.rejected[id] = 'the digit is not a ' + cls(gi);
+    } else {
+      await rex.keyboard.press('a');
+    }
+    if (gi === 4) {
+      await shot(rex, '3-review');
+      result.below_fold.push(...(await below(rex, ['#approve', '#accept', '.keys'])).map((s) => 'review ' + s));
+    }
+  }
+  await rex.waitForFunction((n) => document.querySelector('#review-count')?.textContent.includes(`${n} to review`) , 0);
+  await rex.keyboard.press('Control+Enter');
+  await rex.waitForFunction(() => location.hash === '#/review', null, { timeout: 20000 });
+  result.mouse += await rex.evaluate(() => window.__mouse);
   await rex.goto(`${BASE}/#/dataset`);
   await rex.waitForSelector('.big');
-  await shot(rex, '5-dataset');
+  await shot(rex, '4-dataset');
+  await annie.waitForSelector('#next');
+  await shot(annie, '5-queue-after');
 } catch (e) {
   // Say what the pages logged and keep a screenshot of each, then fail.
   console.error(`FAILED: ${e && e.stack || e}`);
