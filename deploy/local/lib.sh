@@ -69,3 +69,17 @@ apt_install() {
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
+
+# dispatch CMD: the command line of a server script, whose install and start functions
+# and $inst, $pidfile, $port and $dir are set.
+dispatch() {
+  case $1 in
+    install) install ;;
+    start) with_lock "$inst" start ;;
+    stop) stop_pid "$pidfile" "$inst" ;;
+    restart) stop_pid "$pidfile" "$inst"; with_lock "$inst" start ;;
+    status) running "$pidfile" && echo "$inst running on 127.0.0.1:$port" || { echo "$inst stopped"; exit 1; } ;;
+    purge) stop_pid "$pidfile" "$inst"; rm -rf "$dir" "$EDGELOOP_RUN/$inst.lock" ;;
+    *) die "usage: $0 install|start|stop|restart|status|purge [INSTANCE]" ;;
+  esac
+}

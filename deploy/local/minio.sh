@@ -42,12 +42,4 @@ start() {
   log "$inst listening on 127.0.0.1:$port (log: $dir/minio.log)"
 }
 
-case $cmd in
-  install) install ;;
-  start) with_lock "$inst" start ;;
-  stop) stop_pid "$pidfile" "$inst" ;;
-  restart) stop_pid "$pidfile" "$inst"; with_lock "$inst" start ;;
-  status) running "$pidfile" && echo "$inst running on 127.0.0.1:$port" || { echo "$inst stopped"; exit 1; } ;;
-  purge) stop_pid "$pidfile" "$inst"; rm -rf "$dir" "$EDGELOOP_RUN/$inst.lock" ;;
-  *) die "usage: $0 install|start|stop|restart|status|purge [INSTANCE]" ;;
-esac
+dispatch "$cmd"
