@@ -78,30 +78,14 @@ func (c *Config) defaults() error {
 	if len(c.Sampling.Strategies) == 0 {
 		c.Sampling = sampling.Default()
 	}
-	if c.MaxImageSide <= 0 {
-		c.MaxImageSide = 640
-	}
-	if c.JPEGQuality <= 0 {
-		c.JPEGQuality = 95
-	}
-	if c.StatusInterval <= 0 {
-		c.StatusInterval = 10 * time.Second
-	}
-	if c.MaxModelBytes <= 0 {
-		c.MaxModelBytes = 64 << 20
-	}
-	if c.Workers <= 0 {
-		c.Workers = 2
-	}
-	if c.InFlight <= 0 {
-		c.InFlight = 16
-	}
-	if c.ConfirmTimeout <= 0 {
-		c.ConfirmTimeout = 30 * time.Second
-	}
-	if c.Unconfirmed <= 0 {
-		c.Unconfirmed = 1024
-	}
+	config.Default(&c.MaxImageSide, 640)
+	config.Default(&c.JPEGQuality, 95)
+	config.Default(&c.StatusInterval, 10*time.Second)
+	config.Default(&c.MaxModelBytes, 64<<20)
+	config.Default(&c.Workers, 2)
+	config.Default(&c.InFlight, 16)
+	config.Default(&c.ConfirmTimeout, 30*time.Second)
+	config.Default(&c.Unconfirmed, 1024)
 	c.Unconfirmed = max(c.Unconfirmed, c.InFlight)
 	if c.Version == "" {
 		c.Version = "dev"

@@ -33,3 +33,11 @@ func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Durat
 
 // D is the time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Default sets *v to d when it is zero or negative: the zero value of a setting means
+// "the default".
+func Default[T int | int64 | float32 | float64 | time.Duration | Duration](v *T, d T) {
+	if *v <= 0 {
+		*v = d
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/edgeloop/edgeloop/pkg/config"
 	"github.com/edgeloop/edgeloop/pkg/contract"
 	"github.com/edgeloop/edgeloop/pkg/httpapi"
 	"github.com/edgeloop/edgeloop/pkg/kafkabus"
@@ -63,12 +64,8 @@ func RunService(ctx context.Context, c ServiceConfig, log *zap.Logger) error {
 	if c.Group == "" {
 		c.Group = "curator"
 	}
-	if c.Tick <= 0 {
-		c.Tick = 2 * time.Second
-	}
-	if c.Partitions <= 0 {
-		c.Partitions = 6
-	}
+	config.Default(&c.Tick, 2*time.Second)
+	config.Default(&c.Partitions, 6)
 	store, err := s3store.Open(ctx, c.S3)
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
 
+	"github.com/edgeloop/edgeloop/pkg/config"
 	"github.com/edgeloop/edgeloop/pkg/message"
 	"github.com/edgeloop/edgeloop/pkg/retry"
 )
@@ -41,12 +42,8 @@ func NewConsumer(cfg Config, group, topic string, o ConsumerOptions, log *zap.Lo
 	if err != nil {
 		return nil, err
 	}
-	if o.CommitInterval <= 0 {
-		o.CommitInterval = 200 * time.Millisecond
-	}
-	if o.MaxWait <= 0 {
-		o.MaxWait = 250 * time.Millisecond
-	}
+	config.Default(&o.CommitInterval, 200*time.Millisecond)
+	config.Default(&o.MaxWait, 250*time.Millisecond)
 	start := kafka.FirstOffset
 	if o.StartAtEnd {
 		start = kafka.LastOffset

@@ -8,6 +8,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/edgeloop/edgeloop/pkg/config"
 	"github.com/edgeloop/edgeloop/pkg/contract"
 	"github.com/edgeloop/edgeloop/pkg/message"
 )
@@ -41,18 +42,10 @@ func NewProducer(cfg Config, o ProducerOptions) (*Producer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if o.BatchTimeout <= 0 {
-		o.BatchTimeout = 2 * time.Millisecond
-	}
-	if o.BatchBytes <= 0 {
-		o.BatchBytes = 1_000_000
-	}
-	if o.WriteTimeout <= 0 {
-		o.WriteTimeout = 10 * time.Second
-	}
-	if o.MaxAttempts <= 0 {
-		o.MaxAttempts = 3
-	}
+	config.Default(&o.BatchTimeout, 2*time.Millisecond)
+	config.Default(&o.BatchBytes, 1_000_000)
+	config.Default(&o.WriteTimeout, 10*time.Second)
+	config.Default(&o.MaxAttempts, 3)
 	return &Producer{w: &kafka.Writer{
 		Addr: kafka.TCP(cfg.Brokers...),
 		// Murmur2 places keys on the same partitions as the Java clients do.

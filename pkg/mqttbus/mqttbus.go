@@ -120,12 +120,8 @@ func Connect(ctx context.Context, cfg Config, log *zap.Logger) (*Client, error) 
 	if cfg.ClientID == "" {
 		return nil, errors.New("mqtt: a client id is required for a persistent session")
 	}
-	if cfg.KeepAlive <= 0 {
-		cfg.KeepAlive = 15 * time.Second
-	}
-	if cfg.MaxReconnectInterval <= 0 {
-		cfg.MaxReconnectInterval = 10 * time.Second
-	}
+	config.Default(&cfg.KeepAlive, 15*time.Second)
+	config.Default(&cfg.MaxReconnectInterval, 10*time.Second)
 	cl := &Client{log: log.With(zap.String("mqtt_client", cfg.ClientID)), subs: map[string]Subscription{}}
 	for _, s := range cfg.Subscriptions {
 		cl.subs[s.Filter] = s

@@ -7,6 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/edgeloop/edgeloop/pkg/config"
 	"github.com/edgeloop/edgeloop/pkg/message"
 )
 
@@ -39,12 +40,8 @@ type RouterOptions struct {
 
 // NewRouter returns a Router.
 func NewRouter(o RouterOptions, log *zap.Logger) *Router {
-	if o.MaxInFlight <= 0 {
-		o.MaxInFlight = 512
-	}
-	if o.DrainTimeout <= 0 {
-		o.DrainTimeout = 15 * time.Second
-	}
+	config.Default(&o.MaxInFlight, 512)
+	config.Default(&o.DrainTimeout, 15*time.Second)
 	handling, stop := context.WithCancel(context.Background())
 	return &Router{log: log, sem: make(chan struct{}, o.MaxInFlight), drainTimeout: o.DrainTimeout, handling: handling, stop: stop}
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/edgeloop/edgeloop/pkg/augment"
+	"github.com/edgeloop/edgeloop/pkg/config"
 	"github.com/edgeloop/edgeloop/pkg/evaluate"
 	"github.com/edgeloop/edgeloop/pkg/nn"
 	"github.com/edgeloop/edgeloop/pkg/raster"
@@ -79,21 +80,13 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	if c.Epochs <= 0 {
-		c.Epochs = 10
-	}
-	if c.BatchSize <= 0 {
-		c.BatchSize = 64
-	}
-	if c.LR <= 0 {
-		c.LR = 1e-3
-	}
+	config.Default(&c.Epochs, 10)
+	config.Default(&c.BatchSize, 64)
+	config.Default(&c.LR, 1e-3)
 	if c.Patience == 0 {
 		c.Patience = 3
 	}
-	if c.MaxImbalance <= 0 {
-		c.MaxImbalance = 3
-	}
+	config.Default(&c.MaxImbalance, 3)
 	if c.Schedule == "" {
 		c.Schedule = "cosine"
 	}
