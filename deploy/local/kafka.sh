@@ -27,12 +27,7 @@ install() {
 }
 
 start() {
-  install
-  if running "$pidfile"; then
-    log "$inst already running on 127.0.0.1:$port"
-    return 0
-  fi
-  mkdir -p "$dir/data"
+  begin_start || return 0
   cat >"$dir/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1

@@ -83,3 +83,14 @@ dispatch() {
     *) die "usage: $0 install|start|stop|restart|status|purge [INSTANCE]" ;;
   esac
 }
+
+# begin_start: the start of a server script's start function — install, then fail when
+# the instance runs already (start returns then), else make its data folder.
+begin_start() {
+  install
+  if running "$pidfile"; then
+    log "$inst already running on 127.0.0.1:$port"
+    return 1
+  fi
+  mkdir -p "$dir/data"
+}

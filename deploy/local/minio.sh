@@ -22,12 +22,7 @@ install() {
 }
 
 start() {
-  install
-  if running "$pidfile"; then
-    log "$inst already running on 127.0.0.1:$port"
-    return 0
-  fi
-  mkdir -p "$dir/data"
+  begin_start || return 0
   port_open 127.0.0.1 "$port" && die "port $port is taken by another process"
   MINIO_ROOT_USER=${MINIO_ROOT_USER:-edgeloop} MINIO_ROOT_PASSWORD=${MINIO_ROOT_PASSWORD:-edgeloop-secret} \
     MINIO_BROWSER=off MINIO_UPDATE=off \

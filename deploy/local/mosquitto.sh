@@ -18,12 +18,7 @@ install() {
 }
 
 start() {
-  install
-  if running "$pidfile"; then
-    log "$inst already running on 127.0.0.1:$port"
-    return 0
-  fi
-  mkdir -p "$dir/data"
+  begin_start || return 0
   cat >"$dir/mosquitto.conf" <<CONF
 listener $port 127.0.0.1
 # Run as whoever started it: as root, mosquitto would otherwise switch to the
