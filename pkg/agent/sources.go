@@ -32,14 +32,7 @@ func (a *Agent) watch(ctx context.Context) error {
 		}
 	}
 	sizes := map[string]int64{}
-	t := time.NewTicker(250 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+	return every(ctx, 250*time.Millisecond, func() error {
 		ents, err := os.ReadDir(dir)
 		if err != nil {
 			return err
@@ -61,6 +54,23 @@ func (a *Agent) watch(ctx context.Context) error {
 			}
 			delete(sizes, name)
 			a.inferFile(ctx, filepath.Join(dir, name))
+		}
+		return nil
+	})
+}
+
+// every calls fn every d until ctx ends (nil) or fn fails (its error).
+func every(ctx context.Context, d time.Duration, fn func() error) error {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if err := fn(); err != nil {
+			return err
 		}
 	}
 }
@@ -154,16 +164,9 @@ func (a *Agent) simulate(ctx context.Context) error {
 	if rate <= 0 {
 		rate = 5
 	}
-	t := time.NewTicker(time.Duration(float64(time.Second) / rate))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
+	return every(ctx, time.Duration(float64(time.Second)/rate), func() error {
 		if a.current.Load() == nil {
-			continue
+			return nil
 		}
 		im, truth, err := sim.Next()
 		if err != nil {
@@ -172,14 +175,15 @@ func (a *Agent) simulate(ctx context.Context) error {
 		res, err := a.Infer(ctx, "", im, truth)
 		if err != nil {
 			a.log.Warn("simulated frame failed", zap.Error(err))
-			continue
+			return nil
 		}
 		m := a.current.Load()
 		if m == nil || correct(res.Predictions, truth, m.header.Arch.Task == nn.Detect) || sim.r.Float64() >= a.cfg.Sim.OperatorShare {
-			continue
+			return nil
 		}
 		if _, err := a.Feedback(res.FrameID, proto.Clone(truth).(*edgeloopv1.Annotation)); err != nil {
 			a.log.Warn("simulated operator feedback failed", zap.Error(err))
 		}
-	}
+		return nil
+	})
 }

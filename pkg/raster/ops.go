@@ -108,29 +108,7 @@ func Blur(im *Image, sigma float64) *Image {
 	for i := range k {
 		k[i] /= sum
 	}
-	tmp := New(im.W, im.H)
-	for y := 0; y < im.H; y++ {
-		for x := 0; x < im.W; x++ {
-			var v float32
-			for i := -r; i <= r; i++ {
-				px := min(im.W-1, max(0, x+i))
-				v += k[i+r] * im.Pix[y*im.W+px]
-			}
-			tmp.Pix[y*im.W+x] = v
-		}
-	}
-	out := New(im.W, im.H)
-	for y := 0; y < im.H; y++ {
-		for x := 0; x < im.W; x++ {
-			var v float32
-			for i := -r; i <= r; i++ {
-				py := min(im.H-1, max(0, y+i))
-				v += k[i+r] * tmp.Pix[py*im.W+x]
-			}
-			out.Pix[y*im.W+x] = v
-		}
-	}
-	return out
+	return convolve1D(convolve1D(im, k, 1, 0), k, 0, 1)
 }
 
 // Dilate is a grey dilation (max) over a (2r+1)² square: thicker bright strokes.
@@ -190,4 +168,22 @@ func InkBounds(im *Image, threshold float32) (x0, y0, x1, y1 int, ok bool) {
 		}
 	}
 	return x0, y0, x1, y1, x1 > x0
+}
+
+// convolve1D convolves im with the centred kernel k along (dx, dy) — (1, 0) for rows,
+// (0, 1) for columns — repeating the border pixels.
+func convolve1D(im *Image, k []float32, dx, dy int) *Image {
+	r := len(k) / 2
+	out := New(im.W, im.H)
+	for y := 0; y < im.H; y++ {
+		for x := 0; x < im.W; x++ {
+			var v float32
+			for i := -r; i <= r; i++ {
+				px, py := min(im.W-1, max(0, x+i*dx)), min(im.H-1, max(0, y+i*dy))
+				v += k[i+r] * im.Pix[py*im.W+px]
+			}
+			out.Pix[y*im.W+x] = v
+		}
+	}
+	return out
 }
