@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/edgeloop/edgeloop/pkg/artifact"
 	"github.com/edgeloop/edgeloop/pkg/contract"
 	"github.com/edgeloop/edgeloop/pkg/mqttbus"
 	"github.com/edgeloop/edgeloop/pkg/nn"
@@ -46,6 +47,11 @@ type Agent struct {
 	current  atomic.Pointer[model]
 	previous atomic.Pointer[model]
 	mq       atomic.Pointer[mqttbus.Client]
+
+	// applyMu serialises Apply; trusted is the last release manifest it accepted (nil
+	// before the first), kept on disk in models/trusted.json.
+	applyMu sync.Mutex
+	trusted *artifact.ReleaseManifest
 
 	mu       sync.Mutex
 	frames   map[string]*frame

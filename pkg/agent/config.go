@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"flag"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -28,6 +30,11 @@ type Config struct {
 	PublicKeys map[string]ed25519.PublicKey
 	// DeviceToken authenticates model downloads.
 	DeviceToken string
+	// RegistryURL is the origin of the API serving model artifacts (e.g.
+	// http://curator:8080): the agent downloads only from it, whatever a release
+	// message says. Default: http (https for a TLS broker) on port 8080 of the MQTT
+	// broker's host.
+	RegistryURL string
 	// Model is a model file to start with when DataDir holds none.
 	Model string
 	// HTTPAddr serves /v1/infer, /v1/feedback, /v1/status and the ops endpoints
@@ -106,6 +113,18 @@ func (c *Config) defaults() error {
 	if c.Version == "" {
 		c.Version = "dev"
 	}
+	if c.RegistryURL == "" {
+		u, err := DefaultRegistryURL(c.MQTT.URL)
+		if err != nil {
+			return err
+		}
+		c.RegistryURL = u
+	}
+	u, err := url.Parse(c.RegistryURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("agent: registry URL %q: want http(s)://host[:port][/prefix]", c.RegistryURL)
+	}
+	c.RegistryURL = strings.TrimRight(c.RegistryURL, "/")
 	if c.MQTT.ClientID == "" {
 		c.MQTT.ClientID = "agent-" + c.Project + "-" + c.Device
 	}
@@ -132,6 +151,7 @@ func RegisterFlags(fs *flag.FlagSet) *Flags {
 	fs.StringVar(&f.sampling, "sampling", "", "sampling strategies (JSON file; default: built-in)")
 	fs.StringVar(&f.keys, "public-keys", "", "comma-separated PEM public keys that sign model releases")
 	fs.StringVar(&c.DeviceToken, "device-token", "", "bearer token for model downloads")
+	fs.StringVar(&c.RegistryURL, "registry-url", "", "the only origin model artifacts are downloaded from (default: http://<MQTT host>:8080, https for a TLS broker)")
 	fs.StringVar(&c.Model, "model", "", "model file to start with when the data dir holds none")
 	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:8090", "inference API and ops endpoints (empty: off)")
 	fs.StringVar(&c.WatchDir, "watch-dir", "", "infer images dropped into this directory")
@@ -176,6 +196,24 @@ func (f *Flags) Config() (Config, error) {
 		c.PublicKeys[artifact.KeyID(k)] = k
 	}
 	return c, nil
+}
+
+// DefaultRegistryURL derives the registry origin from the MQTT broker URL: the same
+// host on port 8080, https when the broker speaks TLS (ssl://, tls://, mqtts://, wss://).
+func DefaultRegistryURL(mqttURL string) (string, error) {
+	if mqttURL == "" {
+		return "http://127.0.0.1:8080", nil
+	}
+	u, err := url.Parse(mqttURL)
+	if err != nil || u.Hostname() == "" {
+		return "", fmt.Errorf("agent: cannot derive a registry URL from MQTT URL %q: set the registry URL", mqttURL)
+	}
+	scheme := "http"
+	switch u.Scheme {
+	case "ssl", "tls", "mqtts", "wss":
+		scheme = "https"
+	}
+	return scheme + "://" + net.JoinHostPort(u.Hostname(), "8080"), nil
 }
 
 func sanitize(s string) string {

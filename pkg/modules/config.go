@@ -102,7 +102,7 @@ func RegisterFlags(fs *flag.FlagSet, defaultTarget string) *Config {
 	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:8080", "address of the annotation UI and the API")
 	c.TLS = config.RegisterServerTLS(fs)
 	fs.StringVar(&c.PublicURL, "public-url", "", "URL devices reach the API at (model downloads; default http://<http-addr>)")
-	fs.StringVar(&c.KeyFile, "key", "keys/signing.key", "ed25519 private key (PEM) that signs models (made at first start when -target has embedded)")
+	fs.StringVar(&c.KeyFile, "key", "keys/signing.key", "ed25519 private key (PEM) that signs models (made at first start when -target has embedded); the registry signs admins' promotes and rollbacks with it")
 	fs.IntVar(&c.Partitions, "partitions", 6, "partitions of the Kafka topics created at start")
 
 	host, _ := os.Hostname()

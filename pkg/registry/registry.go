@@ -146,6 +146,11 @@ type Release struct {
 	Rollback bool            `json:"rollback"`
 	History  []ReleaseChange `json:"history"`
 	Rev      int             `json:"rev"`
+	// Manifest is the signed artifact.ReleaseManifest of this release (its Seq is Rev),
+	// ManifestSig its signature by the key named ManifestKeyID. Devices trust only it.
+	Manifest      []byte `json:"manifest,omitempty"`
+	ManifestSig   []byte `json:"manifest_signature,omitempty"`
+	ManifestKeyID string `json:"manifest_key_id,omitempty"`
 }
 
 // ReleaseChange is one past release.
@@ -165,7 +170,12 @@ type Registry struct {
 	// PublicURL is how devices reach the API (e.g. http://curator:8080): artifact URLs
 	// in releases start with it.
 	PublicURL string
+	// Key signs release manifests; without it SetRelease refuses (ErrNoKey).
+	Key ed25519.PrivateKey
 }
+
+// ErrNoKey says this registry has no signing key, so it cannot change the release.
+var ErrNoKey = errors.New("registry has no signing key: releases cannot be signed")
 
 // New returns a registry; prod may be nil for read-only use.
 func New(s objstore.Store, prod *kafkabus.Producer, kcfg kafkabus.Config, publicURL string) *Registry {
@@ -291,6 +301,9 @@ func (r *Registry) Current(ctx context.Context, project string) (*Release, error
 // ModelRelease. A rollback may go to an older version; otherwise the release only moves
 // forward. It returns the new release.
 func (r *Registry) SetRelease(ctx context.Context, project string, v int64, reason, by string, rollback bool) (*Release, error) {
+	if len(r.Key) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("release of %s v%d: %w", project, v, ErrNoKey)
+	}
 	ver, err := r.Version(ctx, project, v)
 	if err != nil {
 		return nil, err
@@ -309,9 +322,20 @@ func (r *Registry) SetRelease(ctx context.Context, project string, v int64, reas
 		if d := ver.Decision; d.Metric != "" && d.TestExamples > 0 {
 			metric = fmt.Sprintf("%s %.3f", d.Metric, d.Candidate)
 		}
+		previous := int64(0)
+		if exists {
+			previous = rel.Version
+		}
 		rel.History = append(rel.History, ReleaseChange{Version: v, At: now, Reason: reason, By: by, Metric: metric})
 		rel.Version, rel.SHA256, rel.At, rel.Reason, rel.By, rel.Rollback = v, ver.SHA256, now, reason, by, rollback
 		rel.Rev++
+		m := &artifact.ReleaseManifest{Project: project, Version: v, SHA256: ver.SHA256, SizeBytes: ver.SizeBytes,
+			Created: now, Seq: int64(rel.Rev), Rollback: rollback, PreviousVersion: previous}
+		data, sig, err := artifact.SignManifest(r.Key, m)
+		if err != nil {
+			return fmt.Errorf("release of %s v%d: %w", project, v, err)
+		}
+		rel.Manifest, rel.ManifestSig, rel.ManifestKeyID = data, sig, artifact.KeyID(r.Key.Public().(ed25519.PublicKey))
 		out = *rel
 		return nil
 	})
@@ -342,10 +366,11 @@ func (r *Registry) Announce(ctx context.Context, project string) error {
 		Project: project, Version: ver.Version, Task: task, ArtifactUrl: r.ArtifactURL(project, ver.Version),
 		Sha256: ver.SHA256, Signature: ver.Signature, KeyId: ver.KeyID, SizeBytes: ver.SizeBytes, Rollback: rel.Rollback,
 		ReleasedAt: timestamppb.New(rel.At), ParentVersion: ver.Parent, Metrics: ver.Metrics, Reason: rel.Reason, ClassNames: ver.Classes,
+		Manifest: rel.Manifest, ManifestSignature: rel.ManifestSig, ManifestKeyId: rel.ManifestKeyID,
 	}
 	b, _ := proto.Marshal(msg)
 	if r.prod == nil {
-		return errors.New("registry: no producer to announce releases with")
+		return retry.Permanent(errors.New("registry: no producer to announce releases with"))
 	}
 	return r.prod.Publish(ctx, r.kcfg.Topic(contract.TopicModels), &message.Message{Key: []byte(project), Value: b})
 }
