@@ -15,6 +15,7 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/config"
 	"github.com/edgeloop/edgeloop/pkg/contract"
 	"github.com/edgeloop/edgeloop/pkg/mqttbus"
+	"github.com/edgeloop/edgeloop/pkg/raster"
 	"github.com/edgeloop/edgeloop/pkg/sampling"
 )
 
@@ -48,6 +49,9 @@ type Config struct {
 	Sim SimConfig
 	// OutboxBytes bounds the outbox (default 256 MiB).
 	OutboxBytes int64
+	// MaxPixels bounds the images the agent decodes (HTTP and watched directory),
+	// checked from their header before decoding (default raster.DefaultMaxPixels).
+	MaxPixels int
 	// MaxImageSide resizes uploads to fit (default 640); JPEGQuality encodes them (95).
 	MaxImageSide int
 	JPEGQuality  int
@@ -84,6 +88,9 @@ func (c *Config) defaults() error {
 	}
 	if len(c.Sampling.Strategies) == 0 {
 		c.Sampling = sampling.Default()
+	}
+	if c.MaxPixels <= 0 {
+		c.MaxPixels = raster.DefaultMaxPixels
 	}
 	if c.MaxImageSide <= 0 {
 		c.MaxImageSide = 640
@@ -160,6 +167,7 @@ func RegisterFlags(fs *flag.FlagSet) *Flags {
 	fs.Float64Var(&c.Sim.Rate, "sim-rate", 5, "simulated frames per second")
 	fs.Float64Var(&c.Sim.OperatorShare, "sim-operator-share", 0.3, "share of wrong predictions the simulated operator flags")
 	fs.Int64Var(&c.OutboxBytes, "outbox-bytes", 256<<20, "outbox disk budget")
+	fs.IntVar(&c.MaxPixels, "max-pixels", raster.DefaultMaxPixels, "largest image decoded (width × height), checked from its header first")
 	fs.IntVar(&c.MaxImageSide, "max-image-side", 640, "uploads are resized to fit this side")
 	fs.IntVar(&c.JPEGQuality, "jpeg-quality", 95, "JPEG quality of uploads")
 	fs.DurationVar(&c.ConfirmTimeout, "confirm-timeout", 30*time.Second, "an upload not confirmed by the bridge within this time is sent again")

@@ -23,7 +23,14 @@ type Limits struct {
 	MaxMessageBytes int
 	// MaxImageSide caps an image's width and height in pixels (default 4096).
 	MaxImageSide int
+	// MaxPixels caps an image's width × height, read from its header (default
+	// DefaultMaxPixels). Agents upload at most 640 pixels a side by default; a tiny file
+	// declaring millions of pixels is a decompression bomb for everything downstream.
+	MaxPixels int
 }
+
+// DefaultMaxPixels is the bridge's default pixel budget per image: 2048×2048.
+const DefaultMaxPixels = 2048 * 2048
 
 func (l Limits) withDefaults() Limits {
 	if l.MaxMessageBytes <= 0 {
@@ -31,6 +38,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxImageSide <= 0 {
 		l.MaxImageSide = 4096
+	}
+	if l.MaxPixels <= 0 {
+		l.MaxPixels = DefaultMaxPixels
 	}
 	return l
 }
@@ -117,6 +127,10 @@ func checkImage(ex *edgeloopv1.Example, l Limits) *message.Reject {
 	}
 	if cfg.Width < 1 || cfg.Height < 1 || cfg.Width > l.MaxImageSide || cfg.Height > l.MaxImageSide {
 		return reject(contract.ReasonBadDimensions, "example %s: image is %dx%d, want sides in [1, %d]", ex.GetId(), cfg.Width, cfg.Height, l.MaxImageSide)
+	}
+	if int64(cfg.Width)*int64(cfg.Height) > int64(l.MaxPixels) {
+		return reject(contract.ReasonBadDimensions, "example %s: image is %dx%d (%d pixels in %d bytes), over the %d-pixel budget",
+			ex.GetId(), cfg.Width, cfg.Height, cfg.Width*cfg.Height, len(img.GetData()), l.MaxPixels)
 	}
 	if int(img.GetWidth()) != cfg.Width || int(img.GetHeight()) != cfg.Height {
 		return reject(contract.ReasonBadDimensions, "example %s: message says %dx%d but the image is %dx%d",

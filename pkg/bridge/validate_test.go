@@ -106,6 +106,12 @@ func TestValidateEdgeCases(t *testing.T) {
 		{"huge image", func(ex *edgeloopv1.Example) {
 			ex.Image = &edgeloopv1.Image{Data: fixture.PNG(5000, 1), ContentType: "image/png", Width: 5000, Height: 1}
 		}, contract.ReasonBadDimensions},
+		{"4096x4096 black PNG of 16 KB", func(ex *edgeloopv1.Example) {
+			ex.Image = &edgeloopv1.Image{Data: fixture.PNGBomb(4096, 4096), ContentType: "image/png", Width: 4096, Height: 4096}
+		}, contract.ReasonBadDimensions},
+		{"within the pixel budget", func(ex *edgeloopv1.Example) {
+			ex.Image = &edgeloopv1.Image{Data: fixture.PNGBomb(2048, 2048), ContentType: "image/png", Width: 2048, Height: 2048}
+		}, ""},
 		{"no task", func(ex *edgeloopv1.Example) { ex.Task = 0 }, contract.ReasonMissingField},
 		{"unspecified reason kind", func(ex *edgeloopv1.Example) { ex.Reasons[0].Kind = 0 }, contract.ReasonNoReason},
 		{"zero predictions is fine", func(ex *edgeloopv1.Example) { ex.Predictions = nil }, ""},
