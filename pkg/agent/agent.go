@@ -202,6 +202,10 @@ type Result struct {
 	Reasons      []string            `json:"reasons,omitempty"`
 }
 
+// ErrMessageTooLarge says an example is over the MQTT broker's message size limit, so
+// it is not queued.
+var ErrMessageTooLarge = errors.New("example too large for the broker")
+
 // ErrNoModel says the agent has no model to run yet.
 var ErrNoModel = errors.New("no model loaded yet")
 
@@ -411,6 +415,13 @@ func (a *Agent) queueID(f *frame, m *model, d sampling.Decision, correction *edg
 	b, err := proto.Marshal(ex)
 	if err != nil {
 		return "", err
+	}
+	if len(b) > a.cfg.MaxMessageBytes {
+		// The broker would close the connection on it, without a dead letter, and the
+		// outbox would retry it for ever.
+		a.m.dropped.Inc()
+		return "", fmt.Errorf("%w: example of frame %s is %d bytes, over the broker's %d-byte limit (-max-message-bytes); lower -max-image-side or -jpeg-quality",
+			ErrMessageTooLarge, f.id, len(b), a.cfg.MaxMessageBytes)
 	}
 	dropped, err := a.ob.Put(sampling.Priority(d.Kind), id, b)
 	for range dropped {

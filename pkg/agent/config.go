@@ -19,6 +19,10 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/sampling"
 )
 
+// DefaultMaxMessageBytes is deploy's Mosquitto message_size_limit and the bridge's
+// -max-message-bytes.
+const DefaultMaxMessageBytes = 1_000_000
+
 // Config is everything an agent needs.
 type Config struct {
 	Project, Device string
@@ -57,6 +61,10 @@ type Config struct {
 	JPEGQuality  int
 	// StatusInterval between heartbeats (default 10s).
 	StatusInterval time.Duration
+	// MaxMessageBytes is the broker's message size limit: a larger example is refused
+	// with ErrMessageTooLarge rather than queued (default 1,000,000, deploy's Mosquitto
+	// message_size_limit and the bridge's limit).
+	MaxMessageBytes int
 	// MaxModelBytes bounds a model download (default 64 MiB).
 	MaxModelBytes int64
 	// Workers are the engines inferring in parallel (default 2).
@@ -100,6 +108,9 @@ func (c *Config) defaults() error {
 	}
 	if c.StatusInterval <= 0 {
 		c.StatusInterval = 10 * time.Second
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = DefaultMaxMessageBytes
 	}
 	if c.MaxModelBytes <= 0 {
 		c.MaxModelBytes = 64 << 20
@@ -167,6 +178,7 @@ func RegisterFlags(fs *flag.FlagSet) *Flags {
 	fs.Float64Var(&c.Sim.Rate, "sim-rate", 5, "simulated frames per second")
 	fs.Float64Var(&c.Sim.OperatorShare, "sim-operator-share", 0.3, "share of wrong predictions the simulated operator flags")
 	fs.Int64Var(&c.OutboxBytes, "outbox-bytes", 256<<20, "outbox disk budget")
+	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", DefaultMaxMessageBytes, "the MQTT broker's message size limit: larger examples are refused, not queued")
 	fs.IntVar(&c.MaxPixels, "max-pixels", raster.DefaultMaxPixels, "largest image decoded (width × height), checked from its header first")
 	fs.IntVar(&c.MaxImageSide, "max-image-side", 640, "uploads are resized to fit this side")
 	fs.IntVar(&c.JPEGQuality, "jpeg-quality", 95, "JPEG quality of uploads")

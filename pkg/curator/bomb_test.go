@@ -11,8 +11,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/edgeloop/edgeloop/internal/fixture"
+	"github.com/edgeloop/edgeloop/pkg/contract"
 	"github.com/edgeloop/edgeloop/pkg/dataformat"
 	"github.com/edgeloop/edgeloop/pkg/kafkabus"
+	"github.com/edgeloop/edgeloop/pkg/message"
 	"github.com/edgeloop/edgeloop/pkg/objstore"
 	"github.com/edgeloop/edgeloop/pkg/objstore/memstore"
 	"github.com/edgeloop/edgeloop/pkg/opshttp"
@@ -52,5 +54,25 @@ func TestImportRefusesDecompressionBombs(t *testing.T) {
 	_ = s.List(ctx, "projects/bomb/images/", func(i objstore.Info) error { stored = append(stored, i.Key); return nil })
 	if len(stored) > 0 {
 		t.Fatalf("a refused import stored %v", stored)
+	}
+}
+// TestIngestRefusesPathLikeIDs: an example whose id is "." or ".." could never be saved
+// through the API (the router cleans such paths), so its batch could never be
+// submitted: it is dead-lettered as bad_id.
+func TestIngestRefusesPathLikeIDs(t *testing.T) {
+	ctx := context.Background()
+	c := New(memstore.New(), nil, kafkabus.Config{}, NewMetrics(opshttp.NewRegistry()), zap.NewNop())
+	p := &project.Project{ID: "ids", Task: "classify", Classes: []string{"a", "b"}}
+	p.Defaults()
+	if err := c.st.CreateProject(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{".", ".."} {
+		ex := fixture.Example("ids", "d1", id)
+		ex.Predictions[0].ClassName = "a"
+		var rej *message.Reject
+		if err := c.Ingest(ctx, ex); !errors.As(err, &rej) || rej.Reason != contract.ReasonBadID {
+			t.Fatalf("id %q: %v, want a bad_id reject", id, err)
+		}
 	}
 }

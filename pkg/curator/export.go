@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 	"go.uber.org/zap"
 
+	"github.com/edgeloop/edgeloop/pkg/contract"
 	"github.com/edgeloop/edgeloop/pkg/dataformat"
 	"github.com/edgeloop/edgeloop/pkg/httpapi"
 	"github.com/edgeloop/edgeloop/pkg/objstore"
@@ -214,17 +215,7 @@ func (c *Curator) Import(ctx context.Context, pid, format string, archive io.Rea
 	return c.completeApproval(ctx, p.ID, b, user)
 }
 
-func exampleIDOK(id string) bool {
-	if id == "" || len(id) > 128 {
-		return false
-	}
-	for _, r := range id {
-		if !(r == '-' || r == '_' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
-			return false
-		}
-	}
-	return true
-}
+func exampleIDOK(id string) bool { return contract.ValidExampleID(id) }
 
 // importTimeout is how long an import may take to upload and store its archive, and an
 // export to send one (the server's read and write timeouts are shorter).

@@ -27,6 +27,11 @@ function readToken() {
   return localStorage.getItem('edgeloop.token');
 }
 
+// seg encodes a value (a project, batch or example id) as one URL path segment.
+const seg = encodeURIComponent;
+// unseg decodes a path segment of the hash (a malformed one stays as it is).
+const unseg = (s) => { try { return decodeURIComponent(s); } catch { return s; } };
+
 async function api(method, path, body) {
   const opts = { method, headers: { Authorization: 'Bearer ' + state.token } };
   if (body !== undefined) { opts.headers['Content-Type'] = 'application/json'; opts.body = JSON.stringify(body); }
@@ -46,7 +51,7 @@ async function image(project, id) {
   const key = project + '/' + id;
   if (!state.imgCache.has(key)) {
     state.imgCache.set(key, (async () => {
-      const res = await fetch(`/api/v1/projects/${project}/examples/${id}/image`, { headers: { Authorization: 'Bearer ' + state.token } });
+      const res = await fetch(`/api/v1/projects/${seg(project)}/examples/${seg(id)}/image`, { headers: { Authorization: 'Bearer ' + state.token } });
       if (!res.ok) throw new Error('image ' + id + ': ' + res.status);
       const img = new Image();
       img.src = URL.createObjectURL(await res.blob());
@@ -82,7 +87,7 @@ async function route() {
   // Each page renders into its own element, shown only if no newer route started.
   const view = h('div');
   const show = () => { if (current(gen)) shown.replaceChildren(...view.childNodes); };
-  const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean);
+  const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean).map(unseg);
   document.querySelectorAll('nav a').forEach((a) => a.classList.toggle('active', a.dataset.nav === (parts[0] || 'queue')));
   try {
     // One session load shared by the routes that start while it runs.
@@ -142,7 +147,7 @@ async function queue(view, fixedState) {
   if (f.class) qs.set('class', f.class);
   if (f.min) qs.set('min_confidence', f.min);
   if (f.max) qs.set('max_confidence', f.max);
-  const batches = await api('GET', `/projects/${p}/batches?` + qs);
+  const batches = await api('GET', `/projects/${seg(p)}/batches?` + qs);
   const field = (label, input) => h('label', {}, label, input);
   const states = ['', 'open', 'ready', 'in_progress', 'submitted', 'approved'];
   const reasons = ['', 'operator_flagged', 'close_to_threshold', 'low_confidence', 'detection_count', 'class_quota', 'random'];
@@ -160,9 +165,9 @@ async function queue(view, fixedState) {
     const mine = b.claim && b.claim.user === state.me.user;
     let action = '';
     if (b.state === 'ready' && can('annotator')) action = h('button', { class: 'primary', 'data-claim': b.id, onclick: () => claim(p, b.id) }, 'Claim');
-    else if (b.state === 'in_progress' && mine) action = h('a', { class: 'button primary', href: `#/annotate/${p}/${b.id}` }, 'Continue');
+    else if (b.state === 'in_progress' && mine) action = h('a', { class: 'button primary', href: `#/annotate/${seg(p)}/${seg(b.id)}` }, 'Continue');
     else if (b.state === 'in_progress' && can('annotator') && new Date(b.claim.expires) < new Date()) action = h('button', { onclick: () => claim(p, b.id) }, 'Take over (lease expired)');
-    else if (b.state === 'submitted' && can('reviewer')) action = h('a', { class: 'button primary', href: `#/review/${p}/${b.id}`, 'data-review': b.id }, 'Review');
+    else if (b.state === 'submitted' && can('reviewer')) action = h('a', { class: 'button primary', href: `#/review/${seg(p)}/${seg(b.id)}`, 'data-review': b.id }, 'Review');
     return h('tr', { 'data-batch': b.id },
       h('td', {}, h('strong', {}, b.id)),
       h('td', {}, h('span', { class: 'pill state-' + b.state }, b.state.replace('_', ' ')), b.claim ? h('span', { class: 'muted' }, ' ' + b.claim.user) : ''),
@@ -185,8 +190,8 @@ async function queue(view, fixedState) {
 
 async function claim(p, id) {
   try {
-    await api('POST', `/projects/${p}/batches/${id}/claim`);
-    location.hash = `#/annotate/${p}/${id}`;
+    await api('POST', `/projects/${seg(p)}/batches/${seg(id)}/claim`);
+    location.hash = `#/annotate/${seg(p)}/${seg(id)}`;
   } catch (e) { toast(e.message, true); }
 }
 
@@ -207,7 +212,7 @@ function initialLabels(item, ex, task) {
 
 async function annotate(view, p, id, index, gen) {
   const proj = projectOf(p);
-  let batch = await api('GET', `/projects/${p}/batches/${id}`);
+  let batch = await api('GET', `/projects/${seg(p)}/batches/${seg(id)}`);
   const items = batch.items;
   index = Math.max(0, Math.min(items.length - 1, index || 0));
   const item = items[index];
@@ -294,11 +299,11 @@ async function annotate(view, p, id, index, gen) {
 
   const save = async (status) => {
     try {
-      batch = await api('PUT', `/projects/${p}/batches/${id}/items/${item.example_id}`, { labels: status === 'skipped' ? [] : labels.map((l) => ({ class: l.class, box: l.box })), status });
+      batch = await api('PUT', `/projects/${seg(p)}/batches/${seg(id)}/items/${seg(item.example_id)}`, { labels: status === 'skipped' ? [] : labels.map((l) => ({ class: l.class, box: l.box })), status });
       return true;
     } catch (e) { toast(e.message, true); return false; }
   };
-  const go = (i) => { location.hash = `#/annotate/${p}/${id}/${i}`; };
+  const go = (i) => { location.hash = `#/annotate/${seg(p)}/${seg(id)}/${i}`; };
   const next = async (status = 'done') => {
     if (!(await save(status))) return;
     const todo = batch.items.findIndex((it, i) => i > index && !it.status);
@@ -306,7 +311,7 @@ async function annotate(view, p, id, index, gen) {
     if (todo >= 0) go(todo); else if (any >= 0) go(any); else route();
   };
   const submit = async () => {
-    try { await api('POST', `/projects/${p}/batches/${id}/submit`); toast('Batch submitted for review'); location.hash = '#/'; }
+    try { await api('POST', `/projects/${seg(p)}/batches/${seg(id)}/submit`); toast('Batch submitted for review'); location.hash = '#/'; }
     catch (e) { toast(e.message, true); }
   };
 
@@ -363,7 +368,7 @@ async function annotate(view, p, id, index, gen) {
   };
   document.addEventListener('keydown', state.keyHandler);
   // Keep the lease while the page is open.
-  state.timers.push(setInterval(() => api('POST', `/projects/${p}/batches/${id}/renew`).catch((e) => toast(e.message, true)), 5 * 60 * 1000));
+  state.timers.push(setInterval(() => api('POST', `/projects/${seg(p)}/batches/${seg(id)}/renew`).catch((e) => toast(e.message, true)), 5 * 60 * 1000));
 }
 
 // ---- review --------------------------------------------------------------------------
@@ -385,7 +390,7 @@ async function thumb(p, itemLabels, id, task) {
 
 async function review(view, p, id) {
   const proj = projectOf(p);
-  const batch = await api('GET', `/projects/${p}/batches/${id}`);
+  const batch = await api('GET', `/projects/${seg(p)}/batches/${seg(id)}`);
   const cards = await Promise.all(batch.items.map(async (it) => {
     const ex = batch.examples[it.example_id];
     const said = (ex.predictions[0] || {}).class;
@@ -399,7 +404,7 @@ async function review(view, p, id) {
   const comments = h('textarea', { id: 'comments', rows: 3, style: 'width:100%', placeholder: 'what to fix (required to reject)' });
   const act = async (what) => {
     try {
-      await api('POST', `/projects/${p}/batches/${id}/${what}`, what === 'reject' ? { comments: comments.value } : undefined);
+      await api('POST', `/projects/${seg(p)}/batches/${seg(id)}/${what}`, what === 'reject' ? { comments: comments.value } : undefined);
       toast(what === 'approve' ? 'Approved: the examples joined the dataset' : 'Sent back to the annotator');
       location.hash = '#/review';
     } catch (e) { toast(e.message, true); }
@@ -422,7 +427,7 @@ async function download(path, name) {
 
 async function dataset(view) {
   const p = state.project;
-  const d = await api('GET', `/projects/${p}/dataset`);
+  const d = await api('GET', `/projects/${seg(p)}/dataset`);
   const fmts = [['coco', 'COCO JSON'], ['yolo', 'YOLO'], ['voc', 'Pascal VOC'], ['labelstudio', 'Label Studio']];
   view.replaceChildren(h('h1', {}, 'Dataset ', h('span', { class: 'muted' }, `· ${p} · snapshot ${d.snapshot} · ${d.batches} batches`)),
     h('div', { class: 'cards' },
@@ -432,20 +437,20 @@ async function dataset(view) {
         h('p', {}, Object.entries(d.by_class).sort().map(([k, v]) => h('span', { class: 'pill' }, `${k}: ${v}`))))),
     h('h2', {}, 'Export'),
     h('table', {}, h('tbody', {}, fmts.map(([f, name]) => h('tr', {}, h('td', {}, name),
-      ['', 'train', 'val', 'test'].map((s) => h('td', {}, h('button', { onclick: () => download(`/projects/${p}/dataset/export?format=${f}${s ? '&split=' + s : ''}`, `${p}-${f}${s ? '-' + s : ''}.zip`) }, s || 'all'))))))));
+      ['', 'train', 'val', 'test'].map((s) => h('td', {}, h('button', { onclick: () => download(`/projects/${seg(p)}/dataset/export?format=${f}${s ? '&split=' + s : ''}`, `${p}-${f}${s ? '-' + s : ''}.zip`) }, s || 'all'))))))));
 }
 
 // ---- dashboard (filled by the retrain service's endpoints when present) -------------
 async function dashboard(view, gen, shown) {
   const p = state.project;
   let dash = null;
-  try { dash = await api('GET', `/projects/${p}/dashboard`); } catch (e) { dash = null; }
+  try { dash = await api('GET', `/projects/${seg(p)}/dashboard`); } catch (e) { dash = null; }
   if (!dash) { view.replaceChildren(h('p', { class: 'muted' }, 'No dashboard data yet.')); return; }
   renderDashboard(view, p, dash);
   if (!current(gen)) return;
   // Live: refresh in place every 3 s while the page is shown.
   state.timers.push(setInterval(async () => {
-    try { const d = await api('GET', `/projects/${p}/dashboard`); if (current(gen)) renderDashboard(shown, p, d); } catch {}
+    try { const d = await api('GET', `/projects/${seg(p)}/dashboard`); if (current(gen)) renderDashboard(shown, p, d); } catch {}
   }, 3000));
 }
 
