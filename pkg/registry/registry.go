@@ -6,10 +6,10 @@
 // produced as a ModelRelease on edgeloop.models.v1, which the bridge turns into the
 // retained MQTT release the devices follow.
 //
-//	projects/p/models/v<N>/model.elm     signed artifact
-//	projects/p/models/v<N>/metrics.json  training metrics
-//	projects/p/models/v<N>/report.png    training report
-//	projects/p/models/v<N>/version.json  Version (the manifest, last)
+//	projects/p/models/v<N>/model-e<T>.elm     signed artifact (T: the writer's fencing token)
+//	projects/p/models/v<N>/metrics-e<T>.json  training metrics
+//	projects/p/models/v<N>/report-e<T>.png    training report
+//	projects/p/models/v<N>/version.json       Version (the manifest, last; names the files)
 //	projects/p/release.json              Release (CAS)
 package registry
 
@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -134,6 +135,10 @@ type Version struct {
 	Mode string `json:"mode,omitempty"`
 	// Examples are its training's example counts: train, new, replayed, available.
 	Examples map[string]int `json:"examples,omitempty"`
+	// Files maps a version's file names (model.elm, metrics.json, report.png) to the
+	// objects holding them in its folder; a name not in it is stored under itself
+	// (versions written before fencing).
+	Files map[string]string `json:"files,omitempty"`
 }
 
 // Release is the version a project's devices should run, with its history.
@@ -234,10 +239,15 @@ func (r *Registry) File(ctx context.Context, project string, v int64, name strin
 	default:
 		return nil, fmt.Errorf("model file %q: %w", name, ErrNotFound)
 	}
-	if _, err := r.Version(ctx, project, v); err != nil {
+	ver, err := r.Version(ctx, project, v)
+	if err != nil {
 		return nil, err // not visible
 	}
-	o, err := r.S.Get(ctx, versionPrefix(project, v)+name)
+	obj := name
+	if f, ok := ver.Files[name]; ok {
+		obj = f
+	}
+	o, err := r.S.Get(ctx, versionPrefix(project, v)+obj)
 	if err != nil {
 		return nil, err
 	}
@@ -256,9 +266,30 @@ func (r *Registry) Model(ctx context.Context, project string, v int64) (*artifac
 // ErrVersionTaken says another writer created that version first.
 var ErrVersionTaken = errors.New("model version already exists")
 
-// Put stores a new version: its files first, the manifest last and create-only. The
-// artifact is signed here with key.
-func (r *Registry) Put(ctx context.Context, v *Version, model []byte, metrics []byte, report []byte, key ed25519.PrivateKey) error {
+// Fence guards a writer's writes with a fencing token: the epoch of the lease under
+// which it writes.
+type Fence struct {
+	// Token is the writer's lease epoch. The objects it creates carry it in their
+	// names, so two writers of one version never write the same object.
+	Token int64
+	// Check, when set, is called before every write; it fails once the writer's lease
+	// is lost, and the write does not happen.
+	Check func(ctx context.Context) error
+}
+
+// Held runs Check (nil when none): it fails once the writer may no longer write.
+func (f Fence) Held(ctx context.Context) error {
+	if f.Check == nil {
+		return nil
+	}
+	return f.Check(ctx)
+}
+
+// Put stores a new version: its files first, each create-only under a name carrying
+// the fence's token, the manifest last and create-only, so that of two writers of one
+// version the one whose manifest lands first wins and the other overwrites nothing.
+// The fence is checked before every write. The artifact is signed here with key.
+func (r *Registry) Put(ctx context.Context, v *Version, model []byte, metrics []byte, report []byte, key ed25519.PrivateKey, fence Fence) error {
 	if _, err := artifact.Decode(model); err != nil {
 		return err
 	}
@@ -272,14 +303,34 @@ func (r *Registry) Put(ctx context.Context, v *Version, model []byte, metrics []
 	if _, err := r.S.Stat(ctx, pre+"version.json"); err == nil {
 		return fmt.Errorf("%s v%d: %w", v.Project, v.Version, ErrVersionTaken)
 	}
-	for name, data := range map[string][]byte{"model.elm": model, "metrics.json": metrics, "report.png": report} {
-		if data == nil {
+	tag := "e" + strconv.FormatInt(fence.Token, 10)
+	if fence.Token <= 0 { // an unfenced writer: a name no other writer picks
+		tag = "t" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	}
+	v.Files = map[string]string{}
+	for _, f := range []struct {
+		name, ct string
+		data     []byte
+	}{{"model.elm", "application/octet-stream", model}, {"metrics.json", "application/json", metrics}, {"report.png", "image/png", report}} {
+		if f.data == nil {
 			continue
 		}
-		ct := map[string]string{"model.elm": "application/octet-stream", "metrics.json": "application/json", "report.png": "image/png"}[name]
-		if _, err := r.S.Put(ctx, pre+name, data, objstore.PutOptions{ContentType: ct}); err != nil {
-			return err
+		if err := fence.Held(ctx); err != nil {
+			return fmt.Errorf("%s v%d %s: %w", v.Project, v.Version, f.name, err)
 		}
+		ext := path.Ext(f.name)
+		obj := strings.TrimSuffix(f.name, ext) + "-" + tag + ext
+		_, err := r.S.Put(ctx, pre+obj, f.data, objstore.PutOptions{ContentType: f.ct, IfNoneMatch: true})
+		if errors.Is(err, objstore.ErrPrecondition) {
+			return fmt.Errorf("%s v%d: %s exists: fencing token %d used twice: %w", v.Project, v.Version, obj, fence.Token, ErrVersionTaken)
+		}
+		if err != nil {
+			return fmt.Errorf("%s v%d %s: %w", v.Project, v.Version, f.name, err)
+		}
+		v.Files[f.name] = obj
+	}
+	if err := fence.Held(ctx); err != nil {
+		return fmt.Errorf("%s v%d manifest: %w", v.Project, v.Version, err)
 	}
 	_, err := objstore.PutJSON(ctx, r.S, pre+"version.json", v, objstore.PutOptions{IfNoneMatch: true})
 	if errors.Is(err, objstore.ErrPrecondition) {

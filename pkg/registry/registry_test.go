@@ -23,7 +23,7 @@ func putVersion(t *testing.T, r *Registry, v int64, key ed25519.PrivateKey) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Put(context.Background(), &Version{Project: "p", Version: v}, b, nil, nil, key); err != nil {
+	if err := r.Put(context.Background(), &Version{Project: "p", Version: v}, b, nil, nil, key, Fence{}); err != nil {
 		t.Fatal(err)
 	}
 }

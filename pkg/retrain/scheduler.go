@@ -12,6 +12,7 @@ import (
 
 	"github.com/edgeloop/edgeloop/pkg/objstore"
 	"github.com/edgeloop/edgeloop/pkg/project"
+	"github.com/edgeloop/edgeloop/pkg/registry"
 	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
 )
 
@@ -38,7 +39,10 @@ type State struct {
 	Running *Lease `json:"running,omitempty"`
 	// Last is the outcome of the latest training.
 	Last *LastTraining `json:"last,omitempty"`
-	Rev  int           `json:"rev"`
+	// Epoch counts the leases ever granted: each claim takes the next one as its
+	// fencing token.
+	Epoch int64 `json:"epoch"`
+	Rev   int   `json:"rev"`
 }
 
 // Lease is a trainer's claim on a project.
@@ -48,6 +52,34 @@ type Lease struct {
 	Until   time.Time `json:"until"`
 	Trigger string    `json:"trigger"`
 	Mode    string    `json:"mode,omitempty"`
+	// Epoch is the lease's fencing token: a trainer writes only while the project's
+	// lease is still its own epoch.
+	Epoch int64 `json:"epoch"`
+}
+
+// ErrLeaseLost says a trainer's lease was taken over or ran out: it must stop writing.
+var ErrLeaseLost = errors.New("training lease lost")
+
+// heldIn reports whether st's lease is still l, unexpired at now.
+func (l *Lease) heldIn(st *State, now time.Time) bool {
+	r := st.Running
+	return r != nil && r.Owner == l.Owner && r.Epoch == l.Epoch && now.Before(r.Until)
+}
+
+// checkLease fails with ErrLeaseLost once the project's lease is no longer l.
+func (s *Service) checkLease(ctx context.Context, project string, l *Lease) error {
+	st, err := s.ReadState(ctx, project)
+	if err != nil {
+		return fmt.Errorf("lease of %s: %w", project, err)
+	}
+	if !l.heldIn(st, time.Now()) {
+		holder := "nobody"
+		if st.Running != nil {
+			holder = fmt.Sprintf("%s (epoch %d)", st.Running.Owner, st.Running.Epoch)
+		}
+		return fmt.Errorf("%w: %s's lease on %s (epoch %d) is now held by %s", ErrLeaseLost, l.Owner, project, l.Epoch, holder)
+	}
+	return nil
 }
 
 // LastTraining summarises the latest training.
@@ -139,6 +171,7 @@ func (s *Service) maybeTrain(ctx context.Context, project string) error {
 	}
 	defer func() { <-s.train }()
 	var trigger, mode string
+	var lease *Lease
 	now := time.Now().UTC()
 	claimed, err := objstore.Update(ctx, s.cur.S, stateKey(project), func(st *State, _ bool) error {
 		crashed := st.Running != nil && now.After(st.Running.Until)
@@ -175,22 +208,29 @@ func (s *Service) maybeTrain(ctx context.Context, project string) error {
 			st.SinceFull++
 		}
 		st.Due, st.Manual, st.NewExamples, st.Mode = false, false, 0, ""
-		st.Running = &Lease{Owner: s.cfg.Owner, Started: now, Until: now.Add(s.cfg.Lease), Trigger: trigger, Mode: mode}
+		st.Epoch++
+		lease = &Lease{Owner: s.cfg.Owner, Started: now, Until: now.Add(s.cfg.Lease), Trigger: trigger, Mode: mode, Epoch: st.Epoch}
+		st.Running = lease
 		st.Rev++
 		return nil
 	})
 	if err != nil || !claimed {
 		return err
 	}
+	mine := *lease
 	s.m.running.Inc()
 	defer s.m.running.Dec()
-	tctx, stop := context.WithCancel(ctx)
+	tctx, stop := context.WithCancelCause(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); s.renew(tctx, project) }()
+	go func() { defer wg.Done(); s.renew(tctx, project, &mine, stop) }()
 	start := time.Now()
-	out, trainErr := s.TrainOnce(tctx, project, trigger, mode)
-	stop()
+	fence := registry.Fence{Token: mine.Epoch, Check: func(ctx context.Context) error { return s.checkLease(ctx, project, &mine) }}
+	out, trainErr := s.TrainOnce(tctx, project, trigger, mode, fence)
+	if cause := context.Cause(tctx); errors.Is(cause, ErrLeaseLost) {
+		trainErr = cause
+	}
+	stop(nil)
 	wg.Wait()
 	s.m.seconds.Observe(time.Since(start).Seconds())
 	last := &LastTraining{At: time.Now().UTC()}
@@ -209,8 +249,8 @@ func (s *Service) maybeTrain(ctx context.Context, project string) error {
 		return ctx.Err() // shutting down: the lease expires and the next start resumes
 	}
 	_, err = objstore.Update(ctx, s.cur.S, stateKey(project), func(st *State, _ bool) error {
-		if st.Running == nil || st.Running.Owner != s.cfg.Owner {
-			return objstore.ErrNoChange
+		if st.Running == nil || st.Running.Owner != mine.Owner || st.Running.Epoch != mine.Epoch {
+			return objstore.ErrNoChange // taken over: the new holder records its own outcome
 		}
 		st.Running, st.Last = nil, last
 		if trainErr != nil {
@@ -259,8 +299,10 @@ func fullSlot(at string, now time.Time) time.Time {
 	return slot
 }
 
-// renew extends the lease while a training runs.
-func (s *Service) renew(ctx context.Context, project string) {
+// renew extends the lease l while a training runs. When the lease turns out lost
+// (taken over after a pause longer than the lease, or expired), it cancels the training
+// with ErrLeaseLost.
+func (s *Service) renew(ctx context.Context, project string, l *Lease, cancel context.CancelCauseFunc) {
 	t := time.NewTicker(s.cfg.Lease / 4)
 	defer t.Stop()
 	for {
@@ -269,14 +311,22 @@ func (s *Service) renew(ctx context.Context, project string) {
 			return
 		case <-t.C:
 		}
+		lost := false
 		_, err := objstore.Update(ctx, s.cur.S, stateKey(project), func(st *State, _ bool) error {
-			if st.Running == nil || st.Running.Owner != s.cfg.Owner {
+			now := time.Now().UTC()
+			if lost = !l.heldIn(st, now); lost {
 				return objstore.ErrNoChange
 			}
-			st.Running.Until = time.Now().UTC().Add(s.cfg.Lease)
+			st.Running.Until = now.Add(s.cfg.Lease)
 			st.Rev++
 			return nil
 		})
+		if lost {
+			err := fmt.Errorf("%w: %s's lease on %s (epoch %d) was taken over or ran out", ErrLeaseLost, l.Owner, project, l.Epoch)
+			s.log.Error("training stopped", zap.String("project", project), zap.Int64("epoch", l.Epoch), zap.Error(err))
+			cancel(err)
+			return
+		}
 		if err != nil && ctx.Err() == nil {
 			s.log.Warn("lease renewal failed", zap.String("project", project), zap.Error(err))
 		}

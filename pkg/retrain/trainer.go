@@ -165,8 +165,10 @@ type Outcome struct {
 // version with the gate's decision and the mode and examples it trained on, and
 // releases it when the gate says so. When the project's classes changed since the
 // release, the release's head is remapped first (old classes keep their weights, new
-// ones start small) and the release is gated as that remapped model.
-func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string) (*Outcome, error) {
+// ones start small) and the release is gated as that remapped model. Every write is
+// fenced: it happens only while fence holds (the trainer's lease), and the version's
+// files carry its token.
+func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string, fence registry.Fence) (*Outcome, error) {
 	start := time.Now()
 	if err := CheckMode(mode); err != nil {
 		return nil, err
@@ -293,7 +295,7 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string) 
 		Decision: decision, Classes: p.Classes, Task: p.Task, Mode: mode,
 		Examples: map[string]int{"train": len(data.Train), "new": plan.New, "replayed": plan.Replayed, "recent": plan.Recent,
 			"available": plan.Available}}
-	if err := s.reg.Put(ctx, ver, mb, mj, TrainingReport(m, p.Classes), s.key); err != nil {
+	if err := s.reg.Put(ctx, ver, mb, mj, TrainingReport(m, p.Classes), s.key, fence); err != nil {
 		return nil, err
 	}
 	out := &Outcome{Version: ver}
@@ -304,6 +306,9 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string) 
 		reason := "retrain"
 		if parent == nil {
 			reason = "bootstrap"
+		}
+		if err := fence.Held(ctx); err != nil {
+			return out, fmt.Errorf("release of %s v%d: %w", project, version, err)
 		}
 		if _, err := s.reg.SetRelease(ctx, project, version, reason, "retrain", false); err != nil {
 			return out, err
