@@ -615,7 +615,7 @@ func TestAddClassEndToEnd(t *testing.T) {
 	// An agent running v1 takes the grown model and answers 9.
 	pub := e.key.Public().(ed25519.PublicKey)
 	a, err := agent.New(agent.Config{Project: "grow", Device: "cam-1", DataDir: t.TempDir(), MQTT: mqttbus.Config{URL: "tcp://127.0.0.1:1"},
-		PublicKeys: map[string]ed25519.PublicKey{artifact.KeyID(pub): pub}, DeviceToken: "device-token-0001"}, nil, e.log)
+		PublicKeys: map[string]ed25519.PublicKey{artifact.KeyID(pub): pub}, DeviceToken: "device-token-0001", RegistryURL: e.api}, nil, e.log)
 	if err != nil {
 		t.Fatal(err)
 	}
