@@ -56,6 +56,7 @@ func TestImportRefusesDecompressionBombs(t *testing.T) {
 		t.Fatalf("a refused import stored %v", stored)
 	}
 }
+
 // TestIngestRefusesPathLikeIDs: an example whose id is "." or ".." could never be saved
 // through the API (the router cleans such paths), so its batch could never be
 // submitted: it is dead-lettered as bad_id.
