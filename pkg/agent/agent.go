@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/edgeloop/edgeloop/pkg/artifact"
 	"github.com/edgeloop/edgeloop/pkg/contract"
 	"github.com/edgeloop/edgeloop/pkg/mqttbus"
 	"github.com/edgeloop/edgeloop/pkg/nn"
@@ -48,6 +49,11 @@ type Agent struct {
 	current  atomic.Pointer[model]
 	previous atomic.Pointer[model]
 	mq       atomic.Pointer[mqttbus.Client]
+
+	// applyMu serialises Apply; trusted is the last release manifest it accepted (nil
+	// before the first), kept on disk in models/trusted.json.
+	applyMu sync.Mutex
+	trusted *artifact.ReleaseManifest
 
 	mu       sync.Mutex
 	frames   map[string]*frame
@@ -193,6 +199,10 @@ type Result struct {
 	Sampled      bool                `json:"sampled"`
 	Reasons      []string            `json:"reasons,omitempty"`
 }
+
+// ErrMessageTooLarge says an example is over the MQTT broker's message size limit, so
+// it is not queued.
+var ErrMessageTooLarge = errors.New("example too large for the broker")
 
 // ErrNoModel says the agent has no model to run yet.
 var ErrNoModel = errors.New("no model loaded yet")
@@ -419,6 +429,13 @@ func (a *Agent) queue(f *frame, m *model, d sampling.Decision, correction *edgel
 	b, err := proto.Marshal(ex)
 	if err != nil {
 		return "", err
+	}
+	if len(b) > a.cfg.MaxMessageBytes {
+		// The broker would close the connection on it, without a dead letter, and the
+		// outbox would retry it for ever.
+		a.m.dropped.Inc()
+		return "", fmt.Errorf("%w: example of frame %s is %d bytes, over the broker's %d-byte limit (-max-message-bytes); lower -max-image-side or -jpeg-quality",
+			ErrMessageTooLarge, f.id, len(b), a.cfg.MaxMessageBytes)
 	}
 	dropped, err := a.ob.Replace(sampling.Priority(d.Kind), id, b)
 	for range dropped {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -36,6 +37,7 @@ type fixture struct {
 	mu     sync.Mutex
 	files  map[string][]byte
 	served atomic.Int64
+	seq    atomic.Int64
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -60,33 +62,56 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-// modelFile encodes a classifier (random weights) of the given version.
+// modelFile encodes a classifier (random weights) of the given version of digits.
 func modelFile(t *testing.T, version int64, seed uint64) []byte {
+	return modelFileOf(t, "digits", version, seed)
+}
+
+// modelFileOf encodes a classifier (random weights) of a project's version.
+func modelFileOf(t *testing.T, project string, version int64, seed uint64) []byte {
 	a := nn.ClassifierArch(10)
 	p, err := nn.InitParams(a, seed)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := artifact.Encode(&artifact.Model{Header: artifact.Header{Arch: a, Classes: datasets.Classes(), Project: "digits", Version: version}, Params: p})
+	b, err := artifact.Encode(&artifact.Model{Header: artifact.Header{Arch: a, Classes: datasets.Classes(), Project: project, Version: version}, Params: p})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return b
 }
 
-// release serves data and returns a release signed by the fixture's key.
-func (f *fixture) release(version int64, data []byte) *edgeloopv1.ModelRelease {
-	path := fmt.Sprintf("/models/%d", version)
-	f.mu.Lock()
-	f.files[path] = data
-	f.mu.Unlock()
-	return &edgeloopv1.ModelRelease{Project: "digits", Version: version, ArtifactUrl: f.srv.URL + path,
-		Sha256: artifact.SHA256(data), Signature: artifact.Sign(f.priv, data), KeyId: artifact.KeyID(f.pub), SizeBytes: int64(len(data))}
+// artifactPath is where the fixture's registry serves version's artifact.
+func artifactPath(version int64) string {
+	return fmt.Sprintf("/api/v1/projects/digits/models/%d/artifact", version)
 }
+
+// release serves data and returns a release signed by the fixture's key, with the next
+// release sequence; mods change its manifest before it is signed.
+func (f *fixture) release(version int64, data []byte, mods ...func(*artifact.ReleaseManifest)) *edgeloopv1.ModelRelease {
+	f.mu.Lock()
+	f.files[artifactPath(version)] = data
+	f.mu.Unlock()
+	man := &artifact.ReleaseManifest{Project: "digits", Version: version, SHA256: artifact.SHA256(data), SizeBytes: int64(len(data)),
+		Created: time.Now().UTC(), Seq: f.seq.Add(1)}
+	for _, mod := range mods {
+		mod(man)
+	}
+	mb, ms, err := artifact.SignManifest(f.priv, man)
+	if err != nil {
+		panic(err)
+	}
+	return &edgeloopv1.ModelRelease{Project: "digits", Version: version, ArtifactUrl: f.srv.URL + artifactPath(version),
+		Sha256: artifact.SHA256(data), Signature: artifact.Sign(f.priv, data), KeyId: artifact.KeyID(f.pub), SizeBytes: int64(len(data)),
+		Rollback: man.Rollback, Manifest: mb, ManifestSignature: ms, ManifestKeyId: artifact.KeyID(f.pub)}
+}
+
+// rollback marks a manifest as a rollback.
+func rollback(m *artifact.ReleaseManifest) { m.Rollback = true }
 
 func newAgent(t *testing.T, f *fixture, mod func(*Config)) *Agent {
 	t.Helper()
-	cfg := Config{Project: "digits", Device: "cam-1", DataDir: t.TempDir(), DeviceToken: "device-secret",
+	cfg := Config{Project: "digits", Device: "cam-1", DataDir: t.TempDir(), DeviceToken: "device-secret", RegistryURL: f.srv.URL,
 		PublicKeys: map[string]ed25519.PublicKey{artifact.KeyID(f.pub): f.pub}}
 	if mod != nil {
 		mod(&cfg)
@@ -123,7 +148,7 @@ func TestUpdateRefusals(t *testing.T) {
 			r := f.release(3, good)
 			bad := append([]byte(nil), good...)
 			bad[len(bad)-3] ^= 0x40
-			f.files["/models/3"] = bad
+			f.files[artifactPath(3)] = bad
 			return r
 		}, "signature does not verify"},
 		{"signature by another key", func() *edgeloopv1.ModelRelease {
@@ -137,18 +162,40 @@ func TestUpdateRefusals(t *testing.T) {
 			r.KeyId = "0000"
 			return r
 		}, "unknown key"},
+		{"manifest by an unknown key", func() *edgeloopv1.ModelRelease {
+			r := f.release(3, good)
+			r.ManifestKeyId = "0000"
+			return r
+		}, "unknown key"},
+		{"no manifest", func() *edgeloopv1.ModelRelease {
+			r := f.release(3, good)
+			r.Manifest, r.ManifestSignature = nil, nil
+			return r
+		}, "no signed manifest"},
+		{"forged manifest", func() *edgeloopv1.ModelRelease {
+			r := f.release(3, good)
+			r.Manifest = bytes.Replace(r.Manifest, []byte(`"version":3`), []byte(`"version":9`), 1)
+			return r
+		}, "signature does not verify"},
+		{"manifest signed by another key", func() *edgeloopv1.ModelRelease {
+			r := f.release(3, good)
+			_, other, _ := artifact.GenerateKey()
+			var m artifact.ReleaseManifest
+			_ = json.Unmarshal(r.Manifest, &m)
+			r.Manifest, r.ManifestSignature, _ = artifact.SignManifest(other, &m)
+			return r
+		}, "signature does not verify"},
+		{"artifact of another project", func() *edgeloopv1.ModelRelease {
+			return f.release(3, modelFileOf(t, "cats", 3, 2))
+		}, "project"},
 		{"downgrade", func() *edgeloopv1.ModelRelease { return f.release(1, modelFile(t, 1, 3)) }, "downgrade refused"},
 		{"not a model", func() *edgeloopv1.ModelRelease { return f.release(3, []byte("GIF89a not a model at all")) }, "invalid model file"},
 		{"version mismatch", func() *edgeloopv1.ModelRelease { return f.release(4, modelFile(t, 5, 3)) }, "artifact says v5"},
 		{"too large", func() *edgeloopv1.ModelRelease {
-			r := f.release(3, good)
-			r.SizeBytes = 1 << 40
-			return r
+			return f.release(3, good, func(m *artifact.ReleaseManifest) { m.SizeBytes = 1 << 40 })
 		}, "exceeds"},
 		{"other project", func() *edgeloopv1.ModelRelease {
-			r := f.release(3, good)
-			r.Project = "cats"
-			return r
+			return f.release(3, good, func(m *artifact.ReleaseManifest) { m.Project = "cats" })
 		}, "project"},
 	}
 	for _, c := range cases {
@@ -165,11 +212,18 @@ func TestUpdateRefusals(t *testing.T) {
 			}
 		})
 	}
-	// A rollback to an older version is accepted when marked so.
-	rb := f.release(1, modelFile(t, 1, 4))
-	rb.Rollback = true
+	// A rollback to an older version is accepted when its signed manifest says so.
+	v2 := f.release(2, modelFile(t, 2, 1))
+	rb := f.release(1, modelFile(t, 1, 4), rollback)
 	if err := a.Apply(ctx, rb); err != nil || a.ModelVersion() != 1 {
 		t.Fatalf("rollback: %v, running v%d", err, a.ModelVersion())
+	}
+	// A release older than the trusted rollback is a replay, also after a restart.
+	b := newAgent(t, f, func(c *Config) { c.DataDir = a.cfg.DataDir })
+	for _, ag := range []*Agent{a, b} {
+		if err := ag.Apply(ctx, v2); !errors.Is(err, ErrStaleRelease) || ag.ModelVersion() != 1 {
+			t.Fatalf("replayed v2 after the rollback: %v, running v%d", err, ag.ModelVersion())
+		}
 	}
 }
 
@@ -237,7 +291,11 @@ func TestResumedDownload(t *testing.T) {
 	data := modelFile(t, 1, 1)
 	rel := f.release(1, data)
 	// A previous attempt left the first half on disk.
-	if err := writeFileSync(a.modelsDir()+"/"+rel.Sha256+".part", data[:len(data)/2]); err != nil {
+	man, err := artifact.VerifyManifest(f.pub, rel.Manifest, rel.ManifestSignature)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFileSync(a.partPath(man), data[:len(data)/2]); err != nil {
 		t.Fatal(err)
 	}
 	var ranged atomic.Bool

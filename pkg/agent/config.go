@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"flag"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -13,8 +15,13 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/config"
 	"github.com/edgeloop/edgeloop/pkg/contract"
 	"github.com/edgeloop/edgeloop/pkg/mqttbus"
+	"github.com/edgeloop/edgeloop/pkg/raster"
 	"github.com/edgeloop/edgeloop/pkg/sampling"
 )
+
+// DefaultMaxMessageBytes is deploy's Mosquitto message_size_limit and the bridge's
+// -max-message-bytes.
+const DefaultMaxMessageBytes = 1_000_000
 
 // Config is everything an agent needs.
 type Config struct {
@@ -28,6 +35,11 @@ type Config struct {
 	PublicKeys map[string]ed25519.PublicKey
 	// DeviceToken authenticates model downloads.
 	DeviceToken string
+	// RegistryURL is the origin of the API serving model artifacts (e.g.
+	// http://curator:8080): the agent downloads only from it, whatever a release
+	// message says. Default: http (https for a TLS broker) on port 8080 of the MQTT
+	// broker's host.
+	RegistryURL string
 	// Model is a model file to start with when DataDir holds none.
 	Model string
 	// HTTPAddr serves /v1/infer, /v1/feedback, /v1/status and the ops endpoints
@@ -41,11 +53,18 @@ type Config struct {
 	Sim SimConfig
 	// OutboxBytes bounds the outbox (default 256 MiB).
 	OutboxBytes int64
+	// MaxPixels bounds the images the agent decodes (HTTP and watched directory),
+	// checked from their header before decoding (default raster.DefaultMaxPixels).
+	MaxPixels int
 	// MaxImageSide resizes uploads to fit (default 640); JPEGQuality encodes them (95).
 	MaxImageSide int
 	JPEGQuality  int
 	// StatusInterval between heartbeats (default 10s).
 	StatusInterval time.Duration
+	// MaxMessageBytes is the broker's message size limit: a larger example is refused
+	// with ErrMessageTooLarge rather than queued (default 1,000,000, deploy's Mosquitto
+	// message_size_limit and the bridge's limit).
+	MaxMessageBytes int
 	// MaxModelBytes bounds a model download (default 64 MiB).
 	MaxModelBytes int64
 	// Workers are the engines inferring in parallel (default 2).
@@ -78,9 +97,11 @@ func (c *Config) defaults() error {
 	if len(c.Sampling.Strategies) == 0 {
 		c.Sampling = sampling.Default()
 	}
+	config.Default(&c.MaxPixels, raster.DefaultMaxPixels)
 	config.Default(&c.MaxImageSide, 640)
 	config.Default(&c.JPEGQuality, 95)
 	config.Default(&c.StatusInterval, 10*time.Second)
+	config.Default(&c.MaxMessageBytes, DefaultMaxMessageBytes)
 	config.Default(&c.MaxModelBytes, 64<<20)
 	config.Default(&c.Workers, 2)
 	config.Default(&c.InFlight, 16)
@@ -90,6 +111,18 @@ func (c *Config) defaults() error {
 	if c.Version == "" {
 		c.Version = "dev"
 	}
+	if c.RegistryURL == "" {
+		u, err := DefaultRegistryURL(c.MQTT.URL)
+		if err != nil {
+			return err
+		}
+		c.RegistryURL = u
+	}
+	u, err := url.Parse(c.RegistryURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("agent: registry URL %q: want http(s)://host[:port][/prefix]", c.RegistryURL)
+	}
+	c.RegistryURL = strings.TrimRight(c.RegistryURL, "/")
 	if c.MQTT.ClientID == "" {
 		c.MQTT.ClientID = "agent-" + c.Project + "-" + c.Device
 	}
@@ -116,6 +149,7 @@ func RegisterFlags(fs *flag.FlagSet) *Flags {
 	fs.StringVar(&f.sampling, "sampling", "", "sampling strategies (JSON file; default: built-in)")
 	fs.StringVar(&f.keys, "public-keys", "", "comma-separated PEM public keys that sign model releases")
 	fs.StringVar(&c.DeviceToken, "device-token", "", "bearer token for model downloads")
+	fs.StringVar(&c.RegistryURL, "registry-url", "", "the only origin model artifacts are downloaded from (default: http://<MQTT host>:8080, https for a TLS broker)")
 	fs.StringVar(&c.Model, "model", "", "model file to start with when the data dir holds none")
 	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:8090", "inference API and ops endpoints (empty: off)")
 	fs.StringVar(&c.WatchDir, "watch-dir", "", "infer images dropped into this directory")
@@ -124,6 +158,8 @@ func RegisterFlags(fs *flag.FlagSet) *Flags {
 	fs.Float64Var(&c.Sim.Rate, "sim-rate", 5, "simulated frames per second")
 	fs.Float64Var(&c.Sim.OperatorShare, "sim-operator-share", 0.3, "share of wrong predictions the simulated operator flags")
 	fs.Int64Var(&c.OutboxBytes, "outbox-bytes", 256<<20, "outbox disk budget")
+	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", DefaultMaxMessageBytes, "the MQTT broker's message size limit: larger examples are refused, not queued")
+	fs.IntVar(&c.MaxPixels, "max-pixels", raster.DefaultMaxPixels, "largest image decoded (width × height), checked from its header first")
 	fs.IntVar(&c.MaxImageSide, "max-image-side", 640, "uploads are resized to fit this side")
 	fs.IntVar(&c.JPEGQuality, "jpeg-quality", 95, "JPEG quality of uploads")
 	fs.DurationVar(&c.ConfirmTimeout, "confirm-timeout", 30*time.Second, "an upload not confirmed by the bridge within this time is sent again")
@@ -160,6 +196,24 @@ func (f *Flags) Config() (Config, error) {
 		c.PublicKeys[artifact.KeyID(k)] = k
 	}
 	return c, nil
+}
+
+// DefaultRegistryURL derives the registry origin from the MQTT broker URL: the same
+// host on port 8080, https when the broker speaks TLS (ssl://, tls://, mqtts://, wss://).
+func DefaultRegistryURL(mqttURL string) (string, error) {
+	if mqttURL == "" {
+		return "http://127.0.0.1:8080", nil
+	}
+	u, err := url.Parse(mqttURL)
+	if err != nil || u.Hostname() == "" {
+		return "", fmt.Errorf("agent: cannot derive a registry URL from MQTT URL %q: set the registry URL", mqttURL)
+	}
+	scheme := "http"
+	switch u.Scheme {
+	case "ssl", "tls", "mqtts", "wss":
+		scheme = "https"
+	}
+	return scheme + "://" + net.JoinHostPort(u.Hostname(), "8080"), nil
 }
 
 func sanitize(s string) string {

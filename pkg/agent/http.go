@@ -83,7 +83,11 @@ func (a *Agent) handleInfer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "reading the body: %v", err)
 		return
 	}
-	im, err := raster.Decode(data)
+	im, err := raster.DecodeLimited(data, a.cfg.MaxPixels)
+	if errors.Is(err, raster.ErrTooLarge) {
+		writeError(w, http.StatusRequestEntityTooLarge, "%v", err)
+		return
+	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "body is not a JPEG or PNG image: %v", err)
 		return

@@ -80,7 +80,7 @@ func (a *Agent) inferFile(ctx context.Context, path string) {
 	data, err := os.ReadFile(path)
 	var im *raster.Image
 	if err == nil {
-		im, err = raster.Decode(data)
+		im, err = raster.DecodeLimited(data, a.cfg.MaxPixels)
 	}
 	if err == nil {
 		_, err = a.Infer(ctx, name, im, nil)

@@ -3,11 +3,13 @@ package agent
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -27,15 +29,20 @@ import (
 
 func (a *Agent) modelsDir() string { return filepath.Join(a.cfg.DataDir, "models") }
 
-// loadInitialModel loads the model the agent last ran (models/current), else the
-// configured start model.
+// loadInitialModel loads the trusted release manifest and the model the agent last ran
+// (models/current), else the configured start model.
 func (a *Agent) loadInitialModel() error {
 	if err := os.MkdirAll(a.modelsDir(), 0o755); err != nil {
 		return err
 	}
+	t, err := a.loadTrusted()
+	if err != nil {
+		return err
+	}
+	a.trusted = t
 	path := ""
 	if b, err := os.ReadFile(filepath.Join(a.modelsDir(), "current")); err == nil {
-		path = filepath.Join(a.modelsDir(), strings.TrimSpace(string(b)))
+		path = filepath.Join(a.modelsDir(), filepath.Base(strings.TrimSpace(string(b))))
 	} else if a.cfg.Model != "" {
 		path = a.cfg.Model
 	}
@@ -103,43 +110,133 @@ func (a *Agent) refuse(rel *edgeloopv1.ModelRelease, why string) {
 	a.mu.Unlock()
 }
 
-// ErrDowngrade refuses an older version that is not marked as a rollback.
+// ErrDowngrade refuses an older version that is not a signed rollback newer than the
+// release the agent trusts.
 var ErrDowngrade = errors.New("downgrade refused")
 
-// Apply downloads, verifies, smoke-tests and swaps in a release. Any failure leaves the
+// ErrStaleRelease refuses a release manifest that is not newer than the trusted one (a
+// replay).
+var ErrStaleRelease = errors.New("stale release refused")
+
+// trustedFile keeps the last release manifest the agent accepted, as TUF clients keep
+// their last trusted metadata: a replayed older release is refused after a restart too.
+const trustedFile = "trusted.json"
+
+// trustedRelease is trustedFile's content: the manifest as signed.
+type trustedRelease struct {
+	Manifest  []byte `json:"manifest"`
+	Signature []byte `json:"signature"`
+	KeyID     string `json:"key_id"`
+}
+
+// loadTrusted reads and re-verifies the trusted manifest (nil when there is none).
+func (a *Agent) loadTrusted() (*artifact.ReleaseManifest, error) {
+	b, err := os.ReadFile(filepath.Join(a.modelsDir(), trustedFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("agent: trusted release manifest: %w", err)
+	}
+	var t trustedRelease
+	if err := json.Unmarshal(b, &t); err != nil {
+		return nil, fmt.Errorf("agent: trusted release manifest %s: %w", trustedFile, err)
+	}
+	pub, ok := a.cfg.PublicKeys[t.KeyID]
+	if !ok {
+		return nil, fmt.Errorf("agent: trusted release manifest signed by key %q, which is not configured", t.KeyID)
+	}
+	m, err := artifact.VerifyManifest(pub, t.Manifest, t.Signature)
+	if err != nil {
+		return nil, fmt.Errorf("agent: trusted release manifest: %w", err)
+	}
+	return m, nil
+}
+
+// verifyRelease returns the release's manifest once its signature verifies; nothing
+// else of the message is trusted.
+func (a *Agent) verifyRelease(rel *edgeloopv1.ModelRelease) (*artifact.ReleaseManifest, error) {
+	if len(a.cfg.PublicKeys) == 0 {
+		return nil, errors.New("no public key configured: cannot verify releases")
+	}
+	if len(rel.Manifest) == 0 {
+		return nil, fmt.Errorf("%w: the release carries no signed manifest", artifact.ErrSignature)
+	}
+	pub, ok := a.cfg.PublicKeys[rel.ManifestKeyId]
+	if !ok {
+		return nil, fmt.Errorf("release manifest signed by unknown key %q", rel.ManifestKeyId)
+	}
+	m, err := artifact.VerifyManifest(pub, rel.Manifest, rel.ManifestSignature)
+	if err != nil {
+		return nil, err
+	}
+	if m.Project != a.cfg.Project {
+		return nil, fmt.Errorf("release for project %q, this agent runs %q", m.Project, a.cfg.Project)
+	}
+	return m, nil
+}
+
+// admit decides whether manifest m may replace the trusted one: it must be newer (a
+// higher sequence), and a lower version than the one running needs m's signed rollback
+// flag. It reports done when m is the trusted release and already running.
+func (a *Agent) admit(m *artifact.ReleaseManifest, cur *model) (done bool, err error) {
+	if t := a.trusted; t != nil {
+		if m.Seq == t.Seq && m.Version == t.Version && m.SHA256 == t.SHA256 {
+			return cur != nil && cur.version == m.Version && cur.sha256 == m.SHA256, nil
+		}
+		if m.Seq <= t.Seq {
+			return false, fmt.Errorf("%w: manifest #%d (v%d) is not newer than the trusted #%d (v%d)", ErrStaleRelease, m.Seq, m.Version, t.Seq, t.Version)
+		}
+	}
+	if cur != nil && m.Version == cur.version && m.SHA256 == cur.sha256 {
+		return false, nil // running it: only the trusted manifest moves on
+	}
+	if cur != nil && m.Version < cur.version && !m.Rollback {
+		return false, fmt.Errorf("%w: v%d is older than the running v%d and not a signed rollback", ErrDowngrade, m.Version, cur.version)
+	}
+	return false, nil
+}
+
+// Apply verifies a release's signed manifest, downloads the artifact it names from the
+// configured registry, verifies, smoke-tests and swaps it in. Any failure leaves the
 // current model serving.
 func (a *Agent) Apply(ctx context.Context, rel *edgeloopv1.ModelRelease) error {
-	if rel.Project != a.cfg.Project {
-		return fmt.Errorf("release for project %q, this agent runs %q", rel.Project, a.cfg.Project)
-	}
-	cur := a.current.Load()
-	if cur != nil && rel.Version == cur.version && rel.Sha256 == cur.sha256 {
-		return nil // already running it
-	}
-	if cur != nil && rel.Version < cur.version && !rel.Rollback {
-		return fmt.Errorf("%w: v%d is older than the running v%d and not marked as a rollback", ErrDowngrade, rel.Version, cur.version)
-	}
-	if len(a.cfg.PublicKeys) == 0 {
-		return errors.New("no public key configured: cannot verify releases")
-	}
-	pub, ok := a.cfg.PublicKeys[rel.KeyId]
-	if !ok {
-		return fmt.Errorf("release signed by unknown key %q", rel.KeyId)
-	}
-	data, err := a.download(ctx, rel)
+	a.applyMu.Lock()
+	defer a.applyMu.Unlock()
+	man, err := a.verifyRelease(rel)
 	if err != nil {
 		return err
 	}
-	if err := artifact.Verify(pub, data, rel.Sha256, rel.Signature); err != nil {
+	cur := a.current.Load()
+	done, err := a.admit(man, cur)
+	if err != nil || done {
+		return err
+	}
+	if cur != nil && man.Version == cur.version && man.SHA256 == cur.sha256 {
+		return a.trust(rel, man) // e.g. a re-signed release of the running model
+	}
+	pub, ok := a.cfg.PublicKeys[rel.KeyId]
+	if !ok {
+		return fmt.Errorf("artifact signed by unknown key %q", rel.KeyId)
+	}
+	data, err := a.download(ctx, man)
+	if err != nil {
+		return err
+	}
+	if err := artifact.Verify(pub, data, man.SHA256, rel.Signature); err != nil {
 		return err
 	}
 	m, err := loadModel(data, a.cfg.Workers)
 	if err != nil {
 		return err
 	}
-	if m.version != rel.Version {
+	if m.version != man.Version {
 		m.retire()
-		return fmt.Errorf("artifact says v%d, release says v%d", m.version, rel.Version)
+		return fmt.Errorf("artifact says v%d, release says v%d", m.version, man.Version)
+	}
+	if m.header.Project != "" && m.header.Project != a.cfg.Project {
+		m.retire()
+		return fmt.Errorf("artifact v%d is a model of project %q, this agent runs %q", m.version, m.header.Project, a.cfg.Project)
 	}
 	if cur != nil {
 		if err := compatible(cur.header, m.header); err != nil {
@@ -159,6 +256,10 @@ func (a *Agent) Apply(ctx context.Context, rel *edgeloopv1.ModelRelease) error {
 		m.retire()
 		return err
 	}
+	if err := a.trust(rel, man); err != nil {
+		m.retire()
+		return err
+	}
 	if err := writeFileSync(filepath.Join(a.modelsDir(), "current"), []byte(name+"\n")); err != nil {
 		m.retire()
 		return err
@@ -169,7 +270,7 @@ func (a *Agent) Apply(ctx context.Context, rel *edgeloopv1.ModelRelease) error {
 	if old := a.previous.Swap(cur); old != nil && old != m {
 		go old.retire()
 	}
-	_ = os.Remove(filepath.Join(a.modelsDir(), rel.Sha256+".part"))
+	_ = os.Remove(a.partPath(man))
 	a.m.updates.WithLabelValues("applied").Inc()
 	a.mu.Lock()
 	a.stats.refused = ""
@@ -179,8 +280,32 @@ func (a *Agent) Apply(ctx context.Context, rel *edgeloopv1.ModelRelease) error {
 		from = cur.version
 	}
 	a.log.Info("model updated", zap.Int64("from", from), zap.Int64("to", m.version), zap.String("sha256", m.sha256),
-		zap.Bool("rollback", rel.Rollback), zap.String("reason", rel.Reason))
+		zap.Bool("rollback", man.Rollback), zap.Int64("release_seq", man.Seq), zap.String("reason", rel.Reason))
 	return nil
+}
+
+// trust records man as the trusted release manifest, on disk first.
+func (a *Agent) trust(rel *edgeloopv1.ModelRelease, man *artifact.ReleaseManifest) error {
+	b, err := json.Marshal(trustedRelease{Manifest: rel.Manifest, Signature: rel.ManifestSignature, KeyID: rel.ManifestKeyId})
+	if err != nil {
+		return fmt.Errorf("agent: trusted release manifest: %w", err)
+	}
+	if err := writeFileSync(filepath.Join(a.modelsDir(), trustedFile), b); err != nil {
+		return fmt.Errorf("agent: trusted release manifest: %w", err)
+	}
+	a.trusted = man
+	return nil
+}
+
+// partPath is where the artifact of man downloads to. It is built from the verified
+// manifest only (a version number and 64 hex digits, checked by VerifyManifest).
+func (a *Agent) partPath(man *artifact.ReleaseManifest) string {
+	return filepath.Join(a.modelsDir(), fmt.Sprintf("v%d-%s.part", man.Version, man.SHA256))
+}
+
+// artifactURL is where the configured registry serves man's artifact.
+func (a *Agent) artifactURL(man *artifact.ReleaseManifest) string {
+	return a.cfg.RegistryURL + "/api/v1/projects/" + url.PathEscape(man.Project) + "/models/" + strconv.FormatInt(man.Version, 10) + "/artifact"
 }
 
 // smokeTest runs the new model on a few recent frames (or a blank one): it must answer
@@ -209,26 +334,23 @@ func (a *Agent) smokeTest(ctx context.Context, m *model) error {
 	return nil
 }
 
-// download fetches the artifact into models/<sha256>.part, resuming a partial download
-// with a Range request, within the size limit.
-func (a *Agent) download(ctx context.Context, rel *edgeloopv1.ModelRelease) ([]byte, error) {
-	if rel.ArtifactUrl == "" {
-		return nil, errors.New("release has no artifact URL")
-	}
+// download fetches man's artifact from the configured registry into its part file,
+// resuming a partial download with a Range request, within the size limit.
+func (a *Agent) download(ctx context.Context, man *artifact.ReleaseManifest) ([]byte, error) {
 	limit := a.cfg.MaxModelBytes
-	if rel.SizeBytes > limit {
-		return nil, fmt.Errorf("artifact of %d bytes exceeds the %d-byte limit", rel.SizeBytes, limit)
+	if man.SizeBytes > limit {
+		return nil, fmt.Errorf("artifact of %d bytes exceeds the %d-byte limit", man.SizeBytes, limit)
 	}
-	if rel.SizeBytes > 0 {
-		limit = rel.SizeBytes
+	if man.SizeBytes > 0 {
+		limit = man.SizeBytes
 	}
-	part := filepath.Join(a.modelsDir(), rel.Sha256+".part")
+	part, src := a.partPath(man), a.artifactURL(man)
 	var data []byte
 	err := retry.Do(ctx, retry.Backoff{Initial: 500 * time.Millisecond, Max: 10 * time.Second}, func(ctx context.Context) error {
 		var err error
-		data, err = a.fetch(ctx, rel.ArtifactUrl, part, limit)
-		if err == nil && rel.SizeBytes > 0 && int64(len(data)) < rel.SizeBytes {
-			return fmt.Errorf("download ended after %d of %d bytes", len(data), rel.SizeBytes)
+		data, err = a.fetch(ctx, src, part, limit)
+		if err == nil && man.SizeBytes > 0 && int64(len(data)) < man.SizeBytes {
+			return fmt.Errorf("download ended after %d of %d bytes", len(data), man.SizeBytes)
 		}
 		return err
 	}, func(err error, attempt int, d time.Duration) {

@@ -7,7 +7,7 @@ import (
 	_ "image/jpeg" // decoders for image.DecodeConfig
 	_ "image/png"
 	"math"
-	"regexp"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -23,7 +23,26 @@ type Limits struct {
 	MaxMessageBytes int
 	// MaxImageSide caps an image's width and height in pixels (default 4096).
 	MaxImageSide int
+	// MaxPixels caps an image's width × height, read from its header (default
+	// DefaultMaxPixels). Agents upload at most 640 pixels a side by default; a tiny file
+	// declaring millions of pixels is a decompression bomb for everything downstream.
+	MaxPixels int
+	// MaxClockSkew is how far ahead of the bridge's clock captured_at may be (default
+	// 10 minutes): an example from the future is refused as bad_timestamp.
+	MaxClockSkew time.Duration
+	// Now is the bridge's clock (default time.Now).
+	Now func() time.Time
 }
+
+func (l Limits) now() time.Time {
+	if l.Now != nil {
+		return l.Now()
+	}
+	return time.Now()
+}
+
+// DefaultMaxPixels is the bridge's default pixel budget per image: 2048×2048.
+const DefaultMaxPixels = 2048 * 2048
 
 func (l Limits) withDefaults() Limits {
 	if l.MaxMessageBytes <= 0 {
@@ -31,6 +50,12 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxImageSide <= 0 {
 		l.MaxImageSide = 4096
+	}
+	if l.MaxClockSkew <= 0 {
+		l.MaxClockSkew = 10 * time.Minute
+	}
+	if l.MaxPixels <= 0 {
+		l.MaxPixels = DefaultMaxPixels
 	}
 	return l
 }
@@ -40,8 +65,6 @@ func (l Limits) withDefaults() Limits {
 func reject(reason, format string, args ...any) *message.Reject {
 	return &message.Reject{Reason: reason, Err: fmt.Errorf(format, args...)}
 }
-
-var exampleIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
 
 // ValidateExample checks an example payload received on topic against the contract.
 func ValidateExample(topic string, payload []byte, l Limits) (*edgeloopv1.Example, *message.Reject) {
@@ -61,11 +84,18 @@ func ValidateExample(topic string, payload []byte, l Limits) (*edgeloopv1.Exampl
 		return nil, reject(contract.ReasonTopicMismatch, "payload says project %q device %q, topic says project %q device %q",
 			ex.GetProject(), ex.GetDevice(), dt.Project, dt.Device)
 	}
-	if !exampleIDPattern.MatchString(ex.GetId()) {
-		return nil, reject(contract.ReasonBadID, "example id %q: want 1-128 characters of [A-Za-z0-9._-]", ex.GetId())
+	if err := contract.CheckExampleID(ex.GetId()); err != nil {
+		return nil, reject(contract.ReasonBadID, "%v", err)
 	}
 	if ex.GetCapturedAt() == nil {
 		return nil, reject(contract.ReasonMissingField, "example %s: captured_at is missing", ex.GetId())
+	}
+	if err := ex.GetCapturedAt().CheckValid(); err != nil {
+		return nil, reject(contract.ReasonBadTimestamp, "example %s: captured_at: %v", ex.GetId(), err)
+	}
+	if at, now := ex.GetCapturedAt().AsTime(), l.now(); at.After(now.Add(l.MaxClockSkew)) {
+		return nil, reject(contract.ReasonBadTimestamp, "example %s: captured_at %s is %s ahead of the bridge's clock (%s), over the %s allowed skew",
+			ex.GetId(), at.Format(time.RFC3339), at.Sub(now).Round(time.Second), now.Format(time.RFC3339), l.MaxClockSkew)
 	}
 	if ex.GetTask() != edgeloopv1.Task_TASK_CLASSIFY && ex.GetTask() != edgeloopv1.Task_TASK_DETECT {
 		return nil, reject(contract.ReasonMissingField, "example %s: task is %v, want TASK_CLASSIFY or TASK_DETECT", ex.GetId(), ex.GetTask())
@@ -95,6 +125,9 @@ func ValidateExample(topic string, payload []byte, l Limits) (*edgeloopv1.Exampl
 		if r.GetKind() == edgeloopv1.SamplingKind_SAMPLING_KIND_UNSPECIFIED {
 			return nil, reject(contract.ReasonNoReason, "example %s: sampling reason %d has no kind", ex.GetId(), i)
 		}
+		if _, known := edgeloopv1.SamplingKind_name[int32(r.GetKind())]; !known {
+			return nil, reject(contract.ReasonUnknownReason, "example %s: sampling reason %d has kind %d, which edgeloop.v1.SamplingKind does not define", ex.GetId(), i, r.GetKind())
+		}
 	}
 	return ex, nil
 }
@@ -117,6 +150,10 @@ func checkImage(ex *edgeloopv1.Example, l Limits) *message.Reject {
 	}
 	if cfg.Width < 1 || cfg.Height < 1 || cfg.Width > l.MaxImageSide || cfg.Height > l.MaxImageSide {
 		return reject(contract.ReasonBadDimensions, "example %s: image is %dx%d, want sides in [1, %d]", ex.GetId(), cfg.Width, cfg.Height, l.MaxImageSide)
+	}
+	if int64(cfg.Width)*int64(cfg.Height) > int64(l.MaxPixels) {
+		return reject(contract.ReasonBadDimensions, "example %s: image is %dx%d (%d pixels in %d bytes), over the %d-pixel budget",
+			ex.GetId(), cfg.Width, cfg.Height, cfg.Width*cfg.Height, len(img.GetData()), l.MaxPixels)
 	}
 	if int(img.GetWidth()) != cfg.Width || int(img.GetHeight()) != cfg.Height {
 		return reject(contract.ReasonBadDimensions, "example %s: message says %dx%d but the image is %dx%d",

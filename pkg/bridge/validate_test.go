@@ -4,8 +4,10 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/edgeloop/edgeloop/internal/fixture"
 	"github.com/edgeloop/edgeloop/pkg/contract"
@@ -54,6 +56,11 @@ func BadExamples() []struct {
 			return enc(ex)
 		}},
 		{contract.ReasonNoReason, func(ex *edgeloopv1.Example) (string, []byte) { ex.Reasons = nil; return enc(ex) }},
+		{contract.ReasonUnknownReason, func(ex *edgeloopv1.Example) (string, []byte) { ex.Reasons[0].Kind = 99; return enc(ex) }},
+		{contract.ReasonBadTimestamp, func(ex *edgeloopv1.Example) (string, []byte) {
+			ex.CapturedAt = timestamppb.New(time.Now().Add(365 * 24 * time.Hour))
+			return enc(ex)
+		}},
 		{contract.ReasonBadLabel, func(ex *edgeloopv1.Example) (string, []byte) {
 			ex.Correction = &edgeloopv1.Annotation{Labels: []*edgeloopv1.Label{{ClassName: ""}}}
 			return enc(ex)
@@ -106,6 +113,19 @@ func TestValidateEdgeCases(t *testing.T) {
 		{"huge image", func(ex *edgeloopv1.Example) {
 			ex.Image = &edgeloopv1.Image{Data: fixture.PNG(5000, 1), ContentType: "image/png", Width: 5000, Height: 1}
 		}, contract.ReasonBadDimensions},
+		{"4096x4096 black PNG of 16 KB", func(ex *edgeloopv1.Example) {
+			ex.Image = &edgeloopv1.Image{Data: fixture.PNGBomb(4096, 4096), ContentType: "image/png", Width: 4096, Height: 4096}
+		}, contract.ReasonBadDimensions},
+		{"within the pixel budget", func(ex *edgeloopv1.Example) {
+			ex.Image = &edgeloopv1.Image{Data: fixture.PNGBomb(2048, 2048), ContentType: "image/png", Width: 2048, Height: 2048}
+		}, ""},
+		{"id .", func(ex *edgeloopv1.Example) { ex.Id = "." }, contract.ReasonBadID},
+		{"id ..", func(ex *edgeloopv1.Example) { ex.Id = ".." }, contract.ReasonBadID},
+		{"id with dots is fine", func(ex *edgeloopv1.Example) { ex.Id = "cam-1.frame..2" }, ""},
+		{"unknown reason kind 99", func(ex *edgeloopv1.Example) { ex.Reasons[0].Kind = 99 }, contract.ReasonUnknownReason},
+		{"captured a day ahead", func(ex *edgeloopv1.Example) { ex.CapturedAt = timestamppb.New(time.Now().Add(24 * time.Hour)) }, contract.ReasonBadTimestamp},
+		{"captured a minute ahead is fine", func(ex *edgeloopv1.Example) { ex.CapturedAt = timestamppb.New(time.Now().Add(time.Minute)) }, ""},
+		{"invalid timestamp", func(ex *edgeloopv1.Example) { ex.CapturedAt = &timestamppb.Timestamp{Seconds: 1, Nanos: -5} }, contract.ReasonBadTimestamp},
 		{"no task", func(ex *edgeloopv1.Example) { ex.Task = 0 }, contract.ReasonMissingField},
 		{"unspecified reason kind", func(ex *edgeloopv1.Example) { ex.Reasons[0].Kind = 0 }, contract.ReasonNoReason},
 		{"zero predictions is fine", func(ex *edgeloopv1.Example) { ex.Predictions = nil }, ""},

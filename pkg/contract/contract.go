@@ -55,6 +55,23 @@ func CheckID(kind, s string) error {
 	return nil
 }
 
+var exampleIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
+
+// ValidExampleID reports whether s is a valid example (or batch) id: 1-128 characters
+// of [A-Za-z0-9._-], and not "." or "..", which a URL path or a file path would read as
+// a directory (such an item could never be addressed).
+func ValidExampleID(s string) bool {
+	return s != "." && s != ".." && exampleIDPattern.MatchString(s)
+}
+
+// CheckExampleID returns a descriptive error when s is not a valid example id.
+func CheckExampleID(s string) error {
+	if !ValidExampleID(s) {
+		return fmt.Errorf("example id %q is invalid: want 1-128 characters of [A-Za-z0-9._-], not . or ..", s)
+	}
+	return nil
+}
+
 // ExamplesTopic is the MQTT topic a device publishes its examples on.
 func ExamplesTopic(project, device string) string {
 	return mqttRoot + "/" + project + "/" + device + "/examples"

@@ -25,6 +25,11 @@ const (
 	ReasonBoxOutside = "box_outside_image"
 	// ReasonNoReason: an example names no sampling reason.
 	ReasonNoReason = "no_sampling_reason"
+	// ReasonUnknownReason: a sampling reason's kind is not one edgeloop.v1.SamplingKind
+	// defines.
+	ReasonUnknownReason = "unknown_sampling_reason"
+	// ReasonBadTimestamp: a timestamp is invalid or too far in the future.
+	ReasonBadTimestamp = "bad_timestamp"
 	// ReasonBadLabel: a label or correction is malformed.
 	ReasonBadLabel = "bad_label"
 	// ReasonUnknownProject: the project does not exist (create it first).

@@ -61,6 +61,9 @@ func (c *Curator) Store() *project.Store { return c.st }
 // joinFrame) — also when it comes under the first example's id. It returns a
 // *message.Reject for examples that can never be accepted.
 func (c *Curator) Ingest(ctx context.Context, ex *edgeloopv1.Example) error {
+	if err := contract.CheckExampleID(ex.GetId()); err != nil {
+		return message.Rejectf(contract.ReasonBadID, "example of project %q: %v", ex.GetProject(), err)
+	}
 	p, err := c.st.Project(ctx, ex.GetProject())
 	if errors.Is(err, objstore.ErrNotFound) {
 		return message.Rejectf(contract.ReasonUnknownProject, "example %s: project %q does not exist (create it first)", ex.GetId(), ex.GetProject())

@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 	"go.uber.org/zap"
 
+	"github.com/edgeloop/edgeloop/pkg/contract"
 	"github.com/edgeloop/edgeloop/pkg/dataformat"
 	"github.com/edgeloop/edgeloop/pkg/httpapi"
 	"github.com/edgeloop/edgeloop/pkg/objstore"
@@ -165,7 +166,10 @@ func (c *Curator) Import(ctx context.Context, pid, format string, archive io.Rea
 	now := c.now()
 	b := &project.Batch{ID: "import-" + now.UTC().Format("20060102T150405") + "-" + uuid.NewString()[:8], Project: p.ID, State: project.StateApproving, CreatedAt: now,
 		Audit: []project.AuditEntry{{At: now, User: user, Action: "import", To: project.StateApproving, Detail: fmt.Sprintf("%s, %d images", format, len(entries))}}}
-	for _, e := range entries {
+	// Every image is checked (its size from its header first, raster.DefaultMaxPixels)
+	// before anything is stored: a refused archive leaves nothing behind.
+	dims := make([][2]int, len(entries))
+	for i, e := range entries {
 		data, err := e.Read()
 		if err != nil {
 			return nil, err
@@ -173,6 +177,13 @@ func (c *Curator) Import(ctx context.Context, pid, format string, archive io.Rea
 		im, err := raster.Decode(data)
 		if err != nil {
 			return nil, fmt.Errorf("%w: image %s: %v", project.ErrInvalid, e.Name, err)
+		}
+		dims[i] = [2]int{im.W, im.H}
+	}
+	for i, e := range entries {
+		data, err := e.Read()
+		if err != nil {
+			return nil, err
 		}
 		key, _, err := objstore.PutContent(ctx, c.st.S, project.ImagePrefix(p.ID), data, e.ContentType)
 		if err != nil {
@@ -183,7 +194,7 @@ func (c *Curator) Import(ctx context.Context, pid, format string, archive io.Rea
 			id = uuid.NewString()
 		}
 		rec := &project.ExampleRecord{ID: id, Project: p.ID, Device: "import", CapturedAt: now, ReceivedAt: now, Image: key, ContentType: e.ContentType,
-			Width: im.W, Height: im.H, Reasons: []project.Reason{{Kind: "import", Detail: "seed dataset (" + format + ")"}}, TakenBy: "import"}
+			Width: dims[i][0], Height: dims[i][1], Reasons: []project.Reason{{Kind: "import", Detail: "seed dataset (" + format + ")"}}, TakenBy: "import"}
 		if _, err := objstore.PutJSON(ctx, c.st.S, project.ExampleKey(p.ID, id), rec, objstore.PutOptions{IfNoneMatch: true}); err != nil && !errors.Is(err, objstore.ErrPrecondition) {
 			return nil, err
 		}
@@ -204,17 +215,7 @@ func (c *Curator) Import(ctx context.Context, pid, format string, archive io.Rea
 	return c.completeApproval(ctx, p.ID, b, user)
 }
 
-func exampleIDOK(id string) bool {
-	if id == "" || len(id) > 128 {
-		return false
-	}
-	for _, r := range id {
-		if !(r == '-' || r == '_' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
-			return false
-		}
-	}
-	return true
-}
+func exampleIDOK(id string) bool { return contract.ValidExampleID(id) }
 
 // importTimeout is how long an import may take to upload and store its archive, and an
 // export to send one (the server's read and write timeouts are shorter).

@@ -6,6 +6,7 @@ package dashboard
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"net/http"
@@ -298,10 +299,12 @@ func Mount(api *httpapi.Mux, cur *curator.Curator, reg *registry.Registry, t *Tr
 }
 
 // Extend adds the model registry's and the dashboard's endpoints to a curator service
-// and follows the devices' heartbeats alongside. publicURL is how devices reach the API.
-func Extend(publicURL, group string) func(curator.Extension) func(ctx context.Context) error {
+// and follows the devices' heartbeats alongside. publicURL is how devices reach the API;
+// key signs the releases an admin promotes or rolls back (nil: those are refused).
+func Extend(publicURL, group string, key ed25519.PrivateKey) func(curator.Extension) func(ctx context.Context) error {
 	return func(e curator.Extension) func(ctx context.Context) error {
 		reg := registry.New(e.Curator.Store().S, e.Producer, e.Kafka, publicURL)
+		reg.Key = key
 		t := NewTracker(10*time.Second, e.Log.Named("dashboard"))
 		registry.Mount(e.API, reg)
 		Mount(e.API, e.Curator, reg, t)

@@ -102,7 +102,7 @@ func RegisterFlags(fs *flag.FlagSet, defaultTarget string) *Config {
 	fs.StringVar(&c.HTTPAddr, "http-addr", "127.0.0.1:8080", "address of the annotation UI and the API")
 	c.TLS = config.RegisterServerTLS(fs)
 	fs.StringVar(&c.PublicURL, "public-url", "", "URL devices reach the API at (model downloads; default http://<http-addr>)")
-	fs.StringVar(&c.KeyFile, "key", "keys/signing.key", "ed25519 private key (PEM) that signs models (made at first start when -target has embedded)")
+	fs.StringVar(&c.KeyFile, "key", "keys/signing.key", "ed25519 private key (PEM) that signs models (made at first start when -target has embedded); the registry signs admins' promotes and rollbacks with it")
 	fs.IntVar(&c.Partitions, "partitions", 6, "partitions of the Kafka topics created at start")
 
 	host, _ := os.Hostname()
@@ -111,6 +111,8 @@ func RegisterFlags(fs *flag.FlagSet, defaultTarget string) *Config {
 	fs.StringVar(&c.Bridge.Options.ShareGroup, "share-group", "bridge", "MQTT shared-subscription group of the bridges (\"-\": a plain subscription, for brokers without $share)")
 	fs.IntVar(&c.Bridge.Options.Limits.MaxMessageBytes, "max-message-bytes", 1_000_000, "largest MQTT payload the bridge accepts")
 	fs.IntVar(&c.Bridge.Options.Limits.MaxImageSide, "max-image-side", 4096, "largest image width or height the bridge accepts, in pixels")
+	fs.DurationVar(&c.Bridge.Options.Limits.MaxClockSkew, "max-clock-skew", 10*time.Minute, "how far ahead of the bridge's clock an example's captured_at may be")
+	fs.IntVar(&c.Bridge.Options.Limits.MaxPixels, "max-pixels", bridge.DefaultMaxPixels, "largest image the bridge accepts, in pixels (width × height, read from its header)")
 	fs.IntVar(&c.Bridge.Options.Router.MaxInFlight, "max-in-flight", 512, "MQTT messages the bridge handles at once")
 	fs.DurationVar(&c.Bridge.Options.Router.DrainTimeout, "drain-timeout", 15*time.Second, "how long the bridge's shutdown waits for messages in flight")
 

@@ -6,6 +6,7 @@ package raster
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"image"
 	"image/color"
@@ -113,8 +114,43 @@ func (im *Image) Gray() *image.Gray {
 	return g
 }
 
-// Decode reads a JPEG or PNG into a grey image.
-func Decode(data []byte) (*Image, error) {
+// DefaultMaxPixels is the pixel budget of Decode: 4096×4096 (16.8 megapixels, a 12 MP
+// camera frame fits). Decoding costs about 8 bytes a pixel (the decoded picture and the
+// grey float image), so at most ~135 MB.
+const DefaultMaxPixels = 4096 * 4096
+
+// ErrTooLarge says an image's header declares more pixels than the budget.
+var ErrTooLarge = errors.New("image has too many pixels")
+
+// DecodeConfig reads a JPEG's or PNG's header only and checks its size against maxPixels
+// (<= 0: DefaultMaxPixels). It returns the dimensions and the format ("jpeg" or "png").
+func DecodeConfig(data []byte, maxPixels int) (image.Config, string, error) {
+	if maxPixels <= 0 {
+		maxPixels = DefaultMaxPixels
+	}
+	cfg, format, err := image.DecodeConfig(bytes.NewReader(data))
+	if err != nil {
+		return cfg, format, fmt.Errorf("decode image header (%d bytes): %w", len(data), err)
+	}
+	if format != "jpeg" && format != "png" {
+		return cfg, format, fmt.Errorf("decode image: format %s, want jpeg or png", format)
+	}
+	if cfg.Width < 1 || cfg.Height < 1 || int64(cfg.Width)*int64(cfg.Height) > int64(maxPixels) {
+		return cfg, format, fmt.Errorf("%w: %s of %dx%d declared in a %d-byte file, budget %d pixels", ErrTooLarge, format, cfg.Width, cfg.Height, len(data), maxPixels)
+	}
+	return cfg, format, nil
+}
+
+// Decode reads a JPEG or PNG into a grey image, within DefaultMaxPixels.
+func Decode(data []byte) (*Image, error) { return DecodeLimited(data, DefaultMaxPixels) }
+
+// DecodeLimited reads a JPEG or PNG into a grey image. Its size is checked from the
+// header first: an image of more than maxPixels (<= 0: DefaultMaxPixels) is refused with
+// ErrTooLarge before anything of its size is allocated (a decompression bomb).
+func DecodeLimited(data []byte, maxPixels int) (*Image, error) {
+	if _, _, err := DecodeConfig(data, maxPixels); err != nil {
+		return nil, err
+	}
 	src, format, err := image.Decode(bytes.NewReader(data))
 	if err != nil {
 		return nil, fmt.Errorf("decode image (%d bytes): %w", len(data), err)

@@ -6,10 +6,10 @@
 // produced as a ModelRelease on edgeloop.models.v1, which the bridge turns into the
 // retained MQTT release the devices follow.
 //
-//	projects/p/models/v<N>/model.elm     signed artifact
-//	projects/p/models/v<N>/metrics.json  training metrics
-//	projects/p/models/v<N>/report.png    training report
-//	projects/p/models/v<N>/version.json  Version (the manifest, last)
+//	projects/p/models/v<N>/model-e<T>.elm     signed artifact (T: the writer's fencing token)
+//	projects/p/models/v<N>/metrics-e<T>.json  training metrics
+//	projects/p/models/v<N>/report-e<T>.png    training report
+//	projects/p/models/v<N>/version.json       Version (the manifest, last; names the files)
 //	projects/p/release.json              Release (CAS)
 package registry
 
@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -134,6 +135,10 @@ type Version struct {
 	Mode string `json:"mode,omitempty"`
 	// Examples are its training's example counts: train, new, replayed, available.
 	Examples map[string]int `json:"examples,omitempty"`
+	// Files maps a version's file names (model.elm, metrics.json, report.png) to the
+	// objects holding them in its folder; a name not in it is stored under itself
+	// (versions written before fencing).
+	Files map[string]string `json:"files,omitempty"`
 }
 
 // Release is the version a project's devices should run, with its history.
@@ -146,6 +151,11 @@ type Release struct {
 	Rollback bool            `json:"rollback"`
 	History  []ReleaseChange `json:"history"`
 	Rev      int             `json:"rev"`
+	// Manifest is the signed artifact.ReleaseManifest of this release (its Seq is Rev),
+	// ManifestSig its signature by the key named ManifestKeyID. Devices trust only it.
+	Manifest      []byte `json:"manifest,omitempty"`
+	ManifestSig   []byte `json:"manifest_signature,omitempty"`
+	ManifestKeyID string `json:"manifest_key_id,omitempty"`
 }
 
 // ReleaseChange is one past release.
@@ -165,7 +175,12 @@ type Registry struct {
 	// PublicURL is how devices reach the API (e.g. http://curator:8080): artifact URLs
 	// in releases start with it.
 	PublicURL string
+	// Key signs release manifests; without it SetRelease refuses (ErrNoKey).
+	Key ed25519.PrivateKey
 }
+
+// ErrNoKey says this registry has no signing key, so it cannot change the release.
+var ErrNoKey = errors.New("registry has no signing key: releases cannot be signed")
 
 // New returns a registry; prod may be nil for read-only use.
 func New(s objstore.Store, prod *kafkabus.Producer, kcfg kafkabus.Config, publicURL string) *Registry {
@@ -224,10 +239,15 @@ func (r *Registry) File(ctx context.Context, project string, v int64, name strin
 	default:
 		return nil, fmt.Errorf("model file %q: %w", name, ErrNotFound)
 	}
-	if _, err := r.Version(ctx, project, v); err != nil {
+	ver, err := r.Version(ctx, project, v)
+	if err != nil {
 		return nil, err // not visible
 	}
-	o, err := r.S.Get(ctx, versionPrefix(project, v)+name)
+	obj := name
+	if f, ok := ver.Files[name]; ok {
+		obj = f
+	}
+	o, err := r.S.Get(ctx, versionPrefix(project, v)+obj)
 	if err != nil {
 		return nil, err
 	}
@@ -246,9 +266,30 @@ func (r *Registry) Model(ctx context.Context, project string, v int64) (*artifac
 // ErrVersionTaken says another writer created that version first.
 var ErrVersionTaken = errors.New("model version already exists")
 
-// Put stores a new version: its files first, the manifest last and create-only. The
-// artifact is signed here with key.
-func (r *Registry) Put(ctx context.Context, v *Version, model []byte, metrics []byte, report []byte, key ed25519.PrivateKey) error {
+// Fence guards a writer's writes with a fencing token: the epoch of the lease under
+// which it writes.
+type Fence struct {
+	// Token is the writer's lease epoch. The objects it creates carry it in their
+	// names, so two writers of one version never write the same object.
+	Token int64
+	// Check, when set, is called before every write; it fails once the writer's lease
+	// is lost, and the write does not happen.
+	Check func(ctx context.Context) error
+}
+
+// Held runs Check (nil when none): it fails once the writer may no longer write.
+func (f Fence) Held(ctx context.Context) error {
+	if f.Check == nil {
+		return nil
+	}
+	return f.Check(ctx)
+}
+
+// Put stores a new version: its files first, each create-only under a name carrying
+// the fence's token, the manifest last and create-only, so that of two writers of one
+// version the one whose manifest lands first wins and the other overwrites nothing.
+// The fence is checked before every write. The artifact is signed here with key.
+func (r *Registry) Put(ctx context.Context, v *Version, model []byte, metrics []byte, report []byte, key ed25519.PrivateKey, fence Fence) error {
 	if _, err := artifact.Decode(model); err != nil {
 		return err
 	}
@@ -262,14 +303,34 @@ func (r *Registry) Put(ctx context.Context, v *Version, model []byte, metrics []
 	if _, err := r.S.Stat(ctx, pre+"version.json"); err == nil {
 		return fmt.Errorf("%s v%d: %w", v.Project, v.Version, ErrVersionTaken)
 	}
-	for name, data := range map[string][]byte{"model.elm": model, "metrics.json": metrics, "report.png": report} {
-		if data == nil {
+	tag := "e" + strconv.FormatInt(fence.Token, 10)
+	if fence.Token <= 0 { // an unfenced writer: a name no other writer picks
+		tag = "t" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	}
+	v.Files = map[string]string{}
+	for _, f := range []struct {
+		name, ct string
+		data     []byte
+	}{{"model.elm", "application/octet-stream", model}, {"metrics.json", "application/json", metrics}, {"report.png", "image/png", report}} {
+		if f.data == nil {
 			continue
 		}
-		ct := map[string]string{"model.elm": "application/octet-stream", "metrics.json": "application/json", "report.png": "image/png"}[name]
-		if _, err := r.S.Put(ctx, pre+name, data, objstore.PutOptions{ContentType: ct}); err != nil {
-			return err
+		if err := fence.Held(ctx); err != nil {
+			return fmt.Errorf("%s v%d %s: %w", v.Project, v.Version, f.name, err)
 		}
+		ext := path.Ext(f.name)
+		obj := strings.TrimSuffix(f.name, ext) + "-" + tag + ext
+		_, err := r.S.Put(ctx, pre+obj, f.data, objstore.PutOptions{ContentType: f.ct, IfNoneMatch: true})
+		if errors.Is(err, objstore.ErrPrecondition) {
+			return fmt.Errorf("%s v%d: %s exists: fencing token %d used twice: %w", v.Project, v.Version, obj, fence.Token, ErrVersionTaken)
+		}
+		if err != nil {
+			return fmt.Errorf("%s v%d %s: %w", v.Project, v.Version, f.name, err)
+		}
+		v.Files[f.name] = obj
+	}
+	if err := fence.Held(ctx); err != nil {
+		return fmt.Errorf("%s v%d manifest: %w", v.Project, v.Version, err)
 	}
 	_, err := objstore.PutJSON(ctx, r.S, pre+"version.json", v, objstore.PutOptions{IfNoneMatch: true})
 	if errors.Is(err, objstore.ErrPrecondition) {
@@ -291,6 +352,9 @@ func (r *Registry) Current(ctx context.Context, project string) (*Release, error
 // ModelRelease. A rollback may go to an older version; otherwise the release only moves
 // forward. It returns the new release.
 func (r *Registry) SetRelease(ctx context.Context, project string, v int64, reason, by string, rollback bool) (*Release, error) {
+	if len(r.Key) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("release of %s v%d: %w", project, v, ErrNoKey)
+	}
 	ver, err := r.Version(ctx, project, v)
 	if err != nil {
 		return nil, err
@@ -309,9 +373,20 @@ func (r *Registry) SetRelease(ctx context.Context, project string, v int64, reas
 		if d := ver.Decision; d.Metric != "" && d.TestExamples > 0 {
 			metric = fmt.Sprintf("%s %.3f", d.Metric, d.Candidate)
 		}
+		previous := int64(0)
+		if exists {
+			previous = rel.Version
+		}
 		rel.History = append(rel.History, ReleaseChange{Version: v, At: now, Reason: reason, By: by, Metric: metric})
 		rel.Version, rel.SHA256, rel.At, rel.Reason, rel.By, rel.Rollback = v, ver.SHA256, now, reason, by, rollback
 		rel.Rev++
+		m := &artifact.ReleaseManifest{Project: project, Version: v, SHA256: ver.SHA256, SizeBytes: ver.SizeBytes,
+			Created: now, Seq: int64(rel.Rev), Rollback: rollback, PreviousVersion: previous}
+		data, sig, err := artifact.SignManifest(r.Key, m)
+		if err != nil {
+			return fmt.Errorf("release of %s v%d: %w", project, v, err)
+		}
+		rel.Manifest, rel.ManifestSig, rel.ManifestKeyID = data, sig, artifact.KeyID(r.Key.Public().(ed25519.PublicKey))
 		out = *rel
 		return nil
 	})
@@ -342,10 +417,11 @@ func (r *Registry) Announce(ctx context.Context, project string) error {
 		Project: project, Version: ver.Version, Task: task, ArtifactUrl: r.ArtifactURL(project, ver.Version),
 		Sha256: ver.SHA256, Signature: ver.Signature, KeyId: ver.KeyID, SizeBytes: ver.SizeBytes, Rollback: rel.Rollback,
 		ReleasedAt: timestamppb.New(rel.At), ParentVersion: ver.Parent, Metrics: ver.Metrics, Reason: rel.Reason, ClassNames: ver.Classes,
+		Manifest: rel.Manifest, ManifestSignature: rel.ManifestSig, ManifestKeyId: rel.ManifestKeyID,
 	}
 	b, _ := proto.Marshal(msg)
 	if r.prod == nil {
-		return errors.New("registry: no producer to announce releases with")
+		return retry.Permanent(errors.New("registry: no producer to announce releases with"))
 	}
 	return r.prod.Publish(ctx, r.kcfg.Topic(contract.TopicModels), &message.Message{Key: []byte(project), Value: b})
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/edgeloop/edgeloop/pkg/objstore"
 	"github.com/edgeloop/edgeloop/pkg/project"
+	"github.com/edgeloop/edgeloop/pkg/registry"
 	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
 )
 
@@ -38,7 +39,10 @@ type State struct {
 	Running *Lease `json:"running,omitempty"`
 	// Last is the outcome of the latest training.
 	Last *LastTraining `json:"last,omitempty"`
-	Rev  int           `json:"rev"`
+	// Epoch counts the leases ever granted: each claim takes the next one as its
+	// fencing token.
+	Epoch int64 `json:"epoch"`
+	Rev   int   `json:"rev"`
 }
 
 // Lease is a trainer's claim on a project.
@@ -48,6 +52,34 @@ type Lease struct {
 	Until   time.Time `json:"until"`
 	Trigger string    `json:"trigger"`
 	Mode    string    `json:"mode,omitempty"`
+	// Epoch is the lease's fencing token: a trainer writes only while the project's
+	// lease is still its own epoch.
+	Epoch int64 `json:"epoch"`
+}
+
+// ErrLeaseLost says a trainer's lease was taken over or ran out: it must stop writing.
+var ErrLeaseLost = errors.New("training lease lost")
+
+// heldIn reports whether st's lease is still l, unexpired at now.
+func (l *Lease) heldIn(st *State, now time.Time) bool {
+	r := st.Running
+	return r != nil && r.Owner == l.Owner && r.Epoch == l.Epoch && now.Before(r.Until)
+}
+
+// checkLease fails with ErrLeaseLost once the project's lease is no longer l.
+func (s *Service) checkLease(ctx context.Context, project string, l *Lease) error {
+	st, err := s.ReadState(ctx, project)
+	if err != nil {
+		return fmt.Errorf("lease of %s: %w", project, err)
+	}
+	if !l.heldIn(st, time.Now()) {
+		holder := "nobody"
+		if st.Running != nil {
+			holder = fmt.Sprintf("%s (epoch %d)", st.Running.Owner, st.Running.Epoch)
+		}
+		return fmt.Errorf("%w: %s's lease on %s (epoch %d) is now held by %s", ErrLeaseLost, l.Owner, project, l.Epoch, holder)
+	}
+	return nil
 }
 
 // LastTraining summarises the latest training.
@@ -135,19 +167,24 @@ func (s *Service) maybeTrain(ctx context.Context, project string) error {
 		return ctx.Err()
 	}
 	defer func() { <-s.train }()
-	trigger, mode, err := s.claim(ctx, project, pol)
+	trigger, mode, lease, err := s.claim(ctx, project, pol)
 	if err != nil || trigger == "" {
 		return err
 	}
+	mine := *lease
 	s.m.running.Inc()
 	defer s.m.running.Dec()
-	tctx, stop := context.WithCancel(ctx)
+	tctx, stop := context.WithCancelCause(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); s.renew(tctx, project) }()
+	go func() { defer wg.Done(); s.renew(tctx, project, &mine, stop) }()
 	start := time.Now()
-	out, trainErr := s.TrainOnce(tctx, project, trigger, mode)
-	stop()
+	fence := registry.Fence{Token: mine.Epoch, Check: func(ctx context.Context) error { return s.checkLease(ctx, project, &mine) }}
+	out, trainErr := s.TrainOnce(tctx, project, trigger, mode, fence)
+	if cause := context.Cause(tctx); errors.Is(cause, ErrLeaseLost) {
+		trainErr = cause
+	}
+	stop(nil)
 	wg.Wait()
 	s.m.seconds.Observe(time.Since(start).Seconds())
 	last := &LastTraining{At: s.now().UTC()}
@@ -165,7 +202,7 @@ func (s *Service) maybeTrain(ctx context.Context, project string) error {
 	if ctx.Err() != nil {
 		return ctx.Err() // shutting down: the lease expires and the next start resumes
 	}
-	if err := s.finish(ctx, project, last, trainErr != nil); err != nil {
+	if err := s.finish(ctx, project, mine.Epoch, last, trainErr != nil); err != nil {
 		return err
 	}
 	return trainErr
@@ -206,24 +243,27 @@ func fullSlot(at string, now time.Time) time.Time {
 }
 
 // claim takes the project's training lease when a training is due and returns its
-// trigger and mode; "" when none is due or another trainer holds the lease.
-func (s *Service) claim(ctx context.Context, pid string, pol project.RetrainPolicy) (trigger, mode string, err error) {
+// trigger, mode and the lease (with its fencing epoch); "" when none is due or another
+// trainer holds the lease.
+func (s *Service) claim(ctx context.Context, pid string, pol project.RetrainPolicy) (trigger, mode string, lease *Lease, err error) {
 	_, err = objstore.Update(ctx, s.cur.S, stateKey(pid), func(st *State, _ bool) error {
 		if trigger, mode = st.claim(pol, s.cfg.Owner, s.cfg.Lease, s.now().UTC()); trigger == "" {
 			return objstore.ErrNoChange
 		}
+		l := *st.Running
+		lease = &l
 		return nil
 	})
-	if err != nil {
-		return "", "", err
+	if err != nil || trigger == "" {
+		return "", "", nil, err
 	}
-	return trigger, mode, nil
+	return trigger, mode, lease, nil
 }
 
-// finish hands back this trainer's lease with the training's outcome.
-func (s *Service) finish(ctx context.Context, pid string, last *LastTraining, failed bool) error {
+// finish hands back this trainer's lease (of epoch) with the training's outcome.
+func (s *Service) finish(ctx context.Context, pid string, epoch int64, last *LastTraining, failed bool) error {
 	_, err := objstore.Update(ctx, s.cur.S, stateKey(pid), func(st *State, _ bool) error {
-		if !st.finish(s.cfg.Owner, last, failed) {
+		if !st.finish(s.cfg.Owner, epoch, last, failed) {
 			return objstore.ErrNoChange
 		}
 		return nil
@@ -272,15 +312,16 @@ func (st *State) claim(pol project.RetrainPolicy, owner string, lease time.Durat
 		st.SinceFull++
 	}
 	st.Due, st.Manual, st.NewExamples, st.Mode = false, false, 0, ""
-	st.Running = &Lease{Owner: owner, Started: now, Until: now.Add(lease), Trigger: trigger, Mode: mode}
+	st.Epoch++ // the fencing token of this lease: every write of the training checks it
+	st.Running = &Lease{Owner: owner, Started: now, Until: now.Add(lease), Trigger: trigger, Mode: mode, Epoch: st.Epoch}
 	st.Rev++
 	return trigger, mode
 }
 
-// finish ends owner's lease with the training's outcome; a failed training is due
-// again. It reports false, changing nothing, when owner no longer holds the lease.
-func (st *State) finish(owner string, last *LastTraining, failed bool) bool {
-	if st.Running == nil || st.Running.Owner != owner {
+// finish ends owner's lease of epoch with the training's outcome; a failed training is
+// due again. It reports false, changing nothing, when that lease is no longer held.
+func (st *State) finish(owner string, epoch int64, last *LastTraining, failed bool) bool {
+	if st.Running == nil || st.Running.Owner != owner || st.Running.Epoch != epoch {
 		return false
 	}
 	st.Running, st.Last = nil, last
@@ -291,8 +332,11 @@ func (st *State) finish(owner string, last *LastTraining, failed bool) bool {
 	return true
 }
 
-// renew extends the lease while a training runs.
-func (s *Service) renew(ctx context.Context, project string) {
+// renew extends the lease l while a training runs. When the lease turns out lost
+// (taken over after a pause longer than the lease, or expired), it cancels the training
+// with ErrLeaseLost.
+func (s *Service) renew(ctx context.Context, project string, l *Lease, cancel context.CancelCauseFunc) {
+
 	t := time.NewTicker(s.cfg.Lease / 4)
 	defer t.Stop()
 	for {
@@ -301,14 +345,22 @@ func (s *Service) renew(ctx context.Context, project string) {
 			return
 		case <-t.C:
 		}
+		lost := false
 		_, err := objstore.Update(ctx, s.cur.S, stateKey(project), func(st *State, _ bool) error {
-			if st.Running == nil || st.Running.Owner != s.cfg.Owner {
+			now := time.Now().UTC()
+			if lost = !l.heldIn(st, now); lost {
 				return objstore.ErrNoChange
 			}
 			st.Running.Until = s.now().UTC().Add(s.cfg.Lease)
 			st.Rev++
 			return nil
 		})
+		if lost {
+			err := fmt.Errorf("%w: %s's lease on %s (epoch %d) was taken over or ran out", ErrLeaseLost, l.Owner, project, l.Epoch)
+			s.log.Error("training stopped", zap.String("project", project), zap.Int64("epoch", l.Epoch), zap.Error(err))
+			cancel(err)
+			return
+		}
 		if err != nil && ctx.Err() == nil {
 			s.log.Warn("lease renewal failed", zap.String("project", project), zap.Error(err))
 		}

@@ -39,9 +39,18 @@ func (sc *scheduler) approve(t *testing.T, batch string, train, val int) {
 	}
 }
 
+// epoch is the fencing epoch of the lease held now (0: none).
+func (sc *scheduler) epoch(t *testing.T) int64 {
+	t.Helper()
+	if r := sc.state(t).Running; r != nil {
+		return r.Epoch
+	}
+	return 0
+}
+
 func (sc *scheduler) claim(t *testing.T, s *Service, pol project.RetrainPolicy) string {
 	t.Helper()
-	trigger, _, err := s.claim(sc.ctx, "p", pol)
+	trigger, _, _, err := s.claim(sc.ctx, "p", pol)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,10 +102,10 @@ func TestDomainSchedulerDebounceLeaseAndOneMore(t *testing.T) {
 	if tr := sc.claim(t, sc.b, batchPolicy()); tr != "" {
 		t.Fatalf("b claimed %q under a's live lease", tr)
 	}
-	if err := sc.b.finish(sc.ctx, "p", &LastTraining{Version: 9}, false); err != nil || sc.state(t).Running.Owner != "a" {
+	if err := sc.b.finish(sc.ctx, "p", sc.epoch(t), &LastTraining{Version: 9}, false); err != nil || sc.state(t).Running.Owner != "a" {
 		t.Fatalf("b ended a's lease: %v", err)
 	}
-	if err := sc.a.finish(sc.ctx, "p", &LastTraining{At: sc.now, Version: 2, Published: true}, false); err != nil {
+	if err := sc.a.finish(sc.ctx, "p", sc.epoch(t), &LastTraining{At: sc.now, Version: 2, Published: true}, false); err != nil {
 		t.Fatal(err)
 	}
 	st = sc.state(t)
@@ -110,7 +119,7 @@ func TestDomainSchedulerDebounceLeaseAndOneMore(t *testing.T) {
 		t.Fatalf("a second 'one more': %q", tr)
 	}
 	// b's training fails: due again, without waiting for a new approval.
-	if err := sc.b.finish(sc.ctx, "p", &LastTraining{Error: "diverged"}, true); err != nil {
+	if err := sc.b.finish(sc.ctx, "p", sc.epoch(t), &LastTraining{Error: "diverged"}, true); err != nil {
 		t.Fatal(err)
 	}
 	if tr := sc.claim(t, sc.a, batchPolicy()); tr == "" || sc.state(t).Last.Error != "diverged" {
@@ -127,7 +136,7 @@ func TestDomainSchedulerResumesACrashedTrainersLease(t *testing.T) {
 	sc.now = sc.now.Add(time.Minute)
 	pol := batchPolicy()
 	pol.FullEvery = 1
-	if tr, mode, err := sc.a.claim(sc.ctx, "p", pol); tr == "" || mode != ModeFull || err != nil {
+	if tr, mode, _, err := sc.a.claim(sc.ctx, "p", pol); tr == "" || mode != ModeFull || err != nil {
 		t.Fatalf("claimed %q in mode %q (%v); want a full training", tr, mode, err)
 	}
 	sc.now = sc.now.Add(59 * time.Second)
@@ -135,10 +144,10 @@ func TestDomainSchedulerResumesACrashedTrainersLease(t *testing.T) {
 		t.Fatalf("taken over a live lease: %q", tr)
 	}
 	sc.now = sc.now.Add(2 * time.Second)
-	if tr, mode, err := sc.b.claim(sc.ctx, "p", batchPolicy()); tr != "resume after a stopped" || mode != ModeFull || err != nil {
+	if tr, mode, _, err := sc.b.claim(sc.ctx, "p", batchPolicy()); tr != "resume after a stopped" || mode != ModeFull || err != nil {
 		t.Fatalf("expired lease: trigger %q, mode %q (%v); want a's full training resumed", tr, mode, err)
 	}
-	if err := sc.a.finish(sc.ctx, "p", &LastTraining{Version: 5}, false); err != nil || sc.state(t).Running.Owner != "b" {
+	if err := sc.a.finish(sc.ctx, "p", sc.epoch(t), &LastTraining{Version: 5}, false); err != nil || sc.state(t).Running.Owner != "b" {
 		t.Fatalf("the crashed trainer, back, ended b's lease: %v", err)
 	}
 }
@@ -158,7 +167,7 @@ func TestDomainSchedulerPolicies(t *testing.T) {
 	if tr := sc.claim(t, sc.a, examples); tr != "50 new examples" {
 		t.Fatalf("50 of 50: %q", tr)
 	}
-	if err := sc.a.finish(sc.ctx, "p", &LastTraining{}, false); err != nil {
+	if err := sc.a.finish(sc.ctx, "p", sc.epoch(t), &LastTraining{}, false); err != nil {
 		t.Fatal(err)
 	}
 

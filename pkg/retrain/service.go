@@ -106,7 +106,9 @@ func NewService(c ServiceConfig, s objstore.Store, prod *kafkabus.Producer, reg 
 		running:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "edgeloop_retrain_running", Help: "Trainings running in this process."}),
 	}
 	reg.MustRegister(m.trainings, m.seconds, m.running)
-	return &Service{cfg: c, cur: &project.Store{S: s}, reg: registry.New(s, prod, c.Kafka, c.PublicURL), backend: choice, key: c.Key,
+	models := registry.New(s, prod, c.Kafka, c.PublicURL)
+	models.Key = c.Key
+	return &Service{cfg: c, cur: &project.Store{S: s}, reg: models, backend: choice, key: c.Key,
 		log: log, kcfg: c.Kafka, m: m, wakeup: map[string]chan struct{}{}, train: make(chan struct{}, 1), now: time.Now}, nil
 }
 

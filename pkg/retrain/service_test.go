@@ -90,7 +90,7 @@ func newEnv(t *testing.T) *env {
 	ready, done := make(chan string, 1), make(chan error, 1)
 	go func() {
 		done <- curator.RunService(ctx, curator.ServiceConfig{Kafka: e.kafka, S3: e.s3, Tokens: tokens, Addr: "127.0.0.1:0", Tick: 200 * time.Millisecond,
-			Ready: func(a string) { ready <- a }, Extend: dashboard.Extend("http://placeholder", "dash-"+servertest.RandomID(4))}, e.log)
+			Ready: func(a string) { ready <- a }, Extend: dashboard.Extend("http://placeholder", "dash-"+servertest.RandomID(4), e.key)}, e.log)
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 	select {
@@ -258,7 +258,7 @@ func TestApprovedBatchReachesTheAgent(t *testing.T) {
 	}()
 	pub := e.key.Public().(ed25519.PublicKey)
 	a, err := agent.New(agent.Config{Project: "loop", Device: "cam-1", DataDir: t.TempDir(), MQTT: mqttbus.Config{URL: "tcp://" + mq.Addr},
-		PublicKeys: map[string]ed25519.PublicKey{artifact.KeyID(pub): pub}, DeviceToken: "device-token-0001"}, nil, e.log)
+		PublicKeys: map[string]ed25519.PublicKey{artifact.KeyID(pub): pub}, DeviceToken: "device-token-0001", RegistryURL: e.api}, nil, e.log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -646,7 +646,7 @@ func TestAddClassEndToEnd(t *testing.T) {
 	// An agent running v1 takes the grown model and answers 9.
 	pub := e.key.Public().(ed25519.PublicKey)
 	a, err := agent.New(agent.Config{Project: "grow", Device: "cam-1", DataDir: t.TempDir(), MQTT: mqttbus.Config{URL: "tcp://127.0.0.1:1"},
-		PublicKeys: map[string]ed25519.PublicKey{artifact.KeyID(pub): pub}, DeviceToken: "device-token-0001"}, nil, e.log)
+		PublicKeys: map[string]ed25519.PublicKey{artifact.KeyID(pub): pub}, DeviceToken: "device-token-0001", RegistryURL: e.api}, nil, e.log)
 	if err != nil {
 		t.Fatal(err)
 	}

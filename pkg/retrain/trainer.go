@@ -2,6 +2,8 @@ package retrain
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -79,19 +81,60 @@ func (s *Service) loadEntries(ctx context.Context, p *project.Project, a nn.Arch
 	return sp, skipped, nil
 }
 
+// image reads a content-addressed image (its key ends in its sha256) through the disk
+// cache. A cache file is used only if it hashes to its key, else it is fetched again: a
+// file cut short by a crash would otherwise skip its example in every later training.
 func (s *Service) image(ctx context.Context, key string) (*raster.Image, error) {
-	cache := filepath.Join(s.cfg.CacheDir, "images", path.Base(key))
-	data, err := os.ReadFile(cache)
-	if err != nil {
-		o, err := s.cur.S.Get(ctx, key)
-		if err != nil {
-			return nil, fmt.Errorf("image %s: %w", key, err)
-		}
-		data = o.Data
-		_ = os.MkdirAll(filepath.Dir(cache), 0o755)
-		_ = os.WriteFile(cache, data, 0o644) // a cache: failure only costs a refetch
+	name := path.Base(key)
+	cache := filepath.Join(s.cfg.CacheDir, "images", name)
+	if data, err := os.ReadFile(cache); err == nil && contentMatches(name, data) {
+		return raster.Decode(data)
 	}
-	return raster.Decode(data)
+	o, err := s.cur.S.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", key, err)
+	}
+	if !contentMatches(name, o.Data) {
+		return nil, fmt.Errorf("image %s: its %d bytes do not hash to its content key", key, len(o.Data))
+	}
+	if err := writeCacheFile(cache, o.Data); err != nil {
+		s.log.Warn("image not cached", zap.String("key", key), zap.Error(err)) // costs only a refetch
+	}
+	return raster.Decode(o.Data)
+}
+
+// contentMatches reports whether data hashes to name, when name is a hex sha256 (other
+// keys cannot be checked and are trusted).
+func contentMatches(name string, data []byte) bool {
+	if len(name) != 64 {
+		return true
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:]) == name
+}
+
+// writeCacheFile writes data to path through a temporary file in the same directory
+// and a rename, so that path is either absent or complete.
+func writeCacheFile(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("image cache: %w", err)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return fmt.Errorf("image cache: %w", err)
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+		return fmt.Errorf("image cache %s: %w", path, err)
+	}
+	return nil
 }
 
 // TrainConfig is how the service trains a project: fine-tuning from the release with
@@ -122,8 +165,10 @@ type Outcome struct {
 // version with the gate's decision and the mode and examples it trained on, and
 // releases it when the gate says so. When the project's classes changed since the
 // release, the release's head is remapped first (old classes keep their weights, new
-// ones start small) and the release is gated as that remapped model.
-func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string) (*Outcome, error) {
+// ones start small) and the release is gated as that remapped model. Every write is
+// fenced: it happens only while fence holds (the trainer's lease), and the version's
+// files carry its token.
+func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string, fence registry.Fence) (*Outcome, error) {
 	start := time.Now()
 	if err := CheckMode(mode); err != nil {
 		return nil, err
@@ -250,7 +295,7 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string) 
 		Decision: decision, Classes: p.Classes, Task: p.Task, Mode: mode,
 		Examples: map[string]int{"train": len(data.Train), "new": plan.New, "replayed": plan.Replayed, "recent": plan.Recent,
 			"available": plan.Available}}
-	if err := s.reg.Put(ctx, ver, mb, mj, TrainingReport(m, p.Classes), s.key); err != nil {
+	if err := s.reg.Put(ctx, ver, mb, mj, TrainingReport(m, p.Classes), s.key, fence); err != nil {
 		return nil, err
 	}
 	out := &Outcome{Version: ver}
@@ -261,6 +306,9 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string) 
 		reason := "retrain"
 		if parent == nil {
 			reason = "bootstrap"
+		}
+		if err := fence.Held(ctx); err != nil {
+			return out, fmt.Errorf("release of %s v%d: %w", project, version, err)
 		}
 		if _, err := s.reg.SetRelease(ctx, project, version, reason, "retrain", false); err != nil {
 			return out, err

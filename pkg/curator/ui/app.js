@@ -1,5 +1,11 @@
 // edgeloop annotation UI: plain ES modules, no build step, no CDN. Views are routed by
 // the URL hash: #/ (queue), #/annotate/P/B[/i], #/review[/P/B], #/dataset, #/dashboard.
+
+// seg encodes a value (a project, batch or example id) as one URL path segment.
+const seg = encodeURIComponent;
+// unseg decodes a path segment of the hash (a malformed one stays as it is).
+const unseg = (s) => { try { return decodeURIComponent(s); } catch { return s; } };
+
 const $ = (sel, root = document) => root.querySelector(sel);
 const h = (tag, attrs = {}, ...kids) => {
   const el = document.createElement(tag);
@@ -48,7 +54,7 @@ function image(project, id) {
   const key = project + '/' + id;
   if (!state.imgCache.has(key)) {
     const p = (async () => {
-      const res = await fetch(`/api/v1/projects/${project}/examples/${id}/image`, { headers: { Authorization: 'Bearer ' + state.token } });
+      const res = await fetch(`/api/v1/projects/${seg(project)}/examples/${seg(id)}/image`, { headers: { Authorization: 'Bearer ' + state.token } });
       if (!res.ok) throw new Error('image ' + id + ': ' + res.status);
       const img = new Image();
       img.src = URL.createObjectURL(await res.blob());
@@ -136,7 +142,7 @@ async function route() {
     if (after) after();
     if (!state.keyHandler) onKeys(() => {}); // a page without keys drops those held for it
   };
-  const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean);
+  const parts = location.hash.replace(/^#\/?/, '').split('/').filter(Boolean).map(unseg);
   document.querySelectorAll('nav a').forEach((a) => a.classList.toggle('active', a.dataset.nav === (parts[0] || 'queue')));
   document.body.dataset.page = parts[0] || 'queue';
   try {
@@ -270,9 +276,9 @@ async function queue(view, gen, fixedState) {
     const mine = b.claim && b.claim.user === state.me.user;
     let action = '';
     if (b.state === 'ready' && can('annotator')) action = h('button', { class: 'primary', 'data-claim': b.id, onclick: () => claim(p, b.id) }, 'Claim');
-    else if (b.state === 'in_progress' && mine) action = h('a', { class: 'button primary', href: `#/annotate/${p}/${b.id}`, 'data-continue': b.id }, 'Continue');
+    else if (b.state === 'in_progress' && mine) action = h('a', { class: 'button primary', href: `#/annotate/${seg(p)}/${seg(b.id)}`, 'data-continue': b.id }, 'Continue');
     else if (b.state === 'in_progress' && can('annotator') && new Date(b.claim.expires) < new Date()) action = h('button', { onclick: () => claim(p, b.id) }, 'Take over (lease expired)');
-    else if (b.state === 'submitted' && can('reviewer')) action = h('a', { class: 'button primary', href: `#/review/${p}/${b.id}`, 'data-review': b.id }, 'Review');
+    else if (b.state === 'submitted' && can('reviewer')) action = h('a', { class: 'button primary', href: `#/review/${seg(p)}/${seg(b.id)}`, 'data-review': b.id }, 'Review');
     return h('tr', { 'data-batch': b.id },
       h('td', {}, h('strong', {}, b.id), b.returned_from ? h('div', { class: 'muted' }, 'returned from ' + b.returned_from) : ''),
       h('td', {}, h('span', { class: 'pill state-' + b.state }, b.state.replace('_', ' ')), b.claim ? h('span', { class: 'muted' }, ' ' + b.claim.user) : ''),
@@ -303,7 +309,7 @@ async function queue(view, gen, fixedState) {
     table.hidden = !batches.length; empty.hidden = !!batches.length;
   };
   const load = async () => {
-    const batches = await api('GET', `/projects/${p}/batches?` + qs);
+    const batches = await api('GET', `/projects/${seg(p)}/batches?` + qs);
     const j = JSON.stringify(batches);
     if (j !== last && current(gen)) { last = j; paint(batches); }
   };
@@ -333,19 +339,19 @@ async function queue(view, gen, fixedState) {
 
 async function claim(p, id) {
   try {
-    await api('POST', `/projects/${p}/batches/${id}/claim`);
-    location.hash = `#/annotate/${p}/${id}`;
+    await api('POST', `/projects/${seg(p)}/batches/${seg(id)}/claim`);
+    location.hash = `#/annotate/${seg(p)}/${seg(id)}`;
   } catch (e) { toast(e.message, true); }
 }
 
 // claimNext continues the caller's batch in progress, else claims the oldest ready one.
 async function claimNext(p) {
   try {
-    const list = await api('GET', `/projects/${p}/batches`);
+    const list = await api('GET', `/projects/${seg(p)}/batches`);
     const mine = list.find((b) => b.state === 'in_progress' && b.claim && b.claim.user === state.me.user);
-    if (mine) { location.hash = `#/annotate/${p}/${mine.id}`; return true; }
+    if (mine) { location.hash = `#/annotate/${seg(p)}/${seg(mine.id)}`; return true; }
     for (const b of list.filter((b) => b.state === 'ready').sort((a, b) => (a.id < b.id ? -1 : 1))) {
-      try { await api('POST', `/projects/${p}/batches/${b.id}/claim`); location.hash = `#/annotate/${p}/${b.id}`; return true; } catch { /* taken meanwhile: the next */ }
+      try { await api('POST', `/projects/${seg(p)}/batches/${seg(b.id)}/claim`); location.hash = `#/annotate/${seg(p)}/${seg(b.id)}`; return true; } catch { /* taken meanwhile: the next */ }
     }
     toast('No batch is ready yet; the queue updates by itself.');
   } catch (e) { toast(e.message, true); }
@@ -354,9 +360,9 @@ async function claimNext(p) {
 
 async function reviewNext(p) {
   try {
-    const list = await api('GET', `/projects/${p}/batches?state=submitted`);
+    const list = await api('GET', `/projects/${seg(p)}/batches?state=submitted`);
     const b = list.sort((a, b) => (a.id < b.id ? -1 : 1))[0];
-    if (b) { location.hash = `#/review/${p}/${b.id}`; return true; }
+    if (b) { location.hash = `#/review/${seg(p)}/${seg(b.id)}`; return true; }
     toast('Nothing to review yet; the list updates by itself.');
   } catch (e) { toast(e.message, true); }
   return false;
@@ -416,7 +422,7 @@ const boxStep = 0.02;
 async function annotate(view, p, id, index, gen) {
   const proj = projectOf(p);
   if (!proj) throw new Error(`project ${p} does not exist`);
-  const batch = await api('GET', `/projects/${p}/batches/${id}`);
+  const batch = await api('GET', `/projects/${seg(p)}/batches/${seg(id)}`);
   const items = new Map(batch.items.map((it) => [it.example_id, it]));
   const groups = groupByFrame(batch.items, batch.examples);
   const detect = proj.task === 'detect';
@@ -472,7 +478,7 @@ async function annotate(view, p, id, index, gen) {
       const it = items.get(eid);
       it.status = status; it.labels = ls;
       unsaved++;
-      saving = saving.then(() => api('PUT', `/projects/${p}/batches/${id}/items/${eid}`, { labels: ls, status }))
+      saving = saving.then(() => api('PUT', `/projects/${seg(p)}/batches/${seg(id)}/items/${seg(eid)}`, { labels: ls, status }))
         .catch((e) => { if (it.labels === ls) it.status = ''; toast(`example ${gi + 1} is not saved: ${e.message}`, true); })
         .finally(() => { unsaved--; if (current(gen)) renderProgress(); });
     }
@@ -480,7 +486,7 @@ async function annotate(view, p, id, index, gen) {
   const mark = () => dirty.add(index);
   const show = (gi, t0) => {
     index = gi;
-    history.replaceState(null, '', `#/annotate/${p}/${id}/${gi}`);
+    history.replaceState(null, '', `#/annotate/${seg(p)}/${seg(id)}/${gi}`);
     labels = draftFor(gi);
     selected = detect && labels.length ? 0 : -1;
     if (labels[0]) drawClass = labels[0].class;
@@ -507,7 +513,7 @@ async function annotate(view, p, id, index, gen) {
     await saving;
     try {
       if (batch.items.some((it) => !items.get(it.example_id).status)) throw new Error('some examples could not be saved; save them again');
-      await api('POST', `/projects/${p}/batches/${id}/submit`);
+      await api('POST', `/projects/${seg(p)}/batches/${seg(id)}/submit`);
       toast('Batch submitted for review');
       if (current(gen)) location.hash = '#/';
     } catch (e) { toast(e.message, true); submitting = false; if (current(gen)) render(); }
@@ -655,7 +661,7 @@ async function annotate(view, p, id, index, gen) {
     e.preventDefault();
   });
   // Keep the lease while the page is open.
-  state.timers.push(setInterval(() => api('POST', `/projects/${p}/batches/${id}/renew`).catch((e) => toast(e.message, true)), 5 * 60 * 1000));
+  state.timers.push(setInterval(() => api('POST', `/projects/${seg(p)}/batches/${seg(id)}/renew`).catch((e) => toast(e.message, true)), 5 * 60 * 1000));
   // Nothing typed is lost on leaving: a changed item is saved first.
   const bye = () => { if (dirty.has(index)) save(index, 'done'); };
   window.addEventListener('pagehide', bye);
@@ -681,7 +687,7 @@ async function thumb(p, itemLabels, id, task) {
 async function review(view, p, id, gen) {
   const proj = projectOf(p);
   if (!proj) throw new Error(`project ${p} does not exist`);
-  const batch = await api('GET', `/projects/${p}/batches/${id}`);
+  const batch = await api('GET', `/projects/${seg(p)}/batches/${seg(id)}`);
   const detect = proj.task === 'detect';
   const items = new Map(batch.items.map((it) => [it.example_id, it]));
   const groups = groupByFrame(batch.items, batch.examples);
@@ -717,7 +723,7 @@ async function review(view, p, id, gen) {
     for (const eid of groups[gi].ids) {
       const it = items.get(eid);
       it.review = { verdict, comment: text, by: state.me.user };
-      saving = saving.then(() => api('PUT', `/projects/${p}/batches/${id}/items/${eid}/review`, { verdict, comment: text }))
+      saving = saving.then(() => api('PUT', `/projects/${seg(p)}/batches/${seg(id)}/items/${seg(eid)}/review`, { verdict, comment: text }))
         .catch((e) => { it.review = null; toast(`example ${gi + 1}: ${e.message}`, true); if (current(gen)) render(); });
     }
   };
@@ -739,7 +745,7 @@ async function review(view, p, id, gen) {
     await saving;
     try {
       const body = what === 'reject' ? { comments: batchComment.value } : { return_to: returnTo };
-      const out = await api('POST', `/projects/${p}/batches/${id}/${what}`, body);
+      const out = await api('POST', `/projects/${seg(p)}/batches/${seg(id)}/${what}`, body);
       toast(what === 'reject' ? 'Sent back to the annotator'
         : out.returned_to ? `Approved; the rejected examples went to ${returnTo === 'queue' ? 'the queue' : 'the annotator'} as ${out.returned_to}` : 'Approved: the examples joined the dataset');
       if (current(gen)) location.hash = '#/review';
@@ -822,7 +828,7 @@ async function download(path, name) {
 
 async function dataset(view) {
   const p = state.project;
-  const d = await api('GET', `/projects/${p}/dataset`);
+  const d = await api('GET', `/projects/${seg(p)}/dataset`);
   const fmts = [['coco', 'COCO JSON'], ['yolo', 'YOLO'], ['voc', 'Pascal VOC'], ['labelstudio', 'Label Studio']];
   view.replaceChildren(h('h1', {}, 'Dataset ', h('span', { class: 'muted' }, `· ${p} · snapshot ${d.snapshot} · ${d.batches} batches`)),
     h('div', { class: 'cards' },
@@ -832,20 +838,20 @@ async function dataset(view) {
         h('p', {}, Object.entries(d.by_class).sort().map(([k, v]) => h('span', { class: 'pill' }, `${k}: ${v}`))))),
     h('h2', {}, 'Export'),
     h('table', {}, h('tbody', {}, fmts.map(([f, name]) => h('tr', {}, h('td', {}, name),
-      ['', 'train', 'val', 'test'].map((s) => h('td', {}, h('button', { onclick: () => download(`/projects/${p}/dataset/export?format=${f}${s ? '&split=' + s : ''}`, `${p}-${f}${s ? '-' + s : ''}.zip`) }, s || 'all'))))))));
+      ['', 'train', 'val', 'test'].map((s) => h('td', {}, h('button', { onclick: () => download(`/projects/${seg(p)}/dataset/export?format=${f}${s ? '&split=' + s : ''}`, `${p}-${f}${s ? '-' + s : ''}.zip`) }, s || 'all'))))))));
 }
 
 // ---- dashboard (filled by the retrain service's endpoints when present) -------------
 async function dashboard(view, gen, shown) {
   const p = state.project;
   let dash = null;
-  try { dash = await api('GET', `/projects/${p}/dashboard`); } catch (e) { dash = null; }
+  try { dash = await api('GET', `/projects/${seg(p)}/dashboard`); } catch (e) { dash = null; }
   if (!dash) { view.replaceChildren(h('p', { class: 'muted' }, 'No dashboard data yet.')); return; }
   renderDashboard(view, p, dash);
   if (!current(gen)) return;
   // Live: refresh in place every 3 s while the page is shown.
   state.timers.push(setInterval(async () => {
-    try { const d = await api('GET', `/projects/${p}/dashboard`); if (current(gen)) renderDashboard(shown, p, d); } catch {}
+    try { const d = await api('GET', `/projects/${seg(p)}/dashboard`); if (current(gen)) renderDashboard(shown, p, d); } catch {}
   }, 3000));
 }
 

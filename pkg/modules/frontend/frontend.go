@@ -8,6 +8,7 @@ import (
 	"context"
 	"time"
 
+	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/edgeloop/edgeloop/pkg/curator"
@@ -104,10 +105,17 @@ func (s *state) runCurator(ctx context.Context, a *modules.App) error {
 		}}, a.Log.Named("curator"))
 }
 
-// setupRegistry serves the model registry's endpoints on the curator's API.
+// setupRegistry serves the model registry's endpoints on the curator's API. The signing
+// key (-key) signs the releases an admin promotes or rolls back; without it those are
+// refused.
 func (s *state) setupRegistry(a *modules.App) error {
 	s.apiHooks = append(s.apiHooks, func(e curator.Extension) func(context.Context) error {
 		s.registry = registry.New(e.Curator.Store().S, e.Producer, e.Kafka, a.PublicURL())
+		if key, err := a.SigningKey(); err == nil {
+			s.registry.Key = key
+		} else {
+			a.Log.Warn("registry without a signing key: admins cannot promote or roll back releases", zap.Error(err))
+		}
 		registry.Mount(e.API, s.registry)
 		return nil
 	})

@@ -120,7 +120,7 @@ func (s *state) runFleet(ctx context.Context, a *modules.App) error {
 		}
 		ag, err := agent.New(agent.Config{Project: b.Project, Device: dev, DataDir: a.DataPath("agents", dev),
 			MQTT: mq, PublicKeys: map[string]ed25519.PublicKey{artifact.KeyID(pub): pub},
-			DeviceToken: s.fleetToken, HTTPAddr: httpAddr, StatusInterval: 5 * time.Second, Version: "standalone",
+			DeviceToken: s.fleetToken, RegistryURL: s.api, HTTPAddr: httpAddr, StatusInterval: 5 * time.Second, Version: "standalone",
 			Sim: agent.SimConfig{Dataset: spec.Name, Drift: f.Drift, Rate: f.Rate, OperatorShare: f.OperatorShare, Seed: uint64(i + 1)},
 		}, nil, a.Log.Named("agent").With(zap.String("device", dev)))
 		if err != nil {

@@ -155,8 +155,17 @@ type ModelRelease struct {
 	// Headline test metrics of the version (e.g. "test_accuracy", "test_map50").
 	Metrics map[string]float64 `protobuf:"bytes,12,rep,name=metrics,proto3" json:"metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
 	// Why it was released: "bootstrap", "retrain", "promote", "rollback".
-	Reason        string   `protobuf:"bytes,13,opt,name=reason,proto3" json:"reason,omitempty"`
-	ClassNames    []string `protobuf:"bytes,14,rep,name=class_names,json=classNames,proto3" json:"class_names,omitempty"`
+	Reason     string   `protobuf:"bytes,13,opt,name=reason,proto3" json:"reason,omitempty"`
+	ClassNames []string `protobuf:"bytes,14,rep,name=class_names,json=classNames,proto3" json:"class_names,omitempty"`
+	// The signed release manifest (JSON, artifact.ReleaseManifest: project, version,
+	// sha256, size, created, rollback, previous version, release sequence). Agents trust
+	// nothing of this message but what the manifest says; every other field is advisory.
+	Manifest []byte `protobuf:"bytes,15,opt,name=manifest,proto3" json:"manifest,omitempty"`
+	// ed25519 signature of the manifest (artifact.SignManifest: over a domain-separated
+	// sha256 of the manifest bytes).
+	ManifestSignature []byte `protobuf:"bytes,16,opt,name=manifest_signature,json=manifestSignature,proto3" json:"manifest_signature,omitempty"`
+	// Names the public key that verifies manifest_signature.
+	ManifestKeyId string `protobuf:"bytes,17,opt,name=manifest_key_id,json=manifestKeyId,proto3" json:"manifest_key_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -289,6 +298,27 @@ func (x *ModelRelease) GetClassNames() []string {
 	return nil
 }
 
+func (x *ModelRelease) GetManifest() []byte {
+	if x != nil {
+		return x.Manifest
+	}
+	return nil
+}
+
+func (x *ModelRelease) GetManifestSignature() []byte {
+	if x != nil {
+		return x.ManifestSignature
+	}
+	return nil
+}
+
+func (x *ModelRelease) GetManifestKeyId() string {
+	if x != nil {
+		return x.ManifestKeyId
+	}
+	return ""
+}
+
 // DeadLetter is what a service could not accept, with the reason, on
 // edgeloop.deadletter.v1.
 type DeadLetter struct {
@@ -403,7 +433,7 @@ const file_edgeloop_v1_events_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\x1aA\n" +
 	"\x13DatasetBySplitEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"\xaf\x04\n" +
+	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"\xa2\x05\n" +
 	"\fModelRelease\x12\x18\n" +
 	"\aproject\x18\x01 \x01(\tR\aproject\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\x12%\n" +
@@ -422,7 +452,10 @@ const file_edgeloop_v1_events_proto_rawDesc = "" +
 	"\ametrics\x18\f \x03(\v2&.edgeloop.v1.ModelRelease.MetricsEntryR\ametrics\x12\x16\n" +
 	"\x06reason\x18\r \x01(\tR\x06reason\x12\x1f\n" +
 	"\vclass_names\x18\x0e \x03(\tR\n" +
-	"classNames\x1a:\n" +
+	"classNames\x12\x1a\n" +
+	"\bmanifest\x18\x0f \x01(\fR\bmanifest\x12-\n" +
+	"\x12manifest_signature\x18\x10 \x01(\fR\x11manifestSignature\x12&\n" +
+	"\x0fmanifest_key_id\x18\x11 \x01(\tR\rmanifestKeyId\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xc5\x01\n" +
