@@ -6,19 +6,10 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"runtime"
 	"testing"
 
 	msgs "github.com/edgeloop/edgeloop/internal/fixture"
 )
-
-func allocated(f func()) uint64 {
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	f()
-	runtime.ReadMemStats(&after)
-	return after.TotalAlloc - before.TotalAlloc
-}
 
 // TestDecompressionBombRefused: a 16,000×16,000 PNG of a few hundred KB is refused by
 // /v1/infer and by the watched directory from its header, without decoding it.
@@ -31,7 +22,7 @@ func TestDecompressionBombRefused(t *testing.T) {
 	bomb := msgs.PNGBomb(16000, 16000)
 	h := a.Handler()
 	rec := httptest.NewRecorder()
-	n := allocated(func() { h.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/infer", bytes.NewReader(bomb))) })
+	n := msgs.Allocated(func() { h.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/infer", bytes.NewReader(bomb))) })
 	if rec.Code != 413 {
 		t.Fatalf("bomb: %d %s, want 413", rec.Code, rec.Body)
 	}
@@ -45,7 +36,7 @@ func TestDecompressionBombRefused(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "bomb.png"), bomb, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	n = allocated(func() { a.inferFile(context.Background(), filepath.Join(dir, "bomb.png")) })
+	n = msgs.Allocated(func() { a.inferFile(context.Background(), filepath.Join(dir, "bomb.png")) })
 	if _, err := os.Stat(filepath.Join(dir, "rejected", "bomb.png")); err != nil || n > 32<<20 {
 		t.Fatalf("watched bomb: rejected %v, allocated %d MB", err, n>>20)
 	}

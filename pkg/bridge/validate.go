@@ -66,23 +66,39 @@ func reject(reason, format string, args ...any) *message.Reject {
 	return &message.Reject{Reason: reason, Err: fmt.Errorf(format, args...)}
 }
 
-// ValidateExample checks an example payload received on topic against the contract.
-func ValidateExample(topic string, payload []byte, l Limits) (*edgeloopv1.Example, *message.Reject) {
-	l = l.withDefaults()
+// fromDevice is a device's message: it names its project and device.
+type fromDevice interface {
+	proto.Message
+	GetProject() string
+	GetDevice() string
+}
+
+// envelope checks what every device message must pass — its size, its topic, that it
+// decodes into m (named name), and that it names the project and device of its topic.
+func envelope(topic string, payload []byte, l Limits, name string, m fromDevice) *message.Reject {
 	if len(payload) > l.MaxMessageBytes {
-		return nil, reject(contract.ReasonTooLarge, "payload of %d bytes is over the %d-byte limit", len(payload), l.MaxMessageBytes)
+		return reject(contract.ReasonTooLarge, "payload of %d bytes is over the %d-byte limit", len(payload), l.MaxMessageBytes)
 	}
 	dt, err := contract.ParseDeviceTopic(topic)
 	if err != nil {
-		return nil, reject(contract.ReasonBadTopic, "%v", err)
+		return reject(contract.ReasonBadTopic, "%v", err)
 	}
+	if err := proto.Unmarshal(payload, m); err != nil {
+		return reject(contract.ReasonBadProtobuf, "payload is not an edgeloop.v1.%s: %v", name, err)
+	}
+	if m.GetProject() != dt.Project || m.GetDevice() != dt.Device {
+		return reject(contract.ReasonTopicMismatch, "payload says project %q device %q, topic says project %q device %q",
+			m.GetProject(), m.GetDevice(), dt.Project, dt.Device)
+	}
+	return nil
+}
+
+// ValidateExample checks an example payload received on topic against the contract.
+func ValidateExample(topic string, payload []byte, l Limits) (*edgeloopv1.Example, *message.Reject) {
+	l = l.withDefaults()
 	ex := &edgeloopv1.Example{}
-	if err := proto.Unmarshal(payload, ex); err != nil {
-		return nil, reject(contract.ReasonBadProtobuf, "payload is not an edgeloop.v1.Example: %v", err)
-	}
-	if ex.GetProject() != dt.Project || ex.GetDevice() != dt.Device {
-		return nil, reject(contract.ReasonTopicMismatch, "payload says project %q device %q, topic says project %q device %q",
-			ex.GetProject(), ex.GetDevice(), dt.Project, dt.Device)
+	if rej := envelope(topic, payload, l, "Example", ex); rej != nil {
+		return nil, rej
 	}
 	if err := contract.CheckExampleID(ex.GetId()); err != nil {
 		return nil, reject(contract.ReasonBadID, "%v", err)
@@ -189,21 +205,9 @@ func checkLabelBox(id, where, class string, b *edgeloopv1.Box, detect bool) *mes
 
 // ValidateStatus checks a device status payload received on topic.
 func ValidateStatus(topic string, payload []byte, l Limits) (*edgeloopv1.DeviceStatus, *message.Reject) {
-	l = l.withDefaults()
-	if len(payload) > l.MaxMessageBytes {
-		return nil, reject(contract.ReasonTooLarge, "payload of %d bytes is over the %d-byte limit", len(payload), l.MaxMessageBytes)
-	}
-	dt, err := contract.ParseDeviceTopic(topic)
-	if err != nil {
-		return nil, reject(contract.ReasonBadTopic, "%v", err)
-	}
 	st := &edgeloopv1.DeviceStatus{}
-	if err := proto.Unmarshal(payload, st); err != nil {
-		return nil, reject(contract.ReasonBadProtobuf, "payload is not an edgeloop.v1.DeviceStatus: %v", err)
-	}
-	if st.GetProject() != dt.Project || st.GetDevice() != dt.Device {
-		return nil, reject(contract.ReasonTopicMismatch, "payload says project %q device %q, topic says project %q device %q",
-			st.GetProject(), st.GetDevice(), dt.Project, dt.Device)
+	if rej := envelope(topic, payload, l.withDefaults(), "DeviceStatus", st); rej != nil {
+		return nil, rej
 	}
 	return st, nil
 }

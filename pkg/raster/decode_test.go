@@ -2,20 +2,10 @@ package raster
 
 import (
 	"errors"
-	"runtime"
 	"testing"
 
 	"github.com/edgeloop/edgeloop/internal/fixture"
 )
-
-// allocated returns the bytes f allocates.
-func allocated(f func()) uint64 {
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	f()
-	runtime.ReadMemStats(&after)
-	return after.TotalAlloc - before.TotalAlloc
-}
 
 // TestDecodeRefusesBombsFromTheHeader: a small PNG that declares 16,000×16,000 pixels is
 // refused from its header, before anything of its size is allocated.
@@ -23,7 +13,7 @@ func TestDecodeRefusesBombsFromTheHeader(t *testing.T) {
 	bomb := fixture.PNGBomb(16000, 16000)
 	t.Logf("bomb: %d bytes", len(bomb))
 	var err error
-	n := allocated(func() { _, err = Decode(bomb) })
+	n := fixture.Allocated(func() { _, err = Decode(bomb) })
 	if !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("err %v, want ErrTooLarge", err)
 	}
