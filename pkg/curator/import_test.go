@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/edgeloop/edgeloop/internal/fixture"
 	"github.com/edgeloop/edgeloop/pkg/httpapi"
 	"github.com/edgeloop/edgeloop/pkg/kafkabus"
 	"github.com/edgeloop/edgeloop/pkg/objstore/memstore"
@@ -66,18 +67,10 @@ func TestImportStreamsTheUpload(t *testing.T) {
 		}
 		defer f.Close()
 		runtime.GC()
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		req, _ := http.NewRequest("POST", srv.URL+"/api/v1/projects/digits/dataset/import?format=coco"+q, f)
-		req.Header.Set("Authorization", "Bearer admin-token-00001")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		runtime.ReadMemStats(&after)
-		return resp.StatusCode, string(body), after.TotalAlloc - before.TotalAlloc
+		var code int
+		var body string
+		alloc := fixture.Allocated(func() { code, body = postImport(t, srv.URL, q, f) })
+		return code, body, alloc
 	}
 	code, body, alloc := upload("")
 	if code != http.StatusBadRequest || !strings.Contains(body, "annotations.json") {
@@ -106,18 +99,26 @@ func TestImportRefusesOversizedUploads(t *testing.T) {
 	Mount(api, c)
 	srv := httptest.NewServer(api)
 	defer srv.Close()
-	req, _ := http.NewRequest("POST", srv.URL+"/api/v1/projects/digits/dataset/import?format=coco", strings.NewReader(strings.Repeat("x", 2<<20)))
+	code, body := postImport(t, srv.URL, "", strings.NewReader(strings.Repeat("x", 2<<20)))
+	if code != http.StatusRequestEntityTooLarge || !strings.Contains(body, "1 MiB") {
+		t.Fatalf("a 2 MiB upload with a 1 MiB limit: %d %s, want 413 naming the limit", code, body)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Fatalf("spool files left behind: %v", left)
+	}
+}
+
+// postImport uploads body as a COCO import of project digits (query q appended) with
+// the admin's token, and returns the status and the response body.
+func postImport(t *testing.T, base, q string, body io.Reader) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", base+"/api/v1/projects/digits/dataset/import?format=coco"+q, body)
 	req.Header.Set("Authorization", "Bearer admin-token-00001")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(body), "1 MiB") {
-		t.Fatalf("a 2 MiB upload with a 1 MiB limit: %d %s, want 413 naming the limit", resp.StatusCode, body)
-	}
-	if left, _ := os.ReadDir(tmp); len(left) != 0 {
-		t.Fatalf("spool files left behind: %v", left)
-	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
