@@ -31,6 +31,7 @@ type ServiceConfig struct {
 
 // RunService runs the bridge with its ops endpoints until ctx ends.
 func RunService(ctx context.Context, c ServiceConfig, log *zap.Logger) error {
+	reg := opshttp.NewRegistry() // metrics first: every part below registers its own
 	if c.Partitions <= 0 {
 		c.Partitions = 6
 	}
@@ -42,7 +43,6 @@ func RunService(ctx context.Context, c ServiceConfig, log *zap.Logger) error {
 		return err
 	}
 	defer prod.Close()
-	reg := opshttp.NewRegistry()
 	b := New(prod, c.Kafka, reg, log, c.Options)
 	c.MQTT.ManualAck = true
 	c.MQTT.CleanSession = false

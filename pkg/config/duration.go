@@ -41,3 +41,12 @@ func Default[T int | int64 | float32 | float64 | time.Duration | Duration](v *T,
 		*v = d
 	}
 }
+
+// IfZero sets *v to d when it is the zero value (0, "", …): for settings whose
+// negative values are errors for Validate to report, not defaults.
+func IfZero[T comparable](v *T, d T) {
+	var zero T
+	if *v == zero {
+		*v = d
+	}
+}

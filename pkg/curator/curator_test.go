@@ -215,14 +215,7 @@ func TestBatchesApprovalsSplitsExports(t *testing.T) {
 	e := newEnv(t)
 	base := e.start(t, "curator")
 	createProject(t, base, "digits", "classify", func(p *project.Project) { p.Split.ValCap, p.Split.TestCap = 20, 20 })
-	truth := map[string]string{}
-	var exs []*edgeloopv1.Example
-	for i := 0; i < 520; i++ {
-		ex, tr := example("digits", i, edgeloopv1.Task_TASK_CLASSIFY)
-		truth[ex.Id] = tr
-		exs = append(exs, ex)
-	}
-	produce(t, e, exs...)
+	truth := produceClassify(t, e, "digits", 0, 520, nil)
 	var where map[string][]string
 	waitFor(t, "520 examples placed", 120*time.Second, func() bool {
 		where = placement(t, base, "digits")
@@ -407,12 +400,7 @@ func TestTwoCuratorsNeverDoubleAssign(t *testing.T) {
 	base := e.start(t, "curator-a")
 	e.start(t, "curator-b")
 	createProject(t, base, "race", "classify", func(p *project.Project) { p.Batch.Min, p.Batch.Max = 30, 40 })
-	var exs []*edgeloopv1.Example
-	for i := 0; i < 400; i++ {
-		ex, _ := example("race", i, edgeloopv1.Task_TASK_CLASSIFY)
-		exs = append(exs, ex)
-	}
-	produce(t, e, exs...)
+	produceClassify(t, e, "race", 0, 400, nil)
 	var where map[string][]string
 	waitFor(t, "400 examples placed", 120*time.Second, func() bool {
 		where = placement(t, base, "race")
@@ -457,14 +445,9 @@ func TestKilledMidStream(t *testing.T) {
 		return err == nil
 	})
 	createProject(t, base, "crash", "classify", func(p *project.Project) { p.Batch.Min, p.Batch.Max = 30, 50 })
-	var exs []*edgeloopv1.Example
-	for i := 0; i < 300; i++ {
-		ex, _ := example("crash", i, edgeloopv1.Task_TASK_CLASSIFY)
-		exs = append(exs, ex)
-	}
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); produce(t, e, exs...) }()
+	go func() { defer wg.Done(); produceClassify(t, e, "crash", 0, 300, nil) }()
 	waitFor(t, "ingestion under way", 60*time.Second, func() bool { return len(placement(t, base, "crash"))+openCount(t, base, "crash") > 40 })
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
@@ -580,13 +563,7 @@ func TestSelfApprovalIsAProjectPolicy(t *testing.T) {
 	e := newEnv(t)
 	base := e.start(t, "curator")
 	createProject(t, base, "solo", "classify", func(p *project.Project) { p.Batch.Min, p.Batch.Max = 2, 2 })
-	truth := map[string]string{}
-	var exs []*edgeloopv1.Example
-	for i := 0; i < 2; i++ {
-		ex, cls := example("solo", i, edgeloopv1.Task_TASK_CLASSIFY)
-		exs, truth[ex.Id] = append(exs, ex), cls
-	}
-	produce(t, e, exs...)
+	truth := produceClassify(t, e, "solo", 0, 2, nil)
 	var list []curator.BatchSummary
 	waitFor(t, "a ready batch", 60*time.Second, func() bool {
 		call(t, base, "admin-token-00001", "GET", "/api/v1/projects/solo/batches?state=ready", nil, &list)
@@ -632,15 +609,9 @@ func TestReviewItemByItem(t *testing.T) {
 	base := e.start(t, "curator")
 	const pid = "review"
 	createProject(t, base, pid, "classify", func(p *project.Project) { p.Batch.Min, p.Batch.Max = 6, 6 })
-	truth := map[string]string{}
-	var exs []*edgeloopv1.Example
-	for i := 0; i < 6; i++ {
-		ex, tr := example(pid, 300+i, edgeloopv1.Task_TASK_CLASSIFY)
+	truth := produceClassify(t, e, pid, 300, 6, func(ex *edgeloopv1.Example) {
 		ex.Reasons = append(ex.Reasons, &edgeloopv1.SamplingReason{Kind: edgeloopv1.SamplingKind_SAMPLING_KIND_LOW_CONFIDENCE, Strategy: "low-margin"})
-		truth[ex.Id] = tr
-		exs = append(exs, ex)
-	}
-	produce(t, e, exs...)
+	})
 	var list []curator.BatchSummary
 	waitFor(t, "a ready batch", 60*time.Second, func() bool {
 		call(t, base, "reviewer-token-1", "GET", "/api/v1/projects/"+pid+"/batches?state=ready", nil, &list)
@@ -745,4 +716,22 @@ func TestReviewItemByItem(t *testing.T) {
 		t.Fatalf("dataset holds %d examples, want 5", ds.Total)
 	}
 	checkApprovedEvents(t, e, pid, 2, 5)
+}
+
+// produceClassify produces n classification examples of project pid (numbered from
+// first, each changed by mod when not nil) and returns their true classes by id.
+func produceClassify(t *testing.T, e env, pid string, first, n int, mod func(*edgeloopv1.Example)) map[string]string {
+	t.Helper()
+	truth := map[string]string{}
+	var exs []*edgeloopv1.Example
+	for i := first; i < first+n; i++ {
+		ex, tr := example(pid, i, edgeloopv1.Task_TASK_CLASSIFY)
+		if mod != nil {
+			mod(ex)
+		}
+		truth[ex.Id] = tr
+		exs = append(exs, ex)
+	}
+	produce(t, e, exs...)
+	return truth
 }

@@ -61,6 +61,7 @@ type Extension struct {
 
 // RunService runs ingestion, batching, the API and the UI until ctx ends.
 func RunService(ctx context.Context, c ServiceConfig, log *zap.Logger) error {
+	reg := opshttp.NewRegistry() // metrics first: every part below registers its own
 	if c.Group == "" {
 		c.Group = "curator"
 	}
@@ -78,7 +79,6 @@ func RunService(ctx context.Context, c ServiceConfig, log *zap.Logger) error {
 		return err
 	}
 	defer prod.Close()
-	reg := opshttp.NewRegistry()
 	cur := New(store, prod, c.Kafka, NewMetrics(reg), log)
 	api := httpapi.NewMux(c.Tokens)
 	Mount(api, cur)

@@ -129,57 +129,25 @@ const DefaultReplay = 1500
 
 // Defaults fills unset settings with the seed's values.
 func (p *Project) Defaults() {
-	if p.Batch.Min == 0 {
-		p.Batch.Min = 30
-	}
-	if p.Batch.Max == 0 {
-		p.Batch.Max = 50
-	}
-	if p.Batch.MaxWait == 0 {
-		p.Batch.MaxWait = config.Duration(10 * time.Minute)
-	}
-	if p.Batch.Lease == 0 {
-		p.Batch.Lease = config.Duration(30 * time.Minute)
-	}
+	config.IfZero(&p.Batch.Min, 30)
+	config.IfZero(&p.Batch.Max, 50)
+	config.IfZero(&p.Batch.MaxWait, config.Duration(10*time.Minute))
+	config.IfZero(&p.Batch.Lease, config.Duration(30*time.Minute))
 	if p.Split.Train == 0 && p.Split.Val == 0 && p.Split.Test == 0 {
 		p.Split.Train, p.Split.Val, p.Split.Test = 0.8, 0.1, 0.1
 	}
-	if p.Split.ValCap == 0 {
-		p.Split.ValCap = 100
-	}
-	if p.Split.TestCap == 0 {
-		p.Split.TestCap = 100
-	}
-	if p.Retrain.Trigger == "" {
-		p.Retrain.Trigger = "batch"
-	}
-	if p.Retrain.Debounce == 0 {
-		p.Retrain.Debounce = config.Duration(5 * time.Second)
-	}
-	if p.Retrain.Confidence == 0 {
-		p.Retrain.Confidence = 0.95
-	}
-	if p.Retrain.MinTest == 0 {
-		p.Retrain.MinTest = 30
-	}
-	if p.Retrain.Require == "" {
-		p.Retrain.Require = "better"
-	}
-	if p.Retrain.PerClass == "" {
-		p.Retrain.PerClass = "significant"
-	}
-	if p.Retrain.Epochs == 0 {
-		p.Retrain.Epochs = 8
-	}
-	if p.Retrain.LR == 0 {
-		p.Retrain.LR = 5e-4
-	}
-	if p.Retrain.Replay == 0 {
-		p.Retrain.Replay = DefaultReplay
-	}
-	if p.Retrain.FullFrom == "" {
-		p.Retrain.FullFrom = "release"
-	}
+	config.IfZero(&p.Split.ValCap, 100)
+	config.IfZero(&p.Split.TestCap, 100)
+	config.IfZero(&p.Retrain.Trigger, "batch")
+	config.IfZero(&p.Retrain.Debounce, config.Duration(5*time.Second))
+	config.IfZero(&p.Retrain.Confidence, 0.95)
+	config.IfZero(&p.Retrain.MinTest, 30)
+	config.IfZero(&p.Retrain.Require, "better")
+	config.IfZero(&p.Retrain.PerClass, "significant")
+	config.IfZero(&p.Retrain.Epochs, 8)
+	config.IfZero(&p.Retrain.LR, 5e-4)
+	config.IfZero(&p.Retrain.Replay, DefaultReplay)
+	config.IfZero(&p.Retrain.FullFrom, "release")
 }
 
 // Validate checks a project.

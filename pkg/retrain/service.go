@@ -117,6 +117,7 @@ func (s *Service) Registry() *registry.Registry { return s.reg }
 
 // RunService runs the retrain service until ctx ends.
 func RunService(ctx context.Context, c ServiceConfig, log *zap.Logger) error {
+	reg := opshttp.NewRegistry() // metrics first: every part below registers its own
 	store, err := s3store.Open(ctx, c.S3)
 	if err != nil {
 		return err
@@ -126,7 +127,6 @@ func RunService(ctx context.Context, c ServiceConfig, log *zap.Logger) error {
 		return err
 	}
 	defer prod.Close()
-	reg := opshttp.NewRegistry()
 	s, err := NewService(c, store, prod, reg, log)
 	if err != nil {
 		return err
