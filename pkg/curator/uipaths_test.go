@@ -13,7 +13,7 @@ func TestUIEncodesIDsInPaths(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	own := map[string]bool{"i": true, "what": true}
+	own := map[string]bool{"i": true, "gi": true, "what": true} // numbers and fixed words
 	for _, m := range regexp.MustCompile(`/\$\{([^}]*)\}`).FindAllSubmatch(src, -1) {
 		expr := string(m[1])
 		if own[expr] || regexp.MustCompile(`^seg\(.+\)$`).MatchString(expr) {
