@@ -1,6 +1,7 @@
 package gorgoniaengine
 
 import (
+	"fmt"
 	"sort"
 	"testing"
 	"time"
@@ -8,31 +9,44 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/nn"
 )
 
-func benchStep(b *testing.B, a nn.Arch) {
+func benchStep(b *testing.B, a nn.Arch, n int) {
 	p, _ := nn.InitParams(a, 1)
-	e, err := New(nn.EngineConfig{Arch: a, Params: p, BatchSize: 64})
+	e, err := New(nn.EngineConfig{Arch: a, Params: p, BatchSize: n})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer e.Close()
-	batch := batchFor(nil, a, 64, 1)
-	if _, err := e.Step(batch); err != nil {
-		b.Fatal(err)
+	batch := batchFor(nil, a, n, 1)
+	for i := 0; i < 2; i++ { // the graph is built and every buffer sized
+		if _, err := e.Step(batch); err != nil {
+			b.Fatal(err)
+		}
 	}
+	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if _, err := e.Step(batch); err != nil {
 			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(64*b.N)/b.Elapsed().Seconds(), "images/s")
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "images/s")
 }
 
-// BenchmarkTrainStepClassifier measures one batch of 64 of the MNIST classifier.
-func BenchmarkTrainStepClassifier(b *testing.B) { benchStep(b, nn.ClassifierArch(10)) }
+// BenchmarkTrainStepClassifier measures one training step of the MNIST classifier at
+// batches 16, 32 and 64, with the allocations per step.
+func BenchmarkTrainStepClassifier(b *testing.B) {
+	for _, n := range []int{16, 32, 64} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) { benchStep(b, nn.ClassifierArch(10), n) })
+	}
+}
 
-// BenchmarkTrainStepDetector measures one batch of 64 of the scene detector.
-func BenchmarkTrainStepDetector(b *testing.B) { benchStep(b, nn.DetectorArch(10)) }
+// BenchmarkTrainStepDetector measures one training step of the scene detector at
+// batches 16, 32 and 64.
+func BenchmarkTrainStepDetector(b *testing.B) {
+	for _, n := range []int{16, 32, 64} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) { benchStep(b, nn.DetectorArch(10), n) })
+	}
+}
 
 // BenchmarkFamilyTrainStep measures one training step (batch 16) of MobileNetV2 s on
 // 160×160 RGB images.

@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/chewxy/hm"
 	"gonum.org/v1/gonum/blas"
@@ -34,6 +35,8 @@ type convOp struct {
 	// fresh says col holds the unrolled input of the current x.
 	fresh bool
 	mu    sync.Mutex
+	// out is the memory of the op's output, reused run after run.
+	out []float32
 }
 
 func newConvOp(x, w *G.Node, pad, stride, groups int, bias bool) (*convOp, error) {
@@ -92,8 +95,7 @@ func (op *convOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 
 // Do implements G.Op.
 func (op *convOp) Do(in ...G.Value) (G.Value, error) {
-	out := tensor.New(tensor.WithShape(op.n, op.o, op.oh, op.ow), tensor.Of(tensor.Float32))
-	return op.UsePreallocDo(out, in...)
+	return op.UsePreallocDo(owned(&op.out, tensor.Shape{op.n, op.o, op.oh, op.ow}), in...)
 }
 
 // UsePreallocDo implements G.UsePreallocDoer.
@@ -263,6 +265,7 @@ const (
 type convGradOp struct {
 	fwd  *convOp
 	what gradKind
+	out  []float32 // the output's memory, reused run after run
 }
 
 func (g *convGradOp) Arity() int {
@@ -297,7 +300,7 @@ func (g *convGradOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 
 func (g *convGradOp) Do(in ...G.Value) (G.Value, error) {
 	s, _ := g.InferShape()
-	return g.UsePreallocDo(tensor.New(tensor.WithShape(s...), tensor.Of(tensor.Float32)), in...)
+	return g.UsePreallocDo(owned(&g.out, s), in...)
 }
 
 func (g *convGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error) {
@@ -519,6 +522,15 @@ func floats(v G.Value) ([]float32, error) {
 	return f, nil
 }
 
+// owned returns a tensor of shape over the memory *buf, allocated on the first call and
+// reused after: the tape machine forgets its values after each run (Reset) and would
+// otherwise have every op allocate its output again. An op's output is written once
+// per run and read within it, so the memory outlives nothing that reads it.
+func owned(buf *[]float32, shape tensor.Shape) tensor.Tensor {
+	*buf = grow(*buf, shape.TotalSize())
+	return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(*buf))
+}
+
 func grow(b []float32, n int) []float32 {
 	if cap(b) < n {
 		return make([]float32, n)
@@ -537,7 +549,8 @@ func scratch(n int) *[]float32 {
 
 func release(p *[]float32) { scratchPool.Put(p) }
 
-// parallel runs f(0..n-1) on GOMAXPROCS workers.
+// parallel runs f(0..n-1) on GOMAXPROCS workers, the caller being one of them; each
+// takes the next index until none is left.
 func parallel(n int, f func(i int)) {
 	workers := min(n, runtime.GOMAXPROCS(0))
 	if workers <= 1 {
@@ -546,20 +559,41 @@ func parallel(n int, f func(i int)) {
 		}
 		return
 	}
-	var wg sync.WaitGroup
-	next := make(chan int, n)
-	for i := 0; i < n; i++ {
-		next <- i
+	var next atomic.Int64
+	work := func() {
+		for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+			f(i)
+		}
 	}
-	close(next)
-	for w := 0; w < workers; w++ {
+	var wg sync.WaitGroup
+	for w := 1; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := range next {
-				f(i)
-			}
+			work()
 		}()
 	}
+	work()
+	wg.Wait()
+}
+
+// chunks runs f over [0, n) split into one contiguous range per core; small n runs
+// on the caller's goroutine.
+func chunks(n int, f func(lo, hi int)) {
+	const least = 1 << 14 // below this, a goroutine costs more than it saves
+	w := min(runtime.GOMAXPROCS(0), n/least)
+	if w <= 1 {
+		f(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	for i := 1; i < w; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f(i*n/w, (i+1)*n/w)
+		}()
+	}
+	f(0, n/w)
 	wg.Wait()
 }

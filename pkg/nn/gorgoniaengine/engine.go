@@ -152,24 +152,21 @@ func (e *Engine) build(n int, p purpose) (gr *graph, err error) {
 			}
 			h, err = conv2d(h, nodes[l.Params[0]], b, l.Pad, l.ConvStride(), l.ConvGroups())
 		case nn.ReLU:
-			h, err = G.Rectify(h)
+			h, err = reluOp(name, h)
 		case nn.ReLU6:
 			h, err = unary(name, h, relu6, relu6Grad)
 		case nn.SiLU:
 			h, err = unary(name, h, silu, siluGrad)
 		case nn.MaxPool:
-			if l.K == 0 {
-				h, err = G.MaxPool2D(h, tensor.Shape{2, 2}, []int{0, 0}, []int{2, 2})
+			if l.K == 0 { // the original 2×2/2 layer
+				h, err = maxPool(name, h, 2, 2, 0)
 			} else {
 				h, err = maxPool(name, h, l.K, l.ConvStride(), l.Pad)
 			}
 		case nn.Flatten:
 			h, err = G.Reshape(h, tensor.Shape{n, h.Shape().TotalSize() / n})
 		case nn.Dense:
-			h, err = G.Mul(h, nodes[l.Params[0]])
-			if err == nil {
-				h, err = G.BroadcastAdd(h, nodes[l.Params[1]], nil, []byte{0})
-			}
+			h, err = dense(h, nodes[l.Params[0]], nodes[l.Params[1]])
 		case nn.BatchNorm:
 			h, err = batchNorm(name, h, nodes[l.Params[0]], nodes[l.Params[1]], e.params.Values[l.Params[2]], e.params.Values[l.Params[3]],
 				l.BNEps(), e.cfg.BNMomentum, train, &e.bn)

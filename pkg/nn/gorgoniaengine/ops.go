@@ -24,6 +24,8 @@ type fnOp struct {
 	// back returns one gradient node per input, given the op's inputs and the
 	// gradient of its output; nil for ops that are never differentiated.
 	back func(in G.Nodes, grad *G.Node) (G.Nodes, error)
+	// mem is the output's memory, reused run after run.
+	mem []float32
 }
 
 // apply adds an fnOp to the graph of in.
@@ -50,7 +52,7 @@ func (op *fnOp) Type() hm.Type {
 func (op *fnOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return op.out.Clone(), nil }
 
 func (op *fnOp) Do(in ...G.Value) (G.Value, error) {
-	return op.UsePreallocDo(tensor.New(tensor.WithShape(op.out...), tensor.Of(tensor.Float32)), in...)
+	return op.UsePreallocDo(owned(&op.mem, op.out), in...)
 }
 
 func (op *fnOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error) {
@@ -96,21 +98,60 @@ func shape4(x *G.Node) (n, c, h, w int) {
 	return s[0], s[1], s[2], s[3]
 }
 
-// unary applies an element-wise activation f with derivative df (of the input).
-func unary(name string, x *G.Node, f, df func(float32) float32) (*G.Node, error) {
+// reluOp is ReLU as Gorgonia's Rectify computes it (x·[x ≥ 0]; NaN stays NaN) and its
+// gradient dy·[x ≥ 0], in tight loops spread over the cores.
+func reluOp(name string, x *G.Node) (*G.Node, error) {
 	back := func(in G.Nodes, dy *G.Node) (G.Nodes, error) {
 		dx, err := apply(name+".dx", in[0].Shape(), func(out []float32, in [][]float32) {
 			x, dy := in[0], in[1]
-			for i, v := range x {
-				out[i] = dy[i] * df(v)
-			}
+			chunks(len(out), func(lo, hi int) {
+				o, g := out[lo:hi], dy[lo:hi]
+				for i, v := range x[lo:hi] {
+					if v >= 0 {
+						o[i] = g[i]
+					} else {
+						o[i] = 0
+					}
+				}
+			})
 		}, nil, in[0], dy)
 		return G.Nodes{dx}, err
 	}
 	return apply(name, x.Shape(), func(out []float32, in [][]float32) {
-		for i, v := range in[0] {
-			out[i] = f(v)
-		}
+		x := in[0]
+		chunks(len(out), func(lo, hi int) {
+			o := out[lo:hi]
+			for i, v := range x[lo:hi] {
+				if v < 0 {
+					v = 0
+				}
+				o[i] = v
+			}
+		})
+	}, back, x)
+}
+
+// unary applies an element-wise activation f with derivative df (of the input), in
+// chunks spread over the cores.
+func unary(name string, x *G.Node, f, df func(float32) float32) (*G.Node, error) {
+	back := func(in G.Nodes, dy *G.Node) (G.Nodes, error) {
+		dx, err := apply(name+".dx", in[0].Shape(), func(out []float32, in [][]float32) {
+			x, dy := in[0], in[1]
+			chunks(len(out), func(lo, hi int) {
+				for i, v := range x[lo:hi] {
+					out[lo+i] = dy[lo+i] * df(v)
+				}
+			})
+		}, nil, in[0], dy)
+		return G.Nodes{dx}, err
+	}
+	return apply(name, x.Shape(), func(out []float32, in [][]float32) {
+		x := in[0]
+		chunks(len(out), func(lo, hi int) {
+			for i, v := range x[lo:hi] {
+				out[lo+i] = f(v)
+			}
+		})
 	}, back, x)
 }
 
@@ -229,15 +270,23 @@ func maxPool(name string, x *G.Node, k, stride, pad int) (*G.Node, error) {
 	idx := make([]int32, n*c*oh*ow) // the winner of each output, written by the forward pass
 	back := func(in G.Nodes, dy *G.Node) (G.Nodes, error) {
 		dx, err := apply(name+".dx", in[0].Shape(), func(out []float32, in [][]float32) {
-			clear(out)
-			for i, g := range in[0] {
-				out[idx[i]] += g
-			}
+			dy, ohw := in[0], oh*ow
+			// Every window of channel nc lies in channel nc: channels are independent.
+			parallel(n*c, func(nc int) {
+				clear(out[nc*h*w : (nc+1)*h*w])
+				for i, g := range dy[nc*ohw : (nc+1)*ohw] {
+					out[idx[nc*ohw+i]] += g
+				}
+			})
 		}, nil, dy)
 		return G.Nodes{dx}, err
 	}
 	return apply(name, tensor.Shape{n, c, oh, ow}, func(out []float32, in [][]float32) {
 		x := in[0]
+		if k == 2 && stride == 2 && pad == 0 {
+			parallel(n*c, func(nc int) { pool2(x[nc*h*w:(nc+1)*h*w], out[nc*oh*ow:(nc+1)*oh*ow], idx[nc*oh*ow:], nc*h*w, h, w) })
+			return
+		}
 		parallel(n*c, func(nc int) {
 			for oy := 0; oy < oh; oy++ {
 				for ox := 0; ox < ow; ox++ {
@@ -264,6 +313,29 @@ func maxPool(name string, x *G.Node, k, stride, pad int) (*G.Node, error) {
 			}
 		})
 	}, back, x)
+}
+
+// pool2 is 2×2/2 max pooling of one channel img (h×w) into out, recording each winner's
+// index (plus base) in idx: the first of equal values, as maxPool's general loop.
+func pool2(img, out []float32, idx []int32, base, h, w int) {
+	oh, ow := h/2, w/2
+	for oy := 0; oy < oh; oy++ {
+		r0, r1 := img[2*oy*w:(2*oy+1)*w], img[(2*oy+1)*w:(2*oy+2)*w]
+		o, ix := out[oy*ow:(oy+1)*ow], idx[oy*ow:(oy+1)*ow]
+		for ox := range o {
+			best, bi := r0[2*ox], 2*oy*w+2*ox
+			if v := r0[2*ox+1]; v > best {
+				best, bi = v, 2*oy*w+2*ox+1
+			}
+			if v := r1[2*ox]; v > best {
+				best, bi = v, (2*oy+1)*w+2*ox
+			}
+			if v := r1[2*ox+1]; v > best {
+				best, bi = v, (2*oy+1)*w+2*ox+1
+			}
+			o[ox], ix[ox] = best, int32(base+bi)
+		}
+	}
 }
 
 // bnRun is what a run tells the batch norm ops: how many images of the batch are real
