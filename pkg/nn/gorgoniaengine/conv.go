@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash"
 	"hash/fnv"
+	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -28,7 +29,11 @@ type convOp struct {
 	n, c, h, w, o, k, pad int
 	stride, groups        int
 	bias                  bool
-	oh, ow                int
+	// relu says the op applies ReLU to its output (Gorgonia's Rectify: x·[x ≥ 0], so
+	// negative sums become −0 and a sum of exactly +0 passes; the gradient mask is then
+	// the output's sign bit).
+	relu   bool
+	oh, ow int
 	// col is the unrolled input of the last forward pass, image by image (N × C·K·K ×
 	// H'·W'), reused by the backward pass of the same run.
 	col []float32
@@ -39,12 +44,12 @@ type convOp struct {
 	out []float32
 }
 
-func newConvOp(x, w *G.Node, pad, stride, groups int, bias bool) (*convOp, error) {
+func newConvOp(x, w *G.Node, pad, stride, groups int, bias, relu bool) (*convOp, error) {
 	xs, ws := x.Shape(), w.Shape()
 	if len(xs) != 4 || len(ws) != 4 || groups < 1 || xs[1]%groups != 0 || ws[0]%groups != 0 || xs[1]/groups != ws[1] || ws[2] != ws[3] || stride < 1 {
 		return nil, fmt.Errorf("conv: input %v, filters %v, %d groups and stride %d do not fit", xs, ws, groups, stride)
 	}
-	op := &convOp{n: xs[0], c: xs[1], h: xs[2], w: xs[3], o: ws[0], k: ws[2], pad: pad, stride: stride, groups: groups, bias: bias}
+	op := &convOp{n: xs[0], c: xs[1], h: xs[2], w: xs[3], o: ws[0], k: ws[2], pad: pad, stride: stride, groups: groups, bias: bias, relu: relu}
 	op.oh, op.ow = (op.h+2*pad-op.k)/stride+1, (op.w+2*pad-op.k)/stride+1
 	if op.h+2*pad < op.k || op.w+2*pad < op.k {
 		return nil, fmt.Errorf("conv: %dx%d kernel on a padded %dx%d input", op.k, op.k, op.h+2*pad, op.w+2*pad)
@@ -52,9 +57,9 @@ func newConvOp(x, w *G.Node, pad, stride, groups int, bias bool) (*convOp, error
 	return op, nil
 }
 
-// conv2d applies the op to x, w and b (nil: no bias).
-func conv2d(x, w, b *G.Node, pad, stride, groups int) (*G.Node, error) {
-	op, err := newConvOp(x, w, pad, stride, groups, b != nil)
+// conv2d applies the op to x, w and b (nil: no bias), then ReLU if relu.
+func conv2d(x, w, b *G.Node, pad, stride, groups int, relu bool) (*G.Node, error) {
+	op, err := newConvOp(x, w, pad, stride, groups, b != nil, relu)
 	if err != nil {
 		return nil, err
 	}
@@ -120,6 +125,9 @@ func (op *convOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error
 	}
 	if op.depthwise() {
 		op.depthwiseForward(x, w, b, y)
+		if op.relu {
+			chunks(len(y), func(lo, hi int) { rectify(y[lo:hi]) })
+		}
 		return prealloc, nil
 	}
 	op.mu.Lock()
@@ -143,9 +151,21 @@ func (op *convOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error
 		for g := 0; g < op.groups; g++ {
 			G.WhichBLAS().Sgemm(blas.NoTrans, blas.NoTrans, og, hw, gk, 1, w[g*og*gk:], gk, col[g*gk*hw:], hw, 1, yn[g*og*hw:], hw)
 		}
+		if op.relu { // while the image's output is in cache
+			rectify(yn)
+		}
 	})
 	op.fresh = true
 	return prealloc, nil
+}
+
+// rectify applies Rectify's ReLU in place: v·[v ≥ 0] (−0 for a negative v).
+func rectify(y []float32) {
+	for i, v := range y {
+		if v < 0 {
+			y[i] = v * 0
+		}
+	}
 }
 
 // im2col unrolls one image into col (C·K·K × H'·W').
@@ -219,8 +239,8 @@ func (op *convOp) WriteHash(h hash.Hash) { fmt.Fprint(h, op.String()) }
 func (op *convOp) Hashcode() uint32 { return hashOf(op) }
 
 func (op *convOp) String() string {
-	return fmt.Sprintf("conv{n=%d c=%d %dx%d o=%d k=%d pad=%d stride=%d groups=%d bias=%v}", op.n, op.c, op.h, op.w, op.o, op.k, op.pad,
-		op.stride, op.groups, op.bias)
+	return fmt.Sprintf("conv{n=%d c=%d %dx%d o=%d k=%d pad=%d stride=%d groups=%d bias=%v relu=%v}", op.n, op.c, op.h, op.w, op.o, op.k, op.pad,
+		op.stride, op.groups, op.bias, op.relu)
 }
 
 // DiffWRT implements G.SDOp.
@@ -233,8 +253,26 @@ func (op *convOp) DiffWRT(n int) []bool {
 }
 
 // SymDiff implements G.SDOp: per group dx = col2im(wᵀ·dy), dw = dy·colᵀ; db = Σ dy.
-func (op *convOp) SymDiff(in G.Nodes, _, grad *G.Node) (G.Nodes, error) {
+func (op *convOp) SymDiff(in G.Nodes, output, grad *G.Node) (G.Nodes, error) {
 	x, w := in[0], in[1]
+	if op.relu { // dy·[pre-activation ≥ 0]: the output's sign bit is clear
+		var err error
+		if grad, err = apply(op.String()+".relu.dx", output.Shape(), func(out []float32, in [][]float32) {
+			y, dy := in[0], in[1]
+			chunks(len(out), func(lo, hi int) {
+				o, g := out[lo:hi], dy[lo:hi]
+				for i, v := range y[lo:hi] {
+					if math.Signbit(float64(v)) {
+						o[i] = 0
+					} else {
+						o[i] = g[i]
+					}
+				}
+			})
+		}, nil, output, grad); err != nil {
+			return nil, err
+		}
+	}
 	dx, err := G.ApplyOp(&convGradOp{fwd: op, what: gradX}, w, grad)
 	if err != nil {
 		return nil, err

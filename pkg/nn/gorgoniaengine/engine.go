@@ -132,8 +132,25 @@ func (e *Engine) build(n int, p purpose) (gr *graph, err error) {
 	}
 	train := p == lossGrad && !e.cfg.FreezeBN
 	outs := make([]*G.Node, len(layers))
+	readers := make([]int, len(layers))
+	for _, l := range layers {
+		for _, j := range l.In {
+			if j != nn.Input {
+				readers[j]++
+			}
+		}
+	}
+	// fuseReLU[i]: conv i's only reader is the ReLU i+1, which the conv op applies.
+	fuseReLU := func(i int) bool {
+		return layers[i].Kind == nn.Conv && i+1 < len(layers) && layers[i+1].Kind == nn.ReLU &&
+			readers[i] == 1 && slices.Equal(layers[i+1].In, []int{i})
+	}
 	var h *G.Node
 	for i, l := range layers {
+		if i > 0 && fuseReLU(i-1) { // computed by the conv before it
+			outs[i] = outs[i-1]
+			continue
+		}
 		in := make([]*G.Node, len(l.In))
 		for k, j := range l.In {
 			if j == nn.Input {
@@ -150,7 +167,7 @@ func (e *Engine) build(n int, p purpose) (gr *graph, err error) {
 			if !l.NoBias {
 				b = nodes[l.Params[1]]
 			}
-			h, err = conv2d(h, nodes[l.Params[0]], b, l.Pad, l.ConvStride(), l.ConvGroups())
+			h, err = conv2d(h, nodes[l.Params[0]], b, l.Pad, l.ConvStride(), l.ConvGroups(), fuseReLU(i))
 		case nn.ReLU:
 			h, err = reluOp(name, h)
 		case nn.ReLU6:
