@@ -10,4 +10,6 @@ if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q torch==2.15.0 numpy >&2
 fi
+# ONNX Runtime (CPU), the edge-inference yardstick beside PyTorch, and onnx for the export.
+"$venv/bin/python" -c "import onnxruntime, onnx" 2>/dev/null || "$venv/bin/pip" install -q onnxruntime onnx >&2
 echo "$venv/bin/python"

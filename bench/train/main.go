@@ -1,10 +1,14 @@
-// Command train benchmarks training and inference speed of edgeloop's two networks: the
-// Gorgonia engine with pure-Go BLAS and with OpenBLAS, and the CUDA engine when built
-// with -tags edgeloop_cuda, beside PyTorch running the same architectures, losses,
-// batches and data, with the same thread count (or on the same GPU), in the same run.
-// It prints a table with ratios.
+// Command train benchmarks training and inference speed of edgeloop's two networks and,
+// with -family, of MobileNetV2 sizes (nn.Family, RGB): the Gorgonia engine with pure-Go
+// BLAS and with OpenBLAS, and the CUDA engine when built with -tags edgeloop_cuda,
+// beside PyTorch running the same architectures, losses, batches and data, with the
+// same thread count (or on the same GPU), in the same run, and for the family ONNX
+// Runtime's batch-1 latency on the network exported from PyTorch. Inference runs the
+// network with batch norm folded (nn.FoldBatchNorm), as serving does. It prints a
+// table with ratios.
 //
 //	go run ./bench/train -torch ~/.cache/edgeloop/torch-venv/bin/python -with bin/bench-train-openblas
+//	go run -tags openblas ./bench/train -models "" -family n,s,m -family-px 96,160 -family-batches 16,32 -torch $(bench/setup-torch.sh)
 //	bench-train-cuda -engines cuda,cpu -batches 32,128,512 -torch python3 -torch-device cuda -with bench-train-purego
 package main
 
@@ -16,6 +20,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,17 +61,20 @@ func main() {
 	seconds := flag.Float64("seconds", 2, "least time each measurement trains for (after 3 warm-up steps)")
 	asJSON := flag.Bool("json", false, "print results as JSON lines (how -with builds report)")
 	dataDir := flag.String("data", "", "where to write the shared batches (default: a temp dir)")
+	family := flag.String("family", "", "comma-separated MobileNetV2 sizes to measure too (n, s, m; empty: none)")
+	familyPx := flag.String("family-px", "96,160", "comma-separated square RGB input sizes of the family")
+	familyBatches := flag.String("family-batches", "16,32", "comma-separated training batch sizes of the family")
+	models := flag.String("models", "classifier,detector", "comma-separated fixed models to measure (empty: none)")
 	flag.Parse()
 	log, _ := zap.NewDevelopment()
-	var sizes []int
-	for _, f := range strings.Split(*batchList, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 {
-			check(fmt.Errorf("-batches: %q is not a positive batch size", f))
-		}
-		sizes = append(sizes, n)
-	}
+	sizes, fpx, fbatches := ints("-batches", *batchList), ints("-family-px", *familyPx), ints("-family-batches", *familyBatches)
 	maxBatch := slices.Max(sizes)
+	var fsizes []string
+	for _, f := range strings.Split(*family, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			fsizes = append(fsizes, f)
+		}
+	}
 
 	dir := *dataDir
 	if dir == "" {
@@ -76,6 +84,12 @@ func main() {
 		dir = d
 	}
 	batches := writeBatches(dir, maxBatch)
+	fbatch := map[int]*nn.Batch{}
+	if len(fsizes) > 0 {
+		for _, px := range fpx {
+			fbatch[px] = writeFamilyBatch(dir, px, slices.Max(fbatches))
+		}
+	}
 	var results []result
 	for _, name := range strings.Split(*engines, ",") {
 		choice, err := backend.Select(strings.TrimSpace(name), log)
@@ -85,8 +99,20 @@ func main() {
 			arch nn.Arch
 			b    *nn.Batch
 		}{{"classifier", nn.ClassifierArch(10), batches[0]}, {"detector", nn.DetectorArch(10), batches[1]}} {
+			if !slices.Contains(strings.Split(*models, ","), m.name) {
+				continue
+			}
 			for _, bs := range sizes {
 				results = append(results, benchEngine(choice, m.name, m.arch, m.b.Slice(0, bs), *seconds))
+			}
+		}
+		for _, size := range fsizes {
+			for _, px := range fpx {
+				a, err := nn.Family(nn.MobileNetV2, size, px, px, 3, familyClasses)
+				check(err)
+				for _, bs := range fbatches {
+					results = append(results, benchEngine(choice, familyModel(size, px), a, fbatch[px].Slice(0, bs), *seconds))
+				}
 			}
 		}
 	}
@@ -99,7 +125,8 @@ func main() {
 	}
 	for _, bin := range strings.Split(*with, ",") {
 		if bin = strings.TrimSpace(bin); bin != "" {
-			results = append(results, runJSON(exec.Command(bin, "-json", "-batches", *batchList, "-seconds", fmt.Sprint(*seconds), "-data", dir))...)
+			results = append(results, runJSON(exec.Command(bin, "-json", "-batches", *batchList, "-seconds", fmt.Sprint(*seconds), "-data", dir,
+				"-models", *models, "-family", *family, "-family-px", *familyPx, "-family-batches", *familyBatches))...)
 		}
 	}
 	if *torchPy != "" {
@@ -108,9 +135,46 @@ func main() {
 			script = "bench/train/torch_bench.py"
 		}
 		results = append(results, runJSON(exec.Command(*torchPy, script, "--data", dir, "--threads", fmt.Sprint(runtime.GOMAXPROCS(0)),
-			"--batches", *batchList, "--seconds", fmt.Sprint(*seconds), "--device", *torchDevice))...)
+			"--batches", *batchList, "--seconds", fmt.Sprint(*seconds), "--device", *torchDevice, "--models", *models,
+			"--family", *family, "--family-px", *familyPx, "--family-batches", *familyBatches))...)
 	}
 	printTable(results)
+}
+
+// familyClasses is the class count of the family networks measured.
+const familyClasses = 10
+
+func familyModel(size string, px int) string { return fmt.Sprintf("mnv2-%s %d", size, px) }
+
+func ints(flagName, list string) []int {
+	var out []int
+	for _, f := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			check(fmt.Errorf("%s: %q is not a positive number", flagName, f))
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// writeFamilyBatch makes batch random px×px RGB images in [0, 1] with labels (the
+// speed of a step does not depend on what the pixels show) and writes them for
+// PyTorch and the other builds as family-PX.x.f32 and family-PX.y.i32.
+func writeFamilyBatch(dir string, px, batch int) *nn.Batch {
+	r := rand.New(rand.NewPCG(uint64(px), 1))
+	b := &nn.Batch{N: batch, X: make([]float32, batch*3*px*px), Labels: make([]int, batch)}
+	for i := range b.X {
+		b.X[i] = r.Float32()
+	}
+	labels := make([]int32, batch)
+	for i := range b.Labels {
+		b.Labels[i] = r.IntN(familyClasses)
+		labels[i] = int32(b.Labels[i])
+	}
+	write(filepath.Join(dir, fmt.Sprintf("family-%d.x.f32", px)), b.X)
+	write(filepath.Join(dir, fmt.Sprintf("family-%d.y.i32", px)), labels)
+	return b
 }
 
 // writeBatches prepares one batch of batch images per model from real data and writes
@@ -171,15 +235,35 @@ func benchEngine(c backend.Choice, name string, a nn.Arch, b *nn.Batch, seconds 
 	}
 	trainRate := float64(steps*b.N) / time.Since(start).Seconds()
 
-	pr, err := vision.NewPredictor(a, p, datasets.Classes(), c.Factory, 1, vision.Options{})
+	// Serving computes the inference form: batch norm folded into the convs.
+	fa, fp, err := nn.FoldBatchNorm(a, p)
 	check(err)
-	defer pr.Close()
-	im := &raster.Image{W: a.InW, H: a.InH, Pix: b.X[:a.InputSize()]}
-	var lat []float64
-	for i := 0; i < 210; i++ {
-		t := time.Now()
-		_, err := pr.Predict(context.Background(), []*raster.Image{im})
+	var infer func() error
+	if a.InC == 1 { // through the Predictor, as the edge agent runs it
+		pr, err := vision.NewPredictor(fa, fp, datasets.Classes(), c.Factory, 1, vision.Options{})
 		check(err)
+		defer pr.Close()
+		im := &raster.Image{W: a.InW, H: a.InH, Pix: b.X[:a.InputSize()]}
+		infer = func() error {
+			_, err := pr.Predict(context.Background(), []*raster.Image{im})
+			return err
+		}
+	} else { // colour networks: the engine's forward pass (the Predictor takes grey images)
+		fe, err := c.Factory(nn.EngineConfig{Arch: fa, Params: fp, BatchSize: 1})
+		check(err)
+		defer fe.Close()
+		x := b.X[:a.InputSize()]
+		infer = func() error {
+			_, err := fe.Forward(x, 1)
+			return err
+		}
+	}
+	// 200 timed runs after 10 warm-up runs, or fewer (20 at least) past `seconds`.
+	var lat []float64
+	start = time.Now()
+	for i := 0; i < 210 && (i < 30 || time.Since(start).Seconds() < seconds); i++ {
+		t := time.Now()
+		check(infer())
 		if i >= 10 {
 			lat = append(lat, time.Since(t).Seconds()*1000)
 		}
@@ -207,16 +291,19 @@ func runJSON(cmd *exec.Cmd) []result {
 func printTable(rs []result) {
 	fmt.Printf("\nTraining speed at each batch size and one-image inference latency, %d threads (%s)\n\n",
 		runtime.GOMAXPROCS(0), runtime.GOARCH)
-	fmt.Println("| model      | batch | engine                                   | train img/s | vs PyTorch | infer p50 ms | infer p99 ms | vs PyTorch |")
-	fmt.Println("|------------|------:|------------------------------------------|------------:|-----------:|-------------:|-------------:|-----------:|")
+	fmt.Println("| model      | batch | engine                                   | train img/s | vs PyTorch | infer p50 ms | infer p99 ms | vs PyTorch | vs ORT |")
+	fmt.Println("|------------|------:|------------------------------------------|------------:|-----------:|-------------:|-------------:|-----------:|-------:|")
 	type key struct {
 		model string
 		batch int
 	}
-	torch := map[key]result{}
+	torch, ort := map[key]result{}, map[string]result{}
 	for _, r := range rs {
 		if strings.HasPrefix(r.Framework, "pytorch") {
 			torch[key{r.Model, r.Batch}] = r
+		}
+		if strings.HasPrefix(r.Framework, "onnxruntime") {
+			ort[r.Model] = r
 		}
 	}
 	sort.SliceStable(rs, func(i, j int) bool {
@@ -226,15 +313,22 @@ func printTable(rs []result) {
 		return rs[i].Batch < rs[j].Batch
 	})
 	for _, r := range rs {
-		tr, inf := "", ""
-		if t, ok := torch[key{r.Model, r.Batch}]; ok {
+		train, tr, inf, vo := fmt.Sprintf("%.0f", r.TrainImagesPerSec), "", "", ""
+		if r.TrainImagesPerSec == 0 {
+			train = "—" // an inference-only runtime
+		}
+		if t, ok := torch[key{r.Model, r.Batch}]; ok && r.TrainImagesPerSec > 0 {
 			tr = fmt.Sprintf("%.2fx", r.TrainImagesPerSec/t.TrainImagesPerSec)
 			inf = fmt.Sprintf("%.2fx", r.InferP50ms/t.InferP50ms)
 		}
-		fmt.Printf("| %-10s | %5d | %-40s | %11.0f | %10s | %12.2f | %12.2f | %10s |\n",
-			r.Model, r.Batch, r.Framework, r.TrainImagesPerSec, tr, r.InferP50ms, r.InferP99ms, inf)
+		if o, ok := ort[r.Model]; ok {
+			vo = fmt.Sprintf("%.2fx", r.InferP50ms/o.InferP50ms)
+		}
+		fmt.Printf("| %-10s | %5d | %-40s | %11s | %10s | %12.2f | %12.2f | %10s | %6s |\n",
+			r.Model, r.Batch, r.Framework, train, tr, r.InferP50ms, r.InferP99ms, inf, vo)
 	}
-	fmt.Println("\nvs PyTorch: against PyTorch at the same batch in the same run; training throughput ratio (higher is better), inference latency ratio (lower is better).")
+	fmt.Println("\nvs PyTorch: against PyTorch at the same batch in the same run; training throughput ratio (higher is better), inference latency ratio (lower is better). " +
+		"vs ORT: batch-1 latency against ONNX Runtime (CPU, same threads) running the network exported from PyTorch, in the same run (lower is better).")
 }
 
 func check(err error) {

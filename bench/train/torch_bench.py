@@ -5,12 +5,21 @@ as edgeloop's engines, on the CPU with the same number of threads or on the GPU.
 
 DIR holds what bench/train wrote: {classifier,detector}.x.f32 (inputs, N·C·H·W float32),
 classifier.y.i32 (labels), detector.{w,t,m,b}.f32 (detection targets), N being the
-largest batch. Prints one JSON object per model and batch size with training images/s
-and batch-1 inference latency.
+largest batch; with --family, family-PX.x.f32 (N·3·PX·PX) and family-PX.y.i32 too.
+Prints one JSON object per model and batch size with training images/s and batch-1
+inference latency, and, for the family when onnxruntime imports, one more per network:
+ONNX Runtime's batch-1 latency on the network exported with torch.onnx.export.
+
+The family's twin is MobileNetV2 in plain torch.nn as pkg/nn/weights/testdata/
+make_fixture.py defines it (torchvision's, whose widths and channel rounding equal
+nn.Family's at every size), with nn.Family's differences: batch norm ε = 1e-3 and no
+dropout before the head.
 """
 import argparse
+import importlib.util
 import json
 import os
+import tempfile
 import time
 
 import numpy as np
@@ -39,6 +48,57 @@ def detection_loss(z, w, t, m, b, n):
     # The same loss as pkg/nn DetTargets: BCE on objectness and classes, 5·MSE on boxes.
     bce = F.softplus(z) - t * z
     return ((w * bce).sum() + 5.0 * (m * (torch.sigmoid(z) - b) ** 2).sum()) / n
+
+
+FAMILY_WIDTH = {"n": 0.35, "s": 0.5, "m": 1.0}
+
+
+def family(size, classes=10):
+    """nn.Family("mobilenetv2", size, ...) in plain torch.nn (see the module doc)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "pkg", "nn", "weights", "testdata", "make_fixture.py")
+    spec = importlib.util.spec_from_file_location("make_fixture", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    model = mod.MobileNetV2(FAMILY_WIDTH[size], classes)
+    model.classifier[0] = nn.Identity()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.eps = 1e-3
+    return model
+
+
+def latency(f, seconds, runs=200):
+    """Batch-1 latencies in ms: 10 warm-up runs, then `runs` timed ones, or fewer (20 at
+    least) past `seconds` (bench/train's rule)."""
+    for _ in range(10):
+        f()
+    lat, start = [], time.perf_counter()
+    while len(lat) < runs and (len(lat) < 20 or time.perf_counter() - start < seconds):
+        t0 = time.perf_counter()
+        f()
+        lat.append(1000 * (time.perf_counter() - t0))
+    lat.sort()
+    return lat[len(lat) // 2], lat[int(0.99 * (len(lat) - 1))]
+
+
+def onnxruntime_latency(name, model, one, threads, seconds):
+    """ONNX Runtime (CPU) on model exported to ONNX: batch-1 latency; None without it."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    model.eval()
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "model.onnx")
+        torch.onnx.export(model, (one,), path, input_names=["x"], output_names=["y"], dynamo=False)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+        sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    x = one.numpy()
+    p50, p99 = latency(lambda: sess.run(None, {"x": x}), seconds)
+    model.train()
+    return {"model": name, "framework": "onnxruntime " + ort.__version__, "batch": 1,
+            "train_images_per_sec": 0, "infer_p50_ms": p50, "infer_p99_ms": p99}
 
 
 def load(path, shape, dtype=np.float32):
@@ -73,21 +133,15 @@ def bench(name, model, x, loss_fn, seconds, infer_runs, device):
     model.eval()
     with torch.no_grad():
         one = x[:1]
-        for _ in range(10):
-            model(one)
-        lat = []
-        for _ in range(infer_runs):
-            t0 = time.perf_counter()
-            model(one).cpu()  # the result on the host, as the agent needs it
-            lat.append(time.perf_counter() - t0)
+        # the result on the host, as the agent needs it
+        p50, p99 = latency(lambda: model(one).cpu(), seconds, infer_runs)
     model.train()
-    lat.sort()
     framework = "pytorch " + torch.__version__.split("+")[0]
     if device.type == "cuda":
         framework += " (cuda, " + torch.cuda.get_device_name(device) + ")"
     return {"model": name, "framework": framework, "batch": n,
             "train_images_per_sec": steps * n / train_s,
-            "infer_p50_ms": 1000 * lat[len(lat) // 2], "infer_p99_ms": 1000 * lat[int(0.99 * (len(lat) - 1))]}
+            "infer_p50_ms": p50, "infer_p99_ms": p99}
 
 
 def main():
@@ -98,6 +152,10 @@ def main():
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--infer", type=int, default=200)
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--models", default="classifier,detector", help="comma-separated fixed models")
+    ap.add_argument("--family", default="", help="comma-separated MobileNetV2 sizes (n, s, m)")
+    ap.add_argument("--family-px", default="96,160", help="comma-separated square RGB input sizes")
+    ap.add_argument("--family-batches", default="16,32", help="comma-separated family batch sizes")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
@@ -108,13 +166,31 @@ def main():
     cy = load(os.path.join(d, "classifier.y.i32"), (n,), np.int32).long().to(dev)
     dx = load(os.path.join(d, "detector.x.f32"), (n, 1, 64, 64)).to(dev)
     dt = [load(os.path.join(d, f"detector.{k}.f32"), (n, 15, 8, 8)).to(dev) for k in "wtmb"]
+    models = a.models.split(",")
     for bs in sizes:
         y = cy[:bs]
-        print(json.dumps(bench("classifier", classifier().to(dev), cx[:bs],
-                               lambda out: F.cross_entropy(out, y), a.seconds, a.infer, dev)), flush=True)
+        if "classifier" in models:
+            print(json.dumps(bench("classifier", classifier().to(dev), cx[:bs],
+                                   lambda out: F.cross_entropy(out, y), a.seconds, a.infer, dev)), flush=True)
         w, t, m, b = (v[:bs] for v in dt)
-        print(json.dumps(bench("detector", detector().to(dev), dx[:bs],
-                               lambda z: detection_loss(z, w, t, m, b, bs), a.seconds, a.infer, dev)), flush=True)
+        if "detector" in models:
+            print(json.dumps(bench("detector", detector().to(dev), dx[:bs],
+                                   lambda z: detection_loss(z, w, t, m, b, bs), a.seconds, a.infer, dev)), flush=True)
+    fsizes = [f for f in a.family.split(",") if f]
+    fb = [int(v) for v in a.family_batches.split(",")]
+    for size in fsizes:
+        for px in (int(v) for v in a.family_px.split(",")):
+            fx = load(os.path.join(d, f"family-{px}.x.f32"), (max(fb), 3, px, px)).to(dev)
+            fy = load(os.path.join(d, f"family-{px}.y.i32"), (max(fb),), np.int32).long().to(dev)
+            name = f"mnv2-{size} {px}"
+            for bs in fb:
+                y = fy[:bs]
+                model = family(size).to(dev)
+                print(json.dumps(bench(name, model, fx[:bs], lambda out: F.cross_entropy(out, y), a.seconds, a.infer, dev)), flush=True)
+            if a.device == "cpu":
+                r = onnxruntime_latency(name, model, fx[:1], a.threads, a.seconds)
+                if r:
+                    print(json.dumps(r), flush=True)
 
 
 if __name__ == "__main__":
