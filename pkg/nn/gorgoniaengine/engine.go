@@ -171,7 +171,7 @@ func (e *Engine) build(n int, p purpose) (gr *graph, err error) {
 		case nn.ReLU:
 			h, err = reluOp(name, h)
 		case nn.ReLU6:
-			h, err = unary(name, h, relu6, relu6Grad)
+			h, err = relu6Op(name, h)
 		case nn.SiLU:
 			h, err = unary(name, h, silu, siluGrad)
 		case nn.MaxPool:

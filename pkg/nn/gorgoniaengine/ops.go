@@ -131,6 +131,36 @@ func reluOp(name string, x *G.Node) (*G.Node, error) {
 	}, back, x)
 }
 
+// relu6Op is min(max(x, 0), 6) with gradient dy·[0 < x < 6], in tight loops spread
+// over the cores.
+func relu6Op(name string, x *G.Node) (*G.Node, error) {
+	back := func(in G.Nodes, dy *G.Node) (G.Nodes, error) {
+		dx, err := apply(name+".dx", in[0].Shape(), func(out []float32, in [][]float32) {
+			x, dy := in[0], in[1]
+			chunks(len(out), func(lo, hi int) {
+				o, g := out[lo:hi], dy[lo:hi]
+				for i, v := range x[lo:hi] {
+					if v > 0 && v < 6 {
+						o[i] = g[i]
+					} else {
+						o[i] = 0
+					}
+				}
+			})
+		}, nil, in[0], dy)
+		return G.Nodes{dx}, err
+	}
+	return apply(name, x.Shape(), func(out []float32, in [][]float32) {
+		x := in[0]
+		chunks(len(out), func(lo, hi int) {
+			o := out[lo:hi]
+			for i, v := range x[lo:hi] {
+				o[i] = min(max(v, 0), 6)
+			}
+		})
+	}, back, x)
+}
+
 // unary applies an element-wise activation f with derivative df (of the input), in
 // chunks spread over the cores.
 func unary(name string, x *G.Node, f, df func(float32) float32) (*G.Node, error) {
@@ -153,15 +183,6 @@ func unary(name string, x *G.Node, f, df func(float32) float32) (*G.Node, error)
 			}
 		})
 	}, back, x)
-}
-
-func relu6(v float32) float32 { return min(max(v, 0), 6) }
-
-func relu6Grad(v float32) float32 {
-	if v > 0 && v < 6 {
-		return 1
-	}
-	return 0
 }
 
 func sigmoid32(v float32) float32 { return float32(1 / (1 + math.Exp(-float64(v)))) }
@@ -356,14 +377,15 @@ func batchNorm(name string, x, gamma, beta *G.Node, mean, variance []float32, ep
 	// The statistics the forward pass used, for the backward pass of the same run.
 	mu, inv := make([]float32, c), make([]float32, c)
 	real := func() int { return min(max(run.n, 1), n) }
-	xhat := func(x []float32, b, ch, p int) float32 { return (x[(b*c+ch)*hw+p] - mu[ch]) * inv[ch] }
-	// sums returns Σdy and Σdy·x̂ of channel ch over the real images.
+	// sums returns Σdy and Σdy·x̂ of channel ch over the real images, x̂ = (x − μ)·inv.
 	sums := func(x, dy []float32, ch int) (sdy, sdyx float64) {
-		for b := 0; b < real(); b++ {
-			for p := 0; p < hw; p++ {
-				g := float64(dy[(b*c+ch)*hw+p])
+		m, iv := mu[ch], inv[ch]
+		for b, rn := 0, real(); b < rn; b++ {
+			xs, gs := x[(b*c+ch)*hw:(b*c+ch+1)*hw], dy[(b*c+ch)*hw:(b*c+ch+1)*hw]
+			for p, v := range xs {
+				g := float64(gs[p])
 				sdy += g
-				sdyx += g * float64(xhat(x, b, ch, p))
+				sdyx += g * float64((v-m)*iv)
 			}
 		}
 		return sdy, sdyx
@@ -378,15 +400,16 @@ func batchNorm(name string, x, gamma, beta *G.Node, mean, variance []float32, ep
 					sdy, sdyx := sums(x, dy, ch)
 					a, bcoef = sdy/m, sdyx/m
 				}
-				k := g[ch] * inv[ch]
+				k, mc, iv, rn := g[ch]*inv[ch], mu[ch], inv[ch], real()
 				for b := 0; b < n; b++ {
-					for p := 0; p < hw; p++ {
-						i := (b*c+ch)*hw + p
-						if b >= real() {
-							out[i] = 0
-							continue
-						}
-						out[i] = k * float32(float64(dy[i])-a-float64(xhat(x, b, ch, p))*bcoef)
+					o := out[(b*c+ch)*hw : (b*c+ch+1)*hw]
+					if b >= rn {
+						clear(o)
+						continue
+					}
+					xs, gs := x[(b*c+ch)*hw:(b*c+ch+1)*hw], dy[(b*c+ch)*hw:(b*c+ch+1)*hw]
+					for p, v := range xs {
+						o[p] = k * float32(float64(gs[p])-a-float64((v-mc)*iv)*bcoef)
 					}
 				}
 			})
@@ -449,10 +472,11 @@ func batchNorm(name string, x, gamma, beta *G.Node, mean, variance []float32, ep
 			} else {
 				mu[ch], inv[ch] = mean[ch], float32(1/math.Sqrt(float64(variance[ch])+float64(eps)))
 			}
+			m, iv, gc, bc := mu[ch], inv[ch], g[ch], bt[ch]
 			for b := 0; b < n; b++ {
-				for p := 0; p < hw; p++ {
-					i := (b*c+ch)*hw + p
-					out[i] = xhat(x, b, ch, p)*g[ch] + bt[ch]
+				o := out[(b*c+ch)*hw : (b*c+ch+1)*hw]
+				for p, v := range x[(b*c+ch)*hw : (b*c+ch+1)*hw] {
+					o[p] = (v-m)*iv*gc + bc
 				}
 			}
 		})
