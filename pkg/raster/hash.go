@@ -4,9 +4,9 @@ package raster
 // detection compares. It ignores brightness and contrast, unlike the picture itself.
 type Thumb [256]uint8
 
-// Thumbnail makes the Thumb of an image.
+// Thumbnail makes the Thumb of an image (of its luma, for a colour one).
 func Thumbnail(im *Image) Thumb {
-	s := Resize(im, 16, 16)
+	s := Resize(im.Luma(), 16, 16)
 	lo, hi := float32(1), float32(0)
 	for _, v := range s.Pix {
 		lo, hi = min(lo, v), max(hi, v)

@@ -7,6 +7,10 @@ func Resize(im *Image, w, h int) *Image {
 	if w == im.W && h == im.H {
 		return im.Clone()
 	}
+	return planes(im, func(p *Image) *Image { return resize(p, w, h) })
+}
+
+func resize(im *Image, w, h int) *Image {
 	out := New(w, h)
 	sx, sy := float64(im.W)/float64(w), float64(im.H)/float64(h)
 	if sx <= 1 && sy <= 1 {
@@ -82,6 +86,10 @@ func Translation(dx, dy float64) Affine { return Affine{A: 1, E: 1, C: dx, F: dy
 // Warp maps the image through m (output pixel p takes the input at m⁻¹(p)), filling
 // uncovered pixels with fill.
 func Warp(im *Image, m Affine, fill float32) *Image {
+	return planes(im, func(p *Image) *Image { return warp(p, m, fill) })
+}
+
+func warp(im *Image, m Affine, fill float32) *Image {
 	inv := m.Inverse()
 	out := New(im.W, im.H)
 	for y := 0; y < im.H; y++ {
@@ -108,7 +116,7 @@ func Blur(im *Image, sigma float64) *Image {
 	for i := range k {
 		k[i] /= sum
 	}
-	return convolve1D(convolve1D(im, k, 1, 0), k, 0, 1)
+	return planes(im, func(p *Image) *Image { return convolve1D(convolve1D(p, k, 1, 0), k, 0, 1) })
 }
 
 // Dilate is a grey dilation (max) over a (2r+1)² square: thicker bright strokes.
@@ -118,6 +126,10 @@ func Dilate(im *Image, r int) *Image { return morph(im, r, true) }
 func Erode(im *Image, r int) *Image { return morph(im, r, false) }
 
 func morph(im *Image, r int, dilate bool) *Image {
+	return planes(im, func(p *Image) *Image { return morphPlane(p, r, dilate) })
+}
+
+func morphPlane(im *Image, r int, dilate bool) *Image {
 	out := New(im.W, im.H)
 	for y := 0; y < im.H; y++ {
 		for x := 0; x < im.W; x++ {
@@ -140,8 +152,22 @@ func morph(im *Image, r int, dilate bool) *Image {
 }
 
 // Composite paints src onto dst at (x, y) as ink of brightness ink, using src's values
-// as coverage: dst = dst·(1−a) + ink·a.
+// as coverage: dst = dst·(1−a) + ink·a, on every channel of dst.
 func Composite(dst, src *Image, x, y int, ink float32) {
+	for c := 0; c < dst.Channels(); c++ {
+		composite(dst.Plane(c), src, x, y, ink)
+	}
+}
+
+// CompositeColour paints src onto the colour image dst at (x, y) in the colour ink (one
+// value per channel of dst), using src's first channel as coverage.
+func CompositeColour(dst, src *Image, x, y int, ink []float32) {
+	for c := 0; c < dst.Channels() && c < len(ink); c++ {
+		composite(dst.Plane(c), src.Plane(0), x, y, ink[c])
+	}
+}
+
+func composite(dst, src *Image, x, y int, ink float32) {
 	for sy := 0; sy < src.H; sy++ {
 		for sx := 0; sx < src.W; sx++ {
 			dx, dy := x+sx, y+sy
@@ -155,9 +181,10 @@ func Composite(dst, src *Image, x, y int, ink float32) {
 	}
 }
 
-// InkBounds returns the bounding box [x0,x1)×[y0,y1) of pixels above threshold, and
-// false when there are none.
+// InkBounds returns the bounding box [x0,x1)×[y0,y1) of pixels above threshold (in luma),
+// and false when there are none.
 func InkBounds(im *Image, threshold float32) (x0, y0, x1, y1 int, ok bool) {
+	im = im.Luma()
 	x0, y0, x1, y1 = im.W, im.H, 0, 0
 	for y := 0; y < im.H; y++ {
 		for x := 0; x < im.W; x++ {

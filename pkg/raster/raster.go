@@ -1,7 +1,8 @@
-// Package raster holds the single-channel float images edgeloop's models see (values in
-// [0,1], row-major) and the pixel operations that data generation, drift and
-// augmentation are made of: conversion, resizing, affine warps, blur, morphology and
-// compositing.
+// Package raster holds the float images edgeloop's models see — grey or colour, values in
+// [0,1], channels stored as planes (C×H×W, as the networks take them) — and the pixel
+// operations that data generation, drift and augmentation are made of: decoding with EXIF
+// orientation, conversion, resizing and letterboxing, affine warps, blur, morphology and
+// compositing. Every operation works on each channel's plane alike.
 package raster
 
 import (
@@ -16,14 +17,22 @@ import (
 	"math"
 )
 
-// Image is a grey image with values in [0,1].
+// Image is a grey (C = 1) or colour (C = 3, RGB) image with values in [0,1]. Pix holds the
+// channels one plane after another: channel c's pixel (x, y) is Pix[c*W*H + y*W + x].
+// C = 0, as in literals written before colour, means grey.
 type Image struct {
-	W, H int
-	Pix  []float32
+	W, H, C int
+	Pix     []float32
 }
 
-// New returns a black w×h image.
-func New(w, h int) *Image { return &Image{W: w, H: h, Pix: make([]float32, w*h)} }
+// New returns a black w×h grey image.
+func New(w, h int) *Image { return NewC(w, h, 1) }
+
+// NewC returns a black w×h image of c channels.
+func NewC(w, h, c int) *Image {
+	c = max(c, 1)
+	return &Image{W: w, H: h, C: c, Pix: make([]float32, w*h*c)}
+}
 
 // Filled returns a w×h image of value v.
 func Filled(w, h int, v float32) *Image {
@@ -32,6 +41,15 @@ func Filled(w, h int, v float32) *Image {
 		im.Pix[i] = v
 	}
 	return im
+}
+
+// Channels is the number of channels: 1 (grey) or 3 (RGB).
+func (im *Image) Channels() int { return max(im.C, 1) }
+
+// Plane returns channel c as a grey image sharing im's pixels.
+func (im *Image) Plane(c int) *Image {
+	n := im.W * im.H
+	return &Image{W: im.W, H: im.H, C: 1, Pix: im.Pix[c*n : (c+1)*n : (c+1)*n]}
 }
 
 // FromBytes wraps 8-bit grey pixels.
@@ -45,10 +63,10 @@ func FromBytes(w, h int, b []byte) *Image {
 
 // Clone returns a copy.
 func (im *Image) Clone() *Image {
-	return &Image{W: im.W, H: im.H, Pix: append([]float32(nil), im.Pix...)}
+	return &Image{W: im.W, H: im.H, C: im.Channels(), Pix: append([]float32(nil), im.Pix...)}
 }
 
-// At returns the pixel at (x, y), or 0 outside.
+// At returns the first channel's pixel at (x, y), or 0 outside.
 func (im *Image) At(x, y int) float32 {
 	if x < 0 || y < 0 || x >= im.W || y >= im.H {
 		return 0
@@ -56,8 +74,8 @@ func (im *Image) At(x, y int) float32 {
 	return im.Pix[y*im.W+x]
 }
 
-// Sample returns the bilinear interpolation at (x, y) in pixel-centre coordinates, or
-// fill outside the image.
+// Sample returns the first channel's bilinear interpolation at (x, y) in pixel-centre
+// coordinates, or fill outside the image (per channel: im.Plane(c).Sample).
 func (im *Image) Sample(x, y float64, fill float32) float32 {
 	x -= 0.5
 	y -= 0.5
@@ -105,10 +123,10 @@ func FromImage(src image.Image) *Image {
 	return im
 }
 
-// Gray returns the image as 8-bit grey.
+// Gray returns the image as 8-bit grey (the luma of a colour image).
 func (im *Image) Gray() *image.Gray {
 	g := image.NewGray(image.Rect(0, 0, im.W, im.H))
-	for i, v := range im.Pix {
+	for i, v := range im.Luma().Pix {
 		g.Pix[i] = uint8(min(1, max(0, v))*255 + 0.5)
 	}
 	return g
@@ -148,6 +166,17 @@ func Decode(data []byte) (*Image, error) { return DecodeLimited(data, DefaultMax
 // header first: an image of more than maxPixels (<= 0: DefaultMaxPixels) is refused with
 // ErrTooLarge before anything of its size is allocated (a decompression bomb).
 func DecodeLimited(data []byte, maxPixels int) (*Image, error) {
+	return DecodeChannels(data, maxPixels, 1)
+}
+
+// DecodeChannels reads a JPEG or PNG into an image of the given channels (1: grey, 3:
+// RGB; 0: the file's own, grey for a grey file and RGB otherwise), turned upright by the
+// JPEG's EXIF orientation. The size is checked from the header first, as DecodeLimited
+// does.
+func DecodeChannels(data []byte, maxPixels, channels int) (*Image, error) {
+	if channels != 0 && channels != 1 && channels != 3 {
+		return nil, fmt.Errorf("decode image: %d channels, want 1 or 3", channels)
+	}
 	if _, _, err := DecodeConfig(data, maxPixels); err != nil {
 		return nil, err
 	}
@@ -158,26 +187,61 @@ func DecodeLimited(data []byte, maxPixels int) (*Image, error) {
 	if format != "jpeg" && format != "png" {
 		return nil, fmt.Errorf("decode image: format %s, want jpeg or png", format)
 	}
-	return FromImage(src), nil
+	if channels == 0 {
+		channels = 3
+		switch src.(type) {
+		case *image.Gray, *image.Gray16:
+			channels = 1
+		}
+	}
+	var im *Image
+	if channels == 1 {
+		im = FromImage(src)
+	} else {
+		im = FromImageRGB(src)
+	}
+	if format == "jpeg" {
+		im = Orient(im, ExifOrientation(data))
+	}
+	return im, nil
 }
 
-// EncodePNG encodes the image as 8-bit grey PNG.
+// EncodePNG encodes the image as an 8-bit PNG, grey or RGB as the image is.
 func (im *Image) EncodePNG() []byte {
 	var buf bytes.Buffer
-	_ = png.Encode(&buf, im.Gray()) // writing to a buffer cannot fail
+	_ = png.Encode(&buf, im.Std()) // writing to a buffer cannot fail
 	return buf.Bytes()
 }
 
-// EncodeJPEG encodes the image as grey JPEG at quality q.
+// EncodeJPEG encodes the image as a JPEG at quality q, grey or colour as the image is.
 func (im *Image) EncodeJPEG(q int) []byte {
 	var buf bytes.Buffer
-	_ = jpeg.Encode(&buf, im.Gray(), &jpeg.Options{Quality: q})
+	_ = jpeg.Encode(&buf, im.Std(), &jpeg.Options{Quality: q})
 	return buf.Bytes()
+}
+
+// Std returns the image as a standard library image: *image.Gray for grey, *image.RGBA
+// for colour.
+func (im *Image) Std() image.Image {
+	if im.Channels() == 1 {
+		return im.Gray()
+	}
+	return im.ToRGBA()
 }
 
 // ToRGBA renders the image for drawing overlays.
 func (im *Image) ToRGBA() *image.RGBA {
 	out := image.NewRGBA(image.Rect(0, 0, im.W, im.H))
-	draw.Draw(out, out.Bounds(), im.Gray(), image.Point{}, draw.Src)
+	if im.Channels() == 1 {
+		draw.Draw(out, out.Bounds(), im.Gray(), image.Point{}, draw.Src)
+		return out
+	}
+	n := im.W * im.H
+	for i := 0; i < n; i++ {
+		for c := 0; c < 3; c++ {
+			out.Pix[4*i+c] = uint8(min(1, max(0, im.Pix[c*n+i]))*255 + 0.5)
+		}
+		out.Pix[4*i+3] = 255
+	}
 	return out
 }

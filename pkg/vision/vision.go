@@ -46,8 +46,10 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Input converts an image to the network's input: resized to InW×InH.
+// Input converts an image to the network's input: its channels to InC (colour to grey by
+// luma, grey to colour by repetition), resized to InW×InH.
 func Input(a nn.Arch, im *raster.Image) []float32 {
+	im = im.WithChannels(max(a.InC, 1))
 	if im.W != a.InW || im.H != a.InH {
 		im = raster.Resize(im, a.InW, a.InH)
 	}
