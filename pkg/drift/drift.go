@@ -28,6 +28,12 @@ type Preset struct {
 	ScaleRange [2]int
 	// Backgrounds, when set, replaces the backgrounds of scenes (see package scenes).
 	Backgrounds []string
+	// Site, when set, moves colour data to another site's backgrounds (see package
+	// colourscenes: "home" is the training site, "new" another one).
+	Site string
+	// ObjectScale, when set, multiplies the size of colour objects by a factor drawn from
+	// the range.
+	ObjectScale [2]float64
 }
 
 // None is the training distribution.
