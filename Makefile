@@ -12,10 +12,10 @@ RUN_ARGS ?= -auto-annotate
 # line saying so, when it cannot be installed. Set TAGS to choose yourself.
 TAGS ?= $$(deploy/local/openblas.sh tags)
 
-.PHONY: run test test-go edge-agent-arm64 k8s-validate vet-cuda cxx bench generate lint services-up services-down browser build clean
+.PHONY: run photos test test-go edge-agent-arm64 k8s-validate vet-cuda cxx bench generate lint services-up services-down browser build clean
 
 ## run: the standalone stack and the whole loop (embedded servers, simulated fleet, auto-annotation)
-run:
+run: photos
 	$(GO) run $(TAGS) ./services/standalone $(RUN_ARGS)
 
 ## build: every binary into bin/
@@ -31,7 +31,7 @@ edge-agent-arm64:
 ## test: validate the Kubernetes manifests (k8s-validate), start the real servers
 ## (installed once into $(CACHE)), run every test, stop them; meanwhile compile-check the
 ## CUDA build (vet-cuda)
-test: k8s-validate edge-agent-arm64 services-up browser cxx
+test: k8s-validate edge-agent-arm64 services-up browser cxx photos
 	@set -o pipefail; status=0; \
 	$(MAKE) --no-print-directory vet-cuda > .vet-cuda.log 2>&1 & cuda=$$!; \
 	$(MAKE) --no-print-directory test-go || status=$$?; \
@@ -49,8 +49,14 @@ k8s-validate:
 	@schemas=$$(deploy/local/k8s-schemas.sh install) && \
 	cd deploy/k8s/validate && EDGELOOP_K8S_SCHEMAS=$$schemas $(GO) test -count=1 ./...
 
+## photos: real photographs as backgrounds of the colour data (scikit-image's pictures from
+## PyPI, Debian's lomiri wallpapers), installed once into $(CACHE)/photos; without them the
+## colour data falls back to procedural backgrounds, with a log line saying so
+photos:
+	@deploy/local/photos.sh install >/dev/null
+
 ## bench: speed and quality figures as tables (see bench/README.md)
-bench: services-up
+bench: services-up photos
 	bench/run.sh
 
 ## generate: regenerate the protobuf Go code (Debian's protoc, pinned protoc-gen-go)

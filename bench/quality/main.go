@@ -65,7 +65,7 @@ func main() {
 			fmt.Fprintf(os.Stderr, "%s: %d epochs (best %d), %.0f s, %.0f img/s on %s\n", j.name, m.EpochsRun, m.BestEpoch, m.Seconds, m.ImagesPerSec, m.Engine)
 		}
 		r := row{job: j, drifts: map[string]float64{}}
-		for _, d := range drift.Names() {
+		for _, d := range drift.NamesFor(false) {
 			ds := j.dataset
 			if d != drift.None {
 				ds += ":drift=" + d
@@ -102,7 +102,7 @@ func main() {
 	}
 	fmt.Println("\n| drift preset | what changes                                         | mnist acc | drop    | scenes mAP@0.5 | drop    |")
 	fmt.Println("|--------------|------------------------------------------------------|-----------|---------|----------------|---------|")
-	for _, d := range drift.Names()[1:] {
+	for _, d := range drift.NamesFor(false)[1:] {
 		p, _ := drift.Get(d)
 		fmt.Printf("| %-12s | %-52s | %9.4f | %+7.4f | %14.4f | %+7.4f |\n", d, trim(p.Description, 52),
 			rows[0].drifts[d], rows[0].drifts[d]-rows[0].clean, rows[1].drifts[d], rows[1].drifts[d]-rows[1].clean)

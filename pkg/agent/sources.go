@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/edgeloop/edgeloop/pkg/colourscenes"
 	"github.com/edgeloop/edgeloop/pkg/datasets"
 	"github.com/edgeloop/edgeloop/pkg/drift"
 	"github.com/edgeloop/edgeloop/pkg/mnist"
@@ -95,10 +96,11 @@ func (a *Agent) inferFile(ctx context.Context, path string) {
 }
 
 // SimConfig drives the simulator: frames from MNIST's test digits (unseen in training)
-// under a drift preset, with their ground truth, and an operator who flags a share of
-// the wrong predictions.
+// or generated colour data under a drift preset, with their ground truth, and an
+// operator who flags a share of the wrong predictions.
 type SimConfig struct {
-	// Dataset is "mnist" or "digit-scenes".
+	// Dataset is a built-in dataset (see package datasets: "mnist", "digit-scenes",
+	// "colour-objects:size=96x96", "colour-scenes", …); its own drift option is ignored.
 	Dataset string
 	Drift   string
 	// Rate is frames per second.
@@ -108,35 +110,51 @@ type SimConfig struct {
 	Seed          uint64
 	// MNISTDir overrides where the MNIST files are.
 	MNISTDir string
+	// PhotoDir overrides where the colour backgrounds are (see colourscenes.PhotoDir).
+	PhotoDir string
 }
 
 // Simulator makes frames with known truth.
 type Simulator struct {
-	cfg   SimConfig
-	set   *mnist.Set
-	drift drift.Preset
-	r     *rand.Rand
+	cfg    SimConfig
+	spec   datasets.Spec
+	set    *mnist.Set
+	colour *colourscenes.Generator
+	drift  drift.Preset
+	r      *rand.Rand
 }
 
-// NewSimulator prepares a frame generator.
-func NewSimulator(c SimConfig) (*Simulator, error) {
-	if c.Dataset != datasets.MNIST && c.Dataset != datasets.DigitScenes {
-		return nil, fmt.Errorf("simulator: dataset %q: want mnist or digit-scenes", c.Dataset)
+// NewSimulator prepares a frame generator; log hears how colour backgrounds are made.
+func NewSimulator(c SimConfig, log *zap.Logger) (*Simulator, error) {
+	spec, err := datasets.Parse(c.Dataset)
+	if err != nil {
+		return nil, fmt.Errorf("simulator: %w", err)
+	}
+	spec.Drift = c.Drift
+	if _, err := datasets.Parse(spec.String()); err != nil {
+		return nil, fmt.Errorf("simulator: %w", err)
 	}
 	d, err := drift.Get(c.Drift)
 	if err != nil {
 		return nil, err
 	}
-	test, err := mnist.LoadTest(c.MNISTDir)
-	if err != nil {
+	s := &Simulator{cfg: c, spec: spec, drift: d, r: rand.New(rand.NewPCG(c.Seed, 99))}
+	if spec.Colour() {
+		s.colour, err = colourscenes.New(colourscenes.LoadPhotos(c.PhotoDir, log))
+		return s, err
+	}
+	if s.set, err = mnist.LoadTest(c.MNISTDir); err != nil {
 		return nil, err
 	}
-	return &Simulator{cfg: c, set: test, drift: d, r: rand.New(rand.NewPCG(c.Seed, 99))}, nil
+	return s, nil
 }
 
 // Next returns a frame and its truth.
 func (s *Simulator) Next() (*raster.Image, *edgeloopv1.Annotation, error) {
-	if s.cfg.Dataset == datasets.MNIST {
+	if s.colour != nil {
+		return s.nextColour()
+	}
+	if s.spec.Name == datasets.MNIST {
 		i := s.r.IntN(s.set.Len())
 		im := datasets.Digits(s.set, i, 1, "sim", s.drift, s.r.Uint64())[0]
 		return im.Image, &edgeloopv1.Annotation{Author: "simulator", Labels: []*edgeloopv1.Label{{ClassName: fmt.Sprint(im.Label)}}}, nil
@@ -153,10 +171,33 @@ func (s *Simulator) Next() (*raster.Image, *edgeloopv1.Annotation, error) {
 	return sc[0].Image, truth, nil
 }
 
+// nextColour draws a colour frame: an object of a random class, or a scene.
+func (s *Simulator) nextColour() (*raster.Image, *edgeloopv1.Annotation, error) {
+	names := s.spec.ClassNames()
+	w, h := s.spec.Size()
+	truth := &edgeloopv1.Annotation{Author: "simulator"}
+	if s.spec.Task() == nn.Classify {
+		sm, err := s.colour.ClassificationAt(colourscenes.ClassifyConfig{W: w, H: h, Classes: len(names)}, s.r.Uint64(), s.r.IntN(1<<20), s.drift)
+		if err != nil {
+			return nil, nil, err
+		}
+		truth.Labels = []*edgeloopv1.Label{{ClassName: names[sm.Label]}}
+		return sm.Image, truth, nil
+	}
+	sc, err := s.colour.Scenes(colourscenes.SceneConfig{W: w, H: h, Classes: len(names)}, 1, s.r.Uint64(), s.drift)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, b := range sc[0].Boxes {
+		truth.Labels = append(truth.Labels, &edgeloopv1.Label{ClassName: names[b.Class], Box: vision.BoxProto(&b)})
+	}
+	return sc[0].Image, truth, nil
+}
+
 // simulate feeds simulated frames at the configured rate; the simulated operator flags
 // a share of the wrong predictions.
 func (a *Agent) simulate(ctx context.Context) error {
-	sim, err := NewSimulator(a.cfg.Sim)
+	sim, err := NewSimulator(a.cfg.Sim, a.log)
 	if err != nil {
 		return err
 	}

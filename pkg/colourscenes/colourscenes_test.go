@@ -365,3 +365,48 @@ func drawBoxes(im *raster.Image, boxes []nn.Box) {
 		}
 	}
 }
+
+// "far" shrinks the objects; "new-site" draws other backgrounds; frame presets change
+// the pixels of every image; the same seed under a preset still gives the same data.
+func TestDriftPresetsShiftTheData(t *testing.T) {
+	g := generator(t)
+	c := SceneConfig{W: 320, H: 240}
+	size := func(sc []Scene) float64 {
+		var s float64
+		n := 0
+		for _, x := range sc {
+			for _, b := range x.Boxes {
+				s += float64(max(b.X1-b.X0, b.Y1-b.Y0))
+				n++
+			}
+		}
+		return s / float64(n)
+	}
+	base, _ := g.Scenes(c, 40, 4, none())
+	far, _ := drift.Get("far")
+	small, _ := g.Scenes(c, 40, 4, far)
+	if size(small) > 0.6*size(base) {
+		t.Fatalf("far: mean object side %.3f, not well below %.3f", size(small), size(base))
+	}
+	home := meanSaturation(g.photos.Background(SiteHome, 64, 64, rand.New(rand.NewPCG(1, 1))))
+	newSite, _ := drift.Get("new-site")
+	if site(newSite) != SiteNew || site(none()) != SiteHome {
+		t.Fatalf("sites: new-site → %s, none → %s", site(newSite), site(none()))
+	}
+	other := g.photos.Background(SiteNew, 64, 64, rand.New(rand.NewPCG(1, 1)))
+	if slices.Equal(other.Pix, g.photos.Background(SiteHome, 64, 64, rand.New(rand.NewPCG(1, 1))).Pix) || home < 0 {
+		t.Fatal("new-site draws the home site's backgrounds")
+	}
+	for _, name := range []string{"white-balance", "low-light", "motion-blur", "jpeg"} {
+		d, _ := drift.Get(name)
+		a, _ := g.Classification(ClassifyConfig{W: 64, H: 64}, 3, 8, d)
+		b, _ := g.Classification(ClassifyConfig{W: 64, H: 64}, 3, 8, d)
+		clean, _ := g.Classification(ClassifyConfig{W: 64, H: 64}, 3, 8, none())
+		if !slices.Equal(a[1].Image.Pix, b[1].Image.Pix) {
+			t.Fatalf("%s: the same seed gave other pixels", name)
+		}
+		if slices.Equal(a[1].Image.Pix, clean[1].Image.Pix) || a[1].Label != clean[1].Label {
+			t.Fatalf("%s: image unchanged, or its label moved (%d vs %d)", name, a[1].Label, clean[1].Label)
+		}
+	}
+}

@@ -95,10 +95,23 @@ func (g *Generator) Classification(c ClassifyConfig, n int, seed uint64, d drift
 	}
 	out := make([]Sample, n)
 	parallel(n, func(i int) {
-		r := rand.New(rand.NewPCG(seed, uint64(i)))
-		out[i] = g.classify(c, i%c.Classes, site(d), r, d)
+		out[i] = g.classifyAt(c, seed, i, d)
 	})
 	return out, nil
+}
+
+// ClassificationAt makes image i of the set Classification(c, …, seed, d) makes, alone
+// (a simulated camera draws frames of random classes this way).
+func (g *Generator) ClassificationAt(c ClassifyConfig, seed uint64, i int, d drift.Preset) (Sample, error) {
+	c = c.withDefaults()
+	if err := c.validate(); err != nil {
+		return Sample{}, err
+	}
+	return g.classifyAt(c, seed, i, d), nil
+}
+
+func (g *Generator) classifyAt(c ClassifyConfig, seed uint64, i int, d drift.Preset) Sample {
+	return g.classify(c, i%c.Classes, site(d), rand.New(rand.NewPCG(seed, uint64(i))), d)
 }
 
 func (g *Generator) classify(c ClassifyConfig, class int, site string, r *rand.Rand, d drift.Preset) Sample {

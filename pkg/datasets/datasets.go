@@ -1,15 +1,23 @@
 // Package datasets names the built-in data edgeloop trains and evaluates on: "mnist"
-// (classification, 28×28 digits) and "digit-scenes" (detection, 64×64 canvases with 1–4
-// digits), each optionally under a drift preset: "mnist:drift=rotation",
-// "digit-scenes:drift=blur". Train data always comes from MNIST's train digits and test
-// data from its test digits.
+// (classification, 28×28 digits), "digit-scenes" (detection, 64×64 canvases with 1–4
+// digits), "colour-objects" (classification, colour objects over photographs, 96×96 by
+// default) and "colour-scenes" (detection, colour scenes of many objects at many scales,
+// 320×240 by default), each optionally under a drift preset and, for the colour ones,
+// at another size or number of classes: "mnist:drift=rotation", "digit-scenes:drift=blur",
+// "colour-scenes:size=640x480,classes=12,drift=low-light". Digit train data always comes
+// from MNIST's train digits and test data from its test digits; colour splits are drawn
+// from separate random streams of the seed.
 package datasets
 
 import (
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 
+	"go.uber.org/zap"
+
+	"github.com/edgeloop/edgeloop/pkg/colourscenes"
 	"github.com/edgeloop/edgeloop/pkg/drift"
 	"github.com/edgeloop/edgeloop/pkg/mnist"
 	"github.com/edgeloop/edgeloop/pkg/nn"
@@ -20,58 +28,166 @@ import (
 
 // Names of the built-in datasets.
 const (
-	MNIST       = "mnist"
-	DigitScenes = "digit-scenes"
+	MNIST         = "mnist"
+	DigitScenes   = "digit-scenes"
+	ColourObjects = "colour-objects"
+	ColourScenes  = "colour-scenes"
 )
 
 // Spec names a dataset and how much of it to use.
 type Spec struct {
 	Name  string
 	Drift string
+	// W and H are a colour dataset's image size (0: its default, 96×96 for
+	// colour-objects, 320×240 for colour-scenes).
+	W, H int
+	// Classes is a colour dataset's number of classes (0: 8).
+	Classes int
 }
 
 // String is the spec in its flag form.
 func (s Spec) String() string {
-	if s.Drift == "" || s.Drift == drift.None {
+	var opts []string
+	if s.W > 0 {
+		opts = append(opts, fmt.Sprintf("size=%dx%d", s.W, s.H))
+	}
+	if s.Classes > 0 {
+		opts = append(opts, fmt.Sprintf("classes=%d", s.Classes))
+	}
+	if s.Drift != "" && s.Drift != drift.None {
+		opts = append(opts, "drift="+s.Drift)
+	}
+	if len(opts) == 0 {
 		return s.Name
 	}
-	return s.Name + ":drift=" + s.Drift
+	return s.Name + ":" + strings.Join(opts, ",")
 }
 
-// Parse reads "mnist", "digit-scenes", "mnist:drift=NAME", "digit-scenes:drift=NAME".
+// Parse reads a dataset name with its options: "mnist", "digit-scenes:drift=NAME",
+// "colour-objects:size=WxH,classes=N,drift=NAME", "colour-scenes:…". Digit datasets
+// take digit drift presets, colour datasets colour ones (drift.NamesFor).
 func Parse(v string) (Spec, error) {
 	name, opts, _ := strings.Cut(v, ":")
 	s := Spec{Name: name}
-	if name != MNIST && name != DigitScenes {
-		return s, fmt.Errorf("dataset %q: want mnist or digit-scenes, optionally with :drift=NAME", v)
+	colour := name == ColourObjects || name == ColourScenes
+	if name != MNIST && name != DigitScenes && !colour {
+		return s, fmt.Errorf("dataset %q: want mnist, digit-scenes, colour-objects or colour-scenes, optionally with :drift=NAME", v)
 	}
-	if opts != "" {
-		k, val, ok := strings.Cut(opts, "=")
-		if !ok || k != "drift" {
-			return s, fmt.Errorf("dataset %q: unknown option %q (want drift=NAME)", v, opts)
+	if opts == "" {
+		return s, nil
+	}
+	for _, opt := range strings.Split(opts, ",") {
+		k, val, ok := strings.Cut(opt, "=")
+		switch {
+		case ok && k == "drift":
+			p, err := drift.Get(val)
+			if err != nil {
+				return s, fmt.Errorf("dataset %q: %w", v, err)
+			}
+			if p.Name != drift.None && p.Colour != colour {
+				return s, fmt.Errorf("dataset %q: drift %s is for %s data; %s takes %v", v, val, kind(p.Colour), name, drift.NamesFor(colour))
+			}
+			s.Drift = val
+		case ok && k == "size" && colour:
+			ws, hs, _ := strings.Cut(val, "x")
+			w, errW := strconv.Atoi(ws)
+			h, errH := strconv.Atoi(hs)
+			if errW != nil || errH != nil || w < 16 || h < 16 || w > 4096 || h > 4096 {
+				return s, fmt.Errorf("dataset %q: size %q, want WxH with sides 16–4096", v, val)
+			}
+			s.W, s.H = w, h
+		case ok && k == "classes" && colour:
+			n, err := strconv.Atoi(val)
+			if err != nil {
+				return s, fmt.Errorf("dataset %q: classes %q is no number", v, val)
+			}
+			if _, err := colourscenes.ClassNames(n); err != nil {
+				return s, fmt.Errorf("dataset %q: %w", v, err)
+			}
+			s.Classes = n
+		default:
+			want := "drift=NAME"
+			if colour {
+				want = "drift=NAME, size=WxH or classes=N"
+			}
+			return s, fmt.Errorf("dataset %q: unknown option %q (want %s)", v, opt, want)
 		}
-		if _, err := drift.Get(val); err != nil {
-			return s, fmt.Errorf("dataset %q: %w", v, err)
-		}
-		s.Drift = val
 	}
 	return s, nil
 }
 
+func kind(colour bool) string {
+	if colour {
+		return "colour"
+	}
+	return "digit"
+}
+
+// Colour reports whether the dataset is made of colour images.
+func (s Spec) Colour() bool { return s.Name == ColourObjects || s.Name == ColourScenes }
+
 // Task is what the dataset trains.
 func (s Spec) Task() nn.Task {
-	if s.Name == DigitScenes {
+	if s.Name == DigitScenes || s.Name == ColourScenes {
 		return nn.Detect
 	}
 	return nn.Classify
 }
 
-// Arch is the default network for the dataset.
+// Size is the dataset's image size.
+func (s Spec) Size() (w, h int) {
+	switch {
+	case s.W > 0:
+		return s.W, s.H
+	case s.Name == ColourObjects:
+		return 96, 96
+	case s.Name == ColourScenes:
+		return 320, 240
+	case s.Name == DigitScenes:
+		return 64, 64
+	}
+	return 28, 28
+}
+
+// Arch is the default network for the dataset: for colour objects the smallest
+// MobileNetV2 at the image size (sides multiples of 32; otherwise the small CNN on 3
+// channels), for colour scenes the grid detector on 3 channels at the image size.
 func (s Spec) Arch() nn.Arch {
-	if s.Task() == nn.Detect {
+	classes := len(s.ClassNames())
+	w, h := s.Size()
+	switch s.Name {
+	case ColourObjects:
+		if a, err := nn.Family(nn.MobileNetV2, "n", w, h, 3, classes); err == nil {
+			return a
+		}
+		a := nn.ClassifierArch(classes)
+		a.InC, a.InW, a.InH = 3, w, h
+		return a
+	case ColourScenes:
+		a := nn.DetectorArch(classes)
+		a.InC, a.InW, a.InH = 3, w, h
+		return a
+	case DigitScenes:
 		return nn.DetectorArch(10)
 	}
 	return nn.ClassifierArch(10)
+}
+
+// ClassNames are the dataset's classes: the digits "0"…"9", or the first N of the
+// colour catalogue (colourscenes.Catalogue).
+func (s Spec) ClassNames() []string {
+	if !s.Colour() {
+		return Classes()
+	}
+	n := s.Classes
+	if n == 0 {
+		n = 8
+	}
+	names, err := colourscenes.ClassNames(n)
+	if err != nil {
+		return nil // Parse refuses such a spec
+	}
+	return names
 }
 
 // Classes are the digit names "0"…"9".
@@ -81,21 +197,44 @@ func Classes() []string {
 
 // Sizes bound each split; 0 means the default.
 type Sizes struct {
-	// Train examples (mnist default 55,000; digit-scenes default 10,000).
+	// Train examples (mnist default 55,000; digit-scenes default 10,000; colour 2,000).
 	Train int
-	// Val examples (default 5,000 for mnist, 500 for scenes).
+	// Val examples (default 5,000 for mnist, 500 for digit scenes, 200 for colour).
 	Val int
-	// Test examples (default 10,000 for mnist, 1,000 for scenes).
+	// Test examples (default 10,000 for mnist, 1,000 for digit scenes, 500 for colour).
 	Test int
+}
+
+// Sources says where the data comes from.
+type Sources struct {
+	// MNISTDir overrides where the MNIST files are (see mnist.FindDir).
+	MNISTDir string
+	// PhotoDir overrides where the colour backgrounds are (see colourscenes.PhotoDir).
+	PhotoDir string
+	// Log receives the colour generator's word on its backgrounds (nil: none).
+	Log *zap.Logger
 }
 
 // Load builds the splits. Seed fixes the scenes and the drift's randomness.
 func Load(s Spec, mnistDir string, sz Sizes, seed uint64) (train.Split, error) {
-	trainSet, testSet, err := mnist.Load(mnistDir)
+	return LoadFrom(s, Sources{MNISTDir: mnistDir}, sz, seed)
+}
+
+// LoadFrom builds the splits from the given sources. Seed fixes the scenes, the colour
+// images and the drift's randomness.
+func LoadFrom(s Spec, src Sources, sz Sizes, seed uint64) (train.Split, error) {
+	d, err := drift.Get(s.Drift)
 	if err != nil {
 		return train.Split{}, err
 	}
-	d, err := drift.Get(s.Drift)
+	if s.Colour() {
+		g, err := colourscenes.New(colourscenes.LoadPhotos(src.PhotoDir, src.Log))
+		if err != nil {
+			return train.Split{}, err
+		}
+		return LoadColour(g, s, sz, seed, d)
+	}
+	trainSet, testSet, err := mnist.Load(src.MNISTDir)
 	if err != nil {
 		return train.Split{}, err
 	}
@@ -148,6 +287,47 @@ func loadScenes(trainSet, testSet *mnist.Set, d drift.Preset, sz Sizes, seed uin
 			return sp, err
 		}
 		*part.dst = Scenes(sc, part.tag)
+	}
+	return sp, nil
+}
+
+// LoadColour builds a colour dataset's splits with generator g: train, val and test each
+// from its own random stream of seed, under the drift d.
+func LoadColour(g *colourscenes.Generator, s Spec, sz Sizes, seed uint64, d drift.Preset) (train.Split, error) {
+	w, h := s.Size()
+	classes := len(s.ClassNames())
+	var sp train.Split
+	for _, part := range []struct {
+		n    int
+		seed uint64
+		tag  string
+		dst  *[]train.Sample
+	}{
+		{pick(sz.Train, 2000), seed, "train", &sp.Train},
+		{pick(sz.Val, 200), seed + 1<<32, "val", &sp.Val},
+		{pick(sz.Test, 500), seed + 2<<32, "test", &sp.Test},
+	} {
+		if s.Name == ColourObjects {
+			cls, err := g.Classification(colourscenes.ClassifyConfig{W: w, H: h, Classes: classes}, part.n, part.seed, d)
+			if err != nil {
+				return sp, fmt.Errorf("dataset %s: %w", s, err)
+			}
+			out := make([]train.Sample, len(cls))
+			for i, c := range cls {
+				out[i] = train.Sample{ID: fmt.Sprintf("colour-%s-%d", part.tag, i), Image: c.Image, Label: c.Label}
+			}
+			*part.dst = out
+			continue
+		}
+		sc, err := g.Scenes(colourscenes.SceneConfig{W: w, H: h, Classes: classes}, part.n, part.seed, d)
+		if err != nil {
+			return sp, fmt.Errorf("dataset %s: %w", s, err)
+		}
+		out := make([]train.Sample, len(sc))
+		for i, c := range sc {
+			out[i] = train.Sample{ID: fmt.Sprintf("colour-scene-%s-%d", part.tag, i), Image: c.Image, Boxes: c.Boxes}
+		}
+		*part.dst = out
 	}
 	return sp, nil
 }

@@ -1,11 +1,14 @@
 // Package drift names reproducible shifts of the image distribution: what a simulated
 // edge fleet meets in production and the base model has not seen. Each preset changes a
 // digit image (or a whole scene) the same way for the same random source, and some also
-// change how digit scenes are laid out.
+// change how digit scenes are laid out. Colour presets (Colour set) shift colour data
+// (package colourscenes): a new site, white balance, low light with noise, motion blur,
+// JPEG artefacts and a farther camera; they work on grey images too.
 package drift
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sort"
 
@@ -34,6 +37,9 @@ type Preset struct {
 	// ObjectScale, when set, multiplies the size of colour objects by a factor drawn from
 	// the range.
 	ObjectScale [2]float64
+	// Colour marks a preset for colour data (datasets colour-objects and colour-scenes);
+	// the others are for digits.
+	Colour bool
 }
 
 // None is the training distribution.
@@ -102,6 +108,7 @@ func presets() map[string]Preset {
 				return out
 			}},
 	}
+	ps = append(ps, colourPresets()...)
 	m := make(map[string]Preset, len(ps))
 	for _, p := range ps {
 		m[p.Name] = p
@@ -121,7 +128,7 @@ func Get(name string) (Preset, error) {
 	return p, nil
 }
 
-// Names lists the presets, "none" first.
+// Names lists every preset, "none" first.
 func Names() []string {
 	var out []string
 	for n := range presets() {
@@ -131,6 +138,108 @@ func Names() []string {
 	}
 	sort.Strings(out)
 	return append([]string{None}, out...)
+}
+
+// NamesFor lists the presets for colour data (colour) or for digits, "none" first.
+func NamesFor(colour bool) []string {
+	all := presets()
+	var out []string
+	for _, n := range Names() {
+		if n == None || all[n].Colour == colour {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// colourPresets are the shifts of colour data: what a camera moved, re-tuned or
+// degraded does to its pictures.
+func colourPresets() []Preset {
+	return []Preset{
+		{Name: "new-site", Colour: true, Site: "new",
+			Description: "a new site: other backgrounds (photographs the home site never shows)"},
+		{Name: "white-balance", Colour: true,
+			Description: "a mistuned white balance: red and blue gains 0.65–1.35, warm or cool",
+			Frame: func(im *raster.Image, r *rand.Rand) *raster.Image {
+				if im.Channels() < 3 {
+					return Gain(im, []float32{0.75 + 0.1*r.Float32()})
+				}
+				warm := 1.2 + 0.15*r.Float32()
+				cool := 0.65 + 0.15*r.Float32()
+				green := 0.95 + 0.1*r.Float32()
+				if r.IntN(2) == 0 {
+					return Gain(im, []float32{warm, green, cool})
+				}
+				return Gain(im, []float32{cool, green, warm})
+			}},
+		{Name: "low-light", Colour: true,
+			Description: "low light: 20–35 % of the exposure with sensor noise (σ 0.03–0.05 plus shot noise)",
+			Frame: func(im *raster.Image, r *rand.Rand) *raster.Image {
+				k := 0.2 + 0.15*r.Float32()
+				sigma := 0.03 + 0.02*r.Float64()
+				out := im.Clone()
+				for i, v := range out.Pix {
+					v *= k
+					out.Pix[i] = v + float32(r.NormFloat64()*(sigma+0.05*math.Sqrt(float64(v))))
+				}
+				return out
+			}},
+		{Name: "motion-blur", Colour: true,
+			Description: "motion blur: a streak 7–15 px long at a random angle",
+			Frame: func(im *raster.Image, r *rand.Rand) *raster.Image {
+				return MotionBlur(im, 7+r.IntN(9), r.Float64()*180)
+			}},
+		{Name: "jpeg", Colour: true,
+			Description: "heavy JPEG compression: quality 8–20",
+			Frame: func(im *raster.Image, r *rand.Rand) *raster.Image {
+				out, err := raster.DecodeChannels(im.EncodeJPEG(8+r.IntN(13)), 0, im.Channels())
+				if err != nil {
+					return im // our own encoding decodes
+				}
+				return out
+			}},
+		{Name: "far", Colour: true, ObjectScale: [2]float64{0.3, 0.5},
+			Description: "a farther camera: objects at 30–50 % of their size"},
+	}
+}
+
+// Gain multiplies each channel by its gain (the last gain serves the channels past it).
+func Gain(im *raster.Image, gains []float32) *raster.Image {
+	out := im.Clone()
+	for c := 0; c < out.Channels(); c++ {
+		g := gains[min(c, len(gains)-1)]
+		pl := out.Plane(c)
+		for i, v := range pl.Pix {
+			pl.Pix[i] = v * g
+		}
+	}
+	return out
+}
+
+// MotionBlur averages length samples along a line at angle degrees through each pixel,
+// as a camera or object moving during the exposure smears it.
+func MotionBlur(im *raster.Image, length int, angle float64) *raster.Image {
+	if length < 2 {
+		return im.Clone()
+	}
+	dx, dy := math.Cos(angle*math.Pi/180), math.Sin(angle*math.Pi/180)
+	out := raster.NewC(im.W, im.H, im.Channels())
+	w := 1 / float32(length)
+	for c := 0; c < im.Channels(); c++ {
+		src, dst := im.Plane(c), out.Plane(c)
+		for k := 0; k < length; k++ {
+			t := float64(k) - float64(length-1)/2
+			ox, oy := t*dx, t*dy
+			for y := 0; y < im.H; y++ {
+				sy := min(float64(im.H)-0.5, max(0.5, float64(y)+0.5+oy))
+				for x := 0; x < im.W; x++ {
+					sx := min(float64(im.W)-0.5, max(0.5, float64(x)+0.5+ox))
+					dst.Pix[y*im.W+x] += w * src.Sample(sx, sy, 0)
+				}
+			}
+		}
+	}
+	return out
 }
 
 // ApplyDigit runs the preset's digit change, if any.

@@ -62,7 +62,7 @@ func Bootstrap(ctx context.Context, o *BootstrapOptions, log *zap.Logger) error 
 	if err != nil {
 		return err
 	}
-	p := project.Project{ID: o.Project, Task: string(spec.Task()), Classes: datasets.Classes(),
+	p := project.Project{ID: o.Project, Task: string(spec.Task()), Classes: spec.ClassNames(),
 		Batch: project.BatchSettings{Min: o.BatchMin, Max: o.BatchMax, MaxWait: config.Duration(o.MaxWait)}}
 	code, body, err := call(ctx, o, "POST", "/api/v1/projects", "application/json", mustJSON(p))
 	if err != nil {
@@ -87,7 +87,7 @@ func Bootstrap(ctx context.Context, o *BootstrapOptions, log *zap.Logger) error 
 	if ds.Total > 0 {
 		return fmt.Errorf("%w: %s holds %d examples", ErrAlreadySeeded, o.Project, ds.Total)
 	}
-	data, err := datasets.Load(spec, o.MNISTDir, datasets.Sizes{Train: o.Limit, Val: 1, Test: 1}, o.Seed)
+	data, err := datasets.LoadFrom(spec, datasets.Sources{MNISTDir: o.MNISTDir, Log: log}, datasets.Sizes{Train: o.Limit, Val: 1, Test: 1}, o.Seed)
 	if err != nil {
 		return err
 	}

@@ -136,7 +136,7 @@ func RunTrain(ctx context.Context, o *TrainOptions, log *zap.Logger, progress io
 		o.Train.Augment = augment.Default()
 	}
 	arch := spec.Arch()
-	classes := datasets.Classes()
+	classes := spec.ClassNames()
 	init, err := nn.InitParams(arch, o.Train.Seed)
 	if err != nil {
 		return nil, err
@@ -175,7 +175,7 @@ func RunTrain(ctx context.Context, o *TrainOptions, log *zap.Logger, progress io
 		return nil, err
 	}
 	log.Info("loading data", zap.String("dataset", spec.String()))
-	data, err := datasets.Load(spec, o.MNISTDir, datasets.Sizes{Train: o.Limit, Val: o.ValLimit, Test: o.TestLim}, o.Train.Seed)
+	data, err := datasets.LoadFrom(spec, datasets.Sources{MNISTDir: o.MNISTDir, Log: log}, datasets.Sizes{Train: o.Limit, Val: o.ValLimit, Test: o.TestLim}, o.Train.Seed)
 	if err != nil {
 		return nil, err
 	}
@@ -362,7 +362,7 @@ func RunEval(ctx context.Context, o *EvalOptions, log *zap.Logger, stdout io.Wri
 	default:
 		return nil, fmt.Errorf("eval: split %q: want train, val or test", o.Split)
 	}
-	data, err := datasets.Load(spec, o.MNISTDir, sz, o.Seed)
+	data, err := datasets.LoadFrom(spec, datasets.Sources{MNISTDir: o.MNISTDir, Log: log}, sz, o.Seed)
 	if err != nil {
 		return nil, err
 	}

@@ -107,6 +107,8 @@ func (s *state) runFleet(ctx context.Context, a *modules.App) error {
 		return err
 	}
 	pub := key.Public().(ed25519.PublicKey)
+	simSpec := spec
+	simSpec.Drift = "" // the fleet meets f.Drift, not the seed's
 	g, gctx := errgroup.WithContext(ctx)
 	for i := 0; i < f.Size; i++ {
 		dev := fmt.Sprintf("cam-%02d", i+1)
@@ -121,7 +123,7 @@ func (s *state) runFleet(ctx context.Context, a *modules.App) error {
 		ag, err := agent.New(agent.Config{Project: b.Project, Device: dev, DataDir: a.DataPath("agents", dev),
 			MQTT: mq, PublicKeys: map[string]ed25519.PublicKey{artifact.KeyID(pub): pub},
 			DeviceToken: s.fleetToken, RegistryURL: s.api, HTTPAddr: httpAddr, StatusInterval: 5 * time.Second, Version: "standalone",
-			Sim: agent.SimConfig{Dataset: spec.Name, Drift: f.Drift, Rate: f.Rate, OperatorShare: f.OperatorShare, Seed: uint64(i + 1)},
+			Sim: agent.SimConfig{Dataset: simSpec.String(), Drift: f.Drift, Rate: f.Rate, OperatorShare: f.OperatorShare, Seed: uint64(i + 1)},
 		}, nil, a.Log.Named("agent").With(zap.String("device", dev)))
 		if err != nil {
 			return err

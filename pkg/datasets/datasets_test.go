@@ -1,0 +1,88 @@
+package datasets
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/edgeloop/edgeloop/pkg/colourscenes"
+	"github.com/edgeloop/edgeloop/pkg/drift"
+	"github.com/edgeloop/edgeloop/pkg/nn"
+)
+
+func TestParseColourSpecs(t *testing.T) {
+	for in, want := range map[string]Spec{
+		"colour-objects":                                       {Name: ColourObjects},
+		"colour-scenes:drift=low-light":                        {Name: ColourScenes, Drift: "low-light"},
+		"colour-objects:size=128x64":                           {Name: ColourObjects, W: 128, H: 64},
+		"colour-scenes:size=640x480,classes=12,drift=new-site": {Name: ColourScenes, W: 640, H: 480, Classes: 12, Drift: "new-site"},
+		"mnist:drift=rotation":                                 {Name: MNIST, Drift: "rotation"},
+	} {
+		got, err := Parse(in)
+		if err != nil || got != want {
+			t.Fatalf("Parse(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+		again, err := Parse(got.String())
+		if err != nil || again != got {
+			t.Fatalf("Parse(%q) does not round-trip through %q: %+v, %v", in, got.String(), again, err)
+		}
+	}
+	for _, bad := range []string{"colour-scenes:drift=rotation", "mnist:drift=low-light", "mnist:size=64x64",
+		"colour-objects:size=8x8", "colour-objects:classes=17", "colour-objects:classes=x", "colour-scenes:zoom=2", "colours"} {
+		if _, err := Parse(bad); err == nil {
+			t.Errorf("Parse(%q) accepted", bad)
+		}
+	}
+}
+
+func TestColourSpecShapes(t *testing.T) {
+	s, _ := Parse("colour-scenes:size=320x256,classes=5")
+	if s.Task() != nn.Detect || !s.Colour() || len(s.ClassNames()) != 5 {
+		t.Fatalf("colour-scenes: task %s, colour %v, %d classes", s.Task(), s.Colour(), len(s.ClassNames()))
+	}
+	if a := s.Arch(); a.InC != 3 || a.InW != 320 || a.InH != 256 || a.Classes != 5 || a.Task != nn.Detect {
+		t.Fatalf("colour-scenes arch %+v", a)
+	}
+	o, _ := Parse("colour-objects")
+	if a := o.Arch(); a.InC != 3 || a.InW != 96 || a.InH != 96 || a.Classes != 8 || a.Task != nn.Classify {
+		t.Fatalf("colour-objects arch: %dx%dx%d, %d classes, %s", a.InC, a.InW, a.InH, a.Classes, a.Task)
+	}
+	if _, _, err := o.Arch().Analyse(); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(o.ClassNames(), colourscenes.Catalogue()[:8]) {
+		t.Fatalf("colour-objects classes %v", o.ClassNames())
+	}
+}
+
+func TestLoadColourSplits(t *testing.T) {
+	g, err := colourscenes.New(colourscenes.LoadPhotos(t.TempDir(), nil)) // procedural: fast
+	if err != nil {
+		t.Fatal(err)
+	}
+	none, _ := drift.Get(drift.None)
+	s, _ := Parse("colour-objects:size=48x32,classes=4")
+	sp, err := LoadColour(g, s, Sizes{Train: 12, Val: 4, Test: 8}, 1, none)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sp.Train) != 12 || len(sp.Val) != 4 || len(sp.Test) != 8 {
+		t.Fatalf("splits %d/%d/%d, want 12/4/8", len(sp.Train), len(sp.Val), len(sp.Test))
+	}
+	for _, smp := range sp.Train {
+		if smp.Image.W != 48 || smp.Image.H != 32 || smp.Image.Channels() != 3 || smp.Label < 0 || smp.Label >= 4 {
+			t.Fatalf("sample %s: %dx%dx%d label %d", smp.ID, smp.Image.W, smp.Image.H, smp.Image.Channels(), smp.Label)
+		}
+	}
+	if slices.Equal(sp.Train[0].Image.Pix, sp.Val[0].Image.Pix) || slices.Equal(sp.Train[0].Image.Pix, sp.Test[0].Image.Pix) {
+		t.Fatal("train, val and test share an image")
+	}
+	again, _ := LoadColour(g, s, Sizes{Train: 12, Val: 4, Test: 8}, 1, none)
+	if !slices.Equal(again.Test[3].Image.Pix, sp.Test[3].Image.Pix) {
+		t.Fatal("the same seed gave another test split")
+	}
+	sc, _ := Parse("colour-scenes")
+	det, err := LoadColour(g, sc, Sizes{Train: 3, Val: 1, Test: 1}, 1, none)
+	if err != nil || len(det.Train) != 3 || det.Train[0].Image.W != 320 || len(det.Train[0].Boxes) == 0 {
+		t.Fatalf("colour scenes: %v, %d train", err, len(det.Train))
+	}
+}
