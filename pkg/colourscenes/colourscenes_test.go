@@ -323,13 +323,18 @@ func TestWritePreview(t *testing.T) {
 		t.Fatal(err)
 	}
 	cls, _ := g.Classification(ClassifyConfig{W: 96, H: 96}, 12, 1, none())
-	sheet := raster.NewC(3*320, 2*240+96, 3)
+	sheet := raster.NewC(3*320, 2*240+96+128, 3)
 	for i, s := range sc {
 		drawBoxes(s.Image, s.Boxes)
 		paste(sheet, s.Image, (i%3)*320, (i/3)*240)
 	}
 	for i, s := range cls {
 		paste(sheet, raster.Resize(s.Image, 80, 80), i*80, 480+8)
+	}
+	for i, name := range drift.NamesFor(true)[1:] {
+		d, _ := drift.Get(name)
+		s, _ := g.Scenes(SceneConfig{W: 320, H: 240}, 1, 2, d)
+		paste(sheet, raster.Resize(s[0].Image, 160, 120), i*160, 480+96+8)
 	}
 	if err := os.WriteFile(out, sheet.EncodePNG(), 0o644); err != nil {
 		t.Fatal(err)

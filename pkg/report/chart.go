@@ -214,6 +214,51 @@ func Confusion(title string, classes []string, m [][]int) image.Image {
 	return c
 }
 
+// Picture is one tile of a Pictures panel: an image, its boxes (normalised x0, y0, x1,
+// y1 and a class index that picks the colour) and a caption.
+type Picture struct {
+	Image   image.Image
+	Boxes   [][5]float64
+	Caption string
+}
+
+// Pictures draws a titled panel of images, perRow to a row, each scaled to fit side×side
+// (nearest pixel), with its boxes outlined and its caption underneath.
+func Pictures(title string, perRow, side int, pics []Picture) image.Image {
+	const pad, capH, titleH = 6, 16, 24
+	perRow = max(1, min(perRow, len(pics)))
+	rows := (len(pics) + perRow - 1) / perRow
+	c := newCanvas(pad+perRow*(side+pad), titleH+rows*(side+capH+pad))
+	c.text(pad, 16, title, ink)
+	pal := Palette()
+	for i, p := range pics {
+		b := p.Image.Bounds()
+		s := math.Min(float64(side)/float64(b.Dx()), float64(side)/float64(b.Dy()))
+		w, h := max(1, int(float64(b.Dx())*s)), max(1, int(float64(b.Dy())*s))
+		ox, oy := pad+(i%perRow)*(side+pad)+(side-w)/2, titleH+(i/perRow)*(side+capH+pad)+(side-h)/2
+		for y := 0; y < h; y++ {
+			for x := 0; x < w; x++ {
+				c.Set(ox+x, oy+y, p.Image.At(b.Min.X+int(float64(x)/s), b.Min.Y+int(float64(y)/s)))
+			}
+		}
+		for _, bx := range p.Boxes {
+			col := pal[int(bx[4])%len(pal)]
+			x0, y0 := ox+int(bx[0]*float64(w)), oy+int(bx[1]*float64(h))
+			x1, y1 := ox+int(bx[2]*float64(w))-1, oy+int(bx[3]*float64(h))-1
+			c.line(x0, y0, x1, y0, col, false)
+			c.line(x0, y1, x1, y1, col, false)
+			c.line(x0, y0, x0, y1, col, false)
+			c.line(x1, y0, x1, y1, col, false)
+		}
+		caption := p.Caption
+		for len(caption) > 0 && textWidth(caption) > side {
+			caption = caption[:len(caption)-1]
+		}
+		c.text(pad+(i%perRow)*(side+pad), titleH+(i/perRow)*(side+capH+pad)+side+12, caption, ink)
+	}
+	return c
+}
+
 // Grid lays images out in rows of perRow, on white.
 func Grid(perRow int, ims ...image.Image) image.Image {
 	if len(ims) == 0 {

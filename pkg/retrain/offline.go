@@ -132,10 +132,10 @@ func RunTrain(ctx context.Context, o *TrainOptions, log *zap.Logger, progress io
 	if o.Task != "" && nn.Task(o.Task) != spec.Task() {
 		return nil, fmt.Errorf("task %s does not fit dataset %s (a %s dataset)", o.Task, spec, spec.Task())
 	}
-	if !o.NoAug {
-		o.Train.Augment = augment.Default()
-	}
 	arch := spec.Arch()
+	if !o.NoAug {
+		o.Train.Augment = augment.DefaultFor(arch)
+	}
 	classes := spec.ClassNames()
 	init, err := nn.InitParams(arch, o.Train.Seed)
 	if err != nil {
@@ -226,7 +226,7 @@ func RunTrain(ctx context.Context, o *TrainOptions, log *zap.Logger, progress io
 	if err := writeJSON(filepath.Join(o.Out, "metrics.json"), m); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(o.Out, "report.png"), TrainingReport(m, classes), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(o.Out, "report.png"), TrainingReport(m, classes, train.Augmented(arch, data.Train, o.Train.Augment, reportSamples, o.Train.Seed)), 0o644); err != nil {
 		return nil, err
 	}
 	return m, trainErr

@@ -228,6 +228,9 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string, 
 	if parent != nil {
 		since = SnapshotSeq(parent.Header.Lineage.Dataset)
 	}
+	if p.Augment == nil {
+		cfg.Augment = augment.DefaultFor(a) // colour networks get colour augmentation
+	}
 	plan := PlanTraining(d.Entries, p.Classes, mode, since, p.Retrain.Replay, uint64(d.Seq))
 	entries := plan.Train
 	for _, e := range d.Entries {
@@ -295,7 +298,8 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string, 
 		Decision: decision, Classes: p.Classes, Task: p.Task, Mode: mode,
 		Examples: map[string]int{"train": len(data.Train), "new": plan.New, "replayed": plan.Replayed, "recent": plan.Recent,
 			"available": plan.Available}}
-	if err := s.reg.Put(ctx, ver, mb, mj, TrainingReport(m, p.Classes), s.key, fence); err != nil {
+	aug := train.Augmented(a, data.Train, cfg.Augment, reportSamples, cfg.Seed)
+	if err := s.reg.Put(ctx, ver, mb, mj, TrainingReport(m, p.Classes, aug), s.key, fence); err != nil {
 		return nil, err
 	}
 	out := &Outcome{Version: ver}

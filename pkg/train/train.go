@@ -289,8 +289,8 @@ func unusable(a nn.Arch, s Sample) string {
 	switch {
 	case s.Image == nil:
 		return "no image"
-	case s.Image.W < 1 || s.Image.H < 1 || len(s.Image.Pix) != s.Image.W*s.Image.H:
-		return fmt.Sprintf("image of %dx%d holds %d pixels", s.Image.W, s.Image.H, len(s.Image.Pix))
+	case s.Image.W < 1 || s.Image.H < 1 || len(s.Image.Pix) != s.Image.W*s.Image.H*s.Image.Channels():
+		return fmt.Sprintf("image of %dx%dx%d holds %d values", s.Image.W, s.Image.H, s.Image.Channels(), len(s.Image.Pix))
 	case a.Task == nn.Classify && (s.Label < 0 || s.Label >= a.Classes):
 		return fmt.Sprintf("class %d is not one of the model's %d classes", s.Label, a.Classes)
 	}
@@ -369,7 +369,7 @@ func runEpoch(ctx context.Context, e nn.Engine, a nn.Arch, samples []Sample, cfg
 		for bi := 0; bi < batches; bi++ {
 			idx := order[bi*cfg.BatchSize : min(len(order), (bi+1)*cfg.BatchSize)]
 			br := rand.New(rand.NewPCG(cfg.Seed^uint64(epoch)<<32, uint64(bi)))
-			b := makeBatch(a, samples, idx, cfg.Augment, br)
+			b := makeBatch(a, samples, idx, cfg.Augment.ForEpoch(epoch, cfg.Epochs), br)
 			select {
 			case ch <- prepared{b: b}:
 			case <-ctx.Done():
@@ -405,11 +405,11 @@ func makeBatch(a nn.Arch, samples []Sample, idx []int, aug augment.Config, r *ra
 	var boxes [][]nn.Box
 	for _, i := range idx {
 		s := samples[i]
-		im := s.Image
+		im := s.Image.WithChannels(max(a.InC, 1))
 		if im.W != a.InW || im.H != a.InH {
 			im = raster.Resize(im, a.InW, a.InH)
 		}
-		im, bx := aug.Apply(im, s.Boxes, r)
+		im, bx := augmentOne(a, samples, im, s.Boxes, aug, r)
 		b.X = append(b.X, im.Pix...)
 		if a.Task == nn.Classify {
 			b.Labels = append(b.Labels, s.Label)
@@ -421,6 +421,50 @@ func makeBatch(a nn.Arch, samples []Sample, idx []int, aug augment.Config, r *ra
 		b.Det = nn.EncodeTargets(a, boxes)
 	}
 	return b
+}
+
+// augmentOne augments one image resized to the network's input: for detection, first a
+// mosaic with three other random training images when the pipeline draws one, then
+// aug.Apply.
+func augmentOne(a nn.Arch, samples []Sample, im *raster.Image, boxes []nn.Box, aug augment.Config, r *rand.Rand) (*raster.Image, []nn.Box) {
+	if a.Task == nn.Detect && aug.MosaicHit(r) {
+		ims, bxs := [4]*raster.Image{im}, [4][]nn.Box{boxes}
+		for k := 1; k < 4; k++ {
+			o := samples[r.IntN(len(samples))]
+			ims[k], bxs[k] = inputSized(a, o.Image), o.Boxes
+		}
+		im, boxes = augment.Mosaic(ims, bxs, r)
+	}
+	return aug.Apply(im, boxes, r)
+}
+
+// inputSized is the image at the network's input size and channels.
+func inputSized(a nn.Arch, im *raster.Image) *raster.Image {
+	im = im.WithChannels(max(a.InC, 1))
+	if im.W != a.InW || im.H != a.InH {
+		im = raster.Resize(im, a.InW, a.InH)
+	}
+	return im
+}
+
+// Augmented returns n training samples (drawn at random from samples) as the first
+// epoch's batches show them to the network: resized to its input and augmented by aug,
+// boxes moved with them — what the training report shows, so that a person sees whether
+// the augmentation keeps the objects recognisable (the training overview's
+// "augmentation tests").
+func Augmented(a nn.Arch, samples []Sample, aug augment.Config, n int, seed uint64) []Sample {
+	if len(samples) == 0 {
+		return nil
+	}
+	r := rand.New(rand.NewPCG(seed, 0xa09))
+	aug = aug.ForEpoch(1, 2)
+	out := make([]Sample, 0, n)
+	for i := 0; i < n; i++ {
+		s := samples[r.IntN(len(samples))]
+		im, bx := augmentOne(a, samples, inputSized(a, s.Image), s.Boxes, aug, r)
+		out = append(out, Sample{ID: s.ID, Image: im, Label: s.Label, Boxes: bx})
+	}
+	return out
 }
 
 // Validate returns the mean loss of samples and the headline metric: accuracy
