@@ -415,3 +415,17 @@ func TestDriftPresetsShiftTheData(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkLoadPhotos(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		LoadPhotos("", nil)
+	}
+}
+
+func BenchmarkClassification96(b *testing.B) {
+	g := generator(b)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		g.classifyAt(ClassifyConfig{}.withDefaults(), 1, i, none())
+	}
+}

@@ -84,17 +84,24 @@ func LoadPhotos(dir string, log *zap.Logger) *Photos {
 	p := &Photos{Dir: PhotoDir(dir), bySite: map[string][][]*raster.Image{}}
 	for _, site := range []string{SiteHome, SiteNew} {
 		var missing []string
-		for _, name := range sitePhotos(site) {
-			im, err := loadPhoto(p.Dir, name)
-			if errors.Is(err, fs.ErrNotExist) {
+		names := sitePhotos(site)
+		ims := make([][]*raster.Image, len(names))
+		errs := make([]error, len(names))
+		parallel(len(names), func(i int) {
+			var im *raster.Image
+			if im, errs[i] = loadPhoto(p.Dir, names[i]); errs[i] == nil {
+				ims[i] = pyramid(im)
+			}
+		})
+		for i, name := range names {
+			switch err := errs[i]; {
+			case errors.Is(err, fs.ErrNotExist):
 				missing = append(missing, name)
-				continue
-			}
-			if err != nil {
+			case err != nil:
 				log.Warn("colour backgrounds: photograph skipped", zap.String("file", filepath.Join(p.Dir, name)), zap.Error(err))
-				continue
+			default:
+				p.bySite[site] = append(p.bySite[site], ims[i])
 			}
-			p.bySite[site] = append(p.bySite[site], pyramid(im))
 		}
 		switch {
 		case len(p.bySite[site]) == 0:
