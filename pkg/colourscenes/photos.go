@@ -144,9 +144,7 @@ func loadPhoto(dir, name string) (*raster.Image, error) {
 	if long := max(im.W, im.H); long > maxPhotoSide {
 		s := float64(maxPhotoSide) / float64(long)
 		im = raster.Resize(im, max(1, int(float64(im.W)*s+0.5)), max(1, int(float64(im.H)*s+0.5)))
-		if os.MkdirAll(filepath.Dir(scaled), 0o755) == nil {
-			_ = os.WriteFile(scaled, im.EncodePNG(), 0o644) // a cache: a read-only dir only costs time
-		}
+		writeCache(scaled, im.EncodePNG())
 	}
 	return im, nil
 }
@@ -159,6 +157,23 @@ func pyramid(im *raster.Image) []*raster.Image {
 		levels = append(levels, im)
 	}
 	return levels
+}
+
+// writeCache writes a cache file atomically (processes loading at once never read half
+// of one); failing only costs time next load (a read-only dir).
+func writeCache(path string, data []byte) {
+	if os.MkdirAll(filepath.Dir(path), 0o755) != nil {
+		return
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".scaling-*")
+	if err != nil {
+		return
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil && cerr == nil && os.Rename(f.Name(), path) == nil {
+		return
+	}
+	_ = os.Remove(f.Name())
 }
 
 // Background returns a w×h RGB background of the site: a random crop of one of its
