@@ -92,8 +92,12 @@ func Parse(v string) (Spec, error) {
 			ws, hs, _ := strings.Cut(val, "x")
 			w, errW := strconv.Atoi(ws)
 			h, errH := strconv.Atoi(hs)
-			if errW != nil || errH != nil || w < 16 || h < 16 || w > 4096 || h > 4096 {
-				return s, fmt.Errorf("dataset %q: size %q, want WxH with sides 16–4096", v, val)
+			least := 16
+			if name == ColourScenes {
+				least = 64
+			}
+			if errW != nil || errH != nil || w < least || h < least || w > 4096 || h > 4096 {
+				return s, fmt.Errorf("dataset %q: size %q, want WxH with sides %d–4096", v, val, least)
 			}
 			s.W, s.H = w, h
 		case ok && k == "classes" && colour:

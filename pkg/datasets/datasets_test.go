@@ -27,7 +27,7 @@ func TestParseColourSpecs(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"colour-scenes:drift=rotation", "mnist:drift=low-light", "mnist:size=64x64",
-		"colour-objects:size=8x8", "colour-objects:classes=17", "colour-objects:classes=x", "colour-scenes:zoom=2", "colours"} {
+		"colour-objects:size=8x8", "colour-scenes:size=48x48", "colour-objects:classes=17", "colour-objects:classes=x", "colour-scenes:zoom=2", "colours"} {
 		if _, err := Parse(bad); err == nil {
 			t.Errorf("Parse(%q) accepted", bad)
 		}
