@@ -177,7 +177,7 @@ func (s *Simulator) nextColour() (*raster.Image, *edgeloopv1.Annotation, error) 
 	w, h := s.spec.Size()
 	truth := &edgeloopv1.Annotation{Author: "simulator"}
 	if s.spec.Task() == nn.Classify {
-		sm, err := s.colour.ClassificationAt(colourscenes.ClassifyConfig{W: w, H: h, Classes: len(names)}, s.r.Uint64(), s.r.IntN(1<<20), s.drift)
+		sm, err := s.colour.Frame(colourscenes.ClassifyConfig{W: w, H: h, Classes: len(names)}, s.r, s.drift)
 		if err != nil {
 			return nil, nil, err
 		}

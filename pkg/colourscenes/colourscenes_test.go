@@ -193,6 +193,27 @@ func TestSizesAndScales(t *testing.T) {
 	}
 }
 
+// Frame draws classes at random and repeats with the random source.
+func TestFrameDrawsRandomClasses(t *testing.T) {
+	g := generator(t)
+	seen := map[int]int{}
+	r1, r2 := rand.New(rand.NewPCG(4, 4)), rand.New(rand.NewPCG(4, 4))
+	for i := 0; i < 40; i++ {
+		a, err := g.Frame(ClassifyConfig{W: 48, H: 48, Classes: 4}, r1, none())
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := g.Frame(ClassifyConfig{W: 48, H: 48, Classes: 4}, r2, none())
+		if a.Label != b.Label || !slices.Equal(a.Image.Pix, b.Image.Pix) {
+			t.Fatal("the same random source gave another frame")
+		}
+		seen[a.Label]++
+	}
+	if len(seen) != 4 {
+		t.Fatalf("40 frames of %d of 4 classes: %v", len(seen), seen)
+	}
+}
+
 func TestBadConfigsAreRefused(t *testing.T) {
 	g := generator(t)
 	for _, c := range []SceneConfig{{W: 20, H: 20}, {Classes: 17}, {MinSize: 50, MaxSize: 20}, {MaxHidden: 1}, {MinObjects: 5, MaxObjects: 2}} {

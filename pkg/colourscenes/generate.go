@@ -110,6 +110,16 @@ func (g *Generator) ClassificationAt(c ClassifyConfig, seed uint64, i int, d dri
 	return g.classifyAt(c, seed, i, d), nil
 }
 
+// Frame makes one classification image of a random class from r (a camera's stream of
+// frames: each call draws its class and everything else from r).
+func (g *Generator) Frame(c ClassifyConfig, r *rand.Rand, d drift.Preset) (Sample, error) {
+	c = c.withDefaults()
+	if err := c.validate(); err != nil {
+		return Sample{}, err
+	}
+	return g.classify(c, r.IntN(c.Classes), site(d), r, d), nil
+}
+
 func (g *Generator) classifyAt(c ClassifyConfig, seed uint64, i int, d drift.Preset) Sample {
 	return g.classify(c, i%c.Classes, site(d), rand.New(rand.NewPCG(seed, uint64(i))), d)
 }
