@@ -405,11 +405,7 @@ func makeBatch(a nn.Arch, samples []Sample, idx []int, aug augment.Config, r *ra
 	var boxes [][]nn.Box
 	for _, i := range idx {
 		s := samples[i]
-		im := s.Image.WithChannels(max(a.InC, 1))
-		if im.W != a.InW || im.H != a.InH {
-			im = raster.Resize(im, a.InW, a.InH)
-		}
-		im, bx := augmentOne(a, samples, im, s.Boxes, aug, r)
+		im, bx := augmentOne(a, samples, inputSized(a, s.Image), s.Boxes, aug, r)
 		b.X = append(b.X, im.Pix...)
 		if a.Task == nn.Classify {
 			b.Labels = append(b.Labels, s.Label)
