@@ -33,6 +33,7 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/report"
 	"github.com/edgeloop/edgeloop/pkg/retrain"
 	"github.com/edgeloop/edgeloop/pkg/sampling"
+	"github.com/edgeloop/edgeloop/pkg/selection"
 )
 
 type options struct {
@@ -57,16 +58,45 @@ type strategy struct {
 	mode string
 	// replay is the replay budget in replay mode.
 	replay int
+	// pool, when above 1, makes the iteration gather pool × its labels of candidates
+	// that pass the rule and pick its labels from them with selection.Pick(method)
+	// (the curator's pool-based batches); else the first candidates are taken.
+	pool   int
+	method string
+	// cold is the number of first iterations that pick typical-first
+	// (selection.Typical) from a pool of coldPool × labels frames taken at random,
+	// before the rule: a cold start.
+	cold, coldPool int
+	// agentDiversity, when above 0, is the agent's embedding distance below which a
+	// candidate is skipped as too like a recent pick (sampling.Config.MinEmbeddingDistance).
+	agentDiversity float64
+	// pseudo, when above 0, adds to each fine-tune's training set up to pseudo frames
+	// of the iteration that the model predicted with at least pseudoMin confidence,
+	// labelled with its prediction (that fine-tune only: never val or test, never
+	// kept).
+	pseudo    int
+	pseudoMin float64
 }
 
 // strategies are the agent's uncertainty strategies and random sampling, the baseline.
 func strategies() []strategy {
+	random := sampling.StrategyConfig{Kind: sampling.Random, Probability: 0.1}
+	margin := sampling.StrategyConfig{Kind: sampling.LowConfidence, Measure: "margin", Max: 0.3}
 	return []strategy{
-		{name: "random", cfg: sampling.StrategyConfig{Kind: sampling.Random, Probability: 0.1}, mode: retrain.ModeFull},
+		{name: "random", cfg: random, mode: retrain.ModeFull},
 		{name: "top1", cfg: sampling.StrategyConfig{Kind: sampling.LowConfidence, Measure: "top1", Max: 0.9}, mode: retrain.ModeFull},
-		{name: "margin", cfg: sampling.StrategyConfig{Kind: sampling.LowConfidence, Measure: "margin", Max: 0.3}, mode: retrain.ModeFull},
+		{name: "margin", cfg: margin, mode: retrain.ModeFull},
 		{name: "entropy", cfg: sampling.StrategyConfig{Kind: sampling.LowConfidence, Measure: "entropy", Min: 0.2}, mode: retrain.ModeFull},
 		{name: "threshold", cfg: sampling.StrategyConfig{Kind: sampling.CloseToThreshold, Threshold: 0.5, Epsilon: 0.25}, mode: retrain.ModeFull},
+		// Diversity: the agent's embedding filter, the curator's pool-based batches
+		// over margin candidates, and BADGE over a random pool (no uncertainty rule).
+		{name: "margin-agentdiv", cfg: margin, mode: retrain.ModeFull, agentDiversity: 0.05},
+		{name: "margin-pool", cfg: margin, mode: retrain.ModeFull, pool: 4, method: selection.Diverse},
+		{name: "badge", cfg: random, mode: retrain.ModeFull, pool: 8, method: selection.Diverse},
+		// Cold start typical-first, then the pool.
+		{name: "typical-pool", cfg: margin, mode: retrain.ModeFull, pool: 4, method: selection.Diverse, cold: 1, coldPool: 8},
+		// Pseudo-labels on top of the pool.
+		{name: "pool-pseudo", cfg: margin, mode: retrain.ModeFull, pool: 4, method: selection.Diverse, pseudo: 100, pseudoMin: 0.97},
 	}
 }
 
@@ -86,6 +116,24 @@ func describe(s strategy) string {
 	}
 }
 
+// describeAll is the rule with what the strategy adds to it.
+func describeAll(s strategy) string {
+	d := describe(s)
+	if s.agentDiversity > 0 {
+		d += fmt.Sprintf(", agent skips picks within cosine %.2f of a recent one", s.agentDiversity)
+	}
+	if s.pool > 1 {
+		d += fmt.Sprintf(", %s of a pool of %d×", s.method, s.pool)
+	}
+	if s.cold > 0 {
+		d = fmt.Sprintf("first %d typical of %d× random, then ", s.cold, s.coldPool) + d
+	}
+	if s.pseudo > 0 {
+		d += fmt.Sprintf(", ≤ %d pseudo-labels ≥ %.2f", s.pseudo, s.pseudoMin)
+	}
+	return d
+}
+
 func main() {
 	var o options
 	flag.StringVar(&o.drift, "drift", "rotation", "drift preset the fleet meets (see pkg/drift)")
@@ -100,7 +148,7 @@ func main() {
 	flag.Float64Var(&o.target, "target", 0.85, "accuracy whose label cost is reported")
 	flag.StringVar(&o.out, "out", "bench/out/loop", "directory for loop.png and results.json")
 	flag.StringVar(&o.mnistDir, "mnist", "", "MNIST directory (default: the GoMNIST module)")
-	flag.StringVar(&o.strategyList, "strategies", "", "comma-separated subset of: random,top1,margin,entropy,threshold")
+	flag.StringVar(&o.strategyList, "strategies", "", "comma-separated subset of the strategies (default: all; see strategies())")
 	flag.StringVar(&o.modes, "modes", "full", "fine-tuning modes, comma-separated: full (the whole dataset, as before), replay (the retrain service's bounded fine-tune)")
 	flag.StringVar(&o.replays, "replay", fmt.Sprint(project.DefaultReplay), "replay budgets of the replay mode, in examples, comma-separated (each a run of its own)")
 	flag.Parse()
@@ -132,7 +180,7 @@ func main() {
 		}
 	}
 	if len(strats) == 0 {
-		fail(fmt.Errorf("-strategies %q names none of random,top1,margin,entropy,threshold", o.strategyList))
+		fail(fmt.Errorf("-strategies %q names none of the strategies", o.strategyList))
 	}
 	dir, err := mnist.FindDir(o.mnistDir)
 	fail(err)
@@ -195,20 +243,24 @@ type table struct {
 	acc, wrong, frames, secs map[string][][]float64
 	// clean[strategy] are, per seed, the final model's accuracy without the drift.
 	clean map[string][]float64
-	// reach[strategy] are, per seed, the labels spent when the target was first met (-1: never).
-	reach map[string][]int
+	// reach[strategy] are, per seed, the labels spent when the target was first met (-1:
+	// never); reach95 likewise for 95 % of the first model's in-domain accuracy.
+	reach, reach95 map[string][]int
+	// inDomain are, per seed, the first model's accuracy without the drift.
+	inDomain map[uint64]float64
 	notes []string
 }
 
 func tabulate(o options, strats []strategy, rs []runResult) table {
 	t := table{acc: map[string][][]float64{}, wrong: map[string][][]float64{}, frames: map[string][][]float64{}, secs: map[string][][]float64{},
-		reach: map[string][]int{}, clean: map[string][]float64{}}
+		reach: map[string][]int{}, reach95: map[string][]int{}, clean: map[string][]float64{}, inDomain: map[uint64]float64{}}
 	for _, s := range strats {
 		n := o.iterations + 1
 		t.acc[s.name], t.wrong[s.name], t.frames[s.name], t.secs[s.name] = make([][]float64, n), make([][]float64, n), make([][]float64, n), make([][]float64, n)
 	}
 	for _, r := range rs {
-		reached := -1
+		reached, reached95 := -1, -1
+		t.inDomain[r.Seed] = r.InDomain
 		for i, p := range r.Points {
 			t.acc[r.Strategy][i] = append(t.acc[r.Strategy][i], p.Accuracy)
 			if i > 0 {
@@ -219,8 +271,12 @@ func tabulate(o options, strats []strategy, rs []runResult) table {
 			if reached < 0 && p.Accuracy >= o.target {
 				reached = p.Labels
 			}
+			if reached95 < 0 && p.Accuracy >= 0.95*r.InDomain {
+				reached95 = p.Labels
+			}
 		}
 		t.reach[r.Strategy] = append(t.reach[r.Strategy], reached)
+		t.reach95[r.Strategy] = append(t.reach95[r.Strategy], reached95)
 		t.clean[r.Strategy] = append(t.clean[r.Strategy], r.Clean)
 		if r.Note != "" {
 			t.notes = append(t.notes, fmt.Sprintf("seed %d %s: %s", r.Seed, r.Strategy, r.Note))
@@ -284,25 +340,33 @@ func (t table) markdown(o options, strats []strategy, engine string, took time.D
 		row(cells...)
 	}
 
-	fmt.Fprintf(&b, "\nPer strategy: labels to reach %.0f %% (per seed; — never within %d labels), the share of its picks the model had wrong, "+
+	fmt.Fprintf(&b, "\nPer strategy: labels to reach %.0f %% and to reach 95 %% of the first model's in-domain accuracy (per seed; — never within %d labels), the share of its picks the model had wrong, "+
 		"frames it looked at per %d labels, the seconds an iteration took (sampling and fine-tuning), the accuracy gain at the end over random sampling "+
 		"fine-tuned the same way, and the final model's accuracy on the same test digits without the drift\n\n", 100*o.target, o.iterations*o.perIteration, o.perIteration)
-	row("strategy", "rule", "fine-tune", fmt.Sprintf("labels to %.0f %%", 100*o.target), "picks wrong", "frames / iteration", "s / iteration",
+	var dom []string
+	for seed := uint64(1); seed <= uint64(o.seeds); seed++ {
+		dom = append(dom, fmt.Sprintf("%.3f", t.inDomain[seed]))
+	}
+	fmt.Fprintf(&b, "(in-domain accuracy of the first model per seed, clean test digits: %s; \"95 %% in-domain\" is 0.95 × that)\n\n", strings.Join(dom, ", "))
+	row("strategy", "rule", "fine-tune", fmt.Sprintf("labels to %.0f %%", 100*o.target), "labels to 95 % in-domain", "picks wrong", "frames / iteration", "s / iteration",
 		"final vs random", "clean test at the end")
-	row("--------", "----", "---------", "---:", "---:", "---:", "---:", "---:", "---:")
+	row("--------", "----", "---------", "---:", "---:", "---:", "---:", "---:", "---:", "---:")
 	for _, s := range strats {
 		// The baseline is random sampling fine-tuned the same way, when it ran.
 		rm := math.NaN()
 		if base := t.acc[strings.Replace(s.name, strings.Fields(s.name)[0], "random", 1)]; base != nil {
 			rm, _ = meanSD(base[o.iterations])
 		}
-		var reach []string
-		for _, r := range t.reach[s.name] {
-			if r < 0 {
-				reach = append(reach, "—")
-			} else {
-				reach = append(reach, fmt.Sprint(r))
+		reachs := func(rs []int) string {
+			var out []string
+			for _, r := range rs {
+				if r < 0 {
+					out = append(out, "—")
+				} else {
+					out = append(out, fmt.Sprint(r))
+				}
 			}
+			return strings.Join(out, ", ")
 		}
 		var wrong, frames, secs []float64
 		for i := 1; i <= o.iterations; i++ {
@@ -323,7 +387,7 @@ func (t table) markdown(o options, strats []strategy, engine string, took time.D
 		if !math.IsNaN(rm) && !math.IsNaN(m) {
 			vs = fmt.Sprintf("%+.3f", m-rm)
 		}
-		row(s.name, describe(s), tune, strings.Join(reach, ", "), fmt.Sprintf("%.0f %%", 100*w), fmt.Sprintf("%.0f", f), fmt.Sprintf("%.1f", sec), vs, fmt.Sprintf("%.3f ± %.3f", cm, csd))
+		row(s.name, describeAll(s), tune, reachs(t.reach[s.name]), reachs(t.reach95[s.name]), fmt.Sprintf("%.0f %%", 100*w), fmt.Sprintf("%.0f", f), fmt.Sprintf("%.1f", sec), vs, fmt.Sprintf("%.3f ± %.3f", cm, csd))
 	}
 	for _, n := range t.notes {
 		fmt.Fprintf(&b, "\nnote: %s", n)
