@@ -248,7 +248,7 @@ type table struct {
 	reach, reach95 map[string][]int
 	// inDomain are, per seed, the first model's accuracy without the drift.
 	inDomain map[uint64]float64
-	notes []string
+	notes    []string
 }
 
 func tabulate(o options, strats []strategy, rs []runResult) table {

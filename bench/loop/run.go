@@ -59,7 +59,7 @@ type runResult struct {
 	// InDomain is the first model's accuracy on the test digits without the drift: what
 	// recovery is measured against.
 	InDomain float64 `json:"in_domain"`
-	Note  string  `json:"note,omitempty"`
+	Note     string  `json:"note,omitempty"`
 }
 
 // newScenario trains the seed's first model the way the retrain service bootstraps a
