@@ -220,7 +220,8 @@ func typical(cs []Candidate, must, rest []int, n int, seed uint64) []int {
 	sort.SliceStable(clusters, func(a, b int) bool { return len(clusters[a]) > len(clusters[b]) })
 	taken := make([]bool, len(with))
 	for _, cl := range clusters {
-		if len(cl) == 0 || len(picked) == n {
+		// A cluster of one is an outlier, not a region: the fill below decides on it.
+		if len(cl) < 2 || len(picked) == n {
 			continue
 		}
 		best := cl[0]
@@ -232,7 +233,7 @@ func typical(cs []Candidate, must, rest []int, n int, seed uint64) []int {
 		taken[best] = true
 		picked = append(picked, with[best])
 	}
-	// Empty clusters leave picks over: the most typical of the rest.
+	// Clusters too small leave picks over: the most typical of the rest.
 	order := make([]int, len(with))
 	for j := range order {
 		order[j] = j
@@ -378,4 +379,45 @@ func KMeans(xs [][]float32, k, iters int, seed uint64) []int {
 		}
 	}
 	return assign
+}
+
+// Reduce is what a candidate keeps of an embedding: scaled to unit length, projected
+// to at most dims floats when longer (a fixed random ±1 projection, which keeps
+// distances within a few per cent: Johnson–Lindenstrauss), and rounded to three
+// decimals, so that hundreds of waiting candidates fit in a small ledger.
+func Reduce(x []float32, dims int) []float32 {
+	if len(x) == 0 {
+		return nil
+	}
+	if len(x) > dims {
+		out := make([]float32, dims)
+		for i, v := range x {
+			if v == 0 {
+				continue
+			}
+			for j := range out {
+				if projSign(i, j) {
+					out[j] += v
+				} else {
+					out[j] -= v
+				}
+			}
+		}
+		x = out
+	}
+	x = Normalise(x)
+	out := make([]float32, len(x))
+	for i, v := range x {
+		out[i] = float32(math.Round(float64(v)*1000) / 1000)
+	}
+	return out
+}
+
+// projSign is the sign of the projection's entry (i, j): a hash, the same everywhere.
+func projSign(i, j int) bool {
+	h := uint64(i)*0x9e3779b97f4a7c15 ^ uint64(j)*0xc2b2ae3d27d4eb4f
+	h ^= h >> 29
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 32
+	return h&1 == 0
 }

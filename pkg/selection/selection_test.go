@@ -1,6 +1,7 @@
 package selection
 
 import (
+	"math"
 	"math/rand/v2"
 	"testing"
 )
@@ -133,5 +134,39 @@ func TestTypicalTakesDenseRegions(t *testing.T) {
 	unique(t, p, 2)
 	if p[0] >= 60 || p[1] >= 60 || p[0]%2 == p[1]%2 {
 		t.Fatalf("typical picks %v: want one of each dense cluster (even and odd indices below 60)", p)
+	}
+}
+
+// Reduce keeps the geometry: cosine distances of 1280-float embeddings move by little.
+func TestReduceKeepsDistances(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	var xs, ys [][]float32
+	for range 20 {
+		x := make([]float32, 1280)
+		for i := range x {
+			if r.Float64() < 0.3 { // sparse and non-negative, as ReLU features
+				x[i] = float32(r.ExpFloat64())
+			}
+		}
+		xs = append(xs, x)
+		ys = append(ys, Reduce(x, 128))
+	}
+	if len(ys[0]) != 128 {
+		t.Fatalf("reduced to %d floats, want 128", len(ys[0]))
+	}
+	var sum float64
+	n := 0
+	for i := range xs {
+		for j := range i {
+			a, b := CosineDistance(xs[i], xs[j]), CosineDistance(ys[i], ys[j])
+			sum += math.Abs(a - b)
+			n++
+		}
+	}
+	if m := sum / float64(n); m > 0.08 {
+		t.Fatalf("cosine distances move by %.3f on average", m)
+	}
+	if got := Reduce([]float32{3, 4}, 64); got[0] != 0.6 || got[1] != 0.8 {
+		t.Fatalf("short embedding reduced to %v, want it normalised", got)
 	}
 }
