@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,6 +49,7 @@ type options struct {
 	// and/or replay (new examples + a class-balanced sample of replay examples).
 	modes   string
 	replays string
+	add     string
 }
 
 // strategy is one way the agent picks frames, as an agent's sampling config has it,
@@ -97,6 +99,11 @@ func strategies() []strategy {
 		{name: "typical-pool", cfg: margin, mode: retrain.ModeFull, pool: 4, method: selection.Diverse, cold: 1, coldPool: 8},
 		// Pseudo-labels on top of the pool.
 		{name: "pool-pseudo", cfg: margin, mode: retrain.ModeFull, pool: 4, method: selection.Diverse, pseudo: 100, pseudoMin: 0.97},
+		// The combinations: agent diversity and the curator's pool with its cold start,
+		// without and with pseudo-labels.
+		{name: "combo", cfg: margin, mode: retrain.ModeFull, agentDiversity: 0.05, pool: 4, method: selection.Diverse, cold: 1, coldPool: 8},
+		{name: "combo-pseudo", cfg: margin, mode: retrain.ModeFull, agentDiversity: 0.05, pool: 4, method: selection.Diverse, cold: 1, coldPool: 8,
+			pseudo: 100, pseudoMin: 0.97},
 	}
 }
 
@@ -151,18 +158,27 @@ func main() {
 	flag.StringVar(&o.strategyList, "strategies", "", "comma-separated subset of the strategies (default: all; see strategies())")
 	flag.StringVar(&o.modes, "modes", "full", "fine-tuning modes, comma-separated: full (the whole dataset, as before), replay (the retrain service's bounded fine-tune)")
 	flag.StringVar(&o.replays, "replay", fmt.Sprint(project.DefaultReplay), "replay budgets of the replay mode, in examples, comma-separated (each a run of its own)")
+	flag.StringVar(&o.add, "add", "", "results.json of an earlier run with the same options: its runs join this run's tables (a strategy this run plays replaces its earlier runs; -strategies none only tabulates)")
 	flag.Parse()
 	log := zap.NewNop()
 	ctx := context.Background()
 
-	var strats []strategy
+	// all are the strategies in every mode; strats those this run plays.
+	var all, strats []strategy
 	for _, s := range strategies() {
-		if o.strategyList == "" || strings.Contains(","+o.strategyList+",", ","+s.name+",") {
+		picked := o.strategyList == "" || strings.Contains(","+o.strategyList+",", ","+s.name+",")
+		add := func(s strategy) {
+			all = append(all, s)
+			if picked {
+				strats = append(strats, s)
+			}
+		}
+		{
 			for _, m := range strings.Split(o.modes, ",") {
 				switch m {
 				case retrain.ModeFull:
 					s.mode = m
-					strats = append(strats, s)
+					add(s)
 				case retrain.ModeReplay:
 					for _, b := range strings.Split(o.replays, ",") {
 						r := s
@@ -171,7 +187,7 @@ func main() {
 							fail(fmt.Errorf("-replay %q: want budgets of 1 or more", o.replays))
 						}
 						r.name, r.mode = fmt.Sprintf("%s replay %d", s.name, r.replay), m
-						strats = append(strats, r)
+						add(r)
 					}
 				default:
 					fail(fmt.Errorf("-modes %q: want full and/or replay", o.modes))
@@ -179,7 +195,21 @@ func main() {
 			}
 		}
 	}
-	if len(strats) == 0 {
+	var results []runResult
+	if o.add != "" {
+		b, err := os.ReadFile(o.add)
+		fail(err)
+		var prev struct {
+			Runs []runResult `json:"runs"`
+		}
+		fail(json.Unmarshal(b, &prev))
+		for _, r := range prev.Runs {
+			if !slices.ContainsFunc(strats, func(s strategy) bool { return s.name == r.Strategy }) {
+				results = append(results, r) // unless this run plays it again
+			}
+		}
+	}
+	if len(strats) == 0 && len(results) == 0 {
 		fail(fmt.Errorf("-strategies %q names none of the strategies", o.strategyList))
 	}
 	dir, err := mnist.FindDir(o.mnistDir)
@@ -198,7 +228,6 @@ func main() {
 	}
 	jobs := make(chan job)
 	var mu sync.Mutex
-	var results []runResult
 	var wg sync.WaitGroup
 	for w := 0; w < max(1, o.workers); w++ {
 		wg.Add(1)
@@ -216,7 +245,7 @@ func main() {
 			}
 		}()
 	}
-	for seed := uint64(1); seed <= uint64(o.seeds); seed++ {
+	for seed := uint64(1); seed <= uint64(o.seeds) && len(strats) > 0; seed++ {
 		sc, err := newScenario(ctx, o, trainSet, testSet, seed, be)
 		fail(err)
 		for _, st := range strats {
@@ -225,6 +254,10 @@ func main() {
 	}
 	close(jobs)
 	wg.Wait()
+	// The table shows every strategy with runs, this run's and those added.
+	strats = slices.DeleteFunc(all, func(s strategy) bool {
+		return !slices.ContainsFunc(results, func(r runResult) bool { return r.Strategy == s.name })
+	})
 
 	t := tabulate(o, strats, results)
 	fmt.Print(t.markdown(o, strats, be.Name, time.Since(start)))
