@@ -50,6 +50,10 @@ type options struct {
 	modes   string
 	replays string
 	add     string
+	// bnFamily, when set, measures site adaptation instead (siteAdaptation) on
+	// bnFrames unlabelled frames.
+	bnFamily string
+	bnFrames int
 }
 
 // strategy is one way the agent picks frames, as an agent's sampling config has it,
@@ -159,6 +163,8 @@ func main() {
 	flag.StringVar(&o.modes, "modes", "full", "fine-tuning modes, comma-separated: full (the whole dataset, as before), replay (the retrain service's bounded fine-tune)")
 	flag.StringVar(&o.replays, "replay", fmt.Sprint(project.DefaultReplay), "replay budgets of the replay mode, in examples, comma-separated (each a run of its own)")
 	flag.StringVar(&o.add, "add", "", "results.json of an earlier run with the same options: its runs join this run's tables (a strategy this run plays replaces its earlier runs; -strategies none only tabulates)")
+	flag.StringVar(&o.bnFamily, "bn-family", "", "measure batch norm re-estimation instead, on the MobileNetV2 family member of this size (n, s, m)")
+	flag.IntVar(&o.bnFrames, "bn-frames", 512, "unlabelled drifted frames batch norm is re-estimated on (-bn-family)")
 	flag.Parse()
 	log := zap.NewNop()
 	ctx := context.Background()
@@ -219,6 +225,12 @@ func main() {
 	be, err := backend.Select("auto", log)
 	fail(err)
 
+	if o.bnFamily != "" {
+		t, err := siteAdaptation(ctx, o, trainSet, testSet, be)
+		fail(err)
+		fmt.Print(t)
+		return
+	}
 	start := time.Now()
 	fmt.Fprintf(os.Stderr, "loop bench: drift %s, %d seeds × %d strategies × %d iterations of %d labels, %d workers, engine %s\n",
 		o.drift, o.seeds, len(strats), o.iterations, o.perIteration, o.workers, be.Name)
@@ -246,7 +258,7 @@ func main() {
 		}()
 	}
 	for seed := uint64(1); seed <= uint64(o.seeds) && len(strats) > 0; seed++ {
-		sc, err := newScenario(ctx, o, trainSet, testSet, seed, be)
+		sc, err := newScenario(ctx, o, trainSet, testSet, seed, be, true)
 		fail(err)
 		for _, st := range strats {
 			jobs <- job{sc, st}

@@ -63,8 +63,9 @@ type runResult struct {
 }
 
 // newScenario trains the seed's first model the way the retrain service bootstraps a
-// project: from scratch on clean digits split by the curator's rule.
-func newScenario(ctx context.Context, o options, trainSet, testSet *mnist.Set, seed uint64, be backend.Choice) (*scenario, error) {
+// project: from scratch on clean digits split by the curator's rule (unless first is
+// false: the data only).
+func newScenario(ctx context.Context, o options, trainSet, testSet *mnist.Set, seed uint64, be backend.Choice, first bool) (*scenario, error) {
 	d, err := drift.Get(o.drift)
 	if err != nil {
 		return nil, err
@@ -84,6 +85,9 @@ func newScenario(ctx context.Context, o options, trainSet, testSet *mnist.Set, s
 	sc.from = 20000
 	sc.test = datasets.Digits(testSet, 0, o.test, "test", d, 1000+seed)
 	sc.clean = datasets.Digits(testSet, 0, o.test, "clean", drift.Preset{Name: drift.None}, 1000+seed)
+	if !first {
+		return sc, nil
+	}
 	cfg := retrain.TrainConfig(p, false, seed)
 	init, err := nn.InitParams(sc.arch, seed)
 	if err != nil {
