@@ -97,6 +97,8 @@ func strategies() []strategy {
 		// Diversity: the agent's embedding filter, the curator's pool-based batches
 		// over margin candidates, and BADGE over a random pool (no uncertainty rule).
 		{name: "margin-agentdiv", cfg: margin, mode: retrain.ModeFull, agentDiversity: 0.05},
+		{name: "margin-agentdiv10", cfg: margin, mode: retrain.ModeFull, agentDiversity: 0.10},
+		{name: "margin-agentdiv20", cfg: margin, mode: retrain.ModeFull, agentDiversity: 0.20},
 		{name: "margin-pool", cfg: margin, mode: retrain.ModeFull, pool: 4, method: selection.Diverse},
 		{name: "badge", cfg: random, mode: retrain.ModeFull, pool: 8, method: selection.Diverse},
 		// Cold start typical-first, then the pool.
