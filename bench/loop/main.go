@@ -447,7 +447,11 @@ func (t table) chart(o options, strats []strategy) image.Image {
 	var series []report.Series
 	pal := report.Palette()
 	for k, s := range strats {
-		sr := report.Series{Name: s.name, Color: pal[k%len(pal)], Dashed: strings.HasPrefix(s.name, "random")}
+		name := s.name
+		if !strings.Contains(o.modes, ",") && !strings.Contains(o.replays, ",") {
+			name = strings.TrimSuffix(name, fmt.Sprintf(" replay %d", s.replay)) // one mode: the title says it
+		}
+		sr := report.Series{Name: name, Color: pal[k%len(pal)], Dashed: strings.HasPrefix(s.name, "random")}
 		for i := 0; i <= o.iterations; i++ {
 			if m, _ := meanSD(t.acc[s.name][i]); !math.IsNaN(m) {
 				sr.X, sr.Y = append(sr.X, float64(i*o.perIteration)), append(sr.Y, m)
@@ -455,7 +459,11 @@ func (t table) chart(o options, strats []strategy) image.Image {
 		}
 		series = append(series, sr)
 	}
-	return report.LineChart(fmt.Sprintf("accuracy on drifted test (%s), mean of %d seeds", o.drift, o.seeds), "corrected labels", series, 0, 0)
+	tune := "whole dataset"
+	if o.modes == retrain.ModeReplay {
+		tune = "replay " + o.replays
+	}
+	return report.LineChart(fmt.Sprintf("drifted test accuracy (%s), mean of %d seeds, %s", o.drift, o.seeds, tune), "corrected labels", series, 0, 0)
 }
 
 func fail(err error) {
