@@ -235,7 +235,8 @@ func run(ctx context.Context, o options, base *scenario, st strategy) (runResult
 				for _, p := range c.preds {
 					probs[p.Class] = p.Confidence
 				}
-				cs[i] = selection.Candidate{Probs: probs, Embedding: c.emb, Class: c.preds[0].ClassName}
+				// As the curator keeps them (pendingOf): the embedding reduced.
+				cs[i] = selection.Candidate{Probs: probs, Embedding: selection.Reduce(c.emb, project.PendingEmbedding), Class: c.preds[0].ClassName}
 			}
 			picks = selection.Pick(method, cs, o.perIteration, sc.seed*1000+uint64(it))
 		}

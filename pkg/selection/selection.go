@@ -381,10 +381,11 @@ func KMeans(xs [][]float32, k, iters int, seed uint64) []int {
 	return assign
 }
 
-// Reduce is what a candidate keeps of an embedding: scaled to unit length, projected
-// to at most dims floats when longer (a fixed random ±1 projection, which keeps
-// distances within a few per cent: Johnson–Lindenstrauss), and rounded to three
-// decimals, so that hundreds of waiting candidates fit in a small ledger.
+// Reduce is what a candidate keeps of an embedding: projected to at most dims floats
+// when longer (a fixed random ±1 projection scaled by 1/√dims, which keeps lengths and
+// distances within a few per cent: Johnson–Lindenstrauss), each rounded to three
+// significant digits of the largest, so that hundreds of waiting candidates fit in a
+// small ledger. Lengths are kept: Diverse weighs them.
 func Reduce(x []float32, dims int) []float32 {
 	if len(x) == 0 {
 		return nil
@@ -403,12 +404,22 @@ func Reduce(x []float32, dims int) []float32 {
 				}
 			}
 		}
+		for j := range out {
+			out[j] /= float32(math.Sqrt(float64(dims)))
+		}
 		x = out
 	}
-	x = Normalise(x)
+	var top float64
+	for _, v := range x {
+		top = max(top, math.Abs(float64(v)))
+	}
 	out := make([]float32, len(x))
+	if top == 0 {
+		return out
+	}
+	unit := math.Pow(10, math.Floor(math.Log10(top))-2)
 	for i, v := range x {
-		out[i] = float32(math.Round(float64(v)*1000) / 1000)
+		out[i] = float32(math.Round(float64(v)/unit) * unit)
 	}
 	return out
 }

@@ -166,7 +166,11 @@ func TestReduceKeepsDistances(t *testing.T) {
 	if m := sum / float64(n); m > 0.08 {
 		t.Fatalf("cosine distances move by %.3f on average", m)
 	}
-	if got := Reduce([]float32{3, 4}, 64); got[0] != 0.6 || got[1] != 0.8 {
-		t.Fatalf("short embedding reduced to %v, want it normalised", got)
+	if got := Reduce([]float32{3.14159, 0.004, 12.3456}, 64); got[0] != 3.1 || got[1] != 0 || got[2] != 12.3 {
+		t.Fatalf("short embedding reduced to %v, want it rounded to three digits of the largest", got)
+	}
+	a, b := Reduce(xs[0], 128), xs[0]
+	if r := math.Sqrt(dot(a, a) / dot(b, b)); r < 0.8 || r > 1.2 {
+		t.Fatalf("projection changed the length by a factor %.2f", r)
 	}
 }
