@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +34,7 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/report"
 	"github.com/edgeloop/edgeloop/pkg/retrain"
 	"github.com/edgeloop/edgeloop/pkg/sampling"
+	"github.com/edgeloop/edgeloop/pkg/selection"
 )
 
 type options struct {
@@ -47,6 +49,11 @@ type options struct {
 	// and/or replay (new examples + a class-balanced sample of replay examples).
 	modes   string
 	replays string
+	add     string
+	// bnFamily, when set, measures site adaptation instead (siteAdaptation) on
+	// bnFrames unlabelled frames.
+	bnFamily string
+	bnFrames int
 }
 
 // strategy is one way the agent picks frames, as an agent's sampling config has it,
@@ -57,16 +64,52 @@ type strategy struct {
 	mode string
 	// replay is the replay budget in replay mode.
 	replay int
+	// pool, when above 1, makes the iteration gather pool × its labels of candidates
+	// that pass the rule and pick its labels from them with selection.Pick(method)
+	// (the curator's pool-based batches); else the first candidates are taken.
+	pool   int
+	method string
+	// cold is the number of first iterations that pick typical-first
+	// (selection.Typical) from a pool of coldPool × labels frames taken at random,
+	// before the rule: a cold start.
+	cold, coldPool int
+	// agentDiversity, when above 0, is the agent's embedding distance below which a
+	// candidate is skipped as too like a recent pick (sampling.Config.MinEmbeddingDistance).
+	agentDiversity float64
+	// pseudo, when above 0, adds to each fine-tune's training set up to pseudo frames
+	// of the iteration that the model predicted with at least pseudoMin confidence,
+	// labelled with its prediction (that fine-tune only: never val or test, never
+	// kept).
+	pseudo    int
+	pseudoMin float64
 }
 
 // strategies are the agent's uncertainty strategies and random sampling, the baseline.
 func strategies() []strategy {
+	random := sampling.StrategyConfig{Kind: sampling.Random, Probability: 0.1}
+	margin := sampling.StrategyConfig{Kind: sampling.LowConfidence, Measure: "margin", Max: 0.3}
 	return []strategy{
-		{name: "random", cfg: sampling.StrategyConfig{Kind: sampling.Random, Probability: 0.1}, mode: retrain.ModeFull},
+		{name: "random", cfg: random, mode: retrain.ModeFull},
 		{name: "top1", cfg: sampling.StrategyConfig{Kind: sampling.LowConfidence, Measure: "top1", Max: 0.9}, mode: retrain.ModeFull},
-		{name: "margin", cfg: sampling.StrategyConfig{Kind: sampling.LowConfidence, Measure: "margin", Max: 0.3}, mode: retrain.ModeFull},
+		{name: "margin", cfg: margin, mode: retrain.ModeFull},
 		{name: "entropy", cfg: sampling.StrategyConfig{Kind: sampling.LowConfidence, Measure: "entropy", Min: 0.2}, mode: retrain.ModeFull},
 		{name: "threshold", cfg: sampling.StrategyConfig{Kind: sampling.CloseToThreshold, Threshold: 0.5, Epsilon: 0.25}, mode: retrain.ModeFull},
+		// Diversity: the agent's embedding filter, the curator's pool-based batches
+		// over margin candidates, and BADGE over a random pool (no uncertainty rule).
+		{name: "margin-agentdiv", cfg: margin, mode: retrain.ModeFull, agentDiversity: 0.05},
+		{name: "margin-agentdiv10", cfg: margin, mode: retrain.ModeFull, agentDiversity: 0.10},
+		{name: "margin-agentdiv20", cfg: margin, mode: retrain.ModeFull, agentDiversity: 0.20},
+		{name: "margin-pool", cfg: margin, mode: retrain.ModeFull, pool: 4, method: selection.Diverse},
+		{name: "badge", cfg: random, mode: retrain.ModeFull, pool: 8, method: selection.Diverse},
+		// Cold start typical-first, then the pool.
+		{name: "typical-pool", cfg: margin, mode: retrain.ModeFull, pool: 4, method: selection.Diverse, cold: 1, coldPool: 8},
+		// Pseudo-labels on top of the pool.
+		{name: "pool-pseudo", cfg: margin, mode: retrain.ModeFull, pool: 4, method: selection.Diverse, pseudo: 100, pseudoMin: 0.97},
+		// The combinations: agent diversity and the curator's pool with its cold start,
+		// without and with pseudo-labels.
+		{name: "combo", cfg: margin, mode: retrain.ModeFull, agentDiversity: 0.05, pool: 4, method: selection.Diverse, cold: 1, coldPool: 8},
+		{name: "combo-pseudo", cfg: margin, mode: retrain.ModeFull, agentDiversity: 0.05, pool: 4, method: selection.Diverse, cold: 1, coldPool: 8,
+			pseudo: 100, pseudoMin: 0.97},
 	}
 }
 
@@ -86,6 +129,24 @@ func describe(s strategy) string {
 	}
 }
 
+// describeAll is the rule with what the strategy adds to it.
+func describeAll(s strategy) string {
+	d := describe(s)
+	if s.agentDiversity > 0 {
+		d += fmt.Sprintf(", agent skips picks within cosine %.2f of a recent one", s.agentDiversity)
+	}
+	if s.pool > 1 {
+		d += fmt.Sprintf(", %s of a pool of %d×", s.method, s.pool)
+	}
+	if s.cold > 0 {
+		d = fmt.Sprintf("first %d typical of %d× random, then ", s.cold, s.coldPool) + d
+	}
+	if s.pseudo > 0 {
+		d += fmt.Sprintf(", ≤ %d pseudo-labels ≥ %.2f", s.pseudo, s.pseudoMin)
+	}
+	return d
+}
+
 func main() {
 	var o options
 	flag.StringVar(&o.drift, "drift", "rotation", "drift preset the fleet meets (see pkg/drift)")
@@ -100,21 +161,32 @@ func main() {
 	flag.Float64Var(&o.target, "target", 0.85, "accuracy whose label cost is reported")
 	flag.StringVar(&o.out, "out", "bench/out/loop", "directory for loop.png and results.json")
 	flag.StringVar(&o.mnistDir, "mnist", "", "MNIST directory (default: the GoMNIST module)")
-	flag.StringVar(&o.strategyList, "strategies", "", "comma-separated subset of: random,top1,margin,entropy,threshold")
+	flag.StringVar(&o.strategyList, "strategies", "", "comma-separated subset of the strategies (default: all; see strategies())")
 	flag.StringVar(&o.modes, "modes", "full", "fine-tuning modes, comma-separated: full (the whole dataset, as before), replay (the retrain service's bounded fine-tune)")
 	flag.StringVar(&o.replays, "replay", fmt.Sprint(project.DefaultReplay), "replay budgets of the replay mode, in examples, comma-separated (each a run of its own)")
+	flag.StringVar(&o.add, "add", "", "results.json of an earlier run with the same options: its runs join this run's tables (a strategy this run plays replaces its earlier runs; -strategies none only tabulates)")
+	flag.StringVar(&o.bnFamily, "bn-family", "", "measure batch norm re-estimation instead, on the MobileNetV2 family member of this size (n, s, m)")
+	flag.IntVar(&o.bnFrames, "bn-frames", 512, "unlabelled drifted frames batch norm is re-estimated on (-bn-family)")
 	flag.Parse()
 	log := zap.NewNop()
 	ctx := context.Background()
 
-	var strats []strategy
+	// all are the strategies in every mode; strats those this run plays.
+	var all, strats []strategy
 	for _, s := range strategies() {
-		if o.strategyList == "" || strings.Contains(","+o.strategyList+",", ","+s.name+",") {
+		picked := o.strategyList == "" || strings.Contains(","+o.strategyList+",", ","+s.name+",")
+		add := func(s strategy) {
+			all = append(all, s)
+			if picked {
+				strats = append(strats, s)
+			}
+		}
+		{
 			for _, m := range strings.Split(o.modes, ",") {
 				switch m {
 				case retrain.ModeFull:
 					s.mode = m
-					strats = append(strats, s)
+					add(s)
 				case retrain.ModeReplay:
 					for _, b := range strings.Split(o.replays, ",") {
 						r := s
@@ -123,7 +195,7 @@ func main() {
 							fail(fmt.Errorf("-replay %q: want budgets of 1 or more", o.replays))
 						}
 						r.name, r.mode = fmt.Sprintf("%s replay %d", s.name, r.replay), m
-						strats = append(strats, r)
+						add(r)
 					}
 				default:
 					fail(fmt.Errorf("-modes %q: want full and/or replay", o.modes))
@@ -131,8 +203,22 @@ func main() {
 			}
 		}
 	}
-	if len(strats) == 0 {
-		fail(fmt.Errorf("-strategies %q names none of random,top1,margin,entropy,threshold", o.strategyList))
+	var results []runResult
+	if o.add != "" {
+		b, err := os.ReadFile(o.add)
+		fail(err)
+		var prev struct {
+			Runs []runResult `json:"runs"`
+		}
+		fail(json.Unmarshal(b, &prev))
+		for _, r := range prev.Runs {
+			if !slices.ContainsFunc(strats, func(s strategy) bool { return s.name == r.Strategy }) {
+				results = append(results, r) // unless this run plays it again
+			}
+		}
+	}
+	if len(strats) == 0 && len(results) == 0 {
+		fail(fmt.Errorf("-strategies %q names none of the strategies", o.strategyList))
 	}
 	dir, err := mnist.FindDir(o.mnistDir)
 	fail(err)
@@ -141,6 +227,12 @@ func main() {
 	be, err := backend.Select("auto", log)
 	fail(err)
 
+	if o.bnFamily != "" {
+		t, err := siteAdaptation(ctx, o, trainSet, testSet, be)
+		fail(err)
+		fmt.Print(t)
+		return
+	}
 	start := time.Now()
 	fmt.Fprintf(os.Stderr, "loop bench: drift %s, %d seeds × %d strategies × %d iterations of %d labels, %d workers, engine %s\n",
 		o.drift, o.seeds, len(strats), o.iterations, o.perIteration, o.workers, be.Name)
@@ -150,7 +242,6 @@ func main() {
 	}
 	jobs := make(chan job)
 	var mu sync.Mutex
-	var results []runResult
 	var wg sync.WaitGroup
 	for w := 0; w < max(1, o.workers); w++ {
 		wg.Add(1)
@@ -168,8 +259,8 @@ func main() {
 			}
 		}()
 	}
-	for seed := uint64(1); seed <= uint64(o.seeds); seed++ {
-		sc, err := newScenario(ctx, o, trainSet, testSet, seed, be)
+	for seed := uint64(1); seed <= uint64(o.seeds) && len(strats) > 0; seed++ {
+		sc, err := newScenario(ctx, o, trainSet, testSet, seed, be, true)
 		fail(err)
 		for _, st := range strats {
 			jobs <- job{sc, st}
@@ -177,6 +268,10 @@ func main() {
 	}
 	close(jobs)
 	wg.Wait()
+	// The table shows every strategy with runs, this run's and those added.
+	strats = slices.DeleteFunc(all, func(s strategy) bool {
+		return !slices.ContainsFunc(results, func(r runResult) bool { return r.Strategy == s.name })
+	})
 
 	t := tabulate(o, strats, results)
 	fmt.Print(t.markdown(o, strats, be.Name, time.Since(start)))
@@ -195,20 +290,24 @@ type table struct {
 	acc, wrong, frames, secs map[string][][]float64
 	// clean[strategy] are, per seed, the final model's accuracy without the drift.
 	clean map[string][]float64
-	// reach[strategy] are, per seed, the labels spent when the target was first met (-1: never).
-	reach map[string][]int
-	notes []string
+	// reach[strategy] are, per seed, the labels spent when the target was first met (-1:
+	// never); reach95 likewise for 95 % of the first model's in-domain accuracy.
+	reach, reach95 map[string][]int
+	// inDomain are, per seed, the first model's accuracy without the drift.
+	inDomain map[uint64]float64
+	notes    []string
 }
 
 func tabulate(o options, strats []strategy, rs []runResult) table {
 	t := table{acc: map[string][][]float64{}, wrong: map[string][][]float64{}, frames: map[string][][]float64{}, secs: map[string][][]float64{},
-		reach: map[string][]int{}, clean: map[string][]float64{}}
+		reach: map[string][]int{}, reach95: map[string][]int{}, clean: map[string][]float64{}, inDomain: map[uint64]float64{}}
 	for _, s := range strats {
 		n := o.iterations + 1
 		t.acc[s.name], t.wrong[s.name], t.frames[s.name], t.secs[s.name] = make([][]float64, n), make([][]float64, n), make([][]float64, n), make([][]float64, n)
 	}
 	for _, r := range rs {
-		reached := -1
+		reached, reached95 := -1, -1
+		t.inDomain[r.Seed] = r.InDomain
 		for i, p := range r.Points {
 			t.acc[r.Strategy][i] = append(t.acc[r.Strategy][i], p.Accuracy)
 			if i > 0 {
@@ -219,8 +318,12 @@ func tabulate(o options, strats []strategy, rs []runResult) table {
 			if reached < 0 && p.Accuracy >= o.target {
 				reached = p.Labels
 			}
+			if reached95 < 0 && p.Accuracy >= 0.95*r.InDomain {
+				reached95 = p.Labels
+			}
 		}
 		t.reach[r.Strategy] = append(t.reach[r.Strategy], reached)
+		t.reach95[r.Strategy] = append(t.reach95[r.Strategy], reached95)
 		t.clean[r.Strategy] = append(t.clean[r.Strategy], r.Clean)
 		if r.Note != "" {
 			t.notes = append(t.notes, fmt.Sprintf("seed %d %s: %s", r.Seed, r.Strategy, r.Note))
@@ -284,25 +387,33 @@ func (t table) markdown(o options, strats []strategy, engine string, took time.D
 		row(cells...)
 	}
 
-	fmt.Fprintf(&b, "\nPer strategy: labels to reach %.0f %% (per seed; — never within %d labels), the share of its picks the model had wrong, "+
+	fmt.Fprintf(&b, "\nPer strategy: labels to reach %.0f %% and to reach 95 %% of the first model's in-domain accuracy (per seed; — never within %d labels), the share of its picks the model had wrong, "+
 		"frames it looked at per %d labels, the seconds an iteration took (sampling and fine-tuning), the accuracy gain at the end over random sampling "+
 		"fine-tuned the same way, and the final model's accuracy on the same test digits without the drift\n\n", 100*o.target, o.iterations*o.perIteration, o.perIteration)
-	row("strategy", "rule", "fine-tune", fmt.Sprintf("labels to %.0f %%", 100*o.target), "picks wrong", "frames / iteration", "s / iteration",
+	var dom []string
+	for seed := uint64(1); seed <= uint64(o.seeds); seed++ {
+		dom = append(dom, fmt.Sprintf("%.3f", t.inDomain[seed]))
+	}
+	fmt.Fprintf(&b, "(in-domain accuracy of the first model per seed, clean test digits: %s; \"95 %% in-domain\" is 0.95 × that)\n\n", strings.Join(dom, ", "))
+	row("strategy", "rule", "fine-tune", fmt.Sprintf("labels to %.0f %%", 100*o.target), "labels to 95 % in-domain", "picks wrong", "frames / iteration", "s / iteration",
 		"final vs random", "clean test at the end")
-	row("--------", "----", "---------", "---:", "---:", "---:", "---:", "---:", "---:")
+	row("--------", "----", "---------", "---:", "---:", "---:", "---:", "---:", "---:", "---:")
 	for _, s := range strats {
 		// The baseline is random sampling fine-tuned the same way, when it ran.
 		rm := math.NaN()
 		if base := t.acc[strings.Replace(s.name, strings.Fields(s.name)[0], "random", 1)]; base != nil {
 			rm, _ = meanSD(base[o.iterations])
 		}
-		var reach []string
-		for _, r := range t.reach[s.name] {
-			if r < 0 {
-				reach = append(reach, "—")
-			} else {
-				reach = append(reach, fmt.Sprint(r))
+		reachs := func(rs []int) string {
+			var out []string
+			for _, r := range rs {
+				if r < 0 {
+					out = append(out, "—")
+				} else {
+					out = append(out, fmt.Sprint(r))
+				}
 			}
+			return strings.Join(out, ", ")
 		}
 		var wrong, frames, secs []float64
 		for i := 1; i <= o.iterations; i++ {
@@ -323,7 +434,7 @@ func (t table) markdown(o options, strats []strategy, engine string, took time.D
 		if !math.IsNaN(rm) && !math.IsNaN(m) {
 			vs = fmt.Sprintf("%+.3f", m-rm)
 		}
-		row(s.name, describe(s), tune, strings.Join(reach, ", "), fmt.Sprintf("%.0f %%", 100*w), fmt.Sprintf("%.0f", f), fmt.Sprintf("%.1f", sec), vs, fmt.Sprintf("%.3f ± %.3f", cm, csd))
+		row(s.name, describeAll(s), tune, reachs(t.reach[s.name]), reachs(t.reach95[s.name]), fmt.Sprintf("%.0f %%", 100*w), fmt.Sprintf("%.0f", f), fmt.Sprintf("%.1f", sec), vs, fmt.Sprintf("%.3f ± %.3f", cm, csd))
 	}
 	for _, n := range t.notes {
 		fmt.Fprintf(&b, "\nnote: %s", n)
@@ -336,7 +447,11 @@ func (t table) chart(o options, strats []strategy) image.Image {
 	var series []report.Series
 	pal := report.Palette()
 	for k, s := range strats {
-		sr := report.Series{Name: s.name, Color: pal[k%len(pal)], Dashed: strings.HasPrefix(s.name, "random")}
+		name := s.name
+		if !strings.Contains(o.modes, ",") && !strings.Contains(o.replays, ",") {
+			name = strings.TrimSuffix(name, fmt.Sprintf(" replay %d", s.replay)) // one mode: the title says it
+		}
+		sr := report.Series{Name: name, Color: pal[k%len(pal)], Dashed: strings.HasPrefix(s.name, "random")}
 		for i := 0; i <= o.iterations; i++ {
 			if m, _ := meanSD(t.acc[s.name][i]); !math.IsNaN(m) {
 				sr.X, sr.Y = append(sr.X, float64(i*o.perIteration)), append(sr.Y, m)
@@ -344,7 +459,11 @@ func (t table) chart(o options, strats []strategy) image.Image {
 		}
 		series = append(series, sr)
 	}
-	return report.LineChart(fmt.Sprintf("accuracy on drifted test (%s), mean of %d seeds", o.drift, o.seeds), "corrected labels", series, 0, 0)
+	tune := "whole dataset"
+	if o.modes == retrain.ModeReplay {
+		tune = "replay " + o.replays
+	}
+	return report.LineChart(fmt.Sprintf("drifted test accuracy (%s), mean of %d seeds, %s", o.drift, o.seeds, tune), "corrected labels", series, 0, 0)
 }
 
 func fail(err error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/edgeloop/edgeloop/pkg/datasets"
@@ -15,6 +16,7 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/raster"
 	"github.com/edgeloop/edgeloop/pkg/retrain"
 	"github.com/edgeloop/edgeloop/pkg/sampling"
+	"github.com/edgeloop/edgeloop/pkg/selection"
 	"github.com/edgeloop/edgeloop/pkg/train"
 	"github.com/edgeloop/edgeloop/pkg/vision"
 )
@@ -54,12 +56,16 @@ type runResult struct {
 	Points   []point `json:"points"`
 	// Clean is the final model's accuracy on the test digits without the drift.
 	Clean float64 `json:"clean"`
-	Note  string  `json:"note,omitempty"`
+	// InDomain is the first model's accuracy on the test digits without the drift: what
+	// recovery is measured against.
+	InDomain float64 `json:"in_domain"`
+	Note     string  `json:"note,omitempty"`
 }
 
 // newScenario trains the seed's first model the way the retrain service bootstraps a
-// project: from scratch on clean digits split by the curator's rule.
-func newScenario(ctx context.Context, o options, trainSet, testSet *mnist.Set, seed uint64, be backend.Choice) (*scenario, error) {
+// project: from scratch on clean digits split by the curator's rule (unless first is
+// false: the data only).
+func newScenario(ctx context.Context, o options, trainSet, testSet *mnist.Set, seed uint64, be backend.Choice, first bool) (*scenario, error) {
 	d, err := drift.Get(o.drift)
 	if err != nil {
 		return nil, err
@@ -79,6 +85,9 @@ func newScenario(ctx context.Context, o options, trainSet, testSet *mnist.Set, s
 	sc.from = 20000
 	sc.test = datasets.Digits(testSet, 0, o.test, "test", d, 1000+seed)
 	sc.clean = datasets.Digits(testSet, 0, o.test, "clean", drift.Preset{Name: drift.None}, 1000+seed)
+	if !first {
+		return sc, nil
+	}
 	cfg := retrain.TrainConfig(p, false, seed)
 	init, err := nn.InitParams(sc.arch, seed)
 	if err != nil {
@@ -150,47 +159,96 @@ func run(ctx context.Context, o options, base *scenario, st strategy) (runResult
 		return out, err
 	}
 	out.Points = append(out.Points, point{Accuracy: acc})
-	sampler, err := sampling.New(sampling.Config{Strategies: []sampling.StrategyConfig{st.cfg}}, sc.seed, func() time.Time { return time.Unix(0, 0) })
+	if out.InDomain, err = sc.accuracyOn(sc.v1, sc.clean); err != nil {
+		return out, err
+	}
+	sampler, err := sampling.New(sampling.Config{Strategies: []sampling.StrategyConfig{st.cfg}, MinEmbeddingDistance: st.agentDiversity},
+		sc.seed, func() time.Time { return time.Unix(0, 0) })
 	if err != nil {
 		return out, fmt.Errorf("strategy %s: %w", st.name, err)
+	}
+	coldSampler, err := sampling.New(sampling.Config{Strategies: []sampling.StrategyConfig{{Kind: sampling.Random, Probability: 0.1}}},
+		sc.seed+77, func() time.Time { return time.Unix(0, 0) })
+	if err != nil {
+		return out, err
 	}
 	params, next, labels := sc.v1, sc.from, 0
 	added := map[string]int{} // iteration each corrected example was added in (seed: 0)
 	for it := 1; it <= o.iterations; it++ {
 		start := time.Now()
-		pr, err := vision.NewPredictor(sc.arch, params, sc.project.Classes, sc.backend.Factory, 1, vision.Options{})
+		pr, err := vision.NewPredictor(sc.arch, params, sc.project.Classes, sc.backend.Factory, 1, vision.Options{Embed: true})
 		if err != nil {
 			return out, err
 		}
-		var taken []train.Sample
-		wrong, seen := 0, 0
-		for len(taken) < o.perIteration && seen < o.maxFrames {
+		// The candidates: the first that pass the rule, or a pool of them to pick from.
+		cold := it <= st.cold
+		smp, size, method := sampler, o.perIteration, st.method
+		switch {
+		case cold:
+			smp, size, method = coldSampler, o.perIteration*st.coldPool, selection.Typical
+		case st.pool > 1:
+			size = o.perIteration * st.pool
+		}
+		type candidate struct {
+			s     train.Sample
+			preds []vision.Prediction
+			emb   []float32
+		}
+		var cands []candidate
+		var pseudo []train.Sample
+		seen := 0
+		for len(cands) < size && seen < o.maxFrames {
 			frames := streamChunk(sc, next, 256)
 			next += len(frames)
 			ims := make([]*raster.Image, len(frames))
 			for i, f := range frames {
 				ims[i] = f.Image
 			}
-			preds, err := pr.Predict(ctx, ims)
+			preds, embs, err := pr.PredictEmbed(ctx, ims)
 			if err != nil {
 				pr.Close()
 				return out, err
 			}
 			for i, f := range frames {
-				if len(taken) == o.perIteration {
+				if len(cands) == size {
 					break
 				}
 				seen++
-				if !sampler.Decide(sampling.Frame{Predictions: preds[i], Thumb: raster.Thumbnail(f.Image)}).Taken() {
+				if !smp.Decide(sampling.Frame{Predictions: preds[i], Thumb: raster.Thumbnail(f.Image), Embedding: embs[i]}).Taken() {
+					if len(pseudo) < st.pseudo && float64(preds[i][0].Confidence) >= st.pseudoMin {
+						pseudo = append(pseudo, train.Sample{ID: f.ID, Image: f.Image, Label: preds[i][0].Class})
+					}
 					continue
 				}
-				if preds[i][0].ClassName != sc.project.Classes[f.Label] {
-					wrong++
-				}
-				taken = append(taken, f)
+				cands = append(cands, candidate{s: f, preds: preds[i], emb: embs[i]})
 			}
 		}
 		pr.Close()
+		picks := make([]int, min(len(cands), o.perIteration))
+		for i := range picks {
+			picks[i] = i
+		}
+		if len(cands) > o.perIteration {
+			cs := make([]selection.Candidate, len(cands))
+			for i, c := range cands {
+				probs := make([]float32, len(sc.project.Classes))
+				for _, p := range c.preds {
+					probs[p.Class] = p.Confidence
+				}
+				// As the curator keeps them (pendingOf): the embedding reduced.
+				cs[i] = selection.Candidate{Probs: probs, Embedding: selection.Reduce(c.emb, project.PendingEmbedding), Class: c.preds[0].ClassName}
+			}
+			picks = selection.Pick(method, cs, o.perIteration, sc.seed*1000+uint64(it))
+		}
+		var taken []train.Sample
+		wrong := 0
+		for _, i := range picks {
+			c := cands[i]
+			if c.preds[0].ClassName != sc.project.Classes[c.s.Label] {
+				wrong++
+			}
+			taken = append(taken, c.s)
+		}
 		if len(taken) == 0 {
 			out.Note = fmt.Sprintf("took nothing in %d frames at iteration %d: the model is too sure for this strategy", seen, it)
 			break
@@ -204,6 +262,9 @@ func run(ctx context.Context, o options, base *scenario, st strategy) (runResult
 		data := sc.data
 		if st.mode == retrain.ModeReplay {
 			data.Train = replaySet(sc, added, it, st.replay)
+		}
+		if len(pseudo) > 0 { // this fine-tune only, train only
+			data.Train = append(slices.Clone(data.Train), pseudo...)
 		}
 		res, err := train.Run(ctx, sc.arch, params, sc.project.Classes, data, cfg, sc.backend.Factory)
 		if err != nil {

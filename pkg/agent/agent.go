@@ -66,10 +66,12 @@ type Agent struct {
 
 // frame is a recent inference, kept for feedback.
 type frame struct {
-	id      string
-	at      time.Time
-	img     *raster.Image
-	preds   []vision.Prediction
+	id    string
+	at    time.Time
+	img   *raster.Image
+	preds []vision.Prediction
+	// emb is the model's embedding of the frame (nil: the model has none).
+	emb     []float32
 	version int64
 	truth   *edgeloopv1.Annotation
 	// counted says the frame's correctness is already in the accuracy figures.
@@ -215,6 +217,7 @@ func (a *Agent) Infer(ctx context.Context, frameID string, im *raster.Image, tru
 		return Result{}, fmt.Errorf("image size out of range")
 	}
 	var preds [][]vision.Prediction
+	var embs [][]float32
 	var m *model
 	for {
 		m = a.current.Load()
@@ -222,7 +225,7 @@ func (a *Agent) Infer(ctx context.Context, frameID string, im *raster.Image, tru
 			return Result{}, ErrNoModel
 		}
 		var err error
-		preds, err = m.predict(ctx, []*raster.Image{im})
+		preds, embs, err = m.predict(ctx, []*raster.Image{im})
 		if errors.Is(err, errRetired) {
 			continue // swapped while we started: use the new one
 		}
@@ -235,10 +238,13 @@ func (a *Agent) Infer(ctx context.Context, frameID string, im *raster.Image, tru
 		frameID = uuid.NewString()
 	}
 	f := &frame{id: frameID, at: time.Now(), img: im, preds: preds[0], version: m.version, truth: truth}
+	if embs != nil {
+		f.emb = embs[0]
+	}
 	detect := m.header.Arch.Task == nn.Detect
 	a.remember(f, detect)
 	res := Result{FrameID: frameID, ModelVersion: m.version, Predictions: f.preds}
-	d := a.sampler.Decide(sampling.Frame{Predictions: f.preds, Detect: detect, Thumb: raster.Thumbnail(im)})
+	d := a.sampler.Decide(sampling.Frame{Predictions: f.preds, Detect: detect, Thumb: raster.Thumbnail(im), Embedding: f.emb})
 	a.m.infer.Observe(time.Since(start).Seconds())
 	if d.Duplicate {
 		a.noteDuplicate()
@@ -424,7 +430,7 @@ func (a *Agent) queue(f *frame, m *model, d sampling.Decision, correction *edgel
 		Id: id, Project: a.cfg.Project, Device: a.cfg.Device, CapturedAt: timestamppb.New(f.at),
 		Image: &edgeloopv1.Image{Data: im.EncodeJPEG(a.cfg.JPEGQuality), ContentType: "image/jpeg", Width: int32(im.W), Height: int32(im.H)},
 		Task:  task, ModelVersion: f.version, Predictions: toProto(f.preds), Reasons: reasons, TakenBy: d.TakenBy(),
-		Correction: correction, AgentVersion: a.cfg.Version, FrameId: f.id, SimulationTruth: f.truth,
+		Correction: correction, AgentVersion: a.cfg.Version, FrameId: f.id, SimulationTruth: f.truth, Embedding: f.emb,
 	}
 	b, err := proto.Marshal(ex)
 	if err != nil {

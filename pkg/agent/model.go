@@ -31,21 +31,27 @@ func loadModel(data []byte, workers int) (*model, error) {
 	if err != nil {
 		return nil, err
 	}
-	pred, err := vision.NewPredictor(m.Header.Arch, m.Params, m.Header.Classes, gorgoniaengine.Factory, workers, vision.Options{})
+	// A classifier also gives each frame's embedding, for diverse sampling; a model
+	// whose head cannot be split off runs whole.
+	pred, err := vision.NewPredictor(m.Header.Arch, m.Params, m.Header.Classes, gorgoniaengine.Factory, workers, vision.Options{Embed: true})
+	if err != nil {
+		pred, err = vision.NewPredictor(m.Header.Arch, m.Params, m.Header.Classes, gorgoniaengine.Factory, workers, vision.Options{})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("model v%d: %w", m.Header.Version, err)
 	}
 	return &model{version: m.Header.Version, sha256: artifact.SHA256(data), header: m.Header, pred: pred}, nil
 }
 
-// predict runs the model unless it was retired meanwhile.
-func (m *model) predict(ctx context.Context, ims []*raster.Image) ([][]vision.Prediction, error) {
+// predict runs the model unless it was retired meanwhile; the embeddings are nil for a
+// model without them.
+func (m *model) predict(ctx context.Context, ims []*raster.Image) ([][]vision.Prediction, [][]float32, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	if m.closed {
-		return nil, errRetired
+		return nil, nil, errRetired
 	}
-	return m.pred.Predict(ctx, ims)
+	return m.pred.PredictEmbed(ctx, ims)
 }
 
 // retire waits for the inferences in flight, then frees the engines.

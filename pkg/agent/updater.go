@@ -320,7 +320,7 @@ func (a *Agent) smokeTest(ctx context.Context, m *model) error {
 	if len(ims) == 0 {
 		ims = []*raster.Image{raster.New(m.header.Arch.InW, m.header.Arch.InH)}
 	}
-	preds, err := m.predict(ctx, ims)
+	preds, _, err := m.predict(ctx, ims)
 	if err != nil {
 		return err
 	}

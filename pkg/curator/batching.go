@@ -2,12 +2,16 @@ package curator
 
 import (
 	"fmt"
+	"math"
+	"slices"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/edgeloop/edgeloop/pkg/project"
 	"github.com/edgeloop/edgeloop/pkg/raster"
+	"github.com/edgeloop/edgeloop/pkg/sampling"
+	"github.com/edgeloop/edgeloop/pkg/selection"
 )
 
 // recentWindow is how many queued example ids the ledger remembers: a redelivery that
@@ -70,17 +74,22 @@ func (d *lookalikes) add(pid, id string, t raster.Thumb) {
 	d.recent[pid] = r
 }
 
-// formDue cuts batches from the open batch: one of Max as soon as Max are waiting, and
-// one of what is there once at least Min are waiting and the oldest waited MaxWait.
-func formDue(l *project.Ledger, s project.BatchSettings, now time.Time) []project.FormedBatch {
+// formDue cuts batches from the open batch and reports how many candidates expired.
+// Candidates that waited longer than the TTL (operator flags excepted) leave first.
+// With a pool (Pool above Max), a batch of Max is picked (pick) once Pool are
+// waiting; without, one forms as soon as Max are waiting. And once at least Min are
+// waiting and MaxWait has passed since the oldest arrived and since the last batch
+// formed, a batch of up to Max is picked from what is there.
+func formDue(l *project.Ledger, s project.BatchSettings, now time.Time) ([]project.FormedBatch, int) {
+	expired := expire(l, s.TTL.D(), now)
 	var out []project.FormedBatch
-	for len(l.Pending) >= s.Max {
-		out = append(out, cut(l, s.Max, now))
+	for len(l.Pending) >= max(s.Pool, s.Max) {
+		out = append(out, pick(l, s, s.Max, now))
 	}
-	if len(l.Pending) >= s.Min && now.Sub(oldest(l.Pending)) >= s.MaxWait.D() {
-		out = append(out, cut(l, len(l.Pending), now))
+	if len(l.Pending) >= s.Min && now.Sub(oldest(l.Pending)) >= s.MaxWait.D() && now.Sub(l.LastFormed) >= s.MaxWait.D() {
+		out = append(out, pick(l, s, min(len(l.Pending), s.Max), now))
 	}
-	return out
+	return out, expired
 }
 
 func oldest(ps []project.Pending) time.Time {
@@ -91,6 +100,82 @@ func oldest(ps []project.Pending) time.Time {
 		}
 	}
 	return t
+}
+
+// pendingOf is what waits in the open batch of p for record r: with the model's
+// probabilities in the project's class order and the frame's embedding, which
+// selection weighs.
+func pendingOf(p *project.Project, r *project.ExampleRecord) project.Pending {
+	pe := project.Pending{ID: r.ID, Class: r.TopClass(), Reason: r.TakenBy, Reasons: reasonKinds(r), Confidence: r.TopConfidence(), At: r.ReceivedAt,
+		Device: r.Device, Embedding: r.Embedding}
+	if n := len(p.Classes); n <= project.MaxPendingClasses && len(r.Predictions) > 0 && p.Task == "classify" {
+		idx := p.ClassIndex()
+		pe.Probs = make([]float32, n)
+		for _, pr := range r.Predictions {
+			if i, ok := idx[pr.Class]; ok {
+				pe.Probs[i] = float32(math.Round(float64(pr.Confidence)*1000) / 1000)
+			}
+		}
+	}
+	return pe
+}
+
+// expire drops the candidates that waited longer than ttl (0: none), except operator
+// flags, and counts them in the ledger.
+func expire(l *project.Ledger, ttl time.Duration, now time.Time) int {
+	if ttl <= 0 {
+		return 0
+	}
+	n := len(l.Pending)
+	l.Pending = slices.DeleteFunc(l.Pending, func(p project.Pending) bool {
+		return now.Sub(p.At) > ttl && !flagged(p)
+	})
+	n -= len(l.Pending)
+	l.Expired += n
+	return n
+}
+
+func flagged(p project.Pending) bool {
+	return p.Reason == sampling.OperatorFlagged || slices.Contains(p.Reasons, sampling.OperatorFlagged)
+}
+
+// pick forms a batch of n from the open batch with the project's selection: operator
+// flags always; the first ColdStart batches of the project typical-first, and up to
+// half of a batch typical-first among the candidates of new sites (devices with fewer
+// than Max examples batched); the rest by Select (selection.Diverse: uncertain,
+// mutually different, balanced over predicted class and sampling reason).
+func pick(l *project.Ledger, s project.BatchSettings, n int, now time.Time) project.FormedBatch {
+	if s.Select == selection.Oldest || s.Select == "" {
+		return cut(l, n, now)
+	}
+	seed := uint64(l.Seq + 1)
+	cs := make([]selection.Candidate, len(l.Pending))
+	var cold []int
+	for i, p := range l.Pending {
+		cs[i] = selection.Candidate{Probs: p.Probs, Confidence: p.Confidence, Embedding: p.Embedding, Class: p.Class + "\x00" + p.Reason, Must: flagged(p)}
+		if !cs[i].Must && p.Device != "" && l.Sites[p.Device] < s.Max {
+			cold = append(cold, i)
+		}
+	}
+	method := s.Select
+	if l.Seq < s.ColdStart {
+		method = selection.Typical
+	} else if len(cold) > 0 && s.ColdStart > 0 {
+		// A new site: its most typical frames take up to half the batch, then the rest
+		// is picked around them.
+		sub := make([]selection.Candidate, len(cold))
+		for j, i := range cold {
+			sub[j] = cs[i]
+		}
+		for _, j := range selection.Pick(selection.Typical, sub, n/2, seed) {
+			cs[cold[j]].Must = true
+		}
+	}
+	take := map[int]bool{}
+	for _, i := range selection.Pick(method, cs, n, seed) {
+		take[i] = true
+	}
+	return formBatch(l, take, now)
 }
 
 // cut takes n examples from the open batch, balanced across predicted classes and
@@ -119,18 +204,31 @@ func cut(l *project.Ledger, n int, now time.Time) project.FormedBatch {
 			}
 		}
 	}
+	return formBatch(l, take, now)
+}
+
+// formBatch moves the pending examples take names into a new formed batch.
+func formBatch(l *project.Ledger, take map[int]bool, now time.Time) project.FormedBatch {
 	l.Seq++
 	fb := project.FormedBatch{ID: fmt.Sprintf("b%06d", l.Seq), At: now}
 	keep := l.Pending[:0:0]
 	for i, p := range l.Pending {
 		if take[i] {
+			p.Probs, p.Embedding = nil, nil // what selection needed, not the batch
 			fb.Examples = append(fb.Examples, p)
+			if p.Device != "" {
+				if l.Sites == nil {
+					l.Sites = map[string]int{}
+				}
+				l.Sites[p.Device]++
+			}
 		} else {
 			keep = append(keep, p)
 		}
 	}
 	l.Pending = keep
 	l.Formed = append(l.Formed, fb)
+	l.LastFormed = now
 	return fb
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/project"
 	"github.com/edgeloop/edgeloop/pkg/raster"
 	"github.com/edgeloop/edgeloop/pkg/retry"
+	"github.com/edgeloop/edgeloop/pkg/selection"
 	"github.com/edgeloop/edgeloop/pkg/vision"
 	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
 )
@@ -115,21 +116,22 @@ func (c *Curator) Ingest(ctx context.Context, ex *edgeloopv1.Example) error {
 	if len(rec.Correction) == 0 { // an operator's correction is worth keeping anyway
 		rec.DuplicateOf = c.dups.find(p.ID, rec.ID, thumb) // not itself: a redelivery
 	}
-	pe := project.Pending{ID: rec.ID, Class: rec.TopClass(), Reason: rec.TakenBy, Reasons: reasonKinds(rec), Confidence: rec.TopConfidence(), At: rec.ReceivedAt}
-	added := false
+	pe := pendingOf(p, rec)
+	added, expired := false, 0
 	var formed []project.FormedBatch
 	if rec.DuplicateOf == "" {
 		_, err = objstore.Update(ctx, c.st.S, project.LedgerKey(p.ID), func(l *project.Ledger, _ bool) error {
 			if added = addPending(l, pe); !added {
 				return objstore.ErrNoChange // a redelivery
 			}
-			formed = formDue(l, p.Batch, c.now())
+			formed, expired = formDue(l, p.Batch, c.now())
 			l.Rev++
 			return nil
 		})
 		if err != nil {
 			return err
 		}
+		c.m.expired.WithLabelValues(p.ID).Add(float64(expired))
 	}
 	if _, err := objstore.PutJSON(ctx, c.st.S, project.ExampleKey(p.ID, rec.ID), rec, objstore.PutOptions{IfNoneMatch: true}); err != nil && !errors.Is(err, objstore.ErrPrecondition) {
 		return err
@@ -178,7 +180,7 @@ func recordOf(ex *edgeloopv1.Example, imageKey string, now time.Time) *project.E
 		ID: ex.GetId(), Project: ex.GetProject(), Device: ex.GetDevice(), CapturedAt: ex.GetCapturedAt().AsTime(), ReceivedAt: now,
 		Image: imageKey, ContentType: ex.GetImage().GetContentType(), Width: int(ex.GetImage().GetWidth()), Height: int(ex.GetImage().GetHeight()),
 		ModelVersion: ex.GetModelVersion(), Correction: project.LabelsFromProto(ex.GetCorrection()), Truth: project.LabelsFromProto(ex.GetSimulationTruth()),
-		FrameID: ex.GetFrameId(),
+		FrameID: ex.GetFrameId(), Embedding: selection.Reduce(ex.GetEmbedding(), project.PendingEmbedding),
 	}
 	for _, p := range ex.GetPredictions() {
 		r.Predictions = append(r.Predictions, project.Prediction{Class: p.GetClassName(), Confidence: p.GetConfidence(), Box: vision.BoxFromProto(p.GetBox())})
@@ -256,13 +258,15 @@ func (c *Curator) Tick(ctx context.Context) error {
 // tickProject closes a project's due batches and completes its interrupted approvals.
 func (c *Curator) tickProject(ctx context.Context, p *project.Project) error {
 	var formed []project.FormedBatch
+	expired := 0
 	_, err := objstore.Update(ctx, c.st.S, project.LedgerKey(p.ID), func(l *project.Ledger, exists bool) error {
 		if !exists {
 			return objstore.ErrNoChange
 		}
-		newly := formDue(l, p.Batch, c.now())
+		var newly []project.FormedBatch
+		newly, expired = formDue(l, p.Batch, c.now())
 		formed = append([]project.FormedBatch(nil), l.Formed...) // with any a crash left unwritten
-		if len(newly) == 0 {
+		if len(newly) == 0 && expired == 0 {
 			return objstore.ErrNoChange
 		}
 		l.Rev++
@@ -271,6 +275,7 @@ func (c *Curator) tickProject(ctx context.Context, p *project.Project) error {
 	if err != nil {
 		return err
 	}
+	c.m.expired.WithLabelValues(p.ID).Add(float64(expired))
 	if err := c.writeFormed(ctx, p.ID, formed); err != nil {
 		return err
 	}

@@ -34,6 +34,7 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/objstore/s3store"
 	"github.com/edgeloop/edgeloop/pkg/project"
 	"github.com/edgeloop/edgeloop/pkg/raster"
+	"github.com/edgeloop/edgeloop/pkg/selection"
 	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
 )
 
@@ -115,6 +116,7 @@ func call(t *testing.T, base, token, method, path string, body any, out any) int
 func createProject(t *testing.T, base, id, task string, mod func(p *project.Project)) {
 	p := project.Project{ID: id, Task: task, Classes: []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}}
 	p.Batch.MaxWait = config.Duration(time.Hour)
+	p.Batch.Pool, p.Batch.Select = 1, selection.Oldest // a batch as soon as Max wait, in arrival order
 	if mod != nil {
 		mod(&p)
 	}

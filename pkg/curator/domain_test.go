@@ -29,6 +29,7 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/objstore/memstore"
 	"github.com/edgeloop/edgeloop/pkg/project"
 	"github.com/edgeloop/edgeloop/pkg/raster"
+	"github.com/edgeloop/edgeloop/pkg/selection"
 	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
 )
 
@@ -116,7 +117,9 @@ func newDomain(t *testing.T, mod func(p *project.Project)) *domain {
 	d.c = New(d.s, d.ev, kafkabus.Config{}, NewMetrics(prometheus.NewRegistry()), zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
 	d.c.now = d.clk.Now
 	d.p = &project.Project{ID: "digits", Task: "classify", Classes: []string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"},
-		Batch: project.BatchSettings{Min: 4, Max: 6, MaxWait: config.Duration(time.Minute)}}
+		// Batches in arrival order as soon as Max wait: the workflow tests; the
+		// selection tests set the pool and the selection.
+		Batch: project.BatchSettings{Min: 4, Max: 6, MaxWait: config.Duration(time.Minute), Pool: 1, Select: selection.Oldest}}
 	if mod != nil {
 		mod(d.p)
 	}

@@ -114,11 +114,12 @@ func mergeExample(r, rec *project.ExampleRecord) bool {
 // correction (the UI starts from the record's). An approved batch keeps its labels:
 // the dataset never changes.
 func (c *Curator) requeue(ctx context.Context, p *project.Project, r *project.ExampleRecord) error {
-	pe := project.Pending{ID: r.ID, Class: r.TopClass(), Reason: r.TakenBy, Confidence: r.TopConfidence(), At: r.ReceivedAt}
+	pe := pendingOf(p, r)
 	var formed []project.FormedBatch
+	expired := 0
 	inOpen, formedIn := false, ""
 	_, err := objstore.Update(ctx, c.st.S, project.LedgerKey(p.ID), func(l *project.Ledger, _ bool) error {
-		inOpen, formedIn, formed = false, "", nil
+		inOpen, formedIn, formed, expired = false, "", nil, 0
 		changed := false
 		for i := range l.Pending {
 			if l.Pending[i].ID == r.ID {
@@ -141,7 +142,7 @@ func (c *Curator) requeue(ctx context.Context, p *project.Project, r *project.Ex
 		}
 		if !inOpen && formedIn == "" && r.DuplicateOf != "" && addPending(l, pe) {
 			inOpen, changed = true, true
-			formed = formDue(l, p.Batch, c.now())
+			formed, expired = formDue(l, p.Batch, c.now())
 		}
 		if !changed {
 			return objstore.ErrNoChange
@@ -152,6 +153,7 @@ func (c *Curator) requeue(ctx context.Context, p *project.Project, r *project.Ex
 	if err != nil {
 		return fmt.Errorf("example %s: requeueing the corrected example: %w", r.ID, err)
 	}
+	c.m.expired.WithLabelValues(p.ID).Add(float64(expired))
 	if err := c.writeFormed(ctx, p.ID, formed); err != nil {
 		return err
 	}

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,6 +24,7 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/httpapi"
 	"github.com/edgeloop/edgeloop/pkg/kafkabus"
 	"github.com/edgeloop/edgeloop/pkg/message"
+	"github.com/edgeloop/edgeloop/pkg/project"
 	"github.com/edgeloop/edgeloop/pkg/registry"
 	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
 )
@@ -163,6 +166,23 @@ type Training struct {
 	Seconds      float64            `json:"seconds"`
 }
 
+// LabelPoint is one released model on the "labels spent → accuracy at the edge"
+// chart: the corrected labels approved since the first model's dataset when it was
+// trained, and its accuracy on the frames the devices saw.
+type LabelPoint struct {
+	Version  int64   `json:"version"`
+	Labels   int     `json:"labels"`
+	Accuracy float64 `json:"accuracy"`
+	Frames   uint64  `json:"frames"`
+}
+
+// Candidates are the examples waiting in a project's pool for a batch, and those that
+// expired there without being picked (the batch TTL).
+type Candidates struct {
+	Waiting int `json:"waiting"`
+	Expired int `json:"expired"`
+}
+
 // View is the dashboard document.
 type View struct {
 	Release          int64                     `json:"release"`
@@ -176,6 +196,8 @@ type View struct {
 	Releases         []registry.ReleaseChange  `json:"releases"`
 	Dataset          map[string]int            `json:"dataset"`
 	Status           map[string]*DeviceSummary `json:"status"`
+	LabelCurve       []LabelPoint              `json:"label_curve"`
+	Candidates       Candidates                `json:"candidates"`
 }
 
 // DeviceSummary is what the dashboard shows of a device.
@@ -203,8 +225,12 @@ func (t *Tracker) Build(ctx context.Context, cur *curator.Curator, reg *registry
 			}
 		}
 	}
-	if d, err := cur.Store().Dataset(ctx, project); err == nil {
-		v.Dataset, _ = d.Counts()
+	ds, err := cur.Store().Dataset(ctx, project)
+	if err == nil {
+		v.Dataset, _ = ds.Counts()
+	}
+	if l, err := cur.Store().Ledger(ctx, project); err == nil {
+		v.Candidates = Candidates{Waiting: len(l.Pending), Expired: l.Expired}
 	}
 	if rel, err := reg.Current(ctx, project); err == nil {
 		v.Release, v.Releases = rel.Version, rel.History
@@ -245,6 +271,7 @@ func (t *Tracker) Build(ctx context.Context, cur *curator.Curator, reg *registry
 		}
 	}
 	sort.Slice(v.EdgeAccuracy, func(i, j int) bool { return v.EdgeAccuracy[i].Version < v.EdgeAccuracy[j].Version })
+	v.LabelCurve = labelCurve(vs, ds, v.EdgeAccuracy)
 	if s := t.series[project]; s != nil {
 		for ver, pts := range s.points {
 			v.EdgeSeries = append(v.EdgeSeries, Series{Name: fmt.Sprintf("v%d", ver), Points: pts})
@@ -252,6 +279,48 @@ func (t *Tracker) Build(ctx context.Context, cur *curator.Curator, reg *registry
 		sort.Slice(v.EdgeSeries, func(i, j int) bool { return v.EdgeSeries[i].Name < v.EdgeSeries[j].Name })
 	}
 	return v, nil
+}
+
+// labelCurve places each version the devices ran on the labels it was trained with:
+// the dataset entries of its snapshot less those of the first version's (the seed).
+func labelCurve(vs []*registry.Version, ds *project.Dataset, acc []Accuracy) []LabelPoint {
+	if ds == nil || len(vs) == 0 {
+		return nil
+	}
+	labels := func(snapshot string) (int, bool) {
+		seq, err := strconv.Atoi(strings.TrimPrefix(snapshot, "ds-"))
+		if err != nil || !strings.HasPrefix(snapshot, "ds-") {
+			return 0, false
+		}
+		n := 0
+		for _, e := range ds.Entries {
+			if e.Seq <= seq {
+				n++
+			}
+		}
+		return n, true
+	}
+	byVersion := map[int64]*registry.Version{}
+	first := vs[0]
+	for _, ver := range vs {
+		byVersion[ver.Version] = ver
+		if ver.Version < first.Version {
+			first = ver
+		}
+	}
+	base, _ := labels(first.Snapshot)
+	var out []LabelPoint
+	for _, a := range acc {
+		ver := byVersion[a.Version]
+		if ver == nil {
+			continue
+		}
+		if n, ok := labels(ver.Snapshot); ok {
+			out = append(out, LabelPoint{Version: a.Version, Labels: max(0, n-base), Accuracy: a.Accuracy, Frames: a.Frames})
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Labels < out[j].Labels })
+	return out
 }
 
 // verdict names a decision's outcome; versions stored before the paired gate have none.

@@ -21,6 +21,7 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/augment"
 	"github.com/edgeloop/edgeloop/pkg/config"
 	"github.com/edgeloop/edgeloop/pkg/contract"
+	"github.com/edgeloop/edgeloop/pkg/selection"
 )
 
 // Project is one model line's settings.
@@ -51,6 +52,23 @@ type BatchSettings struct {
 	MaxWait config.Duration `json:"max_wait"`
 	// Lease is how long a claim lasts without renewal.
 	Lease config.Duration `json:"lease"`
+	// Pool is how many candidates the curator gathers before it forms a batch of Max
+	// from them (pool-based selection; default 4×Max, bench/loop). A pool of Max or
+	// less forms a batch as soon as Max are waiting.
+	Pool int `json:"pool"`
+	// Select is how a batch is picked from the candidates: selection.Diverse (the
+	// default: operator flags, then uncertain and mutually different frames,
+	// class-balanced), selection.Typical or selection.Oldest (round robin over
+	// predicted class and sampling reason, oldest first, as before pools).
+	Select string `json:"select"`
+	// ColdStart is how many first batches of a project are picked typical-first
+	// (selection.Typical) before Select takes over; a new site (a device with fewer
+	// than Max examples batched) gets up to half of a batch typical-first too. 0: the
+	// default (1); negative: never.
+	ColdStart int `json:"cold_start"`
+	// TTL is how long a candidate not picked waits for a later batch before it expires
+	// (default 1h; it counts in the dashboard).
+	TTL config.Duration `json:"ttl"`
 }
 
 // SplitSettings pin approved examples to splits (training overview: 80/10/10, val and
@@ -133,6 +151,10 @@ func (p *Project) Defaults() {
 	config.IfZero(&p.Batch.Max, 50)
 	config.IfZero(&p.Batch.MaxWait, config.Duration(10*time.Minute))
 	config.IfZero(&p.Batch.Lease, config.Duration(30*time.Minute))
+	config.IfZero(&p.Batch.Pool, 4*p.Batch.Max)
+	config.IfZero(&p.Batch.Select, selection.Diverse)
+	config.IfZero(&p.Batch.ColdStart, 1)
+	config.IfZero(&p.Batch.TTL, config.Duration(time.Hour))
 	if p.Split.Train == 0 && p.Split.Val == 0 && p.Split.Test == 0 {
 		p.Split.Train, p.Split.Val, p.Split.Test = 0.8, 0.1, 0.1
 	}
@@ -171,6 +193,14 @@ func (p *Project) Validate() error {
 	b := p.Batch
 	if b.Min < 1 || b.Max < b.Min || b.Max > 1000 {
 		return fmt.Errorf("project %s: batch min %d max %d: want 1 ≤ min ≤ max ≤ 1000", p.ID, b.Min, b.Max)
+	}
+	if b.Pool < 0 || b.Pool > 10000 || b.TTL < 0 {
+		return fmt.Errorf("project %s: batch pool %d ttl %s: want 0 ≤ pool ≤ 10000 and ttl ≥ 0", p.ID, b.Pool, b.TTL.D())
+	}
+	switch b.Select {
+	case "", selection.Diverse, selection.Typical, selection.Oldest:
+	default:
+		return fmt.Errorf("project %s: batch select %q: want %s, %s or %s", p.ID, b.Select, selection.Diverse, selection.Typical, selection.Oldest)
 	}
 	s := p.Split
 	if s.Train < 0 || s.Val < 0 || s.Test < 0 || s.Train+s.Val+s.Test < 0.999 || s.Train+s.Val+s.Test > 1.001 {

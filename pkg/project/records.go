@@ -58,6 +58,9 @@ type ExampleRecord struct {
 	// queued.
 	DuplicateOf string `json:"duplicate_of,omitempty"`
 	FrameID     string `json:"frame_id,omitempty"`
+	// Embedding is the model's embedding of the frame as the agent sent it, reduced
+	// (selection.Reduce to PendingEmbedding floats); empty when it sent none.
+	Embedding []float32 `json:"embedding,omitempty"`
 }
 
 // TopConfidence is the most confident prediction's confidence (0 when none).
@@ -95,7 +98,22 @@ type Pending struct {
 	Reasons    []string  `json:"reasons,omitempty"`
 	Confidence float32   `json:"confidence"`
 	At         time.Time `json:"at"`
+	// Device sent it (a site, for cold starts).
+	Device string `json:"device,omitempty"`
+	// Probs are the model's probabilities in the project's class order (projects of
+	// up to MaxPendingClasses classes) and Embedding the model's embedding of the frame,
+	// reduced to at most PendingEmbedding floats (selection.Reduce): what pool-based
+	// selection weighs. Both are empty for examples without them.
+	Probs     []float32 `json:"probs,omitempty"`
+	Embedding []float32 `json:"embedding,omitempty"`
 }
+
+// The sizes of what a waiting candidate keeps for selection in the ledger, which is
+// rewritten on every example.
+const (
+	MaxPendingClasses = 64
+	PendingEmbedding  = 128
+)
 
 // Ledger is a project's open batch and the recent history that makes ingestion
 // idempotent. It changes only by compare-and-swap.
@@ -108,6 +126,13 @@ type Ledger struct {
 	// (a crash in between is repaired from here).
 	Formed []FormedBatch `json:"formed,omitempty"`
 	Rev    int           `json:"rev"`
+	// LastFormed is when the last batch formed (MaxWait counts from it too, so that
+	// candidates left waiting do not close every batch early).
+	LastFormed time.Time `json:"last_formed,omitempty"`
+	// Expired counts the candidates that waited longer than the TTL without being
+	// picked; Sites counts the examples batched per device (cold starts).
+	Expired int            `json:"expired,omitempty"`
+	Sites   map[string]int `json:"sites,omitempty"`
 }
 
 // FormedBatch is a batch cut from the open batch.

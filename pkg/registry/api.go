@@ -92,7 +92,7 @@ func Mount(api *httpapi.Mux, r *Registry) {
 	}
 	api.Handle("POST /api/v1/projects/{p}/retrain", httpapi.RoleAdmin, func(w http.ResponseWriter, req *http.Request) error {
 		var body struct {
-			// Mode is replay, full or scratch; empty: the project's policy.
+			// Mode is replay, full, scratch or adapt-bn; empty: the project's policy.
 			Mode string `json:"mode"`
 		}
 		if req.ContentLength != 0 {

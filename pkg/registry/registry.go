@@ -443,15 +443,16 @@ func (r *Registry) Metrics(ctx context.Context, project string, version int64, v
 // RequestTraining asks the retrain service for a training of project now, whatever its
 // trigger policy: a BatchApproved whose batch id starts with "manual-", then the mode
 // asked for, if any: "full" (the release fine-tuned on the whole train split),
-// "scratch" (fresh weights) or "replay"; "" lets the policy decide.
+// "scratch" (fresh weights), "replay" or "adapt-bn" (the release with its batch norm
+// statistics re-estimated on the project's recent frames); "" lets the policy decide.
 func (r *Registry) RequestTraining(ctx context.Context, pid, by, mode string) (string, error) {
 	id := fmt.Sprintf("manual-%d", time.Now().UnixNano())
 	switch mode {
 	case "":
-	case "replay", "full", "scratch":
+	case "replay", "full", "scratch", "adapt-bn":
 		id = fmt.Sprintf("manual-%s-%d", mode, time.Now().UnixNano())
 	default:
-		return "", fmt.Errorf("%w: training mode %q: want replay, full or scratch", project.ErrInvalid, mode)
+		return "", fmt.Errorf("%w: training mode %q: want replay, full, scratch or adapt-bn", project.ErrInvalid, mode)
 	}
 	b, _ := proto.Marshal(&edgeloopv1.BatchApproved{Project: pid, BatchId: id, ApprovedAt: timestamppb.Now(), ApprovedBy: by})
 	if r.prod == nil {

@@ -82,7 +82,18 @@ func abs(x int) int {
 
 // LineChart draws series on shared axes. yMin/yMax fix the y range when yMax > yMin.
 func LineChart(title, xLabel string, series []Series, yMin, yMax float64) image.Image {
-	const w, h, left, right, top, bottom = 520, 340, 60, 20, 40, 70
+	const w, left, right, top = 520, 60, 20, 40
+	// The legend wraps onto as many rows as its names need, below the plot.
+	rows, lx := 1, left
+	for _, s := range series {
+		if wd := 30 + textWidth(s.Name); lx+wd > w && lx > left {
+			rows, lx = rows+1, left+wd
+		} else {
+			lx += wd
+		}
+	}
+	bottom := 70 + 16*(rows-1)
+	h := 340 + 16*(rows-1)
 	c := newCanvas(w, h)
 	c.text(left, 20, title, ink)
 	xmin, xmax := math.Inf(1), math.Inf(-1)
@@ -132,7 +143,7 @@ func LineChart(title, xLabel string, series []Series, yMin, yMax float64) image.
 	c.line(left, top, left, top+ph, ink, false)
 	c.line(left, top+ph, left+pw, top+ph, ink, false)
 	c.text(left+pw/2-textWidth(xLabel)/2, top+ph+32, xLabel, ink)
-	lx := left
+	lx, row := left, 0
 	for _, s := range series {
 		for i := 1; i < len(s.X); i++ {
 			if bad(s.Y[i-1]) || bad(s.Y[i]) {
@@ -145,9 +156,14 @@ func LineChart(title, xLabel string, series []Series, yMin, yMax float64) image.
 				c.rect(image.Rect(px(s.X[i])-2, py(s.Y[i])-2, px(s.X[i])+3, py(s.Y[i])+3), s.Color)
 			}
 		}
-		c.rect(image.Rect(lx, h-18, lx+14, h-8), s.Color)
-		c.text(lx+18, h-8, s.Name, ink)
-		lx += 30 + textWidth(s.Name)
+		wd := 30 + textWidth(s.Name)
+		if lx+wd > w && lx > left {
+			lx, row = left, row+1
+		}
+		base := h - 8 - 16*(rows-1-row)
+		c.rect(image.Rect(lx, base-10, lx+14, base), s.Color)
+		c.text(lx+18, base, s.Name, ink)
+		lx += wd
 	}
 	return c
 }

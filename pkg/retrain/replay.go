@@ -23,15 +23,23 @@ const (
 	// ModeScratch trains fresh weights on the whole train split (a project's first
 	// model, or on request).
 	ModeScratch = "scratch"
+	// ModeAdaptBN re-estimates the release's batch norm statistics on the images of
+	// the project's AdaptFrames most recently approved train examples, the frames of
+	// its sites (their labels unused), and trains nothing (train.AdaptBN): site
+	// adaptation for the families with batch norm, gated like any candidate.
+	ModeAdaptBN = "adapt-bn"
 )
+
+// AdaptFrames is how many recent frames ModeAdaptBN re-estimates the statistics on.
+const AdaptFrames = 512
 
 // CheckMode refuses an unknown training mode ("" lets the policy decide).
 func CheckMode(m string) error {
 	switch m {
-	case "", ModeReplay, ModeFull, ModeScratch:
+	case "", ModeReplay, ModeFull, ModeScratch, ModeAdaptBN:
 		return nil
 	}
-	return fmt.Errorf("training mode %q: want %s, %s or %s", m, ModeReplay, ModeFull, ModeScratch)
+	return fmt.Errorf("training mode %q: want %s, %s, %s or %s", m, ModeReplay, ModeFull, ModeScratch, ModeAdaptBN)
 }
 
 // Plan is the train examples one training uses.

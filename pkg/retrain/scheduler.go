@@ -118,7 +118,7 @@ func (s *Service) record(ctx context.Context, ev *edgeloopv1.BatchApproved) erro
 		}
 		if IsManual(ev) {
 			st.Manual = true
-			if m := ManualMode(ev); m == ModeScratch || (m == ModeFull && st.Mode != ModeScratch) {
+			if m := ManualMode(ev); m == ModeScratch || (m == ModeFull && st.Mode != ModeScratch) || (m == ModeAdaptBN && st.Mode == "") {
 				st.Mode = m
 			}
 		}

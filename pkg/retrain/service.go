@@ -223,7 +223,7 @@ func IsManual(ev *edgeloopv1.BatchApproved) bool { return strings.HasPrefix(ev.B
 // ManualMode is the training mode a manual request asks for ("manual-full-…" or
 // "manual-scratch-…"; "" for the policy's).
 func ManualMode(ev *edgeloopv1.BatchApproved) string {
-	for _, m := range []string{ModeFull, ModeScratch, ModeReplay} {
+	for _, m := range []string{ModeFull, ModeScratch, ModeReplay, ModeAdaptBN} {
 		if strings.HasPrefix(ev.BatchId, "manual-"+m+"-") {
 			return m
 		}

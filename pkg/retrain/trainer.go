@@ -152,6 +152,38 @@ func TrainConfig(p *project.Project, fineTune bool, seed uint64) train.Config {
 	return cfg
 }
 
+// adaptPlan is what ModeAdaptBN reads: the AdaptFrames most recently approved train
+// examples (their images only).
+func adaptPlan(entries []project.DatasetEntry) Plan {
+	var train []project.DatasetEntry
+	for _, e := range entries {
+		if e.Split == "train" {
+			train = append(train, e)
+		}
+	}
+	slices.SortStableFunc(train, func(x, y project.DatasetEntry) int { return y.Seq - x.Seq })
+	pl := Plan{Mode: ModeAdaptBN, Available: len(train)}
+	pl.Train = train[:min(len(train), AdaptFrames)]
+	pl.Recent = len(pl.Train)
+	return pl
+}
+
+// adaptBN is ModeAdaptBN's "training": the release's weights with batch norm
+// statistics re-estimated on data's train images.
+func (s *Service) adaptBN(ctx context.Context, a nn.Arch, release *nn.Params, data train.Split) (*train.Result, error) {
+	ims := make([]*raster.Image, len(data.Train))
+	for i, smp := range data.Train {
+		ims[i] = smp.Image
+	}
+	params, err := train.AdaptBN(ctx, a, release, ims, 32, s.backend.Factory)
+	if err != nil {
+		return nil, err
+	}
+	res := &train.Result{Params: params, Engine: s.backend.Name}
+	res.Examples.Train, res.Examples.Val, res.Examples.Test = len(data.Train), len(data.Val), len(data.Test)
+	return res, nil
+}
+
 // Outcome is one training's result.
 type Outcome struct {
 	Version  *registry.Version
@@ -192,6 +224,8 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string, 
 		return nil, err
 	}
 	switch {
+	case parent == nil && mode == ModeAdaptBN:
+		return nil, fmt.Errorf("project %s: batch norm adaptation needs a released model", project)
 	case parent == nil:
 		mode = ModeScratch
 	case mode == "" && p.Retrain.Replay < 0:
@@ -232,6 +266,9 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string, 
 		cfg.Augment = augment.DefaultFor(a) // colour networks get colour augmentation
 	}
 	plan := PlanTraining(d.Entries, p.Classes, mode, since, p.Retrain.Replay, uint64(d.Seq))
+	if mode == ModeAdaptBN {
+		plan = adaptPlan(d.Entries)
+	}
 	entries := plan.Train
 	for _, e := range d.Entries {
 		if e.Split == "val" || e.Split == "test" {
@@ -245,7 +282,12 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string, 
 	s.log.Info("training", zap.String("project", project), zap.Int64("parent", parentVersion), zap.String("snapshot", snapshot),
 		zap.String("mode", mode), zap.Int("new", plan.New), zap.Int("replayed", plan.Replayed), zap.Int("recent", plan.Recent), zap.Int("available", plan.Available),
 		zap.Int("train", len(data.Train)), zap.Int("val", len(data.Val)), zap.Int("test", len(data.Test)), zap.String("trigger", trigger))
-	res, err := train.Run(ctx, a, init, p.Classes, data, cfg, s.backend.Factory)
+	var res *train.Result
+	if mode == ModeAdaptBN {
+		res, err = s.adaptBN(ctx, a, init, data)
+	} else {
+		res, err = train.Run(ctx, a, init, p.Classes, data, cfg, s.backend.Factory)
+	}
 	if err != nil && (res == nil || !errors.Is(err, train.ErrDiverged)) {
 		return nil, err
 	}

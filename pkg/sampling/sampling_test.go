@@ -194,3 +194,37 @@ func TestKindsAreTheEnumsNames(t *testing.T) {
 		}
 	}
 }
+
+// An uncertain frame whose embedding is within the distance of a recent pick's is
+// skipped as similar; a different one, one without an embedding and an operator's
+// flag are taken; the window forgets old picks.
+func TestEmbeddingDiversity(t *testing.T) {
+	c := &clock{t: time.Unix(0, 0)}
+	s, err := New(Config{Strategies: []StrategyConfig{{Kind: OperatorFlagged}, {Kind: LowConfidence, Measure: "margin", Max: .5}},
+		DedupDistance: -1, MinEmbeddingDistance: 0.05, EmbeddingWindow: 2}, 1, c.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := cls(.5, .4, .1)
+	a, b, d := []float32{1, 0, 0}, []float32{0, 1, 0}, []float32{0, 0, 1}
+	if !s.Decide(Frame{Predictions: u, Embedding: a}).Taken() {
+		t.Fatal("first uncertain frame not taken")
+	}
+	if dd := s.Decide(Frame{Predictions: u, Embedding: []float32{1, 0.02, 0}}); dd.Taken() || !dd.Similar {
+		t.Fatalf("a near-identical embedding: %+v, want skipped as similar", dd)
+	}
+	if !s.Decide(Frame{Predictions: u, Embedding: b}).Taken() || !s.Decide(Frame{Predictions: u}).Taken() {
+		t.Fatal("a different embedding, or none, was not taken")
+	}
+	if !s.Decide(Frame{Predictions: u, Embedding: a, Flagged: true}).Taken() {
+		t.Fatal("an operator's flag was skipped as similar")
+	}
+	// The window holds the last two picks with an embedding (b, then a again): d is
+	// new, and after it a is still recent but b has left.
+	if !s.Decide(Frame{Predictions: u, Embedding: d}).Taken() || !s.Decide(Frame{Predictions: u, Embedding: b}).Taken() {
+		t.Fatal("window: a pick older than the window still suppressed a frame")
+	}
+	if _, err := New(Config{Strategies: []StrategyConfig{{Kind: OperatorFlagged}}, MinEmbeddingDistance: 3}, 1, nil); err == nil {
+		t.Fatal("a cosine distance of 3 accepted")
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 
 	"github.com/edgeloop/edgeloop/pkg/nn"
@@ -34,6 +35,9 @@ type Options struct {
 	NMSIoU float32
 	// TopK keeps the k best classes of a classification (default: all, sorted).
 	TopK int
+	// Embed makes a classifier's Predictor also return each image's embedding, the
+	// penultimate features (nn.SplitHead), from the same forward pass.
+	Embed bool
 }
 
 func (o Options) withDefaults() Options {
@@ -126,6 +130,8 @@ type Predictor struct {
 	opts    Options
 	pool    chan nn.Engine
 	all     []nn.Engine
+	// head is set when the engines run the trunk (Options.Embed): it makes the logits.
+	head *nn.DenseHead
 }
 
 // NewPredictor builds workers engines for the model.
@@ -137,8 +143,16 @@ func NewPredictor(a nn.Arch, p *nn.Params, classes []string, factory func(nn.Eng
 		workers = 1
 	}
 	pr := &Predictor{arch: a, classes: classes, opts: o.withDefaults(), pool: make(chan nn.Engine, workers)}
+	run, rp := a, p
+	if o.Embed && a.Task == nn.Classify {
+		trunk, tp, head, err := nn.SplitHead(a, p)
+		if err != nil {
+			return nil, fmt.Errorf("predictor with embeddings: %w", err)
+		}
+		run, rp, pr.head = trunk, tp, &head
+	}
 	for i := 0; i < workers; i++ {
-		e, err := factory(nn.EngineConfig{Arch: a, Params: p, BatchSize: 16})
+		e, err := factory(nn.EngineConfig{Arch: run, Params: rp, BatchSize: 16})
 		if err != nil {
 			pr.Close()
 			return nil, err
@@ -157,11 +171,21 @@ func (pr *Predictor) Classes() []string { return pr.classes }
 
 // Predict runs the model on images.
 func (pr *Predictor) Predict(ctx context.Context, ims []*raster.Image) ([][]Prediction, error) {
+	res, _, err := pr.PredictEmbed(ctx, ims)
+	return res, err
+}
+
+// Embeds reports whether PredictEmbed returns embeddings (Options.Embed on a classifier).
+func (pr *Predictor) Embeds() bool { return pr.head != nil }
+
+// PredictEmbed runs the model on images and returns, with the predictions, each
+// image's embedding when the predictor was built with Options.Embed (else nil).
+func (pr *Predictor) PredictEmbed(ctx context.Context, ims []*raster.Image) ([][]Prediction, [][]float32, error) {
 	var e nn.Engine
 	select {
 	case e = <-pr.pool:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, nil, ctx.Err()
 	}
 	defer func() { pr.pool <- e }()
 	in := make([]float32, 0, len(ims)*pr.arch.InputSize())
@@ -170,10 +194,19 @@ func (pr *Predictor) Predict(ctx context.Context, ims []*raster.Image) ([][]Pred
 	}
 	out, err := e.Forward(in, len(ims))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	res := make([][]Prediction, len(ims))
+	if h := pr.head; h != nil {
+		embs := make([][]float32, len(ims))
+		out = slices.Clone(out[:len(ims)*h.In]) // the engine may reuse its output
+		for i := range ims {
+			embs[i] = out[i*h.In : (i+1)*h.In : (i+1)*h.In]
+			res[i] = DecodeClassify(h.Logits(embs[i]), pr.classes, pr.opts)
+		}
+		return res, embs, nil
 	}
 	k := pr.arch.OutputSize()
-	res := make([][]Prediction, len(ims))
 	for i := range ims {
 		o := out[i*k : (i+1)*k]
 		if pr.arch.Task == nn.Classify {
@@ -182,7 +215,7 @@ func (pr *Predictor) Predict(ctx context.Context, ims []*raster.Image) ([][]Pred
 			res[i] = DecodeDetect(pr.arch, o, pr.classes, pr.opts)
 		}
 	}
-	return res, nil
+	return res, nil, nil
 }
 
 // Close releases the engines.

@@ -319,7 +319,12 @@ type Example struct {
 	// matched too); the curator balances batches on it. OPERATOR_FLAGGED once an operator
 	// corrected the frame. UNSPECIFIED from agents older than this field: the curator
 	// then reads the first reason.
-	TakenBy       SamplingKind `protobuf:"varint,14,opt,name=taken_by,json=takenBy,proto3,enum=edgeloop.v1.SamplingKind" json:"taken_by,omitempty"`
+	TakenBy SamplingKind `protobuf:"varint,14,opt,name=taken_by,json=takenBy,proto3,enum=edgeloop.v1.SamplingKind" json:"taken_by,omitempty"`
+	// The model's embedding of the frame (its penultimate features: 128 floats for the
+	// digits classifier, 1280 for the MobileNetV2 family), for the curator's diverse,
+	// typical-first selection. Empty from agents older than this field and for models
+	// without one (detectors).
+	Embedding     []float32 `protobuf:"fixed32,15,rep,packed,name=embedding,proto3" json:"embedding,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -452,6 +457,13 @@ func (x *Example) GetTakenBy() SamplingKind {
 	return SamplingKind_SAMPLING_KIND_UNSPECIFIED
 }
 
+func (x *Example) GetEmbedding() []float32 {
+	if x != nil {
+		return x.Embedding
+	}
+	return nil
+}
+
 var File_edgeloop_v1_example_proto protoreflect.FileDescriptor
 
 const file_edgeloop_v1_example_proto_rawDesc = "" +
@@ -474,7 +486,7 @@ const file_edgeloop_v1_example_proto_rawDesc = "" +
 	"\x04kind\x18\x01 \x01(\x0e2\x19.edgeloop.v1.SamplingKindR\x04kind\x12\x1a\n" +
 	"\bstrategy\x18\x02 \x01(\tR\bstrategy\x12\x14\n" +
 	"\x05score\x18\x03 \x01(\x02R\x05score\x12\x16\n" +
-	"\x06detail\x18\x04 \x01(\tR\x06detail\"\xe3\x04\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\"\x81\x05\n" +
 	"\aExample\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aproject\x18\x02 \x01(\tR\aproject\x12\x16\n" +
@@ -493,7 +505,8 @@ const file_edgeloop_v1_example_proto_rawDesc = "" +
 	"\ragent_version\x18\v \x01(\tR\fagentVersion\x12\x19\n" +
 	"\bframe_id\x18\f \x01(\tR\aframeId\x12B\n" +
 	"\x10simulation_truth\x18\r \x01(\v2\x17.edgeloop.v1.AnnotationR\x0fsimulationTruth\x124\n" +
-	"\btaken_by\x18\x0e \x01(\x0e2\x19.edgeloop.v1.SamplingKindR\atakenBy*\xf5\x01\n" +
+	"\btaken_by\x18\x0e \x01(\x0e2\x19.edgeloop.v1.SamplingKindR\atakenBy\x12\x1c\n" +
+	"\tembedding\x18\x0f \x03(\x02R\tembedding*\xf5\x01\n" +
 	"\fSamplingKind\x12\x1d\n" +
 	"\x19SAMPLING_KIND_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eSAMPLING_KIND_OPERATOR_FLAGGED\x10\x01\x12$\n" +
