@@ -45,7 +45,8 @@ const (
 	SiLU = "silu"
 	// Add is the element-wise sum of two or more inputs of one shape (a residual).
 	Add = "add"
-	// Concat joins two or more (C, H, W) inputs of one H×W along the channels.
+	// Concat joins two or more (C, H, W) inputs of one H×W along the channels, or two or
+	// more vectors (flattened maps) end to end.
 	Concat = "concat"
 	// GlobalAvgPool averages each channel: (N, C, H, W) -> (N, C).
 	GlobalAvgPool = "gap"
@@ -125,6 +126,20 @@ type Arch struct {
 	// HeadFrom is the index of the first layer of the head; the layers before it are
 	// the backbone, which fine-tuning may freeze.
 	HeadFrom int `json:"head_from"`
+	// Levels are the pyramid levels of a multi-scale detector (DetectorFamily), finest
+	// first; empty for the grid detector and classifiers. The output is each level's
+	// (5+C, H/stride, W/stride) map, flattened, end to end (see LevelMaps).
+	Levels []Level `json:"levels,omitempty"`
+}
+
+// Level is one pyramid level of a multi-scale detector: its stride in input pixels
+// and the layers whose outputs are its objectness (1 channel), box (4) and class
+// (Classes) maps.
+type Level struct {
+	Stride int `json:"stride"`
+	Obj    int `json:"obj"`
+	Box    int `json:"box"`
+	Cls    int `json:"cls"`
 }
 
 // Shape is a tensor shape without the batch dimension.
@@ -328,6 +343,17 @@ func (a Arch) Graph() ([]Node, []ParamSpec, error) {
 			}
 			nd.Out = shape
 		case Concat:
+			if len(shape) == 1 {
+				n := 0
+				for k, s := range nd.InShapes {
+					if len(s) != 1 {
+						return fail("input %d (layer %d) is %v; joining vectors needs vectors", k, nd.In[k], s)
+					}
+					n += s[0]
+				}
+				nd.Out = Shape{n}
+				break
+			}
 			c := 0
 			for k, s := range nd.InShapes {
 				if len(s) != 3 || s[1] != shape[1] || s[2] != shape[2] {
@@ -363,6 +389,12 @@ func (a Arch) Graph() ([]Node, []ParamSpec, error) {
 			return nil, nil, fmt.Errorf("arch %s: classifier output %v, want [%d]", a.Name, shape, a.Classes)
 		}
 	case Detect:
+		if len(a.Levels) > 0 {
+			if err := a.checkLevels(nodes); err != nil {
+				return nil, nil, err
+			}
+			break
+		}
 		if len(shape) != 3 || shape[0] != DetectOut(a.Classes) || shape[1] != shape[2] {
 			return nil, nil, fmt.Errorf("arch %s: detector output %v, want [%d S S]", a.Name, shape, DetectOut(a.Classes))
 		}
@@ -390,11 +422,66 @@ func (a Arch) Cost() (params int, macs int64, err error) {
 	return params, macs, nil
 }
 
-// Grid is the detector's grid side (cells per row); 0 for a classifier.
+// Grid is the grid detector's grid side (cells per row); 0 for a classifier or a
+// multi-scale detector.
 func (a Arch) Grid() int {
 	_, out, err := a.Analyse()
-	if err != nil || a.Task != Detect {
+	if err != nil || a.Task != Detect || len(a.Levels) > 0 {
 		return 0
 	}
 	return out[1]
+}
+
+// LevelMap is where one pyramid level's map lies in a multi-scale detector's output
+// of one image: (5+C) channels of H×W values from Offset, channel-major.
+type LevelMap struct {
+	Stride, H, W, Offset int
+}
+
+// LevelMaps are the levels' maps in the output of one image, finest first (nil for a
+// network without levels).
+func (a Arch) LevelMaps() []LevelMap {
+	var out []LevelMap
+	off, ch := 0, DetectOut(a.Classes)
+	for _, l := range a.Levels {
+		if l.Stride < 1 {
+			return nil
+		}
+		m := LevelMap{Stride: l.Stride, H: a.InH / l.Stride, W: a.InW / l.Stride, Offset: off}
+		out = append(out, m)
+		off += ch * m.H * m.W
+	}
+	return out
+}
+
+// checkLevels checks a multi-scale detector: input sides divisible by every stride,
+// each level's objectness, box and class layers of 1, 4 and Classes channels at its
+// resolution, and an output that holds every level's map.
+func (a Arch) checkLevels(nodes []Node) error {
+	want := 0
+	for i, l := range a.Levels {
+		if l.Stride < 1 || a.InH%l.Stride != 0 || a.InW%l.Stride != 0 {
+			return fmt.Errorf("arch %s level %d: stride %d does not divide the %dx%d input", a.Name, i, l.Stride, a.InW, a.InH)
+		}
+		h, w := a.InH/l.Stride, a.InW/l.Stride
+		for _, c := range []struct {
+			what  string
+			layer int
+			ch    int
+		}{{"objectness", l.Obj, 1}, {"box", l.Box, 4}, {"class", l.Cls, a.Classes}} {
+			if c.layer < 0 || c.layer >= len(nodes) {
+				return fmt.Errorf("arch %s level %d: %s layer %d outside %d layers", a.Name, i, c.what, c.layer, len(nodes))
+			}
+			got := nodes[c.layer].Out
+			if nodes[c.layer].Kind != Conv || !slices.Equal(got, Shape{c.ch, h, w}) {
+				return fmt.Errorf("arch %s level %d: %s layer %d is a %s making %v, want a conv making %v", a.Name, i, c.what, c.layer,
+					nodes[c.layer].Kind, got, Shape{c.ch, h, w})
+			}
+		}
+		want += DetectOut(a.Classes) * h * w
+	}
+	if out := nodes[len(nodes)-1].Out; len(out) != 1 || out[0] != want {
+		return fmt.Errorf("arch %s: multi-scale detector output %v, want [%d] (every level's map, flattened)", a.Name, out, want)
+	}
+	return nil
 }

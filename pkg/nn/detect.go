@@ -60,9 +60,13 @@ type DetTargets struct {
 	W, T, M, B []float32
 }
 
-// EncodeTargets builds the targets of n images from their ground-truth boxes. A box
-// belongs to the cell that holds its centre; when two share a cell, the larger wins.
+// EncodeTargets builds the targets of n images from their ground-truth boxes. For the
+// grid detector a box belongs to the cell that holds its centre; when two share a
+// cell, the larger wins. For a multi-scale detector (Arch.Levels) see MultiScaleLoss.
 func EncodeTargets(a Arch, boxes [][]Box) *DetTargets {
+	if len(a.Levels) > 0 {
+		return encodeLevels(a, boxes)
+	}
 	s := a.Grid()
 	ch := DetectOut(a.Classes)
 	n := len(boxes)
@@ -110,9 +114,13 @@ func sigmoid(x float32) float32 { return float32(1 / (1 + math.Exp(-float64(x)))
 
 func sqrt32(x float32) float32 { return float32(math.Sqrt(float64(max(0, x)))) }
 
-// Decode turns one image's head output ((5+C)·S·S values) into detections scoring at
-// least minScore, before non-maximum suppression.
+// Decode turns one image's head output into detections scoring at least minScore,
+// before non-maximum suppression: the grid detector's (5+C)·S·S values, or every level
+// of a multi-scale detector.
 func Decode(a Arch, out []float32, minScore float32) []Detection {
+	if len(a.Levels) > 0 {
+		return decodeLevels(a, out, minScore)
+	}
 	s := a.Grid()
 	at := func(c, row, col int) float32 { return out[(c*s+row)*s+col] }
 	var dets []Detection
@@ -150,13 +158,34 @@ func clamp01(x float32) float32 { return min(1, max(0, x)) }
 // one by more than iou. Ties in score keep the earlier box. The result is sorted by
 // score, highest first.
 func NMS(dets []Detection, iou float32) []Detection {
+	return Suppression{IoU: iou}.Apply(dets)
+}
+
+// Suppression is non-maximum suppression's configuration.
+type Suppression struct {
+	// IoU is the overlap above which the lower-scoring box is dropped.
+	IoU float32
+	// ClassAgnostic suppresses overlapping boxes whatever their classes; else only
+	// boxes of one class suppress each other.
+	ClassAgnostic bool
+	// MaxDetections keeps at most this many boxes, the best (0: all).
+	MaxDetections int
+}
+
+// Apply keeps the highest-scoring boxes and drops those overlapping a kept one (of its
+// class, unless ClassAgnostic) by more than s.IoU, up to s.MaxDetections. Ties in score
+// keep the earlier box. The result is sorted by score, highest first.
+func (s Suppression) Apply(dets []Detection) []Detection {
 	sorted := append([]Detection(nil), dets...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Score > sorted[j].Score })
 	var keep []Detection
 	for _, d := range sorted {
+		if s.MaxDetections > 0 && len(keep) >= s.MaxDetections {
+			break
+		}
 		ok := true
 		for _, k := range keep {
-			if k.Class == d.Class && IoU(k.Box, d.Box) > iou {
+			if (s.ClassAgnostic || k.Class == d.Class) && IoU(k.Box, d.Box) > s.IoU {
 				ok = false
 				break
 			}

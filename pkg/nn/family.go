@@ -55,52 +55,89 @@ func Family(name, size string, inW, inH, channels, classes int) (Arch, error) {
 		return Arch{}, fmt.Errorf("%s with %d classes", name, classes)
 	}
 	a := Arch{Name: fmt.Sprintf("%s-%s", name, size), Task: Classify, InC: channels, InH: inH, InW: inW, Classes: classes}
-	add := func(l Layer) int {
-		a.Layers = append(a.Layers, l)
-		return len(a.Layers) - 1
-	}
-	convBN := func(out, k, stride, groups int, relu bool) int {
-		add(Layer{Kind: Conv, Out: out, K: k, Pad: k / 2, Stride: stride, Groups: groups, NoBias: true})
-		last := add(Layer{Kind: BatchNorm, Eps: 1e-3})
-		if relu {
-			last = add(Layer{Kind: ReLU6})
-		}
-		return last
-	}
-	in := makeDivisible(32*alpha, 8)
-	last := convBN(in, 3, 2, 1, true)
-	for _, b := range mobileNetV2Blocks() {
-		t, c, n, s := b[0], b[1], b[2], b[3]
-		out := makeDivisible(float64(int(float64(c)*alpha)), 8)
-		for i := 0; i < n; i++ {
-			stride := s
-			if i > 0 {
-				stride = 1
-			}
-			blockIn := last
-			hidden := in * t
-			if t != 1 {
-				convBN(hidden, 1, 1, 1, true)
-			}
-			convBN(hidden, 3, stride, hidden, true)
-			last = convBN(out, 1, 1, 1, false)
-			if stride == 1 && in == out {
-				last = add(Layer{Kind: Add, From: []int{last, blockIn}})
-			}
-			in = out
-		}
-	}
+	b := &builder{a: &a}
+	b.trunk(alpha)
 	top := 1280
 	if alpha > 1 {
 		top = makeDivisible(1280*alpha, 8)
 	}
-	convBN(top, 1, 1, 1, true)
-	add(Layer{Kind: GlobalAvgPool})
-	a.HeadFrom = add(Layer{Kind: Dense, Out: classes})
+	b.convBN(top, 1, 1, 1, ReLU6)
+	b.add(Layer{Kind: GlobalAvgPool})
+	a.HeadFrom = b.add(Layer{Kind: Dense, Out: classes})
 	if _, _, err := a.Graph(); err != nil {
 		return Arch{}, err
 	}
 	return a, nil
+}
+
+// builder appends layers to an architecture.
+type builder struct {
+	a *Arch
+	// taps[s] is the last layer of the trunk at stride s and tapCh[s] its channels
+	// (trunk).
+	taps, tapCh map[int]int
+	// ch is the channels of the last layer added through convBN (trunk).
+	ch int
+}
+
+// add appends l and returns its index.
+func (b *builder) add(l Layer) int {
+	b.a.Layers = append(b.a.Layers, l)
+	return len(b.a.Layers) - 1
+}
+
+// convBN appends a bias-free conv reading the previous layer, its batch norm and the
+// activation act ("" for none), and returns the last layer's index.
+func (b *builder) convBN(out, k, stride, groups int, act string) int {
+	return b.convBNFrom(-2, out, k, stride, groups, act)
+}
+
+// convBNFrom is convBN reading layer from (-2: the previous layer).
+func (b *builder) convBNFrom(from, out, k, stride, groups int, act string) int {
+	l := Layer{Kind: Conv, Out: out, K: k, Pad: k / 2, Stride: stride, Groups: groups, NoBias: true}
+	if from != -2 {
+		l.From = []int{from}
+	}
+	b.add(l)
+	last := b.add(Layer{Kind: BatchNorm, Eps: 1e-3})
+	if act != "" {
+		last = b.add(Layer{Kind: act})
+	}
+	b.ch = out
+	return last
+}
+
+// trunk appends MobileNetV2's stem and seven inverted-residual stages at width alpha,
+// recording in taps the last layer at each stride (2 to 32).
+func (b *builder) trunk(alpha float64) {
+	b.taps, b.tapCh = map[int]int{}, map[int]int{}
+	in := makeDivisible(32*alpha, 8)
+	last := b.convBN(in, 3, 2, 1, ReLU6)
+	stride := 2
+	for _, blk := range mobileNetV2Blocks() {
+		t, c, n, s := blk[0], blk[1], blk[2], blk[3]
+		out := makeDivisible(float64(int(float64(c)*alpha)), 8)
+		for i := 0; i < n; i++ {
+			st := s
+			if i > 0 {
+				st = 1
+			}
+			blockIn := last
+			hidden := in * t
+			if t != 1 {
+				b.convBN(hidden, 1, 1, 1, ReLU6)
+			}
+			b.convBN(hidden, 3, st, hidden, ReLU6)
+			last = b.convBN(out, 1, 1, 1, "")
+			if st == 1 && in == out {
+				last = b.add(Layer{Kind: Add, From: []int{last, blockIn}})
+			}
+			in = out
+			stride *= st
+			b.taps[stride], b.tapCh[stride] = last, out
+		}
+	}
+	b.ch = in
 }
 
 // makeDivisible rounds v to a multiple of d, never below d nor 10% below v (the

@@ -26,8 +26,9 @@ func NewParams(a Arch) (*Params, error) {
 	return p, nil
 }
 
-// InitParams returns He-initialised weights, zero biases, and batch norm's γ = 1,
-// β = 0, running mean 0 and running variance 1, reproducible from seed.
+// InitParams returns He-initialised weights, zero biases (but PriorProb's logit for a
+// multi-scale detector's objectness and class convs), and batch norm's γ = 1, β = 0,
+// running mean 0 and running variance 1, reproducible from seed.
 func InitParams(a Arch, seed uint64) (*Params, error) {
 	p, err := NewParams(a)
 	if err != nil {
@@ -47,6 +48,18 @@ func InitParams(a Arch, seed uint64) (*Params, error) {
 		std := math.Sqrt(2 / float64(s.FanIn))
 		for j := range p.Values[i] {
 			p.Values[i][j] = float32(r.NormFloat64() * std)
+		}
+	}
+	// A multi-scale detector's objectness and class convs start at PriorProb.
+	prior := map[int]bool{}
+	for _, l := range a.Levels {
+		prior[l.Obj], prior[l.Cls] = true, true
+	}
+	for i, s := range p.Specs {
+		if s.Bias && prior[s.Layer] {
+			for j := range p.Values[i] {
+				p.Values[i][j] = priorBias()
+			}
 		}
 	}
 	return p, nil
@@ -124,13 +137,25 @@ func RemapClasses(a Arch, p *Params, from, to []string, seed uint64) (Arch, *Par
 	out := a
 	out.Classes = len(to)
 	out.Layers = append([]Layer(nil), a.Layers...)
-	// off is the first output unit that holds a class: 0 for a classifier, after the
-	// objectness and box channels for a detector.
+	// heads are the layers whose output units hold the classes; off is the first unit
+	// that holds a class: 0 for a classifier and a multi-scale detector's class convs,
+	// after the objectness and box channels for the grid detector.
+	heads := map[int]bool{}
 	off := 0
 	switch {
 	case a.Task == Classify && a.Layers[last].Kind == Dense:
+		heads[last] = true
 		out.Layers[last].Out = len(to)
+	case a.Task == Detect && len(a.Levels) > 0:
+		for _, l := range a.Levels {
+			if l.Cls < 0 || l.Cls >= len(a.Layers) || a.Layers[l.Cls].Kind != Conv {
+				return Arch{}, nil, fmt.Errorf("remap classes: arch %s: level class layer %d is not a conv", a.Name, l.Cls)
+			}
+			heads[l.Cls] = true
+			out.Layers[l.Cls].Out = len(to)
+		}
 	case a.Task == Detect && a.Layers[last].Kind == Conv:
+		heads[last] = true
 		off = DetectOut(0)
 		out.Layers[last].Out = DetectOut(len(to))
 	default:
@@ -148,7 +173,7 @@ func RemapClasses(a Arch, p *Params, from, to []string, seed uint64) (Arch, *Par
 		old[c] = i
 	}
 	// src[j] is the old unit of new unit j, or -1 for a new class.
-	src := make([]int, headUnits(out))
+	src := make([]int, off+len(to))
 	for j := range src {
 		src[j] = j // objectness and box channels map to themselves
 	}
@@ -161,14 +186,14 @@ func RemapClasses(a Arch, p *Params, from, to []string, seed uint64) (Arch, *Par
 	r := rand.New(rand.NewPCG(seed, 0x5bd1e995))
 	for t, s := range np.Specs {
 		ov := p.Values[t]
-		if s.Layer != last {
+		if !heads[s.Layer] {
 			if len(ov) != len(np.Values[t]) {
 				return Arch{}, nil, fmt.Errorf("remap classes: tensor %s has %d values, want %d", s.Name, len(ov), len(np.Values[t]))
 			}
 			copy(np.Values[t], ov)
 			continue
 		}
-		nOld, nNew := a.Layers[last].Out, out.Layers[last].Out
+		nOld, nNew := a.Layers[s.Layer].Out, out.Layers[s.Layer].Out
 		switch {
 		case s.Bias:
 			var mean float32
@@ -211,13 +236,4 @@ func RemapClasses(a Arch, p *Params, from, to []string, seed uint64) (Arch, *Par
 		}
 	}
 	return out, np, nil
-}
-
-// headUnits is the number of output units of the network's head: the classifier's
-// logits or the detector's channels per cell.
-func headUnits(a Arch) int {
-	if a.Task == Detect {
-		return DetectOut(a.Classes)
-	}
-	return a.Classes
 }

@@ -1,0 +1,107 @@
+package nn
+
+import "fmt"
+
+// DetectorStrides are the multi-scale detector's pyramid levels.
+func DetectorStrides() []int { return []int{8, 16, 32} }
+
+// neckWidth is the channels of the feature pyramid and heads at each family size.
+func neckWidth(size string) int {
+	switch size {
+	case "n":
+		return 48
+	case "s":
+		return 64
+	}
+	return 96
+}
+
+// DetectorFamily returns the multi-scale anchor-free detector of family name
+// (MobileNetV2) at size (n, s, m) for inW×inH images (sides multiples of 32 from 64 to
+// 640) of channels channels (1 grey, 3 RGB) and classes classes:
+//
+//   - the family's trunk (Family without its 1280-channel conv and classifier), tapped
+//     at strides 8, 16 and 32;
+//   - a small feature pyramid (PAN, as YOLOv8's neck, with depthwise-separable convs):
+//     top-down, the coarser map upsampled and concatenated with the finer trunk map;
+//     bottom-up, the finer map downsampled by a stride-2 depthwise conv and
+//     concatenated with the coarser one; every merge a 3×3 depthwise and a 1×1 conv
+//     with batch norm and SiLU;
+//   - a decoupled head per level (YOLOX): a class branch and a box branch, each a
+//     depthwise-separable conv, then 1×1 convs to the class logits, and from the box
+//     branch to the four side distances and the objectness logit;
+//   - each level's [objectness, box, classes] maps concatenated, flattened, and the
+//     levels joined end to end (Arch.Levels, LevelMaps).
+//
+// The backbone (HeadFrom) is the trunk; the pyramid and heads train from scratch. The
+// signature is the project's model setting {family, size, input, channels}.
+func DetectorFamily(name, size string, inW, inH, channels, classes int) (Arch, error) {
+	if name != MobileNetV2 {
+		return Arch{}, fmt.Errorf("model family %q unknown (have %q)", name, MobileNetV2)
+	}
+	alpha, ok := familyWidth(size)
+	if !ok {
+		return Arch{}, fmt.Errorf("%s size %q unknown (have %v)", name, size, FamilySizes())
+	}
+	for _, v := range []int{inW, inH} {
+		if v < 64 || v > 640 || v%32 != 0 {
+			return Arch{}, fmt.Errorf("%s detector input %dx%d: sides must be multiples of 32 from 64 to 640", name, inW, inH)
+		}
+	}
+	if channels != 1 && channels != 3 {
+		return Arch{}, fmt.Errorf("%s detector input of %d channels, want 1 (grey) or 3 (RGB)", name, channels)
+	}
+	if classes < 1 {
+		return Arch{}, fmt.Errorf("%s detector with %d classes", name, classes)
+	}
+	a := Arch{Name: fmt.Sprintf("%s-%s-det", name, size), Task: Detect, InC: channels, InH: inH, InW: inW, Classes: classes}
+	b := &builder{a: &a}
+	b.trunk(alpha)
+	buildPyramid(b, neckWidth(size), classes)
+	if _, _, err := a.Graph(); err != nil {
+		return Arch{}, err
+	}
+	return a, nil
+}
+
+// buildPyramid appends the feature pyramid and the heads to a trunk built by b, with
+// neck channels h, and sets the arch's head and levels.
+func buildPyramid(b *builder, h, classes int) {
+	a := b.a
+	c3, c4, c5 := b.taps[8], b.taps[16], b.taps[32]
+	// dwsep is a 3×3 depthwise conv of in channels reading from, then a 1×1 conv to
+	// out; each with batch norm and SiLU.
+	dwsep := func(from, in, out, stride int) int {
+		b.convBNFrom(from, in, 3, stride, in, SiLU)
+		return b.convBN(out, 1, 1, 1, SiLU)
+	}
+	merge := func(x, xc, y, yc int) int { // concat(x, y) → dwsep to h
+		cat := b.add(Layer{Kind: Concat, From: []int{x, y}})
+		return dwsep(cat, xc+yc, h, 1)
+	}
+	ch3, ch4 := b.tapCh[8], b.tapCh[16]
+	// Top-down.
+	a.HeadFrom = len(a.Layers)
+	l5 := b.convBNFrom(c5, h, 1, 1, 1, SiLU)
+	up5 := b.add(Layer{Kind: Upsample, From: []int{l5}})
+	t4 := merge(up5, h, c4, ch4)
+	up4 := b.add(Layer{Kind: Upsample, From: []int{t4}})
+	t3 := merge(up4, h, c3, ch3)
+	// Bottom-up.
+	d3 := b.convBNFrom(t3, h, 3, 2, h, SiLU)
+	n4 := merge(d3, h, t4, h)
+	d4 := b.convBNFrom(n4, h, 3, 2, h, SiLU)
+	n5 := merge(d4, h, l5, h)
+	var flats []int
+	for i, feat := range []int{t3, n4, n5} {
+		cls := dwsep(feat, h, h, 1)
+		clsOut := b.add(Layer{Kind: Conv, Out: classes, K: 1, From: []int{cls}})
+		reg := dwsep(feat, h, h, 1)
+		box := b.add(Layer{Kind: Conv, Out: 4, K: 1, From: []int{reg}})
+		obj := b.add(Layer{Kind: Conv, Out: 1, K: 1, From: []int{reg}})
+		cat := b.add(Layer{Kind: Concat, From: []int{obj, box, clsOut}})
+		flats = append(flats, b.add(Layer{Kind: Flatten, From: []int{cat}}))
+		a.Levels = append(a.Levels, Level{Stride: DetectorStrides()[i], Obj: obj, Box: box, Cls: clsOut})
+	}
+	b.add(Layer{Kind: Concat, From: flats})
+}
