@@ -41,7 +41,7 @@ var _ device = (*Device)(nil)
 
 // kernels every engine launches.
 var kernelNames = []string{"im2col", "col2im", "bias_nchw", "nchw_to_cnhw", "row_sum", "col_sum", "add_bias_rows",
-	"relu_fwd", "relu_bwd", "maxpool_fwd", "maxpool_bwd", "softmax_xent", "detect_loss", "adam",
+	"relu_fwd", "relu_bwd", "maxpool_fwd", "maxpool_bwd", "softmax_xent", "detect_loss", "msdet_loss", "adam",
 	"gconv_fwd", "gconv_dx", "gconv_dw", "channel_sum", "bn_stats", "bn_running", "bn_fwd", "bn_bwd_reduce", "bn_bwd_dx",
 	"relu6_fwd", "relu6_bwd", "silu_fwd", "silu_bwd", "copy", "add2", "add_into", "concat_fwd", "concat_bwd",
 	"gap_fwd", "gap_bwd", "up2_fwd", "up2_bwd", "maxpool_k_fwd", "maxpool_k_bwd"}

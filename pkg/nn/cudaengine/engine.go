@@ -244,7 +244,7 @@ func (e *Engine) forward(md mode) error {
 				}
 			}
 		case nn.Concat:
-			off, hw := 0, l.Out[1]*l.Out[2]
+			off, hw := 0, spatial(l.Out)
 			for k, j := range l.In {
 				cs := l.InShapes[k][0]
 				if err = d.launch("concat_fwd", B*cs*hw, e.src(j), l.act, B, cs, l.Out[0], off, hw); err != nil {
@@ -320,9 +320,19 @@ func (e *Engine) lossAndDz(n int) (float32, error) {
 	}
 	scale := 1 / float32(n)
 	var err error
-	if e.cfg.Arch.Task == nn.Classify {
+	switch a := e.cfg.Arch; {
+	case a.Task == nn.Classify:
 		err = d.launch("softmax_xent", e.bs, e.output(), e.labels, e.dz, e.loss, n, e.bs, e.cfg.Arch.Classes, scale)
-	} else {
+	case len(a.Levels) > 0:
+		for _, m := range a.LevelMaps() {
+			pts := e.bs * m.H * m.W
+			err = d.launchGrid("msdet_loss", min(max(1, (pts+255)/256), 4096), e.output(), e.det[0], e.det[1], e.det[2], e.det[3],
+				e.dz, e.loss, e.bs, e.outLen, m.Offset, m.H*m.W, a.Classes, scale, float32(nn.BoxLogMax))
+			if err != nil {
+				break
+			}
+		}
+	default:
 		total := e.bs * e.outLen
 		err = d.launchGrid("detect_loss", min(max(1, (total+255)/256), 4096), e.output(), e.det[0], e.det[1], e.det[2], e.det[3],
 			e.dz, e.loss, int64(total), scale, float32(nn.LambdaCoord))
@@ -332,6 +342,15 @@ func (e *Engine) lossAndDz(n int) (float32, error) {
 	}
 	l, err := d.readLoss(e.loss)
 	return float32(l), err
+}
+
+// spatial is the pixels per channel of a (C, H, W) shape, 1 for a vector.
+func spatial(s nn.Shape) int {
+	n := 1
+	for _, d := range s[1:] {
+		n *= d
+	}
+	return n
 }
 
 // backward propagates dz through the layers into every weight gradient. A layer's
@@ -425,7 +444,7 @@ func (e *Engine) layerBackward(l *layer, written []bool) error {
 		}
 		return nil
 	case nn.Concat:
-		off, hw := 0, l.Out[1]*l.Out[2]
+		off, hw := 0, spatial(l.Out)
 		for k, src := range l.In {
 			cs := l.InShapes[k][0]
 			o := off

@@ -223,6 +223,19 @@ func (h *hostDevice) launch(name string, _ int, args ...any) error {
 			dz[i] = float32(scale * (float64(wt[i])*(sg-float64(t[i])) + lambda*float64(m[i])*2*d*sg*(1-sg)))
 		}
 		addDouble(loss, acc*scale)
+	case "msdet_loss":
+		z, loss := f(0), f(6)
+		N, per, off, hw, C, scale := n(7), n(8), n(9), n(10), n(11), x(12)
+		dz := f(5)
+		var acc float64
+		for q := 0; q < N*hw; q++ {
+			o := (q/hw)*per + off + q%hw
+			acc += nn.PointLoss(z, f(1), f(2), f(3), f(4), dz, o, hw, C)
+			for c := 0; c < 5+C; c++ {
+				dz[o+c*hw] *= float32(scale)
+			}
+		}
+		addDouble(loss, acc*scale)
 	case "adam":
 		w, g, m, v := f(0), f(1), f(2), f(3)
 		b1, b2, step, rbc2, eps := float32(x(5)), float32(x(6)), float32(x(7)), float32(x(8)), float32(x(9))
@@ -247,7 +260,8 @@ func TestEngineWiringOnHost(t *testing.T) {
 	for _, c := range []struct {
 		arch nn.Arch
 		bs   int
-	}{{nn.ClassifierArch(10), 4}, {nn.DetectorArch(10), 3}, {oddArch(), 5}, {enginetest.AllLayers(), 4}, {graphDetector(), 3}} {
+	}{{nn.ClassifierArch(10), 4}, {nn.DetectorArch(10), 3}, {oddArch(), 5}, {enginetest.AllLayers(), 4}, {graphDetector(), 3},
+		{enginetest.TinyMultiScale(), 3}} {
 		t.Run(c.arch.Name, func(t *testing.T) {
 			r, err := enginetest.Compare(c.arch, gorgoniaengine.Factory, host, c.bs, 3, 42, enginetest.DefaultTolerance())
 			if err != nil {
@@ -290,6 +304,20 @@ func TestEngineWiringOnHost(t *testing.T) {
 			t.Errorf("outside tolerance: %v\n%s", r.Failed, r)
 		}
 	})
+	// The multi-scale detector of the smallest size (237 layers: trunk, pyramid, heads,
+	// the loss at three levels), frozen batch norm and no Adam steps, as above.
+	t.Run("mobilenetv2-n-det, frozen batch norm", func(t *testing.T) {
+		frozen := func(f enginetest.Factory) enginetest.Factory {
+			return func(cfg nn.EngineConfig) (nn.Engine, error) { cfg.FreezeBN = true; return f(cfg) }
+		}
+		r, err := enginetest.Compare(detectorFamily(t), frozen(gorgoniaengine.Factory), frozen(host), 3, 0, 42, enginetest.DefaultTolerance())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Failed) > 0 {
+			t.Errorf("outside tolerance: %v\n%s", r.Failed, r)
+		}
+	})
 	if len(h.mem) != 0 {
 		t.Errorf("%d buffers still allocated after every engine closed", len(h.mem))
 	}
@@ -320,6 +348,15 @@ func graphDetector() nn.Arch {
 // enough for the host device.
 func mobileNet(t testing.TB) nn.Arch {
 	a, err := nn.Family(nn.MobileNetV2, "n", 64, 64, 3, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// detectorFamily is the smallest multi-scale detector at 64×96 RGB with three classes.
+func detectorFamily(t testing.TB) nn.Arch {
+	a, err := nn.DetectorFamily(nn.MobileNetV2, "n", 64, 96, 3, 3)
 	if err != nil {
 		t.Fatal(err)
 	}

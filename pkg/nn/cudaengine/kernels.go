@@ -259,7 +259,7 @@ __global__ void add_into(float* y, const float* x, long n) {
 }
 
 // Channel concatenation: src (N, Cs, HW) is channels [off, off+Cs) of dst (N, Ct, HW);
-// concat_bwd copies them back out.
+// concat_bwd copies them back out. Vectors (N, L) are joined with Cs = L and HW = 1.
 __global__ void concat_fwd(const float* src, float* dst, int N, int Cs, int Ct, int off, int HW) {
 	LOOP(i, (long)N * Cs * HW) {
 		int p = i % HW, c = (i / HW) % Cs;
@@ -454,6 +454,61 @@ __global__ void detect_loss(const float* z, const float* Wt, const float* T, con
 		float d = sg - B[i];
 		acc += (double)Wt[i] * (sp - T[i] * v) + (double)lambda * M[i] * d * d;
 		dz[i] = scale * (Wt[i] * (sg - T[i]) + lambda * M[i] * 2.f * d * sg * (1.f - sg));
+	}
+	s[threadIdx.x] = acc;
+	__syncthreads();
+	for (unsigned k = blockDim.x / 2; k > 0; k >>= 1) {
+		if (threadIdx.x < k) s[threadIdx.x] += s[threadIdx.x + k];
+		__syncthreads();
+	}
+	if (threadIdx.x == 0) atomicAdd(loss, s[0] * scale);
+}
+
+// The multi-scale detector's loss (nn.PointLoss) at every point of one pyramid level:
+// N images of per outputs, the level's (5+C)×hw map from off in each. Objectness and
+// classes: weighted binary cross-entropy; box (channels 1–4, distances exp(min(z,
+// boxMax)) from the point): M's channel 1 weights 1 − GIoU with the target distances
+// in B. Writes scale × the gradient into dz and adds scale × the loss to *loss.
+__global__ void msdet_loss(const float* z, const float* Wt, const float* T, const float* M, const float* B,
+                           float* dz, double* loss, int N, int per, int off, int hw, int C, float scale, float boxMax) {
+	__shared__ double s[256];
+	double acc = 0;
+	LOOP(q, (long)N * hw) {
+		long o = (q / hw) * (long)per + off + q % hw;
+		for (int k = -1; k < C; k++) {
+			long i = o + (k < 0 ? 0 : (long)(5 + k) * hw);
+			float v = z[i];
+			float sp = fmaxf(v, 0.f) + log1pf(expf(-fabsf(v)));
+			float sg = 1.f / (1.f + expf(-v));
+			acc += (double)Wt[i] * (sp - T[i] * v);
+			dz[i] = scale * Wt[i] * (sg - T[i]);
+		}
+		float mw = M[o + hw];
+		if (mw == 0.f) {
+			for (int k = 1; k <= 4; k++) dz[o + k * hw] = 0.f;
+			continue;
+		}
+		float p[4], g[4];
+		for (int k = 0; k < 4; k++) {
+			p[k] = expf(fminf(z[o + (k + 1) * hw], boxMax));
+			g[k] = B[o + (k + 1) * hw];
+		}
+		float ap = (p[0] + p[2]) * (p[1] + p[3]), ag = (g[0] + g[2]) * (g[1] + g[3]);
+		float iw = fminf(p[0], g[0]) + fminf(p[2], g[2]), ih = fminf(p[1], g[1]) + fminf(p[3], g[3]);
+		float iwp = fmaxf(iw, 0.f), ihp = fmaxf(ih, 0.f);
+		float inter = iwp * ihp, uni = ap + ag - inter;
+		float ew = fmaxf(p[0], g[0]) + fmaxf(p[2], g[2]), eh = fmaxf(p[1], g[1]) + fmaxf(p[3], g[3]);
+		float enc = ew * eh;
+		acc += (double)mw * (2.f - inter / uni - uni / enc);
+		float dI = -(uni + inter) / (uni * uni) + 1.f / enc, dA = inter / (uni * uni) - 1.f / enc, dE = uni / (enc * enc);
+		for (int k = 0; k < 4; k++) {
+			int vert = k % 2;
+			float extI = vert ? iwp : ihp, own = vert ? ih : iw, extE = vert ? ew : eh, side = vert ? p[0] + p[2] : p[1] + p[3];
+			float d = dA * side;
+			if (own > 0.f && p[k] < g[k]) d += dI * extI;
+			if (p[k] > g[k]) d += dE * extE;
+			dz[o + (k + 1) * hw] = z[o + (k + 1) * hw] < boxMax ? scale * mw * d * p[k] : 0.f;
+		}
 	}
 	s[threadIdx.x] = acc;
 	__syncthreads();

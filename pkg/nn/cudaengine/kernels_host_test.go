@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/edgeloop/edgeloop/pkg/nn"
+	"github.com/edgeloop/edgeloop/pkg/nn/enginetest"
 )
 
 // hostRun compiles the kernels with the host C++ compiler together with body (C++
@@ -321,4 +322,48 @@ func TestLossesAndAdamOnHost(t *testing.T) {
 		want[i] = float64(x)
 	}
 	near(t, "adam weights", res["w"], want, 1e-5)
+}
+
+// TestMultiScaleLossOnHost: the msdet_loss kernel's CUDA C, run on the host level by
+// level as the engine launches it, against nn.MultiScaleLoss (the definition): loss
+// and every gradient, on real targets of a two-level detector with random outputs.
+func TestMultiScaleLossOnHost(t *testing.T) {
+	a := enginetest.TinyMultiScale()
+	b := enginetest.Batch(a, 2, 3)
+	const N = 3 // one padded image: zero targets, zero loss and gradient
+	per := a.OutputSize()
+	r := rand.New(rand.NewPCG(7, 8))
+	z := make([]float32, N*per)
+	for i := range z {
+		z[i] = float32(r.NormFloat64() * 2)
+	}
+	pad := func(v []float32) []float32 { return append(append([]float32(nil), v...), make([]float32, per)...) }
+	tg := &nn.DetTargets{W: pad(b.Det.W), T: pad(b.Det.T), M: pad(b.Det.M), B: pad(b.Det.B)}
+	want := make([]float32, N*per)
+	loss, err := nn.MultiScaleLoss(a, z, tg, N, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const scale = 0.5
+	var launches strings.Builder
+	for _, m := range a.LevelMaps() {
+		fmt.Fprintf(&launches, "\tLAUNCH(3, msdet_loss(z, W, T, M, B, dz, loss, %d, %d, %d, %d, %d, %#gf, %#gf));\n",
+			N, per, m.Offset, m.H*m.W, a.Classes, scale, float64(nn.BoxLogMax))
+	}
+	res := hostRun(t, cArray("float", "z", z)+cArray("float", "W", tg.W)+cArray("float", "T", tg.T)+cArray("float", "M", tg.M)+
+		cArray("float", "B", tg.B)+fmt.Sprintf("\tstatic float dz[%d];\n\tstatic double loss[2] = {0, 0};\n", N*per)+
+		launches.String()+fmt.Sprintf("\tOUT(\"loss\", loss, 1); OUT(\"dz\", dz, %d);\n", N*per))
+	wantDz := make([]float64, len(want))
+	boxes := 0
+	for i, v := range want {
+		wantDz[i] = scale * float64(v)
+		if tg.M[i] != 0 {
+			boxes++
+		}
+	}
+	if boxes == 0 {
+		t.Fatal("no assigned points: the box term is not checked")
+	}
+	near(t, "msdet_loss", res["loss"], []float64{scale * loss}, 1e-5)
+	near(t, "msdet_loss dz", res["dz"], wantDz, 1e-4)
 }

@@ -24,7 +24,8 @@ func TestParityWithCPU(t *testing.T) {
 	for _, c := range []struct {
 		arch nn.Arch
 		bs   int
-	}{{nn.ClassifierArch(10), 32}, {nn.DetectorArch(10), 16}, {oddArch(), 5}, {enginetest.AllLayers(), 8}, {graphDetector(), 6}} {
+	}{{nn.ClassifierArch(10), 32}, {nn.DetectorArch(10), 16}, {oddArch(), 5}, {enginetest.AllLayers(), 8}, {graphDetector(), 6},
+		{enginetest.TinyMultiScale(), 6}} {
 		t.Run(c.arch.Name, func(t *testing.T) {
 			r, err := enginetest.Compare(c.arch, gorgoniaengine.Factory, dev.Factory, c.bs, 3, 42, enginetest.DefaultTolerance())
 			if err != nil {
@@ -38,9 +39,9 @@ func TestParityWithCPU(t *testing.T) {
 	}
 }
 
-// TestMobileNetParityWithCPU compares the whole smallest MobileNetV2 on the GPU with
-// the CPU: outputs, loss and every gradient, frozen batch norm, no Adam steps (see
-// TestEngineWiringOnHost for why).
+// TestMobileNetParityWithCPU compares the whole smallest MobileNetV2 classifier and
+// multi-scale detector on the GPU with the CPU: outputs, loss and every gradient,
+// frozen batch norm, no Adam steps (see TestEngineWiringOnHost for why).
 func TestMobileNetParityWithCPU(t *testing.T) {
 	dev, err := Open(0)
 	if err != nil {
@@ -50,13 +51,15 @@ func TestMobileNetParityWithCPU(t *testing.T) {
 	frozen := func(f enginetest.Factory) enginetest.Factory {
 		return func(cfg nn.EngineConfig) (nn.Engine, error) { cfg.FreezeBN = true; return f(cfg) }
 	}
-	r, err := enginetest.Compare(mobileNet(t), frozen(gorgoniaengine.Factory), frozen(dev.Factory), 5, 0, 42, enginetest.DefaultTolerance())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("mobilenetv2-n, batch 5, CPU vs GPU:\n%s", r)
-	if len(r.Failed) > 0 {
-		t.Errorf("outside tolerance: %v", r.Failed)
+	for _, a := range []nn.Arch{mobileNet(t), detectorFamily(t)} {
+		r, err := enginetest.Compare(a, frozen(gorgoniaengine.Factory), frozen(dev.Factory), 5, 0, 42, enginetest.DefaultTolerance())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s, batch 5, CPU vs GPU:\n%s", a.Name, r)
+		if len(r.Failed) > 0 {
+			t.Errorf("%s outside tolerance: %v", a.Name, r.Failed)
+		}
 	}
 }
 

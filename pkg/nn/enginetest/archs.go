@@ -37,3 +37,26 @@ func AllLayers() nn.Arch {
 		{Kind: nn.Dense, Out: 4},                    // 13
 	}}
 }
+
+// TinyMultiScale is a two-level multi-scale detector (strides 1 and 2) of 3×32×32
+// images and two classes, small enough for finite differences; enginetest.Batch's
+// boxes give both levels assigned points.
+func TinyMultiScale() nn.Arch {
+	head := func(from int) []nn.Layer {
+		return []nn.Layer{
+			{Kind: nn.Conv, Out: 1, K: 1, From: []int{from}},
+			{Kind: nn.Conv, Out: 4, K: 1, From: []int{from}},
+			{Kind: nn.Conv, Out: 2, K: 1, From: []int{from}},
+		}
+	}
+	var l []nn.Layer
+	l = append(l, nn.Layer{Kind: nn.Conv, Out: 4, K: 3, Pad: 1}, nn.Layer{Kind: nn.SiLU}) // 0, 1: 4×32×32
+	l = append(l, head(1)...)                                                             // 2–4
+	l = append(l, nn.Layer{Kind: nn.Concat, From: []int{2, 3, 4}}, nn.Layer{Kind: nn.Flatten})
+	l = append(l, nn.Layer{Kind: nn.Conv, Out: 4, K: 3, Pad: 1, Stride: 2, From: []int{1}}, nn.Layer{Kind: nn.SiLU}) // 7, 8: 4×16×16
+	l = append(l, head(8)...)                                                                                        // 9–11
+	l = append(l, nn.Layer{Kind: nn.Concat, From: []int{9, 10, 11}}, nn.Layer{Kind: nn.Flatten})
+	l = append(l, nn.Layer{Kind: nn.Concat, From: []int{6, 13}})
+	return nn.Arch{Name: "tiny-multiscale", Task: nn.Detect, InC: 3, InH: 32, InW: 32, Classes: 2, HeadFrom: 2, Layers: l,
+		Levels: []nn.Level{{Stride: 1, Obj: 2, Box: 3, Cls: 4}, {Stride: 2, Obj: 9, Box: 10, Cls: 11}}}
+}

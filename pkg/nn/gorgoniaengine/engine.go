@@ -213,9 +213,12 @@ func (e *Engine) build(n int, p purpose) (gr *graph, err error) {
 		return gr, nil
 	}
 	gr.scale = G.NewScalar(gr.g, dt, G.WithName("scale"), G.WithValue(float32(1)))
-	if a.Task == nn.Classify {
+	switch {
+	case a.Task == nn.Classify:
 		err = gr.classifyLoss(a.Classes)
-	} else {
+	case len(a.Levels) > 0:
+		err = gr.multiScaleLoss(a)
+	default:
 		err = gr.detectLoss()
 	}
 	if err != nil {
@@ -291,6 +294,53 @@ func (gr *graph) detectLoss() error {
 	wbox := do(func() (*G.Node, error) { return G.Mul(box, lam) })
 	total := do(func() (*G.Node, error) { return G.Add(objcls, wbox) })
 	gr.loss = do(func() (*G.Node, error) { return G.Mul(total, gr.scale) })
+	return err
+}
+
+// multiScaleLoss: L = scale · nn.MultiScaleLoss(z, targets), computed by one op over
+// the targets' memory, whose gradient is the one nn.MultiScaleLoss returns.
+func (gr *graph) multiScaleLoss(a nn.Arch) error {
+	shape := gr.out.Shape().Clone()
+	mk := func(name string) (*G.Node, *tensor.Dense) {
+		t := tensor.New(tensor.WithShape(shape...), tensor.Of(tensor.Float32))
+		return G.NewTensor(gr.g, tensor.Float32, len(shape), G.WithShape(shape...), G.WithName(name), G.WithValue(t)), t
+	}
+	// The target nodes are not inputs of the loss op (it reads their memory), but load
+	// fills them as for the grid detector.
+	gr.w, gr.wT = mk("W")
+	gr.t, gr.tT = mk("T")
+	gr.m, gr.mT = mk("M")
+	gr.b, gr.bT = mk("B")
+	targets := &nn.DetTargets{W: gr.wT.Data().([]float32), T: gr.tT.Data().([]float32), M: gr.mT.Data().([]float32), B: gr.bT.Data().([]float32)}
+	n := gr.n
+	var dz []float32 // the gradient of the last forward pass
+	var lossErr error
+	back := func(in G.Nodes, grad *G.Node) (G.Nodes, error) {
+		d, err := apply("msloss.dz", in[0].Shape(), func(out []float32, in [][]float32) {
+			g := in[1][0]
+			for i, v := range dz {
+				out[i] = v * g
+			}
+		}, nil, in[0], grad)
+		return G.Nodes{d}, err
+	}
+	l, err := apply("msloss", tensor.Shape{1}, func(out []float32, in [][]float32) {
+		dz = grow(dz, len(in[0]))
+		var v float64
+		v, lossErr = nn.MultiScaleLoss(a, in[0], targets, n, dz)
+		out[0] = float32(v)
+		if lossErr != nil {
+			out[0] = float32(math.NaN())
+		}
+	}, back, gr.out)
+	if err != nil {
+		return err
+	}
+	sum, err := G.Sum(l)
+	if err != nil {
+		return err
+	}
+	gr.loss, err = G.Mul(sum, gr.scale)
 	return err
 }
 

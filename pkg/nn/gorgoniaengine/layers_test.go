@@ -289,3 +289,16 @@ func TestFamilyLearnsABatch(t *testing.T) {
 		}
 	}
 }
+
+// TestMultiScaleLossGradients: a finite-difference check of the multi-scale detector's
+// loss (objectness, classes and GIoU at both levels) through a small net. The loss is
+// about 10 (objectness over 1,280 points), so its float32 rounding over a step of 1e-3
+// is 5e-4 of a gradient: the step is 1e-2.
+func TestMultiScaleLossGradients(t *testing.T) {
+	a := enginetest.TinyMultiScale()
+	p, err := nn.InitParams(a, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkGradients(t, nn.EngineConfig{Arch: a, Params: p, BatchSize: 4}, 1e-2)
+}

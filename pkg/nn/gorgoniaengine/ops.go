@@ -243,10 +243,12 @@ func upsample2(name string, x *G.Node) (*G.Node, error) {
 	}, back, x)
 }
 
-// concat joins inputs along the channels.
+// concat joins inputs along the channels, or vectors (N, L) end to end.
 func concat(name string, xs []*G.Node) (*G.Node, error) {
-	n, _, h, w := shape4(xs[0])
-	hw := h * w
+	n, hw := xs[0].Shape()[0], 1
+	for _, d := range xs[0].Shape()[2:] {
+		hw *= d
+	}
 	cs := make([]int, len(xs))
 	total := 0
 	for i, x := range xs {
@@ -271,7 +273,9 @@ func concat(name string, xs []*G.Node) (*G.Node, error) {
 		}
 		return out, nil
 	}
-	return apply(name, tensor.Shape{n, total, h, w}, func(out []float32, in [][]float32) {
+	outShape := xs[0].Shape().Clone()
+	outShape[1] = total
+	return apply(name, outShape, func(out []float32, in [][]float32) {
 		off := 0
 		for k, x := range in {
 			c := cs[k]
