@@ -1,10 +1,11 @@
 // Package evaluate measures models the way the training overview does: accuracy,
 // per-class precision and recall and the confusion matrix for classification; mean
 // average precision (COCO's 101-point interpolation, at IoU 0.5 and averaged over IoU
-// 0.50:0.05:0.95) for detection.
+// 0.50:0.05:0.95, over all objects and per object size) for detection.
 package evaluate
 
 import (
+	"math"
 	"sort"
 
 	"github.com/edgeloop/edgeloop/pkg/nn"
@@ -90,6 +91,9 @@ type DetectionReport struct {
 	MAP5095  float64        `json:"map50_95"`
 	Images   int            `json:"images"`
 	PerClass []DetClassStat `json:"per_class"`
+	// BySize are COCO's small, medium and large figures (DetectionSized; absent when
+	// the images' sizes are not known).
+	BySize []SizeStat `json:"by_size,omitempty"`
 	// images are the per-image matches at IoU 0.5, for paired comparisons
 	// (PairedBootstrap).
 	images []imageMatches
@@ -104,9 +108,104 @@ func IoUThresholds() []float32 {
 	return ts
 }
 
+// SizeStat are the figures of the objects of one COCO size: mAP over the classes with
+// ground truth of that size, at IoU 0.5 and over 0.50:0.95.
+type SizeStat struct {
+	Size    string  `json:"size"`
+	MAP50   float64 `json:"map50"`
+	MAP5095 float64 `json:"map50_95"`
+	// GroundTr counts the objects of this size.
+	GroundTr int `json:"ground_truth"`
+}
+
+// Object sizes: COCO's area thresholds, 32² and 96² pixels, unscaled.
+const (
+	SmallArea  = 32 * 32
+	MediumArea = 96 * 96
+)
+
+// SizeRange is an object size: areas in [Lo, Hi) pixels.
+type SizeRange struct {
+	Name   string
+	Lo, Hi float64
+}
+
+// SizeRanges are COCO's object sizes by area in pixels: small below 32², medium from
+// 32² to 96², large above.
+func SizeRanges() []SizeRange {
+	return []SizeRange{{"small", 0, SmallArea}, {"medium", SmallArea, MediumArea}, {"large", MediumArea, math.Inf(1)}}
+}
+
 // Detection scores predictions against ground truth, image by image. Classes without
 // ground truth are left out of the means, as in COCO.
 func Detection(gt [][]nn.Box, pred [][]nn.Detection, classes []string) DetectionReport {
+	return DetectionSized(gt, pred, classes, nil)
+}
+
+// DetectionSized is Detection with COCO's per-size figures: sizes[i] is image i's
+// width and height in pixels, which turn its normalised boxes into areas. COCO's
+// thresholds (SmallArea, MediumArea) apply unscaled to those pixels, so pass the
+// original images' sizes for COCO's figures (an image evaluated at the network's
+// input counts in the input's pixels). As in COCO's evaluation, for each size the
+// objects of other sizes are ignored (a detection matching one counts for nothing), as
+// are unmatched detections of other sizes. Nil sizes leave BySize out.
+func DetectionSized(gt [][]nn.Box, pred [][]nn.Detection, classes []string, sizes [][2]int) DetectionReport {
+	r := detection(gt, pred, classes)
+	if sizes == nil {
+		return r
+	}
+	area := func(img int, b nn.Box) float64 {
+		if img >= len(sizes) {
+			return 0
+		}
+		return float64(b.Area()) * float64(sizes[img][0]) * float64(sizes[img][1])
+	}
+	for _, rg := range SizeRanges() {
+		in := func(img int, b nn.Box) bool { a := area(img, b); return a >= rg.Lo && a < rg.Hi }
+		st := SizeStat{Size: rg.Name}
+		var sum50, sum5095 float64
+		n := 0
+		for c := range classes {
+			ngt := 0
+			for i, boxes := range gt {
+				for _, b := range boxes {
+					if b.Class == c && in(i, b) {
+						ngt++
+					}
+				}
+			}
+			if ngt == 0 {
+				continue
+			}
+			st.GroundTr += ngt
+			var total, ap50 float64
+			for _, t := range IoUThresholds() {
+				_, tp, ignored := matchClassIn(gt, pred, c, t, in)
+				var kept []bool
+				for k, ok := range tp {
+					if !ignored[k] {
+						kept = append(kept, ok)
+					}
+				}
+				ap := AveragePrecision(kept, ngt)
+				if t == 0.5 {
+					ap50 = ap
+				}
+				total += ap
+			}
+			sum50 += ap50
+			sum5095 += total / 10
+			n++
+		}
+		if n > 0 {
+			st.MAP50, st.MAP5095 = sum50/float64(n), sum5095/float64(n)
+		}
+		r.BySize = append(r.BySize, st)
+	}
+	return r
+}
+
+func detection(gt [][]nn.Box, pred [][]nn.Detection, classes []string) DetectionReport {
 	r := DetectionReport{Images: len(gt), images: make([]imageMatches, len(gt))}
 	for i := range r.images {
 		r.images[i].gt = make([]int, len(classes))
@@ -167,6 +266,15 @@ type scored struct {
 // by descending score (each detection takes the unmatched ground-truth box it overlaps
 // most); it returns the detections in that order and whether each is a true positive.
 func matchClass(gt [][]nn.Box, pred [][]nn.Detection, c int, t float32) ([]scored, []bool) {
+	dets, tp, _ := matchClassIn(gt, pred, c, t, nil)
+	return dets, tp
+}
+
+// matchClassIn is matchClass counting only the ground truth in range (nil: all), as
+// COCO's evaluation of an area range: a detection prefers the unmatched in-range box it
+// overlaps most, else takes an out-of-range one and is ignored; an unmatched detection
+// out of range is ignored too.
+func matchClassIn(gt [][]nn.Box, pred [][]nn.Detection, c int, t float32, in func(img int, b nn.Box) bool) ([]scored, []bool, []bool) {
 	var dets []scored
 	for i, ds := range pred {
 		for _, d := range ds {
@@ -178,25 +286,41 @@ func matchClass(gt [][]nn.Box, pred [][]nn.Detection, c int, t float32) ([]score
 	sort.SliceStable(dets, func(i, j int) bool { return dets[i].det.Score > dets[j].det.Score })
 	matched := make(map[[2]int]bool)
 	tp := make([]bool, len(dets))
+	ignored := make([]bool, len(dets))
+	counts := func(img int, b nn.Box) bool { return in == nil || in(img, b) }
 	for k, d := range dets {
 		if d.img >= len(gt) {
 			continue
 		}
-		best, bestIoU := -1, t
-		for gi, g := range gt[d.img] {
-			if g.Class != c || matched[[2]int{d.img, gi}] {
-				continue
+		// The best in-range match first; an out-of-range one only when none is left.
+		best := -1
+		for _, want := range []bool{true, false} {
+			bestIoU := t
+			for gi, g := range gt[d.img] {
+				if g.Class != c || matched[[2]int{d.img, gi}] || counts(d.img, g) != want {
+					continue
+				}
+				if iou := nn.IoU(g, d.det.Box); iou >= bestIoU {
+					best, bestIoU = gi, iou
+				}
 			}
-			if iou := nn.IoU(g, d.det.Box); iou >= bestIoU {
-				best, bestIoU = gi, iou
+			if best >= 0 || in == nil {
+				break
 			}
 		}
-		if best >= 0 {
+		switch {
+		case best >= 0:
 			matched[[2]int{d.img, best}] = true
-			tp[k] = true
+			if counts(d.img, gt[d.img][best]) {
+				tp[k] = true
+			} else {
+				ignored[k] = true
+			}
+		case !counts(d.img, d.det.Box):
+			ignored[k] = true
 		}
 	}
-	return dets, tp
+	return dets, tp, ignored
 }
 
 // AveragePrecision is COCO's 101-point interpolated AP of a ranked list of detections

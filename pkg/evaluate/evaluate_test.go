@@ -96,3 +96,58 @@ func TestClassification(t *testing.T) {
 		t.Errorf("class y %+v", y)
 	}
 }
+
+// TestDetectionBySize: COCO's per-size figures on 100×100 images — each size counts its
+// own objects only; a detection that matches an object of another size is ignored, not
+// a false positive; an unmatched detection counts against the size of its own area.
+func TestDetectionBySize(t *testing.T) {
+	classes := []string{"a"}
+	small := box(0, 0, .2, .2, 0)        // 20×20 px = 400 < 32²
+	medium := box(.3, .3, .7, .7, 0)     // 40×40 = 1600
+	large := box(0, 0, 1, 1, 0)          // 100×100 = 10,000 > 96²
+	strayS := box(.85, .85, .95, .95, 0) // 10×10, matches nothing
+	gt := [][]nn.Box{{small, medium}, {large}}
+	pred := [][]nn.Detection{
+		{{Box: small, Score: .9}, {Box: strayS, Score: .8}, {Box: medium, Score: .3}},
+		{{Box: large, Score: .5}},
+	}
+	sizes := [][2]int{{100, 100}, {100, 100}}
+	r := DetectionSized(gt, pred, classes, sizes)
+	if len(r.BySize) != 3 {
+		t.Fatalf("by size: %+v", r.BySize)
+	}
+	got := map[string]SizeStat{}
+	for _, s := range r.BySize {
+		got[s.Size] = s
+	}
+	// small: TP (.9) then the stray FP (.8): AP 1 (the hit comes first).
+	if s := got["small"]; s.GroundTr != 1 || !near(s.MAP50, 1) {
+		t.Errorf("small %+v", s)
+	}
+	// medium: the small TP and the large TP are ignored; the stray is small, so it is
+	// ignored too: only the medium TP counts.
+	if s := got["medium"]; s.GroundTr != 1 || !near(s.MAP50, 1) || !near(s.MAP5095, 1) {
+		t.Errorf("medium %+v", s)
+	}
+	if s := got["large"]; s.GroundTr != 1 || !near(s.MAP50, 1) {
+		t.Errorf("large %+v", s)
+	}
+	// Over all sizes the stray is a false positive ranked second: AP < 1.
+	if r.MAP50 >= 1 {
+		t.Errorf("all sizes mAP50 %v, want the stray to count", r.MAP50)
+	}
+	// A medium-sized false positive counts against medium.
+	pred[0] = append(pred[0], nn.Detection{Box: box(.05, .5, .45, .9, 0), Score: .95})
+	r = DetectionSized(gt, pred, classes, sizes)
+	if s := r.BySize[1]; near(s.MAP50, 1) {
+		t.Errorf("medium with a medium false positive first: %+v", s)
+	}
+	if Detection(gt, pred, classes).BySize != nil {
+		t.Error("Detection without sizes reports sizes")
+	}
+	// The same boxes on 1000×1000 images are all large.
+	r = DetectionSized(gt, pred, classes, [][2]int{{1000, 1000}, {1000, 1000}})
+	if r.BySize[0].GroundTr != 0 || r.BySize[2].GroundTr != 3 {
+		t.Errorf("at 1000 px: %+v", r.BySize)
+	}
+}

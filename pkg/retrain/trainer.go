@@ -48,7 +48,7 @@ func (s *Service) loadEntries(ctx context.Context, p *project.Project, a nn.Arch
 			skipped = append(skipped, train.Skip{Split: e.Split, ID: e.ID, Reason: err.Error()})
 			continue
 		}
-		smp := train.Sample{ID: e.ID, Image: raster.Resize(im, a.InW, a.InH)}
+		smp := train.Sample{ID: e.ID, Image: raster.Resize(im, a.InW, a.InH), Size: [2]int{im.W, im.H}}
 		bad := ""
 		for _, l := range e.Labels {
 			c, ok := idx[l.Class]

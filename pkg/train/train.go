@@ -31,6 +31,9 @@ type Sample struct {
 	Label int
 	// Boxes are the objects (detection).
 	Boxes []nn.Box
+	// Size is the original image's width and height in pixels when Image is a resized
+	// copy (zero: Image's own); detection's per-size figures count areas in them.
+	Size [2]int
 }
 
 // Split is a dataset divided for training.
@@ -542,11 +545,16 @@ func Evaluate(e nn.Engine, a nn.Arch, classes []string, samples []Sample, batchS
 	}
 	gt := make([][]nn.Box, len(samples))
 	dets := make([][]nn.Detection, len(samples))
+	sizes := make([][2]int, len(samples))
 	for i, s := range samples {
 		gt[i] = s.Boxes
 		dets[i] = vision.Detections(preds[i])
+		sizes[i] = s.Size
+		if sizes[i] == [2]int{} {
+			sizes[i] = [2]int{s.Image.W, s.Image.H}
+		}
 	}
-	r := evaluate.Detection(gt, dets, classes)
+	r := evaluate.DetectionSized(gt, dets, classes, sizes)
 	return Evaluation{Detection: &r}, nil
 }
 

@@ -2,7 +2,7 @@
 // evaluation: preprocessing (grey, resized to the network's input), a pool of engines
 // safe for concurrent callers, and decoding into predictions with confidences (softmax
 // for classification; sigmoid objectness × class, then non-maximum suppression, for
-// detection).
+// detection; the grid detector's cells or a multi-scale detector's pyramid levels).
 package vision
 
 import (
@@ -30,9 +30,14 @@ type Prediction struct {
 type Options struct {
 	// MinScore drops detections scoring less (default 0.25).
 	MinScore float32
-	// NMSIoU is the overlap above which a lower-scoring box of the same class is
-	// suppressed (default 0.45).
+	// NMSIoU is the overlap above which a lower-scoring box of the same class (of any
+	// class when ClassAgnostic) is suppressed (default 0.45).
 	NMSIoU float32
+	// ClassAgnostic makes non-maximum suppression ignore classes: one box per object
+	// even when two classes score it.
+	ClassAgnostic bool
+	// MaxDetections keeps the best boxes of an image (default DefaultMaxDetections).
+	MaxDetections int
 	// TopK keeps the k best classes of a classification (default: all, sorted).
 	TopK int
 	// Embed makes a classifier's Predictor also return each image's embedding, the
@@ -47,8 +52,15 @@ func (o Options) withDefaults() Options {
 	if o.NMSIoU == 0 {
 		o.NMSIoU = 0.45
 	}
+	if o.MaxDetections == 0 {
+		o.MaxDetections = DefaultMaxDetections
+	}
 	return o
 }
+
+// DefaultMaxDetections is the most boxes an image's decoding keeps unless told
+// (Ultralytics' max_det; COCO's evaluation counts the best 100).
+const DefaultMaxDetections = 300
 
 // Input converts an image to the network's input: its channels to InC (colour to grey by
 // luma, grey to colour by repetition), resized to InW×InH.
@@ -93,10 +105,11 @@ func DecodeClassify(logits []float32, classes []string, o Options) []Prediction 
 	return out
 }
 
-// DecodeDetect turns one image's head output into boxes after NMS, best first.
+// DecodeDetect turns one image's head output (the grid detector's or every level of a
+// multi-scale detector's) into boxes after NMS, best first, at most o.MaxDetections.
 func DecodeDetect(a nn.Arch, out []float32, classes []string, o Options) []Prediction {
 	o = o.withDefaults()
-	dets := nn.NMS(nn.Decode(a, out, o.MinScore), o.NMSIoU)
+	dets := nn.Suppression{IoU: o.NMSIoU, ClassAgnostic: o.ClassAgnostic, MaxDetections: o.MaxDetections}.Apply(nn.Decode(a, out, o.MinScore))
 	preds := make([]Prediction, len(dets))
 	for i, d := range dets {
 		b := d.Box

@@ -1,0 +1,74 @@
+package train_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/edgeloop/edgeloop/pkg/datasets"
+	"github.com/edgeloop/edgeloop/pkg/nn"
+	"github.com/edgeloop/edgeloop/pkg/nn/gorgoniaengine"
+	"github.com/edgeloop/edgeloop/pkg/scenes"
+	"github.com/edgeloop/edgeloop/pkg/train"
+)
+
+// TestMultiScaleDetectorOverfits: the smallest multi-scale detector learns ten colour
+// shape scenes (1–4 objects of 8 px to the whole frame) by heart: after 80 Adam steps
+// (about 8 s on two shared cores), mAP@0.5 on the same scenes is ≥ 0.9 through the
+// evaluation code (decoding, NMS, COCO AP), and the loss has fallen to under a third.
+func TestMultiScaleDetectorOverfits(t *testing.T) {
+	const side, n = 64, 10
+	sc, err := scenes.Shapes(n, 1, scenes.ShapesConfig{W: side, H: side, C: 3, MinObjects: 1, MaxObjects: 4, MinSize: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	samples := datasets.Scenes(sc, "shapes")
+	classes := scenes.ShapeClasses()
+	a, err := nn.DetectorFamily(nn.MobileNetV2, "n", side, side, 3, len(classes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := nn.InitParams(a, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := gorgoniaengine.New(nn.EngineConfig{Arch: a, Params: p, BatchSize: n, Adam: nn.AdamConfig{LR: 0.01, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	b := &nn.Batch{N: n}
+	var boxes [][]nn.Box
+	for _, s := range samples {
+		b.X = append(b.X, s.Image.Pix...)
+		boxes = append(boxes, s.Boxes)
+	}
+	b.Det = nn.EncodeTargets(a, boxes)
+	evaluate := func() (float64, float64) {
+		ev, err := train.Evaluate(e, a, classes, samples, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ev.Detection.MAP50, ev.Detection.MAP5095
+	}
+	start := time.Now()
+	var first, last float32
+	for i := 1; i <= 80; i++ {
+		l, err := e.Step(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 {
+			first = l
+		}
+		last = l
+	}
+	took := time.Since(start)
+	map50, map5095 := evaluate()
+	t.Logf("80 steps in %v: loss %.3f → %.3f, mAP@0.5 %.3f, mAP@[.5:.95] %.3f", took, first, last, map50, map5095)
+	if !(last < first/3) {
+		t.Errorf("loss %.3f → %.3f: did not fall", first, last)
+	}
+	if map50 < 0.9 {
+		t.Fatalf("mAP@0.5 %.3f on the training scenes, want ≥ 0.9", map50)
+	}
+}
