@@ -1,0 +1,133 @@
+package vision_test
+
+import (
+	"context"
+	"math"
+	"testing"
+
+	"github.com/edgeloop/edgeloop/pkg/artifact"
+	"github.com/edgeloop/edgeloop/pkg/nn"
+	"github.com/edgeloop/edgeloop/pkg/nn/gorgoniaengine"
+	"github.com/edgeloop/edgeloop/pkg/raster"
+	"github.com/edgeloop/edgeloop/pkg/scenes"
+	"github.com/edgeloop/edgeloop/pkg/vision"
+)
+
+// confident is the output of a model sure of the targets' boxes for one image, except
+// that one point of a box of class 1 calls it class 2: a duplicate of another class.
+func confident(a nn.Arch, boxes []nn.Box) []float32 {
+	flipped := false
+	tg := nn.EncodeTargets(a, [][]nn.Box{boxes})
+	out := make([]float32, a.OutputSize())
+	for _, m := range a.LevelMaps() {
+		hw := m.H * m.W
+		for p := 0; p < hw; p++ {
+			o := m.Offset + p
+			for c := 0; c < nn.DetectOut(a.Classes); c++ {
+				out[o+c*hw] = -12
+			}
+			if tg.T[o] != 1 {
+				continue
+			}
+			out[o] = 12
+			for c := 0; c < a.Classes; c++ {
+				if tg.T[o+(5+c)*hw] == 1 {
+					if c == 1 && !flipped { // and less sure
+						c, flipped, out[o] = 2, true, 4
+					}
+					out[o+(5+c)*hw] = 12
+				}
+			}
+			for k := 1; k <= 4; k++ {
+				out[o+k*hw] = float32(math.Log(max(1e-3, float64(tg.B[o+k*hw]))))
+			}
+		}
+	}
+	return out
+}
+
+// TestDecodeMultiScale: a multi-scale detector's output decodes into its boxes from
+// 13 px to the whole frame; class-wise NMS keeps a duplicate of another class,
+// class-agnostic NMS does not; MaxDetections caps the count.
+func TestDecodeMultiScale(t *testing.T) {
+	a, err := nn.DetectorFamily(nn.MobileNetV2, "n", 320, 256, 3, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	boxes := []nn.Box{
+		{X0: .1, Y0: .1, X1: .14, Y1: .15, Class: 0}, // 13×13 px
+		{X0: .3, Y0: .2, X1: .7, Y1: .8, Class: 1},   // 128×154
+		{X0: 0, Y0: 0, X1: 1, Y1: 1, Class: 2},       // the whole frame
+	}
+	out := confident(a, boxes)
+	classes := []string{"a", "b", "c"}
+	preds := vision.DecodeDetect(a, out, classes, vision.Options{MinScore: 0.5})
+	if len(preds) != 4 {
+		t.Fatalf("class-wise: %d predictions, want one per object and the duplicate of another class", len(preds))
+	}
+	agn := vision.DecodeDetect(a, out, classes, vision.Options{MinScore: 0.5, ClassAgnostic: true})
+	if len(agn) != 3 {
+		t.Fatalf("class-agnostic: %d predictions, want 3", len(agn))
+	}
+	for _, b := range boxes {
+		found := false
+		for _, p := range agn {
+			if p.Class == b.Class && p.ClassName == classes[b.Class] && nn.IoU(*p.Box, b) > 0.95 && p.Confidence > 0.99 {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("box %+v not decoded: %+v", b, agn)
+		}
+	}
+	if got := vision.DecodeDetect(a, out, classes, vision.Options{MinScore: 0.5, MaxDetections: 2}); len(got) != 2 {
+		t.Errorf("max 2: %d predictions", len(got))
+	}
+}
+
+// TestPredictorServesModelFiles: a multi-scale detector and today's grid detector, each
+// through the model file, serve predictions from the predictor the agent uses.
+func TestPredictorServesModelFiles(t *testing.T) {
+	ms, err := nn.DetectorFamily(nn.MobileNetV2, "n", 96, 64, 3, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []nn.Arch{ms, nn.DetectorArch(4)} {
+		t.Run(a.Name, func(t *testing.T) {
+			p, err := nn.InitParams(a, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			classes := scenes.ShapeClasses()
+			data, err := artifact.Encode(&artifact.Model{Header: artifact.Header{Arch: a, Classes: classes}, Params: p})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := artifact.Decode(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pr, err := vision.NewPredictor(m.Header.Arch, m.Params, m.Header.Classes, gorgoniaengine.Factory, 1,
+				vision.Options{MinScore: 0.001, MaxDetections: 20})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pr.Close()
+			sc, _ := scenes.Shapes(2, 1, scenes.ShapesConfig{W: 200, H: 150, C: 3})
+			res, err := pr.Predict(context.Background(), []*raster.Image{sc[0].Image, sc[1].Image.Luma()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, ps := range res {
+				if len(ps) == 0 || len(ps) > 20 {
+					t.Fatalf("image %d: %d predictions", i, len(ps))
+				}
+				for _, p := range ps {
+					if b := p.Box; b == nil || b.X0 < 0 || b.X1 > 1 || b.X0 > b.X1 || b.Y0 > b.Y1 || p.Confidence <= 0 || p.Confidence > 1 {
+						t.Fatalf("prediction %+v", p)
+					}
+				}
+			}
+		})
+	}
+}
