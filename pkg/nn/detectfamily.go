@@ -105,3 +105,16 @@ func buildPyramid(b *builder, h, classes int) {
 	}
 	b.add(Layer{Kind: Concat, From: flats})
 }
+
+// FamilyFor is the family network for a task, from the project's model setting
+// {family, size, input, channels}: Family for classification, DetectorFamily for
+// detection.
+func FamilyFor(task Task, name, size string, inW, inH, channels, classes int) (Arch, error) {
+	switch task {
+	case Classify:
+		return Family(name, size, inW, inH, channels, classes)
+	case Detect:
+		return DetectorFamily(name, size, inW, inH, channels, classes)
+	}
+	return Arch{}, fmt.Errorf("model family for task %q: want %s or %s", task, Classify, Detect)
+}
