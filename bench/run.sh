@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # `make bench`: every benchmark, each printing its table and comparing against its peer
 # in the same run. Tables are also written to bench/out/<name>.md.
-#   bench/run.sh [bridge] [train] [agent] [pipeline] [loop] [annotate] [quality]   (default: all but quality)
+#   bench/run.sh [bridge] [train] [agent] [pipeline] [loop] [annotate] [detect] [quality]   (default: all but quality)
 # quality trains full models (about half an hour on 2 cores); run it by name. The GPU
 # benchmark has its own script, bench/gpu/run.sh (see docs/cuda.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p bench/out bin
-all=(bridge train agent pipeline loop annotate)
+all=(bridge train agent pipeline loop annotate detect)
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=("${all[@]}")
 
@@ -34,6 +34,8 @@ for t in "${targets[@]}"; do
       go run ./bench/agent -binary bin/edge-agent | tee bench/out/agent.md ;;
     pipeline)
       go run "${tags[@]}" ./bench/pipeline -sizes 1000,5000,20000,50000 | tee bench/out/pipeline.md ;;
+    detect)
+      go run "${tags[@]}" ./bench/detect -sizes n,s -input 160x128 | tee bench/out/detect.md ;;
     quality)
       go run "${tags[@]}" ./bench/quality -out bench/out/quality | tee bench/out/quality.md ;;
     loop)

@@ -1,0 +1,147 @@
+// Command detect measures the multi-scale detector (nn.DetectorFamily) on colour shape
+// scenes (scenes.Shapes: 1–8 objects of 8 px to the whole frame, partly overlapping):
+// for each family size, its weights and multiply-adds, training images/s, one-image
+// inference p50/p99, and test mAP@0.5, mAP@[.5:.95] and COCO's small/medium/large AP
+// after a short training. It is a short benchmark: minutes, not the full tables.
+//
+//	go run ./bench/detect -sizes n -input 160x128 -train 400 -epochs 8
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/edgeloop/edgeloop/pkg/augment"
+	"github.com/edgeloop/edgeloop/pkg/datasets"
+	"github.com/edgeloop/edgeloop/pkg/evaluate"
+	"github.com/edgeloop/edgeloop/pkg/nn"
+	"github.com/edgeloop/edgeloop/pkg/nn/gorgoniaengine"
+	"github.com/edgeloop/edgeloop/pkg/raster"
+	"github.com/edgeloop/edgeloop/pkg/scenes"
+	"github.com/edgeloop/edgeloop/pkg/train"
+	"github.com/edgeloop/edgeloop/pkg/vision"
+)
+
+func main() {
+	sizes := flag.String("sizes", "n", "family sizes, comma-separated (n, s, m)")
+	input := flag.String("input", "160x128", "network input WxH (multiples of 32); scenes are drawn at this size")
+	nTrain := flag.Int("train", 400, "training scenes")
+	nTest := flag.Int("test", 100, "test scenes (and as many validation scenes)")
+	epochs := flag.Int("epochs", 8, "training epochs")
+	batch := flag.Int("batch", 8, "training batch size")
+	lr := flag.Float64("lr", 3e-3, "Adam learning rate (cosine schedule)")
+	latencyRuns := flag.Int("latency", 30, "one-image inference runs for p50/p99")
+	flag.Parse()
+	log, _ := zap.NewDevelopment()
+	defer func() { _ = log.Sync() }()
+	var w, h int
+	if _, err := fmt.Sscanf(*input, "%dx%d", &w, &h); err != nil {
+		log.Fatal("bad -input", zap.String("input", *input), zap.Error(err))
+	}
+	gen := func(n int, seed uint64) []train.Sample {
+		sc, err := scenes.Shapes(n, seed, scenes.ShapesConfig{W: w, H: h, C: 3})
+		if err != nil {
+			log.Fatal("shape scenes", zap.Error(err))
+		}
+		return datasets.Scenes(sc, fmt.Sprint(seed))
+	}
+	data := train.Split{Train: gen(*nTrain, 1), Val: gen(*nTest/2, 2), Test: gen(*nTest, 3)}
+	classes := scenes.ShapeClasses()
+
+	fmt.Printf("Multi-scale detector on colour shape scenes at %dx%d: %d train, %d val, %d test scenes, %d epochs, batch %d, 2-core CPU (Gorgonia, %s)\n\n",
+		w, h, len(data.Train), len(data.Val), len(data.Test), *epochs, *batch, gorgoniaengine.Name)
+	fmt.Println("| size | weights | MACs | train img/s | infer p50 | infer p99 | mAP@0.5 | mAP@[.5:.95] | AP small | AP medium | AP large |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, size := range strings.Split(*sizes, ",") {
+		a, err := nn.DetectorFamily(nn.MobileNetV2, size, w, h, 3, len(classes))
+		if err != nil {
+			log.Fatal("detector", zap.Error(err))
+		}
+		params, macs, _ := a.Cost()
+		p, err := nn.InitParams(a, 1)
+		if err != nil {
+			log.Fatal("init", zap.Error(err))
+		}
+		start := time.Now()
+		res, err := train.Run(context.Background(), a, p, classes, data, train.Config{
+			Epochs: *epochs, BatchSize: *batch, LR: float32(*lr), Patience: -1, Seed: 1, Augment: augment.None(),
+			Progress: func(pr train.Progress) {
+				if pr.Done != nil {
+					log.Info("epoch", zap.String("size", size), zap.Int("epoch", pr.Epoch), zap.Float64("loss", pr.Done.TrainLoss),
+						zap.Float64("val_loss", pr.Done.ValLoss), zap.Float64("val_map50", pr.Done.ValMetric),
+						zap.Float64("images_per_sec", pr.Done.ImagesPerSec))
+				}
+			},
+		}, gorgoniaengine.Factory)
+		if err != nil {
+			log.Fatal("training", zap.String("size", size), zap.Error(err))
+		}
+		var trainSecs float64
+		for _, st := range res.History {
+			trainSecs += st.Seconds
+		}
+		// Training images/s: the epochs' images over their time, validation included.
+		ips := float64(len(data.Train)*len(res.History)) / trainSecs
+		e, err := gorgoniaengine.New(nn.EngineConfig{Arch: a, Params: res.Params})
+		if err != nil {
+			log.Fatal("engine", zap.Error(err))
+		}
+		ev, err := train.Evaluate(e, a, classes, data.Test, 16)
+		_ = e.Close()
+		if err != nil {
+			log.Fatal("evaluate", zap.Error(err))
+		}
+		p50, p99, err := latency(a, res.Params, classes, data.Test[0].Image, *latencyRuns)
+		if err != nil {
+			log.Fatal("latency", zap.Error(err))
+		}
+		d := ev.Detection
+		fmt.Printf("| %s | %.2f M | %.0f M | %.1f | %.1f ms | %.1f ms | %.3f | %.3f | %s | %s | %s |\n", size, float64(params)/1e6,
+			float64(macs)/1e6, ips, p50, p99, d.MAP50, d.MAP5095, bySize(d, "small"), bySize(d, "medium"), bySize(d, "large"))
+		log.Info("size done", zap.String("size", size), zap.Duration("took", time.Since(start)))
+	}
+	fmt.Println("\nAP by size is mAP@[.5:.95] over COCO's areas (below 32², 32²–96², above 96² pixels of the scene).")
+}
+
+// latency is one-image inference p50 and p99 in milliseconds through the predictor the
+// agent uses (preprocessing, forward, decoding, NMS).
+func latency(a nn.Arch, p *nn.Params, classes []string, im *raster.Image, runs int) (float64, float64, error) {
+	pr, err := vision.NewPredictor(a, p, classes, gorgoniaengine.Factory, 1, vision.Options{})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer pr.Close()
+	ims := []*raster.Image{im}
+	var ms []float64
+	for i := 0; i < runs+3; i++ {
+		t := time.Now()
+		if _, err := pr.Predict(context.Background(), ims); err != nil {
+			return 0, 0, err
+		}
+		if i >= 3 { // warm-up
+			ms = append(ms, float64(time.Since(t).Microseconds())/1000)
+		}
+	}
+	slices.Sort(ms)
+	at := func(q float64) float64 { return ms[min(len(ms)-1, int(math.Ceil(q*float64(len(ms))))-1)] }
+	return at(0.5), at(0.99), nil
+}
+
+func bySize(d *evaluate.DetectionReport, size string) string {
+	for _, s := range d.BySize {
+		if s.Size == size {
+			if s.GroundTr == 0 {
+				return "—"
+			}
+			return fmt.Sprintf("%.3f", s.MAP5095)
+		}
+	}
+	return "—"
+}
