@@ -71,6 +71,10 @@ func FoldBatchNorm(a Arch, p *Params) (Arch, *Params, error) {
 		out.Layers = append(out.Layers, l)
 	}
 	out.HeadFrom = newIndex[a.HeadFrom]
+	out.Levels = nil
+	for _, l := range a.Levels {
+		out.Levels = append(out.Levels, Level{Stride: l.Stride, Obj: newIndex[l.Obj], Box: newIndex[l.Box], Cls: newIndex[l.Cls]})
+	}
 	outNodes, _, err := out.Graph()
 	if err != nil {
 		return Arch{}, nil, fmt.Errorf("fold %s: %w", a.Name, err)

@@ -7,11 +7,13 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/nn/enginetest"
 )
 
-// TestFoldedNetworkInfersTheSame: MobileNetV2 with trained-looking running statistics
-// and its batch-norm-folded form give the same inference outputs, with 52 fewer layers
+// TestFoldedNetworkInfersTheSame: MobileNetV2 (classifier and multi-scale detector)
+// with trained-looking running statistics and its batch-norm-folded form give the same
+// inference outputs, with 52 fewer layers
 // and no buffers; a batch norm that cannot fold (after a non-conv) stays.
 func TestFoldedNetworkInfersTheSame(t *testing.T) {
-	for _, a := range []nn.Arch{must(nn.Family(nn.MobileNetV2, "n", 32, 32, 3, 4)), enginetest.AllLayers(), bnNet()} {
+	for _, a := range []nn.Arch{must(nn.Family(nn.MobileNetV2, "n", 32, 32, 3, 4)), must(nn.DetectorFamily(nn.MobileNetV2, "n", 64, 64, 3, 2)),
+		enginetest.AllLayers(), bnNet()} {
 		t.Run(a.Name, func(t *testing.T) {
 			p, _ := nn.InitParams(a, 5)
 			randomRunningStats(p, 6)
