@@ -28,7 +28,7 @@ for t in "${targets[@]}"; do
         go build "${tags[@]}" -o bin/bench-train-openblas ./bench/train
         extra=(-with bin/bench-train-openblas)
       fi
-      bin/bench-train -batches 16,32,64 -family n,s,m -torch "$py" "${extra[@]}" | tee bench/out/train.md ;;
+      bin/bench-train -batches 16,32,64 -family n,s,m -det n,s -det-px 320 -torch "$py" "${extra[@]}" | tee bench/out/train.md ;;
     agent)
       go build -o bin/edge-agent ./edge-agent
       go run ./bench/agent -binary bin/edge-agent | tee bench/out/agent.md ;;

@@ -1,5 +1,6 @@
 // Command train benchmarks training and inference speed of edgeloop's two networks and,
-// with -family, of MobileNetV2 sizes (nn.Family, RGB): the Gorgonia engine with pure-Go
+// with -family, of MobileNetV2 sizes (nn.Family, RGB), and with -det of the multi-scale
+// detector's sizes (nn.DetectorFamily, RGB shape scenes): the Gorgonia engine with pure-Go
 // BLAS and with OpenBLAS, and the CUDA engine when built with -tags edgeloop_cuda,
 // beside PyTorch running the same architectures, losses, batches and data, with the
 // same thread count (or on the same GPU), in the same run, and for the family ONNX
@@ -65,16 +66,15 @@ func main() {
 	familyPx := flag.String("family-px", "96,160", "comma-separated square RGB input sizes of the family")
 	familyBatches := flag.String("family-batches", "16,32", "comma-separated training batch sizes of the family")
 	models := flag.String("models", "classifier,detector", "comma-separated fixed models to measure (empty: none)")
+	detFamily := flag.String("det", "", "comma-separated sizes of the multi-scale detector (nn.DetectorFamily) to measure too (empty: none)")
+	detPx := flag.String("det-px", "320", "comma-separated square RGB input sizes of the multi-scale detector (multiples of 32)")
+	detBatches := flag.String("det-batches", "8", "comma-separated training batch sizes of the multi-scale detector")
 	flag.Parse()
 	log, _ := zap.NewDevelopment()
 	sizes, fpx, fbatches := ints("-batches", *batchList), ints("-family-px", *familyPx), ints("-family-batches", *familyBatches)
 	maxBatch := slices.Max(sizes)
-	var fsizes []string
-	for _, f := range strings.Split(*family, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			fsizes = append(fsizes, f)
-		}
-	}
+	fsizes, dsizes := list(*family), list(*detFamily)
+	dpx, dbatches := ints("-det-px", *detPx), ints("-det-batches", *detBatches)
 
 	dir := *dataDir
 	if dir == "" {
@@ -88,6 +88,12 @@ func main() {
 	if len(fsizes) > 0 {
 		for _, px := range fpx {
 			fbatch[px] = writeFamilyBatch(dir, px, slices.Max(fbatches))
+		}
+	}
+	dbatch := map[int]*nn.Batch{}
+	if len(dsizes) > 0 {
+		for _, px := range dpx {
+			dbatch[px] = writeDetectorBatch(dir, px, slices.Max(dbatches))
 		}
 	}
 	var results []result
@@ -115,6 +121,15 @@ func main() {
 				}
 			}
 		}
+		for _, size := range dsizes {
+			for _, px := range dpx {
+				a, err := nn.DetectorFamily(nn.MobileNetV2, size, px, px, 3, len(scenes.ShapeClasses()))
+				check(err)
+				for _, bs := range dbatches {
+					results = append(results, benchEngine(choice, detectorModel(size, px), a, dbatch[px].Slice(0, bs), *seconds))
+				}
+			}
+		}
 	}
 	if *asJSON {
 		for _, r := range results {
@@ -126,7 +141,8 @@ func main() {
 	for _, bin := range strings.Split(*with, ",") {
 		if bin = strings.TrimSpace(bin); bin != "" {
 			results = append(results, runJSON(exec.Command(bin, "-json", "-batches", *batchList, "-seconds", fmt.Sprint(*seconds), "-data", dir,
-				"-models", *models, "-family", *family, "-family-px", *familyPx, "-family-batches", *familyBatches))...)
+				"-models", *models, "-family", *family, "-family-px", *familyPx, "-family-batches", *familyBatches,
+				"-det", *detFamily, "-det-px", *detPx, "-det-batches", *detBatches))...)
 		}
 	}
 	if *torchPy != "" {
@@ -136,7 +152,8 @@ func main() {
 		}
 		results = append(results, runJSON(exec.Command(*torchPy, script, "--data", dir, "--threads", fmt.Sprint(runtime.GOMAXPROCS(0)),
 			"--batches", *batchList, "--seconds", fmt.Sprint(*seconds), "--device", *torchDevice, "--models", *models,
-			"--family", *family, "--family-px", *familyPx, "--family-batches", *familyBatches))...)
+			"--family", *family, "--family-px", *familyPx, "--family-batches", *familyBatches,
+			"--det", *detFamily, "--det-px", *detPx, "--det-batches", *detBatches))...)
 	}
 	printTable(results)
 }
@@ -145,6 +162,41 @@ func main() {
 const familyClasses = 10
 
 func familyModel(size string, px int) string { return fmt.Sprintf("mnv2-%s %d", size, px) }
+
+func detectorModel(size string, px int) string { return fmt.Sprintf("det-%s %d", size, px) }
+
+// list is the non-empty items of a comma-separated list.
+func list(v string) []string {
+	var out []string
+	for _, f := range strings.Split(v, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// writeDetectorBatch makes batch colour shape scenes of px×px with the multi-scale
+// detector's targets (the same for every size: the levels and classes are) and writes
+// them for PyTorch and the other builds as det-PX.x.f32 and det-PX.{w,t,m,b}.f32.
+func writeDetectorBatch(dir string, px, batch int) *nn.Batch {
+	a, err := nn.DetectorFamily(nn.MobileNetV2, "n", px, px, 3, len(scenes.ShapeClasses()))
+	check(err)
+	sc, err := scenes.Shapes(batch, uint64(px), scenes.ShapesConfig{W: px, H: px, C: 3})
+	check(err)
+	b := &nn.Batch{N: batch}
+	var boxes [][]nn.Box
+	for _, s := range sc {
+		b.X = append(b.X, s.Image.Pix...)
+		boxes = append(boxes, s.Boxes)
+	}
+	b.Det = nn.EncodeTargets(a, boxes)
+	write(filepath.Join(dir, fmt.Sprintf("det-%d.x.f32", px)), b.X)
+	for k, v := range map[string][]float32{"w": b.Det.W, "t": b.Det.T, "m": b.Det.M, "b": b.Det.B} {
+		write(filepath.Join(dir, fmt.Sprintf("det-%d.%s.f32", px, k)), v)
+	}
+	return b
+}
 
 func ints(flagName, list string) []int {
 	var out []int

@@ -14,11 +14,18 @@ The family's twin is MobileNetV2 in plain torch.nn as pkg/nn/weights/testdata/
 make_fixture.py defines it (torchvision's, whose widths and channel rounding equal
 nn.Family's at every size), with nn.Family's differences: batch norm ε = 1e-3 and no
 dropout before the head.
+
+With --det, the multi-scale detector's twin (nn.DetectorFamily: that trunk tapped at
+strides 8, 16, 32, the PAN neck of depthwise-separable convs, YOLOX-style decoupled
+heads) and its loss (nn.MultiScaleLoss: BCE objectness and classes, 1 − GIoU on the
+exp distances) train on det-PX.x.f32 with det-PX.{w,t,m,b}.f32, the targets
+nn.EncodeTargets wrote (per image, each level's (5+C, H, W) map flattened, end to end).
 """
 import argparse
 import importlib.util
 import json
 import os
+import sys
 import tempfile
 import time
 
@@ -67,6 +74,91 @@ def family(size, classes=10):
     return model
 
 
+DET_NECK = {"n": 48, "s": 64, "m": 96}
+
+
+def cbs(cin, cout, k=1, s=1, g=1):
+    """conv (no bias) → batch norm (ε 1e-3) → SiLU, as nn's convBN with SiLU."""
+    return nn.Sequential(nn.Conv2d(cin, cout, k, s, k // 2, groups=g, bias=False), nn.BatchNorm2d(cout, eps=1e-3), nn.SiLU())
+
+
+def dwsep(cin, cout, s=1):
+    return nn.Sequential(cbs(cin, cin, 3, s, cin), cbs(cin, cout))
+
+
+class DetHead(nn.Module):
+    def __init__(self, h, classes):
+        super().__init__()
+        self.cls, self.cls_out = dwsep(h, h), nn.Conv2d(h, classes, 1)
+        self.reg, self.box, self.obj = dwsep(h, h), nn.Conv2d(h, 4, 1), nn.Conv2d(h, 1, 1)
+
+    def forward(self, f):
+        r = self.reg(f)
+        return torch.cat([self.obj(r), self.box(r), self.cls_out(self.cls(f))], 1)
+
+
+class Detector(nn.Module):
+    """nn.DetectorFamily("mobilenetv2", size, …) in plain torch.nn; forward returns the
+    three levels' (N, 5+C, H, W) maps, finest first."""
+
+    def __init__(self, size, classes):
+        super().__init__()
+        self.trunk = family(size, classes).features[:-1]  # without the 1280-channel conv
+        with torch.no_grad():
+            x, ch = torch.zeros(1, 3, 64, 64), {}
+            for i, m in enumerate(self.trunk):
+                x = m(x)
+                ch[i] = x.shape[1]
+        c3, c4, c5, h = ch[6], ch[13], ch[len(self.trunk) - 1], DET_NECK[size]
+        self.l5 = cbs(c5, h)
+        self.t4, self.t3 = dwsep(h + c4, h), dwsep(h + c3, h)
+        self.d3, self.n4 = cbs(h, h, 3, 2, h), dwsep(2 * h, h)
+        self.d4, self.n5 = cbs(h, h, 3, 2, h), dwsep(2 * h, h)
+        self.heads = nn.ModuleList([DetHead(h, classes) for _ in range(3)])
+        for head in self.heads:  # nn.PriorProb's start
+            for conv in (head.obj, head.cls_out):
+                nn.init.constant_(conv.bias, -4.59512)
+
+    def forward(self, x):
+        for i, m in enumerate(self.trunk):
+            x = m(x)
+            if i == 6:
+                c3 = x
+            elif i == 13:
+                c4 = x
+        up = lambda v: F.interpolate(v, scale_factor=2, mode="nearest")
+        l5 = self.l5(x)
+        t4 = self.t4(torch.cat([up(l5), c4], 1))
+        t3 = self.t3(torch.cat([up(t4), c3], 1))
+        n4 = self.n4(torch.cat([self.d3(t3), t4], 1))
+        n5 = self.n5(torch.cat([self.d4(n4), l5], 1))
+        return tuple(head(f) for head, f in zip(self.heads, (t3, n4, n5)))
+
+
+def multiscale_loss(zs, w, t, m, b, n):
+    """nn.MultiScaleLoss over the levels' maps zs with the flat targets, mean over n."""
+    total, off = 0.0, 0
+    for z in zs:
+        N, ch, H, W = z.shape
+        size = ch * H * W
+        wl, tl, ml, bl = (v[:, off:off + size].reshape(N, ch, H, W) for v in (w, t, m, b))
+        off += size
+        keep = [0] + list(range(5, ch))
+        zc, wc, tc = z[:, keep], wl[:, keep], tl[:, keep]
+        total = total + (wc * (F.softplus(zc) - tc * zc)).sum()
+        p, g, mw = torch.exp(torch.clamp(z[:, 1:5], max=10.0)), bl[:, 1:5], ml[:, 1]
+        ap = (p[:, 0] + p[:, 2]) * (p[:, 1] + p[:, 3])
+        ag = (g[:, 0] + g[:, 2]) * (g[:, 1] + g[:, 3])
+        iw = torch.minimum(p[:, 0], g[:, 0]) + torch.minimum(p[:, 2], g[:, 2])
+        ih = torch.minimum(p[:, 1], g[:, 1]) + torch.minimum(p[:, 3], g[:, 3])
+        inter = iw.clamp(min=0) * ih.clamp(min=0)
+        union = ap + ag - inter
+        enc = (torch.maximum(p[:, 0], g[:, 0]) + torch.maximum(p[:, 2], g[:, 2])) * \
+              (torch.maximum(p[:, 1], g[:, 1]) + torch.maximum(p[:, 3], g[:, 3]))
+        total = total + (mw * (2 - inter / union - union / enc)).sum()
+    return total / n
+
+
 def latency(f, seconds, runs=200):
     """Batch-1 latencies in ms: 10 warm-up runs, then `runs` timed ones, or fewer (20 at
     least) past `seconds` (bench/train's rule)."""
@@ -110,6 +202,10 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def to_host(out):
+    return tuple(o.cpu() for o in out) if isinstance(out, tuple) else out.cpu()
+
+
 def bench(name, model, x, loss_fn, seconds, infer_runs, device):
     """Trains for at least `seconds` after 3 warm-up steps (and 3 steps at least), then
     times one-image inference; on a GPU each timing waits for the device."""
@@ -134,7 +230,7 @@ def bench(name, model, x, loss_fn, seconds, infer_runs, device):
     with torch.no_grad():
         one = x[:1]
         # the result on the host, as the agent needs it
-        p50, p99 = latency(lambda: model(one).cpu(), seconds, infer_runs)
+        p50, p99 = latency(lambda: to_host(model(one)), seconds, infer_runs)
     model.train()
     framework = "pytorch " + torch.__version__.split("+")[0]
     if device.type == "cuda":
@@ -156,6 +252,10 @@ def main():
     ap.add_argument("--family", default="", help="comma-separated MobileNetV2 sizes (n, s, m)")
     ap.add_argument("--family-px", default="96,160", help="comma-separated square RGB input sizes")
     ap.add_argument("--family-batches", default="16,32", help="comma-separated family batch sizes")
+    ap.add_argument("--det", default="", help="comma-separated multi-scale detector sizes (n, s, m)")
+    ap.add_argument("--det-px", default="320", help="comma-separated square RGB input sizes of the detector")
+    ap.add_argument("--det-batches", default="8", help="comma-separated detector batch sizes")
+    ap.add_argument("--det-classes", type=int, default=4, help="the detector's classes (bench/train's shape scenes)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
@@ -189,6 +289,27 @@ def main():
                 print(json.dumps(bench(name, model, fx[:bs], lambda out: F.cross_entropy(out, y), a.seconds, a.infer, dev)), flush=True)
             if a.device == "cpu":
                 r = onnxruntime_latency(name, model, fx[:1], a.threads, a.seconds)
+                if r:
+                    print(json.dumps(r), flush=True)
+    db = [int(v) for v in a.det_batches.split(",")]
+    for size in (s for s in a.det.split(",") if s):
+        for px in (int(v) for v in a.det_px.split(",")):
+            per = (5 + a.det_classes) * sum((px // s) ** 2 for s in (8, 16, 32))
+            nb = max(db)
+            x = load(os.path.join(d, f"det-{px}.x.f32"), (nb, 3, px, px)).to(dev)
+            tg = [load(os.path.join(d, f"det-{px}.{k}.f32"), (nb, per)).to(dev) for k in "wtmb"]
+            name = f"det-{size} {px}"
+            for bs in db:
+                w, t, m, b = (v[:bs] for v in tg)
+                model = Detector(size, a.det_classes).to(dev)
+                print(json.dumps(bench(name, model, x[:bs], lambda zs: multiscale_loss(zs, w, t, m, b, bs), a.seconds, a.infer, dev)),
+                      flush=True)
+            if a.device == "cpu":
+                try:
+                    r = onnxruntime_latency(name, model, x[:1], a.threads, a.seconds)
+                except Exception as e:  # the exporter's limits must not cost the run
+                    print(f"onnx export of {name}: {e}", file=sys.stderr)
+                    r = None
                 if r:
                     print(json.dumps(r), flush=True)
 
