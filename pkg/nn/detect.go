@@ -46,8 +46,9 @@ const (
 	LambdaNoObj = 0.5
 )
 
-// DetTargets are the detection loss's inputs, each shaped like the head's output
-// (N, 5+C, S, S). With z the head output, the loss is
+// DetTargets are the detection loss's inputs, each shaped like the head's output. For a
+// multi-scale detector see MultiScaleLoss; for the grid detector, (N, 5+C, S, S), with z
+// the head output, the loss is
 //
 //	L = 1/N · [ Σ W⊙(softplus(z) − T⊙z) + LambdaCoord · Σ M⊙(σ(z) − B)² ]
 //

@@ -314,7 +314,6 @@ func (gr *graph) multiScaleLoss(a nn.Arch) error {
 	targets := &nn.DetTargets{W: gr.wT.Data().([]float32), T: gr.tT.Data().([]float32), M: gr.mT.Data().([]float32), B: gr.bT.Data().([]float32)}
 	n := gr.n
 	var dz []float32 // the gradient of the last forward pass
-	var lossErr error
 	back := func(in G.Nodes, grad *G.Node) (G.Nodes, error) {
 		d, err := apply("msloss.dz", in[0].Shape(), func(out []float32, in [][]float32) {
 			g := in[1][0]
@@ -326,12 +325,11 @@ func (gr *graph) multiScaleLoss(a nn.Arch) error {
 	}
 	l, err := apply("msloss", tensor.Shape{1}, func(out []float32, in [][]float32) {
 		dz = grow(dz, len(in[0]))
-		var v float64
-		v, lossErr = nn.MultiScaleLoss(a, in[0], targets, n, dz)
-		out[0] = float32(v)
-		if lossErr != nil {
-			out[0] = float32(math.NaN())
+		v, err := nn.MultiScaleLoss(a, in[0], targets, n, dz)
+		if err != nil { // shapes are the graph's own: cannot happen; a NaN loss stops a training
+			v = math.NaN()
 		}
+		out[0] = float32(v)
 	}, back, gr.out)
 	if err != nil {
 		return err
