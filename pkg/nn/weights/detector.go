@@ -1,0 +1,105 @@
+package weights
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/edgeloop/edgeloop/pkg/nn"
+)
+
+// ImportDetector copies torchvision MobileNetV2 tensors ts onto the trunk of a, a
+// multi-scale detector built by nn.DetectorFamily, whose trunk is nn.Family's layer for
+// layer: each trunk tensor takes the name TorchvisionNames gives it in the family
+// classifier of the same size and input. The pyramid and heads keep p's values; the
+// file's last 1×1 conv (features.18) and classifier are not used. Every trunk tensor
+// must be in ts with its shape (a grey network sums an RGB stem over the colours), and
+// no other file tensor may be left over; errors name the first that does not fit. It
+// returns a with the trunk's batch norms at PyTorch's ε and logs "transferred X/Y".
+func ImportDetector(a nn.Arch, p *nn.Params, ts map[string]Tensor, log *zap.Logger) (nn.Arch, error) {
+	size, ok := strings.CutPrefix(a.Name, nn.MobileNetV2+"-")
+	if size, ok = strings.CutSuffix(size, "-det"); !ok || len(a.Levels) == 0 {
+		return nn.Arch{}, fmt.Errorf("weights: arch %s is not a %s detector (nn.DetectorFamily)", a.Name, nn.MobileNetV2)
+	}
+	cls, err := nn.Family(nn.MobileNetV2, size, a.InW, a.InH, a.InC, 1)
+	if err != nil {
+		return nn.Arch{}, fmt.Errorf("weights: %s: %w", a.Name, err)
+	}
+	names, err := TorchvisionNames(cls)
+	if err != nil {
+		return nn.Arch{}, err
+	}
+	clsSpecs, _, _ := cls.Analyse()
+	if len(p.Specs) < len(clsSpecs) {
+		return nn.Arch{}, fmt.Errorf("weights: %d parameter tensors for arch %s", len(p.Specs), a.Name)
+	}
+	if _, ok := ts["features.0.0.bias"]; ok {
+		return nn.Arch{}, fmt.Errorf("weights: the file's convs have biases (features.0.0.bias): its batch norms were folded into them at export")
+	}
+	used := map[string]bool{}
+	trunk, transferred := 0, 0
+	for k, s := range p.Specs {
+		if s.Layer >= a.HeadFrom {
+			break
+		}
+		trunk++
+		if c := clsSpecs[k]; c.Name != s.Name || !slices.Equal(c.Shape, s.Shape) {
+			return nn.Arch{}, fmt.Errorf("weights: %s's trunk tensor %s %v is not the family's %s %v", a.Name, s.Name, []int(s.Shape), c.Name, []int(c.Shape))
+		}
+		name := names[k]
+		used[name] = true
+		t, ok := ts[name]
+		if !ok {
+			return nn.Arch{}, fmt.Errorf("weights: %s (%s %v) is not in the file", name, s.Name, []int(s.Shape))
+		}
+		v, err := convert(t, s, a.Layers[s.Layer].Kind)
+		if err != nil {
+			return nn.Arch{}, fmt.Errorf("weights: %s: %w", name, err)
+		}
+		copy(p.Values[k], v)
+		transferred++
+	}
+	for name := range ts {
+		if !used[name] && !strings.HasPrefix(name, "classifier.") && !strings.HasPrefix(name, "features.18.") &&
+			!strings.HasSuffix(name, ".num_batches_tracked") {
+			return nn.Arch{}, fmt.Errorf("weights: file tensor %s %v maps to nothing in %s's trunk (another architecture or width?)", name, ts[name].Shape, a.Name)
+		}
+	}
+	log.Info("transferred pretrained tensors", zap.String("arch", a.Name), zap.String("transferred", fmt.Sprintf("%d/%d", transferred, trunk)))
+	a.Layers = slices.Clone(a.Layers)
+	for i := 0; i < a.HeadFrom; i++ {
+		if a.Layers[i].Kind == nn.BatchNorm {
+			a.Layers[i].Eps = TorchBNEps
+		}
+	}
+	return a, nil
+}
+
+// BackboneDetector builds the nn.DetectorFamily detector whose trunk width the
+// torchvision weights file at path has (FamilySize), for inW×inH images of channels
+// channels and classes classes: the trunk is the file's, the pyramid and heads are
+// initialised from seed.
+func BackboneDetector(path string, inW, inH, channels, classes int, seed uint64, log *zap.Logger) (nn.Arch, *nn.Params, error) {
+	ts, err := ReadFile(path)
+	if err != nil {
+		return nn.Arch{}, nil, err
+	}
+	size, err := FamilySize(ts)
+	if err != nil {
+		return nn.Arch{}, nil, fmt.Errorf("%w (%s)", err, path)
+	}
+	a, err := nn.DetectorFamily(nn.MobileNetV2, size, inW, inH, channels, classes)
+	if err != nil {
+		return nn.Arch{}, nil, err
+	}
+	p, err := nn.InitParams(a, seed)
+	if err != nil {
+		return nn.Arch{}, nil, err
+	}
+	if a, err = ImportDetector(a, p, ts, log); err != nil {
+		return nn.Arch{}, nil, fmt.Errorf("%w (%s)", err, path)
+	}
+	return a, p, nil
+}

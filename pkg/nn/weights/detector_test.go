@@ -1,0 +1,66 @@
+package weights
+
+import (
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap"
+
+	"github.com/edgeloop/edgeloop/pkg/nn"
+)
+
+// TestImportDetector: the fixture's torchvision MobileNetV2 (width 0.35) lands on the
+// multi-scale detector's trunk exactly as on the family classifier, the pyramid and
+// heads keep their initialisation, the trunk's batch norms take PyTorch's ε; a file of
+// another width is refused naming the first tensor that does not fit.
+func TestImportDetector(t *testing.T) {
+	path := filepath.Join("testdata", "mobilenetv2-035.safetensors")
+	a, p, err := BackboneDetector(path, 128, 96, 3, 5, 1, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cls, cp, err := Backbone(path, 128, 96, 3, 5, 1, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	init, _ := nn.InitParams(a, 1)
+	trunk := 0
+	for k, s := range p.Specs {
+		if s.Layer < a.HeadFrom {
+			trunk++
+			if !slices.Equal(p.Values[k], cp.Values[k]) {
+				t.Fatalf("trunk tensor %s differs from the classifier's import", s.Name)
+			}
+			continue
+		}
+		if !slices.Equal(p.Values[k], init.Values[k]) {
+			t.Fatalf("%s (pyramid or head) changed", s.Name)
+		}
+	}
+	if trunk < 100 {
+		t.Fatalf("%d trunk tensors", trunk)
+	}
+	for i, l := range a.Layers {
+		if l.Kind == nn.BatchNorm && (i < a.HeadFrom) != (l.Eps == TorchBNEps) {
+			t.Fatalf("layer %d: ε %v", i, l.Eps)
+		}
+	}
+	if cls.Layers[1].Eps != a.Layers[1].Eps {
+		t.Fatal("stem batch norm ε differs from the classifier's import")
+	}
+	// Grey input: the stem sums the colours.
+	if _, _, err := BackboneDetector(path, 64, 64, 1, 2, 1, zap.NewNop()); err != nil {
+		t.Fatalf("grey: %v", err)
+	}
+	ts, _ := ReadFile(path)
+	s, _ := nn.DetectorFamily(nn.MobileNetV2, "s", 64, 64, 3, 2)
+	sp, _ := nn.InitParams(s, 1)
+	if _, err := ImportDetector(s, sp, ts, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "shape") {
+		t.Fatalf("a width-0.35 file on the s detector: %v", err)
+	}
+	if _, err := ImportDetector(cls, cp, ts, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "not a") {
+		t.Fatalf("a classifier: %v", err)
+	}
+}
