@@ -1,10 +1,13 @@
-// Command detect measures the multi-scale detector (nn.DetectorFamily) on colour shape
-// scenes (scenes.Shapes: 1–8 objects of 8 px to the whole frame, partly overlapping):
-// for each family size, its weights and multiply-adds, training images/s, one-image
-// inference p50/p99, and test mAP@0.5, mAP@[.5:.95] and COCO's small/medium/large AP
-// after a short training. It is a short benchmark: minutes, not the full tables.
+// Command detect measures the multi-scale detector (nn.DetectorFamily) for each family
+// size: its weights and multiply-adds, training images/s, one-image inference p50/p99,
+// and test mAP@0.5, mAP@[.5:.95] and COCO's small/medium/large AP after a short
+// training, on colour shape scenes (scenes.Shapes: 1–8 objects of 8 px to the whole
+// frame, partly overlapping) or, with -data digits, on the 64×64 grey digit scenes
+// beside today's grid detector trained the same way (its peer). It is a short
+// benchmark: minutes, not the full tables.
 //
 //	go run ./bench/detect -sizes n -input 160x128 -train 400 -epochs 8
+//	go run ./bench/detect -data digits -sizes n -train 2000 -epochs 10
 package main
 
 import (
@@ -20,7 +23,9 @@ import (
 
 	"github.com/edgeloop/edgeloop/pkg/augment"
 	"github.com/edgeloop/edgeloop/pkg/datasets"
+	"github.com/edgeloop/edgeloop/pkg/drift"
 	"github.com/edgeloop/edgeloop/pkg/evaluate"
+	"github.com/edgeloop/edgeloop/pkg/mnist"
 	"github.com/edgeloop/edgeloop/pkg/nn"
 	"github.com/edgeloop/edgeloop/pkg/nn/gorgoniaengine"
 	"github.com/edgeloop/edgeloop/pkg/raster"
@@ -38,6 +43,7 @@ func main() {
 	batch := flag.Int("batch", 8, "training batch size")
 	lr := flag.Float64("lr", 3e-3, "Adam learning rate (cosine schedule)")
 	latencyRuns := flag.Int("latency", 30, "one-image inference runs for p50/p99")
+	dataName := flag.String("data", "shapes", "shapes (colour shape scenes at -input) or digits (64×64 grey digit scenes, with the grid detector as peer)")
 	flag.Parse()
 	log, _ := zap.NewDevelopment()
 	defer func() { _ = log.Sync() }()
@@ -45,22 +51,55 @@ func main() {
 	if _, err := fmt.Sscanf(*input, "%dx%d", &w, &h); err != nil {
 		log.Fatal("bad -input", zap.String("input", *input), zap.Error(err))
 	}
-	gen := func(n int, seed uint64) []train.Sample {
-		sc, err := scenes.Shapes(n, seed, scenes.ShapesConfig{W: w, H: h, C: 3})
-		if err != nil {
-			log.Fatal("shape scenes", zap.Error(err))
-		}
-		return datasets.Scenes(sc, fmt.Sprint(seed))
+	var data train.Split
+	var classes []string
+	channels, what := 3, "colour shape scenes"
+	archs := func(size string) (nn.Arch, error) {
+		return nn.DetectorFamily(nn.MobileNetV2, size, w, h, channels, len(classes))
 	}
-	data := train.Split{Train: gen(*nTrain, 1), Val: gen(*nTest/2, 2), Test: gen(*nTest, 3)}
-	classes := scenes.ShapeClasses()
+	switch *dataName {
+	case "shapes":
+		gen := func(n int, seed uint64) []train.Sample {
+			sc, err := scenes.Shapes(n, seed, scenes.ShapesConfig{W: w, H: h, C: 3})
+			if err != nil {
+				log.Fatal("shape scenes", zap.Error(err))
+			}
+			return datasets.Scenes(sc, fmt.Sprint(seed))
+		}
+		data = train.Split{Train: gen(*nTrain, 1), Val: gen(*nTest/2, 2), Test: gen(*nTest, 3)}
+		classes = scenes.ShapeClasses()
+	case "digits":
+		tr, te, err := mnist.Load("")
+		if err != nil {
+			log.Fatal("mnist", zap.Error(err))
+		}
+		none, _ := drift.Get(drift.None)
+		gen := func(set *mnist.Set, n int, seed uint64) []train.Sample {
+			sc, err := scenes.Generate(set, n, seed, scenes.Config{}, none)
+			if err != nil {
+				log.Fatal("digit scenes", zap.Error(err))
+			}
+			return datasets.Scenes(sc, fmt.Sprint(seed))
+		}
+		data = train.Split{Train: gen(tr, *nTrain, 1), Val: gen(tr, *nTest/2, 2), Test: gen(te, *nTest, 3)}
+		classes, channels, what, w, h = datasets.Classes(), 1, "64×64 grey digit scenes", 64, 64
+		*sizes = "grid," + *sizes
+		archs = func(size string) (nn.Arch, error) {
+			if size == "grid" {
+				return nn.DetectorArch(len(classes)), nil
+			}
+			return nn.DetectorFamily(nn.MobileNetV2, size, w, h, channels, len(classes))
+		}
+	default:
+		log.Fatal("unknown -data (want shapes or digits)", zap.String("data", *dataName))
+	}
 
-	fmt.Printf("Multi-scale detector on colour shape scenes at %dx%d: %d train, %d val, %d test scenes, %d epochs, batch %d, 2-core CPU (Gorgonia, %s)\n\n",
-		w, h, len(data.Train), len(data.Val), len(data.Test), *epochs, *batch, gorgoniaengine.Name)
-	fmt.Println("| size | weights | MACs | train img/s | infer p50 | infer p99 | mAP@0.5 | mAP@[.5:.95] | AP small | AP medium | AP large |")
+	fmt.Printf("Multi-scale detector on %s at %dx%d: %d train, %d val, %d test scenes, %d epochs, batch %d, lr %g (cosine), 2-core CPU (%s)\n\n",
+		what, w, h, len(data.Train), len(data.Val), len(data.Test), *epochs, *batch, *lr, gorgoniaengine.Name)
+	fmt.Println("| network | weights | MACs | train img/s | infer p50 | infer p99 | mAP@0.5 | mAP@[.5:.95] | AP small | AP medium | AP large |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, size := range strings.Split(*sizes, ",") {
-		a, err := nn.DetectorFamily(nn.MobileNetV2, size, w, h, 3, len(classes))
+		a, err := archs(size)
 		if err != nil {
 			log.Fatal("detector", zap.Error(err))
 		}
@@ -103,7 +142,7 @@ func main() {
 			log.Fatal("latency", zap.Error(err))
 		}
 		d := ev.Detection
-		fmt.Printf("| %s | %.2f M | %.0f M | %.1f | %.1f ms | %.1f ms | %.3f | %.3f | %s | %s | %s |\n", size, float64(params)/1e6,
+		fmt.Printf("| %s | %.2f M | %.0f M | %.1f | %.1f ms | %.1f ms | %.3f | %.3f | %s | %s | %s |\n", a.Name, float64(params)/1e6,
 			float64(macs)/1e6, ips, p50, p99, d.MAP50, d.MAP5095, bySize(d, "small"), bySize(d, "medium"), bySize(d, "large"))
 		log.Info("size done", zap.String("size", size), zap.Duration("took", time.Since(start)))
 	}
