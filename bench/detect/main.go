@@ -1,8 +1,9 @@
 // Command detect measures the multi-scale detector (nn.DetectorFamily) for each family
 // size: its weights and multiply-adds, training images/s, one-image inference p50/p99,
 // and test mAP@0.5, mAP@[.5:.95] and COCO's small/medium/large AP after a short
-// training, on colour shape scenes (scenes.Shapes: 1–8 objects of 8 px to the whole
-// frame, partly overlapping) or, with -data digits, on the 64×64 grey digit scenes
+// training, on colour scenes (colourscenes: 1–12 shapes and letters of 8 px to most of
+// the frame over photographs, partly hidden) or, with -data digits, on the 64×64 grey
+// digit scenes
 // beside today's grid detector trained the same way (its peer). It is a short
 // benchmark: minutes, not the full tables.
 //
@@ -22,6 +23,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/edgeloop/edgeloop/pkg/augment"
+	"github.com/edgeloop/edgeloop/pkg/colourscenes"
 	"github.com/edgeloop/edgeloop/pkg/datasets"
 	"github.com/edgeloop/edgeloop/pkg/drift"
 	"github.com/edgeloop/edgeloop/pkg/evaluate"
@@ -43,7 +45,8 @@ func main() {
 	batch := flag.Int("batch", 8, "training batch size")
 	lr := flag.Float64("lr", 3e-3, "Adam learning rate (cosine schedule)")
 	latencyRuns := flag.Int("latency", 30, "one-image inference runs for p50/p99")
-	dataName := flag.String("data", "shapes", "shapes (colour shape scenes at -input) or digits (64×64 grey digit scenes, with the grid detector as peer)")
+	dataName := flag.String("data", "colour", "colour (colour scenes drawn at -input) or digits (64×64 grey digit scenes, with the grid detector as peer)")
+	classCount := flag.Int("classes", 8, "classes of the colour scenes")
 	flag.Parse()
 	log, _ := zap.NewDevelopment()
 	defer func() { _ = log.Sync() }()
@@ -53,27 +56,43 @@ func main() {
 	}
 	var data train.Split
 	var classes []string
-	channels, what := 3, "colour shape scenes"
+	channels, what := 3, "colour scenes"
 	archs := func(size string) (nn.Arch, error) {
 		return nn.DetectorFamily(nn.MobileNetV2, size, w, h, channels, len(classes))
 	}
+	none, _ := drift.Get(drift.None)
 	switch *dataName {
-	case "shapes":
+	case "colour":
+		photos := colourscenes.LoadPhotos("", log)
+		g, err := colourscenes.New(photos)
+		if err != nil {
+			log.Fatal("colour scenes", zap.Error(err))
+		}
+		if photos.Count(colourscenes.SiteHome) == 0 {
+			what += " (procedural backgrounds: no photographs installed)"
+		} else {
+			what += " over photographs"
+		}
 		gen := func(n int, seed uint64) []train.Sample {
-			sc, err := scenes.Shapes(n, seed, scenes.ShapesConfig{W: w, H: h, C: 3})
+			sc, err := g.Scenes(colourscenes.SceneConfig{W: w, H: h, Classes: *classCount}, n, seed, none)
 			if err != nil {
-				log.Fatal("shape scenes", zap.Error(err))
+				log.Fatal("colour scenes", zap.Error(err))
 			}
-			return datasets.Scenes(sc, fmt.Sprint(seed))
+			out := make([]train.Sample, len(sc))
+			for i, s := range sc {
+				out[i] = train.Sample{ID: fmt.Sprintf("colour-%d-%d", seed, i), Image: s.Image, Boxes: s.Boxes}
+			}
+			return out
 		}
 		data = train.Split{Train: gen(*nTrain, 1), Val: gen(*nTest/2, 2), Test: gen(*nTest, 3)}
-		classes = scenes.ShapeClasses()
+		if classes, err = colourscenes.ClassNames(*classCount); err != nil {
+			log.Fatal("classes", zap.Error(err))
+		}
 	case "digits":
 		tr, te, err := mnist.Load("")
 		if err != nil {
 			log.Fatal("mnist", zap.Error(err))
 		}
-		none, _ := drift.Get(drift.None)
 		gen := func(set *mnist.Set, n int, seed uint64) []train.Sample {
 			sc, err := scenes.Generate(set, n, seed, scenes.Config{}, none)
 			if err != nil {

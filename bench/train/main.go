@@ -1,6 +1,6 @@
 // Command train benchmarks training and inference speed of edgeloop's two networks and,
 // with -family, of MobileNetV2 sizes (nn.Family, RGB), and with -det of the multi-scale
-// detector's sizes (nn.DetectorFamily, RGB shape scenes): the Gorgonia engine with pure-Go
+// detector's sizes (nn.DetectorFamily, RGB colour scenes): the Gorgonia engine with pure-Go
 // BLAS and with OpenBLAS, and the CUDA engine when built with -tags edgeloop_cuda,
 // beside PyTorch running the same architectures, losses, batches and data, with the
 // same thread count (or on the same GPU), in the same run, and for the family ONNX
@@ -34,6 +34,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/edgeloop/edgeloop/pkg/colourscenes"
 	"github.com/edgeloop/edgeloop/pkg/datasets"
 	"github.com/edgeloop/edgeloop/pkg/drift"
 	"github.com/edgeloop/edgeloop/pkg/mnist"
@@ -123,7 +124,7 @@ func main() {
 		}
 		for _, size := range dsizes {
 			for _, px := range dpx {
-				a, err := nn.DetectorFamily(nn.MobileNetV2, size, px, px, 3, len(scenes.ShapeClasses()))
+				a, err := nn.DetectorFamily(nn.MobileNetV2, size, px, px, 3, detectorClasses)
 				check(err)
 				for _, bs := range dbatches {
 					results = append(results, benchEngine(choice, detectorModel(size, px), a, dbatch[px].Slice(0, bs), *seconds))
@@ -153,7 +154,7 @@ func main() {
 		results = append(results, runJSON(exec.Command(*torchPy, script, "--data", dir, "--threads", fmt.Sprint(runtime.GOMAXPROCS(0)),
 			"--batches", *batchList, "--seconds", fmt.Sprint(*seconds), "--device", *torchDevice, "--models", *models,
 			"--family", *family, "--family-px", *familyPx, "--family-batches", *familyBatches,
-			"--det", *detFamily, "--det-px", *detPx, "--det-batches", *detBatches))...)
+			"--det", *detFamily, "--det-px", *detPx, "--det-batches", *detBatches, "--det-classes", fmt.Sprint(detectorClasses)))...)
 	}
 	printTable(results)
 }
@@ -176,13 +177,20 @@ func list(v string) []string {
 	return out
 }
 
-// writeDetectorBatch makes batch colour shape scenes of px×px with the multi-scale
-// detector's targets (the same for every size: the levels and classes are) and writes
-// them for PyTorch and the other builds as det-PX.x.f32 and det-PX.{w,t,m,b}.f32.
+// detectorClasses is the class count of the multi-scale detectors measured.
+const detectorClasses = 8
+
+// writeDetectorBatch makes batch colour scenes (colourscenes, procedural backgrounds) of
+// px×px with the multi-scale detector's targets (the same for every size: the levels
+// and classes are) and writes them for PyTorch and the other builds as det-PX.x.f32 and
+// det-PX.{w,t,m,b}.f32.
 func writeDetectorBatch(dir string, px, batch int) *nn.Batch {
-	a, err := nn.DetectorFamily(nn.MobileNetV2, "n", px, px, 3, len(scenes.ShapeClasses()))
+	a, err := nn.DetectorFamily(nn.MobileNetV2, "n", px, px, 3, detectorClasses)
 	check(err)
-	sc, err := scenes.Shapes(batch, uint64(px), scenes.ShapesConfig{W: px, H: px, C: 3})
+	g, err := colourscenes.New(nil)
+	check(err)
+	none, _ := drift.Get(drift.None)
+	sc, err := g.Scenes(colourscenes.SceneConfig{W: px, H: px, Classes: detectorClasses}, batch, uint64(px), none)
 	check(err)
 	b := &nn.Batch{N: batch}
 	var boxes [][]nn.Box

@@ -1,9 +1,7 @@
-// Package scenes makes detection data. "Digit scenes": canvases with 1–4 MNIST digits
-// at random scales and positions on varied backgrounds, each with the box of its ink
-// and its class; train scenes use MNIST's train digits, test scenes its test digits.
-// "Shape scenes" (Shapes): grey or colour canvases of any size with 0 to many
-// rectangles, ellipses, triangles and rings from 8 px to the whole frame, partly
-// overlapping, for the multi-scale detector. The same seed gives the same scenes.
+// Package scenes makes "digit scenes", the detection data: canvases with 1–4 MNIST
+// digits at random scales and positions on varied backgrounds, each with the box of its
+// ink and its class. Train scenes use MNIST's train digits, test scenes its test digits;
+// the same seed gives the same scenes.
 package scenes
 
 import (

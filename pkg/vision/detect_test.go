@@ -6,10 +6,11 @@ import (
 	"testing"
 
 	"github.com/edgeloop/edgeloop/pkg/artifact"
+	"github.com/edgeloop/edgeloop/pkg/colourscenes"
+	"github.com/edgeloop/edgeloop/pkg/drift"
 	"github.com/edgeloop/edgeloop/pkg/nn"
 	"github.com/edgeloop/edgeloop/pkg/nn/gorgoniaengine"
 	"github.com/edgeloop/edgeloop/pkg/raster"
-	"github.com/edgeloop/edgeloop/pkg/scenes"
 	"github.com/edgeloop/edgeloop/pkg/vision"
 )
 
@@ -98,7 +99,7 @@ func TestPredictorServesModelFiles(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			classes := scenes.ShapeClasses()
+			classes, _ := colourscenes.ClassNames(4)
 			data, err := artifact.Encode(&artifact.Model{Header: artifact.Header{Arch: a, Classes: classes}, Params: p})
 			if err != nil {
 				t.Fatal(err)
@@ -113,7 +114,15 @@ func TestPredictorServesModelFiles(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer pr.Close()
-			sc, _ := scenes.Shapes(2, 1, scenes.ShapesConfig{W: 200, H: 150, C: 3})
+			g, err := colourscenes.New(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			none, _ := drift.Get(drift.None)
+			sc, err := g.Scenes(colourscenes.SceneConfig{W: 200, H: 150}, 2, 1, none)
+			if err != nil {
+				t.Fatal(err)
+			}
 			res, err := pr.Predict(context.Background(), []*raster.Image{sc[0].Image, sc[1].Image.Luma()})
 			if err != nil {
 				t.Fatal(err)
