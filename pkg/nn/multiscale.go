@@ -277,7 +277,7 @@ func decodeLevels(a Arch, out []float32, minScore float32) []Detection {
 		for p := 0; p < hw; p++ {
 			o := m.Offset + p
 			obj := sigmoid(out[o])
-			if obj < minScore {
+			if !(obj >= minScore) { // NaN outputs (a diverged model) give no box
 				continue
 			}
 			best, bestZ := 0, out[o+5*hw]
@@ -287,7 +287,7 @@ func decodeLevels(a Arch, out []float32, minScore float32) []Detection {
 				}
 			}
 			score := obj * sigmoid(bestZ)
-			if score < minScore {
+			if !(score >= minScore) {
 				continue
 			}
 			px, py := (float32(p%m.W)+0.5)*s, (float32(p/m.W)+0.5)*s

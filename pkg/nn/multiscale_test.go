@@ -265,6 +265,15 @@ func TestEncodeLevels(t *testing.T) {
 		}
 	}
 
+	// NaN outputs (a diverged model) decode to no box.
+	nan := make([]float32, len(out))
+	for i := range nan {
+		nan[i] = float32(math.NaN())
+	}
+	if d := Decode(a, nan, 0.01); len(d) != 0 {
+		t.Fatalf("NaN outputs decoded to %d boxes", len(d))
+	}
+
 	// A point inside two boxes belongs to the smaller.
 	big, small := px(100, 100, 200, 200, 0), px(140, 140, 160, 160, 1)
 	tg = EncodeTargets(a, [][]Box{{big, small}})
