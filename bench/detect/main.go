@@ -43,7 +43,8 @@ func main() {
 	nTest := flag.Int("test", 100, "test scenes (and as many validation scenes)")
 	epochs := flag.Int("epochs", 8, "training epochs")
 	batch := flag.Int("batch", 8, "training batch size")
-	lr := flag.Float64("lr", 3e-3, "Adam learning rate (cosine schedule)")
+	lr := flag.Float64("lr", 0, "the multi-scale detector's Adam learning rate, cosine schedule (0: nn.Arch.ScratchLR)")
+	gridLR := flag.Float64("grid-lr", 3e-3, "the grid detector's learning rate (-data digits)")
 	latencyRuns := flag.Int("latency", 30, "one-image inference runs for p50/p99")
 	dataName := flag.String("data", "colour", "colour (colour scenes drawn at -input) or digits (64×64 grey digit scenes, with the grid detector as peer)")
 	classCount := flag.Int("classes", 8, "classes of the colour scenes")
@@ -113,23 +114,30 @@ func main() {
 		log.Fatal("unknown -data (want shapes or digits)", zap.String("data", *dataName))
 	}
 
-	fmt.Printf("Multi-scale detector on %s at %dx%d: %d train, %d val, %d test scenes, %d epochs, batch %d, lr %g (cosine), 2-core CPU (%s)\n\n",
-		what, w, h, len(data.Train), len(data.Val), len(data.Test), *epochs, *batch, *lr, gorgoniaengine.Name)
-	fmt.Println("| network | weights | MACs | train img/s | infer p50 | infer p99 | mAP@0.5 | mAP@[.5:.95] | AP small | AP medium | AP large |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Printf("Multi-scale detector on %s at %dx%d: %d train, %d val, %d test scenes, %d epochs, batch %d, cosine schedule, 2-core CPU (%s)\n\n",
+		what, w, h, len(data.Train), len(data.Val), len(data.Test), *epochs, *batch, gorgoniaengine.Name)
+	fmt.Println("| network | lr | weights | MACs | train img/s | infer p50 | infer p99 | mAP@0.5 | mAP@[.5:.95] | AP small | AP medium | AP large |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, size := range strings.Split(*sizes, ",") {
 		a, err := archs(size)
 		if err != nil {
 			log.Fatal("detector", zap.Error(err))
 		}
 		params, macs, _ := a.Cost()
+		rate := float32(*lr)
+		if len(a.Levels) == 0 {
+			rate = float32(*gridLR)
+		}
+		if rate == 0 {
+			rate = a.ScratchLR()
+		}
 		p, err := nn.InitParams(a, 1)
 		if err != nil {
 			log.Fatal("init", zap.Error(err))
 		}
 		start := time.Now()
 		res, err := train.Run(context.Background(), a, p, classes, data, train.Config{
-			Epochs: *epochs, BatchSize: *batch, LR: float32(*lr), Patience: -1, Seed: 1, Augment: augment.None(),
+			Epochs: *epochs, BatchSize: *batch, LR: rate, Patience: -1, Seed: 1, Augment: augment.None(),
 			Progress: func(pr train.Progress) {
 				if pr.Done != nil {
 					log.Info("epoch", zap.String("size", size), zap.Int("epoch", pr.Epoch), zap.Float64("loss", pr.Done.TrainLoss),
@@ -161,7 +169,7 @@ func main() {
 			log.Fatal("latency", zap.Error(err))
 		}
 		d := ev.Detection
-		fmt.Printf("| %s | %.2f M | %.0f M | %.1f | %.1f ms | %.1f ms | %.3f | %.3f | %s | %s | %s |\n", a.Name, float64(params)/1e6,
+		fmt.Printf("| %s | %g | %.2f M | %.0f M | %.1f | %.1f ms | %.1f ms | %.3f | %.3f | %s | %s | %s |\n", a.Name, rate, float64(params)/1e6,
 			float64(macs)/1e6, ips, p50, p99, d.MAP50, d.MAP5095, bySize(d, "small"), bySize(d, "medium"), bySize(d, "large"))
 		log.Info("size done", zap.String("size", size), zap.Duration("took", time.Since(start)))
 	}

@@ -138,8 +138,8 @@ func writeCacheFile(path string, data []byte) error {
 }
 
 // TrainConfig is how the service trains a project: fine-tuning from the release with
-// the project's settings, or — without a parent — a first model from scratch at a
-// higher learning rate for at least 6 epochs.
+// the project's settings, or — without a parent — a first model from scratch at its
+// network's higher learning rate (nn.Arch.ScratchLR) for at least 6 epochs.
 func TrainConfig(p *project.Project, fineTune bool, seed uint64) train.Config {
 	cfg := train.Config{Epochs: p.Retrain.Epochs, LR: p.Retrain.LR, Seed: seed, Patience: 3,
 		FreezeBackbone: p.Retrain.FreezeBackbone && fineTune, Augment: augment.Default()}
@@ -147,7 +147,7 @@ func TrainConfig(p *project.Project, fineTune bool, seed uint64) train.Config {
 		cfg.Augment = *p.Augment
 	}
 	if !fineTune {
-		cfg.LR, cfg.Epochs = 1e-3, max(cfg.Epochs, 6)
+		cfg.LR, cfg.Epochs = archFor(p).ScratchLR(), max(cfg.Epochs, 6)
 	}
 	return cfg
 }
