@@ -43,7 +43,7 @@ func RegisterBootstrapFlags(fs *flag.FlagSet) *BootstrapOptions {
 	fs.StringVar(&o.API, "api", "http://127.0.0.1:8080", "curator API")
 	fs.StringVar(&o.Token, "token", "admin-dev-token", "admin bearer token")
 	fs.StringVar(&o.Project, "project", "digits", "project id")
-	fs.StringVar(&o.Dataset, "dataset", "mnist", "seed dataset: mnist or digit-scenes (optionally :drift=NAME)")
+	fs.StringVar(&o.Dataset, "dataset", "mnist", "seed dataset: mnist, digit-scenes or colour-shapes (optionally :drift=NAME)")
 	fs.IntVar(&o.Limit, "limit", 2000, "seed examples")
 	fs.Uint64Var(&o.Seed, "seed", 1, "seed of generated scenes")
 	fs.StringVar(&o.MNISTDir, "mnist-dir", "", "MNIST data directory")
@@ -62,7 +62,7 @@ func Bootstrap(ctx context.Context, o *BootstrapOptions, log *zap.Logger) error 
 	if err != nil {
 		return err
 	}
-	p := project.Project{ID: o.Project, Task: string(spec.Task()), Classes: spec.ClassNames(),
+	p := project.Project{ID: o.Project, Task: string(spec.Task()), Classes: spec.ClassNames(), Model: spec.Model(),
 		Batch: project.BatchSettings{Min: o.BatchMin, Max: o.BatchMax, MaxWait: config.Duration(o.MaxWait)}}
 	code, body, err := call(ctx, o, "POST", "/api/v1/projects", "application/json", mustJSON(p))
 	if err != nil {
