@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"encoding/binary"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"slices"
 	"testing"
@@ -15,10 +14,11 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/agent"
 	"github.com/edgeloop/edgeloop/pkg/artifact"
 	"github.com/edgeloop/edgeloop/pkg/bridge"
+	"github.com/edgeloop/edgeloop/pkg/colourscenes"
 	"github.com/edgeloop/edgeloop/pkg/config"
 	"github.com/edgeloop/edgeloop/pkg/curator"
 	"github.com/edgeloop/edgeloop/pkg/dataformat"
-	"github.com/edgeloop/edgeloop/pkg/datasets"
+	"github.com/edgeloop/edgeloop/pkg/drift"
 	"github.com/edgeloop/edgeloop/pkg/mqttbus"
 	"github.com/edgeloop/edgeloop/pkg/nn"
 	"github.com/edgeloop/edgeloop/pkg/opshttp"
@@ -42,8 +42,20 @@ func TestColourProjectEndToEnd(t *testing.T) {
 	e.retrainer("r1", time.Minute)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	src := datasets.NewColourSource()
-	classes := src.Classes()
+	g, err := colourscenes.New(colourscenes.LoadPhotos("", e.log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	classes, _ := colourscenes.ClassNames(4)
+	none, _ := drift.Get(drift.None)
+	frames := func(n int, seed uint64) []colourscenes.Sample {
+		set, err := g.Classification(colourscenes.ClassifyConfig{W: 128, H: 96, Classes: len(classes)}, n, seed, none)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return set
+	}
+	seedSet, edge := frames(96, 1), frames(400, 2)
 	spec := nn.Spec{Family: nn.MobileNetV2, Size: "n", Input: [2]int{96, 64}, Channels: 3}
 	body := mustJSON(project.Project{ID: "shelf", Task: "classify", Classes: classes, Model: &spec,
 		Batch: project.BatchSettings{Min: 10, Max: 20, MaxWait: config.Duration(time.Second)},
@@ -61,18 +73,10 @@ func TestColourProjectEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	frame := func(seed uint64) (*raster.Image, string) {
-		im, class, err := src.Frame(rand.New(rand.NewPCG(seed, 7)), "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return im, classes[class]
-	}
 	var seeds []dataformat.SeedImage
-	for i := range 96 {
-		im, class := frame(uint64(i))
-		seeds = append(seeds, dataformat.SeedImage{ID: fmt.Sprintf("seed-%03d", i), Data: im.EncodeJPEG(90), ContentType: "image/jpeg",
-			Width: im.W, Height: im.H, Split: "train", Labels: []project.Label{{Class: class}}})
+	for i, s := range seedSet {
+		seeds = append(seeds, dataformat.SeedImage{ID: fmt.Sprintf("seed-%03d", i), Data: s.Image.EncodeJPEG(90), ContentType: "image/jpeg",
+			Width: s.Image.W, Height: s.Image.H, Split: "train", Labels: []project.Label{{Class: classes[s.Label]}}})
 	}
 	zipData, err := dataformat.SeedArchive(p, seeds)
 	if err != nil {
@@ -122,11 +126,11 @@ func TestColourProjectEndToEnd(t *testing.T) {
 	// Colour frames at the edge until v2 is released.
 	var first string
 	for i := 0; e.release("shelf") < 2; i++ {
-		if time.Since(start) > 150*time.Second {
+		if time.Since(start) > 150*time.Second || i == len(edge) {
 			t.Fatalf("no v2 after %d frames; versions %d", i, len(e.versions("shelf")))
 		}
-		im, class := frame(uint64(1000 + i))
-		res, err := a.Infer(ctx, "", im, &edgeloopv1.Annotation{Author: "simulator", Labels: []*edgeloopv1.Label{{ClassName: class}}})
+		f := edge[i]
+		res, err := a.Infer(ctx, "", f.Image, &edgeloopv1.Annotation{Author: "simulator", Labels: []*edgeloopv1.Label{{ClassName: classes[f.Label]}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -180,8 +184,7 @@ func TestColourProjectEndToEnd(t *testing.T) {
 		t.Fatalf("v2: lineage %+v, model %+v, preprocess %+v", v2.Header.Lineage, v2.Header.Model, v2.Header.Arch.Preprocess)
 	}
 	e.waitFor("the agent on v2 or later", 60*time.Second, func() bool { return a.ModelVersion() >= 2 })
-	im, _ := frame(99999)
-	res, err := a.Infer(ctx, "", im, nil)
+	res, err := a.Infer(ctx, "", edge[len(edge)-1].Image, nil)
 	if err != nil || res.ModelVersion < 2 || len(res.Predictions) != len(classes) {
 		t.Fatalf("the agent on v2: %v, %+v", err, res)
 	}
