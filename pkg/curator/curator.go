@@ -96,6 +96,7 @@ func (c *Curator) Ingest(ctx context.Context, ex *edgeloopv1.Example) error {
 		return err
 	}
 	rec := recordOf(ex, key, c.now())
+	rec.Channels = img.Channels()
 	if rec.FrameID != "" {
 		owner, fresh, err := c.claimFrame(ctx, p.ID, rec)
 		if err != nil {
