@@ -77,8 +77,9 @@ func (s *Service) loadEntries(ctx context.Context, p *project.Project, a nn.Arch
 }
 
 // image reads a content-addressed image (its key ends in its sha256) through the disk
-// cache, decoded to channels (1 grey, 3 RGB). A cache file is used only if it hashes to its key, else it is fetched again: a
-// file cut short by a crash would otherwise skip its example in every later training.
+// cache, decoded to channels (1 grey, 3 RGB). A cache file is used only if it hashes to
+// its key, else it is fetched again: a file cut short by a crash would otherwise skip
+// its example in every later training.
 func (s *Service) image(ctx context.Context, key string, channels int) (*raster.Image, error) {
 	name := path.Base(key)
 	cache := filepath.Join(s.cfg.CacheDir, "images", name)
