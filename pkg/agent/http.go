@@ -83,7 +83,7 @@ func (a *Agent) handleInfer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "reading the body: %v", err)
 		return
 	}
-	im, err := raster.DecodeLimited(data, a.cfg.MaxPixels)
+	im, err := a.decode(data)
 	if errors.Is(err, raster.ErrTooLarge) {
 		writeError(w, http.StatusRequestEntityTooLarge, "%v", err)
 		return

@@ -63,3 +63,14 @@ func (m *model) retire() {
 		m.pred.Close()
 	}
 }
+
+// decode reads a JPEG or PNG frame, within the agent's pixel budget, at the channels of
+// the model being served (the file's own before there is one), upright by its EXIF
+// orientation.
+func (a *Agent) decode(data []byte) (*raster.Image, error) {
+	channels := 0
+	if m := a.current.Load(); m != nil {
+		channels = m.header.Arch.InC
+	}
+	return raster.DecodeChannels(data, a.cfg.MaxPixels, channels)
+}

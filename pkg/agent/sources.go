@@ -81,7 +81,7 @@ func (a *Agent) inferFile(ctx context.Context, path string) {
 	data, err := os.ReadFile(path)
 	var im *raster.Image
 	if err == nil {
-		im, err = raster.DecodeLimited(data, a.cfg.MaxPixels)
+		im, err = a.decode(data)
 	}
 	if err == nil {
 		_, err = a.Infer(ctx, name, im, nil)

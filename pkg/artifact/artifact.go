@@ -5,7 +5,7 @@
 // Layout (little-endian):
 //
 //	"ELMODEL\x00"   8 bytes magic
-//	format          uint32 (FormatVersion)
+//	format          uint32 (FormatVersion; version 1 files are read too)
 //	header length   uint32
 //	header          JSON (Header)
 //	weights         float32 × total, tensor by tensor in Header.Params order
@@ -28,8 +28,16 @@ import (
 // Magic starts every model file.
 const Magic = "ELMODEL\x00"
 
-// FormatVersion is the layout version this package writes and reads.
-const FormatVersion = 1
+// FormatVersion is the layout version this package writes. Version 2 added the
+// network's spec (Header.Model) and its preprocessing (Arch.Preprocess: letterbox,
+// normalisation); a build that reads only version 1 refuses a version 2 file instead of
+// feeding its network wrongly prepared images.
+const FormatVersion = 2
+
+// OldestFormat is the oldest layout version this package reads. A version 1 file has
+// neither spec nor preprocessing: its network takes images stretched to its input,
+// pixels in [0, 1], and it is served exactly as it was.
+const OldestFormat = 1
 
 // maxHeader bounds the header so that a corrupt length cannot allocate gigabytes.
 const maxHeader = 1 << 20
@@ -60,8 +68,11 @@ type TensorInfo struct {
 
 // Header describes a model.
 type Header struct {
-	Task      nn.Task            `json:"task"`
-	Arch      nn.Arch            `json:"arch"`
+	Task nn.Task `json:"task"`
+	Arch nn.Arch `json:"arch"`
+	// Model is the spec the project chose the network by (nil: a built-in network, as in
+	// every version 1 file).
+	Model     *nn.Spec           `json:"model,omitempty"`
 	Classes   []string           `json:"classes"`
 	Project   string             `json:"project,omitempty"`
 	Version   int64              `json:"version,omitempty"`
@@ -127,8 +138,8 @@ func Decode(b []byte) (*Model, error) {
 	}
 	off := len(Magic)
 	format := binary.LittleEndian.Uint32(b[off:])
-	if format != FormatVersion {
-		return nil, bad("format version %d, this build reads %d", format, FormatVersion)
+	if format < OldestFormat || format > FormatVersion {
+		return nil, bad("format version %d, this build reads %d to %d", format, OldestFormat, FormatVersion)
 	}
 	hlen := int(binary.LittleEndian.Uint32(b[off+4:]))
 	off += 8
@@ -140,6 +151,9 @@ func Decode(b []byte) (*Model, error) {
 		return nil, bad("header: %v", err)
 	}
 	off += hlen
+	if format < 2 && (h.Model != nil || h.Arch.Preprocess != nil) {
+		return nil, bad("a version %d file with a model spec or preprocessing, which version 2 introduced", format)
+	}
 	p, err := nn.NewParams(h.Arch)
 	if err != nil {
 		return nil, bad("architecture: %v", err)

@@ -86,7 +86,8 @@ func (c *Curator) Ingest(ctx context.Context, ex *edgeloopv1.Example) error {
 			return message.Rejectf(contract.ReasonUnknownClass, "example %s: corrected class %q is not one of project %s's", ex.GetId(), l.GetClassName(), p.ID)
 		}
 	}
-	img, err := raster.Decode(ex.GetImage().GetData())
+	// The file's own channels: a colour frame's thumbnail holds its colour.
+	img, err := raster.DecodeChannels(ex.GetImage().GetData(), raster.DefaultMaxPixels, 0)
 	if err != nil {
 		return message.Rejectf(contract.ReasonBadImage, "example %s: %w", ex.GetId(), err)
 	}
@@ -95,6 +96,7 @@ func (c *Curator) Ingest(ctx context.Context, ex *edgeloopv1.Example) error {
 		return err
 	}
 	rec := recordOf(ex, key, c.now())
+	rec.Channels = img.Channels()
 	if rec.FrameID != "" {
 		owner, fresh, err := c.claimFrame(ctx, p.ID, rec)
 		if err != nil {

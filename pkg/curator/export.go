@@ -168,17 +168,17 @@ func (c *Curator) Import(ctx context.Context, pid, format string, archive io.Rea
 		Audit: []project.AuditEntry{{At: now, User: user, Action: "import", To: project.StateApproving, Detail: fmt.Sprintf("%s, %d images", format, len(entries))}}}
 	// Every image is checked (its size from its header first, raster.DefaultMaxPixels)
 	// before anything is stored: a refused archive leaves nothing behind.
-	dims := make([][2]int, len(entries))
+	dims := make([][3]int, len(entries))
 	for i, e := range entries {
 		data, err := e.Read()
 		if err != nil {
 			return nil, err
 		}
-		im, err := raster.Decode(data)
+		im, err := raster.DecodeChannels(data, raster.DefaultMaxPixels, 0)
 		if err != nil {
 			return nil, fmt.Errorf("%w: image %s: %v", project.ErrInvalid, e.Name, err)
 		}
-		dims[i] = [2]int{im.W, im.H}
+		dims[i] = [3]int{im.W, im.H, im.Channels()}
 	}
 	for i, e := range entries {
 		data, err := e.Read()
@@ -194,7 +194,7 @@ func (c *Curator) Import(ctx context.Context, pid, format string, archive io.Rea
 			id = uuid.NewString()
 		}
 		rec := &project.ExampleRecord{ID: id, Project: p.ID, Device: "import", CapturedAt: now, ReceivedAt: now, Image: key, ContentType: e.ContentType,
-			Width: dims[i][0], Height: dims[i][1], Reasons: []project.Reason{{Kind: "import", Detail: "seed dataset (" + format + ")"}}, TakenBy: "import"}
+			Width: dims[i][0], Height: dims[i][1], Channels: dims[i][2], Reasons: []project.Reason{{Kind: "import", Detail: "seed dataset (" + format + ")"}}, TakenBy: "import"}
 		if _, err := objstore.PutJSON(ctx, c.st.S, project.ExampleKey(p.ID, id), rec, objstore.PutOptions{IfNoneMatch: true}); err != nil && !errors.Is(err, objstore.ErrPrecondition) {
 			return nil, err
 		}

@@ -42,6 +42,21 @@ type browserResult struct {
 	Mouse     int               `json:"mouse"`
 	BelowFold []string          `json:"below_fold"`
 	Errors    []string          `json:"errors"`
+	// Picture is what the reviewer's page showed of the first detection item.
+	Picture *struct {
+		Example string `json:"example"`
+		Natural [2]int `json:"natural"`
+		Canvas  [2]int `json:"canvas"`
+		Points  []struct {
+			X, Y  float64
+			Image [3]int `json:"image"`
+			Shown [3]int `json:"shown"`
+		} `json:"points"`
+		Edges []struct {
+			Box    *project.Box `json:"box"`
+			Pixels [][3]int     `json:"pixels"`
+		} `json:"edges"`
+	} `json:"picture"`
 }
 
 // runBrowser runs the browser script on a project whose one ready batch is to be
@@ -186,6 +201,7 @@ func TestAnnotationUIInBrowser(t *testing.T) {
 		if b.State != project.StateApproved {
 			t.Fatalf("batch %s is %s after the browser approved it", res.Batch, b.State)
 		}
+		checkPicture(t, res)
 		for _, it := range b.Items {
 			want := truth[it.ExampleID]
 			if len(it.Labels) != len(want) {
@@ -199,6 +215,66 @@ func TestAnnotationUIInBrowser(t *testing.T) {
 		}
 	})
 	t.Logf("screenshots in %s", artifactsDir(t))
+}
+
+// checkPicture: the reviewer's page showed the colour picture whole, at its aspect
+// ratio and at least its natural size, every pixel in its place and colour, and each
+// saved box's outline where the box is.
+func checkPicture(t *testing.T, res browserResult) {
+	t.Helper()
+	p := res.Picture
+	if p == nil {
+		t.Fatal("the browser script read no picture")
+	}
+	n, c := p.Natural, p.Canvas
+	if n != [2]int{160, 120} || c[0] < n[0] || c[1] < n[1] || math.Abs(float64(c[0])/float64(c[1])-float64(n[0])/float64(n[1])) > 0.02 {
+		t.Fatalf("a %dx%d picture shown on a %dx%d canvas: want it whole, at least at its size", n[0], n[1], c[0], c[1])
+	}
+	if len(p.Edges) != 2 {
+		t.Fatalf("%d boxes saved on %s, want 2", len(p.Edges), p.Example)
+	}
+	near := func(x, y float64) bool { // on a box's outline or its label
+		for _, e := range p.Edges {
+			b := e.Box
+			dx := math.Min(math.Abs(x-float64(b.X0)), math.Abs(x-float64(b.X1))) * float64(c[0])
+			dy := math.Min(math.Abs(y-float64(b.Y0)), math.Abs(y-float64(b.Y1))) * float64(c[1])
+			inX, inY := x >= float64(b.X0)-0.02 && x <= float64(b.X1)+0.02, y >= float64(b.Y0)-0.02 && y <= float64(b.Y1)+0.02
+			label := x >= float64(b.X0)-0.02 && x <= float64(b.X0)+0.25 && y <= float64(b.Y0)+0.01 && (float64(b.Y0)-y)*float64(c[1]) < 20
+			if (dx < 6 && inY) || (dy < 6 && inX) || label {
+				return true
+			}
+		}
+		return false
+	}
+	checked, wrong, colourful := 0, 0, 0
+	for _, pt := range p.Points {
+		if near(pt.X, pt.Y) {
+			continue
+		}
+		checked++
+		for k := range 3 {
+			if math.Abs(float64(pt.Image[k]-pt.Shown[k])) > 12 {
+				wrong++
+				break
+			}
+		}
+		if max(pt.Image[0], pt.Image[1], pt.Image[2])-min(pt.Image[0], pt.Image[1], pt.Image[2]) > 60 {
+			colourful++
+		}
+	}
+	if checked < 500 || wrong > checked/50 || colourful < checked/2 {
+		t.Fatalf("of %d points off the boxes, %d show another colour than the picture's at that place; %d are colourful", checked, wrong, colourful)
+	}
+	// The reviewer's boxes are outlined in green (#22c55e).
+	for _, e := range p.Edges {
+		found := false
+		for _, px := range e.Pixels {
+			found = found || (math.Abs(float64(px[0]-0x22)) < 40 && math.Abs(float64(px[1]-0xc5)) < 40 && math.Abs(float64(px[2]-0x5e)) < 40)
+		}
+		if !found {
+			t.Errorf("box %+v: no outline at its left edge (pixels %v)", *e.Box, e.Pixels)
+		}
+	}
 }
 
 // colourPNG is a distinct colour picture: stripes and a disc that differ with i.

@@ -191,7 +191,7 @@ func writeVOC(_ *project.Project, items []Item, image func(string, Item) error, 
 	sets := map[string][]string{}
 	for _, it := range items {
 		a := vocAnnotation{Folder: "JPEGImages", Filename: it.file()}
-		a.Size.Width, a.Size.Height, a.Size.Depth = it.Record.Width, it.Record.Height, 1
+		a.Size.Width, a.Size.Height, a.Size.Depth = it.Record.Width, it.Record.Height, max(1, it.Record.Channels)
 		for _, l := range it.Labels {
 			b := l.Box
 			if b == nil {

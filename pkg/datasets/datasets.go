@@ -177,6 +177,16 @@ func (s Spec) Arch() nn.Arch {
 	return nn.ClassifierArch(10)
 }
 
+// Model is the model setting of a project seeded from the dataset: MobileNetV2 n at
+// 96×96 RGB, letterboxed, for colour objects; nil (the built-in network of the task)
+// for the others, until issue 14's detector family builds colour detectors.
+func (s Spec) Model() *nn.Spec {
+	if s.Name != ColourObjects {
+		return nil
+	}
+	return &nn.Spec{Family: nn.MobileNetV2, Size: "n", Input: [2]int{96, 96}, Channels: 3, Resize: nn.Letterbox, Normalize: nn.NormNone}
+}
+
 // ClassNames are the dataset's classes: the digits "0"…"9", or the first N of the
 // colour catalogue (colourscenes.Catalogue).
 func (s Spec) ClassNames() []string {

@@ -2,6 +2,7 @@ package modules
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"time"
 
@@ -63,11 +64,16 @@ type Config struct {
 		Host                        string
 		MQTTPort, KafkaPort, S3Port int
 	}
+	// Demo names the project the standalone seeds and simulates: "digits" or "colour"
+	// (Demos); the bootstrap and fleet settings left empty take its values.
+	Demo string
 	// Bootstrap seeds a project from a built-in dataset when it does not exist.
 	Bootstrap struct {
-		Project  string
-		Dataset  string
-		Limit    int
+		Project string
+		Dataset string
+		Limit   int
+		// Epochs of the project's fine-tunes (0: the project's default).
+		Epochs   int
 		BatchMin int
 		BatchMax int
 		MaxWait  time.Duration
@@ -87,6 +93,38 @@ type Config struct {
 		Error float64
 		Delay time.Duration
 	}
+}
+
+// DemoSettings are what a demo project sets.
+type DemoSettings struct {
+	Project, Dataset, Drift string
+	Limit, Epochs           int
+}
+
+// Demos are the standalone's demo projects: digits (grey MNIST digits, the built-in
+// 28×28 network, meeting rotated digits) and colour (128×96 RGB frames of 4 object
+// classes over photographs, MobileNetV2 n at 96×96 letterboxed, meeting a camera whose
+// white balance drifted), seeded small enough that version 1 trains in a minute or two
+// on 2 cores.
+func Demos() map[string]DemoSettings {
+	return map[string]DemoSettings{
+		"digits": {Project: "digits", Dataset: "mnist", Drift: "rotation", Limit: 2000},
+		"colour": {Project: "shelf", Dataset: "colour-objects:size=128x96,classes=4", Drift: "white-balance", Limit: 400, Epochs: 4},
+	}
+}
+
+// ApplyDemo fills the bootstrap and fleet settings left empty with the demo's.
+func (c *Config) ApplyDemo() error {
+	d, ok := Demos()[c.Demo]
+	if !ok {
+		return fmt.Errorf("-demo %q: want digits or colour", c.Demo)
+	}
+	config.IfZero(&c.Bootstrap.Project, d.Project)
+	config.IfZero(&c.Bootstrap.Dataset, d.Dataset)
+	config.IfZero(&c.Bootstrap.Limit, d.Limit)
+	config.IfZero(&c.Bootstrap.Epochs, d.Epochs)
+	config.IfZero(&c.Fleet.Drift, d.Drift)
+	return nil
 }
 
 // RegisterFlags adds every module's flags to fs and returns the Config they fill.
@@ -133,15 +171,16 @@ func RegisterFlags(fs *flag.FlagSet, defaultTarget string) *Config {
 	fs.IntVar(&c.Embedded.KafkaPort, "kafka-port", 9092, "embedded: Kafka broker port")
 	fs.IntVar(&c.Embedded.S3Port, "s3-port", 9000, "embedded: S3 server port")
 
-	fs.StringVar(&c.Bootstrap.Project, "project", "digits", "bootstrap: project to create and seed")
-	fs.StringVar(&c.Bootstrap.Dataset, "seed", "mnist", "bootstrap: seed dataset of the project: mnist or digit-scenes")
-	fs.IntVar(&c.Bootstrap.Limit, "seed-limit", 2000, "bootstrap: seed examples")
+	fs.StringVar(&c.Demo, "demo", "digits", "bootstrap and fleet: the demo project, digits (grey MNIST digits meeting rotation) or colour (RGB objects over photographs, MobileNetV2 n at 96×96, meeting white-balance drift); -project, -seed, -seed-limit and -drift override its settings")
+	fs.StringVar(&c.Bootstrap.Project, "project", "", "bootstrap: project to create and seed (default: the demo's, digits or shelf)")
+	fs.StringVar(&c.Bootstrap.Dataset, "seed", "", "bootstrap: seed dataset of the project: mnist, digit-scenes, colour-objects or colour-scenes, with options (default: the demo's)")
+	fs.IntVar(&c.Bootstrap.Limit, "seed-limit", 0, "bootstrap: seed examples (default: the demo's, 2000 digits or 400 colour frames)")
 	fs.IntVar(&c.Bootstrap.BatchMin, "batch-min", 30, "bootstrap: the project's smallest correction batch")
 	fs.IntVar(&c.Bootstrap.BatchMax, "batch-max", 50, "bootstrap: the project's largest correction batch")
 	fs.DurationVar(&c.Bootstrap.MaxWait, "max-wait", time.Minute, "bootstrap: a batch of at least batch-min closes after this wait")
 
 	fs.IntVar(&c.Fleet.Size, "fleet", 3, "fleet: simulated edge agents")
-	fs.StringVar(&c.Fleet.Drift, "drift", "rotation", "fleet: drift preset the agents meet")
+	fs.StringVar(&c.Fleet.Drift, "drift", "", "fleet: drift preset the agents meet (default: the demo's, rotation or white-balance)")
 	fs.Float64Var(&c.Fleet.Rate, "sim-rate", 4, "fleet: frames per second per agent")
 	fs.Float64Var(&c.Fleet.OperatorShare, "operator-share", 0.3, "fleet: share of wrong predictions the simulated operators flag")
 	fs.StringVar(&c.Fleet.HTTPAddr, "agent-http-addr", "127.0.0.1:8090", "fleet: the first agent's HTTP API (empty: none)")

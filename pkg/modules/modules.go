@@ -184,6 +184,9 @@ func Run(ctx context.Context, cfg *Config, impls map[string]Impl, log *zap.Logge
 	if err != nil {
 		return err
 	}
+	if err := cfg.ApplyDemo(); err != nil {
+		return err
+	}
 	for _, m := range mods {
 		if _, ok := impls[m.Name]; !ok {
 			return fmt.Errorf("target %q: module %s is not built into this binary (the standalone has every module)", cfg.Target, m.Name)

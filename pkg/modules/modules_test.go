@@ -67,3 +67,28 @@ func TestRunRefusesModulesNotBuiltIn(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+// -demo picks the bootstrap's and the fleet's settings; flags given override them, and
+// an unknown demo is refused.
+func TestDemoSettings(t *testing.T) {
+	parse := func(args ...string) (*Config, error) {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		c := RegisterFlags(fs, "standalone")
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		return c, c.ApplyDemo()
+	}
+	c, err := parse()
+	if err != nil || c.Bootstrap.Project != "digits" || c.Bootstrap.Dataset != "mnist" || c.Bootstrap.Limit != 2000 || c.Fleet.Drift != "rotation" {
+		t.Fatalf("default demo: %v, %+v, drift %s", err, c.Bootstrap, c.Fleet.Drift)
+	}
+	c, err = parse("-demo", "colour", "-seed-limit", "50")
+	if err != nil || c.Bootstrap.Project != "shelf" || !strings.HasPrefix(c.Bootstrap.Dataset, "colour-objects") || c.Bootstrap.Limit != 50 ||
+		c.Bootstrap.Epochs != 4 || c.Fleet.Drift != "white-balance" {
+		t.Fatalf("colour demo: %v, %+v, drift %s", err, c.Bootstrap, c.Fleet.Drift)
+	}
+	if _, err := parse("-demo", "sepia"); err == nil || !strings.Contains(err.Error(), "want digits or colour") {
+		t.Fatalf("an unknown demo: %v", err)
+	}
+}

@@ -126,6 +126,9 @@ type Arch struct {
 	// HeadFrom is the index of the first layer of the head; the layers before it are
 	// the backbone, which fine-tuning may freeze.
 	HeadFrom int `json:"head_from"`
+	// Preprocess is how images become the input (nil: stretched to InW×InH, pixels in
+	// [0, 1], as every network before it had).
+	Preprocess *Preprocess `json:"preprocess,omitempty"`
 	// Levels are the pyramid levels of a multi-scale detector (DetectorFamily), finest
 	// first; empty for the grid detector and classifiers. The output is each level's
 	// (5+C, H/stride, W/stride) map, flattened, end to end (see LevelMaps).
@@ -239,6 +242,9 @@ func (a Arch) Graph() ([]Node, []ParamSpec, error) {
 	}
 	if a.HeadFrom < 0 || a.HeadFrom >= len(a.Layers) {
 		return nil, nil, fmt.Errorf("arch %s: head_from %d outside %d layers", a.Name, a.HeadFrom, len(a.Layers))
+	}
+	if err := a.Preprocess.Check(a.InC); err != nil {
+		return nil, nil, fmt.Errorf("arch %s: %w", a.Name, err)
 	}
 	in := Shape{a.InC, a.InH, a.InW}
 	nodes := make([]Node, len(a.Layers))

@@ -21,6 +21,7 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/augment"
 	"github.com/edgeloop/edgeloop/pkg/config"
 	"github.com/edgeloop/edgeloop/pkg/contract"
+	"github.com/edgeloop/edgeloop/pkg/nn"
 	"github.com/edgeloop/edgeloop/pkg/selection"
 )
 
@@ -31,6 +32,11 @@ type Project struct {
 	Classes []string      `json:"classes"`
 	Batch   BatchSettings `json:"batch"`
 	Split   SplitSettings `json:"split"`
+	// Model is the network the project trains, chosen at creation and fixed after it:
+	// a family at a size, its input and channels, letterboxed or stretched. Absent, the
+	// project trains the built-in network of its task (a 28×28 grey classifier, a 64×64
+	// grey detector), as every project did before the setting existed.
+	Model *nn.Spec `json:"model,omitempty"`
 	// Augment is the training augmentation (retrain reads it).
 	Augment *augment.Config `json:"augment,omitempty"`
 	// Retrain is the retraining policy (retrain reads it).
@@ -170,6 +176,9 @@ func (p *Project) Defaults() {
 	config.IfZero(&p.Retrain.LR, 5e-4)
 	config.IfZero(&p.Retrain.Replay, DefaultReplay)
 	config.IfZero(&p.Retrain.FullFrom, "release")
+	if p.Model != nil {
+		p.Model.Defaults(nn.Task(p.Task))
+	}
 }
 
 // Validate checks a project.
@@ -232,6 +241,11 @@ func (p *Project) Validate() error {
 	if p.Retrain.FullFrom != "release" && p.Retrain.FullFrom != "scratch" {
 		return fmt.Errorf("project %s: full_from %q: want release or scratch", p.ID, p.Retrain.FullFrom)
 	}
+	if p.Model != nil {
+		if _, err := p.Model.Build(nn.Task(p.Task), len(p.Classes)); err != nil {
+			return fmt.Errorf("project %s: %w", p.ID, err)
+		}
+	}
 	if p.Augment != nil {
 		if err := p.Augment.Validate(); err != nil {
 			return fmt.Errorf("project %s: %w", p.ID, err)
@@ -270,6 +284,18 @@ func (r RetrainPolicy) validateGate() error {
 		return fmt.Errorf("per_class %q: want significant, count or off", r.PerClass)
 	}
 	return nil
+}
+
+// Arch is the network a project without a model yet starts from: its Model's, or the
+// built-in network of its task.
+func (p *Project) Arch() (nn.Arch, error) {
+	if p.Model != nil {
+		return p.Model.Build(nn.Task(p.Task), len(p.Classes))
+	}
+	if p.Task == "detect" {
+		return nn.DetectorArch(len(p.Classes)), nil
+	}
+	return nn.ClassifierArch(len(p.Classes)), nil
 }
 
 // ClassIndex maps class names to indices.

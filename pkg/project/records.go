@@ -35,15 +35,17 @@ type Reason struct {
 
 // ExampleRecord is an ingested example.
 type ExampleRecord struct {
-	ID           string       `json:"id"`
-	Project      string       `json:"project"`
-	Device       string       `json:"device"`
-	CapturedAt   time.Time    `json:"captured_at"`
-	ReceivedAt   time.Time    `json:"received_at"`
-	Image        string       `json:"image"` // object key
-	ContentType  string       `json:"content_type"`
-	Width        int          `json:"width"`
-	Height       int          `json:"height"`
+	ID          string    `json:"id"`
+	Project     string    `json:"project"`
+	Device      string    `json:"device"`
+	CapturedAt  time.Time `json:"captured_at"`
+	ReceivedAt  time.Time `json:"received_at"`
+	Image       string    `json:"image"` // object key
+	ContentType string    `json:"content_type"`
+	Width       int       `json:"width"`
+	Height      int       `json:"height"`
+	// Channels of the image: 1 grey, 3 colour (0: not recorded, before colour).
+	Channels     int          `json:"channels,omitempty"`
 	ModelVersion int64        `json:"model_version"`
 	Predictions  []Prediction `json:"predictions"`
 	Reasons      []Reason     `json:"reasons"`

@@ -116,12 +116,23 @@ func (s *Store) UpdateProjectBy(ctx context.Context, id, by string, fn func(p *P
 		before := *p
 		before.Classes = slices.Clone(p.Classes)
 		before.Audit = slices.Clone(p.Audit)
+		if p.Model != nil {
+			m := *p.Model
+			before.Model = &m
+		}
 		if err := fn(p); err != nil {
 			return err
 		}
 		p.Audit = before.Audit
 		if p.ID != before.ID || p.Task != before.Task {
 			return fmt.Errorf("project %s: id and task cannot change", id)
+		}
+		p.Defaults()
+		switch {
+		case p.Model == nil:
+			p.Model = before.Model // an update that does not name the model keeps it
+		case !p.Model.Equal(before.Model):
+			return fmt.Errorf("project %s: model %+v cannot change: it is chosen at creation (make a new project for another network)", id, *p.Model)
 		}
 		added, err := appended(before.Classes, p.Classes)
 		if err != nil {

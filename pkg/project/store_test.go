@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/edgeloop/edgeloop/pkg/nn"
 	"github.com/edgeloop/edgeloop/pkg/objstore/memstore"
 	"github.com/edgeloop/edgeloop/pkg/project"
 )
@@ -52,5 +53,30 @@ func TestClassesOnlyGrowByAppending(t *testing.T) {
 	}
 	if strings.Join(p.Classes, ",") != "a,c,d,e" || len(p.Audit) != 2 || p.Audit[1].User != "bob" || p.Audit[1].Action != "remove class" {
 		t.Fatalf("after removing b: classes %v, audit %+v", p.Classes, p.Audit)
+	}
+}
+
+// TestModelFixedAtCreation: an update that leaves the model out keeps it; one that
+// changes it, or gives a model to a project created without one, is refused.
+func TestModelFixedAtCreation(t *testing.T) {
+	ctx := context.Background()
+	s := &project.Store{S: memstore.New()}
+	spec := nn.Spec{Family: nn.MobileNetV2, Input: [2]int{128, 96}}
+	if err := s.CreateProject(ctx, &project.Project{ID: "colour", Task: "classify", Classes: []string{"a", "b"}, Model: &spec}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateProject(ctx, &project.Project{ID: "grey", Task: "classify", Classes: []string{"a", "b"}}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.UpdateProjectBy(ctx, "colour", "ada", func(p *project.Project) error { p.Model, p.Retrain.Epochs = nil, 3; return nil })
+	if err != nil || p.Model == nil || p.Model.Input != [2]int{128, 96} || p.Model.Channels != 3 {
+		t.Fatalf("update without the model: %v, model %+v", err, p.Model)
+	}
+	if _, err := s.UpdateProjectBy(ctx, "colour", "ada", func(p *project.Project) error { p.Model.Input = [2]int{160, 160}; return nil }); err == nil ||
+		!strings.Contains(err.Error(), "chosen at creation") {
+		t.Fatalf("a changed input: %v, want refused", err)
+	}
+	if _, err := s.UpdateProjectBy(ctx, "grey", "ada", func(p *project.Project) error { p.Model = &nn.Spec{}; return nil }); err == nil {
+		t.Fatal("a model given to a project created without one was accepted")
 	}
 }

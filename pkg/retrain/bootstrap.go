@@ -35,6 +35,8 @@ type BootstrapOptions struct {
 	// BatchMin, BatchMax and MaxWait size the project's correction batches.
 	BatchMin, BatchMax int
 	MaxWait            time.Duration
+	// Epochs of the project's fine-tunes (0: the project's default).
+	Epochs int
 }
 
 // RegisterBootstrapFlags adds `retrain bootstrap`'s flags.
@@ -43,7 +45,7 @@ func RegisterBootstrapFlags(fs *flag.FlagSet) *BootstrapOptions {
 	fs.StringVar(&o.API, "api", "http://127.0.0.1:8080", "curator API")
 	fs.StringVar(&o.Token, "token", "admin-dev-token", "admin bearer token")
 	fs.StringVar(&o.Project, "project", "digits", "project id")
-	fs.StringVar(&o.Dataset, "dataset", "mnist", "seed dataset: mnist or digit-scenes (optionally :drift=NAME)")
+	fs.StringVar(&o.Dataset, "dataset", "mnist", "seed dataset: mnist, digit-scenes, colour-objects or colour-scenes (optionally :drift=NAME, and size=WxH,classes=N for colour)")
 	fs.IntVar(&o.Limit, "limit", 2000, "seed examples")
 	fs.Uint64Var(&o.Seed, "seed", 1, "seed of generated scenes")
 	fs.StringVar(&o.MNISTDir, "mnist-dir", "", "MNIST data directory")
@@ -62,8 +64,9 @@ func Bootstrap(ctx context.Context, o *BootstrapOptions, log *zap.Logger) error 
 	if err != nil {
 		return err
 	}
-	p := project.Project{ID: o.Project, Task: string(spec.Task()), Classes: spec.ClassNames(),
-		Batch: project.BatchSettings{Min: o.BatchMin, Max: o.BatchMax, MaxWait: config.Duration(o.MaxWait)}}
+	p := project.Project{ID: o.Project, Task: string(spec.Task()), Classes: spec.ClassNames(), Model: spec.Model(),
+		Batch:   project.BatchSettings{Min: o.BatchMin, Max: o.BatchMax, MaxWait: config.Duration(o.MaxWait)},
+		Retrain: project.RetrainPolicy{Epochs: o.Epochs}}
 	code, body, err := call(ctx, o, "POST", "/api/v1/projects", "application/json", mustJSON(p))
 	if err != nil {
 		return err
@@ -96,6 +99,9 @@ func Bootstrap(ctx context.Context, o *BootstrapOptions, log *zap.Logger) error 
 	for i, s := range data.Train {
 		si := dataformat.SeedImage{ID: fmt.Sprintf("seed-%05d", i), Data: s.Image.EncodePNG(), ContentType: "image/png",
 			Width: s.Image.W, Height: s.Image.H, Split: "train"}
+		if s.Image.Channels() == 3 { // as a colour camera would send it
+			si.Data, si.ContentType = s.Image.EncodeJPEG(90), "image/jpeg"
+		}
 		if spec.Task() == "classify" {
 			si.Labels = []project.Label{{Class: p.Classes[s.Label]}}
 		}

@@ -39,7 +39,7 @@ func TestImageCacheRepairsTruncatedFiles(t *testing.T) {
 	if err := os.WriteFile(cache, data[:len(data)/2], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	im, err := s.image(ctx, key)
+	im, err := s.image(ctx, key, 1)
 	if err != nil || im.W != 28 || im.H != 28 {
 		t.Fatalf("image with a truncated cache file: %v", err)
 	}

@@ -22,25 +22,19 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/raster"
 	"github.com/edgeloop/edgeloop/pkg/registry"
 	"github.com/edgeloop/edgeloop/pkg/train"
+	"github.com/edgeloop/edgeloop/pkg/vision"
 )
 
-// archFor is the network of a project without a model yet.
-func archFor(p *project.Project) nn.Arch {
-	if p.Task == "detect" {
-		return nn.DetectorArch(len(p.Classes))
-	}
-	return nn.ClassifierArch(len(p.Classes))
-}
-
-// loadEntries reads the images of dataset entries, resized to the network's input, and
-// sorts them into their splits. Images are cached on disk by their content key.
-// Unusable examples are skipped with a reason.
+// loadEntries reads the images of dataset entries at the network's channels, fitted to
+// its input as its preprocessing says (stretched or letterboxed, boxes moved with the
+// pixels), and sorts them into their splits. Images are cached on disk by their
+// content key. Unusable examples are skipped with a reason.
 func (s *Service) loadEntries(ctx context.Context, p *project.Project, a nn.Arch, entries []project.DatasetEntry) (train.Split, []train.Skip, error) {
 	idx := p.ClassIndex()
 	var sp train.Split
 	var skipped []train.Skip
 	for _, e := range entries {
-		im, err := s.image(ctx, e.Image)
+		im, err := s.image(ctx, e.Image, a.InC)
 		if err != nil {
 			if errors.Is(err, context.Canceled) {
 				return sp, nil, err
@@ -48,7 +42,7 @@ func (s *Service) loadEntries(ctx context.Context, p *project.Project, a nn.Arch
 			skipped = append(skipped, train.Skip{Split: e.Split, ID: e.ID, Reason: err.Error()})
 			continue
 		}
-		smp := train.Sample{ID: e.ID, Image: raster.Resize(im, a.InW, a.InH), Size: [2]int{im.W, im.H}}
+		smp := train.Sample{ID: e.ID, Size: [2]int{im.W, im.H}}
 		bad := ""
 		for _, l := range e.Labels {
 			c, ok := idx[l.Class]
@@ -69,6 +63,7 @@ func (s *Service) loadEntries(ctx context.Context, p *project.Project, a nn.Arch
 			skipped = append(skipped, train.Skip{Split: e.Split, ID: e.ID, Reason: bad})
 			continue
 		}
+		smp.Image, smp.Boxes, _ = vision.Fit(a, im, smp.Boxes)
 		switch e.Split {
 		case "val":
 			sp.Val = append(sp.Val, smp)
@@ -82,13 +77,14 @@ func (s *Service) loadEntries(ctx context.Context, p *project.Project, a nn.Arch
 }
 
 // image reads a content-addressed image (its key ends in its sha256) through the disk
-// cache. A cache file is used only if it hashes to its key, else it is fetched again: a
-// file cut short by a crash would otherwise skip its example in every later training.
-func (s *Service) image(ctx context.Context, key string) (*raster.Image, error) {
+// cache, decoded to channels (1 grey, 3 RGB). A cache file is used only if it hashes to
+// its key, else it is fetched again: a file cut short by a crash would otherwise skip
+// its example in every later training.
+func (s *Service) image(ctx context.Context, key string, channels int) (*raster.Image, error) {
 	name := path.Base(key)
 	cache := filepath.Join(s.cfg.CacheDir, "images", name)
 	if data, err := os.ReadFile(cache); err == nil && contentMatches(name, data) {
-		return raster.Decode(data)
+		return raster.DecodeChannels(data, 0, channels)
 	}
 	o, err := s.cur.S.Get(ctx, key)
 	if err != nil {
@@ -100,7 +96,7 @@ func (s *Service) image(ctx context.Context, key string) (*raster.Image, error) 
 	if err := writeCacheFile(cache, o.Data); err != nil {
 		s.log.Warn("image not cached", zap.String("key", key), zap.Error(err)) // costs only a refetch
 	}
-	return raster.Decode(o.Data)
+	return raster.DecodeChannels(o.Data, 0, channels)
 }
 
 // contentMatches reports whether data hashes to name, when name is a hex sha256 (other
@@ -147,7 +143,10 @@ func TrainConfig(p *project.Project, fineTune bool, seed uint64) train.Config {
 		cfg.Augment = *p.Augment
 	}
 	if !fineTune {
-		cfg.LR, cfg.Epochs = archFor(p).ScratchLR(), max(cfg.Epochs, 6)
+		cfg.LR, cfg.Epochs = 1e-3, max(cfg.Epochs, 6)
+		if a, err := p.Arch(); err == nil {
+			cfg.LR = a.ScratchLR()
+		}
 	}
 	return cfg
 }
@@ -240,7 +239,11 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string, 
 	snapshot := fmt.Sprintf("ds-%d", d.Seq)
 	cfg := TrainConfig(p, mode != ModeScratch, uint64(time.Now().UnixNano()))
 	// current is the release as a network of the project's classes (for the gate).
-	a, init, current, curArch := archFor(p), (*nn.Params)(nil), (*nn.Params)(nil), nn.Arch{}
+	a, err := p.Arch()
+	if err != nil {
+		return nil, fmt.Errorf("project %s: %w", project, err)
+	}
+	init, current, curArch := (*nn.Params)(nil), (*nn.Params)(nil), nn.Arch{}
 	if parent != nil {
 		curArch, current = parent.Header.Arch, parent.Params
 		if !slices.Equal(parent.Header.Classes, p.Classes) {
@@ -314,7 +317,7 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string, 
 		return nil, err
 	}
 	settings, _ := json.Marshal(cfg)
-	model := &artifact.Model{Params: res.Params, Header: artifact.Header{Arch: a, Classes: p.Classes, Project: project, Version: version,
+	model := &artifact.Model{Params: res.Params, Header: artifact.Header{Arch: a, Model: p.Model, Classes: p.Classes, Project: project, Version: version,
 		CreatedAt: time.Now().UTC(), Lineage: artifact.Lineage{ParentVersion: parentVersion, ParentSHA256: parentSHA, Dataset: snapshot, Settings: settings,
 			Mode: mode, Examples: len(data.Train)},
 		Metrics: map[string]float64{"test_" + metric: decision.Candidate}}}

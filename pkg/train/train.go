@@ -292,7 +292,8 @@ func unusable(a nn.Arch, s Sample) string {
 	switch {
 	case s.Image == nil:
 		return "no image"
-	case s.Image.W < 1 || s.Image.H < 1 || len(s.Image.Pix) != s.Image.W*s.Image.H*s.Image.Channels():
+	case s.Image.W < 1 || s.Image.H < 1 || (s.Image.Channels() != 1 && s.Image.Channels() != 3) ||
+		len(s.Image.Pix) != s.Image.W*s.Image.H*s.Image.Channels():
 		return fmt.Sprintf("image of %dx%dx%d holds %d values", s.Image.W, s.Image.H, s.Image.Channels(), len(s.Image.Pix))
 	case a.Task == nn.Classify && (s.Label < 0 || s.Label >= a.Classes):
 		return fmt.Sprintf("class %d is not one of the model's %d classes", s.Label, a.Classes)
@@ -408,8 +409,9 @@ func makeBatch(a nn.Arch, samples []Sample, idx []int, aug augment.Config, r *ra
 	var boxes [][]nn.Box
 	for _, i := range idx {
 		s := samples[i]
-		im, bx := augmentOne(a, samples, inputSized(a, s.Image), s.Boxes, aug, r)
-		b.X = append(b.X, im.Pix...)
+		fit, fb := inputSized(a, s.Image, s.Boxes)
+		im, bx := augmentOne(a, samples, fit, fb, aug, r)
+		b.X = append(b.X, vision.Normalise(a, im.Pix)...)
 		if a.Task == nn.Classify {
 			b.Labels = append(b.Labels, s.Label)
 		} else {
@@ -430,20 +432,18 @@ func augmentOne(a nn.Arch, samples []Sample, im *raster.Image, boxes []nn.Box, a
 		ims, bxs := [4]*raster.Image{im}, [4][]nn.Box{boxes}
 		for k := 1; k < 4; k++ {
 			o := samples[r.IntN(len(samples))]
-			ims[k], bxs[k] = inputSized(a, o.Image), o.Boxes
+			ims[k], bxs[k] = inputSized(a, o.Image, o.Boxes)
 		}
 		im, boxes = augment.Mosaic(ims, bxs, r)
 	}
 	return aug.Apply(im, boxes, r)
 }
 
-// inputSized is the image at the network's input size and channels.
-func inputSized(a nn.Arch, im *raster.Image) *raster.Image {
-	im = im.WithChannels(max(a.InC, 1))
-	if im.W != a.InW || im.H != a.InH {
-		im = raster.Resize(im, a.InW, a.InH)
-	}
-	return im
+// inputSized is the image at the network's input size and channels, stretched or
+// letterboxed as its preprocessing says, with its boxes moved along (vision.Fit).
+func inputSized(a nn.Arch, im *raster.Image, boxes []nn.Box) (*raster.Image, []nn.Box) {
+	im, boxes, _ = vision.Fit(a, im, boxes)
+	return im, boxes
 }
 
 // Augmented returns n training samples (drawn at random from samples) as the first
@@ -460,7 +460,8 @@ func Augmented(a nn.Arch, samples []Sample, aug augment.Config, n int, seed uint
 	out := make([]Sample, 0, n)
 	for i := 0; i < n; i++ {
 		s := samples[r.IntN(len(samples))]
-		im, bx := augmentOne(a, samples, inputSized(a, s.Image), s.Boxes, aug, r)
+		fit, fb := inputSized(a, s.Image, s.Boxes)
+		im, bx := augmentOne(a, samples, fit, fb, aug, r)
 		out = append(out, Sample{ID: s.ID, Image: im, Label: s.Label, Boxes: bx})
 	}
 	return out

@@ -1,8 +1,10 @@
 // Package vision is the inference API of edgeloop's models, for the edge agent and for
-// evaluation: preprocessing (grey, resized to the network's input), a pool of engines
-// safe for concurrent callers, and decoding into predictions with confidences (softmax
-// for classification; sigmoid objectness × class, then non-maximum suppression, for
-// detection; the grid detector's cells or a multi-scale detector's pyramid levels).
+// evaluation: preprocessing (the network's channels, stretched or letterboxed to its
+// input, normalised as its weights expect), a pool of engines safe for concurrent
+// callers, and decoding into predictions with confidences (softmax for classification;
+// sigmoid objectness × class, then non-maximum suppression, for detection: the grid
+// detector's cells or a multi-scale detector's pyramid levels) whose boxes are mapped
+// back to the original image.
 package vision
 
 import (
@@ -62,14 +64,77 @@ func (o Options) withDefaults() Options {
 // (Ultralytics' max_det; COCO's evaluation counts the best 100).
 const DefaultMaxDetections = 300
 
-// Input converts an image to the network's input: its channels to InC (colour to grey by
-// luma, grey to colour by repetition), resized to InW×InH.
-func Input(a nn.Arch, im *raster.Image) []float32 {
+// Fit converts an image to the network's channels (colour to grey by luma, grey to
+// colour by repetition) and input size, stretched or letterboxed as the network's
+// preprocessing says, and maps boxes normalised to the image into the fitted image. It
+// returns the mapping from the fitted image's pixels back to the image's. An image
+// that fits already is returned as it is.
+func Fit(a nn.Arch, im *raster.Image, boxes []nn.Box) (*raster.Image, []nn.Box, raster.Letterbox) {
 	im = im.WithChannels(max(a.InC, 1))
-	if im.W != a.InW || im.H != a.InH {
-		im = raster.Resize(im, a.InW, a.InH)
+	l := raster.Letterbox{Scale: 1, SrcW: im.W, SrcH: im.H}
+	switch {
+	case im.W == a.InW && im.H == a.InH:
+		return im, boxes, l
+	case !a.Preprocess.Letterboxed():
+		return raster.Resize(im, a.InW, a.InH), boxes, l
 	}
-	return im.Pix
+	fill := a.Preprocess.Fill
+	out, l := raster.LetterboxTo(im, a.InW, a.InH, fill)
+	if len(boxes) == 0 {
+		return out, boxes, l
+	}
+	moved := make([]nn.Box, len(boxes))
+	for i, b := range boxes {
+		x0, y0 := l.FromSource(float64(b.X0)*float64(l.SrcW), float64(b.Y0)*float64(l.SrcH))
+		x1, y1 := l.FromSource(float64(b.X1)*float64(l.SrcW), float64(b.Y1)*float64(l.SrcH))
+		moved[i] = nn.Box{X0: float32(x0 / float64(a.InW)), Y0: float32(y0 / float64(a.InH)),
+			X1: float32(x1 / float64(a.InW)), Y1: float32(y1 / float64(a.InH)), Class: b.Class}
+	}
+	return out, moved, l
+}
+
+// Unfit maps a box the network predicted (normalised to its input) back to the
+// original image, normalised to it and kept inside it: l is the mapping Fit returned.
+func Unfit(a nn.Arch, l raster.Letterbox, b nn.Box) nn.Box {
+	if l.Scale == 0 || l.SrcW < 1 || l.SrcH < 1 || !a.Preprocess.Letterboxed() {
+		return b
+	}
+	back := func(x, y float32) (float32, float32) {
+		sx, sy := l.ToSource(float64(x)*float64(a.InW), float64(y)*float64(a.InH))
+		return float32(min(1, max(0, sx/float64(l.SrcW)))), float32(min(1, max(0, sy/float64(l.SrcH))))
+	}
+	out := b
+	out.X0, out.Y0 = back(b.X0, b.Y0)
+	out.X1, out.Y1 = back(b.X1, b.Y1)
+	return out
+}
+
+// Normalise applies the network's per-channel input normalisation to pixels of its
+// input size, in a copy; without normalisation it returns pix itself.
+func Normalise(a nn.Arch, pix []float32) []float32 {
+	p := a.Preprocess
+	if p == nil || len(p.Mean) == 0 {
+		return pix
+	}
+	out := make([]float32, len(pix))
+	plane := a.InW * a.InH
+	for i, v := range pix {
+		c := (i / plane) % len(p.Mean)
+		out[i] = (v - p.Mean[c]) / p.Std[c]
+	}
+	return out
+}
+
+// Input converts an image to the network's input: Fit, then Normalise.
+func Input(a nn.Arch, im *raster.Image) []float32 {
+	x, _ := input(a, im)
+	return x
+}
+
+// input is Input with the mapping back to the image.
+func input(a nn.Arch, im *raster.Image) ([]float32, raster.Letterbox) {
+	fit, _, l := Fit(a, im, nil)
+	return Normalise(a, fit.Pix), l
 }
 
 // Softmax returns the probabilities of logits.
@@ -202,8 +267,10 @@ func (pr *Predictor) PredictEmbed(ctx context.Context, ims []*raster.Image) ([][
 	}
 	defer func() { pr.pool <- e }()
 	in := make([]float32, 0, len(ims)*pr.arch.InputSize())
-	for _, im := range ims {
-		in = append(in, Input(pr.arch, im)...)
+	fits := make([]raster.Letterbox, len(ims))
+	for i, im := range ims {
+		x, l := input(pr.arch, im)
+		in, fits[i] = append(in, x...), l
 	}
 	out, err := e.Forward(in, len(ims))
 	if err != nil {
@@ -226,6 +293,9 @@ func (pr *Predictor) PredictEmbed(ctx context.Context, ims []*raster.Image) ([][
 			res[i] = DecodeClassify(o, pr.classes, pr.opts)
 		} else {
 			res[i] = DecodeDetect(pr.arch, o, pr.classes, pr.opts)
+			for _, p := range res[i] {
+				*p.Box = Unfit(pr.arch, fits[i], *p.Box)
+			}
 		}
 	}
 	return res, nil, nil

@@ -82,6 +82,31 @@ const below = (page, sels) => page.evaluate(([sels, h]) => sels.filter((s) => {
   return !el || el.getBoundingClientRect().bottom > h;
 }), [sels, H]);
 
+// picture reads what the item's canvas shows beside the image itself (the API's bytes,
+// decoded by the browser at their natural size): both sizes, the RGB of both at a grid
+// of points (normalised to the picture), and the canvas's pixels across each box's left
+// edge, halfway down.
+const picture = (page, id, labels) => page.evaluate(async ([p, id, labels]) => {
+  const c = document.querySelector('#canvas');
+  const r = await fetch(`/api/v1/projects/${encodeURIComponent(p)}/examples/${encodeURIComponent(id)}/image`,
+    { headers: { Authorization: 'Bearer ' + localStorage.getItem('edgeloop.token') } });
+  const bmp = await createImageBitmap(await r.blob());
+  const off = new OffscreenCanvas(bmp.width, bmp.height).getContext('2d');
+  off.drawImage(bmp, 0, 0);
+  const shown = c.getContext('2d');
+  const rgb = (g, x, y) => Array.from(g.getImageData(Math.floor(x), Math.floor(y), 1, 1).data.slice(0, 3));
+  const points = [];
+  for (let i = 1; i < 40; i++) for (let j = 1; j < 40; j++) {
+    const x = i / 40, y = j / 40;
+    points.push({ x, y, image: rgb(off, x * bmp.width, y * bmp.height), shown: rgb(shown, x * c.width, y * c.height) });
+  }
+  const edges = labels.filter((l) => l.box).map((l) => {
+    const x = l.box.x0 * c.width, y = ((l.box.y0 + l.box.y1) / 2) * c.height;
+    return { box: l.box, pixels: [-2, -1, 0, 1, 2].map((d) => rgb(shown, x + d, y)) };
+  });
+  return { natural: [bmp.width, bmp.height], canvas: [c.width, c.height], points, edges };
+}, [PROJECT, id, labels]);
+
 const result = { task: TASK, skipped: [], rejected: {}, key_ms: [], mouse: 0, below_fold: [] };
 try {
   // Annotator: the queue, N claims the ready batch, and the keys typed at once wait for it.
@@ -171,6 +196,12 @@ try {
   await rex.waitForSelector('.card canvas');
   for (let gi = 0; gi < groups.length; gi++) {
     await rex.waitForFunction((ids) => ids.includes(document.querySelector('#canvas')?.dataset.example), groups[gi]);
+    if (TASK === 'detect' && gi === 0) { // the colour picture as the reviewer sees it, with the saved boxes
+      const id = await rex.evaluate(() => document.querySelector('#canvas').dataset.example);
+      const item = (await fetchBatch(rex, result.batch)).items.find((it) => it.example_id === id);
+      result.picture = await picture(rex, id, item.labels || []);
+      result.picture.example = id;
+    }
     if (TASK === 'classify' && gi === 3) {
       await rex.keyboard.press('r');
       await rex.keyboard.type('the digit is not a ' + cls(gi));
