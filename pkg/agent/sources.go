@@ -140,7 +140,7 @@ func NewSimulator(c SimConfig, log *zap.Logger) (*Simulator, error) {
 	}
 	s := &Simulator{cfg: c, spec: spec, drift: d, r: rand.New(rand.NewPCG(c.Seed, 99))}
 	if spec.Colour() {
-		s.colour, err = colourscenes.New(colourscenes.LoadPhotos(c.PhotoDir, log))
+		s.colour, err = colourscenes.New(colourscenes.LoadPhotos(c.PhotoDir, log, colourscenes.SiteOf(d)))
 		return s, err
 	}
 	if s.set, err = mnist.LoadTest(c.MNISTDir); err != nil {

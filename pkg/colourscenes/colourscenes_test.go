@@ -236,6 +236,12 @@ func TestProceduralBackgroundsWithoutPhotographs(t *testing.T) {
 	if n := logs.FilterMessageSnippet("procedural backgrounds").Len(); n != 2 {
 		t.Fatalf("%d log lines about procedural backgrounds, want one per site", n)
 	}
+	if LoadPhotos(t.TempDir(), zap.New(core), SiteNew); logs.FilterMessageSnippet("procedural backgrounds").Len() != 3 {
+		t.Fatal("loading one site did not say that site alone lacks photographs")
+	}
+	if LoadPhotos("", nil, SiteHome).Count(SiteNew) != 0 {
+		t.Fatal("loading the home site loaded the new one too")
+	}
 	g, err := New(p)
 	if err != nil {
 		t.Fatal(err)

@@ -393,6 +393,9 @@ func (g *Generator) paint(im *raster.Image, o placed, r *rand.Rand) {
 	})
 }
 
+// SiteOf is the site whose backgrounds data under the drift preset shows.
+func SiteOf(d drift.Preset) string { return site(d) }
+
 // site is where a drift preset puts the camera.
 func site(d drift.Preset) string {
 	if d.Site != "" {

@@ -242,7 +242,7 @@ func LoadFrom(s Spec, src Sources, sz Sizes, seed uint64) (train.Split, error) {
 		return train.Split{}, err
 	}
 	if s.Colour() {
-		g, err := colourscenes.New(colourscenes.LoadPhotos(src.PhotoDir, src.Log))
+		g, err := colourscenes.New(colourscenes.LoadPhotos(src.PhotoDir, src.Log, colourscenes.SiteOf(d)))
 		if err != nil {
 			return train.Split{}, err
 		}
