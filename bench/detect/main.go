@@ -48,6 +48,7 @@ func main() {
 	latencyRuns := flag.Int("latency", 30, "one-image inference runs for p50/p99")
 	dataName := flag.String("data", "colour", "colour (colour scenes drawn at -input) or digits (64×64 grey digit scenes, with the grid detector as peer)")
 	classCount := flag.Int("classes", 8, "classes of the colour scenes")
+	peer := flag.Bool("peer", true, "with -data digits, train the grid detector too")
 	flag.Parse()
 	log, _ := zap.NewDevelopment()
 	defer func() { _ = log.Sync() }()
@@ -103,7 +104,9 @@ func main() {
 		}
 		data = train.Split{Train: gen(tr, *nTrain, 1), Val: gen(tr, *nTest/2, 2), Test: gen(te, *nTest, 3)}
 		classes, channels, what, w, h = datasets.Classes(), 1, "64×64 grey digit scenes", 64, 64
-		*sizes = "grid," + *sizes
+		if *peer {
+			*sizes = "grid," + *sizes
+		}
 		archs = func(size string) (nn.Arch, error) {
 			if size == "grid" {
 				return nn.DetectorArch(len(classes)), nil
