@@ -18,8 +18,15 @@ for t in "${targets[@]}"; do
   echo "== $t"
   case $t in
     bridge)
-      { go run ./bench/bridge -kafka 127.0.0.1:19092 -mqtt tcp://127.0.0.1:11883
-        go run ./bench/bridge -embedded; } | tee bench/out/bridge.md ;;
+      # A Mosquitto of its own (same settings as the shared one, fresh data), so that
+      # what other clients' sessions hold in the shared broker does not weigh on it.
+      port=${BENCH_MOSQUITTO_PORT:-11884}
+      deploy/local/mosquitto.sh purge bench-mosquitto
+      MOSQUITTO_PORT=$port deploy/local/mosquitto.sh start bench-mosquitto
+      go build -o bin/bench-bridge ./bench/bridge
+      { bin/bench-bridge -kafka 127.0.0.1:19092 -mqtt tcp://127.0.0.1:$port
+        bin/bench-bridge -embedded; } | tee bench/out/bridge.md
+      deploy/local/mosquitto.sh purge bench-mosquitto ;;
     train)
       py=$(bench/setup-torch.sh)
       go build -o bin/bench-train ./bench/train

@@ -1,10 +1,18 @@
-// Command bridge measures the bridge: throughput and latency of 50 KB examples from an
-// MQTT QoS 1 publish until they are in Kafka (written with acks=all, read back by a
-// consumer), beside a plain kafka-go producer (acks=all) writing the same messages to
-// the same broker in the same run, timed the same way.
+// Command bridge measures the bridge near the broker's limit. In one run, on the same
+// broker and with the same publishers and payloads (~51 KB examples), it measures
+//
+//   - the broker's own limit: MQTT QoS 1 publish → a subscriber (no Kafka);
+//   - a bare kafka-go producer (acks=all), the bridge's Kafka client without the bridge;
+//   - the bridge: MQTT QoS 1 publish → bridge → Kafka acks=all → the device's
+//     confirmation (edgeloopv1.ExampleAck, which the bridge sends only after Kafka's ack);
+//
+// each as examples/s, p50/p99 latency and the CPU seconds per 1,000 examples of every
+// process involved (the bridge and the embedded servers run as child processes; the
+// real servers are found by their listening port), read from /proc/PID/stat.
 //
 //	go run ./bench/bridge -kafka 127.0.0.1:19092 -mqtt tcp://127.0.0.1:11883
 //	go run ./bench/bridge -embedded
+//	go run ./bench/bridge -profile bridge.pprof    # CPU profile of the bridge process
 package main
 
 import (
@@ -12,286 +20,557 @@ import (
 	"flag"
 	"fmt"
 	"math"
+	"net/url"
 	"os"
+	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/edgeloop/edgeloop/internal/fixture"
-	"github.com/edgeloop/edgeloop/pkg/bridge"
 	"github.com/edgeloop/edgeloop/pkg/contract"
-	"github.com/edgeloop/edgeloop/pkg/embedded"
 	"github.com/edgeloop/edgeloop/pkg/kafkabus"
 	"github.com/edgeloop/edgeloop/pkg/mqttbus"
 	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
 )
 
-type result struct {
-	name       string
-	n          int
-	bytes      int
-	wall       time.Duration
-	latencies  []time.Duration
-	concurrent int
-	mode       string
-}
-
-// arrivals reads a topic and records when each example id appears.
-type arrivals struct {
-	mu   sync.Mutex
-	at   map[string]time.Time
-	all  chan struct{}
-	want int
-}
-
 // partitions of the benchmark's topics.
 const partitions = 6
 
-func watch(ctx context.Context, kcfg kafkabus.Config, topic, tag string, want int) *arrivals {
-	a := &arrivals{at: map[string]time.Time{}, all: make(chan struct{}), want: want}
-	// One reader per partition from its current end, rather than a consumer group
-	// from the start: a group's join and re-reading earlier runs' messages (slow on
-	// the embedded broker) would count as the bridge's latency.
-	for p := 0; p < partitions; p++ {
-		conn, err := kafka.DialLeader(ctx, "tcp", kcfg.Brokers[0], topic, p)
-		check(err)
-		end, err := conn.ReadLastOffset()
-		check(err)
-		check(conn.Close())
-		r := kafka.NewReader(kafka.ReaderConfig{
-			Brokers: kcfg.Brokers, Topic: topic, Partition: p, MinBytes: 1, MaxBytes: 2 << 20, MaxWait: 5 * time.Millisecond,
-		})
-		check(r.SetOffset(end))
-		go func() {
-			defer r.Close()
-			for {
-				m, err := r.ReadMessage(ctx)
-				if err != nil {
-					return
-				}
-				now := time.Now()
-				ex := &edgeloopv1.Example{}
-				if proto.Unmarshal(m.Value, ex) != nil || !strings.HasPrefix(ex.Id, tag+"-") {
-					continue
-				}
-				a.mu.Lock()
-				if _, dup := a.at[ex.Id]; !dup {
-					a.at[ex.Id] = now
-					if len(a.at) == a.want {
-						close(a.all)
-					}
-				}
-				a.mu.Unlock()
-			}
-		}()
-	}
-	return a
-}
-
-func (r result) row() string {
-	sort.Slice(r.latencies, func(i, j int) bool { return r.latencies[i] < r.latencies[j] })
-	q := func(p float64) float64 {
-		i := int(math.Ceil(p*float64(len(r.latencies)))) - 1
-		return float64(r.latencies[max(i, 0)].Microseconds()) / 1000
-	}
-	rate := float64(r.n) / r.wall.Seconds()
-	return fmt.Sprintf("| %-44s | %-19s | %5d | %5.0f KB | %8.0f | %6.1f | %7.2f | %7.2f |",
-		r.name, r.mode, r.n, float64(r.bytes)/float64(r.n)/1000, rate, rate*float64(r.bytes)/float64(r.n)/1e6, q(0.5), q(0.99))
-}
+// farEndTimeout bounds the wait for one example to reach its far end.
+const farEndTimeout = 2 * time.Minute
 
 func main() {
+	role := flag.String("role", "", "internal: run as the bridge or servers child process")
 	kafkaAddr := flag.String("kafka", "127.0.0.1:19092", "Kafka broker (real servers)")
 	mqttURL := flag.String("mqtt", "tcp://127.0.0.1:11883", "MQTT broker (real servers)")
 	useEmbedded := flag.Bool("embedded", false, "benchmark against the standalone's embedded servers instead")
-	n := flag.Int("n", 2000, "messages per run")
+	n := flag.Int("n", 2000, "examples per run")
 	size := flag.Int("size", 50_000, "approximate example size in bytes")
-	conc := flag.Int("concurrency", 32, "publishers in flight")
-	noConfirm := flag.Bool("no-confirm", false, "the bridge sends no confirmations to the devices (to measure what they cost)")
+	pubs := flag.Int("publishers", 32, "publishers (devices, one MQTT connection each; concurrent Produce calls for the bare producer)")
+	warmup := flag.Int("warmup", 200, "examples sent through each path before measuring")
+	rounds := flag.Int("rounds", 1, "rounds of every path and load")
+	profile := flag.String("profile", "", "write the bridge process's CPU profile to this file")
+	prefix := flag.String("prefix", "", "internal: Kafka topic prefix (bridge child)")
+	clientID := flag.String("client-id", "", "internal: MQTT client id (bridge child)")
 	flag.Parse()
 
+	switch *role {
+	case "bridge":
+		runBridgeChild(*kafkaAddr, *mqttURL, *prefix, *clientID, *profile)
+		return
+	case "servers":
+		runServersChild()
+		return
+	case "":
+	default:
+		check(fmt.Errorf("unknown -role %q", *role))
+	}
+
+	b := &bench{n: *n, pubs: *pubs}
 	env := "real Kafka 4.1 + Mosquitto"
 	if *useEmbedded {
-		dir, err := os.MkdirTemp("", "bench-bridge")
-		check(err)
-		defer os.RemoveAll(dir)
-		srv, err := embedded.Start(embedded.Config{Dir: dir}, logger())
-		check(err)
-		defer srv.Close()
-		*kafkaAddr, *mqttURL, env = srv.KafkaAddr, srv.MQTTURL, "embedded kfake + mochi-mqtt"
+		srv := startChild("-role", "servers")
+		defer srv.stop()
+		for _, f := range strings.Fields(srv.line()) {
+			k, v, _ := strings.Cut(f, "=")
+			switch k {
+			case "kafka":
+				*kafkaAddr = v
+			case "mqtt":
+				*mqttURL = v
+			}
+		}
+		env = "embedded kfake + mochi-mqtt (one process)"
+		b.servers = []component{{name: "servers", pid: srv.pid()}}
+	} else {
+		b.servers = []component{{name: "Mosquitto", pid: listenerPID(port(*mqttURL))}, {name: "Kafka", pid: listenerPID(port(*kafkaAddr))}}
 	}
-	kcfg := kafkabus.Config{Brokers: []string{*kafkaAddr}, ClientID: "bench", TopicPrefix: fmt.Sprintf("bench%d.", time.Now().UnixNano()%1e6)}
-	payloads := makePayloads(*n, *size)
-
+	id := time.Now().UnixNano() % 1e6
+	b.project = fmt.Sprintf("bench%d", id)
+	b.kcfg = kafkabus.Config{Brokers: []string{*kafkaAddr}, ClientID: "bench", TopicPrefix: fmt.Sprintf("bench%d.", id)}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	share := fmt.Sprintf("bench%d", time.Now().UnixNano()%1e6)
-	done := make(chan error, 1)
-	go func() {
-		done <- bridge.RunService(ctx, bridge.ServiceConfig{
-			Kafka: kcfg, OpsAddr: "127.0.0.1:0", Partitions: partitions,
-			MQTT:    mqttbus.Config{URL: *mqttURL, ClientID: share},
-			Options: bridge.Options{ShareGroup: share, ReleaseGroup: share, NoConfirm: *noConfirm},
-		}, logger())
-	}()
-	check(kafkabus.EnsureTopics(ctx, kcfg, partitions, kcfg.Topic(contract.TopicExamples), kcfg.Topic("plain")))
-	time.Sleep(time.Second) // let the bridge subscribe
+	check(kafkabus.EnsureTopics(ctx, b.kcfg, partitions, b.kcfg.Topic(contract.TopicExamples), b.kcfg.Topic("plain")))
 
-	// Saturated: as fast as conc senders go (throughput). Paced: 100 messages a second
-	// (latency without queueing).
-	type pair struct{ bridge, plain result }
-	var runs []pair
-	for i, sc := range []struct{ n, conc, rate int }{{*n, *conc, 0}, {min(*n, 300), 4, 100}} {
-		ps := payloads[:sc.n]
-		tag := fmt.Sprintf("r%d", i)
-		runs = append(runs, pair{
-			bridge: runBridge(ctx, *mqttURL, watch(ctx, kcfg, kcfg.Topic(contract.TopicExamples), tag, sc.n), retag(ps, tag), sc.conc, sc.rate),
-			plain:  runPlain(ctx, kcfg, watch(ctx, kcfg, kcfg.Topic("plain"), tag, sc.n), retag(ps, tag), sc.conc, sc.rate),
-		})
+	// The bridge: its own process, its own persistent MQTT session, dropped at the end
+	// so that the broker does not keep queueing examples for it.
+	bridgeID := fmt.Sprintf("bench-bridge-%d", id)
+	br := startChild("-role", "bridge", "-kafka", *kafkaAddr, "-mqtt", *mqttURL, "-prefix", b.kcfg.TopicPrefix,
+		"-client-id", bridgeID, "-profile", *profile)
+	bridgeStopped := false
+	stopBridge := func() {
+		if !bridgeStopped {
+			bridgeStopped = true
+			br.stop()
+			dropSession(ctx, *mqttURL, bridgeID)
+		}
 	}
-	cancel()
-	<-done
+	defer stopBridge()
+	b.bridge = component{name: "bridge", pid: br.pid()}
 
-	fmt.Printf("\nBridge benchmark on %s: examples of ~%d KB\n", env, *size/1000)
-	fmt.Println("Latency: from the send until a consumer reads the message back from Kafka.")
-	fmt.Println()
-	fmt.Println("| path                                         | load                |     n |  size    | msg/s    |  MB/s  | p50 ms  | p99 ms  |")
-	fmt.Println("|----------------------------------------------|---------------------|-------|----------|----------|--------|---------|---------|")
-	for _, r := range runs {
-		fmt.Println(r.bridge.row())
-		fmt.Println(r.plain.row())
+	b.connect(ctx, *mqttURL, *size)
+	defer b.close()
+	b.waitForBridge(ctx)
+
+	if *warmup > 0 {
+		b.n = *warmup
+		b.runBroker(ctx, "w", closedLoad)
+		b.runProducer(ctx, "w", closedLoad)
+		b.runBridge(ctx, "w", closedLoad)
+		b.n = *n
 	}
-	fmt.Println()
-	for _, r := range runs {
-		fmt.Printf("bridge / plain producer, %-22s throughput %.2fx, p50 latency %.2fx\n", r.bridge.mode+":",
-			(float64(r.bridge.n)/r.bridge.wall.Seconds())/(float64(r.plain.n)/r.plain.wall.Seconds()),
-			median(r.bridge.latencies).Seconds()/median(r.plain.latencies).Seconds())
+	var results []result
+	for r := 0; r < *rounds; r++ {
+		var round []result
+		for _, l := range []load{closedLoad, backlogLoad} {
+			tag := fmt.Sprintf("%s%d", l.name()[:1], r)
+			round = append(round, b.runBroker(ctx, tag, l))
+			if l.kind == closedLoad.kind {
+				round = append(round, b.runProducer(ctx, tag, l))
+			}
+			round = append(round, b.runBridge(ctx, tag, l))
+		}
+		// Paced at 0.8x the lower of the broker's limit and the bare producer's rate,
+		// as publishers that wait only for the PUBACK (as agents do): the latency the
+		// goal asks for at that rate.
+		lower := min(best(round, "broker"), best(round, "bare"))
+		paced := load{kind: pacedKind, rate: 0.8 * lower}
+		tag := fmt.Sprintf("p%d", r)
+		round = append(round, b.runBroker(ctx, tag, paced), b.runProducer(ctx, tag, paced), b.runBridge(ctx, tag, paced))
+		results = append(results, round...)
 	}
+	stopBridge()
+	b.print(env, results)
 }
 
-// retag gives the payloads of one run ids of their own, so runs do not mix.
-func retag(ps []payload, tag string) []payload {
-	out := make([]payload, len(ps))
-	for i, p := range ps {
-		ex := &edgeloopv1.Example{}
-		check(proto.Unmarshal(p.data, ex))
-		ex.Id = tag + "-" + ex.Id
-		b, err := proto.Marshal(ex)
-		check(err)
-		out[i] = payload{id: ex.Id, topic: p.topic, key: p.key, data: b}
+func port(addr string) int {
+	if u, err := url.Parse(addr); err == nil && u.Port() != "" {
+		addr = u.Host
 	}
-	return out
+	_, p, _ := strings.Cut(addr, ":")
+	v, _ := strconv.Atoi(p)
+	return v
 }
 
-func median(d []time.Duration) time.Duration {
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[len(s)/2]
+// bench holds the clients and settings shared by every run.
+type bench struct {
+	n, pubs int
+	project string
+	kcfg    kafkabus.Config
+	servers []component
+	bridge  component
+
+	base    [][]byte // each publisher's example without its id
+	devices []*mqttbus.Client
+	sub     *mqttbus.Client
+	prod    *kafkabus.Producer
+	// cur is the run in progress; the subscribers' handlers report arrivals to it.
+	cur atomic.Pointer[tracker]
 }
 
-type payload struct {
-	id    string
-	topic string
-	key   string
-	data  []byte
-}
+func (b *bench) device(i int) string { return fmt.Sprintf("dev-%d", i) }
 
-func makePayloads(n, size int) []payload {
+// connect builds the payloads and connects the publishers, the broker run's
+// subscriber and the bare producer.
+func (b *bench) connect(ctx context.Context, mqttURL string, size int) {
 	side := 64
 	for len(fixture.JPEG(side, side, 0)) < size {
 		side += 8
 	}
-	out := make([]payload, n)
-	imgs := make([][]byte, 16)
-	for i := range imgs {
-		imgs[i] = fixture.JPEG(side, side, uint64(i))
-	}
-	for i := range out {
-		ex := fixture.Example("bench", fmt.Sprintf("cam-%d", i%8), fmt.Sprintf("ex-%d", i))
-		ex.Image = &edgeloopv1.Image{Data: imgs[i%len(imgs)], ContentType: "image/jpeg", Width: int32(side), Height: int32(side)}
-		b, err := proto.Marshal(ex)
+	for i := 0; i < b.pubs; i++ {
+		ex := fixture.Example(b.project, b.device(i), "")
+		ex.Image = &edgeloopv1.Image{Data: fixture.JPEG(side, side, uint64(i)), ContentType: "image/jpeg", Width: int32(side), Height: int32(side)}
+		raw, err := proto.Marshal(ex)
 		check(err)
-		out[i] = payload{id: ex.Id, topic: contract.ExamplesTopic(ex.Project, ex.Device), key: ex.Project, data: b}
+		b.base = append(b.base, raw)
+	}
+	confirmations := func(m mqttbus.Message) {
+		ack := &edgeloopv1.ExampleAck{}
+		if proto.Unmarshal(m.Payload(), ack) != nil {
+			return
+		}
+		if tr := b.cur.Load(); tr != nil {
+			now := time.Now()
+			for _, id := range ack.Ids {
+				tr.arrive(id, now)
+			}
+		}
+	}
+	run := time.Now().UnixNano()
+	for i := 0; i < b.pubs; i++ {
+		c, err := mqttbus.Connect(ctx, mqttbus.Config{
+			URL: mqttURL, ClientID: fmt.Sprintf("bench-%d-%s", run, b.device(i)), CleanSession: true,
+			Subscriptions: []mqttbus.Subscription{{Filter: contract.AcksTopic(b.project, b.device(i)), QoS: 1, Handler: confirmations}},
+		}, zap.NewNop())
+		check(err)
+		b.devices = append(b.devices, c)
+	}
+	var err error
+	b.sub, err = mqttbus.Connect(ctx, mqttbus.Config{
+		URL: mqttURL, ClientID: fmt.Sprintf("bench-%d-sub", run), CleanSession: true,
+		Subscriptions: []mqttbus.Subscription{{Filter: "bench/" + b.project + "/+/examples", QoS: 1, Handler: func(m mqttbus.Message) {
+			if tr := b.cur.Load(); tr != nil {
+				tr.arrive(exampleID(m.Payload()), time.Now())
+			}
+		}}},
+	}, zap.NewNop())
+	check(err)
+	b.prod, err = kafkabus.NewProducer(b.kcfg, kafkabus.ProducerOptions{})
+	check(err)
+}
+
+func (b *bench) close() {
+	for _, c := range b.devices {
+		c.Disconnect(0)
+	}
+	b.sub.Disconnect(0)
+	check(b.prod.Close())
+}
+
+// payloads are the examples of one run: publisher i's are from device i.
+func (b *bench) payloads(tag string) [][]payload {
+	out := make([][]payload, b.pubs)
+	for k := 0; k < b.n; k++ {
+		i := k % b.pubs
+		id := fmt.Sprintf("%s-%d", tag, k)
+		// Field 1 (id) appended to the encoded example: protobuf takes fields in any order.
+		data := protowire.AppendString(protowire.AppendTag(append([]byte(nil), b.base[i]...), 1, protowire.BytesType), id)
+		out[i] = append(out[i], payload{id: id, data: data})
 	}
 	return out
 }
 
-// run sends every payload with conc workers, waits until all are read back from Kafka,
-// and records each one's latency from send to arrival.
-func run(name string, payloads []payload, arr *arrivals, conc, rate int, send func(payload) error) result {
-	var mu sync.Mutex
-	sent := make(map[string]time.Time, len(payloads))
-	r := result{name: name, n: len(payloads), concurrent: conc, mode: fmt.Sprintf("saturated, %d sends", conc)}
-	var tick <-chan time.Time
-	if rate > 0 {
-		r.mode = fmt.Sprintf("paced, %d msg/s", rate)
-		t := time.NewTicker(time.Second / time.Duration(rate))
-		defer t.Stop()
-		tick = t.C
+type payload struct {
+	id   string
+	data []byte
+}
+
+// waitForBridge publishes probes until the bridge confirms one: it is subscribed and
+// its Kafka producer works.
+func (b *bench) waitForBridge(ctx context.Context) {
+	deadline := time.Now().Add(time.Minute)
+	for k := 0; ; k++ {
+		tr := newTracker(1)
+		b.cur.Store(tr)
+		id := fmt.Sprintf("probe-%d", k)
+		done := tr.begin(id)
+		data := protowire.AppendString(protowire.AppendTag(append([]byte(nil), b.base[0]...), 1, protowire.BytesType), id)
+		check(b.devices[0].Publish(ctx, contract.ExamplesTopic(b.project, b.device(0)), 1, false, data))
+		select {
+		case <-done:
+			return
+		case <-time.After(time.Second):
+		}
+		if time.Now().After(deadline) {
+			check(fmt.Errorf("the bridge did not confirm a probe example within a minute"))
+		}
 	}
-	work := make(chan payload)
-	var wg sync.WaitGroup
+}
+
+// load is how the publishers send.
+type load struct {
+	kind int
+	rate float64 // examples/s in all, for pacedKind
+}
+
+const (
+	// closedKind: each publisher sends its next example once the last reached its far end.
+	closedKind = iota
+	// backlogKind: each publisher sends its next example once the broker PUBACKed the
+	// last (for the producer, once Kafka acked it), so examples may queue in the broker.
+	backlogKind
+	// pacedKind: as backlogKind, at rate examples/s in all.
+	pacedKind
+)
+
+var (
+	closedLoad  = load{kind: closedKind}
+	backlogLoad = load{kind: backlogKind}
+)
+
+func (l load) name() string {
+	switch l.kind {
+	case closedKind:
+		return "closed"
+	case backlogKind:
+		return "backlog"
+	}
+	return fmt.Sprintf("paced %.0f/s", l.rate)
+}
+
+func (b *bench) runBroker(ctx context.Context, tag string, l load) result {
+	return b.run("broker: MQTT QoS1 → subscriber", tag, l, func(i int, p payload) error {
+		return b.devices[i].Publish(ctx, "bench/"+b.project+"/"+b.device(i)+"/examples", 1, false, p.data)
+	}, "")
+}
+
+func (b *bench) runProducer(ctx context.Context, tag string, l load) result {
+	topic := b.kcfg.Topic("plain")
+	key := []byte(b.project)
+	return b.run("bare kafka-go producer, acks=all", tag, l, func(_ int, p payload) error {
+		if err := b.prod.Produce(ctx, kafka.Message{Topic: topic, Key: key, Value: p.data}); err != nil {
+			return err
+		}
+		b.cur.Load().arrive(p.id, time.Now())
+		return nil
+	}, topic)
+}
+
+func (b *bench) runBridge(ctx context.Context, tag string, l load) result {
+	return b.run("bridge: MQTT QoS1 → bridge → Kafka acks=all", tag, l, func(i int, p payload) error {
+		return b.devices[i].Publish(ctx, contract.ExamplesTopic(b.project, b.device(i)), 1, false, p.data)
+	}, b.kcfg.Topic(contract.TopicExamples))
+}
+
+// run sends every payload, publisher i's from its own goroutine, as load says, and
+// waits until each reached its far end. topic, when set, is checked to have grown by at
+// least the examples sent.
+func (b *bench) run(name, tag string, l load, send func(i int, p payload) error, topic string) result {
+	ps := b.payloads(tag)
+	tr := newTracker(b.n)
+	b.cur.Store(tr)
+	var before int64
+	if topic != "" {
+		before = endOffsets(b.kcfg, topic)
+	}
+	comps := b.components()
+	runtime.GC()
+	cpu0 := sample(comps)
 	start := time.Now()
-	for w := 0; w < conc; w++ {
+	var wg sync.WaitGroup
+	for i := range ps {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for p := range work {
-				mu.Lock()
-				sent[p.id] = time.Now()
-				r.bytes += len(p.data)
-				mu.Unlock()
-				check(send(p))
+			for k, p := range ps[i] {
+				if l.kind == pacedKind { // example k of publisher i is the (k*pubs+i)-th in all
+					time.Sleep(time.Until(start.Add(time.Duration(float64(k*b.pubs+i) / l.rate * float64(time.Second)))))
+				}
+				done := tr.begin(p.id)
+				check(send(i, p))
+				if l.kind != closedKind {
+					continue
+				}
+				select {
+				case <-done:
+				case <-time.After(farEndTimeout):
+					check(fmt.Errorf("%s: example %s did not reach its far end in %s", name, p.id, farEndTimeout))
+				}
 			}
 		}()
 	}
-	for _, p := range payloads {
-		if tick != nil {
-			<-tick
-		}
-		work <- p
-	}
-	close(work)
 	wg.Wait()
 	select {
-	case <-arr.all:
-	case <-time.After(2 * time.Minute):
-		check(fmt.Errorf("%s: only %d of %d messages reached Kafka", name, len(arr.at), len(payloads)))
+	case <-tr.all:
+	case <-time.After(farEndTimeout):
+		check(fmt.Errorf("%s: only %d of %d examples reached their far end", name, b.n-tr.left(), b.n))
 	}
-	arr.mu.Lock()
-	defer arr.mu.Unlock()
-	last := start
-	for id, t := range arr.at {
-		r.latencies = append(r.latencies, t.Sub(sent[id]))
-		if t.After(last) {
-			last = t
+	cpu1 := sample(comps)
+	r := result{name: name, load: l, n: b.n, bytes: len(ps[0][0].data), wall: tr.last.Sub(start), latencies: tr.lat,
+		cpu: perThousand(comps, cpu0, cpu1, b.n)}
+	if topic != "" {
+		if got := endOffsets(b.kcfg, topic) - before; got < int64(b.n) {
+			check(fmt.Errorf("%s: %s grew by %d messages, want %d", name, topic, got, b.n))
 		}
 	}
-	r.wall = last.Sub(start)
 	return r
 }
 
-func runBridge(ctx context.Context, url string, arr *arrivals, payloads []payload, conc, rate int) result {
-	pub, err := mqttbus.Connect(ctx, mqttbus.Config{URL: url, ClientID: fmt.Sprintf("bench-pub-%d", time.Now().UnixNano())}, zap.NewNop())
-	check(err)
-	defer pub.Disconnect(0)
-	return run("bridge: MQTT QoS1 → bridge → Kafka acks=all", payloads, arr, conc, rate, func(p payload) error {
-		return pub.Publish(ctx, p.topic, 1, false, p.data)
-	})
+// best is the highest rate of the results whose name starts with prefix.
+func best(rs []result, prefix string) float64 {
+	v := 0.0
+	for _, r := range rs {
+		if strings.HasPrefix(r.name, prefix) {
+			v = max(v, r.rate())
+		}
+	}
+	return v
 }
 
-func runPlain(ctx context.Context, kcfg kafkabus.Config, arr *arrivals, payloads []payload, conc, rate int) result {
-	prod, err := kafkabus.NewProducer(kcfg, kafkabus.ProducerOptions{})
-	check(err)
-	defer prod.Close()
-	topic := kcfg.Topic("plain")
-	return run("plain kafka-go producer, acks=all", payloads, arr, conc, rate, func(p payload) error {
-		return prod.Produce(ctx, kafka.Message{Topic: topic, Key: []byte(p.key), Value: p.data})
-	})
+// components are the processes whose CPU a run reports: the bridge, the servers, and
+// this process (the load generator).
+func (b *bench) components() []component {
+	return append(append([]component{b.bridge}, b.servers...), component{name: "load generator", pid: "self"})
+}
+
+// endOffsets sums topic's end offsets over its partitions.
+func endOffsets(kcfg kafkabus.Config, topic string) int64 {
+	var sum int64
+	for p := 0; p < partitions; p++ {
+		conn, err := kafka.DialLeader(context.Background(), "tcp", kcfg.Brokers[0], topic, p)
+		check(err)
+		end, err := conn.ReadLastOffset()
+		check(err)
+		check(conn.Close())
+		sum += end
+	}
+	return sum
+}
+
+// tracker records when each example of a run was sent and when it reached its far end.
+type tracker struct {
+	mu    sync.Mutex
+	start map[string]time.Time
+	done  map[string]chan struct{}
+	lat   []time.Duration
+	last  time.Time
+	want  int
+	all   chan struct{}
+}
+
+func newTracker(n int) *tracker {
+	return &tracker{start: make(map[string]time.Time, n), done: make(map[string]chan struct{}, n), want: n, all: make(chan struct{})}
+}
+
+// begin marks id as sent now; the channel closes when it arrives.
+func (t *tracker) begin(id string) <-chan struct{} {
+	ch := make(chan struct{})
+	t.mu.Lock()
+	t.start[id], t.done[id] = time.Now(), ch
+	t.mu.Unlock()
+	return ch
+}
+
+// arrive records id's arrival at its far end; repeats and unknown ids are ignored.
+func (t *tracker) arrive(id string, at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ch, ok := t.done[id]
+	if !ok {
+		return
+	}
+	delete(t.done, id)
+	close(ch)
+	t.lat = append(t.lat, at.Sub(t.start[id]))
+	if at.After(t.last) {
+		t.last = at
+	}
+	if len(t.lat) == t.want {
+		close(t.all)
+	}
+}
+
+func (t *tracker) left() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.want - len(t.lat)
+}
+
+// exampleID reads field 1 (id) of an encoded edgeloopv1.Example (the last one wins).
+func exampleID(b []byte) string {
+	id := ""
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return id
+		}
+		b = b[n:]
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return id
+		}
+		if num == 1 && typ == protowire.BytesType {
+			v, _ := protowire.ConsumeBytes(b)
+			id = string(v)
+		}
+		b = b[m:]
+	}
+	return id
+}
+
+type result struct {
+	name      string
+	load      load
+	n, bytes  int
+	wall      time.Duration
+	latencies []time.Duration
+	cpu       []string
+}
+
+func (r result) rate() float64 { return float64(r.n) / r.wall.Seconds() }
+
+func (r result) quantile(p float64) time.Duration {
+	s := append([]time.Duration(nil), r.latencies...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := int(math.Ceil(p*float64(len(s)))) - 1
+	return s[max(i, 0)]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func (b *bench) print(env string, results []result) {
+	comps := b.components()
+	avg, _ := os.ReadFile("/proc/loadavg")
+	fmt.Printf("\nBridge benchmark on %s: %d publishers, examples of %d KB, %d per run (%s, %d CPUs, load average %s)\n",
+		env, b.pubs, results[0].bytes/1000, b.n, time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.NumCPU(),
+		strings.Join(strings.Fields(string(avg))[:3], " "))
+	fmt.Println("Latency, from the publish (or Produce call) to the far end: the subscriber's receipt (broker); Kafka's ack")
+	fmt.Println("(bare producer); the device's confirmation, which the bridge sends after Kafka's ack (bridge).")
+	fmt.Println("closed: each publisher sends its next example once the last reached its far end. backlog: once the")
+	fmt.Println("broker PUBACKed it (as agents do), so examples queue in the broker and latency grows with the run.")
+	fmt.Println("paced: as backlog, at 0.8x the lower of the broker's limit and the bare producer's rate.")
+	fmt.Println()
+	head := "| path | load | examples/s | MB/s | p50 ms | p99 ms |"
+	sep := "|---|---|---:|---:|---:|---:|"
+	for _, c := range comps {
+		head += " CPU-s/1k " + c.name + " |"
+		sep += "---:|"
+	}
+	fmt.Println(head)
+	fmt.Println(sep)
+	for _, r := range results {
+		fmt.Printf("| %s | %s | %.0f | %.1f | %.1f | %.1f | %s |\n", r.name, r.load.name(), r.rate(), r.rate()*float64(r.bytes)/1e6,
+			ms(r.quantile(0.5)), ms(r.quantile(0.99)), strings.Join(r.cpu, " | "))
+	}
+	fmt.Println()
+	// The goal, per round: the bridge's best rate ≥ 0.8x the lower of the broker's best
+	// and the bare producer's, and its p50 under 100 ms paced at that rate.
+	per := len(results) / max(1, countPrefix(results, "bridge")/3)
+	for i := 0; i+per <= len(results); i += per {
+		round := results[i : i+per]
+		brk, prod, br := best(round, "broker"), best(round, "bare"), best(round, "bridge")
+		lower := min(brk, prod)
+		var paced result
+		for _, r := range round {
+			if r.load.kind == pacedKind && strings.HasPrefix(r.name, "bridge") {
+				paced = r
+			}
+		}
+		p50 := ms(paced.quantile(0.5))
+		met := br >= 0.8*lower && paced.rate() >= 0.95*paced.load.rate && p50 < 100
+		fmt.Printf("bridge %.0f/s = %.2fx the broker's limit (%.0f/s), %.2fx the bare producer (%.0f/s); paced at %.0f/s it forwards %.0f/s, p50 %.1f ms; goal (>= 0.8x the lower, p50 < 100 ms): %s\n",
+			br, br/brk, brk, br/prod, prod, paced.load.rate, paced.rate(), p50, map[bool]string{true: "met", false: "NOT met"}[met])
+	}
+}
+
+func countPrefix(rs []result, prefix string) int {
+	n := 0
+	for _, r := range rs {
+		if strings.HasPrefix(r.name, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// dropSession ends the persistent MQTT session of clientID: a clean-session connect
+// discards it, so the broker stops queueing for it.
+func dropSession(ctx context.Context, mqttURL, clientID string) {
+	c, err := mqttbus.Connect(ctx, mqttbus.Config{URL: mqttURL, ClientID: clientID, CleanSession: true}, zap.NewNop())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench: dropping the bridge's MQTT session:", err)
+		return
+	}
+	c.Disconnect(0)
 }
 
 func logger() *zap.Logger {
