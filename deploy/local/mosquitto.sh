@@ -33,6 +33,9 @@ max_inflight_messages 100
 max_queued_messages 100000
 max_queued_bytes 0
 max_packet_size 4194304
+# Small packets (PUBACKs, the bridge's confirmations) go out at once instead of
+# waiting for the ACK of the last one (Nagle; ~40 ms each with delayed ACKs).
+set_tcp_nodelay true
 log_dest file $dir/mosquitto.log
 log_type error
 log_type warning
