@@ -74,8 +74,9 @@ type fromDevice interface {
 }
 
 // envelope checks what every device message must pass — its size, its topic, that it
-// decodes into m (named name), and that it names the project and device of its topic.
-func envelope(topic string, payload []byte, l Limits, name string, m fromDevice) *message.Reject {
+// decodes into m (named name) with decode, and that it names the project and device of
+// its topic.
+func envelope(topic string, payload []byte, l Limits, name string, m fromDevice, decode func([]byte) error) *message.Reject {
 	if len(payload) > l.MaxMessageBytes {
 		return reject(contract.ReasonTooLarge, "payload of %d bytes is over the %d-byte limit", len(payload), l.MaxMessageBytes)
 	}
@@ -83,7 +84,7 @@ func envelope(topic string, payload []byte, l Limits, name string, m fromDevice)
 	if err != nil {
 		return reject(contract.ReasonBadTopic, "%v", err)
 	}
-	if err := proto.Unmarshal(payload, m); err != nil {
+	if err := decode(payload); err != nil {
 		return reject(contract.ReasonBadProtobuf, "payload is not an edgeloop.v1.%s: %v", name, err)
 	}
 	if m.GetProject() != dt.Project || m.GetDevice() != dt.Device {
@@ -93,11 +94,12 @@ func envelope(topic string, payload []byte, l Limits, name string, m fromDevice)
 	return nil
 }
 
-// ValidateExample checks an example payload received on topic against the contract.
+// ValidateExample checks an example payload received on topic against the contract. The
+// example's image data is not copied: it points into payload.
 func ValidateExample(topic string, payload []byte, l Limits) (*edgeloopv1.Example, *message.Reject) {
 	l = l.withDefaults()
 	ex := &edgeloopv1.Example{}
-	if rej := envelope(topic, payload, l, "Example", ex); rej != nil {
+	if rej := envelope(topic, payload, l, "Example", ex, func(b []byte) error { return decodeExample(b, ex) }); rej != nil {
 		return nil, rej
 	}
 	if err := contract.CheckExampleID(ex.GetId()); err != nil {
@@ -206,7 +208,7 @@ func checkLabelBox(id, where, class string, b *edgeloopv1.Box, detect bool) *mes
 // ValidateStatus checks a device status payload received on topic.
 func ValidateStatus(topic string, payload []byte, l Limits) (*edgeloopv1.DeviceStatus, *message.Reject) {
 	st := &edgeloopv1.DeviceStatus{}
-	if rej := envelope(topic, payload, l.withDefaults(), "DeviceStatus", st); rej != nil {
+	if rej := envelope(topic, payload, l.withDefaults(), "DeviceStatus", st, func(b []byte) error { return proto.Unmarshal(b, st) }); rej != nil {
 		return nil, rej
 	}
 	return st, nil
