@@ -21,9 +21,6 @@ import (
 // it (or the dead-letter topic took it), on the device's acks topic.
 
 const (
-	// confirmLinger is how long confirmations of one device are gathered into one
-	// message.
-	confirmLinger = 5 * time.Millisecond
 	// confirmMaxIDs caps the ids of one confirmation message.
 	confirmMaxIDs = 256
 	// confirmPublishers bounds the confirmation publishes awaiting their PUBACK.
@@ -109,59 +106,74 @@ func exampleID(b []byte) string {
 	return ""
 }
 
-// run publishes what arrives on c.in until stop is closed and c.in is empty.
+// run publishes what arrives on c.in until stop is closed, c.in is empty and every
+// publish has ended. Each device has at most one confirmation publish in flight: ids
+// that arrive meanwhile wait and go together in the next one. So a lone example is
+// confirmed at once, and under load the confirmations of a device batch up by
+// themselves, one message per round trip to the broker.
 func (c *confirmer) run(ctx context.Context, stop <-chan struct{}) {
 	sem := make(chan struct{}, confirmPublishers)
+	done := make(chan string) // a topic whose publish ended
 	pending := map[string][]string{}
-	var linger <-chan time.Time
-	flush := func() {
-		for topic, ids := range pending {
-			for len(ids) > 0 {
-				n := min(len(ids), confirmMaxIDs)
-				payload, _ := proto.Marshal(&edgeloopv1.ExampleAck{Ids: ids[:n]})
-				ids = ids[n:]
-				sem <- struct{}{}
-				go func(topic string, payload []byte, n int) {
-					defer func() { <-sem }()
-					pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-					defer cancel()
-					if err := c.publish(pctx, topic, payload); err != nil {
-						c.failed.Inc()
-						c.log.Debug("confirmation not published; the device will resend", zap.String("topic", topic), zap.Error(err))
-						return
-					}
-					c.sent.Add(float64(n))
-				}(topic, payload, n)
-			}
+	busy := map[string]bool{}
+	send := func(topic string) {
+		ids := pending[topic]
+		n := min(len(ids), confirmMaxIDs)
+		// Marshalling a list of strings cannot fail.
+		payload, _ := proto.Marshal(&edgeloopv1.ExampleAck{Ids: ids[:n]})
+		if n == len(ids) {
+			delete(pending, topic)
+		} else {
+			pending[topic] = ids[n:]
 		}
-		clear(pending)
-		linger = nil
-	}
-	defer func() {
-		flush()
-		for i := 0; i < cap(sem); i++ { // wait for the publishes in flight
+		busy[topic] = true
+		go func() {
 			sem <- struct{}{}
+			defer func() { <-sem }()
+			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if err := c.publish(pctx, topic, payload); err != nil {
+				c.failed.Inc()
+				c.log.Debug("confirmation not published; the device will resend", zap.String("topic", topic), zap.Error(err))
+			} else {
+				c.sent.Add(float64(n))
+			}
+			done <- topic
+		}()
+	}
+	add := func(cf confirmation) {
+		pending[cf.topic] = append(pending[cf.topic], cf.id)
+		if !busy[cf.topic] {
+			send(cf.topic)
 		}
-	}()
-	for {
+	}
+	ended := func(topic string) {
+		delete(busy, topic)
+		if len(pending[topic]) > 0 {
+			send(topic)
+		}
+	}
+	for stop != nil {
 		select {
 		case cf := <-c.in:
-			pending[cf.topic] = append(pending[cf.topic], cf.id)
-			if linger == nil {
-				linger = time.After(confirmLinger)
-			}
-		case <-linger:
-			flush()
+			add(cf)
+		case topic := <-done:
+			ended(topic)
 		case <-stop:
-			for {
-				select {
-				case cf := <-c.in:
-					pending[cf.topic] = append(pending[cf.topic], cf.id)
-				default:
-					return
-				}
-			}
+			stop = nil
 		}
+	}
+	for { // stopping: what is queued, then the publishes in flight
+		select {
+		case cf := <-c.in:
+			add(cf)
+			continue
+		default:
+		}
+		if len(busy) == 0 {
+			return
+		}
+		ended(<-done)
 	}
 }
 

@@ -1,9 +1,13 @@
 package bridge
 
 import (
+	"context"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -56,4 +60,66 @@ func TestReleaseClockNeverGoesBack(t *testing.T) {
 			c.saw(s.rel)
 		}
 	}
+}
+
+// TestConfirmerBatchesWhileAPublishIsInFlight checks that a lone confirmation goes out at
+// once, that the ids of a device arriving while its publish is in flight go together
+// in the next one, that another device is not held up meanwhile, and that stopping
+// publishes everything queued.
+func TestConfirmerBatchesWhileAPublishIsInFlight(t *testing.T) {
+	c := newConfirmer(prometheus.NewRegistry(), zap.NewNop())
+	type sent struct {
+		topic string
+		ids   []string
+	}
+	published := make(chan sent, 16)
+	release := make(chan struct{})
+	c.publish = func(_ context.Context, topic string, payload []byte) error {
+		ack := &edgeloopv1.ExampleAck{}
+		if err := proto.Unmarshal(payload, ack); err != nil {
+			t.Error(err)
+		}
+		published <- sent{topic, ack.Ids}
+		if topic == "a" {
+			<-release
+		}
+		return nil
+	}
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() { defer close(stopped); c.run(context.Background(), stop) }()
+	next := func() sent {
+		select {
+		case s := <-published:
+			return s
+		case <-time.After(5 * time.Second):
+			t.Fatal("no confirmation published")
+			return sent{}
+		}
+	}
+	c.in <- confirmation{topic: "a", id: "1"}
+	if s := next(); s.topic != "a" || fmt.Sprint(s.ids) != "[1]" {
+		t.Fatalf("first publish %v, want a [1] at once", s)
+	}
+	for _, id := range []string{"2", "3", "4"} {
+		c.in <- confirmation{topic: "a", id: id}
+	}
+	c.in <- confirmation{topic: "b", id: "x"}
+	if s := next(); s.topic != "b" || fmt.Sprint(s.ids) != "[x]" {
+		t.Fatalf("publish %v, want b [x] while a's publish is in flight", s)
+	}
+	for len(c.in) > 0 {
+		time.Sleep(time.Millisecond)
+	}
+	release <- struct{}{}
+	if s := next(); s.topic != "a" || fmt.Sprint(s.ids) != "[2 3 4]" {
+		t.Fatalf("publish %v, want a [2 3 4] together", s)
+	}
+	c.in <- confirmation{topic: "a", id: "5"}
+	close(stop)
+	release <- struct{}{}
+	if s := next(); s.topic != "a" || fmt.Sprint(s.ids) != "[5]" {
+		t.Fatalf("publish %v, want a [5] flushed at stop", s)
+	}
+	release <- struct{}{}
+	<-stopped
 }
