@@ -59,6 +59,7 @@ func main() {
 	warmup := flag.Int("warmup", 200, "examples sent through each path before measuring")
 	rounds := flag.Int("rounds", 1, "rounds of every path and load")
 	profile := flag.String("profile", "", "write the bridge process's CPU profile to this file")
+	bridgeGOGC := flag.String("bridge-gogc", "", "GOGC of the bridge process (default: the environment's)")
 	prefix := flag.String("prefix", "", "internal: Kafka topic prefix (bridge child)")
 	clientID := flag.String("client-id", "", "internal: MQTT client id (bridge child)")
 	flag.Parse()
@@ -104,6 +105,9 @@ func main() {
 	// The bridge: its own process, its own persistent MQTT session, dropped at the end
 	// so that the broker does not keep queueing examples for it.
 	bridgeID := fmt.Sprintf("bench-bridge-%d", id)
+	if *bridgeGOGC != "" {
+		check(os.Setenv("GOGC", *bridgeGOGC)) // inherited by the bridge only: this process's GC is set at start
+	}
 	br := startChild("-role", "bridge", "-kafka", *kafkaAddr, "-mqtt", *mqttURL, "-prefix", b.kcfg.TopicPrefix,
 		"-client-id", bridgeID, "-profile", *profile)
 	bridgeStopped := false
@@ -172,6 +176,8 @@ type bench struct {
 	base    [][]byte // each publisher's example without its id
 	devices []*mqttbus.Client
 	sub     *mqttbus.Client
+	subID   string
+	mqttURL string
 	prod    *kafkabus.Producer
 	// cur is the run in progress; the subscribers' handlers report arrivals to it.
 	cur atomic.Pointer[tracker]
@@ -214,9 +220,12 @@ func (b *bench) connect(ctx context.Context, mqttURL string, size int) {
 		check(err)
 		b.devices = append(b.devices, c)
 	}
+	// The broker run's subscriber has a persistent session, as the bridge has: the
+	// broker keeps (and persists) what is queued for it.
 	var err error
+	b.subID, b.mqttURL = fmt.Sprintf("bench-%d-sub", run), mqttURL
 	b.sub, err = mqttbus.Connect(ctx, mqttbus.Config{
-		URL: mqttURL, ClientID: fmt.Sprintf("bench-%d-sub", run), CleanSession: true,
+		URL: mqttURL, ClientID: b.subID,
 		Subscriptions: []mqttbus.Subscription{{Filter: "bench/" + b.project + "/+/examples", QoS: 1, Handler: func(m mqttbus.Message) {
 			if tr := b.cur.Load(); tr != nil {
 				tr.arrive(exampleID(m.Payload()), time.Now())
@@ -233,6 +242,7 @@ func (b *bench) close() {
 		c.Disconnect(0)
 	}
 	b.sub.Disconnect(0)
+	dropSession(context.Background(), b.mqttURL, b.subID)
 	check(b.prod.Close())
 }
 
