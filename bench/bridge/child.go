@@ -33,8 +33,10 @@ func childContext() (context.Context, context.CancelFunc) {
 	return ctx, cancel
 }
 
-// runBridgeChild runs the bridge service, with a CPU profile to profile when set.
+// runBridgeChild runs the bridge service as the bridge binary does, with a CPU profile
+// to profile when set.
 func runBridgeChild(kafkaAddr, mqttURL, prefix, clientID, profile string) {
+	bridge.TuneGC()
 	ctx, cancel := childContext()
 	defer cancel()
 	if profile != "" {

@@ -59,7 +59,7 @@ func main() {
 	warmup := flag.Int("warmup", 200, "examples sent through each path before measuring")
 	rounds := flag.Int("rounds", 1, "rounds of every path and load")
 	profile := flag.String("profile", "", "write the bridge process's CPU profile to this file")
-	bridgeGOGC := flag.String("bridge-gogc", "", "GOGC of the bridge process (default: the environment's)")
+	bridgeGOGC := flag.String("bridge-gogc", "", "GOGC of the bridge process (default: the environment's, else the bridge binary's, bridge.TuneGC)")
 	prefix := flag.String("prefix", "", "internal: Kafka topic prefix (bridge child)")
 	clientID := flag.String("client-id", "", "internal: MQTT client id (bridge child)")
 	flag.Parse()

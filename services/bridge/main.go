@@ -4,8 +4,12 @@
 package main
 
 import (
+	"github.com/edgeloop/edgeloop/pkg/bridge"
 	"github.com/edgeloop/edgeloop/pkg/modules"
 	"github.com/edgeloop/edgeloop/pkg/modules/headless"
 )
 
-func main() { modules.Main("bridge", modules.Bridge, headless.Modules()) }
+func main() {
+	bridge.TuneGC()
+	modules.Main("bridge", modules.Bridge, headless.Modules())
+}
