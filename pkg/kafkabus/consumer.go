@@ -126,6 +126,98 @@ func (c *Consumer) Run(ctx context.Context, h message.Handler) error {
 	}
 }
 
+// BatchOptions bound the batches of RunBatch.
+type BatchOptions struct {
+	// MaxSize is the most messages in one batch (default 500).
+	MaxSize int
+	// MaxWait is how long a batch waits for more messages after its first one (default
+	// 20ms): what is already fetched joins at once, and a quiet topic delays a message by
+	// at most MaxWait.
+	MaxWait time.Duration
+}
+
+// RunBatch is Run for a message.BatchHandler: it hands the handler what one poll
+// gathers (up to MaxSize messages, waiting at most MaxWait after the first) and commits
+// the batch's offsets only once the handler returned nil for the whole batch. A crash
+// between the handler's effect and the commit redelivers the batch, so the handler
+// must be idempotent. Broker errors are retried with backoff as in Run; Run stops at
+// the first handler error, without committing.
+func (c *Consumer) RunBatch(ctx context.Context, o BatchOptions, h message.BatchHandler) error {
+	config.Default(&o.MaxSize, 500)
+	config.Default(&o.MaxWait, 20*time.Millisecond)
+	b := retry.Backoff{Initial: 200 * time.Millisecond, Max: 2 * time.Second}
+	failures := 0
+	pause := func(what string, err error) bool {
+		d := b.Delay(failures)
+		failures++
+		c.log.Warn("kafka "+what+" failed; retrying", zap.Error(err), zap.Duration("backoff", d))
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(d):
+			return true
+		}
+	}
+	var (
+		batch []kafka.Message
+		msgs  []*message.Message
+	)
+	for {
+		batch, msgs = batch[:0], msgs[:0]
+		m, err := c.r.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, io.EOF) {
+				return nil
+			}
+			if !pause("fetch", err) {
+				return nil
+			}
+			continue
+		}
+		batch = append(batch, m)
+		// The rest of the batch: whatever arrives within MaxWait. A fetch cut short by
+		// the deadline leaves its message in the reader for the next batch.
+		wctx, cancel := context.WithTimeout(ctx, o.MaxWait)
+		for len(batch) < o.MaxSize {
+			m, err := c.r.FetchMessage(wctx)
+			if err != nil {
+				if wctx.Err() == nil {
+					c.log.Debug("kafka fetch ended a batch early", zap.Error(err))
+				}
+				break
+			}
+			batch = append(batch, m)
+		}
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		for _, m := range batch {
+			msgs = append(msgs, toMessage(m))
+		}
+		if err := h(ctx, msgs); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			first := batch[0]
+			return fmt.Errorf("handle a batch of %d from %s[%d]@%d: %w", len(batch), first.Topic, first.Partition, first.Offset, err)
+		}
+		for {
+			err := c.r.CommitMessages(ctx, batch...)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			if !pause("commit", err) {
+				return nil
+			}
+		}
+		failures = 0
+	}
+}
+
 // Lag returns the reader's current lag, for metrics.
 func (c *Consumer) Lag() int64 { return c.r.Stats().Lag }
 
