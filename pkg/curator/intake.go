@@ -113,8 +113,8 @@ func (c *Curator) ingestRound(ctx context.Context, exs []*edgeloopv1.Example, id
 		pid := w.p.ID
 		if len(w.rec.Correction) == 0 { // an operator's correction is worth keeping anyway
 			w.rec.DuplicateOf = c.dups.find(pid, w.rec.ID, w.thumb)
-			for _, t := range thisRound[pid] {
-				if w.rec.DuplicateOf == "" && raster.ThumbDistance(t.thumb, w.thumb) <= raster.SameSceneDistance {
+			for i := range thisRound[pid] {
+				if t := &thisRound[pid][i]; w.rec.DuplicateOf == "" && raster.ThumbsWithin(&t.thumb, &w.thumb, raster.SameSceneDistance) {
 					w.rec.DuplicateOf = t.id
 				}
 			}
@@ -252,8 +252,10 @@ func (c *Curator) prepare(ctx context.Context, ex *edgeloopv1.Example, projects 
 	w := &intake{p: p, rec: recordOf(ex, key, c.now())}
 	rec := w.rec
 	rec.Channels = img.Channels()
+	fresh := false
 	if rec.FrameID != "" {
-		owner, fresh, err := c.claimFrame(ctx, p.ID, rec)
+		var owner string
+		owner, fresh, err = c.claimFrame(ctx, p.ID, rec)
 		if err != nil {
 			return nil, err
 		}
@@ -270,12 +272,16 @@ func (c *Curator) prepare(ctx context.Context, ex *edgeloopv1.Example, projects 
 		}
 	}
 	// After the frame join, which takes a correction sent under a known id: anything
-	// else with a known id is a redelivery.
-	seen, err := c.seen(ctx, p.ID, rec.ID)
-	if err != nil {
-		return nil, err
+	// else with a known id is a redelivery. An example that claimed its frame just now
+	// is not one: an id names one frame, and every earlier ingest of it claimed the
+	// frame (or found it claimed) before it queued anything.
+	if !fresh {
+		seen, err := c.seen(ctx, p.ID, rec.ID)
+		if err != nil {
+			return nil, err
+		}
+		w.settled = seen
 	}
-	w.settled = seen
 	w.thumb = raster.Thumbnail(img)
 	return w, nil
 }
