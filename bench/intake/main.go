@@ -89,7 +89,7 @@ func main() {
 	flag.StringVar(&o.s3Secret, "s3-secret-key", "edgeloop-secret", "MinIO secret key")
 	flag.StringVar(&o.mqtt, "mqtt", "tcp://127.0.0.1:11883", "MQTT broker")
 	flag.IntVar(&o.batch, "batch", 500, "the group commit's most examples per poll (its peer runs with 1)")
-	flag.DurationVar(&o.wait, "wait", 20*time.Millisecond, "how long a poll waits for more examples after its first")
+	flag.DurationVar(&o.wait, "wait", 10*time.Millisecond, "how long a poll waits for more examples after its first")
 	flag.IntVar(&o.n, "n", 3000, "curator: examples in Kafka before the curator starts")
 	flag.IntVar(&o.devices, "devices", 1000, "fleet: simulated devices, one MQTT connection each")
 	flag.IntVar(&o.rate, "rate", 1000, "fleet: examples per second, all devices together, paced")

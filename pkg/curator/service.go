@@ -42,7 +42,7 @@ type ServiceConfig struct {
 	// Partitions of the topics created when missing (default 6).
 	Partitions int
 	// Intake bounds the group commit of ingestion: how many examples one poll gathers
-	// and queues with one ledger update per project (default 500, waiting 20ms for them;
+	// and queues with one ledger update per project (default 500, waiting 10ms for them;
 	// MaxSize 1 queues them one by one).
 	Intake kafkabus.BatchOptions
 	// Tick is how often open batches are checked for closing (default 2s).

@@ -131,7 +131,7 @@ type BatchOptions struct {
 	// MaxSize is the most messages in one batch (default 500).
 	MaxSize int
 	// MaxWait is how long a batch waits for more messages after its first one (default
-	// 20ms): what is already fetched joins at once, and a quiet topic delays a message by
+	// 10ms): what is already fetched joins at once, and a quiet topic delays a message by
 	// at most MaxWait.
 	MaxWait time.Duration
 }
@@ -144,7 +144,7 @@ type BatchOptions struct {
 // the first handler error, without committing.
 func (c *Consumer) RunBatch(ctx context.Context, o BatchOptions, h message.BatchHandler) error {
 	config.Default(&o.MaxSize, 500)
-	config.Default(&o.MaxWait, 20*time.Millisecond)
+	config.Default(&o.MaxWait, 10*time.Millisecond)
 	b := retry.Backoff{Initial: 200 * time.Millisecond, Max: 2 * time.Second}
 	failures := 0
 	pause := func(what string, err error) bool {
