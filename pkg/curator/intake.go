@@ -113,8 +113,8 @@ func (c *Curator) ingestRound(ctx context.Context, exs []*edgeloopv1.Example, id
 		pid := w.p.ID
 		if len(w.rec.Correction) == 0 { // an operator's correction is worth keeping anyway
 			w.rec.DuplicateOf = c.dups.find(pid, w.rec.ID, w.thumb)
-			for i := range thisRound[pid] {
-				if t := &thisRound[pid][i]; w.rec.DuplicateOf == "" && raster.ThumbsWithin(&t.thumb, &w.thumb, raster.SameSceneDistance) {
+			for j := range thisRound[pid] {
+				if t := &thisRound[pid][j]; w.rec.DuplicateOf == "" && raster.ThumbsWithin(&t.thumb, &w.thumb, raster.SameSceneDistance) {
 					w.rec.DuplicateOf = t.id
 				}
 			}
