@@ -16,9 +16,10 @@ import (
 )
 
 // Consumer reads one topic as a member of a consumer group and hands each message to a
-// message.Handler: fetch, handle, commit — the offset is committed only once the handler
-// returned nil, that is once the message's effect is durable. A message whose handler fails is never committed, and
-// no later message of its partition is handled before it succeeds.
+// message.Handler, or each poll's messages to a message.BatchHandler: fetch, handle,
+// commit — an offset is committed only once the handler returned nil, that is once the
+// message's effect is durable. A message whose handler fails is never committed, and no
+// later message of its partition is handled before it succeeds.
 type Consumer struct {
 	r     *kafka.Reader
 	log   *zap.Logger
@@ -75,55 +76,12 @@ func NewConsumer(cfg Config, group, topic string, o ConsumerOptions, log *zap.Lo
 	return &Consumer{r: r, log: log.With(zap.String("group", group), zap.String("topic", topic)), group: group}, nil
 }
 
-// Run handles messages until ctx ends. Broker errors (Kafka down, a rebalance) are
-// logged and retried with backoff. The handler is retried by whatever middleware wraps
-// it; Run itself stops at the first handler error, without committing that message, so
-// that it is redelivered.
+// Run handles messages one at a time until ctx ends. Broker errors (Kafka down, a
+// rebalance) are logged and retried with backoff. The handler is retried by whatever
+// middleware wraps it; Run itself stops at the first handler error, without committing
+// that message, so that it is redelivered.
 func (c *Consumer) Run(ctx context.Context, h message.Handler) error {
-	b := retry.Backoff{Initial: 200 * time.Millisecond, Max: 2 * time.Second}
-	failures := 0
-	pause := func(what string, err error) bool {
-		d := b.Delay(failures)
-		failures++
-		c.log.Warn("kafka "+what+" failed; retrying", zap.Error(err), zap.Duration("backoff", d))
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(d):
-			return true
-		}
-	}
-	for {
-		m, err := c.r.FetchMessage(ctx)
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, io.EOF) {
-				return nil
-			}
-			if !pause("fetch", err) {
-				return nil
-			}
-			continue
-		}
-		if err := h(ctx, toMessage(m)); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("handle %s[%d]@%d: %w", m.Topic, m.Partition, m.Offset, err)
-		}
-		for {
-			err := c.r.CommitMessages(ctx, m)
-			if err == nil {
-				break
-			}
-			if ctx.Err() != nil {
-				return nil
-			}
-			if !pause("commit", err) {
-				return nil
-			}
-		}
-		failures = 0
-	}
+	return c.RunBatch(ctx, BatchOptions{MaxSize: 1}, func(ctx context.Context, ms []*message.Message) error { return h(ctx, ms[0]) })
 }
 
 // BatchOptions bound the batches of RunBatch.
@@ -140,8 +98,8 @@ type BatchOptions struct {
 // gathers (up to MaxSize messages, waiting at most MaxWait after the first) and commits
 // the batch's offsets only once the handler returned nil for the whole batch. A crash
 // between the handler's effect and the commit redelivers the batch, so the handler
-// must be idempotent. Broker errors are retried with backoff as in Run; Run stops at
-// the first handler error, without committing.
+// must be idempotent. Broker errors (Kafka down, a rebalance) are logged and retried
+// with backoff; RunBatch stops at the first handler error, without committing.
 func (c *Consumer) RunBatch(ctx context.Context, o BatchOptions, h message.BatchHandler) error {
 	config.Default(&o.MaxSize, 500)
 	config.Default(&o.MaxWait, 10*time.Millisecond)
@@ -158,12 +116,7 @@ func (c *Consumer) RunBatch(ctx context.Context, o BatchOptions, h message.Batch
 			return true
 		}
 	}
-	var (
-		batch []kafka.Message
-		msgs  []*message.Message
-	)
 	for {
-		batch, msgs = batch[:0], msgs[:0]
 		m, err := c.r.FetchMessage(ctx)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, io.EOF) {
@@ -174,33 +127,25 @@ func (c *Consumer) RunBatch(ctx context.Context, o BatchOptions, h message.Batch
 			}
 			continue
 		}
-		batch = append(batch, m)
+		batch := []kafka.Message{m}
 		// The rest of the batch: whatever arrives within MaxWait. A fetch cut short by
 		// the deadline leaves its message in the reader for the next batch.
-		wctx, cancel := context.WithTimeout(ctx, o.MaxWait)
-		for len(batch) < o.MaxSize {
-			m, err := c.r.FetchMessage(wctx)
-			if err != nil {
-				if wctx.Err() == nil {
-					c.log.Debug("kafka fetch ended a batch early", zap.Error(err))
-				}
-				break
-			}
-			batch = append(batch, m)
+		if o.MaxSize > 1 {
+			batch = c.gather(ctx, batch, o)
 		}
-		cancel()
 		if ctx.Err() != nil {
 			return nil
 		}
-		for _, m := range batch {
-			msgs = append(msgs, toMessage(m))
+		msgs := make([]*message.Message, len(batch))
+		for i, m := range batch {
+			msgs[i] = toMessage(m)
 		}
 		if err := h(ctx, msgs); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			first := batch[0]
-			return fmt.Errorf("handle a batch of %d from %s[%d]@%d: %w", len(batch), first.Topic, first.Partition, first.Offset, err)
+			return fmt.Errorf("handle %d message(s) from %s[%d]@%d: %w", len(batch), first.Topic, first.Partition, first.Offset, err)
 		}
 		for {
 			err := c.r.CommitMessages(ctx, batch...)
@@ -216,6 +161,23 @@ func (c *Consumer) RunBatch(ctx context.Context, o BatchOptions, h message.Batch
 		}
 		failures = 0
 	}
+}
+
+// gather adds to batch what the reader gives within o.MaxWait, up to o.MaxSize.
+func (c *Consumer) gather(ctx context.Context, batch []kafka.Message, o BatchOptions) []kafka.Message {
+	wctx, cancel := context.WithTimeout(ctx, o.MaxWait)
+	defer cancel()
+	for len(batch) < o.MaxSize {
+		m, err := c.r.FetchMessage(wctx)
+		if err != nil {
+			if wctx.Err() == nil {
+				c.log.Debug("kafka fetch ended a batch early", zap.Error(err))
+			}
+			break
+		}
+		batch = append(batch, m)
+	}
+	return batch
 }
 
 // Lag returns the reader's current lag, for metrics.
