@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # `make bench`: every benchmark, each printing its table and comparing against its peer
 # in the same run. Tables are also written to bench/out/<name>.md.
-#   bench/run.sh [bridge] [train] [agent] [pipeline] [loop] [annotate] [detect] [quality]   (default: all but quality)
+#   bench/run.sh [bridge] [intake] [train] [agent] [pipeline] [loop] [annotate] [detect] [quality]   (default: all but quality)
 # quality trains full models (about half an hour on 2 cores); run it by name. The GPU
 # benchmark has its own script, bench/gpu/run.sh (see docs/cuda.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p bench/out bin
-all=(bridge train agent pipeline loop annotate detect)
+all=(bridge intake train agent pipeline loop annotate detect)
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=("${all[@]}")
 
@@ -27,6 +27,10 @@ for t in "${targets[@]}"; do
       { bin/bench-bridge -kafka 127.0.0.1:19092 -mqtt tcp://127.0.0.1:$port
         bin/bench-bridge -embedded; } | tee bench/out/bridge.md
       deploy/local/mosquitto.sh purge bench-mosquitto ;;
+    intake)
+      go build -o bin/bench-intake ./bench/intake
+      { bin/bench-intake -mode curator -n 3000
+        bin/bench-intake -mode fleet -devices 1000 -rate 1000 -duration 15s; } | tee bench/out/intake.md ;;
     train)
       py=$(bench/setup-torch.sh)
       go build -o bin/bench-train ./bench/train

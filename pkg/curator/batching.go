@@ -56,8 +56,8 @@ type thumbOf struct {
 func (d *lookalikes) find(pid, id string, t raster.Thumb) string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for _, r := range d.recent[pid] {
-		if r.id != id && raster.ThumbDistance(r.thumb, t) <= raster.SameSceneDistance {
+	for i := range d.recent[pid] {
+		if r := &d.recent[pid][i]; r.id != id && raster.ThumbsWithin(&r.thumb, &t, raster.SameSceneDistance) {
 			return r.id
 		}
 	}

@@ -20,7 +20,6 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/message"
 	"github.com/edgeloop/edgeloop/pkg/objstore"
 	"github.com/edgeloop/edgeloop/pkg/project"
-	"github.com/edgeloop/edgeloop/pkg/raster"
 	"github.com/edgeloop/edgeloop/pkg/retry"
 	"github.com/edgeloop/edgeloop/pkg/selection"
 	"github.com/edgeloop/edgeloop/pkg/vision"
@@ -53,101 +52,6 @@ func New(s objstore.Store, prod message.Publisher, kcfg kafkabus.Config, m *metr
 
 // project.Store is the curator's object store access.
 func (c *Curator) Store() *project.Store { return c.st }
-
-// Ingest stores an example and queues it. It is idempotent by example id: a
-// redelivered example changes nothing, however old it is, and is never counted as a
-// near-duplicate (the per-id check comes before the look-alike check). One frame makes
-// one queue item: a later example of a frame already stored (same device, frame id and
-// capture time) joins the first, and an operator's correction in it wins (see
-// joinFrame) — also when it comes under the first example's id. It returns a
-// *message.Reject for examples that can never be accepted.
-func (c *Curator) Ingest(ctx context.Context, ex *edgeloopv1.Example) error {
-	if err := contract.CheckExampleID(ex.GetId()); err != nil {
-		return message.Rejectf(contract.ReasonBadID, "example of project %q: %v", ex.GetProject(), err)
-	}
-	p, err := c.st.Project(ctx, ex.GetProject())
-	if errors.Is(err, objstore.ErrNotFound) {
-		return message.Rejectf(contract.ReasonUnknownProject, "example %s: project %q does not exist (create it first)", ex.GetId(), ex.GetProject())
-	}
-	if err != nil {
-		return err
-	}
-	if want := map[string]edgeloopv1.Task{"classify": edgeloopv1.Task_TASK_CLASSIFY, "detect": edgeloopv1.Task_TASK_DETECT}[p.Task]; ex.GetTask() != want {
-		return message.Rejectf(contract.ReasonTaskMismatch, "example %s: task %v, project %s is %s", ex.GetId(), ex.GetTask(), p.ID, p.Task)
-	}
-	known := p.ClassIndex()
-	for _, pr := range ex.GetPredictions() {
-		if _, ok := known[pr.GetClassName()]; !ok {
-			return message.Rejectf(contract.ReasonUnknownClass, "example %s: predicted class %q is not one of project %s's", ex.GetId(), pr.GetClassName(), p.ID)
-		}
-	}
-	for _, l := range ex.GetCorrection().GetLabels() {
-		if _, ok := known[l.GetClassName()]; !ok {
-			return message.Rejectf(contract.ReasonUnknownClass, "example %s: corrected class %q is not one of project %s's", ex.GetId(), l.GetClassName(), p.ID)
-		}
-	}
-	// The file's own channels: a colour frame's thumbnail holds its colour.
-	img, err := raster.DecodeChannels(ex.GetImage().GetData(), raster.DefaultMaxPixels, 0)
-	if err != nil {
-		return message.Rejectf(contract.ReasonBadImage, "example %s: %w", ex.GetId(), err)
-	}
-	key, _, err := objstore.PutContent(ctx, c.st.S, project.ImagePrefix(p.ID), ex.GetImage().GetData(), ex.GetImage().GetContentType())
-	if err != nil {
-		return err
-	}
-	rec := recordOf(ex, key, c.now())
-	rec.Channels = img.Channels()
-	if rec.FrameID != "" {
-		owner, fresh, err := c.claimFrame(ctx, p.ID, rec)
-		if err != nil {
-			return err
-		}
-		// A later example of a frame, or a correction of this one sent under its id.
-		if !fresh && (owner != rec.ID || len(rec.Correction) > 0) {
-			if joined, err := c.joinFrame(ctx, p, owner, rec); err != nil || joined {
-				return err
-			}
-		}
-	}
-	// After the frame join, which takes a correction sent under a known id: anything
-	// else with a known id is a redelivery.
-	if seen, err := c.seen(ctx, p.ID, rec.ID); err != nil || seen {
-		return err
-	}
-	thumb := raster.Thumbnail(img)
-	if len(rec.Correction) == 0 { // an operator's correction is worth keeping anyway
-		rec.DuplicateOf = c.dups.find(p.ID, rec.ID, thumb) // not itself: a redelivery
-	}
-	pe := pendingOf(p, rec)
-	added, expired := false, 0
-	var formed []project.FormedBatch
-	if rec.DuplicateOf == "" {
-		_, err = objstore.Update(ctx, c.st.S, project.LedgerKey(p.ID), func(l *project.Ledger, _ bool) error {
-			if added = addPending(l, pe); !added {
-				return objstore.ErrNoChange // a redelivery
-			}
-			formed, expired = formDue(l, p.Batch, c.now())
-			l.Rev++
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		c.m.expired.WithLabelValues(p.ID).Add(float64(expired))
-	}
-	if _, err := objstore.PutJSON(ctx, c.st.S, project.ExampleKey(p.ID, rec.ID), rec, objstore.PutOptions{IfNoneMatch: true}); err != nil && !errors.Is(err, objstore.ErrPrecondition) {
-		return err
-	}
-	switch {
-	case added:
-		c.dups.add(p.ID, rec.ID, thumb)
-		c.m.ingested.WithLabelValues(p.ID).Inc()
-	case rec.DuplicateOf != "":
-		c.m.duplicates.WithLabelValues(p.ID).Inc()
-		c.log.Debug("near-duplicate not queued", zap.String("example", rec.ID), zap.String("duplicate_of", rec.DuplicateOf))
-	}
-	return c.writeFormed(ctx, p.ID, formed)
-}
 
 // seen reports whether example id was ingested before: its record, written create-only
 // once the example is queued (or found a near-duplicate), is the durable per-id memory,

@@ -41,6 +41,10 @@ type ServiceConfig struct {
 	Group string
 	// Partitions of the topics created when missing (default 6).
 	Partitions int
+	// Intake bounds the group commit of ingestion: how many examples one poll gathers
+	// and queues with one ledger update per project (default 500, waiting 10ms for them;
+	// MaxSize 1 queues them one by one).
+	Intake kafkabus.BatchOptions
 	// Tick is how often open batches are checked for closing (default 2s).
 	Tick time.Duration
 	// Extend, when set, adds routes and background work (the model registry, the
@@ -99,7 +103,7 @@ func RunService(ctx context.Context, c ServiceConfig, log *zap.Logger) error {
 			opshttp.Check{Name: "kafka", Fn: func(ctx context.Context) error { return kafkabus.Ping(ctx, c.Kafka) }})
 		g.Go(func() error { return opshttp.Serve(gctx, c.OpsAddr, ops, log, nil, opshttp.WithTLS(c.TLS)) })
 	}
-	g.Go(func() error { return cur.Consume(gctx, c.Kafka, c.Group, prod, reg) })
+	g.Go(func() error { return cur.Consume(gctx, c.Kafka, c.Group, c.Intake, prod, reg) })
 	if extra != nil {
 		g.Go(func() error { return extra(gctx) })
 	}
@@ -140,9 +144,11 @@ func (c *Curator) healthy(ctx context.Context, k kafkabus.Config) error {
 	return nil
 }
 
-// Consume ingests edgeloop.examples.v1: store, queue, then commit the offset.
-// Examples that can never be accepted go to the dead-letter topic with their reason.
-func (c *Curator) Consume(ctx context.Context, k kafkabus.Config, group string, prod *kafkabus.Producer, reg prometheus.Registerer) error {
+// Consume ingests edgeloop.examples.v1 in batches of what one poll gathers (o):
+// store, queue with one ledger update per project, then commit the offsets. Examples
+// that can never be accepted go to the dead-letter topic with their reason; the others
+// of their batch go on.
+func (c *Curator) Consume(ctx context.Context, k kafkabus.Config, group string, o kafkabus.BatchOptions, prod *kafkabus.Producer, reg prometheus.Registerer) error {
 	cons, err := kafkabus.NewConsumer(k, group, k.Topic(contract.TopicExamples), kafkabus.ConsumerOptions{}, c.log)
 	if err != nil {
 		return err
@@ -157,23 +163,35 @@ func (c *Curator) Consume(ctx context.Context, k kafkabus.Config, group string, 
 		}
 		rejected = are.ExistingCollector.(*prometheus.CounterVec)
 	}
-	h := message.Chain(func(ctx context.Context, m *message.Message) error {
-		ex := &edgeloopv1.Example{}
-		if err := proto.Unmarshal(m.Value, ex); err != nil {
-			return message.Rejectf(contract.ReasonBadProtobuf, "not an edgeloop.v1.Example: %w", err)
-		}
-		return c.Ingest(ctx, ex)
-	},
-		message.Retry(retry.Backoff{Max: 5 * time.Second}, c.log),
+	h := message.Settle(c.ingestMessages, retry.Backoff{Max: 5 * time.Second}, c.log,
 		message.DeadLetter(prod, k.Topic(contract.TopicDeadLetter), "curator", c.log, func(r string) { rejected.WithLabelValues(r).Inc() }),
 		// An example that fails ingestAttempts times while S3 takes writes and Kafka
 		// answers is set aside (retry_exhausted) rather than blocking its partition; during
 		// an outage every example fails and is retried until the outage ends.
 		message.GiveUp(ingestAttempts, func(ctx context.Context) error { return c.healthy(ctx, k) }, contract.ReasonRetryExhausted, c.log),
 	)
-	err = cons.Run(ctx, h)
+	err = cons.RunBatch(ctx, o, h)
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
 	return err
+}
+
+// ingestMessages is IngestBatch for messages of edgeloop.examples.v1: one outcome each.
+func (c *Curator) ingestMessages(ctx context.Context, ms []*message.Message) []error {
+	outs := make([]error, len(ms))
+	exs := make([]*edgeloopv1.Example, 0, len(ms))
+	at := make([]int, 0, len(ms))
+	for i, m := range ms {
+		ex := &edgeloopv1.Example{}
+		if err := proto.Unmarshal(m.Value, ex); err != nil {
+			outs[i] = message.Rejectf(contract.ReasonBadProtobuf, "not an edgeloop.v1.Example: %w", err)
+			continue
+		}
+		exs, at = append(exs, ex), append(at, i)
+	}
+	for j, err := range c.IngestBatch(ctx, exs) {
+		outs[at[j]] = err
+	}
+	return outs
 }

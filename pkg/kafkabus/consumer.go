@@ -16,9 +16,10 @@ import (
 )
 
 // Consumer reads one topic as a member of a consumer group and hands each message to a
-// message.Handler: fetch, handle, commit — the offset is committed only once the handler
-// returned nil, that is once the message's effect is durable. A message whose handler fails is never committed, and
-// no later message of its partition is handled before it succeeds.
+// message.Handler, or each poll's messages to a message.BatchHandler: fetch, handle,
+// commit — an offset is committed only once the handler returned nil, that is once the
+// message's effect is durable. A message whose handler fails is never committed, and no
+// later message of its partition is handled before it succeeds.
 type Consumer struct {
 	r     *kafka.Reader
 	log   *zap.Logger
@@ -75,11 +76,33 @@ func NewConsumer(cfg Config, group, topic string, o ConsumerOptions, log *zap.Lo
 	return &Consumer{r: r, log: log.With(zap.String("group", group), zap.String("topic", topic)), group: group}, nil
 }
 
-// Run handles messages until ctx ends. Broker errors (Kafka down, a rebalance) are
-// logged and retried with backoff. The handler is retried by whatever middleware wraps
-// it; Run itself stops at the first handler error, without committing that message, so
-// that it is redelivered.
+// Run handles messages one at a time until ctx ends. Broker errors (Kafka down, a
+// rebalance) are logged and retried with backoff. The handler is retried by whatever
+// middleware wraps it; Run itself stops at the first handler error, without committing
+// that message, so that it is redelivered.
 func (c *Consumer) Run(ctx context.Context, h message.Handler) error {
+	return c.RunBatch(ctx, BatchOptions{MaxSize: 1}, func(ctx context.Context, ms []*message.Message) error { return h(ctx, ms[0]) })
+}
+
+// BatchOptions bound the batches of RunBatch.
+type BatchOptions struct {
+	// MaxSize is the most messages in one batch (default 500).
+	MaxSize int
+	// MaxWait is how long a batch waits for more messages after its first one (default
+	// 10ms): what is already fetched joins at once, and a quiet topic delays a message by
+	// at most MaxWait.
+	MaxWait time.Duration
+}
+
+// RunBatch is Run for a message.BatchHandler: it hands the handler what one poll
+// gathers (up to MaxSize messages, waiting at most MaxWait after the first) and commits
+// the batch's offsets only once the handler returned nil for the whole batch. A crash
+// between the handler's effect and the commit redelivers the batch, so the handler
+// must be idempotent. Broker errors (Kafka down, a rebalance) are logged and retried
+// with backoff; RunBatch stops at the first handler error, without committing.
+func (c *Consumer) RunBatch(ctx context.Context, o BatchOptions, h message.BatchHandler) error {
+	config.Default(&o.MaxSize, 500)
+	config.Default(&o.MaxWait, 10*time.Millisecond)
 	b := retry.Backoff{Initial: 200 * time.Millisecond, Max: 2 * time.Second}
 	failures := 0
 	pause := func(what string, err error) bool {
@@ -104,14 +127,28 @@ func (c *Consumer) Run(ctx context.Context, h message.Handler) error {
 			}
 			continue
 		}
-		if err := h(ctx, toMessage(m)); err != nil {
+		batch := []kafka.Message{m}
+		// The rest of the batch: whatever arrives within MaxWait. A fetch cut short by
+		// the deadline leaves its message in the reader for the next batch.
+		if o.MaxSize > 1 {
+			batch = c.gather(ctx, batch, o)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		msgs := make([]*message.Message, len(batch))
+		for i, m := range batch {
+			msgs[i] = toMessage(m)
+		}
+		if err := h(ctx, msgs); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("handle %s[%d]@%d: %w", m.Topic, m.Partition, m.Offset, err)
+			first := batch[0]
+			return fmt.Errorf("handle %d message(s) from %s[%d]@%d: %w", len(batch), first.Topic, first.Partition, first.Offset, err)
 		}
 		for {
-			err := c.r.CommitMessages(ctx, m)
+			err := c.r.CommitMessages(ctx, batch...)
 			if err == nil {
 				break
 			}
@@ -124,6 +161,23 @@ func (c *Consumer) Run(ctx context.Context, h message.Handler) error {
 		}
 		failures = 0
 	}
+}
+
+// gather adds to batch what the reader gives within o.MaxWait, up to o.MaxSize.
+func (c *Consumer) gather(ctx context.Context, batch []kafka.Message, o BatchOptions) []kafka.Message {
+	wctx, cancel := context.WithTimeout(ctx, o.MaxWait)
+	defer cancel()
+	for len(batch) < o.MaxSize {
+		m, err := c.r.FetchMessage(wctx)
+		if err != nil {
+			if wctx.Err() == nil {
+				c.log.Debug("kafka fetch ended a batch early", zap.Error(err))
+			}
+			break
+		}
+		batch = append(batch, m)
+	}
+	return batch
 }
 
 // Lag returns the reader's current lag, for metrics.

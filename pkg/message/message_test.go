@@ -160,3 +160,75 @@ func TestGiveUpKeepsRetryingWhileADependencyIsDown(t *testing.T) {
 		t.Fatalf("err %v after %d calls, %d dead letters: want success after 30 and none (an outage is not the message's fault)", err, calls, len(pub.got["dlq"]))
 	}
 }
+
+// TestSettleDeadLettersTheBadAndRetriesOnlyTheFailed: in a batch, a rejected message is
+// dead-lettered with its reason, a failing one is tried again alone until it succeeds,
+// and the batch is handled once every message is settled.
+func TestSettleDeadLettersTheBadAndRetriesOnlyTheFailed(t *testing.T) {
+	pub := &recorder{}
+	var calls [][]string
+	failures := 2
+	h := message.Settle(func(_ context.Context, ms []*message.Message) []error {
+		var names []string
+		outs := make([]error, len(ms))
+		for i, m := range ms {
+			names = append(names, string(m.Value))
+			switch string(m.Value) {
+			case "bad":
+				outs[i] = message.Rejectf("bad_image", "not a PNG")
+			case "flaky":
+				if failures > 0 {
+					failures--
+					outs[i] = errors.New("s3 timeout")
+				}
+			}
+		}
+		calls = append(calls, names)
+		return outs
+	}, fast(), zap.NewNop(), message.DeadLetter(pub, "dlq", "curator", zap.NewNop(), nil))
+	ms := []*message.Message{{Value: []byte("a"), Origin: "o1"}, {Value: []byte("bad"), Origin: "o2"}, {Value: []byte("flaky"), Origin: "o3"}, {Value: []byte("b"), Origin: "o4"}}
+	if err := h(context.Background(), ms); err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) != 3 || len(calls[0]) != 4 || len(calls[1]) != 1 || calls[1][0] != "flaky" || len(calls[2]) != 1 {
+		t.Fatalf("calls %v: want the whole batch, then the flaky message alone twice", calls)
+	}
+	dl := &edgeloopv1.DeadLetter{}
+	if len(pub.got["dlq"]) != 1 || proto.Unmarshal(pub.got["dlq"][0].Value, dl) != nil || dl.Reason != "bad_image" || dl.Source != "o2" {
+		t.Fatalf("dead letters %v: want the bad message's, bad_image", pub.got["dlq"])
+	}
+}
+
+// TestSettleGivesUpOnAMessageThatKeepsFailing: GiveUp counts a message's attempts across
+// Settle's tries; the message is dead-lettered and the batch handled.
+func TestSettleGivesUpOnAMessageThatKeepsFailing(t *testing.T) {
+	pub := &recorder{}
+	tries := 0
+	h := message.Settle(func(_ context.Context, ms []*message.Message) []error {
+		tries++
+		outs := make([]error, len(ms))
+		for i, m := range ms {
+			if string(m.Value) == "cursed" {
+				outs[i] = errors.New("object store refuses this one")
+			}
+		}
+		return outs
+	}, fast(), zap.NewNop(), message.DeadLetter(pub, "dlq", "curator", zap.NewNop(), nil),
+		message.GiveUp(4, func(context.Context) error { return nil }, "retry_exhausted", zap.NewNop()))
+	if err := h(context.Background(), []*message.Message{{Value: []byte("ok"), Origin: "a"}, {Value: []byte("cursed"), Origin: "b"}}); err != nil {
+		t.Fatal(err)
+	}
+	dl := &edgeloopv1.DeadLetter{}
+	if tries != 4 || len(pub.got["dlq"]) != 1 || proto.Unmarshal(pub.got["dlq"][0].Value, dl) != nil || dl.Reason != "retry_exhausted" {
+		t.Fatalf("%d tries, dead letters %v: want 4 and one retry_exhausted", tries, pub.got["dlq"])
+	}
+	// The context ends while a message still fails: the batch is not handled.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	h = message.Settle(func(_ context.Context, ms []*message.Message) []error {
+		return []error{errors.New("s3 down")}
+	}, fast(), zap.NewNop())
+	if err := h(ctx, []*message.Message{{Origin: "c"}}); err == nil {
+		t.Fatal("a batch whose message never succeeded was reported handled")
+	}
+}

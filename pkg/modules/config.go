@@ -47,6 +47,8 @@ type Config struct {
 		OpsAddr string
 		Group   string
 		Tick    time.Duration
+		// Intake bounds the group commit of ingestion.
+		Intake kafkabus.BatchOptions
 	}
 	Dashboard struct {
 		Group string
@@ -156,6 +158,8 @@ func RegisterFlags(fs *flag.FlagSet, defaultTarget string) *Config {
 
 	fs.StringVar(&c.Curator.OpsAddr, "curator-ops-addr", "127.0.0.1:9102", "the curator's /healthz, /readyz and /metrics, which need no token (empty: none)")
 	fs.StringVar(&c.Curator.Group, "curator-group", "curator", "the curator's Kafka consumer group")
+	fs.IntVar(&c.Curator.Intake.MaxSize, "curator-intake-batch", 500, "most examples the curator queues with one ledger update per project (1: one by one)")
+	fs.DurationVar(&c.Curator.Intake.MaxWait, "curator-intake-wait", 10*time.Millisecond, "how long the curator's intake waits for more examples after the first of a batch")
 	fs.DurationVar(&c.Curator.Tick, "tick", 2*time.Second, "how often open batches are checked for closing")
 	fs.StringVar(&c.Dashboard.Group, "dashboard-group", "curator-dashboard", "the dashboard's Kafka consumer group (device heartbeats)")
 

@@ -65,3 +65,28 @@ func meanAbsDiff(a, b []uint8) float64 {
 	}
 	return float64(s) / float64(255*len(a))
 }
+
+// ThumbsWithin reports whether ThumbDistance(a, b) <= d, and stops reading as soon as
+// the sum so far rules it out: what a look-alike check over thousands of thumbnails
+// needs, since most pairs differ from their first rows.
+func ThumbsWithin(a, b *Thumb, d float64) bool {
+	return absDiffWithin(a.Luma[:], b.Luma[:], d) && absDiffWithin(a.Chroma[:], b.Chroma[:], d)
+}
+
+// absDiffWithin reports whether meanAbsDiff(a, b) <= d, 32 values at a time.
+func absDiffWithin(a, b []uint8, d float64) bool {
+	s, n := 0, float64(255*len(a))
+	for i := 0; i < len(a); i += 32 {
+		for j := i; j < min(i+32, len(a)); j++ {
+			x := int(a[j]) - int(b[j])
+			if x < 0 {
+				x = -x
+			}
+			s += x
+		}
+		if float64(s)/n > d {
+			return false
+		}
+	}
+	return true
+}

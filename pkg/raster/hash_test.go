@@ -46,3 +46,38 @@ func TestThumbnailSeesColour(t *testing.T) {
 		t.Fatalf("a grey picture and its colour copy are %.4f apart", d)
 	}
 }
+
+// TestThumbsWithinAgreesWithThumbDistance: the early-stopping check answers as the full
+// distance does, for pairs far apart, near the threshold and equal.
+func TestThumbsWithinAgreesWithThumbDistance(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for n := 0; n < 5000; n++ {
+		var a Thumb
+		for i := range a.Luma {
+			a.Luma[i] = uint8(r.IntN(256))
+		}
+		for i := range a.Chroma {
+			a.Chroma[i] = uint8(96 + r.IntN(64))
+		}
+		b := a
+		// Perturb a few cells of either by various amounts: from equal to far apart.
+		for k := r.IntN(40); k > 0; k-- {
+			plane := b.Luma[:]
+			if r.IntN(3) == 0 {
+				plane = b.Chroma[:]
+			}
+			i := r.IntN(len(plane))
+			plane[i] = uint8(max(0, min(255, int(plane[i])+r.IntN(121)-60)))
+		}
+		if n%10 == 0 {
+			for i := range b.Luma {
+				b.Luma[i] = uint8(r.IntN(256))
+			}
+		}
+		for _, d := range []float64{0, 0.005, SameSceneDistance, 0.05} {
+			if got, want := ThumbsWithin(&a, &b, d), ThumbDistance(a, b) <= d; got != want {
+				t.Fatalf("pair %d, d %v: ThumbsWithin %v, ThumbDistance %v", n, d, got, ThumbDistance(a, b))
+			}
+		}
+	}
+}

@@ -79,7 +79,7 @@ func (s *state) runCurator(ctx context.Context, a *modules.App) error {
 	}
 	hooks := s.apiHooks
 	return curator.RunService(ctx, curator.ServiceConfig{Kafka: a.Kafka("edgeloop-curator"), S3: a.S3(), Tokens: tokens,
-		Addr: c.HTTPAddr, OpsAddr: c.Curator.OpsAddr, TLS: tc, Group: c.Curator.Group, Tick: c.Curator.Tick, Partitions: c.Partitions,
+		Addr: c.HTTPAddr, OpsAddr: c.Curator.OpsAddr, TLS: tc, Group: c.Curator.Group, Intake: c.Curator.Intake, Tick: c.Curator.Tick, Partitions: c.Partitions,
 		Ready: func(addr string) {
 			s.api = a.Scheme() + "://" + addr
 			close(s.up)
