@@ -27,8 +27,9 @@ type ModelSpec struct {
 }
 
 // DefaultFamilyInput is the input side of a family network trained on the user's
-// images when -input is not given.
-const DefaultFamilyInput = 160
+// images when -input is not given (the project model setting's default for
+// classification, Edge Impulse's input).
+const DefaultFamilyInput = 96
 
 // CheckInput validates a network input: sides multiples of 32 from 64 to 640, 1 or 3
 // channels.
