@@ -17,7 +17,9 @@ var standinShapes = []struct {
 	{"circle", func(x, y float64) bool { return x*x+y*y < 1 }},
 	{"square", func(x, y float64) bool { return math.Abs(x) < 0.8 && math.Abs(y) < 0.8 }},
 	{"triangle", func(x, y float64) bool { return y < 0.8 && y > 2*math.Abs(x)-1 }},
-	{"cross", func(x, y float64) bool { return (math.Abs(x) < 0.3 || math.Abs(y) < 0.3) && math.Abs(x) < 0.9 && math.Abs(y) < 0.9 }},
+	{"cross", func(x, y float64) bool {
+		return (math.Abs(x) < 0.3 || math.Abs(y) < 0.3) && math.Abs(x) < 0.9 && math.Abs(y) < 0.9
+	}},
 	{"ring", func(x, y float64) bool { r := x*x + y*y; return r < 1 && r > 0.4 }},
 	{"diamond", func(x, y float64) bool { return math.Abs(x)+math.Abs(y) < 1 }},
 	{"bars", func(x, y float64) bool { return math.Abs(x) < 0.9 && math.Abs(math.Abs(y)-0.5) < 0.2 }},
@@ -30,14 +32,18 @@ var standinShapes = []struct {
 		return ay < 0.85 && ax*0.866+ay*0.5 < 0.85
 	}},
 	{"ell", func(x, y float64) bool { return x > -0.8 && y < 0.8 && (x < -0.3 || y > 0.3) && x < 0.8 && y > -0.8 }},
-	{"tee", func(x, y float64) bool { return (y < -0.4 && y > -0.85 && math.Abs(x) < 0.85) || (math.Abs(x) < 0.22 && y > -0.85 && y < 0.85) }},
+	{"tee", func(x, y float64) bool {
+		return (y < -0.4 && y > -0.85 && math.Abs(x) < 0.85) || (math.Abs(x) < 0.22 && y > -0.85 && y < 0.85)
+	}},
 	{"half", func(x, y float64) bool { return x*x+y*y < 1 && y > 0 }},
 	{"crescent", func(x, y float64) bool { return x*x+y*y < 1 && (x-0.45)*(x-0.45)+y*y > 0.55 }},
 	{"frame", func(x, y float64) bool {
 		m := math.Max(math.Abs(x), math.Abs(y))
 		return m < 0.85 && m > 0.55
 	}},
-	{"arrow", func(x, y float64) bool { return (math.Abs(y) < 0.2 && x < 0.2 && x > -0.9) || (x >= 0.2 && x < 0.9 && math.Abs(y) < 0.9-x) }},
+	{"arrow", func(x, y float64) bool {
+		return (math.Abs(y) < 0.2 && x < 0.2 && x > -0.9) || (x >= 0.2 && x < 0.9 && math.Abs(y) < 0.9-x)
+	}},
 	{"ex", func(x, y float64) bool {
 		return (math.Abs(x-y) < 0.35 || math.Abs(x+y) < 0.35) && math.Abs(x) < 0.85 && math.Abs(y) < 0.85
 	}},
