@@ -95,6 +95,7 @@ func main() {
 	size := flag.String("size", "n", "-pretrain: the family size")
 	preImages := flag.Int("pretrain-images", 12000, "-pretrain: generated training images")
 	preEpochs := flag.Int("pretrain-epochs", 3, "-pretrain: epochs")
+	export := flag.String("export", "", "write the benchmark's images instead (the largest -train, -val, -test) as class folders under this directory, for `retrain train -data`")
 	flag.Parse()
 	log, _ := zap.NewDevelopment()
 	ctx := context.Background()
@@ -106,6 +107,10 @@ func main() {
 		return
 	}
 	ns := ints(*trainList)
+	if *export != "" {
+		check(exportFolders(*export, benchData(slices.Max(ns), *valN, *testN, *input)))
+		return
+	}
 	budget := ints(*seen)
 	if len(budget) != 3 {
 		check(fmt.Errorf("-seen %q: want K,MIN,MAX", *seen))
@@ -230,6 +235,22 @@ func evaluate(choice backend.Choice, a nn.Arch, p *nn.Params, classes []string, 
 	}
 	defer e.Close()
 	return train.Evaluate(e, a, classes, samples, 64)
+}
+
+// exportFolders writes the splits as [train|val|test]/<class>/<n>.jpg.
+func exportFolders(dir string, d *train.Split) error {
+	for split, samples := range map[string][]train.Sample{"train": d.Train, "val": d.Val, "test": d.Test} {
+		for i, s := range samples {
+			path := filepath.Join(dir, split, fmt.Sprintf("class%d", s.Label), fmt.Sprintf("%05d.jpg", i))
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				return err
+			}
+			if err := os.WriteFile(path, s.Image.EncodeJPEG(90), 0o644); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // runPretrain trains size on the pretraining classes and writes its backbone.
