@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"math"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/edgeloop/edgeloop/pkg/dataformat"
@@ -90,6 +91,8 @@ type LoadOptions struct {
 	Split project.SplitSettings
 	// Sizes bound each split after splitting (0: all).
 	Sizes Sizes
+	// Splits, when set, are the only splits read (train, val, test).
+	Splits []string
 	// Skip, when set, is told of each image left out, as it happens.
 	Skip func(dataformat.Problem)
 	// Progress, when set, is told how many images are read, every few hundred.
@@ -124,9 +127,18 @@ func (f *Files) Load(ctx context.Context, o LoadOptions) (train.Split, []datafor
 	for i, c := range f.Classes {
 		index[c] = i
 	}
+	// Splits are decided before any image is read, so that a split is the same
+	// whichever splits are loaded and whether or not an image decodes.
 	counts := map[string]int{}
 	for _, e := range f.Entries {
 		counts[e.Split]++
+	}
+	splits := make([]string, len(f.Entries))
+	for i, e := range f.Entries {
+		if splits[i] = e.Split; splits[i] == "" {
+			splits[i] = project.AssignSplit(rule, e.Name, counts)
+			counts[splits[i]]++
+		}
 	}
 	for i, e := range f.Entries {
 		if err := ctx.Err(); err != nil {
@@ -135,17 +147,15 @@ func (f *Files) Load(ctx context.Context, o LoadOptions) (train.Split, []datafor
 		if o.Progress != nil && i > 0 && i%250 == 0 {
 			o.Progress(i, len(f.Entries))
 		}
+		if o.Splits != nil && !slices.Contains(o.Splits, splits[i]) {
+			continue
+		}
 		s, reason := f.sample(e, index, o)
 		if reason != "" {
 			skip(dataformat.Problem{Path: e.Name, Reason: reason})
 			continue
 		}
-		split := e.Split
-		if split == "" {
-			split = project.AssignSplit(rule, e.Name, counts)
-			counts[split]++
-		}
-		switch split {
+		switch splits[i] {
 		case "val":
 			sp.Val = append(sp.Val, s)
 		case "test":

@@ -151,7 +151,8 @@ func (s *source) input(m ModelSpec) (w, h, c int) {
 
 // load reads the splits for network a; images the data cannot give are reported on
 // progress (a line each, with the path) and in the returned warnings.
-func (s *source) load(ctx context.Context, a nn.Arch, sz datasets.Sizes, seed uint64, log *zap.Logger, progress io.Writer) (train.Split, []string, error) {
+// splits, when set, are the only splits read from the user's files.
+func (s *source) load(ctx context.Context, a nn.Arch, sz datasets.Sizes, splits []string, seed uint64, log *zap.Logger, progress io.Writer) (train.Split, []string, error) {
 	if s.files == nil {
 		log.Info("loading data", zap.String("dataset", s.name))
 		d, err := datasets.LoadFrom(s.spec, datasets.Sources{MNISTDir: s.mnist, Log: log}, sz, seed)
@@ -163,7 +164,7 @@ func (s *source) load(ctx context.Context, a nn.Arch, sz datasets.Sizes, seed ui
 		progress = io.Discard
 	}
 	var warnings []string
-	d, skipped, err := s.files.Load(ctx, datasets.LoadOptions{InW: a.InW, InH: a.InH, InC: a.InC, Sizes: sz,
+	d, skipped, err := s.files.Load(ctx, datasets.LoadOptions{InW: a.InW, InH: a.InH, InC: a.InC, Sizes: sz, Splits: splits,
 		Skip: func(p dataformat.Problem) {
 			fmt.Fprintf(progress, "skipping %s: %s\n", p.Path, p.Reason)
 			log.Warn("image skipped", zap.String("path", p.Path), zap.String("reason", p.Reason))

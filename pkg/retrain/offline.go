@@ -204,7 +204,7 @@ func RunTrain(ctx context.Context, o *TrainOptions, log *zap.Logger, progress io
 	if err != nil {
 		return nil, err
 	}
-	data, warnings, err := src.load(ctx, arch, datasets.Sizes{Train: o.Limit, Val: o.ValLimit, Test: o.TestLim}, o.Train.Seed, log, progress)
+	data, warnings, err := src.load(ctx, arch, datasets.Sizes{Train: o.Limit, Val: o.ValLimit, Test: o.TestLim}, nil, o.Train.Seed, log, progress)
 	if err != nil {
 		return nil, err
 	}
@@ -411,7 +411,11 @@ func RunEval(ctx context.Context, o *EvalOptions, log *zap.Logger, stdout io.Wri
 	if src.files == nil && src.task != a.Task {
 		return nil, fmt.Errorf("model %s is a %s model; dataset %s is for %s", o.Model, a.Task, src.name, src.task)
 	}
-	data, warnings, err := src.load(ctx, a, sz, o.Seed, log, os.Stderr)
+	var only []string
+	if o.Split != "all" {
+		only = []string{o.Split}
+	}
+	data, warnings, err := src.load(ctx, a, sz, only, o.Seed, log, os.Stderr)
 	if err != nil {
 		return nil, err
 	}
