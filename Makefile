@@ -60,12 +60,14 @@ bench: services-up photos
 	bench/run.sh
 
 ## pretrain: a MobileNetV2 backbone (PRETRAIN_SIZE n, s or m; default n) trained with fixed
-## seeds on 12,000 generated 96 px colour images of classes the colour benchmark never
-## uses, written as bench/out/pretrain/mobilenetv2-SIZE.safetensors (torchvision names),
-## which `retrain train -backbone` and `bench/run.sh colour` read (docs/models.md)
+## seeds for 3 epochs on PRETRAIN_IMAGES (default 6,000; more on a bigger machine)
+## generated 96 px colour images of classes the colour benchmark never uses, written as
+## bench/out/pretrain/mobilenetv2-SIZE.safetensors (torchvision names), which
+## `retrain train -backbone` and `bench/run.sh colour` read (docs/models.md)
 PRETRAIN_SIZE ?= n
+PRETRAIN_IMAGES ?= 6000
 pretrain:
-	$(GO) run $(TAGS) ./bench/colour -pretrain bench/out/pretrain/mobilenetv2-$(PRETRAIN_SIZE).safetensors -size $(PRETRAIN_SIZE)
+	$(GO) run $(TAGS) ./bench/colour -pretrain bench/out/pretrain/mobilenetv2-$(PRETRAIN_SIZE).safetensors -size $(PRETRAIN_SIZE) -pretrain-images $(PRETRAIN_IMAGES)
 
 ## generate: regenerate the protobuf Go code (Debian's protoc, pinned protoc-gen-go)
 generate:

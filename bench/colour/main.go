@@ -93,7 +93,7 @@ func main() {
 	tableOnly := flag.Bool("table", false, "print the table of the cells already in -out, train nothing")
 	pretrain := flag.String("pretrain", "", "make a backbone instead: write it to this .safetensors file")
 	size := flag.String("size", "n", "-pretrain: the family size")
-	preImages := flag.Int("pretrain-images", 12000, "-pretrain: generated training images")
+	preImages := flag.Int("pretrain-images", 6000, "-pretrain: generated training images")
 	preEpochs := flag.Int("pretrain-epochs", 3, "-pretrain: epochs")
 	export := flag.String("export", "", "write the benchmark's images instead (the largest -train, -val, -test) as class folders under this directory, for `retrain train -data`")
 	flag.Parse()
