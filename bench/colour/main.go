@@ -30,21 +30,40 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/edgeloop/edgeloop/pkg/augment"
+	"github.com/edgeloop/edgeloop/pkg/colourscenes"
+	"github.com/edgeloop/edgeloop/pkg/drift"
 	"github.com/edgeloop/edgeloop/pkg/nn"
 	"github.com/edgeloop/edgeloop/pkg/nn/backend"
 	"github.com/edgeloop/edgeloop/pkg/nn/weights"
 	"github.com/edgeloop/edgeloop/pkg/train"
 )
 
-// generate is the colour classification data: n w×h RGB images of classes [first,
-// first+classes), reproducible from seed. The stand-in until pkg/colourscenes lands;
-// switching is this one line.
-func generate(n, w, h, first, classes int, seed uint64) ([]train.Sample, error) {
-	return standin(n, w, h, first, classes, seed)
+// generate is the colour classification data (pkg/colourscenes: shapes and letters in
+// colour over crops of real photographs, procedural backgrounds when deploy/local/
+// photos.sh has not cached them): n w×h RGB images of the catalogue's classes [first,
+// first+classes), labelled 0…classes-1, reproducible from seed.
+func generate(g *colourscenes.Generator, n, w, h, first, classes int, seed uint64) ([]train.Sample, error) {
+	none, err := drift.Get(drift.None)
+	if err != nil {
+		return nil, err
+	}
+	total := first + classes
+	// Image i is of class i mod total: draw enough to keep n of the classes wanted.
+	all, err := g.Classification(colourscenes.ClassifyConfig{W: w, H: h, Classes: total}, (n*total+classes-1)/classes+total, seed, none)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]train.Sample, 0, n)
+	for i, s := range all {
+		if s.Label >= first && len(out) < n {
+			out = append(out, train.Sample{ID: fmt.Sprintf("colour-%d-%d", seed, i), Image: s.Image, Label: s.Label - first})
+		}
+	}
+	return out, nil
 }
 
 // generatorName names generate's source in the tables.
-const generatorName = "stand-in shapes (bench/colour/standin.go)"
+const generatorName = "pkg/colourscenes"
 
 // Classes: the benchmark uses the catalogue's first benchClasses, pretraining the next
 // pretrainClasses, so the backbone never saw a benchmark class.
@@ -101,14 +120,16 @@ func main() {
 	ctx := context.Background()
 	choice, err := backend.Select("auto", log)
 	check(err)
+	gen, err := colourscenes.New(colourscenes.LoadPhotos(colourscenes.PhotoDir(""), log))
+	check(err)
 
 	if *pretrain != "" {
-		check(runPretrain(ctx, choice, *pretrain, *size, *input, *preImages, *preEpochs, *batch, log))
+		check(runPretrain(ctx, choice, gen, *pretrain, *size, *input, *preImages, *preEpochs, *batch, log))
 		return
 	}
 	ns := ints(*trainList)
 	if *export != "" {
-		check(exportFolders(*export, benchData(slices.Max(ns), *valN, *testN, *input)))
+		check(exportFolders(*export, benchData(gen, slices.Max(ns), *valN, *testN, *input)))
 		return
 	}
 	budget := ints(*seen)
@@ -137,7 +158,7 @@ func main() {
 					}
 				}
 				if data == nil {
-					data = benchData(slices.Max(ns), *valN, *testN, *input)
+					data = benchData(gen, slices.Max(ns), *valN, *testN, *input)
 				}
 				epochs := min(max(budget[0]*n, budget[1]), budget[2]) / n
 				c, err := runCell(ctx, choice, sz, *input, n, start, bb, epochs, *batch, float32(*lr), data, log)
@@ -156,13 +177,13 @@ func main() {
 
 // benchData generates the benchmark's splits once: the first n training images of a
 // cell are a prefix of the largest.
-func benchData(trainN, valN, testN, side int) *train.Split {
+func benchData(gen *colourscenes.Generator, trainN, valN, testN, side int) *train.Split {
 	start := time.Now()
-	tr, err := generate(trainN, side, side, 0, benchClasses, seedTrain)
+	tr, err := generate(gen, trainN, side, side, 0, benchClasses, seedTrain)
 	check(err)
-	va, err := generate(valN, side, side, 0, benchClasses, seedVal)
+	va, err := generate(gen, valN, side, side, 0, benchClasses, seedVal)
 	check(err)
-	te, err := generate(testN, side, side, 0, benchClasses, seedTest)
+	te, err := generate(gen, testN, side, side, 0, benchClasses, seedTest)
 	check(err)
 	fmt.Fprintf(os.Stderr, "generated %d+%d+%d images at %d px in %.1f s (%s)\n", trainN, valN, testN, side, time.Since(start).Seconds(), generatorName)
 	return &train.Split{Train: tr, Val: va, Test: te}
@@ -254,7 +275,7 @@ func exportFolders(dir string, d *train.Split) error {
 }
 
 // runPretrain trains size on the pretraining classes and writes its backbone.
-func runPretrain(ctx context.Context, choice backend.Choice, out, size string, side, n, epochs, batch int, log *zap.Logger) error {
+func runPretrain(ctx context.Context, choice backend.Choice, gen *colourscenes.Generator, out, size string, side, n, epochs, batch int, log *zap.Logger) error {
 	a, err := nn.Family(nn.MobileNetV2, size, side, side, 3, pretrainClasses)
 	if err != nil {
 		return err
@@ -264,11 +285,11 @@ func runPretrain(ctx context.Context, choice backend.Choice, out, size string, s
 		return err
 	}
 	t0 := time.Now()
-	tr, err := generate(n, side, side, benchClasses, pretrainClasses, seedPretrain)
+	tr, err := generate(gen, n, side, side, benchClasses, pretrainClasses, seedPretrain)
 	if err != nil {
 		return err
 	}
-	va, err := generate(500, side, side, benchClasses, pretrainClasses, seedPreVal)
+	va, err := generate(gen, 500, side, side, benchClasses, pretrainClasses, seedPreVal)
 	if err != nil {
 		return err
 	}
