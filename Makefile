@@ -60,7 +60,7 @@ bench: services-up photos
 	bench/run.sh
 
 ## pretrain: a MobileNetV2 backbone (PRETRAIN_SIZE n, s or m; default n) trained with fixed
-## seeds for 3 epochs on PRETRAIN_IMAGES (default 6,000; more on a bigger machine)
+## seeds for 8 epochs on PRETRAIN_IMAGES (default 6,000; more on a bigger machine)
 ## generated 96 px colour images of classes the colour benchmark never uses, written as
 ## bench/out/pretrain/mobilenetv2-SIZE.safetensors (torchvision names), which
 ## `retrain train -backbone` and `bench/run.sh colour` read (docs/models.md)
