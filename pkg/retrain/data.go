@@ -92,6 +92,8 @@ type source struct {
 	files *datasets.Files
 	spec  datasets.Spec
 	mnist string
+	// maxPixels bounds one image of the user's files (0: raster.DefaultMaxPixels).
+	maxPixels int
 	// colour is the channels a family network takes by default (3 for the user's
 	// images, the dataset's own for a built-in one).
 	colour int
@@ -106,7 +108,7 @@ func (s *source) Close() {
 // openSource opens -data (the user's files, in format) or else the built-in dataset.
 // classes, when set (a parent model's, a model being evaluated), are the classes the
 // labels must be among.
-func openSource(dataset, mnistDir, data, format string, task nn.Task, classes []string) (*source, error) {
+func openSource(dataset, mnistDir, data, format string, maxPixels int, task nn.Task, classes []string) (*source, error) {
 	if data == "" {
 		spec, err := datasets.Parse(dataset)
 		if err != nil {
@@ -125,7 +127,7 @@ func openSource(dataset, mnistDir, data, format string, task nn.Task, classes []
 	if err != nil {
 		return nil, err
 	}
-	s := &source{name: f.String(), task: nn.Task(f.Task), classes: f.Classes, files: f, colour: 3}
+	s := &source{name: f.String(), task: nn.Task(f.Task), classes: f.Classes, files: f, colour: 3, maxPixels: maxPixels}
 	if s.task == nn.Detect {
 		s.arch = nn.DetectorArch(len(f.Classes))
 	} else {
@@ -164,7 +166,7 @@ func (s *source) load(ctx context.Context, a nn.Arch, sz datasets.Sizes, splits 
 		progress = io.Discard
 	}
 	var warnings []string
-	d, skipped, err := s.files.Load(ctx, datasets.LoadOptions{InW: a.InW, InH: a.InH, InC: a.InC, Sizes: sz, Splits: splits,
+	d, skipped, err := s.files.Load(ctx, datasets.LoadOptions{InW: a.InW, InH: a.InH, InC: a.InC, Sizes: sz, Splits: splits, MaxPixels: s.maxPixels,
 		Skip: func(p dataformat.Problem) {
 			fmt.Fprintf(progress, "skipping %s: %s\n", p.Path, p.Reason)
 			log.Warn("image skipped", zap.String("path", p.Path), zap.String("reason", p.Reason))

@@ -256,9 +256,24 @@ func TestTrainDataErrors(t *testing.T) {
 			t.Errorf("%+v: error %v, want one saying %q", c.o, err, c.want)
 		}
 	}
-	p, items, data := colourItems(t, "detect", 2)
+	// An image over the pixel budget is skipped from its header, with a line.
+	p, items, data := colourItems(t, "classify", 8)
+	writeDataset(t, filepath.Join(dir, "big"), dataformat.FormatFolders, p, items, data, "")
+	if err := os.WriteFile(filepath.Join(dir, "big", "red", "huge.png"), raster.NewC(400, 300, 3).EncodePNG(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var progress bytes.Buffer
+	o := quick(&TrainOptions{Data: filepath.Join(dir, "big"), MaxPixels: 48 * 48, Out: filepath.Join(dir, "out-big")})
+	if _, err := RunTrain(context.Background(), o, zap.NewNop(), &progress); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(progress.String(), "skipping red/huge.png: image has too many pixels") {
+		t.Errorf("the huge image is not skipped with its reason:\n%s", progress.String())
+	}
+
+	p, items, data = colourItems(t, "detect", 2)
 	writeDataset(t, filepath.Join(dir, "det"), dataformat.FormatCOCO, p, items, data, "")
-	o := quick(&TrainOptions{Data: filepath.Join(dir, "det"), Model: ModelSpec{Family: "mobilenetv2", Size: "n"}})
+	o = quick(&TrainOptions{Data: filepath.Join(dir, "det"), Model: ModelSpec{Family: "mobilenetv2", Size: "n"}})
 	if _, err := RunTrain(context.Background(), o, zap.NewNop(), nil); err == nil || !strings.Contains(err.Error(), "is a classifier") {
 		t.Errorf("family on detection data: %v", err)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/nn"
 	"github.com/edgeloop/edgeloop/pkg/nn/backend"
 	"github.com/edgeloop/edgeloop/pkg/nn/weights"
+	"github.com/edgeloop/edgeloop/pkg/raster"
 	"github.com/edgeloop/edgeloop/pkg/train"
 )
 
@@ -34,6 +35,8 @@ type TrainOptions struct {
 	// Data is the user's dataset (a directory or a zip) in Format; it replaces Dataset.
 	Data   string
 	Format string
+	// MaxPixels bounds one image of Data, read from its header before decoding.
+	MaxPixels int
 	// Model is the network (-model, -input, -channels); zero: the dataset's default.
 	Model    ModelSpec
 	Limit    int
@@ -56,6 +59,7 @@ func RegisterTrainFlags(fs *flag.FlagSet) *TrainOptions {
 	fs.StringVar(&o.Dataset, "dataset", "mnist", "mnist | digit-scenes, optionally :drift=NAME")
 	fs.StringVar(&o.Data, "data", "", "your own images: a directory or a .zip (replaces -dataset); the dataset's train/val/test folders are kept, other images are split by the project rule (80/10/10, val and test at most 100)")
 	fs.StringVar(&o.Format, "format", "auto", "format of -data: coco, yolo, voc, folders ([split/]class/image) or auto (from the files)")
+	fs.IntVar(&o.MaxPixels, "max-pixels", raster.DefaultMaxPixels, "largest image of -data, in pixels (its header is read first; a larger image is skipped)")
 	registerModelFlags(fs, &o.Model)
 	fs.IntVar(&o.Limit, "limit", 0, "training examples (default: all of mnist's 55,000; 10,000 scenes)")
 	fs.IntVar(&o.ValLimit, "val-limit", 0, "validation examples (default 5,000 mnist / 500 scenes)")
@@ -155,7 +159,7 @@ func RunTrain(ctx context.Context, o *TrainOptions, log *zap.Logger, progress io
 		parent, known = m, m.Header.Classes
 		ref.ParentSHA256, ref.ParentVersion = sum, m.Header.Version
 	}
-	src, err := openSource(o.Dataset, o.MNISTDir, o.Data, o.Format, nn.Task(o.Task), known)
+	src, err := openSource(o.Dataset, o.MNISTDir, o.Data, o.Format, o.MaxPixels, nn.Task(o.Task), known)
 	if err != nil {
 		return nil, err
 	}
@@ -345,6 +349,7 @@ type EvalOptions struct {
 	Model, Dataset, Split, Out, MNISTDir, Backend string
 	// Data and Format are the user's dataset, as `retrain train` takes them.
 	Data, Format string
+	MaxPixels    int
 	Limit        int
 	Seed         uint64
 }
@@ -356,6 +361,7 @@ func RegisterEvalFlags(fs *flag.FlagSet) *EvalOptions {
 	fs.StringVar(&o.Dataset, "dataset", "mnist", "mnist | digit-scenes, optionally :drift=NAME")
 	fs.StringVar(&o.Data, "data", "", "your own images, as `retrain train -data` takes them (replaces -dataset)")
 	fs.StringVar(&o.Format, "format", "auto", "format of -data: coco, yolo, voc, folders or auto")
+	fs.IntVar(&o.MaxPixels, "max-pixels", raster.DefaultMaxPixels, "largest image of -data, in pixels")
 	fs.StringVar(&o.Split, "split", "test", "train, val, test, or all (every image of -data)")
 	fs.StringVar(&o.Out, "out", "", "write the evaluation as JSON here (default: stdout)")
 	fs.StringVar(&o.MNISTDir, "mnist-dir", "", "MNIST data directory")
@@ -403,7 +409,7 @@ func RunEval(ctx context.Context, o *EvalOptions, log *zap.Logger, stdout io.Wri
 	default:
 		return nil, fmt.Errorf("eval: split %q: want train, val, test or all", o.Split)
 	}
-	src, err := openSource(o.Dataset, o.MNISTDir, o.Data, o.Format, a.Task, m.Header.Classes)
+	src, err := openSource(o.Dataset, o.MNISTDir, o.Data, o.Format, o.MaxPixels, a.Task, m.Header.Classes)
 	if err != nil {
 		return nil, fmt.Errorf("model %s (a %s model): %w", o.Model, a.Task, err)
 	}
