@@ -214,7 +214,7 @@ func runCell(ctx context.Context, choice backend.Choice, size string, side, n in
 	if a.Name != nn.MobileNetV2+"-"+size {
 		return cell{}, fmt.Errorf("backbone %s is a %s, not size %s", backbone, a.Name, size)
 	}
-	cfg := train.Config{Epochs: epochs, BatchSize: batch, LR: lr, Patience: 4, Seed: 1, Augment: augment.Default(),
+	cfg := train.Config{Epochs: epochs, BatchSize: batch, LR: lr, Patience: 4, Seed: 1, Augment: augment.DefaultFor(a),
 		Progress: epochLine}
 	t0 := time.Now()
 	res, err := train.Run(ctx, a, p, classes, train.Split{Train: data.Train[:n], Val: data.Val}, cfg, choice.Factory)
@@ -295,7 +295,7 @@ func runPretrain(ctx context.Context, choice backend.Choice, gen *colourscenes.G
 	}
 	fmt.Fprintf(os.Stderr, "pretraining %s at %d px on %d generated images of classes %d–%d (%s), %d epochs\n",
 		a.Name, side, n, benchClasses, benchClasses+pretrainClasses-1, generatorName, epochs)
-	cfg := train.Config{Epochs: epochs, BatchSize: batch, LR: 2e-3, Patience: -1, Seed: 1, Augment: augment.Default(), Progress: epochLine}
+	cfg := train.Config{Epochs: epochs, BatchSize: batch, LR: 2e-3, Patience: -1, Seed: 1, Augment: augment.DefaultFor(a), Progress: epochLine}
 	res, err := train.Run(ctx, a, p, classNames(pretrainClasses), train.Split{Train: tr, Val: va}, cfg, choice.Factory)
 	if err != nil {
 		return err
