@@ -16,6 +16,7 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/project"
 	"github.com/edgeloop/edgeloop/pkg/raster"
 	"github.com/edgeloop/edgeloop/pkg/train"
+	"github.com/edgeloop/edgeloop/pkg/vision"
 )
 
 // Files is a dataset of the user's own images: a directory or a zip archive in one of
@@ -80,9 +81,10 @@ func (f *Files) String() string { return f.Format + ":" + f.Path }
 
 // LoadOptions say how Load prepares the images for a network.
 type LoadOptions struct {
-	// InW, InH and InC are the network's input: each image is decoded to InC channels
-	// (1 grey, 3 RGB) and letterboxed to InW×InH, its boxes moved with it.
-	InW, InH, InC int
+	// Arch is the network: each image is decoded to its channels and fitted to its
+	// input as it will be served (vision.Fit: letterboxed or stretched), boxes moved
+	// with it, so that only input-sized copies are held.
+	Arch nn.Arch
 	// MaxPixels bounds one image's size, read from its header before it is decoded
 	// (0: raster.DefaultMaxPixels).
 	MaxPixels int
@@ -183,31 +185,28 @@ func (f *Files) sample(e dataformat.Entry, index map[string]int, o LoadOptions) 
 	if err != nil {
 		return train.Sample{}, strings.TrimPrefix(err.Error(), project.ErrInvalid.Error()+": ")
 	}
-	im, err := raster.DecodeChannels(data, o.MaxPixels, max(o.InC, 1))
+	im, err := raster.DecodeChannels(data, o.MaxPixels, max(o.Arch.InC, 1))
 	if err != nil {
 		return train.Sample{}, err.Error()
 	}
-	lb := raster.Letterbox{Scale: 1, SrcW: im.W, SrcH: im.H}
-	if o.InW > 0 && o.InH > 0 && (im.W != o.InW || im.H != o.InH) {
-		im, lb = raster.LetterboxTo(im, o.InW, o.InH, raster.LetterboxFill)
-	}
-	s := train.Sample{ID: e.Name, Image: im}
+	s := train.Sample{ID: e.Name, Size: [2]int{im.W, im.H}}
 	if f.Task == string(nn.Classify) {
+		s.Image, _, _ = vision.Fit(o.Arch, im, nil)
 		s.Label = index[e.Labels[0].Class]
 		return s, ""
 	}
+	var boxes []nn.Box
 	for _, l := range e.Labels {
 		if l.Box == nil {
 			continue
 		}
-		x0, y0 := lb.FromSource(float64(l.Box.X0)*float64(lb.SrcW), float64(l.Box.Y0)*float64(lb.SrcH))
-		x1, y1 := lb.FromSource(float64(l.Box.X1)*float64(lb.SrcW), float64(l.Box.Y1)*float64(lb.SrcH))
-		clamp := func(v float64, side int) float32 { return float32(math.Min(1, math.Max(0, v/float64(side)))) }
-		b := nn.Box{Class: index[l.Class], X0: clamp(x0, im.W), Y0: clamp(y0, im.H), X1: clamp(x1, im.W), Y1: clamp(y1, im.H)}
+		clamp := func(v float32) float32 { return float32(math.Min(1, math.Max(0, float64(v)))) }
+		b := nn.Box{Class: index[l.Class], X0: clamp(l.Box.X0), Y0: clamp(l.Box.Y0), X1: clamp(l.Box.X1), Y1: clamp(l.Box.Y1)}
 		if b.X1-b.X0 < 1e-3 || b.Y1-b.Y0 < 1e-3 {
 			return train.Sample{}, fmt.Sprintf("box of %s (%.3f,%.3f)-(%.3f,%.3f) is empty or outside the image", l.Class, l.Box.X0, l.Box.Y0, l.Box.X1, l.Box.Y1)
 		}
-		s.Boxes = append(s.Boxes, b)
+		boxes = append(boxes, b)
 	}
+	s.Image, s.Boxes, _ = vision.Fit(o.Arch, im, boxes)
 	return s, ""
 }

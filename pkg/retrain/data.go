@@ -16,49 +16,19 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/train"
 )
 
-// ModelSpec is the network a training builds, named as the project's `model` setting
-// names it: family and size, input [W, H] and channels. The zero value is today's
-// network for the task (cnn-classifier-v1, grid-detector-v1).
-type ModelSpec struct {
-	Family   string `json:"family,omitempty"`
-	Size     string `json:"size,omitempty"`
-	Input    [2]int `json:"input,omitempty"`
-	Channels int    `json:"channels,omitempty"`
-}
-
-// DefaultFamilyInput is the input side of a family network trained on the user's
-// images when -input is not given (the project model setting's default for
-// classification, Edge Impulse's input).
-const DefaultFamilyInput = 96
-
-// CheckInput validates a network input: sides multiples of 32 from 64 to 640, 1 or 3
-// channels.
-func CheckInput(w, h, channels int) error {
-	for _, s := range []int{w, h} {
-		if s < 64 || s > 640 || s%32 != 0 {
-			return fmt.Errorf("input %dx%d: each side a multiple of 32 from 64 to 640", w, h)
-		}
-	}
-	if channels != 1 && channels != 3 {
-		return fmt.Errorf("%d channels: want 1 (grey) or 3 (RGB)", channels)
-	}
-	return nil
-}
-
-// registerModelFlags adds -model, -input and -channels.
-func registerModelFlags(fs *flag.FlagSet, m *ModelSpec) {
-	fs.Func("model", "network FAMILY:SIZE, e.g. mobilenetv2:s (sizes n, s, m; default: today's cnn-classifier-v1 / grid-detector-v1)", func(v string) error {
+// registerModelFlags adds -model, -input, -channels, -resize and -normalize: the
+// project's `model` setting (nn.Spec) in flag form. Left unset, the network is the
+// dataset's default.
+func registerModelFlags(fs *flag.FlagSet, m *nn.Spec) {
+	fs.Func("model", "network FAMILY:SIZE, e.g. mobilenetv2:s (sizes n, s, m; a classifier or, on detection data, the multi-scale detector; default: the dataset's network, for your images today's cnn-classifier-v1 / grid-detector-v1)", func(v string) error {
 		f, s, ok := strings.Cut(v, ":")
 		if !ok {
 			return fmt.Errorf("-model %q: want FAMILY:SIZE, e.g. %s:n", v, nn.MobileNetV2)
 		}
-		if _, err := nn.Family(f, s, 64, 64, 3, 1); err != nil {
-			return err
-		}
 		m.Family, m.Size = f, s
 		return nil
 	})
-	fs.Func("input", fmt.Sprintf("network input WxH (or one side for a square) of a -model or -backbone network, sides multiples of 32 from 64 to 640 (default %d for your images, the dataset's size for a built-in one)", DefaultFamilyInput), func(v string) error {
+	fs.Func("input", "network input WxH (or one side for a square) of a -model or -backbone network, sides multiples of 32 from 64 to 640 (default: the project setting's, 96 for classification and 160 for detection on your images; the dataset's size for a built-in one)", func(v string) error {
 		ws, hs, ok := strings.Cut(strings.ToLower(v), "x")
 		if !ok {
 			hs = ws
@@ -69,16 +39,18 @@ func registerModelFlags(fs *flag.FlagSet, m *ModelSpec) {
 			return fmt.Errorf("-input %q: want WxH, e.g. 160x160", v)
 		}
 		m.Input = [2]int{w, h}
-		return CheckInput(w, h, 3)
+		return nil
 	})
 	fs.Func("channels", "input channels of a -model or -backbone network: 3 (RGB, default for your images) or 1 (grey)", func(v string) error {
 		c, err := strconv.Atoi(v)
-		if err != nil || (c != 1 && c != 3) {
+		if err != nil {
 			return fmt.Errorf("-channels %q: want 1 or 3", v)
 		}
 		m.Channels = c
 		return nil
 	})
+	fs.StringVar(&m.Resize, "resize", "", "how images fit a -model or -backbone network's input: letterbox (default) or stretch")
+	fs.StringVar(&m.Normalize, "normalize", "", "input normalisation of a -model or -backbone network: none (default) or imagenet (for torchvision's ImageNet weights)")
 }
 
 // source is what a training or evaluation reads: a built-in dataset or the user's
@@ -94,9 +66,6 @@ type source struct {
 	mnist string
 	// maxPixels bounds one image of the user's files (0: raster.DefaultMaxPixels).
 	maxPixels int
-	// colour is the channels a family network takes by default (3 for the user's
-	// images, the dataset's own for a built-in one).
-	colour int
 }
 
 func (s *source) Close() {
@@ -118,7 +87,7 @@ func openSource(dataset, mnistDir, data, format string, maxPixels int, task nn.T
 			return nil, fmt.Errorf("task %s does not fit dataset %s (a %s dataset)", task, spec, spec.Task())
 		}
 		a := spec.Arch()
-		return &source{name: spec.String(), task: spec.Task(), classes: spec.ClassNames(), arch: a, spec: spec, mnist: mnistDir, colour: a.InC}, nil
+		return &source{name: spec.String(), task: spec.Task(), classes: spec.ClassNames(), arch: a, spec: spec, mnist: mnistDir}, nil
 	}
 	if format == "auto" {
 		format = dataformat.FormatAuto
@@ -127,7 +96,7 @@ func openSource(dataset, mnistDir, data, format string, maxPixels int, task nn.T
 	if err != nil {
 		return nil, err
 	}
-	s := &source{name: f.String(), task: nn.Task(f.Task), classes: f.Classes, files: f, colour: 3, maxPixels: maxPixels}
+	s := &source{name: f.String(), task: nn.Task(f.Task), classes: f.Classes, files: f, maxPixels: maxPixels}
 	if s.task == nn.Detect {
 		s.arch = nn.DetectorArch(len(f.Classes))
 	} else {
@@ -136,19 +105,23 @@ func openSource(dataset, mnistDir, data, format string, maxPixels int, task nn.T
 	return s, nil
 }
 
-// input is the input a family network takes: -input and -channels, else the defaults.
-func (s *source) input(m ModelSpec) (w, h, c int) {
-	w, h, c = m.Input[0], m.Input[1], m.Channels
-	if w == 0 {
-		w, h = s.arch.InW, s.arch.InH
-		if s.files != nil {
-			w, h = DefaultFamilyInput, DefaultFamilyInput
+// model completes a -model/-backbone choice for this data: the input and channels of
+// a built-in dataset's images (MNIST's 28 px is refused by the family), the project
+// setting's defaults for the user's images.
+func (s *source) model(m nn.Spec) nn.Spec {
+	if s.files == nil {
+		if m.Input == [2]int{} {
+			m.Input = [2]int{s.arch.InW, s.arch.InH}
+		}
+		if m.Channels == 0 {
+			m.Channels = s.arch.InC
 		}
 	}
-	if c == 0 {
-		c = s.colour
+	if m.Family == "" {
+		m.Family = nn.MobileNetV2
 	}
-	return w, h, c
+	m.Defaults(s.task)
+	return m
 }
 
 // load reads the splits for network a; images the data cannot give are reported on
@@ -166,7 +139,7 @@ func (s *source) load(ctx context.Context, a nn.Arch, sz datasets.Sizes, splits 
 		progress = io.Discard
 	}
 	var warnings []string
-	d, skipped, err := s.files.Load(ctx, datasets.LoadOptions{InW: a.InW, InH: a.InH, InC: a.InC, Sizes: sz, Splits: splits, MaxPixels: s.maxPixels,
+	d, skipped, err := s.files.Load(ctx, datasets.LoadOptions{Arch: a, Sizes: sz, Splits: splits, MaxPixels: s.maxPixels,
 		Skip: func(p dataformat.Problem) {
 			fmt.Fprintf(progress, "skipping %s: %s\n", p.Path, p.Reason)
 			log.Warn("image skipped", zap.String("path", p.Path), zap.String("reason", p.Reason))

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/edgeloop/edgeloop/pkg/dataformat"
+	"github.com/edgeloop/edgeloop/pkg/nn"
 	"github.com/edgeloop/edgeloop/pkg/project"
 	"github.com/edgeloop/edgeloop/pkg/raster"
 	"github.com/edgeloop/edgeloop/pkg/train"
@@ -192,7 +193,7 @@ func TestTrainFamilyOnZipAndEval(t *testing.T) {
 	zipDir(t, filepath.Join(dir, "tree"), archive)
 
 	o := quick(&TrainOptions{Data: archive, Format: "folders", Out: filepath.Join(dir, "out"),
-		Model: ModelSpec{Family: "mobilenetv2", Size: "n", Input: [2]int{64, 64}, Channels: 3}})
+		Model: nn.Spec{Family: "mobilenetv2", Size: "n", Input: [2]int{64, 64}, Channels: 3}})
 	o.Train.Epochs = 1
 	var progress bytes.Buffer
 	if _, err := RunTrain(context.Background(), o, zap.NewNop(), &progress); err != nil {
@@ -273,9 +274,13 @@ func TestTrainDataErrors(t *testing.T) {
 
 	p, items, data = colourItems(t, "detect", 2)
 	writeDataset(t, filepath.Join(dir, "det"), dataformat.FormatCOCO, p, items, data, "")
-	o = quick(&TrainOptions{Data: filepath.Join(dir, "det"), Model: ModelSpec{Family: "mobilenetv2", Size: "n"}})
+	o = quick(&TrainOptions{Data: filepath.Join(dir, "det"), Backbone: "../nn/weights/testdata/mobilenetv2-035.safetensors"})
 	if _, err := RunTrain(context.Background(), o, zap.NewNop(), nil); err == nil || !strings.Contains(err.Error(), "is a classifier") {
-		t.Errorf("family on detection data: %v", err)
+		t.Errorf("a classification backbone on detection data: %v", err)
+	}
+	o = quick(&TrainOptions{Data: filepath.Join(dir, "det"), Model: nn.Spec{Family: "mobilenetv2", Size: "n", Input: [2]int{48, 64}}})
+	if _, err := RunTrain(context.Background(), o, zap.NewNop(), nil); err == nil || !strings.Contains(err.Error(), "multiple of 32") {
+		t.Errorf("input 48x64: %v", err)
 	}
 }
 

@@ -37,8 +37,9 @@ type TrainOptions struct {
 	Format string
 	// MaxPixels bounds one image of Data, read from its header before decoding.
 	MaxPixels int
-	// Model is the network (-model, -input, -channels); zero: the dataset's default.
-	Model    ModelSpec
+	// Model is the network (-model, -input, -channels, -resize, -normalize: the
+	// project's model setting); zero: the dataset's default network.
+	Model    nn.Spec
 	Limit    int
 	ValLimit int
 	TestLim  int
@@ -74,7 +75,7 @@ func RegisterTrainFlags(fs *flag.FlagSet) *TrainOptions {
 	fs.IntVar(&o.Train.Epochs, "epochs", 10, "most epochs")
 	fs.IntVar(&o.Train.BatchSize, "batch", 64, "batch size")
 	var lr float64
-	fs.Func("lr", "learning rate (default 1e-3, 3e-4 when fine-tuning)", func(s string) error {
+	fs.Func("lr", "learning rate (default 1e-3, 1e-2 for a multi-scale detector from scratch, 3e-4 when fine-tuning a -parent)", func(s string) error {
 		_, err := fmt.Sscan(s, &lr)
 		o.Train.LR = float32(lr)
 		return err
@@ -145,8 +146,8 @@ func RunTrain(ctx context.Context, o *TrainOptions, log *zap.Logger, progress io
 	if o.Backbone != "" && o.Parent != "" {
 		return nil, fmt.Errorf("-backbone %s and -parent %s: start from one of them", o.Backbone, o.Parent)
 	}
-	if o.Parent != "" && o.Model != (ModelSpec{}) {
-		return nil, fmt.Errorf("-parent %s brings its own network: leave out -model, -input and -channels", o.Parent)
+	if o.Parent != "" && o.Model != (nn.Spec{}) {
+		return nil, fmt.Errorf("-parent %s brings its own network: leave out -model, -input, -channels, -resize and -normalize", o.Parent)
 	}
 	ref := ModelRef{File: "model.elm"}
 	var parent *artifact.Model
@@ -179,27 +180,34 @@ func RunTrain(ctx context.Context, o *TrainOptions, log *zap.Logger, progress io
 		if o.Train.LR == 0 {
 			o.Train.LR = 3e-4
 		}
-	case o.Backbone != "" || o.Model != (ModelSpec{}):
-		if src.task != nn.Classify {
-			return nil, fmt.Errorf("the %s family is a classifier, dataset %s is for %s", nn.MobileNetV2, src.name, src.task)
+	case o.Backbone != "" || o.Model != (nn.Spec{}):
+		spec := src.model(o.Model)
+		if err := spec.Validate(); err != nil {
+			return nil, err
 		}
-		w, h, c := src.input(o.Model)
-		if o.Backbone != "" {
-			arch, init, err = weights.Backbone(o.Backbone, w, h, c, len(classes), o.Train.Seed, log)
-			if err != nil {
-				return nil, fmt.Errorf("-backbone: %w", err)
+		if o.Backbone == "" {
+			if arch, err = spec.Build(src.task, len(classes)); err != nil {
+				return nil, err
 			}
-			if o.Model.Size != "" && arch.Name != o.Model.Family+"-"+o.Model.Size {
-				return nil, fmt.Errorf("-backbone %s holds a %s, -model asks for %s:%s", o.Backbone, arch.Name, o.Model.Family, o.Model.Size)
+			if init, err = nn.InitParams(arch, o.Train.Seed); err != nil {
+				return nil, err
 			}
 			break
 		}
-		if arch, err = nn.Family(o.Model.Family, o.Model.Size, w, h, c, len(classes)); err != nil {
-			return nil, err
+		if src.task != nn.Classify {
+			return nil, fmt.Errorf("-backbone %s: the %s family is a classifier, dataset %s is for %s", o.Backbone, nn.MobileNetV2, src.name, src.task)
 		}
-		if init, err = nn.InitParams(arch, o.Train.Seed); err != nil {
-			return nil, err
+		arch, init, err = weights.Backbone(o.Backbone, spec.Input[0], spec.Input[1], spec.Channels, len(classes), o.Train.Seed, log)
+		if err != nil {
+			return nil, fmt.Errorf("-backbone: %w", err)
 		}
+		if o.Model.Size != "" && arch.Name != spec.Family+"-"+spec.Size {
+			return nil, fmt.Errorf("-backbone %s holds a %s, -model asks for %s:%s", o.Backbone, arch.Name, spec.Family, spec.Size)
+		}
+		arch.Preprocess = spec.Preprocess()
+	}
+	if parent == nil && o.Train.LR == 0 {
+		o.Train.LR = arch.ScratchLR()
 	}
 	if !o.NoAug {
 		o.Train.Augment = augment.DefaultFor(arch)
