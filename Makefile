@@ -12,7 +12,7 @@ RUN_ARGS ?= -auto-annotate
 # line saying so, when it cannot be installed. Set TAGS to choose yourself.
 TAGS ?= $$(deploy/local/openblas.sh tags)
 
-.PHONY: run photos test test-go edge-agent-arm64 k8s-validate vet-cuda cxx bench generate lint services-up services-down browser build clean
+.PHONY: run photos test test-go edge-agent-arm64 k8s-validate vet-cuda cxx bench pretrain generate lint services-up services-down browser build clean
 
 ## run: the standalone stack and the whole loop (embedded servers, simulated fleet, auto-annotation)
 run: photos
@@ -58,6 +58,16 @@ photos:
 ## bench: speed and quality figures as tables (see bench/README.md)
 bench: services-up photos
 	bench/run.sh
+
+## pretrain: a MobileNetV2 backbone (PRETRAIN_SIZE n, s or m; default n) trained with fixed
+## seeds for 8 epochs on PRETRAIN_IMAGES (default 6,000; more on a bigger machine)
+## generated 96 px colour images of classes the colour benchmark never uses, written as
+## bench/out/pretrain/mobilenetv2-SIZE.safetensors (torchvision names), which
+## `retrain train -backbone` and `bench/run.sh colour` read (docs/models.md)
+PRETRAIN_SIZE ?= n
+PRETRAIN_IMAGES ?= 6000
+pretrain:
+	$(GO) run $(TAGS) ./bench/colour -pretrain bench/out/pretrain/mobilenetv2-$(PRETRAIN_SIZE).safetensors -size $(PRETRAIN_SIZE) -pretrain-images $(PRETRAIN_IMAGES)
 
 ## generate: regenerate the protobuf Go code (Debian's protoc, pinned protoc-gen-go)
 generate:

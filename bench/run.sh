@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
 # `make bench`: every benchmark, each printing its table and comparing against its peer
 # in the same run. Tables are also written to bench/out/<name>.md.
+<<<<<<< HEAD
 #   bench/run.sh [bridge] [intake] [train] [agent] [pipeline] [loop] [annotate] [detect] [quality]   (default: all but quality)
 # quality trains full models (about half an hour on 2 cores); run it by name. The GPU
+=======
+#   bench/run.sh [bridge] [train] [agent] [pipeline] [loop] [annotate] [detect] [quality] [colour]   (default: all but quality and colour)
+# quality trains full models (about half an hour on 2 cores) and colour trains the
+# MobileNetV2 family 24 times (hours on 2 cores; resumable, `make pretrain` first for
+# its pretrained column); run them by name. The GPU
+>>>>>>> cli
 # benchmark has its own script, bench/gpu/run.sh (see docs/cuda.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +46,7 @@ for t in "${targets[@]}"; do
         go build "${tags[@]}" -o bin/bench-train-openblas ./bench/train
         extra=(-with bin/bench-train-openblas)
       fi
-      bin/bench-train -batches 16,32,64 -family n,s,m -det n,s -det-px 320 -torch "$py" "${extra[@]}" | tee bench/out/train.md ;;
+      bin/bench-train -batches 16,32,64 -family n@96,s@160,m@224 -det n,s -det-px 320 -torch "$py" "${extra[@]}" | tee bench/out/train.md ;;
     agent)
       go build -o bin/edge-agent ./edge-agent
       go run ./bench/agent -binary bin/edge-agent | tee bench/out/agent.md ;;
@@ -49,6 +56,8 @@ for t in "${targets[@]}"; do
       go run "${tags[@]}" ./bench/detect -sizes n,s -input 160x128 | tee bench/out/detect.md ;;
     quality)
       go run "${tags[@]}" ./bench/quality -out bench/out/quality | tee bench/out/quality.md ;;
+    colour)
+      go run "${tags[@]}" ./bench/colour -out bench/out/colour | tee bench/out/colour.md ;;
     loop)
       for d in rotation scale background; do
         go run "${tags[@]}" ./bench/loop -drift "$d" -test 500 -modes replay -replay 300 \
@@ -59,6 +68,6 @@ for t in "${targets[@]}"; do
     annotate)
       deploy/local/browser.sh install
       go run ./bench/annotate -runs 3 | tee bench/out/annotate.md ;;
-    *) echo "unknown benchmark $t (have: ${all[*]} quality)" >&2; exit 2 ;;
+    *) echo "unknown benchmark $t (have: ${all[*]} quality colour)" >&2; exit 2 ;;
   esac
 done

@@ -63,7 +63,7 @@ func main() {
 	seconds := flag.Float64("seconds", 2, "least time each measurement trains for (after 3 warm-up steps)")
 	asJSON := flag.Bool("json", false, "print results as JSON lines (how -with builds report)")
 	dataDir := flag.String("data", "", "where to write the shared batches (default: a temp dir)")
-	family := flag.String("family", "", "comma-separated MobileNetV2 sizes to measure too (n, s, m; empty: none)")
+	family := flag.String("family", "", "comma-separated MobileNetV2 sizes to measure too (n, s, m; empty: none), each at every -family-px, or SIZE@PX at its own input (n@96,s@160,m@224)")
 	familyPx := flag.String("family-px", "96,160", "comma-separated square RGB input sizes of the family")
 	familyBatches := flag.String("family-batches", "16,32", "comma-separated training batch sizes of the family")
 	models := flag.String("models", "classifier,detector", "comma-separated fixed models to measure (empty: none)")
@@ -74,8 +74,25 @@ func main() {
 	log, _ := zap.NewDevelopment()
 	sizes, fpx, fbatches := ints("-batches", *batchList), ints("-family-px", *familyPx), ints("-family-batches", *familyBatches)
 	maxBatch := slices.Max(sizes)
-	fsizes, dsizes := list(*family), list(*detFamily)
+	dsizes := list(*detFamily)
 	dpx, dbatches := ints("-det-px", *detPx), ints("-det-batches", *detBatches)
+	type familyNet struct {
+		size string
+		px   int
+	}
+	var fnets []familyNet
+	for _, f := range list(*family) {
+		size, at, ok := strings.Cut(f, "@")
+		switch {
+		case size == "":
+		case ok:
+			fnets = append(fnets, familyNet{size, ints("-family", at)[0]})
+		default:
+			for _, px := range fpx {
+				fnets = append(fnets, familyNet{size, px})
+			}
+		}
+	}
 
 	dir := *dataDir
 	if dir == "" {
@@ -86,9 +103,9 @@ func main() {
 	}
 	batches := writeBatches(dir, maxBatch)
 	fbatch := map[int]*nn.Batch{}
-	if len(fsizes) > 0 {
-		for _, px := range fpx {
-			fbatch[px] = writeFamilyBatch(dir, px, slices.Max(fbatches))
+	for _, f := range fnets {
+		if fbatch[f.px] == nil {
+			fbatch[f.px] = writeFamilyBatch(dir, f.px, slices.Max(fbatches))
 		}
 	}
 	dbatch := map[int]*nn.Batch{}
@@ -113,13 +130,11 @@ func main() {
 				results = append(results, benchEngine(choice, m.name, m.arch, m.b.Slice(0, bs), *seconds))
 			}
 		}
-		for _, size := range fsizes {
-			for _, px := range fpx {
-				a, err := nn.Family(nn.MobileNetV2, size, px, px, 3, familyClasses)
-				check(err)
-				for _, bs := range fbatches {
-					results = append(results, benchEngine(choice, familyModel(size, px), a, fbatch[px].Slice(0, bs), *seconds))
-				}
+		for _, f := range fnets {
+			a, err := nn.Family(nn.MobileNetV2, f.size, f.px, f.px, 3, familyClasses)
+			check(err)
+			for _, bs := range fbatches {
+				results = append(results, benchEngine(choice, familyModel(f.size, f.px), a, fbatch[f.px].Slice(0, bs), *seconds))
 			}
 		}
 		for _, size := range dsizes {

@@ -249,7 +249,7 @@ def main():
     ap.add_argument("--infer", type=int, default=200)
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--models", default="classifier,detector", help="comma-separated fixed models")
-    ap.add_argument("--family", default="", help="comma-separated MobileNetV2 sizes (n, s, m)")
+    ap.add_argument("--family", default="", help="comma-separated MobileNetV2 sizes (n, s, m), each at every --family-px or SIZE@PX at its own")
     ap.add_argument("--family-px", default="96,160", help="comma-separated square RGB input sizes")
     ap.add_argument("--family-batches", default="16,32", help="comma-separated family batch sizes")
     ap.add_argument("--det", default="", help="comma-separated multi-scale detector sizes (n, s, m)")
@@ -276,21 +276,23 @@ def main():
         if "detector" in models:
             print(json.dumps(bench("detector", detector().to(dev), dx[:bs],
                                    lambda z: detection_loss(z, w, t, m, b, bs), a.seconds, a.infer, dev)), flush=True)
-    fsizes = [f for f in a.family.split(",") if f]
     fb = [int(v) for v in a.family_batches.split(",")]
-    for size in fsizes:
-        for px in (int(v) for v in a.family_px.split(",")):
-            fx = load(os.path.join(d, f"family-{px}.x.f32"), (max(fb), 3, px, px)).to(dev)
-            fy = load(os.path.join(d, f"family-{px}.y.i32"), (max(fb),), np.int32).long().to(dev)
-            name = f"mnv2-{size} {px}"
-            for bs in fb:
-                y = fy[:bs]
-                model = family(size).to(dev)
-                print(json.dumps(bench(name, model, fx[:bs], lambda out: F.cross_entropy(out, y), a.seconds, a.infer, dev)), flush=True)
-            if a.device == "cpu":
-                r = onnxruntime_latency(name, model, fx[:1], a.threads, a.seconds)
-                if r:
-                    print(json.dumps(r), flush=True)
+    pairs = []  # "s@160": size s at 160 px only; "s": at every --family-px
+    for f in (f for f in a.family.split(",") if f):
+        size, _, at = f.partition("@")
+        pairs += [(size, int(at))] if at else [(size, int(v)) for v in a.family_px.split(",")]
+    for size, px in pairs:
+        fx = load(os.path.join(d, f"family-{px}.x.f32"), (max(fb), 3, px, px)).to(dev)
+        fy = load(os.path.join(d, f"family-{px}.y.i32"), (max(fb),), np.int32).long().to(dev)
+        name = f"mnv2-{size} {px}"
+        for bs in fb:
+            y = fy[:bs]
+            model = family(size).to(dev)
+            print(json.dumps(bench(name, model, fx[:bs], lambda out: F.cross_entropy(out, y), a.seconds, a.infer, dev)), flush=True)
+        if a.device == "cpu":
+            r = onnxruntime_latency(name, model, fx[:1], a.threads, a.seconds)
+            if r:
+                print(json.dumps(r), flush=True)
     db = [int(v) for v in a.det_batches.split(",")]
     for size in (s for s in a.det.split(",") if s):
         for px in (int(v) for v in a.det_px.split(",")):

@@ -152,11 +152,7 @@ func (c *Curator) Import(ctx context.Context, pid, format string, archive io.Rea
 	if err != nil {
 		return nil, fmt.Errorf("%w: not a zip archive: %v", project.ErrInvalid, err)
 	}
-	files := map[string]*zip.File{}
-	for _, f := range zr.File {
-		files[path.Clean(f.Name)] = f
-	}
-	entries, err := dataformat.Read(format, p, files)
+	entries, err := dataformat.Read(format, p, zr)
 	if err != nil {
 		return nil, err
 	}

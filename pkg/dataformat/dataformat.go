@@ -1,7 +1,8 @@
 // Package dataformat reads and writes datasets in the formats other tools use: COCO,
-// YOLO (Ultralytics layout), Pascal VOC and Label Studio tasks for export; COCO and
-// YOLO for import. Boxes are normalised in edgeloop and in pixels of the original
-// image in the files.
+// YOLO (Ultralytics layout), Pascal VOC and Label Studio tasks for export; COCO, YOLO,
+// Pascal VOC and class folders for import, from a zip archive or a directory (any
+// fs.FS). Boxes are normalised in edgeloop and in pixels of the original image in the
+// files.
 package dataformat
 
 import (
@@ -10,11 +11,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
-	"io"
 	"math"
-	"path"
-	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/edgeloop/edgeloop/pkg/project"
@@ -257,207 +254,6 @@ func writeLabelStudio(p *project.Project, items []Item, image func(string, Item)
 	return file("tasks.json", b)
 }
 
-// Entry is one annotated image read from an archive. Its bytes stay in the archive
-// until Read, so that an import holds one image in memory at a time.
-type Entry struct {
-	// Name is the image's file name in the archive.
-	Name string
-	// Split is the split the archive puts it in ("" when it names none).
-	Split       string
-	ContentType string
-	Labels      []project.Label
-	file        *zip.File
-}
-
-// Read returns the image's bytes (at most 64 MiB).
-func (e Entry) Read() ([]byte, error) { return readZip(e.file) }
-
-// maxEntry bounds one file of an archive.
-const maxEntry = 64 << 20
-
-// checkSize refuses an archive file larger than maxEntry before it is read.
-func checkSize(f *zip.File) error {
-	if f.UncompressedSize64 > maxEntry {
-		return fmt.Errorf("%w: %s is larger than 64 MiB", project.ErrInvalid, f.Name)
-	}
-	return nil
-}
-
-func readZip(f *zip.File) ([]byte, error) {
-	if err := checkSize(f); err != nil {
-		return nil, err
-	}
-	rc, err := f.Open()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", project.ErrInvalid, f.Name, err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, maxEntry))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", project.ErrInvalid, f.Name, err)
-	}
-	return b, nil
-}
-
-func contentTypeOf(name string) string {
-	if strings.EqualFold(path.Ext(name), ".png") {
-		return "image/png"
-	}
-	return "image/jpeg"
-}
-
-// readCOCO reads <split>/annotations.json (or annotations.json) with its images.
-func readCOCO(p *project.Project, files map[string]*zip.File) ([]Entry, error) {
-	var out []Entry
-	var names []string
-	for n := range files {
-		if path.Base(n) == "annotations.json" {
-			names = append(names, n)
-		}
-	}
-	sort.Strings(names)
-	if len(names) == 0 {
-		return nil, fmt.Errorf("%w: no annotations.json in the archive", project.ErrInvalid)
-	}
-	for _, n := range names {
-		split := path.Dir(n)
-		if split == "." {
-			split = ""
-		}
-		b, err := readZip(files[n])
-		if err != nil {
-			return nil, err
-		}
-		var cf cocoFile
-		if err := json.Unmarshal(b, &cf); err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", project.ErrInvalid, n, err)
-		}
-		cats := map[int]string{}
-		known := p.ClassIndex()
-		for _, c := range cf.Categories {
-			if _, ok := known[c.Name]; !ok {
-				return nil, fmt.Errorf("%w: %s: category %q is not one of project %s's classes", project.ErrInvalid, n, c.Name, p.ID)
-			}
-			cats[c.ID] = c.Name
-		}
-		byImage := map[int][]cocoAnnotation{}
-		for _, a := range cf.Annotations {
-			byImage[a.ImageID] = append(byImage[a.ImageID], a)
-		}
-		for _, im := range cf.Images {
-			f := files[path.Clean(path.Join(path.Dir(n), im.FileName))]
-			if f == nil {
-				return nil, fmt.Errorf("%w: %s: image %s is missing from the archive", project.ErrInvalid, n, im.FileName)
-			}
-			if err := checkSize(f); err != nil {
-				return nil, err
-			}
-			e := Entry{Name: im.FileName, Split: splitName(split), ContentType: contentTypeOf(im.FileName), file: f}
-			for _, a := range byImage[im.ID] {
-				cls, ok := cats[a.CategoryID]
-				if !ok || len(a.BBox) != 4 || im.Width <= 0 || im.Height <= 0 {
-					return nil, fmt.Errorf("%w: %s: annotation %d is malformed", project.ErrInvalid, n, a.ID)
-				}
-				l := project.Label{Class: cls}
-				if p.Task == "detect" {
-					l.Box = &project.Box{X0: float32(a.BBox[0] / float64(im.Width)), Y0: float32(a.BBox[1] / float64(im.Height)),
-						X1: float32((a.BBox[0] + a.BBox[2]) / float64(im.Width)), Y1: float32((a.BBox[1] + a.BBox[3]) / float64(im.Height))}
-				}
-				e.Labels = append(e.Labels, l)
-			}
-			if len(e.Labels) > 0 {
-				out = append(out, e)
-			}
-		}
-	}
-	return out, nil
-}
-
-func splitName(s string) string {
-	if s == "train" || s == "val" || s == "test" {
-		return s
-	}
-	return ""
-}
-
-// readYOLO reads images/<split>/ with labels/<split>/*.txt and data.yaml (detection),
-// or <split>/<class>/<image> (classification).
-func readYOLO(p *project.Project, files map[string]*zip.File) ([]Entry, error) {
-	var out []Entry
-	known := p.ClassIndex()
-	var names []string
-	for n := range files {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		ext := strings.ToLower(path.Ext(n))
-		if ext != ".jpg" && ext != ".jpeg" && ext != ".png" {
-			continue
-		}
-		parts := strings.Split(n, "/")
-		var e Entry
-		if p.Task == "classify" {
-			if len(parts) < 2 {
-				continue
-			}
-			cls := parts[len(parts)-2]
-			if _, ok := known[cls]; !ok {
-				return nil, fmt.Errorf("%w: %s: class folder %q is not one of project %s's classes", project.ErrInvalid, n, cls, p.ID)
-			}
-			split := ""
-			if len(parts) >= 3 {
-				split = parts[len(parts)-3]
-			}
-			e = Entry{Name: n, Split: splitName(split), Labels: []project.Label{{Class: cls}}}
-		} else {
-			if len(parts) < 3 || parts[0] != "images" {
-				continue
-			}
-			split := parts[1]
-			lf := files["labels/"+split+"/"+strings.TrimSuffix(path.Base(n), path.Ext(n))+".txt"]
-			if lf == nil {
-				return nil, fmt.Errorf("%w: %s has no label file", project.ErrInvalid, n)
-			}
-			txt, err := readZip(lf)
-			if err != nil {
-				return nil, err
-			}
-			e = Entry{Name: n, Split: splitName(split)}
-			for ln, line := range strings.Split(strings.TrimSpace(string(txt)), "\n") {
-				fs := strings.Fields(line)
-				if len(fs) == 0 {
-					continue
-				}
-				if len(fs) != 5 {
-					return nil, fmt.Errorf("%w: %s line %d: want \"class cx cy w h\"", project.ErrInvalid, lf.Name, ln+1)
-				}
-				var v [5]float64
-				for i, f := range fs {
-					if v[i], err = strconv.ParseFloat(f, 64); err != nil {
-						return nil, fmt.Errorf("%w: %s line %d: %v", project.ErrInvalid, lf.Name, ln+1, err)
-					}
-				}
-				ci := int(v[0])
-				if ci < 0 || ci >= len(p.Classes) {
-					return nil, fmt.Errorf("%w: %s line %d: class %d outside the project's %d", project.ErrInvalid, lf.Name, ln+1, ci, len(p.Classes))
-				}
-				e.Labels = append(e.Labels, project.Label{Class: p.Classes[ci], Box: &project.Box{X0: float32(v[1] - v[3]/2), Y0: float32(v[2] - v[4]/2),
-					X1: float32(v[1] + v[3]/2), Y1: float32(v[2] + v[4]/2)}})
-			}
-			if len(e.Labels) == 0 {
-				continue
-			}
-		}
-		if err := checkSize(files[n]); err != nil {
-			return nil, err
-		}
-		e.file, e.ContentType = files[n], contentTypeOf(n)
-		out = append(out, e)
-	}
-	return out, nil
-}
-
 // SeedImage is one image of a seed dataset built in memory.
 type SeedImage struct {
 	ID          string
@@ -517,15 +313,4 @@ func Write(format string, p *project.Project, items []Item, image func(name stri
 		return writeLabelStudio(p, items, image, file)
 	}
 	return fmt.Errorf("%w: format %q: want coco, yolo, voc or labelstudio", project.ErrInvalid, format)
-}
-
-// Read reads the annotated images of an archive (its files by cleaned path) in format.
-func Read(format string, p *project.Project, files map[string]*zip.File) ([]Entry, error) {
-	switch format {
-	case FormatCOCO:
-		return readCOCO(p, files)
-	case FormatYOLO:
-		return readYOLO(p, files)
-	}
-	return nil, fmt.Errorf("%w: import format %q: want coco or yolo", project.ErrInvalid, format)
 }

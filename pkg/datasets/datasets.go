@@ -6,7 +6,8 @@
 // at another size or number of classes: "mnist:drift=rotation", "digit-scenes:drift=blur",
 // "colour-scenes:size=640x480,classes=12,drift=low-light". Digit train data always comes
 // from MNIST's train digits and test data from its test digits; colour splits are drawn
-// from separate random streams of the seed.
+// from separate random streams of the seed. Files is the user's own dataset: a directory
+// or a zip in COCO, YOLO, VOC or class folders.
 package datasets
 
 import (

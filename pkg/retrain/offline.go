@@ -24,13 +24,22 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/nn"
 	"github.com/edgeloop/edgeloop/pkg/nn/backend"
 	"github.com/edgeloop/edgeloop/pkg/nn/weights"
+	"github.com/edgeloop/edgeloop/pkg/raster"
 	"github.com/edgeloop/edgeloop/pkg/train"
 )
 
 // TrainOptions are the flags of `retrain train`.
 type TrainOptions struct {
-	Task     string
-	Dataset  string
+	Task    string
+	Dataset string
+	// Data is the user's dataset (a directory or a zip) in Format; it replaces Dataset.
+	Data   string
+	Format string
+	// MaxPixels bounds one image of Data, read from its header before decoding.
+	MaxPixels int
+	// Model is the network (-model, -input, -channels, -resize, -normalize: the
+	// project's model setting); zero: the dataset's default network.
+	Model    nn.Spec
 	Limit    int
 	ValLimit int
 	TestLim  int
@@ -49,6 +58,10 @@ func RegisterTrainFlags(fs *flag.FlagSet) *TrainOptions {
 	o := &TrainOptions{}
 	fs.StringVar(&o.Task, "task", "", "classify or detect (default: the dataset's)")
 	fs.StringVar(&o.Dataset, "dataset", "mnist", "mnist | digit-scenes, optionally :drift=NAME")
+	fs.StringVar(&o.Data, "data", "", "your own images: a directory or a .zip (replaces -dataset); the dataset's train/val/test folders are kept, other images are split by the project rule (80/10/10, val and test at most 100)")
+	fs.StringVar(&o.Format, "format", "auto", "format of -data: coco, yolo, voc, folders ([split/]class/image) or auto (from the files)")
+	fs.IntVar(&o.MaxPixels, "max-pixels", raster.DefaultMaxPixels, "largest image of -data, in pixels (its header is read first; a larger image is skipped)")
+	registerModelFlags(fs, &o.Model)
 	fs.IntVar(&o.Limit, "limit", 0, "training examples (default: all of mnist's 55,000; 10,000 scenes)")
 	fs.IntVar(&o.ValLimit, "val-limit", 0, "validation examples (default 5,000 mnist / 500 scenes)")
 	fs.IntVar(&o.TestLim, "test-limit", 0, "test examples (default 10,000 mnist / 1,000 scenes)")
@@ -62,7 +75,7 @@ func RegisterTrainFlags(fs *flag.FlagSet) *TrainOptions {
 	fs.IntVar(&o.Train.Epochs, "epochs", 10, "most epochs")
 	fs.IntVar(&o.Train.BatchSize, "batch", 64, "batch size")
 	var lr float64
-	fs.Func("lr", "learning rate (default 1e-3, 3e-4 when fine-tuning)", func(s string) error {
+	fs.Func("lr", "learning rate (default 1e-3, 1e-2 for a multi-scale detector from scratch, 3e-4 when fine-tuning a -parent)", func(s string) error {
 		_, err := fmt.Sscan(s, &lr)
 		o.Train.LR = float32(lr)
 		return err
@@ -79,6 +92,8 @@ func RegisterTrainFlags(fs *flag.FlagSet) *TrainOptions {
 type Metrics struct {
 	Task          nn.Task          `json:"task"`
 	Dataset       string           `json:"dataset"`
+	Classes       []string         `json:"classes,omitempty"`
+	Network       string           `json:"network,omitempty"`
 	Examples      map[string]int   `json:"examples"`
 	EpochsRun     int              `json:"epochs_run"`
 	BestEpoch     int              `json:"best_epoch"`
@@ -123,61 +138,91 @@ func (m *Metrics) SetTest(ev train.Evaluation) {
 }
 
 // RunTrain is `retrain train`: it trains, evaluates on the test split and writes
-// model.elm (+ .sha256, + .sig with -key), metrics.json and report.png to Out.
+// model.elm (+ .sha256, + .sig with -key), metrics.json and report.png to Out. It
+// trains on a built-in dataset, or with Data on the user's images (a directory or a
+// zip in COCO, YOLO, VOC or class folders), where an image that cannot be used is
+// reported with its path and skipped.
 func RunTrain(ctx context.Context, o *TrainOptions, log *zap.Logger, progress io.Writer) (*Metrics, error) {
-	spec, err := datasets.Parse(o.Dataset)
+	if o.Backbone != "" && o.Parent != "" {
+		return nil, fmt.Errorf("-backbone %s and -parent %s: start from one of them", o.Backbone, o.Parent)
+	}
+	if o.Parent != "" && o.Model != (nn.Spec{}) {
+		return nil, fmt.Errorf("-parent %s brings its own network: leave out -model, -input, -channels, -resize and -normalize", o.Parent)
+	}
+	ref := ModelRef{File: "model.elm"}
+	var parent *artifact.Model
+	var known []string
+	if o.Parent != "" {
+		m, sum, err := ReadModel(o.Parent)
+		if err != nil {
+			return nil, err
+		}
+		parent, known = m, m.Header.Classes
+		ref.ParentSHA256, ref.ParentVersion = sum, m.Header.Version
+	}
+	src, err := openSource(o.Dataset, o.MNISTDir, o.Data, o.Format, o.MaxPixels, nn.Task(o.Task), known)
 	if err != nil {
 		return nil, err
 	}
-	if o.Task != "" && nn.Task(o.Task) != spec.Task() {
-		return nil, fmt.Errorf("task %s does not fit dataset %s (a %s dataset)", o.Task, spec, spec.Task())
-	}
-	arch := spec.Arch()
-	if !o.NoAug {
-		o.Train.Augment = augment.DefaultFor(arch)
-	}
-	classes := spec.ClassNames()
+	defer src.Close()
+	arch, classes := src.arch, src.classes
 	init, err := nn.InitParams(arch, o.Train.Seed)
 	if err != nil {
 		return nil, err
 	}
-	ref := ModelRef{File: "model.elm"}
-	lineage := artifact.Lineage{Dataset: spec.String()}
-	if o.Backbone != "" {
-		if o.Parent != "" {
-			return nil, fmt.Errorf("-backbone %s and -parent %s: start from one of them", o.Backbone, o.Parent)
-		}
-		if arch.Task != nn.Classify {
-			return nil, fmt.Errorf("-backbone %s: the %s family is a classifier, dataset %s is for %s", o.Backbone, nn.MobileNetV2, spec, arch.Task)
-		}
-		arch, init, err = weights.Backbone(o.Backbone, arch.InW, arch.InH, arch.InC, len(classes), o.Train.Seed, log)
-		if err != nil {
-			return nil, fmt.Errorf("-backbone: %w", err)
-		}
-	}
-	if o.Parent != "" {
-		parent, sum, err := ReadModel(o.Parent)
-		if err != nil {
-			return nil, err
-		}
-		if parent.Header.Arch.Task != arch.Task {
-			return nil, fmt.Errorf("parent %s is a %s model, dataset %s needs %s", o.Parent, parent.Header.Arch.Task, spec, arch.Task)
+	lineage := artifact.Lineage{Dataset: src.name, ParentSHA256: ref.ParentSHA256, ParentVersion: ref.ParentVersion}
+	switch {
+	case parent != nil:
+		if parent.Header.Arch.Task != src.task {
+			return nil, fmt.Errorf("parent %s is a %s model, dataset %s needs %s", o.Parent, parent.Header.Arch.Task, src.name, src.task)
 		}
 		arch, init, classes = parent.Header.Arch, parent.Params, parent.Header.Classes
-		ref.ParentSHA256, ref.ParentVersion = sum, parent.Header.Version
-		lineage.ParentSHA256, lineage.ParentVersion = sum, parent.Header.Version
 		if o.Train.LR == 0 {
 			o.Train.LR = 3e-4
 		}
+	case o.Backbone != "" || o.Model != (nn.Spec{}):
+		spec := src.model(o.Model)
+		if err := spec.Validate(); err != nil {
+			return nil, err
+		}
+		if o.Backbone == "" {
+			if arch, err = spec.Build(src.task, len(classes)); err != nil {
+				return nil, err
+			}
+			if init, err = nn.InitParams(arch, o.Train.Seed); err != nil {
+				return nil, err
+			}
+			break
+		}
+		if src.task != nn.Classify {
+			return nil, fmt.Errorf("-backbone %s: the %s family is a classifier, dataset %s is for %s", o.Backbone, nn.MobileNetV2, src.name, src.task)
+		}
+		arch, init, err = weights.Backbone(o.Backbone, spec.Input[0], spec.Input[1], spec.Channels, len(classes), o.Train.Seed, log)
+		if err != nil {
+			return nil, fmt.Errorf("-backbone: %w", err)
+		}
+		if o.Model.Size != "" && arch.Name != spec.Family+"-"+spec.Size {
+			return nil, fmt.Errorf("-backbone %s holds a %s, -model asks for %s:%s", o.Backbone, arch.Name, spec.Family, spec.Size)
+		}
+		arch.Preprocess = spec.Preprocess()
+	}
+	if parent == nil && o.Train.LR == 0 {
+		o.Train.LR = arch.ScratchLR()
+	}
+	if !o.NoAug {
+		o.Train.Augment = augment.DefaultFor(arch)
 	}
 	choice, err := backend.Select(o.Backend, log)
 	if err != nil {
 		return nil, err
 	}
-	log.Info("loading data", zap.String("dataset", spec.String()))
-	data, err := datasets.LoadFrom(spec, datasets.Sources{MNISTDir: o.MNISTDir, Log: log}, datasets.Sizes{Train: o.Limit, Val: o.ValLimit, Test: o.TestLim}, o.Train.Seed)
+	data, warnings, err := src.load(ctx, arch, datasets.Sizes{Train: o.Limit, Val: o.ValLimit, Test: o.TestLim}, nil, o.Train.Seed, log, progress)
 	if err != nil {
 		return nil, err
+	}
+	if src.files != nil && len(data.Test) == 0 && len(data.Val) > 0 {
+		data.Test = data.Val
+		warnings = append(warnings, "no test split: the test figures are on the val split, which also chose the best epoch (optimistic)")
 	}
 	bar := newProgressBar(progress)
 	o.Train.Progress = bar.update
@@ -191,10 +236,10 @@ func RunTrain(ctx context.Context, o *TrainOptions, log *zap.Logger, progress io
 		log.Error("training stopped; writing the best weights so far", zap.Error(trainErr))
 	}
 	m := &Metrics{
-		Task: arch.Task, Dataset: spec.String(), EpochsRun: len(res.History), BestEpoch: res.BestEpoch,
+		Task: arch.Task, Dataset: src.name, Classes: classes, Network: arch.Name, EpochsRun: len(res.History), BestEpoch: res.BestEpoch,
 		StoppedEarly: res.StoppedEarly, Overfitting: res.Overfitting, OverfitFrom: res.OverfitFrom,
 		Examples: map[string]int{"train": res.Examples.Train, "val": res.Examples.Val, "test": res.Examples.Test},
-		Warnings: res.Warnings, Engine: res.Engine, Seconds: time.Since(start).Seconds(), Settings: o.Train, Model: ref,
+		Warnings: append(warnings, res.Warnings...), Engine: res.Engine, Seconds: time.Since(start).Seconds(), Settings: o.Train, Model: ref,
 		ValMetricName: map[nn.Task]string{nn.Classify: "val_accuracy", nn.Detect: "val_map50"}[arch.Task],
 	}
 	var imgs, secs float64
@@ -206,15 +251,19 @@ func RunTrain(ctx context.Context, o *TrainOptions, log *zap.Logger, progress io
 	if secs > 0 {
 		m.ImagesPerSec = imgs / secs
 	}
-	ev, err := evaluateParams(choice.Factory, arch, res.Params, classes, data.Test)
-	if err != nil {
-		return nil, err
+	if len(data.Test) > 0 {
+		ev, err := evaluateParams(choice.Factory, arch, res.Params, classes, data.Test)
+		if err != nil {
+			return nil, err
+		}
+		m.SetTest(ev)
+	} else {
+		m.Warnings = append(m.Warnings, "no test examples: the model is not evaluated")
 	}
-	m.SetTest(ev)
 	settings, _ := json.Marshal(o.Train)
 	lineage.Settings = settings
 	model := &artifact.Model{Header: artifact.Header{Arch: arch, Classes: classes, CreatedAt: time.Now().UTC(), Lineage: lineage,
-		Metrics: map[string]float64{"test_" + headlineName(arch.Task): ev.Headline()}}, Params: res.Params}
+		Metrics: map[string]float64{"test_" + headlineName(arch.Task): m.Test.Headline()}}, Params: res.Params}
 	if err := os.MkdirAll(o.Out, 0o755); err != nil {
 		return nil, err
 	}
@@ -306,8 +355,11 @@ func writeJSON(path string, v any) error {
 // EvalOptions are the flags of `retrain eval`.
 type EvalOptions struct {
 	Model, Dataset, Split, Out, MNISTDir, Backend string
-	Limit                                         int
-	Seed                                          uint64
+	// Data and Format are the user's dataset, as `retrain train` takes them.
+	Data, Format string
+	MaxPixels    int
+	Limit        int
+	Seed         uint64
 }
 
 // RegisterEvalFlags adds `retrain eval`'s flags.
@@ -315,7 +367,10 @@ func RegisterEvalFlags(fs *flag.FlagSet) *EvalOptions {
 	o := &EvalOptions{}
 	fs.StringVar(&o.Model, "model", "", "model file")
 	fs.StringVar(&o.Dataset, "dataset", "mnist", "mnist | digit-scenes, optionally :drift=NAME")
-	fs.StringVar(&o.Split, "split", "test", "train, val or test")
+	fs.StringVar(&o.Data, "data", "", "your own images, as `retrain train -data` takes them (replaces -dataset)")
+	fs.StringVar(&o.Format, "format", "auto", "format of -data: coco, yolo, voc, folders or auto")
+	fs.IntVar(&o.MaxPixels, "max-pixels", raster.DefaultMaxPixels, "largest image of -data, in pixels")
+	fs.StringVar(&o.Split, "split", "test", "train, val, test, or all (every image of -data)")
 	fs.StringVar(&o.Out, "out", "", "write the evaluation as JSON here (default: stdout)")
 	fs.StringVar(&o.MNISTDir, "mnist-dir", "", "MNIST data directory")
 	fs.StringVar(&o.Backend, "backend", "auto", "auto, cpu or cuda")
@@ -333,9 +388,11 @@ type EvalResult struct {
 	Headline float64          `json:"headline"`
 	Metric   string           `json:"metric"`
 	Eval     train.Evaluation `json:"evaluation"`
+	Warnings []string         `json:"warnings,omitempty"`
 }
 
-// RunEval is `retrain eval`.
+// RunEval is `retrain eval`: it scores a model file on a split of a built-in dataset
+// or of the user's images (whose classes must be among the model's).
 func RunEval(ctx context.Context, o *EvalOptions, log *zap.Logger, stdout io.Writer) (*EvalResult, error) {
 	if o.Model == "" {
 		return nil, errors.New("eval: -model is required")
@@ -344,13 +401,7 @@ func RunEval(ctx context.Context, o *EvalOptions, log *zap.Logger, stdout io.Wri
 	if err != nil {
 		return nil, err
 	}
-	spec, err := datasets.Parse(o.Dataset)
-	if err != nil {
-		return nil, err
-	}
-	if spec.Task() != m.Header.Arch.Task {
-		return nil, fmt.Errorf("model %s is a %s model; dataset %s is for %s", o.Model, m.Header.Arch.Task, spec, spec.Task())
-	}
+	a := m.Header.Arch
 	sz := datasets.Sizes{}
 	switch o.Split {
 	case "train":
@@ -359,24 +410,47 @@ func RunEval(ctx context.Context, o *EvalOptions, log *zap.Logger, stdout io.Wri
 		sz.Val = o.Limit
 	case "test":
 		sz.Test = o.Limit
+	case "all":
+		if o.Data == "" {
+			return nil, errors.New("eval: -split all needs -data")
+		}
 	default:
-		return nil, fmt.Errorf("eval: split %q: want train, val or test", o.Split)
+		return nil, fmt.Errorf("eval: split %q: want train, val, test or all", o.Split)
 	}
-	data, err := datasets.LoadFrom(spec, datasets.Sources{MNISTDir: o.MNISTDir, Log: log}, sz, o.Seed)
+	src, err := openSource(o.Dataset, o.MNISTDir, o.Data, o.Format, o.MaxPixels, a.Task, m.Header.Classes)
+	if err != nil {
+		return nil, fmt.Errorf("model %s (a %s model): %w", o.Model, a.Task, err)
+	}
+	defer src.Close()
+	if src.files == nil && src.task != a.Task {
+		return nil, fmt.Errorf("model %s is a %s model; dataset %s is for %s", o.Model, a.Task, src.name, src.task)
+	}
+	var only []string
+	if o.Split != "all" {
+		only = []string{o.Split}
+	}
+	data, warnings, err := src.load(ctx, a, sz, only, o.Seed, log, os.Stderr)
 	if err != nil {
 		return nil, err
 	}
-	samples := map[string][]train.Sample{"train": data.Train, "val": data.Val, "test": data.Test}[o.Split]
+	samples := map[string][]train.Sample{"train": data.Train, "val": data.Val, "test": data.Test,
+		"all": append(append(append([]train.Sample(nil), data.Train...), data.Val...), data.Test...)}[o.Split]
+	if o.Split == "all" && o.Limit > 0 && o.Limit < len(samples) {
+		samples = samples[:o.Limit]
+	}
+	if len(samples) == 0 {
+		return nil, fmt.Errorf("eval: dataset %s has no %s examples", src.name, o.Split)
+	}
 	choice, err := backend.Select(o.Backend, log)
 	if err != nil {
 		return nil, err
 	}
-	ev, err := evaluateParams(choice.Factory, m.Header.Arch, m.Params, m.Header.Classes, samples)
+	ev, err := evaluateParams(choice.Factory, a, m.Params, m.Header.Classes, samples)
 	if err != nil {
 		return nil, err
 	}
-	r := &EvalResult{Model: ModelRef{File: o.Model, SHA256: sum}, Dataset: spec.String(), Split: o.Split, Examples: len(samples),
-		Headline: ev.Headline(), Metric: headlineName(m.Header.Arch.Task), Eval: ev}
+	r := &EvalResult{Model: ModelRef{File: o.Model, SHA256: sum}, Dataset: src.name, Split: o.Split, Examples: len(samples),
+		Headline: ev.Headline(), Metric: headlineName(a.Task), Eval: ev, Warnings: warnings}
 	if o.Out != "" {
 		return r, writeJSON(o.Out, r)
 	}

@@ -3,7 +3,8 @@
 //	retrain serve   [flags]   the service: fine-tune on approved batches, gate, release
 //	retrain bootstrap --project P --dataset mnist|digit-scenes   a project and its seed data
 //	retrain train   --dataset mnist|digit-scenes[:drift=NAME] --out DIR [--parent FILE] ...
-//	retrain eval    --model FILE --dataset ... --split test [--out FILE.json]
+//	retrain train   --data DIR|ZIP --format coco|yolo|voc|folders [--model mobilenetv2:s --input 160x160 --channels 3] --out DIR
+//	retrain eval    --model FILE --dataset ... | --data DIR|ZIP [--format F] --split test [--out FILE.json]
 //	retrain keygen  --out DIR
 //	retrain sign    --model FILE --key KEY
 //	retrain verify  --model FILE --pub PUB [--sig FILE.sig]
@@ -120,8 +121,8 @@ func usage() {
 commands:
   serve      the retrain service: fine-tune on approved batches, gate, release
   bootstrap  create a project and import its seed dataset (version 1 follows)
-  train    train or fine-tune a model on a built-in dataset
-  eval     evaluate a model file on a dataset split
+  train    train or fine-tune a model on a built-in dataset or your own images (-data DIR|ZIP -format coco|yolo|voc|folders)
+  eval     evaluate a model file on a dataset split (built-in or -data)
   keygen   make an ed25519 signing key pair
   sign     sign a model file
   verify   check a model file's sha256 and signature

@@ -137,3 +137,51 @@ func halfToFloat(h uint16) float32 {
 	}
 	return v
 }
+
+// EncodeSafetensors writes tensors as a safetensors file (F32, little-endian, in name
+// order), with metadata (may be nil) as the header's __metadata__: what
+// safetensors.torch.load_file reads.
+func EncodeSafetensors(ts map[string]Tensor, metadata map[string]string) ([]byte, error) {
+	names := make([]string, 0, len(ts))
+	for n := range ts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	header := map[string]any{}
+	if len(metadata) > 0 {
+		header["__metadata__"] = metadata
+	}
+	var off uint64
+	for _, n := range names {
+		t := ts[n]
+		count := 1
+		for _, d := range t.Shape {
+			count *= d
+		}
+		if count != len(t.Data) {
+			return nil, fmt.Errorf("safetensors: tensor %s: %d values for shape %v", n, len(t.Data), t.Shape)
+		}
+		shape := t.Shape
+		if shape == nil {
+			shape = []int{}
+		}
+		header[n] = map[string]any{"dtype": "F32", "shape": shape, "data_offsets": []uint64{off, off + 4*uint64(count)}}
+		off += 4 * uint64(count)
+	}
+	h, err := json.Marshal(header)
+	if err != nil {
+		return nil, fmt.Errorf("safetensors: header: %w", err)
+	}
+	for len(h)%8 != 0 { // the format pads the header with spaces to 8 bytes
+		h = append(h, ' ')
+	}
+	out := make([]byte, 8, 8+len(h)+int(off))
+	binary.LittleEndian.PutUint64(out, uint64(len(h)))
+	out = append(out, h...)
+	for _, n := range names {
+		for _, v := range ts[n].Data {
+			out = binary.LittleEndian.AppendUint32(out, math.Float32bits(v))
+		}
+	}
+	return out, nil
+}

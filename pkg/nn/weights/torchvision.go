@@ -179,6 +179,39 @@ func convert(t Tensor, s nn.ParamSpec, kind string) ([]float32, error) {
 	return t.Data, nil
 }
 
+// Export is Import's inverse: the parameters p of a (built by nn.Family) under
+// torchvision's mobilenet_v2 names and layouts (a dense (in, out) weight transposed to
+// the Linear's (out, in)), with the head unless head is false, for
+// EncodeSafetensors: a file that Backbone and torchvision's load_state_dict read.
+func Export(a nn.Arch, p *nn.Params, head bool) (map[string]Tensor, error) {
+	names, err := TorchvisionNames(a)
+	if err != nil {
+		return nil, err
+	}
+	if len(p.Values) != len(names) {
+		return nil, fmt.Errorf("weights: %d parameter tensors for arch %s, which has %d", len(p.Values), a.Name, len(names))
+	}
+	ts := make(map[string]Tensor, len(names))
+	for k, name := range names {
+		s := p.Specs[k]
+		if s.Layer >= a.HeadFrom && !head {
+			continue
+		}
+		v, shape := slices.Clone(p.Values[k]), slices.Clone([]int(s.Shape))
+		if a.Layers[s.Layer].Kind == nn.Dense && len(shape) == 2 {
+			in, out := shape[0], shape[1]
+			for o := 0; o < out; o++ {
+				for i := 0; i < in; i++ {
+					v[o*in+i] = p.Values[k][i*out+o]
+				}
+			}
+			shape = []int{out, in}
+		}
+		ts[name] = Tensor{Shape: shape, Data: v}
+	}
+	return ts, nil
+}
+
 // FamilySize finds the nn.Family size whose MobileNetV2 has the widths of the
 // torchvision tensors ts (by the last block's projection, features.17.conv.2.weight).
 func FamilySize(ts map[string]Tensor) (string, error) {

@@ -22,25 +22,72 @@ import (
 // torchTensors returns p as torchvision would name and lay it out.
 func torchTensors(t *testing.T, a nn.Arch, p *nn.Params) map[string]Tensor {
 	t.Helper()
-	names, err := TorchvisionNames(a)
+	ts, err := Export(a, p, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := make(map[string]Tensor)
-	for k, name := range names {
-		shape, v := slices.Clone([]int(p.Specs[k].Shape)), slices.Clone(p.Values[k])
-		if len(shape) == 2 { // dense (in, out) → Linear (out, in)
-			in, out := shape[0], shape[1]
-			shape = []int{out, in}
-			for o := 0; o < out; o++ {
-				for i := 0; i < in; i++ {
-					v[o*in+i] = p.Values[k][i*out+o]
-				}
-			}
-		}
-		ts[name] = Tensor{Shape: shape, Data: v}
-	}
 	return ts
+}
+
+// TestExportRoundTrip: a family network's parameters exported under torchvision's
+// names, written as safetensors and read back by Backbone come back exactly (the
+// head new), and with the head every tensor equals the original.
+func TestExportRoundTrip(t *testing.T) {
+	a, _ := nn.Family(nn.MobileNetV2, "n", 64, 64, 3, 5)
+	p, _ := nn.InitParams(a, 4)
+	for k := range p.Values { // running statistics too, not just their initial 0 and 1
+		for i := range p.Values[k] {
+			p.Values[k][i] += float32(k%7) * 0.01
+		}
+	}
+	ts, err := Export(a, p, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := ts["classifier.1.weight"]; ok || len(ts) != len(p.Values)-2 {
+		t.Fatalf("backbone export: %d tensors (head included: %v), want %d", len(ts), ok, len(p.Values)-2)
+	}
+	b, err := EncodeSafetensors(ts, map[string]string{"note": "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "backbone.safetensors")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, gp, err := Backbone(path, 96, 64, 3, 3, 1, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Name != a.Name || got.InW != 96 || got.Classes != 3 {
+		t.Fatalf("backbone arch %s %dx%d, %d classes", got.Name, got.InW, got.InH, got.Classes)
+	}
+	for k := 0; k < len(p.Values)-2; k++ {
+		if !slices.Equal(gp.Values[k], p.Values[k]) {
+			t.Fatalf("tensor %s differs after the round trip", p.Specs[k].Name)
+		}
+	}
+	full, _ := Export(a, p, true)
+	back, err := DecodeSafetensors(must(EncodeSafetensors(full, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, _ := nn.InitParams(a, 9)
+	if _, err := Import(a, q, back, Options{Head: true}, zap.NewNop()); err != nil {
+		t.Fatal(err)
+	}
+	for k := range p.Values {
+		if !slices.Equal(q.Values[k], p.Values[k]) {
+			t.Fatalf("tensor %s differs after the round trip with the head", p.Specs[k].Name)
+		}
+	}
+}
+
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
 }
 
 // TestTorchvisionShapes: at every size, the names and shapes TorchvisionNames gives are
