@@ -1,15 +1,10 @@
 #!/usr/bin/env bash
 # `make bench`: every benchmark, each printing its table and comparing against its peer
 # in the same run. Tables are also written to bench/out/<name>.md.
-<<<<<<< HEAD
-#   bench/run.sh [bridge] [intake] [train] [agent] [pipeline] [loop] [annotate] [detect] [quality]   (default: all but quality)
-# quality trains full models (about half an hour on 2 cores); run it by name. The GPU
-=======
-#   bench/run.sh [bridge] [train] [agent] [pipeline] [loop] [annotate] [detect] [quality] [colour]   (default: all but quality and colour)
+#   bench/run.sh [bridge] [intake] [train] [agent] [pipeline] [loop] [annotate] [detect] [quality] [colour]   (default: all but quality and colour)
 # quality trains full models (about half an hour on 2 cores) and colour trains the
 # MobileNetV2 family 24 times (hours on 2 cores; resumable, `make pretrain` first for
 # its pretrained column); run them by name. The GPU
->>>>>>> cli
 # benchmark has its own script, bench/gpu/run.sh (see docs/cuda.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
