@@ -180,7 +180,8 @@ func (s Spec) Arch() nn.Arch {
 
 // Model is the model setting of a project seeded from the dataset: MobileNetV2 n at
 // 96×96 RGB, letterboxed, for colour objects; nil (the built-in network of the task)
-// for the others, until issue 14's detector family builds colour detectors.
+// for the others (a colour-scenes project that wants the detector family says so in
+// its own setting: from scratch it trains for long on a CPU).
 func (s Spec) Model() *nn.Spec {
 	if s.Name != ColourObjects {
 		return nil
