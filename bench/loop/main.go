@@ -105,6 +105,7 @@ func strategies() []strategy {
 		{name: "typical-pool", cfg: margin, mode: retrain.ModeFull, pool: 4, method: selection.Diverse, cold: 1, coldPool: 8},
 		// Pseudo-labels on top of the pool.
 		{name: "pool-pseudo", cfg: margin, mode: retrain.ModeFull, pool: 4, method: selection.Diverse, pseudo: 100, pseudoMin: 0.97},
+		{name: "agentdiv-pool", cfg: margin, mode: retrain.ModeFull, agentDiversity: 0.05, pool: 4, method: selection.Diverse},
 		// The combinations: agent diversity and the curator's pool with its cold start,
 		// without and with pseudo-labels.
 		{name: "combo", cfg: margin, mode: retrain.ModeFull, agentDiversity: 0.05, pool: 4, method: selection.Diverse, cold: 1, coldPool: 8},

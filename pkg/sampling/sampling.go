@@ -12,6 +12,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -81,7 +82,8 @@ type Config struct {
 	// uncertainty rules). Operator flags are never skipped.
 	MinEmbeddingDistance float64 `json:"min_embedding_distance,omitempty"`
 	// EmbeddingWindow is how many recent picks a candidate's embedding is compared
-	// with (default 200).
+	// with (default 200); picks older than DedupWindow leave it too, so that a camera
+	// whose every view was picked once samples again.
 	EmbeddingWindow int `json:"embedding_window,omitempty"`
 }
 
@@ -232,13 +234,18 @@ type Sampler struct {
 	class  map[string]*window
 	recent []seen
 	// picks are the embeddings of the last Config.EmbeddingWindow frames taken.
-	picks [][]float32
+	picks []pick
 	now   func() time.Time
 }
 
 type seen struct {
 	thumb raster.Thumb
 	at    time.Time
+}
+
+type pick struct {
+	emb []float32
+	at  time.Time
 }
 
 // New returns a Sampler; seed makes the random strategy reproducible.
@@ -292,13 +299,13 @@ func (s *Sampler) Decide(f Frame) Decision {
 	if d.Kind != OperatorFlagged && s.duplicate(f.Thumb, now) {
 		return Decision{Duplicate: true}
 	}
-	if d.Kind != OperatorFlagged && s.similar(f.Embedding) {
+	if d.Kind != OperatorFlagged && s.similar(f.Embedding, now) {
 		return Decision{Similar: true}
 	}
 	s.counts[taker].commit(now)
 	s.recent = append(s.recent, seen{thumb: f.Thumb, at: now})
 	if len(f.Embedding) > 0 {
-		s.picks = append(s.picks, f.Embedding)
+		s.picks = append(s.picks, pick{emb: f.Embedding, at: now})
 		if len(s.picks) > s.cfg.EmbeddingWindow {
 			s.picks = s.picks[len(s.picks)-s.cfg.EmbeddingWindow:]
 		}
@@ -429,12 +436,14 @@ func (s *Sampler) duplicate(t raster.Thumb, now time.Time) bool {
 
 // similar reports whether embedding e is within the configured cosine distance of a
 // recent pick's.
-func (s *Sampler) similar(e []float32) bool {
+func (s *Sampler) similar(e []float32, now time.Time) bool {
+	cut := now.Add(-time.Duration(s.cfg.DedupWindow))
+	s.picks = slices.DeleteFunc(s.picks, func(p pick) bool { return p.at.Before(cut) })
 	if s.cfg.MinEmbeddingDistance <= 0 || len(e) == 0 {
 		return false
 	}
 	for _, p := range s.picks {
-		if len(p) == len(e) && selection.CosineDistance(p, e) < s.cfg.MinEmbeddingDistance {
+		if len(p.emb) == len(e) && selection.CosineDistance(p.emb, e) < s.cfg.MinEmbeddingDistance {
 			return true
 		}
 	}

@@ -224,6 +224,11 @@ func TestEmbeddingDiversity(t *testing.T) {
 	if !s.Decide(Frame{Predictions: u, Embedding: d}).Taken() || !s.Decide(Frame{Predictions: u, Embedding: b}).Taken() {
 		t.Fatal("window: a pick older than the window still suppressed a frame")
 	}
+	// And picks older than the dedup window (1 h) leave it.
+	c.t = c.t.Add(2 * time.Hour)
+	if !s.Decide(Frame{Predictions: u, Embedding: b}).Taken() {
+		t.Fatal("a pick two hours old still suppressed a frame")
+	}
 	if _, err := New(Config{Strategies: []StrategyConfig{{Kind: OperatorFlagged}}, MinEmbeddingDistance: 3}, 1, nil); err == nil {
 		t.Fatal("a cosine distance of 3 accepted")
 	}
