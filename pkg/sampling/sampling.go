@@ -96,9 +96,12 @@ type Config struct {
 	EmbeddingWindow int `json:"embedding_window,omitempty"`
 }
 
-// Default is a sensible start: operator flags always, uncertain frames, a little random.
+// Default is a sensible start: operator flags always, uncertain frames, a little random;
+// of the frames they take, the half whose embeddings are nearest to a recent pick's are
+// skipped (DefaultSkipSimilarShare: in bench/loop the best mean accuracy over 50–400
+// labels on three drifts, 0.848 against 0.842 without and 0.820 for random sampling).
 func Default() Config {
-	return Config{Strategies: []StrategyConfig{
+	return Config{SkipSimilarShare: DefaultSkipSimilarShare, Strategies: []StrategyConfig{
 		{Kind: OperatorFlagged},
 		{Name: "uncertain", Kind: CloseToThreshold, Threshold: 0.5, Epsilon: 0.25, Limits: Limits{PerMinute: 30, PerHour: 600}},
 		{Name: "low-margin", Kind: LowConfidence, Measure: "margin", Max: 0.3, Limits: Limits{PerMinute: 20, PerHour: 400}},
@@ -106,6 +109,10 @@ func Default() Config {
 		{Name: "random", Kind: Random, Probability: 0.02, Limits: Limits{PerMinute: 5, PerHour: 60}},
 	}}
 }
+
+// DefaultSkipSimilarShare is Default's share of candidates skipped as too like a
+// recent pick.
+const DefaultSkipSimilarShare = 0.5
 
 // Load reads a JSON config file.
 func Load(path string) (Config, error) {
