@@ -56,7 +56,7 @@ for t in "${targets[@]}"; do
     loop)
       for d in rotation scale background; do
         go run "${tags[@]}" ./bench/loop -drift "$d" -test 500 -modes replay -replay 300 \
-          -strategies random,margin,margin-agentdiv,margin-pool,combo -out "bench/out/loop-$d" | tee "bench/out/loop-$d.md"
+          -strategies random,margin,margin-agentshare,margin-pool,agentshare-pool -out "bench/out/loop-$d" | tee "bench/out/loop-$d.md"
       done
       go run "${tags[@]}" ./bench/loop -seeds 3 -iterations 6 -seed-examples 3000 -modes full,replay -replay 300,1500 -strategies margin \
         -out bench/out/loop-replay | tee bench/out/loop-replay.md ;;

@@ -76,6 +76,9 @@ type strategy struct {
 	// agentDiversity, when above 0, is the agent's embedding distance below which a
 	// candidate is skipped as too like a recent pick (sampling.Config.MinEmbeddingDistance).
 	agentDiversity float64
+	// agentShare, when above 0, is the share of candidates nearest to a recent pick
+	// that the agent skips (sampling.Config.SkipSimilarShare).
+	agentShare float64
 	// pseudo, when above 0, adds to each fine-tune's training set up to pseudo frames
 	// of the iteration that the model predicted with at least pseudoMin confidence,
 	// labelled with its prediction (that fine-tune only: never val or test, never
@@ -105,6 +108,10 @@ func strategies() []strategy {
 		{name: "typical-pool", cfg: margin, mode: retrain.ModeFull, pool: 4, method: selection.Diverse, cold: 1, coldPool: 8},
 		// Pseudo-labels on top of the pool.
 		{name: "pool-pseudo", cfg: margin, mode: retrain.ModeFull, pool: 4, method: selection.Diverse, pseudo: 100, pseudoMin: 0.97},
+		{name: "agentdiv-pool", cfg: margin, mode: retrain.ModeFull, agentDiversity: 0.05, pool: 4, method: selection.Diverse},
+		// The relative filter: the half of the candidates nearest to a recent pick skipped.
+		{name: "margin-agentshare", cfg: margin, mode: retrain.ModeFull, agentShare: 0.5},
+		{name: "agentshare-pool", cfg: margin, mode: retrain.ModeFull, agentShare: 0.5, pool: 4, method: selection.Diverse},
 		// The combinations: agent diversity and the curator's pool with its cold start,
 		// without and with pseudo-labels.
 		{name: "combo", cfg: margin, mode: retrain.ModeFull, agentDiversity: 0.05, pool: 4, method: selection.Diverse, cold: 1, coldPool: 8},
@@ -134,6 +141,9 @@ func describeAll(s strategy) string {
 	d := describe(s)
 	if s.agentDiversity > 0 {
 		d += fmt.Sprintf(", agent skips picks within cosine %.2f of a recent one", s.agentDiversity)
+	}
+	if s.agentShare > 0 {
+		d += fmt.Sprintf(", agent skips the %.0f %% of candidates nearest to a recent pick", 100*s.agentShare)
 	}
 	if s.pool > 1 {
 		d += fmt.Sprintf(", %s of a pool of %d×", s.method, s.pool)

@@ -162,7 +162,7 @@ func run(ctx context.Context, o options, base *scenario, st strategy) (runResult
 	if out.InDomain, err = sc.accuracyOn(sc.v1, sc.clean); err != nil {
 		return out, err
 	}
-	sampler, err := sampling.New(sampling.Config{Strategies: []sampling.StrategyConfig{st.cfg}, MinEmbeddingDistance: st.agentDiversity},
+	sampler, err := sampling.New(sampling.Config{Strategies: []sampling.StrategyConfig{st.cfg}, MinEmbeddingDistance: st.agentDiversity, SkipSimilarShare: st.agentShare},
 		sc.seed, func() time.Time { return time.Unix(0, 0) })
 	if err != nil {
 		return out, fmt.Errorf("strategy %s: %w", st.name, err)

@@ -102,12 +102,16 @@ func oldest(ps []project.Pending) time.Time {
 	return t
 }
 
-// pendingOf is what waits in the open batch of p for record r: with the model's
-// probabilities in the project's class order and the frame's embedding, which
-// selection weighs.
+// pendingOf is what waits in the open batch of p for record r: when the project picks
+// its batches by selection (not oldest first), with the model's probabilities in the
+// project's class order and the frame's embedding, which selection weighs.
 func pendingOf(p *project.Project, r *project.ExampleRecord) project.Pending {
 	pe := project.Pending{ID: r.ID, Class: r.TopClass(), Reason: r.TakenBy, Reasons: reasonKinds(r), Confidence: r.TopConfidence(), At: r.ReceivedAt,
-		Device: r.Device, Embedding: r.Embedding}
+		Device: r.Device}
+	if p.Batch.Select == "" || p.Batch.Select == selection.Oldest {
+		return pe // the ledger stays small
+	}
+	pe.Embedding = r.Embedding
 	if n := len(p.Classes); n <= project.MaxPendingClasses && len(r.Predictions) > 0 && p.Task == "classify" {
 		idx := p.ClassIndex()
 		pe.Probs = make([]float32, n)

@@ -59,18 +59,20 @@ type BatchSettings struct {
 	// Lease is how long a claim lasts without renewal.
 	Lease config.Duration `json:"lease"`
 	// Pool is how many candidates the curator gathers before it forms a batch of Max
-	// from them (pool-based selection; default 4×Max, bench/loop). A pool of Max or
-	// less forms a batch as soon as Max are waiting.
+	// from them (pool-based selection); a pool of Max or less (the default: Max) forms
+	// a batch as soon as Max are waiting. bench/loop measured a pool of 4×Max with
+	// Select diverse against batches as they come (docs/benchmarks.md): ahead on two
+	// drifts, behind on the third, so it is an option, not the default.
 	Pool int `json:"pool"`
-	// Select is how a batch is picked from the candidates: selection.Diverse (the
-	// default: operator flags, then uncertain and mutually different frames,
-	// class-balanced), selection.Typical or selection.Oldest (round robin over
-	// predicted class and sampling reason, oldest first, as before pools).
+	// Select is how a batch is picked from the candidates: selection.Oldest (the
+	// default: round robin over predicted class and sampling reason, oldest first),
+	// selection.Diverse (operator flags, then uncertain and mutually different frames,
+	// class-balanced: BADGE-like) or selection.Typical (TypiClust-like).
 	Select string `json:"select"`
-	// ColdStart is how many first batches of a project are picked typical-first
-	// (selection.Typical) before Select takes over; a new site (a device with fewer
-	// than Max examples batched) gets up to half of a batch typical-first too. 0: the
-	// default (1); negative: never.
+	// ColdStart is, with Select diverse, how many first batches of a project are picked
+	// typical-first (selection.Typical) before Select takes over; a new site (a device
+	// with fewer than Max examples batched) gets up to half of a batch typical-first
+	// too. 0: the default (1); negative: never.
 	ColdStart int `json:"cold_start"`
 	// TTL is how long a candidate not picked waits for a later batch before it expires
 	// (default 1h; it counts in the dashboard).
@@ -157,8 +159,8 @@ func (p *Project) Defaults() {
 	config.IfZero(&p.Batch.Max, 50)
 	config.IfZero(&p.Batch.MaxWait, config.Duration(10*time.Minute))
 	config.IfZero(&p.Batch.Lease, config.Duration(30*time.Minute))
-	config.IfZero(&p.Batch.Pool, 4*p.Batch.Max)
-	config.IfZero(&p.Batch.Select, selection.Diverse)
+	config.IfZero(&p.Batch.Pool, p.Batch.Max)
+	config.IfZero(&p.Batch.Select, selection.Oldest)
 	config.IfZero(&p.Batch.ColdStart, 1)
 	config.IfZero(&p.Batch.TTL, config.Duration(time.Hour))
 	if p.Split.Train == 0 && p.Split.Val == 0 && p.Split.Test == 0 {

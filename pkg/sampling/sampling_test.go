@@ -224,7 +224,49 @@ func TestEmbeddingDiversity(t *testing.T) {
 	if !s.Decide(Frame{Predictions: u, Embedding: d}).Taken() || !s.Decide(Frame{Predictions: u, Embedding: b}).Taken() {
 		t.Fatal("window: a pick older than the window still suppressed a frame")
 	}
+	// And picks older than the dedup window (1 h) leave it.
+	c.t = c.t.Add(2 * time.Hour)
+	if !s.Decide(Frame{Predictions: u, Embedding: b}).Taken() {
+		t.Fatal("a pick two hours old still suppressed a frame")
+	}
 	if _, err := New(Config{Strategies: []StrategyConfig{{Kind: OperatorFlagged}}, MinEmbeddingDistance: 3}, 1, nil); err == nil {
 		t.Fatal("a cosine distance of 3 accepted")
+	}
+}
+
+// A relative filter skips about its share of the candidates and never starves, even
+// when every embedding is within a fixed distance of the others (where a fixed
+// distance takes one frame).
+func TestSkipSimilarShare(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 3))
+	u := cls(.5, .4, .1)
+	for _, spread := range []float64{1, 0.001} {
+		taken := map[string]int{}
+		for _, cfg := range []Config{{SkipSimilarShare: 0.5}, {MinEmbeddingDistance: 0.05}} {
+			cfg.Strategies, cfg.DedupDistance = []StrategyConfig{{Kind: LowConfidence, Measure: "margin", Max: .5}}, -1
+			s, err := New(cfg, 1, func() time.Time { return time.Unix(0, 0) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			name := "share"
+			if cfg.MinEmbeddingDistance > 0 {
+				name = "fixed"
+			}
+			for range 400 {
+				e := make([]float32, 8)
+				for i := range e {
+					e[i] = 1 + float32(r.NormFloat64()*spread)
+				}
+				if s.Decide(Frame{Predictions: u, Embedding: e}).Taken() {
+					taken[name]++
+				}
+			}
+		}
+		if n := taken["share"]; n < 150 || n > 260 {
+			t.Errorf("spread %v: a share of 0.5 took %d of 400", spread, n)
+		}
+		if spread < 0.01 && taken["fixed"] > 1 {
+			t.Errorf("look-alikes: a fixed distance took %d, want 1", taken["fixed"])
+		}
 	}
 }
