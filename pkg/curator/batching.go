@@ -83,6 +83,15 @@ func (d *lookalikes) add(pid, id string, t raster.Thumb) {
 func formDue(l *project.Ledger, s project.BatchSettings, now time.Time) ([]project.FormedBatch, int) {
 	expired := expire(l, s.TTL.D(), now)
 	var out []project.FormedBatch
+	if s.Select == selection.Oldest || s.Select == "" {
+		// Every batch due at once (a consumer poll's backlog), dealt from one balanced
+		// order so the last is as balanced as the first.
+		k := 0
+		for n := len(l.Pending); n >= max(s.Pool, s.Max); n -= s.Max {
+			k++
+		}
+		out = append(out, cut(l, k, s.Max, now)...)
+	}
 	for len(l.Pending) >= max(s.Pool, s.Max) {
 		out = append(out, pick(l, s, s.Max, now))
 	}
@@ -150,7 +159,7 @@ func flagged(p project.Pending) bool {
 // mutually different, balanced over predicted class and sampling reason).
 func pick(l *project.Ledger, s project.BatchSettings, n int, now time.Time) project.FormedBatch {
 	if s.Select == selection.Oldest || s.Select == "" {
-		return cut(l, n, now)
+		return cut(l, 1, n, now)[0]
 	}
 	seed := uint64(l.Seq + 1)
 	cs := make([]selection.Candidate, len(l.Pending))
@@ -182,33 +191,68 @@ func pick(l *project.Ledger, s project.BatchSettings, n int, now time.Time) proj
 	return formBatch(l, take, now)
 }
 
-// cut takes n examples from the open batch, balanced across predicted classes and
-// sampling reasons: round robin over (class, reason) groups, oldest first in each.
-func cut(l *project.Ledger, n int, now time.Time) project.FormedBatch {
+// cut forms k batches of n from the open batch, balanced across predicted classes and
+// sampling reasons: a round robin over (class, reason) groups, oldest first in each,
+// dealt in turn to the k batches.
+func cut(l *project.Ledger, k, n int, now time.Time) []project.FormedBatch {
+	if k < 1 {
+		return nil
+	}
 	groups := map[string][]int{}
 	var keys []string
 	for i, p := range l.Pending {
-		k := p.Class + "\x00" + p.Reason
-		if _, ok := groups[k]; !ok {
-			keys = append(keys, k)
+		key := p.Class + "\x00" + p.Reason
+		if _, ok := groups[key]; !ok {
+			keys = append(keys, key)
 		}
-		groups[k] = append(groups[k], i)
+		groups[key] = append(groups[key], i)
 	}
 	sort.Strings(keys)
-	for _, k := range keys {
-		g := groups[k]
+	for _, key := range keys {
+		g := groups[key]
 		sort.SliceStable(g, func(a, b int) bool { return l.Pending[g[a]].At.Before(l.Pending[g[b]].At) })
 	}
-	take := map[int]bool{}
-	for len(take) < n {
-		for _, k := range keys {
-			if len(groups[k]) > 0 && len(take) < n {
-				take[groups[k][0]] = true
-				groups[k] = groups[k][1:]
+	// Choose k·n by the round robin, then deal each group's chosen in turn across the
+	// batches (group after group), so every batch gets its share of every group.
+	total := min(k*n, len(l.Pending))
+	chosen := map[string][]int{}
+	for taken := 0; taken < total; {
+		for _, key := range keys {
+			if len(groups[key]) > 0 && taken < total {
+				chosen[key] = append(chosen[key], groups[key][0])
+				groups[key] = groups[key][1:]
+				taken++
 			}
 		}
 	}
-	return formBatch(l, take, now)
+	deal := make([]int, len(l.Pending)) // 1 + the batch each chosen example goes to
+	p := 0
+	for _, key := range keys {
+		for _, i := range chosen[key] {
+			deal[i] = 1 + p%k
+			p++
+		}
+	}
+	ids := make([]map[string]bool, k)
+	for i, b := range deal {
+		if b > 0 {
+			if ids[b-1] == nil {
+				ids[b-1] = map[string]bool{}
+			}
+			ids[b-1][l.Pending[i].ID] = true
+		}
+	}
+	out := make([]project.FormedBatch, 0, k)
+	for _, set := range ids {
+		take := map[int]bool{}
+		for i, p := range l.Pending {
+			if set[p.ID] {
+				take[i] = true
+			}
+		}
+		out = append(out, formBatch(l, take, now))
+	}
+	return out
 }
 
 // formBatch moves the pending examples take names into a new formed batch.

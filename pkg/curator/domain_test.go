@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -320,7 +321,7 @@ func TestDomainTickWritesBatchesACrashLeftFormed(t *testing.T) {
 	}
 	// What Ingest does before writeFormed, as a crash would leave it.
 	_, err := objstore.Update(d.ctx, d.s, project.LedgerKey(d.p.ID), func(l *project.Ledger, _ bool) error {
-		cut(l, 5, d.clk.Now())
+		cut(l, 1, 5, d.clk.Now())
 		return nil
 	})
 	if err != nil {
@@ -593,5 +594,51 @@ func TestDomainFrameCorrectionReachesItsBatch(t *testing.T) {
 	}
 	if r := d.record(t, "ex-4"); r.Correction[0].Class != "9" || len(d.pending(t)) != 1 {
 		t.Fatalf("record ex-4 %+v, waiting %v", r, d.pending(t))
+	}
+}
+
+// TestDomainBacklogBatchesBalanced: 520 examples that arrive in one consumer poll (the
+// group commit), their predicted classes uneven (class c about (c+1)/55 of them), form
+// 10 batches that each hold about a tenth of every class; it fails when each batch is
+// cut from what the ones before left (the first take 5 of each class, the last are
+// lopsided with the common classes).
+func TestDomainBacklogBatchesBalanced(t *testing.T) {
+	s := project.BatchSettings{Min: 30, Max: 50, Pool: 50, MaxWait: config.Duration(time.Hour)}
+	t0 := time.Unix(1_700_000_000, 0)
+	r := rand.New(rand.NewPCG(7, 7))
+	l := &project.Ledger{}
+	for i := 0; i < 520; i++ {
+		c, u := 0, r.IntN(55)
+		for u >= c+1 {
+			u -= c + 1
+			c++
+		}
+		addPending(l, project.Pending{ID: fmt.Sprintf("ex-%03d", i), Class: fmt.Sprint(c), Reason: "margin", At: t0.Add(time.Duration(i) * time.Millisecond)})
+	}
+	got, _ := formDue(l, s, t0.Add(time.Second))
+	if len(got) != 10 || len(l.Pending) != 20 {
+		t.Fatalf("%d batches, %d waiting; want 10 and 20", len(got), len(l.Pending))
+	}
+	all := map[string]int{}
+	for _, fb := range got {
+		for _, e := range fb.Examples {
+			all[e.Class]++
+		}
+	}
+	seen := map[string]bool{}
+	for i, fb := range got {
+		classes := map[string]int{}
+		for _, e := range fb.Examples {
+			classes[e.Class]++
+			if seen[e.ID] {
+				t.Fatalf("%s in two batches", e.ID)
+			}
+			seen[e.ID] = true
+		}
+		for c, n := range all {
+			if share := float64(n) / 10; len(fb.Examples) != 50 || math.Abs(float64(classes[c])-share) > 1 {
+				t.Errorf("batch %d: %d examples, %d of class %s where its share is %.1f: not balanced", i, len(fb.Examples), classes[c], c, share)
+			}
+		}
 	}
 }
