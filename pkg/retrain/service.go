@@ -54,6 +54,11 @@ type ServiceConfig struct {
 	Lease time.Duration
 	// Owner names this instance in leases (default host:pid).
 	Owner string
+	// Reannounce is how often each project's release is produced again (default 1m),
+	// so that a retained MQTT release a crashed broker lost (it acknowledges before it
+	// persists) comes back without waiting for the next release. Devices ignore a
+	// release they run; the bridge never lets the retained release go backwards.
+	Reannounce time.Duration
 }
 
 // Service retrains projects as approved batches arrive.
@@ -87,6 +92,9 @@ func NewService(c ServiceConfig, s objstore.Store, prod *kafkabus.Producer, reg 
 	}
 	if c.Lease <= 0 {
 		c.Lease = 2 * time.Minute
+	}
+	if c.Reannounce <= 0 {
+		c.Reannounce = time.Minute
 	}
 	if c.Owner == "" {
 		host, _ := os.Hostname()
