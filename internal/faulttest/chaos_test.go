@@ -702,10 +702,10 @@ type accounting struct {
 	delivered, approved, uncertainDelivered int
 	// lookalikes were stored but not queued: the curator's look-alike filter found them
 	// near-duplicates of an example that is queued (by design, not a loss).
-	lookalikes int
-	duplicates, lost                        int
-	kafkaCopies, batches                    int
-	problems                                []string
+	lookalikes           int
+	duplicates, lost     int
+	kafkaCopies, batches int
+	problems             []string
 }
 
 // settle waits until the agents' outboxes are empty, every frame sent is in a batch,
