@@ -45,7 +45,9 @@ test-go:
 ## chaos: the long fault-injection suite (internal/faulttest's TestChaos with
 ## EDGELOOP_CHAOS=long: two replicas of every service, 3 agents × 400 examples, 22 kill -9s
 ## of Kafka, MinIO, Mosquitto, the replicas and agents over 4 minutes); `make test` runs
-## its short version. EDGELOOP_CHAOS_SEED=N replays a run's fault schedule.
+## its short version (about a minute). The long one takes about 10 minutes on 2 cores.
+## EDGELOOP_CHAOS_SEED=N replays a run's fault schedule; EDGELOOP_CHAOS_DIR=DIR keeps the
+## processes' logs and data.
 chaos: services-up
 	EDGELOOP_CHAOS=long $(GO) test -count=1 -timeout 30m -run '^TestChaos$$' -v ./internal/faulttest/
 
