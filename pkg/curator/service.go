@@ -48,7 +48,7 @@ type ServiceConfig struct {
 	// Tick is how often open batches are checked for closing (default 2s).
 	Tick time.Duration
 	// GiveUp is how an example that keeps failing is retried before it is dead-lettered
-	// (default: 20 attempts, backoff up to 5s — about a minute).
+	// (zero fields: 20 attempts, backoff up to 5s — about a minute).
 	GiveUp GiveUpPolicy
 	// Extend, when set, adds routes and background work (the model registry, the
 	// dashboard) to the service; the returned function, when not nil, runs alongside.
@@ -74,8 +74,6 @@ func RunService(ctx context.Context, c ServiceConfig, log *zap.Logger) error {
 	}
 	config.Default(&c.Tick, 2*time.Second)
 	config.Default(&c.Partitions, 6)
-	config.Default(&c.GiveUp.Attempts, 20)
-	config.Default(&c.GiveUp.Backoff.Max, 5*time.Second)
 	var store *s3store.Store
 	if err := retry.Wait(ctx, log, "the object store", func(ctx context.Context) (err error) {
 		store, err = s3store.Open(ctx, c.S3)
@@ -165,6 +163,8 @@ func (c *Curator) healthy(ctx context.Context, k kafkabus.Config) error {
 // one that failed gu.Attempts times while the dependencies answer; the others of their
 // batch go on.
 func (c *Curator) Consume(ctx context.Context, k kafkabus.Config, group string, o kafkabus.BatchOptions, gu GiveUpPolicy, prod *kafkabus.Producer, reg prometheus.Registerer) error {
+	config.Default(&gu.Attempts, 20)
+	config.Default(&gu.Backoff.Max, 5*time.Second)
 	cons, err := kafkabus.NewConsumer(k, group, k.Topic(contract.TopicExamples), kafkabus.ConsumerOptions{}, c.log)
 	if err != nil {
 		return err
