@@ -12,7 +12,7 @@ RUN_ARGS ?= -auto-annotate
 # line saying so, when it cannot be installed. Set TAGS to choose yourself.
 TAGS ?= $$(deploy/local/openblas.sh tags)
 
-.PHONY: run photos test test-go edge-agent-arm64 k8s-validate vet-cuda cxx bench pretrain generate lint services-up services-down browser build clean
+.PHONY: run photos test test-go chaos edge-agent-arm64 k8s-validate vet-cuda cxx bench pretrain generate lint services-up services-down browser build clean
 
 ## run: the standalone stack and the whole loop (embedded servers, simulated fleet, auto-annotation)
 run: photos
@@ -41,6 +41,15 @@ test: k8s-validate edge-agent-arm64 services-up browser cxx photos
 
 test-go:
 	$(GO) test -timeout 20m -count=1 ./...
+
+## chaos: the long fault-injection suite (internal/faulttest's TestChaos with
+## EDGELOOP_CHAOS=long: two replicas of every service, 3 agents × 400 examples, 22 kill -9s
+## of Kafka, MinIO, Mosquitto, the replicas and agents over 4 minutes); `make test` runs
+## its short version (about a minute). The long one takes about 10 minutes on 2 cores.
+## EDGELOOP_CHAOS_SEED=N replays a run's fault schedule; EDGELOOP_CHAOS_DIR=DIR keeps the
+## processes' logs and data.
+chaos: services-up
+	EDGELOOP_CHAOS=long $(GO) test -count=1 -timeout 30m -run '^TestChaos$$' -v ./internal/faulttest/
 
 ## k8s-validate: render deploy/k8s's kustomizations and validate every object against the
 ## Kubernetes JSON schemas (PyPI's kubernetes-validate, installed once into $(CACHE)), and

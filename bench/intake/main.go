@@ -258,7 +258,7 @@ func benchCurator(o opts) {
 		cctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() {
-			done <- cur.Consume(cctx, k, "bench-"+bucket, kafkabus.BatchOptions{MaxSize: v.batch, MaxWait: o.wait}, prod, prometheus.NewRegistry())
+			done <- cur.Consume(cctx, k, "bench-"+bucket, kafkabus.BatchOptions{MaxSize: v.batch, MaxWait: o.wait}, curator.GiveUpPolicy{}, prod, prometheus.NewRegistry())
 		}()
 		// The consumer has joined its group once a probe is queued; then the examples.
 		produce(ctx, prod, k, example("probe", 9999, 0))
@@ -646,7 +646,7 @@ func runCuratorProcess(o opts) {
 			}
 		}
 	}()
-	err = cur.Consume(ctx, k, o.group, kafkabus.BatchOptions{MaxSize: o.batch, MaxWait: o.wait}, prod, prometheus.NewRegistry())
+	err = cur.Consume(ctx, k, o.group, kafkabus.BatchOptions{MaxSize: o.batch, MaxWait: o.wait}, curator.GiveUpPolicy{}, prod, prometheus.NewRegistry())
 	if !errors.Is(err, context.Canceled) {
 		check(err)
 	}

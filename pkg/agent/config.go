@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/tls"
 	"flag"
@@ -11,12 +12,15 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/edgeloop/edgeloop/pkg/artifact"
 	"github.com/edgeloop/edgeloop/pkg/config"
 	"github.com/edgeloop/edgeloop/pkg/contract"
 	"github.com/edgeloop/edgeloop/pkg/mqttbus"
 	"github.com/edgeloop/edgeloop/pkg/raster"
 	"github.com/edgeloop/edgeloop/pkg/sampling"
+	"github.com/edgeloop/edgeloop/pkg/servicemain"
 )
 
 // DefaultMaxMessageBytes is deploy's Mosquitto message_size_limit and the bridge's
@@ -227,4 +231,22 @@ func sanitize(s string) string {
 		return "device"
 	}
 	return strings.TrimLeft(b.String(), "-")
+}
+
+// Command is the edge-agent binary's body for servicemain: the agent's flags, then the
+// agent until the context ends. Tests that run agents as processes of their own (the
+// fault suite) run it as the binary does.
+func Command(fs *flag.FlagSet) servicemain.RunFunc {
+	f := RegisterFlags(fs)
+	return func(ctx context.Context, log *zap.Logger) error {
+		cfg, err := f.Config()
+		if err != nil {
+			return err
+		}
+		a, err := New(cfg, nil, log)
+		if err != nil {
+			return err
+		}
+		return a.Run(ctx)
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/kafkabus"
 	"github.com/edgeloop/edgeloop/pkg/mqttbus"
 	"github.com/edgeloop/edgeloop/pkg/opshttp"
+	"github.com/edgeloop/edgeloop/pkg/retry"
 )
 
 // ServiceConfig is everything the bridge service needs.
@@ -35,7 +36,9 @@ func RunService(ctx context.Context, c ServiceConfig, log *zap.Logger) error {
 	if c.Partitions <= 0 {
 		c.Partitions = 6
 	}
-	if err := kafkabus.EnsureTopics(ctx, c.Kafka, c.Partitions, topics(c.Kafka)...); err != nil {
+	if err := retry.Wait(ctx, log, "kafka", func(ctx context.Context) error {
+		return kafkabus.EnsureTopics(ctx, c.Kafka, c.Partitions, topics(c.Kafka)...)
+	}); err != nil {
 		return err
 	}
 	prod, err := kafkabus.NewProducer(c.Kafka, kafkabus.ProducerOptions{})

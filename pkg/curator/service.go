@@ -47,6 +47,9 @@ type ServiceConfig struct {
 	Intake kafkabus.BatchOptions
 	// Tick is how often open batches are checked for closing (default 2s).
 	Tick time.Duration
+	// GiveUp is how an example that keeps failing is retried before it is dead-lettered
+	// (zero fields: 20 attempts, backoff up to 5s — about a minute).
+	GiveUp GiveUpPolicy
 	// Extend, when set, adds routes and background work (the model registry, the
 	// dashboard) to the service; the returned function, when not nil, runs alongside.
 	Extend func(e Extension) func(ctx context.Context) error
@@ -71,11 +74,16 @@ func RunService(ctx context.Context, c ServiceConfig, log *zap.Logger) error {
 	}
 	config.Default(&c.Tick, 2*time.Second)
 	config.Default(&c.Partitions, 6)
-	store, err := s3store.Open(ctx, c.S3)
-	if err != nil {
+	var store *s3store.Store
+	if err := retry.Wait(ctx, log, "the object store", func(ctx context.Context) (err error) {
+		store, err = s3store.Open(ctx, c.S3)
+		return err
+	}); err != nil {
 		return err
 	}
-	if err := kafkabus.EnsureTopics(ctx, c.Kafka, c.Partitions, c.Kafka.Topic(contract.TopicExamples), c.Kafka.Topic(contract.TopicBatchesApproved), c.Kafka.Topic(contract.TopicDeadLetter)); err != nil {
+	if err := retry.Wait(ctx, log, "kafka", func(ctx context.Context) error {
+		return kafkabus.EnsureTopics(ctx, c.Kafka, c.Partitions, c.Kafka.Topic(contract.TopicExamples), c.Kafka.Topic(contract.TopicBatchesApproved), c.Kafka.Topic(contract.TopicDeadLetter))
+	}); err != nil {
 		return err
 	}
 	prod, err := kafkabus.NewProducer(c.Kafka, kafkabus.ProducerOptions{})
@@ -103,7 +111,7 @@ func RunService(ctx context.Context, c ServiceConfig, log *zap.Logger) error {
 			opshttp.Check{Name: "kafka", Fn: func(ctx context.Context) error { return kafkabus.Ping(ctx, c.Kafka) }})
 		g.Go(func() error { return opshttp.Serve(gctx, c.OpsAddr, ops, log, nil, opshttp.WithTLS(c.TLS)) })
 	}
-	g.Go(func() error { return cur.Consume(gctx, c.Kafka, c.Group, c.Intake, prod, reg) })
+	g.Go(func() error { return cur.Consume(gctx, c.Kafka, c.Group, c.Intake, c.GiveUp, prod, reg) })
 	if extra != nil {
 		g.Go(func() error { return extra(gctx) })
 	}
@@ -124,9 +132,14 @@ func RunService(ctx context.Context, c ServiceConfig, log *zap.Logger) error {
 	return g.Wait()
 }
 
-// ingestAttempts is how many times an example is tried (about a minute with the backoff
-// of Consume) before a failure that is its own sends it to the dead letters.
-const ingestAttempts = 20
+// GiveUpPolicy is how ingestion retries an example whose failure is its own (S3 takes
+// writes and Kafka answers) before it dead-letters it as retry_exhausted.
+type GiveUpPolicy struct {
+	// Attempts before it gives up.
+	Attempts int
+	// Backoff between attempts.
+	Backoff retry.Backoff
+}
 
 // healthKey is the object the curator writes to check that the object store takes writes.
 const healthKey = "health/curator.json"
@@ -146,9 +159,12 @@ func (c *Curator) healthy(ctx context.Context, k kafkabus.Config) error {
 
 // Consume ingests edgeloop.examples.v1 in batches of what one poll gathers (o):
 // store, queue with one ledger update per project, then commit the offsets. Examples
-// that can never be accepted go to the dead-letter topic with their reason; the others
-// of their batch go on.
-func (c *Curator) Consume(ctx context.Context, k kafkabus.Config, group string, o kafkabus.BatchOptions, prod *kafkabus.Producer, reg prometheus.Registerer) error {
+// that can never be accepted go to the dead-letter topic with their reason, and so does
+// one that failed gu.Attempts times while the dependencies answer; the others of their
+// batch go on.
+func (c *Curator) Consume(ctx context.Context, k kafkabus.Config, group string, o kafkabus.BatchOptions, gu GiveUpPolicy, prod *kafkabus.Producer, reg prometheus.Registerer) error {
+	config.Default(&gu.Attempts, 20)
+	config.Default(&gu.Backoff.Max, 5*time.Second)
 	cons, err := kafkabus.NewConsumer(k, group, k.Topic(contract.TopicExamples), kafkabus.ConsumerOptions{}, c.log)
 	if err != nil {
 		return err
@@ -163,12 +179,12 @@ func (c *Curator) Consume(ctx context.Context, k kafkabus.Config, group string, 
 		}
 		rejected = are.ExistingCollector.(*prometheus.CounterVec)
 	}
-	h := message.Settle(c.ingestMessages, retry.Backoff{Max: 5 * time.Second}, c.log,
+	h := message.Settle(c.ingestMessages, gu.Backoff, c.log,
 		message.DeadLetter(prod, k.Topic(contract.TopicDeadLetter), "curator", c.log, func(r string) { rejected.WithLabelValues(r).Inc() }),
-		// An example that fails ingestAttempts times while S3 takes writes and Kafka
-		// answers is set aside (retry_exhausted) rather than blocking its partition; during
-		// an outage every example fails and is retried until the outage ends.
-		message.GiveUp(ingestAttempts, func(ctx context.Context) error { return c.healthy(ctx, k) }, contract.ReasonRetryExhausted, c.log),
+		// An example that fails gu.Attempts times while S3 takes writes and Kafka answers
+		// is set aside (retry_exhausted) rather than blocking its partition; during an
+		// outage every example fails and is retried until the outage ends.
+		message.GiveUp(gu.Attempts, func(ctx context.Context) error { return c.healthy(ctx, k) }, contract.ReasonRetryExhausted, c.log),
 	)
 	err = cons.RunBatch(ctx, o, h)
 	if errors.Is(err, context.Canceled) {

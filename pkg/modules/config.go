@@ -59,6 +59,8 @@ type Config struct {
 		OpsAddr  string
 		Group    string
 		Lease    time.Duration
+		// Reannounce is how often each project's release is produced again.
+		Reannounce time.Duration
 	}
 	// Embedded runs the MQTT, Kafka-protocol and S3 servers in the process.
 	Embedded struct {
@@ -168,6 +170,7 @@ func RegisterFlags(fs *flag.FlagSet, defaultTarget string) *Config {
 	fs.StringVar(&c.Retrain.OpsAddr, "retrain-ops-addr", "127.0.0.1:9103", "retrain's /healthz, /readyz and /metrics (empty: none)")
 	fs.StringVar(&c.Retrain.Group, "retrain-group", "retrain", "retrain's Kafka consumer group")
 	fs.DurationVar(&c.Retrain.Lease, "lease", 2*time.Minute, "training lease per project (a crashed trainer blocks its project at most this long)")
+	fs.DurationVar(&c.Retrain.Reannounce, "reannounce", time.Minute, "how often retrain produces each project's release again, so a retained MQTT release a crashed broker lost comes back")
 
 	fs.StringVar(&c.Embedded.DataDir, "data-dir", ".data/standalone", "embedded: where the servers, the signing key and the simulated agents keep their data")
 	fs.StringVar(&c.Embedded.Host, "host", "127.0.0.1", "embedded: address the servers listen on")

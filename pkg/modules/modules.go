@@ -237,12 +237,19 @@ func (a *App) close() {
 // defaultTarget: flags (and EDGELOOP_* variables) for every module, then Run until
 // SIGINT or SIGTERM.
 func Main(name, defaultTarget string, impls map[string]Impl) {
-	servicemain.Main(name, func(fs *flag.FlagSet) servicemain.RunFunc {
+	servicemain.Main(name, Command(defaultTarget, impls))
+}
+
+// Command is the body of Main for servicemain: it registers every module's flags and
+// runs the modules of -target. Tests that run services as processes of their own (the
+// fault suite) run it as the binaries do.
+func Command(defaultTarget string, impls map[string]Impl) func(fs *flag.FlagSet) servicemain.RunFunc {
+	return func(fs *flag.FlagSet) servicemain.RunFunc {
 		c := RegisterFlags(fs, defaultTarget)
 		return func(ctx context.Context, log *zap.Logger) error {
 			return Run(ctx, c, impls, log, Options{Out: os.Stdout})
 		}
-	})
+	}
 }
 
 // Merge joins the implementations of several packages.

@@ -138,9 +138,16 @@ func (s *Service) record(ctx context.Context, ev *edgeloopv1.BatchApproved) erro
 func (s *Service) schedule(ctx context.Context, project string, wake <-chan struct{}) {
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
+	announced := s.now()
 	for {
 		if err := s.maybeTrain(ctx, project); err != nil && ctx.Err() == nil {
 			s.log.Error("training failed", zap.String("project", project), zap.Error(err))
+		}
+		if s.cfg.Reannounce > 0 && s.now().Sub(announced) >= s.cfg.Reannounce {
+			announced = s.now()
+			if err := s.reg.Announce(ctx, project); err != nil && !errors.Is(err, registry.ErrNotFound) && ctx.Err() == nil {
+				s.log.Warn("announcing the release again", zap.String("project", project), zap.Error(err))
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -54,6 +54,11 @@ type ServiceConfig struct {
 	Lease time.Duration
 	// Owner names this instance in leases (default host:pid).
 	Owner string
+	// Reannounce is how often each project's release is produced again (default 1m),
+	// so that a retained MQTT release a crashed broker lost (it acknowledges before it
+	// persists) comes back without waiting for the next release. Devices ignore a
+	// release they run; the bridge never lets the retained release go backwards.
+	Reannounce time.Duration
 }
 
 // Service retrains projects as approved batches arrive.
@@ -88,6 +93,9 @@ func NewService(c ServiceConfig, s objstore.Store, prod *kafkabus.Producer, reg 
 	if c.Lease <= 0 {
 		c.Lease = 2 * time.Minute
 	}
+	if c.Reannounce <= 0 {
+		c.Reannounce = time.Minute
+	}
 	if c.Owner == "" {
 		host, _ := os.Hostname()
 		c.Owner = fmt.Sprintf("%s:%d", host, os.Getpid())
@@ -118,8 +126,11 @@ func (s *Service) Registry() *registry.Registry { return s.reg }
 // RunService runs the retrain service until ctx ends.
 func RunService(ctx context.Context, c ServiceConfig, log *zap.Logger) error {
 	reg := opshttp.NewRegistry() // metrics first: every part below registers its own
-	store, err := s3store.Open(ctx, c.S3)
-	if err != nil {
+	var store *s3store.Store
+	if err := retry.Wait(ctx, log, "the object store", func(ctx context.Context) (err error) {
+		store, err = s3store.Open(ctx, c.S3)
+		return err
+	}); err != nil {
 		return err
 	}
 	prod, err := kafkabus.NewProducer(c.Kafka, kafkabus.ProducerOptions{})
@@ -145,7 +156,9 @@ func RunService(ctx context.Context, c ServiceConfig, log *zap.Logger) error {
 // Run consumes approvals and runs the per-project schedulers until ctx ends.
 func (s *Service) Run(ctx context.Context, prod *kafkabus.Producer) error {
 	k := s.kcfg
-	if err := kafkabus.EnsureTopics(ctx, k, 6, k.Topic(contract.TopicBatchesApproved), k.Topic(contract.TopicModels), k.Topic(contract.TopicDeadLetter)); err != nil {
+	if err := retry.Wait(ctx, s.log, "kafka", func(ctx context.Context) error {
+		return kafkabus.EnsureTopics(ctx, k, 6, k.Topic(contract.TopicBatchesApproved), k.Topic(contract.TopicModels), k.Topic(contract.TopicDeadLetter))
+	}); err != nil {
 		return err
 	}
 	cons, err := kafkabus.NewConsumer(s.kcfg, s.cfg.Group, s.kcfg.Topic(contract.TopicBatchesApproved), kafkabus.ConsumerOptions{}, s.log)
@@ -161,10 +174,12 @@ func (s *Service) Run(ctx context.Context, prod *kafkabus.Producer) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		ps, err := s.cur.Projects(ctx)
-		if err != nil {
-			s.log.Warn("listing projects at start", zap.Error(err))
-			return
+		var ps []*project.Project
+		if err := retry.Wait(ctx, s.log, "the object store to list the projects", func(ctx context.Context) (err error) {
+			ps, err = s.cur.Projects(ctx)
+			return err
+		}); err != nil {
+			return // shutting down
 		}
 		for _, p := range ps {
 			if err := s.reg.Announce(ctx, p.ID); err != nil && !errors.Is(err, registry.ErrNotFound) {

@@ -49,5 +49,5 @@ func runRetrain(ctx context.Context, a *modules.App) error {
 	}
 	return retrain.RunService(ctx, retrain.ServiceConfig{Kafka: a.Kafka("edgeloop-retrain"), S3: a.S3(), Key: key,
 		PublicURL: a.PublicURL(), Backend: c.Retrain.Backend, CacheDir: cacheDir, OpsAddr: c.Retrain.OpsAddr, OpsTLS: tc,
-		Group: c.Retrain.Group, Lease: c.Retrain.Lease}, a.Log.Named("retrain"))
+		Group: c.Retrain.Group, Lease: c.Retrain.Lease, Reannounce: c.Retrain.Reannounce}, a.Log.Named("retrain"))
 }

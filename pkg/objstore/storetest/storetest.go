@@ -87,6 +87,44 @@ func Run(t *testing.T, newStore func(t *testing.T) objstore.Store) {
 			t.Fatalf("second: %s %v %v", k2, created2, err)
 		}
 	})
+	// Create-only writes racing for one key: exactly one wins and its bytes stay (what a
+	// version's files and manifest rely on when two trainers store the same version).
+	t.Run("CreateOnlyUnderContention", func(t *testing.T) {
+		s := newStore(t)
+		const writers, keys = 6, 10
+		var mu sync.Mutex
+		won := map[string][]string{}
+		var wg sync.WaitGroup
+		for w := 0; w < writers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for k := 0; k < keys; k++ {
+					key, val := fmt.Sprintf("race/%d", k), fmt.Sprintf("writer-%d", w)
+					_, err := s.Put(ctx, key, []byte(val), objstore.PutOptions{IfNoneMatch: true})
+					switch {
+					case err == nil:
+						mu.Lock()
+						won[key] = append(won[key], val)
+						mu.Unlock()
+					case !errors.Is(err, objstore.ErrPrecondition):
+						t.Errorf("create %s: %v", key, err)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		for k := 0; k < keys; k++ {
+			key := fmt.Sprintf("race/%d", k)
+			o, err := s.Get(ctx, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if w := won[key]; len(w) != 1 || string(o.Data) != w[0] {
+				t.Fatalf("%s: creates that succeeded %v, stored %q: want exactly one winner, stored", key, w, o.Data)
+			}
+		}
+	})
 	t.Run("UpdateUnderContention", func(t *testing.T) {
 		s := newStore(t)
 		type counter struct{ N int }
