@@ -4,6 +4,9 @@
 // its own limits per minute, hour and day (as Roboflow Inference's active learning). A
 // frame that looks like one already taken from the same device is skipped (thumbnail
 // distance), so that a camera staring at the same scene does not fill the queue.
+// Detectors are sampled per box, for frames of 0–100 boxes: the least sure box or the
+// share of unsure boxes (low_confidence), and a box count unusual for the device
+// (detection_count, learnt from its own recent frames unless bounds are given).
 package sampling
 
 import (
