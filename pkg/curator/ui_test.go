@@ -72,6 +72,7 @@ type browserResult struct {
 		} `json:"zoom"`
 		Pan struct {
 			Before, Moved, Back, Room [2]float64
+			Key                       string
 			HashKept                  bool `json:"hash_kept"`
 		} `json:"pan"`
 		Selected  []string `json:"selected"`

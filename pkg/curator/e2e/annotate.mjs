@@ -136,16 +136,18 @@ async function scene(page, plan) {
   const c1 = await canvas.boundingBox();
   out.zoom = { before: [c0.width, c0.height], after: [c1.width, c1.height], anchor: [(mx - c1.x) / c1.width, (my - c1.y) / c1.height], want: [fx, fy] };
   await shot(page, '2-zoomed');
-  // Pan where there is room, and back.
-  const scroll = () => page.evaluate(() => { const s = document.querySelector('.stage'); return [s.scrollLeft, s.scrollTop, s.scrollWidth - s.clientWidth, s.scrollHeight - s.clientHeight]; });
+  // Pan where there is room for a whole step (a quarter of the view), and back.
+  const scroll = () => page.evaluate(() => { const s = document.querySelector('.stage'); return [s.scrollLeft, s.scrollTop, s.scrollWidth - s.clientWidth, s.scrollHeight - s.clientHeight, s.clientWidth, s.clientHeight]; });
   const hash = await page.evaluate(() => location.hash);
   const s0 = await scroll();
-  const [go, back] = s0[0] < s0[2] / 2 ? ['Alt+ArrowRight', 'Alt+ArrowLeft'] : ['Alt+ArrowLeft', 'Alt+ArrowRight'];
+  const room = { ArrowRight: s0[2] - s0[0] - s0[4] / 4, ArrowLeft: s0[0] - s0[4] / 4, ArrowDown: s0[3] - s0[1] - s0[5] / 4, ArrowUp: s0[1] - s0[5] / 4 };
+  const dir = Object.keys(room).find((k) => room[k] >= 1) || 'ArrowDown';
+  const [go, back] = ['Alt+' + dir, 'Alt+' + { ArrowRight: 'ArrowLeft', ArrowLeft: 'ArrowRight', ArrowDown: 'ArrowUp', ArrowUp: 'ArrowDown' }[dir]];
   await kb.press(go);
   const s1 = await scroll();
   await kb.press(back);
   const s2 = await scroll();
-  out.pan = { before: s0.slice(0, 2), moved: s1.slice(0, 2), back: s2.slice(0, 2), room: s0.slice(2), hash_kept: hash === (await page.evaluate(() => location.hash)) };
+  out.pan = { before: s0.slice(0, 2), moved: s1.slice(0, 2), back: s2.slice(0, 2), room: s0.slice(2, 4), key: go, hash_kept: hash === (await page.evaluate(() => location.hash)) };
   // Draw the missing box on the zoomed picture.
   await kb.press('Escape');
   await kb.press(plan.draw.class);
