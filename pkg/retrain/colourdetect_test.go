@@ -29,7 +29,8 @@ import (
 // the bootstrap of the colour-detect demo's dataset, 160×128 scenes of 1–12 objects of 4
 // classes over photographs — trains v1; an agent, through a real Mosquitto and the
 // bridge, detects on scenes meeting white-balance drift, samples them per box (the share
-// of unsure boxes, the least sure box, an odd box count; random only as a fallback) and
+// of unsure boxes, the least sure box, an odd or empty box count; random only as a
+// fallback) and
 // uploads them; simulated annotators correct the batches with the scenes' boxes;
 // retrain fine-tunes the detector; the gate releases v2 and the agent serves it.
 func TestColourDetectionLoop(t *testing.T) {
@@ -80,13 +81,14 @@ func TestColourDetectionLoop(t *testing.T) {
 			MQTT: mqttbus.Config{URL: "tcp://" + mq.Addr, ClientID: "bridge-" + servertest.RandomID(4)}}, e.log)
 	}()
 	pub := e.key.Public().(ed25519.PublicKey)
-	perBox := []string{"uncertain-boxes", "least-sure-box", "odd-count"}
+	perBox := []string{"uncertain-boxes", "least-sure-box", "odd-count", "nothing-found"}
 	a, err := agent.New(agent.Config{Project: "aisle", Device: "cam-1", DataDir: t.TempDir(), MQTT: mqttbus.Config{URL: "tcp://" + mq.Addr},
 		PublicKeys: map[string]ed25519.PublicKey{artifact.KeyID(pub): pub}, DeviceToken: "device-token-0001", RegistryURL: e.api,
 		Sampling: sampling.Config{DedupDistance: -1, Strategies: []sampling.StrategyConfig{
 			{Name: perBox[0], Kind: sampling.LowConfidence, Measure: sampling.MidShare, Min: 0.25, Max: 0.75, Share: 0.2},
 			{Name: perBox[1], Kind: sampling.LowConfidence, Measure: "margin", Max: 0.5},
 			{Name: perBox[2], Kind: sampling.DetectionCount},
+			{Name: perBox[3], Kind: sampling.DetectionCount, MinBoxes: 1},
 			{Kind: sampling.Random, Probability: 1},
 		}}}, nil, e.log)
 	if err != nil {
