@@ -26,7 +26,7 @@ import (
 
 // TestColourDetectionLoop is issue 14's loop at its smallest: a colour detection project
 // — the multi-scale detector (MobileNetV2 n at 160×128 RGB, letterboxed), seeded through
-// the bootstrap of the colour-detect demo's dataset, 160×128 scenes of 1–12 objects of 4
+// the bootstrap as the colour-detect demo seeds it, 160×128 scenes of 1–12 objects of 4
 // classes over photographs — trains v1; an agent, through a real Mosquitto and the
 // bridge, detects on scenes meeting white-balance drift, samples them per box (the share
 // of unsure boxes, the least sure box, an odd or empty box count; random only as a
@@ -45,8 +45,9 @@ func TestColourDetectionLoop(t *testing.T) {
 		t.Fatal(err)
 	}
 	classes := spec.ClassNames()
+	want := nn.Spec{Family: nn.MobileNetV2, Size: "n", Input: [2]int{160, 128}, Channels: 3, Resize: nn.Letterbox, Normalize: nn.NormNone}
 	if err := retrain.Bootstrap(ctx, &retrain.BootstrapOptions{API: e.api, Token: "admin-token-00001", Project: "aisle", Dataset: ds,
-		Limit: 48, Seed: 1, BatchMin: 8, BatchMax: 12, MaxWait: time.Second, Epochs: 1}, e.log); err != nil {
+		Limit: 48, Seed: 1, BatchMin: 8, BatchMax: 12, MaxWait: time.Second, Epochs: 1, Model: &want}, e.log); err != nil {
 		t.Fatal(err)
 	}
 	ps := &project.Store{S: e.store}
@@ -59,7 +60,6 @@ func TestColourDetectionLoop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := nn.Spec{Family: nn.MobileNetV2, Size: "n", Input: [2]int{160, 128}, Channels: 3, Resize: nn.Letterbox, Normalize: nn.NormNone}
 	if p.Task != "detect" || p.Model == nil || !p.Model.Equal(&want) {
 		t.Fatalf("project: task %s, model %+v, want %+v", p.Task, p.Model, want)
 	}
