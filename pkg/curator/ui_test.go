@@ -11,13 +11,18 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/edgeloop/edgeloop/internal/servertest"
+	"github.com/edgeloop/edgeloop/pkg/colourscenes"
 	"github.com/edgeloop/edgeloop/pkg/config"
 	"github.com/edgeloop/edgeloop/pkg/curator"
+	"github.com/edgeloop/edgeloop/pkg/drift"
 	"github.com/edgeloop/edgeloop/pkg/project"
 	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
 )
@@ -57,11 +62,28 @@ type browserResult struct {
 			Pixels [][3]int     `json:"pixels"`
 		} `json:"edges"`
 	} `json:"picture"`
+	// Scene is what the PLAN flow saw (annotate.mjs's scene).
+	Scene *struct {
+		BoxesBefore int `json:"boxes_before"`
+		BoxesAfter  int `json:"boxes_after"`
+		Zoom        struct {
+			Before, After [2]float64
+			Anchor, Want  [2]float64
+		} `json:"zoom"`
+		Pan struct {
+			Before, Moved, Back, Room [2]float64
+			Key                       string
+			HashKept                  bool `json:"hash_kept"`
+		} `json:"pan"`
+		Selected  []string `json:"selected"`
+		FixInView bool     `json:"fix_in_view"`
+	} `json:"scene"`
 }
 
 // runBrowser runs the browser script on a project whose one ready batch is to be
 // corrected into truth.
-func runBrowser(t *testing.T, base, pid, task string, truth map[string][]project.Label) browserResult {
+// env adds settings of the script (PLAN=…, SHOTS=…).
+func runBrowser(t *testing.T, base, pid, task string, truth map[string][]project.Label, env ...string) browserResult {
 	t.Helper()
 	chromium := "/usr/bin/chromium"
 	e2e := filepath.Join(servertest.RepoRoot(t), "pkg", "curator", "e2e")
@@ -76,6 +98,7 @@ func runBrowser(t *testing.T, base, pid, task string, truth map[string][]project
 	cmd.Dir = e2e
 	cmd.Env = append(os.Environ(), "BASE="+base, "ANNOTATOR=annotator-token-1", "REVIEWER=reviewer-token-1",
 		"PROJECT="+pid, "TASK="+task, "TRUTH="+string(tj), "OUT="+artifactsDir(t), "CHROMIUM="+chromium)
+	cmd.Env = append(cmd.Env, env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -214,7 +237,111 @@ func TestAnnotationUIInBrowser(t *testing.T) {
 			}
 		}
 	})
+	t.Run("detect-scene", func(t *testing.T) { annotateScene(t, e, base) })
 	t.Logf("screenshots in %s", artifactsDir(t))
+}
+
+// annotateScene: one 640×480 colour scene over a photograph (colourscenes) whose model
+// found its objects but one: a box of the wrong class, a spurious one, one missed. In
+// Chromium the annotator zooms in with the wheel where the missed object is (the point
+// stays under the cursor), pans with Alt+arrows and back, draws the box on the zoomed
+// picture, cycles the boxes with Tab and Shift+Tab to fix a class with its key (the
+// selected box scrolled into view) and delete the spurious box, and submits; the saved
+// boxes, in the original picture's pixels, are the scene's.
+func annotateScene(t *testing.T, e env, base string) {
+	const pid, w, h = "ui-scene", 640, 480
+	createProject(t, base, pid, "detect", func(p *project.Project) { p.Batch.Min, p.Batch.Max = 1, 1 })
+	none, _ := drift.Get(drift.None)
+	g, err := colourscenes.New(colourscenes.LoadPhotos("", zap.NewNop(), colourscenes.SiteOf(none)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := g.Scenes(colourscenes.SceneConfig{W: w, H: h, Classes: 8, MinObjects: 24, MaxObjects: 24, MinSize: 24, MaxSize: 110}, 1, 3, none)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The missed object goes in the middle, where no other box reaches.
+	draw := project.Label{Class: "7", Box: &project.Box{X0: .43, Y0: .41, X1: .57, Y1: .56}}
+	var truth []project.Label
+	for _, b := range sc[0].Boxes {
+		if b.X1 > .39 && b.X0 < .61 && b.Y1 > .37 && b.Y0 < .60 {
+			continue
+		}
+		truth = append(truth, project.Label{Class: fmt.Sprint(b.Class), Box: &project.Box{X0: b.X0, Y0: b.Y0, X1: b.X1, Y1: b.Y1}})
+	}
+	if len(truth) < 10 {
+		t.Fatalf("%d boxes off the middle of the scene, want at least 10", len(truth))
+	}
+	const fix, spurious = 4, 8
+	wrong := fmt.Sprint((truth[fix].Class[0] - '0' + 1) % 10)
+	ex, _ := example(pid, 500, edgeloopv1.Task_TASK_DETECT)
+	ex.Image = &edgeloopv1.Image{Data: sc[0].Image.EncodeJPEG(92), ContentType: "image/jpeg", Width: w, Height: h}
+	ex.Predictions, ex.SimulationTruth = nil, nil
+	for i, l := range truth {
+		if i == spurious {
+			ex.Predictions = append(ex.Predictions, &edgeloopv1.Prediction{ClassName: "3", Confidence: 0.4, Box: &edgeloopv1.Box{XMin: .02, YMin: .03, XMax: .09, YMax: .12}})
+		}
+		c := l.Class
+		if i == fix {
+			c = wrong
+		}
+		ex.Predictions = append(ex.Predictions, &edgeloopv1.Prediction{ClassName: c, Confidence: 0.9, Box: &edgeloopv1.Box{XMin: l.Box.X0, YMin: l.Box.Y0, XMax: l.Box.X1, YMax: l.Box.Y1}})
+	}
+	produce(t, e, ex)
+	waitFor(t, "a ready batch", 60*time.Second, func() bool { return len(placement(t, base, pid)) == 1 })
+	plan, _ := json.Marshal(map[string]any{"draw": draw, "fix": map[string]any{"index": fix, "class": truth[fix].Class, "box": truth[fix].Box}, "delete": spurious})
+	want := append(truth, draw)
+	res := runBrowser(t, base, pid, "detect", map[string][]project.Label{ex.Id: want}, "PLAN="+string(plan), "SHOTS=scene")
+
+	s := res.Scene
+	if s == nil {
+		t.Fatal("the browser script reported no scene")
+	}
+	t.Logf("scene: %d boxes shown, zoom %v → %v px, anchor %v (want %v), pan %+v, selected %q", s.BoxesBefore, s.Zoom.Before, s.Zoom.After, s.Zoom.Anchor, s.Zoom.Want, s.Pan, s.Selected)
+	if s.BoxesBefore != len(truth)+1 || s.BoxesAfter != len(want) {
+		t.Errorf("%d boxes shown, %d after the fixes; want the %d predictions and the %d true boxes", s.BoxesBefore, s.BoxesAfter, len(truth)+1, len(want))
+	}
+	// The point stays put but where the stage cannot scroll further: the first step's
+	// picture (600 px high) is barely taller than the stage, which bounds its scroll by
+	// a few pixels, ~1 % of the picture after three steps.
+	if r := s.Zoom.After[0] / s.Zoom.Before[0]; r < 1.9 || r > 2.0 || math.Abs(s.Zoom.Anchor[0]-s.Zoom.Want[0]) > .02 || math.Abs(s.Zoom.Anchor[1]-s.Zoom.Want[1]) > .02 {
+		t.Errorf("three wheel steps: %.2f× (want 1.25³), picture point %v under the cursor (want %v)", r, s.Zoom.Anchor, s.Zoom.Want)
+	}
+	if s.Pan.Moved == s.Pan.Before || s.Pan.Back != s.Pan.Before || !s.Pan.HashKept {
+		t.Errorf("pan: scroll %v → %v → %v, location kept %v; want a move and back, on the same page", s.Pan.Before, s.Pan.Moved, s.Pan.Back, s.Pan.HashKept)
+	}
+	wantSel := []string{fmt.Sprintf("#%d 7", len(truth)+2), fmt.Sprintf("#%d %s", fix+1, wrong), fmt.Sprintf("#%d 3", spurious+1)}
+	if !slices.Equal(s.Selected, wantSel) || !s.FixInView {
+		t.Errorf("selected %q, the fixed box in view %v; want %q, true", s.Selected, s.FixInView, wantSel)
+	}
+
+	var b curator.BatchView
+	call(t, base, "reviewer-token-1", "GET", "/api/v1/projects/"+pid+"/batches/"+res.Batch, nil, &b)
+	if b.State != project.StateApproved || len(b.Items) != 1 {
+		t.Fatalf("batch %s is %s with %d items after the browser approved it", res.Batch, b.State, len(b.Items))
+	}
+	if r := b.Examples[ex.Id]; r == nil || r.Width != w || r.Height != h || r.Channels != 3 {
+		t.Fatalf("example %s: %+v, want the 640x480 colour picture", ex.Id, r)
+	}
+	got := b.Items[0].Labels
+	if len(got) != len(want) {
+		t.Fatalf("%d boxes saved, want %d: %+v", len(got), len(want), got)
+	}
+	px := func(b *project.Box) [4]float64 {
+		return [4]float64{float64(b.X0) * w, float64(b.Y0) * h, float64(b.X1) * w, float64(b.Y1) * h}
+	}
+	for i, l := range got {
+		tol := 0.5 // untouched: where the model put it
+		if i == len(got)-1 {
+			tol = 3 // drawn with the mouse on the zoomed picture
+		}
+		a, z := px(l.Box), px(want[i].Box)
+		for k := range a {
+			if l.Class != want[i].Class || math.Abs(a[k]-z[k]) > tol {
+				t.Fatalf("box %d: %s at %.1f px, want %s at %.1f px (±%.1f) of the %dx%d picture", i, l.Class, a, want[i].Class, z, tol, w, h)
+			}
+		}
+	}
 }
 
 // checkPicture: the reviewer's page showed the colour picture whole, at its aspect

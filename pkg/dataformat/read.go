@@ -381,7 +381,9 @@ func (r *reader) coco() error {
 				}
 				e.Labels = append(e.Labels, l)
 			}
-			if ok && len(e.Labels) > 0 {
+			// A detection image without boxes is a negative example (nothing to find
+			// there), as in COCO's own sets; a classification image needs its class.
+			if ok && (len(e.Labels) > 0 || r.d.Task != "classify") {
 				r.add(e)
 			}
 		}
@@ -464,9 +466,7 @@ func (r *reader) yolo() error {
 			r.problem(n, "%s: %s", lf, msg)
 			continue
 		}
-		if len(e.Labels) > 0 {
-			r.add(e)
-		}
+		r.add(e) // an empty label file: an image without objects, a negative example
 	}
 	return nil
 }

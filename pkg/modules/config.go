@@ -3,13 +3,17 @@ package modules
 import (
 	"flag"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/edgeloop/edgeloop/pkg/bridge"
 	"github.com/edgeloop/edgeloop/pkg/config"
 	"github.com/edgeloop/edgeloop/pkg/kafkabus"
 	"github.com/edgeloop/edgeloop/pkg/mqttbus"
+	"github.com/edgeloop/edgeloop/pkg/nn"
 	"github.com/edgeloop/edgeloop/pkg/objstore/s3store"
 )
 
@@ -68,8 +72,8 @@ type Config struct {
 		Host                        string
 		MQTTPort, KafkaPort, S3Port int
 	}
-	// Demo names the project the standalone seeds and simulates: "digits" or "colour"
-	// (Demos); the bootstrap and fleet settings left empty take its values.
+	// Demo names the project the standalone seeds and simulates: "digits", "colour" or
+	// "colour-detect" (Demos); the bootstrap and fleet settings left empty take its values.
 	Demo string
 	// Bootstrap seeds a project from a built-in dataset when it does not exist.
 	Bootstrap struct {
@@ -81,6 +85,8 @@ type Config struct {
 		BatchMin int
 		BatchMax int
 		MaxWait  time.Duration
+		// Model is the project's model setting (nil: the dataset's).
+		Model *nn.Spec
 	}
 	// Fleet simulates edge agents meeting a drift.
 	Fleet struct {
@@ -103,31 +109,43 @@ type Config struct {
 type DemoSettings struct {
 	Project, Dataset, Drift string
 	Limit, Epochs           int
+	// Model is the project's model setting (nil: the dataset's, datasets.Spec.Model).
+	Model *nn.Spec
 }
 
 // Demos are the standalone's demo projects: digits (grey MNIST digits, the built-in
 // 28×28 network, meeting rotated digits) and colour (128×96 RGB frames of 4 object
 // classes over photographs, MobileNetV2 n at 96×96 letterboxed, meeting a camera whose
-// white balance drifted), seeded small enough that version 1 trains in a minute or two
-// on 2 cores.
+// white balance drifted) and colour-detect (160×128 RGB scenes of 1–12 objects of 4
+// classes at many scales over photographs, the multi-scale detector MobileNetV2 n at
+// 160×128, meeting the same drift), seeded small enough that version 1 trains in a
+// minute or two on 2 cores.
 func Demos() map[string]DemoSettings {
 	return map[string]DemoSettings{
 		"digits": {Project: "digits", Dataset: "mnist", Drift: "rotation", Limit: 2000},
 		"colour": {Project: "shelf", Dataset: "colour-objects:size=128x96,classes=4", Drift: "white-balance", Limit: 400, Epochs: 4},
+		"colour-detect": {Project: "shelf-detect", Dataset: "colour-scenes:size=160x128,classes=4", Drift: "white-balance", Limit: 300, Epochs: 4,
+			Model: &nn.Spec{Family: nn.MobileNetV2, Size: "n", Input: [2]int{160, 128}, Channels: 3, Resize: nn.Letterbox, Normalize: nn.NormNone}},
 	}
 }
+
+// DemoNames are the demos' names, sorted.
+func DemoNames() []string { return slices.Sorted(maps.Keys(Demos())) }
 
 // ApplyDemo fills the bootstrap and fleet settings left empty with the demo's.
 func (c *Config) ApplyDemo() error {
 	d, ok := Demos()[c.Demo]
 	if !ok {
-		return fmt.Errorf("-demo %q: want digits or colour", c.Demo)
+		return fmt.Errorf("-demo %q: want one of %s", c.Demo, strings.Join(DemoNames(), ", "))
 	}
 	config.IfZero(&c.Bootstrap.Project, d.Project)
 	config.IfZero(&c.Bootstrap.Dataset, d.Dataset)
 	config.IfZero(&c.Bootstrap.Limit, d.Limit)
 	config.IfZero(&c.Bootstrap.Epochs, d.Epochs)
 	config.IfZero(&c.Fleet.Drift, d.Drift)
+	if c.Bootstrap.Model == nil {
+		c.Bootstrap.Model = d.Model
+	}
 	return nil
 }
 
@@ -178,10 +196,10 @@ func RegisterFlags(fs *flag.FlagSet, defaultTarget string) *Config {
 	fs.IntVar(&c.Embedded.KafkaPort, "kafka-port", 9092, "embedded: Kafka broker port")
 	fs.IntVar(&c.Embedded.S3Port, "s3-port", 9000, "embedded: S3 server port")
 
-	fs.StringVar(&c.Demo, "demo", "digits", "bootstrap and fleet: the demo project, digits (grey MNIST digits meeting rotation) or colour (RGB objects over photographs, MobileNetV2 n at 96×96, meeting white-balance drift); -project, -seed, -seed-limit and -drift override its settings")
-	fs.StringVar(&c.Bootstrap.Project, "project", "", "bootstrap: project to create and seed (default: the demo's, digits or shelf)")
+	fs.StringVar(&c.Demo, "demo", "digits", "bootstrap and fleet: the demo project, digits (grey MNIST digits meeting rotation), colour (RGB objects over photographs, MobileNetV2 n at 96×96, meeting white-balance drift) or colour-detect (RGB scenes of many objects, the multi-scale detector at 160×128, meeting white-balance drift); -project, -seed, -seed-limit and -drift override its settings")
+	fs.StringVar(&c.Bootstrap.Project, "project", "", "bootstrap: project to create and seed (default: the demo's, digits, shelf or shelf-detect)")
 	fs.StringVar(&c.Bootstrap.Dataset, "seed", "", "bootstrap: seed dataset of the project: mnist, digit-scenes, colour-objects or colour-scenes, with options (default: the demo's)")
-	fs.IntVar(&c.Bootstrap.Limit, "seed-limit", 0, "bootstrap: seed examples (default: the demo's, 2000 digits or 400 colour frames)")
+	fs.IntVar(&c.Bootstrap.Limit, "seed-limit", 0, "bootstrap: seed examples (default: the demo's, 2000 digits, 400 colour frames or 300 colour scenes)")
 	fs.IntVar(&c.Bootstrap.BatchMin, "batch-min", 30, "bootstrap: the project's smallest correction batch")
 	fs.IntVar(&c.Bootstrap.BatchMax, "batch-max", 50, "bootstrap: the project's largest correction batch")
 	fs.DurationVar(&c.Bootstrap.MaxWait, "max-wait", time.Minute, "bootstrap: a batch of at least batch-min closes after this wait")

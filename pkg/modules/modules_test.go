@@ -88,7 +88,12 @@ func TestDemoSettings(t *testing.T) {
 		c.Bootstrap.Epochs != 4 || c.Fleet.Drift != "white-balance" {
 		t.Fatalf("colour demo: %v, %+v, drift %s", err, c.Bootstrap, c.Fleet.Drift)
 	}
-	if _, err := parse("-demo", "sepia"); err == nil || !strings.Contains(err.Error(), "want digits or colour") {
+	c, err = parse("-demo", "colour-detect")
+	if err != nil || c.Bootstrap.Project != "shelf-detect" || !strings.HasPrefix(c.Bootstrap.Dataset, "colour-scenes:size=160x128") || c.Fleet.Drift != "white-balance" ||
+		c.Bootstrap.Model == nil || c.Bootstrap.Model.Input != [2]int{160, 128} {
+		t.Fatalf("colour-detect demo: %v, %+v, drift %s", err, c.Bootstrap, c.Fleet.Drift)
+	}
+	if _, err := parse("-demo", "sepia"); err == nil || !strings.Contains(err.Error(), "want one of colour, colour-detect, digits") {
 		t.Fatalf("an unknown demo: %v", err)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/config"
 	"github.com/edgeloop/edgeloop/pkg/dataformat"
 	"github.com/edgeloop/edgeloop/pkg/datasets"
+	"github.com/edgeloop/edgeloop/pkg/nn"
 	"github.com/edgeloop/edgeloop/pkg/project"
 )
 
@@ -37,6 +38,8 @@ type BootstrapOptions struct {
 	MaxWait            time.Duration
 	// Epochs of the project's fine-tunes (0: the project's default).
 	Epochs int
+	// Model is the project's model setting (nil: the dataset's, datasets.Spec.Model).
+	Model *nn.Spec
 }
 
 // RegisterBootstrapFlags adds `retrain bootstrap`'s flags.
@@ -64,7 +67,11 @@ func Bootstrap(ctx context.Context, o *BootstrapOptions, log *zap.Logger) error 
 	if err != nil {
 		return err
 	}
-	p := project.Project{ID: o.Project, Task: string(spec.Task()), Classes: spec.ClassNames(), Model: spec.Model(),
+	model := o.Model
+	if model == nil {
+		model = spec.Model()
+	}
+	p := project.Project{ID: o.Project, Task: string(spec.Task()), Classes: spec.ClassNames(), Model: model,
 		Batch:   project.BatchSettings{Min: o.BatchMin, Max: o.BatchMax, MaxWait: config.Duration(o.MaxWait)},
 		Retrain: project.RetrainPolicy{Epochs: o.Epochs}}
 	code, body, err := call(ctx, o, "POST", "/api/v1/projects", "application/json", mustJSON(p))

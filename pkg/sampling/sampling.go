@@ -4,6 +4,9 @@
 // its own limits per minute, hour and day (as Roboflow Inference's active learning). A
 // frame that looks like one already taken from the same device is skipped (thumbnail
 // distance), so that a camera staring at the same scene does not fill the queue.
+// Detectors are sampled per box, for frames of 0–100 boxes: the least sure box or the
+// share of unsure boxes (low_confidence), and a box count unusual for the device
+// (detection_count, learnt from its own recent frames unless bounds are given).
 package sampling
 
 import (
@@ -52,15 +55,27 @@ type StrategyConfig struct {
 	Threshold float64 `json:"threshold,omitempty"`
 	Epsilon   float64 `json:"epsilon,omitempty"`
 	// low_confidence: Measure is "top1" (take when top-1 < Max), "margin" (take when
-	// top-1 − top-2 < Max) or "entropy" (take when the normalised entropy > Min).
+	// top-1 − top-2 < Max) or "entropy" (take when the normalised entropy > Min). For a
+	// detector they look at each box and the least sure one decides: "top1" the lowest
+	// box confidence, "margin" the lowest box margin |2·confidence − 1| (how far the box
+	// is from the 0.5 decision, 0 at 0.5), "entropy" the highest binary entropy of a
+	// box's confidence. "mid_share" is for detectors only: take when at least Share of
+	// the boxes have a mid confidence, in [Min, Max] — with 0–100 boxes a frame, one
+	// unsure box is the rule, a crowd of them is the frame to label.
 	Measure string  `json:"measure,omitempty"`
 	Max     float64 `json:"max,omitempty"`
 	Min     float64 `json:"min,omitempty"`
+	Share   float64 `json:"share,omitempty"`
 	// random: Probability of taking any frame.
 	Probability float64 `json:"probability,omitempty"`
 	// class_quota: at least MinPerHour frames of each predicted class per hour.
 	MinPerHour map[string]int `json:"min_per_hour,omitempty"`
-	// detection_count: take when the number of boxes is < MinBoxes or > MaxBoxes.
+	// detection_count: take when the number of boxes is < MinBoxes or > MaxBoxes; with
+	// both 0 the usual count is learnt from the device's own frames: take when it falls
+	// outside the 5th–95th percentile of the last CountWindow frames' counts by more than
+	// half that range (at least 1 box; none taken before MinCountHistory frames were
+	// seen), so that a camera seeing 40 boxes a frame and one seeing 2 both sample their
+	// odd frames.
 	MinBoxes int    `json:"min_boxes,omitempty"`
 	MaxBoxes int    `json:"max_boxes,omitempty"`
 	Limits   Limits `json:"limits,omitempty"`
@@ -105,7 +120,8 @@ func Default() Config {
 		{Kind: OperatorFlagged},
 		{Name: "uncertain", Kind: CloseToThreshold, Threshold: 0.5, Epsilon: 0.25, Limits: Limits{PerMinute: 30, PerHour: 600}},
 		{Name: "low-margin", Kind: LowConfidence, Measure: "margin", Max: 0.3, Limits: Limits{PerMinute: 20, PerHour: 400}},
-		{Name: "odd-count", Kind: DetectionCount, MinBoxes: 1, MaxBoxes: 4, Limits: Limits{PerMinute: 10, PerHour: 100}},
+		{Name: "uncertain-boxes", Kind: LowConfidence, Measure: MidShare, Min: 0.3, Max: 0.7, Share: 0.25, Limits: Limits{PerMinute: 20, PerHour: 400}},
+		{Name: "odd-count", Kind: DetectionCount, Limits: Limits{PerMinute: 10, PerHour: 100}},
 		{Name: "random", Kind: Random, Probability: 0.02, Limits: Limits{PerMinute: 5, PerHour: 60}},
 	}}
 }
@@ -113,6 +129,17 @@ func Default() Config {
 // DefaultSkipSimilarShare is Default's share of candidates skipped as too like a
 // recent pick.
 const DefaultSkipSimilarShare = 0.5
+
+// MidShare is low_confidence's per-box measure for detectors: the share of boxes with
+// a mid confidence.
+const MidShare = "mid_share"
+
+// CountWindow is how many recent frames' box counts an adaptive detection_count
+// strategy learns the usual count from; MinCountHistory is how many it needs first.
+const (
+	CountWindow     = 200
+	MinCountHistory = 20
+)
 
 // Load reads a JSON config file.
 func Load(path string) (Config, error) {
@@ -162,8 +189,12 @@ func (c Config) Validate() error {
 				if s.Min <= 0 || s.Min >= 1 {
 					return fmt.Errorf("%s: entropy wants 0 < min < 1", where)
 				}
+			case MidShare:
+				if s.Min < 0 || s.Max > 1 || s.Min >= s.Max || s.Share <= 0 || s.Share > 1 {
+					return fmt.Errorf("%s: mid_share wants 0 ≤ min < max ≤ 1 and 0 < share ≤ 1", where)
+				}
 			default:
-				return fmt.Errorf("%s: measure %q: want top1, margin or entropy", where, s.Measure)
+				return fmt.Errorf("%s: measure %q: want top1, margin, entropy or mid_share", where, s.Measure)
 			}
 		case Random:
 			if s.Probability <= 0 || s.Probability > 1 {
@@ -249,7 +280,9 @@ type Sampler struct {
 	// the distances of the last candidates to their nearest pick (SkipSimilarShare).
 	picks []pick
 	near  []float64
-	now   func() time.Time
+	// boxCounts are the box counts of the last CountWindow detection frames seen.
+	boxCounts []int
+	now       func() time.Time
 }
 
 type seen struct {
@@ -293,8 +326,15 @@ func (s *Sampler) Decide(f Frame) Decision {
 	now := s.now()
 	var d Decision
 	taker := -1
+	usual := s.usualCount()
+	if f.Detect && !f.Flagged {
+		s.boxCounts = append(s.boxCounts, len(f.Predictions))
+		if len(s.boxCounts) > CountWindow {
+			s.boxCounts = s.boxCounts[len(s.boxCounts)-CountWindow:]
+		}
+	}
 	for i, st := range s.cfg.Strategies {
-		r := s.match(st, f, now)
+		r := s.match(st, f, now, usual)
 		if r == nil {
 			continue
 		}
@@ -330,7 +370,7 @@ func (s *Sampler) Decide(f Frame) Decision {
 	return d
 }
 
-func (s *Sampler) match(st StrategyConfig, f Frame, now time.Time) *edgeloopv1.SamplingReason {
+func (s *Sampler) match(st StrategyConfig, f Frame, now time.Time, usual *countRange) *edgeloopv1.SamplingReason {
 	reason := func(score float64, detail string, args ...any) *edgeloopv1.SamplingReason {
 		return &edgeloopv1.SamplingReason{Kind: KindProto(st.Kind), Strategy: st.name(), Score: float32(score), Detail: fmt.Sprintf(detail, args...)}
 	}
@@ -346,7 +386,10 @@ func (s *Sampler) match(st StrategyConfig, f Frame, now time.Time) *edgeloopv1.S
 			}
 		}
 	case LowConfidence:
-		if f.Detect || len(f.Predictions) == 0 {
+		if f.Detect {
+			return boxUncertainty(st, f.Predictions, reason)
+		}
+		if len(f.Predictions) == 0 || st.Measure == MidShare {
 			return nil
 		}
 		probs := make([]float64, len(f.Predictions))
@@ -389,12 +432,87 @@ func (s *Sampler) match(st StrategyConfig, f Frame, now time.Time) *edgeloopv1.S
 			return nil
 		}
 		n := len(f.Predictions)
+		if st.MinBoxes == 0 && st.MaxBoxes == 0 {
+			if usual != nil && (n < usual.lo-usual.slack || n > usual.hi+usual.slack) {
+				return reason(float64(n), "%d boxes, usual is %d–%d (5th–95th percentile of the last %d frames) ± %d", n, usual.lo, usual.hi, usual.of, usual.slack)
+			}
+			return nil
+		}
 		if n < st.MinBoxes || (st.MaxBoxes > 0 && n > st.MaxBoxes) {
 			return reason(float64(n), "%d boxes, usual is %d–%d", n, st.MinBoxes, st.MaxBoxes)
 		}
 	}
 	return nil
 }
+
+// countRange is the usual number of boxes a frame: the 5th to 95th percentile of the
+// last of frames, and the slack beyond it that is still usual.
+type countRange struct{ lo, hi, of, slack int }
+
+// usualCount is the usual box count of the detection frames seen so far (nil before
+// MinCountHistory of them).
+func (s *Sampler) usualCount() *countRange {
+	if len(s.boxCounts) < MinCountHistory {
+		return nil
+	}
+	c := slices.Clone(s.boxCounts)
+	slices.Sort(c)
+	at := func(q float64) int { return c[int(math.Round(q*float64(len(c)-1)))] }
+	lo, hi := at(0.05), at(0.95)
+	return &countRange{lo: lo, hi: hi, of: len(c), slack: max(1, (hi-lo)/2)}
+}
+
+// boxUncertainty is low_confidence for a detector: the least sure box decides (top1,
+// margin, entropy), or the share of mid-confidence boxes (mid_share). A frame without
+// boxes has no uncertain box (detection_count looks after empty frames).
+func boxUncertainty(st StrategyConfig, boxes []vision.Prediction, reason func(float64, string, ...any) *edgeloopv1.SamplingReason) *edgeloopv1.SamplingReason {
+	if len(boxes) == 0 {
+		return nil
+	}
+	worst, mid := 0, 0
+	for i, b := range boxes {
+		less := boxMargin(b.Confidence) < boxMargin(boxes[worst].Confidence)
+		if st.Measure == "top1" {
+			less = b.Confidence < boxes[worst].Confidence
+		}
+		if less {
+			worst = i
+		}
+		if c := float64(b.Confidence); c >= st.Min && c <= st.Max {
+			mid++
+		}
+	}
+	w := boxes[worst]
+	where := func() string {
+		if w.Box == nil {
+			return fmt.Sprintf("box %d (%s)", worst+1, w.ClassName)
+		}
+		return fmt.Sprintf("box %d (%s at %.2f,%.2f–%.2f,%.2f)", worst+1, w.ClassName, w.Box.X0, w.Box.Y0, w.Box.X1, w.Box.Y1)
+	}
+	c := float64(w.Confidence)
+	switch st.Measure {
+	case "top1":
+		if c < st.Max {
+			return reason(c, "confidence %.3f of %s < %.2f, the least sure of %d boxes", c, where(), st.Max, len(boxes))
+		}
+	case "margin":
+		if m := boxMargin(w.Confidence); m < st.Max {
+			return reason(m, "margin %.3f of %s (confidence %.3f) < %.2f, the least sure of %d boxes", m, where(), c, st.Max, len(boxes))
+		}
+	case "entropy":
+		if e := entropy([]float64{c, 1 - c}); e > st.Min {
+			return reason(e, "entropy %.3f of %s (confidence %.3f) > %.2f, the least sure of %d boxes", e, where(), c, st.Min, len(boxes))
+		}
+	case MidShare:
+		if share := float64(mid) / float64(len(boxes)); share >= st.Share {
+			return reason(share, "%d of %d boxes (%.0f%%) at a confidence in [%.2f, %.2f], at least %.0f%% wanted", mid, len(boxes), 100*share, st.Min, st.Max, 100*st.Share)
+		}
+	}
+	return nil
+}
+
+// boxMargin is how far a box's confidence is from the 0.5 decision, in [0, 1].
+func boxMargin(c float32) float64 { return math.Abs(2*float64(c) - 1) }
 
 // relevant are the confidences a threshold strategy looks at: the top class
 // (classification) or every box (detection).

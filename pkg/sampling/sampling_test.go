@@ -51,7 +51,10 @@ func TestStrategies(t *testing.T) {
 		{"margin large", StrategyConfig{Kind: LowConfidence, Measure: "margin", Max: .2}, Frame{Predictions: cls(.8, .1, .1)}, false},
 		{"entropy high", StrategyConfig{Kind: LowConfidence, Measure: "entropy", Min: .8}, Frame{Predictions: cls(.34, .33, .33)}, true},
 		{"entropy low", StrategyConfig{Kind: LowConfidence, Measure: "entropy", Min: .8}, Frame{Predictions: cls(.98, .01, .01)}, false},
-		{"low confidence ignores detection", StrategyConfig{Kind: LowConfidence, Measure: "top1", Max: .6}, Frame{Detect: true, Predictions: det(.3)}, false},
+		{"top1 on the least sure box", StrategyConfig{Kind: LowConfidence, Measure: "top1", Max: .6}, Frame{Detect: true, Predictions: det(.95, .3, .9)}, true},
+		{"top1 every box sure", StrategyConfig{Kind: LowConfidence, Measure: "top1", Max: .6}, Frame{Detect: true, Predictions: det(.95, .7, .9)}, false},
+		{"no box is no uncertain box", StrategyConfig{Kind: LowConfidence, Measure: "margin", Max: .5}, Frame{Detect: true}, false},
+		{"mid share is for detectors", StrategyConfig{Kind: LowConfidence, Measure: MidShare, Min: .3, Max: .7, Share: .1}, Frame{Predictions: cls(.5, .5)}, false},
 		{"random always", StrategyConfig{Kind: Random, Probability: 1}, Frame{Predictions: cls(.99)}, true},
 		{"too many boxes", StrategyConfig{Kind: DetectionCount, MinBoxes: 1, MaxBoxes: 3}, Frame{Detect: true, Predictions: det(.9, .9, .9, .9)}, true},
 		{"no box", StrategyConfig{Kind: DetectionCount, MinBoxes: 1, MaxBoxes: 3}, Frame{Detect: true}, true},
@@ -176,6 +179,9 @@ func TestValidate(t *testing.T) {
 		{Kind: Random, Probability: 0},
 		{Kind: ClassQuota},
 		{Kind: DetectionCount, MinBoxes: 3, MaxBoxes: 1},
+		{Kind: LowConfidence, Measure: MidShare, Min: .7, Max: .3, Share: .5},
+		{Kind: LowConfidence, Measure: MidShare, Min: .3, Max: .7},
+		{Kind: LowConfidence, Measure: MidShare, Min: .3, Max: 1.2, Share: .5},
 	}
 	for _, s := range bad {
 		if err := (Config{Strategies: []StrategyConfig{s}}).Validate(); err == nil {

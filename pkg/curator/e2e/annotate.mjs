@@ -5,10 +5,16 @@
 // Ctrl+Enter; a reviewer, whose list updates by itself, opens it with N, accepts items
 // with A, rejects one with R and a comment, approves with Ctrl+Enter. Detection: the
 // same keys, plus boxes deleted, created, moved and resized with keys, and one drawn
-// with the mouse. Screenshots of each view go to OUT.
+// with the mouse. With PLAN (detection on one large colour scene of many boxes): zoom
+// in with the wheel at a point (which must stay under the cursor), pan with Alt+arrows
+// and back, draw the missing box with the mouse on the zoomed picture, cycle the boxes
+// with Tab / Shift+Tab (the selected one scrolled into view) to fix one's class with its
+// digit key and delete a spurious one. Screenshots of each view go to OUT.
 //
 // Input (env): BASE (curator URL), ANNOTATOR and REVIEWER (tokens), PROJECT, TASK,
-// TRUTH (JSON: example id -> [{class, box}]), OUT, CHROMIUM, PACE_MS (optional). Prints a JSON summary: the
+// TRUTH (JSON: example id -> [{class, box}]), OUT, CHROMIUM, PACE_MS (optional), PLAN
+// (optional, JSON: {draw: {class, box}, fix: {index, class, box}, delete}), SHOTS (the
+// screenshots' name prefix, default TASK). Prints a JSON summary: the
 // batch, the pictures (groups of example ids), the skipped and rejected examples, the
 // key-to-next-item times in ms, the seconds from the first key to the submitted batch
 // (and those of the pictures typed without pauses),
@@ -29,7 +35,8 @@ const browser = await chromium.launch({
   args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
     '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
 });
-const shot = (page, name) => page.screenshot({ path: path.join(OUT, `${TASK}-${name}.png`) });
+const SHOTS = process.env.SHOTS || TASK;
+const shot = (page, name) => page.screenshot({ path: path.join(OUT, `${SHOTS}-${name}.png`) });
 const errors = [];
 const pages = [];
 
@@ -107,6 +114,72 @@ const picture = (page, id, labels) => page.evaluate(async ([p, id, labels]) => {
   return { natural: [bmp.width, bmp.height], canvas: [c.width, c.height], points, edges };
 }, [PROJECT, id, labels]);
 
+// scene corrects one large picture of many boxes as PLAN says, and reports what it saw:
+// the canvas before and after the zoom, the picture's point under the cursor after it
+// (want: the one it zoomed at), the stage's scroll before, during and after the pan, the
+// location after Alt+arrows (want: unchanged), the box lines selected by Tab and Shift+Tab,
+// whether the fixed box was in view once selected.
+async function scene(page, plan) {
+  const kb = page.keyboard, out = {};
+  await kb.press('n');
+  await page.waitForSelector('#canvas[data-example]');
+  await page.waitForFunction(() => document.querySelectorAll('.boxes li').length > 0);
+  out.boxes_before = await page.locator('.boxes li').count();
+  const canvas = page.locator('#canvas');
+  const c0 = await canvas.boundingBox();
+  const d = plan.draw.box, fx = (d.x0 + d.x1) / 2, fy = (d.y0 + d.y1) / 2;
+  const mx = c0.x + fx * c0.width, my = c0.y + fy * c0.height;
+  await page.mouse.move(mx, my);
+  const z0 = Number(await canvas.getAttribute('data-zoom'));
+  for (let i = 0; i < 3; i++) await page.mouse.wheel(0, -120);
+  await page.waitForFunction((z) => Number(document.querySelector('#canvas').dataset.zoom) === z, z0 + 3);
+  const c1 = await canvas.boundingBox();
+  out.zoom = { before: [c0.width, c0.height], after: [c1.width, c1.height], anchor: [(mx - c1.x) / c1.width, (my - c1.y) / c1.height], want: [fx, fy] };
+  await shot(page, '2-zoomed');
+  // Pan where there is room for a whole step (a quarter of the view), and back.
+  const scroll = () => page.evaluate(() => { const s = document.querySelector('.stage'); return [s.scrollLeft, s.scrollTop, s.scrollWidth - s.clientWidth, s.scrollHeight - s.clientHeight, s.clientWidth, s.clientHeight]; });
+  const hash = await page.evaluate(() => location.hash);
+  const s0 = await scroll();
+  const room = { ArrowRight: s0[2] - s0[0] - s0[4] / 4, ArrowLeft: s0[0] - s0[4] / 4, ArrowDown: s0[3] - s0[1] - s0[5] / 4, ArrowUp: s0[1] - s0[5] / 4 };
+  const dir = Object.keys(room).find((k) => room[k] >= 1) || 'ArrowDown';
+  const [go, back] = ['Alt+' + dir, 'Alt+' + { ArrowRight: 'ArrowLeft', ArrowLeft: 'ArrowRight', ArrowDown: 'ArrowUp', ArrowUp: 'ArrowDown' }[dir]];
+  await kb.press(go);
+  const s1 = await scroll();
+  await kb.press(back);
+  const s2 = await scroll();
+  out.pan = { before: s0.slice(0, 2), moved: s1.slice(0, 2), back: s2.slice(0, 2), room: s0.slice(2, 4), key: go, hash_kept: hash === (await page.evaluate(() => location.hash)) };
+  // Draw the missing box on the zoomed picture.
+  await kb.press('Escape');
+  await kb.press(plan.draw.class);
+  const c2 = await canvas.boundingBox();
+  await page.mouse.move(c2.x + d.x0 * c2.width, c2.y + d.y0 * c2.height);
+  await page.mouse.down();
+  await page.mouse.move(c2.x + fx * c2.width, c2.y + fy * c2.height, { steps: 4 });
+  await page.mouse.move(c2.x + d.x1 * c2.width, c2.y + d.y1 * c2.height, { steps: 4 });
+  await page.mouse.up();
+  const selectedLine = () => page.evaluate(() => document.querySelector('.boxes li.selected span')?.textContent || '');
+  out.selected = [await selectedLine()];
+  // Tab from the drawn (last) box wraps to the first, then on to the one to fix.
+  for (let i = 0; i <= plan.fix.index; i++) await kb.press('Tab');
+  out.selected.push(await selectedLine());
+  const f = plan.fix.box, c3 = await canvas.boundingBox();
+  out.fix_in_view = await page.evaluate(([f, c]) => {
+    const s = document.querySelector('.stage').getBoundingClientRect();
+    return c.x + f.x0 * c.width >= s.left - 1 && c.x + f.x1 * c.width <= s.right + 1 && c.y + f.y0 * c.height >= s.top - 1 && c.y + f.y1 * c.height <= s.bottom + 1;
+  }, [f, c3]);
+  await kb.press(plan.fix.class);
+  // On past the spurious box and back to it with Shift+Tab, then delete it.
+  for (let i = plan.fix.index; i <= plan.delete; i++) await kb.press('Tab');
+  await kb.press('Shift+Tab');
+  out.selected.push(await selectedLine());
+  await kb.press('Delete');
+  out.boxes_after = await page.locator('.boxes li').count();
+  await shot(page, '3-fixed');
+  result.below_fold = await below(page, ['#submit', '.keys', '#save-next']);
+  await kb.press('Enter');
+  return out;
+}
+
 const result = { task: TASK, skipped: [], rejected: {}, key_ms: [], mouse: 0, below_fold: [] };
 try {
   // Annotator: the queue, N claims the ready batch, and the keys typed at once wait for it.
@@ -147,6 +220,8 @@ try {
       if (PACE) await annie.waitForTimeout(PACE);
     }
     result.typed = { pictures: groups.length - 3, seconds: (Date.now() - tf) / 1000 };
+  } else if (process.env.PLAN) {
+    result.scene = await scene(annie, JSON.parse(process.env.PLAN));
   } else {
     await kb.press('n');
     await annie.waitForSelector('#canvas[data-example]');
@@ -228,7 +303,7 @@ try {
   // Say what the pages logged and keep a screenshot of each, then fail.
   console.error(`FAILED: ${e && e.stack || e}`);
   for (const [i, p] of pages.entries()) {
-    await p.screenshot({ path: path.join(OUT, `${TASK}-failure-${i}.png`), fullPage: true }).catch(() => {});
+    await p.screenshot({ path: path.join(OUT, `${SHOTS}-failure-${i}.png`), fullPage: true }).catch(() => {});
   }
   console.error(`page errors: ${JSON.stringify(errors)}`);
   await browser.close();

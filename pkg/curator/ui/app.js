@@ -455,6 +455,7 @@ async function annotate(view, p, id, index, gen) {
     }
     const s = fitScale(stage, img, zoom);
     canvas.width = Math.round(img.width * s); canvas.height = Math.round(img.height * s);
+    canvas.dataset.zoom = zoom;
     ctx.imageSmoothingEnabled = s < 1;
     ctx.drawImage(img, 0, 0, canvas.width, canvas.height);
     if (detect) drawBoxes(ctx, labels, selected, canvas.width, canvas.height);
@@ -540,12 +541,53 @@ async function annotate(view, p, id, index, gen) {
   };
   const deleteBox = (i) => { labels.splice(i, 1); selected = Math.min(i, labels.length - 1); mark(); render(); };
 
+  // Zoom and pan. The stage scrolls a picture larger than itself; zooming keeps the
+  // picture's point under the cursor (wheel) or at the middle of the view (keys) where
+  // it was. Alt+arrows and a middle-button drag pan; Tab brings the box it selects into view.
+  const setZoom = (z, clientX, clientY) => {
+    z = clamp(z, -6, 10);
+    if (z === zoom) return;
+    const sr = stage.getBoundingClientRect();
+    const cx = clientX ?? sr.left + sr.width / 2, cy = clientY ?? sr.top + sr.height / 2;
+    const r = canvas.getBoundingClientRect();
+    const fx = clamp((cx - r.left) / r.width, 0, 1), fy = clamp((cy - r.top) / r.height, 0, 1);
+    zoom = z; sessionStorage.setItem('zoom', zoom); draw();
+    const r2 = canvas.getBoundingClientRect();
+    stage.scrollLeft += r2.left + fx * r2.width - cx; stage.scrollTop += r2.top + fy * r2.height - cy;
+  };
+  const pan = (dx, dy) => stage.scrollBy(dx * stage.clientWidth * 0.25, dy * stage.clientHeight * 0.25);
+  const reveal = (i) => {
+    const l = labels[i];
+    if (!l || !l.box) return;
+    const r = canvas.getBoundingClientRect(), sr = stage.getBoundingClientRect();
+    const x0 = r.left + l.box.x0 * r.width, x1 = r.left + l.box.x1 * r.width, y0 = r.top + l.box.y0 * r.height, y1 = r.top + l.box.y1 * r.height;
+    if (x0 < sr.left || x1 > sr.right) stage.scrollLeft += (x0 + x1) / 2 - (sr.left + sr.width / 2);
+    if (y0 < sr.top || y1 > sr.bottom) stage.scrollTop += (y0 + y1) / 2 - (sr.top + sr.height / 2);
+  };
+  stage.addEventListener('wheel', (e) => {
+    if (e.shiftKey || !e.deltaY) return; // Shift+wheel scrolls sideways, as everywhere
+    e.preventDefault();
+    setZoom(zoom + (e.deltaY < 0 ? 1 : -1), e.clientX, e.clientY);
+  }, { passive: false });
+  let panning = null;
+  stage.addEventListener('mousedown', (e) => {
+    if (e.button !== 1) return;
+    e.preventDefault();
+    panning = { x: e.clientX, y: e.clientY, left: stage.scrollLeft, top: stage.scrollTop };
+  });
+  const panMove = (e) => { if (panning) { stage.scrollLeft = panning.left - (e.clientX - panning.x); stage.scrollTop = panning.top - (e.clientY - panning.y); } };
+  const panEnd = () => { panning = null; };
+  window.addEventListener('mousemove', panMove);
+  window.addEventListener('mouseup', panEnd);
+  state.cleanups.push(() => { window.removeEventListener('mousemove', panMove); window.removeEventListener('mouseup', panEnd); });
+
   // Mouse: draw new boxes, select, move, resize by the corners.
   let drag = null;
   const pos = (e) => { const r = canvas.getBoundingClientRect(); return { x: clamp((e.clientX - r.left) / r.width, 0, 1), y: clamp((e.clientY - r.top) / r.height, 0, 1) }; };
   const near = (a, b) => Math.abs(a - b) < 8 / canvas.getBoundingClientRect().width + 0.015;
   if (detect) {
     canvas.addEventListener('mousedown', (e) => {
+      if (e.button !== 0) return; // the middle button pans
       const q = pos(e);
       const sel = labels[selected];
       if (sel) {
@@ -606,7 +648,7 @@ async function annotate(view, p, id, index, gen) {
       feedback ? h('div', { class: 'comments', id: 'feedback' }, h('strong', {}, `${feedback.by}: `), feedback.comment) : '',
       h('div', { class: 'classes' }, proj.classes.map((c) => btn({ class: (detect ? drawClass : labels[0] && labels[0].class) === c ? 'chosen' : '', 'data-class': c, onclick: () => setClass(c) },
         c, ' ', keyOf[c] ? h('kbd', {}, keyOf[c]) : ''))),
-      detect ? h('ul', { class: 'boxes' }, labels.map((l, i) => h('li', { class: i === selected ? 'selected' : '' },
+      detect ? h('ul', { class: 'boxes', id: 'boxes' }, labels.map((l, i) => h('li', { class: i === selected ? 'selected' : '' },
         h('span', { onclick: () => { selected = i; drawClass = l.class; render(); }, style: 'cursor:pointer' }, `#${i + 1} ${l.class}`),
         btn({ 'data-delete': i, onclick: () => deleteBox(i), title: 'delete box' }, '✕')))) : '',
       h('div', { class: 'nav' },
@@ -618,7 +660,7 @@ async function annotate(view, p, id, index, gen) {
         submitting ? 'Submitting…' : 'Submit batch for review ', submitting ? '' : h('kbd', {}, 'Ctrl+Enter'))),
       h('div', { class: 'keys' }, 'Keys: class ', h('kbd', {}, proj.classes.length <= 10 ? Object.keys(keys).join(' ') : '1–9 0'),
         ' · save & next ', h('kbd', {}, 'Enter'), ' · skip ', h('kbd', {}, 'S'), ' · prev/next ', h('kbd', {}, '←'), h('kbd', {}, '→'),
-        ' · submit ', h('kbd', {}, 'Ctrl+Enter'), ' · zoom ', h('kbd', {}, '+'), h('kbd', {}, '-'),
+        ' · submit ', h('kbd', {}, 'Ctrl+Enter'), ' · zoom ', h('kbd', {}, '+'), h('kbd', {}, '-'), ' or wheel · pan ', h('kbd', {}, 'Alt+arrows'),
         detect ? [h('br'), 'boxes: new ', h('kbd', {}, 'N'), ' · next/prev box ', h('kbd', {}, 'Tab'), h('kbd', {}, 'Shift+Tab'), ' · move ', h('kbd', {}, 'Shift+arrows'),
           ' · resize ', h('kbd', {}, 'Ctrl+arrows'), ' · delete ', h('kbd', {}, 'Del'), ' · none selected ', h('kbd', {}, 'Esc'),
           ' (then a class key sets the next new box\'s class) · mouse: drag to draw, drag a box to move, a corner to resize'] : ''),
@@ -626,6 +668,9 @@ async function annotate(view, p, id, index, gen) {
       h('h2', {}, 'Model said'),
       h('ul', { class: 'reasons' }, top.slice(0, detect ? 8 : 3).map((pr) => h('li', {}, h('strong', {}, pr.class), ' ', pct(pr.confidence), pr.box ? h('span', { class: 'muted' }, ' box') : ''))),
       h('p', { class: 'muted' }, `device ${ex.device} · model v${ex.model_version}` + (item.annotated_by ? ` · saved by ${item.annotated_by}` : '')));
+    // The selected box's line in a long list of boxes stays in view.
+    const li = side.querySelector('.boxes li.selected'), ul = li && li.parentElement;
+    if (li && (li.offsetTop < ul.scrollTop || li.offsetTop + li.offsetHeight > ul.scrollTop + ul.clientHeight)) ul.scrollTop = li.offsetTop - ul.clientHeight / 2;
   };
 
   view.replaceChildren(h('h1', {}, 'Correct ', h('span', { class: 'muted' }, `${p}`)),
@@ -644,7 +689,11 @@ async function annotate(view, p, id, index, gen) {
     }
     if (detect && k === 'Tab' && labels.length) {
       selected = ((selected < 0 ? (e.shiftKey ? 0 : -1) : selected) + (e.shiftKey ? -1 : 1) + labels.length) % labels.length;
-      drawClass = labels[selected].class; render(); e.preventDefault(); return;
+      drawClass = labels[selected].class; render(); reveal(selected); e.preventDefault(); return;
+    }
+    if (e.altKey && !mod && !e.shiftKey && k.startsWith('Arrow')) {
+      const [dx, dy] = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] }[k];
+      pan(dx, dy); e.preventDefault(); return;
     }
     if (mod || e.altKey) return;
     if (keys[k]) setClass(keys[k]);
@@ -652,8 +701,8 @@ async function annotate(view, p, id, index, gen) {
     else if (k === 's') next('skipped', e.timeStamp);
     else if (k === 'ArrowRight') leave(Math.min(groups.length - 1, index + 1), e.timeStamp);
     else if (k === 'ArrowLeft') leave(Math.max(0, index - 1), e.timeStamp);
-    else if (k === '+' || k === '=') { zoom++; sessionStorage.setItem('zoom', zoom); draw(); }
-    else if (k === '-') { zoom--; sessionStorage.setItem('zoom', zoom); draw(); }
+    else if (k === '+' || k === '=') setZoom(zoom + 1);
+    else if (k === '-') setZoom(zoom - 1);
     else if (detect && k === 'n') newBox();
     else if (detect && (k === 'Delete' || k === 'Backspace') && selected >= 0) deleteBox(selected);
     else if (detect && k === 'Escape') { selected = -1; render(); }

@@ -78,7 +78,7 @@ func (s *state) runBootstrap(ctx context.Context, a *modules.App) error {
 	}
 	b := a.Config.Bootstrap
 	err := retrain.Bootstrap(ctx, &retrain.BootstrapOptions{API: s.api, Token: adminToken, Project: b.Project,
-		Dataset: b.Dataset, Limit: b.Limit, Seed: 1, BatchMin: b.BatchMin, BatchMax: b.BatchMax, MaxWait: b.MaxWait, Epochs: b.Epochs}, a.Log.Named("bootstrap"))
+		Dataset: b.Dataset, Limit: b.Limit, Seed: 1, BatchMin: b.BatchMin, BatchMax: b.BatchMax, MaxWait: b.MaxWait, Epochs: b.Epochs, Model: b.Model}, a.Log.Named("bootstrap"))
 	if err != nil && !errors.Is(err, retrain.ErrAlreadySeeded) {
 		return err
 	}
