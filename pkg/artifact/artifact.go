@@ -58,6 +58,10 @@ type Lineage struct {
 	Mode string `json:"mode,omitempty"`
 	// Examples is how many train examples it was trained on.
 	Examples int `json:"examples,omitempty"`
+	// Backbone and BackboneSHA256 name the pretrained weights file (its base name and
+	// the sha256 of its bytes) a first model started from.
+	Backbone       string `json:"backbone,omitempty"`
+	BackboneSHA256 string `json:"backbone_sha256,omitempty"`
 }
 
 // TensorInfo names one stored tensor.

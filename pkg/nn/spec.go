@@ -2,6 +2,8 @@ package nn
 
 import (
 	"fmt"
+	"path/filepath"
+	"strings"
 )
 
 // Ways an image is resized to a network's input (Preprocess.Resize).
@@ -85,6 +87,11 @@ type Spec struct {
 	// Normalize is NormNone (default: from scratch) or NormImageNet (for ImageNet
 	// weights).
 	Normalize string `json:"normalize,omitempty"`
+	// Backbone is the absolute path, on the retrain service's machine, of torchvision
+	// MobileNetV2 weights (.safetensors, or .onnx exported with dynamo=True,
+	// optimize=False) that the project's first model starts from: the family's trunk
+	// takes them, the head starts new for the project's classes. Empty: from scratch.
+	Backbone string `json:"backbone,omitempty"`
 }
 
 // Input sides a Spec accepts, in pixels: multiples of SpecSideStep from SpecMinSide to
@@ -145,6 +152,14 @@ func (s Spec) Validate() error {
 	}
 	if s.Normalize != NormNone && s.Normalize != NormImageNet {
 		return fmt.Errorf("model normalize %q: want %s or %s", s.Normalize, NormNone, NormImageNet)
+	}
+	if b := s.Backbone; b != "" {
+		if !filepath.IsAbs(b) || strings.ContainsRune(b, 0) {
+			return fmt.Errorf("model backbone %q: want an absolute path on the retrain service's machine", b)
+		}
+		if !strings.HasSuffix(b, ".safetensors") && !strings.HasSuffix(b, ".onnx") {
+			return fmt.Errorf("model backbone %q: want a .safetensors or .onnx file", b)
+		}
 	}
 	return nil
 }
