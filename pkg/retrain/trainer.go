@@ -18,6 +18,7 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/artifact"
 	"github.com/edgeloop/edgeloop/pkg/augment"
 	"github.com/edgeloop/edgeloop/pkg/nn"
+	"github.com/edgeloop/edgeloop/pkg/nn/weights"
 	"github.com/edgeloop/edgeloop/pkg/project"
 	"github.com/edgeloop/edgeloop/pkg/raster"
 	"github.com/edgeloop/edgeloop/pkg/registry"
@@ -254,11 +255,19 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string, 
 				zap.Strings("from", parent.Header.Classes), zap.Strings("to", p.Classes))
 		}
 	}
-	if mode == ModeScratch {
+	var backbone weights.Source
+	switch {
+	case mode == ModeScratch && p.Model != nil && p.Model.Backbone != "":
+		if a, init, backbone, err = weights.FromSpec(*p.Model, nn.Task(p.Task), len(p.Classes), cfg.Seed, s.log); err != nil {
+			return nil, fmt.Errorf("project %s: first model from its backbone: %w", project, err)
+		}
+		s.log.Info("first model starts from the project's backbone", zap.String("project", project),
+			zap.String("backbone", p.Model.Backbone), zap.String("sha256", backbone.SHA256))
+	case mode == ModeScratch:
 		if init, err = nn.InitParams(a, cfg.Seed); err != nil {
 			return nil, err
 		}
-	} else {
+	default:
 		a, init = curArch, current
 	}
 	since := 0
@@ -319,7 +328,7 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string, 
 	settings, _ := json.Marshal(cfg)
 	model := &artifact.Model{Params: res.Params, Header: artifact.Header{Arch: a, Model: p.Model, Classes: p.Classes, Project: project, Version: version,
 		CreatedAt: time.Now().UTC(), Lineage: artifact.Lineage{ParentVersion: parentVersion, ParentSHA256: parentSHA, Dataset: snapshot, Settings: settings,
-			Mode: mode, Examples: len(data.Train)},
+			Mode: mode, Examples: len(data.Train), Backbone: backbone.File, BackboneSHA256: backbone.SHA256},
 		Metrics: map[string]float64{"test_" + metric: decision.Candidate}}}
 	mb, err := artifact.Encode(model)
 	if err != nil {
