@@ -7,9 +7,12 @@ import (
 	"testing"
 
 	"go.uber.org/zap"
+
+	"github.com/edgeloop/edgeloop/pkg/nn"
 )
 
-// TestTrainBackboneFlag: -backbone refuses -parent beside it, a detection dataset, and
+// TestTrainBackboneFlag: -backbone refuses -parent beside it, a file of another width
+// than -model's (naming the first tensor that does not fit), and
 // images under the family's 32 px (MNIST's 28), each with an error saying why, before
 // any data loads (MNIST's 28 px against the model setting's rule).
 func TestTrainBackboneFlag(t *testing.T) {
@@ -19,7 +22,7 @@ func TestTrainBackboneFlag(t *testing.T) {
 		want string
 	}{
 		{TrainOptions{Dataset: "mnist", Backbone: file, Parent: "model.elm"}, "start from one of them"},
-		{TrainOptions{Dataset: "digit-scenes", Backbone: file}, "is a classifier"},
+		{TrainOptions{Dataset: "colour-objects", Backbone: file, Model: nn.Spec{Size: "s"}}, "features.2.conv.2.weight: shape [8 48 1 1] in the file"},
 		{TrainOptions{Dataset: "mnist", Backbone: file}, "model input width 28: want a multiple of 32"},
 		{TrainOptions{Dataset: "colour-objects", Backbone: "none.safetensors"}, "none.safetensors"},
 	} {

@@ -66,7 +66,7 @@ func RegisterTrainFlags(fs *flag.FlagSet) *TrainOptions {
 	fs.IntVar(&o.ValLimit, "val-limit", 0, "validation examples (default 5,000 mnist / 500 scenes)")
 	fs.IntVar(&o.TestLim, "test-limit", 0, "test examples (default 10,000 mnist / 1,000 scenes)")
 	fs.StringVar(&o.Parent, "parent", "", "model file to fine-tune from (default: train from scratch)")
-	fs.StringVar(&o.Backbone, "backbone", "", "torchvision MobileNetV2 weights (.safetensors, or .onnx exported with dynamo=True, optimize=False) to start the backbone from; the head is new, the images must be 32 px or more")
+	fs.StringVar(&o.Backbone, "backbone", "", "torchvision MobileNetV2 weights (.safetensors, or .onnx exported with dynamo=True, optimize=False) to start the backbone (a detector's trunk) from, as a project's model setting backbone does; the head is new, the images must be 32 px or more")
 	fs.StringVar(&o.Out, "out", "out", "output directory")
 	fs.StringVar(&o.MNISTDir, "mnist-dir", "", "MNIST data directory (default: the GoMNIST module in the Go module cache)")
 	fs.StringVar(&o.Backend, "backend", "auto", "auto, cpu or cuda")
@@ -194,17 +194,25 @@ func RunTrain(ctx context.Context, o *TrainOptions, log *zap.Logger, progress io
 			}
 			break
 		}
-		if src.task != nn.Classify {
-			return nil, fmt.Errorf("-backbone %s: the %s family is a classifier, dataset %s is for %s", o.Backbone, nn.MobileNetV2, src.name, src.task)
-		}
-		arch, init, err = weights.Backbone(o.Backbone, spec.Input[0], spec.Input[1], spec.Channels, len(classes), o.Train.Seed, log)
-		if err != nil {
+		// The service's way (weights.FromSpec): spec's network and preprocessing, the
+		// trunk from the file, at the file's width unless -model names one.
+		if spec.Backbone, err = filepath.Abs(o.Backbone); err != nil {
 			return nil, fmt.Errorf("-backbone: %w", err)
 		}
-		if o.Model.Size != "" && arch.Name != spec.Family+"-"+spec.Size {
-			return nil, fmt.Errorf("-backbone %s holds a %s, -model asks for %s:%s", o.Backbone, arch.Name, spec.Family, spec.Size)
+		if o.Model.Size == "" {
+			ts, err := weights.ReadFile(spec.Backbone)
+			if err != nil {
+				return nil, fmt.Errorf("-backbone: %w", err)
+			}
+			if spec.Size, err = weights.FamilySize(ts); err != nil {
+				return nil, fmt.Errorf("-backbone %s: %w", o.Backbone, err)
+			}
 		}
-		arch.Preprocess = spec.Preprocess()
+		var from weights.Source
+		if arch, init, from, err = weights.FromSpec(spec, src.task, len(classes), o.Train.Seed, log); err != nil {
+			return nil, fmt.Errorf("-backbone: %w", err)
+		}
+		lineage.Backbone, lineage.BackboneSHA256 = from.File, from.SHA256
 	}
 	if parent == nil && o.Train.LR == 0 {
 		o.Train.LR = arch.ScratchLR()
