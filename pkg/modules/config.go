@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -81,7 +82,11 @@ type Config struct {
 		Dataset string
 		Limit   int
 		// Epochs of the project's fine-tunes (0: the project's default).
-		Epochs   int
+		Epochs int
+		// Backbone is the pretrained weights file the project's first model starts
+		// from (its model setting's backbone): "" takes the demo's when cached, "none"
+		// none.
+		Backbone string
 		BatchMin int
 		BatchMax int
 		MaxWait  time.Duration
@@ -111,6 +116,9 @@ type DemoSettings struct {
 	Limit, Epochs           int
 	// Model is the project's model setting (nil: the dataset's, datasets.Spec.Model).
 	Model *nn.Spec
+	// Backbone is where `make pretrain` writes the backbone the demo starts from when
+	// it is there (relative to the repository root).
+	Backbone string
 }
 
 // Demos are the standalone's demo projects: digits (grey MNIST digits, the built-in
@@ -123,7 +131,8 @@ type DemoSettings struct {
 func Demos() map[string]DemoSettings {
 	return map[string]DemoSettings{
 		"digits": {Project: "digits", Dataset: "mnist", Drift: "rotation", Limit: 2000},
-		"colour": {Project: "shelf", Dataset: "colour-objects:size=128x96,classes=4", Drift: "white-balance", Limit: 400, Epochs: 4},
+		"colour": {Project: "shelf", Dataset: "colour-objects:size=128x96,classes=4", Drift: "white-balance", Limit: 400, Epochs: 4,
+			Backbone: "bench/out/pretrain/mobilenetv2-n.safetensors"},
 		"colour-detect": {Project: "shelf-detect", Dataset: "colour-scenes:size=160x128,classes=4", Drift: "white-balance", Limit: 300, Epochs: 4,
 			Model: &nn.Spec{Family: nn.MobileNetV2, Size: "n", Input: [2]int{160, 128}, Channels: 3, Resize: nn.Letterbox, Normalize: nn.NormNone}},
 	}
@@ -147,6 +156,31 @@ func (c *Config) ApplyDemo() error {
 		c.Bootstrap.Model = d.Model
 	}
 	return nil
+}
+
+// DemoBackbone is the backbone the bootstrapped project starts from, as an absolute
+// path: -backbone's, else the demo's when `make pretrain` has written it; "" for none.
+// missing names the demo's file when it was looked for and is not there.
+func (c *Config) DemoBackbone() (path, missing string, err error) {
+	switch b := c.Bootstrap.Backbone; b {
+	case "none":
+		return "", "", nil
+	case "":
+		d := Demos()[c.Demo].Backbone
+		if d == "" {
+			return "", "", nil
+		}
+		if _, err := os.Stat(d); err != nil {
+			return "", d, nil
+		}
+		path = d
+	default:
+		path = b
+	}
+	if path, err = filepath.Abs(path); err != nil {
+		return "", "", fmt.Errorf("-backbone %s: %w", path, err)
+	}
+	return path, "", nil
 }
 
 // RegisterFlags adds every module's flags to fs and returns the Config they fill.
@@ -200,6 +234,7 @@ func RegisterFlags(fs *flag.FlagSet, defaultTarget string) *Config {
 	fs.StringVar(&c.Bootstrap.Project, "project", "", "bootstrap: project to create and seed (default: the demo's, digits, shelf or shelf-detect)")
 	fs.StringVar(&c.Bootstrap.Dataset, "seed", "", "bootstrap: seed dataset of the project: mnist, digit-scenes, colour-objects or colour-scenes, with options (default: the demo's)")
 	fs.IntVar(&c.Bootstrap.Limit, "seed-limit", 0, "bootstrap: seed examples (default: the demo's, 2000 digits, 400 colour frames or 300 colour scenes)")
+	fs.StringVar(&c.Bootstrap.Backbone, "backbone", "", "bootstrap: pretrained MobileNetV2 weights (.safetensors or .onnx, torchvision names) the project's first model starts from (default: the colour demo's bench/out/pretrain/mobilenetv2-n.safetensors when `make pretrain` has written it; none: from scratch)")
 	fs.IntVar(&c.Bootstrap.BatchMin, "batch-min", 30, "bootstrap: the project's smallest correction batch")
 	fs.IntVar(&c.Bootstrap.BatchMax, "batch-max", 50, "bootstrap: the project's largest correction batch")
 	fs.DurationVar(&c.Bootstrap.MaxWait, "max-wait", time.Minute, "bootstrap: a batch of at least batch-min closes after this wait")

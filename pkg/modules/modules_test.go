@@ -3,6 +3,7 @@ package modules
 import (
 	"context"
 	"flag"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -92,6 +93,19 @@ func TestDemoSettings(t *testing.T) {
 	if err != nil || c.Bootstrap.Project != "shelf-detect" || !strings.HasPrefix(c.Bootstrap.Dataset, "colour-scenes:size=160x128") || c.Fleet.Drift != "white-balance" ||
 		c.Bootstrap.Model == nil || c.Bootstrap.Model.Input != [2]int{160, 128} {
 		t.Fatalf("colour-detect demo: %v, %+v, drift %s", err, c.Bootstrap, c.Fleet.Drift)
+	}
+	// The colour demo starts from `make pretrain`'s backbone when it is cached (here, in
+	// a test, it is looked for relative to pkg/modules: absent), else says which file.
+	c, _ = parse("-demo", "colour")
+	if bb, missing, err := c.DemoBackbone(); err != nil || bb != "" || missing != Demos()["colour"].Backbone {
+		t.Fatalf("colour demo without a cached backbone: %q, missing %q, %v", bb, missing, err)
+	}
+	file := filepath.Join(t.TempDir(), "mine.safetensors")
+	for arg, want := range map[string]string{file: file, "none": ""} {
+		c, _ = parse("-demo", "colour", "-backbone", arg)
+		if bb, missing, err := c.DemoBackbone(); err != nil || bb != want || missing != "" {
+			t.Fatalf("-backbone %s: %q, missing %q, %v", arg, bb, missing, err)
+		}
 	}
 	if _, err := parse("-demo", "sepia"); err == nil || !strings.Contains(err.Error(), "want one of colour, colour-detect, digits") {
 		t.Fatalf("an unknown demo: %v", err)

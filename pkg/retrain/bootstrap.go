@@ -40,6 +40,9 @@ type BootstrapOptions struct {
 	Epochs int
 	// Model is the project's model setting (nil: the dataset's, datasets.Spec.Model).
 	Model *nn.Spec
+	// Backbone is the pretrained weights file (an absolute path the retrain service
+	// reads) of the project's model setting: its first model starts from it.
+	Backbone string
 }
 
 // RegisterBootstrapFlags adds `retrain bootstrap`'s flags.
@@ -55,6 +58,7 @@ func RegisterBootstrapFlags(fs *flag.FlagSet) *BootstrapOptions {
 	fs.IntVar(&o.BatchMin, "batch-min", 30, "smallest correction batch")
 	fs.IntVar(&o.BatchMax, "batch-max", 50, "largest correction batch")
 	fs.DurationVar(&o.MaxWait, "max-wait", 2*time.Minute, "a batch of at least batch-min closes once its oldest example waited this long")
+	fs.StringVar(&o.Backbone, "backbone", "", "pretrained MobileNetV2 weights (.safetensors or .onnx, torchvision names; an absolute path the retrain service reads) the project's first model starts from (a MobileNetV2 dataset: colour-objects)")
 	return o
 }
 
@@ -74,13 +78,21 @@ func Bootstrap(ctx context.Context, o *BootstrapOptions, log *zap.Logger) error 
 	p := project.Project{ID: o.Project, Task: string(spec.Task()), Classes: spec.ClassNames(), Model: model,
 		Batch:   project.BatchSettings{Min: o.BatchMin, Max: o.BatchMax, MaxWait: config.Duration(o.MaxWait)},
 		Retrain: project.RetrainPolicy{Epochs: o.Epochs}}
+	if o.Backbone != "" {
+		if p.Model == nil {
+			return fmt.Errorf("backbone %s: dataset %s trains the built-in network, which takes no MobileNetV2 backbone", o.Backbone, o.Dataset)
+		}
+		m := *p.Model // o.Model is the caller's
+		m.Backbone = o.Backbone
+		p.Model = &m
+	}
 	code, body, err := call(ctx, o, "POST", "/api/v1/projects", "application/json", mustJSON(p))
 	if err != nil {
 		return err
 	}
 	switch code {
 	case http.StatusCreated:
-		log.Info("project created", zap.String("project", o.Project), zap.String("task", p.Task))
+		log.Info("project created", zap.String("project", o.Project), zap.String("task", p.Task), zap.String("backbone", o.Backbone))
 	case http.StatusConflict:
 		log.Info("project exists", zap.String("project", o.Project))
 	default:

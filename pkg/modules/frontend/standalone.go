@@ -76,9 +76,18 @@ func (s *state) runBootstrap(ctx context.Context, a *modules.App) error {
 	if err := s.waitUp(ctx); err != nil {
 		return err
 	}
-	b := a.Config.Bootstrap
-	err := retrain.Bootstrap(ctx, &retrain.BootstrapOptions{API: s.api, Token: adminToken, Project: b.Project,
-		Dataset: b.Dataset, Limit: b.Limit, Seed: 1, BatchMin: b.BatchMin, BatchMax: b.BatchMax, MaxWait: b.MaxWait, Epochs: b.Epochs, Model: b.Model}, a.Log.Named("bootstrap"))
+	b, log := a.Config.Bootstrap, a.Log.Named("bootstrap")
+	backbone, missing, err := a.Config.DemoBackbone()
+	if err != nil {
+		return err
+	}
+	if missing != "" {
+		log.Info("no pretrained backbone cached: the project's first model trains from scratch (near chance on a small seed); `make pretrain` writes one",
+			zap.String("demo", a.Config.Demo), zap.String("file", missing))
+	}
+	err = retrain.Bootstrap(ctx, &retrain.BootstrapOptions{API: s.api, Token: adminToken, Project: b.Project,
+		Dataset: b.Dataset, Limit: b.Limit, Seed: 1, BatchMin: b.BatchMin, BatchMax: b.BatchMax, MaxWait: b.MaxWait, Epochs: b.Epochs,
+		Model: b.Model, Backbone: backbone}, log)
 	if err != nil && !errors.Is(err, retrain.ErrAlreadySeeded) {
 		return err
 	}
