@@ -82,24 +82,11 @@ func ImportDetector(a nn.Arch, p *nn.Params, ts map[string]Tensor, log *zap.Logg
 // channels and classes classes: the trunk is the file's, the pyramid and heads are
 // initialised from seed.
 func BackboneDetector(path string, inW, inH, channels, classes int, seed uint64, log *zap.Logger) (nn.Arch, *nn.Params, error) {
-	ts, err := ReadFile(path)
-	if err != nil {
-		return nn.Arch{}, nil, err
-	}
-	size, err := FamilySize(ts)
-	if err != nil {
-		return nn.Arch{}, nil, fmt.Errorf("%w (%s)", err, path)
-	}
-	a, err := nn.DetectorFamily(nn.MobileNetV2, size, inW, inH, channels, classes)
-	if err != nil {
-		return nn.Arch{}, nil, err
-	}
-	p, err := nn.InitParams(a, seed)
-	if err != nil {
-		return nn.Arch{}, nil, err
-	}
-	if a, err = ImportDetector(a, p, ts, log); err != nil {
-		return nn.Arch{}, nil, fmt.Errorf("%w (%s)", err, path)
-	}
-	return a, p, nil
+	return fromFile(path, seed,
+		func(size string) (nn.Arch, error) {
+			return nn.DetectorFamily(nn.MobileNetV2, size, inW, inH, channels, classes)
+		},
+		func(a nn.Arch, p *nn.Params, ts map[string]Tensor) (nn.Arch, error) {
+			return ImportDetector(a, p, ts, log)
+		})
 }

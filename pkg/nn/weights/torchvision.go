@@ -247,6 +247,20 @@ func FamilySize(ts map[string]Tensor) (string, error) {
 // at path (.safetensors or .onnx, see ReadFile) has, for inW×inH images of channels channels and classes classes: the
 // backbone is the file's, the head is initialised from seed for the project's classes.
 func Backbone(path string, inW, inH, channels, classes int, seed uint64, log *zap.Logger) (nn.Arch, *nn.Params, error) {
+	return fromFile(path, seed,
+		func(size string) (nn.Arch, error) {
+			return nn.Family(nn.MobileNetV2, size, inW, inH, channels, classes)
+		},
+		func(a nn.Arch, p *nn.Params, ts map[string]Tensor) (nn.Arch, error) {
+			return Import(a, p, ts, Options{}, log)
+		})
+}
+
+// fromFile reads the torchvision weights file at path, builds the network of its width
+// (FamilySize) with build, initialises it from seed and copies the file onto it with
+// imp; an error of the file's names it.
+func fromFile(path string, seed uint64, build func(size string) (nn.Arch, error),
+	imp func(nn.Arch, *nn.Params, map[string]Tensor) (nn.Arch, error)) (nn.Arch, *nn.Params, error) {
 	ts, err := ReadFile(path)
 	if err != nil {
 		return nn.Arch{}, nil, err
@@ -255,7 +269,7 @@ func Backbone(path string, inW, inH, channels, classes int, seed uint64, log *za
 	if err != nil {
 		return nn.Arch{}, nil, fmt.Errorf("%w (%s)", err, path)
 	}
-	a, err := nn.Family(nn.MobileNetV2, size, inW, inH, channels, classes)
+	a, err := build(size)
 	if err != nil {
 		return nn.Arch{}, nil, err
 	}
@@ -263,8 +277,7 @@ func Backbone(path string, inW, inH, channels, classes int, seed uint64, log *za
 	if err != nil {
 		return nn.Arch{}, nil, err
 	}
-	a, err = Import(a, p, ts, Options{}, log)
-	if err != nil {
+	if a, err = imp(a, p, ts); err != nil {
 		return nn.Arch{}, nil, fmt.Errorf("%w (%s)", err, path)
 	}
 	return a, p, nil
