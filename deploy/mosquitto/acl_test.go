@@ -14,17 +14,17 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/edgeloop/edgeloop/internal/servertest"
 )
 
 // broker starts a Mosquitto with the ACL and password file in dir, and returns its URL.
 func broker(t *testing.T, dir string) string {
 	t.Helper()
+	servertest.Install(t, "mosquitto") // CI's clean machine has none
 	bin, err := exec.LookPath("mosquitto")
 	if err != nil {
 		bin = "/usr/sbin/mosquitto"
-	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Skip("mosquitto is not installed (deploy/local/mosquitto.sh install)")
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

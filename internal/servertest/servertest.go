@@ -63,6 +63,13 @@ func script(t testing.TB, env []string, name string, args ...string) {
 	}
 }
 
+// Install installs kind ("kafka", "minio" or "mosquitto") once, as its deploy/local
+// script does, for a test that runs the server's binary itself.
+func Install(t testing.TB, kind string) {
+	t.Helper()
+	script(t, nil, kind, "install")
+}
+
 // Kafka returns a client config for the shared test Kafka, starting it if needed.
 func Kafka(t testing.TB) kafkabus.Config {
 	t.Helper()
