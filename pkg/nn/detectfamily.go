@@ -36,23 +36,14 @@ func neckWidth(size string) int {
 // The backbone (HeadFrom) is the trunk; the pyramid and heads train from scratch. The
 // signature is the project's model setting {family, size, input, channels}.
 func DetectorFamily(name, size string, inW, inH, channels, classes int) (Arch, error) {
-	if name != MobileNetV2 {
-		return Arch{}, fmt.Errorf("model family %q unknown (have %q)", name, MobileNetV2)
-	}
-	alpha, ok := familyWidth(size)
-	if !ok {
-		return Arch{}, fmt.Errorf("%s size %q unknown (have %v)", name, size, FamilySizes())
+	alpha, err := familyCheck(name, size, name+" detector", channels, classes)
+	if err != nil {
+		return Arch{}, err
 	}
 	for _, v := range []int{inW, inH} {
 		if v < 64 || v > 640 || v%32 != 0 {
 			return Arch{}, fmt.Errorf("%s detector input %dx%d: sides must be multiples of 32 from 64 to 640", name, inW, inH)
 		}
-	}
-	if channels != 1 && channels != 3 {
-		return Arch{}, fmt.Errorf("%s detector input of %d channels, want 1 (grey) or 3 (RGB)", name, channels)
-	}
-	if classes < 1 {
-		return Arch{}, fmt.Errorf("%s detector with %d classes", name, classes)
 	}
 	a := Arch{Name: fmt.Sprintf("%s-%s-det", name, size), Task: Detect, InC: channels, InH: inH, InW: inW, Classes: classes}
 	b := &builder{a: &a}

@@ -38,21 +38,12 @@ func mobileNetV2Blocks() [7][4]int {
 // pooling and a dense head. Layer widths round as Keras's MobileNetV2 does, so its
 // ImageNet weights map one to one. The head is the dense layer alone.
 func Family(name, size string, inW, inH, channels, classes int) (Arch, error) {
-	if name != MobileNetV2 {
-		return Arch{}, fmt.Errorf("model family %q unknown (have %q)", name, MobileNetV2)
-	}
-	alpha, ok := familyWidth(size)
-	if !ok {
-		return Arch{}, fmt.Errorf("%s size %q unknown (have %v)", name, size, FamilySizes())
+	alpha, err := familyCheck(name, size, name, channels, classes)
+	if err != nil {
+		return Arch{}, err
 	}
 	if inW < 32 || inH < 32 {
 		return Arch{}, fmt.Errorf("%s input %dx%d: the network halves its input five times, use 32 px or more", name, inW, inH)
-	}
-	if channels != 1 && channels != 3 {
-		return Arch{}, fmt.Errorf("%s input of %d channels, want 1 (grey) or 3 (RGB)", name, channels)
-	}
-	if classes < 1 {
-		return Arch{}, fmt.Errorf("%s with %d classes", name, classes)
 	}
 	a := Arch{Name: fmt.Sprintf("%s-%s", name, size), Task: Classify, InC: channels, InH: inH, InW: inW, Classes: classes}
 	b := &builder{a: &a}
@@ -68,6 +59,26 @@ func Family(name, size string, inW, inH, channels, classes int) (Arch, error) {
 		return Arch{}, err
 	}
 	return a, nil
+}
+
+// familyCheck checks what every network of the family needs — a known family and size,
+// 1 or 3 channels, a class — and returns the size's width; what names the network in
+// errors.
+func familyCheck(name, size, what string, channels, classes int) (float64, error) {
+	if name != MobileNetV2 {
+		return 0, fmt.Errorf("model family %q unknown (have %q)", name, MobileNetV2)
+	}
+	alpha, ok := familyWidth(size)
+	if !ok {
+		return 0, fmt.Errorf("%s size %q unknown (have %v)", name, size, FamilySizes())
+	}
+	if channels != 1 && channels != 3 {
+		return 0, fmt.Errorf("%s input of %d channels, want 1 (grey) or 3 (RGB)", what, channels)
+	}
+	if classes < 1 {
+		return 0, fmt.Errorf("%s with %d classes", what, classes)
+	}
+	return alpha, nil
 }
 
 // builder appends layers to an architecture.
