@@ -395,12 +395,16 @@ __global__ void add_bias_rows(float* y, const float* b, int rows, int cols) {
 	LOOP(i, (long)rows * cols) y[i] += b[i % cols];
 }
 
+// ReLU as the CPU engine computes it (Gorgonia's Rectify, x·[x ≥ 0]): a negative input
+// becomes −0 and an exact +0 stays +0, so the backward pass lets the gradient through
+// where the output's sign bit is clear — at a pre-activation of exactly zero too, which
+// a zero-initialised bias over all-zero inputs gives (e.g. after ReLU6).
 __global__ void relu_fwd(const float* x, float* y, long n) {
-	LOOP(i, n) y[i] = x[i] > 0.f ? x[i] : 0.f;
+	LOOP(i, n) y[i] = x[i] < 0.f ? -0.f : x[i];
 }
 
 __global__ void relu_bwd(const float* y, const float* dy, float* dx, long n) {
-	LOOP(i, n) dx[i] = y[i] > 0.f ? dy[i] : 0.f;
+	LOOP(i, n) dx[i] = signbit(y[i]) ? 0.f : dy[i];
 }
 
 // 2×2 max pooling, stride 2; idx keeps the winner (the first of equal values).
