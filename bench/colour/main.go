@@ -7,10 +7,13 @@
 // this benchmark read.
 //
 //	go run -tags openblas ./bench/colour -sizes n,s,m -train 100,300,1000,3000 -input 96
+//	go run -tags openblas ./bench/colour -sizes n@96,s@160,m@224 -backend cuda -budget 3m
 //	go run -tags openblas ./bench/colour -pretrain bench/out/pretrain/mobilenetv2-n.safetensors -size n
 //
-// Every (size, training images, start) cell is saved under -out as it finishes, and a
-// rerun skips the cells already there: a long run can be stopped and resumed.
+// Every (size, input, training images, start) cell is saved under -out as it finishes,
+// and a rerun skips the cells already there: a long run can be stopped and resumed.
+// -budget stops starting cells once it is spent, so a run on a lent GPU ends in time
+// with the table of what it has; bench/colour/gpu.sh builds and runs it there.
 package main
 
 import (
@@ -98,9 +101,11 @@ type cell struct {
 }
 
 func main() {
-	sizes := flag.String("sizes", "n,s,m", "comma-separated family sizes")
+	sizes := flag.String("sizes", "n,s,m", "comma-separated family sizes, each optionally at its own input side: n,s,m or n@96,s@160,m@224")
 	trainList := flag.String("train", "100,300,1000,3000", "comma-separated training-set sizes")
-	input := flag.Int("input", 96, "square RGB input side")
+	input := flag.Int("input", 96, "square RGB input side of the sizes that do not name one")
+	engine := flag.String("backend", "auto", "training backend: auto, cpu or cuda (pkg/nn/backend)")
+	budget := flag.Duration("budget", 0, "start no cell after this long (0: no limit); the table has what finished")
 	valN := flag.Int("val", 200, "validation images (early stopping)")
 	testN := flag.Int("test", 1000, "test images")
 	seen := flag.String("seen", "10,3000,12000", "training budget: epochs = K·n images seen, clamped to [MIN, MAX] images: K,MIN,MAX")
@@ -116,9 +121,9 @@ func main() {
 	preEpochs := flag.Int("pretrain-epochs", 8, "-pretrain: epochs")
 	export := flag.String("export", "", "write the benchmark's images instead (the largest -train, -val, -test) as class folders under this directory, for `retrain train -data`")
 	flag.Parse()
-	log, _ := zap.NewDevelopment()
+	log, _ := zap.NewDevelopment(zap.AddStacktrace(zap.ErrorLevel))
 	ctx := context.Background()
-	choice, err := backend.Select("auto", log)
+	choice, err := backend.Select(*engine, log)
 	check(err)
 	gen, err := colourscenes.New(colourscenes.LoadPhotos(colourscenes.PhotoDir(""), log))
 	check(err)
@@ -132,20 +137,24 @@ func main() {
 		check(exportFolders(*export, benchData(gen, slices.Max(ns), *valN, *testN, *input)))
 		return
 	}
-	budget := ints(*seen)
-	if len(budget) != 3 {
+	seenK := ints(*seen)
+	if len(seenK) != 3 {
 		check(fmt.Errorf("-seen %q: want K,MIN,MAX", *seen))
 	}
+	specs, err := sizeSpecs(*sizes, *input)
+	check(err)
 	cellDir := filepath.Join(*out, "cells")
 	check(os.MkdirAll(cellDir, 0o755))
-	var data *train.Split
-	for _, sz := range split(*sizes) {
+	data := map[int]*train.Split{} // by input side
+	began, skipped := time.Now(), 0
+	for _, spec := range specs {
+		sz, side := spec.size, spec.side
 		for _, n := range ns {
 			for _, start := range split(*starts) {
 				if *tableOnly {
 					continue
 				}
-				path := filepath.Join(cellDir, fmt.Sprintf("%s-%d-%d-%s.json", sz, *input, n, start))
+				path := filepath.Join(cellDir, fmt.Sprintf("%s-%d-%d-%s.json", sz, side, n, start))
 				if _, err := os.Stat(path); err == nil {
 					continue // done in an earlier run
 				}
@@ -157,11 +166,15 @@ func main() {
 						continue
 					}
 				}
-				if data == nil {
-					data = benchData(gen, slices.Max(ns), *valN, *testN, *input)
+				if *budget > 0 && time.Since(began) > *budget {
+					skipped++
+					continue
 				}
-				epochs := min(max(budget[0]*n, budget[1]), budget[2]) / n
-				c, err := runCell(ctx, choice, sz, *input, n, start, bb, epochs, *batch, float32(*lr), data, log)
+				if data[side] == nil {
+					data[side] = benchData(gen, slices.Max(ns), *valN, *testN, side)
+				}
+				epochs := min(max(seenK[0]*n, seenK[1]), seenK[2]) / n
+				c, err := runCell(ctx, choice, sz, side, n, start, bb, epochs, *batch, float32(*lr), data[side], log)
 				check(err)
 				b, _ := json.MarshalIndent(c, "", "  ")
 				check(os.WriteFile(path, b, 0o644))
@@ -170,9 +183,41 @@ func main() {
 			}
 		}
 	}
+	if skipped > 0 {
+		fmt.Fprintf(os.Stderr, "budget %s spent: %d cells not started (a rerun with the same -out resumes)\n", *budget, skipped)
+	}
 	table := printTable(cellDir)
 	check(os.WriteFile(filepath.Join(*out, "colour.md"), []byte(table), 0o644))
 	fmt.Print(table)
+}
+
+// sizeSpec is one -sizes entry: a family size at a square input side.
+type sizeSpec struct {
+	size string
+	side int
+}
+
+// sizeSpecs parses -sizes: "n,s" at side def, or "n@96,s@160" each at its own.
+func sizeSpecs(list string, def int) ([]sizeSpec, error) {
+	var out []sizeSpec
+	for _, f := range split(list) {
+		sp := sizeSpec{size: f, side: def}
+		if name, px, ok := strings.Cut(f, "@"); ok {
+			side, err := strconv.Atoi(px)
+			if err != nil {
+				return nil, fmt.Errorf("-sizes %q: %q is not SIZE@SIDE", list, f)
+			}
+			sp = sizeSpec{size: name, side: side}
+		}
+		if _, err := nn.Family(nn.MobileNetV2, sp.size, sp.side, sp.side, 3, benchClasses); err != nil {
+			return nil, fmt.Errorf("-sizes %q: %w", list, err)
+		}
+		out = append(out, sp)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("-sizes %q: no size", list)
+	}
+	return out, nil
 }
 
 // benchData generates the benchmark's splits once: the first n training images of a
@@ -370,8 +415,8 @@ func printTable(dir string) string {
 	})
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "\nColour classification, %d classes, test accuracy (%s), MobileNetV2 from scratch and from a pretrained backbone\n\n", benchClasses, generatorName)
-	sb.WriteString("| size | input | train images | scratch | pretrained | gain | epochs (scratch / pretrained) | train s (scratch / pretrained) | img/s |\n")
-	sb.WriteString("|---|---:|---:|---:|---:|---:|---|---|---:|\n")
+	sb.WriteString("| size | input | train images | scratch | pretrained | gain | epochs (scratch / pretrained) | train s (scratch / pretrained) | img/s | engine |\n")
+	sb.WriteString("|---|---:|---:|---:|---:|---:|---|---|---:|---|\n")
 	for _, k := range keys {
 		s, okS := rows[k]["scratch"]
 		p, okP := rows[k]["pretrained"]
@@ -397,12 +442,12 @@ func printTable(dir string) string {
 			}
 			return fmt.Sprintf("%.0f", c.Seconds)
 		}
-		rate := s.ImagesPerS
+		rate, engine := s.ImagesPerS, s.Engine
 		if !okS {
-			rate = p.ImagesPerS
+			rate, engine = p.ImagesPerS, p.Engine
 		}
-		fmt.Fprintf(&sb, "| %s | %d | %d | %s | %s | %s | %s / %s | %s / %s | %.0f |\n", k.size, k.input, k.n, f(okS, s.TestAcc), f(okP, p.TestAcc), gain,
-			ep(okS, s), ep(okP, p), sec(okS, s), sec(okP, p), rate)
+		fmt.Fprintf(&sb, "| %s | %d | %d | %s | %s | %s | %s / %s | %s / %s | %.0f | %s |\n", k.size, k.input, k.n, f(okS, s.TestAcc), f(okP, p.TestAcc), gain,
+			ep(okS, s), ep(okP, p), sec(okS, s), sec(okP, p), rate, engine)
 	}
 	return sb.String()
 }
