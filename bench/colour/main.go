@@ -179,7 +179,7 @@ func main() {
 				b, _ := json.MarshalIndent(c, "", "  ")
 				check(os.WriteFile(path, b, 0o644))
 				fmt.Fprintf(os.Stderr, "== %s %d px, %d images, %s: test accuracy %.3f (%d/%d epochs, %.0f s)\n",
-					sz, *input, n, start, c.TestAcc, c.EpochsRun, c.Epochs, c.Seconds)
+					sz, side, n, start, c.TestAcc, c.EpochsRun, c.Epochs, c.Seconds)
 			}
 		}
 	}
