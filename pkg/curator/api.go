@@ -43,6 +43,7 @@ func Mount(m *httpapi.Mux, c *Curator) {
 	h("GET /api/v1/projects/{p}/dataset", "", a.getDataset)
 	h("GET /api/v1/projects/{p}/dataset/export", "", a.export)
 	h("POST /api/v1/projects/{p}/dataset/import", httpapi.RoleAdmin, a.importDataset)
+	h("POST /api/v1/backbones", httpapi.RoleAdmin, a.uploadBackbone)
 }
 
 func (a *api) listProjects(w http.ResponseWriter, r *http.Request) error {

@@ -87,11 +87,31 @@ type Spec struct {
 	// Normalize is NormNone (default: from scratch) or NormImageNet (for ImageNet
 	// weights).
 	Normalize string `json:"normalize,omitempty"`
-	// Backbone is the absolute path, on the retrain service's machine, of torchvision
-	// MobileNetV2 weights (.safetensors, or .onnx exported with dynamo=True,
-	// optimize=False) that the project's first model starts from: the family's trunk
-	// takes them, the head starts new for the project's classes. Empty: from scratch.
+	// Backbone is torchvision MobileNetV2 weights (.safetensors, or .onnx exported with
+	// dynamo=True, optimize=False) that the project's first model starts from: the
+	// family's trunk takes them, the head starts new for the project's classes. Either
+	// an object of edgeloop's store, "s3:" + a key under BackbonePrefix (what
+	// POST /api/v1/backbones answers), or an absolute path on the retrain service's
+	// machine. Empty: from scratch.
 	Backbone string `json:"backbone,omitempty"`
+	// BackboneSHA256 is the hex sha256 of the backbone's bytes: the curator fills it
+	// for a store backbone when the project is created, and the retrain service refuses
+	// a file whose bytes differ. Empty for a path: not checked.
+	BackboneSHA256 string `json:"backbone_sha256,omitempty"`
+}
+
+// StoreBackbone is the prefix of a Spec.Backbone that names an object of edgeloop's
+// store rather than a file.
+const StoreBackbone = "s3:"
+
+// BackbonePrefix is where backbones are kept in edgeloop's store; a store backbone's key
+// must be under it.
+const BackbonePrefix = "backbones/"
+
+// BackboneKey is the store key of the spec's backbone and true, or "" and false when the
+// backbone is a path (or none).
+func (s Spec) BackboneKey() (string, bool) {
+	return strings.CutPrefix(s.Backbone, StoreBackbone)
 }
 
 // Input sides a Spec accepts, in pixels: multiples of SpecSideStep from SpecMinSide to
@@ -154,12 +174,24 @@ func (s Spec) Validate() error {
 		return fmt.Errorf("model normalize %q: want %s or %s", s.Normalize, NormNone, NormImageNet)
 	}
 	if b := s.Backbone; b != "" {
-		if !filepath.IsAbs(b) || strings.ContainsRune(b, 0) {
-			return fmt.Errorf("model backbone %q: want an absolute path on the retrain service's machine", b)
+		key, inStore := s.BackboneKey()
+		switch {
+		case strings.ContainsRune(b, 0):
+			return fmt.Errorf("model backbone %q: a NUL byte", b)
+		case inStore && (!strings.HasPrefix(key, BackbonePrefix) || len(key) == len(BackbonePrefix) || strings.Contains(key, "..")):
+			return fmt.Errorf("model backbone %q: want %s%sNAME, an object under %s in edgeloop's store (POST /api/v1/backbones puts one there)", b, StoreBackbone, BackbonePrefix, BackbonePrefix)
+		case !inStore && !filepath.IsAbs(b):
+			return fmt.Errorf("model backbone %q: want %s%sNAME (an object of edgeloop's store) or an absolute path on the retrain service's machine", b, StoreBackbone, BackbonePrefix)
 		}
 		if !strings.HasSuffix(b, ".safetensors") && !strings.HasSuffix(b, ".onnx") {
 			return fmt.Errorf("model backbone %q: want a .safetensors or .onnx file", b)
 		}
+	}
+	if h := s.BackboneSHA256; h != "" && (len(h) != 64 || strings.Trim(h, "0123456789abcdef") != "") {
+		return fmt.Errorf("model backbone_sha256 %q: want 64 lower-case hex digits", h)
+	}
+	if s.BackboneSHA256 != "" && s.Backbone == "" {
+		return fmt.Errorf("model backbone_sha256 %q names no backbone", s.BackboneSHA256)
 	}
 	return nil
 }

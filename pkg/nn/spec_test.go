@@ -5,20 +5,31 @@ import (
 	"testing"
 )
 
-// TestSpecBackbone: a backbone setting is an absolute .safetensors or .onnx path.
+// TestSpecBackbone: a backbone setting is a .safetensors or .onnx file, either an object
+// under backbones/ in the store ("s3:backbones/…") or an absolute path, and its sha256 is
+// hex.
 func TestSpecBackbone(t *testing.T) {
-	for b, want := range map[string]string{
-		"":                            "",
-		"/data/mobilenetv2-n.onnx":    "",
-		"/a/mobilenetv2.safetensors":  "",
-		"rel/mobilenetv2.safetensors": "absolute path",
-		"/a/weights.pt":               ".safetensors or .onnx",
+	const sum = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	for b, want := range map[[2]string]string{
+		{"", ""}:                                  "",
+		{"/data/mobilenetv2-n.onnx", ""}:          "",
+		{"/a/mobilenetv2.safetensors", sum}:       "",
+		{"s3:backbones/n.safetensors", ""}:        "",
+		{"s3:backbones/" + sum + ".onnx", sum}:    "",
+		{"rel/mobilenetv2.safetensors", ""}:       "absolute path",
+		{"/a/weights.pt", ""}:                     ".safetensors or .onnx",
+		{"s3:backbones/n.pt", ""}:                 ".safetensors or .onnx",
+		{"s3:projects/p/project.safetensors", ""}: "an object under backbones/",
+		{"s3:backbones/../x.safetensors", ""}:     "an object under backbones/",
+		{"s3:backbones/", ""}:                     "an object under backbones/",
+		{"s3:backbones/n.safetensors", "ABC"}:     "64 lower-case hex digits",
+		{"", sum}:                                 "names no backbone",
 	} {
-		s := Spec{Backbone: b}
+		s := Spec{Backbone: b[0], BackboneSHA256: b[1]}
 		s.Defaults(Classify)
 		err := s.Validate()
 		if (want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), want)) {
-			t.Errorf("backbone %q: %v, want %q", b, err, want)
+			t.Errorf("backbone %q sha256 %q: %v, want %q", b[0], b[1], err, want)
 		}
 	}
 }

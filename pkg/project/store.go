@@ -89,6 +89,9 @@ func (s *Store) CreateProject(ctx context.Context, p *Project) error {
 	if err := p.Validate(); err != nil {
 		return err
 	}
+	if err := s.pinBackbone(ctx, p.Model); err != nil {
+		return err
+	}
 	_, err := objstore.PutJSON(ctx, s.S, ProjectKey(p.ID), p, objstore.PutOptions{IfNoneMatch: true})
 	if errors.Is(err, objstore.ErrPrecondition) {
 		return fmt.Errorf("project %s: %w", p.ID, ErrExists)
@@ -128,6 +131,9 @@ func (s *Store) UpdateProjectBy(ctx context.Context, id, by string, fn func(p *P
 			return fmt.Errorf("project %s: id and task cannot change", id)
 		}
 		p.Defaults()
+		if m, b := p.Model, before.Model; m != nil && b != nil && m.BackboneSHA256 == "" && m.Backbone == b.Backbone {
+			m.BackboneSHA256 = b.BackboneSHA256 // the pin the curator added at creation
+		}
 		switch {
 		case p.Model == nil:
 			p.Model = before.Model // an update that does not name the model keeps it

@@ -55,27 +55,7 @@ func TestFirstModelFromProjectBackbone(t *testing.T) {
 		if err := s.cur.CreateProject(ctx, p); err != nil {
 			t.Fatal(err)
 		}
-		var d project.Dataset
-		d.Seq = 1
-		for i := range 14 {
-			split := map[int]string{12: "val", 13: "test"}[i]
-			im := raster.NewC(64, 48, 3)
-			for j := range im.Pix {
-				im.Pix[j] = float32((i*7+j*13)%255) / 255
-			}
-			key, _, err := objstore.PutContent(ctx, mem, project.ProjectPrefix(id)+"images/", im.EncodePNG(), "image/png")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if i < 12 {
-				split = "train"
-			}
-			d.Entries = append(d.Entries, project.DatasetEntry{ID: fmt.Sprintf("e%d", i), Split: split,
-				Labels: []project.Label{{Class: p.Classes[i%2]}}, Image: key, Seq: 1})
-		}
-		if _, err := objstore.PutJSON(ctx, mem, project.DatasetKey(id), &d, objstore.PutOptions{}); err != nil {
-			t.Fatal(err)
-		}
+		putBackboneDataset(t, mem, p)
 	}
 
 	if _, err := s.TrainOnce(ctx, "bad", "test", "", registry.Fence{}); err == nil || !strings.Contains(err.Error(), junk) {
@@ -119,4 +99,32 @@ func TestFirstModelFromProjectBackbone(t *testing.T) {
 		t.Errorf("%s: trained model is %.4g from the backbone's (mean |Δ|), a fresh init %.4g: not started from the backbone", probe, trained, init)
 	}
 	t.Logf("%s: mean |trained − backbone| %.4g, |fresh − backbone| %.4g", probe, trained, init)
+}
+
+// putBackboneDataset stores a dataset of 14 colour images of p's first two classes (12
+// train, 1 val, 1 test) for a first training.
+func putBackboneDataset(t *testing.T, st objstore.Store, p *project.Project) {
+	t.Helper()
+	ctx := context.Background()
+	var d project.Dataset
+	d.Seq = 1
+	for i := range 14 {
+		split := map[int]string{12: "val", 13: "test"}[i]
+		im := raster.NewC(64, 48, 3)
+		for j := range im.Pix {
+			im.Pix[j] = float32((i*7+j*13)%255) / 255
+		}
+		key, _, err := objstore.PutContent(ctx, st, project.ProjectPrefix(p.ID)+"images/", im.EncodePNG(), "image/png")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i < 12 {
+			split = "train"
+		}
+		d.Entries = append(d.Entries, project.DatasetEntry{ID: fmt.Sprintf("e%d", i), Split: split,
+			Labels: []project.Label{{Class: p.Classes[i%2]}}, Image: key, Seq: 1})
+	}
+	if _, err := objstore.PutJSON(ctx, st, project.DatasetKey(p.ID), &d, objstore.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -199,8 +199,12 @@ func RunTrain(ctx context.Context, o *TrainOptions, log *zap.Logger, progress io
 		if spec.Backbone, err = filepath.Abs(o.Backbone); err != nil {
 			return nil, fmt.Errorf("-backbone: %w", err)
 		}
+		file, err := os.ReadFile(spec.Backbone)
+		if err != nil {
+			return nil, fmt.Errorf("-backbone: %w", err)
+		}
 		if o.Model.Size == "" {
-			ts, err := weights.ReadFile(spec.Backbone)
+			ts, err := weights.Decode(spec.Backbone, file)
 			if err != nil {
 				return nil, fmt.Errorf("-backbone: %w", err)
 			}
@@ -209,7 +213,7 @@ func RunTrain(ctx context.Context, o *TrainOptions, log *zap.Logger, progress io
 			}
 		}
 		var from weights.Source
-		if arch, init, from, err = weights.FromSpec(spec, src.task, len(classes), o.Train.Seed, log); err != nil {
+		if arch, init, from, err = weights.FromSpec(spec, file, src.task, len(classes), o.Train.Seed, log); err != nil {
 			return nil, fmt.Errorf("-backbone: %w", err)
 		}
 		lineage.Backbone, lineage.BackboneSHA256 = from.File, from.SHA256

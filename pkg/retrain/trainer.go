@@ -258,7 +258,11 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string, 
 	var backbone weights.Source
 	switch {
 	case mode == ModeScratch && p.Model != nil && p.Model.Backbone != "":
-		if a, init, backbone, err = weights.FromSpec(*p.Model, nn.Task(p.Task), len(p.Classes), cfg.Seed, s.log); err != nil {
+		b, err := s.cur.Backbone(ctx, *p.Model)
+		if err != nil {
+			return nil, fmt.Errorf("project %s: first model from its backbone: %w", project, err)
+		}
+		if a, init, backbone, err = weights.FromSpec(*p.Model, b, nn.Task(p.Task), len(p.Classes), cfg.Seed, s.log); err != nil {
 			return nil, fmt.Errorf("project %s: first model from its backbone: %w", project, err)
 		}
 		s.log.Info("first model starts from the project's backbone", zap.String("project", project),

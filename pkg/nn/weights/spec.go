@@ -5,8 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"path"
 	"strings"
 
 	"go.uber.org/zap"
@@ -22,12 +21,13 @@ type Source struct {
 }
 
 // FromSpec builds spec's network for task and classes (nn.Spec.Build, with its
-// preprocessing) and initialises it from seed, then copies the torchvision MobileNetV2
-// weights file spec.Backbone onto its trunk: the whole backbone of a classifier
-// (Import), the trunk of a detector (ImportDetector); the head stays new, for the
-// project's classes. A file of another width, or with a tensor missing or of another
+// preprocessing) and initialises it from seed, then copies b, the bytes of the
+// torchvision MobileNetV2 weights file that spec.Backbone names (project.Store.Backbone
+// reads it from the store or the disk), onto its trunk: the whole backbone of a
+// classifier (Import), the trunk of a detector (ImportDetector); the head stays new, for
+// the project's classes. A file of another width, or with a tensor missing or of another
 // shape, is an error naming the first tensor that does not fit and the file.
-func FromSpec(spec nn.Spec, task nn.Task, classes int, seed uint64, log *zap.Logger) (nn.Arch, *nn.Params, Source, error) {
+func FromSpec(spec nn.Spec, b []byte, task nn.Task, classes int, seed uint64, log *zap.Logger) (nn.Arch, *nn.Params, Source, error) {
 	if spec.Backbone == "" {
 		return nn.Arch{}, nil, Source{}, errors.New("weights: the model setting names no backbone")
 	}
@@ -35,13 +35,9 @@ func FromSpec(spec nn.Spec, task nn.Task, classes int, seed uint64, log *zap.Log
 	if err != nil {
 		return nn.Arch{}, nil, Source{}, err
 	}
-	b, err := os.ReadFile(spec.Backbone)
-	if err != nil {
-		return nn.Arch{}, nil, Source{}, fmt.Errorf("weights: backbone: %w", err)
-	}
 	sum := sha256.Sum256(b)
-	src := Source{File: filepath.Base(spec.Backbone), SHA256: hex.EncodeToString(sum[:])}
-	ts, err := decodeFile(spec.Backbone, b)
+	src := Source{File: path.Base(spec.Backbone), SHA256: hex.EncodeToString(sum[:])}
+	ts, err := Decode(spec.Backbone, b)
 	if err != nil {
 		return nn.Arch{}, nil, Source{}, err
 	}
@@ -61,20 +57,21 @@ func FromSpec(spec nn.Spec, task nn.Task, classes int, seed uint64, log *zap.Log
 	return a, p, src, nil
 }
 
-// decodeFile decodes the bytes b of the weights file path by its extension.
-func decodeFile(path string, b []byte) (map[string]Tensor, error) {
+// Decode decodes b, the bytes of the weights file name, by the name's extension
+// (.safetensors or .onnx).
+func Decode(name string, b []byte) (map[string]Tensor, error) {
 	var ts map[string]Tensor
 	var err error
 	switch {
-	case strings.HasSuffix(path, ".safetensors"):
+	case strings.HasSuffix(name, ".safetensors"):
 		ts, err = DecodeSafetensors(b)
-	case strings.HasSuffix(path, ".onnx"):
+	case strings.HasSuffix(name, ".onnx"):
 		ts, err = DecodeONNX(b)
 	default:
-		return nil, fmt.Errorf("weights: %s: want a .safetensors or .onnx file", path)
+		return nil, fmt.Errorf("weights: %s: want a .safetensors or .onnx file", name)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("weights: %s: %w", path, err)
+		return nil, fmt.Errorf("weights: %s: %w", name, err)
 	}
 	return ts, nil
 }

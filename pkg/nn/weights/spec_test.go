@@ -1,6 +1,8 @@
 package weights
 
 import (
+	"crypto/sha256"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,7 +14,7 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/nn"
 )
 
-// TestFromSpec: a spec's backbone file lands on the trunk of the classifier and the
+// TestFromSpec: a spec's backbone's bytes land on the trunk of the classifier and the
 // detector (a file tensor's values survive into the initial parameters, the head stays
 // the seed's), the source names the file and its sha256, and a file of another width
 // or not a weights file is refused naming the tensor or the file.
@@ -25,15 +27,19 @@ func TestFromSpec(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	file, err := os.ReadFile(abs)
+	if err != nil {
+		t.Fatal(err)
+	}
 	const probe = "features.3.conv.1.0.weight" // a depthwise conv inside the trunk
 	for _, task := range []nn.Task{nn.Classify, nn.Detect} {
 		spec := nn.Spec{Backbone: abs}
 		spec.Defaults(task)
-		a, p, src, err := FromSpec(spec, task, 4, 7, zap.NewNop())
+		a, p, src, err := FromSpec(spec, file, task, 4, 7, zap.NewNop())
 		if err != nil {
 			t.Fatalf("%s: %v", task, err)
 		}
-		if src.File != "mobilenetv2-035.safetensors" || len(src.SHA256) != 64 {
+		if src.File != "mobilenetv2-035.safetensors" || src.SHA256 != fmt.Sprintf("%x", sha256.Sum256(file)) {
 			t.Errorf("%s: source %+v", task, src)
 		}
 		if a.Preprocess == nil || a.Preprocess.Resize != nn.Letterbox {
@@ -58,20 +64,14 @@ func TestFromSpec(t *testing.T) {
 	// Size s wants wider tensors than the n file holds: the first one is named.
 	spec := nn.Spec{Size: "s", Backbone: abs}
 	spec.Defaults(nn.Classify)
-	if _, _, _, err := FromSpec(spec, nn.Classify, 4, 1, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "features.2.conv.2.weight: shape [8 48 1 1] in the file") {
+	if _, _, _, err := FromSpec(spec, file, nn.Classify, 4, 1, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "features.2.conv.2.weight: shape [8 48 1 1] in the file") {
 		t.Errorf("an n backbone for size s: %v, want the first mismatching tensor named", err)
 	}
-	bad := filepath.Join(t.TempDir(), "junk.safetensors")
-	if err := os.WriteFile(bad, []byte("not weights"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	spec = nn.Spec{Backbone: bad}
-	spec.Defaults(nn.Classify)
-	if _, _, _, err := FromSpec(spec, nn.Classify, 4, 1, zap.NewNop()); err == nil || !strings.Contains(err.Error(), bad) {
-		t.Errorf("a junk file: %v, want an error naming it", err)
-	}
-	spec.Backbone = filepath.Join(t.TempDir(), "missing.onnx")
-	if _, _, _, err := FromSpec(spec, nn.Classify, 4, 1, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "missing.onnx") {
-		t.Errorf("a missing file: %v", err)
+	for _, bad := range []string{"/w/junk.safetensors", "s3:backbones/junk.onnx"} {
+		spec = nn.Spec{Backbone: bad}
+		spec.Defaults(nn.Classify)
+		if _, _, _, err := FromSpec(spec, []byte("not weights"), nn.Classify, 4, 1, zap.NewNop()); err == nil || !strings.Contains(err.Error(), bad) {
+			t.Errorf("a junk file: %v, want an error naming %s", err, bad)
+		}
 	}
 }
