@@ -9,6 +9,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -40,8 +43,9 @@ type BootstrapOptions struct {
 	Epochs int
 	// Model is the project's model setting (nil: the dataset's, datasets.Spec.Model).
 	Model *nn.Spec
-	// Backbone is the pretrained weights file (an absolute path the retrain service
-	// reads) of the project's model setting: its first model starts from it.
+	// Backbone is the pretrained weights the project's first model starts from: a file
+	// here, which Bootstrap uploads into edgeloop's store (POST /api/v1/backbones), or a
+	// model setting's "s3:backbones/…" value as it is.
 	Backbone string
 }
 
@@ -58,8 +62,30 @@ func RegisterBootstrapFlags(fs *flag.FlagSet) *BootstrapOptions {
 	fs.IntVar(&o.BatchMin, "batch-min", 30, "smallest correction batch")
 	fs.IntVar(&o.BatchMax, "batch-max", 50, "largest correction batch")
 	fs.DurationVar(&o.MaxWait, "max-wait", 2*time.Minute, "a batch of at least batch-min closes once its oldest example waited this long")
-	fs.StringVar(&o.Backbone, "backbone", "", "pretrained MobileNetV2 weights (.safetensors or .onnx, torchvision names; an absolute path the retrain service reads) the project's first model starts from (a MobileNetV2 dataset: colour-objects)")
+	fs.StringVar(&o.Backbone, "backbone", "", "pretrained MobileNetV2 weights (.safetensors or .onnx, torchvision names) the project's first model starts from (a MobileNetV2 dataset: colour-objects): a file here, uploaded into edgeloop's store, or s3:backbones/… already there")
 	return o
+}
+
+// uploadBackbone returns the model setting's backbone for o.Backbone: an "s3:" value as
+// it is, a file uploaded into edgeloop's store through the curator API, so that no
+// retrain machine needs a copy.
+func uploadBackbone(ctx context.Context, o *BootstrapOptions) (string, error) {
+	if strings.HasPrefix(o.Backbone, nn.StoreBackbone) {
+		return o.Backbone, nil
+	}
+	b, err := os.ReadFile(o.Backbone)
+	if err != nil {
+		return "", fmt.Errorf("backbone: %w", err)
+	}
+	code, body, err := call(ctx, o, "POST", "/api/v1/backbones?name="+url.QueryEscape(filepath.Base(o.Backbone)), "application/octet-stream", b)
+	if err != nil {
+		return "", err
+	}
+	var up struct{ Backbone string }
+	if code != http.StatusCreated || json.Unmarshal(body, &up) != nil || up.Backbone == "" {
+		return "", fmt.Errorf("upload backbone %s: %d %s", o.Backbone, code, body)
+	}
+	return up.Backbone, nil
 }
 
 // ErrAlreadySeeded says the project has a dataset already; nothing was imported.
@@ -83,7 +109,9 @@ func Bootstrap(ctx context.Context, o *BootstrapOptions, log *zap.Logger) error 
 			return fmt.Errorf("backbone %s: dataset %s trains the built-in network, which takes no MobileNetV2 backbone", o.Backbone, o.Dataset)
 		}
 		m := *p.Model // o.Model is the caller's
-		m.Backbone = o.Backbone
+		if m.Backbone, err = uploadBackbone(ctx, o); err != nil {
+			return err
+		}
 		p.Model = &m
 	}
 	code, body, err := call(ctx, o, "POST", "/api/v1/projects", "application/json", mustJSON(p))
