@@ -18,6 +18,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -119,6 +120,8 @@ func main() {
 	size := flag.String("size", "n", "-pretrain: the family size")
 	preImages := flag.Int("pretrain-images", 6000, "-pretrain: generated training images")
 	preEpochs := flag.Int("pretrain-epochs", 8, "-pretrain: epochs")
+	preFrom := flag.String("pretrain-from", "", "-pretrain: continue from this backbone (an earlier -pretrain's file; the head starts new), to pretrain longer in slices")
+	preSeed := flag.Uint64("pretrain-seed", seedPretrain, "-pretrain: seed of the generated corpus (another seed, other images of the same classes)")
 	export := flag.String("export", "", "write the benchmark's images instead (the largest -train, -val, -test) as class folders under this directory, for `retrain train -data`")
 	flag.Parse()
 	log, _ := zap.NewDevelopment(zap.AddStacktrace(zap.ErrorLevel))
@@ -129,7 +132,8 @@ func main() {
 	check(err)
 
 	if *pretrain != "" {
-		check(runPretrain(ctx, choice, gen, *pretrain, *size, *input, *preImages, *preEpochs, *batch, log))
+		check(runPretrain(ctx, choice, gen, pretrainRun{out: *pretrain, size: *size, side: *input, n: *preImages, epochs: *preEpochs, batch: *batch,
+			from: *preFrom, seed: *preSeed}, log))
 		return
 	}
 	ns := ints(*trainList)
@@ -319,18 +323,35 @@ func exportFolders(dir string, d *train.Split) error {
 	return nil
 }
 
-// runPretrain trains size on the pretraining classes and writes its backbone.
-func runPretrain(ctx context.Context, choice backend.Choice, gen *colourscenes.Generator, out, size string, side, n, epochs, batch int, log *zap.Logger) error {
-	a, err := nn.Family(nn.MobileNetV2, size, side, side, 3, pretrainClasses)
-	if err != nil {
-		return err
+// pretrainRun is one -pretrain: what to train and where to write it.
+type pretrainRun struct {
+	out, size              string
+	side, n, epochs, batch int
+	// from is an earlier backbone to continue from ("": a fresh initialisation).
+	from string
+	// seed draws the corpus.
+	seed uint64
+}
+
+// runPretrain trains r.size on the pretraining classes and writes its backbone.
+func runPretrain(ctx context.Context, choice backend.Choice, gen *colourscenes.Generator, r pretrainRun, log *zap.Logger) error {
+	out, size, side, n, epochs, batch := r.out, r.size, r.side, r.n, r.epochs, r.batch
+	var a nn.Arch
+	var p *nn.Params
+	var err error
+	if r.from != "" {
+		a, p, err = weights.Backbone(r.from, side, side, 3, pretrainClasses, 1, log)
+		if err == nil && a.Name != nn.MobileNetV2+"-"+size {
+			err = fmt.Errorf("-pretrain-from %s is a %s, not size %s", r.from, a.Name, size)
+		}
+	} else if a, err = nn.Family(nn.MobileNetV2, size, side, side, 3, pretrainClasses); err == nil {
+		p, err = nn.InitParams(a, 1)
 	}
-	p, err := nn.InitParams(a, 1)
 	if err != nil {
 		return err
 	}
 	t0 := time.Now()
-	tr, err := generate(gen, n, side, side, benchClasses, pretrainClasses, seedPretrain)
+	tr, err := generate(gen, n, side, side, benchClasses, pretrainClasses, r.seed)
 	if err != nil {
 		return err
 	}
@@ -356,10 +377,17 @@ func runPretrain(ctx context.Context, choice backend.Choice, gen *colourscenes.G
 		"input":     fmt.Sprintf("%dx%dx3", side, side),
 		"images":    strconv.Itoa(n),
 		"epochs":    strconv.Itoa(epochs),
-		"seed":      fmt.Sprintf("data %d, init 1, order 1", seedPretrain),
+		"seed":      fmt.Sprintf("data %d, init 1, order 1", r.seed),
 		"classes":   fmt.Sprintf("%d–%d of the generator's catalogue", benchClasses, benchClasses+pretrainClasses-1),
 		"generator": generatorName,
 		"val_acc":   fmt.Sprintf("%.4f", last.ValMetric),
+	}
+	if r.from != "" {
+		prev, err := os.ReadFile(r.from)
+		if err != nil {
+			return err
+		}
+		meta["continued_from"] = fmt.Sprintf("%s (sha256 %x)", filepath.Base(r.from), sha256.Sum256(prev))
 	}
 	b, err := weights.EncodeSafetensors(ts, meta)
 	if err != nil {
