@@ -35,7 +35,8 @@ import (
 // ("s3:backbones/…") and the curator pins its sha256 at creation; the project's first
 // model starts from it, its lineage naming the uploaded file and its sha256. The API
 // refuses a file that is not weights, a setting naming a missing object and a wrong
-// sha256 (400, naming them); a training refuses an object whose bytes changed after
+// sha256 (400, naming them); `retrain bootstrap -backbone FILE` uploads the same way; a
+// training refuses an object whose bytes changed after
 // creation or that is gone, naming it, and the service goes on.
 func TestFirstModelFromStoreBackbone(t *testing.T) {
 	ctx := context.Background()
@@ -81,6 +82,11 @@ func TestFirstModelFromStoreBackbone(t *testing.T) {
 	}
 	if o, err := st.Get(ctx, strings.TrimPrefix(up.Backbone, "s3:")); err != nil || !bytes.Equal(o.Data, file) {
 		t.Fatalf("the uploaded object: %v", err)
+	}
+	// retrain bootstrap's upload (make run's colour demo) gets the same object again.
+	fixture, _ := filepath.Abs(filepath.Join("..", "nn", "weights", "testdata", "mobilenetv2-035.safetensors"))
+	if ref, err := uploadBackbone(ctx, &BootstrapOptions{API: srv.URL, Token: "admin-token-00001", Backbone: fixture}); err != nil || ref != up.Backbone {
+		t.Errorf("bootstrap's upload: %q %v, want %s", ref, err, up.Backbone)
 	}
 	for q, junk := range map[string][]byte{"name=junk.safetensors": []byte("not weights"), "name=../x.onnx": file, "name=w.pt": file} {
 		if code, body := call("POST", "/api/v1/backbones?"+q, junk); code != http.StatusBadRequest {
