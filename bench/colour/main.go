@@ -13,7 +13,7 @@
 // Every (size, input, training images, start) cell is saved under -out as it finishes,
 // and a rerun skips the cells already there: a long run can be stopped and resumed.
 // -budget stops starting cells once it is spent, so a run on a lent GPU ends in time
-// with the table of what it has; bench/colour/gpu.sh builds and runs it there.
+// with the table of what it has; bench/gpu/run.sh's colour part runs it there.
 package main
 
 import (
