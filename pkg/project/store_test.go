@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/edgeloop/edgeloop/pkg/nn"
+	"github.com/edgeloop/edgeloop/pkg/objstore"
 	"github.com/edgeloop/edgeloop/pkg/objstore/memstore"
 	"github.com/edgeloop/edgeloop/pkg/project"
 )
@@ -78,5 +79,44 @@ func TestModelFixedAtCreation(t *testing.T) {
 	}
 	if _, err := s.UpdateProjectBy(ctx, "grey", "ada", func(p *project.Project) error { p.Model = &nn.Spec{}; return nil }); err == nil {
 		t.Fatal("a model given to a project created without one was accepted")
+	}
+}
+
+// TestStoreBackbonePinned: a project naming a store backbone gets its sha256 pinned at
+// creation; an update resending the model without the pin (the creation request's body)
+// keeps it, one with another sum is refused, and Backbone refuses bytes that changed.
+func TestStoreBackbonePinned(t *testing.T) {
+	ctx := context.Background()
+	s := &project.Store{S: memstore.New()}
+	ref, sum, err := s.PutBackbone(ctx, "w.safetensors", []byte("weights"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.PutBackbone(ctx, "../w.safetensors", []byte("weights")); err == nil {
+		t.Fatal("a backbone name with a path was accepted")
+	}
+	spec := nn.Spec{Input: [2]int{96, 96}, Backbone: ref}
+	if err := s.CreateProject(ctx, &project.Project{ID: "shelf", Task: "classify", Classes: []string{"a", "b"}, Model: &spec}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.UpdateProjectBy(ctx, "shelf", "ada", func(p *project.Project) error {
+		p.Model = &nn.Spec{Input: [2]int{96, 96}, Backbone: ref}
+		return nil
+	})
+	if err != nil || p.Model.BackboneSHA256 != sum {
+		t.Fatalf("an update resending the model without its pin: %v, sha256 %q, want %s", err, p.Model.BackboneSHA256, sum)
+	}
+	if _, err := s.UpdateProjectBy(ctx, "shelf", "ada", func(p *project.Project) error {
+		p.Model.BackboneSHA256 = strings.Repeat("1", 64)
+		return nil
+	}); err == nil || !strings.Contains(err.Error(), "chosen at creation") {
+		t.Fatalf("another sha256: %v, want refused", err)
+	}
+	key, _ := p.Model.BackboneKey()
+	if _, err := s.S.Put(ctx, key, []byte("other"), objstore.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Backbone(ctx, *p.Model); err == nil || !strings.Contains(err.Error(), "wants "+sum) {
+		t.Fatalf("changed bytes: %v, want the mismatch named", err)
 	}
 }
