@@ -103,8 +103,11 @@ func TestStoreBackbonePinned(t *testing.T) {
 		p.Model = &nn.Spec{Input: [2]int{96, 96}, Backbone: ref}
 		return nil
 	})
-	if err != nil || p.Model.BackboneSHA256 != sum {
-		t.Fatalf("an update resending the model without its pin: %v, sha256 %q, want %s", err, p.Model.BackboneSHA256, sum)
+	if err != nil {
+		t.Fatalf("an update resending the model without its pin: %v", err)
+	}
+	if p.Model.BackboneSHA256 != sum {
+		t.Fatalf("after an update without the pin: sha256 %q, want %s", p.Model.BackboneSHA256, sum)
 	}
 	if _, err := s.UpdateProjectBy(ctx, "shelf", "ada", func(p *project.Project) error {
 		p.Model.BackboneSHA256 = strings.Repeat("1", 64)
