@@ -116,9 +116,10 @@ type DemoSettings struct {
 	Limit, Epochs           int
 	// Model is the project's model setting (nil: the dataset's, datasets.Spec.Model).
 	Model *nn.Spec
-	// Backbone is where `make pretrain` writes the backbone the demo starts from when
-	// it is there (relative to the repository root).
-	Backbone string
+	// Backbones are the backbones the demo starts from, the first that exists
+	// (relative to the repository root): `make pretrain`'s own, then the one shipped in
+	// deploy/models.
+	Backbones []string
 }
 
 // Demos are the standalone's demo projects: digits (grey MNIST digits, the built-in
@@ -132,7 +133,7 @@ func Demos() map[string]DemoSettings {
 	return map[string]DemoSettings{
 		"digits": {Project: "digits", Dataset: "mnist", Drift: "rotation", Limit: 2000},
 		"colour": {Project: "shelf", Dataset: "colour-objects:size=128x96,classes=4", Drift: "white-balance", Limit: 400, Epochs: 4,
-			Backbone: "bench/out/pretrain/mobilenetv2-n.safetensors"},
+			Backbones: []string{"bench/out/pretrain/mobilenetv2-n.safetensors", "deploy/models/mobilenetv2-n.safetensors"}},
 		"colour-detect": {Project: "shelf-detect", Dataset: "colour-scenes:size=160x128,classes=4", Drift: "white-balance", Limit: 300, Epochs: 4,
 			Model: &nn.Spec{Family: nn.MobileNetV2, Size: "n", Input: [2]int{160, 128}, Channels: 3, Resize: nn.Letterbox, Normalize: nn.NormNone}},
 	}
@@ -159,21 +160,19 @@ func (c *Config) ApplyDemo() error {
 }
 
 // DemoBackbone is the backbone the bootstrapped project starts from, as an absolute
-// path: -backbone's, else the demo's when `make pretrain` has written it; "" for none.
-// missing names the demo's file when it was looked for and is not there.
+// path: -backbone's, else the first of the demo's that exists; "" for none. missing
+// names the demo's files when they were looked for and none is there.
 func (c *Config) DemoBackbone() (path, missing string, err error) {
 	switch b := c.Bootstrap.Backbone; b {
 	case "none":
 		return "", "", nil
 	case "":
-		d := Demos()[c.Demo].Backbone
-		if d == "" {
-			return "", "", nil
+		ds := Demos()[c.Demo].Backbones
+		i := slices.IndexFunc(ds, func(d string) bool { _, err := os.Stat(d); return err == nil })
+		if i < 0 {
+			return "", strings.Join(ds, ", "), nil
 		}
-		if _, err := os.Stat(d); err != nil {
-			return "", d, nil
-		}
-		path = d
+		path = ds[i]
 	default:
 		path = b
 	}
@@ -234,7 +233,7 @@ func RegisterFlags(fs *flag.FlagSet, defaultTarget string) *Config {
 	fs.StringVar(&c.Bootstrap.Project, "project", "", "bootstrap: project to create and seed (default: the demo's, digits, shelf or shelf-detect)")
 	fs.StringVar(&c.Bootstrap.Dataset, "seed", "", "bootstrap: seed dataset of the project: mnist, digit-scenes, colour-objects or colour-scenes, with options (default: the demo's)")
 	fs.IntVar(&c.Bootstrap.Limit, "seed-limit", 0, "bootstrap: seed examples (default: the demo's, 2000 digits, 400 colour frames or 300 colour scenes)")
-	fs.StringVar(&c.Bootstrap.Backbone, "backbone", "", "bootstrap: pretrained MobileNetV2 weights (.safetensors or .onnx, torchvision names) the project's first model starts from (default: the colour demo's bench/out/pretrain/mobilenetv2-n.safetensors when `make pretrain` has written it; none: from scratch)")
+	fs.StringVar(&c.Bootstrap.Backbone, "backbone", "", "bootstrap: pretrained MobileNetV2 weights (.safetensors or .onnx, torchvision names) the project's first model starts from (default: the colour demo's bench/out/pretrain/mobilenetv2-n.safetensors when `make pretrain` has written it, else the one shipped in deploy/models; none: from scratch)")
 	fs.IntVar(&c.Bootstrap.BatchMin, "batch-min", 30, "bootstrap: the project's smallest correction batch")
 	fs.IntVar(&c.Bootstrap.BatchMax, "batch-max", 50, "bootstrap: the project's largest correction batch")
 	fs.DurationVar(&c.Bootstrap.MaxWait, "max-wait", time.Minute, "bootstrap: a batch of at least batch-min closes after this wait")
