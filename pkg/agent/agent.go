@@ -457,7 +457,11 @@ func (a *Agent) queue(f *frame, m *model, d sampling.Decision, correction *edgel
 		return "", err
 	}
 	a.mu.Lock()
-	f.example, f.reasons = id, reasons
+	if d.Kind != sampling.Confident {
+		// A pseudo-label is no example to correct: an operator's feedback on its frame
+		// makes an example of its own, for annotation.
+		f.example, f.reasons = id, reasons
+	}
 	a.stats.sampled[d.Kind]++
 	a.mu.Unlock()
 	a.m.sampled.WithLabelValues(d.Kind).Inc()

@@ -140,6 +140,8 @@ type Flags struct {
 	tls      *config.ServerTLS
 	sampling string
 	keys     string
+	// pseudo is the confident strategy the -pseudo-* flags describe.
+	pseudo sampling.StrategyConfig
 }
 
 // RegisterFlags adds the agent's flags to fs.
@@ -151,6 +153,12 @@ func RegisterFlags(fs *flag.FlagSet) *Flags {
 	fs.StringVar(&c.Device, "device", sanitize(host), "device id")
 	fs.StringVar(&c.DataDir, "data-dir", ".data/agent", "outbox and models")
 	fs.StringVar(&f.sampling, "sampling", "", "sampling strategies (JSON file; default: built-in)")
+	def := sampling.DefaultConfident()
+	f.pseudo = def
+	fs.Float64Var(&f.pseudo.Probability, "pseudo-share", def.Probability, "share of the frames a classifier is sure of sent with its prediction as pseudo-labels (never annotated; retrain's pseudo_weight trains on them; 0: none)")
+	fs.Float64Var(&f.pseudo.Min, "pseudo-min-confidence", def.Min, "top-1 confidence a frame needs to be sent as a pseudo-label")
+	fs.IntVar(&f.pseudo.Limits.PerMinute, "pseudo-per-minute", def.Limits.PerMinute, "pseudo-labels sent at most a minute")
+	fs.IntVar(&f.pseudo.Limits.PerHour, "pseudo-per-hour", def.Limits.PerHour, "pseudo-labels sent at most an hour")
 	fs.StringVar(&f.keys, "public-keys", "", "comma-separated PEM public keys that sign model releases")
 	fs.StringVar(&c.DeviceToken, "device-token", "", "bearer token for model downloads")
 	fs.StringVar(&c.RegistryURL, "registry-url", "", "the only origin model artifacts are downloaded from (default: http://<MQTT host>:8080, https for a TLS broker)")
@@ -183,10 +191,16 @@ func (f *Flags) Config() (Config, error) {
 	if c.HTTPTLS, err = f.tls.Config(); err != nil {
 		return c, err
 	}
+	c.Sampling = sampling.Default()
 	if f.sampling != "" {
 		if c.Sampling, err = sampling.Load(f.sampling); err != nil {
 			return c, err
 		}
+	}
+	// The -pseudo-* flags govern the confident strategy, a sampling file's too.
+	c.Sampling = sampling.WithConfident(c.Sampling, f.pseudo)
+	if err := c.Sampling.Validate(); err != nil {
+		return c, fmt.Errorf("-pseudo-*: %w", err)
 	}
 	c.PublicKeys = map[string]ed25519.PublicKey{}
 	for _, p := range strings.Split(f.keys, ",") {

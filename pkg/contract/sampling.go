@@ -25,9 +25,16 @@ func SamplingKindOf(name string) (edgeloopv1.SamplingKind, bool) {
 	return edgeloopv1.SamplingKind(v), true
 }
 
+// Pseudo reports whether a frame taken by kind is a pseudo-label (the model's own
+// prediction on a frame it is sure of), which is never annotated, never in val or test,
+// and trained on only as a weighted pseudo-label.
+func Pseudo(k edgeloopv1.SamplingKind) bool {
+	return k == edgeloopv1.SamplingKind_SAMPLING_KIND_CONFIDENT
+}
+
 // Upload priorities of the edge outbox, highest first out.
 const (
-	PriorityLow    = 0 // random and quota samples
+	PriorityLow    = 0 // random and quota samples, pseudo-labels
 	PriorityNormal = 1 // uncertain predictions
 	PriorityHigh   = 2 // operator-flagged errors
 )

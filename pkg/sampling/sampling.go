@@ -37,6 +37,9 @@ const (
 	Random           = "random"
 	ClassQuota       = "class_quota"
 	DetectionCount   = "detection_count"
+	// Confident takes a share of the frames a classifier is sure of, as pseudo-labels
+	// (contract.Pseudo): never annotated, trained on weighted (docs/api.md).
+	Confident = "confident"
 )
 
 // Limits cap how many frames a strategy takes per window; 0 means no cap.
@@ -66,7 +69,8 @@ type StrategyConfig struct {
 	Max     float64 `json:"max,omitempty"`
 	Min     float64 `json:"min,omitempty"`
 	Share   float64 `json:"share,omitempty"`
-	// random: Probability of taking any frame.
+	// random: Probability of taking any frame. confident: Probability of taking a
+	// frame whose top-1 confidence is at least Min (classification only).
 	Probability float64 `json:"probability,omitempty"`
 	// class_quota: at least MinPerHour frames of each predicted class per hour.
 	MinPerHour map[string]int `json:"min_per_hour,omitempty"`
@@ -123,7 +127,25 @@ func Default() Config {
 		{Name: "uncertain-boxes", Kind: LowConfidence, Measure: MidShare, Min: 0.3, Max: 0.7, Share: 0.25, Limits: Limits{PerMinute: 20, PerHour: 400}},
 		{Name: "odd-count", Kind: DetectionCount, Limits: Limits{PerMinute: 10, PerHour: 100}},
 		{Name: "random", Kind: Random, Probability: 0.02, Limits: Limits{PerMinute: 5, PerHour: 60}},
+		DefaultConfident(),
 	}}
+}
+
+// DefaultConfident is Default's pseudo-label strategy: 2 % of the frames a classifier
+// gives at least 0.9, at most 6 a minute (the agent's -pseudo-* flags change it).
+func DefaultConfident() StrategyConfig {
+	return StrategyConfig{Name: Confident, Kind: Confident, Min: 0.9, Probability: 0.02, Limits: Limits{PerMinute: 6, PerHour: 120}}
+}
+
+// WithConfident is c with its confident strategies replaced by st, last (after every
+// labelling strategy, so that a frame one of them wants is labelled); st.Probability 0
+// leaves c without one.
+func WithConfident(c Config, st StrategyConfig) Config {
+	c.Strategies = slices.DeleteFunc(slices.Clone(c.Strategies), func(s StrategyConfig) bool { return s.Kind == Confident })
+	if st.Probability > 0 {
+		c.Strategies = append(c.Strategies, st)
+	}
+	return c
 }
 
 // DefaultSkipSimilarShare is Default's share of candidates skipped as too like a
@@ -199,6 +221,10 @@ func (c Config) Validate() error {
 		case Random:
 			if s.Probability <= 0 || s.Probability > 1 {
 				return fmt.Errorf("%s: probability %v outside (0,1]", where, s.Probability)
+			}
+		case Confident:
+			if s.Probability <= 0 || s.Probability > 1 || s.Min <= 0 || s.Min > 1 {
+				return fmt.Errorf("%s: want probability in (0,1] and min (the top-1 confidence) in (0,1]", where)
 			}
 		case ClassQuota:
 			if len(s.MinPerHour) == 0 {
@@ -353,6 +379,11 @@ func (s *Sampler) Decide(f Frame) Decision {
 	if d.Kind != OperatorFlagged && s.duplicate(f.Thumb, now) {
 		return Decision{Duplicate: true}
 	}
+	if d.Kind == Confident {
+		// A pseudo-label neither is a pick nor keeps a labelling candidate out.
+		s.counts[taker].commit(now)
+		return d
+	}
 	if d.Kind != OperatorFlagged && s.similar(f.Embedding, now) {
 		return Decision{Similar: true}
 	}
@@ -418,6 +449,13 @@ func (s *Sampler) match(st StrategyConfig, f Frame, now time.Time, usual *countR
 	case Random:
 		if s.rng.Float64() < st.Probability {
 			return reason(st.Probability, "random sample (p=%.3f)", st.Probability)
+		}
+	case Confident:
+		if f.Detect || f.Flagged || len(f.Predictions) == 0 {
+			return nil
+		}
+		if c := float64(f.Predictions[0].Confidence); c >= st.Min && s.rng.Float64() < st.Probability {
+			return reason(c, "confident: top-1 %.3f ≥ %.2f, a pseudo-label (p=%.3f)", c, st.Min, st.Probability)
 		}
 	case ClassQuota:
 		if len(f.Predictions) == 0 {

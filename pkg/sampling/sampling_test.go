@@ -2,6 +2,7 @@ package sampling
 
 import (
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -194,7 +195,7 @@ func TestValidate(t *testing.T) {
 }
 
 func TestKindsAreTheEnumsNames(t *testing.T) {
-	for _, k := range []string{OperatorFlagged, CloseToThreshold, LowConfidence, Random, ClassQuota, DetectionCount} {
+	for _, k := range []string{OperatorFlagged, CloseToThreshold, LowConfidence, Random, ClassQuota, DetectionCount, Confident} {
 		if KindProto(k) == edgeloopv1.SamplingKind_SAMPLING_KIND_UNSPECIFIED {
 			t.Errorf("strategy kind %q is no name of edgeloopv1.SamplingKind", k)
 		}
@@ -274,5 +275,52 @@ func TestSkipSimilarShare(t *testing.T) {
 		if spread < 0.01 && taken["fixed"] > 1 {
 			t.Errorf("look-alikes: a fixed distance took %d, want 1", taken["fixed"])
 		}
+	}
+}
+
+// TestConfidentPseudoLabels: the confident strategy takes only frames at or above its
+// top-1 confidence, about its share of them, never more than its limit a minute, never
+// detections, and its picks keep no labelling candidate out (an uncertain look-alike
+// of a pseudo-label is still taken). WithConfident replaces it, or removes it at 0.
+func TestConfidentPseudoLabels(t *testing.T) {
+	c := &clock{t: time.Unix(0, 0)}
+	conf := StrategyConfig{Kind: Confident, Min: 0.9, Probability: 0.1, Limits: Limits{PerMinute: 3}}
+	cfg := WithConfident(Config{Strategies: []StrategyConfig{{Kind: OperatorFlagged}, {Kind: LowConfidence, Measure: "margin", Max: .3}}}, conf)
+	s, err := New(cfg, 1, c.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var thumb raster.Thumb
+	taken := 0
+	for i := 0; i < 2000; i++ {
+		c.t = c.t.Add(time.Second) // 2,000 frames over 33 minutes: ≤ 3 a minute
+		if d := s.Decide(Frame{Predictions: cls(.95, .05), Thumb: thumb}); d.Taken() {
+			if d.Kind != Confident || d.TakenBy() != edgeloopv1.SamplingKind_SAMPLING_KIND_CONFIDENT {
+				t.Fatalf("a sure frame taken by %q", d.Kind)
+			}
+			taken++
+		}
+		if d := s.Decide(Frame{Predictions: cls(.85, .15)}); d.Taken() {
+			t.Fatalf("a frame below the confidence taken by %q", d.Kind)
+		}
+		if d := s.Decide(Frame{Detect: true, Predictions: det(.99)}); d.Taken() {
+			t.Fatalf("a detection taken by %q", d.Kind)
+		}
+	}
+	// 10 % of 2,000 is 200, capped at 3 a minute over 33 minutes.
+	if taken < 60 || taken > 102 {
+		t.Fatalf("%d sure frames taken, want about 3 a minute over 33 minutes", taken)
+	}
+	if d := s.Decide(Frame{Predictions: cls(.5, .45), Thumb: thumb}); d.Kind != LowConfidence {
+		t.Fatalf("an uncertain look-alike of the pseudo-labels: %+v", d)
+	}
+	if got := WithConfident(Default(), StrategyConfig{}); slices.ContainsFunc(got.Strategies, func(s StrategyConfig) bool { return s.Kind == Confident }) {
+		t.Fatal("WithConfident at probability 0 kept a confident strategy")
+	}
+	if got := WithConfident(Default(), conf); got.Strategies[len(got.Strategies)-1].Probability != conf.Probability || len(got.Strategies) != len(Default().Strategies) {
+		t.Fatalf("WithConfident did not replace Default's confident strategy: %+v", got.Strategies)
+	}
+	if err := (Config{Strategies: []StrategyConfig{{Kind: Confident, Probability: 0.1}}}).Validate(); err == nil {
+		t.Fatal("a confident strategy without min validated")
 	}
 }

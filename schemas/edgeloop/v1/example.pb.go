@@ -35,6 +35,10 @@ const (
 	SamplingKind_SAMPLING_KIND_RANDOM             SamplingKind = 4
 	SamplingKind_SAMPLING_KIND_CLASS_QUOTA        SamplingKind = 5
 	SamplingKind_SAMPLING_KIND_DETECTION_COUNT    SamplingKind = 6
+	// A frame the model is sure of, sent with its prediction as a pseudo-label: the
+	// curator keeps it apart from annotation batches and from val and test, and retrain
+	// fine-tunes on it, weighted, when it is sure enough (project setting).
+	SamplingKind_SAMPLING_KIND_CONFIDENT SamplingKind = 7
 )
 
 // Enum value maps for SamplingKind.
@@ -47,6 +51,7 @@ var (
 		4: "SAMPLING_KIND_RANDOM",
 		5: "SAMPLING_KIND_CLASS_QUOTA",
 		6: "SAMPLING_KIND_DETECTION_COUNT",
+		7: "SAMPLING_KIND_CONFIDENT",
 	}
 	SamplingKind_value = map[string]int32{
 		"SAMPLING_KIND_UNSPECIFIED":        0,
@@ -56,6 +61,7 @@ var (
 		"SAMPLING_KIND_RANDOM":             4,
 		"SAMPLING_KIND_CLASS_QUOTA":        5,
 		"SAMPLING_KIND_DETECTION_COUNT":    6,
+		"SAMPLING_KIND_CONFIDENT":          7,
 	}
 )
 
@@ -506,7 +512,7 @@ const file_edgeloop_v1_example_proto_rawDesc = "" +
 	"\bframe_id\x18\f \x01(\tR\aframeId\x12B\n" +
 	"\x10simulation_truth\x18\r \x01(\v2\x17.edgeloop.v1.AnnotationR\x0fsimulationTruth\x124\n" +
 	"\btaken_by\x18\x0e \x01(\x0e2\x19.edgeloop.v1.SamplingKindR\atakenBy\x12\x1c\n" +
-	"\tembedding\x18\x0f \x03(\x02R\tembedding*\xf5\x01\n" +
+	"\tembedding\x18\x0f \x03(\x02R\tembedding*\x92\x02\n" +
 	"\fSamplingKind\x12\x1d\n" +
 	"\x19SAMPLING_KIND_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eSAMPLING_KIND_OPERATOR_FLAGGED\x10\x01\x12$\n" +
@@ -514,7 +520,8 @@ const file_edgeloop_v1_example_proto_rawDesc = "" +
 	"\x1cSAMPLING_KIND_LOW_CONFIDENCE\x10\x03\x12\x18\n" +
 	"\x14SAMPLING_KIND_RANDOM\x10\x04\x12\x1d\n" +
 	"\x19SAMPLING_KIND_CLASS_QUOTA\x10\x05\x12!\n" +
-	"\x1dSAMPLING_KIND_DETECTION_COUNT\x10\x06B=Z;github.com/edgeloop/edgeloop/schemas/edgeloop/v1;edgeloopv1b\x06proto3"
+	"\x1dSAMPLING_KIND_DETECTION_COUNT\x10\x06\x12\x1b\n" +
+	"\x17SAMPLING_KIND_CONFIDENT\x10\aB=Z;github.com/edgeloop/edgeloop/schemas/edgeloop/v1;edgeloopv1b\x06proto3"
 
 var (
 	file_edgeloop_v1_example_proto_rawDescOnce sync.Once
