@@ -89,6 +89,9 @@ type intake struct {
 	// settled: the example needs nothing more (a redelivery, a frame join).
 	settled bool
 	added   bool
+	// pseudo: a pseudo-label (contract.Pseudo), which goes to the project's PseudoSet
+	// instead of the open batch.
+	pseudo bool
 }
 
 // ingestRound ingests exs[i] for every i of idx, none sharing an id or a frame, and
@@ -111,7 +114,7 @@ func (c *Curator) ingestRound(ctx context.Context, exs []*edgeloopv1.Example, id
 			continue
 		}
 		pid := w.p.ID
-		if len(w.rec.Correction) == 0 { // an operator's correction is worth keeping anyway
+		if len(w.rec.Correction) == 0 && !w.pseudo { // an operator's correction is worth keeping anyway
 			w.rec.DuplicateOf = c.dups.find(pid, w.rec.ID, w.thumb)
 			for j := range thisRound[pid] {
 				if t := &thisRound[pid][j]; w.rec.DuplicateOf == "" && raster.ThumbsWithin(&t.thumb, &w.thumb, raster.SameSceneDistance) {
@@ -119,7 +122,7 @@ func (c *Curator) ingestRound(ctx context.Context, exs []*edgeloopv1.Example, id
 				}
 			}
 		}
-		if w.rec.DuplicateOf == "" {
+		if w.rec.DuplicateOf == "" && !w.pseudo {
 			thisRound[pid] = append(thisRound[pid], thumbOf{id: w.rec.ID, thumb: w.thumb})
 		}
 		if _, ok := byProject[pid]; !ok {
@@ -159,6 +162,8 @@ func (c *Curator) ingestRound(ctx context.Context, exs []*edgeloopv1.Example, id
 		w := work[i]
 		switch {
 		case outs[i] != nil:
+		case w.added && w.pseudo:
+			c.m.pseudo.WithLabelValues(w.p.ID).Inc()
 		case w.added:
 			c.dups.add(w.p.ID, w.rec.ID, w.thumb)
 			c.m.ingested.WithLabelValues(w.p.ID).Inc()
@@ -249,11 +254,16 @@ func (c *Curator) prepare(ctx context.Context, ex *edgeloopv1.Example, projects 
 	if err != nil {
 		return nil, fmt.Errorf("example %s: storing its image: %w", ex.GetId(), err)
 	}
-	w := &intake{p: p, rec: recordOf(ex, key, c.now())}
+	w := &intake{p: p, rec: recordOf(ex, key, c.now()), pseudo: contract.Pseudo(ex.GetTakenBy())}
 	rec := w.rec
 	rec.Channels = img.Channels()
+	if w.pseudo && (p.Task != "classify" || len(ex.GetPredictions()) == 0 || len(rec.Correction) > 0) {
+		return nil, message.Rejectf(contract.ReasonBadLabel, "example %s: a pseudo-label (taken_by confident) is a classification with a prediction and no correction", ex.GetId())
+	}
 	fresh := false
-	if rec.FrameID != "" {
+	// A pseudo-label claims no frame: an operator's later correction of its frame comes
+	// as an example of its own, for annotation.
+	if rec.FrameID != "" && !w.pseudo {
 		var owner string
 		owner, fresh, err = c.claimFrame(ctx, p.ID, rec)
 		if err != nil {
@@ -298,7 +308,7 @@ func (c *Curator) queue(ctx context.Context, p *project.Project, idx []int, work
 		for _, i := range idx {
 			w := work[i]
 			w.added = false
-			if w.rec.DuplicateOf != "" {
+			if w.rec.DuplicateOf != "" || w.pseudo {
 				continue
 			}
 			if w.added = addPending(l, pendingOf(p, w.rec)); w.added {
@@ -316,7 +326,47 @@ func (c *Curator) queue(ctx context.Context, p *project.Project, idx []int, work
 		return nil, fmt.Errorf("queueing %d examples of project %s: %w", len(idx), p.ID, err)
 	}
 	c.m.expired.WithLabelValues(p.ID).Add(float64(expired))
+	if err := c.addPseudo(ctx, p.ID, idx, work); err != nil {
+		return nil, err
+	}
 	return formed, nil
+}
+
+// addPseudo adds the pseudo-labels among the examples idx of work to the project's
+// PseudoSet in one compare-and-swap, and marks those added (a redelivery is not). They
+// never enter the open batch, so never a batch, val or test.
+func (c *Curator) addPseudo(ctx context.Context, pid string, idx []int, work []*intake) error {
+	var es []project.PseudoEntry
+	var ws []*intake
+	for _, i := range idx {
+		if w := work[i]; w.pseudo {
+			r := w.rec
+			es = append(es, project.PseudoEntry{ID: r.ID, Image: r.Image, Class: r.TopClass(), Confidence: r.TopConfidence(),
+				Device: r.Device, Model: r.ModelVersion, At: r.ReceivedAt})
+			ws = append(ws, w)
+		}
+	}
+	if len(es) == 0 {
+		return nil
+	}
+	_, err := objstore.Update(ctx, c.st.S, project.PseudoKey(pid), func(ps *project.PseudoSet, _ bool) error {
+		before := map[string]bool{}
+		for _, e := range ps.Entries {
+			before[e.ID] = true
+		}
+		if ps.Add(es...) == 0 {
+			return objstore.ErrNoChange
+		}
+		for _, w := range ws {
+			w.added = !before[w.rec.ID]
+		}
+		ps.Rev++
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("adding %d pseudo-labels of project %s: %w", len(es), pid, err)
+	}
+	return nil
 }
 
 // forEach calls fn for every item, ingestWorkers at a time, and returns when all are

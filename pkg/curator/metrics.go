@@ -3,9 +3,9 @@ package curator
 import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
-	ingested, duplicates, joined, annotations, redelivered, expired *prometheus.CounterVec
-	batches                                                         *prometheus.GaugeVec
-	toApproval                                                      prometheus.Histogram
+	ingested, duplicates, joined, annotations, redelivered, expired, pseudo *prometheus.CounterVec
+	batches                                                                 *prometheus.GaugeVec
+	toApproval                                                              prometheus.Histogram
 }
 
 // NewMetrics registers the curator's metrics on reg.
@@ -15,6 +15,8 @@ func NewMetrics(reg prometheus.Registerer) *metrics {
 			Name: "edgeloop_curator_examples_ingested_total", Help: "Examples stored and queued, by project."}, []string{"project"}),
 		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edgeloop_curator_duplicates_total", Help: "Near-duplicate examples recorded and not queued, by project."}, []string{"project"}),
+		pseudo: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgeloop_curator_pseudo_labels_total", Help: "Pseudo-labels (agents' confident frames) stored apart from batches, by project."}, []string{"project"}),
 		redelivered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edgeloop_curator_redeliveries_total", Help: "Examples received again (by id) and ignored, by project."}, []string{"project"}),
 		joined: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -29,6 +31,6 @@ func NewMetrics(reg prometheus.Registerer) *metrics {
 			Name: "edgeloop_curator_arrival_to_approval_seconds", Help: "Time from an example's arrival to its batch's approval.",
 			Buckets: prometheus.ExponentialBuckets(10, 2, 16)}),
 	}
-	reg.MustRegister(m.ingested, m.duplicates, m.joined, m.redelivered, m.annotations, m.expired, m.batches, m.toApproval)
+	reg.MustRegister(m.ingested, m.duplicates, m.joined, m.redelivered, m.annotations, m.expired, m.pseudo, m.batches, m.toApproval)
 	return m
 }

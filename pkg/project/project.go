@@ -12,6 +12,8 @@
 //	projects/p/ledger.json           Ledger: the open batch (pending examples), CAS
 //	projects/p/batches/<id>.json     Batch, CAS
 //	projects/p/dataset.json          Dataset manifest: split of every example, CAS
+//	projects/p/pseudo.json           PseudoSet: the agents' confident frames, CAS; apart
+//	                                 from batches and the dataset (never val or test)
 //
 // and, shared by every project, backbones/<sha256>/<name>: uploaded pretrained weights
 // that a project's model setting names (PutBackbone), content-addressed, written once.

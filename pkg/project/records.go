@@ -299,3 +299,49 @@ type DatasetView struct {
 	ByClass  map[string]int `json:"by_class"`
 	Batches  int            `json:"batches"`
 }
+
+// PseudoEntry is a frame an agent was sure of, sent with its prediction (sampling kind
+// confident): a pseudo-label. It is never annotated and never in a batch, val or test;
+// retrain fine-tunes on those at or above the project's pseudo_min_confidence, weighted.
+type PseudoEntry struct {
+	ID         string    `json:"id"`
+	Image      string    `json:"image"`
+	Class      string    `json:"class"`
+	Confidence float32   `json:"confidence"`
+	Device     string    `json:"device,omitempty"`
+	Model      int64     `json:"model_version"`
+	At         time.Time `json:"at"`
+}
+
+// MaxPseudo is how many pseudo-labels a project keeps, the newest.
+const MaxPseudo = 2000
+
+// PseudoSet is a project's pseudo-labels, oldest first, at most MaxPseudo.
+type PseudoSet struct {
+	Entries []PseudoEntry `json:"entries"`
+	// Received counts every pseudo-label ever added (the oldest leave at MaxPseudo).
+	Received int `json:"received"`
+	Rev      int `json:"rev"`
+}
+
+// Add appends the entries not already in the set (by id) and drops the oldest beyond
+// MaxPseudo; it reports how many it added.
+func (ps *PseudoSet) Add(es ...PseudoEntry) int {
+	have := make(map[string]bool, len(ps.Entries))
+	for _, e := range ps.Entries {
+		have[e.ID] = true
+	}
+	n := 0
+	for _, e := range es {
+		if !have[e.ID] {
+			have[e.ID] = true
+			ps.Entries = append(ps.Entries, e)
+			n++
+		}
+	}
+	if over := len(ps.Entries) - MaxPseudo; over > 0 {
+		ps.Entries = append(ps.Entries[:0:0], ps.Entries[over:]...)
+	}
+	ps.Received += n
+	return n
+}

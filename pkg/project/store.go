@@ -47,6 +47,9 @@ func FrameKey(p, device, frameID string, capturedAt time.Time) string {
 	return ProjectPrefix(p) + "frames/" + hex.EncodeToString(h[:16]) + ".json"
 }
 
+// PseudoKey is the key of project p's pseudo-labels (PseudoSet).
+func PseudoKey(p string) string { return ProjectPrefix(p) + "pseudo.json" }
+
 // BatchesPrefix is the prefix of project p's batches.
 func BatchesPrefix(p string) string { return ProjectPrefix(p) + "batches/" }
 
@@ -252,4 +255,14 @@ func (s *Store) Dataset(ctx context.Context, project string) (*Dataset, error) {
 		return &d, nil
 	}
 	return &d, err
+}
+
+// Pseudo reads the pseudo-labels (empty when there are none).
+func (s *Store) Pseudo(ctx context.Context, project string) (*PseudoSet, error) {
+	var ps PseudoSet
+	_, err := objstore.GetJSON(ctx, s.S, PseudoKey(project), &ps)
+	if errors.Is(err, objstore.ErrNotFound) {
+		return &ps, nil
+	}
+	return &ps, err
 }
