@@ -152,7 +152,23 @@ type RetrainPolicy struct {
 	// FullFrom is where a full training starts: "release" (default: fine-tune the
 	// release on the whole train split) or "scratch" (fresh weights).
 	FullFrom string `json:"full_from,omitempty"`
+	// PseudoWeight is the loss weight of a pseudo-label (an agent's confident frame,
+	// PseudoSet) in a fine-tune's train split, in (0, 1] (default 0.5; negative: none
+	// used). Pseudo-labels are never in val or test: the gate decides on human labels.
+	PseudoWeight float64 `json:"pseudo_weight,omitempty"`
+	// PseudoMinConfidence is the edge confidence a pseudo-label needs to be trained on
+	// (default 0.95).
+	PseudoMinConfidence float64 `json:"pseudo_min_confidence,omitempty"`
+	// PseudoMax is the most pseudo-labels a fine-tune uses, the newest (default 500).
+	PseudoMax int `json:"pseudo_max,omitempty"`
 }
+
+// Pseudo-label defaults (RetrainPolicy).
+const (
+	DefaultPseudoWeight        = 0.5
+	DefaultPseudoMinConfidence = 0.95
+	DefaultPseudoMax           = 500
+)
 
 // DefaultReplay is the replay budget of a fine-tune, in examples: with a batch of 50
 // new ones, a 50,000-example project fine-tunes as fast as a 2,000-example one.
@@ -183,6 +199,9 @@ func (p *Project) Defaults() {
 	config.IfZero(&p.Retrain.LR, 5e-4)
 	config.IfZero(&p.Retrain.Replay, DefaultReplay)
 	config.IfZero(&p.Retrain.FullFrom, "release")
+	config.IfZero(&p.Retrain.PseudoWeight, DefaultPseudoWeight)
+	config.IfZero(&p.Retrain.PseudoMinConfidence, DefaultPseudoMinConfidence)
+	config.IfZero(&p.Retrain.PseudoMax, DefaultPseudoMax)
 	if p.Model != nil {
 		p.Model.Defaults(nn.Task(p.Task))
 	}
@@ -247,6 +266,10 @@ func (p *Project) Validate() error {
 	}
 	if p.Retrain.FullFrom != "release" && p.Retrain.FullFrom != "scratch" {
 		return fmt.Errorf("project %s: full_from %q: want release or scratch", p.ID, p.Retrain.FullFrom)
+	}
+	if r := p.Retrain; r.PseudoWeight > 1 || r.PseudoMinConfidence < 0 || r.PseudoMinConfidence > 1 || r.PseudoMax < 0 {
+		return fmt.Errorf("project %s: pseudo_weight %v, pseudo_min_confidence %v, pseudo_max %d: want weight ≤ 1 (negative: off), 0 ≤ confidence ≤ 1, max ≥ 0",
+			p.ID, r.PseudoWeight, r.PseudoMinConfidence, r.PseudoMax)
 	}
 	if p.Model != nil {
 		if _, err := p.Model.Build(nn.Task(p.Task), len(p.Classes)); err != nil {

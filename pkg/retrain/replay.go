@@ -57,6 +57,8 @@ type Plan struct {
 	Available int `json:"available"`
 	// Budget is the replay budget the sample was drawn under.
 	Budget int `json:"budget,omitempty"`
+	// Pseudo are the pseudo-labels trained on besides (PseudoPlan), weighted.
+	Pseudo int `json:"pseudo,omitempty"`
 }
 
 // SnapshotSeq parses a dataset snapshot id "ds-N" (0 when it is not one).

@@ -295,8 +295,27 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string, 
 	if err != nil {
 		return nil, err
 	}
+	ps, err := s.cur.Pseudo(ctx, project)
+	if err != nil {
+		return nil, err
+	}
+	labelled := make(map[string]bool, len(d.Entries))
+	for _, e := range d.Entries {
+		labelled[e.ID] = true
+	}
+	pseudo := PseudoPlan(p, mode, ps, labelled)
+	if len(pseudo) > 0 {
+		smps, skip, err := s.loadPseudo(ctx, p, a, pseudo)
+		if err != nil {
+			return nil, err
+		}
+		data.Train, skipped, plan.Pseudo = append(data.Train, smps...), append(skipped, skip...), len(smps)
+	}
+	if err := HumanLabelledOnly(data, pseudo); err != nil {
+		return nil, err
+	}
 	s.log.Info("training", zap.String("project", project), zap.Int64("parent", parentVersion), zap.String("snapshot", snapshot),
-		zap.String("mode", mode), zap.Int("new", plan.New), zap.Int("replayed", plan.Replayed), zap.Int("recent", plan.Recent), zap.Int("available", plan.Available),
+		zap.String("mode", mode), zap.Int("new", plan.New), zap.Int("replayed", plan.Replayed), zap.Int("recent", plan.Recent), zap.Int("available", plan.Available), zap.Int("pseudo", plan.Pseudo),
 		zap.Int("train", len(data.Train)), zap.Int("val", len(data.Val)), zap.Int("test", len(data.Test)), zap.String("trigger", trigger))
 	var res *train.Result
 	if mode == ModeAdaptBN {
@@ -355,7 +374,7 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string, 
 		Engine: res.Engine, Seconds: m.Seconds, Metrics: map[string]float64{"test_" + metric: decision.Candidate},
 		Decision: decision, Classes: p.Classes, Task: p.Task, Mode: mode,
 		Examples: map[string]int{"train": len(data.Train), "new": plan.New, "replayed": plan.Replayed, "recent": plan.Recent,
-			"available": plan.Available}}
+			"available": plan.Available, "pseudo": plan.Pseudo, "test": len(data.Test)}}
 	aug := train.Augmented(a, data.Train, cfg.Augment, reportSamples, cfg.Seed)
 	if err := s.reg.Put(ctx, ver, mb, mj, TrainingReport(m, p.Classes, aug), s.key, fence); err != nil {
 		return nil, err

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/edgeloop/edgeloop/pkg/augment"
@@ -34,6 +35,11 @@ type Sample struct {
 	// Size is the original image's width and height in pixels when Image is a resized
 	// copy (zero: Image's own); detection's per-size figures count areas in them.
 	Size [2]int
+	// Weight is the example's weight in the training loss, in [0, 1]; 0 means 1. A
+	// training example of weight w < 1 (a pseudo-label) takes part in each epoch with
+	// probability w, so that it counts w times a labelled example on average (the
+	// engines compute an unweighted mean). Val and test ignore it.
+	Weight float32
 }
 
 // Split is a dataset divided for training.
@@ -295,6 +301,8 @@ func unusable(a nn.Arch, s Sample) string {
 	case s.Image.W < 1 || s.Image.H < 1 || (s.Image.Channels() != 1 && s.Image.Channels() != 3) ||
 		len(s.Image.Pix) != s.Image.W*s.Image.H*s.Image.Channels():
 		return fmt.Sprintf("image of %dx%dx%d holds %d values", s.Image.W, s.Image.H, s.Image.Channels(), len(s.Image.Pix))
+	case !(s.Weight >= 0 && s.Weight <= 1):
+		return fmt.Sprintf("weight %v outside [0, 1]", s.Weight)
 	case a.Task == nn.Classify && (s.Label < 0 || s.Label >= a.Classes):
 		return fmt.Sprintf("class %d is not one of the model's %d classes", s.Label, a.Classes)
 	}
@@ -355,11 +363,21 @@ type prepared struct {
 	err error
 }
 
+// epochOrder is the shuffled order of an epoch's samples, without the weighted ones
+// (Sample.Weight) this epoch leaves out.
+func epochOrder(samples []Sample, seed uint64, epoch int) []int {
+	r := rand.New(rand.NewPCG(seed, uint64(epoch)))
+	order := r.Perm(len(samples))
+	return slices.DeleteFunc(order, func(i int) bool { w := samples[i].Weight; return w > 0 && w < 1 && r.Float32() >= w })
+}
+
 // runEpoch makes one pass over the shuffled train split, preparing the next batch
 // (augmentation, target encoding) while the engine computes the current one.
 func runEpoch(ctx context.Context, e nn.Engine, a nn.Arch, samples []Sample, cfg Config, epoch int) (float64, error) {
-	r := rand.New(rand.NewPCG(cfg.Seed, uint64(epoch)))
-	order := r.Perm(len(samples))
+	order := epochOrder(samples, cfg.Seed, epoch)
+	if len(order) == 0 {
+		return 0, nil
+	}
 	batches := (len(order) + cfg.BatchSize - 1) / cfg.BatchSize
 	ch := make(chan prepared, 1)
 	ctx, cancel := context.WithCancel(ctx)
