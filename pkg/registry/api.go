@@ -94,11 +94,20 @@ func Mount(api *httpapi.Mux, r *Registry) {
 		var body struct {
 			// Mode is replay, full, scratch or adapt-bn; empty: the project's policy.
 			Mode string `json:"mode"`
+			// Site, with mode adapt-bn, re-estimates the statistics on that device's
+			// frames only.
+			Site string `json:"site,omitempty"`
 		}
 		if req.ContentLength != 0 {
 			if err := httpapi.Decode(req, &body); err != nil {
 				return err
 			}
+		}
+		if body.Site != "" {
+			if body.Mode != "adapt-bn" {
+				return fmt.Errorf("%w: a site is for mode adapt-bn, not %q", project.ErrInvalid, body.Mode)
+			}
+			body.Mode += ":" + body.Site
 		}
 		id, err := r.RequestTraining(req.Context(), req.PathValue("p"), httpapi.UserOf(req.Context()).Name, body.Mode)
 		if err != nil {

@@ -444,15 +444,22 @@ func (r *Registry) Metrics(ctx context.Context, project string, version int64, v
 // trigger policy: a BatchApproved whose batch id starts with "manual-", then the mode
 // asked for, if any: "full" (the release fine-tuned on the whole train split),
 // "scratch" (fresh weights), "replay" or "adapt-bn" (the release with its batch norm
-// statistics re-estimated on the project's recent frames); "" lets the policy decide.
+// statistics re-estimated on the project's recent frames) or "adapt-bn:SITE" (on the
+// frames of one site, a device id, only); "" lets the policy decide.
 func (r *Registry) RequestTraining(ctx context.Context, pid, by, mode string) (string, error) {
 	id := fmt.Sprintf("manual-%d", time.Now().UnixNano())
-	switch mode {
-	case "":
-	case "replay", "full", "scratch", "adapt-bn":
+	base, site, bySite := strings.Cut(mode, ":")
+	switch {
+	case mode == "":
+	case bySite && base == "adapt-bn":
+		if err := contract.CheckID("site (device)", site); err != nil {
+			return "", fmt.Errorf("%w: training mode %q: %v", project.ErrInvalid, mode, err)
+		}
+		id = fmt.Sprintf("manual-adapt-bn.%s-%d", site, time.Now().UnixNano())
+	case !bySite && (mode == "replay" || mode == "full" || mode == "scratch" || mode == "adapt-bn"):
 		id = fmt.Sprintf("manual-%s-%d", mode, time.Now().UnixNano())
 	default:
-		return "", fmt.Errorf("%w: training mode %q: want replay, full, scratch or adapt-bn", project.ErrInvalid, mode)
+		return "", fmt.Errorf("%w: training mode %q: want replay, full, scratch, adapt-bn or adapt-bn:SITE", project.ErrInvalid, mode)
 	}
 	b, _ := proto.Marshal(&edgeloopv1.BatchApproved{Project: pid, BatchId: id, ApprovedAt: timestamppb.Now(), ApprovedBy: by})
 	if r.prod == nil {

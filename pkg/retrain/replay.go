@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/edgeloop/edgeloop/pkg/contract"
 	"github.com/edgeloop/edgeloop/pkg/project"
 )
 
@@ -30,16 +31,34 @@ const (
 	ModeAdaptBN = "adapt-bn"
 )
 
+// SiteMode is ModeAdaptBN for one site: the release's batch norm statistics
+// re-estimated on the frames of site (a device id) only — its pseudo-labels and its
+// approved examples —, and the gate's reasons give the candidate's and the release's
+// figures on the site's own test examples besides the whole test split's.
+func SiteMode(site string) string { return ModeAdaptBN + ":" + site }
+
+// SplitMode splits a mode into its base and its site ("" but for SiteMode's).
+func SplitMode(m string) (base, site string) {
+	base, site, _ = strings.Cut(m, ":")
+	return base, site
+}
+
 // AdaptFrames is how many recent frames ModeAdaptBN re-estimates the statistics on.
 const AdaptFrames = 512
 
 // CheckMode refuses an unknown training mode ("" lets the policy decide).
 func CheckMode(m string) error {
+	if base, site := SplitMode(m); base == ModeAdaptBN && site != "" {
+		if err := contract.CheckID("site (device)", site); err != nil {
+			return fmt.Errorf("training mode %q: %w", m, err)
+		}
+		return nil
+	}
 	switch m {
 	case "", ModeReplay, ModeFull, ModeScratch, ModeAdaptBN:
 		return nil
 	}
-	return fmt.Errorf("training mode %q: want %s, %s, %s or %s", m, ModeReplay, ModeFull, ModeScratch, ModeAdaptBN)
+	return fmt.Errorf("training mode %q: want %s, %s, %s, %s or %s", m, ModeReplay, ModeFull, ModeScratch, ModeAdaptBN, SiteMode("SITE"))
 }
 
 // Plan is the train examples one training uses.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -118,7 +119,7 @@ func (s *Service) record(ctx context.Context, ev *edgeloopv1.BatchApproved) erro
 		}
 		if IsManual(ev) {
 			st.Manual = true
-			if m := ManualMode(ev); m == ModeScratch || (m == ModeFull && st.Mode != ModeScratch) || (m == ModeAdaptBN && st.Mode == "") {
+			if m := ManualMode(ev); m == ModeScratch || (m == ModeFull && st.Mode != ModeScratch) || (strings.HasPrefix(m, ModeAdaptBN) && st.Mode == "") {
 				st.Mode = m
 			}
 		}

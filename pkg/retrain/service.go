@@ -235,9 +235,15 @@ func (s *Service) wake(ctx context.Context, wg *sync.WaitGroup, project string) 
 // IsManual reports whether an approval event is a manual training request.
 func IsManual(ev *edgeloopv1.BatchApproved) bool { return strings.HasPrefix(ev.BatchId, "manual-") }
 
-// ManualMode is the training mode a manual request asks for ("manual-full-…" or
-// "manual-scratch-…"; "" for the policy's).
+// ManualMode is the training mode a manual request asks for ("manual-full-…",
+// "manual-scratch-…", "manual-adapt-bn.SITE-…" for SiteMode(SITE); "" for the
+// policy's).
 func ManualMode(ev *edgeloopv1.BatchApproved) string {
+	if rest, ok := strings.CutPrefix(ev.BatchId, "manual-"+ModeAdaptBN+"."); ok {
+		if i := strings.LastIndex(rest, "-"); i > 0 && CheckMode(SiteMode(rest[:i])) == nil {
+			return SiteMode(rest[:i])
+		}
+	}
 	for _, m := range []string{ModeFull, ModeScratch, ModeReplay, ModeAdaptBN} {
 		if strings.HasPrefix(ev.BatchId, "manual-"+m+"-") {
 			return m

@@ -168,6 +168,10 @@ func adaptPlan(entries []project.DatasetEntry) Plan {
 	return pl
 }
 
+// adaptBatch is the batch batch norm adaptation estimates the statistics over, and so
+// the fewest frames it needs.
+const adaptBatch = 32
+
 // adaptBN is ModeAdaptBN's "training": the release's weights with batch norm
 // statistics re-estimated on data's train images.
 func (s *Service) adaptBN(ctx context.Context, a nn.Arch, release *nn.Params, data train.Split) (*train.Result, error) {
@@ -175,7 +179,7 @@ func (s *Service) adaptBN(ctx context.Context, a nn.Arch, release *nn.Params, da
 	for i, smp := range data.Train {
 		ims[i] = smp.Image
 	}
-	params, err := train.AdaptBN(ctx, a, release, ims, 32, s.backend.Factory)
+	params, err := train.AdaptBN(ctx, a, release, ims, adaptBatch, s.backend.Factory)
 	if err != nil {
 		return nil, err
 	}
@@ -223,8 +227,9 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string, 
 	default:
 		return nil, err
 	}
+	base, site := SplitMode(mode)
 	switch {
-	case parent == nil && mode == ModeAdaptBN:
+	case parent == nil && base == ModeAdaptBN:
 		return nil, fmt.Errorf("project %s: batch norm adaptation needs a released model", project)
 	case parent == nil:
 		mode = ModeScratch
@@ -282,8 +287,18 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string, 
 		cfg.Augment = augment.DefaultFor(a) // colour networks get colour augmentation
 	}
 	plan := PlanTraining(d.Entries, p.Classes, mode, since, p.Retrain.Replay, uint64(d.Seq))
-	if mode == ModeAdaptBN {
+	ps, err := s.cur.Pseudo(ctx, project)
+	if err != nil {
+		return nil, err
+	}
+	siteFrames := sitePseudo(ps, site, 0)
+	switch {
+	case base == ModeAdaptBN && site == "":
 		plan = adaptPlan(d.Entries)
+	case base == ModeAdaptBN:
+		if plan, siteFrames, err = s.sitePlan(ctx, project, site, d.Entries, ps); err != nil {
+			return nil, err
+		}
 	}
 	entries := plan.Train
 	for _, e := range d.Entries {
@@ -295,9 +310,12 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string, 
 	if err != nil {
 		return nil, err
 	}
-	ps, err := s.cur.Pseudo(ctx, project)
-	if err != nil {
-		return nil, err
+	if len(siteFrames) > 0 { // their images only: adaptBN reads no label
+		smps, skip, err := s.loadPseudo(ctx, p, a, siteFrames)
+		if err != nil {
+			return nil, err
+		}
+		data.Train, skipped = append(data.Train, smps...), append(skipped, skip...)
 	}
 	labelled := make(map[string]bool, len(d.Entries))
 	for _, e := range d.Entries {
@@ -318,7 +336,7 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string, 
 		zap.String("mode", mode), zap.Int("new", plan.New), zap.Int("replayed", plan.Replayed), zap.Int("recent", plan.Recent), zap.Int("available", plan.Available), zap.Int("pseudo", plan.Pseudo),
 		zap.Int("train", len(data.Train)), zap.Int("val", len(data.Val)), zap.Int("test", len(data.Test)), zap.String("trigger", trigger))
 	var res *train.Result
-	if mode == ModeAdaptBN {
+	if base == ModeAdaptBN {
 		res, err = s.adaptBN(ctx, a, init, data)
 	} else {
 		res, err = train.Run(ctx, a, init, p.Classes, data, cfg, s.backend.Factory)
@@ -340,6 +358,13 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string, 
 	}
 	metric := headlineName(a.Task)
 	decision := Gate(metric, cand, cur, p.Retrain)
+	if site != "" {
+		r, err := s.siteFigures(ctx, project, site, metric, d.Entries, data.Test, a, res.Params, curArch, current, p.Classes)
+		if err != nil {
+			return nil, err
+		}
+		decision.Reasons = append(decision.Reasons, r)
+	}
 	if err != nil { // diverged: never publish
 		decision.Published, decision.Verdict = false, "refused"
 		decision.Reasons = append(decision.Reasons, err.Error())
