@@ -16,6 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"image"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -28,6 +29,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/edgeloop/edgeloop/pkg/colourscenes"
+	"github.com/edgeloop/edgeloop/pkg/drift"
 	"github.com/edgeloop/edgeloop/pkg/mnist"
 	"github.com/edgeloop/edgeloop/pkg/nn/backend"
 	"github.com/edgeloop/edgeloop/pkg/project"
@@ -40,6 +43,7 @@ import (
 type options struct {
 	drift                       string
 	seeds, iterations           int
+	firstSeed                   int
 	perIteration, seedExamples  int
 	test, maxFrames, epochs     int
 	workers                     int
@@ -54,6 +58,10 @@ type options struct {
 	// bnFrames unlabelled frames.
 	bnFamily string
 	bnFrames int
+	// colourSide and colourClasses shape the colour objects of a colour preset
+	// (pkg/drift's colour presets; colourGen draws them over the photographs).
+	colourSide, colourClasses int
+	colourGen                 *colourscenes.Generator
 }
 
 // strategy is one way the agent picks frames, as an agent's sampling config has it,
@@ -85,6 +93,11 @@ type strategy struct {
 	// kept).
 	pseudo    int
 	pseudoMin float64
+	// pseudoWeight, when above 0, is the pseudo-labels' loss weight (train.Sample.Weight,
+	// as the retrain service's pseudo_weight) and pseudoKeep, when above 0, keeps them
+	// across iterations, the newest pseudoKeep (as the curator's store and pseudo_max).
+	pseudoWeight float32
+	pseudoKeep   int
 }
 
 // strategies are the agent's uncertainty strategies and random sampling, the baseline.
@@ -117,6 +130,11 @@ func strategies() []strategy {
 		{name: "combo", cfg: margin, mode: retrain.ModeFull, agentDiversity: 0.05, pool: 4, method: selection.Diverse, cold: 1, coldPool: 8},
 		{name: "combo-pseudo", cfg: margin, mode: retrain.ModeFull, agentDiversity: 0.05, pool: 4, method: selection.Diverse, cold: 1, coldPool: 8,
 			pseudo: 100, pseudoMin: 0.97},
+		// The product's default with its pseudo-label path: the agent's default filter,
+		// 100 confident frames an iteration at the retrain service's threshold and weight,
+		// kept across fine-tunes up to pseudo_max.
+		{name: "agentshare-pseudo", cfg: margin, mode: retrain.ModeFull, agentShare: 0.5, pseudo: 100,
+			pseudoMin: project.DefaultPseudoMinConfidence, pseudoWeight: project.DefaultPseudoWeight, pseudoKeep: project.DefaultPseudoMax},
 	}
 }
 
@@ -153,6 +171,12 @@ func describeAll(s strategy) string {
 	}
 	if s.pseudo > 0 {
 		d += fmt.Sprintf(", ≤ %d pseudo-labels ≥ %.2f", s.pseudo, s.pseudoMin)
+		if s.pseudoWeight > 0 {
+			d += fmt.Sprintf(" of weight %.2f", s.pseudoWeight)
+		}
+		if s.pseudoKeep > 0 {
+			d += fmt.Sprintf(", the newest %d kept", s.pseudoKeep)
+		}
 	}
 	return d
 }
@@ -161,6 +185,7 @@ func main() {
 	var o options
 	flag.StringVar(&o.drift, "drift", "rotation", "drift preset the fleet meets (see pkg/drift)")
 	flag.IntVar(&o.seeds, "seeds", 3, "seeds (each: its own first model, seed data, stream and test draw)")
+	flag.IntVar(&o.firstSeed, "first-seed", 1, "first seed: seeds first-seed … first-seed+seeds−1 run (with -add, a run per seed joins the earlier seeds')")
 	flag.IntVar(&o.iterations, "iterations", 8, "iterations of the loop")
 	flag.IntVar(&o.perIteration, "per", 50, "corrected examples per iteration (the label budget)")
 	flag.IntVar(&o.seedExamples, "seed-examples", 1000, "clean digits the first model is trained on")
@@ -177,6 +202,8 @@ func main() {
 	flag.StringVar(&o.add, "add", "", "results.json of an earlier run with the same options: its runs join this run's tables (a strategy this run plays replaces its earlier runs; -strategies none only tabulates)")
 	flag.StringVar(&o.bnFamily, "bn-family", "", "measure batch norm re-estimation instead, on the MobileNetV2 family member of this size (n, s, m)")
 	flag.IntVar(&o.bnFrames, "bn-frames", 512, "unlabelled drifted frames batch norm is re-estimated on (-bn-family)")
+	flag.IntVar(&o.colourSide, "colour-side", 32, "side of the colour objects of a colour drift preset (new-site, white-balance, low-light, motion-blur, jpeg, far), in px")
+	flag.IntVar(&o.colourClasses, "colour-classes", 4, "classes of the colour objects of a colour drift preset")
 	flag.Parse()
 	log := zap.NewNop()
 	ctx := context.Background()
@@ -222,8 +249,9 @@ func main() {
 		}
 		fail(json.Unmarshal(b, &prev))
 		for _, r := range prev.Runs {
-			if !slices.ContainsFunc(strats, func(s strategy) bool { return s.name == r.Strategy }) {
-				results = append(results, r) // unless this run plays it again
+			again := int(r.Seed) >= o.firstSeed && int(r.Seed) < o.firstSeed+o.seeds
+			if !again || !slices.ContainsFunc(strats, func(s strategy) bool { return s.name == r.Strategy }) {
+				results = append(results, r) // unless this run plays it again on that seed
 			}
 		}
 	}
@@ -236,6 +264,10 @@ func main() {
 	fail(err)
 	be, err := backend.Select("auto", log)
 	fail(err)
+	if d, err := drift.Get(o.drift); err == nil && d.Colour {
+		o.colourGen, err = colourscenes.New(colourscenes.LoadPhotos("", log, colourscenes.SiteHome, colourscenes.SiteOf(d)))
+		fail(err)
+	}
 
 	if o.bnFamily != "" {
 		t, err := siteAdaptation(ctx, o, trainSet, testSet, be)
@@ -269,7 +301,7 @@ func main() {
 			}
 		}()
 	}
-	for seed := uint64(1); seed <= uint64(o.seeds) && len(strats) > 0; seed++ {
+	for seed := uint64(o.firstSeed); seed < uint64(o.firstSeed+o.seeds) && len(strats) > 0; seed++ {
 		sc, err := newScenario(ctx, o, trainSet, testSet, seed, be, true)
 		fail(err)
 		for _, st := range strats {
@@ -284,6 +316,7 @@ func main() {
 	})
 
 	t := tabulate(o, strats, results)
+	o.seeds = len(t.inDomain) // the table's seeds: this run's and those added
 	fmt.Print(t.markdown(o, strats, be.Name, time.Since(start)))
 	fail(os.MkdirAll(o.out, 0o755))
 	fail(os.WriteFile(filepath.Join(o.out, "loop.png"), report.PNG(t.chart(o, strats)), 0o644))
@@ -401,7 +434,7 @@ func (t table) markdown(o options, strats []strategy, engine string, took time.D
 		"frames it looked at per %d labels, the seconds an iteration took (sampling and fine-tuning), the accuracy gain at the end over random sampling "+
 		"fine-tuned the same way, and the final model's accuracy on the same test digits without the drift\n\n", 100*o.target, o.iterations*o.perIteration, o.perIteration)
 	var dom []string
-	for seed := uint64(1); seed <= uint64(o.seeds); seed++ {
+	for _, seed := range slices.Sorted(maps.Keys(t.inDomain)) {
 		dom = append(dom, fmt.Sprintf("%.3f", t.inDomain[seed]))
 	}
 	fmt.Fprintf(&b, "(in-domain accuracy of the first model per seed, clean test digits: %s; \"95 %% in-domain\" is 0.95 × that)\n\n", strings.Join(dom, ", "))

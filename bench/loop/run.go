@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"time"
 
+	"github.com/edgeloop/edgeloop/pkg/colourscenes"
 	"github.com/edgeloop/edgeloop/pkg/datasets"
 	"github.com/edgeloop/edgeloop/pkg/drift"
 	"github.com/edgeloop/edgeloop/pkg/mnist"
@@ -30,8 +32,10 @@ type scenario struct {
 	v1      *nn.Params
 	data    train.Split // the seed dataset in its pinned splits
 	counts  map[string]int
-	stream  *mnist.Set // frames come from MNIST's train digits under the drift
-	from    int        // first stream index (after the seed digits)
+	// frame is production frame k under the drift: MNIST's train digits, or colour
+	// objects (colourscenes) for a colour preset; reproducible per seed and k.
+	frame   func(k int) train.Sample
+	from    int // first stream index (after the seed digits)
 	drift   drift.Preset
 	test    []train.Sample // held-out drifted test digits, never trained on
 	clean   []train.Sample // the same test digits without the drift (what must not be forgotten)
@@ -71,20 +75,36 @@ func newScenario(ctx context.Context, o options, trainSet, testSet *mnist.Set, s
 		return nil, err
 	}
 	p := &project.Project{ID: "bench", Task: "classify", Classes: datasets.Classes()}
+	if d.Colour {
+		if p.Classes, err = colourscenes.ClassNames(o.colourClasses); err != nil {
+			return nil, err
+		}
+	}
 	p.Defaults()
 	if o.epochs > 0 {
 		p.Retrain.Epochs = o.epochs
 	}
-	sc := &scenario{seed: seed, project: p, arch: nn.ClassifierArch(len(p.Classes)), counts: map[string]int{},
-		stream: trainSet, drift: d, backend: be}
-	// Seed digits: a different clean slice per seed; the stream follows them.
-	start := int(seed-1) * o.seedExamples
-	for _, s := range datasets.Digits(trainSet, start, o.seedExamples, fmt.Sprintf("seed%d", seed), drift.Preset{Name: drift.None}, seed) {
-		sc.add(s)
+	sc := &scenario{seed: seed, project: p, arch: nn.ClassifierArch(len(p.Classes)), counts: map[string]int{}, drift: d, backend: be}
+	if d.Colour {
+		if err := sc.colour(o, seed); err != nil {
+			return nil, err
+		}
+	} else {
+		// Seed digits: a different clean slice per seed; the stream follows them.
+		start := int(seed-1) * o.seedExamples
+		for _, s := range datasets.Digits(trainSet, start, o.seedExamples, fmt.Sprintf("seed%d", seed), drift.Preset{Name: drift.None}, seed) {
+			sc.add(s)
+		}
+		sc.from = 20000
+		sc.frame = func(k int) train.Sample {
+			i := sc.from + (k-sc.from)%(trainSet.Len()-sc.from)
+			im := raster.FromBytes(mnist.Side, mnist.Side, trainSet.Images[i])
+			im = d.Classification(im, rand.New(rand.NewPCG(seed, uint64(k))))
+			return train.Sample{ID: fmt.Sprintf("stream-%d-%d", seed, k), Image: im, Label: int(trainSet.Labels[i])}
+		}
+		sc.test = datasets.Digits(testSet, 0, o.test, "test", d, 1000+seed)
+		sc.clean = datasets.Digits(testSet, 0, o.test, "clean", drift.Preset{Name: drift.None}, 1000+seed)
 	}
-	sc.from = 20000
-	sc.test = datasets.Digits(testSet, 0, o.test, "test", d, 1000+seed)
-	sc.clean = datasets.Digits(testSet, 0, o.test, "clean", drift.Preset{Name: drift.None}, 1000+seed)
 	if !first {
 		return sc, nil
 	}
@@ -99,6 +119,52 @@ func newScenario(ctx context.Context, o options, trainSet, testSet *mnist.Set, s
 	}
 	sc.v1 = res.Params
 	return sc, nil
+}
+
+// colour makes the scenario's data colour objects (colourscenes) at
+// o.colourSide px, RGB, over the home site's photographs for the seed data and the
+// clean test, and under the colour drift preset for the stream and the drifted test;
+// the network is the small CNN on 3 channels at that size.
+func (sc *scenario) colour(o options, seed uint64) error {
+	g := o.colourGen
+	cfg := colourscenes.ClassifyConfig{W: o.colourSide, H: o.colourSide, Classes: len(sc.project.Classes)}
+	sc.arch.InC, sc.arch.InW, sc.arch.InH = 3, o.colourSide, o.colourSide
+	none := drift.Preset{Name: drift.None}
+	set := func(n int, s uint64, d drift.Preset, tag string) ([]train.Sample, error) {
+		cs, err := g.Classification(cfg, n, s, d)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]train.Sample, len(cs))
+		for i, c := range cs {
+			out[i] = train.Sample{ID: fmt.Sprintf("%s-%d-%d", tag, seed, i), Image: c.Image, Label: c.Label}
+		}
+		return out, nil
+	}
+	seedData, err := set(o.seedExamples, seed, none, "seed")
+	if err != nil {
+		return err
+	}
+	for _, s := range seedData {
+		sc.add(s)
+	}
+	if sc.test, err = set(o.test, 1000+seed, sc.drift, "test"); err != nil {
+		return err
+	}
+	// The same objects undrifted: a colour preset's frame function draws after the
+	// object, so the clean set's objects are the drifted set's (a new site changes the
+	// backgrounds too).
+	if sc.clean, err = set(o.test, 1000+seed, none, "clean"); err != nil {
+		return err
+	}
+	sc.frame = func(k int) train.Sample {
+		c, err := g.ClassificationAt(cfg, 2000+seed, k, sc.drift)
+		if err != nil {
+			panic(err) // cfg was validated by the sets above
+		}
+		return train.Sample{ID: fmt.Sprintf("stream-%d-%d", seed, k), Image: c.Image, Label: c.Label}
+	}
+	return nil
 }
 
 // add puts a labelled example into the dataset under the curator's split rule.
@@ -174,6 +240,7 @@ func run(ctx context.Context, o options, base *scenario, st strategy) (runResult
 	}
 	params, next, labels := sc.v1, sc.from, 0
 	added := map[string]int{} // iteration each corrected example was added in (seed: 0)
+	var kept []train.Sample   // pseudo-labels kept across iterations (pseudoKeep)
 	for it := 1; it <= o.iterations; it++ {
 		start := time.Now()
 		pr, err := vision.NewPredictor(sc.arch, params, sc.project.Classes, sc.backend.Factory, 1, vision.Options{Embed: true})
@@ -216,7 +283,7 @@ func run(ctx context.Context, o options, base *scenario, st strategy) (runResult
 				seen++
 				if !smp.Decide(sampling.Frame{Predictions: preds[i], Thumb: raster.Thumbnail(f.Image), Embedding: embs[i]}).Taken() {
 					if len(pseudo) < st.pseudo && float64(preds[i][0].Confidence) >= st.pseudoMin {
-						pseudo = append(pseudo, train.Sample{ID: f.ID, Image: f.Image, Label: preds[i][0].Class})
+						pseudo = append(pseudo, train.Sample{ID: f.ID, Image: f.Image, Label: preds[i][0].Class, Weight: st.pseudoWeight})
 					}
 					continue
 				}
@@ -263,7 +330,11 @@ func run(ctx context.Context, o options, base *scenario, st strategy) (runResult
 		if st.mode == retrain.ModeReplay {
 			data.Train = replaySet(sc, added, it, st.replay)
 		}
-		if len(pseudo) > 0 { // this fine-tune only, train only
+		if st.pseudoKeep > 0 { // the newest pseudoKeep, as the curator keeps them
+			kept = append(kept, pseudo...)
+			pseudo = kept[max(0, len(kept)-st.pseudoKeep):]
+		}
+		if len(pseudo) > 0 { // train only, never val or test
 			data.Train = append(slices.Clone(data.Train), pseudo...)
 		}
 		res, err := train.Run(ctx, sc.arch, params, sc.project.Classes, data, cfg, sc.backend.Factory)
@@ -285,17 +356,17 @@ func run(ctx context.Context, o options, base *scenario, st strategy) (runResult
 	return out, err
 }
 
-// streamChunk is the next n production frames: MNIST train digits under the drift,
-// each with its own reproducible drift draw, wrapping around before the test digits run
-// out (the ids stay unique).
+// streamChunk is the next n production frames (scenario.frame, made in parallel): MNIST
+// train digits under the drift, each with its own reproducible drift draw, wrapping
+// around before the test digits run out (the ids stay unique), or colour objects.
 func streamChunk(sc *scenario, from, n int) []train.Sample {
-	out := make([]train.Sample, 0, n)
-	for k := from; k < from+n; k++ {
-		i := sc.from + (k-sc.from)%(sc.stream.Len()-sc.from)
-		im := raster.FromBytes(mnist.Side, mnist.Side, sc.stream.Images[i])
-		im = sc.drift.Classification(im, rand.New(rand.NewPCG(sc.seed, uint64(k))))
-		out = append(out, train.Sample{ID: fmt.Sprintf("stream-%d-%d", sc.seed, k), Image: im, Label: int(sc.stream.Labels[i])})
+	out := make([]train.Sample, n)
+	var wg sync.WaitGroup
+	for i := range out {
+		wg.Add(1)
+		go func() { defer wg.Done(); out[i] = sc.frame(from + i) }()
 	}
+	wg.Wait()
 	return out
 }
 
