@@ -30,7 +30,9 @@ func TestConfidentFramesTrainAsPseudoLabels(t *testing.T) {
 	e.retrainer("r1", time.Minute)
 	p := "pseudo-" + strings.ToLower(servertest.RandomID(6))
 	// Every training is released: the test is about what it trains on.
-	e.bootstrap(p, 300, func(pr *project.Project) { pr.Retrain.Require, pr.Retrain.Margin, pr.Retrain.MinTest = "not_worse", 1, 1 })
+	e.bootstrap(p, 300, func(pr *project.Project) {
+		pr.Retrain.Require, pr.Retrain.Margin, pr.Retrain.MinTest = "not_worse", 1, 1
+	})
 	e.waitFor("v1 released", 120*time.Second, func() bool { return e.release(p) == 1 })
 
 	ctx, cancel := context.WithCancel(context.Background())
