@@ -135,6 +135,9 @@ func strategies() []strategy {
 		// kept across fine-tunes up to pseudo_max.
 		{name: "agentshare-pseudo", cfg: margin, mode: retrain.ModeFull, agentShare: 0.5, pseudo: 100,
 			pseudoMin: project.DefaultPseudoMinConfidence, pseudoWeight: project.DefaultPseudoWeight, pseudoKeep: project.DefaultPseudoMax},
+		// More of them, less sure: 300 an iteration at ≥ 0.9 (the agent's threshold).
+		{name: "agentshare-pseudo300", cfg: margin, mode: retrain.ModeFull, agentShare: 0.5, pseudo: 300,
+			pseudoMin: 0.9, pseudoWeight: project.DefaultPseudoWeight, pseudoKeep: project.DefaultPseudoMax},
 	}
 }
 
