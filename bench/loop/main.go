@@ -191,8 +191,8 @@ func main() {
 	flag.IntVar(&o.firstSeed, "first-seed", 1, "first seed: seeds first-seed … first-seed+seeds−1 run (with -add, a run per seed joins the earlier seeds')")
 	flag.IntVar(&o.iterations, "iterations", 8, "iterations of the loop")
 	flag.IntVar(&o.perIteration, "per", 50, "corrected examples per iteration (the label budget)")
-	flag.IntVar(&o.seedExamples, "seed-examples", 1000, "clean digits the first model is trained on")
-	flag.IntVar(&o.test, "test", 1000, "held-out drifted test digits")
+	flag.IntVar(&o.seedExamples, "seed-examples", 1000, "clean digits (or colour objects) the first model is trained on")
+	flag.IntVar(&o.test, "test", 1000, "held-out drifted test images")
 	flag.IntVar(&o.maxFrames, "max-frames", 20000, "most frames a strategy may look at per iteration")
 	flag.IntVar(&o.epochs, "epochs", 0, "most epochs per fine-tuning (0: the retrain service's default)")
 	flag.IntVar(&o.workers, "workers", runtime.NumCPU(), "runs in parallel")
@@ -398,9 +398,13 @@ func meanSD(v []float64) (float64, float64) {
 
 func (t table) markdown(o options, strats []strategy, engine string, took time.Duration) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nLoop benchmark: drift %q, first model on %d clean digits, %d corrected examples per iteration, "+
-		"accuracy on %d held-out drifted test digits (mean ± sd over %d seeds); fine-tuning %s (replay budgets %s); engine %s; %s\n\n",
-		o.drift, o.seedExamples, o.perIteration, o.test, o.seeds, o.modes, o.replays, engine, took.Round(time.Second))
+	what := "digits"
+	if o.colourGen != nil {
+		what = fmt.Sprintf("colour objects (%d classes, %d×%d RGB)", o.colourClasses, o.colourSide, o.colourSide)
+	}
+	fmt.Fprintf(&b, "\nLoop benchmark: drift %q, first model on %d clean %s, %d corrected examples per iteration, "+
+		"accuracy on %d held-out drifted test images (mean ± sd over %d seeds); fine-tuning %s (replay budgets %s); engine %s; %s\n\n",
+		o.drift, o.seedExamples, what, o.perIteration, o.test, o.seeds, o.modes, o.replays, engine, took.Round(time.Second))
 	row := func(cells ...string) { fmt.Fprintf(&b, "| %s |\n", strings.Join(cells, " | ")) }
 	head := []string{"labels"}
 	rule := []string{"-----:"}
@@ -435,12 +439,12 @@ func (t table) markdown(o options, strats []strategy, engine string, took time.D
 
 	fmt.Fprintf(&b, "\nPer strategy: labels to reach %.0f %% and to reach 95 %% of the first model's in-domain accuracy (per seed; — never within %d labels), the share of its picks the model had wrong, "+
 		"frames it looked at per %d labels, the seconds an iteration took (sampling and fine-tuning), the accuracy gain at the end over random sampling "+
-		"fine-tuned the same way, and the final model's accuracy on the same test digits without the drift\n\n", 100*o.target, o.iterations*o.perIteration, o.perIteration)
+		"fine-tuned the same way, and the final model's accuracy on the same test images without the drift\n\n", 100*o.target, o.iterations*o.perIteration, o.perIteration)
 	var dom []string
 	for _, seed := range slices.Sorted(maps.Keys(t.inDomain)) {
 		dom = append(dom, fmt.Sprintf("%.3f", t.inDomain[seed]))
 	}
-	fmt.Fprintf(&b, "(in-domain accuracy of the first model per seed, clean test digits: %s; \"95 %% in-domain\" is 0.95 × that)\n\n", strings.Join(dom, ", "))
+	fmt.Fprintf(&b, "(in-domain accuracy of the first model per seed, clean test images: %s; \"95 %% in-domain\" is 0.95 × that)\n\n", strings.Join(dom, ", "))
 	row("strategy", "rule", "fine-tune", fmt.Sprintf("labels to %.0f %%", 100*o.target), "labels to 95 % in-domain", "picks wrong", "frames / iteration", "s / iteration",
 		"final vs random", "clean test at the end")
 	row("--------", "----", "---------", "---:", "---:", "---:", "---:", "---:", "---:", "---:")
