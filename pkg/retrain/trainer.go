@@ -286,19 +286,13 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string, 
 	if p.Augment == nil {
 		cfg.Augment = augment.DefaultFor(a) // colour networks get colour augmentation
 	}
-	plan := PlanTraining(d.Entries, p.Classes, mode, since, p.Retrain.Replay, uint64(d.Seq))
 	ps, err := s.cur.Pseudo(ctx, project)
 	if err != nil {
 		return nil, err
 	}
-	siteFrames := sitePseudo(ps, site, 0)
-	switch {
-	case base == ModeAdaptBN && site == "":
-		plan = adaptPlan(d.Entries)
-	case base == ModeAdaptBN:
-		if plan, siteFrames, err = s.sitePlan(ctx, project, site, d.Entries, ps); err != nil {
-			return nil, err
-		}
+	plan, siteFrames, err := s.planFor(ctx, p, mode, since, d, ps)
+	if err != nil {
+		return nil, err
 	}
 	entries := plan.Train
 	for _, e := range d.Entries {
