@@ -56,8 +56,10 @@ func TestConfidentFramesTrainAsPseudoLabels(t *testing.T) {
 	e.waitFor("the agent on v1", 60*time.Second, func() bool { return a.ModelVersion() == 1 })
 
 	none, _ := drift.Get(drift.None)
-	sent := 0
-	for k := 5000; k < 5100; k++ {
+	// Digits until 10 went at the project's threshold (v1, from 300 digits, is sure of
+	// a tenth to a quarter of them at 0.9).
+	sent, sure, k := 0, 0, 5000
+	for ; sure < 10 && k < 7000; k++ {
 		s := datasets.Digits(e.testDigits(), k, 1, "t", none, 1)[0]
 		res, err := a.Infer(ctx, fmt.Sprint("frame-", k), s.Image, nil)
 		if err != nil {
@@ -65,10 +67,13 @@ func TestConfidentFramesTrainAsPseudoLabels(t *testing.T) {
 		}
 		if res.Sampled {
 			sent++
+			if float64(res.Predictions[0].Confidence) >= project.DefaultPseudoMinConfidence {
+				sure++
+			}
 		}
 	}
-	if sent < 20 {
-		t.Fatalf("the agent sent %d of 100 digits as pseudo-labels; v1 is sure of too few", sent)
+	if sure < 10 {
+		t.Fatalf("the agent sent %d of %d digits as pseudo-labels, %d at ≥ %.2f; v1 is sure of too few", sent, k-5000, sure, project.DefaultPseudoMinConfidence)
 	}
 	cs := &project.Store{S: e.store}
 	var ps *project.PseudoSet
