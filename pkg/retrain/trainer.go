@@ -168,6 +168,18 @@ func adaptPlan(entries []project.DatasetEntry) Plan {
 	return pl
 }
 
+// planFor chooses a training's train examples for its mode: PlanTraining's, adaptPlan's
+// for ModeAdaptBN, or sitePlan's and the site's pseudo-labels for SiteMode.
+func (s *Service) planFor(ctx context.Context, p *project.Project, mode string, since int, d *project.Dataset, ps *project.PseudoSet) (Plan, []project.PseudoEntry, error) {
+	switch base, site := SplitMode(mode); {
+	case base == ModeAdaptBN && site == "":
+		return adaptPlan(d.Entries), nil, nil
+	case base == ModeAdaptBN:
+		return s.sitePlan(ctx, p.ID, site, d.Entries, ps)
+	}
+	return PlanTraining(d.Entries, p.Classes, mode, since, p.Retrain.Replay, uint64(d.Seq)), nil, nil
+}
+
 // adaptBatch is the batch batch norm adaptation estimates the statistics over, and so
 // the fewest frames it needs.
 const adaptBatch = 32
