@@ -60,6 +60,7 @@ type options struct {
 	sizes, curve, starts, backbones, data, augment, out, seen string
 	w, h, nTrain, nTest, epochs, batch, classes               int
 	latencyRuns, latencyThreads                               int
+	seed                                                      uint64
 	lr, gridLR                                                float64
 	peer, diag                                                bool
 	deadline                                                  time.Duration
@@ -112,6 +113,7 @@ func main() {
 	flag.StringVar(&o.seen, "seen", "10,1000,20000", "mAP-vs-data budget: epochs = K·n images seen clamped to [MIN, MAX], over n: K,MIN,MAX")
 	flag.StringVar(&o.starts, "starts", "scratch,pretrained", "starts of the mAP-vs-data table: scratch, pretrained")
 	flag.StringVar(&o.backbones, "backbones", "bench/out/pretrain/mobilenetv2-{size}.safetensors", "pretrained backbone per size ({size} is replaced; make pretrain writes it); a missing file leaves the pretrained cells out")
+	flag.Uint64Var(&o.seed, "seed", 1, "seed of the initial weights and of the training order and augmentation (the scenes are fixed)")
 	flag.IntVar(&o.latencyRuns, "latency", 30, "one-image CPU inference runs for p50/p99 (0: not measured)")
 	flag.IntVar(&o.latencyThreads, "latency-threads", 2, "cores (GOMAXPROCS) for the CPU latency (the issue's 2-core edge device)")
 	flag.StringVar(&o.data, "data", "colour", "colour (colour scenes drawn at -input) or digits (64×64 grey digit scenes, with the grid detector as peer)")
@@ -198,7 +200,7 @@ func run(ctx context.Context, o options, curveSize string, choice backend.Choice
 	}
 	var b *bench
 	for _, j := range jobs {
-		path := filepath.Join(cellDir, fmt.Sprintf("%s-%s-%s-%dx%d-%d-%s-%s.json", j.table, o.data, j.size, o.w, o.h, j.n, j.startFrom, o.augment))
+		path := filepath.Join(cellDir, fmt.Sprintf("%s-%s-%s-%dx%d-%d-%s-%s-seed%d.json", j.table, o.data, j.size, o.w, o.h, j.n, j.startFrom, o.augment, o.seed))
 		if _, err := os.Stat(path); err == nil {
 			continue // done in an earlier run
 		}
@@ -326,12 +328,12 @@ func (b *bench) runCell(ctx context.Context, table, size string, n, epochs int, 
 	start := "scratch"
 	if bb != "" {
 		start = "pretrained"
-		a, p, err = weights.BackboneDetector(bb, o.w, o.h, 3, len(b.classes), 1, b.log)
+		a, p, err = weights.BackboneDetector(bb, o.w, o.h, 3, len(b.classes), o.seed, b.log)
 		if err == nil && a.Name != nn.MobileNetV2+"-"+size+"-det" {
 			err = fmt.Errorf("backbone %s makes a %s, not size %s", bb, a.Name, size)
 		}
 	} else if a, err = b.arch(size); err == nil {
-		p, err = nn.InitParams(a, 1)
+		p, err = nn.InitParams(a, o.seed)
 	}
 	if err != nil {
 		return cell{}, err
@@ -359,7 +361,7 @@ func (b *bench) runCell(ctx context.Context, table, size string, n, epochs int, 
 		TestImages: len(b.data.Test), Data: b.what}
 	t0 := time.Now()
 	res, err := train.Run(ctx, a, p, b.classes, train.Split{Train: b.data.Train[:n], Val: b.data.Val}, train.Config{
-		Epochs: epochs, BatchSize: o.batch, LR: float32(rate), Patience: -1, Seed: 1, Augment: aug,
+		Epochs: epochs, BatchSize: o.batch, LR: float32(rate), Patience: -1, Seed: o.seed, Augment: aug,
 		Progress: func(pr train.Progress) {
 			if d := pr.Done; d != nil {
 				b.log.Info("epoch", zap.String("network", a.Name), zap.Int("train", n), zap.Int("epoch", d.Epoch),
