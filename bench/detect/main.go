@@ -58,6 +58,7 @@ import (
 // options are the command's flags.
 type options struct {
 	sizes, curve, starts, backbones, data, augment, out, seen string
+	sizeStarts                                                string
 	w, h, nTrain, nTest, epochs, batch, classes               int
 	latencyRuns, latencyThreads                               int
 	seed                                                      uint64
@@ -111,6 +112,7 @@ func main() {
 	flag.StringVar(&o.curve, "curve", "", "training-set sizes of the mAP-vs-data table, comma-separated (e.g. 100,300,1000,3000), for the first of -curve-size")
 	curveSize := flag.String("curve-size", "n", "the family size of the mAP-vs-data table")
 	flag.StringVar(&o.seen, "seen", "10,1000,20000", "mAP-vs-data budget: epochs = K·n images seen clamped to [MIN, MAX], over n: K,MIN,MAX")
+	flag.StringVar(&o.sizeStarts, "size-starts", "scratch", "starts of the per-size table: scratch, pretrained (from -backbones)")
 	flag.StringVar(&o.starts, "starts", "scratch,pretrained", "starts of the mAP-vs-data table: scratch, pretrained")
 	flag.StringVar(&o.backbones, "backbones", "bench/out/pretrain/mobilenetv2-{size}.safetensors", "pretrained backbone per size ({size} is replaced; make pretrain writes it); a missing file leaves the pretrained cells out")
 	flag.Uint64Var(&o.seed, "seed", 1, "seed of the initial weights and of the training order and augmentation (the scenes are fixed)")
@@ -180,7 +182,12 @@ func run(ctx context.Context, o options, curveSize string, choice backend.Choice
 		sizes = append([]string{"grid"}, sizes...)
 	}
 	for _, s := range sizes {
-		jobs = append(jobs, job{"sizes", s, "scratch", o.nTrain, o.epochs})
+		for _, st := range split(o.sizeStarts) {
+			if st != "scratch" && st != "pretrained" {
+				return fmt.Errorf("-size-starts: %q is neither scratch nor pretrained", st)
+			}
+			jobs = append(jobs, job{"sizes", s, st, o.nTrain, o.epochs})
+		}
 	}
 	curve, err := ints(o.curve)
 	if err != nil {
@@ -513,14 +520,14 @@ func printTables(dir string) (string, error) {
 	}
 	var sb strings.Builder
 	sb.WriteString("Per size (test scenes; AP small/medium/large is mAP@[.5:.95] over COCO's areas: below 32², 32²–96², above 96² pixels):\n\n")
-	sb.WriteString("| network | input | train scenes | epochs | batch | lr | augment | weights | MACs | train img/s | engine | infer p50 (CPU) | infer p99 | mAP@0.5 | mAP@[.5:.95] | AP small | AP medium | AP large | val mAP@0.5 by epoch |\n")
-	sb.WriteString("|---|---|---:|---:|---:|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	sb.WriteString("| network | input | train scenes | start | epochs | batch | lr | augment | weights | MACs | train img/s | engine | infer p50 (CPU) | infer p99 | mAP@0.5 | mAP@[.5:.95] | AP small | AP medium | AP large | val mAP@0.5 by epoch |\n")
+	sb.WriteString("|---|---|---:|---|---:|---:|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, c := range cells {
 		if c.Table != "sizes" {
 			continue
 		}
-		fmt.Fprintf(&sb, "| %s | %s | %d | %d | %d | %g | %s | %.2f M | %.0f M | %.1f | %s | %s | %s | **%.3f** | **%.3f** | %s | %s | %s | %s |\n",
-			c.Network, c.Input, c.TrainImages, c.Epochs, c.Batch, c.LR, c.Augment, float64(c.Params)/1e6, float64(c.MACs)/1e6,
+		fmt.Fprintf(&sb, "| %s | %s | %d | %s | %d | %d | %.3g | %s | %.2f M | %.0f M | %.1f | %s | %s | %s | **%.3f** | **%.3f** | %s | %s | %s | %s |\n",
+			c.Network, c.Input, c.TrainImages, c.Start, c.Epochs, c.Batch, c.LR, c.Augment, float64(c.Params)/1e6, float64(c.MACs)/1e6,
 			c.ImagesPerS, c.Engine, ms(c.P50), ms(c.P99), c.MAP50, c.MAP5095, ap(c.APSmall), ap(c.APMedium), ap(c.APLarge), curveOf(c.ValMAP50))
 	}
 	sb.WriteString("\nmAP against training scenes (same validation and test scenes; scratch and pretrained trunk):\n\n")
@@ -530,7 +537,7 @@ func printTables(dir string) (string, error) {
 		if c.Table != "curve" {
 			continue
 		}
-		fmt.Fprintf(&sb, "| %s | %s | %d | %s | %d | %g | %s | %.0f | %s | **%.3f** | %.3f | %s | %s | %s |\n",
+		fmt.Fprintf(&sb, "| %s | %s | %d | %s | %d | %.3g | %s | %.0f | %s | **%.3f** | %.3f | %s | %s | %s |\n",
 			c.Network, c.Input, c.TrainImages, c.Start, c.Epochs, c.LR, c.Augment, c.Seconds, c.Engine, c.MAP50, c.MAP5095,
 			ap(c.APSmall), ap(c.APMedium), ap(c.APLarge))
 	}
