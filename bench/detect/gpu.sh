@@ -63,16 +63,18 @@ device() {
   [[ -n $cublas && -n $nvrtc ]] || { echo "no $need or its libnvrtc on this machine" >&2; exit 1; }
   export LD_LIBRARY_PATH="$(dirname "$cublas"):$(dirname "$nvrtc"):$work/lib:/usr/local/nvidia/lib64:/usr/local/nvidia/lib:${LD_LIBRARY_PATH:-}"
   export EDGELOOP_PHOTOS_DIR="$work/photos"
-  local args=("$@") sz start=$SECONDS
+  local args=("$@") sz start=$SECONDS bb=${BACKBONES:-$out/pretrain}
   (( ${#args[@]} )) || args=("${DEFAULT[@]}")
-  # make pretrain's backbone for each of PRETRAIN (sizes, comma-separated; empty: none),
-  # on the GPU: 6,000 generated 96 px images of classes the benchmark never shows.
+  # make pretrain's backbone for each of PRETRAIN (sizes, comma-separated; empty: none)
+  # missing from BACKBONES (a folder of mobilenetv2-SIZE.safetensors; default
+  # $OUT/pretrain), on the GPU: 6,000 generated 96 px images of 8 classes the benchmark
+  # never shows, 8 epochs (bench/gpu/run.sh's colour part makes the same ones).
   for sz in ${PRETRAIN//,/ }; do
-    [[ -e $out/pretrain/mobilenetv2-$sz.safetensors ]] && continue
-    "$work/bench-colour" -pretrain "$out/pretrain/mobilenetv2-$sz.safetensors" -size "$sz"
+    [[ -e $bb/mobilenetv2-$sz.safetensors ]] && continue
+    "$work/bench-colour" -pretrain "$bb/mobilenetv2-$sz.safetensors" -size "$sz" -pretrain-images 6000 -pretrain-epochs 8
   done
-  echo "pretraining took $((SECONDS - start)) s"
-  "$work/bench-detect" -backend cuda -out "$out/detect" -backbones "$out/pretrain/mobilenetv2-{size}.safetensors" "${args[@]}"
+  echo "backbones ready after $((SECONDS - start)) s"
+  "$work/bench-detect" -backend cuda -out "$out/detect" -backbones "$bb/mobilenetv2-{size}.safetensors" "${args[@]}"
 }
 
 case "${1:-}" in
