@@ -224,7 +224,10 @@ func run(ctx context.Context, o options, curveSize string, choice backend.Choice
 			}
 		}
 		if b == nil {
-			most := slices.Max(append(slices.Clone(curve), o.nTrain))
+			most := slices.Max(append(slices.Clone(curve), 1))
+			if len(sizes) > 0 {
+				most = max(most, o.nTrain)
+			}
 			if b, err = newBench(o, choice, most, log); err != nil {
 				return err
 			}
@@ -235,7 +238,7 @@ func run(ctx context.Context, o options, curveSize string, choice backend.Choice
 		}
 		raw, _ := json.MarshalIndent(c, "", "  ")
 		if err := os.WriteFile(path, raw, 0o644); err != nil {
-			return err
+			return fmt.Errorf("saving the cell: %w", err)
 		}
 		log.Info("cell done", zap.String("cell", filepath.Base(path)), zap.Float64("map50", c.MAP50),
 			zap.Float64("map50_95", c.MAP5095), zap.Float64("train_seconds", c.Seconds))
