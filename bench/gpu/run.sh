@@ -45,9 +45,9 @@ build() {
     mkdir -p "$pack/pretrain" && cp bench/out/pretrain/mobilenetv2-s.safetensors "$pack/pretrain/"
   fi
   # The photographs colourscenes draws behind its objects (deploy/local/photos.sh), so the
-  # colour benchmark sees the same images there as here.
-  # Only what colourscenes reads: the scaled copy of a large photograph, not the 4–6k
-  # original (19 MB → 8 MB, so that the pack stays under the 64 MiB a run may carry).
+  # colour benchmarks see the same images there as here: only what colourscenes reads,
+  # the scaled copy of a large photograph and not its 4–6k original (19 MB → 7 MB, so
+  # that the pack stays under the 64 MiB a run may carry).
   deploy/local/photos.sh install >/dev/null
   local photos=${EDGELOOP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/edgeloop}/photos f
   mkdir -p "$pack/photos/scaled" && cp "$photos"/scaled/*.png "$pack/photos/scaled/"
