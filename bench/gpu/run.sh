@@ -12,6 +12,9 @@
 #                             time from an approved batch to a released model for 1,000
 #                             examples on the GPU and on the CPU. Prints the tables and
 #                             writes them to $OUT (or bench/out/gpu-results) as gpu.md.
+#   bench/gpu/run.sh device detect
+#                             issue 14's detector table at 320 px alone (bench/detect on
+#                             the CUDA engine; its cells under $OUT/detect).
 #
 # The binaries compile against Debian's CUDA 11.8 headers and link CUDA $CUDA_MAJOR's
 # libcublas.so and libnvrtc.so (default 13, from PyPI's nvidia-cublas and
@@ -35,10 +38,22 @@ build() {
   CGO_LDFLAGS= go build "${flags[@]}" -o "$pack/bench-train-purego" ./bench/train
   go build "${flags[@]}" -tags edgeloop_cuda,openblas -o "$pack/bench-pipeline" ./bench/pipeline
   go build "${flags[@]}" -tags edgeloop_cuda,openblas -o "$pack/bench-colour" ./bench/colour
+  go build "${flags[@]}" -tags edgeloop_cuda,openblas -o "$pack/bench-detect" ./bench/detect
+  # make pretrain's s backbone when this machine has it (bench/out/pretrain): the detect
+  # part then need not make it again on the GPU.
+  if [[ -e bench/out/pretrain/mobilenetv2-s.safetensors ]]; then
+    mkdir -p "$pack/pretrain" && cp bench/out/pretrain/mobilenetv2-s.safetensors "$pack/pretrain/"
+  fi
   # The photographs colourscenes draws behind its objects (deploy/local/photos.sh), so the
-  # colour benchmark sees the same images there as here.
+  # colour benchmarks see the same images there as here: only what colourscenes reads,
+  # the scaled copy of a large photograph and not its 4–6k original (19 MB → 7 MB, so
+  # that the pack stays under the 64 MiB a run may carry).
   deploy/local/photos.sh install >/dev/null
-  cp -r "${EDGELOOP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/edgeloop}/photos" "$pack/photos"
+  local photos=${EDGELOOP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/edgeloop}/photos f
+  mkdir -p "$pack/photos/scaled" && cp "$photos"/scaled/*.png "$pack/photos/scaled/"
+  for f in "$photos"/*.png "$photos"/*.jpg; do
+    [[ -e $photos/scaled/$(basename "${f%.*}").png ]] || cp "$f" "$pack/photos/"
+  done
   cp bench/train/torch_bench.py pkg/nn/weights/testdata/make_fixture.py "$pack/"
   cp -L "$(go env GOMODCACHE)"/github.com/petar/!go!m!n!i!s!t@*/data/*.gz "$pack/mnist/"
   # OpenBLAS and what it links, for the OpenBLAS rows (the GPU image need not have it).
@@ -80,7 +95,8 @@ device() {
     if (( limit < 10 )); then echo "(not run: the ${budget} s budget is spent)" | tee -a "$report"; rc=1; return; fi
     timeout "$limit" "$@" 2>&1 | tee -a "$report" || { echo "(failed or stopped at ${limit} s)" | tee -a "$report"; rc=1; }
   }
-  # want PART: whether PART (parity, speed, family, pipeline, cpu, colour) is among those asked for.
+  # want PART: whether PART (parity, speed, family, pipeline, cpu, colour, detect) is among
+  # those asked for; detect is not in the default list (about 190 s alone: ask for it).
   want() { [[ ,$parts, == *,$1,* ]]; }
   {
     echo "# CUDA engine on $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo 'a GPU')"
@@ -110,6 +126,20 @@ device() {
     "$work/bench-colour" -table -out "$work/colour" >"$out/colour.md" 2>&1 || true
     tar czf "$out/colour.tgz" -C "$work" colour pretrain 2>/dev/null || true
   fi
+  if want detect; then
+    # Issue 14's detector at 320 px (bench/detect): size s on 2,000 colour scenes at
+    # 320×256, 30 epochs of batch 32 with colour augmentation, from make pretrain's s
+    # backbone (the pack's, the colour part's, or made here: 38 s), then from scratch if
+    # it can start within 120 s. Cells are written under $OUT/detect as each finishes.
+    export EDGELOOP_PHOTOS_DIR="$work/photos"
+    [[ -e $work/pretrain/mobilenetv2-s.safetensors ]] ||
+      step 80 "Pretraining the s backbone (make pretrain's recipe)" \
+        "$work/bench-colour" -pretrain "$work/pretrain/mobilenetv2-s.safetensors" -size s -pretrain-images 6000 -pretrain-epochs 8
+    step 280 "Detection: the multi-scale detector s at 320×256 from 2,000 colour scenes, pretrained then scratch" \
+      "$work/bench-detect" -backend cuda -out "$out/detect" -backbones "$work/pretrain/mobilenetv2-{size}.safetensors" \
+        -sizes s -size-starts pretrained,scratch -input 320x256 -train 2000 -test 300 -epochs 30 -batch 32 \
+        -augment colour -latency 20 -deadline 120s
+  fi
   want cpu && step 120 "Training speed: the family and the detector on the CPU (OpenBLAS, all cores), for the speed-up" \
     "$work/bench-train-cuda" -engines cpu -models "" -family n@96,s@160,m@224 -family-batches 32 -det n,s,m -det-px 320 -det-batches 8 -seconds 1
   echo "report: $report"
@@ -119,5 +149,5 @@ device() {
 case "${1:-}" in
   build) build ;;
   device) device "${2:-}" ;;
-  *) echo "usage: $0 build | device [parity,speed,family,pipeline,cpu,colour]" >&2; exit 2 ;;
+  *) echo "usage: $0 build | device [parity,speed,family,pipeline,cpu,colour,detect]" >&2; exit 2 ;;
 esac

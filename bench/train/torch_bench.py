@@ -146,9 +146,6 @@ def multiscale_loss(zs, w, t, m, b, n):
         size = ch * H * W
         wl, tl, ml, bl = (v[:, off:off + size].reshape(N, ch, H, W) for v in (w, t, m, b))
         off += size
-        keep = [0] + list(range(5, ch))
-        zc, wc, tc = z[:, keep], wl[:, keep], tl[:, keep]
-        total = total + (wc * (F.softplus(zc) - tc * zc)).sum()
         p, g, mw = torch.exp(torch.clamp(z[:, 1:5], max=10.0)), bl[:, 1:5], ml[:, 1]
         ap = (p[:, 0] + p[:, 2]) * (p[:, 1] + p[:, 3])
         ag = (g[:, 0] + g[:, 2]) * (g[:, 1] + g[:, 3])
@@ -159,6 +156,14 @@ def multiscale_loss(zs, w, t, m, b, n):
         enc = (torch.maximum(p[:, 0], g[:, 0]) + torch.maximum(p[:, 2], g[:, 2])) * \
               (torch.maximum(p[:, 1], g[:, 1]) + torch.maximum(p[:, 3], g[:, 3]))
         total = total + (mw * (2 - inter / union - union / enc)).sum()
+        # At an assigned point the assigned class's target is the predicted box's IoU,
+        # held constant (YOLOX's IoU-aware class target, nn.PointLoss).
+        iou = torch.where(union > 0, inter / union, torch.zeros_like(union)).detach()
+        tcls = tl[:, 5:]
+        tcls = torch.where((tcls == 1) & (mw != 0).unsqueeze(1), iou.unsqueeze(1).expand_as(tcls), tcls)
+        zc, wc = torch.cat([z[:, :1], z[:, 5:]], 1), torch.cat([wl[:, :1], wl[:, 5:]], 1)
+        tc = torch.cat([tl[:, :1], tcls], 1)
+        total = total + (wc * (F.softplus(zc) - tc * zc)).sum()
     return total / n
 
 

@@ -13,10 +13,12 @@ import (
 //
 // Its loss, per point, over the targets DetTargets holds for it (EncodeTargets):
 //
-//	W₀·BCE(z₀, T₀) + Σₖ W₅₊ₖ·BCE(z₅₊ₖ, T₅₊ₖ) + M₁·(1 − GIoU(exp(z₁…₄), B₁…₄))
+//	W₀·BCE(z₀, T₀) + Σₖ W₅₊ₖ·BCE(z₅₊ₖ, T₅₊ₖ·q) + M₁·(1 − GIoU(exp(z₁…₄), B₁…₄))
 //
 // with BCE(z, t) = softplus(z) − t·z: objectness at every point (T₀ = 1 at the points
-// assigned to a box), the classes at the assigned points, and the generalised IoU of
+// assigned to a box), the classes at the assigned points with the assigned class's
+// target q = IoU(exp(z₁…₄), B₁…₄), held constant (YOLOX's IoU-aware class target; see
+// PointLoss), and the generalised IoU of
 // the predicted box with the assigned box at those points (B₁…₄ are the box's
 // distances from the point in strides; GIoU is invariant to that shift and scale). The
 // weights fold in the normalisation by the batch's mean number of assigned points per
@@ -191,30 +193,43 @@ func MultiScaleLoss(a Arch, z []float32, t *DetTargets, n int, dz []float32) (fl
 }
 
 // PointLoss is the loss of one point of a level, whose channel c lies at o + c·hw in
-// z and the targets, for classes classes; it writes the point's gradient into dz.
+// z and the targets, for classes classes; it writes the point's gradient into dz. At an
+// assigned point (M₁ ≠ 0) a class target of exactly 1 stands for the IoU of the
+// predicted box with the assigned one (BoxIoU), taken as a constant: YOLOX's IoU-aware
+// class target, so that a detection's score σ(objectness)·σ(class) ranks well-placed
+// boxes first. Other target values are used as they are (QualityTargets freezes them).
 func PointLoss(z, w, t, m, b, dz []float32, o, hw, classes int) float64 {
 	var loss float64
-	bce := func(i int) {
-		v, wi, ti := float64(z[i]), float64(w[i]), float64(t[i])
+	mw := float64(m[o+hw])
+	var pd, gd [4]float64
+	quality := 1.0
+	if mw != 0 {
+		for k := range pd {
+			pd[k] = math.Exp(min(float64(z[o+(k+1)*hw]), BoxLogMax))
+			gd[k] = float64(b[o+(k+1)*hw])
+		}
+		quality = BoxIoU(pd, gd)
+	}
+	bce := func(i int, ti float64) {
+		v, wi := float64(z[i]), float64(w[i])
 		sp := max(v, 0) + math.Log1p(math.Exp(-math.Abs(v)))
 		loss += wi * (sp - ti*v)
 		dz[i] = float32(wi * (1/(1+math.Exp(-v)) - ti))
 	}
-	bce(o)
+	bce(o, float64(t[o]))
 	for k := 0; k < classes; k++ {
-		bce(o + (5+k)*hw)
+		i := o + (5+k)*hw
+		ti := float64(t[i])
+		if ti == 1 && mw != 0 {
+			ti = quality
+		}
+		bce(i, ti)
 	}
-	mw := float64(m[o+hw])
 	if mw == 0 {
 		for k := 1; k <= 4; k++ {
 			dz[o+k*hw] = 0
 		}
 		return loss
-	}
-	var pd, gd [4]float64
-	for k := range pd {
-		pd[k] = math.Exp(min(float64(z[o+(k+1)*hw]), BoxLogMax))
-		gd[k] = float64(b[o+(k+1)*hw])
 	}
 	l, grad := GIoULoss(pd, gd)
 	loss += mw * l
@@ -226,6 +241,50 @@ func PointLoss(z, w, t, m, b, dz []float32, o, hw, classes int) float64 {
 		dz[o+(k+1)*hw] = float32(g)
 	}
 	return loss
+}
+
+// BoxIoU is the IoU of two boxes given as distances (left, top, right, bottom) from one
+// point.
+func BoxIoU(p, g [4]float64) float64 {
+	iw := min(p[0], g[0]) + min(p[2], g[2])
+	ih := min(p[1], g[1]) + min(p[3], g[3])
+	inter := max(iw, 0) * max(ih, 0)
+	union := (p[0]+p[2])*(p[1]+p[3]) + (g[0]+g[2])*(g[1]+g[3]) - inter
+	if !(union > 0) {
+		return 0
+	}
+	return inter / union
+}
+
+// QualityTargets returns a copy of the targets of the first n images with the IoU-aware
+// class targets PointLoss uses for outputs z written in: the loss of z against them is
+// the same, and its gradient is PointLoss's with the targets held constant, which is
+// what a finite-difference check of PointLoss's gradient compares against.
+func QualityTargets(a Arch, z []float32, t *DetTargets, n int) *DetTargets {
+	q := &DetTargets{W: t.W, M: t.M, B: t.B, T: append([]float32(nil), t.T...)}
+	per := a.OutputSize()
+	for img := 0; img < n; img++ {
+		for _, m := range a.LevelMaps() {
+			hw := m.H * m.W
+			for p := 0; p < hw; p++ {
+				o := img*per + m.Offset + p
+				if t.M[o+hw] == 0 {
+					continue
+				}
+				var pd, gd [4]float64
+				for k := range pd {
+					pd[k] = math.Exp(min(float64(z[o+(k+1)*hw]), BoxLogMax))
+					gd[k] = float64(t.B[o+(k+1)*hw])
+				}
+				for k := 0; k < a.Classes; k++ {
+					if i := o + (5+k)*hw; t.T[i] == 1 {
+						q.T[i] = float32(BoxIoU(pd, gd))
+					}
+				}
+			}
+		}
+	}
+	return q
 }
 
 // GIoULoss is 1 − GIoU of two boxes given as distances (left, top, right, bottom)

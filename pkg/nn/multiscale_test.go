@@ -156,6 +156,52 @@ func TestMultiScaleLossGradient(t *testing.T) {
 	if loss <= 0 || math.IsNaN(loss) {
 		t.Fatalf("loss %v", loss)
 	}
+	// The assigned class's target is the IoU of the predicted box, held constant: the
+	// frozen targets give the same loss and gradient, and the finite differences below
+	// are of the loss against them.
+	frozen := QualityTargets(a, z, tg, 2)
+	dzFrozen := make([]float32, len(z))
+	if l, _ := MultiScaleLoss(a, z, frozen, 2, dzFrozen); math.Abs(l-loss) > 1e-6*loss {
+		t.Fatalf("frozen quality targets: loss %v, want %v", l, loss)
+	}
+	for i := range dz {
+		if math.Abs(float64(dz[i]-dzFrozen[i])) > 1e-6 {
+			t.Fatalf("frozen quality targets: dz[%d] %v, want %v", i, dzFrozen[i], dz[i])
+		}
+	}
+	soft := 0
+	for _, m := range a.LevelMaps() {
+		hw := m.H * m.W
+		for i := 0; i < hw; i++ {
+			o := m.Offset + i
+			if tg.M[o+hw] == 0 {
+				continue
+			}
+			var pd, gd [4]float64
+			for k := range pd {
+				pd[k], gd[k] = math.Exp(float64(z[o+(k+1)*hw])), float64(tg.B[o+(k+1)*hw])
+			}
+			q := BoxIoU(pd, gd)
+			for c := 0; c < a.Classes; c++ {
+				j := o + (5+c)*hw
+				want := float64(tg.T[j])
+				if want == 1 {
+					want, soft = q, soft+1
+				}
+				if got := float64(frozen.T[j]); math.Abs(got-want) > 1e-6 {
+					t.Fatalf("class target %d: %v, want %v (IoU %v)", j, got, want, q)
+				}
+				sg := 1 / (1 + math.Exp(-float64(z[j])))
+				if g := float64(tg.W[j]) * (sg - want); math.Abs(g-float64(dz[j])) > 1e-6 {
+					t.Fatalf("class gradient %d: %v, want %v", j, dz[j], g)
+				}
+			}
+		}
+	}
+	if soft == 0 {
+		t.Fatal("no assigned point: the IoU-aware class target is not checked")
+	}
+	tg = frozen
 	// The points to check: every box channel with a weight, and a sample of the rest.
 	var idx []int
 	for _, m := range a.LevelMaps() {

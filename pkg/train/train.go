@@ -12,7 +12,9 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/edgeloop/edgeloop/pkg/augment"
@@ -422,21 +424,49 @@ func runEpoch(ctx context.Context, e nn.Engine, a nn.Arch, samples []Sample, cfg
 	return sum / float64(n), nil
 }
 
+// makeBatch prepares the samples idx as a batch: resized, augmented (r nil: not
+// augmented), normalised, with the detector's targets. The images are prepared in
+// parallel, each from its own random stream drawn from r in order, so a batch does not
+// depend on the number of cores: augmentation (mosaic, HSV, warps) costs tens of
+// milliseconds an image, which one core cannot give a GPU hundreds of times a second.
 func makeBatch(a nn.Arch, samples []Sample, idx []int, aug augment.Config, r *rand.Rand) *nn.Batch {
-	b := &nn.Batch{N: len(idx), X: make([]float32, 0, len(idx)*a.InputSize())}
-	var boxes [][]nn.Box
-	for _, i := range idx {
-		s := samples[i]
-		fit, fb := inputSized(a, s.Image, s.Boxes)
-		im, bx := augmentOne(a, samples, fit, fb, aug, r)
-		b.X = append(b.X, vision.Normalise(a, im.Pix)...)
-		if a.Task == nn.Classify {
-			b.Labels = append(b.Labels, s.Label)
-		} else {
-			boxes = append(boxes, bx)
+	in := a.InputSize()
+	b := &nn.Batch{N: len(idx), X: make([]float32, len(idx)*in)}
+	rs := make([]*rand.Rand, len(idx))
+	if r != nil {
+		for k := range rs {
+			rs[k] = rand.New(rand.NewPCG(r.Uint64(), r.Uint64()))
 		}
 	}
-	if a.Task == nn.Detect {
+	boxes := make([][]nn.Box, len(idx))
+	prepare := func(k int) {
+		s := samples[idx[k]]
+		fit, fb := inputSized(a, s.Image, s.Boxes)
+		im, bx := augmentOne(a, samples, fit, fb, aug, rs[k])
+		copy(b.X[k*in:(k+1)*in], vision.Normalise(a, im.Pix))
+		boxes[k] = bx
+	}
+	var wg sync.WaitGroup
+	next := make(chan int, len(idx))
+	for k := range idx {
+		next <- k
+	}
+	close(next)
+	for w := 0; w < min(len(idx), runtime.GOMAXPROCS(0)); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range next {
+				prepare(k)
+			}
+		}()
+	}
+	wg.Wait()
+	if a.Task == nn.Classify {
+		for _, i := range idx {
+			b.Labels = append(b.Labels, samples[i].Label)
+		}
+	} else {
 		b.Det = nn.EncodeTargets(a, boxes)
 	}
 	return b

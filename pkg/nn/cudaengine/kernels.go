@@ -470,32 +470,41 @@ __global__ void detect_loss(const float* z, const float* Wt, const float* T, con
 
 // The multi-scale detector's loss (nn.PointLoss) at every point of one pyramid level:
 // N images of per outputs, the level's (5+C)×hw map from off in each. Objectness and
-// classes: weighted binary cross-entropy; box (channels 1–4, distances exp(min(z,
-// boxMax)) from the point): M's channel 1 weights 1 − GIoU with the target distances
-// in B. Writes scale × the gradient into dz and adds scale × the loss to *loss.
+// classes: weighted binary cross-entropy, the assigned class's target 1 standing for the
+// IoU of the predicted box with the assigned one (held constant) at an assigned point;
+// box (channels 1–4, distances exp(min(z, boxMax)) from the point): M's channel 1
+// weights 1 − GIoU with the target distances in B. Writes scale × the gradient into dz
+// and adds scale × the loss to *loss.
 __global__ void msdet_loss(const float* z, const float* Wt, const float* T, const float* M, const float* B,
                            float* dz, double* loss, int N, int per, int off, int hw, int C, float scale, float boxMax) {
 	__shared__ double s[256];
 	double acc = 0;
 	LOOP(q, (long)N * hw) {
 		long o = (q / hw) * (long)per + off + q % hw;
+		float mw = M[o + hw];
+		float p[4], g[4], quality = 1.f;
+		if (mw != 0.f) {
+			for (int k = 0; k < 4; k++) {
+				p[k] = expf(fminf(z[o + (k + 1) * hw], boxMax));
+				g[k] = B[o + (k + 1) * hw];
+			}
+			float qw = fminf(p[0], g[0]) + fminf(p[2], g[2]), qh = fminf(p[1], g[1]) + fminf(p[3], g[3]);
+			float qi = fmaxf(qw, 0.f) * fmaxf(qh, 0.f);
+			float qu = (p[0] + p[2]) * (p[1] + p[3]) + (g[0] + g[2]) * (g[1] + g[3]) - qi;
+			quality = qu > 0.f ? qi / qu : 0.f;
+		}
 		for (int k = -1; k < C; k++) {
 			long i = o + (k < 0 ? 0 : (long)(5 + k) * hw);
-			float v = z[i];
+			float v = z[i], t = T[i];
+			if (k >= 0 && t == 1.f && mw != 0.f) t = quality;
 			float sp = fmaxf(v, 0.f) + log1pf(expf(-fabsf(v)));
 			float sg = 1.f / (1.f + expf(-v));
-			acc += (double)Wt[i] * (sp - T[i] * v);
-			dz[i] = scale * Wt[i] * (sg - T[i]);
+			acc += (double)Wt[i] * (sp - t * v);
+			dz[i] = scale * Wt[i] * (sg - t);
 		}
-		float mw = M[o + hw];
 		if (mw == 0.f) {
 			for (int k = 1; k <= 4; k++) dz[o + k * hw] = 0.f;
 			continue;
-		}
-		float p[4], g[4];
-		for (int k = 0; k < 4; k++) {
-			p[k] = expf(fminf(z[o + (k + 1) * hw], boxMax));
-			g[k] = B[o + (k + 1) * hw];
 		}
 		float ap = (p[0] + p[2]) * (p[1] + p[3]), ag = (g[0] + g[2]) * (g[1] + g[3]);
 		float iw = fminf(p[0], g[0]) + fminf(p[2], g[2]), ih = fminf(p[1], g[1]) + fminf(p[3], g[3]);

@@ -1,0 +1,54 @@
+package train
+
+import (
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"testing"
+
+	"github.com/edgeloop/edgeloop/pkg/augment"
+	"github.com/edgeloop/edgeloop/pkg/colourscenes"
+	"github.com/edgeloop/edgeloop/pkg/drift"
+	"github.com/edgeloop/edgeloop/pkg/nn"
+)
+
+// TestBatchDoesNotDependOnCores: makeBatch prepares images in parallel, each from its
+// own stream drawn from the batch's, so an augmented batch (mosaic, HSV, warps) and
+// its targets are the same on one core and on four.
+func TestBatchDoesNotDependOnCores(t *testing.T) {
+	g, err := colourscenes.New(colourscenes.LoadPhotos(t.TempDir(), nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	none, _ := drift.Get(drift.None)
+	sc, err := g.Scenes(colourscenes.SceneConfig{W: 64, H: 64, Classes: 4}, 12, 1, none)
+	if err != nil {
+		t.Fatal(err)
+	}
+	samples := make([]Sample, len(sc))
+	for i, s := range sc {
+		samples[i] = Sample{Image: s.Image, Boxes: s.Boxes}
+	}
+	a, err := nn.DetectorFamily(nn.MobileNetV2, "n", 64, 64, 3, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx := []int{3, 0, 7, 11, 5, 2}
+	batch := func(procs int, aug augment.Config, r *rand.Rand) *nn.Batch {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+		return makeBatch(a, samples, idx, aug, r)
+	}
+	aug := augment.Colour(nn.Detect)
+	one := batch(1, aug, rand.New(rand.NewPCG(1, 2)))
+	four := batch(4, aug, rand.New(rand.NewPCG(1, 2)))
+	if !slices.Equal(one.X, four.X) || !slices.Equal(one.Det.T, four.Det.T) || !slices.Equal(one.Det.B, four.Det.B) {
+		t.Fatal("the same augmented batch differs on 1 and 4 cores")
+	}
+	plain := batch(4, augment.None(), nil)
+	if slices.Equal(plain.X, one.X) {
+		t.Fatal("colour augmentation left the batch unchanged: the test compares nothing")
+	}
+	if n := a.InputSize(); !slices.Equal(plain.X[n:2*n], batch(1, augment.None(), nil).X[n:2*n]) {
+		t.Fatal("an unaugmented image differs between runs")
+	}
+}
