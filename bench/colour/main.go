@@ -35,6 +35,7 @@ import (
 
 	"github.com/edgeloop/edgeloop/pkg/augment"
 	"github.com/edgeloop/edgeloop/pkg/colourscenes"
+	"github.com/edgeloop/edgeloop/pkg/config"
 	"github.com/edgeloop/edgeloop/pkg/drift"
 	"github.com/edgeloop/edgeloop/pkg/nn"
 	"github.com/edgeloop/edgeloop/pkg/nn/backend"
@@ -154,7 +155,7 @@ func main() {
 	for _, spec := range specs {
 		sz, side := spec.size, spec.side
 		for _, n := range ns {
-			for _, start := range split(*starts) {
+			for _, start := range config.SplitList(*starts) {
 				if *tableOnly {
 					continue
 				}
@@ -204,7 +205,7 @@ type sizeSpec struct {
 // sizeSpecs parses -sizes: "n,s" at side def, or "n@96,s@160" each at its own.
 func sizeSpecs(list string, def int) ([]sizeSpec, error) {
 	var out []sizeSpec
-	for _, f := range split(list) {
+	for _, f := range config.SplitList(list) {
 		sp := sizeSpec{size: f, side: def}
 		if name, px, ok := strings.Cut(f, "@"); ok {
 			side, err := strconv.Atoi(px)
@@ -480,19 +481,9 @@ func printTable(dir string) string {
 	return sb.String()
 }
 
-func split(list string) []string {
-	var out []string
-	for _, f := range strings.Split(list, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
 func ints(list string) []int {
 	var out []int
-	for _, f := range split(list) {
+	for _, f := range config.SplitList(list) {
 		n, err := strconv.Atoi(f)
 		if err != nil || n < 1 {
 			check(fmt.Errorf("%q is not a positive number", f))

@@ -41,6 +41,7 @@ import (
 
 	"github.com/edgeloop/edgeloop/pkg/augment"
 	"github.com/edgeloop/edgeloop/pkg/colourscenes"
+	"github.com/edgeloop/edgeloop/pkg/config"
 	"github.com/edgeloop/edgeloop/pkg/datasets"
 	"github.com/edgeloop/edgeloop/pkg/drift"
 	"github.com/edgeloop/edgeloop/pkg/evaluate"
@@ -177,12 +178,12 @@ func run(ctx context.Context, o options, curveSize string, choice backend.Choice
 		n, epochs              int
 	}
 	var jobs []job
-	sizes := split(o.sizes)
+	sizes := config.SplitList(o.sizes)
 	if o.data == "digits" && o.peer && len(sizes) > 0 {
 		sizes = append([]string{"grid"}, sizes...)
 	}
 	for _, s := range sizes {
-		for _, st := range split(o.sizeStarts) {
+		for _, st := range config.SplitList(o.sizeStarts) {
 			if st != "scratch" && st != "pretrained" {
 				return fmt.Errorf("-size-starts: %q is neither scratch nor pretrained", st)
 			}
@@ -198,7 +199,7 @@ func run(ctx context.Context, o options, curveSize string, choice backend.Choice
 		return fmt.Errorf("-seen %q: want K,MIN,MAX", o.seen)
 	}
 	for _, n := range curve {
-		for _, st := range split(o.starts) {
+		for _, st := range config.SplitList(o.starts) {
 			if st != "scratch" && st != "pretrained" {
 				return fmt.Errorf("-starts: %q is neither scratch nor pretrained", st)
 			}
@@ -563,19 +564,9 @@ func curveOf(v []float64) string {
 	return strings.Join(parts, " ")
 }
 
-func split(list string) []string {
-	var out []string
-	for _, f := range strings.Split(list, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
 func ints(list string) ([]int, error) {
 	var out []int
-	for _, f := range split(list) {
+	for _, f := range config.SplitList(list) {
 		n, err := strconv.Atoi(f)
 		if err != nil || n < 1 {
 			return nil, fmt.Errorf("%q is not a positive number", f)

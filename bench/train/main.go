@@ -35,6 +35,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/edgeloop/edgeloop/pkg/colourscenes"
+	"github.com/edgeloop/edgeloop/pkg/config"
 	"github.com/edgeloop/edgeloop/pkg/datasets"
 	"github.com/edgeloop/edgeloop/pkg/drift"
 	"github.com/edgeloop/edgeloop/pkg/mnist"
@@ -74,14 +75,14 @@ func main() {
 	log, _ := zap.NewDevelopment()
 	sizes, fpx, fbatches := ints("-batches", *batchList), ints("-family-px", *familyPx), ints("-family-batches", *familyBatches)
 	maxBatch := slices.Max(sizes)
-	dsizes := list(*detFamily)
+	dsizes := config.SplitList(*detFamily)
 	dpx, dbatches := ints("-det-px", *detPx), ints("-det-batches", *detBatches)
 	type familyNet struct {
 		size string
 		px   int
 	}
 	var fnets []familyNet
-	for _, f := range list(*family) {
+	for _, f := range config.SplitList(*family) {
 		size, at, ok := strings.Cut(f, "@")
 		switch {
 		case size == "":
@@ -180,17 +181,6 @@ const familyClasses = 10
 func familyModel(size string, px int) string { return fmt.Sprintf("mnv2-%s %d", size, px) }
 
 func detectorModel(size string, px int) string { return fmt.Sprintf("det-%s %d", size, px) }
-
-// list is the non-empty items of a comma-separated list.
-func list(v string) []string {
-	var out []string
-	for _, f := range strings.Split(v, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
-}
 
 // detectorClasses is the class count of the multi-scale detectors measured.
 const detectorClasses = 8
