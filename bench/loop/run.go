@@ -169,17 +169,9 @@ func (sc *scenario) colour(o options, seed uint64) error {
 
 // add puts a labelled example into the dataset under the curator's split rule.
 func (sc *scenario) add(s train.Sample) {
-	switch project.AssignSplit(sc.project.Split, s.ID, sc.counts) {
-	case "val":
-		sc.data.Val = append(sc.data.Val, s)
-		sc.counts["val"]++
-	case "test":
-		sc.data.Test = append(sc.data.Test, s)
-		sc.counts["test"]++
-	default:
-		sc.data.Train = append(sc.data.Train, s)
-		sc.counts["train"]++
-	}
+	split := project.AssignSplit(sc.project.Split, s.ID, sc.counts)
+	sc.data.Add(split, s)
+	sc.counts[split]++
 }
 
 // clone copies the scenario's dataset so that a run can grow its own.

@@ -157,14 +157,7 @@ func (f *Files) Load(ctx context.Context, o LoadOptions) (train.Split, []datafor
 			skip(dataformat.Problem{Path: e.Name, Reason: reason})
 			continue
 		}
-		switch splits[i] {
-		case "val":
-			sp.Val = append(sp.Val, s)
-		case "test":
-			sp.Test = append(sp.Test, s)
-		default:
-			sp.Train = append(sp.Train, s)
-		}
+		sp.Add(splits[i], s)
 	}
 	if o.Progress != nil {
 		o.Progress(len(f.Entries), len(f.Entries))

@@ -239,30 +239,26 @@ func (s *Store) Batches(ctx context.Context, project string) ([]*Batch, error) {
 
 // Ledger reads the open batch.
 func (s *Store) Ledger(ctx context.Context, project string) (*Ledger, error) {
-	var l Ledger
-	_, err := objstore.GetJSON(ctx, s.S, LedgerKey(project), &l)
-	if errors.Is(err, objstore.ErrNotFound) {
-		return &l, nil
-	}
-	return &l, err
+	return readOrEmpty[Ledger](ctx, s, LedgerKey(project))
 }
 
 // Dataset reads the dataset manifest.
 func (s *Store) Dataset(ctx context.Context, project string) (*Dataset, error) {
-	var d Dataset
-	_, err := objstore.GetJSON(ctx, s.S, DatasetKey(project), &d)
-	if errors.Is(err, objstore.ErrNotFound) {
-		return &d, nil
-	}
-	return &d, err
+	return readOrEmpty[Dataset](ctx, s, DatasetKey(project))
 }
 
 // Pseudo reads the pseudo-labels (empty when there are none).
 func (s *Store) Pseudo(ctx context.Context, project string) (*PseudoSet, error) {
-	var ps PseudoSet
-	_, err := objstore.GetJSON(ctx, s.S, PseudoKey(project), &ps)
+	return readOrEmpty[PseudoSet](ctx, s, PseudoKey(project))
+}
+
+// readOrEmpty reads the JSON document at key, or returns T's zero value when there is
+// none yet.
+func readOrEmpty[T any](ctx context.Context, s *Store, key string) (*T, error) {
+	var v T
+	_, err := objstore.GetJSON(ctx, s.S, key, &v)
 	if errors.Is(err, objstore.ErrNotFound) {
-		return &ps, nil
+		return &v, nil
 	}
-	return &ps, err
+	return &v, err
 }

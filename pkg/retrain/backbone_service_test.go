@@ -32,14 +32,7 @@ import (
 func TestFirstModelFromProjectBackbone(t *testing.T) {
 	ctx := context.Background()
 	mem := memstore.New()
-	_, key, err := ed25519.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := NewService(ServiceConfig{Backend: "cpu", CacheDir: t.TempDir(), Key: key}, mem, nil, prometheus.NewRegistry(), zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newCPUService(t, mem)
 	file, err := filepath.Abs(filepath.Join("..", "nn", "weights", "testdata", "mobilenetv2-035.safetensors"))
 	if err != nil {
 		t.Fatal(err)
@@ -127,4 +120,19 @@ func putBackboneDataset(t *testing.T, st objstore.Store, p *project.Project) {
 	if _, err := objstore.PutJSON(ctx, st, project.DatasetKey(p.ID), &d, objstore.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// newCPUService is a retrain service on the CPU over store, with a fresh signing key, no
+// Kafka producer and a private cache.
+func newCPUService(t *testing.T, store objstore.Store) *Service {
+	t.Helper()
+	_, key, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewService(ServiceConfig{Backend: "cpu", CacheDir: t.TempDir(), Key: key}, store, nil, prometheus.NewRegistry(), zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -3,7 +3,6 @@ package retrain
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -15,7 +14,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/edgeloop/edgeloop/internal/servertest"
@@ -121,14 +119,7 @@ func TestFirstModelFromStoreBackbone(t *testing.T) {
 		putBackboneDataset(t, st, &p)
 	}
 
-	_, key, err := ed25519.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := NewService(ServiceConfig{Backend: "cpu", CacheDir: t.TempDir(), Key: key}, st, nil, prometheus.NewRegistry(), zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newCPUService(t, st)
 	// The first model is stored, then released; with no Kafka producer here its
 	// announcement fails after the store, which this test does not need.
 	out, err := s.TrainOnce(ctx, "good", "test", "", registry.Fence{})

@@ -2,14 +2,10 @@ package retrain
 
 import (
 	"context"
-	"crypto/ed25519"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/zap"
 
 	"github.com/edgeloop/edgeloop/pkg/nn"
 	"github.com/edgeloop/edgeloop/pkg/objstore"
@@ -47,14 +43,7 @@ func TestSiteModeNamesAndChecks(t *testing.T) {
 func TestSiteBatchNormCandidate(t *testing.T) {
 	ctx := context.Background()
 	mem := memstore.New()
-	_, key, err := ed25519.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := NewService(ServiceConfig{Backend: "cpu", CacheDir: t.TempDir(), Key: key}, mem, nil, prometheus.NewRegistry(), zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newCPUService(t, mem)
 	p := &project.Project{ID: "sites", Task: "classify", Classes: []string{"a", "b"}, Model: &nn.Spec{Family: nn.MobileNetV2, Size: "n", Input: [2]int{64, 64}},
 		Retrain: project.RetrainPolicy{Epochs: 1, MinTest: 1, Require: "not_worse", Margin: 1}}
 	if err := s.cur.CreateProject(ctx, p); err != nil {

@@ -65,14 +65,7 @@ func (s *Service) loadEntries(ctx context.Context, p *project.Project, a nn.Arch
 			continue
 		}
 		smp.Image, smp.Boxes, _ = vision.Fit(a, im, smp.Boxes)
-		switch e.Split {
-		case "val":
-			sp.Val = append(sp.Val, smp)
-		case "test":
-			sp.Test = append(sp.Test, smp)
-		default:
-			sp.Train = append(sp.Train, smp)
-		}
+		sp.Add(e.Split, smp)
 	}
 	return sp, skipped, nil
 }

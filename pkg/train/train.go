@@ -49,6 +49,18 @@ type Split struct {
 	Train, Val, Test []Sample
 }
 
+// Add puts smp in the split named name: "val", "test", else train.
+func (s *Split) Add(name string, smp Sample) {
+	switch name {
+	case "val":
+		s.Val = append(s.Val, smp)
+	case "test":
+		s.Test = append(s.Test, smp)
+	default:
+		s.Train = append(s.Train, smp)
+	}
+}
+
 // MinExamples is the fewest training examples a training accepts (training overview:
 // "at least 10 examples").
 const MinExamples = 10
