@@ -57,7 +57,13 @@ type options struct {
 	// bnFamily, when set, measures site adaptation instead (siteAdaptation) on
 	// bnFrames unlabelled frames.
 	bnFamily string
-	bnFrames int
+	bnFrames string
+	// bnFrameList is bnFrames parsed; bnBackbone the pretrained weights a colour
+	// preset's classifier is fine-tuned from; bnBudget stops starting colour cells
+	// once spent (0: no limit).
+	bnFrameList []int
+	bnBackbone  string
+	bnBudget    time.Duration
 	// colourSide and colourClasses shape the colour objects of a colour preset
 	// (pkg/drift's colour presets; colourGen draws them over the photographs).
 	colourSide, colourClasses int
@@ -204,7 +210,9 @@ func main() {
 	flag.StringVar(&o.replays, "replay", fmt.Sprint(project.DefaultReplay), "replay budgets of the replay mode, in examples, comma-separated (each a run of its own)")
 	flag.StringVar(&o.add, "add", "", "results.json of an earlier run with the same options: its runs join this run's tables (a strategy this run plays replaces its earlier runs; -strategies none only tabulates)")
 	flag.StringVar(&o.bnFamily, "bn-family", "", "measure batch norm re-estimation instead, on the MobileNetV2 family member of this size (n, s, m)")
-	flag.IntVar(&o.bnFrames, "bn-frames", 512, "unlabelled drifted frames batch norm is re-estimated on (-bn-family)")
+	flag.StringVar(&o.bnFrames, "bn-frames", "512", "unlabelled drifted frames batch norm is re-estimated on, comma-separated counts (-bn-family; digits use the largest)")
+	flag.StringVar(&o.bnBackbone, "bn-backbone", "deploy/models/mobilenetv2-n.safetensors", "-bn-family with colour presets: the pretrained backbone the classifier is fine-tuned from")
+	flag.DurationVar(&o.bnBudget, "bn-budget", 0, "-bn-family with colour presets: start no cell after this long (0: no limit); a rerun with the same -out resumes")
 	flag.IntVar(&o.colourSide, "colour-side", 32, "side of the colour objects of a colour drift preset (new-site, white-balance, low-light, motion-blur, jpeg, far), in px")
 	flag.IntVar(&o.colourClasses, "colour-classes", 4, "classes of the colour objects of a colour drift preset")
 	flag.Parse()
@@ -261,6 +269,10 @@ func main() {
 	if len(strats) == 0 && len(results) == 0 {
 		fail(fmt.Errorf("-strategies %q names none of the strategies", o.strategyList))
 	}
+	if o.bnFamily != "" {
+		fail(siteAdaptationMain(ctx, o, log))
+		return
+	}
 	dir, err := mnist.FindDir(o.mnistDir)
 	fail(err)
 	trainSet, testSet, err := mnist.Load(dir)
@@ -272,12 +284,6 @@ func main() {
 		fail(err)
 	}
 
-	if o.bnFamily != "" {
-		t, err := siteAdaptation(ctx, o, trainSet, testSet, be)
-		fail(err)
-		fmt.Print(t)
-		return
-	}
 	start := time.Now()
 	fmt.Fprintf(os.Stderr, "loop bench: drift %s, %d seeds × %d strategies × %d iterations of %d labels, %d workers, engine %s\n",
 		o.drift, o.seeds, len(strats), o.iterations, o.perIteration, o.workers, be.Name)

@@ -126,45 +126,57 @@ func newScenario(ctx context.Context, o options, trainSet, testSet *mnist.Set, s
 // clean test, and under the colour drift preset for the stream and the drifted test;
 // the network is the small CNN on 3 channels at that size.
 func (sc *scenario) colour(o options, seed uint64) error {
-	g := o.colourGen
-	cfg := colourscenes.ClassifyConfig{W: o.colourSide, H: o.colourSide, Classes: len(sc.project.Classes)}
 	sc.arch.InC, sc.arch.InW, sc.arch.InH = 3, o.colourSide, o.colourSide
-	none := drift.Preset{Name: drift.None}
-	set := func(n int, s uint64, d drift.Preset, tag string) ([]train.Sample, error) {
-		cs, err := g.Classification(cfg, n, s, d)
-		if err != nil {
-			return nil, err
-		}
-		out := make([]train.Sample, len(cs))
-		for i, c := range cs {
-			out[i] = train.Sample{ID: fmt.Sprintf("%s-%d-%d", tag, seed, i), Image: c.Image, Label: c.Label}
-		}
-		return out, nil
-	}
-	seedData, err := set(o.seedExamples, seed, none, "seed")
+	seedData, err := sc.colourSet(o, o.seedExamples, seed, drift.Preset{Name: drift.None}, "seed")
 	if err != nil {
 		return err
 	}
 	for _, s := range seedData {
 		sc.add(s)
 	}
-	if sc.test, err = set(o.test, 1000+seed, sc.drift, "test"); err != nil {
+	return sc.colourDrift(o)
+}
+
+// colourDrift makes the scenario's drifted and clean colour test sets and its drifted
+// stream of frames for its preset (sc.drift).
+func (sc *scenario) colourDrift(o options) error {
+	var err error
+	if sc.test, err = sc.colourSet(o, o.test, 1000+sc.seed, sc.drift, "test"); err != nil {
 		return err
 	}
 	// The same objects undrifted: a colour preset's frame function draws after the
 	// object, so the clean set's objects are the drifted set's (a new site changes the
 	// backgrounds too).
-	if sc.clean, err = set(o.test, 1000+seed, none, "clean"); err != nil {
+	if sc.clean, err = sc.colourSet(o, o.test, 1000+sc.seed, drift.Preset{Name: drift.None}, "clean"); err != nil {
 		return err
 	}
+	cfg := sc.colourConfig(o)
 	sc.frame = func(k int) train.Sample {
-		c, err := g.ClassificationAt(cfg, 2000+seed, k, sc.drift)
+		c, err := o.colourGen.ClassificationAt(cfg, 2000+sc.seed, k, sc.drift)
 		if err != nil {
 			panic(err) // cfg was validated by the sets above
 		}
-		return train.Sample{ID: fmt.Sprintf("stream-%d-%d", seed, k), Image: c.Image, Label: c.Label}
+		return train.Sample{ID: fmt.Sprintf("stream-%d-%d", sc.seed, k), Image: c.Image, Label: c.Label}
 	}
 	return nil
+}
+
+// colourConfig is the scenario's colour objects: o.colourSide px, its classes.
+func (sc *scenario) colourConfig(o options) colourscenes.ClassifyConfig {
+	return colourscenes.ClassifyConfig{W: o.colourSide, H: o.colourSide, Classes: len(sc.project.Classes)}
+}
+
+// colourSet draws n colour objects from seed under d, with IDs tagged tag.
+func (sc *scenario) colourSet(o options, n int, seed uint64, d drift.Preset, tag string) ([]train.Sample, error) {
+	cs, err := o.colourGen.Classification(sc.colourConfig(o), n, seed, d)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]train.Sample, len(cs))
+	for i, c := range cs {
+		out[i] = train.Sample{ID: fmt.Sprintf("%s-%d-%d", tag, sc.seed, i), Image: c.Image, Label: c.Label}
+	}
+	return out, nil
 }
 
 // add puts a labelled example into the dataset under the curator's split rule.
