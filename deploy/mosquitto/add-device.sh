@@ -4,7 +4,8 @@
 #   deploy/mosquitto/add-device.sh --bridge [PASSWORD]            the bridges' user
 # A generated password is printed. A device's user name is its device id, unique across
 # projects; the ACL lets it publish only edgeloop/v1/PROJECT/DEVICE_ID/{examples,status}
-# and read only edgeloop/v1/PROJECT/release and its confirmations,
+# and read only edgeloop/v1/PROJECT/release, its site release
+# edgeloop/v1/PROJECT/DEVICE_ID/release and its confirmations,
 # edgeloop/v1/PROJECT/DEVICE_ID/acks. Reload a running broker afterwards:
 # docker compose kill -s HUP mosquitto.
 # EDGELOOP_MOSQUITTO_DIR: the directory of passwd and acl (default: this script's).
@@ -28,8 +29,8 @@ else
   # A device id belongs to one project: its ACL block is written once.
   have=$(awk -v u="user $user" '$0 == u { getline; split($3, p, "/"); print p[3]; exit }' "$acl")
   if [[ -z $have ]]; then
-    printf '\n# device %s of project %s\nuser %s\ntopic write edgeloop/v1/%s/%s/examples\ntopic write edgeloop/v1/%s/%s/status\ntopic read edgeloop/v1/%s/release\ntopic read edgeloop/v1/%s/%s/acks\n' \
-      "$user" "$project" "$user" "$project" "$user" "$project" "$user" "$project" "$project" "$user" >>"$acl"
+    printf '\n# device %s of project %s\nuser %s\ntopic write edgeloop/v1/%s/%s/examples\ntopic write edgeloop/v1/%s/%s/status\ntopic read edgeloop/v1/%s/release\ntopic read edgeloop/v1/%s/%s/release\ntopic read edgeloop/v1/%s/%s/acks\n' \
+      "$user" "$project" "$user" "$project" "$user" "$project" "$user" "$project" "$project" "$user" "$project" "$user" >>"$acl"
   elif [[ $have != "$project" ]]; then
     die "device $user belongs to project $have; pick another device id"
   fi

@@ -23,7 +23,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/edgeloop/edgeloop/pkg/artifact"
 	"github.com/edgeloop/edgeloop/pkg/contract"
 	"github.com/edgeloop/edgeloop/pkg/mqttbus"
 	"github.com/edgeloop/edgeloop/pkg/nn"
@@ -50,16 +49,19 @@ type Agent struct {
 	previous atomic.Pointer[model]
 	mq       atomic.Pointer[mqttbus.Client]
 
-	// applyMu serialises Apply; trusted is the last release manifest it accepted (nil
-	// before the first), kept on disk in models/trusted.json.
-	applyMu sync.Mutex
-	trusted *artifact.ReleaseManifest
+	// applyMu serialises Apply; trusted is the last project release it accepted and
+	// trustedSite the last site release of this device (man nil before the first),
+	// kept on disk in models/trusted.json and models/trusted-site.json.
+	applyMu     sync.Mutex
+	trusted     trustedRelease
+	trustedSite trustedRelease
 
-	mu       sync.Mutex
-	frames   map[string]*frame
-	order    []string
-	stats    status
-	releases chan *edgeloopv1.ModelRelease
+	mu     sync.Mutex
+	frames map[string]*frame
+	order  []string
+	stats  status
+	// releases and siteReleases hold the latest project and site release not yet applied.
+	releases, siteReleases chan *edgeloopv1.ModelRelease
 	// confirmed is signalled after a confirmation deleted uploads.
 	confirmed chan struct{}
 }
@@ -116,7 +118,7 @@ func New(cfg Config, reg *prometheus.Registry, log *zap.Logger) (*Agent, error) 
 		cfg: cfg, log: log.With(zap.String("project", cfg.Project), zap.String("device", cfg.Device)),
 		sampler: s, ob: ob, m: newMetrics(reg), reg: reg, frames: map[string]*frame{},
 		stats:    status{sampled: map[string]uint64{}, accuracy: map[int64]*edgeloopv1.EdgeAccuracy{}},
-		releases: make(chan *edgeloopv1.ModelRelease, 1), confirmed: make(chan struct{}, 1),
+		releases: make(chan *edgeloopv1.ModelRelease, 1), siteReleases: make(chan *edgeloopv1.ModelRelease, 1), confirmed: make(chan struct{}, 1),
 	}
 	if err := a.loadInitialModel(); err != nil {
 		return nil, err
@@ -143,7 +145,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	mc := a.cfg.MQTT
 	mc.CleanSession = false
 	mc.Will = &mqttbus.Will{Topic: contract.StatusTopic(a.cfg.Project, a.cfg.Device), Payload: will, QoS: 1, Retained: true}
-	mc.Subscriptions = []mqttbus.Subscription{{Filter: contract.ReleaseTopic(a.cfg.Project), QoS: 1, Handler: a.onRelease}}
+	mc.Subscriptions = []mqttbus.Subscription{{Filter: contract.ReleaseTopic(a.cfg.Project), QoS: 1, Handler: a.onRelease},
+		{Filter: contract.SiteReleaseTopic(a.cfg.Project, a.cfg.Device), QoS: 1, Handler: a.onRelease}}
 	if !a.cfg.NoConfirm {
 		// The persistent session queues the confirmations sent while the agent is away.
 		mc.Subscriptions = append(mc.Subscriptions, mqttbus.Subscription{Filter: contract.AcksTopic(a.cfg.Project, a.cfg.Device), QoS: 1, Handler: a.onAcks})

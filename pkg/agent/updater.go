@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/edgeloop/edgeloop/pkg/artifact"
+	"github.com/edgeloop/edgeloop/pkg/contract"
 	"github.com/edgeloop/edgeloop/pkg/mqttbus"
 	"github.com/edgeloop/edgeloop/pkg/raster"
 	"github.com/edgeloop/edgeloop/pkg/retry"
@@ -29,17 +30,25 @@ import (
 
 func (a *Agent) modelsDir() string { return filepath.Join(a.cfg.DataDir, "models") }
 
-// loadInitialModel loads the trusted release manifest and the model the agent last ran
-// (models/current), else the configured start model.
+// loadInitialModel loads the trusted release manifests (the project's and the site's)
+// and the model the agent last ran (models/current), else the configured start model.
 func (a *Agent) loadInitialModel() error {
 	if err := os.MkdirAll(a.modelsDir(), 0o755); err != nil {
 		return err
 	}
-	t, err := a.loadTrusted()
-	if err != nil {
-		return err
+	a.trusted.file, a.trustedSite.file = trustedFile, trustedSiteFile
+	for _, sl := range []*trustedRelease{&a.trusted, &a.trustedSite} {
+		t, err := a.loadTrusted(sl.file)
+		if err != nil {
+			return err
+		}
+		if t != nil {
+			*sl = *t
+		}
 	}
-	a.trusted = t
+	if m := a.trustedSite.man; m != nil && m.Site != a.cfg.Device {
+		return fmt.Errorf("agent: trusted site release is for device %q, this agent is %q", m.Site, a.cfg.Device)
+	}
 	path := ""
 	if b, err := os.ReadFile(filepath.Join(a.modelsDir(), "current")); err == nil {
 		path = filepath.Join(a.modelsDir(), filepath.Base(strings.TrimSpace(string(b))))
@@ -63,20 +72,25 @@ func (a *Agent) loadInitialModel() error {
 	return nil
 }
 
-// onRelease receives the retained release; the latest one replaces any not yet handled.
+// onRelease receives a retained release (the project's or the device's site release);
+// per topic, the latest one replaces any not yet handled.
 func (a *Agent) onRelease(msg mqttbus.Message) {
 	rel := &edgeloopv1.ModelRelease{}
 	if err := proto.Unmarshal(msg.Payload(), rel); err != nil {
 		a.refuse(nil, fmt.Sprintf("release message does not decode: %v", err))
 		return
 	}
+	ch := a.releases
+	if msg.Topic() == contract.SiteReleaseTopic(a.cfg.Project, a.cfg.Device) {
+		ch = a.siteReleases
+	}
 	for {
 		select {
-		case a.releases <- rel:
+		case ch <- rel:
 			return
 		default:
 			select {
-			case <-a.releases: // drop the stale one
+			case <-ch: // drop the stale one
 			default:
 			}
 		}
@@ -86,13 +100,15 @@ func (a *Agent) onRelease(msg mqttbus.Message) {
 // updater applies releases one at a time.
 func (a *Agent) updater(ctx context.Context) error {
 	for {
+		var rel *edgeloopv1.ModelRelease
 		select {
 		case <-ctx.Done():
 			return nil
-		case rel := <-a.releases:
-			if err := a.Apply(ctx, rel); err != nil && ctx.Err() == nil {
-				a.refuse(rel, err.Error())
-			}
+		case rel = <-a.releases:
+		case rel = <-a.siteReleases:
+		}
+		if err := a.Apply(ctx, rel); err != nil && ctx.Err() == nil {
+			a.refuse(rel, err.Error())
 		}
 	}
 }
@@ -115,23 +131,40 @@ func (a *Agent) refuse(rel *edgeloopv1.ModelRelease, why string) {
 var ErrDowngrade = errors.New("downgrade refused")
 
 // ErrStaleRelease refuses a release manifest that is not newer than the trusted one (a
-// replay).
+// replay), and a site release adapted from an older project release than the trusted
+// one.
 var ErrStaleRelease = errors.New("stale release refused")
 
-// trustedFile keeps the last release manifest the agent accepted, as TUF clients keep
-// their last trusted metadata: a replayed older release is refused after a restart too.
-const trustedFile = "trusted.json"
+// ErrOtherSite refuses a site release addressed to another device.
+var ErrOtherSite = errors.New("site release for another device refused")
 
-// trustedRelease is trustedFile's content: the manifest as signed.
+// Files of the trusted release manifests.
+const (
+	// trustedFile keeps the last project release manifest the agent accepted, as TUF
+	// clients keep their last trusted metadata: a replayed older release is refused
+	// after a restart too.
+	trustedFile = "trusted.json"
+	// trustedSiteFile keeps the last site release manifest (or revocation) accepted.
+	trustedSiteFile = "trusted-site.json"
+)
+
+// trustedRelease is a trusted release: the manifest as signed (kept in file), and the
+// artifact's signature from its message, so that the agent can return to its model
+// later (when a site release is revoked) verifying it as the first time.
 type trustedRelease struct {
-	Manifest  []byte `json:"manifest"`
-	Signature []byte `json:"signature"`
-	KeyID     string `json:"key_id"`
+	Manifest          []byte `json:"manifest"`
+	Signature         []byte `json:"signature"`
+	KeyID             string `json:"key_id"`
+	ArtifactSignature []byte `json:"artifact_signature,omitempty"`
+	ArtifactKeyID     string `json:"artifact_key_id,omitempty"`
+
+	file string
+	man  *artifact.ReleaseManifest
 }
 
-// loadTrusted reads and re-verifies the trusted manifest (nil when there is none).
-func (a *Agent) loadTrusted() (*artifact.ReleaseManifest, error) {
-	b, err := os.ReadFile(filepath.Join(a.modelsDir(), trustedFile))
+// loadTrusted reads and re-verifies a trusted manifest (nil when there is none).
+func (a *Agent) loadTrusted(file string) (*trustedRelease, error) {
+	b, err := os.ReadFile(filepath.Join(a.modelsDir(), file))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -140,21 +173,24 @@ func (a *Agent) loadTrusted() (*artifact.ReleaseManifest, error) {
 	}
 	var t trustedRelease
 	if err := json.Unmarshal(b, &t); err != nil {
-		return nil, fmt.Errorf("agent: trusted release manifest %s: %w", trustedFile, err)
+		return nil, fmt.Errorf("agent: trusted release manifest %s: %w", file, err)
 	}
 	pub, ok := a.cfg.PublicKeys[t.KeyID]
 	if !ok {
-		return nil, fmt.Errorf("agent: trusted release manifest signed by key %q, which is not configured", t.KeyID)
+		return nil, fmt.Errorf("agent: trusted release manifest %s signed by key %q, which is not configured", file, t.KeyID)
 	}
-	m, err := artifact.VerifyManifest(pub, t.Manifest, t.Signature)
-	if err != nil {
-		return nil, fmt.Errorf("agent: trusted release manifest: %w", err)
+	if t.man, err = artifact.VerifyManifest(pub, t.Manifest, t.Signature); err != nil {
+		return nil, fmt.Errorf("agent: trusted release manifest %s: %w", file, err)
 	}
-	return m, nil
+	if (file == trustedSiteFile) != (t.man.Site != "") {
+		return nil, fmt.Errorf("agent: trusted release manifest %s: site %q in the wrong file", file, t.man.Site)
+	}
+	t.file = file
+	return &t, nil
 }
 
 // verifyRelease returns the release's manifest once its signature verifies; nothing
-// else of the message is trusted.
+// else of the message is trusted. A site release must name this device.
 func (a *Agent) verifyRelease(rel *edgeloopv1.ModelRelease) (*artifact.ReleaseManifest, error) {
 	if len(a.cfg.PublicKeys) == 0 {
 		return nil, errors.New("no public key configured: cannot verify releases")
@@ -173,33 +209,75 @@ func (a *Agent) verifyRelease(rel *edgeloopv1.ModelRelease) (*artifact.ReleaseMa
 	if m.Project != a.cfg.Project {
 		return nil, fmt.Errorf("release for project %q, this agent runs %q", m.Project, a.cfg.Project)
 	}
+	if m.Site != "" && m.Site != a.cfg.Device {
+		return nil, fmt.Errorf("%w: v%d is the release of site %q, this agent is %q", ErrOtherSite, m.Version, m.Site, a.cfg.Device)
+	}
 	return m, nil
 }
 
-// admit decides whether manifest m may replace the trusted one: it must be newer (a
-// higher sequence), and a lower version than the one running needs m's signed rollback
-// flag. It reports done when m is the trusted release and already running.
-func (a *Agent) admit(m *artifact.ReleaseManifest, cur *model) (done bool, err error) {
-	if t := a.trusted; t != nil {
-		if m.Seq == t.Seq && m.Version == t.Version && m.SHA256 == t.SHA256 {
-			return cur != nil && cur.version == m.Version && cur.sha256 == m.SHA256, nil
-		}
-		if m.Seq <= t.Seq {
-			return false, fmt.Errorf("%w: manifest #%d (v%d) is not newer than the trusted #%d (v%d)", ErrStaleRelease, m.Seq, m.Version, t.Seq, t.Version)
-		}
-	}
-	if cur != nil && m.Version == cur.version && m.SHA256 == cur.sha256 {
-		return false, nil // running it: only the trusted manifest moves on
-	}
-	if cur != nil && m.Version < cur.version && !m.Rollback {
-		return false, fmt.Errorf("%w: v%d is older than the running v%d and not a signed rollback", ErrDowngrade, m.Version, cur.version)
-	}
-	return false, nil
+// same reports whether two manifests are the same release.
+func same(m, t *artifact.ReleaseManifest) bool {
+	return t != nil && m.Seq == t.Seq && m.Version == t.Version && m.SHA256 == t.SHA256 && m.Revoked == t.Revoked
 }
 
-// Apply verifies a release's signed manifest, downloads the artifact it names from the
-// configured registry, verifies, smoke-tests and swaps it in. Any failure leaves the
-// current model serving.
+// admit decides whether manifest m may replace the trusted one of its kind. A project
+// release must be newer (a higher sequence), and a lower version than the trusted
+// release (the running model before any) needs m's signed rollback flag. A site
+// release must be newer than the trusted site release, and adapted from a project
+// release no older than the trusted one.
+func (a *Agent) admit(m *artifact.ReleaseManifest, cur *model) error {
+	if m.Site != "" {
+		t, p := a.trustedSite.man, a.trusted.man
+		if same(m, t) {
+			return nil
+		}
+		if t != nil && m.Seq <= t.Seq {
+			return fmt.Errorf("%w: site manifest #%d (v%d) is not newer than the trusted #%d (v%d)", ErrStaleRelease, m.Seq, m.Version, t.Seq, t.Version)
+		}
+		if p != nil && !m.Revoked && m.BaseSeq < p.Seq {
+			return fmt.Errorf("%w: site release v%d was adapted from project release #%d (v%d), older than the trusted #%d (v%d)",
+				ErrStaleRelease, m.Version, m.BaseSeq, m.BaseVersion, p.Seq, p.Version)
+		}
+		return nil
+	}
+	t := a.trusted.man
+	if same(m, t) {
+		return nil
+	}
+	if t != nil && m.Seq <= t.Seq {
+		return fmt.Errorf("%w: manifest #%d (v%d) is not newer than the trusted #%d (v%d)", ErrStaleRelease, m.Seq, m.Version, t.Seq, t.Version)
+	}
+	ref := int64(0)
+	switch {
+	case t != nil:
+		ref = t.Version
+	case cur != nil:
+		ref = cur.version
+	}
+	if m.Version < ref && !m.Rollback {
+		return fmt.Errorf("%w: v%d is older than v%d and not a signed rollback", ErrDowngrade, m.Version, ref)
+	}
+	return nil
+}
+
+// target is the release the agent should run given its trusted project release p and
+// site release s: the site's while it is not revoked and adapted from a project
+// release no older than p, else the project's (nil: none yet).
+func target(p, s *trustedRelease) *trustedRelease {
+	if s.man != nil && !s.man.Revoked && (p.man == nil || s.man.BaseSeq >= p.man.Seq) {
+		return s
+	}
+	if p.man == nil {
+		return nil
+	}
+	return p
+}
+
+// Apply verifies a release's signed manifest (the project's, or this device's site
+// release), admits it, and makes the agent run what its trusted releases now say
+// (target): if that is another model, it downloads the artifact from the configured
+// registry, verifies, smoke-tests and swaps it in. The manifest is trusted only once
+// its model is in place. Any failure leaves the current model serving.
 func (a *Agent) Apply(ctx context.Context, rel *edgeloopv1.ModelRelease) error {
 	a.applyMu.Lock()
 	defer a.applyMu.Unlock()
@@ -208,35 +286,24 @@ func (a *Agent) Apply(ctx context.Context, rel *edgeloopv1.ModelRelease) error {
 		return err
 	}
 	cur := a.current.Load()
-	done, err := a.admit(man, cur)
-	if err != nil || done {
+	if err := a.admit(man, cur); err != nil {
 		return err
 	}
-	if cur != nil && man.Version == cur.version && man.SHA256 == cur.sha256 {
-		return a.trust(rel, man) // e.g. a re-signed release of the running model
+	in := &trustedRelease{Manifest: rel.Manifest, Signature: rel.ManifestSignature, KeyID: rel.ManifestKeyId,
+		ArtifactSignature: rel.Signature, ArtifactKeyID: rel.KeyId, file: trustedFile, man: man}
+	p, s := &a.trusted, &a.trustedSite
+	if man.Site != "" {
+		in.file, s = trustedSiteFile, in
+	} else {
+		p = in
 	}
-	pub, ok := a.cfg.PublicKeys[rel.KeyId]
-	if !ok {
-		return fmt.Errorf("artifact signed by unknown key %q", rel.KeyId)
+	want := target(p, s)
+	if want == nil || (cur != nil && want.man.Version == cur.version && want.man.SHA256 == cur.sha256) {
+		return a.trust(in) // running it already (or nothing to run: a revocation before any release)
 	}
-	data, err := a.download(ctx, man)
+	m, data, err := a.fetchModel(ctx, want)
 	if err != nil {
 		return err
-	}
-	if err := artifact.Verify(pub, data, man.SHA256, rel.Signature); err != nil {
-		return err
-	}
-	m, err := loadModel(data, a.cfg.Workers)
-	if err != nil {
-		return err
-	}
-	if m.version != man.Version {
-		m.retire()
-		return fmt.Errorf("artifact says v%d, release says v%d", m.version, man.Version)
-	}
-	if m.header.Project != "" && m.header.Project != a.cfg.Project {
-		m.retire()
-		return fmt.Errorf("artifact v%d is a model of project %q, this agent runs %q", m.version, m.header.Project, a.cfg.Project)
 	}
 	if cur != nil {
 		if err := compatible(cur.header, m.header); err != nil {
@@ -256,7 +323,7 @@ func (a *Agent) Apply(ctx context.Context, rel *edgeloopv1.ModelRelease) error {
 		m.retire()
 		return err
 	}
-	if err := a.trust(rel, man); err != nil {
+	if err := a.trust(in); err != nil {
 		m.retire()
 		return err
 	}
@@ -270,7 +337,7 @@ func (a *Agent) Apply(ctx context.Context, rel *edgeloopv1.ModelRelease) error {
 	if old := a.previous.Swap(cur); old != nil && old != m {
 		go old.retire()
 	}
-	_ = os.Remove(a.partPath(man))
+	_ = os.Remove(a.partPath(want.man))
 	a.m.updates.WithLabelValues("applied").Inc()
 	a.mu.Lock()
 	a.stats.refused = ""
@@ -280,20 +347,55 @@ func (a *Agent) Apply(ctx context.Context, rel *edgeloopv1.ModelRelease) error {
 		from = cur.version
 	}
 	a.log.Info("model updated", zap.Int64("from", from), zap.Int64("to", m.version), zap.String("sha256", m.sha256),
-		zap.Bool("rollback", man.Rollback), zap.Int64("release_seq", man.Seq), zap.String("reason", rel.Reason))
+		zap.Bool("rollback", man.Rollback), zap.Int64("release_seq", man.Seq), zap.String("reason", rel.Reason),
+		zap.String("site", want.man.Site), zap.Bool("site_revoked", man.Revoked))
 	return nil
 }
 
-// trust records man as the trusted release manifest, on disk first.
-func (a *Agent) trust(rel *edgeloopv1.ModelRelease, man *artifact.ReleaseManifest) error {
-	b, err := json.Marshal(trustedRelease{Manifest: rel.Manifest, Signature: rel.ManifestSignature, KeyID: rel.ManifestKeyId})
+// fetchModel downloads and verifies the model of trusted release t: its bytes must be
+// the manifest's and carry the artifact signature of t's message.
+func (a *Agent) fetchModel(ctx context.Context, t *trustedRelease) (*model, []byte, error) {
+	man := t.man
+	pub, ok := a.cfg.PublicKeys[t.ArtifactKeyID]
+	if !ok {
+		return nil, nil, fmt.Errorf("artifact signed by unknown key %q", t.ArtifactKeyID)
+	}
+	data, err := a.download(ctx, man)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := artifact.Verify(pub, data, man.SHA256, t.ArtifactSignature); err != nil {
+		return nil, nil, err
+	}
+	m, err := loadModel(data, a.cfg.Workers)
+	if err != nil {
+		return nil, nil, err
+	}
+	if m.version != man.Version {
+		m.retire()
+		return nil, nil, fmt.Errorf("artifact says v%d, release says v%d", m.version, man.Version)
+	}
+	if m.header.Project != "" && m.header.Project != a.cfg.Project {
+		m.retire()
+		return nil, nil, fmt.Errorf("artifact v%d is a model of project %q, this agent runs %q", m.version, m.header.Project, a.cfg.Project)
+	}
+	return m, data, nil
+}
+
+// trust records t as the trusted release of its kind, on disk first.
+func (a *Agent) trust(t *trustedRelease) error {
+	b, err := json.Marshal(t)
 	if err != nil {
 		return fmt.Errorf("agent: trusted release manifest: %w", err)
 	}
-	if err := writeFileSync(filepath.Join(a.modelsDir(), trustedFile), b); err != nil {
+	if err := writeFileSync(filepath.Join(a.modelsDir(), t.file), b); err != nil {
 		return fmt.Errorf("agent: trusted release manifest: %w", err)
 	}
-	a.trusted = man
+	if t.man.Site != "" {
+		a.trustedSite = *t
+	} else {
+		a.trusted = *t
+	}
 	return nil
 }
 

@@ -33,6 +33,20 @@ type ReleaseManifest struct {
 	Rollback bool `json:"rollback"`
 	// PreviousVersion is the version released before this one (0: none).
 	PreviousVersion int64 `json:"previous_version"`
+	// Site, when set, makes this a site release: a model adapted to one device's site
+	// that only the device of that id runs (an agent refuses a site release for another
+	// device); "" is the project's release, which every device follows. A site's
+	// releases have a sequence of their own (Seq).
+	Site string `json:"site,omitempty"`
+	// BaseVersion and BaseSeq name the project release a site release was adapted
+	// from (its version and Seq). A device runs a site release only while the project
+	// release it trusts is not newer than BaseSeq: a newer project release replaces
+	// it on the device.
+	BaseVersion int64 `json:"base_version,omitempty"`
+	BaseSeq     int64 `json:"base_seq,omitempty"`
+	// Revoked, on a site release, withdraws it (Version and SHA256 name the model
+	// withdrawn): the device returns to the project release.
+	Revoked bool `json:"revoked,omitempty"`
 }
 
 var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
@@ -51,6 +65,10 @@ func (m *ReleaseManifest) Check() error {
 		return fmt.Errorf("release manifest: %w: sequence %d", ErrSignature, m.Seq)
 	case m.SizeBytes < 0:
 		return fmt.Errorf("release manifest: %w: size %d", ErrSignature, m.SizeBytes)
+	case m.Site == "" && (m.BaseVersion != 0 || m.BaseSeq != 0 || m.Revoked):
+		return fmt.Errorf("release manifest: %w: a base or a revocation without a site", ErrSignature)
+	case m.Site != "" && (m.BaseVersion < 1 || m.BaseSeq < 1):
+		return fmt.Errorf("release manifest: %w: site release without the project release it was adapted from", ErrSignature)
 	}
 	return nil
 }

@@ -90,6 +90,7 @@ func (b *Bridge) Subscriptions() []mqttbus.Subscription {
 		{Filter: status, QoS: 1, Handler: b.router.Handler(b.pipeline("status", b.forwardStatus))},
 		// Not shared: each bridge learns the retained releases, which never go backwards.
 		{Filter: releaseFilter, QoS: 1, Handler: b.clock.retained},
+		{Filter: siteReleaseFilter, QoS: 1, Handler: b.clock.retained},
 	}
 }
 
@@ -224,18 +225,23 @@ func (b *Bridge) publishRelease(ctx context.Context, m *message.Message) error {
 	if err := contract.CheckID("project", rel.GetProject()); err != nil {
 		return &message.Reject{Reason: contract.ReasonBadID, Err: err}
 	}
+	if rel.GetSite() != "" {
+		if err := contract.CheckID("site (device)", rel.GetSite()); err != nil {
+			return &message.Reject{Reason: contract.ReasonBadID, Err: err}
+		}
+	}
 	if b.clock.stale(rel) {
 		b.m.staleReleases.Inc()
 		b.log.Warn("release older than the retained one not published", zap.String("project", rel.GetProject()),
 			zap.Int64("version", rel.GetVersion()), zap.Time("released_at", rel.GetReleasedAt().AsTime()))
 		return nil
 	}
-	if err := b.mq.Publish(ctx, contract.ReleaseTopic(rel.GetProject()), 1, true, m.Value); err != nil {
+	if err := b.mq.Publish(ctx, releaseTopic(rel), 1, true, m.Value); err != nil {
 		return err
 	}
 	b.clock.saw(rel)
 	b.m.releases.Inc()
 	b.log.Info("release published", zap.String("project", rel.GetProject()), zap.Int64("version", rel.GetVersion()),
-		zap.Bool("rollback", rel.GetRollback()))
+		zap.Bool("rollback", rel.GetRollback()), zap.String("site", rel.GetSite()))
 	return nil
 }

@@ -11,10 +11,23 @@ import (
 	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
 )
 
-// releaseFilter matches every project's retained release.
-const releaseFilter = "edgeloop/v1/+/release"
+// releaseFilter matches every project's retained release, siteReleaseFilter every
+// device's retained site release.
+const (
+	releaseFilter     = "edgeloop/v1/+/release"
+	siteReleaseFilter = "edgeloop/v1/+/+/release"
+)
 
-// releaseClock keeps, per project, the release time (ModelRelease.released_at, set by the
+// releaseTopic is where rel is retained: its project's release topic, or its device's
+// for a site release.
+func releaseTopic(rel *edgeloopv1.ModelRelease) string {
+	if rel.GetSite() != "" {
+		return contract.SiteReleaseTopic(rel.GetProject(), rel.GetSite())
+	}
+	return contract.ReleaseTopic(rel.GetProject())
+}
+
+// releaseClock keeps, per release topic (a project's, or a device's site release), the release time (ModelRelease.released_at, set by the
 // registry when its compare-and-swap moved the release) of the newest release the
 // retained topic holds, so that the retained release never goes backwards: two releases
 // set at once may reach Kafka in the other order, and a rollback is a newer release of
@@ -26,7 +39,7 @@ type releaseClock struct {
 	newest map[string]time.Time
 }
 
-// stale reports whether rel is older than the newest release of its project. A release
+// stale reports whether rel is older than the newest release of its topic. A release
 // without a time (an older producer) is never stale.
 func (c *releaseClock) stale(rel *edgeloopv1.ModelRelease) bool {
 	c.mu.Lock()
@@ -34,7 +47,7 @@ func (c *releaseClock) stale(rel *edgeloopv1.ModelRelease) bool {
 	if rel.GetReleasedAt() == nil {
 		return false
 	}
-	return rel.GetReleasedAt().AsTime().Before(c.newest[rel.GetProject()])
+	return rel.GetReleasedAt().AsTime().Before(c.newest[releaseTopic(rel)])
 }
 
 // saw records rel as published (or found retained).
@@ -47,8 +60,8 @@ func (c *releaseClock) saw(rel *edgeloopv1.ModelRelease) {
 	if c.newest == nil {
 		c.newest = map[string]time.Time{}
 	}
-	if t := rel.GetReleasedAt().AsTime(); t.After(c.newest[rel.GetProject()]) {
-		c.newest[rel.GetProject()] = t
+	if t := rel.GetReleasedAt().AsTime(); t.After(c.newest[releaseTopic(rel)]) {
+		c.newest[releaseTopic(rel)] = t
 	}
 }
 
@@ -59,7 +72,7 @@ func (c *releaseClock) retained(m mqttbus.Message) {
 	if len(m.Payload()) == 0 || proto.Unmarshal(m.Payload(), rel) != nil {
 		return
 	}
-	if contract.ReleaseTopic(rel.GetProject()) == m.Topic() {
+	if releaseTopic(rel) == m.Topic() {
 		c.saw(rel)
 	}
 }

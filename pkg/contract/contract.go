@@ -91,6 +91,12 @@ func AcksTopic(project, device string) string {
 // ReleaseTopic is the retained MQTT topic of a project's release.
 func ReleaseTopic(project string) string { return mqttRoot + "/" + project + "/release" }
 
+// SiteReleaseTopic is the retained MQTT topic of a device's site release: a release
+// that only that device follows (a model adapted to its site).
+func SiteReleaseTopic(project, device string) string {
+	return mqttRoot + "/" + project + "/" + device + "/release"
+}
+
 // DeviceTopic is a parsed device topic.
 type DeviceTopic struct {
 	Project string

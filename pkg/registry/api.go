@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/edgeloop/edgeloop/pkg/contract"
 	"github.com/edgeloop/edgeloop/pkg/httpapi"
 	"github.com/edgeloop/edgeloop/pkg/project"
 )
@@ -19,8 +20,10 @@ import (
 //	GET  /api/v1/projects/{p}/models/{v}/artifact    the signed model (devices too; Range supported)
 //	GET  /api/v1/projects/{p}/models/{v}/metrics     metrics.json
 //	GET  /api/v1/projects/{p}/models/{v}/report      report.png
-//	GET  /api/v1/projects/{p}/release                the release and its history (devices too)
-//	POST /api/v1/projects/{p}/models/{v}/promote     admin: release v
+//	GET  /api/v1/projects/{p}/release                the release, its site releases and their history (devices too)
+//	GET  /api/v1/projects/{p}/sites/{site}/release   one site's release and its status (devices too)
+//	POST /api/v1/projects/{p}/sites/{site}/revoke    admin: withdraw a site's release
+//	POST /api/v1/projects/{p}/models/{v}/promote     admin: release v (a site's candidate: to its site)
 //	POST /api/v1/projects/{p}/models/{v}/rollback    admin: release an older v
 //	POST /api/v1/projects/{p}/retrain                 admin: train now
 func Mount(api *httpapi.Mux, r *Registry) {
@@ -64,7 +67,33 @@ func Mount(api *httpapi.Mux, r *Registry) {
 	api.Handle("GET /api/v1/projects/{p}/models/{v}/metrics", "", file("metrics.json", "application/json"))
 	api.Handle("GET /api/v1/projects/{p}/models/{v}/report", "", file("report.png", "image/png"))
 	api.Handle("GET /api/v1/projects/{p}/release", httpapi.RoleDevice, func(w http.ResponseWriter, req *http.Request) error {
-		rel, err := r.Current(req.Context(), req.PathValue("p"))
+		o, err := r.Overview(req.Context(), req.PathValue("p"))
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, o)
+	})
+	api.Handle("GET /api/v1/projects/{p}/sites/{site}/release", httpapi.RoleDevice, func(w http.ResponseWriter, req *http.Request) error {
+		site, err := siteOf(req)
+		if err != nil {
+			return err
+		}
+		rel, err := r.SiteRelease(req.Context(), req.PathValue("p"), site)
+		if err != nil {
+			return err
+		}
+		var base *Release
+		if base, err = r.Current(req.Context(), req.PathValue("p")); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		return writeJSON(w, SiteView{Release: rel, Status: SiteStatus(rel, base)})
+	})
+	api.Handle("POST /api/v1/projects/{p}/sites/{site}/revoke", httpapi.RoleAdmin, func(w http.ResponseWriter, req *http.Request) error {
+		site, err := siteOf(req)
+		if err != nil {
+			return err
+		}
+		rel, err := r.RevokeSiteRelease(req.Context(), req.PathValue("p"), site, httpapi.UserOf(req.Context()).Name)
 		if err != nil {
 			return err
 		}
@@ -80,7 +109,16 @@ func Mount(api *httpapi.Mux, r *Registry) {
 			if rollback {
 				reason = "rollback"
 			}
-			rel, err := r.SetRelease(req.Context(), req.PathValue("p"), v, reason, httpapi.UserOf(req.Context()).Name, rollback)
+			ver, err := r.Version(req.Context(), req.PathValue("p"), v)
+			if err != nil {
+				return err
+			}
+			var rel *Release
+			if ver.Site != "" && !rollback { // a site's candidate is released to its site
+				rel, err = r.SetSiteRelease(req.Context(), req.PathValue("p"), ver.Site, v, reason, httpapi.UserOf(req.Context()).Name)
+			} else {
+				rel, err = r.SetRelease(req.Context(), req.PathValue("p"), v, reason, httpapi.UserOf(req.Context()).Name, rollback)
+			}
 			if err != nil {
 				if !errors.Is(err, ErrNotFound) {
 					err = fmt.Errorf("%w: %v", project.ErrConflict, err)
@@ -117,6 +155,15 @@ func Mount(api *httpapi.Mux, r *Registry) {
 	})
 	api.Handle("POST /api/v1/projects/{p}/models/{v}/promote", httpapi.RoleAdmin, change(false))
 	api.Handle("POST /api/v1/projects/{p}/models/{v}/rollback", httpapi.RoleAdmin, change(true))
+}
+
+// siteOf reads the path's site, a device id.
+func siteOf(req *http.Request) (string, error) {
+	site := req.PathValue("site")
+	if err := contract.CheckID("site (device)", site); err != nil {
+		return "", fmt.Errorf("%w: %v", project.ErrInvalid, err)
+	}
+	return site, nil
 }
 
 func version(req *http.Request) (int64, error) {

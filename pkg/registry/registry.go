@@ -11,6 +11,7 @@
 //	projects/p/models/v<N>/report-e<T>.png    training report
 //	projects/p/models/v<N>/version.json       Version (the manifest, last; names the files)
 //	projects/p/release.json              Release (CAS)
+//	projects/p/sites/<device>/release.json  a site's Release (CAS; site.go)
 package registry
 
 import (
@@ -135,6 +136,9 @@ type Version struct {
 	Mode string `json:"mode,omitempty"`
 	// Examples are its training's example counts: train, new, replayed, available.
 	Examples map[string]int `json:"examples,omitempty"`
+	// Site is the device a site candidate (mode adapt-bn:SITE) was adapted for: when
+	// published it becomes that site's release (SetSiteRelease), never the project's.
+	Site string `json:"site,omitempty"`
 	// Files maps a version's file names (model.elm, metrics.json, report.png) to the
 	// objects holding them in its folder; a name not in it is stored under itself
 	// (versions written before fencing).
@@ -156,6 +160,13 @@ type Release struct {
 	Manifest      []byte `json:"manifest,omitempty"`
 	ManifestSig   []byte `json:"manifest_signature,omitempty"`
 	ManifestKeyID string `json:"manifest_key_id,omitempty"`
+	// Site, BaseVersion, BaseSeq and Revoked are a site release's (SiteRelease): the
+	// device it is for, the project release it was adapted from (version and Rev), and
+	// whether it was withdrawn. Empty on the project's release.
+	Site        string `json:"site,omitempty"`
+	BaseVersion int64  `json:"base_version,omitempty"`
+	BaseSeq     int64  `json:"base_seq,omitempty"`
+	Revoked     bool   `json:"revoked,omitempty"`
 }
 
 // ReleaseChange is one past release.
@@ -165,6 +176,8 @@ type ReleaseChange struct {
 	Reason  string    `json:"reason"`
 	By      string    `json:"by"`
 	Metric  string    `json:"metric"`
+	// Site is the device of a site release's change ("" for the project's release).
+	Site string `json:"site,omitempty"`
 }
 
 // Registry is one deployment's model registry.
@@ -359,6 +372,9 @@ func (r *Registry) SetRelease(ctx context.Context, project string, v int64, reas
 	if err != nil {
 		return nil, err
 	}
+	if ver.Site != "" {
+		return nil, fmt.Errorf("release of %s v%d: %w", project, v, ErrSiteVersion)
+	}
 	var out Release
 	_, err = objstore.Update(ctx, r.S, releaseKey(project), func(rel *Release, exists bool) error {
 		if exists && rel.Version == v {
@@ -409,6 +425,12 @@ func (r *Registry) Announce(ctx context.Context, project string) error {
 	if err != nil {
 		return err
 	}
+	return r.announce(ctx, project, rel, ver)
+}
+
+// announce produces rel (of version ver) as a ModelRelease: a site release carries its
+// site, which routes it to that device's topic.
+func (r *Registry) announce(ctx context.Context, project string, rel *Release, ver *Version) error {
 	task := edgeloopv1.Task_TASK_CLASSIFY
 	if ver.Task == "detect" {
 		task = edgeloopv1.Task_TASK_DETECT
@@ -417,7 +439,7 @@ func (r *Registry) Announce(ctx context.Context, project string) error {
 		Project: project, Version: ver.Version, Task: task, ArtifactUrl: r.ArtifactURL(project, ver.Version),
 		Sha256: ver.SHA256, Signature: ver.Signature, KeyId: ver.KeyID, SizeBytes: ver.SizeBytes, Rollback: rel.Rollback,
 		ReleasedAt: timestamppb.New(rel.At), ParentVersion: ver.Parent, Metrics: ver.Metrics, Reason: rel.Reason, ClassNames: ver.Classes,
-		Manifest: rel.Manifest, ManifestSignature: rel.ManifestSig, ManifestKeyId: rel.ManifestKeyID,
+		Manifest: rel.Manifest, ManifestSignature: rel.ManifestSig, ManifestKeyId: rel.ManifestKeyID, Site: rel.Site,
 	}
 	b, _ := proto.Marshal(msg)
 	if r.prod == nil {

@@ -166,6 +166,10 @@ type ModelRelease struct {
 	ManifestSignature []byte `protobuf:"bytes,16,opt,name=manifest_signature,json=manifestSignature,proto3" json:"manifest_signature,omitempty"`
 	// Names the public key that verifies manifest_signature.
 	ManifestKeyId string `protobuf:"bytes,17,opt,name=manifest_key_id,json=manifestKeyId,proto3" json:"manifest_key_id,omitempty"`
+	// The device a site release is for (the bridge publishes it on that device's
+	// retained release topic, edgeloop/v1/{project}/{device}/release); empty for the
+	// project's release. Advisory like the rest: agents follow the manifest's site.
+	Site          string `protobuf:"bytes,18,opt,name=site,proto3" json:"site,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -319,6 +323,13 @@ func (x *ModelRelease) GetManifestKeyId() string {
 	return ""
 }
 
+func (x *ModelRelease) GetSite() string {
+	if x != nil {
+		return x.Site
+	}
+	return ""
+}
+
 // DeadLetter is what a service could not accept, with the reason, on
 // edgeloop.deadletter.v1.
 type DeadLetter struct {
@@ -433,7 +444,7 @@ const file_edgeloop_v1_events_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\x1aA\n" +
 	"\x13DatasetBySplitEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"\xa2\x05\n" +
+	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"\xb6\x05\n" +
 	"\fModelRelease\x12\x18\n" +
 	"\aproject\x18\x01 \x01(\tR\aproject\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\x12%\n" +
@@ -455,7 +466,8 @@ const file_edgeloop_v1_events_proto_rawDesc = "" +
 	"classNames\x12\x1a\n" +
 	"\bmanifest\x18\x0f \x01(\fR\bmanifest\x12-\n" +
 	"\x12manifest_signature\x18\x10 \x01(\fR\x11manifestSignature\x12&\n" +
-	"\x0fmanifest_key_id\x18\x11 \x01(\tR\rmanifestKeyId\x1a:\n" +
+	"\x0fmanifest_key_id\x18\x11 \x01(\tR\rmanifestKeyId\x12\x12\n" +
+	"\x04site\x18\x12 \x01(\tR\x04site\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xc5\x01\n" +
