@@ -7,6 +7,7 @@ import (
 
 	"github.com/edgeloop/edgeloop/pkg/nn"
 	"github.com/edgeloop/edgeloop/pkg/project"
+	"github.com/edgeloop/edgeloop/pkg/registry"
 	"github.com/edgeloop/edgeloop/pkg/train"
 )
 
@@ -51,25 +52,35 @@ func sitePseudo(ps *project.PseudoSet, site string, n int) []project.PseudoEntry
 	return out
 }
 
-// siteReason is the gate's note on a site candidate: candidate and release on the
-// site's own test examples (the decision itself is on the whole test split).
-func siteReason(site, metric string, cand, cur *train.Evaluation, n int) string {
-	if n == 0 || cand == nil {
-		return fmt.Sprintf("site %s: no test example of its own yet; decided on the whole test split", site)
+// siteGate decides on a site candidate (mode adapt-bn:SITE), which only that device
+// will run: the paired gate of the project's policy on the site's own human-labelled
+// test examples, candidate against the project release (held below min_test of
+// them). The whole test split — every site's examples — is reported, not required:
+// re-estimated statistics are meant to fit this site's frames and not the others'
+// (docs/benchmarks.md "Site adaptation": on the colour presets they cost most of the
+// accuracy on clean frames), and no other device runs the site release.
+func siteGate(site, metric string, cand, cur *train.Evaluation, n int, whole registry.Decision, pol project.RetrainPolicy) registry.Decision {
+	var d registry.Decision
+	switch {
+	case n == 0:
+		d = registry.Decision{Metric: metric, Verdict: "held", PerClass: map[string][2]float64{},
+			Reasons: []string{fmt.Sprintf("site %s: no human-labelled test example of its own yet: held (an admin can release it to the site by hand: promote)", site)}}
+	default:
+		d = Gate(metric, *cand, cur, pol)
+		d.Reasons = append([]string{fmt.Sprintf("site %s: decided on its %d own test examples: candidate %s %.3f, project release %.3f", site, n, metric, d.Candidate, d.Current)}, d.Reasons...)
 	}
-	if cur == nil {
-		return fmt.Sprintf("site %s: candidate %s %.3f on its %d test examples", site, metric, cand.Headline(), n)
-	}
-	return fmt.Sprintf("site %s: candidate %s %.3f, release %.3f on its %d test examples; decided on the whole test split", site, metric, cand.Headline(), cur.Headline(), n)
+	d.Reasons = append(d.Reasons, fmt.Sprintf("whole test split (every site, %d examples): candidate %.3f, project release %.3f — reported, not required: only site %s runs a site release",
+		whole.TestExamples, whole.Candidate, whole.Current, site))
+	return d
 }
 
-// siteFigures evaluates a site candidate and the release on the site's own test
-// examples, for the gate's reasons.
-func (s *Service) siteFigures(ctx context.Context, pid, site, metric string, entries []project.DatasetEntry, test []train.Sample,
-	a nn.Arch, params *nn.Params, curArch nn.Arch, current *nn.Params, classes []string) (string, error) {
+// siteEvaluations evaluates a site candidate and the project release on the site's
+// own test examples (n of them; nil evaluations when there are none).
+func (s *Service) siteEvaluations(ctx context.Context, pid, site string, entries []project.DatasetEntry, test []train.Sample,
+	a nn.Arch, params *nn.Params, curArch nn.Arch, current *nn.Params, classes []string) (cand, cur *train.Evaluation, n int, err error) {
 	own, err := s.siteEntries(ctx, pid, site, "test", entries, len(entries))
 	if err != nil {
-		return "", err
+		return nil, nil, 0, err
 	}
 	ids := map[string]bool{}
 	for _, e := range own {
@@ -82,21 +93,20 @@ func (s *Service) siteFigures(ctx context.Context, pid, site, metric string, ent
 		}
 	}
 	if len(sub) == 0 {
-		return siteReason(site, metric, nil, nil, 0), nil
+		return nil, nil, 0, nil
 	}
-	cand, err := evaluateParams(s.backend.Factory, a, params, classes, sub)
+	ce, err := evaluateParams(s.backend.Factory, a, params, classes, sub)
 	if err != nil {
-		return "", err
+		return nil, nil, 0, err
 	}
-	var cur *train.Evaluation
 	if current != nil {
 		ev, err := evaluateParams(s.backend.Factory, curArch, current, classes, sub)
 		if err != nil {
-			return "", err
+			return nil, nil, 0, err
 		}
 		cur = &ev
 	}
-	return siteReason(site, metric, &cand, cur, len(sub)), nil
+	return &ce, cur, len(sub), nil
 }
 
 // sitePlan is what SiteMode(site) reads: the site's most recently approved train

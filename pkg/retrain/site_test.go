@@ -2,6 +2,7 @@ package retrain
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -37,9 +38,9 @@ func TestSiteModeNamesAndChecks(t *testing.T) {
 
 // TestSiteBatchNormCandidate, on the memory store: a site's batch norm candidate reads
 // only that site's frames — its approved train examples and its pseudo-labels, not
-// another site's —, is gated on the whole human-labelled test split like any
-// candidate, and its reasons give its figures on the site's own test examples; a site
-// with no frames is refused with a reason.
+// another site's —, is decided on the site's own human-labelled test examples with the whole
+// split reported, and once published becomes that site's release while the project
+// release stays; a site with no frames is refused with a reason.
 func TestSiteBatchNormCandidate(t *testing.T) {
 	ctx := context.Background()
 	mem := memstore.New()
@@ -119,8 +120,23 @@ func TestSiteBatchNormCandidate(t *testing.T) {
 	if v.Mode != SiteMode("cam-1") || v.Examples["train"] != 35 || v.Examples["test"] != 8 {
 		t.Fatalf("site candidate: mode %q, examples %v; want adapt-bn:cam-1 on 35 frames, gated on the 8 test examples", v.Mode, v.Examples)
 	}
-	if r := strings.Join(v.Decision.Reasons, "; "); !strings.Contains(r, "site cam-1: candidate accuracy") || !strings.Contains(r, "on its 4 test examples") {
-		t.Fatalf("reasons %q: want the site's own figures", r)
+	if r := strings.Join(v.Decision.Reasons, "; "); !strings.Contains(r, "site cam-1: decided on its 4 own test examples") || !strings.Contains(r, "whole test split (every site, 8 examples)") {
+		t.Fatalf("reasons %q: want the decision on the site's own examples and the whole split reported", r)
+	}
+	// Published, it is cam-1's site release (its announcement fails without Kafka, after
+	// the release is stored); the project release stays v1.
+	if v.Site != "cam-1" || !v.Decision.Published {
+		t.Fatalf("site candidate: site %q, decision %+v", v.Site, v.Decision)
+	}
+	if rel, err := s.reg.Current(ctx, p.ID); err != nil || rel.Version != 1 {
+		t.Fatalf("project release after a site release: %+v %v; want v1", rel, err)
+	}
+	sr, err := s.reg.SiteRelease(ctx, p.ID, "cam-1")
+	if err != nil || sr.Version != v.Version || sr.BaseVersion != 1 || sr.Site != "cam-1" {
+		t.Fatalf("cam-1's site release: %+v %v; want v%d from project v1", sr, err, v.Version)
+	}
+	if _, err := s.reg.SiteRelease(ctx, p.ID, "cam-2"); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("cam-2 has a site release: %v", err)
 	}
 	if _, err := s.TrainOnce(ctx, p.ID, "test", SiteMode("cam-9"), registry.Fence{}); err == nil || !strings.Contains(err.Error(), "site cam-9 has 0 frames") {
 		t.Fatalf("a site without frames: %v", err)

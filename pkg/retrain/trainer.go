@@ -358,11 +358,11 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string, 
 	metric := headlineName(a.Task)
 	decision := Gate(metric, cand, cur, p.Retrain)
 	if site != "" {
-		r, err := s.siteFigures(ctx, project, site, metric, d.Entries, data.Test, a, res.Params, curArch, current, p.Classes)
+		sc, scur, n, err := s.siteEvaluations(ctx, project, site, d.Entries, data.Test, a, res.Params, curArch, current, p.Classes)
 		if err != nil {
 			return nil, err
 		}
-		decision.Reasons = append(decision.Reasons, r)
+		decision = siteGate(site, metric, sc, scur, n, decision, p.Retrain)
 	}
 	if err != nil { // diverged: never publish
 		decision.Published, decision.Verdict = false, "refused"
@@ -396,7 +396,7 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string, 
 	mj, _ := json.MarshalIndent(m, "", "  ")
 	ver := &registry.Version{Project: project, Version: version, Parent: parentVersion, Snapshot: snapshot, Trigger: trigger,
 		Engine: res.Engine, Seconds: m.Seconds, Metrics: map[string]float64{"test_" + metric: decision.Candidate},
-		Decision: decision, Classes: p.Classes, Task: p.Task, Mode: mode,
+		Decision: decision, Classes: p.Classes, Task: p.Task, Mode: mode, Site: site,
 		Examples: map[string]int{"train": len(data.Train), "new": plan.New, "replayed": plan.Replayed, "recent": plan.Recent,
 			"available": plan.Available, "pseudo": plan.Pseudo, "test": len(data.Test)}}
 	aug := train.Augmented(a, data.Train, cfg.Augment, reportSamples, cfg.Seed)
@@ -415,10 +415,42 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string, 
 		if err := fence.Held(ctx); err != nil {
 			return out, fmt.Errorf("release of %s v%d: %w", project, version, err)
 		}
+		if site != "" {
+			if _, err := s.reg.SetSiteRelease(ctx, project, site, version, "site", "retrain"); err != nil {
+				return out, err
+			}
+			out.Released = true
+			return out, nil
+		}
 		if _, err := s.reg.SetRelease(ctx, project, version, reason, "retrain", false); err != nil {
 			return out, err
 		}
 		out.Released = true
+		s.readaptSites(ctx, project)
 	}
 	return out, nil
+}
+
+// readaptSites asks for a new batch norm adaptation of every site whose release the
+// new project release just superseded (its devices are back on the project release
+// meanwhile); each candidate is gated like any site candidate. A request that cannot
+// be sent is logged: the site stays on the project release until an admin asks.
+func (s *Service) readaptSites(ctx context.Context, project string) {
+	sites, err := s.reg.SiteReleases(ctx, project)
+	if err != nil {
+		s.log.Warn("site releases not read: their sites are not adapted to the new release", zap.String("project", project), zap.Error(err))
+		return
+	}
+	for _, sr := range sites {
+		if sr.Revoked {
+			continue
+		}
+		id, err := s.reg.RequestTraining(ctx, project, "retrain", SiteMode(sr.Site))
+		if err != nil {
+			s.log.Warn("site not re-adapted to the new release", zap.String("project", project), zap.String("site", sr.Site), zap.Error(err))
+			continue
+		}
+		s.log.Info("site re-adaptation requested: the new project release supersedes its site release", zap.String("project", project),
+			zap.String("site", sr.Site), zap.Int64("site_version", sr.Version), zap.String("request", id))
+	}
 }
