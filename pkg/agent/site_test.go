@@ -23,9 +23,10 @@ func siteOf(site string, seq, baseVersion, baseSeq int64) func(*artifact.Release
 func revoked(m *artifact.ReleaseManifest) { m.Revoked = true }
 
 // TestSiteReleaseRules, without servers: a device runs its site release on top of the
-// project release; a site release for another device, a replayed one, or one adapted
-// from an older project release than the trusted one is refused; a newer project
-// release replaces the site release; a site release adapted from it applies again; a
+// project release; a site release for another device or a replayed one is refused; a
+// newer project release replaces the site release, and neither a re-announcement of it
+// nor a later one adapted from the older project release brings it back; a site
+// release adapted from the new one applies; a
 // signed revocation takes the device back to the project release — also across a
 // restart, which keeps both trusted manifests.
 func TestSiteReleaseRules(t *testing.T) {
@@ -62,9 +63,10 @@ func TestSiteReleaseRules(t *testing.T) {
 	// A new project release v4 (#2 of the fixture's sequence) replaces the site release.
 	p4 := f.release(4, modelFile(t, 4, 4))
 	apply(a, p4, 4)
-	// A site release adapted from the older project release is refused, even with a
-	// newer site sequence; one adapted from v4 applies.
-	refused(f.release(5, modelFile(t, 5, 5), siteOf("cam-1", 2, 1, 1)), ErrStaleRelease, 4)
+	apply(a, s3, 4) // re-announced: superseded
+	// A site release adapted from the older project release is superseded: it is not
+	// run, even with a newer site sequence; one adapted from v4 applies.
+	apply(a, f.release(5, modelFile(t, 5, 5), siteOf("cam-1", 2, 1, 1)), 4)
 	var m4 artifact.ReleaseManifest
 	if err := json.Unmarshal(p4.Manifest, &m4); err != nil {
 		t.Fatal(err)

@@ -130,9 +130,8 @@ func (a *Agent) refuse(rel *edgeloopv1.ModelRelease, why string) {
 // release the agent trusts.
 var ErrDowngrade = errors.New("downgrade refused")
 
-// ErrStaleRelease refuses a release manifest that is not newer than the trusted one (a
-// replay), and a site release adapted from an older project release than the trusted
-// one.
+// ErrStaleRelease refuses a release manifest that is not newer than the trusted one of
+// its kind (a replay).
 var ErrStaleRelease = errors.New("stale release refused")
 
 // ErrOtherSite refuses a site release addressed to another device.
@@ -223,8 +222,9 @@ func same(m, t *artifact.ReleaseManifest) bool {
 // admit decides whether manifest m may replace the trusted one of its kind. A project
 // release must be newer (a higher sequence), and a lower version than the trusted
 // release (the running model before any) needs m's signed rollback flag. A site
-// release must be newer than the trusted site release, and adapted from a project
-// release no older than the trusted one.
+// release must be newer than the trusted site release; one adapted from an older
+// project release than the trusted one is superseded: trusted, but target never runs
+// it.
 func (a *Agent) admit(m *artifact.ReleaseManifest, cur *model) error {
 	if m.Site != "" {
 		t, p := a.trustedSite.man, a.trusted.man
@@ -235,8 +235,9 @@ func (a *Agent) admit(m *artifact.ReleaseManifest, cur *model) error {
 			return fmt.Errorf("%w: site manifest #%d (v%d) is not newer than the trusted #%d (v%d)", ErrStaleRelease, m.Seq, m.Version, t.Seq, t.Version)
 		}
 		if p != nil && !m.Revoked && m.BaseSeq < p.Seq {
-			return fmt.Errorf("%w: site release v%d was adapted from project release #%d (v%d), older than the trusted #%d (v%d)",
-				ErrStaleRelease, m.Version, m.BaseSeq, m.BaseVersion, p.Seq, p.Version)
+			// Superseded: trusted (it is the site's newest), never run (target).
+			a.log.Info("site release superseded by the trusted project release: not run", zap.Int64("version", m.Version),
+				zap.Int64("base_seq", m.BaseSeq), zap.Int64("project_seq", p.Seq))
 		}
 		return nil
 	}

@@ -185,19 +185,21 @@ type Candidates struct {
 
 // View is the dashboard document.
 type View struct {
-	Release          int64                     `json:"release"`
-	Devices          int                       `json:"devices"`
-	DevicesOnline    int                       `json:"devices_online"`
-	EdgeAccuracy     []Accuracy                `json:"edge_accuracy"`
-	EdgeSeries       []Series                  `json:"edge_series"`
-	ExamplesByReason map[string]int            `json:"examples_by_reason"`
-	BatchesByState   map[string]int            `json:"batches_by_state"`
-	Trainings        []Training                `json:"trainings"`
-	Releases         []registry.ReleaseChange  `json:"releases"`
-	Dataset          map[string]int            `json:"dataset"`
-	Status           map[string]*DeviceSummary `json:"status"`
-	LabelCurve       []LabelPoint              `json:"label_curve"`
-	Candidates       Candidates                `json:"candidates"`
+	Release          int64                    `json:"release"`
+	Devices          int                      `json:"devices"`
+	DevicesOnline    int                      `json:"devices_online"`
+	EdgeAccuracy     []Accuracy               `json:"edge_accuracy"`
+	EdgeSeries       []Series                 `json:"edge_series"`
+	ExamplesByReason map[string]int           `json:"examples_by_reason"`
+	BatchesByState   map[string]int           `json:"batches_by_state"`
+	Trainings        []Training               `json:"trainings"`
+	Releases         []registry.ReleaseChange `json:"releases"`
+	// Sites are the site releases: a model adapted to one device, which only it runs.
+	Sites      []registry.SiteView       `json:"sites"`
+	Dataset    map[string]int            `json:"dataset"`
+	Status     map[string]*DeviceSummary `json:"status"`
+	LabelCurve []LabelPoint              `json:"label_curve"`
+	Candidates Candidates                `json:"candidates"`
 }
 
 // DeviceSummary is what the dashboard shows of a device.
@@ -232,8 +234,8 @@ func (t *Tracker) Build(ctx context.Context, cur *curator.Curator, reg *registry
 	if l, err := cur.Store().Ledger(ctx, project); err == nil {
 		v.Candidates = Candidates{Waiting: len(l.Pending), Expired: l.Expired}
 	}
-	if rel, err := reg.Current(ctx, project); err == nil {
-		v.Release, v.Releases = rel.Version, rel.History
+	if o, err := reg.Overview(ctx, project); err == nil {
+		v.Release, v.Releases, v.Sites = o.Version, o.History, o.Sites
 	}
 	vs, err := reg.Versions(ctx, project)
 	if err != nil {

@@ -230,3 +230,22 @@ func (r *Registry) Overview(ctx context.Context, project string) (*Overview, err
 	slices.SortStableFunc(o.History, func(a, b ReleaseChange) int { return a.At.Compare(b.At) })
 	return o, nil
 }
+
+// AnnounceAll produces the project's release and every site release again (devices
+// ignore a release they run already): what retrain's re-announcement sends.
+func (r *Registry) AnnounceAll(ctx context.Context, project string) error {
+	err := r.Announce(ctx, project)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	sites, lerr := r.SiteReleases(ctx, project)
+	if lerr != nil {
+		return errors.Join(err, fmt.Errorf("site releases of %s: %w", project, lerr))
+	}
+	for _, s := range sites {
+		if serr := r.AnnounceSite(ctx, project, s.Site); serr != nil {
+			return errors.Join(err, serr)
+		}
+	}
+	return err
+}

@@ -146,7 +146,7 @@ func (s *Service) schedule(ctx context.Context, project string, wake <-chan stru
 		}
 		if s.cfg.Reannounce > 0 && s.now().Sub(announced) >= s.cfg.Reannounce {
 			announced = s.now()
-			if err := s.reg.Announce(ctx, project); err != nil && !errors.Is(err, registry.ErrNotFound) && ctx.Err() == nil {
+			if err := s.reg.AnnounceAll(ctx, project); err != nil && !errors.Is(err, registry.ErrNotFound) && ctx.Err() == nil {
 				s.log.Warn("announcing the release again", zap.String("project", project), zap.Error(err))
 			}
 		}

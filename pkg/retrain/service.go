@@ -182,7 +182,7 @@ func (s *Service) Run(ctx context.Context, prod *kafkabus.Producer) error {
 			return // shutting down
 		}
 		for _, p := range ps {
-			if err := s.reg.Announce(ctx, p.ID); err != nil && !errors.Is(err, registry.ErrNotFound) {
+			if err := s.reg.AnnounceAll(ctx, p.ID); err != nil && !errors.Is(err, registry.ErrNotFound) {
 				s.log.Warn("announcing the release at start", zap.String("project", p.ID), zap.Error(err))
 			}
 			s.wake(ctx, &wg, p.ID)

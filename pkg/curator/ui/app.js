@@ -974,7 +974,9 @@ function renderDashboard(view, p, d) {
       h('div', { class: 'muted' }, h('span', { style: 'color:' + palette[0] }, 'loss'), ' · ', h('span', { style: 'color:' + palette[1] }, 'val loss')),
       gateEvidence(t)))),
     h('h2', {}, 'Releases'),
-    h('table', {}, h('tbody', {}, (d.releases || []).slice().reverse().map((r) => h('tr', {}, h('td', {}, 'v' + r.version), h('td', {}, r.reason), h('td', {}, new Date(r.at).toLocaleString()), h('td', {}, r.metric))))));
+    h('table', {}, h('tbody', {}, (d.releases || []).slice().reverse().map((r) => h('tr', {}, h('td', {}, 'v' + r.version), h('td', {}, r.site ? 'site ' + r.site : 'project'), h('td', {}, r.reason), h('td', {}, new Date(r.at).toLocaleString()), h('td', {}, r.metric || ''))))),
+    (d.sites || []).length ? h('h2', {}, 'Site releases') : false,
+    (d.sites || []).length ? h('table', {}, h('tbody', {}, d.sites.map((s) => h('tr', {}, h('td', {}, s.site), h('td', {}, 'v' + s.version), h('td', {}, s.status), h('td', {}, 'adapted from v' + s.base_version))))) : false);
 }
 
 window.addEventListener('hashchange', route);
