@@ -71,6 +71,11 @@ func colourSiteAdaptation(ctx context.Context, o options, presets []drift.Preset
 				continue
 			}
 			if model == nil {
+				// A fine-tune takes minutes: start one only in the budget's first third.
+				if _, err := os.Stat(filepath.Join(o.out, fmt.Sprintf("model-seed%d.elmodel", seed))); err != nil && o.bnBudget > 0 && time.Since(began) > o.bnBudget/3 {
+					left++
+					continue
+				}
 				var err error
 				if model, sc, err = seedModel(ctx, o, seed, be, log); err != nil {
 					return "", err
