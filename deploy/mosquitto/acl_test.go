@@ -80,8 +80,8 @@ func addDevice(t *testing.T, dir string, args ...string) error {
 }
 
 // TestDevicesPublishOnlyIntoTheirProject: a device added for project alpha publishes its
-// examples and status under alpha only, reads alpha's release only, and cannot publish
-// as another device.
+// examples and status under alpha only, reads alpha's release and its own site release
+// only, and cannot publish as another device nor a release.
 func TestDevicesPublishOnlyIntoTheirProject(t *testing.T) {
 	dir := t.TempDir()
 	acl, err := os.ReadFile("acl")
@@ -131,8 +131,9 @@ func TestDevicesPublishOnlyIntoTheirProject(t *testing.T) {
 		"edgeloop/v1/beta/cam-a/examples",  // another project
 		"edgeloop/v1/alpha/cam-b/examples", // another device
 		"edgeloop/v1/beta/cam-b/status",
-		"edgeloop/v1/alpha/release",    // only the bridge releases
-		"edgeloop/v1/alpha/cam-a/acks", // and confirms
+		"edgeloop/v1/alpha/release",       // only the bridge releases
+		"edgeloop/v1/alpha/cam-a/release", // its site release too
+		"edgeloop/v1/alpha/cam-a/acks",    // and confirms
 		"edgeloop/v1/alpha/cam-a/examples",
 		"edgeloop/v1/alpha/cam-a/status",
 	} {
@@ -146,7 +147,8 @@ func TestDevicesPublishOnlyIntoTheirProject(t *testing.T) {
 		t.Fatal("cam-a's own status never reached the bridge")
 	}
 	mu.Lock()
-	for _, topic := range []string{"edgeloop/v1/beta/cam-a/examples", "edgeloop/v1/alpha/cam-b/examples", "edgeloop/v1/beta/cam-b/status"} {
+	for _, topic := range []string{"edgeloop/v1/beta/cam-a/examples", "edgeloop/v1/alpha/cam-b/examples", "edgeloop/v1/beta/cam-b/status",
+		"edgeloop/v1/alpha/cam-a/release"} {
 		if got[topic] {
 			t.Errorf("cam-a (project alpha) published to %s", topic)
 		}
@@ -171,6 +173,26 @@ func TestDevicesPublishOnlyIntoTheirProject(t *testing.T) {
 	select {
 	case r := <-releases:
 		t.Fatalf("cam-a read a second release: %s", r)
+	case <-time.After(500 * time.Millisecond):
+	}
+	// Site releases: its own, not another device's.
+	for _, d := range []string{"cam-z", "cam-a"} {
+		if tok := bridge.Publish("edgeloop/v1/alpha/"+d+"/release", 1, true, []byte(d)); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("bridge publishes the site release of %s: %v", d, tok.Error())
+		}
+		camA.Subscribe("edgeloop/v1/alpha/"+d+"/release", 1, func(_ paho.Client, m paho.Message) { releases <- string(m.Payload()) }).WaitTimeout(5 * time.Second)
+	}
+	select {
+	case r := <-releases:
+		if r != "cam-a" {
+			t.Fatalf("cam-a read the site release of %s", r)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("cam-a never read its retained site release")
+	}
+	select {
+	case r := <-releases:
+		t.Fatalf("cam-a read another site release: %s", r)
 	case <-time.After(500 * time.Millisecond):
 	}
 }
