@@ -167,6 +167,9 @@ type Release struct {
 	BaseVersion int64  `json:"base_version,omitempty"`
 	BaseSeq     int64  `json:"base_seq,omitempty"`
 	Revoked     bool   `json:"revoked,omitempty"`
+	// ReadaptedFor is the Rev of the project release a re-adaptation of the site was
+	// last asked for (ClaimReadaptation): it is asked for once per project release.
+	ReadaptedFor int64 `json:"readapted_for,omitempty"`
 }
 
 // ReleaseChange is one past release.

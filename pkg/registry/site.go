@@ -249,3 +249,20 @@ func (r *Registry) AnnounceAll(ctx context.Context, project string) error {
 	}
 	return err
 }
+
+// ClaimReadaptation records that a re-adaptation of site's release to the project
+// release of revision rev is asked for. It reports whether this call claimed it: the
+// site release is superseded by that release, not revoked, and not claimed for it
+// before (so each project release asks once per site, whatever the outcome).
+func (r *Registry) ClaimReadaptation(ctx context.Context, project, site string, rev int) (bool, error) {
+	claimed := false
+	_, err := objstore.Update(ctx, r.S, siteReleaseKey(project, site), func(rel *Release, exists bool) error {
+		claimed = false
+		if !exists || rel.Revoked || rel.BaseSeq >= int64(rev) || rel.ReadaptedFor >= int64(rev) {
+			return objstore.ErrNoChange
+		}
+		rel.ReadaptedFor, claimed = int64(rev), true
+		return nil
+	})
+	return claimed, err
+}

@@ -15,7 +15,8 @@ import (
 // TestSiteReleaseRules, on the memory store: a site's version is released to its site
 // only (never as the project release, never to another site), only when adapted from
 // the current project release; its manifest is signed with the site's own sequence
-// and names its base; a newer project release supersedes it; a revocation is a signed
+// and names its base; a newer project release supersedes it, and its re-adaptation is
+// claimed once per project release; a revocation is a signed
 // manifest with the next sequence; the overview merges both histories in time order.
 func TestSiteReleaseRules(t *testing.T) {
 	pub, key, _ := artifact.GenerateKey()
@@ -74,6 +75,12 @@ func TestSiteReleaseRules(t *testing.T) {
 	if st := SiteStatus(sr, mustRelease(t, r)); st != SiteSuperseded {
 		t.Fatalf("status %q after v3, want superseded", st)
 	}
+	// Its re-adaptation to v3 (release Rev 2) is claimed once.
+	for i, want := range []bool{true, false} {
+		if got, err := r.ClaimReadaptation(ctx, "p", "cam-1", 2); err != nil || got != want {
+			t.Fatalf("claim %d: %v %v, want %v", i, got, err, want)
+		}
+	}
 	put(4, 1, "cam-1")
 	if _, err := r.SetSiteRelease(ctx, "p", "cam-1", 4, "site", "t"); err == nil || !strings.Contains(err.Error(), "adapt the site again") {
 		t.Fatalf("a site version from an older project release: %v", err)
@@ -83,6 +90,9 @@ func TestSiteReleaseRules(t *testing.T) {
 	sr, _ = r.SiteRelease(ctx, "p", "cam-1")
 	if m, err = artifact.VerifyManifest(pub, sr.Manifest, sr.ManifestSig); err != nil || !m.Revoked || m.Seq != 2 || m.Site != "cam-1" {
 		t.Fatalf("revocation manifest %+v %v", m, err)
+	}
+	if got, err := r.ClaimReadaptation(ctx, "p", "cam-1", 3); err != nil || got {
+		t.Fatalf("a revoked site's re-adaptation claimed: %v %v", got, err)
 	}
 	if _, err := r.RevokeSiteRelease(ctx, "p", "cam-9", "ada"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("revoking a site without a release: %v", err)

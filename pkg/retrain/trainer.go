@@ -233,6 +233,9 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string, 
 		return nil, err
 	}
 	base, site := SplitMode(mode)
+	if site != "" { // whatever its outcome, the next superseded site's turn
+		defer s.readaptNext(ctx, project)
+	}
 	switch {
 	case parent == nil && base == ModeAdaptBN:
 		return nil, fmt.Errorf("project %s: batch norm adaptation needs a released model", project)
@@ -426,23 +429,33 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string, 
 			return out, err
 		}
 		out.Released = true
-		s.readaptSites(ctx, project)
+		s.readaptNext(ctx, project)
 	}
 	return out, nil
 }
 
-// readaptSites asks for a new batch norm adaptation of every site whose release the
-// new project release just superseded (its devices are back on the project release
-// meanwhile); each candidate is gated like any site candidate. A request that cannot
-// be sent is logged: the site stays on the project release until an admin asks.
-func (s *Service) readaptSites(ctx context.Context, project string) {
+// readaptNext asks for a new batch norm adaptation of one site whose release the
+// project release supersedes (its device is back on the project release meanwhile),
+// gated like any site candidate. It runs after each project release and after each
+// site's training, so superseded sites are re-adapted one after another; each is asked
+// for once per project release (ClaimReadaptation), whatever its outcome. A failure is
+// logged: the site stays on the project release until an admin asks.
+func (s *Service) readaptNext(ctx context.Context, project string) {
+	rel, err := s.reg.Current(ctx, project)
+	if err != nil {
+		return
+	}
 	sites, err := s.reg.SiteReleases(ctx, project)
 	if err != nil {
 		s.log.Warn("site releases not read: their sites are not adapted to the new release", zap.String("project", project), zap.Error(err))
 		return
 	}
 	for _, sr := range sites {
-		if sr.Revoked {
+		if registry.SiteStatus(sr, rel) != registry.SiteSuperseded {
+			continue
+		}
+		claimed, err := s.reg.ClaimReadaptation(ctx, project, sr.Site, rel.Rev)
+		if err != nil || !claimed {
 			continue
 		}
 		id, err := s.reg.RequestTraining(ctx, project, "retrain", SiteMode(sr.Site))
@@ -450,7 +463,8 @@ func (s *Service) readaptSites(ctx context.Context, project string) {
 			s.log.Warn("site not re-adapted to the new release", zap.String("project", project), zap.String("site", sr.Site), zap.Error(err))
 			continue
 		}
-		s.log.Info("site re-adaptation requested: the new project release supersedes its site release", zap.String("project", project),
-			zap.String("site", sr.Site), zap.Int64("site_version", sr.Version), zap.String("request", id))
+		s.log.Info("site re-adaptation requested: the project release supersedes its site release", zap.String("project", project),
+			zap.String("site", sr.Site), zap.Int64("site_version", sr.Version), zap.Int64("release", rel.Version), zap.String("request", id))
+		return
 	}
 }
