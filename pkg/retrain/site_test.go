@@ -138,6 +138,15 @@ func TestSiteBatchNormCandidate(t *testing.T) {
 	if _, err := s.reg.SiteRelease(ctx, p.ID, "cam-2"); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("cam-2 has a site release: %v", err)
 	}
+	// A new project release supersedes it and claims cam-1's re-adaptation (whose
+	// request fails here, without Kafka, and is logged).
+	if out, err := s.TrainOnce(ctx, p.ID, "test", ModeFull, registry.Fence{}); out == nil || !out.Version.Decision.Published {
+		t.Fatalf("project training after the site release: %+v %v", out, err)
+	}
+	rel, _ := s.reg.Current(ctx, p.ID)
+	if sr, err = s.reg.SiteRelease(ctx, p.ID, "cam-1"); err != nil || registry.SiteStatus(sr, rel) != registry.SiteSuperseded || sr.ReadaptedFor != int64(rel.Rev) {
+		t.Fatalf("cam-1's site release after project v%d: %+v %v; want superseded, re-adaptation claimed", rel.Version, sr, err)
+	}
 	if _, err := s.TrainOnce(ctx, p.ID, "test", SiteMode("cam-9"), registry.Fence{}); err == nil || !strings.Contains(err.Error(), "site cam-9 has 0 frames") {
 		t.Fatalf("a site without frames: %v", err)
 	}

@@ -425,11 +425,14 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string, 
 			out.Released = true
 			return out, nil
 		}
-		if _, err := s.reg.SetRelease(ctx, project, version, reason, "retrain", false); err != nil {
+		rel, err := s.reg.SetRelease(ctx, project, version, reason, "retrain", false)
+		if rel != nil { // moved (even if its announcement failed): superseded sites' turn
+			s.readaptNext(ctx, project)
+		}
+		if err != nil {
 			return out, err
 		}
 		out.Released = true
-		s.readaptNext(ctx, project)
 	}
 	return out, nil
 }
