@@ -16,6 +16,7 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/bridge"
 	"github.com/edgeloop/edgeloop/pkg/contract"
 	"github.com/edgeloop/edgeloop/pkg/datasets"
+	"github.com/edgeloop/edgeloop/pkg/kafkabus"
 	"github.com/edgeloop/edgeloop/pkg/mqttbus"
 	"github.com/edgeloop/edgeloop/pkg/nn"
 	"github.com/edgeloop/edgeloop/pkg/registry"
@@ -32,8 +33,12 @@ import (
 // site, in the history too.
 func TestSiteReleaseReachesOneDevice(t *testing.T) {
 	e := newEnv(t)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
+	// The retrain service creates the release topic; this test runs none.
+	if err := kafkabus.EnsureTopics(ctx, e.kafka, 3, e.kafka.Topic(contract.TopicModels)); err != nil {
+		t.Fatal(err)
+	}
 	p := "sites-" + strings.ToLower(servertest.RandomID(6))
 	reg := registry.New(e.store, e.prod, e.kafka, e.api)
 	reg.Key = e.key
