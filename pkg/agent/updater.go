@@ -75,6 +75,9 @@ func (a *Agent) loadInitialModel() error {
 // onRelease receives a retained release (the project's or the device's site release);
 // per topic, the latest one replaces any not yet handled.
 func (a *Agent) onRelease(msg mqttbus.Message) {
+	if len(msg.Payload()) == 0 {
+		return // a retained message cleared: no release, nothing to refuse
+	}
 	rel := &edgeloopv1.ModelRelease{}
 	if err := proto.Unmarshal(msg.Payload(), rel); err != nil {
 		a.refuse(nil, fmt.Sprintf("release message does not decode: %v", err))
