@@ -51,6 +51,11 @@ func TestReleaseClockNeverGoesBack(t *testing.T) {
 		{rel(2, 3*time.Second, true), false},                        // the same release again is harmless
 		{&edgeloopv1.ModelRelease{Project: "p", Version: 1}, false}, // no time: an older producer
 		{&edgeloopv1.ModelRelease{Project: "q", Version: 1, ReleasedAt: timestamppb.New(t0)}, false},
+		// A site release has its device's topic and clock: older than the project's
+		// newest release, it is not stale; an older one of the same site is.
+		{&edgeloopv1.ModelRelease{Project: "p", Site: "cam-1", Version: 7, ReleasedAt: timestamppb.New(t0.Add(time.Second))}, false},
+		{&edgeloopv1.ModelRelease{Project: "p", Site: "cam-1", Version: 6, ReleasedAt: timestamppb.New(t0)}, true},
+		{&edgeloopv1.ModelRelease{Project: "p", Site: "cam-2", Version: 6, ReleasedAt: timestamppb.New(t0)}, false},
 	}
 	for i, s := range steps {
 		if got := c.stale(s.rel); got != s.stale {
@@ -122,4 +127,15 @@ func TestConfirmerBatchesWhileAPublishIsInFlight(t *testing.T) {
 	}
 	release <- struct{}{}
 	<-stopped
+}
+
+// TestReleaseTopics: a project's release is retained on its project's topic, a site
+// release on its device's.
+func TestReleaseTopics(t *testing.T) {
+	if got := releaseTopic(&edgeloopv1.ModelRelease{Project: "p"}); got != "edgeloop/v1/p/release" {
+		t.Fatalf("project release on %q", got)
+	}
+	if got := releaseTopic(&edgeloopv1.ModelRelease{Project: "p", Site: "cam-1"}); got != "edgeloop/v1/p/cam-1/release" {
+		t.Fatalf("site release on %q", got)
+	}
 }
