@@ -149,8 +149,10 @@ type Series struct {
 // Training is one training for the dashboard, with the gate's decision: its verdict,
 // its reasons in words and the paired evidence behind them.
 type Training struct {
-	Version   int64   `json:"version"`
-	Parent    int64   `json:"parent"`
+	Version int64 `json:"version"`
+	Parent  int64 `json:"parent"`
+	// Site is the device a site candidate was adapted for ("" for the project).
+	Site      string  `json:"site,omitempty"`
 	Published bool    `json:"published"`
 	Verdict   string  `json:"verdict"`
 	Metric    string  `json:"metric"`
@@ -245,7 +247,7 @@ func (t *Tracker) Build(ctx context.Context, cur *curator.Curator, reg *registry
 	for _, ver := range vs {
 		d := ver.Decision
 		untested[ver.Version] = d.TestExamples == 0
-		tr := Training{Version: ver.Version, Parent: ver.Parent, Published: d.Published, Verdict: verdict(d), Metric: d.Metric,
+		tr := Training{Version: ver.Version, Parent: ver.Parent, Site: ver.Site, Published: d.Published, Verdict: verdict(d), Metric: d.Metric,
 			Candidate: d.Candidate, Current: d.Current, TestExamples: d.TestExamples, Reasons: d.Reasons, Evidence: d.Evidence,
 			At: ver.CreatedAt, Seconds: ver.Seconds}
 		tr.Loss, tr.ValLoss = t.curve(ctx, reg, project, ver.Version)

@@ -966,7 +966,7 @@ function renderDashboard(view, p, d) {
         h('p', { class: 'muted', id: 'candidates' }, `candidates waiting for a batch ${(d.candidates || {}).waiting || 0} · expired unpicked ${(d.candidates || {}).expired || 0}`))),
     h('h2', {}, 'Trainings'),
     h('div', { class: 'cards' }, trainings.map((t) => h('div', { class: 'panel' },
-      h('div', {}, h('strong', {}, `v${t.version}`), ` from v${t.parent || 0} · `, h('span', { class: 'pill verdict-' + t.verdict }, t.verdict === 'first' ? 'first model, published' : t.verdict),
+      h('div', {}, h('strong', {}, `v${t.version}`), ` from v${t.parent || 0}${t.site ? ' for site ' + t.site : ''} · `, h('span', { class: 'pill verdict-' + t.verdict }, t.verdict === 'first' ? 'first model, published' : t.verdict),
         h('span', { class: 'muted', 'data-gate': t.version }, !t.test_examples ? ' no test split yet'
           : t.parent ? ` ${t.metric} ${t.candidate.toFixed(3)} vs ${t.current.toFixed(3)} on ${t.test_examples} test` : ` ${t.metric} ${t.candidate.toFixed(3)} on ${t.test_examples} test`)),
       line([{ color: palette[0], points: t.loss.map((v, i) => [i + 1, v]) }, { color: palette[1], points: t.val_loss.map((v, i) => [i + 1, v]) }],
