@@ -128,6 +128,15 @@ func main() {
 	flag.StringVar(&o.out, "out", "bench/out/detect", "directory for the cells (resumable) and the tables (detect.md)")
 	flag.DurationVar(&o.deadline, "deadline", 0, "start no cell after this long (0: no limit); the tables show what finished")
 	tableOnly := flag.Bool("table", false, "print the tables of the cells already in -out, train nothing")
+	var do driftOptions
+	flag.StringVar(&do.presets, "drift-table", "", "colour drift presets of the drift table, comma-separated, or all (empty: no drift table): each preset's mAP drop, then mAP after correction batches fine-tuned on as the retrain service does (replay mode)")
+	flag.StringVar(&do.seeds, "drift-seeds", "1", "seeds of the drift table's correction scenes and fine-tunes, comma-separated (the base model is trained once, at -seed)")
+	flag.IntVar(&do.base, "drift-base", 1000, "clean training scenes of the drift table's base model (trained from -backbones' -drift-size trunk)")
+	flag.IntVar(&do.baseEpochs, "drift-base-epochs", 8, "epochs of the drift table's base model")
+	flag.StringVar(&do.size, "drift-size", "n", "family size of the drift table")
+	flag.IntVar(&do.batches, "drift-batches", 5, "correction batches per preset and seed")
+	flag.IntVar(&do.batch, "drift-batch", 50, "drifted scenes per correction batch")
+	flag.IntVar(&do.replay, "replay", 150, "replay budget of the drift table's fine-tunes (project retrain.replay; the product's default is 1,500)")
 	flag.Parse()
 	log, _ := zap.NewDevelopment()
 	defer func() { _ = log.Sync() }()
@@ -146,11 +155,25 @@ func main() {
 		if err := run(context.Background(), o, *curveSize, choice, cellDir, log); err != nil {
 			log.Fatal("detect benchmark", zap.Error(err))
 		}
+		if do.presets != "" {
+			b, err := newBench(o, choice, do.base, log)
+			if err != nil {
+				log.Fatal("drift table", zap.Error(err))
+			}
+			if err := runDrift(context.Background(), o, do, b, log); err != nil {
+				log.Fatal("drift table", zap.Error(err))
+			}
+		}
 	}
 	tables, err := printTables(cellDir)
 	if err != nil {
 		log.Fatal("tables", zap.Error(err))
 	}
+	dt, err := driftTable(filepath.Join(o.out, "drift"))
+	if err != nil {
+		log.Fatal("drift table", zap.Error(err))
+	}
+	tables += dt
 	if err := os.WriteFile(filepath.Join(o.out, "detect.md"), []byte(tables), 0o644); err != nil {
 		log.Fatal("tables", zap.Error(err))
 	}
@@ -167,6 +190,9 @@ type bench struct {
 	log     *zap.Logger
 	// arch builds the network of a size ("grid": the grid detector).
 	arch func(size string) (nn.Arch, error)
+	// scenes draws n colour scenes from seed under a drift preset (nil for digits);
+	// the same seed draws the same layouts under every preset.
+	scenes func(n int, seed uint64, d drift.Preset) ([]train.Sample, error)
 }
 
 // run trains and measures every cell not yet in cellDir: the per-size table first, then
@@ -233,7 +259,7 @@ func run(ctx context.Context, o options, curveSize string, choice backend.Choice
 				return err
 			}
 		}
-		c, err := b.runCell(ctx, j.table, j.size, j.n, j.epochs, bb)
+		c, _, _, err := b.runCell(ctx, j.table, j.size, j.n, j.epochs, bb)
 		if err != nil {
 			return fmt.Errorf("cell %s: %w", filepath.Base(path), err)
 		}
@@ -267,17 +293,22 @@ func newBench(o options, choice backend.Choice, most int, log *zap.Logger) (*ben
 		if photos.Count(colourscenes.SiteHome) == 0 {
 			b.what = "colour scenes (procedural backgrounds: no photographs installed)"
 		}
-		gen := func(n int, seed uint64) ([]train.Sample, error) {
-			sc, err := g.Scenes(colourscenes.SceneConfig{W: o.w, H: o.h, Classes: o.classes}, n, seed, none)
+		b.scenes = func(n int, seed uint64, d drift.Preset) ([]train.Sample, error) {
+			sc, err := g.Scenes(colourscenes.SceneConfig{W: o.w, H: o.h, Classes: o.classes}, n, seed, d)
 			if err != nil {
 				return nil, fmt.Errorf("colour scenes: %w", err)
 			}
+			id := fmt.Sprintf("colour-%d", seed)
+			if d.Name != drift.None {
+				id = fmt.Sprintf("colour-%s-%d", d.Name, seed)
+			}
 			out := make([]train.Sample, len(sc))
 			for i, s := range sc {
-				out[i] = train.Sample{ID: fmt.Sprintf("colour-%d-%d", seed, i), Image: s.Image, Boxes: s.Boxes}
+				out[i] = train.Sample{ID: fmt.Sprintf("%s-%d", id, i), Image: s.Image, Boxes: s.Boxes}
 			}
 			return out, nil
 		}
+		gen := func(n int, seed uint64) ([]train.Sample, error) { return b.scenes(n, seed, none) }
 		if b.data.Train, err = gen(most, 1); err != nil {
 			return nil, err
 		}
@@ -330,8 +361,9 @@ func newBench(o options, choice backend.Choice, most int, log *zap.Logger) (*ben
 }
 
 // runCell trains one detector of size on the first n training scenes for epochs epochs,
-// from scratch or from the backbone file bb, and measures it.
-func (b *bench) runCell(ctx context.Context, table, size string, n, epochs int, bb string) (cell, error) {
+// from scratch or from the backbone file bb, and measures it; it returns the trained
+// network too.
+func (b *bench) runCell(ctx context.Context, table, size string, n, epochs int, bb string) (cell, nn.Arch, *nn.Params, error) {
 	o := b.o
 	var a nn.Arch
 	var p *nn.Params
@@ -347,7 +379,7 @@ func (b *bench) runCell(ctx context.Context, table, size string, n, epochs int, 
 		p, err = nn.InitParams(a, o.seed)
 	}
 	if err != nil {
-		return cell{}, err
+		return cell{}, nn.Arch{}, nil, err
 	}
 	aug := augment.None()
 	switch o.augment {
@@ -355,7 +387,7 @@ func (b *bench) runCell(ctx context.Context, table, size string, n, epochs int, 
 	case "colour":
 		aug = augment.Colour(nn.Detect)
 	default:
-		return cell{}, fmt.Errorf("unknown -augment %q (want none or colour)", o.augment)
+		return cell{}, nn.Arch{}, nil, fmt.Errorf("unknown -augment %q (want none or colour)", o.augment)
 	}
 	rate := o.lr
 	switch {
@@ -382,7 +414,7 @@ func (b *bench) runCell(ctx context.Context, table, size string, n, epochs int, 
 		},
 	}, b.choice.Factory)
 	if err != nil && (res == nil || !errors.Is(err, train.ErrDiverged)) {
-		return cell{}, fmt.Errorf("training %s: %w", a.Name, err)
+		return cell{}, nn.Arch{}, nil, fmt.Errorf("training %s: %w", a.Name, err)
 	}
 	c.Seconds = time.Since(t0).Seconds()
 	var secs float64
@@ -394,29 +426,29 @@ func (b *bench) runCell(ctx context.Context, table, size string, n, epochs int, 
 	c.ImagesPerS = float64(n*len(res.History)) / secs
 	e, err := b.choice.Factory(nn.EngineConfig{Arch: a, Params: res.Params, BatchSize: 32})
 	if err != nil {
-		return cell{}, fmt.Errorf("engine: %w", err)
+		return cell{}, nn.Arch{}, nil, fmt.Errorf("engine: %w", err)
 	}
 	defer e.Close()
 	c.Engine = e.Name()
 	ev, err := train.Evaluate(e, a, b.classes, b.data.Test, 32)
 	if err != nil {
-		return cell{}, fmt.Errorf("evaluate: %w", err)
+		return cell{}, nn.Arch{}, nil, fmt.Errorf("evaluate: %w", err)
 	}
 	d := ev.Detection
 	c.MAP50, c.MAP5095 = d.MAP50, d.MAP5095
 	c.APSmall, c.APMedium, c.APLarge = bySize(d, "small"), bySize(d, "medium"), bySize(d, "large")
 	if o.diag && len(a.Levels) > 0 {
 		if err := printDiagnosis(e, a, b.classes, b.data); err != nil {
-			return cell{}, err
+			return cell{}, nn.Arch{}, nil, err
 		}
 	}
 	if o.latencyRuns > 0 {
 		c.LatThreads = o.latencyThreads
 		if c.P50, c.P99, err = latency(a, res.Params, b.classes, b.data.Test[0].Image, o.latencyRuns, o.latencyThreads); err != nil {
-			return cell{}, fmt.Errorf("latency: %w", err)
+			return cell{}, nn.Arch{}, nil, fmt.Errorf("latency: %w", err)
 		}
 	}
-	return c, nil
+	return c, a, res.Params, nil
 }
 
 // printDiagnosis prints diagnose's figures on the validation scenes and on as many
