@@ -136,6 +136,11 @@ func main() {
 	flag.StringVar(&do.size, "drift-size", "n", "family size of the drift table")
 	flag.IntVar(&do.batches, "drift-batches", 5, "correction batches per preset and seed")
 	flag.IntVar(&do.batch, "drift-batch", 50, "drifted scenes per correction batch")
+	var to twinOptions
+	flag.StringVar(&to.starts, "twin", "", "train the -twin-size detector on -twin-train scenes in Go and in PyTorch (bench/detect/torch_twin.py) from the same initial weights, in the same batches, and score both with pkg/evaluate, for these starts (scratch, pretrained; empty: not)")
+	flag.IntVar(&to.n, "twin-train", 300, "training scenes of -twin (epochs by -seen)")
+	flag.StringVar(&to.size, "twin-size", "n", "family size of -twin")
+	flag.StringVar(&to.python, "torch", filepath.Join(os.Getenv("HOME"), ".cache/edgeloop/torch-venv/bin/python"), "python with torch and numpy for -twin (bench/setup-torch.sh prints it)")
 	flag.IntVar(&do.replay, "replay", 150, "replay budget of the drift table's fine-tunes (project retrain.replay; the product's default is 1,500)")
 	flag.Parse()
 	log, _ := zap.NewDevelopment()
@@ -155,6 +160,15 @@ func main() {
 		if err := run(context.Background(), o, *curveSize, choice, cellDir, log); err != nil {
 			log.Fatal("detect benchmark", zap.Error(err))
 		}
+		if to.starts != "" {
+			b, err := newBench(o, choice, to.n, log)
+			if err != nil {
+				log.Fatal("twin", zap.Error(err))
+			}
+			if err := runTwin(context.Background(), o, to, b, log); err != nil {
+				log.Fatal("twin", zap.Error(err))
+			}
+		}
 		if do.presets != "" {
 			b, err := newBench(o, choice, do.base, log)
 			if err != nil {
@@ -173,7 +187,11 @@ func main() {
 	if err != nil {
 		log.Fatal("drift table", zap.Error(err))
 	}
-	tables += dt
+	tw, err := twinTable(filepath.Join(o.out, "twin"))
+	if err != nil {
+		log.Fatal("twin table", zap.Error(err))
+	}
+	tables += dt + tw
 	if err := os.WriteFile(filepath.Join(o.out, "detect.md"), []byte(tables), 0o644); err != nil {
 		log.Fatal("tables", zap.Error(err))
 	}

@@ -596,13 +596,19 @@ func Evaluate(e nn.Engine, a nn.Arch, classes []string, samples []Sample, batchS
 	if err != nil {
 		return Evaluation{}, err
 	}
+	return EvaluatePredictions(a, classes, samples, preds), nil
+}
+
+// EvaluatePredictions scores predictions of samples (Predict's, or another
+// implementation's outputs decoded by Decode) the way Evaluate does.
+func EvaluatePredictions(a nn.Arch, classes []string, samples []Sample, preds [][]vision.Prediction) Evaluation {
 	if a.Task == nn.Classify {
 		truth, got := make([]int, len(samples)), make([]int, len(samples))
 		for i, s := range samples {
 			truth[i], got[i] = s.Label, preds[i][0].Class
 		}
 		r := evaluate.Classification(truth, got, classes)
-		return Evaluation{Classification: &r}, nil
+		return Evaluation{Classification: &r}
 	}
 	gt := make([][]nn.Box, len(samples))
 	dets := make([][]nn.Detection, len(samples))
@@ -616,7 +622,7 @@ func Evaluate(e nn.Engine, a nn.Arch, classes []string, samples []Sample, batchS
 		}
 	}
 	r := evaluate.DetectionSized(gt, dets, classes, sizes)
-	return Evaluation{Detection: &r}, nil
+	return Evaluation{Detection: &r}
 }
 
 // Predict runs the engine's model on samples. Detection uses a low score threshold
@@ -635,15 +641,18 @@ func Predict(e nn.Engine, a nn.Arch, classes []string, samples []Sample, batchSi
 			return nil, err
 		}
 		for i := 0; i < end-start; i++ {
-			o := res[i*k : (i+1)*k]
-			if a.Task == nn.Classify {
-				out = append(out, vision.DecodeClassify(o, classes, vision.Options{}))
-			} else {
-				out = append(out, vision.DecodeDetect(a, o, classes, vision.Options{MinScore: 0.01}))
-			}
+			out = append(out, Decode(a, classes, res[i*k:(i+1)*k]))
 		}
 	}
 	return out, nil
+}
+
+// Decode turns one image's network output into Predict's predictions.
+func Decode(a nn.Arch, classes []string, out []float32) []vision.Prediction {
+	if a.Task == nn.Classify {
+		return vision.DecodeClassify(out, classes, vision.Options{})
+	}
+	return vision.DecodeDetect(a, out, classes, vision.Options{MinScore: 0.01})
 }
 
 func kept(best int) string {
