@@ -9,6 +9,7 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/nn"
 	"github.com/edgeloop/edgeloop/pkg/nn/gorgoniaengine"
 	"github.com/edgeloop/edgeloop/pkg/train"
+	"github.com/edgeloop/edgeloop/pkg/vision"
 )
 
 // TestMultiScaleDetectorOverfits: the smallest multi-scale detector learns ten colour
@@ -66,6 +67,25 @@ func TestMultiScaleDetectorOverfits(t *testing.T) {
 	}
 	if map50 < 0.9 {
 		t.Fatalf("mAP@0.5 %.3f on the training scenes, want ≥ 0.9", map50)
+	}
+	// The same network's raw outputs scored through Decode and EvaluatePredictions
+	// (how bench/detect -twin scores PyTorch's) give Evaluate's figures.
+	var x []float32
+	for _, s := range samples {
+		x = append(x, vision.Input(a, s.Image)...)
+	}
+	out, err := e.Forward(x, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := a.OutputSize()
+	preds := make([][]vision.Prediction, n)
+	for i := range preds {
+		preds[i] = train.Decode(a, classes, out[i*k:(i+1)*k])
+	}
+	ev := train.EvaluatePredictions(a, classes, samples, preds)
+	if ev.Detection.MAP50 != map50 || ev.Detection.MAP5095 != map5095 {
+		t.Errorf("outputs scored by EvaluatePredictions: mAP %.4f/%.4f, Evaluate's %.4f/%.4f", ev.Detection.MAP50, ev.Detection.MAP5095, map50, map5095)
 	}
 }
 
