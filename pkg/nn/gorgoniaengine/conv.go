@@ -35,7 +35,8 @@ type convOp struct {
 	relu   bool
 	oh, ow int
 	// col is the unrolled input of the last forward pass, image by image (N × C·K·K ×
-	// H'·W'), reused by the backward pass of the same run.
+	// H'·W'), reused by the backward pass of the same run; none for a pointwise conv,
+	// whose unrolled input is its input.
 	col []float32
 	// fresh says col holds the unrolled input of the current x.
 	fresh bool
@@ -123,20 +124,44 @@ func (op *convOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error
 	if err != nil {
 		return nil, err
 	}
+	op.forward(x, w, b, y, true)
+	return prealloc, nil
+}
+
+// forward computes y from x, the filters w and the bias b (nil: none). With keep, the
+// unrolled input stays in op.col for the weight gradient of the same run; else each
+// image is unrolled into scratch memory given back at once (a pass without backward).
+func (op *convOp) forward(x, w, b, y []float32, keep bool) {
 	if op.depthwise() {
 		op.depthwiseForward(x, w, b, y)
 		if op.relu {
 			chunks(len(y), func(lo, hi int) { rectify(y[lo:hi]) })
 		}
-		return prealloc, nil
+		return
 	}
-	op.mu.Lock()
-	defer op.mu.Unlock()
 	hw, ckk, gk, og := op.hw(), op.ckk(), op.gk(), op.og()
-	op.col = grow(op.col, ckk*op.n*hw)
+	if keep {
+		op.mu.Lock()
+		defer op.mu.Unlock()
+		if !op.pointwise() {
+			op.col = grow(op.col, ckk*op.n*hw)
+		}
+		op.fresh = true
+	}
 	parallel(op.n, func(n int) {
-		col := op.col[n*ckk*hw : (n+1)*ckk*hw]
-		op.im2col(x[n*op.c*op.h*op.w:], col)
+		var col []float32
+		switch {
+		case op.pointwise(): // the unrolled image is the image
+			col = x[n*ckk*hw : (n+1)*ckk*hw]
+		case keep:
+			col = op.col[n*ckk*hw : (n+1)*ckk*hw]
+			op.im2col(x[n*op.c*op.h*op.w:], col)
+		default:
+			buf := scratch(ckk * hw)
+			defer release(buf)
+			col = *buf
+			op.im2col(x[n*op.c*op.h*op.w:], col)
+		}
 		yn := y[n*op.o*hw : (n+1)*op.o*hw]
 		for o := 0; o < op.o; o++ {
 			var bo float32
@@ -155,9 +180,11 @@ func (op *convOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error
 			rectify(yn)
 		}
 	})
-	op.fresh = true
-	return prealloc, nil
 }
+
+// pointwise says the conv is 1×1 with stride 1 and no padding: its unrolled input is
+// the input itself, so the GEMMs read x and nothing is copied or kept.
+func (op *convOp) pointwise() bool { return op.k == 1 && op.stride == 1 && op.pad == 0 }
 
 // rectify applies Rectify's ReLU in place: v·[v ≥ 0] (−0 for a negative v).
 func rectify(y []float32) {
@@ -375,8 +402,13 @@ func (g *convGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, er
 		}
 		op.mu.Lock()
 		defer op.mu.Unlock()
-		if !op.fresh {
+		cols := op.col
+		switch {
+		case op.pointwise():
+			cols = x
+		case !op.fresh:
 			op.col = grow(op.col, ckk*op.n*hw)
+			cols = op.col
 			parallel(op.n, func(n int) { op.im2col(x[n*op.c*op.h*op.w:], op.col[n*ckk*hw:(n+1)*ckk*hw]) })
 		}
 		op.fresh = false
@@ -387,7 +419,7 @@ func (g *convGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, er
 			buf := scratch(len(out))
 			clear(*buf)
 			for n := parts[p][0]; n < parts[p][1]; n++ {
-				dyn, col := dy[n*op.o*hw:(n+1)*op.o*hw], op.col[n*ckk*hw:(n+1)*ckk*hw]
+				dyn, col := dy[n*op.o*hw:(n+1)*op.o*hw], cols[n*ckk*hw:(n+1)*ckk*hw]
 				for gi := 0; gi < op.groups; gi++ {
 					G.WhichBLAS().Sgemm(blas.NoTrans, blas.Trans, og, gk, hw, 1, dyn[gi*og*hw:], hw, col[gi*gk*hw:], hw, 1, (*buf)[gi*og*gk:], gk)
 				}

@@ -90,6 +90,13 @@ func (op *denseOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, erro
 		}
 		ins = append(ins, f)
 	}
+	op.compute(out, ins)
+	return prealloc, nil
+}
+
+// compute fills out from the op's inputs: x, W, b (forward); W, dy (dx); x, dy (dW);
+// dy (db).
+func (op *denseOp) compute(out []float32, ins [][]float32) {
 	bl := G.WhichBLAS()
 	switch op.what {
 	case denseFwd: // in: x, W, b
@@ -113,7 +120,6 @@ func (op *denseOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, erro
 			}
 		}
 	}
-	return prealloc, nil
 }
 
 func (op *denseOp) DiffWRT(n int) []bool {

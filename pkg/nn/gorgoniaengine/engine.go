@@ -1,6 +1,9 @@
 // Package gorgoniaengine computes edgeloop's networks on the CPU with Gorgonia: one
 // expression graph per batch size and purpose (inference, loss, loss with gradients),
-// all sharing the same weight memory, which the host-side Adam updates in place.
+// all sharing the same weight memory, which the host-side Adam updates in place. A
+// training step runs on Gorgonia's tape machine, where every op keeps its output for the
+// backward pass; inference and the validation loss run the same ops as a planned pass
+// (pass.go) whose buffers are shared by liveness, a fraction of the memory.
 //
 // BLAS is Gorgonia's default, gonum's pure Go; a binary built with `-tags openblas` and
 // cgo uses OpenBLAS for the GEMMs instead (see blas_openblas.go).
@@ -25,15 +28,23 @@ const (
 	forward purpose = iota
 	lossOnly
 	lossGrad
+	// tapeForward is the forward pass on the tape machine, one buffer per op: the
+	// reference the planned pass is checked against.
+	tapeForward
 )
 
 type graph struct {
-	n    int
-	g    *G.ExprGraph
-	vm   G.VM
-	x    *G.Node
+	n  int
+	g  *G.ExprGraph
+	vm G.VM
+	x  *G.Node
+	// out is the network's output; in a graph with a pass, an input the pass's output
+	// is copied into (zT) for the loss.
 	out  *G.Node
 	loss *G.Node
+	// pass computes the network (forward and lossOnly graphs); nil: the tape does.
+	pass *pass
+	zT   *tensor.Dense
 	// params are the trainable tensors' nodes (buffers have none); index their
 	// positions in the ParamSpec list.
 	params G.Nodes
@@ -107,8 +118,15 @@ func (e *Engine) build(n int, p purpose) (gr *graph, err error) {
 	a := e.cfg.Arch
 	gr = &graph{n: n, g: G.NewGraph()}
 	dt := tensor.Float32
+	// With a pass, the network's ops are built in a graph of their own that is never
+	// run; gr.g holds the loss alone.
+	planned := p == forward || p == lossOnly
+	net := gr.g
+	if planned {
+		net = G.NewGraph()
+	}
 	gr.xT = tensor.New(tensor.WithShape(n, a.InC, a.InH, a.InW), tensor.Of(dt))
-	gr.x = G.NewTensor(gr.g, dt, 4, G.WithShape(n, a.InC, a.InH, a.InW), G.WithName("x"), G.WithValue(gr.xT))
+	gr.x = G.NewTensor(net, dt, 4, G.WithShape(n, a.InC, a.InH, a.InW), G.WithName("x"), G.WithValue(gr.xT))
 
 	layers, specs, err := a.Graph()
 	if err != nil {
@@ -126,7 +144,7 @@ func (e *Engine) build(n int, p purpose) (gr *graph, err error) {
 			shape = []int{1, s.Shape[0]}
 		}
 		t := tensor.New(tensor.WithShape(shape...), tensor.WithBacking(e.params.Values[i]))
-		nodes[i] = G.NewTensor(gr.g, dt, len(shape), G.WithShape(shape...), G.WithName(s.Name), G.WithValue(t))
+		nodes[i] = G.NewTensor(net, dt, len(shape), G.WithShape(shape...), G.WithName(s.Name), G.WithValue(t))
 		gr.params = append(gr.params, nodes[i])
 		gr.index = append(gr.index, i)
 	}
@@ -208,7 +226,18 @@ func (e *Engine) build(n int, p purpose) (gr *graph, err error) {
 		outs[i] = h
 	}
 	gr.out = h
-	if p == forward {
+	if planned {
+		if gr.pass, err = newPass(layers, outs, fuseReLU, e.params, gr.xT.Data().([]float32)); err != nil {
+			return nil, err
+		}
+		if p == forward {
+			return gr, nil
+		}
+		shape := h.Shape().Clone()
+		gr.zT = tensor.New(tensor.WithShape(shape...), tensor.Of(dt))
+		gr.out = G.NewTensor(gr.g, dt, len(shape), G.WithShape(shape...), G.WithName("z"), G.WithValue(gr.zT))
+	}
+	if p == tapeForward {
 		gr.vm = G.NewTapeMachine(gr.g)
 		return gr, nil
 	}
@@ -398,6 +427,12 @@ func (e *Engine) run(gr *graph) (err error) {
 
 // Forward implements nn.Engine.
 func (e *Engine) Forward(x []float32, n int) ([]float32, error) {
+	return e.forward(x, n, forward)
+}
+
+// forward runs the network on n images with graphs of purpose p (forward, or
+// tapeForward for the reference).
+func (e *Engine) forward(x []float32, n int, p purpose) ([]float32, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	in := e.cfg.Arch.InputSize()
@@ -411,20 +446,27 @@ func (e *Engine) Forward(x []float32, n int) ([]float32, error) {
 			size = 1
 		}
 		k := min(size, n-start)
-		gr, err := e.graph(size, forward)
+		gr, err := e.graph(size, p)
 		if err != nil {
 			return nil, err
 		}
 		if err := e.load(gr, &nn.Batch{N: k, X: x[start*in : (start+k)*in]}); err != nil {
 			return nil, err
 		}
-		if err := gr.vm.RunAll(); err != nil {
+		var vals []float32
+		if gr.pass != nil {
+			if vals, err = gr.pass.run(); err != nil {
+				return nil, err
+			}
+		} else {
+			if err := gr.vm.RunAll(); err != nil {
+				gr.vm.Reset()
+				return nil, fmt.Errorf("forward: %w", err)
+			}
+			vals = gr.out.Value().Data().([]float32)
 			gr.vm.Reset()
-			return nil, fmt.Errorf("forward: %w", err)
 		}
-		vals := gr.out.Value().Data().([]float32)
 		out = append(out, vals[:k*e.outLen]...)
-		gr.vm.Reset()
 		start += k
 	}
 	return out, nil
@@ -440,6 +482,13 @@ func (e *Engine) lossOf(b *nn.Batch, p purpose) (*graph, float32, error) {
 	}
 	if err := e.load(gr, b); err != nil {
 		return nil, 0, err
+	}
+	if gr.pass != nil {
+		z, err := gr.pass.run()
+		if err != nil {
+			return nil, 0, fmt.Errorf("loss: %w", err)
+		}
+		copy(gr.zT.Data().([]float32), z)
 	}
 	if err := gr.vm.RunAll(); err != nil {
 		gr.vm.Reset()
@@ -545,8 +594,57 @@ func (e *Engine) Close() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, gr := range e.graphs {
-		_ = gr.vm.Close()
+		if gr.vm != nil {
+			_ = gr.vm.Close()
+		}
 	}
 	e.graphs = nil
 	return nil
+}
+
+// HeldBytes is the memory the engine's graphs keep between runs: the ops' outputs and
+// scratch, the passes' arenas, the inputs' buffers and the values Gorgonia's own ops left
+// on their nodes, each allocation once. The weights and the optimiser's state are not
+// counted.
+func (e *Engine) HeldBytes() int64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	seen := map[*float32]int{}
+	add := func(b []float32) {
+		if cap(b) > 0 {
+			p := &b[:1][0]
+			seen[p] = max(seen[p], cap(b))
+		}
+	}
+	for _, gr := range e.graphs {
+		add(gr.xT.Data().([]float32))
+		if gr.pass != nil {
+			for _, b := range gr.pass.bufs {
+				add(b)
+			}
+		}
+		for _, n := range gr.g.AllNodes() {
+			switch op := n.Op().(type) {
+			case *fnOp:
+				add(op.mem)
+			case *convOp:
+				add(op.out)
+				add(op.col)
+			case *convGradOp:
+				add(op.out)
+			case *denseOp:
+				add(op.mem)
+			}
+			if v, ok := n.Value().(tensor.Tensor); ok && v != nil {
+				if f, ok := v.Data().([]float32); ok {
+					add(f)
+				}
+			}
+		}
+	}
+	var n int64
+	for _, c := range seen {
+		n += int64(c) * 4
+	}
+	return n
 }
