@@ -41,8 +41,7 @@ type convOp struct {
 	// fresh says col holds the unrolled input of the current x.
 	fresh bool
 	mu    sync.Mutex
-	// out is the memory of the op's output, reused run after run.
-	out []float32
+	out   outMem
 }
 
 func newConvOp(x, w *G.Node, pad, stride, groups int, bias, relu bool) (*convOp, error) {
@@ -101,7 +100,9 @@ func (op *convOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 
 // Do implements G.Op.
 func (op *convOp) Do(in ...G.Value) (G.Value, error) {
-	return op.UsePreallocDo(owned(&op.out, tensor.Shape{op.n, op.o, op.oh, op.ow}), in...)
+	v, err := op.UsePreallocDo(op.out.get(tensor.Shape{op.n, op.o, op.oh, op.ow}), in...)
+	op.out.read(in)
+	return v, err
 }
 
 // UsePreallocDo implements G.UsePreallocDoer.
@@ -330,7 +331,7 @@ const (
 type convGradOp struct {
 	fwd  *convOp
 	what gradKind
-	out  []float32 // the output's memory, reused run after run
+	out  outMem
 }
 
 func (g *convGradOp) Arity() int {
@@ -365,7 +366,9 @@ func (g *convGradOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 
 func (g *convGradOp) Do(in ...G.Value) (G.Value, error) {
 	s, _ := g.InferShape()
-	return g.UsePreallocDo(owned(&g.out, s), in...)
+	v, err := g.UsePreallocDo(g.out.get(s), in...)
+	g.out.read(in)
+	return v, err
 }
 
 func (g *convGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error) {
@@ -593,9 +596,8 @@ func floats(v G.Value) ([]float32, error) {
 }
 
 // owned returns a tensor of shape over the memory *buf, allocated on the first call and
-// reused after: the tape machine forgets its values after each run (Reset) and would
-// otherwise have every op allocate its output again. An op's output is written once
-// per run and read within it, so the memory outlives nothing that reads it.
+// reused after. An op's output is written once per run and read within it, so the
+// memory outlives nothing that reads it.
 func owned(buf *[]float32, shape tensor.Shape) tensor.Tensor {
 	*buf = grow(*buf, shape.TotalSize())
 	return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(*buf))

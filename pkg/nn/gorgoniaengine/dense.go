@@ -17,7 +17,7 @@ import (
 type denseOp struct {
 	n, in, out int
 	what       denseKind
-	mem        []float32 // the output's memory, reused run after run
+	mem        outMem
 }
 
 type denseKind int
@@ -74,7 +74,9 @@ func (op *denseOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 
 func (op *denseOp) Do(in ...G.Value) (G.Value, error) {
 	s, _ := op.InferShape()
-	return op.UsePreallocDo(owned(&op.mem, s), in...)
+	v, err := op.UsePreallocDo(op.mem.get(s), in...)
+	op.mem.read(in)
+	return v, err
 }
 
 func (op *denseOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error) {

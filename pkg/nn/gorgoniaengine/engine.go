@@ -45,6 +45,8 @@ type graph struct {
 	// pass computes the network (forward and lossOnly graphs); nil: the tape does.
 	pass *pass
 	zT   *tensor.Dense
+	// arena lends the ops of a training graph their outputs' memory.
+	arena *arena
 	// params are the trainable tensors' nodes (buffers have none); index their
 	// positions in the ParamSpec list.
 	params G.Nodes
@@ -260,6 +262,7 @@ func (e *Engine) build(n int, p purpose) (gr *graph, err error) {
 	if _, err := G.Grad(gr.loss, gr.params...); err != nil {
 		return nil, fmt.Errorf("gradients: %w", err)
 	}
+	gr.lendFrom(newArena())
 	gr.vm = G.NewTapeMachine(gr.g, G.BindDualValues(gr.params...))
 	return gr, nil
 }
@@ -490,6 +493,9 @@ func (e *Engine) lossOf(b *nn.Batch, p purpose) (*graph, float32, error) {
 		}
 		copy(gr.zT.Data().([]float32), z)
 	}
+	if gr.arena != nil {
+		gr.arena.reset()
+	}
 	if err := gr.vm.RunAll(); err != nil {
 		gr.vm.Reset()
 		return nil, 0, fmt.Errorf("loss: %w", err)
@@ -623,17 +629,17 @@ func (e *Engine) HeldBytes() int64 {
 				add(b)
 			}
 		}
+		if gr.arena != nil {
+			for _, b := range gr.arena.bufs {
+				add(b)
+			}
+		}
 		for _, n := range gr.g.AllNodes() {
-			switch op := n.Op().(type) {
-			case *fnOp:
-				add(op.mem)
-			case *convOp:
-				add(op.out)
+			if m := memOf(n.Op()); m != nil {
+				add(m.own)
+			}
+			if op, ok := n.Op().(*convOp); ok {
 				add(op.col)
-			case *convGradOp:
-				add(op.out)
-			case *denseOp:
-				add(op.mem)
 			}
 			if v, ok := n.Value().(tensor.Tensor); ok && v != nil {
 				if f, ok := v.Data().([]float32); ok {

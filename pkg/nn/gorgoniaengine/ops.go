@@ -24,8 +24,7 @@ type fnOp struct {
 	// back returns one gradient node per input, given the op's inputs and the
 	// gradient of its output; nil for ops that are never differentiated.
 	back func(in G.Nodes, grad *G.Node) (G.Nodes, error)
-	// mem is the output's memory, reused run after run.
-	mem []float32
+	mem  outMem
 }
 
 // apply adds an fnOp to the graph of in.
@@ -52,7 +51,9 @@ func (op *fnOp) Type() hm.Type {
 func (op *fnOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return op.out.Clone(), nil }
 
 func (op *fnOp) Do(in ...G.Value) (G.Value, error) {
-	return op.UsePreallocDo(owned(&op.mem, op.out), in...)
+	v, err := op.UsePreallocDo(op.mem.get(op.out), in...)
+	op.mem.read(in)
+	return v, err
 }
 
 func (op *fnOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error) {
