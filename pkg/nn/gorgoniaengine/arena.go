@@ -13,13 +13,14 @@ type outMem struct {
 	own   []float32
 	arena *arena
 	// readers is how many ops read the output, all of them the engine's own, which
-	// give the memory back; 0: it stays lent until the run ends.
+	// give the memory back; 0: the output is kept until the run ends.
 	readers int
 }
 
-// get is the output's memory for this run, of shape.
+// get is the output's memory for this run, of shape. An output kept for the whole run
+// has memory of its own: lent, it would hold a buffer the arena could lend again.
 func (m *outMem) get(shape tensor.Shape) tensor.Tensor {
-	if m.arena == nil {
+	if m.arena == nil || m.readers == 0 {
 		return owned(&m.own, shape)
 	}
 	return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(m.arena.lend(shape.TotalSize(), m.readers)))
@@ -53,17 +54,16 @@ func memOf(op G.Op) *outMem {
 // rather than one buffer per op (an activation's gradient dies as soon as the ops
 // below have read it). Buffers are reused in the tape's order, whatever it is: a buffer
 // is free only when every reader has run. An output that nothing reads (a parameter's
-// gradient) or that one of Gorgonia's own ops reads (Add, Reshape, the loss) stays lent
-// until the run ends. The runs of a graph lend alike, so after the first nothing is
-// allocated.
+// gradient) or that one of Gorgonia's own ops reads (Add, Reshape, the loss), which
+// gives nothing back, has memory of its own instead. The runs of a graph lend alike,
+// so after the first nothing is allocated.
 type arena struct {
 	bufs [][]float32
 	free []int // indices into bufs
 	lent map[*float32]*loan
 }
 
-// loan is bufs[i] lent for an output that left readers have still to read (0: kept
-// until the run ends).
+// loan is bufs[i] lent for an output that left readers have still to read.
 type loan struct{ i, left int }
 
 func newArena() *arena { return &arena{lent: map[*float32]*loan{}} }
@@ -111,7 +111,7 @@ func (a *arena) read(in []G.Value) {
 			dup = dup || first(w) == p
 		}
 		l := a.lent[p]
-		if dup || l == nil || l.left == 0 {
+		if dup || l == nil {
 			continue
 		}
 		if l.left--; l.left == 0 {

@@ -346,7 +346,7 @@ func (gr *graph) multiScaleLoss(a nn.Arch) error {
 	targets := &nn.DetTargets{W: gr.wT.Data().([]float32), T: gr.tT.Data().([]float32), M: gr.mT.Data().([]float32), B: gr.bT.Data().([]float32)}
 	n := gr.n
 	var dz []float32 // the gradient of the last forward pass
-	back := func(in G.Nodes, grad *G.Node) (G.Nodes, error) {
+	back := func(in G.Nodes, _, grad *G.Node) (G.Nodes, error) {
 		d, err := apply("msloss.dz", in[0].Shape(), func(out []float32, in [][]float32) {
 			g := in[1][0]
 			for i, v := range dz {

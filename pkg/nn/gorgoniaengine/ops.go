@@ -21,14 +21,18 @@ type fnOp struct {
 	out    tensor.Shape
 	// fwd fills out (every element) from the inputs.
 	fwd func(out []float32, in [][]float32)
-	// back returns one gradient node per input, given the op's inputs and the
-	// gradient of its output; nil for ops that are never differentiated.
-	back func(in G.Nodes, grad *G.Node) (G.Nodes, error)
+	// back returns one gradient node per input, given the op's inputs, its output and
+	// the gradient of its output; nil for ops that are never differentiated.
+	back backFunc
 	mem  outMem
 }
 
+// backFunc makes an op's gradients: one node per input, from the op's inputs, its output
+// and the gradient of its output.
+type backFunc func(in G.Nodes, out, dy *G.Node) (G.Nodes, error)
+
 // apply adds an fnOp to the graph of in.
-func apply(name string, out tensor.Shape, fwd func(out []float32, in [][]float32), back func(G.Nodes, *G.Node) (G.Nodes, error), in ...*G.Node) (*G.Node, error) {
+func apply(name string, out tensor.Shape, fwd func(out []float32, in [][]float32), back backFunc, in ...*G.Node) (*G.Node, error) {
 	op := &fnOp{name: name, out: out, fwd: fwd, back: back}
 	for _, n := range in {
 		op.inDims = append(op.inDims, n.Dims())
@@ -86,11 +90,11 @@ func (op *fnOp) DiffWRT(n int) []bool {
 	return d
 }
 
-func (op *fnOp) SymDiff(in G.Nodes, _, grad *G.Node) (G.Nodes, error) {
+func (op *fnOp) SymDiff(in G.Nodes, out, grad *G.Node) (G.Nodes, error) {
 	if op.back == nil {
 		return nil, fmt.Errorf("%s is not differentiable", op.name)
 	}
-	return op.back(in, grad)
+	return op.back(in, out, grad)
 }
 
 // shape4 is a node's (N, C, H, W).
@@ -102,7 +106,7 @@ func shape4(x *G.Node) (n, c, h, w int) {
 // reluOp is ReLU as Gorgonia's Rectify computes it (x·[x ≥ 0]; NaN stays NaN) and its
 // gradient dy·[x ≥ 0], in tight loops spread over the cores.
 func reluOp(name string, x *G.Node) (*G.Node, error) {
-	back := func(in G.Nodes, dy *G.Node) (G.Nodes, error) {
+	back := func(in G.Nodes, _, dy *G.Node) (G.Nodes, error) {
 		dx, err := apply(name+".dx", in[0].Shape(), func(out []float32, in [][]float32) {
 			x, dy := in[0], in[1]
 			chunks(len(out), func(lo, hi int) {
@@ -132,15 +136,16 @@ func reluOp(name string, x *G.Node) (*G.Node, error) {
 	}, back, x)
 }
 
-// relu6Op is min(max(x, 0), 6) with gradient dy·[0 < x < 6], in tight loops spread
-// over the cores.
+// relu6Op is y = min(max(x, 0), 6) with gradient dy·[0 < x < 6], in tight loops spread
+// over the cores. The gradient reads y (0 < y < 6 exactly when 0 < x < 6, NaN in
+// neither), so that x, often a batch norm's output, is not kept for the backward pass.
 func relu6Op(name string, x *G.Node) (*G.Node, error) {
-	back := func(in G.Nodes, dy *G.Node) (G.Nodes, error) {
-		dx, err := apply(name+".dx", in[0].Shape(), func(out []float32, in [][]float32) {
-			x, dy := in[0], in[1]
+	back := func(_ G.Nodes, y, dy *G.Node) (G.Nodes, error) {
+		dx, err := apply(name+".dx", y.Shape(), func(out []float32, in [][]float32) {
+			y, dy := in[0], in[1]
 			chunks(len(out), func(lo, hi int) {
 				o, g := out[lo:hi], dy[lo:hi]
-				for i, v := range x[lo:hi] {
+				for i, v := range y[lo:hi] {
 					if v > 0 && v < 6 {
 						o[i] = g[i]
 					} else {
@@ -148,7 +153,7 @@ func relu6Op(name string, x *G.Node) (*G.Node, error) {
 					}
 				}
 			})
-		}, nil, in[0], dy)
+		}, nil, y, dy)
 		return G.Nodes{dx}, err
 	}
 	return apply(name, x.Shape(), func(out []float32, in [][]float32) {
@@ -165,7 +170,7 @@ func relu6Op(name string, x *G.Node) (*G.Node, error) {
 // unary applies an element-wise activation f with derivative df (of the input), in
 // chunks spread over the cores.
 func unary(name string, x *G.Node, f, df func(float32) float32) (*G.Node, error) {
-	back := func(in G.Nodes, dy *G.Node) (G.Nodes, error) {
+	back := func(in G.Nodes, _, dy *G.Node) (G.Nodes, error) {
 		dx, err := apply(name+".dx", in[0].Shape(), func(out []float32, in [][]float32) {
 			x, dy := in[0], in[1]
 			chunks(len(out), func(lo, hi int) {
@@ -199,7 +204,7 @@ func siluGrad(v float32) float32 {
 func gap(name string, x *G.Node) (*G.Node, error) {
 	n, c, h, w := shape4(x)
 	hw := h * w
-	back := func(in G.Nodes, dy *G.Node) (G.Nodes, error) {
+	back := func(in G.Nodes, _, dy *G.Node) (G.Nodes, error) {
 		dx, err := apply(name+".dx", in[0].Shape(), func(out []float32, in [][]float32) {
 			for i, g := range in[0] {
 				v := g / float32(hw)
@@ -224,7 +229,7 @@ func gap(name string, x *G.Node) (*G.Node, error) {
 // upsample2 is 2× nearest-neighbour upsampling.
 func upsample2(name string, x *G.Node) (*G.Node, error) {
 	n, c, h, w := shape4(x)
-	back := func(in G.Nodes, dy *G.Node) (G.Nodes, error) {
+	back := func(in G.Nodes, _, dy *G.Node) (G.Nodes, error) {
 		dx, err := apply(name+".dx", in[0].Shape(), func(out []float32, in [][]float32) {
 			dy := in[0]
 			for i := range out {
@@ -256,7 +261,7 @@ func concat(name string, xs []*G.Node) (*G.Node, error) {
 		cs[i] = x.Shape()[1]
 		total += cs[i]
 	}
-	back := func(in G.Nodes, dy *G.Node) (G.Nodes, error) {
+	back := func(in G.Nodes, _, dy *G.Node) (G.Nodes, error) {
 		out := make(G.Nodes, len(in))
 		off := 0
 		for k := range in {
@@ -294,7 +299,7 @@ func maxPool(name string, x *G.Node, k, stride, pad int) (*G.Node, error) {
 	n, c, h, w := shape4(x)
 	oh, ow := (h+2*pad-k)/stride+1, (w+2*pad-k)/stride+1
 	idx := make([]int32, n*c*oh*ow) // the winner of each output, written by the forward pass
-	back := func(in G.Nodes, dy *G.Node) (G.Nodes, error) {
+	back := func(in G.Nodes, _, dy *G.Node) (G.Nodes, error) {
 		dx, err := apply(name+".dx", in[0].Shape(), func(out []float32, in [][]float32) {
 			dy, ohw := in[0], oh*ow
 			// Every window of channel nc lies in channel nc: channels are independent.
@@ -395,7 +400,7 @@ func batchNorm(name string, x, gamma, beta *G.Node, mean, variance []float32, ep
 		}
 		return sdy, sdyx
 	}
-	back := func(in G.Nodes, dy *G.Node) (G.Nodes, error) {
+	back := func(in G.Nodes, _, dy *G.Node) (G.Nodes, error) {
 		dx, err := apply(name+".dx", in[0].Shape(), func(out []float32, in [][]float32) {
 			x, g, dy := in[0], in[1], in[2]
 			m := float64(real() * hw)
