@@ -60,13 +60,13 @@ func memOf(op G.Op) *outMem {
 type arena struct {
 	bufs [][]float32
 	free []int // indices into bufs
-	lent map[*float32]*loan
+	lent map[*float32]loan
 }
 
 // loan is bufs[i] lent for an output that left readers have still to read.
 type loan struct{ i, left int }
 
-func newArena() *arena { return &arena{lent: map[*float32]*loan{}} }
+func newArena() *arena { return &arena{lent: map[*float32]loan{}} }
 
 // reset takes every buffer back: a run starts.
 func (a *arena) reset() {
@@ -94,7 +94,7 @@ func (a *arena) lend(n, readers int) []float32 {
 		a.free = append(a.free[:best], a.free[best+1:]...)
 	}
 	b := a.bufs[i][:n]
-	a.lent[&a.bufs[i][:1][0]] = &loan{i: i, left: readers}
+	a.lent[&a.bufs[i][:1][0]] = loan{i: i, left: readers}
 	return b
 }
 
@@ -110,11 +110,13 @@ func (a *arena) read(in []G.Value) {
 		for _, w := range in[:k] {
 			dup = dup || first(w) == p
 		}
-		l := a.lent[p]
-		if dup || l == nil {
+		l, ok := a.lent[p]
+		if dup || !ok {
 			continue
 		}
-		if l.left--; l.left == 0 {
+		if l.left--; l.left > 0 {
+			a.lent[p] = l
+		} else {
 			a.free = append(a.free, l.i)
 			delete(a.lent, p)
 		}
