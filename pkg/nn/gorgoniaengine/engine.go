@@ -1,9 +1,10 @@
 // Package gorgoniaengine computes edgeloop's networks on the CPU with Gorgonia: one
 // expression graph per batch size and purpose (inference, loss, loss with gradients),
-// all sharing the same weight memory, which the host-side Adam updates in place. A
-// training step runs on Gorgonia's tape machine, where every op keeps its output for the
-// backward pass; inference and the validation loss run the same ops as a planned pass
-// (pass.go) whose buffers are shared by liveness, a fraction of the memory.
+// all sharing the same weight memory, which the host-side Adam updates in place. Memory
+// goes by liveness: a training step runs on Gorgonia's tape machine, its ops borrowing
+// their outputs' memory from an arena until their last reader has run (arena.go);
+// inference and the validation loss run the same ops as a pass over a few shared
+// buffers (pass.go). Both give the numbers of one buffer per op, bit for bit.
 //
 // BLAS is Gorgonia's default, gonum's pure Go; a binary built with `-tags openblas` and
 // cgo uses OpenBLAS for the GEMMs instead (see blas_openblas.go).
