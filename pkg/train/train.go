@@ -42,6 +42,9 @@ type Sample struct {
 	// probability w, so that it counts w times a labelled example on average (the
 	// engines compute an unweighted mean). Val and test ignore it.
 	Weight float32
+	// Strong makes a training example learnt from Config.Strong's view instead of
+	// Config.Augment's: FixMatch's strong view of a pseudo-label (or of a correction).
+	Strong bool
 }
 
 // Split is a dataset divided for training.
@@ -96,6 +99,9 @@ type Config struct {
 	FreezeBN bool `json:"freeze_bn,omitempty"`
 	// Augment is the augmentation pipeline.
 	Augment augment.Config `json:"augment"`
+	// Strong is the pipeline of the examples marked Sample.Strong (zero: Augment's
+	// strong view, augment.Config.Strong).
+	Strong *augment.Config `json:"strong,omitempty"`
 	// MaxImbalance is the class-count ratio above which a warning is given (default 3).
 	MaxImbalance float64 `json:"max_imbalance"`
 	// Progress, when set, is told after each batch and each epoch.
@@ -110,6 +116,10 @@ func (c Config) withDefaults() Config {
 		c.Patience = 3
 	}
 	config.Default(&c.MaxImbalance, 3)
+	if c.Strong == nil {
+		s := c.Augment.Strong()
+		c.Strong = &s
+	}
 	if c.Schedule == "" {
 		c.Schedule = "cosine"
 	}
@@ -173,6 +183,9 @@ func Run(ctx context.Context, arch nn.Arch, init *nn.Params, classes []string, d
 	cfg = cfg.withDefaults()
 	if err := cfg.Augment.Validate(); err != nil {
 		return nil, err
+	}
+	if err := cfg.Strong.Validate(); err != nil {
+		return nil, fmt.Errorf("strong view: %w", err)
 	}
 	if cfg.Schedule != "cosine" && cfg.Schedule != "constant" {
 		return nil, fmt.Errorf("train: schedule %q: want cosine or constant", cfg.Schedule)
@@ -405,7 +418,7 @@ func runEpoch(ctx context.Context, e nn.Engine, a nn.Arch, samples []Sample, cfg
 		for bi := 0; bi < batches; bi++ {
 			idx := order[bi*cfg.BatchSize : min(len(order), (bi+1)*cfg.BatchSize)]
 			br := rand.New(rand.NewPCG(cfg.Seed^uint64(epoch)<<32, uint64(bi)))
-			b := makeBatch(a, samples, idx, cfg.Augment.ForEpoch(epoch, cfg.Epochs), br)
+			b := makeBatch(a, samples, idx, cfg.Augment.ForEpoch(epoch, cfg.Epochs), cfg.Strong.ForEpoch(epoch, cfg.Epochs), br)
 			select {
 			case ch <- prepared{b: b}:
 			case <-ctx.Done():
@@ -436,12 +449,12 @@ func runEpoch(ctx context.Context, e nn.Engine, a nn.Arch, samples []Sample, cfg
 	return sum / float64(n), nil
 }
 
-// makeBatch prepares the samples idx as a batch: resized, augmented (r nil: not
-// augmented), normalised, with the detector's targets. The images are prepared in
+// makeBatch prepares the samples idx as a batch: resized, augmented by aug (strong for
+// a Sample.Strong; r nil: not augmented), normalised, with the detector's targets. The images are prepared in
 // parallel, each from its own random stream drawn from r in order, so a batch does not
 // depend on the number of cores: augmentation (mosaic, HSV, warps) costs tens of
 // milliseconds an image, which one core cannot give a GPU hundreds of times a second.
-func makeBatch(a nn.Arch, samples []Sample, idx []int, aug augment.Config, r *rand.Rand) *nn.Batch {
+func makeBatch(a nn.Arch, samples []Sample, idx []int, aug, strong augment.Config, r *rand.Rand) *nn.Batch {
 	in := a.InputSize()
 	b := &nn.Batch{N: len(idx), X: make([]float32, len(idx)*in)}
 	rs := make([]*rand.Rand, len(idx))
@@ -454,7 +467,11 @@ func makeBatch(a nn.Arch, samples []Sample, idx []int, aug augment.Config, r *ra
 	prepare := func(k int) {
 		s := samples[idx[k]]
 		fit, fb := inputSized(a, s.Image, s.Boxes)
-		im, bx := augmentOne(a, samples, fit, fb, aug, rs[k])
+		view := aug
+		if s.Strong {
+			view = strong
+		}
+		im, bx := augmentOne(a, samples, fit, fb, view, rs[k])
 		copy(b.X[k*in:(k+1)*in], vision.Normalise(a, im.Pix))
 		boxes[k] = bx
 	}
@@ -539,7 +556,7 @@ func Validate(e nn.Engine, a nn.Arch, classes []string, samples []Sample, batchS
 		for i := start; i < min(len(samples), start+batchSize); i++ {
 			idx = append(idx, i)
 		}
-		b := makeBatch(a, samples, idx, augment.None(), nil)
+		b := makeBatch(a, samples, idx, augment.None(), augment.None(), nil)
 		l, err := e.Loss(b)
 		if err != nil {
 			return 0, 0, err
