@@ -102,6 +102,10 @@ type Config struct {
 	// Strong is the pipeline of the examples marked Sample.Strong (zero: Augment's
 	// strong view, augment.Config.Strong).
 	Strong *augment.Config `json:"strong,omitempty"`
+	// EMA, when in (0, 1), keeps an exponential moving average of the weights over the
+	// steps (Polyak averaging, as Ultralytics' ModelEMA), with decay min(EMA, (1+t)/(10+t))
+	// at step t; the average is what is validated and kept, not the raw weights.
+	EMA float64 `json:"ema,omitempty"`
 	// MaxImbalance is the class-count ratio above which a warning is given (default 3).
 	MaxImbalance float64 `json:"max_imbalance"`
 	// Progress, when set, is told after each batch and each epoch.
@@ -190,6 +194,9 @@ func Run(ctx context.Context, arch nn.Arch, init *nn.Params, classes []string, d
 	if cfg.Schedule != "cosine" && cfg.Schedule != "constant" {
 		return nil, fmt.Errorf("train: schedule %q: want cosine or constant", cfg.Schedule)
 	}
+	if !(cfg.EMA >= 0 && cfg.EMA < 1) {
+		return nil, fmt.Errorf("train: ema %v: want a decay in [0, 1)", cfg.EMA)
+	}
 	if len(classes) != arch.Classes {
 		return nil, fmt.Errorf("train: %d class names for a %d-class network", len(classes), arch.Classes)
 	}
@@ -230,6 +237,10 @@ func Run(ctx context.Context, arch nn.Arch, init *nn.Params, classes []string, d
 	res.Engine = engine.Name()
 
 	best := init.Clone()
+	var avg *ema
+	if cfg.EMA > 0 {
+		avg = &ema{decay: cfg.EMA, mean: init.Clone(), cur: init.Clone()}
+	}
 	bestLoss := math.Inf(1)
 	bad, rising := 0, 0
 	var trainErr error
@@ -239,13 +250,18 @@ func Run(ctx context.Context, arch nn.Arch, init *nn.Params, classes []string, d
 		}
 		start := time.Now()
 		engine.SetLR(cfg.lrAt(epoch))
-		trainLoss, err := runEpoch(ctx, engine, arch, data.Train, cfg, epoch)
+		trainLoss, err := runEpoch(ctx, engine, arch, data.Train, cfg, epoch, avg)
 		if err != nil {
 			if errors.Is(err, ErrDiverged) {
 				trainErr = fmt.Errorf("epoch %d: %w; %s", epoch, err, kept(res.BestEpoch))
 				break
 			}
 			return nil, err
+		}
+		if avg != nil { // validate (and keep) the average: swap it in, the raw weights aside
+			if err := avg.swapIn(engine); err != nil {
+				return nil, err
+			}
 		}
 		valLoss, valMetric, err := Validate(engine, arch, classes, data.Val, cfg.BatchSize)
 		if err != nil {
@@ -275,14 +291,23 @@ func Run(ctx context.Context, arch nn.Arch, init *nn.Params, classes []string, d
 		if cfg.Progress != nil {
 			cfg.Progress(Progress{Epoch: epoch, Epochs: cfg.Epochs, Loss: trainLoss, Done: &st})
 		}
-		if valLoss < bestLoss-cfg.MinDelta {
+		improved := valLoss < bestLoss-cfg.MinDelta
+		if improved {
 			bestLoss, bad, res.BestEpoch = valLoss, 0, epoch
 			if err := engine.ReadParams(best); err != nil {
 				return nil, err
 			}
-		} else if bad++; cfg.Patience > 0 && bad >= cfg.Patience {
-			res.StoppedEarly = epoch < cfg.Epochs
-			break
+		}
+		if avg != nil {
+			if err := engine.WriteParams(avg.cur); err != nil { // training goes on from the raw weights
+				return nil, err
+			}
+		}
+		if !improved {
+			if bad++; cfg.Patience > 0 && bad >= cfg.Patience {
+				res.StoppedEarly = epoch < cfg.Epochs
+				break
+			}
 		}
 	}
 	if err := engine.WriteParams(best); err != nil {
@@ -400,7 +425,39 @@ func epochOrder(samples []Sample, seed uint64, epoch int) []int {
 
 // runEpoch makes one pass over the shuffled train split, preparing the next batch
 // (augmentation, target encoding) while the engine computes the current one.
-func runEpoch(ctx context.Context, e nn.Engine, a nn.Arch, samples []Sample, cfg Config, epoch int) (float64, error) {
+// ema is an exponential moving average of the weights (Config.EMA): mean, over the
+// steps so far; cur holds the raw weights while the mean is in the engine.
+type ema struct {
+	decay     float64
+	steps     int
+	mean, cur *nn.Params
+}
+
+// update mixes the engine's weights after a step into the mean.
+func (m *ema) update(e nn.Engine) error {
+	if err := e.ReadParams(m.cur); err != nil {
+		return err
+	}
+	m.steps++
+	d := float32(min(m.decay, float64(1+m.steps)/float64(10+m.steps)))
+	for i, v := range m.cur.Values {
+		mv := m.mean.Values[i]
+		for j, x := range v {
+			mv[j] = d*mv[j] + (1-d)*x
+		}
+	}
+	return nil
+}
+
+// swapIn puts the mean into the engine, keeping the raw weights in cur.
+func (m *ema) swapIn(e nn.Engine) error {
+	if err := e.ReadParams(m.cur); err != nil {
+		return err
+	}
+	return e.WriteParams(m.mean)
+}
+
+func runEpoch(ctx context.Context, e nn.Engine, a nn.Arch, samples []Sample, cfg Config, epoch int, avg *ema) (float64, error) {
 	order := epochOrder(samples, cfg.Seed, epoch)
 	if len(order) == 0 {
 		return 0, nil
@@ -435,6 +492,11 @@ func runEpoch(ctx context.Context, e nn.Engine, a nn.Arch, samples []Sample, cfg
 		}
 		if math.IsNaN(float64(loss)) || math.IsInf(float64(loss), 0) {
 			return 0, fmt.Errorf("%w: loss %v at batch %d", ErrDiverged, loss, bi+1)
+		}
+		if avg != nil {
+			if err := avg.update(e); err != nil {
+				return 0, err
+			}
 		}
 		sum += float64(loss) * float64(p.b.N)
 		n += p.b.N

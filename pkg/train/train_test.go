@@ -257,3 +257,37 @@ func TestFreezeBN(t *testing.T) {
 		}
 	}
 }
+
+// TestEMAKeepsTheAverage: with Config.EMA the weights kept are the moving average,
+// which lags behind the raw weights (nearer the start), and a decay outside [0, 1) is
+// refused.
+func TestEMAKeepsTheAverage(t *testing.T) {
+	all := tiny(t, 160, false)
+	data := train.Split{Train: all[:128], Val: all[128:]}
+	a := nn.ClassifierArch(10)
+	init, err := nn.InitParams(a, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dist := func(p *nn.Params) float64 {
+		var s float64
+		for i, v := range p.Values {
+			for j, x := range v {
+				d := float64(x - init.Values[i][j])
+				s += d * d
+			}
+		}
+		return math.Sqrt(s)
+	}
+	cfg := train.Config{Epochs: 1, Seed: 3, BatchSize: 16, Augment: augment.None(), Schedule: "constant"}
+	raw := run(t, a, data, cfg)
+	cfg.EMA = 0.9
+	avg := run(t, a, data, cfg)
+	if dr, da := dist(raw.Params), dist(avg.Params); !(da > 0 && da < 0.95*dr) {
+		t.Fatalf("the average moved %.4f from the start, the raw weights %.4f", da, dr)
+	}
+	cfg.EMA = 1
+	if _, err := train.Run(context.Background(), a, init, datasets.Classes(), data, cfg, gorgoniaengine.Factory); err == nil {
+		t.Fatal("an EMA decay of 1 was accepted")
+	}
+}
