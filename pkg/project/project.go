@@ -72,7 +72,9 @@ type BatchSettings struct {
 	// Select is how a batch is picked from the candidates: selection.Oldest (the
 	// default: round robin over predicted class and sampling reason, oldest first),
 	// selection.Diverse (operator flags, then uncertain and mutually different frames,
-	// class-balanced: BADGE-like) or selection.Typical (TypiClust-like).
+	// class-balanced: BADGE-like), selection.ClusterMargin (the lowest margins
+	// round-robin over clusters of the pool: Cluster-Margin) or selection.Typical
+	// (TypiClust-like).
 	Select string `json:"select"`
 	// ColdStart is, with Select diverse, how many first batches of a project are picked
 	// typical-first (selection.Typical) before Select takes over; a new site (a device
@@ -233,9 +235,10 @@ func (p *Project) Validate() error {
 		return fmt.Errorf("project %s: batch pool %d ttl %s: want 0 ≤ pool ≤ 10000 and ttl ≥ 0", p.ID, b.Pool, b.TTL.D())
 	}
 	switch b.Select {
-	case "", selection.Diverse, selection.Typical, selection.Oldest:
+	case "", selection.Diverse, selection.ClusterMargin, selection.Typical, selection.Oldest:
 	default:
-		return fmt.Errorf("project %s: batch select %q: want %s, %s or %s", p.ID, b.Select, selection.Diverse, selection.Typical, selection.Oldest)
+		return fmt.Errorf("project %s: batch select %q: want %s, %s, %s or %s", p.ID, b.Select, selection.Diverse, selection.ClusterMargin,
+			selection.Typical, selection.Oldest)
 	}
 	s := p.Split
 	if s.Train < 0 || s.Val < 0 || s.Test < 0 || s.Train+s.Val+s.Test < 0.999 || s.Train+s.Val+s.Test > 1.001 {
