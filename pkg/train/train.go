@@ -106,6 +106,11 @@ type Config struct {
 	// steps (Polyak averaging, as Ultralytics' ModelEMA), with decay min(EMA, (1+t)/(10+t))
 	// at step t; the average is what is validated and kept, not the raw weights.
 	EMA float64 `json:"ema,omitempty"`
+	// KeepLast keeps the weights of the last epoch, with early stopping off, rather
+	// than those of the lowest val loss (val is still measured and reported): for a
+	// fine-tune whose val split predates what it adapts to (a drift the val examples do
+	// not show), where the lowest val loss picks the least adapted weights.
+	KeepLast bool `json:"keep_last,omitempty"`
 	// MaxImbalance is the class-count ratio above which a warning is given (default 3).
 	MaxImbalance float64 `json:"max_imbalance"`
 	// Progress, when set, is told after each batch and each epoch.
@@ -291,7 +296,7 @@ func Run(ctx context.Context, arch nn.Arch, init *nn.Params, classes []string, d
 		if cfg.Progress != nil {
 			cfg.Progress(Progress{Epoch: epoch, Epochs: cfg.Epochs, Loss: trainLoss, Done: &st})
 		}
-		improved := valLoss < bestLoss-cfg.MinDelta
+		improved := valLoss < bestLoss-cfg.MinDelta || cfg.KeepLast
 		if improved {
 			bestLoss, bad, res.BestEpoch = valLoss, 0, epoch
 			if err := engine.ReadParams(best); err != nil {

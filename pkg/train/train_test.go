@@ -291,3 +291,29 @@ func TestEMAKeepsTheAverage(t *testing.T) {
 		t.Fatal("an EMA decay of 1 was accepted")
 	}
 }
+
+// TestKeepLastRunsEveryEpoch: the overfitting setup that stops early keeps, with
+// KeepLast, training to the last epoch and returns that epoch's weights (their val loss
+// is the last one's, above the minimum seen).
+func TestKeepLastRunsEveryEpoch(t *testing.T) {
+	all := tiny(t, 260, true)
+	data := train.Split{Train: all[:200], Val: all[200:]}
+	a := nn.ClassifierArch(10)
+	res := run(t, a, data, train.Config{Epochs: 12, Patience: 3, Seed: 3, LR: 3e-3, BatchSize: 32, Augment: augment.None(), KeepLast: true})
+	if res.StoppedEarly || len(res.History) != 12 || res.BestEpoch != 12 {
+		t.Fatalf("KeepLast: %d epochs, kept epoch %d, stopped early %v", len(res.History), res.BestEpoch, res.StoppedEarly)
+	}
+	e, _ := gorgoniaengine.New(nn.EngineConfig{Arch: a, Params: res.Params})
+	defer e.Close()
+	loss, _, err := train.Validate(e, a, datasets.Classes(), data.Val, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, lowest := res.History[11].ValLoss, res.History[0].ValLoss
+	for _, h := range res.History {
+		lowest = min(lowest, h.ValLoss)
+	}
+	if math.Abs(loss-last) > 1e-4 || !(last > lowest) {
+		t.Fatalf("returned weights have val loss %.5f, the last epoch %.5f, the lowest %.5f", loss, last, lowest)
+	}
+}
