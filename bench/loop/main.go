@@ -179,6 +179,17 @@ func strategies() []strategy {
 		{name: "random-last", cfg: random, mode: retrain.ModeFull, last: true},
 		{name: "agentshare-last", cfg: margin, mode: retrain.ModeFull, agentShare: 0.5, last: true},
 		{name: "cmargin-last", cfg: margin, mode: retrain.ModeFull, pool: 8, method: selection.ClusterMargin, last: true},
+		// The combinations: Cluster-Margin with pseudo-labels, and the last epoch kept.
+		{name: "cmargin-pseudo", cfg: margin, mode: retrain.ModeFull, pool: 8, method: selection.ClusterMargin, pseudo: 300,
+			pseudoMin: 0.9, pseudoWeight: project.DefaultPseudoWeight, pseudoKeep: project.DefaultPseudoMax},
+		{name: "cmargin-pseudo-last", cfg: margin, mode: retrain.ModeFull, pool: 8, method: selection.ClusterMargin, pseudo: 300,
+			pseudoMin: 0.9, pseudoWeight: project.DefaultPseudoWeight, pseudoKeep: project.DefaultPseudoMax, last: true},
+		{name: "random-last12", cfg: random, mode: retrain.ModeFull, last: true, epochs: 12},
+		{name: "agentshare-last12", cfg: margin, mode: retrain.ModeFull, agentShare: 0.5, last: true, epochs: 12},
+		{name: "agentshare-pseudo-last", cfg: margin, mode: retrain.ModeFull, agentShare: 0.5, pseudo: 100,
+			pseudoMin: project.DefaultPseudoMinConfidence, pseudoWeight: project.DefaultPseudoWeight, pseudoKeep: project.DefaultPseudoMax, last: true},
+		{name: "agentshare-pseudo300-last", cfg: margin, mode: retrain.ModeFull, agentShare: 0.5, pseudo: 300,
+			pseudoMin: 0.9, pseudoWeight: project.DefaultPseudoWeight, pseudoKeep: project.DefaultPseudoMax, last: true},
 		{name: "random-focus", cfg: random, mode: retrain.ModeFull, repeat: 2, epochs: 12, lr: 2.5e-4},
 		{name: "agentshare-focus", cfg: margin, mode: retrain.ModeFull, agentShare: 0.5, repeat: 2, epochs: 12, lr: 2.5e-4},
 	}
@@ -239,8 +250,11 @@ func describeAll(s strategy) string {
 	if s.repeat > 1 {
 		d += fmt.Sprintf(", new corrections %d× in the train set", s.repeat)
 	}
-	if s.epochs > 0 || s.lr > 0 {
-		d += fmt.Sprintf(", fine-tunes of %d epochs at %g", s.epochs, s.lr)
+	if s.epochs > 0 {
+		d += fmt.Sprintf(", fine-tunes of %d epochs", s.epochs)
+	}
+	if s.lr > 0 {
+		d += fmt.Sprintf(" at %g", s.lr)
 	}
 	return d
 }
