@@ -186,6 +186,8 @@ func strategies() []strategy {
 			pseudoMin: 0.9, pseudoWeight: project.DefaultPseudoWeight, pseudoKeep: project.DefaultPseudoMax, last: true},
 		{name: "random-last12", cfg: random, mode: retrain.ModeFull, last: true, epochs: 12},
 		{name: "agentshare-last12", cfg: margin, mode: retrain.ModeFull, agentShare: 0.5, last: true, epochs: 12},
+		{name: "agentshare-pseudo-last12", cfg: margin, mode: retrain.ModeFull, agentShare: 0.5, pseudo: 100,
+			pseudoMin: project.DefaultPseudoMinConfidence, pseudoWeight: project.DefaultPseudoWeight, pseudoKeep: project.DefaultPseudoMax, last: true, epochs: 12},
 		{name: "agentshare-pseudo-last", cfg: margin, mode: retrain.ModeFull, agentShare: 0.5, pseudo: 100,
 			pseudoMin: project.DefaultPseudoMinConfidence, pseudoWeight: project.DefaultPseudoWeight, pseudoKeep: project.DefaultPseudoMax, last: true},
 		{name: "agentshare-pseudo300-last", cfg: margin, mode: retrain.ModeFull, agentShare: 0.5, pseudo: 300,
