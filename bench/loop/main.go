@@ -271,7 +271,7 @@ func main() {
 	flag.IntVar(&o.seedExamples, "seed-examples", 1000, "clean digits (or colour objects) the first model is trained on")
 	flag.IntVar(&o.test, "test", 1000, "held-out drifted test images")
 	flag.IntVar(&o.maxFrames, "max-frames", 20000, "most frames a strategy may look at per iteration")
-	flag.IntVar(&o.epochs, "epochs", 0, "most epochs per fine-tuning (0: the retrain service's default)")
+	flag.IntVar(&o.epochs, "epochs", 0, "most epochs of the first model and each fine-tuning (0: 8, as docs/benchmarks.md's tables; a strategy's own epochs replace it for its fine-tunes)")
 	flag.IntVar(&o.workers, "workers", runtime.NumCPU(), "runs in parallel")
 	flag.Float64Var(&o.target, "target", 0.85, "accuracy whose label cost is reported")
 	flag.StringVar(&o.out, "out", "bench/out/loop", "directory for loop.png and results.json")

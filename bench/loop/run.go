@@ -84,10 +84,13 @@ func newScenario(ctx context.Context, o options, trainSet, testSet *mnist.Set, s
 			return nil, err
 		}
 	}
-	p.Defaults()
+	// The tables' fine-tunes and first models: 8 epochs unless -epochs (the retrain
+	// service's classifier default is 12 since session 4: the *12 strategies).
+	p.Retrain.Epochs = 8
 	if o.epochs > 0 {
 		p.Retrain.Epochs = o.epochs
 	}
+	p.Defaults()
 	sc := &scenario{seed: seed, project: p, arch: nn.ClassifierArch(len(p.Classes)), counts: map[string]int{}, drift: d, backend: be}
 	if d.Colour {
 		if err := sc.colour(o, seed); err != nil {
