@@ -104,6 +104,19 @@ type strategy struct {
 	// across iterations, the newest pseudoKeep (as the curator's store and pseudo_max).
 	pseudoWeight float32
 	pseudoKeep   int
+	// strong trains the corrections on augment.Config.Strong's view (train.Sample.Strong),
+	// pseudoStrong the pseudo-labels: FixMatch's consistency, the pseudo-label decided on
+	// the frame as the agent saw it (the weak view), learnt from a strong one.
+	strong, pseudoStrong bool
+	// The fine-tune itself, for random and the default alike: ema is the weights'
+	// moving-average decay (train.Config.EMA); repeat puts the iteration's new
+	// corrections repeat times in the train set; epochs and lr, when set, replace the
+	// retrain service's.
+	ema    float64
+	last   bool // keep the last epoch's weights (train.Config.KeepLast)
+	repeat int
+	epochs int
+	lr     float32
 }
 
 // strategies are the agent's uncertainty strategies and random sampling, the baseline.
@@ -144,6 +157,43 @@ func strategies() []strategy {
 		// More of them, less sure: 300 an iteration at ≥ 0.9 (the agent's threshold).
 		{name: "agentshare-pseudo300", cfg: margin, mode: retrain.ModeFull, agentShare: 0.5, pseudo: 300,
 			pseudoMin: 0.9, pseudoWeight: project.DefaultPseudoWeight, pseudoKeep: project.DefaultPseudoMax},
+		// Strong augmentation (augment.Config.Strong) on the corrections, for random and
+		// the default alike, and FixMatch: the pseudo-labels learnt from strong views too.
+		{name: "random-strong", cfg: random, mode: retrain.ModeFull, strong: true},
+		{name: "agentshare-strong", cfg: margin, mode: retrain.ModeFull, agentShare: 0.5, strong: true},
+		{name: "agentshare-fixmatch", cfg: margin, mode: retrain.ModeFull, agentShare: 0.5, strong: true, pseudo: 300,
+			pseudoMin: 0.9, pseudoWeight: project.DefaultPseudoWeight, pseudoKeep: project.DefaultPseudoMax, pseudoStrong: true},
+		{name: "agentshare-fixmatch-pl", cfg: margin, mode: retrain.ModeFull, agentShare: 0.5, pseudo: 300,
+			pseudoMin: 0.9, pseudoWeight: project.DefaultPseudoWeight, pseudoKeep: project.DefaultPseudoMax, pseudoStrong: true},
+		{name: "agentshare-fixmatch95", cfg: margin, mode: retrain.ModeFull, agentShare: 0.5, strong: true, pseudo: 100,
+			pseudoMin: project.DefaultPseudoMinConfidence, pseudoWeight: project.DefaultPseudoWeight, pseudoKeep: project.DefaultPseudoMax, pseudoStrong: true},
+		// Cluster-Margin over a pool of 8 × the labels of margin candidates, without and
+		// with the agent's filter.
+		{name: "cluster-margin", cfg: margin, mode: retrain.ModeFull, pool: 8, method: selection.ClusterMargin},
+		{name: "agentshare-cmargin", cfg: margin, mode: retrain.ModeFull, agentShare: 0.5, pool: 8, method: selection.ClusterMargin},
+		// The fine-tune: an EMA of the weights; the new corrections twice over, 12 epochs
+		// at half the learning rate.
+		{name: "random-ema", cfg: random, mode: retrain.ModeFull, ema: 0.9},
+		{name: "agentshare-ema", cfg: margin, mode: retrain.ModeFull, agentShare: 0.5, ema: 0.9},
+		// The last epoch's weights kept, not the lowest clean val loss's.
+		{name: "random-last", cfg: random, mode: retrain.ModeFull, last: true},
+		{name: "agentshare-last", cfg: margin, mode: retrain.ModeFull, agentShare: 0.5, last: true},
+		{name: "cmargin-last", cfg: margin, mode: retrain.ModeFull, pool: 8, method: selection.ClusterMargin, last: true},
+		// The combinations: Cluster-Margin with pseudo-labels, and the last epoch kept.
+		{name: "cmargin-pseudo", cfg: margin, mode: retrain.ModeFull, pool: 8, method: selection.ClusterMargin, pseudo: 300,
+			pseudoMin: 0.9, pseudoWeight: project.DefaultPseudoWeight, pseudoKeep: project.DefaultPseudoMax},
+		{name: "cmargin-pseudo-last", cfg: margin, mode: retrain.ModeFull, pool: 8, method: selection.ClusterMargin, pseudo: 300,
+			pseudoMin: 0.9, pseudoWeight: project.DefaultPseudoWeight, pseudoKeep: project.DefaultPseudoMax, last: true},
+		{name: "random-last12", cfg: random, mode: retrain.ModeFull, last: true, epochs: 12},
+		{name: "agentshare-last12", cfg: margin, mode: retrain.ModeFull, agentShare: 0.5, last: true, epochs: 12},
+		{name: "agentshare-pseudo-last12", cfg: margin, mode: retrain.ModeFull, agentShare: 0.5, pseudo: 100,
+			pseudoMin: project.DefaultPseudoMinConfidence, pseudoWeight: project.DefaultPseudoWeight, pseudoKeep: project.DefaultPseudoMax, last: true, epochs: 12},
+		{name: "agentshare-pseudo-last", cfg: margin, mode: retrain.ModeFull, agentShare: 0.5, pseudo: 100,
+			pseudoMin: project.DefaultPseudoMinConfidence, pseudoWeight: project.DefaultPseudoWeight, pseudoKeep: project.DefaultPseudoMax, last: true},
+		{name: "agentshare-pseudo300-last", cfg: margin, mode: retrain.ModeFull, agentShare: 0.5, pseudo: 300,
+			pseudoMin: 0.9, pseudoWeight: project.DefaultPseudoWeight, pseudoKeep: project.DefaultPseudoMax, last: true},
+		{name: "random-focus", cfg: random, mode: retrain.ModeFull, repeat: 2, epochs: 12, lr: 2.5e-4},
+		{name: "agentshare-focus", cfg: margin, mode: retrain.ModeFull, agentShare: 0.5, repeat: 2, epochs: 12, lr: 2.5e-4},
 	}
 }
 
@@ -186,6 +236,27 @@ func describeAll(s strategy) string {
 		if s.pseudoKeep > 0 {
 			d += fmt.Sprintf(", the newest %d kept", s.pseudoKeep)
 		}
+		if s.pseudoStrong {
+			d += ", learnt from strong views"
+		}
+	}
+	if s.strong {
+		d += ", corrections learnt from strong views"
+	}
+	if s.ema > 0 {
+		d += fmt.Sprintf(", EMA %.2f of the weights", s.ema)
+	}
+	if s.last {
+		d += ", the last epoch's weights kept"
+	}
+	if s.repeat > 1 {
+		d += fmt.Sprintf(", new corrections %d× in the train set", s.repeat)
+	}
+	if s.epochs > 0 {
+		d += fmt.Sprintf(", fine-tunes of %d epochs", s.epochs)
+	}
+	if s.lr > 0 {
+		d += fmt.Sprintf(" at %g", s.lr)
 	}
 	return d
 }
@@ -200,7 +271,7 @@ func main() {
 	flag.IntVar(&o.seedExamples, "seed-examples", 1000, "clean digits (or colour objects) the first model is trained on")
 	flag.IntVar(&o.test, "test", 1000, "held-out drifted test images")
 	flag.IntVar(&o.maxFrames, "max-frames", 20000, "most frames a strategy may look at per iteration")
-	flag.IntVar(&o.epochs, "epochs", 0, "most epochs per fine-tuning (0: the retrain service's default)")
+	flag.IntVar(&o.epochs, "epochs", 0, "most epochs of the first model and each fine-tuning (0: 8, as docs/benchmarks.md's tables; a strategy's own epochs replace it for its fine-tunes)")
 	flag.IntVar(&o.workers, "workers", runtime.NumCPU(), "runs in parallel")
 	flag.Float64Var(&o.target, "target", 0.85, "accuracy whose label cost is reported")
 	flag.StringVar(&o.out, "out", "bench/out/loop", "directory for loop.png and results.json")

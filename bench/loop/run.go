@@ -51,6 +51,10 @@ type point struct {
 	// Frames is how many frames the strategy saw to take its labels.
 	Frames  int     `json:"frames"`
 	Seconds float64 `json:"seconds"`
+	// BestEpoch is the fine-tune's epoch whose weights were kept (the lowest val loss)
+	// and Epochs how many it ran.
+	BestEpoch int `json:"best_epoch,omitempty"`
+	Epochs    int `json:"epochs,omitempty"`
 }
 
 // runResult is one strategy's curve on one seed.
@@ -80,10 +84,13 @@ func newScenario(ctx context.Context, o options, trainSet, testSet *mnist.Set, s
 			return nil, err
 		}
 	}
-	p.Defaults()
+	// The tables' fine-tunes and first models: 8 epochs unless -epochs (the retrain
+	// service's classifier default is 12 since session 4: the *12 strategies).
+	p.Retrain.Epochs = 8
 	if o.epochs > 0 {
 		p.Retrain.Epochs = o.epochs
 	}
+	p.Defaults()
 	sc := &scenario{seed: seed, project: p, arch: nn.ClassifierArch(len(p.Classes)), counts: map[string]int{}, drift: d, backend: be}
 	if d.Colour {
 		if err := sc.colour(o, seed); err != nil {
@@ -287,7 +294,7 @@ func run(ctx context.Context, o options, base *scenario, st strategy) (runResult
 				seen++
 				if !smp.Decide(sampling.Frame{Predictions: preds[i], Thumb: raster.Thumbnail(f.Image), Embedding: embs[i]}).Taken() {
 					if len(pseudo) < st.pseudo && float64(preds[i][0].Confidence) >= st.pseudoMin {
-						pseudo = append(pseudo, train.Sample{ID: f.ID, Image: f.Image, Label: preds[i][0].Class, Weight: st.pseudoWeight})
+						pseudo = append(pseudo, train.Sample{ID: f.ID, Image: f.Image, Label: preds[i][0].Class, Weight: st.pseudoWeight, Strong: st.pseudoStrong})
 					}
 					continue
 				}
@@ -318,6 +325,7 @@ func run(ctx context.Context, o options, base *scenario, st strategy) (runResult
 			if c.preds[0].ClassName != sc.project.Classes[c.s.Label] {
 				wrong++
 			}
+			c.s.Strong = st.strong
 			taken = append(taken, c.s)
 		}
 		if len(taken) == 0 {
@@ -330,9 +338,19 @@ func run(ctx context.Context, o options, base *scenario, st strategy) (runResult
 		}
 		labels += len(taken)
 		cfg := retrain.TrainConfig(sc.project, true, sc.seed*100+uint64(it))
+		cfg.EMA, cfg.KeepLast = st.ema, st.last
+		if st.epochs > 0 {
+			cfg.Epochs = st.epochs
+		}
+		if st.lr > 0 {
+			cfg.LR = st.lr
+		}
 		data := sc.data
 		if st.mode == retrain.ModeReplay {
 			data.Train = replaySet(sc, added, it, st.replay)
+		}
+		for range st.repeat - 1 {
+			data.Train = append(slices.Clone(data.Train), taken...)
 		}
 		if st.pseudoKeep > 0 { // the newest pseudoKeep, as the curator keeps them
 			kept = append(kept, pseudo...)
@@ -350,7 +368,7 @@ func run(ctx context.Context, o options, base *scenario, st strategy) (runResult
 			return out, err
 		}
 		out.Points = append(out.Points, point{Labels: labels, Accuracy: acc, Wrong: float64(wrong) / float64(len(taken)),
-			Frames: seen, Seconds: time.Since(start).Seconds()})
+			Frames: seen, Seconds: time.Since(start).Seconds(), BestEpoch: res.BestEpoch, Epochs: len(res.History)})
 		if len(taken) < o.perIteration {
 			out.Note = fmt.Sprintf("only %d labels in %d frames at iteration %d", len(taken), seen, it)
 			break

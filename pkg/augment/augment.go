@@ -106,6 +106,32 @@ func DefaultFor(a nn.Arch) Config {
 	return Default()
 }
 
+// Strong is the pipeline's strong view, FixMatch's (Sohn et al. NeurIPS 2020: a weak
+// view decides a pseudo-label, the network learns it from a strong one; RandAugment's
+// ranges with Cutout on every image): each operation the pipeline has, twice as often
+// (at most always) and twice as strong, rotation capped at 30°, scale at 0.3, shifts at
+// 0.2, brightness/contrast at 0.5, noise σ at 0.15 and blur σ at 1.5 px, and a cutout
+// of up to half the side on every image. Flips and mosaic stay as they are.
+func (c Config) Strong() Config {
+	up := func(op Op, capMag float64) Op {
+		if op.P == 0 {
+			return op
+		}
+		return Op{P: min(1, 2*op.P), Magnitude: min(capMag, 2*op.Magnitude)}
+	}
+	c.Rotate = up(c.Rotate, 30)
+	c.ScaleTranslate = up(c.ScaleTranslate, 0.3)
+	c.Translate = min(0.2, 2*c.Translate)
+	if c.HSV.P > 0 {
+		c.HSV = HSV{P: 1, H: min(0.05, 2*c.HSV.H), S: min(1, 2*c.HSV.S), V: min(1, 2*c.HSV.V)}
+	}
+	c.BrightnessContrast = up(c.BrightnessContrast, 0.5)
+	c.Noise = up(c.Noise, 0.15)
+	c.Blur = up(c.Blur, 1.5)
+	c.Cutout = Op{P: 1, Magnitude: 0.5}
+	return c
+}
+
 // None turns augmentation off.
 func None() Config { return Config{} }
 

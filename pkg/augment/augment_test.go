@@ -284,3 +284,35 @@ func TestValidateRefusesBadColourSettings(t *testing.T) {
 		}
 	}
 }
+
+// The strong view moves an image further than the pipeline it comes from, on grey
+// digits and colour alike, stays valid, and keeps what the pipeline leaves off off.
+func TestStrongIsStronger(t *testing.T) {
+	for _, c := range []Config{Default(), Colour(nn.Classify)} {
+		s := c.Strong()
+		if err := s.Validate(); err != nil {
+			t.Fatalf("strong view of %+v: %v", c, err)
+		}
+		if s.FlipH != c.FlipH || s.Mosaic != c.Mosaic || (c.Rotate.P == 0) != (s.Rotate.P == 0) {
+			t.Fatalf("strong view turned on what the pipeline has off: %+v", s)
+		}
+		if s.Cutout.P != 1 || s.Rotate.Magnitude > 30 || s.ScaleTranslate.Magnitude > 0.3 {
+			t.Fatalf("strong view out of RandAugment's ranges: %+v", s)
+		}
+		im := colourImage(28, 28)
+		moved := func(c Config) float64 {
+			r := rng()
+			var d float64
+			for range 200 {
+				out, _ := c.Apply(im, nil, r)
+				for i, v := range out.Pix {
+					d += math.Abs(float64(v - im.Pix[i]))
+				}
+			}
+			return d
+		}
+		if weak, strong := moved(c), moved(s); strong < 1.3*weak {
+			t.Fatalf("strong view moved the pixels %.0f, the pipeline %.0f", strong, weak)
+		}
+	}
+}

@@ -101,3 +101,21 @@ func TestPlanTrainingReplay(t *testing.T) {
 		t.Fatal("snapshot ids")
 	}
 }
+
+// A fine-tune keeps its last epoch by default, a project's fine_tune_keep "best" the
+// lowest val loss's; a first model from scratch always the lowest val loss's.
+func TestTrainConfigKeepsTheLastEpochOfFineTunes(t *testing.T) {
+	p := &project.Project{ID: "p", Task: "classify", Classes: []string{"a", "b"}}
+	p.Defaults()
+	if !retrain.TrainConfig(p, true, 1).KeepLast || retrain.TrainConfig(p, false, 1).KeepLast {
+		t.Fatal("by default a fine-tune should keep its last epoch and a first model its best")
+	}
+	p.Retrain.FineTuneKeep = project.FineTuneKeepBest
+	if retrain.TrainConfig(p, true, 1).KeepLast {
+		t.Fatal("fine_tune_keep best kept the last epoch")
+	}
+	p.Retrain.FineTuneKeep = "newest"
+	if err := p.Validate(); err == nil {
+		t.Fatal("fine_tune_keep newest was accepted")
+	}
+}

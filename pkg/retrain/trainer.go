@@ -129,10 +129,12 @@ func writeCacheFile(path string, data []byte) error {
 
 // TrainConfig is how the service trains a project: fine-tuning from the release with
 // the project's settings, or — without a parent — a first model from scratch at its
-// network's higher learning rate (nn.Arch.ScratchLR) for at least 6 epochs.
+// network's higher learning rate (nn.Arch.ScratchLR) for at least 6 epochs. A fine-tune
+// keeps its last epoch's weights unless the project's fine_tune_keep is "best".
 func TrainConfig(p *project.Project, fineTune bool, seed uint64) train.Config {
 	cfg := train.Config{Epochs: p.Retrain.Epochs, LR: p.Retrain.LR, Seed: seed, Patience: 3,
-		FreezeBackbone: p.Retrain.FreezeBackbone && fineTune, Augment: augment.Default()}
+		FreezeBackbone: p.Retrain.FreezeBackbone && fineTune, Augment: augment.Default(),
+		KeepLast: fineTune && p.Retrain.FineTuneKeep != project.FineTuneKeepBest}
 	if p.Augment != nil {
 		cfg.Augment = *p.Augment
 	}

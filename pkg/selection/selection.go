@@ -22,6 +22,10 @@ const (
 	Typical = "typical"
 	// Oldest takes candidates in arrival order (the selection before pools).
 	Oldest = "oldest"
+	// ClusterMargin is Cluster-Margin (Citovsky et al. NeurIPS 2021, for large
+	// batches): the pool clustered once over the embeddings, the lowest-margin half
+	// taken round-robin across their clusters, smallest cluster first.
+	ClusterMargin = "cluster-margin"
 )
 
 // Candidate is one frame that could be labelled.
@@ -65,6 +69,8 @@ func Pick(method string, cs []Candidate, n int, seed uint64) []int {
 		return badge(cs, must, rest, n, seed)
 	case Typical:
 		return typical(cs, must, rest, n, seed)
+	case ClusterMargin:
+		return clusterMargin(cs, must, rest, n, seed)
 	default:
 		return append(must, rest[:n-len(must)]...)
 	}
@@ -279,6 +285,69 @@ func dist2(a, b []float32) float64 {
 		s += d * d
 	}
 	return s
+}
+
+// Margin is a candidate's top-1 − top-2 probability (Confidence − the rest spread over
+// one other class when Probs is nil): low is uncertain.
+func Margin(c Candidate) float64 {
+	if c.Probs == nil {
+		return float64(c.Confidence) - float64(1-c.Confidence)
+	}
+	var a, b float32 // the largest and second largest
+	for _, v := range c.Probs {
+		switch {
+		case v > a:
+			a, b = v, a
+		case v > b:
+			b = v
+		}
+	}
+	return float64(a - b)
+}
+
+// clusterMargin is Cluster-Margin: every candidate is clustered once (k-means over the
+// normalised embeddings, n clusters), the lowest-margin half of them (at least n) are
+// grouped by cluster, and the clusters are visited round-robin from the smallest, each
+// giving its lowest-margin candidate left, until n are picked. Without embeddings it is
+// the n lowest margins.
+func clusterMargin(cs []Candidate, must, rest []int, n int, seed uint64) []int {
+	out := slices.Clone(must)
+	want := n - len(must)
+	xs := make([][]float32, len(rest))
+	for k, i := range rest {
+		xs[k] = Normalise(cs[i].Embedding)
+	}
+	assign := KMeans(xs, n, 10, seed)
+	order := make([]int, len(rest)) // positions in rest, lowest margin first
+	for k := range order {
+		order[k] = k
+	}
+	sort.SliceStable(order, func(a, b int) bool { return Margin(cs[rest[order[a]]]) < Margin(cs[rest[order[b]]]) })
+	order = order[:min(len(order), max(want, len(order)/2))]
+	var clusters [][]int // positions in rest per cluster, lowest margin first
+	at := map[int]int{}
+	for _, k := range order {
+		c, ok := at[assign[k]]
+		if !ok {
+			c = len(clusters)
+			at[assign[k]] = c
+			clusters = append(clusters, nil)
+		}
+		clusters[c] = append(clusters[c], k)
+	}
+	sort.SliceStable(clusters, func(a, b int) bool { return len(clusters[a]) < len(clusters[b]) })
+	for round := 0; want > 0; round++ {
+		took := false
+		for _, c := range clusters {
+			if round < len(c) && want > 0 {
+				out, want, took = append(out, rest[c[round]]), want-1, true
+			}
+		}
+		if !took {
+			break
+		}
+	}
+	return out
 }
 
 // Typicality of each point: the inverse of its mean Euclidean distance to its k

@@ -50,7 +50,7 @@ func TestFlaggedAlwaysGoIn(t *testing.T) {
 		cs[i] = Candidate{Probs: []float32{0.5, 0.5}, Embedding: basis(20, i), Class: "a"}
 	}
 	cs[17].Must, cs[3].Must = true, true
-	for _, m := range []string{Diverse, Typical, Oldest} {
+	for _, m := range []string{Diverse, Typical, ClusterMargin, Oldest} {
 		p := Pick(m, cs, 5, 1)
 		unique(t, p, 5)
 		if p[0] != 3 || p[1] != 17 {
@@ -172,5 +172,59 @@ func TestReduceKeepsDistances(t *testing.T) {
 	a, b := Reduce(xs[0], 128), xs[0]
 	if r := math.Sqrt(dot(a, a) / dot(b, b)); r < 0.8 || r > 1.2 {
 		t.Fatalf("projection changed the length by a factor %.2f", r)
+	}
+}
+
+// Forty near-copies of the most uncertain frame, ten different, slightly less
+// uncertain ones and forty sure ones: the ten lowest margins are all copies, where
+// Cluster-Margin's round-robin over the clusters of the lowest-margin half takes the
+// different ones (each a small cluster) first and never a sure frame.
+func TestClusterMarginSpreadsOverClusters(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	var cs []Candidate
+	for range 40 {
+		cs = append(cs, Candidate{Probs: []float32{0.5, 0.49, 0.01}, Embedding: vec(r, basis(16, 0), 0.001), Class: "a"})
+	}
+	for i := range 10 {
+		cs = append(cs, Candidate{Probs: []float32{0.6, 0.35, 0.05}, Embedding: basis(16, i+2), Class: "a"})
+	}
+	for i := range 40 {
+		cs = append(cs, Candidate{Probs: []float32{0.98, 0.01, 0.01}, Embedding: vec(r, basis(16, i%4+12), 0.3), Class: "b"})
+	}
+	first := func(c Candidate) bool { return c.Probs[0] == 0.5 }
+	for seed := uint64(1); seed <= 3; seed++ {
+		p := Pick(ClusterMargin, cs, 10, seed)
+		unique(t, p, 10)
+		if n := count(cs, p, first); n > 5 {
+			t.Fatalf("seed %d: %d picks are copies of one frame: %v", seed, n, p)
+		}
+		if n := count(cs, p, func(c Candidate) bool { return c.Probs[0] == 0.6 }); n < 5 {
+			t.Fatalf("seed %d: %d of the different uncertain frames picked: %v", seed, n, p)
+		}
+		if n := count(cs, p, func(c Candidate) bool { return c.Probs[0] > 0.9 }); n > 0 {
+			t.Fatalf("seed %d: %d sure frames picked: %v", seed, n, p)
+		}
+	}
+	// Without embeddings it is the lowest margins.
+	for i := range cs {
+		cs[i].Embedding = nil
+	}
+	if n := count(cs, Pick(ClusterMargin, cs, 10, 1), first); n != 10 {
+		t.Fatalf("without embeddings %d of 10 picks have the lowest margin", n)
+	}
+}
+
+func TestMargin(t *testing.T) {
+	for _, c := range []struct {
+		c    Candidate
+		want float64
+	}{
+		{Candidate{Probs: []float32{0.1, 0.6, 0.3}}, 0.3},
+		{Candidate{Probs: []float32{0.5, 0.5}}, 0},
+		{Candidate{Confidence: 0.8}, 0.6},
+	} {
+		if got := Margin(c.c); math.Abs(got-c.want) > 1e-6 {
+			t.Fatalf("Margin(%v) = %v, want %v", c.c.Probs, got, c.want)
+		}
 	}
 }

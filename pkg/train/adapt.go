@@ -48,7 +48,7 @@ func AdaptBN(ctx context.Context, a nn.Arch, p *nn.Params, ims []*raster.Image, 
 		for i := range idx {
 			idx[i] = b*batch + i
 		}
-		if _, err := e.Step(makeBatch(a, samples, idx, augment.None(), nil)); err != nil {
+		if _, err := e.Step(makeBatch(a, samples, idx, augment.None(), augment.None(), nil)); err != nil {
 			return nil, fmt.Errorf("adapt batch norm: batch %d: %w", b, err)
 		}
 	}

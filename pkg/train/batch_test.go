@@ -10,6 +10,7 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/colourscenes"
 	"github.com/edgeloop/edgeloop/pkg/drift"
 	"github.com/edgeloop/edgeloop/pkg/nn"
+	"github.com/edgeloop/edgeloop/pkg/raster"
 )
 
 // TestBatchDoesNotDependOnCores: makeBatch prepares images in parallel, each from its
@@ -36,7 +37,7 @@ func TestBatchDoesNotDependOnCores(t *testing.T) {
 	idx := []int{3, 0, 7, 11, 5, 2}
 	batch := func(procs int, aug augment.Config, r *rand.Rand) *nn.Batch {
 		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
-		return makeBatch(a, samples, idx, aug, r)
+		return makeBatch(a, samples, idx, aug, aug, r)
 	}
 	aug := augment.Colour(nn.Detect)
 	one := batch(1, aug, rand.New(rand.NewPCG(1, 2)))
@@ -50,5 +51,25 @@ func TestBatchDoesNotDependOnCores(t *testing.T) {
 	}
 	if n := a.InputSize(); !slices.Equal(plain.X[n:2*n], batch(1, augment.None(), nil).X[n:2*n]) {
 		t.Fatal("an unaugmented image differs between runs")
+	}
+}
+
+// A Sample.Strong example is augmented by the strong pipeline, the others by the
+// pipeline: with augmentation off and a strong view on, only the strong one changes.
+func TestStrongSamplesGetTheStrongView(t *testing.T) {
+	a := nn.ClassifierArch(10)
+	im := raster.New(28, 28)
+	for i := range im.Pix {
+		im.Pix[i] = float32(i%7) / 7
+	}
+	samples := []Sample{{Image: im, Label: 1}, {Image: im, Label: 2, Strong: true}}
+	b := makeBatch(a, samples, []int{0, 1}, augment.None(), augment.Default().Strong(), rand.New(rand.NewPCG(1, 2)))
+	plain := makeBatch(a, samples, []int{0, 1}, augment.None(), augment.None(), nil)
+	n := a.InputSize()
+	if !slices.Equal(b.X[:n], plain.X[:n]) {
+		t.Fatal("a plain sample was augmented with augmentation off")
+	}
+	if slices.Equal(b.X[n:], plain.X[n:]) {
+		t.Fatal("a strong sample was not augmented by the strong view")
 	}
 }

@@ -42,6 +42,9 @@ type Sample struct {
 	// probability w, so that it counts w times a labelled example on average (the
 	// engines compute an unweighted mean). Val and test ignore it.
 	Weight float32
+	// Strong makes a training example learnt from Config.Strong's view instead of
+	// Config.Augment's: FixMatch's strong view of a pseudo-label (or of a correction).
+	Strong bool
 }
 
 // Split is a dataset divided for training.
@@ -96,6 +99,18 @@ type Config struct {
 	FreezeBN bool `json:"freeze_bn,omitempty"`
 	// Augment is the augmentation pipeline.
 	Augment augment.Config `json:"augment"`
+	// Strong is the pipeline of the examples marked Sample.Strong (zero: Augment's
+	// strong view, augment.Config.Strong).
+	Strong *augment.Config `json:"strong,omitempty"`
+	// EMA, when in (0, 1), keeps an exponential moving average of the weights over the
+	// steps (Polyak averaging, as Ultralytics' ModelEMA), with decay min(EMA, (1+t)/(10+t))
+	// at step t; the average is what is validated and kept, not the raw weights.
+	EMA float64 `json:"ema,omitempty"`
+	// KeepLast keeps the weights of the last epoch, with early stopping off, rather
+	// than those of the lowest val loss (val is still measured and reported): for a
+	// fine-tune whose val split predates what it adapts to (a drift the val examples do
+	// not show), where the lowest val loss picks the least adapted weights.
+	KeepLast bool `json:"keep_last,omitempty"`
 	// MaxImbalance is the class-count ratio above which a warning is given (default 3).
 	MaxImbalance float64 `json:"max_imbalance"`
 	// Progress, when set, is told after each batch and each epoch.
@@ -110,6 +125,10 @@ func (c Config) withDefaults() Config {
 		c.Patience = 3
 	}
 	config.Default(&c.MaxImbalance, 3)
+	if c.Strong == nil {
+		s := c.Augment.Strong()
+		c.Strong = &s
+	}
 	if c.Schedule == "" {
 		c.Schedule = "cosine"
 	}
@@ -174,8 +193,14 @@ func Run(ctx context.Context, arch nn.Arch, init *nn.Params, classes []string, d
 	if err := cfg.Augment.Validate(); err != nil {
 		return nil, err
 	}
+	if err := cfg.Strong.Validate(); err != nil {
+		return nil, fmt.Errorf("strong view: %w", err)
+	}
 	if cfg.Schedule != "cosine" && cfg.Schedule != "constant" {
 		return nil, fmt.Errorf("train: schedule %q: want cosine or constant", cfg.Schedule)
+	}
+	if !(cfg.EMA >= 0 && cfg.EMA < 1) {
+		return nil, fmt.Errorf("train: ema %v: want a decay in [0, 1)", cfg.EMA)
 	}
 	if len(classes) != arch.Classes {
 		return nil, fmt.Errorf("train: %d class names for a %d-class network", len(classes), arch.Classes)
@@ -217,6 +242,10 @@ func Run(ctx context.Context, arch nn.Arch, init *nn.Params, classes []string, d
 	res.Engine = engine.Name()
 
 	best := init.Clone()
+	var avg *ema
+	if cfg.EMA > 0 {
+		avg = &ema{decay: cfg.EMA, mean: init.Clone(), cur: init.Clone()}
+	}
 	bestLoss := math.Inf(1)
 	bad, rising := 0, 0
 	var trainErr error
@@ -226,13 +255,18 @@ func Run(ctx context.Context, arch nn.Arch, init *nn.Params, classes []string, d
 		}
 		start := time.Now()
 		engine.SetLR(cfg.lrAt(epoch))
-		trainLoss, err := runEpoch(ctx, engine, arch, data.Train, cfg, epoch)
+		trainLoss, err := runEpoch(ctx, engine, arch, data.Train, cfg, epoch, avg)
 		if err != nil {
 			if errors.Is(err, ErrDiverged) {
 				trainErr = fmt.Errorf("epoch %d: %w; %s", epoch, err, kept(res.BestEpoch))
 				break
 			}
 			return nil, err
+		}
+		if avg != nil { // validate (and keep) the average: swap it in, the raw weights aside
+			if err := avg.swapIn(engine); err != nil {
+				return nil, err
+			}
 		}
 		valLoss, valMetric, err := Validate(engine, arch, classes, data.Val, cfg.BatchSize)
 		if err != nil {
@@ -262,14 +296,23 @@ func Run(ctx context.Context, arch nn.Arch, init *nn.Params, classes []string, d
 		if cfg.Progress != nil {
 			cfg.Progress(Progress{Epoch: epoch, Epochs: cfg.Epochs, Loss: trainLoss, Done: &st})
 		}
-		if valLoss < bestLoss-cfg.MinDelta {
+		improved := valLoss < bestLoss-cfg.MinDelta || cfg.KeepLast
+		if improved {
 			bestLoss, bad, res.BestEpoch = valLoss, 0, epoch
 			if err := engine.ReadParams(best); err != nil {
 				return nil, err
 			}
-		} else if bad++; cfg.Patience > 0 && bad >= cfg.Patience {
-			res.StoppedEarly = epoch < cfg.Epochs
-			break
+		}
+		if avg != nil {
+			if err := engine.WriteParams(avg.cur); err != nil { // training goes on from the raw weights
+				return nil, err
+			}
+		}
+		if !improved {
+			if bad++; cfg.Patience > 0 && bad >= cfg.Patience {
+				res.StoppedEarly = epoch < cfg.Epochs
+				break
+			}
 		}
 	}
 	if err := engine.WriteParams(best); err != nil {
@@ -387,7 +430,39 @@ func epochOrder(samples []Sample, seed uint64, epoch int) []int {
 
 // runEpoch makes one pass over the shuffled train split, preparing the next batch
 // (augmentation, target encoding) while the engine computes the current one.
-func runEpoch(ctx context.Context, e nn.Engine, a nn.Arch, samples []Sample, cfg Config, epoch int) (float64, error) {
+// ema is an exponential moving average of the weights (Config.EMA): mean, over the
+// steps so far; cur holds the raw weights while the mean is in the engine.
+type ema struct {
+	decay     float64
+	steps     int
+	mean, cur *nn.Params
+}
+
+// update mixes the engine's weights after a step into the mean.
+func (m *ema) update(e nn.Engine) error {
+	if err := e.ReadParams(m.cur); err != nil {
+		return err
+	}
+	m.steps++
+	d := float32(min(m.decay, float64(1+m.steps)/float64(10+m.steps)))
+	for i, v := range m.cur.Values {
+		mv := m.mean.Values[i]
+		for j, x := range v {
+			mv[j] = d*mv[j] + (1-d)*x
+		}
+	}
+	return nil
+}
+
+// swapIn puts the mean into the engine, keeping the raw weights in cur.
+func (m *ema) swapIn(e nn.Engine) error {
+	if err := e.ReadParams(m.cur); err != nil {
+		return err
+	}
+	return e.WriteParams(m.mean)
+}
+
+func runEpoch(ctx context.Context, e nn.Engine, a nn.Arch, samples []Sample, cfg Config, epoch int, avg *ema) (float64, error) {
 	order := epochOrder(samples, cfg.Seed, epoch)
 	if len(order) == 0 {
 		return 0, nil
@@ -405,7 +480,7 @@ func runEpoch(ctx context.Context, e nn.Engine, a nn.Arch, samples []Sample, cfg
 		for bi := 0; bi < batches; bi++ {
 			idx := order[bi*cfg.BatchSize : min(len(order), (bi+1)*cfg.BatchSize)]
 			br := rand.New(rand.NewPCG(cfg.Seed^uint64(epoch)<<32, uint64(bi)))
-			b := makeBatch(a, samples, idx, cfg.Augment.ForEpoch(epoch, cfg.Epochs), br)
+			b := makeBatch(a, samples, idx, cfg.Augment.ForEpoch(epoch, cfg.Epochs), cfg.Strong.ForEpoch(epoch, cfg.Epochs), br)
 			select {
 			case ch <- prepared{b: b}:
 			case <-ctx.Done():
@@ -423,6 +498,11 @@ func runEpoch(ctx context.Context, e nn.Engine, a nn.Arch, samples []Sample, cfg
 		if math.IsNaN(float64(loss)) || math.IsInf(float64(loss), 0) {
 			return 0, fmt.Errorf("%w: loss %v at batch %d", ErrDiverged, loss, bi+1)
 		}
+		if avg != nil {
+			if err := avg.update(e); err != nil {
+				return 0, err
+			}
+		}
 		sum += float64(loss) * float64(p.b.N)
 		n += p.b.N
 		bi++
@@ -436,12 +516,12 @@ func runEpoch(ctx context.Context, e nn.Engine, a nn.Arch, samples []Sample, cfg
 	return sum / float64(n), nil
 }
 
-// makeBatch prepares the samples idx as a batch: resized, augmented (r nil: not
-// augmented), normalised, with the detector's targets. The images are prepared in
+// makeBatch prepares the samples idx as a batch: resized, augmented by aug (strong for
+// a Sample.Strong; r nil: not augmented), normalised, with the detector's targets. The images are prepared in
 // parallel, each from its own random stream drawn from r in order, so a batch does not
 // depend on the number of cores: augmentation (mosaic, HSV, warps) costs tens of
 // milliseconds an image, which one core cannot give a GPU hundreds of times a second.
-func makeBatch(a nn.Arch, samples []Sample, idx []int, aug augment.Config, r *rand.Rand) *nn.Batch {
+func makeBatch(a nn.Arch, samples []Sample, idx []int, aug, strong augment.Config, r *rand.Rand) *nn.Batch {
 	in := a.InputSize()
 	b := &nn.Batch{N: len(idx), X: make([]float32, len(idx)*in)}
 	rs := make([]*rand.Rand, len(idx))
@@ -454,7 +534,11 @@ func makeBatch(a nn.Arch, samples []Sample, idx []int, aug augment.Config, r *ra
 	prepare := func(k int) {
 		s := samples[idx[k]]
 		fit, fb := inputSized(a, s.Image, s.Boxes)
-		im, bx := augmentOne(a, samples, fit, fb, aug, rs[k])
+		view := aug
+		if s.Strong {
+			view = strong
+		}
+		im, bx := augmentOne(a, samples, fit, fb, view, rs[k])
 		copy(b.X[k*in:(k+1)*in], vision.Normalise(a, im.Pix))
 		boxes[k] = bx
 	}
@@ -539,7 +623,7 @@ func Validate(e nn.Engine, a nn.Arch, classes []string, samples []Sample, batchS
 		for i := start; i < min(len(samples), start+batchSize); i++ {
 			idx = append(idx, i)
 		}
-		b := makeBatch(a, samples, idx, augment.None(), nil)
+		b := makeBatch(a, samples, idx, augment.None(), augment.None(), nil)
 		l, err := e.Loss(b)
 		if err != nil {
 			return 0, 0, err

@@ -257,3 +257,63 @@ func TestFreezeBN(t *testing.T) {
 		}
 	}
 }
+
+// TestEMAKeepsTheAverage: with Config.EMA the weights kept are the moving average,
+// which lags behind the raw weights (nearer the start), and a decay outside [0, 1) is
+// refused.
+func TestEMAKeepsTheAverage(t *testing.T) {
+	all := tiny(t, 160, false)
+	data := train.Split{Train: all[:128], Val: all[128:]}
+	a := nn.ClassifierArch(10)
+	init, err := nn.InitParams(a, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dist := func(p *nn.Params) float64 {
+		var s float64
+		for i, v := range p.Values {
+			for j, x := range v {
+				d := float64(x - init.Values[i][j])
+				s += d * d
+			}
+		}
+		return math.Sqrt(s)
+	}
+	cfg := train.Config{Epochs: 1, Seed: 3, BatchSize: 16, Augment: augment.None(), Schedule: "constant"}
+	raw := run(t, a, data, cfg)
+	cfg.EMA = 0.9
+	avg := run(t, a, data, cfg)
+	if dr, da := dist(raw.Params), dist(avg.Params); !(da > 0 && da < 0.95*dr) {
+		t.Fatalf("the average moved %.4f from the start, the raw weights %.4f", da, dr)
+	}
+	cfg.EMA = 1
+	if _, err := train.Run(context.Background(), a, init, datasets.Classes(), data, cfg, gorgoniaengine.Factory); err == nil {
+		t.Fatal("an EMA decay of 1 was accepted")
+	}
+}
+
+// TestKeepLastRunsEveryEpoch: the overfitting setup that stops early keeps, with
+// KeepLast, training to the last epoch and returns that epoch's weights (their val loss
+// is the last one's, above the minimum seen).
+func TestKeepLastRunsEveryEpoch(t *testing.T) {
+	all := tiny(t, 260, true)
+	data := train.Split{Train: all[:200], Val: all[200:]}
+	a := nn.ClassifierArch(10)
+	res := run(t, a, data, train.Config{Epochs: 12, Patience: 3, Seed: 3, LR: 3e-3, BatchSize: 32, Augment: augment.None(), KeepLast: true})
+	if res.StoppedEarly || len(res.History) != 12 || res.BestEpoch != 12 {
+		t.Fatalf("KeepLast: %d epochs, kept epoch %d, stopped early %v", len(res.History), res.BestEpoch, res.StoppedEarly)
+	}
+	e, _ := gorgoniaengine.New(nn.EngineConfig{Arch: a, Params: res.Params})
+	defer e.Close()
+	loss, _, err := train.Validate(e, a, datasets.Classes(), data.Val, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, lowest := res.History[11].ValLoss, res.History[0].ValLoss
+	for _, h := range res.History {
+		lowest = min(lowest, h.ValLoss)
+	}
+	if math.Abs(loss-last) > 1e-4 || !(last > lowest) {
+		t.Fatalf("returned weights have val loss %.5f, the last epoch %.5f, the lowest %.5f", loss, last, lowest)
+	}
+}
