@@ -211,19 +211,25 @@ var ErrNotFound = objstore.ErrNotFound
 
 // Versions lists the visible versions, oldest first.
 func (r *Registry) Versions(ctx context.Context, project string) ([]*Version, error) {
-	var out []*Version
-	err := r.S.List(ctx, "projects/"+project+"/models/", func(i objstore.Info) error {
-		if !strings.HasSuffix(i.Key, "/version.json") {
+	out, err := listJSON[Version](ctx, r.S, "projects/"+project+"/models/", "/version.json")
+	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
+	return out, err
+}
+
+// listJSON reads every JSON document under prefix whose key ends in suffix.
+func listJSON[T any](ctx context.Context, s objstore.Store, prefix, suffix string) ([]*T, error) {
+	var out []*T
+	err := s.List(ctx, prefix, func(i objstore.Info) error {
+		if !strings.HasSuffix(i.Key, suffix) {
 			return nil
 		}
-		var v Version
-		if _, err := objstore.GetJSON(ctx, r.S, i.Key, &v); err != nil {
+		var v T
+		if _, err := objstore.GetJSON(ctx, s, i.Key, &v); err != nil {
 			return err
 		}
 		out = append(out, &v)
 		return nil
 	})
-	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
 	return out, err
 }
 

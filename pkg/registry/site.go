@@ -58,18 +58,7 @@ func (r *Registry) SiteRelease(ctx context.Context, project, site string) (*Rele
 
 // SiteReleases lists a project's site releases, by site.
 func (r *Registry) SiteReleases(ctx context.Context, project string) ([]*Release, error) {
-	var out []*Release
-	err := r.S.List(ctx, "projects/"+project+"/sites/", func(i objstore.Info) error {
-		if !strings.HasSuffix(i.Key, "/release.json") {
-			return nil
-		}
-		var rel Release
-		if _, err := objstore.GetJSON(ctx, r.S, i.Key, &rel); err != nil {
-			return err
-		}
-		out = append(out, &rel)
-		return nil
-	})
+	out, err := listJSON[Release](ctx, r.S, "projects/"+project+"/sites/", "/release.json")
 	slices.SortFunc(out, func(a, b *Release) int { return strings.Compare(a.Site, b.Site) })
 	return out, err
 }
