@@ -35,6 +35,10 @@ type driftOptions struct {
 	// batches correction batches of batch drifted scenes, each fine-tuned on with the
 	// retrain service's replay mode under a replay budget of replay examples.
 	batches, batch, replay int
+	// cells is the subfolder of -out/drift the fine-tune cells go to (empty: -out/drift
+	// itself), so that a rerun under another fine-tune rule keeps the base model and
+	// each preset's drop (step 0) and leaves the earlier cells for the comparison.
+	cells string
 }
 
 // driftCell is one point of the drift table: the model after step correction batches
@@ -62,7 +66,10 @@ type driftCell struct {
 	BestEpoch int     `json:"best_epoch,omitempty"`
 	LR        float64 `json:"lr,omitempty"`
 	Batch     int     `json:"batch,omitempty"`
-	Seconds   float64 `json:"train_seconds,omitempty"`
+	// KeepLast: the fine-tune kept its last epoch (retrain.fine_tune_keep "last"), not
+	// the one of least validation loss.
+	KeepLast bool    `json:"keep_last,omitempty"`
+	Seconds  float64 `json:"train_seconds,omitempty"`
 	// Test mAP on the preset's drifted test scenes and on the clean ones (forgetting).
 	TestImages   int     `json:"test_images"`
 	DriftMAP50   float64 `json:"drift_map50"`
@@ -75,9 +82,10 @@ type driftCell struct {
 // driftBench is the drift table's state: the data and the base model.
 type driftBench struct {
 	*bench
-	do      driftOptions
-	dir, bb string
-	project *project.Project
+	do driftOptions
+	// dir holds the base model and the step-0 cells, cells the fine-tune cells.
+	dir, cells, bb string
+	project        *project.Project
 	// base is the model every preset starts from; arch its network (the backbone's
 	// batch-norm ε).
 	arch nn.Arch
@@ -114,7 +122,8 @@ func runDrift(ctx context.Context, o options, do driftOptions, b *bench, log *za
 	}
 	d := &driftBench{bench: b, do: do, dir: filepath.Join(o.out, "drift"),
 		bb: strings.ReplaceAll(o.backbones, "{size}", do.size)}
-	if err := os.MkdirAll(d.dir, 0o755); err != nil {
+	d.cells = filepath.Join(d.dir, do.cells)
+	if err := os.MkdirAll(d.cells, 0o755); err != nil {
 		return fmt.Errorf("drift cells: %w", err)
 	}
 	d.project = &project.Project{ID: "bench", Task: string(nn.Detect), Classes: b.classes}
@@ -154,7 +163,11 @@ func runDrift(ctx context.Context, o options, do driftOptions, b *bench, log *za
 }
 
 func (d *driftBench) cellPath(preset string, seed uint64, step int) string {
-	return filepath.Join(d.dir, fmt.Sprintf("%s-%s-%dx%d-base%d-seed%d-step%d.json", d.do.size, preset, d.o.w, d.o.h, d.do.base, seed, step))
+	dir := d.cells
+	if step == 0 {
+		dir = d.dir
+	}
+	return filepath.Join(dir, fmt.Sprintf("%s-%s-%dx%d-base%d-seed%d-step%d.json", d.do.size, preset, d.o.w, d.o.h, d.do.base, seed, step))
 }
 
 func (d *driftBench) paramsPath(preset string, seed uint64, step int) string {
@@ -288,6 +301,7 @@ func (d *driftBench) fineTune(ctx context.Context, name string, seed uint64, k i
 	if cfg.BatchSize > 0 {
 		c.Batch = cfg.BatchSize
 	}
+	c.KeepLast = cfg.KeepLast
 	if err := d.measure(&c, res.Params); err != nil {
 		return err
 	}
@@ -384,15 +398,24 @@ func readParams(path string, p *nn.Params) error {
 	return nil
 }
 
-// driftTable renders the drift cells in dir: per preset and metric, the base model on
-// clean and drifted scenes, then after 1, 3 and 5 correction batches on the drifted and
-// the clean scenes; a figure is the mean over the seeds measured, each seed's after it.
-func driftTable(dir string) (string, error) {
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return "", nil
-	} else if err != nil {
-		return "", err
+// driftTable renders the drift cells: per preset and metric, the base model on clean
+// and drifted scenes (dir's step-0 cells), then after 1, 3 and 5 correction batches on
+// the drifted and the clean scenes (the fine-tune cells in cellDir, dir's own when
+// cellDir is dir); a figure is the mean over the seeds measured, each seed's after it.
+func driftTable(dir, cellDir string) (string, error) {
+	var ents []string
+	for _, from := range slices.Compact([]string{filepath.Clean(dir), filepath.Clean(cellDir)}) {
+		des, err := os.ReadDir(from)
+		if errors.Is(err, os.ErrNotExist) {
+			return "", nil
+		} else if err != nil {
+			return "", err
+		}
+		for _, e := range des {
+			if name := e.Name(); from == filepath.Clean(cellDir) || strings.HasSuffix(name, "-step0.json") {
+				ents = append(ents, filepath.Join(from, name))
+			}
+		}
 	}
 	type key struct {
 		preset string
@@ -401,17 +424,18 @@ func driftTable(dir string) (string, error) {
 	cells := map[key][]driftCell{}
 	var presets []string
 	var first *driftCell
-	for _, e := range ents {
-		if !strings.HasSuffix(e.Name(), ".json") || strings.HasPrefix(e.Name(), "base-") {
+	for _, path := range ents {
+		name := filepath.Base(path)
+		if !strings.HasSuffix(name, ".json") || strings.HasPrefix(name, "base-") {
 			continue
 		}
-		raw, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		raw, err := os.ReadFile(path)
 		if err != nil {
 			return "", err
 		}
 		var c driftCell
 		if err := json.Unmarshal(raw, &c); err != nil {
-			return "", fmt.Errorf("drift cell %s: %w", e.Name(), err)
+			return "", fmt.Errorf("drift cell %s: %w", path, err)
 		}
 		k := key{c.Preset, c.Step}
 		if c.Step == 0 && !slices.Contains(presets, c.Preset) {

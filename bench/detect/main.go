@@ -135,6 +135,7 @@ func main() {
 	flag.IntVar(&do.baseEpochs, "drift-base-epochs", 8, "epochs of the drift table's base model")
 	flag.StringVar(&do.size, "drift-size", "n", "family size of the drift table")
 	flag.IntVar(&do.batches, "drift-batches", 5, "correction batches per preset and seed")
+	flag.StringVar(&do.cells, "drift-cells", "", "subfolder of -out/drift for the drift table's fine-tune cells (empty: -out/drift); the base model and the drops stay in -out/drift, so a rerun under another fine-tune rule keeps them and the earlier cells")
 	flag.IntVar(&do.batch, "drift-batch", 50, "drifted scenes per correction batch")
 	var to twinOptions
 	flag.StringVar(&to.starts, "twin", "", "train the -twin-size detector on -twin-train scenes in Go and in PyTorch (bench/detect/torch_twin.py) from the same initial weights, in the same batches, and score both with pkg/evaluate, for these starts (scratch, pretrained; empty: not)")
@@ -183,7 +184,7 @@ func main() {
 	if err != nil {
 		log.Fatal("tables", zap.Error(err))
 	}
-	dt, err := driftTable(filepath.Join(o.out, "drift"))
+	dt, err := driftTable(filepath.Join(o.out, "drift"), filepath.Join(o.out, "drift", do.cells))
 	if err != nil {
 		log.Fatal("drift table", zap.Error(err))
 	}
