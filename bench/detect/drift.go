@@ -429,13 +429,9 @@ func driftTable(dir, cellDir string) (string, error) {
 		if !strings.HasSuffix(name, ".json") || strings.HasPrefix(name, "base-") {
 			continue
 		}
-		raw, err := os.ReadFile(path)
+		c, err := readCell[driftCell](path)
 		if err != nil {
 			return "", err
-		}
-		var c driftCell
-		if err := json.Unmarshal(raw, &c); err != nil {
-			return "", fmt.Errorf("drift cell %s: %w", path, err)
 		}
 		k := key{c.Preset, c.Step}
 		if c.Step == 0 && !slices.Contains(presets, c.Preset) {

@@ -529,6 +529,19 @@ func bySize(d *evaluate.DetectionReport, size string) float64 {
 	return -1
 }
 
+// readCell reads a cell of any of the benchmark's tables from its JSON file.
+func readCell[T any](path string) (T, error) {
+	var c T
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return c, err
+	}
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return c, fmt.Errorf("cell %s: %w", path, err)
+	}
+	return c, nil
+}
+
 // printTables renders the cells in dir as the two tables, in markdown.
 func printTables(dir string) (string, error) {
 	ents, err := os.ReadDir(dir)
@@ -537,13 +550,9 @@ func printTables(dir string) (string, error) {
 	}
 	var cells []cell
 	for _, e := range ents {
-		raw, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		c, err := readCell[cell](filepath.Join(dir, e.Name()))
 		if err != nil {
 			return "", err
-		}
-		var c cell
-		if err := json.Unmarshal(raw, &c); err != nil {
-			return "", fmt.Errorf("cell %s: %w", e.Name(), err)
 		}
 		cells = append(cells, c)
 	}

@@ -269,21 +269,18 @@ func (b *bench) twin(ctx context.Context, to twinOptions, start string, epochs i
 	if err := cmd.Run(); err != nil {
 		return twinCell{}, fmt.Errorf("pytorch side (%s %s): %w", to.python, script, err)
 	}
+	// The script prints its side's training figures and the initial outputs' check.
 	var tres struct {
-		Engine      string    `json:"engine"`
-		Seconds     float64   `json:"train_seconds"`
-		BestEpoch   int       `json:"best_epoch"`
-		TrainLoss   []float64 `json:"train_loss"`
-		ValLoss     []float64 `json:"val_loss"`
-		InitMaxDiff float64   `json:"init_max_diff"`
-		InitMaxOut  float64   `json:"init_max_out"`
+		twinSide
+		InitMaxDiff float64 `json:"init_max_diff"`
+		InitMaxOut  float64 `json:"init_max_out"`
 	}
 	if err := json.Unmarshal(stdout.Bytes(), &tres); err != nil {
 		return twinCell{}, fmt.Errorf("pytorch side's result %q: %w", stdout.String(), err)
 	}
 	c.InitMaxDiff, c.InitMaxOut = tres.InitMaxDiff, tres.InitMaxOut
-	c.Torch = twinSide{Engine: tres.Engine, Seconds: tres.Seconds, BestEpoch: tres.BestEpoch, TrainLoss: tres.TrainLoss, ValLoss: tres.ValLoss,
-		ImagesPerS: float64(len(tr)*epochs) / tres.Seconds}
+	c.Torch = tres.twinSide
+	c.Torch.ImagesPerS = float64(len(tr)*epochs) / tres.Seconds
 	tout, err := readF32(filepath.Join(ex, "test.out.f32"))
 	if err != nil {
 		return twinCell{}, err
@@ -351,13 +348,9 @@ func twinTable(dir string) (string, error) {
 		if e.IsDir() || !strings.HasSuffix(e.Name(), ".json") {
 			continue
 		}
-		raw, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		c, err := readCell[twinCell](filepath.Join(dir, e.Name()))
 		if err != nil {
 			return "", err
-		}
-		var c twinCell
-		if err := json.Unmarshal(raw, &c); err != nil {
-			return "", fmt.Errorf("twin cell %s: %w", e.Name(), err)
 		}
 		cells = append(cells, c)
 	}

@@ -206,6 +206,17 @@ func New(s objstore.Store, prod *kafkabus.Producer, kcfg kafkabus.Config, public
 func versionPrefix(p string, v int64) string { return fmt.Sprintf("projects/%s/models/v%d/", p, v) }
 func releaseKey(p string) string             { return "projects/" + p + "/release.json" }
 
+// sign signs manifest m with the registry's key and keeps it, its signature and the
+// key's ID in rel.
+func (r *Registry) sign(rel *Release, m *artifact.ReleaseManifest) error {
+	data, sig, err := artifact.SignManifest(r.Key, m)
+	if err != nil {
+		return err
+	}
+	rel.Manifest, rel.ManifestSig, rel.ManifestKeyID = data, sig, artifact.KeyID(r.Key.Public().(ed25519.PublicKey))
+	return nil
+}
+
 // ErrNotFound says there is no such version or release.
 var ErrNotFound = objstore.ErrNotFound
 
@@ -407,11 +418,9 @@ func (r *Registry) SetRelease(ctx context.Context, project string, v int64, reas
 		rel.Rev++
 		m := &artifact.ReleaseManifest{Project: project, Version: v, SHA256: ver.SHA256, SizeBytes: ver.SizeBytes,
 			Created: now, Seq: int64(rel.Rev), Rollback: rollback, PreviousVersion: previous}
-		data, sig, err := artifact.SignManifest(r.Key, m)
-		if err != nil {
+		if err := r.sign(rel, m); err != nil {
 			return fmt.Errorf("release of %s v%d: %w", project, v, err)
 		}
-		rel.Manifest, rel.ManifestSig, rel.ManifestKeyID = data, sig, artifact.KeyID(r.Key.Public().(ed25519.PublicKey))
 		out = *rel
 		return nil
 	})

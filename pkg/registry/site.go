@@ -156,11 +156,9 @@ func (r *Registry) changeSite(ctx context.Context, project, site, by string,
 		}
 		rel.Rev++
 		m.Seq = int64(rel.Rev)
-		data, sig, err := artifact.SignManifest(r.Key, m)
-		if err != nil {
+		if err := r.sign(rel, m); err != nil {
 			return fmt.Errorf("site release of %s/%s: %w", project, site, err)
 		}
-		rel.Manifest, rel.ManifestSig, rel.ManifestKeyID = data, sig, artifact.KeyID(r.Key.Public().(ed25519.PublicKey))
 		out = *rel
 		return nil
 	})

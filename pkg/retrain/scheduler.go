@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -119,7 +118,8 @@ func (s *Service) record(ctx context.Context, ev *edgeloopv1.BatchApproved) erro
 		}
 		if IsManual(ev) {
 			st.Manual = true
-			if m := ManualMode(ev); m == ModeScratch || (m == ModeFull && st.Mode != ModeScratch) || (strings.HasPrefix(m, ModeAdaptBN) && st.Mode == "") {
+			m := ManualMode(ev)
+			if base, _ := SplitMode(m); m == ModeScratch || (m == ModeFull && st.Mode != ModeScratch) || (base == ModeAdaptBN && st.Mode == "") {
 				st.Mode = m
 			}
 		}

@@ -428,8 +428,6 @@ func epochOrder(samples []Sample, seed uint64, epoch int) []int {
 	return slices.DeleteFunc(order, func(i int) bool { w := samples[i].Weight; return w > 0 && w < 1 && r.Float32() >= w })
 }
 
-// runEpoch makes one pass over the shuffled train split, preparing the next batch
-// (augmentation, target encoding) while the engine computes the current one.
 // ema is an exponential moving average of the weights (Config.EMA): mean, over the
 // steps so far; cur holds the raw weights while the mean is in the engine.
 type ema struct {
@@ -462,6 +460,9 @@ func (m *ema) swapIn(e nn.Engine) error {
 	return e.WriteParams(m.mean)
 }
 
+// runEpoch makes one pass over the shuffled train split, preparing the next batch
+// (augmentation, target encoding) while the engine computes the current one; avg, when
+// not nil, takes in the weights after each step.
 func runEpoch(ctx context.Context, e nn.Engine, a nn.Arch, samples []Sample, cfg Config, epoch int, avg *ema) (float64, error) {
 	order := epochOrder(samples, cfg.Seed, epoch)
 	if len(order) == 0 {
@@ -517,10 +518,11 @@ func runEpoch(ctx context.Context, e nn.Engine, a nn.Arch, samples []Sample, cfg
 }
 
 // makeBatch prepares the samples idx as a batch: resized, augmented by aug (strong for
-// a Sample.Strong; r nil: not augmented), normalised, with the detector's targets. The images are prepared in
-// parallel, each from its own random stream drawn from r in order, so a batch does not
-// depend on the number of cores: augmentation (mosaic, HSV, warps) costs tens of
-// milliseconds an image, which one core cannot give a GPU hundreds of times a second.
+// a Sample.Strong; r nil: not augmented), normalised, with the detector's targets. The
+// images are prepared in parallel, each from its own random stream drawn from r in
+// order, so a batch does not depend on the number of cores: augmentation (mosaic, HSV,
+// warps) costs tens of milliseconds an image, which one core cannot give a GPU hundreds
+// of times a second.
 func makeBatch(a nn.Arch, samples []Sample, idx []int, aug, strong augment.Config, r *rand.Rand) *nn.Batch {
 	in := a.InputSize()
 	b := &nn.Batch{N: len(idx), X: make([]float32, len(idx)*in)}
