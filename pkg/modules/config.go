@@ -127,7 +127,7 @@ type DemoSettings struct {
 // classes over photographs, MobileNetV2 n at 96×96 letterboxed, meeting a camera whose
 // white balance drifted) and colour-detect (160×128 RGB scenes of 1–12 objects of 4
 // classes at many scales over photographs, the multi-scale detector MobileNetV2 n at
-// 160×128, meeting the same drift), seeded small enough that version 1 trains in a
+// 160×128 on the same backbone's trunk, meeting the same drift), seeded small enough that version 1 trains in a
 // minute or two on 2 cores.
 func Demos() map[string]DemoSettings {
 	return map[string]DemoSettings{
@@ -135,7 +135,8 @@ func Demos() map[string]DemoSettings {
 		"colour": {Project: "shelf", Dataset: "colour-objects:size=128x96,classes=4", Drift: "white-balance", Limit: 400, Epochs: 4,
 			Backbones: []string{"bench/out/pretrain/mobilenetv2-n.safetensors", "deploy/models/mobilenetv2-n.safetensors"}},
 		"colour-detect": {Project: "shelf-detect", Dataset: "colour-scenes:size=160x128,classes=4", Drift: "white-balance", Limit: 300, Epochs: 4,
-			Model: &nn.Spec{Family: nn.MobileNetV2, Size: "n", Input: [2]int{160, 128}, Channels: 3, Resize: nn.Letterbox, Normalize: nn.NormNone}},
+			Model:     &nn.Spec{Family: nn.MobileNetV2, Size: "n", Input: [2]int{160, 128}, Channels: 3, Resize: nn.Letterbox, Normalize: nn.NormNone},
+			Backbones: []string{"bench/out/pretrain/mobilenetv2-n.safetensors", "deploy/models/mobilenetv2-n.safetensors"}},
 	}
 }
 

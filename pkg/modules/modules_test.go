@@ -95,20 +95,26 @@ func TestDemoSettings(t *testing.T) {
 		c.Bootstrap.Model == nil || c.Bootstrap.Model.Input != [2]int{160, 128} {
 		t.Fatalf("colour-detect demo: %v, %+v, drift %s", err, c.Bootstrap, c.Fleet.Drift)
 	}
-	// The colour demo starts from the first of its backbones that exists, relative to
+	// The colour demos start from the first of their backbones that exists, relative to
 	// the working directory: here, in a test, pkg/modules has none and it says which
-	// files it looked for; from the repository root, the shipped one.
-	c, _ = parse("-demo", "colour")
-	if bb, missing, err := c.DemoBackbone(); err != nil || bb != "" || missing != strings.Join(Demos()["colour"].Backbones, ", ") {
-		t.Fatalf("colour demo without a backbone: %q, missing %q, %v", bb, missing, err)
+	// files it looked for; from the repository root, the shipped one (the detector takes
+	// its trunk).
+	for _, demo := range []string{"colour", "colour-detect"} {
+		c, _ = parse("-demo", demo)
+		if bb, missing, err := c.DemoBackbone(); err != nil || bb != "" || missing != strings.Join(Demos()[demo].Backbones, ", ") {
+			t.Fatalf("%s demo without a backbone: %q, missing %q, %v", demo, bb, missing, err)
+		}
 	}
 	t.Chdir("../..")
 	shipped, _ := filepath.Abs(Demos()["colour"].Backbones[1])
 	if _, err := os.Stat(Demos()["colour"].Backbones[0]); err == nil {
 		shipped, _ = filepath.Abs(Demos()["colour"].Backbones[0]) // `make pretrain` has run here
 	}
-	if bb, missing, err := c.DemoBackbone(); err != nil || bb != shipped || missing != "" {
-		t.Fatalf("colour demo from the repository root: %q, missing %q, %v; want %s", bb, missing, err, shipped)
+	for _, demo := range []string{"colour", "colour-detect"} {
+		c, _ = parse("-demo", demo)
+		if bb, missing, err := c.DemoBackbone(); err != nil || bb != shipped || missing != "" {
+			t.Fatalf("%s demo from the repository root: %q, missing %q, %v; want %s", demo, bb, missing, err, shipped)
+		}
 	}
 	file := filepath.Join(t.TempDir(), "mine.safetensors")
 	for arg, want := range map[string]string{file: file, "none": ""} {

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/edgeloop/edgeloop/pkg/nn"
 	"github.com/edgeloop/edgeloop/pkg/project"
 	"github.com/edgeloop/edgeloop/pkg/retrain"
 )
@@ -117,5 +118,31 @@ func TestTrainConfigKeepsTheLastEpochOfFineTunes(t *testing.T) {
 	p.Retrain.FineTuneKeep = "newest"
 	if err := p.Validate(); err == nil {
 		t.Fatal("fine_tune_keep newest was accepted")
+	}
+}
+
+// A detection project's first model trains at the detector's scratch rate, and at a
+// third of it when its model setting names a pretrained backbone (bench/detect's
+// pretrained recipe); a classifier's is 1e-3 either way.
+func TestTrainConfigFirstModelRate(t *testing.T) {
+	detScratch := float32(1e-2)
+	for _, c := range []struct {
+		task, backbone string
+		want           float32
+	}{
+		{"detect", "", 1e-2},
+		{"detect", "s3:backbones/n.safetensors", detScratch / 3},
+		{"classify", "", 1e-3},
+		{"classify", "s3:backbones/n.safetensors", 1e-3},
+	} {
+		p := &project.Project{ID: "p", Task: c.task, Classes: []string{"a", "b"},
+			Model: &nn.Spec{Family: nn.MobileNetV2, Size: "n", Input: [2]int{160, 128}, Channels: 3, Backbone: c.backbone}}
+		p.Defaults()
+		if got := retrain.TrainConfig(p, false, 1).LR; got != c.want {
+			t.Errorf("%s first model with backbone %q: lr %g, want %g", c.task, c.backbone, got, c.want)
+		}
+		if got := retrain.TrainConfig(p, true, 1).LR; got != p.Retrain.LR {
+			t.Errorf("%s fine-tune: lr %g, want the project's %g", c.task, got, p.Retrain.LR)
+		}
 	}
 }

@@ -128,8 +128,9 @@ func writeCacheFile(path string, data []byte) error {
 }
 
 // TrainConfig is how the service trains a project: fine-tuning from the release with
-// the project's settings, or — without a parent — a first model from scratch at its
-// network's higher learning rate (nn.Arch.ScratchLR) for at least 6 epochs. A fine-tune
+// the project's settings, or — without a parent — a first model for at least 6 epochs
+// at its network's higher learning rate (nn.Arch.ScratchLR, or nn.Arch.PretrainedLR when
+// the model setting names a backbone). A fine-tune
 // keeps its last epoch's weights unless the project's fine_tune_keep is "best".
 func TrainConfig(p *project.Project, fineTune bool, seed uint64) train.Config {
 	cfg := train.Config{Epochs: p.Retrain.Epochs, LR: p.Retrain.LR, Seed: seed, Patience: 3,
@@ -142,6 +143,9 @@ func TrainConfig(p *project.Project, fineTune bool, seed uint64) train.Config {
 		cfg.LR, cfg.Epochs = 1e-3, max(cfg.Epochs, 6)
 		if a, err := p.Arch(); err == nil {
 			cfg.LR = a.ScratchLR()
+			if p.Model != nil && p.Model.Backbone != "" {
+				cfg.LR = a.PretrainedLR()
+			}
 		}
 	}
 	return cfg
