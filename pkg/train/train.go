@@ -570,8 +570,8 @@ func makeBatch(a nn.Arch, samples []Sample, idx []int, aug, strong augment.Confi
 
 // augmentOne augments one image of class label (classification) or boxes (detection),
 // resized to the network's input: for detection, first a mosaic with three other random
-// training images when the pipeline draws one, then aug.ApplyLabelled. It returns the
-// label as the image now shows it (a mirrored pair's).
+// training images when the pipeline draws one, then aug.ApplyLabelled. It returns a
+// classification's label as the image now shows it (a mirrored pair's).
 func augmentOne(a nn.Arch, samples []Sample, im *raster.Image, label int, boxes []nn.Box, aug augment.Config, r *rand.Rand) (*raster.Image, int, []nn.Box) {
 	if a.Task == nn.Detect && aug.MosaicHit(r) {
 		ims, bxs := [4]*raster.Image{im}, [4][]nn.Box{boxes}
@@ -581,8 +581,9 @@ func augmentOne(a nn.Arch, samples []Sample, im *raster.Image, label int, boxes 
 		}
 		im, boxes = augment.Mosaic(ims, bxs, r)
 	}
-	if a.Task != nn.Classify {
-		label = -1
+	if a.Task != nn.Classify { // a detection sample's label means nothing
+		im, _, boxes = aug.ApplyLabelled(im, -1, boxes, r)
+		return im, label, boxes
 	}
 	return aug.ApplyLabelled(im, label, boxes, r)
 }
@@ -610,9 +611,6 @@ func Augmented(a nn.Arch, samples []Sample, aug augment.Config, n int, seed uint
 		s := samples[r.IntN(len(samples))]
 		fit, fb := inputSized(a, s.Image, s.Boxes)
 		im, l, bx := augmentOne(a, samples, fit, s.Label, fb, aug, r)
-		if a.Task != nn.Classify {
-			l = s.Label
-		}
 		out = append(out, Sample{ID: s.ID, Image: im, Label: l, Boxes: bx})
 	}
 	return out
