@@ -31,11 +31,15 @@ func loadModel(data []byte, workers int) (*model, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A detector decodes as its project said when it trained it (defaults without).
 	// A classifier also gives each frame's embedding, for diverse sampling; a model
 	// whose head cannot be split off runs whole.
-	pred, err := vision.NewPredictor(m.Header.Arch, m.Params, m.Header.Classes, gorgoniaengine.Factory, workers, vision.Options{Embed: true})
+	opts := vision.Options{}.WithDecoding(m.Header.Decode)
+	embed := opts
+	embed.Embed = true
+	pred, err := vision.NewPredictor(m.Header.Arch, m.Params, m.Header.Classes, gorgoniaengine.Factory, workers, embed)
 	if err != nil {
-		pred, err = vision.NewPredictor(m.Header.Arch, m.Params, m.Header.Classes, gorgoniaengine.Factory, workers, vision.Options{})
+		pred, err = vision.NewPredictor(m.Header.Arch, m.Params, m.Header.Classes, gorgoniaengine.Factory, workers, opts)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("model v%d: %w", m.Header.Version, err)

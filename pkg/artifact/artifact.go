@@ -84,6 +84,12 @@ type Header struct {
 	Lineage   Lineage            `json:"lineage"`
 	Metrics   map[string]float64 `json:"metrics,omitempty"`
 	Params    []TensorInfo       `json:"params"`
+	// Decode is how an agent decodes the detector's output: the project's decode
+	// setting when it trained the model (nil: the agent's defaults, as for every file
+	// written before the setting). A build older than the field ignores it and decodes
+	// with its defaults: the boxes may differ, the network's input does not, so the
+	// format stays 2.
+	Decode *nn.Decoding `json:"decode,omitempty"`
 }
 
 // Model is a decoded model file.
@@ -157,6 +163,11 @@ func Decode(b []byte) (*Model, error) {
 	off += hlen
 	if format < 2 && (h.Model != nil || h.Arch.Preprocess != nil) {
 		return nil, bad("a version %d file with a model spec or preprocessing, which version 2 introduced", format)
+	}
+	if h.Decode != nil {
+		if err := h.Decode.Validate(); err != nil {
+			return nil, bad("header: %v", err)
+		}
 	}
 	p, err := nn.NewParams(h.Arch)
 	if err != nil {

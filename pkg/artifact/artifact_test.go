@@ -136,3 +136,31 @@ func TestGraphModelRoundTrip(t *testing.T) {
 		t.Fatalf("%d buffers, want 2 per batch norm (52)", buffers)
 	}
 }
+
+// A detector's decoding settings travel in the header; a file without them has none
+// (the agent's defaults), and one with a setting out of range is refused.
+func TestDecodeSettingsRoundTrip(t *testing.T) {
+	a := nn.DetectorArch(2)
+	p, err := nn.InitParams(a, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := nn.Decoding{MinScore: 0.3, IoU: 0.6, ClassAgnostic: true, MaxDetections: 100}
+	for _, dec := range []*nn.Decoding{nil, &d, {MaxDetections: nn.MaxDecodedDetections + 1}} {
+		b, err := Encode(&Model{Header: Header{Arch: a, Classes: []string{"a", "b"}, Decode: dec}, Params: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Decode(b)
+		switch {
+		case dec != nil && dec.MaxDetections > nn.MaxDecodedDetections:
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("decode %+v: %v, want ErrInvalid", *dec, err)
+			}
+		case err != nil:
+			t.Fatal(err)
+		case !reflect.DeepEqual(got.Header.Decode, dec):
+			t.Fatalf("decode %+v read back as %+v", dec, got.Header.Decode)
+		}
+	}
+}

@@ -7,7 +7,8 @@
 // cameras need (Ultralytics' recipe): HSV jitter, scale and translate over the letterbox
 // grey, and for detection mosaic, turned off for the last epochs. Flips are off in both:
 // "no flips that never happen in the real scene" (a mirrored 2 or K is no 2 or K); a
-// project whose scenes do mirror turns flip_h on.
+// project whose scenes do mirror turns flip_h on, and says which of its classes must
+// never be mirrored and which mirror into each other (Mirroring).
 package augment
 
 import (
@@ -37,9 +38,13 @@ type Op struct {
 
 // Config is a project's augmentation pipeline, applied in field order.
 type Config struct {
-	// FlipH / FlipV mirror the image (Magnitude unused).
+	// FlipH / FlipV mirror the image (Magnitude unused), where Mirror allows.
 	FlipH Op `json:"flip_h"`
 	FlipV Op `json:"flip_v"`
+	// Mirror is what a flip does to the classes: the project's mirror setting
+	// (Mirroring.Resolve), which whoever trains sets; it is no augmentation setting and
+	// is never saved with them.
+	Mirror Mirror `json:"-"`
 	// Rotate by up to Magnitude degrees either way.
 	Rotate Op `json:"rotate"`
 	// ScaleTranslate scales by up to ±Magnitude and shifts by up to Translate of the
@@ -185,13 +190,23 @@ const MinBoxPixels = 2
 // classification). Boxes that leave the image are clipped, and dropped when less than a
 // third of them stays inside or the remnant is under MinBoxPixels wide or high.
 func (c Config) Apply(im *raster.Image, boxes []nn.Box, r *rand.Rand) (*raster.Image, []nn.Box) {
+	out, _, boxes := c.ApplyLabelled(im, -1, boxes, r)
+	return out, boxes
+}
+
+// ApplyLabelled is Apply for an image of class label (classification; -1 for none),
+// returned as the augmented image shows it: a flip leaves alone an image whose label or
+// boxes c.Mirror never mirrors, and a horizontal one swaps paired classes. The random
+// draws do not depend on c.Mirror.
+func (c Config) ApplyLabelled(im *raster.Image, label int, boxes []nn.Box, r *rand.Rand) (*raster.Image, int, []nn.Box) {
 	w, h := float64(im.W), float64(im.H)
 	m := raster.Identity()
 	geometric := false
-	if hit(r, c.FlipH) {
+	if hit(r, c.FlipH) && c.Mirror.allowsAll(label, boxes, false) {
 		m, geometric = m.Then(raster.Affine{A: -1, C: w, E: 1}), true
+		label, boxes = c.Mirror.swapped(label, boxes)
 	}
-	if hit(r, c.FlipV) {
+	if hit(r, c.FlipV) && c.Mirror.allowsAll(label, boxes, true) {
 		m, geometric = m.Then(raster.Affine{A: 1, E: -1, F: h}), true
 	}
 	if hit(r, c.Rotate) {
@@ -246,7 +261,7 @@ func (c Config) Apply(im *raster.Image, boxes []nn.Box, r *rand.Rand) (*raster.I
 			}
 		}
 	}
-	return out.Clamp(), boxes
+	return out.Clamp(), label, boxes
 }
 
 func hit(r *rand.Rand, op Op) bool { return op.P > 0 && op.Magnitude >= 0 && r.Float64() < op.P }

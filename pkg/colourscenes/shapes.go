@@ -21,6 +21,18 @@ func Catalogue() []string {
 		"hexagon", "diamond", "R", "E", "G", "S", "F", "Y"}
 }
 
+// MirrorSafe reports whether class name looks the same mirrored left to right, so that a
+// horizontal flip may mirror it as itself: the filled shapes do; the letters do not (a
+// mirrored K or R is no letter, and even A and Y, symmetric in outline, are drawn with
+// the font's uneven strokes). A name outside the catalogue is not.
+func MirrorSafe(name string) bool {
+	switch name {
+	case "circle", "square", "triangle", "star", "ring", "cross", "hexagon", "diamond":
+		return true
+	}
+	return false
+}
+
 // ClassNames returns the first n class names, or an error when n is outside 1–16.
 func ClassNames(n int) ([]string, error) {
 	all := Catalogue()

@@ -18,6 +18,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/edgeloop/edgeloop/pkg/augment"
 	"github.com/edgeloop/edgeloop/pkg/colourscenes"
 	"github.com/edgeloop/edgeloop/pkg/drift"
 	"github.com/edgeloop/edgeloop/pkg/mnist"
@@ -204,6 +205,20 @@ func (s Spec) ClassNames() []string {
 		return nil // Parse refuses such a spec
 	}
 	return names
+}
+
+// Mirroring is the mirror setting of a project seeded from the dataset: the classes a
+// flip must never mirror, should the project turn flips on. Digits are never mirrored
+// (a mirrored 2 is no 2); of the colour catalogue, the letters are not and the shapes
+// may be (colourscenes.MirrorSafe). No dataset has mirror pairs.
+func (s Spec) Mirroring() augment.Mirroring {
+	var m augment.Mirroring
+	for _, c := range s.ClassNames() {
+		if !s.Colour() || !colourscenes.MirrorSafe(c) {
+			m.Never = append(m.Never, c)
+		}
+	}
+	return m
 }
 
 // Classes are the digit names "0"…"9".

@@ -54,6 +54,30 @@ func TestColourSpecShapes(t *testing.T) {
 	}
 }
 
+// A project seeded from a dataset never mirrors a letter or a digit, and mirrors the
+// colour catalogue's shapes; the setting resolves against the dataset's classes.
+func TestMirroringOfTheDatasets(t *testing.T) {
+	for name, want := range map[string][]string{
+		"colour-objects":           {"A", "K"},
+		"colour-scenes:classes=16": {"A", "K", "R", "E", "G", "S", "F", "Y"},
+		"colour-scenes:classes=4":  nil,
+		"mnist":                    Classes(),
+		"digit-scenes":             Classes(),
+	} {
+		s, err := Parse(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := s.Mirroring()
+		if !slices.Equal(m.Never, want) || len(m.Pairs) != 0 {
+			t.Errorf("%s: never mirrored %v, want %v", name, m.Never, want)
+		}
+		if _, err := m.Resolve(s.ClassNames()); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
 func TestLoadColourSplits(t *testing.T) {
 	g, err := colourscenes.New(colourscenes.LoadPhotos(t.TempDir(), nil)) // procedural: fast
 	if err != nil {

@@ -1,6 +1,7 @@
 package nn
 
 import (
+	"fmt"
 	"math"
 	"sort"
 )
@@ -171,6 +172,41 @@ type Suppression struct {
 	ClassAgnostic bool
 	// MaxDetections keeps at most this many boxes, the best (0: all).
 	MaxDetections int
+}
+
+// Decoding is how a project's detector output becomes boxes on its agents: boxes
+// scoring under MinScore dropped, then non-maximum suppression (Suppression), as
+// Ultralytics' conf, iou, agnostic_nms and max_det. A project sets it (its decode
+// setting) and the model file's header carries it to the agents with the model. A zero
+// field means the agent's default (vision.Options: min score 0.25, IoU 0.45, class-wise,
+// 300 boxes), which is how a model file without the setting is decoded.
+type Decoding struct {
+	// MinScore drops boxes scoring less.
+	MinScore float32 `json:"min_score,omitempty"`
+	// IoU is the overlap above which the lower-scoring box is suppressed.
+	IoU float32 `json:"iou,omitempty"`
+	// ClassAgnostic suppresses overlapping boxes whatever their classes: one box per
+	// object even when two classes score it.
+	ClassAgnostic bool `json:"class_agnostic,omitempty"`
+	// MaxDetections keeps at most this many boxes of an image, the best.
+	MaxDetections int `json:"max_detections,omitempty"`
+}
+
+// MaxDecodedDetections bounds Decoding.MaxDetections.
+const MaxDecodedDetections = 10000
+
+// Validate refuses a setting outside its range, naming it.
+func (d Decoding) Validate() error {
+	if !(d.MinScore >= 0 && d.MinScore < 1) {
+		return fmt.Errorf("decode.min_score %v: want 0 ≤ min_score < 1 (0: the default)", d.MinScore)
+	}
+	if !(d.IoU >= 0 && d.IoU <= 1) {
+		return fmt.Errorf("decode.iou %v: want 0 < iou ≤ 1 (0: the default)", d.IoU)
+	}
+	if d.MaxDetections < 0 || d.MaxDetections > MaxDecodedDetections {
+		return fmt.Errorf("decode.max_detections %d: want 1–%d (0: the default)", d.MaxDetections, MaxDecodedDetections)
+	}
+	return nil
 }
 
 // Apply keeps the highest-scoring boxes and drops those overlapping a kept one (of its

@@ -44,6 +44,13 @@ type Project struct {
 	Model *nn.Spec `json:"model,omitempty"`
 	// Augment is the training augmentation (retrain reads it).
 	Augment *augment.Config `json:"augment,omitempty"`
+	// Mirror says which classes a flip (augment's flip_h, flip_v) must never mirror and
+	// which mirror into each other, by name: flips happen only where allowed.
+	Mirror augment.Mirroring `json:"mirror,omitzero"`
+	// Decode is how the agents turn a detector's output into boxes (minimum score,
+	// NMS IoU, class-agnostic NMS, most boxes an image); the model file carries it to
+	// them. Absent, the agents' defaults. Detection projects only.
+	Decode *nn.Decoding `json:"decode,omitempty"`
 	// Retrain is the retraining policy (retrain reads it).
 	Retrain RetrainPolicy `json:"retrain"`
 	// Review says who may approve a batch.
@@ -309,6 +316,17 @@ func (p *Project) Validate() error {
 	}
 	if p.Augment != nil {
 		if err := p.Augment.Validate(); err != nil {
+			return fmt.Errorf("project %s: %w", p.ID, err)
+		}
+	}
+	if _, err := p.Mirror.Resolve(p.Classes); err != nil {
+		return fmt.Errorf("project %s: %w", p.ID, err)
+	}
+	if p.Decode != nil {
+		if p.Task != "detect" {
+			return fmt.Errorf("project %s: decode is for detection projects; a %s project has no boxes to decode", p.ID, p.Task)
+		}
+		if err := p.Decode.Validate(); err != nil {
 			return fmt.Errorf("project %s: %w", p.ID, err)
 		}
 	}

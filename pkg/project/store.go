@@ -196,6 +196,7 @@ func (s *Store) RemoveClass(ctx context.Context, id, class, by, reason string) (
 			return fmt.Errorf("project %s: %w: removing class %q needs a reason", id, ErrInvalid, class)
 		}
 		p.Classes = slices.Delete(slices.Clone(p.Classes), i, i+1)
+		p.Mirror = p.Mirror.Without(class)
 		p.Audit = append(p.Audit, AuditEntry{At: time.Now().UTC(), User: by, Action: "remove class",
 			Detail: fmt.Sprintf("%s (was class %d): %s", class, i, reason)})
 		p.Rev++

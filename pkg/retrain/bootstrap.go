@@ -102,6 +102,7 @@ func Bootstrap(ctx context.Context, o *BootstrapOptions, log *zap.Logger) error 
 		model = spec.Model()
 	}
 	p := project.Project{ID: o.Project, Task: string(spec.Task()), Classes: spec.ClassNames(), Model: model,
+		Mirror:  spec.Mirroring(), // which classes a flip may mirror, should the project turn flips on
 		Batch:   project.BatchSettings{Min: o.BatchMin, Max: o.BatchMax, MaxWait: config.Duration(o.MaxWait)},
 		Retrain: project.RetrainPolicy{Epochs: o.Epochs}}
 	if o.Backbone != "" {

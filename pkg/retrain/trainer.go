@@ -300,6 +300,9 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string, 
 	if p.Augment == nil {
 		cfg.Augment = augment.DefaultFor(a) // colour networks get colour augmentation
 	}
+	if cfg.Augment.Mirror, err = p.Mirror.Resolve(p.Classes); err != nil {
+		return nil, fmt.Errorf("project %s: %w", project, err)
+	}
 	ps, err := s.cur.Pseudo(ctx, project)
 	if err != nil {
 		return nil, err
@@ -382,7 +385,7 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string, 
 		return nil, err
 	}
 	settings, _ := json.Marshal(cfg)
-	model := &artifact.Model{Params: res.Params, Header: artifact.Header{Arch: a, Model: p.Model, Classes: p.Classes, Project: project, Version: version,
+	model := &artifact.Model{Params: res.Params, Header: artifact.Header{Arch: a, Model: p.Model, Classes: p.Classes, Decode: p.Decode, Project: project, Version: version,
 		CreatedAt: time.Now().UTC(), Lineage: artifact.Lineage{ParentVersion: parentVersion, ParentSHA256: parentSHA, Dataset: snapshot, Settings: settings,
 			Mode: mode, Examples: len(data.Train), Backbone: backbone.File, BackboneSHA256: backbone.SHA256},
 		Metrics: map[string]float64{"test_" + metric: decision.Candidate}}}

@@ -73,3 +73,30 @@ func TestStrongSamplesGetTheStrongView(t *testing.T) {
 		t.Fatal("a strong sample was not augmented by the strong view")
 	}
 }
+
+// A batch's labels are the images' as augmented: a horizontal flip mirrors a
+// left-arrow into a right-arrow (the project's mirror pairs) and never mirrors a class
+// the project's mirror.never names, in the strong view too.
+func TestBatchLabelsFollowTheMirror(t *testing.T) {
+	classes := []string{"circle", "left-arrow", "right-arrow", "K"}
+	a := nn.ClassifierArch(len(classes))
+	im := raster.New(28, 28)
+	for i := range im.Pix {
+		im.Pix[i] = float32(i%28) / 28 // a left-to-right ramp: a mirror turns it round
+	}
+	mirror, err := augment.Mirroring{Never: []string{"K"}, Pairs: [][2]string{{"left-arrow", "right-arrow"}}}.Resolve(classes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aug := augment.Config{FlipH: augment.Op{P: 1}, Mirror: mirror}
+	samples := []Sample{{Image: im, Label: 0}, {Image: im, Label: 1}, {Image: im, Label: 2, Strong: true}, {Image: im, Label: 3}}
+	b := makeBatch(a, samples, []int{0, 1, 2, 3}, aug, aug.Strong(), rand.New(rand.NewPCG(1, 2)))
+	if !slices.Equal(b.Labels, []int{0, 2, 1, 3}) {
+		t.Fatalf("labels of the flipped batch %v, want [0 2 1 3] (the arrows swapped)", b.Labels)
+	}
+	plain := makeBatch(a, samples, []int{0, 1, 2, 3}, augment.None(), augment.None(), nil)
+	n := a.InputSize()
+	if slices.Equal(b.X[:n], plain.X[:n]) || !slices.Equal(b.X[3*n:], plain.X[3*n:]) {
+		t.Fatal("want the circle mirrored and the K left as it is")
+	}
+}

@@ -532,7 +532,7 @@ func makeBatch(a nn.Arch, samples []Sample, idx []int, aug, strong augment.Confi
 			rs[k] = rand.New(rand.NewPCG(r.Uint64(), r.Uint64()))
 		}
 	}
-	boxes := make([][]nn.Box, len(idx))
+	boxes, labels := make([][]nn.Box, len(idx)), make([]int, len(idx))
 	prepare := func(k int) {
 		s := samples[idx[k]]
 		fit, fb := inputSized(a, s.Image, s.Boxes)
@@ -540,9 +540,9 @@ func makeBatch(a nn.Arch, samples []Sample, idx []int, aug, strong augment.Confi
 		if s.Strong {
 			view = strong
 		}
-		im, bx := augmentOne(a, samples, fit, fb, view, rs[k])
+		im, l, bx := augmentOne(a, samples, fit, s.Label, fb, view, rs[k])
 		copy(b.X[k*in:(k+1)*in], vision.Normalise(a, im.Pix))
-		boxes[k] = bx
+		boxes[k], labels[k] = bx, l
 	}
 	var wg sync.WaitGroup
 	next := make(chan int, len(idx))
@@ -561,19 +561,18 @@ func makeBatch(a nn.Arch, samples []Sample, idx []int, aug, strong augment.Confi
 	}
 	wg.Wait()
 	if a.Task == nn.Classify {
-		for _, i := range idx {
-			b.Labels = append(b.Labels, samples[i].Label)
-		}
+		b.Labels = labels
 	} else {
 		b.Det = nn.EncodeTargets(a, boxes)
 	}
 	return b
 }
 
-// augmentOne augments one image resized to the network's input: for detection, first a
-// mosaic with three other random training images when the pipeline draws one, then
-// aug.Apply.
-func augmentOne(a nn.Arch, samples []Sample, im *raster.Image, boxes []nn.Box, aug augment.Config, r *rand.Rand) (*raster.Image, []nn.Box) {
+// augmentOne augments one image of class label (classification) or boxes (detection),
+// resized to the network's input: for detection, first a mosaic with three other random
+// training images when the pipeline draws one, then aug.ApplyLabelled. It returns a
+// classification's label as the image now shows it (a mirrored pair's).
+func augmentOne(a nn.Arch, samples []Sample, im *raster.Image, label int, boxes []nn.Box, aug augment.Config, r *rand.Rand) (*raster.Image, int, []nn.Box) {
 	if a.Task == nn.Detect && aug.MosaicHit(r) {
 		ims, bxs := [4]*raster.Image{im}, [4][]nn.Box{boxes}
 		for k := 1; k < 4; k++ {
@@ -582,7 +581,11 @@ func augmentOne(a nn.Arch, samples []Sample, im *raster.Image, boxes []nn.Box, a
 		}
 		im, boxes = augment.Mosaic(ims, bxs, r)
 	}
-	return aug.Apply(im, boxes, r)
+	if a.Task != nn.Classify { // a detection sample's label means nothing
+		im, _, boxes = aug.ApplyLabelled(im, -1, boxes, r)
+		return im, label, boxes
+	}
+	return aug.ApplyLabelled(im, label, boxes, r)
 }
 
 // inputSized is the image at the network's input size and channels, stretched or
@@ -607,8 +610,8 @@ func Augmented(a nn.Arch, samples []Sample, aug augment.Config, n int, seed uint
 	for i := 0; i < n; i++ {
 		s := samples[r.IntN(len(samples))]
 		fit, fb := inputSized(a, s.Image, s.Boxes)
-		im, bx := augmentOne(a, samples, fit, fb, aug, r)
-		out = append(out, Sample{ID: s.ID, Image: im, Label: s.Label, Boxes: bx})
+		im, l, bx := augmentOne(a, samples, fit, s.Label, fb, aug, r)
+		out = append(out, Sample{ID: s.ID, Image: im, Label: l, Boxes: bx})
 	}
 	return out
 }

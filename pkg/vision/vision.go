@@ -60,6 +60,25 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
+// WithDecoding returns o with a project's decoding settings (a model file's
+// artifact.Header.Decode); nil, or a zero field, keeps o's.
+func (o Options) WithDecoding(d *nn.Decoding) Options {
+	if d == nil {
+		return o
+	}
+	if d.MinScore != 0 {
+		o.MinScore = d.MinScore
+	}
+	if d.IoU != 0 {
+		o.NMSIoU = d.IoU
+	}
+	if d.MaxDetections != 0 {
+		o.MaxDetections = d.MaxDetections
+	}
+	o.ClassAgnostic = o.ClassAgnostic || d.ClassAgnostic
+	return o
+}
+
 // DefaultMaxDetections is the most boxes an image's decoding keeps unless told
 // (Ultralytics' max_det; COCO's evaluation counts the best 100).
 const DefaultMaxDetections = 300
