@@ -182,8 +182,8 @@ func sizeLevel(maps []LevelMap, d float64) int {
 // the image's owners[level][point].
 func rescue(maps []LevelMap, owners [][]int, bs []Box, valid func(Box) bool, fw, fh float64) {
 	count := make([]int, len(bs))
-	for _, os := range owners {
-		for _, k := range os {
+	for _, pts := range owners {
+		for _, k := range pts {
 			if k >= 0 {
 				count[k]++
 			}
