@@ -184,7 +184,7 @@ func (s *Simulator) nextColour() (*raster.Image, *edgeloopv1.Annotation, error) 
 		truth.Labels = []*edgeloopv1.Label{{ClassName: names[sm.Label]}}
 		return sm.Image, truth, nil
 	}
-	sc, err := s.colour.Scenes(colourscenes.SceneConfig{W: w, H: h, Classes: len(names)}, 1, s.r.Uint64(), s.drift)
+	sc, err := s.colour.Scenes(s.spec.SceneConfig(), 1, s.r.Uint64(), s.drift)
 	if err != nil {
 		return nil, nil, err
 	}

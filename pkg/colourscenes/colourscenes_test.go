@@ -60,16 +60,31 @@ func TestSameSeedSameData(t *testing.T) {
 }
 
 // Every box lies in the frame, holds all of its object's ink and touches it on each
-// side; no object is hidden beyond MaxHidden.
+// side; no object is hidden beyond MaxHidden. Dense scenes place all of their 100
+// objects: small ones (8–40 px) at 640×480, and ones of the default sizes (up to 80 %
+// of the frame), which the crowd makes smaller, at 640×480 and 320×240.
 func TestBoxesInsideFrameAndCoverTheirObject(t *testing.T) {
 	g := generator(t)
-	for _, c := range []SceneConfig{{W: 320, H: 240}, {W: 640, H: 480, MaxObjects: 30}} {
-		c = c.withDefaults()
-		for s := 0; s < 20; s++ {
+	for _, tc := range []struct {
+		c      SceneConfig
+		scenes int
+	}{
+		{SceneConfig{W: 320, H: 240}, 20},
+		{SceneConfig{W: 640, H: 480, MaxObjects: 30}, 20},
+		{SceneConfig{W: 640, H: 480, MinObjects: 100, MaxObjects: 100, MinSize: 8, MaxSize: 40}, 20},
+		{SceneConfig{W: 640, H: 480, MinObjects: 100, MaxObjects: 100}, 3},
+		{SceneConfig{W: 320, H: 240, MinObjects: 100, MaxObjects: 100}, 3},
+	} {
+		c := tc.c.withDefaults()
+		for s := 0; s < tc.scenes; s++ {
 			r := rand.New(rand.NewPCG(9, uint64(s)))
-			im, objs := g.layout(c, SiteHome, r, none())
+			im, objs, dropped := g.layout(c, SiteHome, r, none())
 			if im.W != c.W || im.H != c.H || im.Channels() != 3 {
 				t.Fatalf("scene is %dx%dx%d, want %dx%dx3", im.W, im.H, im.Channels(), c.W, c.H)
+			}
+			if c.MinObjects == 100 && (len(objs) != 100 || dropped != 0) {
+				t.Fatalf("%dx%d, %d–%d px, scene %d: %d of 100 objects placed, %d dropped",
+					c.W, c.H, c.MinSize, c.MaxSize, s, len(objs), dropped)
 			}
 			for k, o := range objs {
 				b := o.box(c.W, c.H)
@@ -95,6 +110,37 @@ func TestBoxesInsideFrameAndCoverTheirObject(t *testing.T) {
 					t.Fatalf("scene %d object %d: %d of %d pixels visible, more hidden than %v", s, k, o.visible, o.full, c.MaxHidden)
 				}
 			}
+		}
+	}
+}
+
+// TestDenseScenesReportWhatDidNotFit: 100 objects of 8–40 px fill a 640×480 scene whole,
+// with their boxes and visible shares; 100 objects of 48–64 px cannot all fit in a
+// 64×64 scene, and the scene counts those left out.
+func TestDenseScenesReportWhatDidNotFit(t *testing.T) {
+	g := generator(t)
+	sc, err := g.Scenes(SceneConfig{W: 640, H: 480, MinObjects: 100, MaxObjects: 100, MinSize: 8, MaxSize: 40}, 4, 3, none())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range sc {
+		if len(s.Boxes) != 100 || len(s.Visible) != 100 || s.Dropped != 0 {
+			t.Fatalf("dense scene %d: %d boxes, %d visible shares, %d dropped; want 100, 100, 0", i, len(s.Boxes), len(s.Visible), s.Dropped)
+		}
+		for k, b := range s.Boxes {
+			side := max((b.X1-b.X0)*640, (b.Y1-b.Y0)*480)
+			if b.X0 < 0 || b.Y0 < 0 || b.X1 > 1 || b.Y1 > 1 || side < 5 || side > 57 || s.Visible[k] < 0.5 {
+				t.Fatalf("dense scene %d object %d: box %+v (%.0f px), visible %v", i, k, b, side, s.Visible[k])
+			}
+		}
+	}
+	sc, err = g.Scenes(SceneConfig{W: 64, H: 64, MinObjects: 100, MaxObjects: 100, MinSize: 48, MaxSize: 64}, 2, 3, none())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range sc {
+		if s.Dropped == 0 || len(s.Boxes) == 0 || len(s.Boxes)+s.Dropped != 100 {
+			t.Fatalf("crowded scene %d: %d placed, %d dropped; want some of each, 100 in all", i, len(s.Boxes), s.Dropped)
 		}
 	}
 }

@@ -146,7 +146,8 @@ type SceneConfig struct {
 	W, H int
 	// Classes is how many classes of the catalogue to use (default 8).
 	Classes int
-	// MinObjects and MaxObjects per scene (default 1–12; fewer when they do not fit).
+	// MinObjects and MaxObjects per scene (default 1–12; objects that do not fit are
+	// drawn smaller, and those that fit nowhere are counted in Scene.Dropped).
 	MinObjects, MaxObjects int
 	// MinSize and MaxSize bound an object's larger side in pixels, drawn log-uniformly
 	// (default 8 to 80 % of the scene's smaller side).
@@ -205,6 +206,10 @@ type Scene struct {
 	Boxes []nn.Box
 	// Visible is the share of each object not hidden by later ones.
 	Visible []float32
+	// Dropped counts the objects drawn for the scene that fitted nowhere, even at
+	// MinSize, without hiding an earlier one beyond MaxHidden: the scene holds
+	// len(Boxes) objects of the MinObjects–MaxObjects it drew len(Boxes)+Dropped.
+	Dropped int
 }
 
 // Scenes makes n scenes, scene i from its own random stream of seed: the same seed gives
@@ -217,8 +222,8 @@ func (g *Generator) Scenes(c SceneConfig, n int, seed uint64, d drift.Preset) ([
 	out := make([]Scene, n)
 	parallel(n, func(i int) {
 		r := rand.New(rand.NewPCG(seed, uint64(i)))
-		im, objs := g.layout(c, site(d), r, d)
-		sc := Scene{Image: d.ApplyFrame(im, r)}
+		im, objs, dropped := g.layout(c, site(d), r, d)
+		sc := Scene{Image: d.ApplyFrame(im, r), Dropped: dropped}
 		for _, o := range objs {
 			sc.Boxes = append(sc.Boxes, o.box(c.W, c.H))
 			sc.Visible = append(sc.Visible, float32(o.visible)/float32(o.full))
@@ -267,8 +272,11 @@ func (g *Generator) object(class int, size float64, r *rand.Rand) placed {
 }
 
 // layout draws a scene's background and objects, largest first, each at a place where
-// it hides no earlier object beyond MaxHidden (a few tries, else it is left out).
-func (g *Generator) layout(c SceneConfig, site string, r *rand.Rand, d drift.Preset) (*raster.Image, []placed) {
+// it hides no earlier object beyond MaxHidden. An object that finds no place in a few
+// tries is drawn again at 0.7 times its size, down to MinSize (a crowded scene trades
+// its largest objects for their number); one that fits nowhere even then is left out,
+// and layout returns how many were.
+func (g *Generator) layout(c SceneConfig, site string, r *rand.Rand, d drift.Preset) (*raster.Image, []placed, int) {
 	im := g.photos.Background(site, c.W, c.H, r)
 	k := c.MinObjects + r.IntN(c.MaxObjects-c.MinObjects+1)
 	sizes := make([]float64, k)
@@ -284,45 +292,62 @@ func (g *Generator) layout(c SceneConfig, site string, r *rand.Rand, d drift.Pre
 	}
 	var objs []placed
 	hidden := make([]int, k)
+	dropped := 0
 	for _, size := range sizes {
-		o := g.object(r.IntN(c.Classes), size, r)
-		if o.full == 0 || o.x1-o.x0 > c.W || o.y1-o.y0 > c.H {
-			continue
-		}
-		for tries := 0; tries < 12; tries++ {
-			o.x = r.IntN(c.W-(o.x1-o.x0)+1) - o.x0
-			o.y = r.IntN(c.H-(o.y1-o.y0)+1) - o.y0
-			clear(hidden)
-			o.each(c.W, c.H, func(i int, a float32) {
-				if a >= 0.5 && owner[i] >= 0 {
-					hidden[owner[i]]++
-				}
-			})
-			ok := true
-			for j := range objs {
-				if float64(objs[j].visible-hidden[j]) < (1-c.MaxHidden)*float64(objs[j].full) {
-					ok = false
-					break
-				}
+		class := r.IntN(c.Classes)
+		least := math.Min(size, float64(c.MinSize))
+		for {
+			o := g.object(class, size, r)
+			if o.full > 0 && o.x1-o.x0 <= c.W && o.y1-o.y0 <= c.H && place(c, &o, objs, owner, hidden, r) {
+				g.paint(im, o, r)
+				objs = append(objs, o)
+				break
 			}
-			if !ok {
-				continue
+			if size <= least {
+				dropped++
+				break
 			}
-			for j := range objs {
-				objs[j].visible -= hidden[j]
-			}
-			id := int16(len(objs))
-			o.each(c.W, c.H, func(i int, a float32) {
-				if a >= 0.5 {
-					owner[i] = id
-				}
-			})
-			g.paint(im, o, r)
-			objs = append(objs, o)
-			break
+			size = math.Max(least, 0.7*size)
 		}
 	}
-	return im, objs
+	return im, objs, dropped
+}
+
+// place tries a few random places for o where it hides no earlier object beyond
+// MaxHidden; at the first, it claims o's pixels in owner, takes them from the objects it
+// covers and reports true. hidden is scratch space, one count per object.
+func place(c SceneConfig, o *placed, objs []placed, owner []int16, hidden []int, r *rand.Rand) bool {
+	for tries := 0; tries < 12; tries++ {
+		o.x = r.IntN(c.W-(o.x1-o.x0)+1) - o.x0
+		o.y = r.IntN(c.H-(o.y1-o.y0)+1) - o.y0
+		clear(hidden)
+		o.each(c.W, c.H, func(i int, a float32) {
+			if a >= 0.5 && owner[i] >= 0 {
+				hidden[owner[i]]++
+			}
+		})
+		ok := true
+		for j := range objs {
+			if float64(objs[j].visible-hidden[j]) < (1-c.MaxHidden)*float64(objs[j].full) {
+				ok = false
+				break
+			}
+		}
+		if !ok {
+			continue
+		}
+		for j := range objs {
+			objs[j].visible -= hidden[j]
+		}
+		id := int16(len(objs))
+		o.each(c.W, c.H, func(i int, a float32) {
+			if a >= 0.5 {
+				owner[i] = id
+			}
+		})
+		return true
+	}
+	return false
 }
 
 // each calls f with the scene index and coverage of every inked mask pixel inside the

@@ -3,8 +3,10 @@
 // digits), "colour-objects" (classification, colour objects over photographs, 96×96 by
 // default) and "colour-scenes" (detection, colour scenes of many objects at many scales,
 // 320×240 by default), each optionally under a drift preset and, for the colour ones,
-// at another size or number of classes: "mnist:drift=rotation", "digit-scenes:drift=blur",
-// "colour-scenes:size=640x480,classes=12,drift=low-light". Digit train data always comes
+// at another size or number of classes, and for colour scenes with another number of
+// objects: "mnist:drift=rotation", "digit-scenes:drift=blur",
+// "colour-scenes:size=640x480,classes=12,drift=low-light",
+// "colour-scenes:size=640x480,objects=50-100". Digit train data always comes
 // from MNIST's train digits and test data from its test digits; colour splits are drawn
 // from separate random streams of the seed. Files is the user's own dataset: a directory
 // or a zip in COCO, YOLO, VOC or class folders.
@@ -45,6 +47,9 @@ type Spec struct {
 	W, H int
 	// Classes is a colour dataset's number of classes (0: 8).
 	Classes int
+	// MinObjects and MaxObjects bound a colour scene's objects (both 0: the generator's
+	// default, 1–12; at most 100).
+	MinObjects, MaxObjects int
 }
 
 // String is the spec in its flag form.
@@ -56,6 +61,9 @@ func (s Spec) String() string {
 	if s.Classes > 0 {
 		opts = append(opts, fmt.Sprintf("classes=%d", s.Classes))
 	}
+	if s.MaxObjects > 0 {
+		opts = append(opts, fmt.Sprintf("objects=%d-%d", s.MinObjects, s.MaxObjects))
+	}
 	if s.Drift != "" && s.Drift != drift.None {
 		opts = append(opts, "drift="+s.Drift)
 	}
@@ -66,8 +74,9 @@ func (s Spec) String() string {
 }
 
 // Parse reads a dataset name with its options: "mnist", "digit-scenes:drift=NAME",
-// "colour-objects:size=WxH,classes=N,drift=NAME", "colour-scenes:…". Digit datasets
-// take digit drift presets, colour datasets colour ones (drift.NamesFor).
+// "colour-objects:size=WxH,classes=N,drift=NAME", "colour-scenes:…" (which also takes
+// objects=MIN-MAX or objects=N, objects per scene, up to 100). Digit datasets take digit
+// drift presets, colour datasets colour ones (drift.NamesFor).
 func Parse(v string) (Spec, error) {
 	name, opts, _ := strings.Cut(v, ":")
 	s := Spec{Name: name}
@@ -111,9 +120,23 @@ func Parse(v string) (Spec, error) {
 				return s, fmt.Errorf("dataset %q: %w", v, err)
 			}
 			s.Classes = n
+		case ok && k == "objects" && name == ColourScenes:
+			los, his, isRange := strings.Cut(val, "-")
+			if !isRange {
+				his = los
+			}
+			lo, errLo := strconv.Atoi(los)
+			hi, errHi := strconv.Atoi(his)
+			if errLo != nil || errHi != nil || lo < 0 || hi < max(lo, 1) || hi > 100 {
+				return s, fmt.Errorf("dataset %q: objects %q, want MIN-MAX or N objects per scene with 0 <= MIN <= MAX, 1 <= MAX <= 100", v, val)
+			}
+			s.MinObjects, s.MaxObjects = lo, hi
 		default:
 			want := "drift=NAME"
-			if colour {
+			switch {
+			case name == ColourScenes:
+				want = "drift=NAME, size=WxH, classes=N or objects=MIN-MAX"
+			case colour:
 				want = "drift=NAME, size=WxH or classes=N"
 			}
 			return s, fmt.Errorf("dataset %q: unknown option %q (want %s)", v, opt, want)
@@ -188,6 +211,13 @@ func (s Spec) Model() *nn.Spec {
 		return nil
 	}
 	return &nn.Spec{Family: nn.MobileNetV2, Size: "n", Input: [2]int{96, 96}, Channels: 3, Resize: nn.Letterbox, Normalize: nn.NormNone}
+}
+
+// SceneConfig lays out the scenes of colour-scenes: its size, classes and objects per
+// scene.
+func (s Spec) SceneConfig() colourscenes.SceneConfig {
+	w, h := s.Size()
+	return colourscenes.SceneConfig{W: w, H: h, Classes: len(s.ClassNames()), MinObjects: s.MinObjects, MaxObjects: s.MaxObjects}
 }
 
 // ClassNames are the dataset's classes: the digits "0"…"9", or the first N of the
@@ -350,7 +380,7 @@ func LoadColour(g *colourscenes.Generator, s Spec, sz Sizes, seed uint64, d drif
 			*part.dst = out
 			continue
 		}
-		sc, err := g.Scenes(colourscenes.SceneConfig{W: w, H: h, Classes: classes}, part.n, part.seed, d)
+		sc, err := g.Scenes(s.SceneConfig(), part.n, part.seed, d)
 		if err != nil {
 			return sp, fmt.Errorf("dataset %s: %w", s, err)
 		}

@@ -2,6 +2,7 @@ package datasets
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/edgeloop/edgeloop/pkg/colourscenes"
@@ -16,6 +17,9 @@ func TestParseColourSpecs(t *testing.T) {
 		"colour-objects:size=128x64":                           {Name: ColourObjects, W: 128, H: 64},
 		"colour-scenes:size=640x480,classes=12,drift=new-site": {Name: ColourScenes, W: 640, H: 480, Classes: 12, Drift: "new-site"},
 		"mnist:drift=rotation":                                 {Name: MNIST, Drift: "rotation"},
+		"colour-scenes:size=320x240,classes=8,objects=50-100":  {Name: ColourScenes, W: 320, H: 240, Classes: 8, MinObjects: 50, MaxObjects: 100},
+		"colour-scenes:objects=0-100":                          {Name: ColourScenes, MinObjects: 0, MaxObjects: 100},
+		"colour-scenes:objects=7":                              {Name: ColourScenes, MinObjects: 7, MaxObjects: 7},
 	} {
 		got, err := Parse(in)
 		if err != nil || got != want {
@@ -27,10 +31,21 @@ func TestParseColourSpecs(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"colour-scenes:drift=rotation", "mnist:drift=low-light", "mnist:size=64x64",
-		"colour-objects:size=8x8", "colour-scenes:size=48x48", "colour-objects:classes=17", "colour-objects:classes=x", "colour-scenes:zoom=2", "colours"} {
+		"colour-objects:size=8x8", "colour-scenes:size=48x48", "colour-objects:classes=17", "colour-objects:classes=x", "colour-scenes:zoom=2", "colours",
+		"colour-scenes:objects=101", "colour-scenes:objects=60-50", "colour-scenes:objects=0-0", "colour-scenes:objects=-3", "colour-scenes:objects=a-b",
+		"colour-objects:objects=3", "digit-scenes:objects=3"} {
 		if _, err := Parse(bad); err == nil {
 			t.Errorf("Parse(%q) accepted", bad)
 		}
+	}
+	// A bad count says what, where and why.
+	_, err := Parse("colour-scenes:size=320x240,objects=50-120")
+	if err == nil || !strings.Contains(err.Error(), `"colour-scenes:size=320x240,objects=50-120"`) ||
+		!strings.Contains(err.Error(), `objects "50-120"`) || !strings.Contains(err.Error(), "MAX <= 100") {
+		t.Errorf("objects=50-120: %v", err)
+	}
+	if _, err := Parse("colour-scenes:objectz=5"); err == nil || !strings.Contains(err.Error(), "objects=MIN-MAX") {
+		t.Errorf("unknown option: %v, want the options colour-scenes takes", err)
 	}
 }
 
@@ -108,5 +123,16 @@ func TestLoadColourSplits(t *testing.T) {
 	det, err := LoadColour(g, sc, Sizes{Train: 3, Val: 1, Test: 1}, 1, none)
 	if err != nil || len(det.Train) != 3 || det.Train[0].Image.W != 320 || len(det.Train[0].Boxes) == 0 {
 		t.Fatalf("colour scenes: %v, %d train", err, len(det.Train))
+	}
+	// Dense scenes: every scene holds 50–100 objects.
+	dense, _ := Parse("colour-scenes:size=320x240,classes=8,objects=50-100")
+	det, err = LoadColour(g, dense, Sizes{Train: 3, Val: 1, Test: 1}, 1, none)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, smp := range slices.Concat(det.Train, det.Val, det.Test) {
+		if n := len(smp.Boxes); n < 50 || n > 100 {
+			t.Fatalf("dense scene %s: %d objects, want 50–100", smp.ID, n)
+		}
 	}
 }

@@ -1,7 +1,8 @@
 // Package evaluate measures models the way the training overview does: accuracy,
 // per-class precision and recall and the confusion matrix for classification; mean
 // average precision (COCO's 101-point interpolation, at IoU 0.5 and averaged over IoU
-// 0.50:0.05:0.95, over all objects and per object size) for detection.
+// 0.50:0.05:0.95, over all objects and per object size, counting COCO's maxDets best
+// detections of each class in an image) for detection.
 package evaluate
 
 import (
@@ -118,6 +119,14 @@ type SizeStat struct {
 	GroundTr int `json:"ground_truth"`
 }
 
+// MaxDetections is COCO's maxDets for AP: of an image's detections of one class, the
+// evaluation counts the best 100 by score and ignores the rest, for mAP, per-class AP
+// and per-size AP alike. The cap is per image and class, as in pycocotools
+// (COCOeval.evaluateImg keeps the first maxDets of an image's detections of the category
+// it scores), so decoding with more boxes per image (vision.DefaultMaxDetections, 300)
+// changes nothing unless one class has more than 100 in an image.
+const MaxDetections = 100
+
 // Object sizes: COCO's area thresholds, 32² and 96² pixels, unscaled.
 const (
 	SmallArea  = 32 * 32
@@ -137,7 +146,8 @@ func SizeRanges() []SizeRange {
 }
 
 // Detection scores predictions against ground truth, image by image. Classes without
-// ground truth are left out of the means, as in COCO.
+// ground truth are left out of the means, as in COCO, and only an image's best
+// MaxDetections of each class count.
 func Detection(gt [][]nn.Box, pred [][]nn.Detection, classes []string) DetectionReport {
 	return DetectionSized(gt, pred, classes, nil)
 }
@@ -264,7 +274,8 @@ type scored struct {
 
 // matchClass matches one class's detections to ground truth at IoU threshold t, greedily
 // by descending score (each detection takes the unmatched ground-truth box it overlaps
-// most); it returns the detections in that order and whether each is a true positive.
+// most); it returns the detections in that order, each image's best MaxDetections of
+// the class only, and whether each is a true positive.
 func matchClass(gt [][]nn.Box, pred [][]nn.Detection, c int, t float32) ([]scored, []bool) {
 	dets, tp, _ := matchClassIn(gt, pred, c, t, nil)
 	return dets, tp
@@ -276,14 +287,23 @@ func matchClass(gt [][]nn.Box, pred [][]nn.Detection, c int, t float32) ([]score
 // out of range is ignored too.
 func matchClassIn(gt [][]nn.Box, pred [][]nn.Detection, c int, t float32, in func(img int, b nn.Box) bool) ([]scored, []bool, []bool) {
 	var dets []scored
+	byScore := func(ds []scored) func(i, j int) bool {
+		return func(i, j int) bool { return ds[i].det.Score > ds[j].det.Score }
+	}
 	for i, ds := range pred {
+		start := len(dets)
 		for _, d := range ds {
 			if d.Class == c {
 				dets = append(dets, scored{img: i, det: d})
 			}
 		}
+		// COCO's maxDets: the image's best detections of the class, before any matching.
+		if mine := dets[start:]; len(mine) > MaxDetections {
+			sort.SliceStable(mine, byScore(mine))
+			dets = dets[:start+MaxDetections]
+		}
 	}
-	sort.SliceStable(dets, func(i, j int) bool { return dets[i].det.Score > dets[j].det.Score })
+	sort.SliceStable(dets, byScore(dets))
 	matched := make(map[[2]int]bool)
 	tp := make([]bool, len(dets))
 	ignored := make([]bool, len(dets))

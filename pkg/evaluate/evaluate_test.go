@@ -151,3 +151,44 @@ func TestDetectionBySize(t *testing.T) {
 		t.Errorf("at 1000 px: %+v", r.BySize)
 	}
 }
+
+// TestDetectionMaxDetections: COCO's maxDets — of an image's detections of one class only
+// the best MaxDetections count, for mAP and per-size AP, and another class's detections
+// do not take their places. Image 0 holds a hit at .9, 150 false positives of its class
+// at .30–.45 and 150 of another class at .5; image 1 a hit at .2, ranked below them all.
+func TestDetectionMaxDetections(t *testing.T) {
+	classes := []string{"a", "b"}
+	gt := [][]nn.Box{{box(0, 0, .4, .4, 0)}, {box(.1, .1, .5, .5, 0)}}
+	first := []nn.Detection{{Box: gt[0][0], Score: .9}}
+	for k := 0; k < 150; k++ {
+		first = append(first,
+			nn.Detection{Box: box(.5, .5, .9, .9, 0), Score: .3 + .15*float32(k)/150},
+			nn.Detection{Box: box(.5, 0, .9, .4, 1), Score: .5})
+	}
+	pred := [][]nn.Detection{first, {{Box: gt[1][0], Score: .2}}}
+	r := DetectionSized(gt, pred, classes, [][2]int{{100, 100}, {100, 100}})
+	// Counted: the hit and the best 99 false positives of image 0, then image 1's hit:
+	// precision 1 up to recall .5 (51 points), 2/101 beyond (50 points). Without the cap
+	// the second hit would come after 150 false positives: 2/152.
+	want := (51 + 50*2.0/101) / 101
+	if uncapped := (51 + 50*2.0/152) / 101; near(want, uncapped) {
+		t.Fatal("the case does not tell the cap from none")
+	}
+	if a := r.PerClass[0]; !near(a.AP50, want) || !near(a.AP5095, want) || !near(r.MAP50, want) {
+		t.Errorf("class a AP50 %.6f AP50:95 %.6f mAP50 %.6f, want %.6f (the best %d of image 0 counted)",
+			a.AP50, a.AP5095, r.MAP50, want, MaxDetections)
+	}
+	if n := len(r.images[0].dets); n != 100 {
+		t.Errorf("image 0: %d detections counted at IoU .5, want 100", n)
+	}
+	// Every box is 40×40 px: medium, with the same figures.
+	if m := r.BySize[1]; m.Size != "medium" || m.GroundTr != 2 || !near(m.MAP50, want) || !near(m.MAP5095, want) {
+		t.Errorf("medium %+v, want AP %.6f", m, want)
+	}
+	// With 100 detections in image 0 (the hit, 50 false positives of class a, 49 of b)
+	// nothing is dropped: the second hit comes 52nd.
+	r = Detection(gt, [][]nn.Detection{first[:100], pred[1]}, classes)
+	if a := r.PerClass[0]; !near(a.AP50, (51+50*2.0/52)/101) {
+		t.Errorf("uncapped image: class a AP50 %.6f", a.AP50)
+	}
+}

@@ -62,7 +62,10 @@ func levelRange(levels []LevelMap, i int) (lo, hi float64) {
 // encodeLevels builds the multi-scale detector's targets: label assignment by centre
 // sampling within each level's size range, the smallest box winning a point claimed by
 // several; a box that no point takes (smaller than a stride, or between points) gets
-// the point nearest its centre on the level its size falls in.
+// the point nearest its centre on the level its size falls in. A box left with no
+// point because smaller boxes took all of its own (tiny objects side by side in a
+// dense scene) then takes, near its centre on that level, a point inside it from a box
+// that keeps another, else the nearest unclaimed point (rescue).
 func encodeLevels(a Arch, boxes [][]Box) *DetTargets {
 	maps := a.LevelMaps()
 	per := a.OutputSize()
@@ -85,8 +88,9 @@ func encodeLevels(a Arch, boxes [][]Box) *DetTargets {
 				owners[img][l][p] = k
 			}
 		}
+		valid := func(b Box) bool { return b.Class >= 0 && b.Class < a.Classes && b.X1 > b.X0 && b.Y1 > b.Y0 }
 		for k, b := range bs {
-			if b.Class < 0 || b.Class >= a.Classes || !(b.X1 > b.X0) || !(b.Y1 > b.Y0) {
+			if !valid(b) {
 				continue
 			}
 			x0, y0, x1, y1 := float64(b.X0)*fw, float64(b.Y0)*fh, float64(b.X1)*fw, float64(b.Y1)*fh
@@ -117,18 +121,12 @@ func encodeLevels(a Arch, boxes [][]Box) *DetTargets {
 			if found {
 				continue
 			}
-			d := max(x1-x0, y1-y0) / 2
-			l := len(maps) - 1
-			for i := range maps {
-				if _, hi := levelRange(maps, i); d <= hi {
-					l = i
-					break
-				}
-			}
+			l := sizeLevel(maps, max(x1-x0, y1-y0)/2)
 			m, s := maps[l], float64(maps[l].Stride)
 			j, i := min(m.W-1, max(0, int(cx/s))), min(m.H-1, max(0, int(cy/s)))
 			claim(l, i*m.W+j, k)
 		}
+		rescue(maps, owners[img], bs, valid, fw, fh)
 		for l := range maps {
 			for _, k := range owners[img][l] {
 				if k >= 0 {
@@ -166,6 +164,64 @@ func encodeLevels(a Arch, boxes [][]Box) *DetTargets {
 		}
 	}
 	return t
+}
+
+// sizeLevel is the level whose size range holds a box's half longer side d (pixels).
+func sizeLevel(maps []LevelMap, d float64) int {
+	for i := range maps {
+		if _, hi := levelRange(maps, i); d <= hi {
+			return i
+		}
+	}
+	return len(maps) - 1
+}
+
+// rescue gives each valid box of one image that owns no point (smaller boxes took all
+// of its own) a point within two strides of its centre on the level of its size: one
+// inside it whose owner keeps another point, else the nearest unowned one. owners are
+// the image's owners[level][point].
+func rescue(maps []LevelMap, owners [][]int, bs []Box, valid func(Box) bool, fw, fh float64) {
+	count := make([]int, len(bs))
+	for _, pts := range owners {
+		for _, k := range pts {
+			if k >= 0 {
+				count[k]++
+			}
+		}
+	}
+	for k, b := range bs {
+		if count[k] > 0 || !valid(b) {
+			continue
+		}
+		x0, y0, x1, y1 := float64(b.X0)*fw, float64(b.Y0)*fh, float64(b.X1)*fw, float64(b.Y1)*fh
+		cx, cy := (x0+x1)/2, (y0+y1)/2
+		l := sizeLevel(maps, max(x1-x0, y1-y0)/2)
+		m, s := maps[l], float64(maps[l].Stride)
+		cj, ci := int(cx/s), int(cy/s)
+		best, bestInside, bestD := -1, false, math.Inf(1)
+		for i := max(0, ci-2); i <= min(m.H-1, ci+2); i++ {
+			for j := max(0, cj-2); j <= min(m.W-1, cj+2); j++ {
+				px, py := (float64(j)+0.5)*s, (float64(i)+0.5)*s
+				inside := px > x0 && px < x1 && py > y0 && py < y1
+				cur := owners[l][i*m.W+j]
+				if !(cur < 0 || inside && count[cur] > 1) {
+					continue
+				}
+				d := (px-cx)*(px-cx) + (py-cy)*(py-cy)
+				if inside && !bestInside || inside == bestInside && d < bestD {
+					best, bestInside, bestD = i*m.W+j, inside, d
+				}
+			}
+		}
+		if best < 0 {
+			continue
+		}
+		if cur := owners[l][best]; cur >= 0 {
+			count[cur]--
+		}
+		owners[l][best] = k
+		count[k]++
+	}
 }
 
 // MultiScaleLoss is the multi-scale detector's loss of the first n images of z (the

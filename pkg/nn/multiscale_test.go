@@ -236,7 +236,8 @@ func TestMultiScaleLossGradient(t *testing.T) {
 
 // TestEncodeLevels: label assignment over the levels — small boxes on stride 8, the
 // whole frame on stride 32, each of 100 boxes with assigned points, the smallest box
-// winning a shared point, and perfect predictions decoding to the boxes.
+// winning a shared point, a box that lost all its points rescued, and perfect
+// predictions decoding to the boxes.
 func TestEncodeLevels(t *testing.T) {
 	a, err := DetectorFamily(MobileNetV2, "n", 320, 320, 3, 4)
 	if err != nil {
@@ -328,6 +329,17 @@ func TestEncodeLevels(t *testing.T) {
 	p := 18*m.W + 18 // the point at (148, 148), inside both
 	if tg.T[m.Offset+6*hw+p] != 1 || tg.T[m.Offset+5*hw+p] != 0 {
 		t.Errorf("shared point: class targets %v %v, want the small box's class", tg.T[m.Offset+5*hw+p], tg.T[m.Offset+6*hw+p])
+	}
+	// Rescue: a 10×10 box whose one point (108, 108) goes to a smaller box takes it back
+	// when the smaller box keeps another, (108, 116); a 9×9 box whose one point goes to
+	// an 8×8 box with no other takes the free point nearest its centre, (108, 100).
+	tg = EncodeTargets(a, [][]Box{{px(100, 100, 110, 110, 1), px(106, 104, 111, 117, 2)}, {px(100, 100, 109, 109, 1), px(104, 104, 112, 112, 2)}})
+	at := func(img, x, y int) int { return img*a.OutputSize() + m.Offset + (y/8)*m.W + x/8 }
+	if tg.T[at(0, 108, 108)+6*hw] != 1 || tg.T[at(0, 108, 116)+7*hw] != 1 || assigned(tg, 0, 2) != [3]int{1, 0, 0} {
+		t.Errorf("stolen back: 10×10 box %v, smaller box %v; want (108, 108) and (108, 116)", assigned(tg, 0, 1), assigned(tg, 0, 2))
+	}
+	if tg.T[at(1, 108, 108)+7*hw] != 1 || tg.T[at(1, 108, 100)+6*hw] != 1 || assigned(tg, 1, 1) != [3]int{1, 0, 0} {
+		t.Errorf("free point: 9×9 box %v, 8×8 box %v; want (108, 100) and (108, 108)", assigned(tg, 1, 1), assigned(tg, 1, 2))
 	}
 	// Bad boxes (unknown class, empty) are left out, not a panic.
 	tg = EncodeTargets(a, [][]Box{{{X0: .5, Y0: .5, X1: .4, Y1: .6}, {X0: .1, Y0: .1, X1: .2, Y1: .2, Class: 9}}})

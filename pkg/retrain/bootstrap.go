@@ -55,7 +55,7 @@ func RegisterBootstrapFlags(fs *flag.FlagSet) *BootstrapOptions {
 	fs.StringVar(&o.API, "api", "http://127.0.0.1:8080", "curator API")
 	fs.StringVar(&o.Token, "token", "admin-dev-token", "admin bearer token")
 	fs.StringVar(&o.Project, "project", "digits", "project id")
-	fs.StringVar(&o.Dataset, "dataset", "mnist", "seed dataset: mnist, digit-scenes, colour-objects or colour-scenes (optionally :drift=NAME, and size=WxH,classes=N for colour)")
+	fs.StringVar(&o.Dataset, "dataset", "mnist", "seed dataset: mnist, digit-scenes, colour-objects or colour-scenes (optionally :drift=NAME, and size=WxH,classes=N for colour, objects=MIN-MAX for colour-scenes)")
 	fs.IntVar(&o.Limit, "limit", 2000, "seed examples")
 	fs.Uint64Var(&o.Seed, "seed", 1, "seed of generated scenes")
 	fs.StringVar(&o.MNISTDir, "mnist-dir", "", "MNIST data directory")

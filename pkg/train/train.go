@@ -715,7 +715,8 @@ func EvaluatePredictions(a nn.Arch, classes []string, samples []Sample, preds []
 }
 
 // Predict runs the engine's model on samples. Detection uses a low score threshold
-// (0.01) so that average precision sees the whole ranking.
+// (0.01) so that average precision sees the whole ranking; the evaluation counts the
+// best evaluate.MaxDetections of each class in an image (COCO's maxDets).
 func Predict(e nn.Engine, a nn.Arch, classes []string, samples []Sample, batchSize int) ([][]vision.Prediction, error) {
 	out := make([][]vision.Prediction, 0, len(samples))
 	k := a.OutputSize()

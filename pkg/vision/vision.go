@@ -80,7 +80,8 @@ func (o Options) WithDecoding(d *nn.Decoding) Options {
 }
 
 // DefaultMaxDetections is the most boxes an image's decoding keeps unless told
-// (Ultralytics' max_det; COCO's evaluation counts the best 100).
+// (Ultralytics' max_det). Evaluation then counts, as COCO's does, only the best 100 of
+// each class in an image (evaluate.MaxDetections).
 const DefaultMaxDetections = 300
 
 // Fit converts an image to the network's channels (colour to grey by luma, grey to
