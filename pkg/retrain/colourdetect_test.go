@@ -40,6 +40,7 @@ func TestColourDetectionLoop(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	const ds = "colour-scenes:size=160x128,classes=4"
+	decoding := &nn.Decoding{MinScore: 0.2, IoU: 0.5, ClassAgnostic: true, MaxDetections: 20}
 	spec, err := datasets.Parse(ds)
 	if err != nil {
 		t.Fatal(err)
@@ -55,6 +56,8 @@ func TestColourDetectionLoop(t *testing.T) {
 		// Any candidate not worse by 100 points on any test split is released: the test is
 		// about the loop, not about the gate.
 		pr.Retrain.Debounce, pr.Retrain.Require, pr.Retrain.Margin, pr.Retrain.MinTest = config.Duration(time.Millisecond), "not_worse", 1, 1
+		// The agents keep at most 20 boxes a frame, one per object whatever its class.
+		pr.Decode = decoding
 		return nil
 	})
 	if err != nil {
@@ -62,6 +65,11 @@ func TestColourDetectionLoop(t *testing.T) {
 	}
 	if p.Task != "detect" || p.Model == nil || !p.Model.Equal(&want) {
 		t.Fatalf("project: task %s, model %+v, want %+v", p.Task, p.Model, want)
+	}
+	// The bootstrap gave the project its dataset's mirror setting: the letters among the
+	// four classes are never mirrored, the shapes may be.
+	if m := spec.Mirroring(); len(m.Never) == 0 || len(m.Never) == len(classes) || !slices.Equal(p.Mirror.Never, m.Never) {
+		t.Fatalf("project mirror setting %+v, want never %v of %v", p.Mirror, m.Never, classes)
 	}
 	e.waitFor("v1 released", 120*time.Second, func() bool { return e.release("aisle") == 1 })
 	t.Logf("v1 released after %v", time.Since(start).Round(time.Millisecond))
@@ -177,13 +185,31 @@ func TestColourDetectionLoop(t *testing.T) {
 	if v2.Header.Lineage.ParentVersion != 1 || !v2.Header.Model.Equal(p.Model) || len(v2.Header.Arch.Levels) != 3 {
 		t.Fatalf("v2: lineage %+v, model %+v, %d levels; want a fine-tune of v1's multi-scale detector", v2.Header.Lineage, v2.Header.Model, len(v2.Header.Arch.Levels))
 	}
-	e.waitFor("the agent on v2 or later", 60*time.Second, func() bool { return a.ModelVersion() >= 2 })
-	im, _, err := sim.Next()
-	if err != nil {
-		t.Fatal(err)
+	if v2.Header.Decode == nil || *v2.Header.Decode != *decoding {
+		t.Fatalf("v2's decode setting %+v, want the project's %+v", v2.Header.Decode, decoding)
 	}
-	if res, err := a.Infer(ctx, "", im, nil); err != nil || res.ModelVersion < 2 {
-		t.Fatalf("the agent on v2: %v, %+v", err, res)
+	e.waitFor("the agent on v2 or later", 60*time.Second, func() bool { return a.ModelVersion() >= 2 })
+	// The agent decodes as the project says: at most 20 boxes scoring 0.2 or more, no two
+	// overlapping by more than 0.5 whatever their classes.
+	for range 20 {
+		im, _, err := sim.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := a.Infer(ctx, "", im, nil)
+		if err != nil || res.ModelVersion < 2 || len(res.Predictions) > decoding.MaxDetections {
+			t.Fatalf("the agent on v2: %v, %+v", err, res)
+		}
+		for i, pr := range res.Predictions {
+			if pr.Confidence < decoding.MinScore {
+				t.Fatalf("the agent on v2 kept a box scoring %.3f under the project's %.2f", pr.Confidence, decoding.MinScore)
+			}
+			for _, q := range res.Predictions[:i] {
+				if iou := nn.IoU(*pr.Box, *q.Box); iou > decoding.IoU {
+					t.Fatalf("the agent on v2 kept two boxes (%s, %s) overlapping by %.2f, above the project's class-agnostic %.2f", pr.ClassName, q.ClassName, iou, decoding.IoU)
+				}
+			}
+		}
 	}
 	t.Logf("%d of the agent's examples approved with %d boxes; done in %v", uploaded, labelled, time.Since(start).Round(time.Millisecond))
 }
