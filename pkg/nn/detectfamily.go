@@ -122,10 +122,10 @@ func (a Arch) ScratchLR() float32 {
 }
 
 // PretrainedLR is Adam's learning rate for a first model of a whose trunk starts from
-// a pretrained backbone: a third of ScratchLR for a multi-scale detector, the rate
-// bench/detect's pretrained cells are measured at (the shipped n trunk on 300 colour
-// scenes at 160×128: test mAP@0.5 0.119, against 0.043 from scratch at ScratchLR), and
-// ScratchLR for the other networks, whose 1e-3 already suits a pretrained classifier.
+// a pretrained backbone: a third of ScratchLR for a multi-scale detector — bench/detect's
+// recipe for its pretrained cells (docs/benchmarks.md compares it with the full rate
+// on the same cell) — and ScratchLR for the other networks, whose 1e-3 already suits a
+// pretrained classifier.
 func (a Arch) PretrainedLR() float32 {
 	if len(a.Levels) > 0 {
 		return a.ScratchLR() / 3
