@@ -100,7 +100,8 @@ type Config struct {
 	// Augment is the augmentation pipeline.
 	Augment augment.Config `json:"augment"`
 	// Strong is the pipeline of the examples marked Sample.Strong (zero: Augment's
-	// strong view, augment.Config.Strong).
+	// strong view, augment.Config.Strong). Either way it flips as Augment.Mirror says:
+	// the mirror setting is the project's, not the view's.
 	Strong *augment.Config `json:"strong,omitempty"`
 	// EMA, when in (0, 1), keeps an exponential moving average of the weights over the
 	// steps (Polyak averaging, as Ultralytics' ModelEMA), with decay min(EMA, (1+t)/(10+t))
@@ -125,10 +126,12 @@ func (c Config) withDefaults() Config {
 		c.Patience = 3
 	}
 	config.Default(&c.MaxImbalance, 3)
-	if c.Strong == nil {
-		s := c.Augment.Strong()
-		c.Strong = &s
+	s := c.Augment.Strong()
+	if c.Strong != nil {
+		s = *c.Strong // a copy: the caller's stays as it is
+		s.Mirror = c.Augment.Mirror
 	}
+	c.Strong = &s
 	if c.Schedule == "" {
 		c.Schedule = "cosine"
 	}
