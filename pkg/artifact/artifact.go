@@ -22,6 +22,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/edgeloop/edgeloop/pkg/augment"
 	"github.com/edgeloop/edgeloop/pkg/nn"
 )
 
@@ -54,6 +55,10 @@ type Lineage struct {
 	Dataset string `json:"dataset"`
 	// Settings are the training settings, as JSON.
 	Settings json.RawMessage `json:"settings,omitempty"`
+	// Mirror is the project's mirror setting the model was trained under (which
+	// classes a flip never mirrors and which swap): Settings' augmentation does not
+	// carry it, since the training resolves it by class index.
+	Mirror augment.Mirroring `json:"mirror,omitzero"`
 	// Mode is how the retrain service trained it: replay, full or scratch.
 	Mode string `json:"mode,omitempty"`
 	// Examples is how many train examples it was trained on.

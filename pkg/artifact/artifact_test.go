@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeloop/edgeloop/pkg/augment"
 	"github.com/edgeloop/edgeloop/pkg/nn"
 )
 
@@ -17,7 +18,8 @@ func model(t *testing.T) *Model {
 		t.Fatal(err)
 	}
 	return &Model{Header: Header{Arch: a, Classes: []string{"a", "b", "c"}, Project: "p", Version: 2,
-		CreatedAt: time.Unix(0, 0).UTC(), Lineage: Lineage{ParentVersion: 1, Dataset: "mnist"}}, Params: p}
+		CreatedAt: time.Unix(0, 0).UTC(), Lineage: Lineage{ParentVersion: 1, Dataset: "mnist",
+			Mirror: augment.Mirroring{Never: []string{"a"}, Pairs: [][2]string{{"b", "c"}}}}}, Params: p}
 }
 
 func TestRoundTrip(t *testing.T) {
@@ -32,6 +34,9 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if got.Header.Version != 2 || got.Header.Lineage.Dataset != "mnist" || got.Header.Task != nn.Classify {
 		t.Fatalf("header %+v", got.Header)
+	}
+	if !reflect.DeepEqual(got.Header.Lineage.Mirror, m.Header.Lineage.Mirror) {
+		t.Fatalf("lineage's mirror setting %+v, want %+v", got.Header.Lineage.Mirror, m.Header.Lineage.Mirror)
 	}
 	for i := range m.Params.Values {
 		for j, v := range m.Params.Values[i] {

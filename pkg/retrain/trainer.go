@@ -387,7 +387,7 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string, 
 	settings, _ := json.Marshal(cfg)
 	model := &artifact.Model{Params: res.Params, Header: artifact.Header{Arch: a, Model: p.Model, Classes: p.Classes, Decode: p.Decode, Project: project, Version: version,
 		CreatedAt: time.Now().UTC(), Lineage: artifact.Lineage{ParentVersion: parentVersion, ParentSHA256: parentSHA, Dataset: snapshot, Settings: settings,
-			Mode: mode, Examples: len(data.Train), Backbone: backbone.File, BackboneSHA256: backbone.SHA256},
+			Mirror: p.Mirror, Mode: mode, Examples: len(data.Train), Backbone: backbone.File, BackboneSHA256: backbone.SHA256},
 		Metrics: map[string]float64{"test_" + metric: decision.Candidate}}}
 	mb, err := artifact.Encode(model)
 	if err != nil {
