@@ -103,7 +103,8 @@ type Model struct {
 	Params *nn.Params
 }
 
-// Encode writes m in the file format.
+// Encode writes m in the file format, refusing a model that Decode would refuse for its
+// class names, weights or decode setting.
 func Encode(m *Model) ([]byte, error) {
 	specs, _, err := m.Header.Arch.Analyse()
 	if err != nil {
@@ -114,6 +115,11 @@ func Encode(m *Model) ([]byte, error) {
 	}
 	if err := m.Params.CheckFinite(); err != nil {
 		return nil, fmt.Errorf("model: %w", err)
+	}
+	if m.Header.Decode != nil { // Decode refuses such a file as damaged: never write one
+		if err := m.Header.Decode.Validate(); err != nil {
+			return nil, fmt.Errorf("model header: %w", err)
+		}
 	}
 	h := m.Header
 	h.Task = h.Arch.Task
