@@ -313,9 +313,10 @@ func newBench(o options, choice backend.Choice, most int, log *zap.Logger) (*ben
 			b.what = "colour scenes (procedural backgrounds: no photographs installed)"
 		}
 		b.scenes = func(n int, seed uint64, d drift.Preset) ([]train.Sample, error) {
-			sc, err := g.Scenes(colourscenes.SceneConfig{W: o.w, H: o.h, Classes: o.classes}, n, seed, d)
+			spec := datasets.Spec{Name: datasets.ColourScenes, W: o.w, H: o.h, Classes: o.classes}
+			sc, err := spec.Scenes(g, n, seed, d, fmt.Sprintf("seed-%d", seed))
 			if err != nil {
-				return nil, fmt.Errorf("colour scenes: %w", err)
+				return nil, err
 			}
 			id := fmt.Sprintf("colour-%d", seed)
 			if d.Name != drift.None {

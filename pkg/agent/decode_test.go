@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -95,8 +97,23 @@ func TestModelDecodesAsItsProjectSays(t *testing.T) {
 }
 
 // A model file whose decode setting is out of range is refused as damaged, naming it.
+// artifact.Encode writes no such file, so the test writes its header itself.
 func TestModelWithBadDecodeIsRefused(t *testing.T) {
-	data := fixedDetector(t, 5, &nn.Decoding{MaxDetections: -2})
+	good := fixedDetector(t, 5, nil)
+	off := len(artifact.Magic) + 8
+	n := int(binary.LittleEndian.Uint32(good[len(artifact.Magic)+4:]))
+	var h map[string]any
+	if err := json.Unmarshal(good[off:off+n], &h); err != nil {
+		t.Fatal(err)
+	}
+	h["decode"] = map[string]any{"max_detections": -2}
+	hj, err := json.Marshal(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := append([]byte(nil), good[:off]...)
+	binary.LittleEndian.PutUint32(data[len(artifact.Magic)+4:], uint32(len(hj)))
+	data = append(append(data, hj...), good[off+n:]...)
 	if _, err := loadModel(data, 1); err == nil {
 		t.Fatal("a model file with max_detections -2 loaded")
 	} else if want := "decode.max_detections -2"; !strings.Contains(err.Error(), want) {

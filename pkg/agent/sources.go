@@ -184,7 +184,7 @@ func (s *Simulator) nextColour() (*raster.Image, *edgeloopv1.Annotation, error) 
 		truth.Labels = []*edgeloopv1.Label{{ClassName: names[sm.Label]}}
 		return sm.Image, truth, nil
 	}
-	sc, err := s.colour.Scenes(s.spec.SceneConfig(), 1, s.r.Uint64(), s.drift)
+	sc, err := s.spec.Scenes(s.colour, 1, s.r.Uint64(), s.drift, "simulator")
 	if err != nil {
 		return nil, nil, err
 	}

@@ -22,6 +22,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/edgeloop/edgeloop/pkg/augment"
 	"github.com/edgeloop/edgeloop/pkg/nn"
 )
 
@@ -54,6 +55,10 @@ type Lineage struct {
 	Dataset string `json:"dataset"`
 	// Settings are the training settings, as JSON.
 	Settings json.RawMessage `json:"settings,omitempty"`
+	// Mirror is the project's mirror setting the model was trained under (which
+	// classes a flip never mirrors and which swap): Settings' augmentation does not
+	// carry it, since the training resolves it by class index.
+	Mirror augment.Mirroring `json:"mirror,omitzero"`
 	// Mode is how the retrain service trained it: replay, full or scratch.
 	Mode string `json:"mode,omitempty"`
 	// Examples is how many train examples it was trained on.
@@ -98,7 +103,8 @@ type Model struct {
 	Params *nn.Params
 }
 
-// Encode writes m in the file format.
+// Encode writes m in the file format, refusing a model that Decode would refuse for its
+// class names, weights or decode setting.
 func Encode(m *Model) ([]byte, error) {
 	specs, _, err := m.Header.Arch.Analyse()
 	if err != nil {
@@ -109,6 +115,11 @@ func Encode(m *Model) ([]byte, error) {
 	}
 	if err := m.Params.CheckFinite(); err != nil {
 		return nil, fmt.Errorf("model: %w", err)
+	}
+	if m.Header.Decode != nil { // Decode refuses such a file as damaged: never write one
+		if err := m.Header.Decode.Validate(); err != nil {
+			return nil, fmt.Errorf("model header: %w", err)
+		}
 	}
 	h := m.Header
 	h.Task = h.Arch.Task

@@ -1,12 +1,16 @@
 package artifact
 
 import (
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"math"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/edgeloop/edgeloop/pkg/augment"
 	"github.com/edgeloop/edgeloop/pkg/nn"
 )
 
@@ -17,7 +21,8 @@ func model(t *testing.T) *Model {
 		t.Fatal(err)
 	}
 	return &Model{Header: Header{Arch: a, Classes: []string{"a", "b", "c"}, Project: "p", Version: 2,
-		CreatedAt: time.Unix(0, 0).UTC(), Lineage: Lineage{ParentVersion: 1, Dataset: "mnist"}}, Params: p}
+		CreatedAt: time.Unix(0, 0).UTC(), Lineage: Lineage{ParentVersion: 1, Dataset: "mnist",
+			Mirror: augment.Mirroring{Never: []string{"a"}, Pairs: [][2]string{{"b", "c"}}}}}, Params: p}
 }
 
 func TestRoundTrip(t *testing.T) {
@@ -32,6 +37,9 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if got.Header.Version != 2 || got.Header.Lineage.Dataset != "mnist" || got.Header.Task != nn.Classify {
 		t.Fatalf("header %+v", got.Header)
+	}
+	if !reflect.DeepEqual(got.Header.Lineage.Mirror, m.Header.Lineage.Mirror) {
+		t.Fatalf("lineage's mirror setting %+v, want %+v", got.Header.Lineage.Mirror, m.Header.Lineage.Mirror)
 	}
 	for i := range m.Params.Values {
 		for j, v := range m.Params.Values[i] {
@@ -138,7 +146,8 @@ func TestGraphModelRoundTrip(t *testing.T) {
 }
 
 // A detector's decoding settings travel in the header; a file without them has none
-// (the agent's defaults), and one with a setting out of range is refused.
+// (the agent's defaults). Encode refuses a setting out of range, naming it, and Decode
+// refuses a file whose header carries one.
 func TestDecodeSettingsRoundTrip(t *testing.T) {
 	a := nn.DetectorArch(2)
 	p, err := nn.InitParams(a, 1)
@@ -146,21 +155,51 @@ func TestDecodeSettingsRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := nn.Decoding{MinScore: 0.3, IoU: 0.6, ClassAgnostic: true, MaxDetections: 100}
-	for _, dec := range []*nn.Decoding{nil, &d, {MaxDetections: nn.MaxDecodedDetections + 1}} {
+	for _, dec := range []*nn.Decoding{nil, &d} {
 		b, err := Encode(&Model{Header: Header{Arch: a, Classes: []string{"a", "b"}, Decode: dec}, Params: p})
 		if err != nil {
 			t.Fatal(err)
 		}
 		got, err := Decode(b)
-		switch {
-		case dec != nil && dec.MaxDetections > nn.MaxDecodedDetections:
-			if !errors.Is(err, ErrInvalid) {
-				t.Fatalf("decode %+v: %v, want ErrInvalid", *dec, err)
-			}
-		case err != nil:
+		if err != nil {
 			t.Fatal(err)
-		case !reflect.DeepEqual(got.Header.Decode, dec):
+		}
+		if !reflect.DeepEqual(got.Header.Decode, dec) {
 			t.Fatalf("decode %+v read back as %+v", dec, got.Header.Decode)
 		}
 	}
+	bad := &Model{Header: Header{Arch: a, Classes: []string{"a", "b"}, Decode: &nn.Decoding{MaxDetections: nn.MaxDecodedDetections + 1}}, Params: p}
+	if _, err := Encode(bad); err == nil || !strings.Contains(err.Error(), "decode.max_detections") {
+		t.Fatalf("encoding max_detections %d: %v, want an error naming decode.max_detections", nn.MaxDecodedDetections+1, err)
+	}
+	good, err := Encode(&Model{Header: Header{Arch: a, Classes: []string{"a", "b"}}, Params: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	damaged := withHeader(t, good, func(h map[string]any) {
+		h["decode"] = map[string]any{"max_detections": nn.MaxDecodedDetections + 1}
+	})
+	if _, err := Decode(damaged); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "decode.max_detections") {
+		t.Fatalf("a file with max_detections %d: %v, want ErrInvalid naming decode.max_detections", nn.MaxDecodedDetections+1, err)
+	}
+}
+
+// withHeader is the model file b with its JSON header changed by edit: a file Encode
+// would not write.
+func withHeader(t *testing.T, b []byte, edit func(map[string]any)) []byte {
+	t.Helper()
+	off := len(Magic) + 8
+	n := int(binary.LittleEndian.Uint32(b[len(Magic)+4:]))
+	var h map[string]any
+	if err := json.Unmarshal(b[off:off+n], &h); err != nil {
+		t.Fatal(err)
+	}
+	edit(h)
+	hj, err := json.Marshal(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := append([]byte(nil), b[:off]...)
+	binary.LittleEndian.PutUint32(out[len(Magic)+4:], uint32(len(hj)))
+	return append(append(out, hj...), b[off+n:]...)
 }

@@ -38,7 +38,9 @@ type Op struct {
 
 // Config is a project's augmentation pipeline, applied in field order.
 type Config struct {
-	// FlipH / FlipV mirror the image (Magnitude unused), where Mirror allows.
+	// FlipH mirrors the image left to right and FlipV turns it upside down (Magnitude
+	// unused), where Mirror allows; keep FlipV off for classes whose meaning changes
+	// upside down (triangles, stars, letters).
 	FlipH Op `json:"flip_h"`
 	FlipV Op `json:"flip_v"`
 	// Mirror is what a flip does to the classes: the project's mirror setting
@@ -195,18 +197,19 @@ func (c Config) Apply(im *raster.Image, boxes []nn.Box, r *rand.Rand) (*raster.I
 }
 
 // ApplyLabelled is Apply for an image of class label (classification; -1 for none),
-// returned as the augmented image shows it: a flip leaves alone an image whose label or
-// boxes c.Mirror never mirrors, and a horizontal one swaps paired classes. The random
+// returned as the augmented image shows it: a flip, horizontal or vertical, leaves alone
+// an image whose label or boxes c.Mirror never mirrors, and a horizontal one swaps
+// paired classes (a vertical one keeps them: a left-arrow upside down still points left). The random
 // draws do not depend on c.Mirror.
 func (c Config) ApplyLabelled(im *raster.Image, label int, boxes []nn.Box, r *rand.Rand) (*raster.Image, int, []nn.Box) {
 	w, h := float64(im.W), float64(im.H)
 	m := raster.Identity()
 	geometric := false
-	if hit(r, c.FlipH) && c.Mirror.allowsAll(label, boxes, false) {
+	if hit(r, c.FlipH) && c.Mirror.allowsAll(label, boxes) {
 		m, geometric = m.Then(raster.Affine{A: -1, C: w, E: 1}), true
 		label, boxes = c.Mirror.swapped(label, boxes)
 	}
-	if hit(r, c.FlipV) && c.Mirror.allowsAll(label, boxes, true) {
+	if hit(r, c.FlipV) && c.Mirror.allowsAll(label, boxes) {
 		m, geometric = m.Then(raster.Affine{A: 1, E: -1, F: h}), true
 	}
 	if hit(r, c.Rotate) {

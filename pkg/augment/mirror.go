@@ -7,18 +7,21 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/nn"
 )
 
-// Mirroring says, by class name, what a flip does to a project's classes: the
-// class-level counterpart of Ultralytics' flip_idx, which says it of keypoints. Flips
-// themselves are project-wide (flip_h's and flip_v's probabilities); Mirroring makes
-// them happen only where allowed. A class in neither list looks the same mirrored (a
-// circle, a car) and is flipped as itself.
+// Mirroring says, by class name, what a left–right mirror (flip_h) does to a project's
+// classes: the class-level counterpart of Ultralytics' flip_idx, which says it of
+// keypoints. Flips themselves are project-wide (flip_h's and flip_v's probabilities);
+// Mirroring makes them happen only where allowed. A class in neither list looks the
+// same mirrored (a circle, a car) and is flipped as itself. flip_v turns an image upside
+// down, which Mirroring does not describe: it skips an image showing a Never class and
+// swaps no pair (a left-arrow upside down is still a left-arrow); leave flip_v off for
+// classes whose meaning changes upside down (triangles, stars, letters).
 type Mirroring struct {
 	// Never are classes no flip may mirror (letters, digits, signs): an image that
-	// shows one, as its label or in a box, is not flipped.
+	// shows one, as its label or in a box, is not flipped, left–right or upside down.
 	Never []string `json:"never,omitempty"`
-	// Pairs are classes that are each other's mirror image (left-arrow, right-arrow):
-	// a horizontal flip swaps them in the image's label and boxes. A vertical flip,
-	// which mirrors and turns upside down, skips an image that shows one.
+	// Pairs are classes that are each other's left–right mirror image (left-arrow,
+	// right-arrow): a horizontal flip swaps them in the image's label and boxes; a
+	// vertical flip keeps them.
 	Pairs [][2]string `json:"pairs,omitempty"`
 }
 
@@ -93,13 +96,10 @@ type Mirror struct {
 	swap []int
 }
 
-// Allows reports whether a flip may mirror an image of class k (a negative k: no
-// class). A vertical flip (vertical true) also skips a class that has a pair.
-func (m Mirror) Allows(k int, vertical bool) bool {
-	if k < 0 || k >= len(m.never) {
-		return true
-	}
-	return !m.never[k] && (!vertical || m.swap[k] == k)
+// Allows reports whether a flip, horizontal or vertical, may mirror an image of class k
+// (a negative k: no class).
+func (m Mirror) Allows(k int) bool {
+	return k < 0 || k >= len(m.never) || !m.never[k]
 }
 
 // Class is the class of class k's horizontal mirror image: its pair's, or its own.
@@ -111,11 +111,11 @@ func (m Mirror) Class(k int) int {
 }
 
 // allowsAll reports whether a flip may mirror an image of class label showing boxes.
-func (m Mirror) allowsAll(label int, boxes []nn.Box, vertical bool) bool {
-	if !m.Allows(label, vertical) {
+func (m Mirror) allowsAll(label int, boxes []nn.Box) bool {
+	if !m.Allows(label) {
 		return false
 	}
-	return !slices.ContainsFunc(boxes, func(b nn.Box) bool { return !m.Allows(b.Class, vertical) })
+	return !slices.ContainsFunc(boxes, func(b nn.Box) bool { return !m.Allows(b.Class) })
 }
 
 // swapped returns the label and boxes as a horizontal flip shows them: paired classes

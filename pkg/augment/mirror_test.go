@@ -72,12 +72,19 @@ func TestNeverMirroredClassIsNeverFlipped(t *testing.T) {
 	if n := flips["boxes without K"]; n < 150 || n > 250 {
 		t.Fatalf("an image without a never-mirrored class was mirrored %d of 400 times at p 0.5", n)
 	}
-	// A vertical flip mirrors too: it leaves K alone, and a paired class.
+	// A vertical flip mirrors too: it leaves K alone, and turns a paired class upside
+	// down as itself (a left-arrow upside down still points left).
 	c = Config{FlipV: Op{P: 1}, Mirror: resolve(t, Mirroring{Never: []string{"K"}, Pairs: [][2]string{{"left-arrow", "right-arrow"}}})}
-	for _, label := range []int{1, 2, 3} {
-		im := colourImage(12, 8)
-		if out, _, _ := c.ApplyLabelled(im, label, nil, rng()); !slices.Equal(out.Pix, im.Pix) {
-			t.Fatalf("flip_v turned class %s upside down", mirrorClasses[label])
+	im := colourImage(12, 8)
+	if out, _, _ := c.ApplyLabelled(im, 1, nil, rng()); !slices.Equal(out.Pix, im.Pix) {
+		t.Fatal("flip_v turned class K upside down")
+	}
+	for _, label := range []int{2, 3} {
+		box := []nn.Box{{X0: 0.25, Y0: 0.125, X1: 0.5, Y1: 0.5, Class: label}}
+		out, l, ob := c.ApplyLabelled(im, label, box, rng())
+		if slices.Equal(out.Pix, im.Pix) || l != label || len(ob) != 1 || ob[0].Class != label || !near(ob[0].Y0, 0.5, 1e-5) || !near(ob[0].Y1, 0.875, 1e-5) {
+			t.Fatalf("flip_v of %s: flipped %v, label %d, boxes %+v; want it upside down as itself, box at y 0.5–0.875",
+				mirrorClasses[label], !slices.Equal(out.Pix, im.Pix), l, ob)
 		}
 	}
 }

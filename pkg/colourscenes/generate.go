@@ -150,7 +150,9 @@ type SceneConfig struct {
 	// drawn smaller, and those that fit nowhere are counted in Scene.Dropped).
 	MinObjects, MaxObjects int
 	// MinSize and MaxSize bound an object's larger side in pixels, drawn log-uniformly
-	// (default 8 to 80 % of the scene's smaller side).
+	// (default 8 to 80 % of the scene's smaller side). An object that finds no place in
+	// a crowded scene is drawn again at 0.7 times its size, down to MinSize, so crowded
+	// scenes skew smaller than the draw.
 	MinSize, MaxSize int
 	// MaxHidden is the largest share of an object that later objects may cover (default
 	// 0.5).

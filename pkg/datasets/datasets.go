@@ -220,6 +220,30 @@ func (s Spec) SceneConfig() colourscenes.SceneConfig {
 	return colourscenes.SceneConfig{W: w, H: h, Classes: len(s.ClassNames()), MinObjects: s.MinObjects, MaxObjects: s.MaxObjects}
 }
 
+// Scenes makes n colour scenes of the spec with generator g from seed under the drift d
+// (colourscenes.Generator.Scenes), and refuses, naming split and the scene, when a scene
+// holds fewer objects than the spec's minimum because the others fitted nowhere (too
+// many objects asked for the scene size): a spec asking for what cannot fit gets an
+// error, not quietly thinner scenes. The default 1–12 objects always fit.
+func (s Spec) Scenes(g *colourscenes.Generator, n int, seed uint64, d drift.Preset, split string) ([]colourscenes.Scene, error) {
+	sc, err := g.Scenes(s.SceneConfig(), n, seed, d)
+	if err != nil {
+		return nil, fmt.Errorf("dataset %s: %w", s, err)
+	}
+	least := s.MinObjects
+	if s.MinObjects == 0 && s.MaxObjects == 0 {
+		least = 1 // the generator's default, 1–12
+	}
+	w, h := s.Size()
+	for i, scene := range sc {
+		if len(scene.Boxes) < least {
+			return nil, fmt.Errorf("dataset %s: %s scene %d (%dx%d): %d of the %d objects asked placed, fewer than the minimum %d (the others fit nowhere at that size: ask for fewer objects or a larger size)",
+				s, split, i, w, h, len(scene.Boxes), len(scene.Boxes)+scene.Dropped, least)
+		}
+	}
+	return sc, nil
+}
+
 // ClassNames are the dataset's classes: the digits "0"…"9", or the first N of the
 // colour catalogue (colourscenes.Catalogue).
 func (s Spec) ClassNames() []string {
@@ -380,9 +404,9 @@ func LoadColour(g *colourscenes.Generator, s Spec, sz Sizes, seed uint64, d drif
 			*part.dst = out
 			continue
 		}
-		sc, err := g.Scenes(s.SceneConfig(), part.n, part.seed, d)
+		sc, err := s.Scenes(g, part.n, part.seed, d, part.tag)
 		if err != nil {
-			return sp, fmt.Errorf("dataset %s: %w", s, err)
+			return sp, err
 		}
 		out := make([]train.Sample, len(sc))
 		for i, c := range sc {

@@ -136,3 +136,29 @@ func TestLoadColourSplits(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadColourRefusesScenesThatCannotHoldTheirObjects(t *testing.T) {
+	g, err := colourscenes.New(colourscenes.LoadPhotos(t.TempDir(), nil)) // procedural: fast
+	if err != nil {
+		t.Fatal(err)
+	}
+	none, _ := drift.Get(drift.None)
+	crowded, err := Parse("colour-scenes:size=64x64,objects=100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = LoadColour(g, crowded, Sizes{Train: 2, Val: 1, Test: 1}, 1, none)
+	if err == nil {
+		t.Fatal("100 objects in 64×64 scenes loaded")
+	}
+	t.Log(err)
+	for _, want := range []string{"colour-scenes:size=64x64,objects=100-100", "train scene 0", "(64x64)", "of the 100 objects asked placed", "minimum 100"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	def, _ := Parse("colour-scenes")
+	if _, err := LoadColour(g, def, Sizes{Train: 8, Val: 2, Test: 2}, 1, none); err != nil {
+		t.Fatalf("default spec: %v", err)
+	}
+}

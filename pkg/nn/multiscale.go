@@ -64,8 +64,10 @@ func levelRange(levels []LevelMap, i int) (lo, hi float64) {
 // several; a box that no point takes (smaller than a stride, or between points) gets
 // the point nearest its centre on the level its size falls in. A box left with no
 // point because smaller boxes took all of its own (tiny objects side by side in a
-// dense scene) then takes, near its centre on that level, a point inside it from a box
-// that keeps another, else the nearest unclaimed point (rescue).
+// dense scene) is then given one on that level within ±2 cells of its centre's cell
+// (up to 2.5 strides from the centre on each axis): the nearest to its centre of the
+// points inside it that are unclaimed or whose box keeps another, else the nearest
+// unclaimed point outside it (rescue).
 func encodeLevels(a Arch, boxes [][]Box) *DetTargets {
 	maps := a.LevelMaps()
 	per := a.OutputSize()
@@ -177,9 +179,13 @@ func sizeLevel(maps []LevelMap, d float64) int {
 }
 
 // rescue gives each valid box of one image that owns no point (smaller boxes took all
-// of its own) a point within two strides of its centre on the level of its size: one
-// inside it whose owner keeps another point, else the nearest unowned one. owners are
-// the image's owners[level][point].
+// of its own) one point of the level of its size, searched in the 5×5 cells around the
+// cell of its centre (±2 cells: up to 2.5 strides from the centre on each axis). It
+// takes the point nearest its centre among those inside the box that are unowned or
+// whose owner keeps another point (taken from that owner); when there is none, the
+// nearest unowned point outside the box; when there is neither, the box stays without a
+// point. Ties go to the first in row-major order. owners are the image's
+// owners[level][point].
 func rescue(maps []LevelMap, owners [][]int, bs []Box, valid func(Box) bool, fw, fh float64) {
 	count := make([]int, len(bs))
 	for _, pts := range owners {

@@ -3,6 +3,7 @@ package retrain_test
 import (
 	"context"
 	"crypto/ed25519"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -184,6 +185,9 @@ func TestColourDetectionLoop(t *testing.T) {
 	}
 	if v2.Header.Lineage.ParentVersion != 1 || !v2.Header.Model.Equal(p.Model) || len(v2.Header.Arch.Levels) != 3 {
 		t.Fatalf("v2: lineage %+v, model %+v, %d levels; want a fine-tune of v1's multi-scale detector", v2.Header.Lineage, v2.Header.Model, len(v2.Header.Arch.Levels))
+	}
+	if !reflect.DeepEqual(v2.Header.Lineage.Mirror, p.Mirror) {
+		t.Fatalf("v2's lineage records mirror setting %+v, want the project's %+v", v2.Header.Lineage.Mirror, p.Mirror)
 	}
 	if v2.Header.Decode == nil || *v2.Header.Decode != *decoding {
 		t.Fatalf("v2's decode setting %+v, want the project's %+v", v2.Header.Decode, decoding)

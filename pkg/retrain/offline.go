@@ -268,7 +268,7 @@ func RunTrain(ctx context.Context, o *TrainOptions, log *zap.Logger, progress io
 		m.ImagesPerSec = imgs / secs
 	}
 	if len(data.Test) > 0 {
-		ev, err := evaluateParams(choice.Factory, arch, res.Params, classes, data.Test)
+		ev, err := evaluateParams(choice.Factory, arch, res.Params, classes, data.Test, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -304,13 +304,15 @@ func headlineName(t nn.Task) string {
 	return "accuracy"
 }
 
-func evaluateParams(f backend.Factory, a nn.Arch, p *nn.Params, classes []string, samples []train.Sample) (train.Evaluation, error) {
+// evaluateParams scores the model a, p on samples, detections decoded with the NMS of
+// the decode setting d (nil: the defaults; train.EvaluateWith).
+func evaluateParams(f backend.Factory, a nn.Arch, p *nn.Params, classes []string, samples []train.Sample, d *nn.Decoding) (train.Evaluation, error) {
 	e, err := f(nn.EngineConfig{Arch: a, Params: p, BatchSize: 64})
 	if err != nil {
 		return train.Evaluation{}, err
 	}
 	defer e.Close()
-	return train.Evaluate(e, a, classes, samples, 64)
+	return train.EvaluateWith(e, a, classes, samples, 64, d)
 }
 
 // ReadModel reads and checks a model file; it returns the model and its sha256.
@@ -461,7 +463,7 @@ func RunEval(ctx context.Context, o *EvalOptions, log *zap.Logger, stdout io.Wri
 	if err != nil {
 		return nil, err
 	}
-	ev, err := evaluateParams(choice.Factory, a, m.Params, m.Header.Classes, samples)
+	ev, err := evaluateParams(choice.Factory, a, m.Params, m.Header.Classes, samples, m.Header.Decode)
 	if err != nil {
 		return nil, err
 	}

@@ -146,3 +146,15 @@ func TestTrainConfigFirstModelRate(t *testing.T) {
 		}
 	}
 }
+
+// Validation decodes a detection project's boxes with its decode setting's NMS, as the
+// gate does: TrainConfig carries the setting.
+func TestTrainConfigCarriesTheDecodeSetting(t *testing.T) {
+	p := &project.Project{ID: "p", Task: "detect", Classes: []string{"a", "b"}, Decode: &nn.Decoding{IoU: 0.6, ClassAgnostic: true}}
+	p.Defaults()
+	for _, fineTune := range []bool{false, true} {
+		if got := retrain.TrainConfig(p, fineTune, 1).Decode; got == nil || *got != *p.Decode {
+			t.Fatalf("fine-tune %v: decode %+v, want the project's %+v", fineTune, got, p.Decode)
+		}
+	}
+}

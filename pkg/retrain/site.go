@@ -77,7 +77,7 @@ func siteGate(site, metric string, cand, cur *train.Evaluation, n int, whole reg
 // siteEvaluations evaluates a site candidate and the project release on the site's
 // own test examples (n of them; nil evaluations when there are none).
 func (s *Service) siteEvaluations(ctx context.Context, pid, site string, entries []project.DatasetEntry, test []train.Sample,
-	a nn.Arch, params *nn.Params, curArch nn.Arch, current *nn.Params, classes []string) (cand, cur *train.Evaluation, n int, err error) {
+	a nn.Arch, params *nn.Params, curArch nn.Arch, current *nn.Params, classes []string, decode *nn.Decoding) (cand, cur *train.Evaluation, n int, err error) {
 	own, err := s.siteEntries(ctx, pid, site, "test", entries, len(entries))
 	if err != nil {
 		return nil, nil, 0, err
@@ -95,12 +95,12 @@ func (s *Service) siteEvaluations(ctx context.Context, pid, site string, entries
 	if len(sub) == 0 {
 		return nil, nil, 0, nil
 	}
-	ce, err := evaluateParams(s.backend.Factory, a, params, classes, sub)
+	ce, err := evaluateParams(s.backend.Factory, a, params, classes, sub, decode)
 	if err != nil {
 		return nil, nil, 0, err
 	}
 	if current != nil {
-		ev, err := evaluateParams(s.backend.Factory, curArch, current, classes, sub)
+		ev, err := evaluateParams(s.backend.Factory, curArch, current, classes, sub, decode)
 		if err != nil {
 			return nil, nil, 0, err
 		}

@@ -132,10 +132,12 @@ func writeCacheFile(path string, data []byte) error {
 // at its network's higher learning rate (nn.Arch.ScratchLR, or nn.Arch.PretrainedLR when
 // the model setting names a backbone). A fine-tune
 // keeps its last epoch's weights unless the project's fine_tune_keep is "best".
+// Validation decodes detections with the NMS of the project's decode setting, as the
+// gate does (train.DecodeWith).
 func TrainConfig(p *project.Project, fineTune bool, seed uint64) train.Config {
 	cfg := train.Config{Epochs: p.Retrain.Epochs, LR: p.Retrain.LR, Seed: seed, Patience: 3,
 		FreezeBackbone: p.Retrain.FreezeBackbone && fineTune, Augment: augment.Default(),
-		KeepLast: fineTune && p.Retrain.FineTuneKeep != project.FineTuneKeepBest}
+		KeepLast: fineTune && p.Retrain.FineTuneKeep != project.FineTuneKeepBest, Decode: p.Decode}
 	if p.Augment != nil {
 		cfg.Augment = *p.Augment
 	}
@@ -355,13 +357,13 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string, 
 	if err != nil && (res == nil || !errors.Is(err, train.ErrDiverged)) {
 		return nil, err
 	}
-	cand, err := evaluateParams(s.backend.Factory, a, res.Params, p.Classes, data.Test)
+	cand, err := evaluateParams(s.backend.Factory, a, res.Params, p.Classes, data.Test, p.Decode)
 	if err != nil {
 		return nil, err
 	}
 	var cur *train.Evaluation
 	if current != nil {
-		ev, err := evaluateParams(s.backend.Factory, curArch, current, p.Classes, data.Test)
+		ev, err := evaluateParams(s.backend.Factory, curArch, current, p.Classes, data.Test, p.Decode)
 		if err != nil {
 			return nil, err
 		}
@@ -370,7 +372,7 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string, 
 	metric := headlineName(a.Task)
 	decision := Gate(metric, cand, cur, p.Retrain)
 	if site != "" {
-		sc, scur, n, err := s.siteEvaluations(ctx, project, site, d.Entries, data.Test, a, res.Params, curArch, current, p.Classes)
+		sc, scur, n, err := s.siteEvaluations(ctx, project, site, d.Entries, data.Test, a, res.Params, curArch, current, p.Classes, p.Decode)
 		if err != nil {
 			return nil, err
 		}
@@ -387,7 +389,7 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string, 
 	settings, _ := json.Marshal(cfg)
 	model := &artifact.Model{Params: res.Params, Header: artifact.Header{Arch: a, Model: p.Model, Classes: p.Classes, Decode: p.Decode, Project: project, Version: version,
 		CreatedAt: time.Now().UTC(), Lineage: artifact.Lineage{ParentVersion: parentVersion, ParentSHA256: parentSHA, Dataset: snapshot, Settings: settings,
-			Mode: mode, Examples: len(data.Train), Backbone: backbone.File, BackboneSHA256: backbone.SHA256},
+			Mirror: p.Mirror, Mode: mode, Examples: len(data.Train), Backbone: backbone.File, BackboneSHA256: backbone.SHA256},
 		Metrics: map[string]float64{"test_" + metric: decision.Candidate}}}
 	mb, err := artifact.Encode(model)
 	if err != nil {

@@ -100,3 +100,32 @@ func TestBatchLabelsFollowTheMirror(t *testing.T) {
 		t.Fatal("want the circle mirrored and the K left as it is")
 	}
 }
+
+// A caller's own strong view flips as the Augment's mirror setting says: withDefaults
+// gives it Augment.Mirror, and leaves the caller's Config as it was.
+func TestCallersStrongViewKeepsTheMirror(t *testing.T) {
+	classes := []string{"circle", "left-arrow", "right-arrow", "K"}
+	a := nn.ClassifierArch(len(classes))
+	im := raster.New(28, 28)
+	for i := range im.Pix {
+		im.Pix[i] = float32(i%28) / 28 // a left-to-right ramp: a mirror turns it round
+	}
+	mirror, err := augment.Mirroring{Never: []string{"K"}, Pairs: [][2]string{{"left-arrow", "right-arrow"}}}.Resolve(classes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	strong := augment.Config{FlipH: augment.Op{P: 1}} // no mirror setting of its own
+	cfg := Config{Augment: augment.Config{Mirror: mirror}, Strong: &strong}.withDefaults()
+	samples := []Sample{{Image: im, Label: 1, Strong: true}, {Image: im, Label: 3, Strong: true}}
+	b := makeBatch(a, samples, []int{0, 1}, cfg.Augment, *cfg.Strong, rand.New(rand.NewPCG(1, 2)))
+	if !slices.Equal(b.Labels, []int{2, 3}) {
+		t.Fatalf("labels of the strong view %v, want [2 3] (the arrow swapped, K kept)", b.Labels)
+	}
+	plain := makeBatch(a, samples, []int{0, 1}, augment.None(), augment.None(), nil)
+	if n := a.InputSize(); !slices.Equal(b.X[n:], plain.X[n:]) {
+		t.Fatal("the strong view mirrored a K")
+	}
+	if cfg.Strong == &strong {
+		t.Fatal("withDefaults changed the caller's strong view")
+	}
+}

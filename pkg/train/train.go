@@ -100,7 +100,8 @@ type Config struct {
 	// Augment is the augmentation pipeline.
 	Augment augment.Config `json:"augment"`
 	// Strong is the pipeline of the examples marked Sample.Strong (zero: Augment's
-	// strong view, augment.Config.Strong).
+	// strong view, augment.Config.Strong). Either way it flips as Augment.Mirror says:
+	// the mirror setting is the project's, not the view's.
 	Strong *augment.Config `json:"strong,omitempty"`
 	// EMA, when in (0, 1), keeps an exponential moving average of the weights over the
 	// steps (Polyak averaging, as Ultralytics' ModelEMA), with decay min(EMA, (1+t)/(10+t))
@@ -111,6 +112,9 @@ type Config struct {
 	// fine-tune whose val split predates what it adapts to (a drift the val examples do
 	// not show), where the lowest val loss picks the least adapted weights.
 	KeepLast bool `json:"keep_last,omitempty"`
+	// Decode is the project's decode setting (nil: the defaults): validation decodes
+	// with its NMS, IoU and ClassAgnostic, as the agents will (DecodeWith).
+	Decode *nn.Decoding `json:"decode,omitempty"`
 	// MaxImbalance is the class-count ratio above which a warning is given (default 3).
 	MaxImbalance float64 `json:"max_imbalance"`
 	// Progress, when set, is told after each batch and each epoch.
@@ -125,10 +129,12 @@ func (c Config) withDefaults() Config {
 		c.Patience = 3
 	}
 	config.Default(&c.MaxImbalance, 3)
-	if c.Strong == nil {
-		s := c.Augment.Strong()
-		c.Strong = &s
+	s := c.Augment.Strong()
+	if c.Strong != nil {
+		s = *c.Strong // a copy: the caller's stays as it is
+		s.Mirror = c.Augment.Mirror
 	}
+	c.Strong = &s
 	if c.Schedule == "" {
 		c.Schedule = "cosine"
 	}
@@ -268,7 +274,7 @@ func Run(ctx context.Context, arch nn.Arch, init *nn.Params, classes []string, d
 				return nil, err
 			}
 		}
-		valLoss, valMetric, err := Validate(engine, arch, classes, data.Val, cfg.BatchSize)
+		valLoss, valMetric, err := Validate(engine, arch, classes, data.Val, cfg.BatchSize, cfg.Decode)
 		if err != nil {
 			return nil, err
 		}
@@ -617,8 +623,8 @@ func Augmented(a nn.Arch, samples []Sample, aug augment.Config, n int, seed uint
 }
 
 // Validate returns the mean loss of samples and the headline metric: accuracy
-// (classify) or mAP@0.5 (detect).
-func Validate(e nn.Engine, a nn.Arch, classes []string, samples []Sample, batchSize int) (loss, metric float64, err error) {
+// (classify) or mAP@0.5 (detect, decoded with d's NMS: EvaluateWith).
+func Validate(e nn.Engine, a nn.Arch, classes []string, samples []Sample, batchSize int, d *nn.Decoding) (loss, metric float64, err error) {
 	if len(samples) == 0 {
 		return 0, 0, nil
 	}
@@ -635,7 +641,7 @@ func Validate(e nn.Engine, a nn.Arch, classes []string, samples []Sample, batchS
 		}
 		sum += float64(l) * float64(b.N)
 	}
-	ev, err := Evaluate(e, a, classes, samples, batchSize)
+	ev, err := EvaluateWith(e, a, classes, samples, batchSize, d)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -679,9 +685,17 @@ func (ev Evaluation) PerClass() map[string]float64 {
 	return out
 }
 
-// Evaluate runs the model the engine holds on samples and scores it.
+// Evaluate runs the model the engine holds on samples and scores it, detections
+// decoded with the default NMS (Decode).
 func Evaluate(e nn.Engine, a nn.Arch, classes []string, samples []Sample, batchSize int) (Evaluation, error) {
-	preds, err := Predict(e, a, classes, samples, batchSize)
+	return EvaluateWith(e, a, classes, samples, batchSize, nil)
+}
+
+// EvaluateWith is Evaluate with detections decoded under a project's decode setting d
+// (DecodeWith: its IoU and ClassAgnostic), so that a gate scores the boxes the
+// project's agents keep.
+func EvaluateWith(e nn.Engine, a nn.Arch, classes []string, samples []Sample, batchSize int, d *nn.Decoding) (Evaluation, error) {
+	preds, err := Predict(e, a, classes, samples, batchSize, d)
 	if err != nil {
 		return Evaluation{}, err
 	}
@@ -716,8 +730,9 @@ func EvaluatePredictions(a nn.Arch, classes []string, samples []Sample, preds []
 
 // Predict runs the engine's model on samples. Detection uses a low score threshold
 // (0.01) so that average precision sees the whole ranking; the evaluation counts the
-// best evaluate.MaxDetections of each class in an image (COCO's maxDets).
-func Predict(e nn.Engine, a nn.Arch, classes []string, samples []Sample, batchSize int) ([][]vision.Prediction, error) {
+// best evaluate.MaxDetections of each class in an image (COCO's maxDets). Detections
+// are decoded with d's NMS (DecodeWith; nil: the default).
+func Predict(e nn.Engine, a nn.Arch, classes []string, samples []Sample, batchSize int, d *nn.Decoding) ([][]vision.Prediction, error) {
 	out := make([][]vision.Prediction, 0, len(samples))
 	k := a.OutputSize()
 	for start := 0; start < len(samples); start += batchSize {
@@ -731,18 +746,31 @@ func Predict(e nn.Engine, a nn.Arch, classes []string, samples []Sample, batchSi
 			return nil, err
 		}
 		for i := 0; i < end-start; i++ {
-			out = append(out, Decode(a, classes, res[i*k:(i+1)*k]))
+			out = append(out, DecodeWith(a, classes, res[i*k:(i+1)*k], d))
 		}
 	}
 	return out, nil
 }
 
-// Decode turns one image's network output into Predict's predictions.
+// Decode turns one image's network output into Predict's predictions, detections
+// with the default NMS (class-wise, IoU 0.45).
 func Decode(a nn.Arch, classes []string, out []float32) []vision.Prediction {
+	return DecodeWith(a, classes, out, nil)
+}
+
+// DecodeWith is Decode under a project's decode setting d (nil: the defaults). Of it,
+// evaluation takes the NMS — IoU and ClassAgnostic — so that it scores the boxes the
+// agents keep; not MinScore or MaxDetections: it decodes at min score 0.01 to see the
+// whole ranking, up to vision.DefaultMaxDetections, and counts COCO's maxDets.
+func DecodeWith(a nn.Arch, classes []string, out []float32, d *nn.Decoding) []vision.Prediction {
 	if a.Task == nn.Classify {
 		return vision.DecodeClassify(out, classes, vision.Options{})
 	}
-	return vision.DecodeDetect(a, out, classes, vision.Options{MinScore: 0.01})
+	o := vision.Options{MinScore: 0.01}
+	if d != nil {
+		o.NMSIoU, o.ClassAgnostic = d.IoU, d.ClassAgnostic
+	}
+	return vision.DecodeDetect(a, out, classes, o)
 }
 
 func kept(best int) string {

@@ -161,7 +161,7 @@ func TestEarlyStoppingAndOverfitting(t *testing.T) {
 	// The returned weights are the best epoch's: their val loss is the minimum seen.
 	e, _ := gorgoniaengine.New(nn.EngineConfig{Arch: a, Params: res.Params})
 	defer e.Close()
-	loss, _, err := train.Validate(e, a, datasets.Classes(), data.Val, 64)
+	loss, _, err := train.Validate(e, a, datasets.Classes(), data.Val, 64, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,7 +305,7 @@ func TestKeepLastRunsEveryEpoch(t *testing.T) {
 	}
 	e, _ := gorgoniaengine.New(nn.EngineConfig{Arch: a, Params: res.Params})
 	defer e.Close()
-	loss, _, err := train.Validate(e, a, datasets.Classes(), data.Val, 64)
+	loss, _, err := train.Validate(e, a, datasets.Classes(), data.Val, 64, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
