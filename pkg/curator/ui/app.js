@@ -720,7 +720,7 @@ async function annotate(view, p, id, index, gen) {
         h('strong', {}, st === 'done' ? 'saved' : st === 'skipped' ? 'skipped' : 'to do'), dirty.has(index) ? ' · changed, saved when you leave' : '',
         g.ids.length > 1 ? h('span', { class: 'muted' }, ` · one picture, sampled ${g.ids.length} times`) : ''),
       feedback ? h('div', { class: 'comments', id: 'feedback' }, h('strong', {}, `${feedback.by}: `), feedback.comment) : '',
-      h('div', { class: 'classes' }, proj.classes.map((c) => btn({ class: (detect ? drawClass : labels[0] && labels[0].class) === c ? 'chosen' : '', 'data-class': c, onclick: () => setClass(c) },
+      h('div', { class: 'classes', title: 'a class\'s key sets it; / finds any class by name' }, proj.classes.map((c) => btn({ class: (detect ? drawClass : labels[0] && labels[0].class) === c ? 'chosen' : '', 'data-class': c, onclick: () => setClass(c) },
         c, ' ', keyOf[c] ? h('kbd', {}, keyOf[c]) : ''))),
       detect ? h('ul', { class: 'boxes', id: 'boxes' }, labels.map((l, i) => h('li', { class: i === selected ? 'selected' : '' },
         h('span', { onclick: () => { selected = i; drawClass = l.class; render(); }, style: 'cursor:pointer' }, `#${i + 1} ${l.class}`),
