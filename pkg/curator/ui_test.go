@@ -78,6 +78,27 @@ type browserResult struct {
 		Selected  []string `json:"selected"`
 		FixInView bool     `json:"fix_in_view"`
 	} `json:"scene"`
+	// Picker is what the PICK flow saw after each step (annotate.mjs's picker).
+	Picker *struct {
+		Typed        pickerSeen `json:"typed"`
+		Picked       pickerSeen `json:"picked"`
+		BeforeEscape pickerSeen `json:"before_escape"`
+		Escaped      pickerSeen `json:"escaped"`
+		Moved        pickerSeen `json:"moved"`
+		Second       pickerSeen `json:"second"`
+	} `json:"picker"`
+}
+
+// pickerSeen is the item page with the class picker, open or not: whether it is open
+// with the focus in its box, its ARIA roles hold together, its filter, the option
+// chosen and those listed; the selected box's line, the number of boxes, the batch's
+// done count and the example on screen.
+type pickerSeen struct {
+	Open, Focused, Aria     bool
+	Filter, Active          string
+	Options                 []string
+	Selected, Done, Example string
+	Boxes                   int
 }
 
 // runBrowser runs the browser script on a project whose one ready batch is to be
@@ -126,7 +147,8 @@ func runBrowser(t *testing.T, base, pid, task string, truth map[string][]project
 // itself, reviews item by item, rejects one with a comment and approves. No keystroke
 // may be lost, no mouse event seen, and the API must hold every label as typed, the
 // rejected item back with its annotator. Detection on colour images: the same keys,
-// with boxes made, moved and resized by keys and one drawn with the mouse.
+// with boxes made, moved and resized by keys and one drawn with the mouse. A project
+// of 14 classes: classes beyond the tenth set with the class picker (/).
 func TestAnnotationUIInBrowser(t *testing.T) {
 	e := newEnv(t)
 	base := e.start(t, "curator")
@@ -238,6 +260,7 @@ func TestAnnotationUIInBrowser(t *testing.T) {
 		}
 	})
 	t.Run("detect-scene", func(t *testing.T) { annotateScene(t, e, base) })
+	t.Run("class-picker", func(t *testing.T) { pickClasses(t, e, base) })
 	t.Logf("screenshots in %s", artifactsDir(t))
 }
 
@@ -340,6 +363,79 @@ func annotateScene(t *testing.T, e env, base string) {
 			if l.Class != want[i].Class || math.Abs(a[k]-z[k]) > tol {
 				t.Fatalf("box %d: %s at %.1f px, want %s at %.1f px (±%.1f) of the %dx%d picture", i, l.Class, a, want[i].Class, z, tol, w, h)
 			}
+		}
+	}
+}
+
+// pickClasses: a detection project of 14 classes (COCO's first), more than the digit
+// keys reach. In Chromium the annotator claims the batch with N and at once, while it
+// opens, types / and "sign" (S skips and N draws a box on the page, not in the picker)
+// and Enter: the first box becomes "stop sign", the twelfth class. On the second box /
+// and "bench" then Esc leave it as it was, still selected; / "b" ↓↓↓ Enter makes it
+// "bench", the fourteenth. The saved boxes have those classes.
+func pickClasses(t *testing.T, e env, base string) {
+	const pid = "ui-classes"
+	classes := []string{"person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
+		"traffic light", "fire hydrant", "stop sign", "parking meter", "bench"}
+	createProject(t, base, pid, "detect", func(p *project.Project) { p.Classes, p.Batch.Min, p.Batch.Max = classes, 1, 1 })
+	boxes := []*project.Box{{X0: .1, Y0: .15, X1: .45, Y1: .6}, {X0: .55, Y0: .3, X1: .9, Y1: .85}}
+	ex, _ := example(pid, 700, edgeloopv1.Task_TASK_DETECT)
+	ex.Image = &edgeloopv1.Image{Data: colourPNG(1, 160, 120), ContentType: "image/png", Width: 160, Height: 120}
+	ex.SimulationTruth = nil
+	ex.Predictions = nil
+	for i, c := range []string{"person", "car"} {
+		b := boxes[i]
+		ex.Predictions = append(ex.Predictions, &edgeloopv1.Prediction{ClassName: c, Confidence: 0.9, Box: &edgeloopv1.Box{XMin: b.X0, YMin: b.Y0, XMax: b.X1, YMax: b.Y1}})
+	}
+	produce(t, e, ex)
+	waitFor(t, "a ready batch", 60*time.Second, func() bool { return len(placement(t, base, pid)) == 1 })
+	want := []project.Label{{Class: "stop sign", Box: boxes[0]}, {Class: "bench", Box: boxes[1]}}
+	plan := `{"first": "sign", "escape": "bench", "second": {"type": "b", "down": 3}}`
+	res := runBrowser(t, base, pid, "detect", map[string][]project.Label{ex.Id: want}, "PICK="+plan, "SHOTS=picker")
+
+	p := res.Picker
+	if p == nil {
+		t.Fatal("the browser script reported no picker")
+	}
+	t.Logf("picker: typed %+v; picked %+v; before Esc %+v; after Esc %+v; moved %+v; second %+v", p.Typed, p.Picked, p.BeforeEscape, p.Escaped, p.Moved, p.Second)
+	for _, s := range []struct {
+		step string
+		got  pickerSeen
+		ok   bool
+		want string
+	}{
+		{"/ sign typed while the batch opened", p.Typed, p.Typed.Open && p.Typed.Focused && p.Typed.Aria && p.Typed.Filter == "sign" &&
+			slices.Equal(p.Typed.Options, []string{"stop sign"}) && p.Typed.Active == "stop sign",
+			`open with the focus in its box, filter "sign" (no key lost), only "stop sign" listed and chosen`},
+		{"/ sign typed while the batch opened", p.Typed, p.Typed.Boxes == 2 && p.Typed.Done == "0 / 1 done" && p.Typed.Example == ex.Id,
+			"the 2 boxes and the item still to do: S and N typed in the picker neither skip nor draw"},
+		{"Enter", p.Picked, !p.Picked.Open && p.Picked.Selected == "#1 stop sign" && p.Picked.Boxes == 2 && p.Picked.Done == "0 / 1 done",
+			`closed, the first box "stop sign", the item not saved and left (Enter set the class only)`},
+		{"Tab / bench", p.BeforeEscape, p.BeforeEscape.Open && p.BeforeEscape.Focused && p.BeforeEscape.Aria && p.BeforeEscape.Filter == "bench" &&
+			p.BeforeEscape.Active == "bench" && p.BeforeEscape.Selected == "#2 car", `open on the second box, "bench" chosen`},
+		{"Esc", p.Escaped, !p.Escaped.Open && !p.Escaped.Focused && p.Escaped.Selected == "#2 car" && p.Escaped.Boxes == 2,
+			`closed, the second box still "car" and still selected`},
+		{"/ b ↓↓↓", p.Moved, p.Moved.Open && p.Moved.Aria && slices.Equal(p.Moved.Options, []string{"bicycle", "bus", "boat", "bench"}) && p.Moved.Active == "bench",
+			`the classes starting with b listed in order, "bench" chosen`},
+		{"Enter", p.Second, !p.Second.Open && p.Second.Selected == "#2 bench" && p.Second.Boxes == 2, `closed, the second box "bench"`},
+	} {
+		if !s.ok {
+			t.Errorf("after %s: %+v; want %s", s.step, s.got, s.want)
+		}
+	}
+
+	var b curator.BatchView
+	call(t, base, "reviewer-token-1", "GET", "/api/v1/projects/"+pid+"/batches/"+res.Batch, nil, &b)
+	if b.State != project.StateApproved || len(b.Items) != 1 {
+		t.Fatalf("batch %s is %s with %d items after the browser approved it", res.Batch, b.State, len(b.Items))
+	}
+	got := b.Items[0].Labels
+	if len(got) != len(want) {
+		t.Fatalf("%d boxes saved, want %d: %+v", len(got), len(want), got)
+	}
+	for i, l := range got {
+		if l.Class != want[i].Class || !close(l.Box, want[i].Box) {
+			t.Errorf("box %d saved as %s %+v, want %s %+v", i, l.Class, l.Box, want[i].Class, want[i].Box)
 		}
 	}
 }

@@ -9,11 +9,14 @@
 // in with the wheel at a point (which must stay under the cursor), pan with Alt+arrows
 // and back, draw the missing box with the mouse on the zoomed picture, cycle the boxes
 // with Tab / Shift+Tab (the selected one scrolled into view) to fix one's class with its
-// digit key and delete a spurious one. Screenshots of each view go to OUT.
+// digit key and delete a spurious one. With PICK (detection, a project of more classes
+// than digit keys): set classes beyond the tenth with the class picker (/), its filter
+// typed at once after N, command keys among it. Screenshots of each view go to OUT.
 //
 // Input (env): BASE (curator URL), ANNOTATOR and REVIEWER (tokens), PROJECT, TASK,
 // TRUTH (JSON: example id -> [{class, box}]), OUT, CHROMIUM, PACE_MS (optional), PLAN
-// (optional, JSON: {draw: {class, box}, fix: {index, class, box}, delete}), SHOTS (the
+// (optional, JSON: {draw: {class, box}, fix: {index, class, box}, delete}), PICK
+// (optional, JSON: {first, escape, second: {type, down}}), SHOTS (the
 // screenshots' name prefix, default TASK). Prints a JSON summary: the
 // batch, the pictures (groups of example ids), the skipped and rejected examples, the
 // key-to-next-item times in ms, the seconds from the first key to the submitted batch
@@ -180,6 +183,56 @@ async function scene(page, plan) {
   return out;
 }
 
+// picker sets the classes of a picture's two boxes with the class picker, as PICK says,
+// and reports what the page showed after each step (seen): N, / and the filter
+// plan.first typed at once (while the batch opens: the keys wait for the page), Enter
+// (the first box's class); Tab to the second box, / and plan.escape, Esc (nothing may
+// change); / and plan.second.type, ↓ plan.second.down times, Enter.
+async function picker(page, plan) {
+  const kb = page.keyboard, out = {};
+  const seen = () => page.evaluate(() => {
+    const input = document.querySelector('#class-filter'), list = document.querySelector('#class-options');
+    const id = input && input.getAttribute('aria-activedescendant'), opt = id && document.getElementById(id);
+    return {
+      open: !!input && !document.querySelector('#class-picker').hidden,
+      focused: !!input && document.activeElement === input,
+      aria: !!input && input.getAttribute('role') === 'combobox' && list.getAttribute('role') === 'listbox' && input.getAttribute('aria-controls') === list.id
+        && (!opt || (opt.getAttribute('role') === 'option' && list.contains(opt) && opt.getAttribute('aria-selected') === 'true')),
+      filter: input ? input.value : '',
+      active: opt ? opt.dataset.class : '',
+      options: list ? [...list.querySelectorAll('[role=option]')].map((o) => o.dataset.class) : [],
+      selected: document.querySelector('.boxes li.selected span')?.textContent || '',
+      boxes: document.querySelectorAll('.boxes li').length,
+      done: document.querySelector('#done-count')?.textContent || '',
+      example: document.querySelector('#canvas')?.dataset.example || '',
+    };
+  });
+  await kb.press('n');
+  await kb.press('/');
+  await kb.type(plan.first);
+  await page.waitForSelector('#canvas[data-example]');
+  out.typed = await seen();
+  await shot(page, '2-picker');
+  await kb.press('Enter');
+  out.picked = await seen();
+  await kb.press('Tab');
+  await kb.press('/');
+  await kb.type(plan.escape);
+  out.before_escape = await seen();
+  await kb.press('Escape');
+  out.escaped = await seen();
+  await kb.press('/');
+  await kb.type(plan.second.type);
+  for (let i = 0; i < plan.second.down; i++) await kb.press('ArrowDown');
+  out.moved = await seen();
+  await kb.press('Enter');
+  out.second = await seen();
+  await shot(page, '3-picked');
+  result.below_fold = await below(page, ['#submit', '.keys', '#save-next']);
+  await kb.press('Enter');
+  return out;
+}
+
 const result = { task: TASK, skipped: [], rejected: {}, key_ms: [], mouse: 0, below_fold: [] };
 try {
   // Annotator: the queue, N claims the ready batch, and the keys typed at once wait for it.
@@ -220,6 +273,8 @@ try {
       if (PACE) await annie.waitForTimeout(PACE);
     }
     result.typed = { pictures: groups.length - 3, seconds: (Date.now() - tf) / 1000 };
+  } else if (process.env.PICK) {
+    result.picker = await picker(annie, JSON.parse(process.env.PICK));
   } else if (process.env.PLAN) {
     result.scene = await scene(annie, JSON.parse(process.env.PLAN));
   } else {

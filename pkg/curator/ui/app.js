@@ -369,14 +369,87 @@ async function reviewNext(p) {
 }
 
 // ---- annotate ------------------------------------------------------------------------
-// Keys the pages use for commands; single-letter class names that clash get digit keys.
-const commandKeys = new Set(['s', 'n', 'a', 'r', 't', '+', '-', '=']);
+// Keys the pages use for commands (/ opens the class picker); single-character class
+// names that clash get digit keys.
+const commandKeys = new Set(['s', 'n', 'a', 'r', 't', '+', '-', '=', '/']);
 
 function keymap(classes) {
   const single = classes.every((c) => c.length === 1 && !commandKeys.has(c.toLowerCase())) && new Set(classes.map((c) => c.toLowerCase())).size === classes.length;
   const keys = {};
   classes.forEach((c, i) => { const k = single ? c.toLowerCase() : (i < 9 ? String(i + 1) : i === 9 ? '0' : null); if (k) keys[k] = c; });
   return keys;
+}
+
+// classPicker reaches any class from the keyboard, however many there are (the digit
+// keys reach the first ten): open, it is a focused filter box over the list of classes
+// (a combobox with its listbox); typing narrows the list to the names that start with
+// the text, then those that contain it; ↑ ↓ (or Tab) move, Enter calls pick with the
+// class, Esc closes with nothing changed. While it is open every key is its own: the
+// page hands it the keys that reach the page instead (those typed while the page
+// loaded, before the box could take the focus), in order, so none is lost.
+function classPicker(classes, keyOf, pick) {
+  const input = h('input', { id: 'class-filter', type: 'text', role: 'combobox', autocomplete: 'off', spellcheck: 'false',
+    'aria-autocomplete': 'list', 'aria-expanded': 'true', 'aria-controls': 'class-options', 'aria-label': 'find a class', placeholder: 'type to find a class' });
+  const list = h('ul', { id: 'class-options', role: 'listbox', 'aria-label': 'classes' });
+  const note = h('div', { class: 'muted', 'aria-live': 'polite' });
+  const el = h('div', { class: 'picker', id: 'class-picker', hidden: true }, input, list, note,
+    h('div', { class: 'keys' }, h('kbd', {}, '↑'), h('kbd', {}, '↓'), ' choose · ', h('kbd', {}, 'Enter'), ' set the class · ', h('kbd', {}, 'Esc'), ' close'));
+  let shown = [], active = 0, open = false, back = null;
+  const filter = () => {
+    const q = input.value.trim().toLowerCase(), starts = [], has = [];
+    classes.forEach((c, i) => { const n = c.toLowerCase(); if (n.startsWith(q)) starts.push(i); else if (n.includes(q)) has.push(i); });
+    shown = starts.concat(has);
+  };
+  const paint = () => {
+    active = shown.length ? clamp(active, 0, shown.length - 1) : 0;
+    list.replaceChildren(...shown.map((ci, j) => h('li', { id: `class-option-${ci}`, role: 'option', 'aria-selected': j === active ? 'true' : 'false',
+      class: j === active ? 'active' : '', 'data-class': classes[ci], onmousedown: (e) => e.preventDefault(), onclick: () => { active = j; choose(); } },
+    classes[ci], keyOf[classes[ci]] ? h('kbd', {}, keyOf[classes[ci]]) : '')));
+    if (shown.length) input.setAttribute('aria-activedescendant', `class-option-${shown[active]}`);
+    else input.removeAttribute('aria-activedescendant');
+    note.textContent = shown.length ? (shown.length === classes.length ? '' : `${shown.length} of ${classes.length} classes`) : 'no class matches';
+    const li = list.children[active];
+    if (li && (li.offsetTop < list.scrollTop || li.offsetTop + li.offsetHeight > list.scrollTop + list.clientHeight)) list.scrollTop = li.offsetTop - list.clientHeight / 2;
+  };
+  const close = () => {
+    if (!open) return;
+    open = false;
+    const to = back; back = null;
+    if (to && to !== document.body && to.isConnected) to.focus({ preventScroll: true }); else input.blur();
+    el.hidden = true;
+  };
+  const choose = () => { if (!shown.length) return; const c = classes[shown[active]]; close(); pick(c); };
+  // key acts on one key: those typed in the box (its own keys: Enter, Esc, arrows, Tab)
+  // and those the page hands on (any key: characters and Backspace edit the filter).
+  const key = (e) => {
+    const k = e.key;
+    if (k === 'Escape') close();
+    else if (k === 'Enter') { if (!e.isComposing) choose(); }
+    else if (k === 'ArrowDown' || k === 'ArrowUp' || k === 'Tab') {
+      if (shown.length) { active = (active + ((k === 'ArrowUp' || (k === 'Tab' && e.shiftKey)) ? -1 : 1) + shown.length) % shown.length; paint(); }
+    } else if (e.target === input) return;
+    else if (k === 'Backspace') { input.value = input.value.slice(0, -1); filter(); active = 0; paint(); }
+    else if (k.length === 1 && !e.ctrlKey && !e.metaKey && !e.altKey) { input.value += k; filter(); active = 0; paint(); }
+    e.preventDefault();
+  };
+  input.addEventListener('keydown', (e) => { key(e); e.stopPropagation(); });
+  input.addEventListener('input', () => { filter(); active = 0; paint(); });
+  // A click elsewhere on the page closes it (not the window losing the focus).
+  input.addEventListener('blur', () => { if (open && document.hasFocus()) close(); });
+  return {
+    el, key,
+    isOpen: () => open,
+    // open shows every class with the current one chosen, and takes the focus.
+    open: (current) => {
+      if (open) return;
+      open = true;
+      back = document.activeElement;
+      input.value = ''; filter(); active = Math.max(0, shown.indexOf(classes.indexOf(current)));
+      el.hidden = false; paint(); input.focus();
+    },
+    // focus gives the box the focus once the page is on screen (it opened while loading).
+    focus: () => { if (open && document.activeElement !== input) input.focus(); },
+  };
 }
 
 // initialLabels is what an item starts from: its saved annotation, the labels a
@@ -540,6 +613,7 @@ async function annotate(view, p, id, index, gen) {
     b.x1 = clamp(b.x1 + dw, b.x0 + boxStep, 1); b.y1 = clamp(b.y1 + dh, b.y0 + boxStep, 1); mark(); render();
   };
   const deleteBox = (i) => { labels.splice(i, 1); selected = Math.min(i, labels.length - 1); mark(); render(); };
+  const picker = classPicker(proj.classes, keyOf, setClass);
 
   // Zoom and pan. The stage scrolls a picture larger than itself; zooming keeps the
   // picture's point under the cursor (wheel) or at the middle of the view (keys) where
@@ -646,8 +720,8 @@ async function annotate(view, p, id, index, gen) {
         h('strong', {}, st === 'done' ? 'saved' : st === 'skipped' ? 'skipped' : 'to do'), dirty.has(index) ? ' · changed, saved when you leave' : '',
         g.ids.length > 1 ? h('span', { class: 'muted' }, ` · one picture, sampled ${g.ids.length} times`) : ''),
       feedback ? h('div', { class: 'comments', id: 'feedback' }, h('strong', {}, `${feedback.by}: `), feedback.comment) : '',
-      h('div', { class: 'classes' }, proj.classes.map((c) => btn({ class: (detect ? drawClass : labels[0] && labels[0].class) === c ? 'chosen' : '', 'data-class': c, onclick: () => setClass(c) },
-        c, ' ', keyOf[c] ? h('kbd', {}, keyOf[c]) : ''))),
+      h('div', { class: 'classes', title: 'a class\'s key sets it; / finds any class by name' }, proj.classes.map((c) => btn({ class: (detect ? drawClass : labels[0] && labels[0].class) === c ? 'chosen' : '', 'data-class': c, title: c, onclick: () => setClass(c) },
+        h('span', {}, c), keyOf[c] ? h('kbd', {}, keyOf[c]) : ''))),
       detect ? h('ul', { class: 'boxes', id: 'boxes' }, labels.map((l, i) => h('li', { class: i === selected ? 'selected' : '' },
         h('span', { onclick: () => { selected = i; drawClass = l.class; render(); }, style: 'cursor:pointer' }, `#${i + 1} ${l.class}`),
         btn({ 'data-delete': i, onclick: () => deleteBox(i), title: 'delete box' }, '✕')))) : '',
@@ -659,7 +733,7 @@ async function annotate(view, p, id, index, gen) {
       h('div', { class: 'nav' }, btn({ class: 'ok' + (allDone ? ' ready' : ''), id: 'submit', disabled: submitting, onclick: submit },
         submitting ? 'Submitting…' : 'Submit batch for review ', submitting ? '' : h('kbd', {}, 'Ctrl+Enter'))),
       h('div', { class: 'keys' }, 'Keys: class ', h('kbd', {}, proj.classes.length <= 10 ? Object.keys(keys).join(' ') : '1–9 0'),
-        ' · save & next ', h('kbd', {}, 'Enter'), ' · skip ', h('kbd', {}, 'S'), ' · prev/next ', h('kbd', {}, '←'), h('kbd', {}, '→'),
+        ' · find any class ', h('kbd', {}, '/'), ' · save & next ', h('kbd', {}, 'Enter'), ' · skip ', h('kbd', {}, 'S'), ' · prev/next ', h('kbd', {}, '←'), h('kbd', {}, '→'),
         ' · submit ', h('kbd', {}, 'Ctrl+Enter'), ' · zoom ', h('kbd', {}, '+'), h('kbd', {}, '-'), ' or wheel · pan ', h('kbd', {}, 'Alt+arrows'),
         detect ? [h('br'), 'boxes: new ', h('kbd', {}, 'N'), ' · next/prev box ', h('kbd', {}, 'Tab'), h('kbd', {}, 'Shift+Tab'), ' · move ', h('kbd', {}, 'Shift+arrows'),
           ' · resize ', h('kbd', {}, 'Ctrl+arrows'), ' · delete ', h('kbd', {}, 'Del'), ' · none selected ', h('kbd', {}, 'Esc'),
@@ -675,10 +749,11 @@ async function annotate(view, p, id, index, gen) {
 
   view.replaceChildren(h('h1', {}, 'Correct ', h('span', { class: 'muted' }, `${p}`)),
     batch.comments ? h('div', { class: 'comments' }, h('strong', {}, 'Reviewer: '), batch.comments) : '',
-    progress, h('div', { class: 'annotate' }, stage, side));
+    progress, h('div', { class: 'annotate' }, stage, side, picker.el));
   await image(p, groups[index].id).catch(() => {});
   if (!current(gen)) return null;
   onKeys((e) => {
+    if (picker.isOpen()) { picker.key(e); return; } // its keys, even those not typed in its box
     const k = e.key.length === 1 ? e.key.toLowerCase() : e.key;
     const mod = e.ctrlKey || e.metaKey;
     if (k === 'Enter' && mod) { e.preventDefault(); submit(); return; }
@@ -696,7 +771,8 @@ async function annotate(view, p, id, index, gen) {
       pan(dx, dy); e.preventDefault(); return;
     }
     if (mod || e.altKey) return;
-    if (keys[k]) setClass(keys[k]);
+    if (k === '/') picker.open(detect ? drawClass : labels[0] && labels[0].class);
+    else if (keys[k]) setClass(keys[k]);
     else if (k === 'Enter') next('done', e.timeStamp);
     else if (k === 's') next('skipped', e.timeStamp);
     else if (k === 'ArrowRight') leave(Math.min(groups.length - 1, index + 1), e.timeStamp);
@@ -715,7 +791,7 @@ async function annotate(view, p, id, index, gen) {
   const bye = () => { if (dirty.has(index)) save(index, 'done'); };
   window.addEventListener('pagehide', bye);
   state.cleanups.push(() => { bye(); window.removeEventListener('pagehide', bye); });
-  return () => { render(); prefetchAll(); };
+  return () => { render(); picker.focus(); prefetchAll(); };
 }
 
 // ---- review --------------------------------------------------------------------------
