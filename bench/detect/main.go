@@ -414,7 +414,7 @@ func (b *bench) runCell(ctx context.Context, table, size string, n, epochs int, 
 	case len(a.Levels) == 0:
 		rate = o.gridLR
 	case rate == 0 && start == "pretrained":
-		rate = float64(a.PretrainedLR())
+		rate = float64(a.ScratchLR()) / 3
 	case rate == 0:
 		rate = float64(a.ScratchLR())
 	}

@@ -161,7 +161,7 @@ func (b *bench) twin(ctx context.Context, to twinOptions, start string, epochs i
 	if rate == 0 {
 		rate = float64(a.ScratchLR())
 		if start == "pretrained" {
-			rate = float64(a.PretrainedLR())
+			rate /= 3
 		}
 	}
 	if err := os.MkdirAll(ex, 0o755); err != nil {

@@ -120,15 +120,3 @@ func (a Arch) ScratchLR() float32 {
 	}
 	return 1e-3
 }
-
-// PretrainedLR is Adam's learning rate for a first model of a whose trunk starts from
-// a pretrained backbone: a third of ScratchLR for a multi-scale detector — bench/detect's
-// recipe for its pretrained cells (docs/benchmarks.md compares it with the full rate
-// on the same cell) — and ScratchLR for the other networks, whose 1e-3 already suits a
-// pretrained classifier.
-func (a Arch) PretrainedLR() float32 {
-	if len(a.Levels) > 0 {
-		return a.ScratchLR() / 3
-	}
-	return a.ScratchLR()
-}

@@ -75,7 +75,7 @@ func RegisterTrainFlags(fs *flag.FlagSet) *TrainOptions {
 	fs.IntVar(&o.Train.Epochs, "epochs", 10, "most epochs")
 	fs.IntVar(&o.Train.BatchSize, "batch", 64, "batch size")
 	var lr float64
-	fs.Func("lr", "learning rate (default 1e-3, 1e-2 for a multi-scale detector from scratch and a third of that from a -backbone, 3e-4 when fine-tuning a -parent)", func(s string) error {
+	fs.Func("lr", "learning rate (default 1e-3, 1e-2 for a multi-scale detector (from a -backbone too), 3e-4 when fine-tuning a -parent)", func(s string) error {
 		_, err := fmt.Sscan(s, &lr)
 		o.Train.LR = float32(lr)
 		return err
@@ -218,11 +218,7 @@ func RunTrain(ctx context.Context, o *TrainOptions, log *zap.Logger, progress io
 		}
 		lineage.Backbone, lineage.BackboneSHA256 = from.File, from.SHA256
 	}
-	switch {
-	case parent != nil || o.Train.LR != 0:
-	case o.Backbone != "":
-		o.Train.LR = arch.PretrainedLR()
-	default:
+	if parent == nil && o.Train.LR == 0 {
 		o.Train.LR = arch.ScratchLR()
 	}
 	if !o.NoAug {
