@@ -74,20 +74,28 @@ func TestStrongSamplesGetTheStrongView(t *testing.T) {
 	}
 }
 
-// A batch's labels are the images' as augmented: a horizontal flip mirrors a
-// left-arrow into a right-arrow (the project's mirror pairs) and never mirrors a class
-// the project's mirror.never names, in the strong view too.
-func TestBatchLabelsFollowTheMirror(t *testing.T) {
+// mirrorFixture is a classifier of circle, left-arrow, right-arrow and K, an image that
+// a mirror turns round (a left-to-right ramp), and the mirror setting that never
+// mirrors K and swaps the arrows.
+func mirrorFixture(t *testing.T) (nn.Arch, *raster.Image, augment.Mirror) {
+	t.Helper()
 	classes := []string{"circle", "left-arrow", "right-arrow", "K"}
-	a := nn.ClassifierArch(len(classes))
 	im := raster.New(28, 28)
 	for i := range im.Pix {
-		im.Pix[i] = float32(i%28) / 28 // a left-to-right ramp: a mirror turns it round
+		im.Pix[i] = float32(i%28) / 28
 	}
 	mirror, err := augment.Mirroring{Never: []string{"K"}, Pairs: [][2]string{{"left-arrow", "right-arrow"}}}.Resolve(classes)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return nn.ClassifierArch(len(classes)), im, mirror
+}
+
+// A batch's labels are the images' as augmented: a horizontal flip mirrors a
+// left-arrow into a right-arrow (the project's mirror pairs) and never mirrors a class
+// the project's mirror.never names, in the strong view too.
+func TestBatchLabelsFollowTheMirror(t *testing.T) {
+	a, im, mirror := mirrorFixture(t)
 	aug := augment.Config{FlipH: augment.Op{P: 1}, Mirror: mirror}
 	samples := []Sample{{Image: im, Label: 0}, {Image: im, Label: 1}, {Image: im, Label: 2, Strong: true}, {Image: im, Label: 3}}
 	b := makeBatch(a, samples, []int{0, 1, 2, 3}, aug, aug.Strong(), rand.New(rand.NewPCG(1, 2)))
@@ -104,16 +112,7 @@ func TestBatchLabelsFollowTheMirror(t *testing.T) {
 // A caller's own strong view flips as the Augment's mirror setting says: withDefaults
 // gives it Augment.Mirror, and leaves the caller's Config as it was.
 func TestCallersStrongViewKeepsTheMirror(t *testing.T) {
-	classes := []string{"circle", "left-arrow", "right-arrow", "K"}
-	a := nn.ClassifierArch(len(classes))
-	im := raster.New(28, 28)
-	for i := range im.Pix {
-		im.Pix[i] = float32(i%28) / 28 // a left-to-right ramp: a mirror turns it round
-	}
-	mirror, err := augment.Mirroring{Never: []string{"K"}, Pairs: [][2]string{{"left-arrow", "right-arrow"}}}.Resolve(classes)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, im, mirror := mirrorFixture(t)
 	strong := augment.Config{FlipH: augment.Op{P: 1}} // no mirror setting of its own
 	cfg := Config{Augment: augment.Config{Mirror: mirror}, Strong: &strong}.withDefaults()
 	samples := []Sample{{Image: im, Label: 1, Strong: true}, {Image: im, Label: 3, Strong: true}}
