@@ -159,6 +159,10 @@ type SceneConfig struct {
 	MaxHidden float64
 }
 
+// LeastObjects is the fewest objects a scene of c is asked for, its defaults applied
+// (1 unless told): a scene that holds fewer could not place them all (Scene.Dropped).
+func (c SceneConfig) LeastObjects() int { return c.withDefaults().MinObjects }
+
 func (c SceneConfig) withDefaults() SceneConfig {
 	if c.W == 0 && c.H == 0 {
 		c.W, c.H = 320, 240

@@ -230,10 +230,7 @@ func (s Spec) Scenes(g *colourscenes.Generator, n int, seed uint64, d drift.Pres
 	if err != nil {
 		return nil, fmt.Errorf("dataset %s: %w", s, err)
 	}
-	least := s.MinObjects
-	if s.MinObjects == 0 && s.MaxObjects == 0 {
-		least = 1 // the generator's default, 1–12
-	}
+	least := s.SceneConfig().LeastObjects()
 	w, h := s.Size()
 	for i, scene := range sc {
 		if len(scene.Boxes) < least {
