@@ -20,6 +20,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/edgeloop/edgeloop/pkg/atomicfile"
 )
 
 // Priorities are 0 to levels-1: higher is sent first and dropped last (edgeloop's
@@ -135,7 +137,7 @@ func (ob *Outbox) scan(p int) error {
 		name := e.Name()
 		full := filepath.Join(ob.level(p), name)
 		if strings.HasSuffix(name, ".tmp") {
-			_ = os.Remove(full) // a write that never completed: Put had not returned
+			_ = os.Remove(full) // atomicfile's write that never completed: Put had not returned
 			continue
 		}
 		seq, err := strconv.ParseUint(strings.TrimSuffix(name, suffix), 16, 64)
@@ -293,42 +295,15 @@ func (ob *Outbox) find(seq uint64) (p, i int) {
 	panic(fmt.Sprintf("outbox: entry %d is indexed but in no queue", seq))
 }
 
+// write puts data at path atomically (an entry is whole or absent), and durably unless
+// the options say NoSync: the file and its directory are fsynced before Put returns.
 func (ob *Outbox) write(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-	if err != nil {
-		return fmt.Errorf("outbox: %w", err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("outbox: write %s: %w", tmp, err)
-	}
-	if !ob.o.NoSync {
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return fmt.Errorf("outbox: fsync %s: %w", tmp, err)
-		}
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("outbox: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("outbox: %w", err)
-	}
+	write := atomicfile.WriteSync
 	if ob.o.NoSync {
-		return nil
+		write = atomicfile.Write
 	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
+	if err := write(path, data, 0o644); err != nil {
 		return fmt.Errorf("outbox: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("outbox: fsync %s: %w", dir, err)
 	}
 	return nil
 }

@@ -170,7 +170,8 @@ func TestReopenKeepsEverythingAndSetsCorruptAside(t *testing.T) {
 	b, _ := os.ReadFile(victim)
 	b[len(b)/2] ^= 0xff
 	os.WriteFile(victim, b, 0o644)
-	os.WriteFile(filepath.Join(dir, "p1", "00000000000000ff.ob.tmp"), []byte("half"), 0o644)
+	unfinished := filepath.Join(dir, "p1", ".00000000000000ff.ob.k3x9q.tmp") // as atomicfile names it
+	os.WriteFile(unfinished, []byte("half"), 0o644)
 
 	ob2, err := Open(dir, Options{})
 	if err != nil {
@@ -179,6 +180,9 @@ func TestReopenKeepsEverythingAndSetsCorruptAside(t *testing.T) {
 	s := ob2.Stats()
 	if s.Depth != 4 || s.Corrupt != 1 {
 		t.Fatalf("reopened %+v: want 4 intact, 1 corrupt", s)
+	}
+	if _, err := os.Stat(unfinished); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the unfinished write %s survived the reopen (stat: %v)", filepath.Base(unfinished), err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "corrupt", filepath.Base(victim))); err != nil {
 		t.Fatalf("corrupt entry not set aside: %v", err)
