@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/edgeloop/edgeloop/pkg/artifact"
+	"github.com/edgeloop/edgeloop/pkg/atomicfile"
 	"github.com/edgeloop/edgeloop/pkg/contract"
 	"github.com/edgeloop/edgeloop/pkg/mqttbus"
 	"github.com/edgeloop/edgeloop/pkg/raster"
@@ -521,24 +522,11 @@ func (a *Agent) fetch(ctx context.Context, url, part string, limit int64) ([]byt
 	return os.ReadFile(part)
 }
 
+// writeFileSync puts data at path atomically and durably (atomicfile.WriteSync): the
+// model, its trusted manifest and the "current" pointer survive a power cut once
+// written. 0o666 is what os.Create gave them: the umask decides.
 func writeFileSync(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.WriteSync(path, data, 0o666)
 }
 
 // compatible says whether model next may replace the running model cur: the same task,
