@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/edgeloop/edgeloop/pkg/artifact"
+	"github.com/edgeloop/edgeloop/pkg/atomicfile"
 	"github.com/edgeloop/edgeloop/pkg/augment"
 	"github.com/edgeloop/edgeloop/pkg/datasets"
 	"github.com/edgeloop/edgeloop/pkg/nn"
@@ -332,10 +333,10 @@ func WriteModel(path string, m *artifact.Model, keyFile string) (string, error) 
 		return "", err
 	}
 	sum := artifact.SHA256(b)
-	if err := writeAtomic(path, b); err != nil {
+	if err := atomicfile.Write(path, b, 0o644); err != nil {
 		return "", err
 	}
-	if err := writeAtomic(path+".sha256", []byte(sum+"  "+filepath.Base(path)+"\n")); err != nil {
+	if err := atomicfile.Write(path+".sha256", []byte(sum+"  "+filepath.Base(path)+"\n"), 0o644); err != nil {
 		return "", err
 	}
 	if keyFile != "" {
@@ -343,19 +344,11 @@ func WriteModel(path string, m *artifact.Model, keyFile string) (string, error) 
 		if err != nil {
 			return "", err
 		}
-		if err := writeAtomic(path+".sig", artifact.Sign(priv, b)); err != nil {
+		if err := atomicfile.Write(path+".sig", artifact.Sign(priv, b), 0o644); err != nil {
 			return "", err
 		}
 	}
 	return sum, nil
-}
-
-func writeAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 func writeJSON(path string, v any) error {
@@ -363,7 +356,7 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(path, append(b, '\n'))
+	return atomicfile.Write(path, append(b, '\n'), 0o644)
 }
 
 // EvalOptions are the flags of `retrain eval`.
@@ -507,10 +500,10 @@ func RunSign(model, key string, stdout io.Writer) error {
 		return err
 	}
 	sum := artifact.SHA256(b)
-	if err := writeAtomic(model+".sig", artifact.Sign(priv, b)); err != nil {
+	if err := atomicfile.Write(model+".sig", artifact.Sign(priv, b), 0o644); err != nil {
 		return err
 	}
-	if err := writeAtomic(model+".sha256", []byte(sum+"  "+filepath.Base(model)+"\n")); err != nil {
+	if err := atomicfile.Write(model+".sha256", []byte(sum+"  "+filepath.Base(model)+"\n"), 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "signed %s (sha256 %s) with key %s\n", model, sum, artifact.KeyID(priv.Public().(ed25519.PublicKey)))

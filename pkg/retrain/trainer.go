@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/edgeloop/edgeloop/pkg/artifact"
+	"github.com/edgeloop/edgeloop/pkg/atomicfile"
 	"github.com/edgeloop/edgeloop/pkg/augment"
 	"github.com/edgeloop/edgeloop/pkg/nn"
 	"github.com/edgeloop/edgeloop/pkg/nn/weights"
@@ -103,26 +104,14 @@ func contentMatches(name string, data []byte) bool {
 	return hex.EncodeToString(sum[:]) == name
 }
 
-// writeCacheFile writes data to path through a temporary file in the same directory
-// and a rename, so that path is either absent or complete.
+// writeCacheFile writes data to path atomically (atomicfile), so that path is either
+// absent or complete, making the cache directory first.
 func writeCacheFile(path string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("image cache: %w", err)
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
+	if err := atomicfile.Write(path, data, 0o600); err != nil {
 		return fmt.Errorf("image cache: %w", err)
-	}
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		_ = os.Remove(f.Name())
-		return fmt.Errorf("image cache %s: %w", path, err)
 	}
 	return nil
 }
