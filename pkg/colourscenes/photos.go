@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/edgeloop/edgeloop/pkg/atomicfile"
 	"github.com/edgeloop/edgeloop/pkg/raster"
 )
 
@@ -167,18 +168,9 @@ func pyramid(im *raster.Image) []*raster.Image {
 // writeCache writes a cache file atomically (processes loading at once never read half
 // of one); failing only costs time next load (a read-only dir).
 func writeCache(path string, data []byte) {
-	if os.MkdirAll(filepath.Dir(path), 0o755) != nil {
-		return
+	if os.MkdirAll(filepath.Dir(path), 0o755) == nil {
+		_ = atomicfile.Write(path, data, 0o600)
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".scaling-*")
-	if err != nil {
-		return
-	}
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil && cerr == nil && os.Rename(f.Name(), path) == nil {
-		return
-	}
-	_ = os.Remove(f.Name())
 }
 
 // Background returns a w×h RGB background of the site: a random crop of one of its
