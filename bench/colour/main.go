@@ -33,6 +33,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/edgeloop/edgeloop/pkg/atomicfile"
 	"github.com/edgeloop/edgeloop/pkg/augment"
 	"github.com/edgeloop/edgeloop/pkg/colourscenes"
 	"github.com/edgeloop/edgeloop/pkg/config"
@@ -397,10 +398,7 @@ func runPretrain(ctx context.Context, choice backend.Choice, gen *colourscenes.G
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return err
 	}
-	if err := os.WriteFile(out+".tmp", b, 0o644); err != nil {
-		return err
-	}
-	if err := os.Rename(out+".tmp", out); err != nil {
+	if err := atomicfile.Write(out, b, 0o644); err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "wrote %s (%d tensors, %.1f MB): val accuracy %.3f on its own classes after %.0f s\n",

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +16,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/edgeloop/edgeloop/pkg/atomicfile"
 	"github.com/edgeloop/edgeloop/pkg/augment"
 	"github.com/edgeloop/edgeloop/pkg/config"
 	"github.com/edgeloop/edgeloop/pkg/drift"
@@ -354,23 +356,12 @@ func (d *driftBench) save(path string, c driftCell, p *nn.Params) error {
 	return nil
 }
 
-// writeParams saves a model's values (gob) through a temporary file, so that path is
-// either absent or complete.
+// writeParams saves a model's values (gob) atomically, so that path is either absent
+// or complete.
 func writeParams(path string, p *nn.Params) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".params-*")
+	err := atomicfile.WriteWith(path, 0o600, func(w io.Writer) error { return gob.NewEncoder(w).Encode(p.Values) })
 	if err != nil {
 		return fmt.Errorf("saving the model: %w", err)
-	}
-	err = gob.NewEncoder(f).Encode(p.Values)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		_ = os.Remove(f.Name())
-		return fmt.Errorf("saving the model %s: %w", path, err)
 	}
 	return nil
 }

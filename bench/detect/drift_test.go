@@ -4,8 +4,11 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/edgeloop/edgeloop/pkg/nn"
 )
 
 // TestDriftTableCellsFolder: with -drift-cells the table takes the drops (step 0) from
@@ -48,5 +51,31 @@ func TestDriftTableCellsFolder(t *testing.T) {
 	}
 	if !strings.Contains(got, "| far | 0.250 | 0.132 | -0.118 | 0.171 |") || strings.Contains(got, "0.135") {
 		t.Fatalf("the subfolder's table:\n%s", got)
+	}
+}
+
+// TestParamsRoundTrip: writeParams' file reads back into a network of the same shapes,
+// leaves nothing else in the folder, and a network of other shapes refuses it.
+func TestParamsRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cell.params")
+	specs := []nn.ParamSpec{{Name: "w"}, {Name: "b"}}
+	want := &nn.Params{Specs: specs, Values: [][]float32{{1, -2, 3.5}, {0.25}}}
+	if err := writeParams(path, want); err != nil {
+		t.Fatal(err)
+	}
+	got := &nn.Params{Specs: specs, Values: [][]float32{make([]float32, 3), make([]float32, 1)}}
+	if err := readParams(path, got); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.EqualFunc(got.Values, want.Values, slices.Equal[[]float32]) {
+		t.Fatalf("read back %v, wrote %v", got.Values, want.Values)
+	}
+	if des, _ := os.ReadDir(dir); len(des) != 1 {
+		t.Errorf("folder holds %d entries, want only the params file", len(des))
+	}
+	other := &nn.Params{Specs: specs, Values: [][]float32{make([]float32, 2), make([]float32, 1)}}
+	if err := readParams(path, other); err == nil || !strings.Contains(err.Error(), path) {
+		t.Errorf("a network of other shapes read the file: %v", err)
 	}
 }
