@@ -183,7 +183,7 @@ func main() {
 				c, err := runCell(ctx, choice, sz, side, n, start, bb, epochs, *batch, float32(*lr), data[side], log)
 				check(err)
 				b, _ := json.MarshalIndent(c, "", "  ")
-				check(os.WriteFile(path, b, 0o644))
+				check(atomicfile.Write(path, b, 0o644))
 				fmt.Fprintf(os.Stderr, "== %s %d px, %d images, %s: test accuracy %.3f (%d/%d epochs, %.0f s)\n",
 					sz, side, n, start, c.TestAcc, c.EpochsRun, c.Epochs, c.Seconds)
 			}

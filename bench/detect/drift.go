@@ -202,7 +202,7 @@ func (d *driftBench) loadBase(ctx context.Context) error {
 		return fmt.Errorf("base model: %w", err)
 	}
 	raw, _ := json.MarshalIndent(c, "", "  ")
-	if err := os.WriteFile(strings.TrimSuffix(path, ".params")+".json", raw, 0o644); err != nil {
+	if err := atomicfile.Write(strings.TrimSuffix(path, ".params")+".json", raw, 0o644); err != nil {
 		return fmt.Errorf("saving the base cell: %w", err)
 	}
 	if err := writeParams(path, p); err != nil {
@@ -348,7 +348,7 @@ func (d *driftBench) save(path string, c driftCell, p *nn.Params) error {
 		}
 	}
 	raw, _ := json.MarshalIndent(c, "", "  ")
-	if err := os.WriteFile(path, raw, 0o644); err != nil {
+	if err := atomicfile.Write(path, raw, 0o644); err != nil {
 		return fmt.Errorf("saving the drift cell: %w", err)
 	}
 	d.log.Info("drift cell done", zap.String("cell", filepath.Base(path)), zap.Float64("drift_map50", c.DriftMAP50),

@@ -39,6 +39,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/edgeloop/edgeloop/pkg/atomicfile"
 	"github.com/edgeloop/edgeloop/pkg/augment"
 	"github.com/edgeloop/edgeloop/pkg/colourscenes"
 	"github.com/edgeloop/edgeloop/pkg/config"
@@ -283,7 +284,7 @@ func run(ctx context.Context, o options, curveSize string, choice backend.Choice
 			return fmt.Errorf("cell %s: %w", filepath.Base(path), err)
 		}
 		raw, _ := json.MarshalIndent(c, "", "  ")
-		if err := os.WriteFile(path, raw, 0o644); err != nil {
+		if err := atomicfile.Write(path, raw, 0o644); err != nil {
 			return fmt.Errorf("saving the cell: %w", err)
 		}
 		log.Info("cell done", zap.String("cell", filepath.Base(path)), zap.Float64("map50", c.MAP50),

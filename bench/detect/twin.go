@@ -18,6 +18,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/edgeloop/edgeloop/pkg/atomicfile"
 	"github.com/edgeloop/edgeloop/pkg/config"
 	"github.com/edgeloop/edgeloop/pkg/evaluate"
 	"github.com/edgeloop/edgeloop/pkg/nn"
@@ -127,7 +128,7 @@ func runTwin(ctx context.Context, o options, to twinOptions, b *bench, log *zap.
 			return fmt.Errorf("twin %s: %w", st, err)
 		}
 		raw, _ := json.MarshalIndent(c, "", "  ")
-		if err := os.WriteFile(path, raw, 0o644); err != nil {
+		if err := atomicfile.Write(path, raw, 0o644); err != nil {
 			return fmt.Errorf("saving the twin cell: %w", err)
 		}
 		log.Info("twin cell done", zap.String("cell", filepath.Base(path)), zap.Float64("go_map50", c.Go.MAP50), zap.Float64("torch_map50", c.Torch.MAP50))

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/edgeloop/edgeloop/pkg/artifact"
+	"github.com/edgeloop/edgeloop/pkg/atomicfile"
 	"github.com/edgeloop/edgeloop/pkg/augment"
 	"github.com/edgeloop/edgeloop/pkg/colourscenes"
 	"github.com/edgeloop/edgeloop/pkg/config"
@@ -90,7 +91,7 @@ func colourSiteAdaptation(ctx context.Context, o options, presets []drift.Preset
 				return "", err
 			}
 			b, _ := json.MarshalIndent(c, "", "  ")
-			if err := os.WriteFile(path, b, 0o644); err != nil {
+			if err := atomicfile.Write(path, b, 0o644); err != nil {
 				return "", err
 			}
 			fmt.Fprintf(os.Stderr, "  %s seed %d: drifted %.3f → %v, clean %.3f → %v (%.0f s)\n", d.Name, seed, c.DriftedBefore, c.DriftedAfter,
@@ -143,7 +144,7 @@ func seedModel(ctx context.Context, o options, seed uint64, be backend.Choice, l
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := os.WriteFile(path, b, 0o644); err != nil {
+	if err := atomicfile.Write(path, b, 0o644); err != nil {
 		return nil, nil, err
 	}
 	sc.arch = a
