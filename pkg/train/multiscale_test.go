@@ -14,11 +14,13 @@ import (
 
 // TestMultiScaleDetectorOverfits: the smallest multi-scale detector learns ten colour
 // scenes (colourscenes, procedural backgrounds: 1–4 shapes and letters of 8 px to most
-// of the frame, partly hidden) by heart: after 80 Adam steps
-// (about 8 s on two shared cores), mAP@0.5 on the same scenes is ≥ 0.9 through the
+// of the frame, partly hidden) by heart: after 120 Adam steps
+// (about 15–25 s on two shared cores), mAP@0.5 on the same scenes is ≥ 0.9 through the
 // evaluation code (decoding, NMS, COCO AP), and the loss has fallen to under a third.
 func TestMultiScaleDetectorOverfits(t *testing.T) {
-	const side, n = 64, 10
+	// 120 steps: both BLAS builds reach 0.926 mAP@0.5 there; at 80 the pure-Go one had
+	// 0.926 but OpenBLAS (another summation order) 0.896, under the bar by rounding.
+	const side, n, steps = 64, 10, 120
 	samples, classes := colourSamples(t, colourscenes.SceneConfig{W: side, H: side, Classes: 4, MinObjects: 1, MaxObjects: 4}, n, 1)
 	a, err := nn.DetectorFamily(nn.MobileNetV2, "n", side, side, 3, len(classes))
 	if err != nil {
@@ -49,7 +51,7 @@ func TestMultiScaleDetectorOverfits(t *testing.T) {
 	}
 	start := time.Now()
 	var first, last float32
-	for i := 1; i <= 80; i++ {
+	for i := 1; i <= steps; i++ {
 		l, err := e.Step(b)
 		if err != nil {
 			t.Fatal(err)
@@ -61,7 +63,7 @@ func TestMultiScaleDetectorOverfits(t *testing.T) {
 	}
 	took := time.Since(start)
 	map50, map5095 := evaluate()
-	t.Logf("80 steps in %v: loss %.3f → %.3f, mAP@0.5 %.3f, mAP@[.5:.95] %.3f", took, first, last, map50, map5095)
+	t.Logf("%d steps in %v: loss %.3f → %.3f, mAP@0.5 %.3f, mAP@[.5:.95] %.3f", steps, took, first, last, map50, map5095)
 	if !(last < first/3) {
 		t.Errorf("loss %.3f → %.3f: did not fall", first, last)
 	}
