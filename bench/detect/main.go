@@ -100,6 +100,20 @@ type cell struct {
 	Data        string    `json:"data"`
 }
 
+// rate is the multi-scale detector a's learning rate for a cell starting from start:
+// -lr, or by default ScratchLR, a third of it from a pretrained trunk (the recipe the
+// earlier cells were measured at; docs/benchmarks.md compares the full rate).
+func (o options) rate(a nn.Arch, start string) float64 {
+	switch {
+	case o.lr != 0:
+		return o.lr
+	case start == "pretrained":
+		return float64(a.ScratchLR()) / 3
+	default:
+		return float64(a.ScratchLR())
+	}
+}
+
 func main() {
 	var o options
 	var input string
@@ -410,14 +424,9 @@ func (b *bench) runCell(ctx context.Context, table, size string, n, epochs int, 
 	default:
 		return cell{}, nn.Arch{}, nil, fmt.Errorf("unknown -augment %q (want none or colour)", o.augment)
 	}
-	rate := o.lr
-	switch {
-	case len(a.Levels) == 0:
-		rate = o.gridLR
-	case rate == 0 && start == "pretrained":
-		rate = float64(a.ScratchLR()) / 3
-	case rate == 0:
-		rate = float64(a.ScratchLR())
+	rate := o.gridLR
+	if len(a.Levels) > 0 {
+		rate = o.rate(a, start)
 	}
 	params, macs, _ := a.Cost()
 	c := cell{Table: table, Network: a.Name, Size: size, Input: fmt.Sprintf("%dx%d", o.w, o.h), TrainImages: n, Start: start,

@@ -158,13 +158,7 @@ func (b *bench) twin(ctx context.Context, to twinOptions, start string, epochs i
 	if err != nil {
 		return twinCell{}, err
 	}
-	rate := o.lr
-	if rate == 0 {
-		rate = float64(a.ScratchLR())
-		if start == "pretrained" {
-			rate /= 3
-		}
-	}
+	rate := o.rate(a, start)
 	if err := os.MkdirAll(ex, 0o755); err != nil {
 		return twinCell{}, err
 	}
