@@ -197,7 +197,8 @@ func (d *driftBench) loadBase(ctx context.Context) error {
 		return err
 	}
 	d.log.Info("training the drift table's base model", zap.Int("scenes", d.do.base), zap.Int("epochs", d.do.baseEpochs))
-	c, a, p, err := d.runCell(ctx, "drift-base", d.do.size, d.do.base, d.do.baseEpochs, d.bb)
+	ckpt := strings.TrimSuffix(path, ".params") + ".ckpt"
+	c, a, p, err := d.runCell(ctx, "drift-base", d.do.size, d.do.base, d.do.baseEpochs, d.bb, ckpt)
 	if err != nil {
 		return fmt.Errorf("base model: %w", err)
 	}
@@ -207,6 +208,9 @@ func (d *driftBench) loadBase(ctx context.Context) error {
 	}
 	if err := writeParams(path, p); err != nil {
 		return err
+	}
+	if err := os.Remove(ckpt); err != nil {
+		d.log.Warn("the base model's checkpoint stays", zap.String("file", ckpt), zap.Error(err))
 	}
 	d.log.Info("base model done", zap.Float64("map50", c.MAP50), zap.Float64("map50_95", c.MAP5095), zap.Float64("train_seconds", c.Seconds))
 	d.arch, d.base = a, p

@@ -13,8 +13,9 @@
 // Training and evaluation run on -backend (the CUDA engine when built with -tags
 // edgeloop_cuda on a GPU machine); latency always runs on the CPU engine with
 // -latency-threads cores. Every cell is saved under -out as it finishes and a rerun
-// skips the cells already there, so a long run can be stopped and resumed, or run one
-// cell per heavy-lock hold.
+// skips the cells already there; a cell's training checkpoints after each epoch (a
+// .ckpt beside the cell, removed when the cell is saved) and a rerun resumes it, so a
+// long run can be stopped and resumed at any epoch, or run one cell per heavy-lock hold.
 //
 //	go run -tags openblas ./bench/detect -sizes n -input 160x128 -train 400 -epochs 8
 //	go run -tags openblas ./bench/detect -sizes n -curve 100,300 -input 160x128 -seen 10,1000,4000
@@ -71,33 +72,36 @@ type options struct {
 
 // cell is one trained detector's figures: a row of a table.
 type cell struct {
-	Table       string    `json:"table"` // sizes or curve
-	Network     string    `json:"network"`
-	Size        string    `json:"size"`
-	Input       string    `json:"input"`
-	TrainImages int       `json:"train_images"`
-	Start       string    `json:"start"` // scratch or pretrained
-	Backbone    string    `json:"backbone,omitempty"`
-	Augment     string    `json:"augment"`
-	Params      int       `json:"params"`
-	MACs        int64     `json:"macs"`
-	LR          float64   `json:"lr"`
-	Epochs      int       `json:"epochs"`
-	Batch       int       `json:"batch"`
-	Seconds     float64   `json:"train_seconds"`
-	ImagesPerS  float64   `json:"train_images_per_sec"`
-	P50         float64   `json:"infer_ms_p50,omitempty"`
-	P99         float64   `json:"infer_ms_p99,omitempty"`
-	LatThreads  int       `json:"latency_threads,omitempty"`
-	TestImages  int       `json:"test_images"`
-	MAP50       float64   `json:"map50"`
-	MAP5095     float64   `json:"map50_95"`
-	APSmall     float64   `json:"ap_small"` // -1: no ground truth of that size
-	APMedium    float64   `json:"ap_medium"`
-	APLarge     float64   `json:"ap_large"`
-	ValMAP50    []float64 `json:"val_map50_by_epoch"`
-	Engine      string    `json:"engine"`
-	Data        string    `json:"data"`
+	Table       string  `json:"table"` // sizes or curve
+	Network     string  `json:"network"`
+	Size        string  `json:"size"`
+	Input       string  `json:"input"`
+	TrainImages int     `json:"train_images"`
+	Start       string  `json:"start"` // scratch or pretrained
+	Backbone    string  `json:"backbone,omitempty"`
+	Augment     string  `json:"augment"`
+	Params      int     `json:"params"`
+	MACs        int64   `json:"macs"`
+	LR          float64 `json:"lr"`
+	Epochs      int     `json:"epochs"`
+	Batch       int     `json:"batch"`
+	Seconds     float64 `json:"train_seconds"`
+	// ResumedAfter is the epoch the training resumed after, from its checkpoint (0:
+	// trained in one run).
+	ResumedAfter int       `json:"resumed_after_epoch,omitempty"`
+	ImagesPerS   float64   `json:"train_images_per_sec"`
+	P50          float64   `json:"infer_ms_p50,omitempty"`
+	P99          float64   `json:"infer_ms_p99,omitempty"`
+	LatThreads   int       `json:"latency_threads,omitempty"`
+	TestImages   int       `json:"test_images"`
+	MAP50        float64   `json:"map50"`
+	MAP5095      float64   `json:"map50_95"`
+	APSmall      float64   `json:"ap_small"` // -1: no ground truth of that size
+	APMedium     float64   `json:"ap_medium"`
+	APLarge      float64   `json:"ap_large"`
+	ValMAP50     []float64 `json:"val_map50_by_epoch"`
+	Engine       string    `json:"engine"`
+	Data         string    `json:"data"`
 }
 
 // rate is the multi-scale detector a's learning rate for a cell starting from start:
@@ -293,13 +297,17 @@ func run(ctx context.Context, o options, curveSize string, choice backend.Choice
 				return err
 			}
 		}
-		c, _, _, err := b.runCell(ctx, j.table, j.size, j.n, j.epochs, bb)
+		ckpt := strings.TrimSuffix(path, ".json") + ".ckpt"
+		c, _, _, err := b.runCell(ctx, j.table, j.size, j.n, j.epochs, bb, ckpt)
 		if err != nil {
 			return fmt.Errorf("cell %s: %w", filepath.Base(path), err)
 		}
 		raw, _ := json.MarshalIndent(c, "", "  ")
 		if err := atomicfile.Write(path, raw, 0o644); err != nil {
 			return fmt.Errorf("saving the cell: %w", err)
+		}
+		if err := os.Remove(ckpt); err != nil {
+			log.Warn("the finished cell's checkpoint stays", zap.String("file", ckpt), zap.Error(err))
 		}
 		log.Info("cell done", zap.String("cell", filepath.Base(path)), zap.Float64("map50", c.MAP50),
 			zap.Float64("map50_95", c.MAP5095), zap.Float64("train_seconds", c.Seconds))
@@ -397,8 +405,9 @@ func newBench(o options, choice backend.Choice, most int, log *zap.Logger) (*ben
 
 // runCell trains one detector of size on the first n training scenes for epochs epochs,
 // from scratch or from the backbone file bb, and measures it; it returns the trained
-// network too.
-func (b *bench) runCell(ctx context.Context, table, size string, n, epochs int, bb string) (cell, nn.Arch, *nn.Params, error) {
+// network too. The training checkpoints to ckpt after each epoch and resumes from it,
+// so a cell stopped midway goes on where it was.
+func (b *bench) runCell(ctx context.Context, table, size string, n, epochs int, bb, ckpt string) (cell, nn.Arch, *nn.Params, error) {
 	o := b.o
 	var a nn.Arch
 	var p *nn.Params
@@ -434,7 +443,7 @@ func (b *bench) runCell(ctx context.Context, table, size string, n, epochs int, 
 		TestImages: len(b.data.Test), Data: b.what}
 	t0 := time.Now()
 	res, err := train.Run(ctx, a, p, b.classes, train.Split{Train: b.data.Train[:n], Val: b.data.Val}, train.Config{
-		Epochs: epochs, BatchSize: o.batch, LR: float32(rate), Patience: -1, Seed: o.seed, Augment: aug,
+		Epochs: epochs, BatchSize: o.batch, LR: float32(rate), Patience: -1, Seed: o.seed, Augment: aug, Checkpoint: ckpt,
 		Progress: func(pr train.Progress) {
 			if d := pr.Done; d != nil {
 				b.log.Info("epoch", zap.String("network", a.Name), zap.Int("train", n), zap.Int("epoch", d.Epoch),
@@ -451,6 +460,11 @@ func (b *bench) runCell(ctx context.Context, table, size string, n, epochs int, 
 	for _, st := range res.History {
 		secs += st.Seconds
 		c.ValMAP50 = append(c.ValMAP50, st.ValMetric)
+	}
+	if c.ResumedAfter = res.ResumedFrom; c.ResumedAfter > 0 {
+		c.Seconds = secs // the epochs' time over every run, not this run's
+		b.log.Info("the cell's training resumed from its checkpoint", zap.String("network", a.Name),
+			zap.Int("after_epoch", c.ResumedAfter), zap.String("checkpoint", ckpt))
 	}
 	// Training images/s: the epochs' images over their time, validation included.
 	c.ImagesPerS = float64(n*len(res.History)) / secs

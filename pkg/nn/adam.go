@@ -1,6 +1,9 @@
 package nn
 
-import "math"
+import (
+	"fmt"
+	"math"
+)
 
 // AdamConfig are Adam's hyper-parameters (Kingma & Ba, 2015).
 type AdamConfig struct {
@@ -64,3 +67,58 @@ func (a *Adam) Tick() { a.t++ }
 
 // T is the number of steps taken.
 func (a *Adam) T() int { return a.t }
+
+// AdamState is Adam's state between steps: the steps taken and each tensor's first
+// and second moments, in Params order. A training saves it to stop and resume where
+// it left off (train.Config.Checkpoint).
+type AdamState struct {
+	T    int
+	M, V [][]float32
+}
+
+// State copies the optimiser's state.
+func (a *Adam) State() AdamState {
+	s := AdamState{T: a.t, M: make([][]float32, len(a.m)), V: make([][]float32, len(a.v))}
+	for i := range a.m {
+		s.M[i] = append([]float32(nil), a.m[i]...)
+		s.V[i] = append([]float32(nil), a.v[i]...)
+	}
+	return s
+}
+
+// SetState replaces the optimiser's state with a copy of s, which must have a moment
+// of the right length for every tensor.
+func (a *Adam) SetState(s AdamState) error {
+	sizes := make([]int, len(a.m))
+	for i, m := range a.m {
+		sizes[i] = len(m)
+	}
+	if err := s.Fits(sizes); err != nil {
+		return err
+	}
+	a.t = s.T
+	for i := range a.m {
+		copy(a.m[i], s.M[i])
+		copy(a.v[i], s.V[i])
+	}
+	return nil
+}
+
+// SetSteps sets the steps taken (engines that keep the moments elsewhere).
+func (a *Adam) SetSteps(t int) { a.t = t }
+
+// Fits says why s cannot be the state of tensors of these sizes, if it cannot.
+func (s AdamState) Fits(sizes []int) error {
+	if s.T < 0 {
+		return fmt.Errorf("adam state: %d steps", s.T)
+	}
+	if len(s.M) != len(sizes) || len(s.V) != len(sizes) {
+		return fmt.Errorf("adam state: moments of %d and %d tensors, the network has %d", len(s.M), len(s.V), len(sizes))
+	}
+	for i, n := range sizes {
+		if len(s.M[i]) != n || len(s.V[i]) != n {
+			return fmt.Errorf("adam state: tensor %d has moments of %d and %d values, want %d", i, len(s.M[i]), len(s.V[i]), n)
+		}
+	}
+	return nil
+}

@@ -52,6 +52,11 @@ type Engine interface {
 	WriteParams(p *Params) error
 	// SetLR changes Adam's learning rate for the next steps (schedules).
 	SetLR(lr float32)
+	// ReadAdam returns a copy of the optimiser's state (steps and moments).
+	ReadAdam() (AdamState, error)
+	// WriteAdam replaces the optimiser's state: a training resumed from a checkpoint
+	// goes on with the moments it had.
+	WriteAdam(s AdamState) error
 	// Name says what computes, e.g. "cpu (gorgonia, pure-Go BLAS)".
 	Name() string
 	// Close releases the engine's resources.

@@ -119,6 +119,13 @@ type Config struct {
 	MaxImbalance float64 `json:"max_imbalance"`
 	// Progress, when set, is told after each batch and each epoch.
 	Progress func(Progress) `json:"-"`
+	// Checkpoint, when set, is a file the training saves its whole state to after each
+	// epoch (weights, best weights, Adam's moments, the weight average, the history) and
+	// resumes from when it exists: a training that was stopped (killed, cancelled) goes on
+	// after its last finished epoch and ends with what an uninterrupted run would have.
+	// A checkpoint of another training (network, classes, settings, starting weights or
+	// examples) is refused. The caller removes the file when it no longer wants it.
+	Checkpoint string `json:"-"`
 }
 
 func (c Config) withDefaults() Config {
@@ -185,9 +192,11 @@ type Result struct {
 	OverfitFrom int      `json:"overfit_from,omitempty"`
 	Warnings    []string `json:"warnings,omitempty"`
 	// Skipped are the examples left out because they were unusable.
-	Skipped  []Skip `json:"skipped,omitempty"`
-	Engine   string `json:"engine"`
-	Examples struct {
+	Skipped []Skip `json:"skipped,omitempty"`
+	// ResumedFrom is the epoch of the checkpoint the training resumed after (0: none).
+	ResumedFrom int    `json:"resumed_from,omitempty"`
+	Engine      string `json:"engine"`
+	Examples    struct {
 		Train, Val, Test int
 	} `json:"examples"`
 }
@@ -254,8 +263,34 @@ func Run(ctx context.Context, arch nn.Arch, init *nn.Params, classes []string, d
 	}
 	bestLoss := math.Inf(1)
 	bad, rising := 0, 0
+	first := 1
+	var id string
+	if cfg.Checkpoint != "" {
+		if id, err = trainingID(arch, classes, init, data, cfg); err != nil {
+			return nil, err
+		}
+		ck, err := loadCheckpoint(cfg.Checkpoint, id)
+		if err != nil {
+			return nil, err
+		}
+		if ck != nil {
+			if err := ck.restore(engine, best, avg); err != nil {
+				return nil, fmt.Errorf("%w (checkpoint %s)", err, cfg.Checkpoint)
+			}
+			res.History, res.BestEpoch, res.StoppedEarly = ck.History, ck.BestEpoch, ck.StoppedEarly
+			res.Overfitting, res.OverfitFrom, res.ResumedFrom = ck.Overfitting, ck.OverfitFrom, ck.Epoch
+			if res.Overfitting {
+				res.Warnings = append(res.Warnings, overfitWarning(res.OverfitFrom))
+			}
+			bestLoss, bad, rising, first = ck.BestLoss, ck.Bad, ck.Rising, ck.Epoch+1
+			if ck.Finished {
+				first = cfg.Epochs + 1
+			}
+		}
+	}
+	var raw *nn.Params // the raw weights read for a checkpoint
 	var trainErr error
-	for epoch := 1; epoch <= cfg.Epochs; epoch++ {
+	for epoch := first; epoch <= cfg.Epochs; epoch++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -291,8 +326,7 @@ func Run(ctx context.Context, arch nn.Arch, init *nn.Params, classes []string, d
 				rising++
 				if rising == 2 && !res.Overfitting {
 					res.Overfitting, res.OverfitFrom = true, epoch-1
-					res.Warnings = append(res.Warnings, fmt.Sprintf(
-						"overfitting from epoch %d: loss keeps falling while val loss rises", epoch-1))
+					res.Warnings = append(res.Warnings, overfitWarning(epoch-1))
 				}
 			} else {
 				rising = 0
@@ -314,11 +348,36 @@ func Run(ctx context.Context, arch nn.Arch, init *nn.Params, classes []string, d
 				return nil, err
 			}
 		}
+		stop := false
 		if !improved {
 			if bad++; cfg.Patience > 0 && bad >= cfg.Patience {
-				res.StoppedEarly = epoch < cfg.Epochs
-				break
+				res.StoppedEarly, stop = epoch < cfg.Epochs, true
 			}
+		}
+		if cfg.Checkpoint != "" {
+			ck := &checkpoint{Version: checkpointVersion, Training: id, Epoch: epoch, Finished: stop || epoch == cfg.Epochs,
+				Best: best.Values, History: res.History, BestLoss: bestLoss, BestEpoch: res.BestEpoch, Bad: bad, Rising: rising,
+				StoppedEarly: res.StoppedEarly, Overfitting: res.Overfitting, OverfitFrom: res.OverfitFrom}
+			if avg != nil {
+				ck.Weights, ck.EMAMean, ck.EMASteps = avg.cur.Values, avg.mean.Values, avg.steps
+			} else {
+				if raw == nil {
+					raw = best.Clone()
+				}
+				if err := engine.ReadParams(raw); err != nil {
+					return nil, err
+				}
+				ck.Weights = raw.Values
+			}
+			if ck.Adam, err = engine.ReadAdam(); err != nil {
+				return nil, fmt.Errorf("train: checkpoint optimiser: %w", err)
+			}
+			if err := ck.save(cfg.Checkpoint); err != nil {
+				return nil, err
+			}
+		}
+		if stop {
+			break
 		}
 	}
 	if err := engine.WriteParams(best); err != nil {
@@ -329,6 +388,11 @@ func Run(ctx context.Context, arch nn.Arch, init *nn.Params, classes []string, d
 		return res, trainErr
 	}
 	return res, nil
+}
+
+// overfitWarning is Result's warning for overfitting from epoch from.
+func overfitWarning(from int) string {
+	return fmt.Sprintf("overfitting from epoch %d: loss keeps falling while val loss rises", from)
 }
 
 // Skip is an example left out of a training, and why.

@@ -721,6 +721,54 @@ func (e *Engine) SetLR(lr float32) {
 	e.adam.Cfg.LR = lr
 }
 
+// ReadAdam implements nn.Engine: it downloads the moments from the device.
+func (e *Engine) ReadAdam() (nn.AdamState, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := nn.AdamState{T: e.adam.T(), M: make([][]float32, len(e.specs)), V: make([][]float32, len(e.specs))}
+	err := e.dev.Do(func() error {
+		for i := range e.specs {
+			s.M[i], s.V[i] = make([]float32, e.m[i].n), make([]float32, e.v[i].n)
+			if err := e.dev.download(s.M[i], e.m[i]); err != nil {
+				return err
+			}
+			if err := e.dev.download(s.V[i], e.v[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return s, err
+}
+
+// WriteAdam implements nn.Engine: it uploads the moments to the device.
+func (e *Engine) WriteAdam(s nn.AdamState) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	sizes := make([]int, len(e.specs))
+	for i := range e.specs {
+		sizes[i] = e.m[i].n
+	}
+	if err := s.Fits(sizes); err != nil {
+		return err
+	}
+	err := e.dev.Do(func() error {
+		for i := range e.specs {
+			if err := e.dev.upload(e.m[i], s.M[i]); err != nil {
+				return err
+			}
+			if err := e.dev.upload(e.v[i], s.V[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		e.adam.SetSteps(s.T)
+	}
+	return err
+}
+
 // Close implements nn.Engine: it frees the engine's device memory.
 func (e *Engine) Close() error {
 	e.mu.Lock()

@@ -592,6 +592,20 @@ func (e *Engine) SetLR(lr float32) {
 	e.adam.Cfg.LR = lr
 }
 
+// ReadAdam implements nn.Engine.
+func (e *Engine) ReadAdam() (nn.AdamState, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.adam.State(), nil
+}
+
+// WriteAdam implements nn.Engine.
+func (e *Engine) WriteAdam(s nn.AdamState) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.adam.SetState(s)
+}
+
 // Close implements nn.Engine.
 func (e *Engine) Close() error {
 	e.mu.Lock()
