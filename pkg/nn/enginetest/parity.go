@@ -155,7 +155,63 @@ func Compare(a nn.Arch, ref, got Factory, bs, steps int, seed uint64, tol Tolera
 	for i, s := range p.Specs {
 		r.check(fmt.Sprintf("update %s after %d", s.Name, steps), updateDiff(p.Values[i], wr.Values[i], wg.Values[i]), tol.Steps)
 	}
+	if steps > 0 {
+		if err := compareResume(r, cfg, re, ge, got, wr, Batch(a, bs, seed+uint64(steps)+1), tol); err != nil {
+			return nil, err
+		}
+	}
 	return r, nil
+}
+
+// compareResume checks the optimiser's state after the steps (ReadAdam: the same step
+// count and moments), then hands the reference's weights and state to a fresh engine
+// under test (WriteParams, WriteAdam), as a resumed training does, and checks that its
+// next step makes the reference's update: a fresh Adam's first step would not.
+func compareResume(r *Report, cfg nn.EngineConfig, re, ge nn.Engine, got Factory, w *nn.Params, b *nn.Batch, tol Tolerance) error {
+	sr, err := re.ReadAdam()
+	if err != nil {
+		return fmt.Errorf("reference optimiser state: %w", err)
+	}
+	sg, err := ge.ReadAdam()
+	if err != nil {
+		return fmt.Errorf("optimiser state: %w", err)
+	}
+	r.check(fmt.Sprintf("adam steps (%d)", sr.T), math.Abs(float64(sr.T-sg.T)), 0)
+	if len(sg.M) != len(sr.M) || len(sg.V) != len(sr.V) {
+		return fmt.Errorf("optimiser state of %d/%d tensors, reference has %d/%d", len(sg.M), len(sg.V), len(sr.M), len(sr.V))
+	}
+	for i, s := range w.Specs {
+		r.check("adam m "+s.Name, TensorDiff(sr.M[i], sg.M[i]), tol.Steps)
+		r.check("adam v "+s.Name, TensorDiff(sr.V[i], sg.V[i]), tol.Steps)
+	}
+	fresh, err := got(cfg)
+	if err != nil {
+		return fmt.Errorf("engine under test, resumed: %w", err)
+	}
+	defer fresh.Close()
+	if err := fresh.WriteParams(w); err != nil {
+		return fmt.Errorf("resumed weights: %w", err)
+	}
+	if err := fresh.WriteAdam(sr); err != nil {
+		return fmt.Errorf("resumed optimiser state: %w", err)
+	}
+	if _, err := re.Step(b); err != nil {
+		return fmt.Errorf("reference step after the others: %w", err)
+	}
+	if _, err := fresh.Step(b); err != nil {
+		return fmt.Errorf("resumed step: %w", err)
+	}
+	after, resumed := w.Clone(), w.Clone()
+	if err := re.ReadParams(after); err != nil {
+		return err
+	}
+	if err := fresh.ReadParams(resumed); err != nil {
+		return err
+	}
+	for i, s := range w.Specs {
+		r.check("resumed update "+s.Name, updateDiff(w.Values[i], after.Values[i], resumed.Values[i]), tol.Steps)
+	}
+	return nil
 }
 
 // Batch is n random images for a with random labels or two boxes each.
