@@ -7,37 +7,100 @@ func Resize(im *Image, w, h int) *Image {
 	if w == im.W && h == im.H {
 		return im.Clone()
 	}
-	return planes(im, func(p *Image) *Image { return resize(p, w, h) })
-}
-
-func resize(im *Image, w, h int) *Image {
-	out := New(w, h)
-	sx, sy := float64(im.W)/float64(w), float64(im.H)/float64(h)
-	if sx <= 1 && sy <= 1 {
-		for y := 0; y < h; y++ {
-			for x := 0; x < w; x++ {
-				out.Pix[y*w+x] = im.Sample((float64(x)+0.5)*sx, (float64(y)+0.5)*sy, edge(im, x, y, sx, sy))
-			}
-		}
-		return out
+	c := im.Channels()
+	out := NewC(w, h, c)
+	var ws *areaWeights
+	if float64(im.W)/float64(w) > 1 || float64(im.H)/float64(h) > 1 {
+		ws = newAreaWeights(im.W, im.H, w, h)
 	}
-	for y := 0; y < h; y++ {
-		y0, y1 := float64(y)*sy, float64(y+1)*sy
-		for x := 0; x < w; x++ {
-			x0, x1 := float64(x)*sx, float64(x+1)*sx
-			var sum, area float64
-			for py := int(y0); py < int(math.Ceil(y1)) && py < im.H; py++ {
-				hy := math.Min(y1, float64(py+1)) - math.Max(y0, float64(py))
-				for px := int(x0); px < int(math.Ceil(x1)) && px < im.W; px++ {
-					hx := math.Min(x1, float64(px+1)) - math.Max(x0, float64(px))
-					sum += float64(im.Pix[py*im.W+px]) * hx * hy
-					area += hx * hy
-				}
-			}
-			out.Pix[y*w+x] = float32(sum / area)
+	for k := 0; k < c; k++ {
+		src, dst := im, out
+		if c > 1 {
+			src, dst = im.Plane(k), out.Plane(k)
+		}
+		if ws != nil {
+			ws.resize(dst, src)
+		} else {
+			upscale(dst, src)
 		}
 	}
 	return out
+}
+
+// upscale fills dst, at least as large as src on both axes, with src's bilinear samples.
+func upscale(dst, src *Image) {
+	w, h := dst.W, dst.H
+	sx, sy := float64(src.W)/float64(w), float64(src.H)/float64(h)
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			dst.Pix[y*w+x] = src.Sample((float64(x)+0.5)*sx, (float64(y)+0.5)*sy, edge(src, x, y, sx, sy))
+		}
+	}
+}
+
+// span is the source pixels lo..lo+len(w)-1 an output pixel averages, with the share of
+// each (the overlap of the pixel with the output pixel's footprint, normalised).
+type span struct {
+	lo int
+	w  []float64
+}
+
+// spans are the footprints of out output pixels over in source pixels, on one axis.
+func spans(in, out int) []span {
+	s := float64(in) / float64(out)
+	sp := make([]span, out)
+	for d := range sp {
+		lo, hi := float64(d)*s, float64(d+1)*s
+		first := int(lo)
+		var total float64
+		for p := first; p < int(math.Ceil(hi)) && p < in; p++ {
+			v := math.Min(hi, float64(p+1)) - math.Max(lo, float64(p))
+			sp[d].w = append(sp[d].w, v)
+			total += v
+		}
+		for i := range sp[d].w {
+			sp[d].w[i] /= total
+		}
+		sp[d].lo = first
+	}
+	return sp
+}
+
+// areaWeights are an area-averaging resize's footprints on both axes: the same for
+// every row, column and plane, so they are worked out once.
+type areaWeights struct {
+	cols, rows []span
+	tmp        []float64 // one pass's result: source rows × output columns
+}
+
+func newAreaWeights(inW, inH, w, h int) *areaWeights {
+	return &areaWeights{cols: spans(inW, w), rows: spans(inH, h), tmp: make([]float64, inH*w)}
+}
+
+// resize averages src's pixels over each dst pixel's footprint, one axis at a time
+// (the box filter is separable).
+func (a *areaWeights) resize(dst, src *Image) {
+	w := dst.W
+	for y := 0; y < src.H; y++ {
+		row, t := src.Pix[y*src.W:(y+1)*src.W], a.tmp[y*w:(y+1)*w]
+		for x, c := range a.cols {
+			var sum float64
+			for i, v := range c.w {
+				sum += float64(row[c.lo+i]) * v
+			}
+			t[x] = sum
+		}
+	}
+	for y, r := range a.rows {
+		o := dst.Pix[y*w : (y+1)*w]
+		for x := range o {
+			var sum float64
+			for i, v := range r.w {
+				sum += a.tmp[(r.lo+i)*w+x] * v
+			}
+			o[x] = float32(sum)
+		}
+	}
 }
 
 // edge is the value used past the border when upscaling: the nearest pixel.
