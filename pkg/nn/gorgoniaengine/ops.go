@@ -401,14 +401,24 @@ func batchNorm(name string, x, gamma, beta *G.Node, mean, variance []float32, ep
 		return sdy, sdyx
 	}
 	back := func(in G.Nodes, _, dy *G.Node) (G.Nodes, error) {
+		// Σdy (row 0) and Σdy·x̂ (row 1) of each channel, in one pass for the three
+		// gradients: dβ and dγ are them, dx needs them in training.
+		st, err := apply(name+".sums", tensor.Shape{2, c}, func(out []float32, in [][]float32) {
+			parallel(c, func(ch int) {
+				sdy, sdyx := sums(in[0], in[1], ch)
+				out[ch], out[c+ch] = float32(sdy), float32(sdyx)
+			})
+		}, nil, in[0], dy)
+		if err != nil {
+			return nil, err
+		}
 		dx, err := apply(name+".dx", in[0].Shape(), func(out []float32, in [][]float32) {
-			x, g, dy := in[0], in[1], in[2]
+			x, g, dy, st := in[0], in[1], in[2], in[3]
 			m := float64(real() * hw)
 			parallel(c, func(ch int) {
 				var a, bcoef float64 // dx = γ·inv·(dy − a − x̂·b)
 				if train {
-					sdy, sdyx := sums(x, dy, ch)
-					a, bcoef = sdy/m, sdyx/m
+					a, bcoef = float64(st[ch])/m, float64(st[c+ch])/m
 				}
 				k, mc, iv, rn := g[ch]*inv[ch], mu[ch], inv[ch], real()
 				for b := 0; b < n; b++ {
@@ -423,53 +433,38 @@ func batchNorm(name string, x, gamma, beta *G.Node, mean, variance []float32, ep
 					}
 				}
 			})
-		}, nil, in[0], in[1], dy)
+		}, nil, in[0], in[1], dy, st)
 		if err != nil {
 			return nil, err
 		}
 		dg, err := apply(name+".dgamma", tensor.Shape{c}, func(out []float32, in [][]float32) {
-			for ch := range out {
-				_, s := sums(in[0], in[1], ch)
-				out[ch] = float32(s)
-			}
-		}, nil, in[0], dy)
+			copy(out, in[0][c:])
+		}, nil, st)
 		if err != nil {
 			return nil, err
 		}
 		db, err := apply(name+".dbeta", tensor.Shape{c}, func(out []float32, in [][]float32) {
-			dy := in[0]
-			for ch := range out {
-				var s float64
-				for b := 0; b < real(); b++ {
-					for _, v := range dy[(b*c+ch)*hw : (b*c+ch+1)*hw] {
-						s += float64(v)
-					}
-				}
-				out[ch] = float32(s)
-			}
-		}, nil, dy)
+			copy(out, in[0][:c])
+		}, nil, st)
 		return G.Nodes{dx, dg, db}, err
 	}
 	return apply(name, x.Shape(), func(out []float32, in [][]float32) {
 		x, g, bt := in[0], in[1], in[2]
 		parallel(c, func(ch int) {
 			if train {
+				// Mean and variance in one pass: Σx and Σx² in float64, whose 53 bits
+				// keep E[x²] − E[x]² exact enough for activations' ranges.
 				m := real() * hw
-				var s float64
+				var s, ss float64
 				for b := 0; b < real(); b++ {
 					for _, v := range x[(b*c+ch)*hw : (b*c+ch+1)*hw] {
-						s += float64(v)
+						f := float64(v)
+						s += f
+						ss += f * f
 					}
 				}
 				mean64 := s / float64(m)
-				var ss float64
-				for b := 0; b < real(); b++ {
-					for _, v := range x[(b*c+ch)*hw : (b*c+ch+1)*hw] {
-						d := float64(v) - mean64
-						ss += d * d
-					}
-				}
-				v := ss / float64(m)
+				v := max(ss/float64(m)-mean64*mean64, 0)
 				mu[ch], inv[ch] = float32(mean64), float32(1/math.Sqrt(v+float64(eps)))
 				if run.update {
 					unbiased := v
