@@ -480,8 +480,25 @@ func (op *convOp) span(k, size, out int) (lo, hi int) {
 	return lo, max(lo, hi)
 }
 
+// interior is the range [lo, hi) of output columns whose every tap reads inside a row
+// of width size: there the taps of a kernel row are summed together, and only the
+// columns outside take them one at a time (op.span).
+func (op *convOp) interior(size, out int) (lo, hi int) {
+	s := op.stride
+	lo = min(out, (op.pad+s-1)/s)
+	if last := size - op.k + op.pad; last >= 0 {
+		hi = min(out, last/s+1)
+	}
+	return lo, max(lo, hi)
+}
+
+// depthwiseForward is y = b + w ⋆ x per channel. Each output row takes a whole kernel
+// row at once (one read and write of the output per kernel row, not per tap), adding
+// the taps in the same order as the border columns and the CUDA engine do, so that
+// the two engines' sums round alike.
 func (op *convOp) depthwiseForward(x, w, b, y []float32) {
-	k, s, hw := op.k, op.stride, op.hw()
+	k, s, hw, pad := op.k, op.stride, op.hw(), op.pad
+	ilo, ihi := op.interior(op.w, op.ow)
 	parallel(op.n*op.c, func(nc int) {
 		c := nc % op.c
 		img, out := x[nc*op.h*op.w:(nc+1)*op.h*op.w], y[nc*hw:(nc+1)*hw]
@@ -494,14 +511,46 @@ func (op *convOp) depthwiseForward(x, w, b, y []float32) {
 		}
 		for ky := 0; ky < k; ky++ {
 			ylo, yhi := op.span(ky, op.h, op.oh)
-			for kx := 0; kx < k; kx++ {
-				xlo, xhi := op.span(kx, op.w, op.ow)
-				wv := w[(c*k+ky)*k+kx]
-				for oy := ylo; oy < yhi; oy++ {
-					row := img[(oy*s+ky-op.pad)*op.w:]
-					o := out[oy*op.ow:]
-					for ox := xlo; ox < xhi; ox++ {
-						o[ox] += wv * row[ox*s+kx-op.pad]
+			wr := w[(c*k+ky)*k : (c*k+ky+1)*k]
+			for oy := ylo; oy < yhi; oy++ {
+				row := img[(oy*s+ky-pad)*op.w : (oy*s+ky-pad+1)*op.w]
+				o := out[oy*op.ow : (oy+1)*op.ow]
+				for kx, wv := range wr { // the border columns, tap by tap
+					xlo, xhi := op.span(kx, op.w, op.ow)
+					for ox := xlo; ox < min(xhi, ilo); ox++ {
+						o[ox] += wv * row[ox*s+kx-pad]
+					}
+					for ox := max(xlo, ihi); ox < xhi; ox++ {
+						o[ox] += wv * row[ox*s+kx-pad]
+					}
+				}
+				switch {
+				case k == 3 && s == 1 && ihi > ilo:
+					w0, w1, w2 := wr[0], wr[1], wr[2]
+					oo := o[ilo:ihi]
+					r := row[ilo-pad : ilo-pad+len(oo)+2]
+					for i, v := range oo {
+						v += w0 * r[i] // tap by tap, in the order of the border columns
+						v += w1 * r[i+1]
+						v += w2 * r[i+2]
+						oo[i] = v
+					}
+				case k == 3:
+					w0, w1, w2 := wr[0], wr[1], wr[2]
+					for ox := ilo; ox < ihi; ox++ {
+						r, v := row[ox*s-pad:ox*s-pad+3], o[ox]
+						v += w0 * r[0]
+						v += w1 * r[1]
+						v += w2 * r[2]
+						o[ox] = v
+					}
+				default:
+					for ox := ilo; ox < ihi; ox++ {
+						r, v := row[ox*s-pad:ox*s-pad+k], o[ox]
+						for kx, wv := range wr {
+							v += wv * r[kx]
+						}
+						o[ox] = v
 					}
 				}
 			}
@@ -509,22 +558,44 @@ func (op *convOp) depthwiseForward(x, w, b, y []float32) {
 	})
 }
 
+// depthwiseGradX is dx = wᵀ ⋆ dy per channel: each output gradient is spread over the
+// input pixels its kernel row read, a kernel row at a time.
 func (op *convOp) depthwiseGradX(w, dy, dx []float32) {
-	k, s, hw := op.k, op.stride, op.hw()
+	k, s, hw, pad := op.k, op.stride, op.hw(), op.pad
+	ilo, ihi := op.interior(op.w, op.ow)
 	parallel(op.n*op.c, func(nc int) {
 		c := nc % op.c
 		g, out := dy[nc*hw:(nc+1)*hw], dx[nc*op.h*op.w:(nc+1)*op.h*op.w]
 		clear(out)
 		for ky := 0; ky < k; ky++ {
 			ylo, yhi := op.span(ky, op.h, op.oh)
-			for kx := 0; kx < k; kx++ {
-				xlo, xhi := op.span(kx, op.w, op.ow)
-				wv := w[(c*k+ky)*k+kx]
-				for oy := ylo; oy < yhi; oy++ {
-					row := out[(oy*s+ky-op.pad)*op.w:]
-					gr := g[oy*op.ow:]
-					for ox := xlo; ox < xhi; ox++ {
-						row[ox*s+kx-op.pad] += wv * gr[ox]
+			wr := w[(c*k+ky)*k : (c*k+ky+1)*k]
+			for oy := ylo; oy < yhi; oy++ {
+				row := out[(oy*s+ky-pad)*op.w : (oy*s+ky-pad+1)*op.w]
+				gr := g[oy*op.ow : (oy+1)*op.ow]
+				for kx, wv := range wr {
+					xlo, xhi := op.span(kx, op.w, op.ow)
+					for ox := xlo; ox < min(xhi, ilo); ox++ {
+						row[ox*s+kx-pad] += wv * gr[ox]
+					}
+					for ox := max(xlo, ihi); ox < xhi; ox++ {
+						row[ox*s+kx-pad] += wv * gr[ox]
+					}
+				}
+				if k == 3 {
+					w0, w1, w2 := wr[0], wr[1], wr[2]
+					for ox := ilo; ox < ihi; ox++ {
+						r, v := row[ox*s-pad:ox*s-pad+3], gr[ox]
+						r[0] += w0 * v
+						r[1] += w1 * v
+						r[2] += w2 * v
+					}
+					continue
+				}
+				for ox := ilo; ox < ihi; ox++ {
+					r, v := row[ox*s-pad:ox*s-pad+k], gr[ox]
+					for kx, wv := range wr {
+						r[kx] += wv * v
 					}
 				}
 			}
@@ -532,27 +603,60 @@ func (op *convOp) depthwiseGradX(w, dy, dx []float32) {
 	})
 }
 
+// depthwiseGradW is dw = Σ over images of dy ⋆ x per channel, a kernel row's taps
+// summed in one pass over the output gradient.
 func (op *convOp) depthwiseGradW(x, dy, dw []float32) {
-	k, s, hw := op.k, op.stride, op.hw()
+	k, s, hw, pad := op.k, op.stride, op.hw(), op.pad
+	ilo, ihi := op.interior(op.w, op.ow)
 	parallel(op.c, func(c int) {
+		acc := make([]float64, k)
+		part := make([]float32, k)
 		for ky := 0; ky < k; ky++ {
 			ylo, yhi := op.span(ky, op.h, op.oh)
-			for kx := 0; kx < k; kx++ {
-				xlo, xhi := op.span(kx, op.w, op.ow)
-				var acc float64
-				for n := 0; n < op.n; n++ {
-					nc := n*op.c + c
-					img, g := x[nc*op.h*op.w:], dy[nc*hw:]
-					var part float32
-					for oy := ylo; oy < yhi; oy++ {
-						row, gr := img[(oy*s+ky-op.pad)*op.w:], g[oy*op.ow:]
-						for ox := xlo; ox < xhi; ox++ {
-							part += gr[ox] * row[ox*s+kx-op.pad]
+			clear(acc)
+			for n := 0; n < op.n; n++ {
+				nc := n*op.c + c
+				img, g := x[nc*op.h*op.w:(nc+1)*op.h*op.w], dy[nc*hw:(nc+1)*hw]
+				clear(part)
+				for oy := ylo; oy < yhi; oy++ {
+					row, gr := img[(oy*s+ky-pad)*op.w:(oy*s+ky-pad+1)*op.w], g[oy*op.ow:(oy+1)*op.ow]
+					for kx := range part {
+						xlo, xhi := op.span(kx, op.w, op.ow)
+						var p float32
+						for ox := xlo; ox < min(xhi, ilo); ox++ {
+							p += gr[ox] * row[ox*s+kx-pad]
+						}
+						for ox := max(xlo, ihi); ox < xhi; ox++ {
+							p += gr[ox] * row[ox*s+kx-pad]
+						}
+						part[kx] += p
+					}
+					if k == 3 {
+						var p0, p1, p2 float32
+						for ox := ilo; ox < ihi; ox++ {
+							r, v := row[ox*s-pad:ox*s-pad+3], gr[ox]
+							p0 += v * r[0]
+							p1 += v * r[1]
+							p2 += v * r[2]
+						}
+						part[0] += p0
+						part[1] += p1
+						part[2] += p2
+						continue
+					}
+					for ox := ilo; ox < ihi; ox++ {
+						r, v := row[ox*s-pad:ox*s-pad+k], gr[ox]
+						for kx := range part {
+							part[kx] += v * r[kx]
 						}
 					}
-					acc += float64(part)
 				}
-				dw[(c*k+ky)*k+kx] = float32(acc)
+				for kx, p := range part {
+					acc[kx] += float64(p)
+				}
+			}
+			for kx, a := range acc {
+				dw[(c*k+ky)*k+kx] = float32(a)
 			}
 		}
 	})

@@ -29,6 +29,7 @@ func layerNets() []nn.Arch {
 		cls("conv-stride2-k1", conv(3, 3, 1), silu, nn.Layer{Kind: nn.Conv, Out: 4, K: 1, Stride: 2}, silu),
 		cls("conv-groups", conv(4, 1, 0), silu, nn.Layer{Kind: nn.Conv, Out: 6, K: 3, Pad: 1, Groups: 2}, silu),
 		cls("conv-depthwise", conv(4, 1, 0), silu, nn.Layer{Kind: nn.Conv, Out: 4, K: 3, Pad: 1, Groups: 4, Stride: 2, NoBias: true}, silu),
+		cls("conv-depthwise-s1", conv(4, 1, 0), silu, nn.Layer{Kind: nn.Conv, Out: 4, K: 3, Pad: 1, Groups: 4, NoBias: true}, nn.Layer{Kind: nn.ReLU6}),
 		cls("batchnorm", conv(4, 3, 1), nn.Layer{Kind: nn.BatchNorm}, silu),
 		cls("relu6", conv(4, 3, 1), nn.Layer{Kind: nn.ReLU6}),
 		cls("silu", conv(4, 3, 1), silu),
