@@ -3,7 +3,9 @@
 // ("val loss"), early stopping after `patience` epochs without improvement with the best
 // weights restored, a flag when loss falls while val loss rises (overfitting), a warning
 // when classes are unbalanced, and a refusal below 10 examples. The same seed gives the
-// same run. What computes is an nn.Engine: the Gorgonia CPU engine or the CUDA engine.
+// same run, and a training that checkpoints (Config.Checkpoint) can be stopped after any
+// epoch and resumed to the same end. What computes is an nn.Engine: the Gorgonia CPU
+// engine or the CUDA engine.
 package train
 
 import (
