@@ -85,23 +85,28 @@ type cell struct {
 	LR          float64 `json:"lr"`
 	Epochs      int     `json:"epochs"`
 	Batch       int     `json:"batch"`
-	Seconds     float64 `json:"train_seconds"`
+	// Seconds are the epochs' time, training and validation, over every run of a
+	// resumed cell.
+	Seconds float64 `json:"train_seconds"`
 	// ResumedAfter is the epoch the training resumed after, from its checkpoint (0:
 	// trained in one run).
-	ResumedAfter int       `json:"resumed_after_epoch,omitempty"`
-	ImagesPerS   float64   `json:"train_images_per_sec"`
-	P50          float64   `json:"infer_ms_p50,omitempty"`
-	P99          float64   `json:"infer_ms_p99,omitempty"`
-	LatThreads   int       `json:"latency_threads,omitempty"`
-	TestImages   int       `json:"test_images"`
-	MAP50        float64   `json:"map50"`
-	MAP5095      float64   `json:"map50_95"`
-	APSmall      float64   `json:"ap_small"` // -1: no ground truth of that size
-	APMedium     float64   `json:"ap_medium"`
-	APLarge      float64   `json:"ap_large"`
-	ValMAP50     []float64 `json:"val_map50_by_epoch"`
-	Engine       string    `json:"engine"`
-	Data         string    `json:"data"`
+	ResumedAfter int `json:"resumed_after_epoch,omitempty"`
+	// Warnings are the training's (train.Result.Warnings): a resume on another engine
+	// or build says so.
+	Warnings   []string  `json:"warnings,omitempty"`
+	ImagesPerS float64   `json:"train_images_per_sec"`
+	P50        float64   `json:"infer_ms_p50,omitempty"`
+	P99        float64   `json:"infer_ms_p99,omitempty"`
+	LatThreads int       `json:"latency_threads,omitempty"`
+	TestImages int       `json:"test_images"`
+	MAP50      float64   `json:"map50"`
+	MAP5095    float64   `json:"map50_95"`
+	APSmall    float64   `json:"ap_small"` // -1: no ground truth of that size
+	APMedium   float64   `json:"ap_medium"`
+	APLarge    float64   `json:"ap_large"`
+	ValMAP50   []float64 `json:"val_map50_by_epoch"`
+	Engine     string    `json:"engine"`
+	Data       string    `json:"data"`
 }
 
 // rate is the multi-scale detector a's learning rate for a cell starting from start:
@@ -441,7 +446,6 @@ func (b *bench) runCell(ctx context.Context, table, size string, n, epochs int, 
 	c := cell{Table: table, Network: a.Name, Size: size, Input: fmt.Sprintf("%dx%d", o.w, o.h), TrainImages: n, Start: start,
 		Backbone: bb, Augment: o.augment, Params: params, MACs: int64(macs), LR: rate, Epochs: epochs, Batch: o.batch,
 		TestImages: len(b.data.Test), Data: b.what}
-	t0 := time.Now()
 	res, err := train.Run(ctx, a, p, b.classes, train.Split{Train: b.data.Train[:n], Val: b.data.Val}, train.Config{
 		Epochs: epochs, BatchSize: o.batch, LR: float32(rate), Patience: -1, Seed: o.seed, Augment: aug, Checkpoint: ckpt,
 		Progress: func(pr train.Progress) {
@@ -455,19 +459,17 @@ func (b *bench) runCell(ctx context.Context, table, size string, n, epochs int, 
 	if err != nil && (res == nil || !errors.Is(err, train.ErrDiverged)) {
 		return cell{}, nn.Arch{}, nil, fmt.Errorf("training %s: %w", a.Name, err)
 	}
-	c.Seconds = time.Since(t0).Seconds()
-	var secs float64
 	for _, st := range res.History {
-		secs += st.Seconds
+		c.Seconds += st.Seconds
 		c.ValMAP50 = append(c.ValMAP50, st.ValMetric)
 	}
+	c.Warnings = res.Warnings
 	if c.ResumedAfter = res.ResumedFrom; c.ResumedAfter > 0 {
-		c.Seconds = secs // the epochs' time over every run, not this run's
 		b.log.Info("the cell's training resumed from its checkpoint", zap.String("network", a.Name),
-			zap.Int("after_epoch", c.ResumedAfter), zap.String("checkpoint", ckpt))
+			zap.Int("after_epoch", c.ResumedAfter), zap.String("checkpoint", ckpt), zap.Strings("warnings", res.Warnings))
 	}
 	// Training images/s: the epochs' images over their time, validation included.
-	c.ImagesPerS = float64(n*len(res.History)) / secs
+	c.ImagesPerS = float64(n*len(res.History)) / c.Seconds
 	e, err := b.choice.Factory(nn.EngineConfig{Arch: a, Params: res.Params, BatchSize: 32})
 	if err != nil {
 		return cell{}, nn.Arch{}, nil, fmt.Errorf("engine: %w", err)

@@ -110,7 +110,7 @@ func (a *Adam) SetSteps(t int) { a.t = t }
 // Fits says why s cannot be the state of tensors of these sizes, if it cannot.
 func (s AdamState) Fits(sizes []int) error {
 	if s.T < 0 {
-		return fmt.Errorf("adam state: %d steps", s.T)
+		return fmt.Errorf("adam state: a negative step count (%d)", s.T)
 	}
 	if len(s.M) != len(sizes) || len(s.V) != len(sizes) {
 		return fmt.Errorf("adam state: moments of %d and %d tensors, the network has %d", len(s.M), len(s.V), len(sizes))

@@ -10,7 +10,8 @@ func Resize(im *Image, w, h int) *Image {
 	c := im.Channels()
 	out := NewC(w, h, c)
 	var ws *areaWeights
-	if float64(im.W)/float64(w) > 1 || float64(im.H)/float64(h) > 1 {
+	if im.W > w || im.H > h { // shrinking on either axis: the area average
+
 		ws = newAreaWeights(im.W, im.H, w, h)
 	}
 	for k := 0; k < c; k++ {

@@ -2,6 +2,7 @@ package train
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/gob"
@@ -9,12 +10,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"math"
 	"os"
+	"runtime/debug"
 
 	"github.com/edgeloop/edgeloop/pkg/atomicfile"
+	"github.com/edgeloop/edgeloop/pkg/augment"
 	"github.com/edgeloop/edgeloop/pkg/nn"
 )
 
@@ -30,6 +32,10 @@ type checkpoint struct {
 	// Training is what must match to resume: trainingID of the network, classes,
 	// settings, starting weights and examples.
 	Training string
+	// Engine and Build are what computed the epochs so far (nn.Engine.Name, the
+	// binary's VCS revision): a resume on another engine or build is allowed, with a
+	// warning, because its sums round differently from an uninterrupted run's.
+	Engine, Build string
 	// Epoch is the last finished epoch; Finished says the training has nothing left to
 	// run (its last epoch, or early stopping).
 	Epoch    int
@@ -61,28 +67,68 @@ func trainingID(arch nn.Arch, classes []string, init *nn.Params, data Split, cfg
 		Config  Config
 	}{arch, classes, cfg})
 	if err != nil {
-		return "", fmt.Errorf("train: fingerprint settings: %w", err)
+		return "", fmt.Errorf("cannot fingerprint the training's settings (is one of them not a finite number?): %w", err)
 	}
 	h.Write(settings)
+	// The mirror setting is no JSON (augment.Config.Mirror): what it does to each class.
+	for _, m := range []augment.Mirror{cfg.Augment.Mirror, cfg.Strong.Mirror} {
+		for k := range classes {
+			fmt.Fprintf(h, "|%v %d", m.Allows(k), m.Class(k))
+		}
+	}
 	var buf []byte
-	for _, v := range init.Values {
+	floats := func(v []float32) {
 		buf = binary.LittleEndian.AppendUint32(buf[:0], uint32(len(v)))
 		for _, x := range v {
 			buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(x))
 		}
 		h.Write(buf)
 	}
+	for _, v := range init.Values {
+		floats(v)
+	}
 	for _, part := range [][]Sample{data.Train, data.Val} {
 		fmt.Fprintf(h, "|%d", len(part))
 		for _, s := range part {
-			w, ht := 0, 0
+			fmt.Fprintf(h, "|%s %d %v %v %v %v", s.ID, s.Label, s.Size, s.Weight, s.Strong, s.Boxes)
 			if s.Image != nil {
-				w, ht = s.Image.W, s.Image.H
+				fmt.Fprintf(h, " %dx%dx%d", s.Image.W, s.Image.H, s.Image.C)
+				floats(s.Image.Pix)
 			}
-			fmt.Fprintf(h, "|%s %d %dx%d %v %v %v", s.ID, s.Label, w, ht, s.Weight, s.Strong, s.Boxes)
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// build is the binary's VCS revision ("" when it was built without one, as tests are).
+func build() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	var rev, modified string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				modified = "+modified"
+			}
+		}
+	}
+	return rev + modified
+}
+
+// differs warns when the epochs so far were computed by another engine or build than
+// engine and this binary: the resumed training is then not bit-identical to an
+// uninterrupted one.
+func (c *checkpoint) differs(engine string) string {
+	if b := build(); c.Engine == engine && c.Build == b {
+		return ""
+	}
+	return fmt.Sprintf("resumed after epoch %d from a checkpoint written by %q (build %q) on %q (build %q): its sums round differently, so the result is not bit-identical to an uninterrupted run",
+		c.Epoch, c.Engine, c.Build, engine, build())
 }
 
 // loadCheckpoint reads path's checkpoint for the training id; it returns nil and no
@@ -104,22 +150,19 @@ func loadCheckpoint(path, id string) (*checkpoint, error) {
 		return nil, fmt.Errorf("train: checkpoint %s has layout %d, this build reads %d; delete it to start over", path, c.Version, checkpointVersion)
 	}
 	if c.Training != id {
-		return nil, fmt.Errorf("train: checkpoint %s belongs to another training (network, classes, settings, starting weights or examples differ); delete it or choose another path", path)
+		return nil, fmt.Errorf("train: checkpoint %s belongs to another training (network, classes, settings, starting weights or examples differ, or a build that fingerprints them differently wrote it); delete it or choose another path", path)
 	}
 	return &c, nil
 }
 
-// save writes c to path through a temporary file, so a kill mid-write leaves the
-// previous epoch's checkpoint whole.
+// save writes c to path durably through a temporary file (fsynced before the rename),
+// so a kill or a power loss mid-write leaves the previous epoch's checkpoint whole.
 func (c *checkpoint) save(path string) error {
-	err := atomicfile.WriteWith(path, 0o644, func(w io.Writer) error {
-		bw := bufio.NewWriterSize(w, 1<<20)
-		if err := gob.NewEncoder(bw).Encode(c); err != nil {
-			return err
-		}
-		return bw.Flush()
-	})
-	if err != nil {
+	var b bytes.Buffer
+	if err := gob.NewEncoder(&b).Encode(c); err != nil {
+		return fmt.Errorf("train: encode checkpoint: %w", err)
+	}
+	if err := atomicfile.WriteSync(path, b.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("train: save checkpoint: %w", err)
 	}
 	return nil

@@ -74,6 +74,12 @@ func sameRun(t *testing.T, whole, resumed *train.Result) {
 func TestResumedTrainingEndsAsAnUninterruptedOne(t *testing.T) {
 	all := tiny(t, 160, false)
 	noisy := tiny(t, 260, true)
+	mixed := slices.Clone(all[:128]) // pseudo-labels of weight ½ in their strong view
+	for i := range mixed {
+		if i%3 == 0 {
+			mixed[i].Weight, mixed[i].Strong = 0.5, true
+		}
+	}
 	a := nn.ClassifierArch(10)
 	for _, c := range []struct {
 		name  string
@@ -83,10 +89,18 @@ func TestResumedTrainingEndsAsAnUninterruptedOne(t *testing.T) {
 	}{
 		{"augmented", train.Split{Train: all[:128], Val: all[128:]}, train.Config{Epochs: 4, Seed: 11, BatchSize: 32, Patience: -1, Augment: augment.Default()}, 2},
 		{"ema", train.Split{Train: all[:128], Val: all[128:]}, train.Config{Epochs: 3, Seed: 4, BatchSize: 32, Patience: -1, EMA: 0.9, Augment: augment.None()}, 1},
-		{"early stop", train.Split{Train: noisy[:200], Val: noisy[200:]}, train.Config{Epochs: 25, Patience: 3, Seed: 3, LR: 3e-3, BatchSize: 32, Augment: augment.None()}, 3},
+		{"early stop", train.Split{Train: noisy[:200], Val: noisy[200:]}, train.Config{Epochs: 25, Patience: 3, Seed: 3, LR: 3e-3, BatchSize: 32, Augment: augment.None()}, 4},
+		{"frozen backbone, weighted strong views", train.Split{Train: mixed, Val: all[128:]}, train.Config{Epochs: 3, Seed: 6, BatchSize: 32, Patience: -1, FreezeBackbone: true, Augment: augment.Default()}, 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			whole := run(t, a, c.data, c.cfg)
+			// The early-stop case is flagged overfitting before it is stopped (epoch
+			// OverfitFrom+1 ≤ after), so that the resume restores the flag and its
+			// warning, and it stops early after the resume.
+			if c.cfg.Patience > 0 && (!whole.Overfitting || whole.OverfitFrom+1 > c.after || !whole.StoppedEarly || len(whole.History) <= c.after) {
+				t.Fatalf("the early-stop case must be flagged by epoch %d and stop early after it: overfitting %v from %d, stopped early %v after %d epochs",
+					c.after, whole.Overfitting, whole.OverfitFrom, whole.StoppedEarly, len(whole.History))
+			}
 			path := filepath.Join(t.TempDir(), "run.ckpt")
 			stopped(t, a, c.data, c.cfg, path, c.after)
 			cfg := c.cfg
@@ -114,8 +128,8 @@ func TestResumedTrainingEndsAsAnUninterruptedOne(t *testing.T) {
 }
 
 // TestCheckpointOfAnotherTrainingIsRefused: a checkpoint is only resumed by the
-// training that wrote it; another learning rate, other examples or a damaged file
-// get an error that names the file, and never a silent restart.
+// training that wrote it; another learning rate, other examples, an image whose pixels
+// changed or a damaged file get an error that names the file, never a silent restart.
 func TestCheckpointOfAnotherTrainingIsRefused(t *testing.T) {
 	all := tiny(t, 160, false)
 	data := train.Split{Train: all[:128], Val: all[128:]}
@@ -139,6 +153,10 @@ func TestCheckpointOfAnotherTrainingIsRefused(t *testing.T) {
 	other.LR = 5e-3
 	refused("another learning rate", data, other, "another training")
 	refused("other examples", train.Split{Train: all[1:129], Val: all[128:]}, cfg, "another training")
+	changed := slices.Clone(data.Train)
+	changed[7].Image = changed[7].Image.Clone()
+	changed[7].Image.Pix[100] += 0.5
+	refused("one image's pixels changed", train.Split{Train: changed, Val: data.Val}, cfg, "another training")
 	if err := os.WriteFile(path, []byte("not a checkpoint"), 0o644); err != nil {
 		t.Fatal(err)
 	}

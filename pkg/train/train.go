@@ -246,6 +246,19 @@ func Run(ctx context.Context, arch nn.Arch, init *nn.Params, classes []string, d
 	res.Examples.Train, res.Examples.Val, res.Examples.Test = len(data.Train), len(data.Val), len(data.Test)
 	res.Warnings = append(res.Warnings, imbalance(arch, classes, data.Train, cfg.MaxImbalance)...)
 
+	// A checkpoint is read before the engine is built: a refused one costs no memory.
+	var id string
+	var ck *checkpoint
+	if cfg.Checkpoint != "" {
+		var err error
+		if id, err = trainingID(arch, classes, init, data, cfg); err != nil {
+			return nil, fmt.Errorf("train: checkpoint %s: %w", cfg.Checkpoint, err)
+		}
+		if ck, err = loadCheckpoint(cfg.Checkpoint, id); err != nil {
+			return nil, err
+		}
+	}
+
 	engine, err := factory(nn.EngineConfig{
 		Arch: arch, Params: init, BatchSize: cfg.BatchSize,
 		Adam:      nn.AdamConfig{LR: cfg.LR, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8},
@@ -266,28 +279,21 @@ func Run(ctx context.Context, arch nn.Arch, init *nn.Params, classes []string, d
 	bestLoss := math.Inf(1)
 	bad, rising := 0, 0
 	first := 1
-	var id string
-	if cfg.Checkpoint != "" {
-		if id, err = trainingID(arch, classes, init, data, cfg); err != nil {
-			return nil, err
+	if ck != nil {
+		if err := ck.restore(engine, best, avg); err != nil {
+			return nil, fmt.Errorf("%w (checkpoint %s)", err, cfg.Checkpoint)
 		}
-		ck, err := loadCheckpoint(cfg.Checkpoint, id)
-		if err != nil {
-			return nil, err
+		res.History, res.BestEpoch, res.StoppedEarly = ck.History, ck.BestEpoch, ck.StoppedEarly
+		res.Overfitting, res.OverfitFrom, res.ResumedFrom = ck.Overfitting, ck.OverfitFrom, ck.Epoch
+		if res.Overfitting {
+			res.Warnings = append(res.Warnings, overfitWarning(res.OverfitFrom))
 		}
-		if ck != nil {
-			if err := ck.restore(engine, best, avg); err != nil {
-				return nil, fmt.Errorf("%w (checkpoint %s)", err, cfg.Checkpoint)
-			}
-			res.History, res.BestEpoch, res.StoppedEarly = ck.History, ck.BestEpoch, ck.StoppedEarly
-			res.Overfitting, res.OverfitFrom, res.ResumedFrom = ck.Overfitting, ck.OverfitFrom, ck.Epoch
-			if res.Overfitting {
-				res.Warnings = append(res.Warnings, overfitWarning(res.OverfitFrom))
-			}
-			bestLoss, bad, rising, first = ck.BestLoss, ck.Bad, ck.Rising, ck.Epoch+1
-			if ck.Finished {
-				first = cfg.Epochs + 1
-			}
+		if w := ck.differs(res.Engine); w != "" {
+			res.Warnings = append(res.Warnings, w)
+		}
+		bestLoss, bad, rising, first = ck.BestLoss, ck.Bad, ck.Rising, ck.Epoch+1
+		if ck.Finished {
+			first = cfg.Epochs + 1
 		}
 	}
 	var raw *nn.Params // the raw weights read for a checkpoint
@@ -357,7 +363,7 @@ func Run(ctx context.Context, arch nn.Arch, init *nn.Params, classes []string, d
 			}
 		}
 		if cfg.Checkpoint != "" {
-			ck := &checkpoint{Version: checkpointVersion, Training: id, Epoch: epoch, Finished: stop || epoch == cfg.Epochs,
+			ck := &checkpoint{Version: checkpointVersion, Training: id, Engine: res.Engine, Build: build(), Epoch: epoch, Finished: stop || epoch == cfg.Epochs,
 				Best: best.Values, History: res.History, BestLoss: bestLoss, BestEpoch: res.BestEpoch, Bad: bad, Rising: rising,
 				StoppedEarly: res.StoppedEarly, Overfitting: res.Overfitting, OverfitFrom: res.OverfitFrom}
 			if avg != nil {
@@ -367,7 +373,7 @@ func Run(ctx context.Context, arch nn.Arch, init *nn.Params, classes []string, d
 					raw = best.Clone()
 				}
 				if err := engine.ReadParams(raw); err != nil {
-					return nil, err
+					return nil, fmt.Errorf("train: checkpoint weights: %w", err)
 				}
 				ck.Weights = raw.Values
 			}

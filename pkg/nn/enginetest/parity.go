@@ -76,7 +76,8 @@ func (r *Report) String() string { return strings.Join(r.Lines, "\n") }
 
 // Compare builds both engines for a from the same initial weights (seed) with batch
 // size bs, and runs on a partial batch of bs-1 random images (the padding must not
-// count): Forward, Loss, Gradients, then steps Adam steps, comparing got with ref.
+// count): Forward, Loss, Gradients, then steps Adam steps, comparing got with ref;
+// after at least one step, also the optimiser's state and a resume (compareResume).
 func Compare(a nn.Arch, ref, got Factory, bs, steps int, seed uint64, tol Tolerance) (*Report, error) {
 	p, err := nn.InitParams(a, seed)
 	if err != nil {

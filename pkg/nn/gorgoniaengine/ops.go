@@ -452,19 +452,8 @@ func batchNorm(name string, x, gamma, beta *G.Node, mean, variance []float32, ep
 		x, g, bt := in[0], in[1], in[2]
 		parallel(c, func(ch int) {
 			if train {
-				// Mean and variance in one pass: Σx and Σx² in float64, whose 53 bits
-				// keep E[x²] − E[x]² exact enough for activations' ranges.
 				m := real() * hw
-				var s, ss float64
-				for b := 0; b < real(); b++ {
-					for _, v := range x[(b*c+ch)*hw : (b*c+ch+1)*hw] {
-						f := float64(v)
-						s += f
-						ss += f * f
-					}
-				}
-				mean64 := s / float64(m)
-				v := max(ss/float64(m)-mean64*mean64, 0)
+				mean64, v := channelStats(x, c, hw, real(), ch)
 				mu[ch], inv[ch] = float32(mean64), float32(1/math.Sqrt(v+float64(eps)))
 				if run.update {
 					unbiased := v
@@ -486,6 +475,25 @@ func batchNorm(name string, x, gamma, beta *G.Node, mean, variance []float32, ep
 			}
 		})
 	}, back, x, gamma, beta)
+}
+
+// channelStats are the mean and (biased) variance of channel ch over the first n
+// images of x (N, C, H·W), in one pass: float64 sums of the values shifted by the
+// channel's first one, so that E[d²] − E[d]² does not cancel when the mean is large
+// against the spread (the CUDA kernel takes the variance in a second pass instead).
+func channelStats(x []float32, c, hw, n, ch int) (mean, variance float64) {
+	k := float64(x[ch*hw])
+	var s, ss float64
+	for b := 0; b < n; b++ {
+		for _, v := range x[(b*c+ch)*hw : (b*c+ch+1)*hw] {
+			d := float64(v) - k
+			s += d
+			ss += d * d
+		}
+	}
+	m := float64(n * hw)
+	shift := s / m
+	return k + shift, max(ss/m-shift*shift, 0)
 }
 
 // layerName names layer i's op in a graph.
