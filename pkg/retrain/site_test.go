@@ -140,8 +140,13 @@ func TestSiteBatchNormCandidate(t *testing.T) {
 	}
 	// A new project release supersedes it and claims cam-1's re-adaptation (whose
 	// request fails here, without Kafka, and is logged).
-	if out, err := s.TrainOnce(ctx, p.ID, "test", ModeFull, registry.Fence{}); out == nil || !out.Version.Decision.Published {
-		t.Fatalf("project training after the site release: %+v %v", out, err)
+	out, err = s.TrainOnce(ctx, p.ID, "test", ModeFull, registry.Fence{})
+	if out == nil {
+		t.Fatalf("project training after the site release: %v", err)
+	}
+	if d := out.Version.Decision; !d.Published {
+		t.Fatalf("project training after the site release: %s on %d test examples, reasons %q, examples %v",
+			d.Verdict, d.TestExamples, d.Reasons, out.Version.Examples)
 	}
 	rel, _ := s.reg.Current(ctx, p.ID)
 	if sr, err = s.reg.SiteRelease(ctx, p.ID, "cam-1"); err != nil || registry.SiteStatus(sr, rel) != registry.SiteSuperseded || sr.ReadaptedFor != int64(rel.Rev) {
