@@ -335,14 +335,17 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string, 
 	s.log.Info("training", zap.String("project", project), zap.Int64("parent", parentVersion), zap.String("snapshot", snapshot),
 		zap.String("mode", mode), zap.Int("new", plan.New), zap.Int("replayed", plan.Replayed), zap.Int("recent", plan.Recent), zap.Int("available", plan.Available), zap.Int("pseudo", plan.Pseudo),
 		zap.Int("train", len(data.Train)), zap.Int("val", len(data.Val)), zap.Int("test", len(data.Test)), zap.String("trigger", trigger))
+	// trainErr is kept apart from err: a diverged training goes on to be evaluated, and
+	// is refused below whatever the gate says.
 	var res *train.Result
+	var trainErr error
 	if base == ModeAdaptBN {
-		res, err = s.adaptBN(ctx, a, init, data)
+		res, trainErr = s.adaptBN(ctx, a, init, data)
 	} else {
-		res, err = train.Run(ctx, a, init, p.Classes, data, cfg, s.backend.Factory)
+		res, trainErr = train.Run(ctx, a, init, p.Classes, data, cfg, s.backend.Factory)
 	}
-	if err != nil && (res == nil || !errors.Is(err, train.ErrDiverged)) {
-		return nil, err
+	if trainErr != nil && (res == nil || !errors.Is(trainErr, train.ErrDiverged)) {
+		return nil, trainErr
 	}
 	cand, err := evaluateParams(s.backend.Factory, a, res.Params, p.Classes, data.Test, p.Decode)
 	if err != nil {
@@ -365,9 +368,9 @@ func (s *Service) TrainOnce(ctx context.Context, project, trigger, mode string, 
 		}
 		decision = siteGate(site, metric, sc, scur, n, decision, p.Retrain)
 	}
-	if err != nil { // diverged: never publish
+	if trainErr != nil { // diverged: never publish
 		decision.Published, decision.Verdict = false, "refused"
-		decision.Reasons = append(decision.Reasons, err.Error())
+		decision.Reasons = append(decision.Reasons, "refused: the training diverged: "+trainErr.Error())
 	}
 	version, err := s.reg.NextVersion(ctx, project)
 	if err != nil {

@@ -1,0 +1,66 @@
+package retrain
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/edgeloop/edgeloop/pkg/nn"
+	"github.com/edgeloop/edgeloop/pkg/objstore"
+	"github.com/edgeloop/edgeloop/pkg/objstore/memstore"
+	"github.com/edgeloop/edgeloop/pkg/project"
+	"github.com/edgeloop/edgeloop/pkg/raster"
+	"github.com/edgeloop/edgeloop/pkg/registry"
+)
+
+// TestDivergedCandidateIsRefused, on the memory store: a fine-tune whose loss blows up
+// (a learning rate of 1e9) is stored as a refused candidate that says it diverged, even
+// under a gate that would pass anything (not worse by a margin of 1), and the release
+// stays the first model.
+func TestDivergedCandidateIsRefused(t *testing.T) {
+	ctx := context.Background()
+	mem := memstore.New()
+	s := newCPUService(t, mem)
+	p := &project.Project{ID: "diverges", Task: "classify", Classes: []string{"a", "b"}, Model: &nn.Spec{Family: nn.MobileNetV2, Size: "n", Input: [2]int{64, 64}},
+		Retrain: project.RetrainPolicy{Epochs: 1, LR: 1e9, MinTest: 1, Require: "not_worse", Margin: 1}}
+	if err := s.cur.CreateProject(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	var d project.Dataset
+	d.Seq = 1
+	for i := range 40 {
+		im := raster.NewC(64, 64, 3)
+		for j := range im.Pix {
+			im.Pix[j] = float32((i*7+j*13)%255) / 255
+		}
+		key, _, err := objstore.PutContent(ctx, mem, project.ImagePrefix(p.ID), im.EncodePNG(), "image/png")
+		if err != nil {
+			t.Fatal(err)
+		}
+		split := "train"
+		if i >= 32 {
+			split = []string{"val", "test"}[i%2]
+		}
+		d.Entries = append(d.Entries, project.DatasetEntry{ID: fmt.Sprintf("e%d", i), Split: split, Labels: []project.Label{{Class: p.Classes[i%2]}}, Image: key, Seq: 1})
+	}
+	if _, err := objstore.PutJSON(ctx, mem, project.DatasetKey(p.ID), &d, objstore.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The first model trains at the network's own rate (its announcement fails without
+	// Kafka, after the release is stored).
+	if out, err := s.TrainOnce(ctx, p.ID, "test", "", registry.Fence{}); out == nil || !out.Version.Decision.Published {
+		t.Fatalf("first model: %+v %v", out, err)
+	}
+	out, err := s.TrainOnce(ctx, p.ID, "test", ModeFull, registry.Fence{})
+	if out == nil {
+		t.Fatalf("fine-tune at lr 1e9: %v", err)
+	}
+	d2 := out.Version.Decision
+	if d2.Published || d2.Verdict != "refused" || !strings.Contains(strings.Join(d2.Reasons, "; "), "diverged") {
+		t.Fatalf("fine-tune at lr 1e9: %s, published %v, reasons %q; want refused because it diverged", d2.Verdict, d2.Published, d2.Reasons)
+	}
+	if rel, err := s.reg.Current(ctx, p.ID); err != nil || rel.Version != 1 {
+		t.Fatalf("release after a diverged fine-tune: %+v %v; want v1", rel, err)
+	}
+}
