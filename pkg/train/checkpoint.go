@@ -57,8 +57,9 @@ type checkpoint struct {
 }
 
 // trainingID fingerprints a training: the network, the classes, every setting that
-// shapes the run (Config's JSON), the starting weights, and the examples' IDs, labels,
-// boxes and image sizes. Two trainings with the same ID compute the same epochs.
+// shapes the run (Config's JSON and the mirror setting), the starting weights, and the
+// train and val examples (IDs, labels, boxes, weights, views, sizes and pixels). Two
+// trainings with the same ID compute the same epochs.
 func trainingID(arch nn.Arch, classes []string, init *nn.Params, data Split, cfg Config) (string, error) {
 	h := sha256.New()
 	settings, err := json.Marshal(struct {

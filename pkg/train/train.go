@@ -126,7 +126,9 @@ type Config struct {
 	// resumes from when it exists: a training that was stopped (killed, cancelled) goes on
 	// after its last finished epoch and ends with what an uninterrupted run would have.
 	// A checkpoint of another training (network, classes, settings, starting weights or
-	// examples) is refused. The caller removes the file when it no longer wants it.
+	// examples) is refused; one written on another engine or build is resumed with a
+	// warning, as its sums round differently. The file is written durably (fsync) and
+	// stays when the training ends: the caller removes it when it no longer wants it.
 	Checkpoint string `json:"-"`
 }
 
