@@ -42,7 +42,7 @@ func TestDivergedCandidateIsRefused(t *testing.T) {
 		}
 		split := "train"
 		if i >= 32 {
-			split = []string{"val", "test"}[i%2]
+			split = []string{"val", "val", "test", "test"}[i%4] // both classes in each
 		}
 		d.Entries = append(d.Entries, project.DatasetEntry{ID: fmt.Sprintf("e%d", i), Split: split, Labels: []project.Label{{Class: p.Classes[i%2]}}, Image: key, Seq: 1})
 	}
