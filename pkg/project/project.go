@@ -21,6 +21,7 @@ package project
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/edgeloop/edgeloop/pkg/augment"
@@ -281,6 +282,12 @@ func (p *Project) Validate() error {
 	}
 	if err := p.Retrain.validateGate(); err != nil {
 		return fmt.Errorf("project %s: %w", p.ID, err)
+	}
+	if p.Retrain.Epochs < 1 {
+		return fmt.Errorf("project %s: epochs %d: want at least 1", p.ID, p.Retrain.Epochs)
+	}
+	if !(p.Retrain.LR > 0) || math.IsInf(float64(p.Retrain.LR), 0) {
+		return fmt.Errorf("project %s: lr %v: want a learning rate above 0 (e.g. 5e-4 for fine-tuning)", p.ID, p.Retrain.LR)
 	}
 	switch p.Retrain.Trigger {
 	case "batch", "manual":

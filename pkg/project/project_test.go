@@ -38,6 +38,8 @@ func TestGateSettingsValidated(t *testing.T) {
 		{"margin", func(r *RetrainPolicy) { r.Require, r.Margin = "not_worse", -0.1 }, "margin"},
 		{"per class", func(r *RetrainPolicy) { r.PerClass = "strict" }, "per_class"},
 		{"class max loss", func(r *RetrainPolicy) { r.PerClass, r.ClassMaxLoss = "count", -1 }, "class_max_loss"},
+		{"epochs", func(r *RetrainPolicy) { r.Epochs = -2 }, "epochs"},
+		{"negative lr", func(r *RetrainPolicy) { r.LR = -1e-3 }, "lr"},
 	}
 	for _, c := range cases {
 		p := Project{ID: "p", Task: "classify", Classes: []string{"a"}}
