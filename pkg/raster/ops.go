@@ -11,7 +11,6 @@ func Resize(im *Image, w, h int) *Image {
 	out := NewC(w, h, c)
 	var ws *areaWeights
 	if im.W > w || im.H > h { // shrinking on either axis: the area average
-
 		ws = newAreaWeights(im.W, im.H, w, h)
 	}
 	for k := 0; k < c; k++ {

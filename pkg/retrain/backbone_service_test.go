@@ -48,7 +48,7 @@ func TestFirstModelFromProjectBackbone(t *testing.T) {
 		if err := s.cur.CreateProject(ctx, p); err != nil {
 			t.Fatal(err)
 		}
-		putBackboneDataset(t, mem, p)
+		putSmallDataset(t, mem, p)
 	}
 
 	if _, err := s.TrainOnce(ctx, "bad", "test", "", registry.Fence{}); err == nil || !strings.Contains(err.Error(), junk) {
@@ -94,9 +94,9 @@ func TestFirstModelFromProjectBackbone(t *testing.T) {
 	t.Logf("%s: mean |trained − backbone| %.4g, |fresh − backbone| %.4g", probe, trained, init)
 }
 
-// putBackboneDataset stores a dataset of 14 colour images of p's first two classes (12
-// train, 1 val, 1 test) for a first training.
-func putBackboneDataset(t *testing.T, st objstore.Store, p *project.Project) {
+// putSmallDataset stores a dataset of 14 colour images of p's first two classes (12
+// train, 1 val, 1 test) for a first training and a fine-tune.
+func putSmallDataset(t *testing.T, st objstore.Store, p *project.Project) {
 	t.Helper()
 	ctx := context.Background()
 	var d project.Dataset

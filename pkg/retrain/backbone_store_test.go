@@ -116,7 +116,7 @@ func TestFirstModelFromStoreBackbone(t *testing.T) {
 		if code != http.StatusCreated || json.Unmarshal(body, &p) != nil || p.Model == nil || p.Model.BackboneSHA256 != want {
 			t.Fatalf("project %s: %d %s, want 201 with backbone_sha256 %s", id, code, body, want)
 		}
-		putBackboneDataset(t, st, &p)
+		putSmallDataset(t, st, &p)
 	}
 
 	s := newCPUService(t, st)

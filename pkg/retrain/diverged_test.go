@@ -2,15 +2,12 @@ package retrain
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/edgeloop/edgeloop/pkg/nn"
-	"github.com/edgeloop/edgeloop/pkg/objstore"
 	"github.com/edgeloop/edgeloop/pkg/objstore/memstore"
 	"github.com/edgeloop/edgeloop/pkg/project"
-	"github.com/edgeloop/edgeloop/pkg/raster"
 	"github.com/edgeloop/edgeloop/pkg/registry"
 )
 
@@ -29,26 +26,7 @@ func TestDivergedCandidateIsRefused(t *testing.T) {
 	if err := s.cur.CreateProject(ctx, p); err != nil {
 		t.Fatal(err)
 	}
-	var d project.Dataset
-	d.Seq = 1
-	for i := range 40 {
-		im := raster.NewC(64, 64, 3)
-		for j := range im.Pix {
-			im.Pix[j] = float32((i*7+j*13)%255) / 255
-		}
-		key, _, err := objstore.PutContent(ctx, mem, project.ImagePrefix(p.ID), im.EncodePNG(), "image/png")
-		if err != nil {
-			t.Fatal(err)
-		}
-		split := "train"
-		if i >= 32 {
-			split = []string{"val", "val", "test", "test"}[i%4] // both classes in each
-		}
-		d.Entries = append(d.Entries, project.DatasetEntry{ID: fmt.Sprintf("e%d", i), Split: split, Labels: []project.Label{{Class: p.Classes[i%2]}}, Image: key, Seq: 1})
-	}
-	if _, err := objstore.PutJSON(ctx, mem, project.DatasetKey(p.ID), &d, objstore.PutOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	putSmallDataset(t, mem, p)
 	// The first model trains at the network's own rate (its announcement fails without
 	// Kafka, after the release is stored).
 	if out, err := s.TrainOnce(ctx, p.ID, "test", "", registry.Fence{}); out == nil || !out.Version.Decision.Published {
