@@ -33,7 +33,10 @@ type driftOptions struct {
 	// base is the clean training scenes of the model every cell starts from, trained
 	// for baseEpochs from the size's backbone (-backbones).
 	base, baseEpochs int
-	size             string
+	// baseModel, when set, is the base model's file (writeParams'), trained elsewhere:
+	// a per-size or curve cell's model.
+	baseModel string
+	size      string
 	// batches correction batches of batch drifted scenes, each fine-tuned on with the
 	// retrain service's replay mode under a replay budget of replay examples.
 	batches, batch, replay int
@@ -54,6 +57,8 @@ type driftCell struct {
 	Input   string `json:"input"`
 	// BaseTrain are the clean scenes the base model was trained on.
 	BaseTrain int `json:"base_train"`
+	// BaseModel is -drift-base-model's file, when the base was trained elsewhere.
+	BaseModel string `json:"base_model,omitempty"`
 	// Labels are the drifted scenes corrected so far (Step × PerBatch).
 	Labels   int `json:"labels"`
 	PerBatch int `json:"correction_batch"`
@@ -189,6 +194,14 @@ func (d *driftBench) loadBase(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if d.do.baseModel != "" {
+		if err := readParams(d.do.baseModel, p); err != nil {
+			return fmt.Errorf("-drift-base-model: %w", err)
+		}
+		d.log.Info("the drift table starts from a trained model", zap.String("model", d.do.baseModel), zap.String("network", a.Name))
+		d.arch, d.base = a, p
+		return nil
+	}
 	path := d.paramsPath("", 0, 0)
 	if err := readParams(path, p); err == nil {
 		d.arch, d.base = a, p
@@ -232,7 +245,7 @@ func (d *driftBench) step0(name string) error {
 
 func (d *driftBench) newCell(name string, seed uint64, step int) driftCell {
 	return driftCell{Preset: name, Seed: seed, Step: step, Network: d.arch.Name, Input: fmt.Sprintf("%dx%d", d.o.w, d.o.h),
-		BaseTrain: d.do.base, Labels: step * d.do.batch, PerBatch: d.do.batch, Replay: d.do.replay, TestImages: len(d.data.Test)}
+		BaseTrain: d.do.base, BaseModel: d.do.baseModel, Labels: step * d.do.batch, PerBatch: d.do.batch, Replay: d.do.replay, TestImages: len(d.data.Test)}
 }
 
 // corrections is correction batch k (1-based) of a preset and seed: batch drifted scenes,

@@ -157,6 +157,7 @@ func main() {
 	flag.StringVar(&do.seeds, "drift-seeds", "1", "seeds of the drift table's correction scenes and fine-tunes, comma-separated (the base model is trained once, at -seed)")
 	flag.IntVar(&do.base, "drift-base", 1000, "clean training scenes of the drift table's base model (trained from -backbones' -drift-size trunk)")
 	flag.IntVar(&do.baseEpochs, "drift-base-epochs", 8, "epochs of the drift table's base model")
+	flag.StringVar(&do.baseModel, "drift-base-model", "", "start the drift table from this trained model (a cell's .params file, which each per-size or curve cell saves beside its .json) instead of training a base model; it must be -drift-size's network at -input, trained on the first -drift-base scenes (give the table an -out of its own: its cells are named by size, input and -drift-base, not by the model)")
 	flag.StringVar(&do.size, "drift-size", "n", "family size of the drift table")
 	flag.IntVar(&do.batches, "drift-batches", 5, "correction batches per preset and seed")
 	flag.StringVar(&do.cells, "drift-cells", "", "subfolder of -out/drift for the drift table's fine-tune cells (empty: -out/drift); the base model and the drops stay in -out/drift, so a rerun under another fine-tune rule keeps them and the earlier cells")
@@ -303,8 +304,12 @@ func run(ctx context.Context, o options, curveSize string, choice backend.Choice
 			}
 		}
 		ckpt := strings.TrimSuffix(path, ".json") + ".ckpt"
-		c, _, _, err := b.runCell(ctx, j.table, j.size, j.n, j.epochs, bb, ckpt)
+		c, _, p, err := b.runCell(ctx, j.table, j.size, j.n, j.epochs, bb, ckpt)
 		if err != nil {
+			return fmt.Errorf("cell %s: %w", filepath.Base(path), err)
+		}
+		// The model first: a saved cell always has it (-drift-base-model starts from it).
+		if err := writeParams(strings.TrimSuffix(path, ".json")+".params", p); err != nil {
 			return fmt.Errorf("cell %s: %w", filepath.Base(path), err)
 		}
 		raw, _ := json.MarshalIndent(c, "", "  ")
