@@ -36,6 +36,9 @@ type checkpoint struct {
 	// binary's VCS revision): a resume on another engine or build is allowed, with a
 	// warning, because its sums round differently from an uninterrupted run's.
 	Engine, Build string
+	// Handovers are the warnings of earlier resumes on another engine or build (differs'),
+	// so a training resumed more than once still says where its epochs were computed.
+	Handovers []string
 	// Epoch is the last finished epoch; Finished says the training has nothing left to
 	// run (its last epoch, or early stopping).
 	Epoch    int

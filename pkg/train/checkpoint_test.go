@@ -162,3 +162,55 @@ func TestCheckpointOfAnotherTrainingIsRefused(t *testing.T) {
 	}
 	refused("a damaged file", data, cfg, "unreadable")
 }
+
+// renamed is the CPU engine under another name: resuming on it is a hand-over to
+// another engine.
+type renamed struct{ nn.Engine }
+
+func (renamed) Name() string { return "another engine" }
+
+// TestHandoverWarningOutlivesLaterResumes: a training resumed on another engine says so
+// in its result, and still does after it was stopped again and resumed on that engine,
+// whose own checkpoint no longer names the first.
+func TestHandoverWarningOutlivesLaterResumes(t *testing.T) {
+	all := tiny(t, 160, false)
+	data := train.Split{Train: all[:128], Val: all[128:]}
+	a := nn.ClassifierArch(10)
+	cfg := train.Config{Epochs: 3, Seed: 5, BatchSize: 32, Patience: -1, Augment: augment.None()}
+	path := filepath.Join(t.TempDir(), "run.ckpt")
+	stopped(t, a, data, cfg, path, 1)
+	other := func(c nn.EngineConfig) (nn.Engine, error) {
+		e, err := gorgoniaengine.Factory(c)
+		if err != nil {
+			return nil, err
+		}
+		return renamed{e}, nil
+	}
+	p, err := nn.InitParams(a, cfg.Seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	second := cfg
+	second.Checkpoint = path
+	second.Progress = func(pr train.Progress) {
+		if pr.Done != nil && pr.Done.Epoch == 2 {
+			cancel()
+		}
+	}
+	if _, err := train.Run(ctx, a, p, datasets.Classes(), data, second, other); !errors.Is(err, context.Canceled) {
+		t.Fatalf("second run, cancelled after epoch 2: %v, want context.Canceled", err)
+	}
+	last := cfg
+	last.Checkpoint = path
+	res, err := train.Run(context.Background(), a, p, datasets.Classes(), data, last, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	handovers := slices.DeleteFunc(slices.Clone(res.Warnings), func(w string) bool { return !strings.Contains(w, "resumed after epoch") })
+	if res.ResumedFrom != 2 || len(handovers) != 1 || !strings.Contains(handovers[0], "resumed after epoch 1") ||
+		!strings.Contains(handovers[0], "another engine") {
+		t.Fatalf("resumed from %d with warnings %q, want from 2 with the hand-over after epoch 1", res.ResumedFrom, res.Warnings)
+	}
+}

@@ -281,6 +281,7 @@ func Run(ctx context.Context, arch nn.Arch, init *nn.Params, classes []string, d
 	bestLoss := math.Inf(1)
 	bad, rising := 0, 0
 	first := 1
+	var handovers []string
 	if ck != nil {
 		if err := ck.restore(engine, best, avg); err != nil {
 			return nil, fmt.Errorf("%w (checkpoint %s)", err, cfg.Checkpoint)
@@ -290,9 +291,11 @@ func Run(ctx context.Context, arch nn.Arch, init *nn.Params, classes []string, d
 		if res.Overfitting {
 			res.Warnings = append(res.Warnings, overfitWarning(res.OverfitFrom))
 		}
+		handovers = slices.Clone(ck.Handovers)
 		if w := ck.differs(res.Engine); w != "" {
-			res.Warnings = append(res.Warnings, w)
+			handovers = append(handovers, w)
 		}
+		res.Warnings = append(res.Warnings, handovers...)
 		bestLoss, bad, rising, first = ck.BestLoss, ck.Bad, ck.Rising, ck.Epoch+1
 		if ck.Finished {
 			first = cfg.Epochs + 1
@@ -365,7 +368,7 @@ func Run(ctx context.Context, arch nn.Arch, init *nn.Params, classes []string, d
 			}
 		}
 		if cfg.Checkpoint != "" {
-			ck := &checkpoint{Version: checkpointVersion, Training: id, Engine: res.Engine, Build: build(), Epoch: epoch, Finished: stop || epoch == cfg.Epochs,
+			ck := &checkpoint{Version: checkpointVersion, Training: id, Engine: res.Engine, Build: build(), Handovers: handovers, Epoch: epoch, Finished: stop || epoch == cfg.Epochs,
 				Best: best.Values, History: res.History, BestLoss: bestLoss, BestEpoch: res.BestEpoch, Bad: bad, Rising: rising,
 				StoppedEarly: res.StoppedEarly, Overfitting: res.Overfitting, OverfitFrom: res.OverfitFrom}
 			if avg != nil {
