@@ -291,7 +291,7 @@ func Run(ctx context.Context, arch nn.Arch, init *nn.Params, classes []string, d
 		if res.Overfitting {
 			res.Warnings = append(res.Warnings, overfitWarning(res.OverfitFrom))
 		}
-		handovers = slices.Clone(ck.Handovers)
+		handovers = ck.Handovers
 		if w := ck.differs(res.Engine); w != "" {
 			handovers = append(handovers, w)
 		}
