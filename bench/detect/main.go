@@ -167,6 +167,10 @@ func main() {
 	flag.IntVar(&to.n, "twin-train", 300, "training scenes of -twin (epochs by -seen)")
 	flag.StringVar(&to.size, "twin-size", "n", "family size of -twin")
 	flag.StringVar(&to.python, "torch", filepath.Join(os.Getenv("HOME"), ".cache/edgeloop/torch-venv/bin/python"), "python with torch and numpy for -twin (bench/setup-torch.sh prints it)")
+	var dm decodeOptions
+	flag.StringVar(&dm.model, "decode-model", "", "score this trained model (a cell's .params) under each NMS setting of -decode-ious, class-wise and class-agnostic, on the validation and test scenes, and pick the setting on the validation scenes (the table goes to -out/decode.md)")
+	flag.StringVar(&dm.size, "decode-size", "s", "family size of -decode-model")
+	flag.StringVar(&dm.ious, "decode-ious", "0.45,0.5,0.55,0.6,0.65,0.7", "NMS IoUs of the -decode-model sweep")
 	flag.IntVar(&do.replay, "replay", 150, "replay budget of the drift table's fine-tunes (project retrain.replay; the product's default is 1,500)")
 	flag.Parse()
 	log, _ := zap.NewDevelopment()
@@ -194,6 +198,20 @@ func main() {
 			if err := runTwin(context.Background(), o, to, b, log); err != nil {
 				log.Fatal("twin", zap.Error(err))
 			}
+		}
+		if dm.model != "" {
+			b, err := newBench(o, choice, 1, log)
+			if err != nil {
+				log.Fatal("decode sweep", zap.Error(err))
+			}
+			table, err := runDecodeSweep(dm, b, log)
+			if err != nil {
+				log.Fatal("decode sweep", zap.Error(err))
+			}
+			if err := os.WriteFile(filepath.Join(o.out, "decode.md"), []byte(table), 0o644); err != nil {
+				log.Fatal("decode sweep", zap.Error(err))
+			}
+			fmt.Print(table)
 		}
 		if do.presets != "" {
 			b, err := newBench(o, choice, do.base, log)
