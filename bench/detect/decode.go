@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"slices"
 	"strconv"
@@ -25,37 +26,46 @@ type decodeOptions struct {
 
 // decodeRow is one NMS setting's figures.
 type decodeRow struct {
-	decoding                        nn.Decoding
-	val50, val5095, test50, test595 float64
-	testSmall                       float64
-	// test is the full test report, for the picked setting\'s breakdown.
+	decoding                         nn.Decoding
+	val50, val5095, test50, test5095 float64
+	// testSmall is the test AP@[.5:.95] of the small objects (−1: none).
+	testSmall float64
+	// test is the full test report, for the picked setting's breakdown.
 	test *evaluate.DetectionReport
 }
 
-// runDecodeSweep scores do.model (a cell's .params, of size do.size at -input) under
-// each IoU of do.ious, class-wise and class-agnostic, and returns the table. The
+// sweepBatch is the images of one forward pass of the decode sweep.
+const sweepBatch = 32
+
+// runDecodeSweep scores o.model (a cell's .params, of size o.size at -input) under
+// each IoU of o.ious, class-wise and class-agnostic, and returns the table. The
 // network runs once per scene set; only the decoding is repeated.
-func runDecodeSweep(o decodeOptions, b *bench, log *zap.Logger) (string, error) {
+func runDecodeSweep(ctx context.Context, o decodeOptions, b *bench, log *zap.Logger) (string, error) {
 	var ious []float32
 	for _, s := range config.SplitList(o.ious) {
 		v, err := strconv.ParseFloat(s, 32)
-		if err != nil || v <= 0 || v > 1 {
+		if err != nil || !(v > 0 && v <= 1) {
 			return "", fmt.Errorf("-decode-ious: %q is not an IoU in (0, 1]", s)
 		}
-		ious = append(ious, float32(v))
+		if !slices.Contains(ious, float32(v)) {
+			ious = append(ious, float32(v))
+		}
+	}
+	if len(ious) == 0 {
+		return "", fmt.Errorf("-decode-ious %q: no IoU to try", o.ious)
 	}
 	a, err := b.arch(o.size)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("-decode-size: %w", err)
 	}
 	p, err := nn.NewParams(a)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("%s: %w", a.Name, err)
 	}
 	if err := readParams(o.model, p); err != nil {
 		return "", fmt.Errorf("-decode-model (a %s at %dx%d?): %w", a.Name, b.o.w, b.o.h, err)
 	}
-	e, err := b.choice.Factory(nn.EngineConfig{Arch: a, Params: p, BatchSize: 32})
+	e, err := b.choice.Factory(nn.EngineConfig{Arch: a, Params: p, BatchSize: sweepBatch})
 	if err != nil {
 		return "", fmt.Errorf("engine: %w", err)
 	}
@@ -63,8 +73,11 @@ func runDecodeSweep(o decodeOptions, b *bench, log *zap.Logger) (string, error) 
 	outputs := func(samples []train.Sample) ([][]float32, error) {
 		var out [][]float32
 		k := a.OutputSize()
-		for start := 0; start < len(samples); start += 32 {
-			end := min(len(samples), start+32)
+		for start := 0; start < len(samples); start += sweepBatch {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			end := min(len(samples), start+sweepBatch)
 			var x []float32
 			for _, s := range samples[start:end] {
 				x = append(x, vision.Input(a, s.Image)...)
@@ -100,7 +113,7 @@ func runDecodeSweep(o decodeOptions, b *bench, log *zap.Logger) (string, error) 
 		for _, iou := range ious {
 			d := nn.Decoding{IoU: iou, ClassAgnostic: agnostic}
 			v, t := score(b.data.Val, val, &d).Detection, score(b.data.Test, test, &d).Detection
-			rows = append(rows, decodeRow{decoding: d, val50: v.MAP50, val5095: v.MAP5095, test50: t.MAP50, test595: t.MAP5095,
+			rows = append(rows, decodeRow{decoding: d, val50: v.MAP50, val5095: v.MAP5095, test50: t.MAP50, test5095: t.MAP5095,
 				testSmall: bySize(t, "small"), test: t})
 			log.Info("decoding scored", zap.Float32("iou", iou), zap.Bool("class_agnostic", agnostic),
 				zap.Float64("val_map50", v.MAP50), zap.Float64("test_map50", t.MAP50))
@@ -113,7 +126,7 @@ func runDecodeSweep(o decodeOptions, b *bench, log *zap.Logger) (string, error) 
 	fmt.Fprintf(&sb, "\n## NMS settings of %s (%s at %dx%d; %d validation, %d test scenes)\n\n", o.model, a.Name, b.o.w, b.o.h,
 		len(b.data.Val), len(b.data.Test))
 	sb.WriteString("The setting is picked on the validation scenes (mAP@0.5, then mAP@[.5:.95]); the test columns are read after.\n\n")
-	sb.WriteString("| NMS | IoU | val mAP@0.5 | val mAP@[.5:.95] | test mAP@0.5 | test mAP@[.5:.95] | test AP small |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	sb.WriteString("| NMS | IoU | val mAP@0.5 | val mAP@[.5:.95] | test mAP@0.5 | test mAP@[.5:.95] | test AP@[.5:.95] small |\n|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rows {
 		kind := "class-wise"
 		if r.decoding.ClassAgnostic {
@@ -123,8 +136,12 @@ func runDecodeSweep(o decodeOptions, b *bench, log *zap.Logger) (string, error) 
 		if r.decoding == best.decoding {
 			mark = " (picked)"
 		}
-		fmt.Fprintf(&sb, "| %s%s | %.2f | %.3f | %.3f | %.3f | %.3f | %.3f |\n", kind, mark, r.decoding.IoU, r.val50, r.val5095,
-			r.test50, r.test595, r.testSmall)
+		small := "—"
+		if r.testSmall >= 0 {
+			small = fmt.Sprintf("%.3f", r.testSmall)
+		}
+		fmt.Fprintf(&sb, "| %s%s | %.2f | %.3f | %.3f | %.3f | %.3f | %s |\n", kind, mark, r.decoding.IoU, r.val50, r.val5095,
+			r.test50, r.test5095, small)
 	}
 	sb.WriteString("\nThe picked setting's test figures by class and by COCO size (AP@0.5, AP@[.5:.95], objects):\n\n| class or size | AP@0.5 | AP@[.5:.95] | objects |\n|---|---:|---:|---:|\n")
 	for _, c := range best.test.PerClass {

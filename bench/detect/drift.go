@@ -133,6 +133,9 @@ func runDrift(ctx context.Context, o options, do driftOptions, b *bench, log *za
 	if err := os.MkdirAll(d.cells, 0o755); err != nil {
 		return fmt.Errorf("drift cells: %w", err)
 	}
+	if err := checkBaseModel(do.baseModel, d.dir, d.cells); err != nil {
+		return err
+	}
 	d.project = &project.Project{ID: "bench", Task: string(nn.Detect), Classes: b.classes}
 	d.project.Defaults()
 	d.o.latencyRuns = 0 // the base cell measures mAP only
@@ -163,6 +166,33 @@ func runDrift(ctx context.Context, o options, do driftOptions, b *bench, log *za
 				if err := d.fineTune(ctx, name, seed, k); err != nil {
 					return fmt.Errorf("drift %s seed %d step %d: %w", name, seed, k, err)
 				}
+			}
+		}
+	}
+	return nil
+}
+
+// checkBaseModel refuses the drift cells already in dirs when they started from
+// another base model than model (-drift-base-model; empty: the table's own): a cell's
+// name does not say which, so a rerun would skip them as done and the table would mix
+// them with this run's.
+func checkBaseModel(model string, dirs ...string) error {
+	for _, dir := range dirs {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			return fmt.Errorf("drift cells: %w", err)
+		}
+		for _, e := range ents {
+			if !strings.HasSuffix(e.Name(), ".json") || strings.HasPrefix(e.Name(), "base-") {
+				continue
+			}
+			path := filepath.Join(dir, e.Name())
+			c, err := readCell[driftCell](path)
+			if err != nil {
+				return err
+			}
+			if c.BaseModel != model {
+				return fmt.Errorf("drift cell %s started from the base model %q, this run from %q: give this run an -out of its own", path, c.BaseModel, model)
 			}
 		}
 	}

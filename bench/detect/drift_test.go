@@ -79,3 +79,29 @@ func TestParamsRoundTrip(t *testing.T) {
 		t.Errorf("a network of other shapes read the file: %v", err)
 	}
 }
+
+// TestDriftRefusesCellsOfAnotherBaseModel: cells saved from one -drift-base-model are
+// refused by a run from another (or from the table's own base), naming the file; the
+// same model goes on.
+func TestDriftRefusesCellsOfAnotherBaseModel(t *testing.T) {
+	dir := t.TempDir()
+	raw, err := json.Marshal(driftCell{Preset: "far", Step: 1, BaseModel: "a.params"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "s-far-320x256-base2000-seed1-step1.json"), raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "s-far-320x256-base2000-seed1-step1.params"), []byte("gob"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkBaseModel("a.params", dir); err != nil {
+		t.Fatalf("the same base model: %v", err)
+	}
+	for _, other := range []string{"b.params", ""} {
+		err := checkBaseModel(other, dir)
+		if err == nil || !strings.Contains(err.Error(), "step1.json") {
+			t.Fatalf("base model %q: got %v, want a refusal naming the cell", other, err)
+		}
+	}
+}

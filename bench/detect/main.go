@@ -168,7 +168,7 @@ func main() {
 	flag.StringVar(&to.size, "twin-size", "n", "family size of -twin")
 	flag.StringVar(&to.python, "torch", filepath.Join(os.Getenv("HOME"), ".cache/edgeloop/torch-venv/bin/python"), "python with torch and numpy for -twin (bench/setup-torch.sh prints it)")
 	var dm decodeOptions
-	flag.StringVar(&dm.model, "decode-model", "", "score this trained model (a cell's .params) under each NMS setting of -decode-ious, class-wise and class-agnostic, on the validation and test scenes, and pick the setting on the validation scenes (the table goes to -out/decode.md)")
+	flag.StringVar(&dm.model, "decode-model", "", "score this trained model (a cell's .params, of -decode-size at -input) under each NMS setting of -decode-ious, class-wise and class-agnostic, on the validation and test scenes, and pick the setting on the validation scenes (the table goes to -out/decode.md); with -sizes '' nothing is trained first")
 	flag.StringVar(&dm.size, "decode-size", "s", "family size of -decode-model")
 	flag.StringVar(&dm.ious, "decode-ious", "0.45,0.5,0.55,0.6,0.65,0.7", "NMS IoUs of the -decode-model sweep")
 	flag.IntVar(&do.replay, "replay", 150, "replay budget of the drift table's fine-tunes (project retrain.replay; the product's default is 1,500)")
@@ -204,7 +204,7 @@ func main() {
 			if err != nil {
 				log.Fatal("decode sweep", zap.Error(err))
 			}
-			table, err := runDecodeSweep(dm, b, log)
+			table, err := runDecodeSweep(context.Background(), dm, b, log)
 			if err != nil {
 				log.Fatal("decode sweep", zap.Error(err))
 			}
@@ -326,7 +326,8 @@ func run(ctx context.Context, o options, curveSize string, choice backend.Choice
 		if err != nil {
 			return fmt.Errorf("cell %s: %w", filepath.Base(path), err)
 		}
-		// The model first: a saved cell always has it (-drift-base-model starts from it).
+		// The model first, so that a cell saved from now on always has it
+		// (-drift-base-model starts from it).
 		if err := writeParams(strings.TrimSuffix(path, ".json")+".params", p); err != nil {
 			return fmt.Errorf("cell %s: %w", filepath.Base(path), err)
 		}
@@ -600,6 +601,9 @@ func printTables(dir string) (string, error) {
 	}
 	var cells []cell
 	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".json") {
+			continue // a cell's model (.params) or a stopped cell's checkpoint (.ckpt)
+		}
 		c, err := readCell[cell](filepath.Join(dir, e.Name()))
 		if err != nil {
 			return "", err

@@ -107,7 +107,7 @@ func putSmallDataset(t *testing.T, st objstore.Store, p *project.Project) {
 		for j := range im.Pix {
 			im.Pix[j] = float32((i*7+j*13)%255) / 255
 		}
-		key, _, err := objstore.PutContent(ctx, st, project.ProjectPrefix(p.ID)+"images/", im.EncodePNG(), "image/png")
+		key, _, err := objstore.PutContent(ctx, st, project.ImagePrefix(p.ID), im.EncodePNG(), "image/png")
 		if err != nil {
 			t.Fatal(err)
 		}
