@@ -24,14 +24,10 @@ type decodeOptions struct {
 	model, size, ious string
 }
 
-// decodeRow is one NMS setting's figures.
+// decodeRow is one NMS setting's reports on the validation and test scenes.
 type decodeRow struct {
-	decoding                         nn.Decoding
-	val50, val5095, test50, test5095 float64
-	// testSmall is the test AP@[.5:.95] of the small objects (−1: none).
-	testSmall float64
-	// test is the full test report, for the picked setting's breakdown.
-	test *evaluate.DetectionReport
+	decoding  nn.Decoding
+	val, test *evaluate.DetectionReport
 }
 
 // sweepBatch is the images of one forward pass of the decode sweep.
@@ -71,26 +67,12 @@ func runDecodeSweep(ctx context.Context, o decodeOptions, b *bench, log *zap.Log
 	}
 	defer e.Close()
 	outputs := func(samples []train.Sample) ([][]float32, error) {
-		var out [][]float32
-		k := a.OutputSize()
-		for start := 0; start < len(samples); start += sweepBatch {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			end := min(len(samples), start+sweepBatch)
-			var x []float32
-			for _, s := range samples[start:end] {
-				x = append(x, vision.Input(a, s.Image)...)
-			}
-			res, err := e.Forward(x, end-start)
-			if err != nil {
-				return nil, err
-			}
-			for i := range end - start {
-				out = append(out, slices.Clone(res[i*k:(i+1)*k]))
-			}
-		}
-		return out, nil
+		out := make([][]float32, 0, len(samples))
+		err := train.Outputs(e, a, samples, sweepBatch, func(raw []float32) error {
+			out = append(out, slices.Clone(raw))
+			return ctx.Err()
+		})
+		return out, err
 	}
 	val, err := outputs(b.data.Val)
 	if err != nil {
@@ -113,14 +95,13 @@ func runDecodeSweep(ctx context.Context, o decodeOptions, b *bench, log *zap.Log
 		for _, iou := range ious {
 			d := nn.Decoding{IoU: iou, ClassAgnostic: agnostic}
 			v, t := score(b.data.Val, val, &d).Detection, score(b.data.Test, test, &d).Detection
-			rows = append(rows, decodeRow{decoding: d, val50: v.MAP50, val5095: v.MAP5095, test50: t.MAP50, test5095: t.MAP5095,
-				testSmall: bySize(t, "small"), test: t})
+			rows = append(rows, decodeRow{decoding: d, val: v, test: t})
 			log.Info("decoding scored", zap.Float32("iou", iou), zap.Bool("class_agnostic", agnostic),
 				zap.Float64("val_map50", v.MAP50), zap.Float64("test_map50", t.MAP50))
 		}
 	}
 	best := slices.MaxFunc(rows, func(x, y decodeRow) int {
-		return cmp.Or(cmp.Compare(x.val50, y.val50), cmp.Compare(x.val5095, y.val5095))
+		return cmp.Or(cmp.Compare(x.val.MAP50, y.val.MAP50), cmp.Compare(x.val.MAP5095, y.val.MAP5095))
 	})
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "\n## NMS settings of %s (%s at %dx%d; %d validation, %d test scenes)\n\n", o.model, a.Name, b.o.w, b.o.h,
@@ -137,11 +118,11 @@ func runDecodeSweep(ctx context.Context, o decodeOptions, b *bench, log *zap.Log
 			mark = " (picked)"
 		}
 		small := "—"
-		if r.testSmall >= 0 {
-			small = fmt.Sprintf("%.3f", r.testSmall)
+		if ap := bySize(r.test, "small"); ap >= 0 {
+			small = fmt.Sprintf("%.3f", ap)
 		}
-		fmt.Fprintf(&sb, "| %s%s | %.2f | %.3f | %.3f | %.3f | %.3f | %s |\n", kind, mark, r.decoding.IoU, r.val50, r.val5095,
-			r.test50, r.test5095, small)
+		fmt.Fprintf(&sb, "| %s%s | %.2f | %.3f | %.3f | %.3f | %.3f | %s |\n", kind, mark, r.decoding.IoU, r.val.MAP50, r.val.MAP5095,
+			r.test.MAP50, r.test.MAP5095, small)
 	}
 	sb.WriteString("\nThe picked setting's test figures by class and by COCO size (AP@0.5, AP@[.5:.95], objects):\n\n| class or size | AP@0.5 | AP@[.5:.95] | objects |\n|---|---:|---:|---:|\n")
 	for _, c := range best.test.PerClass {

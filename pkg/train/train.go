@@ -811,6 +811,21 @@ func EvaluatePredictions(a nn.Arch, classes []string, samples []Sample, preds []
 // are decoded with d's NMS (DecodeWith; nil: the default).
 func Predict(e nn.Engine, a nn.Arch, classes []string, samples []Sample, batchSize int, d *nn.Decoding) ([][]vision.Prediction, error) {
 	out := make([][]vision.Prediction, 0, len(samples))
+	err := Outputs(e, a, samples, batchSize, func(raw []float32) error {
+		out = append(out, DecodeWith(a, classes, raw, d))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Outputs runs the engine's model on samples, batchSize images a pass, and hands each
+// image's raw network output to each, in the samples' order. raw is the engine's
+// buffer, valid during the call only; an error from each stops the passes and is
+// returned.
+func Outputs(e nn.Engine, a nn.Arch, samples []Sample, batchSize int, each func(raw []float32) error) error {
 	k := a.OutputSize()
 	for start := 0; start < len(samples); start += batchSize {
 		end := min(len(samples), start+batchSize)
@@ -820,13 +835,15 @@ func Predict(e nn.Engine, a nn.Arch, classes []string, samples []Sample, batchSi
 		}
 		res, err := e.Forward(x, end-start)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for i := 0; i < end-start; i++ {
-			out = append(out, DecodeWith(a, classes, res[i*k:(i+1)*k], d))
+			if err := each(res[i*k : (i+1)*k]); err != nil {
+				return err
+			}
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // Decode turns one image's network output into Predict's predictions, detections
