@@ -61,7 +61,7 @@ import (
 // options are the command's flags.
 type options struct {
 	sizes, curve, starts, backbones, data, augment, out, seen string
-	sizeStarts                                                string
+	sizeStarts, pyramid                                       string
 	w, h, nTrain, nTest, epochs, batch, classes               int
 	latencyRuns, latencyThreads                               int
 	seed                                                      uint64
@@ -109,6 +109,15 @@ type cell struct {
 	Data       string    `json:"data"`
 }
 
+// pyramidTag is what a cell's file name carries of -pyramid: nothing for P3 (the
+// names cells had before P2), else "-" and the pyramid.
+func (o options) pyramidTag() string {
+	if o.pyramid == nn.PyramidP3 {
+		return ""
+	}
+	return "-" + o.pyramid
+}
+
 // rate is the multi-scale detector a's learning rate for a cell starting from start:
 // -lr, or by default ScratchLR, a third of it from a pretrained trunk (the recipe the
 // earlier cells were measured at; docs/benchmarks.md compares the full rate).
@@ -144,6 +153,7 @@ func main() {
 	flag.IntVar(&o.latencyRuns, "latency", 30, "one-image CPU inference runs for p50/p99 (0: not measured)")
 	flag.IntVar(&o.latencyThreads, "latency-threads", 2, "cores (GOMAXPROCS) for the CPU latency (the issue's 2-core edge device)")
 	flag.StringVar(&o.data, "data", "colour", "colour (colour scenes drawn at -input) or digits (64×64 grey digit scenes, with the grid detector as peer)")
+	flag.StringVar(&o.pyramid, "pyramid", nn.PyramidP3, "the multi-scale detectors' pyramid: p3 (strides 8, 16, 32) or p2 (and stride 4, for small objects); cells of p2 carry it in their names")
 	flag.IntVar(&o.classes, "classes", 8, "classes of the colour scenes")
 	flag.BoolVar(&o.peer, "peer", true, "with -data digits, train the grid detector too")
 	flag.StringVar(&o.augment, "augment", "none", "training augmentation: none, or colour (augment.Colour: HSV, scale/translate, mosaic closed for the last epochs)")
@@ -177,6 +187,12 @@ func main() {
 	defer func() { _ = log.Sync() }()
 	if _, err := fmt.Sscanf(input, "%dx%d", &o.w, &o.h); err != nil {
 		log.Fatal("bad -input", zap.String("input", input), zap.Error(err))
+	}
+	if _, ok := nn.PyramidStrides(o.pyramid); !ok || o.pyramid == "" {
+		log.Fatal("bad -pyramid", zap.String("pyramid", o.pyramid), zap.Strings("want", nn.Pyramids()))
+	}
+	if to.starts != "" && o.pyramid != nn.PyramidP3 {
+		log.Fatal("-twin: the PyTorch twin (bench/train's torch_bench.Detector) is the P3 network only", zap.String("pyramid", o.pyramid))
 	}
 	cellDir := filepath.Join(o.out, "cells")
 	if err := os.MkdirAll(cellDir, 0o755); err != nil {
@@ -296,7 +312,7 @@ func run(ctx context.Context, o options, curveSize string, choice backend.Choice
 	}
 	var b *bench
 	for _, j := range jobs {
-		path := filepath.Join(cellDir, fmt.Sprintf("%s-%s-%s-%dx%d-%d-%s-%s-seed%d.json", j.table, o.data, j.size, o.w, o.h, j.n, j.startFrom, o.augment, o.seed))
+		path := filepath.Join(cellDir, fmt.Sprintf("%s-%s-%s%s-%dx%d-%d-%s-%s-seed%d.json", j.table, o.data, j.size, o.pyramidTag(), o.w, o.h, j.n, j.startFrom, o.augment, o.seed))
 		if _, err := os.Stat(path); err == nil {
 			continue // done in an earlier run
 		}
@@ -394,7 +410,7 @@ func newBench(o options, choice backend.Choice, most int, log *zap.Logger) (*ben
 			return nil, err
 		}
 		b.arch = func(size string) (nn.Arch, error) {
-			return nn.DetectorFamily(nn.MobileNetV2, size, o.w, o.h, 3, o.classes)
+			return nn.DetectorPyramid(nn.MobileNetV2, size, o.pyramid, o.w, o.h, 3, o.classes)
 		}
 	case "digits":
 		tr, te, err := mnist.Load("")
@@ -422,7 +438,7 @@ func newBench(o options, choice backend.Choice, most int, log *zap.Logger) (*ben
 			if size == "grid" {
 				return nn.DetectorArch(len(b.classes)), nil
 			}
-			return nn.DetectorFamily(nn.MobileNetV2, size, 64, 64, 1, len(b.classes))
+			return nn.DetectorPyramid(nn.MobileNetV2, size, o.pyramid, 64, 64, 1, len(b.classes))
 		}
 	default:
 		return nil, fmt.Errorf("unknown -data %q (want colour or digits)", o.data)
@@ -444,7 +460,7 @@ func (b *bench) runCell(ctx context.Context, table, size string, n, epochs int, 
 	start := "scratch"
 	if bb != "" {
 		start = "pretrained"
-		a, p, err = weights.BackboneDetector(bb, o.w, o.h, 3, len(b.classes), o.seed, b.log)
+		a, p, err = weights.BackboneDetector(bb, o.pyramid, o.w, o.h, 3, len(b.classes), o.seed, b.log)
 		if err == nil && a.Name != nn.MobileNetV2+"-"+size+"-det" {
 			err = fmt.Errorf("backbone %s makes a %s, not size %s", bb, a.Name, size)
 		}

@@ -4,8 +4,11 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/edgeloop/edgeloop/pkg/nn"
 )
 
 // TestTablesSkipModelsAndCheckpoints: the tables read the cells' JSON only, not the
@@ -33,5 +36,21 @@ func TestTablesSkipModelsAndCheckpoints(t *testing.T) {
 	}
 	if !strings.Contains(got, "mobilenetv2-s-det") || !strings.Contains(got, "0.882") {
 		t.Fatalf("the cell is missing from the tables:\n%s", got)
+	}
+}
+
+// TestPyramidKeepsCellsApart: a P2 run's cells, drift cells and base model have names
+// of their own, so a P3 run in the same -out never resumes from them nor tables them
+// as its own; P3's names are those cells had before the pyramid flag.
+func TestPyramidKeepsCellsApart(t *testing.T) {
+	paths := func(pyramid string) []string {
+		d := &driftBench{bench: &bench{o: options{pyramid: pyramid, w: 320, h: 256, seed: 1}}, do: driftOptions{size: "s", base: 2000}, dir: "d", cells: "c"}
+		return []string{d.cellPath("far", 2, 1), d.paramsPath("far", 0, 0)}
+	}
+	if got, want := paths(nn.PyramidP3), []string{"c/s-far-320x256-base2000-seed2-step1.json", "d/base-s-320x256-2000-seed1.params"}; !slices.Equal(got, want) {
+		t.Fatalf("P3 names %v, want %v", got, want)
+	}
+	if got, want := paths(nn.PyramidP2), []string{"c/s-p2-far-320x256-base2000-seed2-step1.json", "d/base-s-p2-320x256-2000-seed1.params"}; !slices.Equal(got, want) {
+		t.Fatalf("P2 names %v, want %v", got, want)
 	}
 }

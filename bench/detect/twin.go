@@ -147,7 +147,7 @@ func (b *bench) twin(ctx context.Context, to twinOptions, start string, epochs i
 	switch start {
 	case "pretrained":
 		bb := strings.ReplaceAll(o.backbones, "{size}", to.size)
-		a, p, err = weights.BackboneDetector(bb, o.w, o.h, 3, len(b.classes), o.seed, b.log)
+		a, p, err = weights.BackboneDetector(bb, o.pyramid, o.w, o.h, 3, len(b.classes), o.seed, b.log)
 	case "scratch":
 		if a, err = b.arch(to.size); err == nil {
 			p, err = nn.InitParams(a, o.seed)

@@ -2,8 +2,33 @@ package nn
 
 import "fmt"
 
-// DetectorStrides are the multi-scale detector's pyramid levels.
+// DetectorStrides are the multi-scale detector's pyramid levels (PyramidP3).
 func DetectorStrides() []int { return []int{8, 16, 32} }
+
+// Pyramids of the multi-scale detector (Spec.Pyramid).
+const (
+	// PyramidP3 has levels at strides 8, 16 and 32 (YOLOv8's P3–P5): the default.
+	PyramidP3 = "p3"
+	// PyramidP2 adds a level at stride 4 (Ultralytics' yolov8-p2): four points on an
+	// 8-px object where stride 8 has one, for scenes of small objects, at about a
+	// third more compute.
+	PyramidP2 = "p2"
+)
+
+// Pyramids are the pyramids DetectorPyramid builds, the default first.
+func Pyramids() []string { return []string{PyramidP3, PyramidP2} }
+
+// PyramidStrides are the strides of pyramid's levels, finest first, and whether the
+// pyramid is known ("" is PyramidP3).
+func PyramidStrides(pyramid string) ([]int, bool) {
+	switch pyramid {
+	case "", PyramidP3:
+		return DetectorStrides(), true
+	case PyramidP2:
+		return []int{4, 8, 16, 32}, true
+	}
+	return nil, false
+}
 
 // neckWidth is the channels of the feature pyramid and heads at each family size.
 func neckWidth(size string) int {
@@ -18,10 +43,19 @@ func neckWidth(size string) int {
 
 // DetectorFamily returns the multi-scale anchor-free detector of family name
 // (MobileNetV2) at size (n, s, m) for inW×inH images (sides multiples of 32 from 64 to
-// 640) of channels channels (1 grey, 3 RGB) and classes classes:
+// 640) of channels channels (1 grey, 3 RGB) and classes classes, with levels at
+// strides 8, 16 and 32: DetectorPyramid with PyramidP3.
+func DetectorFamily(name, size string, inW, inH, channels, classes int) (Arch, error) {
+	return DetectorPyramid(name, size, PyramidP3, inW, inH, channels, classes)
+}
+
+// DetectorPyramid returns the multi-scale anchor-free detector of family name
+// (MobileNetV2) at size (n, s, m) with the levels of pyramid (PyramidStrides) for
+// inW×inH images (sides multiples of 32 from 64 to 640) of channels channels (1 grey,
+// 3 RGB) and classes classes:
 //
 //   - the family's trunk (Family without its 1280-channel conv and classifier), tapped
-//     at strides 8, 16 and 32;
+//     at the pyramid's strides;
 //   - a small feature pyramid (PAN, as YOLOv8's neck, with depthwise-separable convs):
 //     top-down, the coarser map upsampled and concatenated with the finer trunk map;
 //     bottom-up, the finer map downsampled by a stride-2 depthwise conv and
@@ -34,11 +68,16 @@ func neckWidth(size string) int {
 //     levels joined end to end (Arch.Levels, LevelMaps).
 //
 // The backbone (HeadFrom) is the trunk; the pyramid and heads train from scratch. The
-// signature is the project's model setting {family, size, input, channels}.
-func DetectorFamily(name, size string, inW, inH, channels, classes int) (Arch, error) {
+// signature is the project's model setting {family, size, input, channels}. The P3
+// network is named NAME-SIZE-det, the others NAME-SIZE-det-PYRAMID.
+func DetectorPyramid(name, size, pyramid string, inW, inH, channels, classes int) (Arch, error) {
 	alpha, err := familyCheck(name, size, name+" detector", channels, classes)
 	if err != nil {
 		return Arch{}, err
+	}
+	strides, ok := PyramidStrides(pyramid)
+	if !ok {
+		return Arch{}, fmt.Errorf("%s detector pyramid %q unknown: want one of %v", name, pyramid, Pyramids())
 	}
 	for _, v := range []int{inW, inH} {
 		if v < 64 || v > 640 || v%32 != 0 {
@@ -46,20 +85,23 @@ func DetectorFamily(name, size string, inW, inH, channels, classes int) (Arch, e
 		}
 	}
 	a := Arch{Name: fmt.Sprintf("%s-%s-det", name, size), Task: Detect, InC: channels, InH: inH, InW: inW, Classes: classes}
+	if pyramid != "" && pyramid != PyramidP3 {
+		a.Name += "-" + pyramid
+	}
 	b := &builder{a: &a}
 	b.trunk(alpha)
-	buildPyramid(b, neckWidth(size), classes)
+	buildPyramid(b, strides, neckWidth(size), classes)
 	if _, _, err := a.Graph(); err != nil {
 		return Arch{}, err
 	}
 	return a, nil
 }
 
-// buildPyramid appends the feature pyramid and the heads to a trunk built by b, with
-// neck channels h, and sets the arch's head and levels.
-func buildPyramid(b *builder, h, classes int) {
+// buildPyramid appends the feature pyramid and the heads at strides (finest first) to
+// a trunk built by b, with neck channels h, and sets the arch's head and levels. The
+// layers of strides 8, 16, 32 come in the order the first detectors were saved in.
+func buildPyramid(b *builder, strides []int, h, classes int) {
 	a := b.a
-	c3, c4, c5 := b.taps[8], b.taps[16], b.taps[32]
 	// dwsep is a 3×3 depthwise conv of in channels reading from, then a 1×1 conv to
 	// out; each with batch norm and SiLU.
 	dwsep := func(from, in, out, stride int) int {
@@ -70,21 +112,24 @@ func buildPyramid(b *builder, h, classes int) {
 		cat := b.add(Layer{Kind: Concat, From: []int{x, y}})
 		return dwsep(cat, xc+yc, h, 1)
 	}
-	ch3, ch4 := b.tapCh[8], b.tapCh[16]
-	// Top-down.
+	last := len(strides) - 1
+	// Top-down: td[i] is level i's map, the coarser one upsampled and merged with the
+	// trunk's.
 	a.HeadFrom = len(a.Layers)
-	l5 := b.convBNFrom(c5, h, 1, 1, 1, SiLU)
-	up5 := b.add(Layer{Kind: Upsample, From: []int{l5}})
-	t4 := merge(up5, h, c4, ch4)
-	up4 := b.add(Layer{Kind: Upsample, From: []int{t4}})
-	t3 := merge(up4, h, c3, ch3)
-	// Bottom-up.
-	d3 := b.convBNFrom(t3, h, 3, 2, h, SiLU)
-	n4 := merge(d3, h, t4, h)
-	d4 := b.convBNFrom(n4, h, 3, 2, h, SiLU)
-	n5 := merge(d4, h, l5, h)
+	td := make([]int, len(strides))
+	td[last] = b.convBNFrom(b.taps[strides[last]], h, 1, 1, 1, SiLU)
+	for i := last - 1; i >= 0; i-- {
+		up := b.add(Layer{Kind: Upsample, From: []int{td[i+1]}})
+		td[i] = merge(up, h, b.taps[strides[i]], b.tapCh[strides[i]])
+	}
+	// Bottom-up: feats[i] is the finer output downsampled and merged with td[i].
+	feats := []int{td[0]}
+	for i := 1; i <= last; i++ {
+		d := b.convBNFrom(feats[i-1], h, 3, 2, h, SiLU)
+		feats = append(feats, merge(d, h, td[i], h))
+	}
 	var flats []int
-	for i, feat := range []int{t3, n4, n5} {
+	for i, feat := range feats {
 		cls := dwsep(feat, h, h, 1)
 		clsOut := b.add(Layer{Kind: Conv, Out: classes, K: 1, From: []int{cls}})
 		reg := dwsep(feat, h, h, 1)
@@ -92,7 +137,7 @@ func buildPyramid(b *builder, h, classes int) {
 		obj := b.add(Layer{Kind: Conv, Out: 1, K: 1, From: []int{reg}})
 		cat := b.add(Layer{Kind: Concat, From: []int{obj, box, clsOut}})
 		flats = append(flats, b.add(Layer{Kind: Flatten, From: []int{cat}}))
-		a.Levels = append(a.Levels, Level{Stride: DetectorStrides()[i], Obj: obj, Box: box, Cls: clsOut})
+		a.Levels = append(a.Levels, Level{Stride: strides[i], Obj: obj, Box: box, Cls: clsOut})
 	}
 	b.add(Layer{Kind: Concat, From: flats})
 }

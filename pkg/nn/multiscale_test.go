@@ -442,3 +442,79 @@ func TestFamilyFor(t *testing.T) {
 		t.Fatal("unknown task accepted")
 	}
 }
+
+// TestDetectorPyramidP2: the P2 pyramid adds a stride-4 level before the P3 levels,
+// its maps tile the output, its trunk is the family's, it keeps its pyramid in its name
+// and JSON, and it gives an 8-px box four points where P3 gives one; P3 through
+// DetectorPyramid is DetectorFamily's network, and an unknown pyramid is refused.
+func TestDetectorPyramidP2(t *testing.T) {
+	p3, err := DetectorFamily(MobileNetV2, "n", 320, 256, 3, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pyr := range []string{"", PyramidP3} {
+		if a, err := DetectorPyramid(MobileNetV2, "n", pyr, 320, 256, 3, 4); err != nil || !reflect.DeepEqual(a, p3) {
+			t.Fatalf("pyramid %q is not DetectorFamily's network (%v)", pyr, err)
+		}
+	}
+	a, err := DetectorPyramid(MobileNetV2, "n", PyramidP2, 320, 256, 3, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Name != "mobilenetv2-n-det-p2" {
+		t.Fatalf("name %q", a.Name)
+	}
+	total := 0
+	for i, m := range a.LevelMaps() {
+		if want := []int{4, 8, 16, 32}[i]; m.Stride != want || m.W != 320/want || m.H != 256/want || m.Offset != total {
+			t.Fatalf("level %d: %+v", i, m)
+		}
+		total += DetectOut(4) * m.H * m.W
+	}
+	if len(a.Levels) != 4 || a.OutputSize() != total {
+		t.Fatalf("%d levels, output %d, levels hold %d", len(a.Levels), a.OutputSize(), total)
+	}
+	if a.HeadFrom != p3.HeadFrom || !reflect.DeepEqual(a.Layers[:a.HeadFrom], p3.Layers[:p3.HeadFrom]) {
+		t.Fatal("the P2 trunk differs from the P3 one")
+	}
+	_, p2MACs, _ := a.Cost()
+	_, p3MACs, _ := p3.Cost()
+	if p2MACs <= p3MACs || p2MACs > 2*p3MACs {
+		t.Errorf("P2 %d MACs against P3 %d", p2MACs, p3MACs)
+	}
+	t.Logf("P2 %.0fM MACs, P3 %.0fM", float64(p2MACs)/1e6, float64(p3MACs)/1e6)
+	data, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Arch
+	if err := json.Unmarshal(data, &back); err != nil || !reflect.DeepEqual(back.Levels, a.Levels) {
+		t.Fatalf("JSON round trip: %v", err)
+	}
+	if _, _, err := back.Graph(); err != nil {
+		t.Fatal(err)
+	}
+	// Points per 8-px box, by level.
+	points := func(a Arch) []int {
+		box := Box{X0: 100.0 / 320, Y0: 100.0 / 256, X1: 108.0 / 320, Y1: 108.0 / 256, Class: 1}
+		tg := EncodeTargets(a, [][]Box{{box}})
+		var n []int
+		for _, m := range a.LevelMaps() {
+			k := 0
+			for p := 0; p < m.H*m.W; p++ {
+				k += int(tg.T[m.Offset+p])
+			}
+			n = append(n, k)
+		}
+		return n
+	}
+	if n := points(p3); !reflect.DeepEqual(n, []int{1, 0, 0}) {
+		t.Errorf("P3 assigned the 8-px box %v", n)
+	}
+	if n := points(a); !reflect.DeepEqual(n, []int{4, 0, 0, 0}) {
+		t.Errorf("P2 assigned the 8-px box %v, want 4 points at stride 4", n)
+	}
+	if _, err := DetectorPyramid(MobileNetV2, "n", "p1", 320, 256, 3, 4); err == nil || !strings.Contains(err.Error(), `pyramid "p1" unknown`) {
+		t.Errorf("pyramid p1: %v", err)
+	}
+}

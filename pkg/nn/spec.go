@@ -98,6 +98,9 @@ type Spec struct {
 	// for a store backbone when the project is created, and the retrain service refuses
 	// a file whose bytes differ. Empty for a path: not checked.
 	BackboneSHA256 string `json:"backbone_sha256,omitempty"`
+	// Pyramid is a detector's pyramid: PyramidP3 (empty: the default) or PyramidP2,
+	// which adds a stride-4 level for small objects.
+	Pyramid string `json:"pyramid,omitempty"`
 }
 
 // StoreBackbone is the prefix of a Spec.Backbone that names an object of edgeloop's
@@ -190,6 +193,9 @@ func (s Spec) Validate() error {
 	if h := s.BackboneSHA256; h != "" && (len(h) != 64 || strings.Trim(h, "0123456789abcdef") != "") {
 		return fmt.Errorf("model backbone_sha256 %q: want 64 lower-case hex digits", h)
 	}
+	if _, ok := PyramidStrides(s.Pyramid); !ok {
+		return fmt.Errorf("model pyramid %q unknown: want one of %v", s.Pyramid, Pyramids())
+	}
 	if s.BackboneSHA256 != "" && s.Backbone == "" {
 		return fmt.Errorf("model backbone_sha256 %q names no backbone", s.BackboneSHA256)
 	}
@@ -219,7 +225,16 @@ func (s Spec) Build(task Task, classes int) (Arch, error) {
 	if err := s.Validate(); err != nil {
 		return Arch{}, err
 	}
-	a, err := FamilyFor(task, s.Family, s.Size, s.Input[0], s.Input[1], s.Channels, classes)
+	var a Arch
+	var err error
+	switch {
+	case task == Detect:
+		a, err = DetectorPyramid(s.Family, s.Size, s.Pyramid, s.Input[0], s.Input[1], s.Channels, classes)
+	case s.Pyramid != "" && s.Pyramid != PyramidP3:
+		err = fmt.Errorf("model pyramid %q: only a detector has one", s.Pyramid)
+	default:
+		a, err = FamilyFor(task, s.Family, s.Size, s.Input[0], s.Input[1], s.Channels, classes)
+	}
 	if err != nil {
 		return Arch{}, err
 	}

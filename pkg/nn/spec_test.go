@@ -33,3 +33,21 @@ func TestSpecBackbone(t *testing.T) {
 		}
 	}
 }
+
+// TestSpecPyramid: a detection setting's pyramid picks the network's levels, an
+// unknown one is refused naming it, and a classifier takes none.
+func TestSpecPyramid(t *testing.T) {
+	s := Spec{Pyramid: PyramidP2}
+	s.Defaults(Detect)
+	a, err := s.Build(Detect, 3)
+	if err != nil || len(a.Levels) != 4 || a.Levels[0].Stride != 4 {
+		t.Fatalf("p2: %d levels, %v", len(a.Levels), err)
+	}
+	if _, err := s.Build(Classify, 3); err == nil || !strings.Contains(err.Error(), "only a detector") {
+		t.Errorf("classifier with p2: %v", err)
+	}
+	s.Pyramid = "p6"
+	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), `model pyramid "p6" unknown`) {
+		t.Errorf("p6: %v", err)
+	}
+}

@@ -13,6 +13,7 @@ import (
 // and no buffers; a batch norm that cannot fold (after a non-conv) stays.
 func TestFoldedNetworkInfersTheSame(t *testing.T) {
 	for _, a := range []nn.Arch{must(nn.Family(nn.MobileNetV2, "n", 32, 32, 3, 4)), must(nn.DetectorFamily(nn.MobileNetV2, "n", 64, 64, 3, 2)),
+		must(nn.DetectorPyramid(nn.MobileNetV2, "n", nn.PyramidP2, 64, 64, 3, 2)),
 		enginetest.AllLayers(), bnNet()} {
 		t.Run(a.Name, func(t *testing.T) {
 			p, _ := nn.InitParams(a, 5)

@@ -11,7 +11,7 @@ import (
 )
 
 // ImportDetector copies torchvision MobileNetV2 tensors ts onto the trunk of a, a
-// multi-scale detector built by nn.DetectorFamily, whose trunk is nn.Family's layer for
+// multi-scale detector built by nn.DetectorPyramid (any pyramid), whose trunk is nn.Family's layer for
 // layer: each trunk tensor takes the name TorchvisionNames gives it in the family
 // classifier of the same size and input. The pyramid and heads keep p's values; the
 // file's last 1×1 conv (features.18) and classifier are not used. Every trunk tensor
@@ -19,8 +19,9 @@ import (
 // no other file tensor may be left over; errors name the first that does not fit. It
 // returns a with the trunk's batch norms at PyTorch's ε and logs "transferred X/Y".
 func ImportDetector(a nn.Arch, p *nn.Params, ts map[string]Tensor, log *zap.Logger) (nn.Arch, error) {
-	size, ok := strings.CutPrefix(a.Name, nn.MobileNetV2+"-")
-	if size, ok = strings.CutSuffix(size, "-det"); !ok || len(a.Levels) == 0 {
+	rest, family := strings.CutPrefix(a.Name, nn.MobileNetV2+"-")
+	size, _, det := strings.Cut(rest, "-det") // NAME-SIZE-det or NAME-SIZE-det-PYRAMID
+	if !family || !det || len(a.Levels) == 0 {
 		return nn.Arch{}, fmt.Errorf("weights: arch %s is not a %s detector (nn.DetectorFamily)", a.Name, nn.MobileNetV2)
 	}
 	cls, err := nn.Family(nn.MobileNetV2, size, a.InW, a.InH, a.InC, 1)
@@ -77,14 +78,14 @@ func ImportDetector(a nn.Arch, p *nn.Params, ts map[string]Tensor, log *zap.Logg
 	return a, nil
 }
 
-// BackboneDetector builds the nn.DetectorFamily detector whose trunk width the
-// torchvision weights file at path has (FamilySize), for inW×inH images of channels
-// channels and classes classes: the trunk is the file's, the pyramid and heads are
-// initialised from seed.
-func BackboneDetector(path string, inW, inH, channels, classes int, seed uint64, log *zap.Logger) (nn.Arch, *nn.Params, error) {
+// BackboneDetector builds the nn.DetectorPyramid detector with pyramid ("": P3) whose
+// trunk width the torchvision weights file at path has (FamilySize), for inW×inH images
+// of channels channels and classes classes: the trunk is the file's, the pyramid and
+// heads are initialised from seed.
+func BackboneDetector(path, pyramid string, inW, inH, channels, classes int, seed uint64, log *zap.Logger) (nn.Arch, *nn.Params, error) {
 	return fromFile(path, seed,
 		func(size string) (nn.Arch, error) {
-			return nn.DetectorFamily(nn.MobileNetV2, size, inW, inH, channels, classes)
+			return nn.DetectorPyramid(nn.MobileNetV2, size, pyramid, inW, inH, channels, classes)
 		},
 		func(a nn.Arch, p *nn.Params, ts map[string]Tensor) (nn.Arch, error) {
 			return ImportDetector(a, p, ts, log)

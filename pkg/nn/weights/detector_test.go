@@ -17,7 +17,7 @@ import (
 // another width is refused naming the first tensor that does not fit.
 func TestImportDetector(t *testing.T) {
 	path := filepath.Join("testdata", "mobilenetv2-035.safetensors")
-	a, p, err := BackboneDetector(path, 128, 96, 3, 5, 1, zap.NewNop())
+	a, p, err := BackboneDetector(path, "", 128, 96, 3, 5, 1, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,8 +50,12 @@ func TestImportDetector(t *testing.T) {
 	if cls.Layers[1].Eps != a.Layers[1].Eps {
 		t.Fatal("stem batch norm ε differs from the classifier's import")
 	}
+	// The P2 pyramid takes the same trunk.
+	if p2, _, err := BackboneDetector(path, nn.PyramidP2, 128, 96, 3, 5, 1, zap.NewNop()); err != nil || p2.Name != a.Name+"-p2" {
+		t.Fatalf("p2: %s, %v", p2.Name, err)
+	}
 	// Grey input: the stem sums the colours.
-	if _, _, err := BackboneDetector(path, 64, 64, 1, 2, 1, zap.NewNop()); err != nil {
+	if _, _, err := BackboneDetector(path, "", 64, 64, 1, 2, 1, zap.NewNop()); err != nil {
 		t.Fatalf("grey: %v", err)
 	}
 	ts, _ := ReadFile(path)
