@@ -448,25 +448,36 @@ func newBench(o options, choice backend.Choice, most int, log *zap.Logger) (*ben
 	return b, nil
 }
 
+// network is a cell's untrained detector of size at -pyramid, from scratch (bb empty)
+// or with the trunk of the backbone file bb, which must be of that size.
+func (b *bench) network(size, bb string) (nn.Arch, *nn.Params, error) {
+	o := b.o
+	if bb == "" {
+		a, err := b.arch(size)
+		if err != nil {
+			return nn.Arch{}, nil, err
+		}
+		p, err := nn.InitParams(a, o.seed)
+		return a, p, err
+	}
+	a, p, err := weights.BackboneDetector(bb, o.pyramid, o.w, o.h, 3, len(b.classes), o.seed, b.log)
+	if err == nil && a.Name != nn.MobileNetV2+"-"+size+"-det"+o.pyramidTag() {
+		err = fmt.Errorf("backbone %s makes a %s, not size %s", bb, a.Name, size)
+	}
+	return a, p, err
+}
+
 // runCell trains one detector of size on the first n training scenes for epochs epochs,
 // from scratch or from the backbone file bb, and measures it; it returns the trained
 // network too. The training checkpoints to ckpt after each epoch and resumes from it,
 // so a cell stopped midway goes on where it was.
 func (b *bench) runCell(ctx context.Context, table, size string, n, epochs int, bb, ckpt string) (cell, nn.Arch, *nn.Params, error) {
 	o := b.o
-	var a nn.Arch
-	var p *nn.Params
-	var err error
 	start := "scratch"
 	if bb != "" {
 		start = "pretrained"
-		a, p, err = weights.BackboneDetector(bb, o.pyramid, o.w, o.h, 3, len(b.classes), o.seed, b.log)
-		if err == nil && a.Name != nn.MobileNetV2+"-"+size+"-det" {
-			err = fmt.Errorf("backbone %s makes a %s, not size %s", bb, a.Name, size)
-		}
-	} else if a, err = b.arch(size); err == nil {
-		p, err = nn.InitParams(a, o.seed)
 	}
+	a, p, err := b.network(size, bb)
 	if err != nil {
 		return cell{}, nn.Arch{}, nil, err
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"go.uber.org/zap"
+
 	"github.com/edgeloop/edgeloop/pkg/nn"
 )
 
@@ -40,8 +42,9 @@ func TestTablesSkipModelsAndCheckpoints(t *testing.T) {
 }
 
 // TestPyramidKeepsCellsApart: a P2 run's cells, drift cells and base model have names
-// of their own, so a P3 run in the same -out never resumes from them nor tables them
-// as its own; P3's names are those cells had before the pyramid flag.
+// of their own, so a P3 run in the same -out never resumes from them (the tables list
+// both, told apart by the network's name); P3's names are those cells had before the
+// pyramid flag.
 func TestPyramidKeepsCellsApart(t *testing.T) {
 	paths := func(pyramid string) []string {
 		d := &driftBench{bench: &bench{o: options{pyramid: pyramid, w: 320, h: 256, seed: 1}}, do: driftOptions{size: "s", base: 2000}, dir: "d", cells: "c"}
@@ -52,5 +55,25 @@ func TestPyramidKeepsCellsApart(t *testing.T) {
 	}
 	if got, want := paths(nn.PyramidP2), []string{"c/s-p2-far-320x256-base2000-seed2-step1.json", "d/base-s-p2-320x256-2000-seed1.params"}; !slices.Equal(got, want) {
 		t.Fatalf("P2 names %v, want %v", got, want)
+	}
+}
+
+// TestNetworkFromBackbone: a pretrained cell's network is the backbone's size at the
+// run's pyramid, and a backbone of another size is refused naming both.
+func TestNetworkFromBackbone(t *testing.T) {
+	bb := filepath.Join("..", "..", "pkg", "nn", "weights", "testdata", "mobilenetv2-035.safetensors") // width 0.35: size n
+	for _, pyr := range nn.Pyramids() {
+		b := &bench{o: options{pyramid: pyr, w: 64, h: 64, seed: 1}, classes: []string{"a", "b"}, log: zap.NewNop()}
+		a, p, err := b.network("n", bb)
+		if err != nil {
+			t.Fatalf("%s: %v", pyr, err)
+		}
+		want, _ := nn.DetectorPyramid(nn.MobileNetV2, "n", pyr, 64, 64, 3, 2)
+		if a.Name != want.Name || len(a.Levels) != len(want.Levels) || len(p.Values) == 0 {
+			t.Fatalf("%s: %s with %d levels, want %s with %d", pyr, a.Name, len(a.Levels), want.Name, len(want.Levels))
+		}
+		if _, _, err := b.network("s", bb); err == nil || !strings.Contains(err.Error(), "not size s") {
+			t.Fatalf("%s: an n backbone for size s: %v", pyr, err)
+		}
 	}
 }

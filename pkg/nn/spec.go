@@ -98,8 +98,9 @@ type Spec struct {
 	// for a store backbone when the project is created, and the retrain service refuses
 	// a file whose bytes differ. Empty for a path: not checked.
 	BackboneSHA256 string `json:"backbone_sha256,omitempty"`
-	// Pyramid is a detector's pyramid: PyramidP3 (empty: the default) or PyramidP2,
-	// which adds a stride-4 level for small objects.
+	// Pyramid is a detector's pyramid: PyramidP3 (the default, kept as empty by
+	// Defaults, so that "p3" and no pyramid are the same setting) or PyramidP2, which
+	// adds a stride-4 level for small objects.
 	Pyramid string `json:"pyramid,omitempty"`
 }
 
@@ -150,6 +151,9 @@ func (s *Spec) Defaults(task Task) {
 	}
 	if s.Normalize == "" {
 		s.Normalize = NormNone
+	}
+	if s.Pyramid == PyramidP3 { // the default is kept as "", as specs had it before P2
+		s.Pyramid = ""
 	}
 }
 

@@ -46,6 +46,13 @@ func TestSpecPyramid(t *testing.T) {
 	if _, err := s.Build(Classify, 3); err == nil || !strings.Contains(err.Error(), "only a detector") {
 		t.Errorf("classifier with p2: %v", err)
 	}
+	// "p3" is the default: the same setting as none, so a project given it keeps its model.
+	a3, none := Spec{Pyramid: PyramidP3}, Spec{}
+	a3.Defaults(Detect)
+	none.Defaults(Detect)
+	if !a3.Equal(&none) || a3.Pyramid != "" {
+		t.Errorf("p3 %+v and no pyramid %+v differ", a3, none)
+	}
 	s.Pyramid = "p6"
 	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), `model pyramid "p6" unknown`) {
 		t.Errorf("p6: %v", err)

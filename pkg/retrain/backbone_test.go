@@ -2,6 +2,7 @@ package retrain
 
 import (
 	"context"
+	"flag"
 	"io"
 	"strings"
 	"testing"
@@ -25,11 +26,27 @@ func TestTrainBackboneFlag(t *testing.T) {
 		{TrainOptions{Dataset: "colour-objects", Backbone: file, Model: nn.Spec{Size: "s"}}, "features.2.conv.2.weight: shape [8 48 1 1] in the file"},
 		{TrainOptions{Dataset: "mnist", Backbone: file}, "model input width 28: want a multiple of 32"},
 		{TrainOptions{Dataset: "colour-objects", Backbone: "none.safetensors"}, "none.safetensors"},
+		{TrainOptions{Dataset: "colour-objects", Backbone: file, Model: nn.Spec{Pyramid: "p6"}}, `model pyramid "p6" unknown`},
 	} {
 		c.o.NoAug = true
 		_, err := RunTrain(context.Background(), &c.o, zap.NewNop(), io.Discard)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: error %v, want one saying %q", c.o, err, c.want)
 		}
+	}
+}
+
+// TestTrainPyramidFlag: -pyramid reaches the model setting `retrain train` builds from.
+func TestTrainPyramidFlag(t *testing.T) {
+	fs := flag.NewFlagSet("train", flag.ContinueOnError)
+	o := RegisterTrainFlags(fs)
+	if err := fs.Parse([]string{"-model", "mobilenetv2:s", "-pyramid", "p2"}); err != nil {
+		t.Fatal(err)
+	}
+	spec := o.Model
+	spec.Defaults(nn.Detect)
+	a, err := spec.Build(nn.Detect, 3)
+	if err != nil || a.Name != "mobilenetv2-s-det-p2" || len(a.Levels) != 4 {
+		t.Fatalf("-pyramid p2: %s, %v", a.Name, err)
 	}
 }

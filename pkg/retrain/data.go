@@ -16,7 +16,7 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/train"
 )
 
-// registerModelFlags adds -model, -input, -channels, -resize and -normalize: the
+// registerModelFlags adds -model, -input, -channels, -resize, -normalize and -pyramid: the
 // project's `model` setting (nn.Spec) in flag form. Left unset, the network is the
 // dataset's default.
 func registerModelFlags(fs *flag.FlagSet, m *nn.Spec) {
@@ -51,6 +51,7 @@ func registerModelFlags(fs *flag.FlagSet, m *nn.Spec) {
 	})
 	fs.StringVar(&m.Resize, "resize", "", "how images fit a -model or -backbone network's input: letterbox (default) or stretch")
 	fs.StringVar(&m.Normalize, "normalize", "", "input normalisation of a -model or -backbone network: none (default) or imagenet (for torchvision's ImageNet weights)")
+	fs.StringVar(&m.Pyramid, "pyramid", "", "pyramid of a -model or -backbone detector: p3 (default: strides 8, 16, 32) or p2 (and a stride-4 level, for small objects)")
 }
 
 // source is what a training or evaluation reads: a built-in dataset or the user's

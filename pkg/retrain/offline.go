@@ -148,7 +148,7 @@ func RunTrain(ctx context.Context, o *TrainOptions, log *zap.Logger, progress io
 		return nil, fmt.Errorf("-backbone %s and -parent %s: start from one of them", o.Backbone, o.Parent)
 	}
 	if o.Parent != "" && o.Model != (nn.Spec{}) {
-		return nil, fmt.Errorf("-parent %s brings its own network: leave out -model, -input, -channels, -resize and -normalize", o.Parent)
+		return nil, fmt.Errorf("-parent %s brings its own network: leave out -model, -input, -channels, -resize, -normalize and -pyramid", o.Parent)
 	}
 	ref := ModelRef{File: "model.elm"}
 	var parent *artifact.Model

@@ -11,18 +11,17 @@ import (
 )
 
 // ImportDetector copies torchvision MobileNetV2 tensors ts onto the trunk of a, a
-// multi-scale detector built by nn.DetectorPyramid (any pyramid), whose trunk is nn.Family's layer for
-// layer: each trunk tensor takes the name TorchvisionNames gives it in the family
-// classifier of the same size and input. The pyramid and heads keep p's values; the
+// multi-scale detector built by nn.DetectorPyramid (any pyramid), whose trunk is
+// nn.Family's layer for layer: each trunk tensor takes the name TorchvisionNames gives
+// it in the family classifier of the same size and input. The pyramid and heads keep p's values; the
 // file's last 1×1 conv (features.18) and classifier are not used. Every trunk tensor
 // must be in ts with its shape (a grey network sums an RGB stem over the colours), and
 // no other file tensor may be left over; errors name the first that does not fit. It
 // returns a with the trunk's batch norms at PyTorch's ε and logs "transferred X/Y".
 func ImportDetector(a nn.Arch, p *nn.Params, ts map[string]Tensor, log *zap.Logger) (nn.Arch, error) {
-	rest, family := strings.CutPrefix(a.Name, nn.MobileNetV2+"-")
-	size, _, det := strings.Cut(rest, "-det") // NAME-SIZE-det or NAME-SIZE-det-PYRAMID
-	if !family || !det || len(a.Levels) == 0 {
-		return nn.Arch{}, fmt.Errorf("weights: arch %s is not a %s detector (nn.DetectorFamily)", a.Name, nn.MobileNetV2)
+	size, ok := detectorSize(a)
+	if !ok {
+		return nn.Arch{}, fmt.Errorf("weights: arch %s is not a %s detector (nn.DetectorPyramid)", a.Name, nn.MobileNetV2)
 	}
 	cls, err := nn.Family(nn.MobileNetV2, size, a.InW, a.InH, a.InC, 1)
 	if err != nil {
@@ -76,6 +75,24 @@ func ImportDetector(a nn.Arch, p *nn.Params, ts map[string]Tensor, log *zap.Logg
 		}
 	}
 	return a, nil
+}
+
+// detectorSize is the family size of a, a detector named by nn.DetectorPyramid
+// (NAME-SIZE-det, or NAME-SIZE-det-PYRAMID for another pyramid than P3), and whether a
+// is one.
+func detectorSize(a nn.Arch) (string, bool) {
+	rest, ok := strings.CutPrefix(a.Name, nn.MobileNetV2+"-")
+	size, pyramid, ok2 := strings.Cut(rest, "-det")
+	if !ok || !ok2 || len(a.Levels) == 0 {
+		return "", false
+	}
+	if pyramid != "" {
+		p, ok := strings.CutPrefix(pyramid, "-")
+		if _, known := nn.PyramidStrides(p); !ok || !known || p == "" || p == nn.PyramidP3 {
+			return "", false
+		}
+	}
+	return size, true
 }
 
 // BackboneDetector builds the nn.DetectorPyramid detector with pyramid ("": P3) whose

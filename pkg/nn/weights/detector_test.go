@@ -68,3 +68,21 @@ func TestImportDetector(t *testing.T) {
 		t.Fatalf("a classifier: %v", err)
 	}
 }
+
+// TestDetectorSize: the size is read off the names nn.DetectorPyramid gives, and other
+// names are not taken for a detector's.
+func TestDetectorSize(t *testing.T) {
+	lv := []nn.Level{{Stride: 8}}
+	for name, want := range map[string]string{
+		"mobilenetv2-n-det": "n", "mobilenetv2-s-det-p2": "s",
+		"mobilenetv2-n-detector": "", "mobilenetv2-n-det-p3": "", "mobilenetv2-n-det-": "", "mobilenetv2-n-det-p7": "", "resnet-n-det": "", "mobilenetv2-n": "",
+	} {
+		size, ok := detectorSize(nn.Arch{Name: name, Levels: lv})
+		if size != want || ok != (want != "") {
+			t.Errorf("%s: %q %v, want %q", name, size, ok, want)
+		}
+	}
+	if _, ok := detectorSize(nn.Arch{Name: "mobilenetv2-n-det"}); ok {
+		t.Error("a network without levels was taken for a detector")
+	}
+}
