@@ -132,6 +132,9 @@ device() {
     # here: 38 s), 80 epochs of batch 32 at lr 1e-2 with colour augmentation (30 epochs
     # on 2 CPU cores gave 0.806 mAP@0.5 at 1e-2, still rising: docs/benchmarks.md);
     # about 6.5 minutes on the H200. The cell is written under $OUT/detect when done.
+    # DETECT_PYRAMID=p2 trains the stride-4 pyramid instead (1.5x the multiply-adds;
+    # docs/benchmarks.md, "The P2 pyramid at 320 px"), whose time on the H200 is not
+    # measured yet.
     export EDGELOOP_PHOTOS_DIR="$work/photos"
     [[ -e $work/pretrain/mobilenetv2-s.safetensors ]] ||
       step 80 "Pretraining the s backbone (make pretrain's recipe)" \
@@ -139,7 +142,7 @@ device() {
     step 450 "Detection: the multi-scale detector s at 320×256 from 2,000 colour scenes, pretrained, 80 epochs" \
       "$work/bench-detect" -backend cuda -out "$out/detect" -backbones "$work/pretrain/mobilenetv2-{size}.safetensors" \
         -sizes s -size-starts pretrained -input 320x256 -train 2000 -test 300 -epochs 80 -batch 32 -lr 0.01 \
-        -augment colour -latency 20
+        -augment colour -latency 20 -pyramid "${DETECT_PYRAMID:-p3}"
   fi
   want cpu && step 120 "Training speed: the family and the detector on the CPU (OpenBLAS, all cores), for the speed-up" \
     "$work/bench-train-cuda" -engines cpu -models "" -family n@96,s@160,m@224 -family-batches 32 -det n,s,m -det-px 320 -det-batches 8 -seconds 1
