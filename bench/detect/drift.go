@@ -204,12 +204,12 @@ func (d *driftBench) cellPath(preset string, seed uint64, step int) string {
 	if step == 0 {
 		dir = d.dir
 	}
-	return filepath.Join(dir, fmt.Sprintf("%s%s-%s-%dx%d-base%d-seed%d-step%d.json", d.do.size, d.o.pyramidTag(), preset, d.o.w, d.o.h, d.do.base, seed, step))
+	return filepath.Join(dir, fmt.Sprintf("%s%s-%s-%dx%d-base%d-seed%d-step%d.json", d.do.size, nn.PyramidSuffix(d.o.pyramid), preset, d.o.w, d.o.h, d.do.base, seed, step))
 }
 
 func (d *driftBench) paramsPath(preset string, seed uint64, step int) string {
 	if step == 0 {
-		return filepath.Join(d.dir, fmt.Sprintf("base-%s%s-%dx%d-%d-seed%d.params", d.do.size, d.o.pyramidTag(), d.o.w, d.o.h, d.do.base, d.o.seed))
+		return filepath.Join(d.dir, fmt.Sprintf("base-%s%s-%dx%d-%d-seed%d.params", d.do.size, nn.PyramidSuffix(d.o.pyramid), d.o.w, d.o.h, d.do.base, d.o.seed))
 	}
 	return strings.TrimSuffix(d.cellPath(preset, seed, step), ".json") + ".params"
 }

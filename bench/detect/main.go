@@ -109,15 +109,6 @@ type cell struct {
 	Data       string    `json:"data"`
 }
 
-// pyramidTag is what a cell's file name carries of -pyramid: nothing for P3 (the
-// names cells had before P2), else "-" and the pyramid.
-func (o options) pyramidTag() string {
-	if o.pyramid == nn.PyramidP3 {
-		return ""
-	}
-	return "-" + o.pyramid
-}
-
 // rate is the multi-scale detector a's learning rate for a cell starting from start:
 // -lr, or by default ScratchLR, a third of it from a pretrained trunk (the recipe the
 // earlier cells were measured at; docs/benchmarks.md compares the full rate).
@@ -312,7 +303,7 @@ func run(ctx context.Context, o options, curveSize string, choice backend.Choice
 	}
 	var b *bench
 	for _, j := range jobs {
-		path := filepath.Join(cellDir, fmt.Sprintf("%s-%s-%s%s-%dx%d-%d-%s-%s-seed%d.json", j.table, o.data, j.size, o.pyramidTag(), o.w, o.h, j.n, j.startFrom, o.augment, o.seed))
+		path := filepath.Join(cellDir, fmt.Sprintf("%s-%s-%s%s-%dx%d-%d-%s-%s-seed%d.json", j.table, o.data, j.size, nn.PyramidSuffix(o.pyramid), o.w, o.h, j.n, j.startFrom, o.augment, o.seed))
 		if _, err := os.Stat(path); err == nil {
 			continue // done in an earlier run
 		}
@@ -461,7 +452,7 @@ func (b *bench) network(size, bb string) (nn.Arch, *nn.Params, error) {
 		return a, p, err
 	}
 	a, p, err := weights.BackboneDetector(bb, o.pyramid, o.w, o.h, 3, len(b.classes), o.seed, b.log)
-	if err == nil && a.Name != nn.MobileNetV2+"-"+size+"-det"+o.pyramidTag() {
+	if err == nil && a.Name != nn.MobileNetV2+"-"+size+"-det"+nn.PyramidSuffix(o.pyramid) {
 		err = fmt.Errorf("backbone %s makes a %s, not size %s", bb, a.Name, size)
 	}
 	return a, p, err

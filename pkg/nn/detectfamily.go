@@ -15,6 +15,15 @@ const (
 	PyramidP2 = "p2"
 )
 
+// PyramidSuffix is what a detector's name carries of its pyramid: nothing for P3 (""
+// or PyramidP3: the names networks had before P2), else "-" and the pyramid.
+func PyramidSuffix(pyramid string) string {
+	if pyramid == "" || pyramid == PyramidP3 {
+		return ""
+	}
+	return "-" + pyramid
+}
+
 // Pyramids are the pyramids DetectorPyramid builds, the default first.
 func Pyramids() []string { return []string{PyramidP3, PyramidP2} }
 
@@ -84,10 +93,7 @@ func DetectorPyramid(name, size, pyramid string, inW, inH, channels, classes int
 			return Arch{}, fmt.Errorf("%s detector input %dx%d: sides must be multiples of 32 from 64 to 640", name, inW, inH)
 		}
 	}
-	a := Arch{Name: fmt.Sprintf("%s-%s-det", name, size), Task: Detect, InC: channels, InH: inH, InW: inW, Classes: classes}
-	if pyramid != "" && pyramid != PyramidP3 {
-		a.Name += "-" + pyramid
-	}
+	a := Arch{Name: fmt.Sprintf("%s-%s-det%s", name, size, PyramidSuffix(pyramid)), Task: Detect, InC: channels, InH: inH, InW: inW, Classes: classes}
 	b := &builder{a: &a}
 	b.trunk(alpha)
 	buildPyramid(b, strides, neckWidth(size), classes)
@@ -143,14 +149,17 @@ func buildPyramid(b *builder, strides []int, h, classes int) {
 }
 
 // FamilyFor is the family network for a task, from the project's model setting
-// {family, size, input, channels}: Family for classification, DetectorFamily (the P3
-// pyramid) for detection; Spec.Build also honours the setting's pyramid.
-func FamilyFor(task Task, name, size string, inW, inH, channels, classes int) (Arch, error) {
+// {family, size, pyramid, input, channels}: Family for classification (which has no
+// pyramid: only "" or PyramidP3), DetectorPyramid for detection.
+func FamilyFor(task Task, name, size, pyramid string, inW, inH, channels, classes int) (Arch, error) {
 	switch task {
 	case Classify:
+		if PyramidSuffix(pyramid) != "" {
+			return Arch{}, fmt.Errorf("model pyramid %q: only a detector has one", pyramid)
+		}
 		return Family(name, size, inW, inH, channels, classes)
 	case Detect:
-		return DetectorFamily(name, size, inW, inH, channels, classes)
+		return DetectorPyramid(name, size, pyramid, inW, inH, channels, classes)
 	}
 	return Arch{}, fmt.Errorf("model family for task %q: want %s or %s", task, Classify, Detect)
 }

@@ -432,15 +432,15 @@ func TestRemapClassesMultiScale(t *testing.T) {
 
 // TestFamilyFor: the model setting gives the classifier or the detector of a family.
 func TestFamilyFor(t *testing.T) {
-	c, err := FamilyFor(Classify, MobileNetV2, "s", 160, 160, 3, 5)
+	c, err := FamilyFor(Classify, MobileNetV2, "s", "", 160, 160, 3, 5)
 	if err != nil || c.Task != Classify || len(c.Levels) != 0 {
 		t.Fatalf("classify: %v %v", c.Name, err)
 	}
-	d, err := FamilyFor(Detect, MobileNetV2, "s", 320, 256, 3, 5)
+	d, err := FamilyFor(Detect, MobileNetV2, "s", "", 320, 256, 3, 5)
 	if err != nil || d.Task != Detect || len(d.Levels) != 3 || d.InW != 320 || d.InH != 256 {
 		t.Fatalf("detect: %v %v", d.Name, err)
 	}
-	if _, err := FamilyFor("segment", MobileNetV2, "s", 320, 256, 3, 5); err == nil {
+	if _, err := FamilyFor("segment", MobileNetV2, "s", "", 320, 256, 3, 5); err == nil {
 		t.Fatal("unknown task accepted")
 	}
 }

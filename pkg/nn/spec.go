@@ -229,16 +229,7 @@ func (s Spec) Build(task Task, classes int) (Arch, error) {
 	if err := s.Validate(); err != nil {
 		return Arch{}, err
 	}
-	var a Arch
-	var err error
-	switch {
-	case task == Detect:
-		a, err = DetectorPyramid(s.Family, s.Size, s.Pyramid, s.Input[0], s.Input[1], s.Channels, classes)
-	case s.Pyramid != "" && s.Pyramid != PyramidP3:
-		err = fmt.Errorf("model pyramid %q: only a detector has one", s.Pyramid)
-	default:
-		a, err = FamilyFor(task, s.Family, s.Size, s.Input[0], s.Input[1], s.Channels, classes)
-	}
+	a, err := FamilyFor(task, s.Family, s.Size, s.Pyramid, s.Input[0], s.Input[1], s.Channels, classes)
 	if err != nil {
 		return Arch{}, err
 	}

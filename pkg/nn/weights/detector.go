@@ -82,15 +82,11 @@ func ImportDetector(a nn.Arch, p *nn.Params, ts map[string]Tensor, log *zap.Logg
 // is one.
 func detectorSize(a nn.Arch) (string, bool) {
 	rest, ok := strings.CutPrefix(a.Name, nn.MobileNetV2+"-")
-	size, pyramid, ok2 := strings.Cut(rest, "-det")
-	if !ok || !ok2 || len(a.Levels) == 0 {
+	size, suffix, ok2 := strings.Cut(rest, "-det")
+	pyramid := strings.TrimPrefix(suffix, "-")
+	_, known := nn.PyramidStrides(pyramid)
+	if !ok || !ok2 || len(a.Levels) == 0 || !known || nn.PyramidSuffix(pyramid) != suffix {
 		return "", false
-	}
-	if pyramid != "" {
-		p, ok := strings.CutPrefix(pyramid, "-")
-		if _, known := nn.PyramidStrides(p); !ok || !known || p == "" || p == nn.PyramidP3 {
-			return "", false
-		}
 	}
 	return size, true
 }
