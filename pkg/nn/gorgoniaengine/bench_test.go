@@ -104,3 +104,18 @@ func BenchmarkFamilyInfer(b *testing.B) {
 	b.ReportMetric(lat[len(lat)/2], "p50-ms")
 	b.ReportMetric(lat[min(len(lat)-1, len(lat)*99/100)], "p99-ms")
 }
+
+// BenchmarkDetectorTrainStep measures one training step (batch 8) of the multi-scale
+// detector mobilenetv2-s-det on 320×256 RGB scenes, with each pyramid (P3: heads at
+// strides 8–32; P2: a stride-4 head added for small objects).
+func BenchmarkDetectorTrainStep(b *testing.B) {
+	for _, pyramid := range nn.Pyramids() {
+		b.Run("s-"+pyramid, func(b *testing.B) {
+			a, err := nn.DetectorPyramid(nn.MobileNetV2, "s", pyramid, 320, 256, 3, 8)
+			if err != nil {
+				b.Fatal(err)
+			}
+			benchStep(b, a, 8)
+		})
+	}
+}

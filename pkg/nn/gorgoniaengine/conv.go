@@ -480,6 +480,16 @@ func (op *convOp) span(k, size, out int) (lo, hi int) {
 	return lo, max(lo, hi)
 }
 
+// colSpans is span for each kernel column over the input's width: the same for every
+// row and image, so worked out once a call rather than in the innermost loops.
+func (op *convOp) colSpans() [][2]int {
+	cols := make([][2]int, op.k)
+	for kx := range cols {
+		cols[kx][0], cols[kx][1] = op.span(kx, op.w, op.ow)
+	}
+	return cols
+}
+
 // interior is the range [lo, hi) of output columns whose every tap reads inside a row
 // of width size: there the taps of a kernel row are summed together, and only the
 // columns outside take them one at a time (op.span).
@@ -499,6 +509,7 @@ func (op *convOp) interior(size, out int) (lo, hi int) {
 func (op *convOp) depthwiseForward(x, w, b, y []float32) {
 	k, s, hw, pad := op.k, op.stride, op.hw(), op.pad
 	ilo, ihi := op.interior(op.w, op.ow)
+	cols := op.colSpans()
 	parallel(op.n*op.c, func(nc int) {
 		c := nc % op.c
 		img, out := x[nc*op.h*op.w:(nc+1)*op.h*op.w], y[nc*hw:(nc+1)*hw]
@@ -516,7 +527,7 @@ func (op *convOp) depthwiseForward(x, w, b, y []float32) {
 				row := img[(oy*s+ky-pad)*op.w : (oy*s+ky-pad+1)*op.w]
 				o := out[oy*op.ow : (oy+1)*op.ow]
 				for kx, wv := range wr { // the border columns, tap by tap
-					xlo, xhi := op.span(kx, op.w, op.ow)
+					xlo, xhi := cols[kx][0], cols[kx][1]
 					for ox := xlo; ox < min(xhi, ilo); ox++ {
 						o[ox] += wv * row[ox*s+kx-pad]
 					}
@@ -563,6 +574,7 @@ func (op *convOp) depthwiseForward(x, w, b, y []float32) {
 func (op *convOp) depthwiseGradX(w, dy, dx []float32) {
 	k, s, hw, pad := op.k, op.stride, op.hw(), op.pad
 	ilo, ihi := op.interior(op.w, op.ow)
+	cols := op.colSpans()
 	parallel(op.n*op.c, func(nc int) {
 		c := nc % op.c
 		g, out := dy[nc*hw:(nc+1)*hw], dx[nc*op.h*op.w:(nc+1)*op.h*op.w]
@@ -574,7 +586,7 @@ func (op *convOp) depthwiseGradX(w, dy, dx []float32) {
 				row := out[(oy*s+ky-pad)*op.w : (oy*s+ky-pad+1)*op.w]
 				gr := g[oy*op.ow : (oy+1)*op.ow]
 				for kx, wv := range wr {
-					xlo, xhi := op.span(kx, op.w, op.ow)
+					xlo, xhi := cols[kx][0], cols[kx][1]
 					for ox := xlo; ox < min(xhi, ilo); ox++ {
 						row[ox*s+kx-pad] += wv * gr[ox]
 					}
@@ -608,6 +620,7 @@ func (op *convOp) depthwiseGradX(w, dy, dx []float32) {
 func (op *convOp) depthwiseGradW(x, dy, dw []float32) {
 	k, s, hw, pad := op.k, op.stride, op.hw(), op.pad
 	ilo, ihi := op.interior(op.w, op.ow)
+	cols := op.colSpans()
 	parallel(op.c, func(c int) {
 		acc := make([]float64, k)
 		part := make([]float32, k)
@@ -621,7 +634,7 @@ func (op *convOp) depthwiseGradW(x, dy, dw []float32) {
 				for oy := ylo; oy < yhi; oy++ {
 					row, gr := img[(oy*s+ky-pad)*op.w:(oy*s+ky-pad+1)*op.w], g[oy*op.ow:(oy+1)*op.ow]
 					for kx := range part {
-						xlo, xhi := op.span(kx, op.w, op.ow)
+						xlo, xhi := cols[kx][0], cols[kx][1]
 						var p float32
 						for ox := xlo; ox < min(xhi, ilo); ox++ {
 							p += gr[ox] * row[ox*s+kx-pad]

@@ -194,7 +194,7 @@ func (e *Engine) build(n int, p purpose) (gr *graph, err error) {
 		case nn.ReLU6:
 			h, err = relu6Op(name, h)
 		case nn.SiLU:
-			h, err = unary(name, h, silu, siluGrad)
+			h, err = siluOp(name, h)
 		case nn.MaxPool:
 			if l.K == 0 { // the original 2×2/2 layer
 				h, err = maxPool(name, h, 2, 2, 0)
