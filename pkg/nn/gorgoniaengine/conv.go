@@ -502,67 +502,109 @@ func (op *convOp) interior(size, out int) (lo, hi int) {
 	return lo, max(lo, hi)
 }
 
-// depthwiseForward is y = b + w ⋆ x per channel. Each output row takes a whole kernel
-// row at once (one read and write of the output per kernel row, not per tap), adding
-// the taps in the same order as the border columns and the CUDA engine do, so that
-// the two engines' sums round alike.
+// depthwiseForward is y = b + w ⋆ x per channel, one output row at a time: each output
+// takes all its taps in one pass (the bias, then the kernel rows in order, each row's
+// taps in order: the order of the CUDA engine's sum, so that the two engines round
+// alike), and is written once.
 func (op *convOp) depthwiseForward(x, w, b, y []float32) {
 	k, s, hw, pad := op.k, op.stride, op.hw(), op.pad
 	ilo, ihi := op.interior(op.w, op.ow)
-	cols := op.colSpans()
 	parallel(op.n*op.c, func(nc int) {
 		c := nc % op.c
 		img, out := x[nc*op.h*op.w:(nc+1)*op.h*op.w], y[nc*hw:(nc+1)*hw]
+		wc := w[c*k*k : (c+1)*k*k]
 		var bo float32
 		if b != nil {
 			bo = b[c]
 		}
-		for i := range out {
-			out[i] = bo
-		}
-		for ky := 0; ky < k; ky++ {
-			ylo, yhi := op.span(ky, op.h, op.oh)
-			wr := w[(c*k+ky)*k : (c*k+ky+1)*k]
-			for oy := ylo; oy < yhi; oy++ {
-				row := img[(oy*s+ky-pad)*op.w : (oy*s+ky-pad+1)*op.w]
-				o := out[oy*op.ow : (oy+1)*op.ow]
-				for kx, wv := range wr { // the border columns, tap by tap
-					xlo, xhi := cols[kx][0], cols[kx][1]
-					for ox := xlo; ox < min(xhi, ilo); ox++ {
-						o[ox] += wv * row[ox*s+kx-pad]
-					}
-					for ox := max(xlo, ihi); ox < xhi; ox++ {
-						o[ox] += wv * row[ox*s+kx-pad]
+		rows := make([][]float32, 0, k) // the input rows of one output row's kernel rows
+		for oy := 0; oy < op.oh; oy++ {
+			kylo := max(0, pad-oy*s)
+			kyhi := max(kylo, min(k, op.h+pad-oy*s))
+			rows = rows[:0]
+			for ky := kylo; ky < kyhi; ky++ {
+				iy := oy*s + ky - pad
+				rows = append(rows, img[iy*op.w:(iy+1)*op.w])
+			}
+			wr := wc[kylo*k : kyhi*k]
+			o := out[oy*op.ow : (oy+1)*op.ow]
+			border := func(ox int) { // tap by tap, reading only inside the row
+				v := bo
+				for r, row := range rows {
+					for kx, wv := range wr[r*k : (r+1)*k] {
+						if ix := ox*s + kx - pad; ix >= 0 && ix < op.w {
+							v += wv * row[ix]
+						}
 					}
 				}
-				switch {
-				case k == 3 && s == 1 && ihi > ilo:
-					w0, w1, w2 := wr[0], wr[1], wr[2]
-					oo := o[ilo:ihi]
-					r := row[ilo-pad : ilo-pad+len(oo)+2]
-					for i, v := range oo {
-						v += w0 * r[i] // tap by tap, in the order of the border columns
-						v += w1 * r[i+1]
-						v += w2 * r[i+2]
-						oo[i] = v
+				o[ox] = v
+			}
+			for ox := 0; ox < ilo; ox++ {
+				border(ox)
+			}
+			for ox := ihi; ox < op.ow; ox++ {
+				border(ox)
+			}
+			switch {
+			case k == 3 && s == 1 && len(rows) == 3 && ihi > ilo:
+				oo := o[ilo:ihi]
+				n := len(oo)
+				r0, r1, r2 := rows[0][ilo-pad:ilo-pad+n+2], rows[1][ilo-pad:ilo-pad+n+2], rows[2][ilo-pad:ilo-pad+n+2]
+				w00, w01, w02, w10, w11, w12, w20, w21, w22 := wr[0], wr[1], wr[2], wr[3], wr[4], wr[5], wr[6], wr[7], wr[8]
+				for i := range oo {
+					v := bo
+					v += w00 * r0[i]
+					v += w01 * r0[i+1]
+					v += w02 * r0[i+2]
+					v += w10 * r1[i]
+					v += w11 * r1[i+1]
+					v += w12 * r1[i+2]
+					v += w20 * r2[i]
+					v += w21 * r2[i+1]
+					v += w22 * r2[i+2]
+					oo[i] = v
+				}
+			case k == 3 && len(rows) == 3 && ihi > ilo:
+				oo := o[ilo:ihi]
+				lo, n := ilo*s-pad, (len(oo)-1)*s+3
+				r0, r1, r2 := rows[0][lo:lo+n], rows[1][lo:lo+n], rows[2][lo:lo+n]
+				w00, w01, w02, w10, w11, w12, w20, w21, w22 := wr[0], wr[1], wr[2], wr[3], wr[4], wr[5], wr[6], wr[7], wr[8]
+				for i := range oo {
+					j := i * s
+					a, b, c := r0[j:j+3], r1[j:j+3], r2[j:j+3]
+					v := bo
+					v += w00 * a[0]
+					v += w01 * a[1]
+					v += w02 * a[2]
+					v += w10 * b[0]
+					v += w11 * b[1]
+					v += w12 * b[2]
+					v += w20 * c[0]
+					v += w21 * c[1]
+					v += w22 * c[2]
+					oo[i] = v
+				}
+			case k == 3:
+				for ox := ilo; ox < ihi; ox++ {
+					v := bo
+					for r, row := range rows {
+						t := row[ox*s-pad : ox*s-pad+3]
+						v += wr[r*3] * t[0]
+						v += wr[r*3+1] * t[1]
+						v += wr[r*3+2] * t[2]
 					}
-				case k == 3:
-					w0, w1, w2 := wr[0], wr[1], wr[2]
-					for ox := ilo; ox < ihi; ox++ {
-						r, v := row[ox*s-pad:ox*s-pad+3], o[ox]
-						v += w0 * r[0]
-						v += w1 * r[1]
-						v += w2 * r[2]
-						o[ox] = v
-					}
-				default:
-					for ox := ilo; ox < ihi; ox++ {
-						r, v := row[ox*s-pad:ox*s-pad+k], o[ox]
-						for kx, wv := range wr {
-							v += wv * r[kx]
+					o[ox] = v
+				}
+			default:
+				for ox := ilo; ox < ihi; ox++ {
+					v := bo
+					for r, row := range rows {
+						t := row[ox*s-pad : ox*s-pad+k]
+						for kx, wv := range wr[r*k : (r+1)*k] {
+							v += wv * t[kx]
 						}
-						o[ox] = v
 					}
+					o[ox] = v
 				}
 			}
 		}
@@ -572,6 +614,10 @@ func (op *convOp) depthwiseForward(x, w, b, y []float32) {
 // depthwiseGradX is dx = wᵀ ⋆ dy per channel: each output gradient is spread over the
 // input pixels its kernel row read, a kernel row at a time.
 func (op *convOp) depthwiseGradX(w, dy, dx []float32) {
+	if op.stride == 1 {
+		op.depthwiseGradXGather(w, dy, dx)
+		return
+	}
 	k, s, hw, pad := op.k, op.stride, op.hw(), op.pad
 	ilo, ihi := op.interior(op.w, op.ow)
 	cols := op.colSpans()
@@ -615,25 +661,106 @@ func (op *convOp) depthwiseGradX(w, dy, dx []float32) {
 	})
 }
 
-// depthwiseGradW is dw = Σ over images of dy ⋆ x per channel, a kernel row's taps
-// summed in one pass over the output gradient.
+// depthwiseGradXGather is depthwiseGradX at stride 1, where each input pixel gathers
+// the output gradients that read it, the kernel's taps in order (as the CUDA engine's
+// gconv_dx does), and is written once.
+func (op *convOp) depthwiseGradXGather(w, dy, dx []float32) {
+	k, hw, pad := op.k, op.hw(), op.pad
+	// Input columns that every kernel column's tap reaches from inside the output row:
+	// ox = ix − kx + pad ∈ [0, ow) for kx ∈ [0, k).
+	ilo, ihi := min(op.w, max(0, k-1-pad)), min(op.w, op.ow-pad)
+	ihi = max(ilo, ihi)
+	parallel(op.n*op.c, func(nc int) {
+		c := nc % op.c
+		g, out := dy[nc*hw:(nc+1)*hw], dx[nc*op.h*op.w:(nc+1)*op.h*op.w]
+		wc := w[c*k*k : (c+1)*k*k]
+		rows := make([][]float32, k) // the output-gradient row of each kernel row; nil where outside
+		for iy := 0; iy < op.h; iy++ {
+			full := true
+			for ky := range rows {
+				rows[ky] = nil
+				if oy := iy - ky + pad; oy >= 0 && oy < op.oh {
+					rows[ky] = g[oy*op.ow : (oy+1)*op.ow]
+				} else {
+					full = false
+				}
+			}
+			o := out[iy*op.w : (iy+1)*op.w]
+			border := func(ix int) {
+				var v float32
+				for ky, row := range rows {
+					if row == nil {
+						continue
+					}
+					for kx, wv := range wc[ky*k : (ky+1)*k] {
+						if ox := ix - kx + pad; ox >= 0 && ox < op.ow {
+							v += wv * row[ox]
+						}
+					}
+				}
+				o[ix] = v
+			}
+			for ix := 0; ix < ilo; ix++ {
+				border(ix)
+			}
+			for ix := ihi; ix < op.w; ix++ {
+				border(ix)
+			}
+			if k != 3 || !full || ihi == ilo {
+				for ix := ilo; ix < ihi; ix++ {
+					border(ix)
+				}
+				continue
+			}
+			// ox = ix + pad − kx: the taps kx = 0, 1, 2 read columns lo+2, lo+1, lo of a row.
+			oo := o[ilo:ihi]
+			lo, n := ilo+pad-2, len(oo)+2
+			g0, g1, g2 := rows[0][lo:lo+n], rows[1][lo:lo+n], rows[2][lo:lo+n]
+			w00, w01, w02, w10, w11, w12, w20, w21, w22 := wc[0], wc[1], wc[2], wc[3], wc[4], wc[5], wc[6], wc[7], wc[8]
+			for i := range oo {
+				var v float32
+				v += w00 * g0[i+2]
+				v += w01 * g0[i+1]
+				v += w02 * g0[i]
+				v += w10 * g1[i+2]
+				v += w11 * g1[i+1]
+				v += w12 * g1[i]
+				v += w20 * g2[i+2]
+				v += w21 * g2[i+1]
+				v += w22 * g2[i]
+				oo[i] = v
+			}
+		}
+	})
+}
+
+// depthwiseGradW is dw = Σ over images of dy ⋆ x per channel. Each output-gradient row
+// is read once for all the kernel's taps; each tap sums its products over a row in
+// float32 (border columns first), over an image's rows in float32 and over the images
+// in float64.
 func (op *convOp) depthwiseGradW(x, dy, dw []float32) {
 	k, s, hw, pad := op.k, op.stride, op.hw(), op.pad
 	ilo, ihi := op.interior(op.w, op.ow)
 	cols := op.colSpans()
 	parallel(op.c, func(c int) {
-		acc := make([]float64, k)
-		part := make([]float32, k)
-		for ky := 0; ky < k; ky++ {
-			ylo, yhi := op.span(ky, op.h, op.oh)
-			clear(acc)
-			for n := 0; n < op.n; n++ {
-				nc := n*op.c + c
-				img, g := x[nc*op.h*op.w:(nc+1)*op.h*op.w], dy[nc*hw:(nc+1)*hw]
-				clear(part)
-				for oy := ylo; oy < yhi; oy++ {
-					row, gr := img[(oy*s+ky-pad)*op.w:(oy*s+ky-pad+1)*op.w], g[oy*op.ow:(oy+1)*op.ow]
-					for kx := range part {
+		acc := make([]float64, k*k)
+		part := make([]float32, k*k)
+		rows := make([][]float32, 0, k)
+		for n := 0; n < op.n; n++ {
+			nc := n*op.c + c
+			img, g := x[nc*op.h*op.w:(nc+1)*op.h*op.w], dy[nc*hw:(nc+1)*hw]
+			clear(part)
+			for oy := 0; oy < op.oh; oy++ {
+				gr := g[oy*op.ow : (oy+1)*op.ow]
+				kylo := max(0, pad-oy*s)
+				kyhi := max(kylo, min(k, op.h+pad-oy*s))
+				rows = rows[:0]
+				for ky := kylo; ky < kyhi; ky++ {
+					iy := oy*s + ky - pad
+					row := img[iy*op.w : (iy+1)*op.w]
+					rows = append(rows, row)
+					pk := part[ky*k : (ky+1)*k]
+					for kx := range pk {
 						xlo, xhi := cols[kx][0], cols[kx][1]
 						var p float32
 						for ox := xlo; ox < min(xhi, ilo); ox++ {
@@ -642,35 +769,70 @@ func (op *convOp) depthwiseGradW(x, dy, dw []float32) {
 						for ox := max(xlo, ihi); ox < xhi; ox++ {
 							p += gr[ox] * row[ox*s+kx-pad]
 						}
-						part[kx] += p
+						pk[kx] += p
 					}
+				}
+				if ihi == ilo {
+					continue
+				}
+				if k == 3 && len(rows) == 3 {
+					gg := gr[ilo:ihi]
+					lo, m := ilo*s-pad, (len(gg)-1)*s+3
+					r0, r1, r2 := rows[0][lo:lo+m], rows[1][lo:lo+m], rows[2][lo:lo+m]
+					var p00, p01, p02, p10, p11, p12, p20, p21, p22 float32
+					for i, v := range gg {
+						j := i * s
+						a, b, c := r0[j:j+3], r1[j:j+3], r2[j:j+3]
+						p00 += v * a[0]
+						p01 += v * a[1]
+						p02 += v * a[2]
+						p10 += v * b[0]
+						p11 += v * b[1]
+						p12 += v * b[2]
+						p20 += v * c[0]
+						p21 += v * c[1]
+						p22 += v * c[2]
+					}
+					part[0] += p00
+					part[1] += p01
+					part[2] += p02
+					part[3] += p10
+					part[4] += p11
+					part[5] += p12
+					part[6] += p20
+					part[7] += p21
+					part[8] += p22
+					continue
+				}
+				for r, row := range rows {
+					pk := part[(kylo+r)*k : (kylo+r+1)*k]
 					if k == 3 {
 						var p0, p1, p2 float32
 						for ox := ilo; ox < ihi; ox++ {
-							r, v := row[ox*s-pad:ox*s-pad+3], gr[ox]
-							p0 += v * r[0]
-							p1 += v * r[1]
-							p2 += v * r[2]
+							t, v := row[ox*s-pad:ox*s-pad+3], gr[ox]
+							p0 += v * t[0]
+							p1 += v * t[1]
+							p2 += v * t[2]
 						}
-						part[0] += p0
-						part[1] += p1
-						part[2] += p2
+						pk[0] += p0
+						pk[1] += p1
+						pk[2] += p2
 						continue
 					}
 					for ox := ilo; ox < ihi; ox++ {
-						r, v := row[ox*s-pad:ox*s-pad+k], gr[ox]
-						for kx := range part {
-							part[kx] += v * r[kx]
+						t, v := row[ox*s-pad:ox*s-pad+k], gr[ox]
+						for kx := range pk {
+							pk[kx] += v * t[kx]
 						}
 					}
 				}
-				for kx, p := range part {
-					acc[kx] += float64(p)
-				}
 			}
-			for kx, a := range acc {
-				dw[(c*k+ky)*k+kx] = float32(a)
+			for i, p := range part {
+				acc[i] += float64(p)
 			}
+		}
+		for i, a := range acc {
+			dw[c*k*k+i] = float32(a)
 		}
 	})
 }
