@@ -9,6 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p bench/out bin
+# The CPU engine's AVX2 row kernels, as the Makefile builds them.
+export GOEXPERIMENT="${GOEXPERIMENT-simd}"
 all=(bridge intake train agent pipeline loop annotate detect)
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=("${all[@]}")

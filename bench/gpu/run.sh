@@ -24,6 +24,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 pack=bench/out/gpu
+# The CPU engine's AVX2 row kernels, as the Makefile builds them.
+export GOEXPERIMENT="${GOEXPERIMENT-simd}"
 
 build() {
   deploy/local/cuda-headers.sh install

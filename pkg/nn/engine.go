@@ -57,7 +57,7 @@ type Engine interface {
 	// WriteAdam replaces the optimiser's state: a training resumed from a checkpoint
 	// goes on with the moments it had.
 	WriteAdam(s AdamState) error
-	// Name says what computes, e.g. "cpu (gorgonia, pure-Go BLAS)".
+	// Name says what computes, e.g. "cpu (gorgonia, pure-Go BLAS, scalar kernels)".
 	Name() string
 	// Close releases the engine's resources.
 	Close() error

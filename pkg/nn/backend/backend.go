@@ -20,7 +20,7 @@ type Factory func(nn.EngineConfig) (nn.Engine, error)
 // Choice is a selected backend.
 type Choice struct {
 	Factory Factory
-	// Name says what computes, e.g. "cuda (NVIDIA H200, 139 GiB)" or "cpu (gorgonia, OpenBLAS)".
+	// Name says what computes, e.g. "cuda (NVIDIA H200, 139 GiB)" or "cpu (gorgonia, OpenBLAS, AVX2 kernels)".
 	Name string
 }
 
@@ -31,7 +31,7 @@ var errNotBuilt = errors.New("this binary was built without CUDA support (rebuil
 // Select returns the backend for pref: "auto" (CUDA if possible, else CPU), "cpu" or
 // "cuda" (an error when unavailable).
 func Select(pref string, log *zap.Logger) (Choice, error) {
-	cpu := Choice{Factory: gorgoniaengine.Factory, Name: gorgoniaengine.Name}
+	cpu := Choice{Factory: gorgoniaengine.Factory, Name: gorgoniaengine.Name()}
 	switch pref {
 	case "cpu":
 		return cpu, nil

@@ -11,8 +11,8 @@ import (
 	G "gorgonia.org/gorgonia"
 )
 
-// Name says what computes on this build: the CPU through Gorgonia and its BLAS.
-const Name = "cpu (gorgonia, OpenBLAS)"
+// blasName is the BLAS this build links.
+const blasName = "OpenBLAS"
 
 func init() {
 	// Gorgonia's BLAS is process-wide; choosing it at start-up is the only way in.

@@ -2,5 +2,5 @@
 
 package gorgoniaengine
 
-// Name says what computes on this build: the CPU through Gorgonia and its BLAS.
-const Name = "cpu (gorgonia, pure-Go BLAS)"
+// blasName is the BLAS this build links.
+const blasName = "pure-Go BLAS"

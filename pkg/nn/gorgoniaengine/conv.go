@@ -547,23 +547,7 @@ func (op *convOp) depthwiseForward(x, w, b, y []float32) {
 			}
 			switch {
 			case k == 3 && s == 1 && len(rows) == 3 && ihi > ilo:
-				oo := o[ilo:ihi]
-				n := len(oo)
-				r0, r1, r2 := rows[0][ilo-pad:ilo-pad+n+2], rows[1][ilo-pad:ilo-pad+n+2], rows[2][ilo-pad:ilo-pad+n+2]
-				w00, w01, w02, w10, w11, w12, w20, w21, w22 := wr[0], wr[1], wr[2], wr[3], wr[4], wr[5], wr[6], wr[7], wr[8]
-				for i := range oo {
-					v := bo
-					v += w00 * r0[i]
-					v += w01 * r0[i+1]
-					v += w02 * r0[i+2]
-					v += w10 * r1[i]
-					v += w11 * r1[i+1]
-					v += w12 * r1[i+2]
-					v += w20 * r2[i]
-					v += w21 * r2[i+1]
-					v += w22 * r2[i+2]
-					oo[i] = v
-				}
+				dw3Forward(o[ilo:ihi], rows[0][ilo-pad:], rows[1][ilo-pad:], rows[2][ilo-pad:], wr, bo)
 			case k == 3 && len(rows) == 3 && ihi > ilo:
 				oo := o[ilo:ihi]
 				lo, n := ilo*s-pad, (len(oo)-1)*s+3
@@ -713,23 +697,8 @@ func (op *convOp) depthwiseGradXGather(w, dy, dx []float32) {
 				continue
 			}
 			// ox = ix + pad − kx: the taps kx = 0, 1, 2 read columns lo+2, lo+1, lo of a row.
-			oo := o[ilo:ihi]
-			lo, n := ilo+pad-2, len(oo)+2
-			g0, g1, g2 := rows[0][lo:lo+n], rows[1][lo:lo+n], rows[2][lo:lo+n]
-			w00, w01, w02, w10, w11, w12, w20, w21, w22 := wc[0], wc[1], wc[2], wc[3], wc[4], wc[5], wc[6], wc[7], wc[8]
-			for i := range oo {
-				var v float32
-				v += w00 * g0[i+2]
-				v += w01 * g0[i+1]
-				v += w02 * g0[i]
-				v += w10 * g1[i+2]
-				v += w11 * g1[i+1]
-				v += w12 * g1[i]
-				v += w20 * g2[i+2]
-				v += w21 * g2[i+1]
-				v += w22 * g2[i]
-				oo[i] = v
-			}
+			lo := ilo + pad - 2
+			dw3GradX(o[ilo:ihi], rows[0][lo:], rows[1][lo:], rows[2][lo:], wc)
 		}
 	})
 }

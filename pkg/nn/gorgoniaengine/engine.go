@@ -95,8 +95,12 @@ func New(cfg nn.EngineConfig) (*Engine, error) {
 // Factory builds Gorgonia engines; it satisfies the training code's engine factory.
 func Factory(cfg nn.EngineConfig) (nn.Engine, error) { return New(cfg) }
 
+// Name says what computes on this build: the CPU through Gorgonia, its BLAS, and the
+// row kernels, e.g. "cpu (gorgonia, OpenBLAS, AVX2 kernels)".
+func Name() string { return "cpu (gorgonia, " + blasName + ", " + rowKernels() + " kernels)" }
+
 // Name implements nn.Engine.
-func (e *Engine) Name() string { return Name }
+func (e *Engine) Name() string { return Name() }
 
 func (e *Engine) graph(n int, p purpose) (*graph, error) {
 	key := [2]int{n, int(p)}

@@ -136,30 +136,20 @@ func reluOp(name string, x *G.Node) (*G.Node, error) {
 	}, back, x)
 }
 
-// relu6Op is y = min(max(x, 0), 6) with gradient dy·[0 < x < 6], in tight loops spread
+// relu6Op is y = min(max(x, 0), 6) with gradient dy·[0 < x < 6], in row kernels spread
 // over the cores. The gradient reads y (0 < y < 6 exactly when 0 < x < 6, NaN in
 // neither), so that x, often a batch norm's output, is not kept for the backward pass.
 func relu6Op(name string, x *G.Node) (*G.Node, error) {
 	back := func(_ G.Nodes, y, dy *G.Node) (G.Nodes, error) {
 		dx, err := apply(name+".dx", y.Shape(), func(out []float32, in [][]float32) {
 			y, dy := in[0], in[1]
-			chunks(len(out), func(lo, hi int) {
-				o, g := out[lo:hi], dy[lo:hi]
-				for i, v := range y[lo:hi] {
-					o[i] = math.Float32frombits(math.Float32bits(g[i]) & relu6Pass(v))
-				}
-			})
+			chunks(len(out), func(lo, hi int) { relu6Backward(out[lo:hi], y[lo:hi], dy[lo:hi]) })
 		}, nil, y, dy)
 		return G.Nodes{dx}, err
 	}
 	return apply(name, x.Shape(), func(out []float32, in [][]float32) {
 		x := in[0]
-		chunks(len(out), func(lo, hi int) {
-			o := out[lo:hi]
-			for i, v := range x[lo:hi] {
-				o[i] = min(max(v, 0), 6)
-			}
-		})
+		chunks(len(out), func(lo, hi int) { relu6Forward(out[lo:hi], x[lo:hi]) })
 	}, back, x)
 }
 

@@ -1,0 +1,15 @@
+//go:build !(goexperiment.simd && amd64)
+
+package gorgoniaengine
+
+// Without GOEXPERIMENT=simd on amd64 the row kernels are the scalar ones.
+
+// rowKernels names what runs the row kernels, for the engine's name.
+func rowKernels() string { return "scalar" }
+
+func siluForward(out, x []float32)                     { siluForwardScalar(out, x) }
+func siluBackward(out, x, dy []float32)                { siluBackwardScalar(out, x, dy) }
+func relu6Forward(out, x []float32)                    { relu6ForwardScalar(out, x) }
+func relu6Backward(out, y, dy []float32)               { relu6BackwardScalar(out, y, dy) }
+func dw3Forward(o, r0, r1, r2, w []float32, b float32) { dw3ForwardScalar(o, r0, r1, r2, w, b) }
+func dw3GradX(o, g0, g1, g2, w []float32)              { dw3GradXScalar(o, g0, g1, g2, w) }
