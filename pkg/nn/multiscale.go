@@ -274,9 +274,14 @@ func PointLoss(z, w, t, m, b, dz []float32, o, hw, classes int) float64 {
 	}
 	bce := func(i int, ti float64) {
 		v, wi := float64(z[i]), float64(w[i])
-		sp := max(v, 0) + math.Log1p(math.Exp(-math.Abs(v)))
+		e := math.Exp(-math.Abs(v)) // one exponential for the softplus and σ(v), stable both ways
+		sp := max(v, 0) + math.Log1p(e)
 		loss += wi * (sp - ti*v)
-		dz[i] = float32(wi * (1/(1+math.Exp(-v)) - ti))
+		s := 1 / (1 + e)
+		if v < 0 {
+			s = e / (1 + e)
+		}
+		dz[i] = float32(wi * (s - ti))
 	}
 	bce(o, float64(t[o]))
 	for k := 0; k < classes; k++ {

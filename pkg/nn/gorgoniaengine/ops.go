@@ -351,16 +351,11 @@ func batchNorm(name string, x, gamma, beta *G.Node, mean, variance []float32, ep
 	real := func() int { return min(max(run.n, 1), n) }
 	// sums returns Σdy and Σdy·x̂ of channel ch over the real images, x̂ = (x − μ)·inv.
 	sums := func(x, dy []float32, ch int) (sdy, sdyx float64) {
-		m, iv := mu[ch], inv[ch]
+		var l lanes
 		for b, rn := 0, real(); b < rn; b++ {
-			xs, gs := x[(b*c+ch)*hw:(b*c+ch+1)*hw], dy[(b*c+ch)*hw:(b*c+ch+1)*hw]
-			for p, v := range xs {
-				g := float64(gs[p])
-				sdy += g
-				sdyx += g * float64((v-m)*iv)
-			}
+			bnSums(&l, x[(b*c+ch)*hw:(b*c+ch+1)*hw], dy[(b*c+ch)*hw:(b*c+ch+1)*hw], mu[ch], inv[ch])
 		}
-		return sdy, sdyx
+		return l.laneSum(0), l.laneSum(1)
 	}
 	back := func(in G.Nodes, _, dy *G.Node) (G.Nodes, error) {
 		// Σdy (row 0) and Σdy·x̂ (row 1) of each channel, in one pass for the three
@@ -389,10 +384,7 @@ func batchNorm(name string, x, gamma, beta *G.Node, mean, variance []float32, ep
 						clear(o)
 						continue
 					}
-					xs, gs := x[(b*c+ch)*hw:(b*c+ch+1)*hw], dy[(b*c+ch)*hw:(b*c+ch+1)*hw]
-					for p, v := range xs {
-						o[p] = k * float32(float64(gs[p])-a-float64((v-mc)*iv)*bcoef)
-					}
+					bnGradX(o, x[(b*c+ch)*hw:(b*c+ch+1)*hw], dy[(b*c+ch)*hw:(b*c+ch+1)*hw], k, mc, iv, a, bcoef)
 				}
 			})
 		}, nil, in[0], in[1], dy, st)
@@ -430,29 +422,23 @@ func batchNorm(name string, x, gamma, beta *G.Node, mean, variance []float32, ep
 			}
 			m, iv, gc, bc := mu[ch], inv[ch], g[ch], bt[ch]
 			for b := 0; b < n; b++ {
-				o := out[(b*c+ch)*hw : (b*c+ch+1)*hw]
-				for p, v := range x[(b*c+ch)*hw : (b*c+ch+1)*hw] {
-					o[p] = (v-m)*iv*gc + bc
-				}
+				bnNormalise(out[(b*c+ch)*hw:(b*c+ch+1)*hw], x[(b*c+ch)*hw:(b*c+ch+1)*hw], m, iv, gc, bc)
 			}
 		})
 	}, back, x, gamma, beta)
 }
 
 // channelStats are the mean and (biased) variance of channel ch over the first n
-// images of x (N, C, H·W), in one pass: float64 sums of the values shifted by the
-// channel's first one, so that E[d²] − E[d]² does not cancel when the mean is large
+// images of x (N, C, H·W), in one pass: float64 sums (in eight lanes: statsSums) of the
+// values shifted by the channel's first one, so that E[d²] − E[d]² does not cancel when the mean is large
 // against the spread (the CUDA kernel takes the variance in a second pass instead).
 func channelStats(x []float32, c, hw, n, ch int) (mean, variance float64) {
 	k := float64(x[ch*hw])
-	var s, ss float64
+	var l lanes
 	for b := 0; b < n; b++ {
-		for _, v := range x[(b*c+ch)*hw : (b*c+ch+1)*hw] {
-			d := float64(v) - k
-			s += d
-			ss += d * d
-		}
+		statsSums(&l, x[(b*c+ch)*hw:(b*c+ch+1)*hw], k)
 	}
+	s, ss := l.laneSum(0), l.laneSum(1)
 	m := float64(n * hw)
 	shift := s / m
 	return k + shift, max(ss/m-shift*shift, 0)

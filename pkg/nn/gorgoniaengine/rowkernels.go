@@ -80,3 +80,58 @@ func dw3GradXScalar(o, g0, g1, g2, w []float32) {
 		o[i] = v
 	}
 }
+
+// bnNormaliseScalar is a batch norm's output over one image's channel:
+// o[p] = (x[p] − m)·iv·g + b.
+func bnNormaliseScalar(o, x []float32, m, iv, g, b float32) {
+	o = o[:len(x)]
+	for p, v := range x {
+		o[p] = (v-m)*iv*g + b
+	}
+}
+
+// bnGradXScalar is a batch norm's input gradient over one image's channel:
+// o[p] = k·(dy[p] − a − x̂·bc) with x̂ = (x[p] − m)·iv, the bracket in float64.
+func bnGradXScalar(o, x, dy []float32, k, m, iv float32, a, bc float64) {
+	o, dy = o[:len(x)], dy[:len(x)]
+	for p, v := range x {
+		o[p] = k * float32(float64(dy[p])-a-float64((v-m)*iv)*bc)
+	}
+}
+
+// The float64 sums below keep eight partial sums, lane p mod 8 taking value p (the
+// vector kernels' lanes), which laneSum adds up in lane order: so the scalar and
+// vector kernels add the same numbers in the same order.
+
+// lanes are eight partial sums of two quantities: [0:8] the first, [8:16] the second.
+type lanes [16]float64
+
+// laneSum adds up the eight partial sums of quantity q (0 or 1) in lane order.
+func (l *lanes) laneSum(q int) float64 {
+	s := l[8*q]
+	for _, v := range l[8*q+1 : 8*q+8] {
+		s += v
+	}
+	return s
+}
+
+// bnSumsScalar adds Σdy (quantity 0) and Σdy·x̂ (quantity 1), x̂ = (x[p] − m)·iv, over
+// one image's channel into l.
+func bnSumsScalar(l *lanes, x, dy []float32, m, iv float32) {
+	dy = dy[:len(x)]
+	for p, v := range x {
+		g := float64(dy[p])
+		l[p%8] += g
+		l[8+p%8] += g * float64((v-m)*iv)
+	}
+}
+
+// statsSumsScalar adds Σd (quantity 0) and Σd² (quantity 1), d = x[p] − k in float64,
+// over one image's channel into l.
+func statsSumsScalar(l *lanes, x []float32, k float64) {
+	for p, v := range x {
+		d := float64(v) - k
+		l[p%8] += d
+		l[8+p%8] += d * d
+	}
+}

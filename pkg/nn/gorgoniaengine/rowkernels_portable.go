@@ -13,3 +13,9 @@ func relu6Forward(out, x []float32)                    { relu6ForwardScalar(out,
 func relu6Backward(out, y, dy []float32)               { relu6BackwardScalar(out, y, dy) }
 func dw3Forward(o, r0, r1, r2, w []float32, b float32) { dw3ForwardScalar(o, r0, r1, r2, w, b) }
 func dw3GradX(o, g0, g1, g2, w []float32)              { dw3GradXScalar(o, g0, g1, g2, w) }
+func bnNormalise(o, x []float32, m, iv, g, b float32)  { bnNormaliseScalar(o, x, m, iv, g, b) }
+func bnGradX(o, x, dy []float32, k, m, iv float32, a, bc float64) {
+	bnGradXScalar(o, x, dy, k, m, iv, a, bc)
+}
+func bnSums(l *lanes, x, dy []float32, m, iv float32) { bnSumsScalar(l, x, dy, m, iv) }
+func statsSums(l *lanes, x []float32, k float64)      { statsSumsScalar(l, x, k) }

@@ -179,3 +179,88 @@ func dw3GradX(o, g0, g1, g2, w []float32) {
 	}
 	dw3GradXScalar(o[i:], g0[i:], g1[i:], g2[i:], w)
 }
+
+type f64x4 = archsimd.Float64x4
+
+func splat4(v float64) f64x4 { return archsimd.BroadcastFloat64x4(v) }
+
+// lane4 is l[off:off+4] as an array, for the vector loads and stores of the sums.
+func lane4(l *lanes, off int) *[4]float64 { return (*[4]float64)(l[off : off+4]) }
+
+func bnNormalise(o, x []float32, m, iv, g, b float32) {
+	o = o[:len(x)]
+	i := 0
+	if useAVX2 {
+		vm, viv, vg, vb := splat8(m), splat8(iv), splat8(g), splat8(b)
+		for ; i+8 <= len(x); i += 8 {
+			store8(load8(x[i:]).Sub(vm).Mul(viv).Mul(vg).Add(vb), o[i:])
+		}
+		archsimd.ClearAVXUpperBits()
+	}
+	bnNormaliseScalar(o[i:], x[i:], m, iv, g, b)
+}
+
+func bnGradX(o, x, dy []float32, k, m, iv float32, a, bc float64) {
+	o, dy = o[:len(x)], dy[:len(x)]
+	i := 0
+	if useAVX2 {
+		vk, vm, viv := splat8(k), splat8(m), splat8(iv)
+		va, vbc := splat4(a), splat4(bc)
+		for ; i+8 <= len(x); i += 8 {
+			xh := load8(x[i:]).Sub(vm).Mul(viv)
+			g := load8(dy[i:])
+			lo := g.GetLo().ConvertToFloat64().Sub(va).Sub(xh.GetLo().ConvertToFloat64().Mul(vbc)).ConvertToFloat32()
+			hi := g.GetHi().ConvertToFloat64().Sub(va).Sub(xh.GetHi().ConvertToFloat64().Mul(vbc)).ConvertToFloat32()
+			store8(vk.Mul(xh.SetLo(lo).SetHi(hi)), o[i:]) // xh only lends its register
+		}
+		archsimd.ClearAVXUpperBits()
+	}
+	bnGradXScalar(o[i:], x[i:], dy[i:], k, m, iv, a, bc)
+}
+
+func bnSums(l *lanes, x, dy []float32, m, iv float32) {
+	dy = dy[:len(x)]
+	i := 0
+	if useAVX2 && len(x) >= 8 {
+		vm, viv := splat8(m), splat8(iv)
+		// Σdy and Σdy·x̂, lanes 0–3 and 4–7, going on from the sums so far as the scalar
+		// kernel's do.
+		s0, s1 := archsimd.LoadFloat64x4(lane4(l, 0)), archsimd.LoadFloat64x4(lane4(l, 4))
+		t0, t1 := archsimd.LoadFloat64x4(lane4(l, 8)), archsimd.LoadFloat64x4(lane4(l, 12))
+		for ; i+8 <= len(x); i += 8 {
+			xh := load8(x[i:]).Sub(vm).Mul(viv)
+			g := load8(dy[i:])
+			glo, ghi := g.GetLo().ConvertToFloat64(), g.GetHi().ConvertToFloat64()
+			s0, s1 = s0.Add(glo), s1.Add(ghi)
+			t0 = t0.Add(glo.Mul(xh.GetLo().ConvertToFloat64()))
+			t1 = t1.Add(ghi.Mul(xh.GetHi().ConvertToFloat64()))
+		}
+		s0.Store(lane4(l, 0))
+		s1.Store(lane4(l, 4))
+		t0.Store(lane4(l, 8))
+		t1.Store(lane4(l, 12))
+		archsimd.ClearAVXUpperBits()
+	}
+	bnSumsScalar(l, x[i:], dy[i:], m, iv) // i is a multiple of 8: the lanes line up
+}
+
+func statsSums(l *lanes, x []float32, k float64) {
+	i := 0
+	if useAVX2 && len(x) >= 8 {
+		vk := splat4(k)
+		s0, s1 := archsimd.LoadFloat64x4(lane4(l, 0)), archsimd.LoadFloat64x4(lane4(l, 4))
+		q0, q1 := archsimd.LoadFloat64x4(lane4(l, 8)), archsimd.LoadFloat64x4(lane4(l, 12))
+		for ; i+8 <= len(x); i += 8 {
+			v := load8(x[i:])
+			dlo, dhi := v.GetLo().ConvertToFloat64().Sub(vk), v.GetHi().ConvertToFloat64().Sub(vk)
+			s0, s1 = s0.Add(dlo), s1.Add(dhi)
+			q0, q1 = q0.Add(dlo.Mul(dlo)), q1.Add(dhi.Mul(dhi))
+		}
+		s0.Store(lane4(l, 0))
+		s1.Store(lane4(l, 4))
+		q0.Store(lane4(l, 8))
+		q1.Store(lane4(l, 12))
+		archsimd.ClearAVXUpperBits()
+	}
+	statsSumsScalar(l, x[i:], k)
+}

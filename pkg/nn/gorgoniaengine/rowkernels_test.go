@@ -56,6 +56,25 @@ func TestRowKernelsMatchScalar(t *testing.T) {
 			relu6BackwardScalar(want, x, dy)
 			same("relu6Backward", n, got, want)
 
+			bnNormalise(got, x, 0.5, 1.5, -2, 0.25)
+			bnNormaliseScalar(want, x, 0.5, 1.5, -2, 0.25)
+			same("bnNormalise", n, got, want)
+			bnGradX(got, x, dy, 0.75, 0.5, 1.5, 0.125, -0.3)
+			bnGradXScalar(want, x, dy, 0.75, 0.5, 1.5, 0.125, -0.3)
+			same("bnGradX", n, got, want)
+			// The sums go on from what earlier images left, as the engine's do.
+			var lg, lw lanes
+			for i := range lg {
+				lg[i] = float64(i) * 0.37
+			}
+			lw = lg
+			bnSums(&lg, x, dy, 0.5, 1.5)
+			bnSumsScalar(&lw, x, dy, 0.5, 1.5)
+			sameLanes(t, "bnSums", n, &lg, &lw)
+			statsSums(&lg, x, 0.3)
+			statsSumsScalar(&lw, x, 0.3)
+			sameLanes(t, "statsSums", n, &lg, &lw)
+
 			rows, w := [][]float32{fill(n + 2), fill(n + 2), fill(n + 2)}, fill(9)
 			for i := range rows {
 				for j := range rows[i] { // finite taps: ∞·0 would be NaN on both sides anyway
@@ -88,6 +107,7 @@ func BenchmarkRowKernels(b *testing.B) {
 	}
 	o, r0, r1, r2, w := make([]float32, 78), fill(80), fill(80), fill(80), fill(9)
 	x, dy, out := fill(4096), fill(4096), make([]float32, 4096)
+	var l lanes
 	for _, k := range []struct {
 		name           string
 		engine, scalar func()
@@ -98,6 +118,10 @@ func BenchmarkRowKernels(b *testing.B) {
 		{"siluBackward", func() { siluBackward(out, x, dy) }, func() { siluBackwardScalar(out, x, dy) }},
 		{"relu6Forward", func() { relu6Forward(out, x) }, func() { relu6ForwardScalar(out, x) }},
 		{"relu6Backward", func() { relu6Backward(out, x, dy) }, func() { relu6BackwardScalar(out, x, dy) }},
+		{"bnNormalise", func() { bnNormalise(out, x, 0.5, 1.5, 2, 0.1) }, func() { bnNormaliseScalar(out, x, 0.5, 1.5, 2, 0.1) }},
+		{"bnGradX", func() { bnGradX(out, x, dy, 0.7, 0.5, 1.5, 0.1, 0.2) }, func() { bnGradXScalar(out, x, dy, 0.7, 0.5, 1.5, 0.1, 0.2) }},
+		{"bnSums", func() { bnSums(&l, x, dy, 0.5, 1.5) }, func() { bnSumsScalar(&l, x, dy, 0.5, 1.5) }},
+		{"statsSums", func() { statsSums(&l, x, 0.3) }, func() { statsSumsScalar(&l, x, 0.3) }},
 	} {
 		b.Run(k.name+"/engine", func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
@@ -109,5 +133,16 @@ func BenchmarkRowKernels(b *testing.B) {
 				k.scalar()
 			}
 		})
+	}
+}
+
+// sameLanes fails unless got and want hold the same bits (NaN for NaN).
+func sameLanes(t *testing.T, name string, n int, got, want *lanes) {
+	t.Helper()
+	for i := range want {
+		g, w := got[i], want[i]
+		if math.Float64bits(g) != math.Float64bits(w) && !(g != g && w != w) {
+			t.Fatalf("%s, length %d: lane [%d] = %v, want %v", name, n, i, g, w)
+		}
 	}
 }
