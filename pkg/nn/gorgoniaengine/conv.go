@@ -539,11 +539,24 @@ func (op *convOp) depthwiseForward(x, w, b, y []float32) {
 				}
 				o[ox] = v
 			}
-			for ox := 0; ox < ilo; ox++ {
-				border(ox)
-			}
-			for ox := ihi; ox < op.ow; ox++ {
-				border(ox)
+			if k == 3 && s == 1 && pad == 1 && ilo == 1 && ihi == op.ow-1 {
+				// The common case's two border columns, as border takes their taps.
+				l, r := bo, bo
+				for ky, row := range rows {
+					t := wr[ky*3 : ky*3+3]
+					l += t[1] * row[0]
+					l += t[2] * row[1]
+					r += t[0] * row[op.w-2]
+					r += t[1] * row[op.w-1]
+				}
+				o[0], o[op.ow-1] = l, r
+			} else {
+				for ox := 0; ox < ilo; ox++ {
+					border(ox)
+				}
+				for ox := ihi; ox < op.ow; ox++ {
+					border(ox)
+				}
 			}
 			switch {
 			case k == 3 && s == 1 && len(rows) == 3 && ihi > ilo:
@@ -684,11 +697,27 @@ func (op *convOp) depthwiseGradXGather(w, dy, dx []float32) {
 				}
 				o[ix] = v
 			}
-			for ix := 0; ix < ilo; ix++ {
-				border(ix)
-			}
-			for ix := ihi; ix < op.w; ix++ {
-				border(ix)
+			if k == 3 && pad == 1 && ilo == 1 && ihi == op.w-1 {
+				// The common case's two border columns, as border takes their taps.
+				var l, r float32
+				for ky, row := range rows {
+					if row == nil {
+						continue
+					}
+					t := wc[ky*3 : ky*3+3]
+					l += t[0] * row[1]
+					l += t[1] * row[0]
+					r += t[1] * row[op.ow-1]
+					r += t[2] * row[op.ow-2]
+				}
+				o[0], o[op.w-1] = l, r
+			} else {
+				for ix := 0; ix < ilo; ix++ {
+					border(ix)
+				}
+				for ix := ihi; ix < op.w; ix++ {
+					border(ix)
+				}
 			}
 			if k != 3 || !full || ihi == ilo {
 				for ix := ilo; ix < ihi; ix++ {
@@ -742,6 +771,11 @@ func (op *convOp) depthwiseGradW(x, dy, dw []float32) {
 					}
 				}
 				if ihi == ilo {
+					continue
+				}
+				if k == 3 && s == 1 && len(rows) == 3 {
+					lo := ilo - pad
+					dw3GradW(part, gr[ilo:ihi], rows[0][lo:], rows[1][lo:], rows[2][lo:])
 					continue
 				}
 				if k == 3 && len(rows) == 3 {

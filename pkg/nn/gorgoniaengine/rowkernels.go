@@ -135,3 +135,49 @@ func statsSumsScalar(l *lanes, x []float32, k float64) {
 		l[8+p%8] += d * d
 	}
 }
+
+// dw3GradWScalar adds one output-gradient row's share of a 3×3 stride-1 depthwise
+// filter gradient, away from the borders, to part: part[3·ky + kx] += Σ g[i]·r_ky[i + kx].
+// Each tap's products go to eight float32 partial sums, value i in lane i mod 8, which
+// are added up in lane order before part: the order of the vector kernel. The rows
+// hold len(g) + 2 values.
+func dw3GradWScalar(part, g, r0, r1, r2 []float32) {
+	n := len(g)
+	r0, r1, r2, part = r0[:n+2], r1[:n+2], r2[:n+2], part[:9]
+	var p [9][8]float32
+	for i, v := range g[:min(n, 8)] { // the first products start the lanes, as in the vector kernel
+		p[0][i] = v * r0[i]
+		p[1][i] = v * r0[i+1]
+		p[2][i] = v * r0[i+2]
+		p[3][i] = v * r1[i]
+		p[4][i] = v * r1[i+1]
+		p[5][i] = v * r1[i+2]
+		p[6][i] = v * r2[i]
+		p[7][i] = v * r2[i+1]
+		p[8][i] = v * r2[i+2]
+	}
+	for i := min(n, 8); i < n; i++ {
+		v, l := g[i], i%8
+		p[0][l] += v * r0[i]
+		p[1][l] += v * r0[i+1]
+		p[2][l] += v * r0[i+2]
+		p[3][l] += v * r1[i]
+		p[4][l] += v * r1[i+1]
+		p[5][l] += v * r1[i+2]
+		p[6][l] += v * r2[i]
+		p[7][l] += v * r2[i+1]
+		p[8][l] += v * r2[i+2]
+	}
+	addTaps(part, &p)
+}
+
+// addTaps adds each tap's eight partial sums, in lane order, to part.
+func addTaps(part []float32, p *[9][8]float32) {
+	for t := range p {
+		s := p[t][0]
+		for _, v := range p[t][1:] {
+			s += v
+		}
+		part[t] += s
+	}
+}

@@ -264,3 +264,55 @@ func statsSums(l *lanes, x []float32, k float64) {
 	}
 	statsSumsScalar(l, x[i:], k)
 }
+
+func dw3GradW(part, g, r0, r1, r2 []float32) {
+	n := len(g)
+	r0, r1, r2, part = r0[:n+2], r1[:n+2], r2[:n+2], part[:9]
+	if !useAVX2 || n < 8 {
+		dw3GradWScalar(part, g, r0, r1, r2)
+		return
+	}
+	p0, p1, p2 := unsafe.Pointer(unsafe.SliceData(r0)), unsafe.Pointer(unsafe.SliceData(r1)), unsafe.Pointer(unsafe.SliceData(r2))
+	pg := unsafe.Pointer(unsafe.SliceData(g))
+	i := 0
+	v := loadAt(pg, 0) // the first eight values start the nine sums: no zero vector (an SSE XORPS)
+	a00, a01, a02 := v.Mul(loadAt(p0, 0)), v.Mul(loadAt(p0, 1)), v.Mul(loadAt(p0, 2))
+	a10, a11, a12 := v.Mul(loadAt(p1, 0)), v.Mul(loadAt(p1, 1)), v.Mul(loadAt(p1, 2))
+	a20, a21, a22 := v.Mul(loadAt(p2, 0)), v.Mul(loadAt(p2, 1)), v.Mul(loadAt(p2, 2))
+	for i = 8; i+8 <= n; i += 8 { // the rows hold n + 2 values: i + 2 + 8 ≤ n + 2
+		v := loadAt(pg, i)
+		a00 = a00.Add(v.Mul(loadAt(p0, i)))
+		a01 = a01.Add(v.Mul(loadAt(p0, i+1)))
+		a02 = a02.Add(v.Mul(loadAt(p0, i+2)))
+		a10 = a10.Add(v.Mul(loadAt(p1, i)))
+		a11 = a11.Add(v.Mul(loadAt(p1, i+1)))
+		a12 = a12.Add(v.Mul(loadAt(p1, i+2)))
+		a20 = a20.Add(v.Mul(loadAt(p2, i)))
+		a21 = a21.Add(v.Mul(loadAt(p2, i+1)))
+		a22 = a22.Add(v.Mul(loadAt(p2, i+2)))
+	}
+	var p [9][8]float32
+	a00.Store(&p[0])
+	a01.Store(&p[1])
+	a02.Store(&p[2])
+	a10.Store(&p[3])
+	a11.Store(&p[4])
+	a12.Store(&p[5])
+	a20.Store(&p[6])
+	a21.Store(&p[7])
+	a22.Store(&p[8])
+	archsimd.ClearAVXUpperBits()
+	for ; i < n; i++ { // the tail, in the lanes the scalar kernel puts it in
+		v, l := g[i], i%8
+		p[0][l] += v * r0[i]
+		p[1][l] += v * r0[i+1]
+		p[2][l] += v * r0[i+2]
+		p[3][l] += v * r1[i]
+		p[4][l] += v * r1[i+1]
+		p[5][l] += v * r1[i+2]
+		p[6][l] += v * r2[i]
+		p[7][l] += v * r2[i+1]
+		p[8][l] += v * r2[i+2]
+	}
+	addTaps(part, &p)
+}

@@ -86,6 +86,13 @@ func TestRowKernelsMatchScalar(t *testing.T) {
 			dw3Forward(got, rows[0], rows[1], rows[2], w, 0.25)
 			dw3ForwardScalar(want, rows[0], rows[1], rows[2], w, 0.25)
 			same("dw3Forward", n, got, want)
+			gp, wp := make([]float32, 9), make([]float32, 9)
+			for i := range gp {
+				gp[i], wp[i] = float32(i)*0.1, float32(i)*0.1
+			}
+			dw3GradW(gp, x, rows[0], rows[1], rows[2])
+			dw3GradWScalar(wp, x, rows[0], rows[1], rows[2])
+			same("dw3GradW", n, gp, wp)
 			dw3GradX(got, rows[0], rows[1], rows[2], w)
 			dw3GradXScalar(want, rows[0], rows[1], rows[2], w)
 			same("dw3GradX", n, got, want)
@@ -105,7 +112,7 @@ func BenchmarkRowKernels(b *testing.B) {
 		}
 		return v
 	}
-	o, r0, r1, r2, w := make([]float32, 78), fill(80), fill(80), fill(80), fill(9)
+	o, r0, r1, r2, w, part := make([]float32, 78), fill(80), fill(80), fill(80), fill(9), make([]float32, 9)
 	x, dy, out := fill(4096), fill(4096), make([]float32, 4096)
 	var l lanes
 	for _, k := range []struct {
@@ -114,6 +121,7 @@ func BenchmarkRowKernels(b *testing.B) {
 	}{
 		{"dw3Forward", func() { dw3Forward(o, r0, r1, r2, w, 1) }, func() { dw3ForwardScalar(o, r0, r1, r2, w, 1) }},
 		{"dw3GradX", func() { dw3GradX(o, r0, r1, r2, w) }, func() { dw3GradXScalar(o, r0, r1, r2, w) }},
+		{"dw3GradW", func() { dw3GradW(part, o, r0, r1, r2) }, func() { dw3GradWScalar(part, o, r0, r1, r2) }},
 		{"siluForward", func() { siluForward(out, x) }, func() { siluForwardScalar(out, x) }},
 		{"siluBackward", func() { siluBackward(out, x, dy) }, func() { siluBackwardScalar(out, x, dy) }},
 		{"relu6Forward", func() { relu6Forward(out, x) }, func() { relu6ForwardScalar(out, x) }},
