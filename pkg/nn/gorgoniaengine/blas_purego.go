@@ -4,3 +4,7 @@ package gorgoniaengine
 
 // blasName is the BLAS this build links.
 const blasName = "pure-Go BLAS"
+
+// blasClearUpper does nothing: the pure-Go BLAS leaves no AVX state (see
+// blas_openblas.go).
+func blasClearUpper() {}

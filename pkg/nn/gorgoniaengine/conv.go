@@ -915,6 +915,7 @@ func parallel(n int, f func(i int)) {
 	}
 	var next atomic.Int64
 	work := func() {
+		clearUpper() // a goroutine may start on a thread whose AVX state is dirty
 		for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
 			f(i)
 		}
@@ -945,6 +946,7 @@ func chunks(n int, f func(lo, hi int)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			clearUpper() // as in parallel
 			f(i*n/w, (i+1)*n/w)
 		}()
 	}

@@ -364,9 +364,23 @@ func (gr *graph) multiScaleLoss(a nn.Arch) error {
 	}
 	l, err := apply("msloss", tensor.Shape{1}, func(out []float32, in [][]float32) {
 		dz = grow(dz, len(in[0]))
-		v, err := nn.MultiScaleLoss(a, in[0], targets, n, dz)
-		if err != nil { // shapes are the graph's own: cannot happen; a NaN loss stops a training
-			v = math.NaN()
+		// One image per worker, each starting with clean vector state (clearUpper: the
+		// loss is float64 scalar code), the images' losses added in order.
+		per := a.OutputSize()
+		losses := make([]float64, n)
+		parallel(n, func(img int) {
+			clearUpper()
+			o, p := img*per, (img+1)*per
+			t := &nn.DetTargets{W: targets.W[o:p], T: targets.T[o:p], M: targets.M[o:p], B: targets.B[o:p]}
+			v, err := nn.MultiScaleLoss(a, in[0][o:p], t, 1, dz[o:p])
+			if err != nil { // shapes are the graph's own: cannot happen; a NaN loss stops a training
+				v = math.NaN()
+			}
+			losses[img] = v
+		})
+		var v float64
+		for _, l := range losses {
+			v += l
 		}
 		out[0] = float32(v)
 	}, back, gr.out)

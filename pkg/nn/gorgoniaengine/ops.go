@@ -71,6 +71,7 @@ func (op *fnOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error) 
 			return nil, err
 		}
 	}
+	clearUpper() // this thread may have run AVX code last: see clearUpper
 	op.fwd(out, ins)
 	return prealloc, nil
 }

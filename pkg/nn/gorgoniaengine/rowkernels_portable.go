@@ -20,3 +20,6 @@ func bnGradX(o, x, dy []float32, k, m, iv float32, a, bc float64) {
 func bnSums(l *lanes, x, dy []float32, m, iv float32) { bnSumsScalar(l, x, dy, m, iv) }
 func statsSums(l *lanes, x []float32, k float64)      { statsSumsScalar(l, x, k) }
 func dw3GradW(part, g, r0, r1, r2 []float32)          { dw3GradWScalar(part, g, r0, r1, r2) }
+
+// clearUpper is blasClearUpper: this build has no VZEROUPPER of its own.
+func clearUpper() { blasClearUpper() }
