@@ -9,12 +9,11 @@ import (
 
 // The row kernels eight lanes at a time with AVX2 (GOEXPERIMENT=simd, Go 1.26's
 // simd/archsimd), on CPUs that have it; the scalar versions do the rest of a row and
-// run everywhere else. Each vector loop ends with VZEROUPPER: Go's scalar float code
-// is SSE, which after 256-bit AVX code with the upper halves dirty pays a false
-// dependency on every instruction (measured: the vector SiLU ran 3x slower than the
-// scalar one without it, and slowed the code after it). The vector code does the scalar code's operations in its order,
+// run everywhere else. The vector code does the scalar code's operations in its order,
 // multiply then add (the Go compiler fuses neither on amd64's default GOAMD64=v1), so
-// both round alike.
+// both round alike. Each vector loop ends with VZEROUPPER (see clearUpper): without
+// it the vector SiLU ran 3x slower than the scalar one. Nothing in a loop may be a
+// legacy SSE instruction either, a zero vector's XORPS included.
 
 // rowKernels names what runs the row kernels, for the engine's name.
 func rowKernels() string {
@@ -42,16 +41,10 @@ func loadAt(p unsafe.Pointer, i int) f32x8 { return archsimd.LoadFloat32x8(at(p,
 
 // expf32x8 is expf32 on eight lanes; NaN lanes are for the caller to mend.
 func expf32x8(x f32x8) f32x8 {
-	const (
-		log2e = 1.44269504088896341
-		ln2hi = 0.693359375
-		ln2lo = -2.12194440e-4
-		round = 1 << 23 * 1.5
-	)
 	x = x.Max(splat8(-87)).Min(splat8(87))
-	fn := x.Mul(splat8(log2e)).Add(splat8(round)).Sub(splat8(round))
+	fn := x.Mul(splat8(expLog2e)).Add(splat8(expRound)).Sub(splat8(expRound))
 	n := fn.ConvertToInt32()
-	r := x.Sub(fn.Mul(splat8(ln2hi))).Sub(fn.Mul(splat8(ln2lo)))
+	r := x.Sub(fn.Mul(splat8(expLn2Hi))).Sub(fn.Mul(splat8(expLn2Lo)))
 	p := splat8(1.0 / 720).Add(r.Mul(splat8(1.0 / 5040)))
 	p = splat8(1.0 / 120).Add(r.Mul(p))
 	p = splat8(1.0 / 24).Add(r.Mul(p))

@@ -24,6 +24,16 @@ func siluOp(name string, x *G.Node) (*G.Node, error) {
 	}, back, x)
 }
 
+// The constants of expf32 and expf32x8: log₂e; ln 2 in two parts, the first with few
+// enough bits that n·expLn2Hi is exact; and 1.5·2²³, which rounds to an integer when
+// added and taken away.
+const (
+	expLog2e = 1.44269504088896341
+	expLn2Hi = 0.693359375
+	expLn2Lo = -2.12194440e-4
+	expRound = 1 << 23 * 1.5
+)
+
 // sigmoid32 is 1/(1 + e^−v): 0 and 1 at the far ends, NaN for NaN.
 func sigmoid32(v float32) float32 { return 1 / (1 + expf32(-v)) }
 
@@ -37,22 +47,16 @@ func expf32(x float32) float32 {
 	if x != x {
 		return x
 	}
-	const (
-		log2e = 1.44269504088896341
-		ln2hi = 0.693359375 // ln 2 = ln2hi + ln2lo; ln2hi has few enough bits that n·ln2hi is exact
-		ln2lo = -2.12194440e-4
-	)
 	if x < -87 {
 		x = -87
 	} else if x > 87 {
 		x = 87
 	}
-	// Adding and taking away 1.5·2²³ rounds t to the nearest integer without a branch
+	// Adding and taking away 1.5·2²³ rounds x·log₂e to the nearest integer without a branch
 	// on its sign, which the inputs' random signs would mispredict half the time.
-	const round = 1 << 23 * 1.5
-	fn := x*log2e + round - round // |fn| ≤ 126
+	fn := x*expLog2e + expRound - expRound // |fn| ≤ 126
 	n := int32(fn)
-	r := x - fn*ln2hi - fn*ln2lo
+	r := x - fn*expLn2Hi - fn*expLn2Lo
 	p := 1 + r*(1+r*(1.0/2+r*(1.0/6+r*(1.0/24+r*(1.0/120+r*(1.0/720+r*(1.0/5040)))))))
 	return p * math.Float32frombits(uint32(n+127)<<23)
 }
