@@ -504,8 +504,7 @@ func (op *convOp) interior(size, out int) (lo, hi int) {
 
 // depthwiseForward is y = b + w ⋆ x per channel, one output row at a time: each output
 // takes all its taps in one pass (the bias, then the kernel rows in order, each row's
-// taps in order: the order of the CUDA engine's sum, so that the two engines round
-// alike), and is written once.
+// taps in order, as the kernel-row loops before it added them) and is written once.
 func (op *convOp) depthwiseForward(x, w, b, y []float32) {
 	k, s, hw, pad := op.k, op.stride, op.hw(), op.pad
 	ilo, ihi := op.interior(op.w, op.ow)
