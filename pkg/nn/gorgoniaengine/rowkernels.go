@@ -156,7 +156,15 @@ func dw3GradWScalar(part, g, r0, r1, r2 []float32) {
 		p[7][i] = v * r2[i+1]
 		p[8][i] = v * r2[i+2]
 	}
-	for i := min(n, 8); i < n; i++ {
+	dw3GradWLanes(&p, g, r0, r1, r2, min(n, 8))
+	addTaps(part, &p)
+}
+
+// dw3GradWLanes adds the products of values from..len(g)−1 to their lanes of p.
+func dw3GradWLanes(p *[9][8]float32, g, r0, r1, r2 []float32, from int) {
+	n := len(g)
+	r0, r1, r2 = r0[:n+2], r1[:n+2], r2[:n+2]
+	for i := from; i < n; i++ {
 		v, l := g[i], i%8
 		p[0][l] += v * r0[i]
 		p[1][l] += v * r0[i+1]
@@ -168,7 +176,6 @@ func dw3GradWScalar(part, g, r0, r1, r2 []float32) {
 		p[7][l] += v * r2[i+1]
 		p[8][l] += v * r2[i+2]
 	}
-	addTaps(part, &p)
 }
 
 // addTaps adds each tap's eight partial sums, in lane order, to part.

@@ -295,18 +295,7 @@ func dw3GradW(part, g, r0, r1, r2 []float32) {
 	a21.Store(&p[7])
 	a22.Store(&p[8])
 	archsimd.ClearAVXUpperBits()
-	for ; i < n; i++ { // the tail, in the lanes the scalar kernel puts it in
-		v, l := g[i], i%8
-		p[0][l] += v * r0[i]
-		p[1][l] += v * r0[i+1]
-		p[2][l] += v * r0[i+2]
-		p[3][l] += v * r1[i]
-		p[4][l] += v * r1[i+1]
-		p[5][l] += v * r1[i+2]
-		p[6][l] += v * r2[i]
-		p[7][l] += v * r2[i+1]
-		p[8][l] += v * r2[i+2]
-	}
+	dw3GradWLanes(&p, g, r0, r1, r2, i) // the tail, in the lanes the scalar kernel puts it in
 	addTaps(part, &p)
 }
 
