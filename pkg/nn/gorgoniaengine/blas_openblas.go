@@ -50,8 +50,9 @@ var hasAVXC = C.edgeloop_has_avx()
 // state waits on the upper halves.
 type cleanBLAS struct{ netlib.Implementation }
 
-// Sgemm is netlib's SGEMM followed by VZEROUPPER.
+// Sgemm is netlib's SGEMM followed by clearUpper (the intrinsic with GOEXPERIMENT=simd,
+// blasClearUpper without).
 func (c cleanBLAS) Sgemm(tA, tB blas.Transpose, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, out []float32, ldc int) {
 	c.Implementation.Sgemm(tA, tB, m, n, k, alpha, a, lda, b, ldb, beta, out, ldc)
-	blasClearUpper()
+	clearUpper()
 }

@@ -490,6 +490,20 @@ func (op *convOp) colSpans() [][2]int {
 	return cols
 }
 
+// kernelRows sets rows to the rows of img (one channel of one image) that output row oy's
+// kernel rows read, reusing rows' memory, and says which kernel row is the first: rows
+// outside the image (the padding) are left out.
+func (op *convOp) kernelRows(rows [][]float32, img []float32, oy int) ([][]float32, int) {
+	kylo := max(0, op.pad-oy*op.stride)
+	kyhi := max(kylo, min(op.k, op.h+op.pad-oy*op.stride))
+	rows = rows[:0]
+	for ky := kylo; ky < kyhi; ky++ {
+		iy := oy*op.stride + ky - op.pad
+		rows = append(rows, img[iy*op.w:(iy+1)*op.w])
+	}
+	return rows, kylo
+}
+
 // interior is the range [lo, hi) of output columns whose every tap reads inside a row
 // of width size: there the taps of a kernel row are summed together, and only the
 // columns outside take them one at a time (op.span).
@@ -516,16 +530,11 @@ func (op *convOp) depthwiseForward(x, w, b, y []float32) {
 		if b != nil {
 			bo = b[c]
 		}
-		rows := make([][]float32, 0, k) // the input rows of one output row's kernel rows
+		rows := make([][]float32, 0, k)
 		for oy := 0; oy < op.oh; oy++ {
-			kylo := max(0, pad-oy*s)
-			kyhi := max(kylo, min(k, op.h+pad-oy*s))
-			rows = rows[:0]
-			for ky := kylo; ky < kyhi; ky++ {
-				iy := oy*s + ky - pad
-				rows = append(rows, img[iy*op.w:(iy+1)*op.w])
-			}
-			wr := wc[kylo*k : kyhi*k]
+			var kylo int
+			rows, kylo = op.kernelRows(rows, img, oy)
+			wr := wc[kylo*k : (kylo+len(rows))*k]
 			o := out[oy*op.ow : (oy+1)*op.ow]
 			border := func(ox int) { // tap by tap, reading only inside the row
 				v := bo
@@ -579,17 +588,6 @@ func (op *convOp) depthwiseForward(x, w, b, y []float32) {
 					v += w21 * c[1]
 					v += w22 * c[2]
 					oo[i] = v
-				}
-			case k == 3:
-				for ox := ilo; ox < ihi; ox++ {
-					v := bo
-					for r, row := range rows {
-						t := row[ox*s-pad : ox*s-pad+3]
-						v += wr[r*3] * t[0]
-						v += wr[r*3+1] * t[1]
-						v += wr[r*3+2] * t[2]
-					}
-					o[ox] = v
 				}
 			default:
 				for ox := ilo; ox < ihi; ox++ {
@@ -749,14 +747,10 @@ func (op *convOp) depthwiseGradW(x, dy, dw []float32) {
 			clear(part)
 			for oy := 0; oy < op.oh; oy++ {
 				gr := g[oy*op.ow : (oy+1)*op.ow]
-				kylo := max(0, pad-oy*s)
-				kyhi := max(kylo, min(k, op.h+pad-oy*s))
-				rows = rows[:0]
-				for ky := kylo; ky < kyhi; ky++ {
-					iy := oy*s + ky - pad
-					row := img[iy*op.w : (iy+1)*op.w]
-					rows = append(rows, row)
-					pk := part[ky*k : (ky+1)*k]
+				var kylo int
+				rows, kylo = op.kernelRows(rows, img, oy)
+				for r, row := range rows {
+					pk := part[(kylo+r)*k : (kylo+r+1)*k]
 					for kx := range pk {
 						xlo, xhi := cols[kx][0], cols[kx][1]
 						var p float32

@@ -431,8 +431,9 @@ func batchNorm(name string, x, gamma, beta *G.Node, mean, variance []float32, ep
 
 // channelStats are the mean and (biased) variance of channel ch over the first n
 // images of x (N, C, H·W), in one pass: float64 sums (in eight lanes: statsSums) of the
-// values shifted by the channel's first one, so that E[d²] − E[d]² does not cancel when the mean is large
-// against the spread (the CUDA kernel takes the variance in a second pass instead).
+// values shifted by the channel's first one, so that E[d²] − E[d]² does not cancel when
+// the mean is large against the spread (the CUDA kernel takes the variance in a second
+// pass instead).
 func channelStats(x []float32, c, hw, n, ch int) (mean, variance float64) {
 	k := float64(x[ch*hw])
 	var l lanes
