@@ -5,7 +5,7 @@ export GOFLAGS ?= -buildvcs=false
 # Go 1.26's SIMD experiment: the CPU engine's innermost loops (SiLU, ReLU6, depthwise
 # 3x3) run eight lanes at a time with AVX2 (pkg/nn/gorgoniaengine/rowkernels_simd.go),
 # 1.4x the detector's training speed. GOEXPERIMENT= builds the scalar loops, which give
-# the same bits; test-go tests both.
+# the same bits; test-go tests both, and the pure-Go BLAS beside OpenBLAS.
 export GOEXPERIMENT ?= simd
 CACHE ?= $(or $(EDGELOOP_CACHE),$(HOME)/.cache/edgeloop)
 PROTOC_GEN_GO_VERSION := v1.36.12
@@ -45,7 +45,7 @@ test: k8s-validate edge-agent-arm64 services-up browser cxx photos
 	rm -f .vet-cuda.log; exit $$status
 
 test-go:
-	$(GO) test -timeout 20m -count=1 ./...
+	$(GO) test $(TAGS) -timeout 20m -count=1 ./...
 	GOEXPERIMENT= $(GO) test -count=1 ./pkg/nn/gorgoniaengine
 
 ## chaos: the long fault-injection suite (internal/faulttest's TestChaos with

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -419,11 +418,7 @@ func bridgeBinary(t *testing.T) string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		builtBin = filepath.Join(dir, "bridge")
-		out, err := exec.Command("go", "build", "-o", builtBin, "github.com/edgeloop/edgeloop/services/bridge").CombinedOutput()
-		if err != nil {
-			t.Fatalf("build bridge: %v\n%s", err, out)
-		}
+		builtBin = servertest.Build(t, dir, "github.com/edgeloop/edgeloop/services/bridge")
 	})
 	return builtBin
 }

@@ -419,10 +419,7 @@ func TestTwoCuratorsNeverDoubleAssign(t *testing.T) {
 // again; every example ends up queued exactly once.
 func TestKilledMidStream(t *testing.T) {
 	e := newEnv(t)
-	bin := filepath.Join(t.TempDir(), "curator")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/edgeloop/edgeloop/services/curator").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := servertest.Build(t, t.TempDir(), "github.com/edgeloop/edgeloop/services/curator")
 	tokFile := filepath.Join(t.TempDir(), "tokens.json")
 	tb, _ := json.Marshal(tokens)
 	os.WriteFile(tokFile, tb, 0o600)

@@ -62,6 +62,11 @@ type Store interface {
 	Delete(ctx context.Context, key string) error
 	// List calls fn for every object under prefix, in key order.
 	List(ctx context.Context, prefix string, fn func(Info) error) error
+	// Dirs calls fn, in key order, with each folder directly under prefix: the distinct
+	// key prefixes up to and including the next '/' ("projects/a/" for the objects
+	// "projects/a/x" and "projects/a/y/z" under "projects/"). It reads one name per
+	// folder, however many objects lie below it.
+	Dirs(ctx context.Context, prefix string, fn func(dir string) error) error
 }
 
 // PutContent writes data content-addressed under prefix (prefix + hex sha256), once:

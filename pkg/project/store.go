@@ -66,18 +66,21 @@ func (s *Store) Project(ctx context.Context, id string) (*Project, error) {
 	return &p, nil
 }
 
-// Projects lists every project.
+// Projects lists every project. It lists the folders under projects/, not their
+// objects, so a tick costs one request per project however many examples they hold.
 func (s *Store) Projects(ctx context.Context) ([]*Project, error) {
 	var out []*Project
-	err := s.S.List(ctx, "projects/", func(i objstore.Info) error {
-		if len(i.Key) > len("/project.json") && i.Key[len(i.Key)-len("/project.json"):] == "/project.json" {
-			var p Project
-			if _, err := objstore.GetJSON(ctx, s.S, i.Key, &p); err != nil {
-				return err
-			}
-			p.Defaults()
-			out = append(out, &p)
+	err := s.S.Dirs(ctx, "projects/", func(dir string) error {
+		var p Project
+		_, err := objstore.GetJSON(ctx, s.S, dir+"project.json", &p)
+		if errors.Is(err, objstore.ErrNotFound) {
+			return nil // a folder without a project document (a deleted project's leftovers)
 		}
+		if err != nil {
+			return err
+		}
+		p.Defaults()
+		out = append(out, &p)
 		return nil
 	})
 	return out, err

@@ -393,10 +393,7 @@ func TestKilledMidTrainingRestartsSafely(t *testing.T) {
 	e := newEnv(t)
 	e.bootstrap("crash", 1500, nil)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "retrain")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/edgeloop/edgeloop/services/retrain").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := servertest.Build(t, dir, "github.com/edgeloop/edgeloop/services/retrain")
 	pub := e.key.Public().(ed25519.PublicKey)
 	if err := artifact.WriteKeys(filepath.Join(dir, "k"), filepath.Join(dir, "k.pub"), pub, e.key); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -89,6 +91,29 @@ func (s *Store) Delete(_ context.Context, key string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.objs, key)
+	return nil
+}
+
+// Dirs implements objstore.Store.
+func (s *Store) Dirs(ctx context.Context, prefix string, fn func(string) error) error {
+	s.mu.RLock()
+	seen := map[string]bool{}
+	for k := range s.objs {
+		if rest, ok := strings.CutPrefix(k, prefix); ok {
+			if i := strings.IndexByte(rest, '/'); i >= 0 {
+				seen[prefix+rest[:i+1]] = true
+			}
+		}
+	}
+	s.mu.RUnlock()
+	for _, d := range slices.Sorted(maps.Keys(seen)) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(d); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -217,6 +217,25 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(objstore.Info) 
 	return nil
 }
 
+// Dirs implements objstore.Store with a delimited listing: S3 answers one common prefix
+// per folder.
+func (s *Store) Dirs(ctx context.Context, prefix string, fn func(string) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for o := range s.c.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix}) {
+		if o.Err != nil {
+			return mapErr("list folders", prefix, o.Err)
+		}
+		if !strings.HasSuffix(o.Key, "/") {
+			continue // an object directly under prefix
+		}
+		if err := fn(o.Key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Ping checks that the bucket answers, for readiness probes.
 func (s *Store) Ping(ctx context.Context) error {
 	if _, err := s.c.BucketExists(ctx, s.bucket); err != nil {

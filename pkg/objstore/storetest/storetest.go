@@ -46,6 +46,28 @@ func Run(t *testing.T, newStore func(t *testing.T) objstore.Store) {
 			t.Fatalf("List p/: %v", keys)
 		}
 	})
+	t.Run("Dirs", func(t *testing.T) {
+		s := newStore(t)
+		for _, k := range []string{"p/b/1", "p/a/x/2", "p/a/3", "p/c", "q/d/4"} {
+			if _, err := s.Put(ctx, k, []byte("v"), objstore.PutOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var dirs []string
+		if err := s.Dirs(ctx, "p/", func(d string) error { dirs = append(dirs, d); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(dirs) != "[p/a/ p/b/]" {
+			t.Fatalf("Dirs p/: %v, want [p/a/ p/b/]", dirs)
+		}
+		dirs = nil
+		if err := s.Dirs(ctx, "", func(d string) error { dirs = append(dirs, d); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(dirs) != "[p/ q/]" {
+			t.Fatalf("Dirs of the whole store: %v, want [p/ q/]", dirs)
+		}
+	})
 	t.Run("CreateOnly", func(t *testing.T) {
 		s := newStore(t)
 		if _, err := s.Put(ctx, "k", []byte("1"), objstore.PutOptions{IfNoneMatch: true}); err != nil {
