@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -16,6 +17,9 @@ import (
 // Store reads and writes a project's objects.
 type Store struct {
 	S objstore.Store
+	// Listed, when set, keeps the batch documents Batches read, so that a service listing
+	// them on every tick reads only those that changed (nil: read them all each time).
+	Listed *objstore.ListCache
 }
 
 // ProjectPrefix is the prefix of every object of project p.
@@ -230,10 +234,10 @@ func (s *Store) Batch(ctx context.Context, project, id string) (*Batch, error) {
 // Batches lists a project's batches.
 func (s *Store) Batches(ctx context.Context, project string) ([]*Batch, error) {
 	var out []*Batch
-	err := s.S.List(ctx, BatchesPrefix(project), func(i objstore.Info) error {
+	err := s.Listed.ReadAll(ctx, s.S, BatchesPrefix(project), func(key string, data []byte) error {
 		var b Batch
-		if _, err := objstore.GetJSON(ctx, s.S, i.Key, &b); err != nil {
-			return err
+		if err := json.Unmarshal(data, &b); err != nil {
+			return fmt.Errorf("decode %s: %w", key, err)
 		}
 		out = append(out, &b)
 		return nil

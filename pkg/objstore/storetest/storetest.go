@@ -39,7 +39,14 @@ func Run(t *testing.T, newStore func(t *testing.T) objstore.Store) {
 			t.Fatalf("Get: %+v %v", o, err)
 		}
 		var keys []string
-		if err := s.List(ctx, "p/", func(i objstore.Info) error { keys = append(keys, i.Key); return nil }); err != nil {
+		if err := s.List(ctx, "p/", func(i objstore.Info) error {
+			keys = append(keys, i.Key)
+			if i.Key == "p/a" && i.ETag != o.ETag {
+				// ListCache relies on it: a listing's ETag is the one a Get returns.
+				return fmt.Errorf("listed ETag %q, Get's %q", i.ETag, o.ETag)
+			}
+			return nil
+		}); err != nil {
 			t.Fatal(err)
 		}
 		if fmt.Sprint(keys) != "[p/a p/b]" {
