@@ -182,10 +182,54 @@ func (c *Curator) tickProject(ctx context.Context, p *project.Project) error {
 		return err
 	}
 	c.m.expired.WithLabelValues(p.ID).Add(float64(expired))
+	if formed, err = c.recorded(ctx, p.ID, formed); err != nil {
+		return err
+	}
 	if err := c.writeFormed(ctx, p.ID, formed); err != nil {
 		return err
 	}
 	return c.resumeApprovals(ctx, p.ID)
+}
+
+// formedGrace is how long the tick leaves a formed batch whose example records are not
+// all written to the ingest round that formed it (see recorded).
+const formedGrace = 30 * time.Second
+
+// recorded keeps the formed batches the tick may write: those whose every example has
+// its record, and those formed over formedGrace ago. An ingest round queues its
+// examples in the ledger, then writes their records, then the batches it formed; a tick
+// in between must not make a batch visible whose examples cannot be read yet (an
+// annotator opening it would get "example not found"). A batch still short of records
+// after the grace is a crash's leftover, and is written anyway.
+func (c *Curator) recorded(ctx context.Context, pid string, formed []project.FormedBatch) ([]project.FormedBatch, error) {
+	var out []project.FormedBatch
+	for _, fb := range formed {
+		ok := c.now().Sub(fb.At) > formedGrace
+		if !ok {
+			var err error
+			if ok, err = c.allRecorded(ctx, pid, fb); err != nil {
+				return nil, err
+			}
+		}
+		if ok {
+			out = append(out, fb)
+		}
+	}
+	return out, nil
+}
+
+// allRecorded reports whether every example of fb has its record.
+func (c *Curator) allRecorded(ctx context.Context, pid string, fb project.FormedBatch) (bool, error) {
+	for _, ex := range fb.Examples {
+		_, err := c.st.S.Stat(ctx, project.ExampleKey(pid, ex.ID))
+		if errors.Is(err, objstore.ErrNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("batch %s: is example %s recorded? %w", fb.ID, ex.ID, err)
+		}
+	}
+	return true, nil
 }
 
 // tickState remembers which projects failed their last tick, and when to try again.

@@ -181,7 +181,13 @@ func placement(t *testing.T, base, pid string) map[string][]string {
 		if s.ID == "open" {
 			continue
 		}
-		call(t, base, "reviewer-token-1", "GET", "/api/v1/projects/"+pid+"/batches/"+s.ID, nil, &b)
+		var raw []byte
+		if code := call(t, base, "reviewer-token-1", "GET", "/api/v1/projects/"+pid+"/batches/"+s.ID, nil, &raw); code != http.StatusOK {
+			t.Fatalf("batch %s of project %s, listed: GET answers %d %s", s.ID, pid, code, raw)
+		}
+		if err := json.Unmarshal(raw, &b); err != nil {
+			t.Fatal(err)
+		}
 		for _, it := range b.Items {
 			where[it.ExampleID] = append(where[it.ExampleID], s.ID)
 		}

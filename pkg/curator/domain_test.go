@@ -338,6 +338,60 @@ func TestDomainTickWritesBatchesACrashLeftFormed(t *testing.T) {
 	}
 }
 
+// TestDomainTickLeavesABatchToTheRoundWritingItsRecords: an ingest round queues its
+// examples, then writes their records, then its batches. A tick in between does not
+// make the batch visible while one of its records is missing (an annotator opening it
+// would get "example not found"); it writes it once the record is there, or after
+// formedGrace when the round never finished.
+func TestDomainTickLeavesABatchToTheRoundWritingItsRecords(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		finish func(d *domain, rec []byte)
+	}{
+		{"the record arrives", func(d *domain, rec []byte) {
+			if _, err := d.s.Put(d.ctx, project.ExampleKey(d.p.ID, "ex-4"), rec, objstore.PutOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"the round never finishes", func(d *domain, _ []byte) { d.clk.Add(formedGrace + time.Second) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newDomain(t, nil)
+			for i := 0; i < 5; i++ {
+				d.ingest(t, frameExample(fmt.Sprintf("ex-%d", i), i, "2", kindCTT))
+			}
+			// The round's state between its ledger update and its last record.
+			o, err := d.s.Get(d.ctx, project.ExampleKey(d.p.ID, "ex-4"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := d.s.Delete(d.ctx, project.ExampleKey(d.p.ID, "ex-4")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := objstore.Update(d.ctx, d.s, project.LedgerKey(d.p.ID), func(l *project.Ledger, _ bool) error {
+				cut(l, 1, 5, d.clk.Now())
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			d.clk.Add(time.Second)
+			if err := d.c.Tick(d.ctx); err != nil {
+				t.Fatal(err)
+			}
+			if bs, l := d.batches(t), d.ledger(t); len(bs) != 0 || len(l.Formed) != 1 {
+				t.Fatalf("a tick with a record missing: %d batches written, %d formed; want it left formed", len(bs), len(l.Formed))
+			}
+			tc.finish(d, o.Data)
+			if err := d.c.Tick(d.ctx); err != nil {
+				t.Fatal(err)
+			}
+			if bs, l := d.batches(t), d.ledger(t); len(bs) != 1 || len(bs[0].Items) != 5 || len(l.Formed) != 0 {
+				t.Fatalf("the next tick: %d batches, %d formed; want the batch of 5 written", len(bs), len(l.Formed))
+			}
+		})
+	}
+}
+
 // TestDomainRedeliveryAndLookalikes: a redelivered example changes nothing; a
 // look-alike from another frame is recorded but not queued, unless an operator
 // corrected it.

@@ -81,10 +81,14 @@ func TestTickIsolatesProjects(t *testing.T) {
 			}
 			continue
 		}
-		// At least Min examples, waiting longer than MaxWait: due for a batch.
+		// At least Min examples, recorded and waiting longer than MaxWait: due for a batch.
 		l := &project.Ledger{}
 		for i := 0; i < p.Batch.Min; i++ {
-			l.Pending = append(l.Pending, project.Pending{ID: fmt.Sprintf("ex-%d", i), Class: "a", At: now.Add(-2 * p.Batch.MaxWait.D())})
+			id := fmt.Sprintf("ex-%d", i)
+			l.Pending = append(l.Pending, project.Pending{ID: id, Class: "a", At: now.Add(-2 * p.Batch.MaxWait.D())})
+			if _, err := objstore.PutJSON(ctx, s, project.ExampleKey(pid, id), &project.ExampleRecord{ID: id, Project: pid}, objstore.PutOptions{}); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if _, err := objstore.PutJSON(ctx, s, project.LedgerKey(pid), l, objstore.PutOptions{}); err != nil {
 			t.Fatal(err)
