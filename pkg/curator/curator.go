@@ -103,10 +103,13 @@ func recordOf(ex *edgeloopv1.Example, imageKey string, now time.Time) *project.E
 }
 
 // writeFormed writes the batch objects of formed batches (create-only: a retry writes
-// nothing twice), then forgets them in the ledger.
-func (c *Curator) writeFormed(ctx context.Context, pid string, formed []project.FormedBatch) error {
-	if len(formed) == 0 {
-		return nil
+// nothing twice), then forgets them in the ledger. It writes a batch only once every
+// example of it has its record (see recorded; known are ids whose records the caller
+// has just written); the others stay in the ledger for a later call, the tick's.
+func (c *Curator) writeFormed(ctx context.Context, pid string, formed []project.FormedBatch, known map[string]bool) error {
+	formed, err := c.recorded(ctx, pid, formed, known)
+	if err != nil || len(formed) == 0 {
+		return err
 	}
 	ids := map[string]bool{}
 	for _, fb := range formed {
@@ -117,7 +120,7 @@ func (c *Curator) writeFormed(ctx context.Context, pid string, formed []project.
 		ids[fb.ID] = true
 		c.log.Info("batch formed", zap.String("project", pid), zap.String("batch", fb.ID), zap.Int("examples", len(fb.Examples)))
 	}
-	_, err := objstore.Update(ctx, c.st.S, project.LedgerKey(pid), func(l *project.Ledger, _ bool) error {
+	_, err = objstore.Update(ctx, c.st.S, project.LedgerKey(pid), func(l *project.Ledger, _ bool) error {
 		keep := l.Formed[:0:0]
 		for _, f := range l.Formed {
 			if !ids[f.ID] {
@@ -182,32 +185,30 @@ func (c *Curator) tickProject(ctx context.Context, p *project.Project) error {
 		return err
 	}
 	c.m.expired.WithLabelValues(p.ID).Add(float64(expired))
-	if formed, err = c.recorded(ctx, p.ID, formed); err != nil {
-		return err
-	}
-	if err := c.writeFormed(ctx, p.ID, formed); err != nil {
+	if err := c.writeFormed(ctx, p.ID, formed, nil); err != nil {
 		return err
 	}
 	return c.resumeApprovals(ctx, p.ID)
 }
 
-// formedGrace is how long the tick leaves a formed batch whose example records are not
-// all written to the ingest round that formed it (see recorded).
+// formedGrace is how long a formed batch whose example records are not all written
+// waits for them (see recorded).
 const formedGrace = 30 * time.Second
 
-// recorded keeps the formed batches the tick may write: those whose every example has
-// its record, and those formed over formedGrace ago. An ingest round queues its
-// examples in the ledger, then writes their records, then the batches it formed; a tick
-// in between must not make a batch visible whose examples cannot be read yet (an
-// annotator opening it would get "example not found"). A batch still short of records
-// after the grace is a crash's leftover, and is written anyway.
-func (c *Curator) recorded(ctx context.Context, pid string, formed []project.FormedBatch) ([]project.FormedBatch, error) {
+// recorded keeps the formed batches that may be written: those whose every example has
+// its record (in known, or found in the store), and those formed over formedGrace ago.
+// An ingest round queues its examples in the ledger, then writes their records, then
+// writes the batches it cut, and a batch cut by one round (or the tick, or a replica)
+// may hold examples another round has queued but not recorded yet: written then, it
+// would be visible with examples an annotator cannot open. A batch still short of
+// records after the grace is a crash's leftover, and is written anyway.
+func (c *Curator) recorded(ctx context.Context, pid string, formed []project.FormedBatch, known map[string]bool) ([]project.FormedBatch, error) {
 	var out []project.FormedBatch
 	for _, fb := range formed {
 		ok := c.now().Sub(fb.At) > formedGrace
 		if !ok {
 			var err error
-			if ok, err = c.allRecorded(ctx, pid, fb); err != nil {
+			if ok, err = c.allRecorded(ctx, pid, fb, known); err != nil {
 				return nil, err
 			}
 		}
@@ -219,14 +220,17 @@ func (c *Curator) recorded(ctx context.Context, pid string, formed []project.For
 }
 
 // allRecorded reports whether every example of fb has its record.
-func (c *Curator) allRecorded(ctx context.Context, pid string, fb project.FormedBatch) (bool, error) {
+func (c *Curator) allRecorded(ctx context.Context, pid string, fb project.FormedBatch, known map[string]bool) (bool, error) {
 	for _, ex := range fb.Examples {
+		if known[ex.ID] {
+			continue
+		}
 		_, err := c.st.S.Stat(ctx, project.ExampleKey(pid, ex.ID))
 		if errors.Is(err, objstore.ErrNotFound) {
 			return false, nil
 		}
 		if err != nil {
-			return false, fmt.Errorf("batch %s: is example %s recorded? %w", fb.ID, ex.ID, err)
+			return false, fmt.Errorf("batch %s: example %s: %w", fb.ID, ex.ID, err)
 		}
 	}
 	return true, nil

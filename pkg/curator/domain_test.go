@@ -7,10 +7,13 @@ package curator
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -24,6 +27,7 @@ import (
 
 	"github.com/edgeloop/edgeloop/pkg/config"
 	"github.com/edgeloop/edgeloop/pkg/contract"
+	"github.com/edgeloop/edgeloop/pkg/httpapi"
 	"github.com/edgeloop/edgeloop/pkg/kafkabus"
 	"github.com/edgeloop/edgeloop/pkg/message"
 	"github.com/edgeloop/edgeloop/pkg/objstore"
@@ -385,10 +389,57 @@ func TestDomainTickLeavesABatchToTheRoundWritingItsRecords(t *testing.T) {
 			if err := d.c.Tick(d.ctx); err != nil {
 				t.Fatal(err)
 			}
-			if bs, l := d.batches(t), d.ledger(t); len(bs) != 1 || len(bs[0].Items) != 5 || len(l.Formed) != 0 {
+			bs, l := d.batches(t), d.ledger(t)
+			if len(bs) != 1 || len(bs[0].Items) != 5 || len(l.Formed) != 0 {
 				t.Fatalf("the next tick: %d batches, %d formed; want the batch of 5 written", len(bs), len(l.Formed))
 			}
+			// The batch opens, with the records there are.
+			mux := httpapi.NewMux(&httpapi.Tokens{Tokens: map[string]httpapi.User{
+				"admin-token-00001": {Name: "ada", Roles: []string{httpapi.RoleAdmin}, Projects: []string{httpapi.AllProjects}}}})
+			Mount(mux, d.c)
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest("GET", "/api/v1/projects/"+d.p.ID+"/batches/"+bs[0].ID, nil)
+			req.Header.Set("Authorization", "Bearer admin-token-00001")
+			mux.ServeHTTP(rec, req)
+			var v BatchView
+			if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &v) != nil {
+				t.Fatalf("GET the batch: %d %s", rec.Code, rec.Body)
+			}
+			if want := map[string]int{"the record arrives": 5, "the round never finishes": 4}[tc.name]; len(v.Items) != 5 || len(v.Examples) != want {
+				t.Fatalf("GET the batch: %d items, %d records; want 5 and %d", len(v.Items), len(v.Examples), want)
+			}
 		})
+	}
+}
+
+// TestDomainIngestHoldsABatchWithAnotherRoundsExample: a round that cuts a batch holding
+// an example another round queued but has not recorded yet leaves the batch in the
+// ledger; the tick writes it once that record is there.
+func TestDomainIngestHoldsABatchWithAnotherRoundsExample(t *testing.T) {
+	d := newDomain(t, nil)
+	for i := 0; i < 4; i++ {
+		d.ingest(t, frameExample(fmt.Sprintf("ex-%d", i), i, "2", kindCTT))
+	}
+	// ex-3's round has queued it and not written its record yet.
+	o, err := d.s.Get(d.ctx, project.ExampleKey(d.p.ID, "ex-3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.s.Delete(d.ctx, project.ExampleKey(d.p.ID, "ex-3")); err != nil {
+		t.Fatal(err)
+	}
+	d.ingest(t, frameExample("ex-4", 4, "2", kindCTT), frameExample("ex-5", 5, "2", kindCTT)) // Max: a batch of 6 is cut
+	if bs, l := d.batches(t), d.ledger(t); len(bs) != 0 || len(l.Formed) != 1 || len(l.Formed[0].Examples) != 6 {
+		t.Fatalf("the round that cut the batch: %d batches written, %d formed; want the batch of 6 left formed", len(bs), len(l.Formed))
+	}
+	if _, err := d.s.Put(d.ctx, project.ExampleKey(d.p.ID, "ex-3"), o.Data, objstore.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.c.Tick(d.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if bs, l := d.batches(t), d.ledger(t); len(bs) != 1 || len(bs[0].Items) != 6 || len(l.Formed) != 0 {
+		t.Fatalf("the tick after the record: %d batches, %d formed; want the batch of 6 written", len(bs), len(l.Formed))
 	}
 }
 

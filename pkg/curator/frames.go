@@ -154,7 +154,7 @@ func (c *Curator) requeue(ctx context.Context, p *project.Project, r *project.Ex
 		return fmt.Errorf("example %s: requeueing the corrected example: %w", r.ID, err)
 	}
 	c.m.expired.WithLabelValues(p.ID).Add(float64(expired))
-	if err := c.writeFormed(ctx, p.ID, formed); err != nil {
+	if err := c.writeFormed(ctx, p.ID, formed, map[string]bool{r.ID: true}); err != nil {
 		return err
 	}
 	if r.DuplicateOf != "" { // queued above (or by an earlier try): no longer a duplicate

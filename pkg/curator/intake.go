@@ -172,11 +172,20 @@ func (c *Curator) ingestRound(ctx context.Context, exs []*edgeloopv1.Example, id
 			c.log.Debug("near-duplicate not queued", zap.String("example", w.rec.ID), zap.String("duplicate_of", w.rec.DuplicateOf))
 		}
 	}
+	known := map[string]map[string]bool{} // by project, the examples this round recorded
+	for _, i := range recs {
+		if rec := work[i].rec; outs[i] == nil {
+			if known[rec.Project] == nil {
+				known[rec.Project] = map[string]bool{}
+			}
+			known[rec.Project][rec.ID] = true
+		}
+	}
 	forEach(order, func(pid string) {
 		if _, ok := byProject[pid]; !ok {
 			return
 		}
-		if err := c.writeFormed(ctx, pid, formed[pid]); err != nil {
+		if err := c.writeFormed(ctx, pid, formed[pid], known[pid]); err != nil {
 			// The ledger keeps them (Formed): the next try, or the tick, writes them.
 			mu.Lock()
 			defer mu.Unlock()

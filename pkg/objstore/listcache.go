@@ -9,7 +9,8 @@ import (
 // ListCache remembers the objects that ReadAll read, by key and ETag, so that reading
 // the same prefix again fetches only the objects that changed since: a service that
 // scans a prefix on every tick costs one listing, not one GET per object. The zero
-// value is ready; it is safe for concurrent use.
+// value is ready; it is safe for concurrent use. It holds the data of every object the
+// last ReadAll of each prefix listed, for as long as it lives.
 type ListCache struct {
 	mu       sync.Mutex
 	byPrefix map[string]map[string]cachedObject

@@ -214,7 +214,7 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(objstore.Info) 
 			return err
 		}
 	}
-	return nil
+	return ctx.Err() // minio-go ends a cancelled listing without an error: it is not whole
 }
 
 // Dirs implements objstore.Store with a delimited listing: S3 answers one common prefix
@@ -226,14 +226,14 @@ func (s *Store) Dirs(ctx context.Context, prefix string, fn func(string) error) 
 		if o.Err != nil {
 			return mapErr("list folders", prefix, o.Err)
 		}
-		if !strings.HasSuffix(o.Key, "/") {
-			continue // an object directly under prefix
+		if !strings.HasSuffix(o.Key, "/") || o.Key == prefix {
+			continue // an object directly under prefix, or prefix's own folder marker
 		}
 		if err := fn(o.Key); err != nil {
 			return err
 		}
 	}
-	return nil
+	return ctx.Err() // as in List
 }
 
 // Ping checks that the bucket answers, for readiness probes.

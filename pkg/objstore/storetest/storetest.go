@@ -42,7 +42,7 @@ func Run(t *testing.T, newStore func(t *testing.T) objstore.Store) {
 		if err := s.List(ctx, "p/", func(i objstore.Info) error {
 			keys = append(keys, i.Key)
 			if i.Key == "p/a" && i.ETag != o.ETag {
-				// ListCache relies on it: a listing's ETag is the one a Get returns.
+				// ListCache saves a Get only when a listing's ETag is the one a Get returns.
 				return fmt.Errorf("listed ETag %q, Get's %q", i.ETag, o.ETag)
 			}
 			return nil
