@@ -342,6 +342,25 @@ func TestDomainTickWritesBatchesACrashLeftFormed(t *testing.T) {
 	}
 }
 
+// unrecord removes example id's record, as a round that queued the example and has not
+// written its record yet leaves it, and returns a func that writes it back.
+func (d *domain) unrecord(t *testing.T, id string) (restore func()) {
+	t.Helper()
+	key := project.ExampleKey(d.p.ID, id)
+	o, err := d.s.Get(d.ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.s.Delete(d.ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if _, err := d.s.Put(d.ctx, key, o.Data, objstore.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestDomainTickLeavesABatchToTheRoundWritingItsRecords: an ingest round queues its
 // examples, then writes their records, then its batches. A tick in between does not
 // make the batch visible while one of its records is missing (an annotator opening it
@@ -350,14 +369,10 @@ func TestDomainTickWritesBatchesACrashLeftFormed(t *testing.T) {
 func TestDomainTickLeavesABatchToTheRoundWritingItsRecords(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		finish func(d *domain, rec []byte)
+		finish func(d *domain, restore func())
 	}{
-		{"the record arrives", func(d *domain, rec []byte) {
-			if _, err := d.s.Put(d.ctx, project.ExampleKey(d.p.ID, "ex-4"), rec, objstore.PutOptions{}); err != nil {
-				t.Fatal(err)
-			}
-		}},
-		{"the round never finishes", func(d *domain, _ []byte) { d.clk.Add(formedGrace + time.Second) }},
+		{"the record arrives", func(_ *domain, restore func()) { restore() }},
+		{"the round never finishes", func(d *domain, _ func()) { d.clk.Add(formedGrace + time.Second) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := newDomain(t, nil)
@@ -365,13 +380,7 @@ func TestDomainTickLeavesABatchToTheRoundWritingItsRecords(t *testing.T) {
 				d.ingest(t, frameExample(fmt.Sprintf("ex-%d", i), i, "2", kindCTT))
 			}
 			// The round's state between its ledger update and its last record.
-			o, err := d.s.Get(d.ctx, project.ExampleKey(d.p.ID, "ex-4"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := d.s.Delete(d.ctx, project.ExampleKey(d.p.ID, "ex-4")); err != nil {
-				t.Fatal(err)
-			}
+			restore := d.unrecord(t, "ex-4")
 			if _, err := objstore.Update(d.ctx, d.s, project.LedgerKey(d.p.ID), func(l *project.Ledger, _ bool) error {
 				cut(l, 1, 5, d.clk.Now())
 				return nil
@@ -385,7 +394,7 @@ func TestDomainTickLeavesABatchToTheRoundWritingItsRecords(t *testing.T) {
 			if bs, l := d.batches(t), d.ledger(t); len(bs) != 0 || len(l.Formed) != 1 {
 				t.Fatalf("a tick with a record missing: %d batches written, %d formed; want it left formed", len(bs), len(l.Formed))
 			}
-			tc.finish(d, o.Data)
+			tc.finish(d, restore)
 			if err := d.c.Tick(d.ctx); err != nil {
 				t.Fatal(err)
 			}
@@ -421,20 +430,12 @@ func TestDomainIngestHoldsABatchWithAnotherRoundsExample(t *testing.T) {
 		d.ingest(t, frameExample(fmt.Sprintf("ex-%d", i), i, "2", kindCTT))
 	}
 	// ex-3's round has queued it and not written its record yet.
-	o, err := d.s.Get(d.ctx, project.ExampleKey(d.p.ID, "ex-3"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.s.Delete(d.ctx, project.ExampleKey(d.p.ID, "ex-3")); err != nil {
-		t.Fatal(err)
-	}
+	restore := d.unrecord(t, "ex-3")
 	d.ingest(t, frameExample("ex-4", 4, "2", kindCTT), frameExample("ex-5", 5, "2", kindCTT)) // Max: a batch of 6 is cut
 	if bs, l := d.batches(t), d.ledger(t); len(bs) != 0 || len(l.Formed) != 1 || len(l.Formed[0].Examples) != 6 {
 		t.Fatalf("the round that cut the batch: %d batches written, %d formed; want the batch of 6 left formed", len(bs), len(l.Formed))
 	}
-	if _, err := d.s.Put(d.ctx, project.ExampleKey(d.p.ID, "ex-3"), o.Data, objstore.PutOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	restore()
 	if err := d.c.Tick(d.ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -204,36 +204,35 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 
 // List implements objstore.Store.
 func (s *Store) List(ctx context.Context, prefix string, fn func(objstore.Info) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for o := range s.c.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
-		if o.Err != nil {
-			return mapErr("list", prefix, o.Err)
-		}
-		if err := fn(info(o)); err != nil {
-			return err
-		}
-	}
-	return ctx.Err() // minio-go ends a cancelled listing without an error: it is not whole
+	return s.each(ctx, "list", minio.ListObjectsOptions{Prefix: prefix, Recursive: true}, func(o minio.ObjectInfo) error {
+		return fn(info(o))
+	})
 }
 
 // Dirs implements objstore.Store with a delimited listing: S3 answers one common prefix
 // per folder.
 func (s *Store) Dirs(ctx context.Context, prefix string, fn func(string) error) error {
+	return s.each(ctx, "list folders", minio.ListObjectsOptions{Prefix: prefix}, func(o minio.ObjectInfo) error {
+		if !strings.HasSuffix(o.Key, "/") || o.Key == prefix {
+			return nil // an object directly under prefix, or prefix's own folder marker
+		}
+		return fn(o.Key)
+	})
+}
+
+// each calls fn with every entry of the listing o asks for, stopping at fn's first error.
+func (s *Store) each(ctx context.Context, op string, o minio.ListObjectsOptions, fn func(minio.ObjectInfo) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for o := range s.c.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix}) {
-		if o.Err != nil {
-			return mapErr("list folders", prefix, o.Err)
+	for e := range s.c.ListObjects(ctx, s.bucket, o) {
+		if e.Err != nil {
+			return mapErr(op, o.Prefix, e.Err)
 		}
-		if !strings.HasSuffix(o.Key, "/") || o.Key == prefix {
-			continue // an object directly under prefix, or prefix's own folder marker
-		}
-		if err := fn(o.Key); err != nil {
+		if err := fn(e); err != nil {
 			return err
 		}
 	}
-	return ctx.Err() // as in List
+	return ctx.Err() // minio-go ends a cancelled listing without an error: it is not whole
 }
 
 // Ping checks that the bucket answers, for readiness probes.
