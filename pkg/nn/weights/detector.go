@@ -35,8 +35,8 @@ func ImportDetector(a nn.Arch, p *nn.Params, ts map[string]Tensor, log *zap.Logg
 	if len(p.Specs) < len(clsSpecs) {
 		return nn.Arch{}, fmt.Errorf("weights: %d parameter tensors for arch %s", len(p.Specs), a.Name)
 	}
-	if _, ok := ts["features.0.0.bias"]; ok {
-		return nn.Arch{}, fmt.Errorf("weights: the file's convs have biases (features.0.0.bias): its batch norms were folded into them at export")
+	if err := checkUnfolded(ts); err != nil {
+		return nn.Arch{}, err
 	}
 	used := map[string]bool{}
 	trunk, transferred := 0, 0
@@ -50,31 +50,16 @@ func ImportDetector(a nn.Arch, p *nn.Params, ts map[string]Tensor, log *zap.Logg
 		}
 		name := names[k]
 		used[name] = true
-		t, ok := ts[name]
-		if !ok {
-			return nn.Arch{}, fmt.Errorf("weights: %s (%s %v) is not in the file", name, s.Name, []int(s.Shape))
+		if err := copyTensor(a, p, k, ts, name); err != nil {
+			return nn.Arch{}, err
 		}
-		v, err := convert(t, s, a.Layers[s.Layer].Kind)
-		if err != nil {
-			return nn.Arch{}, fmt.Errorf("weights: %s: %w", name, err)
-		}
-		copy(p.Values[k], v)
 		transferred++
 	}
-	for name := range ts {
-		if !used[name] && !strings.HasPrefix(name, "classifier.") && !strings.HasPrefix(name, "features.18.") &&
-			!strings.HasSuffix(name, ".num_batches_tracked") {
-			return nn.Arch{}, fmt.Errorf("weights: file tensor %s %v maps to nothing in %s's trunk (another architecture or width?)", name, ts[name].Shape, a.Name)
-		}
+	if err := checkLeftover(ts, used, a.Name+"'s trunk", "classifier.", "features.18."); err != nil {
+		return nn.Arch{}, err
 	}
 	log.Info("transferred pretrained tensors", zap.String("arch", a.Name), zap.String("transferred", fmt.Sprintf("%d/%d", transferred, trunk)))
-	a.Layers = slices.Clone(a.Layers)
-	for i := 0; i < a.HeadFrom; i++ {
-		if a.Layers[i].Kind == nn.BatchNorm {
-			a.Layers[i].Eps = TorchBNEps
-		}
-	}
-	return a, nil
+	return withTorchEps(a, a.HeadFrom), nil
 }
 
 // detectorSize is the family size of a, a detector named by nn.DetectorPyramid

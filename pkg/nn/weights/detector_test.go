@@ -1,6 +1,7 @@
 package weights
 
 import (
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -66,6 +67,22 @@ func TestImportDetector(t *testing.T) {
 	}
 	if _, err := ImportDetector(cls, cp, ts, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "not a") {
 		t.Fatalf("a classifier: %v", err)
+	}
+	// A file that does not fit the trunk is refused, naming the tensor.
+	dp, _ := nn.InitParams(a, 1)
+	for name, c := range map[string]struct {
+		edit func(map[string]Tensor)
+		want string
+	}{
+		"extra":   {func(m map[string]Tensor) { m["features.19.0.weight"] = Tensor{Shape: []int{1}, Data: []float32{0}} }, "features.19.0.weight [1] maps to nothing"},
+		"missing": {func(m map[string]Tensor) { delete(m, "features.1.conv.0.0.weight") }, "features.1.conv.0.0.weight"},
+		"folded":  {func(m map[string]Tensor) { m["features.0.0.bias"] = Tensor{Shape: []int{16}, Data: make([]float32, 16)} }, "optimize=False"},
+	} {
+		edited := maps.Clone(ts)
+		c.edit(edited)
+		if _, err := ImportDetector(a, dp, edited, zap.NewNop()); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want one saying %q", name, err, c.want)
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package weights
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -100,9 +101,8 @@ func Import(a nn.Arch, p *nn.Params, ts map[string]Tensor, o Options, log *zap.L
 	if len(p.Values) != len(names) {
 		return nn.Arch{}, fmt.Errorf("weights: %d parameter tensors for arch %s, which has %d", len(p.Values), a.Name, len(names))
 	}
-	if _, ok := ts["features.0.0.bias"]; ok {
-		return nn.Arch{}, errors.New("weights: the file's convs have biases (features.0.0.bias): its batch norms were folded into them at export; " +
-			"save the state_dict as safetensors, or export ONNX with torch.onnx.export(..., dynamo=True, optimize=False)")
+	if err := checkUnfolded(ts); err != nil {
+		return nn.Arch{}, err
 	}
 	used := make(map[string]bool, len(names))
 	transferred := 0
@@ -113,31 +113,70 @@ func Import(a nn.Arch, p *nn.Params, ts map[string]Tensor, o Options, log *zap.L
 		if head && !o.Head {
 			continue
 		}
-		t, ok := ts[name]
-		if !ok {
-			return nn.Arch{}, fmt.Errorf("weights: %s (%s %v) is not in the file", name, s.Name, []int(s.Shape))
+		if err := copyTensor(a, p, k, ts, name); err != nil {
+			return nn.Arch{}, err
 		}
-		v, err := convert(t, s, a.Layers[s.Layer].Kind)
-		if err != nil {
-			return nn.Arch{}, fmt.Errorf("weights: %s: %w", name, err)
-		}
-		copy(p.Values[k], v)
 		transferred++
 	}
-	for name := range ts {
-		if !used[name] && !strings.HasPrefix(name, "classifier.") && !strings.HasSuffix(name, ".num_batches_tracked") {
-			return nn.Arch{}, fmt.Errorf("weights: file tensor %s %v maps to nothing in %s (another architecture or width?)", name, ts[name].Shape, a.Name)
-		}
+	if err := checkLeftover(ts, used, a.Name, "classifier."); err != nil {
+		return nn.Arch{}, err
 	}
 	log.Info("transferred pretrained tensors", zap.String("arch", a.Name),
 		zap.String("transferred", fmt.Sprintf("%d/%d", transferred, len(names))), zap.Bool("head", o.Head))
+	return withTorchEps(a, len(a.Layers)), nil
+}
+
+// checkUnfolded refuses a file whose batch norms were folded into conv biases at
+// export: the family keeps them as layers of their own.
+func checkUnfolded(ts map[string]Tensor) error {
+	if _, ok := ts["features.0.0.bias"]; ok {
+		return errors.New("weights: the file's convs have biases (features.0.0.bias): its batch norms were folded into them at export; " +
+			"save the state_dict as safetensors, or export ONNX with torch.onnx.export(..., dynamo=True, optimize=False)")
+	}
+	return nil
+}
+
+// copyTensor copies the file tensor name onto parameter k of p, in the layout of a's
+// parameter; the error names the tensor and, for a missing one, the parameter it was
+// for.
+func copyTensor(a nn.Arch, p *nn.Params, k int, ts map[string]Tensor, name string) error {
+	s := p.Specs[k]
+	t, ok := ts[name]
+	if !ok {
+		return fmt.Errorf("weights: %s (%s %v) is not in the file", name, s.Name, []int(s.Shape))
+	}
+	v, err := convert(t, s, a.Layers[s.Layer].Kind)
+	if err != nil {
+		return fmt.Errorf("weights: %s: %w", name, err)
+	}
+	copy(p.Values[k], v)
+	return nil
+}
+
+// checkLeftover names the first file tensor, in name order, that was not used and is
+// neither a batch-norm step counter nor under one of the skipped prefixes: such a file
+// is another architecture or width than arch.
+func checkLeftover(ts map[string]Tensor, used map[string]bool, arch string, skipped ...string) error {
+	for _, name := range slices.Sorted(maps.Keys(ts)) {
+		if used[name] || strings.HasSuffix(name, ".num_batches_tracked") ||
+			slices.ContainsFunc(skipped, func(p string) bool { return strings.HasPrefix(name, p) }) {
+			continue
+		}
+		return fmt.Errorf("weights: file tensor %s %v maps to nothing in %s (another architecture or width?)", name, ts[name].Shape, arch)
+	}
+	return nil
+}
+
+// withTorchEps returns a with the ε of its batch norms before layer upTo set to
+// PyTorch's, on a copy of its layers.
+func withTorchEps(a nn.Arch, upTo int) nn.Arch {
 	a.Layers = slices.Clone(a.Layers)
-	for i := range a.Layers {
+	for i := range upTo {
 		if a.Layers[i].Kind == nn.BatchNorm {
 			a.Layers[i].Eps = TorchBNEps
 		}
 	}
-	return a, nil
+	return a
 }
 
 // convert returns t's values in the layout of parameter s of a layer of kind kind:
