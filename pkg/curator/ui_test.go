@@ -46,7 +46,9 @@ type browserResult struct {
 	Seconds   float64           `json:"seconds"`
 	Mouse     int               `json:"mouse"`
 	BelowFold []string          `json:"below_fold"`
-	Errors    []string          `json:"errors"`
+	// Linked is the address a fresh browser shows after opening #/dashboard&token=….
+	Linked string   `json:"linked"`
+	Errors []string `json:"errors"`
 	// Picture is what the reviewer's page showed of the first detection item.
 	Picture *struct {
 		Example string `json:"example"`
@@ -135,6 +137,9 @@ func runBrowser(t *testing.T, base, pid, task string, truth map[string][]project
 	}
 	if len(res.BelowFold) > 0 {
 		t.Errorf("at 1280x720 these are below the fold: %v", res.BelowFold)
+	}
+	if res.Linked != "#/dashboard" {
+		t.Errorf("a fresh browser opening #/dashboard&token=… is at %q, want #/dashboard (logged in, the token out of the address)", res.Linked)
 	}
 	return res
 }

@@ -354,6 +354,13 @@ try {
   await shot(rex, '4-dataset');
   await annie.waitForSelector('#next');
   await shot(annie, '5-queue-after');
+  // A link that names a page and a token (the standalone's dashboard link) logs a fresh
+  // browser in on that page and takes the token out of the address.
+  const fresh = await (await browser.newContext()).newPage();
+  pages.push(fresh);
+  await fresh.goto(`${BASE}/#/dashboard&token=${env('REVIEWER')}`);
+  await fresh.waitForSelector('body[data-page=dashboard] #whoami:not(:empty)');
+  result.linked = await fresh.evaluate(() => location.hash);
 } catch (e) {
   // Say what the pages logged and keep a screenshot of each, then fail.
   console.error(`FAILED: ${e && e.stack || e}`);

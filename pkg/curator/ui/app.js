@@ -25,11 +25,14 @@ const state = { token: null, me: null, project: null, projects: [], imgCache: ne
 // slow page must not paint over, or listen for, the page that replaced it.
 const current = (gen) => gen === state.gen;
 
+// readToken keeps a token given in the link (#token=T, or after a page: #/dashboard&token=T)
+// and takes it out of the address, leaving the page it named.
 function readToken() {
-  const m = location.hash.match(/token=([^&]+)/);
+  const m = location.hash.match(/[#&]token=([^&]+)/);
   if (m) {
     localStorage.setItem('edgeloop.token', decodeURIComponent(m[1]));
-    history.replaceState(null, '', location.pathname + '#/');
+    const page = location.hash.replace(m[0], '').replace(/^#?&/, '#');
+    history.replaceState(null, '', location.pathname + (page.startsWith('#/') ? page : '#/'));
   }
   return localStorage.getItem('edgeloop.token');
 }

@@ -173,7 +173,7 @@ func (s *state) banner(a *modules.App) {
 edgeloop standalone is up (data in %s)
 
   UI            %s/#token=annotator-dev-token   (reviewer: #token=reviewer-dev-token)
-  dashboard     %s/#/dashboard
+  dashboard     %s/#/dashboard&token=annotator-dev-token
   API           %s/api/v1/   (Authorization: Bearer admin-dev-token)
   MQTT broker   %s      Kafka %s      S3 http://%s (key %s, secret %s)
   agent API     %s
