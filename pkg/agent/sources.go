@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -76,9 +77,12 @@ func every(ctx context.Context, d time.Duration, fn func() error) error {
 	}
 }
 
+// inferFile runs the model on the image file at path and moves it to done/, or to
+// rejected/ with a .reason file beside it when it cannot: too large, unreadable or not
+// an image.
 func (a *Agent) inferFile(ctx context.Context, path string) {
 	dir, name := filepath.Split(path)
-	data, err := os.ReadFile(path)
+	data, err := readFrame(path)
 	var im *raster.Image
 	if err == nil {
 		im, err = a.decode(data)
@@ -227,4 +231,22 @@ func (a *Agent) simulate(ctx context.Context) error {
 		}
 		return nil
 	})
+}
+
+// readFrame reads an image file of at most maxUpload bytes, as /v1/infer takes: a larger
+// one (a video saved under an image's name) is refused before it is read.
+func readFrame(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxUpload+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxUpload {
+		return nil, fmt.Errorf("%s: over the %d bytes a frame may have", path, maxUpload)
+	}
+	return data, nil
 }

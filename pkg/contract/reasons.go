@@ -38,6 +38,9 @@ const (
 	ReasonTaskMismatch = "task_mismatch"
 	// ReasonUnknownClass: a class is not one of the project's.
 	ReasonUnknownClass = "unknown_class"
+	// ReasonCorruptState: a document the message would update in object storage does
+	// not decode; the detail names it (repair or delete it, then replay the message).
+	ReasonCorruptState = "corrupt_state"
 	// ReasonRetryExhausted: handling failed again and again while the service's
 	// dependencies answered (message.GiveUp); the detail holds the last error.
 	ReasonRetryExhausted = "retry_exhausted"

@@ -156,11 +156,11 @@ func (a *api) getBatch(w http.ResponseWriter, r *http.Request) error {
 	v := BatchView{Batch: b, Examples: map[string]*project.ExampleRecord{}}
 	for _, it := range b.Items {
 		rec, err := a.c.st.Example(r.Context(), b.Project, it.ExampleID)
-		if errors.Is(err, objstore.ErrNotFound) {
-			// A crash's leftover batch whose example was never recorded: the other items
-			// stay workable, and the UI shows this one without its record.
-			a.c.log.Warn("batch item without its example record", zap.String("project", b.Project), zap.String("batch", b.ID),
-				zap.String("example", it.ExampleID))
+		if errors.Is(err, objstore.ErrNotFound) || errors.Is(err, objstore.ErrCorrupt) {
+			// A crash's leftover batch whose example was never recorded, or a record gone
+			// bad: the other items stay workable, and the UI shows this one without it.
+			a.c.log.Warn("batch item without a readable example record", zap.String("project", b.Project), zap.String("batch", b.ID),
+				zap.String("example", it.ExampleID), zap.Error(err))
 			continue
 		}
 		if err != nil {

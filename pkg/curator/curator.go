@@ -46,8 +46,16 @@ const maxImportBytes = 512 << 20
 // New returns a Curator on store s; approvals are published with prod (a
 // *kafkabus.Producer in the services; the domain tests record them).
 func New(s objstore.Store, prod message.Publisher, kcfg kafkabus.Config, m *metrics, log *zap.Logger) *Curator {
-	return &Curator{st: &project.Store{S: s, Listed: &objstore.ListCache{}}, prod: prod, kcfg: kcfg, log: log, m: m, now: time.Now, dups: &lookalikes{recent: map[string][]thumbOf{}},
+	return &Curator{st: &project.Store{S: s, Listed: &objstore.ListCache{}, Corrupt: logCorrupt(log)}, prod: prod, kcfg: kcfg, log: log, m: m, now: time.Now, dups: &lookalikes{recent: map[string][]thumbOf{}},
 		maxImport: maxImportBytes}
+}
+
+// logCorrupt logs the documents the store's listings pass over because they are
+// corrupt: an operator repairs or deletes them, the rest of the project goes on.
+func logCorrupt(log *zap.Logger) objstore.OnCorrupt {
+	return func(key string, err error) {
+		log.Error("corrupt document passed over: repair or delete it", zap.String("key", key), zap.Error(err))
+	}
 }
 
 // project.Store is the curator's object store access.
@@ -711,12 +719,18 @@ func (c *Curator) resumeApprovals(ctx context.Context, pid string) error {
 // the batch's entries when it was added before). Splits are decided once,
 // deterministically from the example id (80/10/10 by default), with val and test capped
 // (then train), unless an import's archive pinned them (project.Item.Split); an example already
-// in the dataset keeps its split.
+// in the dataset keeps its split. An example whose record is missing or corrupt cannot
+// name its image: it is left out and logged, and the rest of the batch goes in.
 func (c *Curator) addToDataset(ctx context.Context, p *project.Project, b *project.Batch) (*project.Dataset, []project.DatasetEntry, error) {
 	recs := map[string]string{}
 	for _, it := range b.Items {
 		if it.Status == "done" && !it.Rejected() {
 			rec, err := c.st.Example(ctx, p.ID, it.ExampleID)
+			if errors.Is(err, objstore.ErrNotFound) || errors.Is(err, objstore.ErrCorrupt) {
+				c.log.Error("approved example left out of the dataset: its record cannot be read", zap.String("project", p.ID),
+					zap.String("batch", b.ID), zap.String("example", it.ExampleID), zap.Error(err))
+				continue
+			}
 			if err != nil {
 				return nil, nil, err
 			}
@@ -745,7 +759,7 @@ func (c *Curator) addToDataset(ctx context.Context, p *project.Project, b *proje
 		counts, _ := d.Counts()
 		d.Seq++
 		for _, it := range b.Items {
-			if it.Status != "done" || it.Rejected() || have[it.ExampleID] {
+			if _, ok := recs[it.ExampleID]; !ok || have[it.ExampleID] { // not done, rejected or unreadable
 				continue
 			}
 			split := it.Split

@@ -748,3 +748,53 @@ func TestDomainBacklogBatchesBalanced(t *testing.T) {
 		}
 	}
 }
+
+// TestDomainCorruptDocumentsHideOnlyThemselves: a project, batch or example document
+// that does not decode stops nothing else: the tick goes on with the other projects and
+// batches, and a batch approves without the example whose record went bad.
+func TestDomainCorruptDocumentsHideOnlyThemselves(t *testing.T) {
+	d := newDomain(t, nil)
+	for i := 0; i < 6; i++ {
+		d.ingest(t, frameExample(fmt.Sprintf("ex-%02d", i), i, "1", kindCTT))
+	}
+	put := func(key string) {
+		t.Helper()
+		if _, err := d.s.Put(d.ctx, key, []byte(`{"id": `), objstore.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(project.ProjectKey("broken"))
+	put(project.BatchKey(d.p.ID, "b000099"))
+	if err := d.c.Tick(d.ctx); err != nil {
+		t.Fatalf("tick beside a corrupt project and batch: %v", err)
+	}
+	if bs := d.batches(t); len(bs) != 1 || bs[0].ID != "b000001" {
+		t.Fatalf("batches %v, want b000001 alone listed", bs)
+	}
+	b, err := d.c.Claim(d.ctx, d.p.ID, "b000001", "annie")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range b.Items {
+		if _, err := d.c.SaveItem(d.ctx, d.p.ID, "b000001", it.ExampleID, "annie", []project.Label{{Class: "3"}}, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := d.c.Submit(d.ctx, d.p.ID, "b000001", "annie"); err != nil {
+		t.Fatal(err)
+	}
+	put(project.ExampleKey(d.p.ID, b.Items[0].ExampleID))
+	if b, err := d.c.Approve(d.ctx, d.p.ID, "b000001", "rex"); err != nil || b.State != project.StateApproved {
+		t.Fatalf("approval with one record gone bad: %v", err)
+	}
+	ds, _ := d.c.st.Dataset(d.ctx, d.p.ID)
+	evs := d.ev.approvals(t)
+	if len(ds.Entries) != 5 || len(evs) != 1 || evs[0].AddedByClass["3"] != 5 {
+		t.Fatalf("dataset %d entries, events %v; want the 5 readable examples added and announced", len(ds.Entries), evs)
+	}
+	for _, e := range ds.Entries {
+		if e.ID == b.Items[0].ExampleID || e.Image == "" {
+			t.Fatalf("dataset entry %+v: the unreadable example is in, or an entry has no image", e)
+		}
+	}
+}

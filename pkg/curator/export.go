@@ -68,6 +68,10 @@ func (c *Curator) prepareExport(ctx context.Context, pid, format, split string) 
 		}
 		e.Labels = labels
 		rec, err := c.st.Example(ctx, pid, e.ID)
+		if errors.Is(err, objstore.ErrCorrupt) {
+			c.st.Corrupt.Report(project.ExampleKey(pid, e.ID), err) // the export goes on without it
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}

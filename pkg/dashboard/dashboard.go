@@ -378,6 +378,7 @@ func Extend(publicURL, group string, key ed25519.PrivateKey) func(curator.Extens
 	return func(e curator.Extension) func(ctx context.Context) error {
 		reg := registry.New(e.Curator.Store().S, e.Producer, e.Kafka, publicURL)
 		reg.Key = key
+		reg.Corrupt = e.Curator.Store().Corrupt
 		t := NewTracker(10*time.Second, e.Log.Named("dashboard"))
 		registry.Mount(e.API, reg)
 		Mount(e.API, e.Curator, reg, t)

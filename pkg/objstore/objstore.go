@@ -22,6 +22,30 @@ var ErrNotFound = errors.New("object not found")
 // changed since it was read (compare-and-swap).
 var ErrPrecondition = errors.New("object precondition failed")
 
+// ErrCorrupt says an object holds no valid document of its kind: it does not decode.
+// Listings pass over such a document (reporting it to an OnCorrupt), so that one bad
+// document hides only itself; reading it by its key is an error that wraps ErrCorrupt.
+var ErrCorrupt = errors.New("corrupt document")
+
+// OnCorrupt hears of each document a listing passed over because it is corrupt.
+type OnCorrupt func(key string, err error)
+
+// Report tells f of key's error; a nil OnCorrupt hears nothing.
+func (f OnCorrupt) Report(key string, err error) {
+	if f != nil {
+		f(key, err)
+	}
+}
+
+// DecodeJSON decodes the JSON document data, read from key, into v; the error names
+// key and wraps ErrCorrupt.
+func DecodeJSON(key string, data []byte, v any) error {
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("decode %s: %w: %w", key, ErrCorrupt, err)
+	}
+	return nil
+}
+
 // Object is a stored object with its ETag.
 type Object struct {
 	Data        []byte
@@ -86,14 +110,15 @@ func PutContent(ctx context.Context, s Store, prefix string, data []byte, conten
 	}
 }
 
-// GetJSON reads key into v and returns its ETag.
+// GetJSON reads key into v and returns its ETag; a document that does not decode is an
+// error wrapping ErrCorrupt.
 func GetJSON(ctx context.Context, s Store, key string, v any) (string, error) {
 	o, err := s.Get(ctx, key)
 	if err != nil {
 		return "", err
 	}
-	if err := json.Unmarshal(o.Data, v); err != nil {
-		return "", fmt.Errorf("decode %s: %w", key, err)
+	if err := DecodeJSON(key, o.Data, v); err != nil {
+		return "", err
 	}
 	return o.ETag, nil
 }

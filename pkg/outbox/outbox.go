@@ -69,7 +69,7 @@ type Outbox struct {
 	bytes   int64
 	seq     uint64
 	dropped uint64
-	// Corrupt counts files set aside at open.
+	// Corrupt counts files set aside: at open, or when they no longer read back.
 	corrupt int
 	notify  chan struct{}
 }
@@ -346,17 +346,41 @@ func (ob *Outbox) Next(n int, busy map[uint64]bool) ([]Entry, error) {
 		if errors.Is(err, os.ErrNotExist) {
 			continue // deleted meanwhile (dropped or acked)
 		}
-		if err != nil {
-			return out, fmt.Errorf("outbox: %w", err)
+		var e Entry
+		if err == nil {
+			e, err = decode(b)
 		}
-		e, err := decode(b)
 		if err != nil {
-			return out, fmt.Errorf("outbox: entry %d: %w", pk.m.seq, err)
+			// A file that went bad on the device's storage: set aside, so that the
+			// entries behind it still go out.
+			ob.setAside(pk.p, pk.m.seq)
+			continue
 		}
 		e.Seq = pk.m.seq
 		out = append(out, e)
 	}
 	return out, nil
+}
+
+// setAside moves entry seq of queue p, which no longer reads back, to corrupt/ and
+// out of the queue, counting it in Stats.Corrupt.
+func (ob *Outbox) setAside(p int, seq uint64) {
+	ob.mu.Lock()
+	defer ob.mu.Unlock()
+	q := ob.queues[p]
+	i := sort.Search(len(q), func(i int) bool { return q[i].seq >= seq })
+	if i == len(q) || q[i].seq != seq {
+		return // delivered or dropped meanwhile
+	}
+	m := q[i]
+	name := filepath.Base(ob.path(p, seq))
+	_ = os.Rename(ob.path(p, seq), filepath.Join(ob.dir, "corrupt", name))
+	ob.queues[p] = append(q[:i], q[i+1:]...)
+	if ob.ids[m.id] == seq {
+		delete(ob.ids, m.id)
+	}
+	ob.bytes -= m.size
+	ob.corrupt++
 }
 
 // Delete removes an entry once it is delivered; deleting it twice is harmless.

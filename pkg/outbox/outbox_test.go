@@ -204,6 +204,42 @@ func TestReopenKeepsEverythingAndSetsCorruptAside(t *testing.T) {
 	}
 }
 
+// TestEntryGoingBadWhileOpenIsSetAside: an entry whose file goes bad after Open (the
+// device's storage failing) is set aside by Next, which still returns the entries
+// behind it; the outbox's figures and ids forget it.
+func TestEntryGoingBadWhileOpenIsSetAside(t *testing.T) {
+	dir := t.TempDir()
+	ob, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		if _, err := ob.Put(contract.PriorityNormal, fmt.Sprintf("e%d", i), []byte(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	es, _ := ob.Next(10, nil)
+	before := ob.Stats()
+	victim := filepath.Join(dir, fmt.Sprintf("p%d", es[0].Priority), fmt.Sprintf("%016x.ob", es[0].Seq))
+	if err := os.WriteFile(victim, []byte("garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ob.Next(10, nil)
+	if err != nil || ids(got) != "e1,e2,e3" {
+		t.Fatalf("next with e0 gone bad: %s, %v; want e1,e2,e3", ids(got), err)
+	}
+	s := ob.Stats()
+	if s.Depth != 3 || s.Corrupt != 1 || s.Bytes >= before.Bytes {
+		t.Fatalf("stats %+v (before %+v): want depth 3, 1 corrupt, fewer bytes", s, before)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "corrupt", filepath.Base(victim))); err != nil {
+		t.Fatalf("the bad entry is not in corrupt/: %v", err)
+	}
+	if n, err := ob.DeleteIDs("e0"); err != nil || n != 0 {
+		t.Fatalf("deleting the set-aside id: %d, %v", n, err)
+	}
+}
+
 // TestKilledMidWrite: a child process puts entries as fast as it can and prints each id
 // once Put returned; it is killed with SIGKILL. Reopened, the outbox holds every
 // printed id and nothing corrupt.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -20,6 +19,9 @@ type Store struct {
 	// Listed, when set, keeps the batch documents Batches read, so that a service listing
 	// them on every tick reads only those that changed (nil: read them all each time).
 	Listed *objstore.ListCache
+	// Corrupt hears of the documents Projects and Batches pass over because they do not
+	// decode: one corrupt document hides only itself.
+	Corrupt objstore.OnCorrupt
 }
 
 // ProjectPrefix is the prefix of every object of project p.
@@ -71,7 +73,8 @@ func (s *Store) Project(ctx context.Context, id string) (*Project, error) {
 }
 
 // Projects lists every project. It lists the folders under projects/, not their
-// objects, so a tick costs one request per project however many examples they hold.
+// objects, so a tick costs one request per project however many examples they hold. A
+// project whose document does not decode is passed over (and reported to s.Corrupt).
 func (s *Store) Projects(ctx context.Context) ([]*Project, error) {
 	var out []*Project
 	err := s.S.Dirs(ctx, "projects/", func(dir string) error {
@@ -79,6 +82,10 @@ func (s *Store) Projects(ctx context.Context) ([]*Project, error) {
 		_, err := objstore.GetJSON(ctx, s.S, dir+"project.json", &p)
 		if errors.Is(err, objstore.ErrNotFound) {
 			return nil // a folder without a project document (a deleted project's leftovers)
+		}
+		if errors.Is(err, objstore.ErrCorrupt) {
+			s.Corrupt.Report(dir+"project.json", err)
+			return nil
 		}
 		if err != nil {
 			return err
@@ -231,13 +238,15 @@ func (s *Store) Batch(ctx context.Context, project, id string) (*Batch, error) {
 	return &b, nil
 }
 
-// Batches lists a project's batches.
+// Batches lists a project's batches; one whose document does not decode is passed over
+// (and reported to s.Corrupt).
 func (s *Store) Batches(ctx context.Context, project string) ([]*Batch, error) {
 	var out []*Batch
 	err := s.Listed.ReadAll(ctx, s.S, BatchesPrefix(project), func(key string, data []byte) error {
 		var b Batch
-		if err := json.Unmarshal(data, &b); err != nil {
-			return fmt.Errorf("decode %s: %w", key, err)
+		if err := objstore.DecodeJSON(key, data, &b); err != nil {
+			s.Corrupt.Report(key, err)
+			return nil
 		}
 		out = append(out, &b)
 		return nil

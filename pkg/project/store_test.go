@@ -3,6 +3,7 @@ package project_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -121,5 +122,58 @@ func TestStoreBackbonePinned(t *testing.T) {
 	}
 	if _, err := s.Backbone(ctx, *p.Model); err == nil || !strings.Contains(err.Error(), "wants "+sum) {
 		t.Fatalf("changed bytes: %v, want the mismatch named", err)
+	}
+}
+
+// TestListingsPassOverCorruptDocuments: a project or batch document that does not decode
+// hides only itself from Projects and Batches, and is reported to Corrupt; reading it
+// by its key is an error wrapping objstore.ErrCorrupt.
+func TestListingsPassOverCorruptDocuments(t *testing.T) {
+	ctx := context.Background()
+	var corrupt []string
+	s := &project.Store{S: memstore.New(), Listed: &objstore.ListCache{}, Corrupt: func(key string, err error) {
+		if !errors.Is(err, objstore.ErrCorrupt) || !strings.Contains(err.Error(), key) {
+			t.Errorf("%s reported with %v, want an ErrCorrupt naming it", key, err)
+		}
+		corrupt = append(corrupt, key)
+	}}
+	for _, id := range []string{"a", "b", "c"} {
+		if err := s.CreateProject(ctx, &project.Project{ID: id, Task: "classify", Classes: []string{"x", "y"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put := func(key, doc string) {
+		if _, err := s.S.Put(ctx, key, []byte(doc), objstore.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(project.ProjectKey("b"), `{"id": "b", "classes": [`)
+	for _, id := range []string{"b1", "b2", "b3"} {
+		if _, err := objstore.PutJSON(ctx, s.S, project.BatchKey("a", id), &project.Batch{ID: id, Project: "a"}, objstore.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(project.BatchKey("a", "b2"), "not json")
+
+	ps, err := s.Projects(ctx)
+	if err != nil || len(ps) != 2 || ps[0].ID != "a" || ps[1].ID != "c" {
+		t.Fatalf("projects with b corrupt: %v, %v", ps, err)
+	}
+	bs, err := s.Batches(ctx, "a")
+	if err != nil || len(bs) != 2 || bs[0].ID != "b1" || bs[1].ID != "b3" {
+		t.Fatalf("batches with b2 corrupt: %v, %v", bs, err)
+	}
+	if want := []string{project.ProjectKey("b"), project.BatchKey("a", "b2")}; !slices.Equal(corrupt, want) {
+		t.Fatalf("reported %v, want %v", corrupt, want)
+	}
+	if _, err := s.Batch(ctx, "a", "b2"); !errors.Is(err, objstore.ErrCorrupt) {
+		t.Fatalf("reading the corrupt batch: %v", err)
+	}
+	// Repaired, it is listed again.
+	if _, err := objstore.PutJSON(ctx, s.S, project.BatchKey("a", "b2"), &project.Batch{ID: "b2", Project: "a"}, objstore.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if bs, err := s.Batches(ctx, "a"); err != nil || len(bs) != 3 {
+		t.Fatalf("batches after the repair: %d, %v", len(bs), err)
 	}
 }

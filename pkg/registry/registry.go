@@ -193,6 +193,9 @@ type Registry struct {
 	PublicURL string
 	// Key signs release manifests; without it SetRelease refuses (ErrNoKey).
 	Key ed25519.PrivateKey
+	// Corrupt hears of the version manifests and site releases that listings pass over
+	// because they do not decode: one corrupt document hides only itself.
+	Corrupt objstore.OnCorrupt
 }
 
 // ErrNoKey says this registry has no signing key, so it cannot change the release.
@@ -220,22 +223,32 @@ func (r *Registry) sign(rel *Release, m *artifact.ReleaseManifest) error {
 // ErrNotFound says there is no such version or release.
 var ErrNotFound = objstore.ErrNotFound
 
-// Versions lists the visible versions, oldest first.
+// Versions lists the visible versions, oldest first; a version whose manifest does not
+// decode is passed over (and reported to r.Corrupt).
 func (r *Registry) Versions(ctx context.Context, project string) ([]*Version, error) {
-	out, err := listJSON[Version](ctx, r.S, "projects/"+project+"/models/", "/version.json")
+	out, err := listJSON[Version](ctx, r, "projects/"+project+"/models/", "/version.json")
 	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
 	return out, err
 }
 
-// listJSON reads every JSON document under prefix whose key ends in suffix.
-func listJSON[T any](ctx context.Context, s objstore.Store, prefix, suffix string) ([]*T, error) {
+// listJSON reads every JSON document under prefix whose key ends in suffix, passing
+// over those deleted since the listing and those that do not decode (reported to
+// r.Corrupt).
+func listJSON[T any](ctx context.Context, r *Registry, prefix, suffix string) ([]*T, error) {
 	var out []*T
-	err := s.List(ctx, prefix, func(i objstore.Info) error {
+	err := r.S.List(ctx, prefix, func(i objstore.Info) error {
 		if !strings.HasSuffix(i.Key, suffix) {
 			return nil
 		}
 		var v T
-		if _, err := objstore.GetJSON(ctx, s, i.Key, &v); err != nil {
+		_, err := objstore.GetJSON(ctx, r.S, i.Key, &v)
+		switch {
+		case errors.Is(err, objstore.ErrNotFound):
+			return nil
+		case errors.Is(err, objstore.ErrCorrupt):
+			r.Corrupt.Report(i.Key, err)
+			return nil
+		case err != nil:
 			return err
 		}
 		out = append(out, &v)
@@ -255,14 +268,24 @@ func (r *Registry) Version(ctx context.Context, project string, v int64) (*Versi
 
 // NextVersion is one above the highest visible version.
 func (r *Registry) NextVersion(ctx context.Context, project string) (int64, error) {
-	vs, err := r.Versions(ctx, project)
+	// From the manifests' keys, not their contents: a corrupt manifest still holds its
+	// number.
+	prefix := "projects/" + project + "/models/"
+	var last int64
+	err := r.S.List(ctx, prefix, func(i objstore.Info) error {
+		dir, ok := strings.CutSuffix(strings.TrimPrefix(i.Key, prefix), "/version.json")
+		if !ok {
+			return nil
+		}
+		if v, err := strconv.ParseInt(strings.TrimPrefix(dir, "v"), 10, 64); err == nil && strings.HasPrefix(dir, "v") {
+			last = max(last, v)
+		}
+		return nil
+	})
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("versions of %s: %w", project, err)
 	}
-	if len(vs) == 0 {
-		return 1, nil
-	}
-	return vs[len(vs)-1].Version + 1, nil
+	return last + 1, nil
 }
 
 // File reads one of a version's files: model.elm, metrics.json or report.png.

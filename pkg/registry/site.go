@@ -56,9 +56,10 @@ func (r *Registry) SiteRelease(ctx context.Context, project, site string) (*Rele
 	return &rel, nil
 }
 
-// SiteReleases lists a project's site releases, by site.
+// SiteReleases lists a project's site releases, by site; one that does not decode is
+// passed over (and reported to r.Corrupt).
 func (r *Registry) SiteReleases(ctx context.Context, project string) ([]*Release, error) {
-	out, err := listJSON[Release](ctx, r.S, "projects/"+project+"/sites/", "/release.json")
+	out, err := listJSON[Release](ctx, r, "projects/"+project+"/sites/", "/release.json")
 	slices.SortFunc(out, func(a, b *Release) int { return strings.Compare(a.Site, b.Site) })
 	return out, err
 }
@@ -229,9 +230,9 @@ func (r *Registry) AnnounceAll(ctx context.Context, project string) error {
 	if lerr != nil {
 		return errors.Join(err, fmt.Errorf("site releases of %s: %w", project, lerr))
 	}
-	for _, s := range sites {
+	for _, s := range sites { // one site's failure does not keep the others unannounced
 		if serr := r.AnnounceSite(ctx, project, s.Site); serr != nil {
-			return errors.Join(err, serr)
+			err = errors.Join(err, serr)
 		}
 	}
 	return err

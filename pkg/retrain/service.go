@@ -116,7 +116,10 @@ func NewService(c ServiceConfig, s objstore.Store, prod *kafkabus.Producer, reg 
 	reg.MustRegister(m.trainings, m.seconds, m.running)
 	models := registry.New(s, prod, c.Kafka, c.PublicURL)
 	models.Key = c.Key
-	return &Service{cfg: c, cur: &project.Store{S: s}, reg: models, backend: choice, key: c.Key,
+	models.Corrupt = func(key string, err error) {
+		log.Error("corrupt document passed over: repair or delete it", zap.String("key", key), zap.Error(err))
+	}
+	return &Service{cfg: c, cur: &project.Store{S: s, Corrupt: models.Corrupt}, reg: models, backend: choice, key: c.Key,
 		log: log, kcfg: c.Kafka, m: m, wakeup: map[string]chan struct{}{}, train: make(chan struct{}, 1), now: time.Now}, nil
 }
 
@@ -197,6 +200,9 @@ func (s *Service) Run(ctx context.Context, prod *kafkabus.Producer) error {
 			return &message.Reject{Reason: contract.ReasonBadID, Err: err}
 		}
 		if err := s.record(ctx, ev); err != nil {
+			if errors.Is(err, objstore.ErrCorrupt) { // retrying cannot help; other projects' approvals wait behind it
+				return &message.Reject{Reason: contract.ReasonCorruptState, Err: err}
+			}
 			return err
 		}
 		s.wake(ctx, &wg, ev.Project)

@@ -111,6 +111,7 @@ func (s *state) runCurator(ctx context.Context, a *modules.App) error {
 func (s *state) setupRegistry(a *modules.App) error {
 	s.apiHooks = append(s.apiHooks, func(e curator.Extension) func(context.Context) error {
 		s.registry = registry.New(e.Curator.Store().S, e.Producer, e.Kafka, a.PublicURL())
+		s.registry.Corrupt = e.Curator.Store().Corrupt
 		if key, err := a.SigningKey(); err == nil {
 			s.registry.Key = key
 		} else {

@@ -76,7 +76,9 @@ func TestImportDetector(t *testing.T) {
 	}{
 		"extra":   {func(m map[string]Tensor) { m["features.19.0.weight"] = Tensor{Shape: []int{1}, Data: []float32{0}} }, "features.19.0.weight [1] maps to nothing"},
 		"missing": {func(m map[string]Tensor) { delete(m, "features.1.conv.0.0.weight") }, "features.1.conv.0.0.weight"},
-		"folded":  {func(m map[string]Tensor) { m["features.0.0.bias"] = Tensor{Shape: []int{16}, Data: make([]float32, 16)} }, "optimize=False"},
+		"folded": {func(m map[string]Tensor) {
+			m["features.0.0.bias"] = Tensor{Shape: []int{16}, Data: make([]float32, 16)}
+		}, "optimize=False"},
 	} {
 		edited := maps.Clone(ts)
 		c.edit(edited)
