@@ -39,6 +39,10 @@ type State struct {
 	Running *Lease `json:"running,omitempty"`
 	// Last is the outcome of the latest training.
 	Last *LastTraining `json:"last,omitempty"`
+	// Failures counts the trainings that failed in a row; RetryAt is when the next
+	// may start (failureBackoff), unless an admin asks for one.
+	Failures int       `json:"failures,omitempty"`
+	RetryAt  time.Time `json:"retry_at,omitzero"`
 	// Epoch counts the leases ever granted: each claim takes the next one as its
 	// fencing token.
 	Epoch int64 `json:"epoch"`
@@ -290,6 +294,9 @@ func (st *State) claim(pol project.RetrainPolicy, owner string, lease time.Durat
 	if st.Running != nil && !crashed {
 		return "", "" // someone trains it now
 	}
+	if !st.Manual && !crashed && now.Before(st.RetryAt) {
+		return "", "" // the last training failed: back off
+	}
 	nightly := fullSlot(pol.FullAt, now)
 	due := st.Manual || crashed || (!nightly.IsZero() && st.LastFull.Before(nightly)) ||
 		(st.Due && pol.Trigger == "batch") ||
@@ -326,18 +333,31 @@ func (st *State) claim(pol project.RetrainPolicy, owner string, lease time.Durat
 	return trigger, mode
 }
 
-// finish ends owner's lease of epoch with the training's outcome; a failed training is
-// due again. It reports false, changing nothing, when that lease is no longer held.
+// finish ends owner's lease of epoch with the training's outcome, at last.At; a failed
+// training is due again after failureBackoff. It reports false, changing nothing, when
+// that lease is no longer held.
 func (st *State) finish(owner string, epoch int64, last *LastTraining, failed bool) bool {
 	if st.Running == nil || st.Running.Owner != owner || st.Running.Epoch != epoch {
 		return false
 	}
 	st.Running, st.Last = nil, last
 	if failed {
-		st.Due = true // try again with the next wake-up
+		st.Due = true
+		st.Failures++
+		st.RetryAt = last.At.Add(failureBackoff(st.Failures))
+	} else {
+		st.Failures, st.RetryAt = 0, time.Time{}
 	}
 	st.Rev++
 	return true
+}
+
+// failureBackoff is how long a project waits after its n-th failed training in a row
+// before the next: 30 s, doubling, at most an hour. A failure that comes back every
+// time (storage refusing a write, data that cannot load) then costs a training an hour,
+// not the process's training slot without pause.
+func failureBackoff(n int) time.Duration {
+	return min(30*time.Second<<min(max(n-1, 0), 7), time.Hour)
 }
 
 // renew extends the lease l while a training runs. When the lease turns out lost

@@ -73,7 +73,8 @@ func batchPolicy() project.RetrainPolicy {
 
 // TestDomainSchedulerDebounceLeaseAndOneMore: approvals are counted once per batch; a
 // training starts once approvals stopped for the debounce, under one trainer's lease;
-// approvals during it make exactly one more due; a failed training is due again.
+// approvals during it make exactly one more due; a failed training is due again after
+// a back-off.
 func TestDomainSchedulerDebounceLeaseAndOneMore(t *testing.T) {
 	sc := newScheduler(t)
 	sc.approve(t, "b1", 30, 5)
@@ -118,12 +119,40 @@ func TestDomainSchedulerDebounceLeaseAndOneMore(t *testing.T) {
 	if tr := sc.claim(t, sc.a, batchPolicy()); tr != "" {
 		t.Fatalf("a second 'one more': %q", tr)
 	}
-	// b's training fails: due again, without waiting for a new approval.
-	if err := sc.b.finish(sc.ctx, "p", sc.epoch(t), &LastTraining{Error: "diverged"}, true); err != nil {
+	// b's training fails: due again without a new approval, after a back-off that
+	// doubles with each failure in a row and ends with a success.
+	fail := func(s *Service) {
+		t.Helper()
+		if err := s.finish(sc.ctx, "p", sc.epoch(t), &LastTraining{At: sc.now, Error: "storage refused"}, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fail(sc.b)
+	sc.now = sc.now.Add(29 * time.Second)
+	if tr := sc.claim(t, sc.a, batchPolicy()); tr != "" {
+		t.Fatalf("claimed %q 29 s after a failure", tr)
+	}
+	sc.now = sc.now.Add(time.Second)
+	if tr := sc.claim(t, sc.a, batchPolicy()); tr == "" || sc.state(t).Last.Error != "storage refused" {
+		t.Fatalf("30 s after a failure: trigger %q, state %+v", tr, sc.state(t))
+	}
+	fail(sc.a)
+	sc.now = sc.now.Add(59 * time.Second)
+	if st := sc.state(t); st.Failures != 2 || sc.claim(t, sc.b, batchPolicy()) != "" {
+		t.Fatalf("59 s after a second failure: %+v, want 2 failures and nothing claimed", st)
+	}
+	sc.now = sc.now.Add(time.Second)
+	if tr := sc.claim(t, sc.b, batchPolicy()); tr == "" {
+		t.Fatal("not due 60 s after the second failure")
+	}
+	if err := sc.b.finish(sc.ctx, "p", sc.epoch(t), &LastTraining{At: sc.now, Version: 3}, false); err != nil {
 		t.Fatal(err)
 	}
-	if tr := sc.claim(t, sc.a, batchPolicy()); tr == "" || sc.state(t).Last.Error != "diverged" {
-		t.Fatalf("after a failure: trigger %q, state %+v", tr, sc.state(t))
+	if st := sc.state(t); st.Failures != 0 || !st.RetryAt.IsZero() {
+		t.Fatalf("after a success: %+v, want the failures forgotten", st)
+	}
+	if d := failureBackoff(20); d != time.Hour {
+		t.Fatalf("back-off after 20 failures: %s, want an hour", d)
 	}
 }
 
