@@ -135,7 +135,7 @@ func (c *Curator) ingestRound(ctx context.Context, exs []*edgeloopv1.Example, id
 	var mu sync.Mutex
 	formed := map[string][]project.FormedBatch{}
 	forEach(order, func(pid string) {
-		fb, err := c.queue(ctx, projects[pid].p, byProject[pid], work)
+		fb, pseudoErr, err := c.queue(ctx, projects[pid].p, byProject[pid], work)
 		mu.Lock()
 		defer mu.Unlock()
 		if err != nil {
@@ -146,6 +146,11 @@ func (c *Curator) ingestRound(ctx context.Context, exs []*edgeloopv1.Example, id
 			return
 		}
 		formed[pid] = fb
+		for _, i := range byProject[pid] {
+			if pseudoErr != nil && work[i].pseudo {
+				outs[i] = pseudoErr // the project's other examples are queued: they go on
+			}
+		}
 	})
 	var recs []int
 	for _, pid := range order {
@@ -307,11 +312,11 @@ func (c *Curator) prepare(ctx context.Context, ex *edgeloopv1.Example, projects 
 
 // queue adds the examples idx of work (one project's, in batch order) to the project's
 // ledger in one compare-and-swap, cutting the batches that fill, and marks those added
-// (a redelivery the ledger knows is not).
-func (c *Curator) queue(ctx context.Context, p *project.Project, idx []int, work []*intake) ([]project.FormedBatch, error) {
-	var formed []project.FormedBatch
+// (a redelivery the ledger knows is not). pseudoErr is the failure to add the
+// pseudo-labels among them, which concerns only those.
+func (c *Curator) queue(ctx context.Context, p *project.Project, idx []int, work []*intake) (formed []project.FormedBatch, pseudoErr, err error) {
 	expired := 0
-	_, err := objstore.Update(ctx, c.st.S, project.LedgerKey(p.ID), func(l *project.Ledger, _ bool) error {
+	_, err = objstore.Update(ctx, c.st.S, project.LedgerKey(p.ID), func(l *project.Ledger, _ bool) error {
 		formed, expired = nil, 0
 		changed := false
 		for _, i := range idx {
@@ -332,13 +337,14 @@ func (c *Curator) queue(ctx context.Context, p *project.Project, idx []int, work
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("queueing %d examples of project %s: %w", len(idx), p.ID, err)
+		return nil, nil, fmt.Errorf("queueing %d examples of project %s: %w", len(idx), p.ID, err)
 	}
 	c.m.expired.WithLabelValues(p.ID).Add(float64(expired))
-	if err := c.addPseudo(ctx, p.ID, idx, work); err != nil {
-		return nil, err
+	pseudoErr = c.addPseudo(ctx, p.ID, idx, work)
+	if errors.Is(pseudoErr, objstore.ErrCorrupt) { // retrying cannot help
+		pseudoErr = &message.Reject{Reason: contract.ReasonCorruptState, Err: pseudoErr}
 	}
-	return formed, nil
+	return formed, pseudoErr, nil
 }
 
 // addPseudo adds the pseudo-labels among the examples idx of work to the project's

@@ -7,7 +7,9 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/edgeloop/edgeloop/pkg/contract"
 	"github.com/edgeloop/edgeloop/pkg/message"
+	"github.com/edgeloop/edgeloop/pkg/objstore"
 	"github.com/edgeloop/edgeloop/pkg/project"
 	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
 )
@@ -105,5 +107,26 @@ func TestDomainPseudoLabelsStayOutOfBatchesAndSplits(t *testing.T) {
 	var rej *message.Reject
 	if err := det.c.Ingest(det.ctx, ex); !errors.As(err, &rej) {
 		t.Errorf("a detection pseudo-label: %v, want a rejection", err)
+	}
+}
+
+// TestDomainCorruptPseudoSetFailsOnlyThePseudoLabels: with the project's pseudo.json
+// corrupt, the pseudo-labels of a round are refused as corrupt_state, and the round's
+// other examples are queued with their records as ever.
+func TestDomainCorruptPseudoSetFailsOnlyThePseudoLabels(t *testing.T) {
+	d := newDomain(t, nil)
+	if _, err := d.s.Put(d.ctx, project.PseudoKey(d.p.ID), []byte("{"), objstore.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	outs := d.c.IngestBatch(d.ctx, []*edgeloopv1.Example{
+		frameExample("ex-1", 1, "3", kindRandom), confident("ps-1", 101, "3"), frameExample("ex-2", 2, "3", kindRandom),
+	})
+	var rej *message.Reject
+	if outs[0] != nil || outs[2] != nil || !errors.As(outs[1], &rej) || rej.Reason != contract.ReasonCorruptState {
+		t.Fatalf("outcomes %v; want the pseudo-label alone refused as %s", outs, contract.ReasonCorruptState)
+	}
+	pending := d.pending(t)
+	if _, ok := pending["ex-1"]; !ok || len(pending) != 2 || d.record(t, "ex-2").ID != "ex-2" {
+		t.Fatalf("pending %v; want ex-1 and ex-2 queued with their records", pending)
 	}
 }
