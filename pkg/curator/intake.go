@@ -337,7 +337,11 @@ func (c *Curator) queue(ctx context.Context, p *project.Project, idx []int, work
 		return nil
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("queueing %d examples of project %s: %w", len(idx), p.ID, err)
+		err = fmt.Errorf("queueing %d examples of project %s: %w", len(idx), p.ID, err)
+		if errors.Is(err, objstore.ErrCorrupt) { // the ledger: retrying cannot help, and holds up every project's intake
+			err = &message.Reject{Reason: contract.ReasonCorruptState, Err: err}
+		}
+		return nil, nil, err
 	}
 	c.m.expired.WithLabelValues(p.ID).Add(float64(expired))
 	pseudoErr = c.addPseudo(ctx, p.ID, idx, work)

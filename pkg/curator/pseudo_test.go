@@ -110,10 +110,10 @@ func TestDomainPseudoLabelsStayOutOfBatchesAndSplits(t *testing.T) {
 	}
 }
 
-// TestDomainCorruptPseudoSetFailsOnlyThePseudoLabels: with the project's pseudo.json
-// corrupt, the pseudo-labels of a round are refused as corrupt_state, and the round's
-// other examples are queued with their records as ever.
-func TestDomainCorruptPseudoSetFailsOnlyThePseudoLabels(t *testing.T) {
+// TestDomainCorruptPseudoSetOrLedger: with the project's pseudo.json corrupt, the
+// pseudo-labels of a round are refused as corrupt_state, and the round's other examples
+// are queued with their records as ever; with its ledger corrupt, every example is.
+func TestDomainCorruptPseudoSetOrLedger(t *testing.T) {
 	d := newDomain(t, nil)
 	if _, err := d.s.Put(d.ctx, project.PseudoKey(d.p.ID), []byte("{"), objstore.PutOptions{}); err != nil {
 		t.Fatal(err)
@@ -128,5 +128,13 @@ func TestDomainCorruptPseudoSetFailsOnlyThePseudoLabels(t *testing.T) {
 	pending := d.pending(t)
 	if _, ok := pending["ex-1"]; !ok || len(pending) != 2 || d.record(t, "ex-2").ID != "ex-2" {
 		t.Fatalf("pending %v; want ex-1 and ex-2 queued with their records", pending)
+	}
+	// A corrupt ledger refuses the project's examples at once, for the dead-letter
+	// topic to keep, instead of retrying them ahead of every project's intake.
+	if _, err := d.s.Put(d.ctx, project.LedgerKey(d.p.ID), []byte("{"), objstore.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.c.Ingest(d.ctx, frameExample("ex-3", 3, "3", kindRandom)); !errors.As(err, &rej) || rej.Reason != contract.ReasonCorruptState {
+		t.Fatalf("an example for a corrupt ledger: %v, want %s", err, contract.ReasonCorruptState)
 	}
 }
