@@ -2,12 +2,17 @@ package retrain
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"go.uber.org/zap/zaptest"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/edgeloop/edgeloop/pkg/config"
+	"github.com/edgeloop/edgeloop/pkg/contract"
+	"github.com/edgeloop/edgeloop/pkg/message"
+	"github.com/edgeloop/edgeloop/pkg/objstore"
 	"github.com/edgeloop/edgeloop/pkg/objstore/memstore"
 	"github.com/edgeloop/edgeloop/pkg/project"
 	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
@@ -211,5 +216,39 @@ func TestDomainSchedulerPolicies(t *testing.T) {
 	}
 	if tr := sc.claim(t, sc.a, manual); tr != "manual" {
 		t.Fatalf("a request, at once: %q", tr)
+	}
+}
+
+// TestDomainApprovalEventsCountedOrRefused: an approval event counts in its project's
+// state; one that is not a BatchApproved, names a bad project or meets a retrain.json
+// that does not decode is refused for the dead-letter topic, not retried.
+func TestDomainApprovalEventsCountedOrRefused(t *testing.T) {
+	sc := newScheduler(t)
+	msg := func(ev *edgeloopv1.BatchApproved) *message.Message {
+		b, err := proto.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &message.Message{Value: b}
+	}
+	if pid, err := sc.a.recordApproval(sc.ctx, msg(&edgeloopv1.BatchApproved{Project: "p", BatchId: "b1", AddedBySplit: map[string]int32{"train": 3}})); err != nil ||
+		pid != "p" || !sc.state(t).Due {
+		t.Fatalf("a good approval: %q, %v, state %+v", pid, err, sc.state(t))
+	}
+	if _, err := sc.a.cur.S.Put(sc.ctx, stateKey("q"), []byte(`{"due": tru`), objstore.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]struct {
+		m      *message.Message
+		reason string
+	}{
+		"not protobuf":   {&message.Message{Value: []byte{0xff, 0xff}}, contract.ReasonBadProtobuf},
+		"bad project id": {msg(&edgeloopv1.BatchApproved{Project: "../p", BatchId: "b1"}), contract.ReasonBadID},
+		"corrupt state":  {msg(&edgeloopv1.BatchApproved{Project: "q", BatchId: "b1"}), contract.ReasonCorruptState},
+	} {
+		var rej *message.Reject
+		if _, err := sc.a.recordApproval(sc.ctx, c.m); !errors.As(err, &rej) || rej.Reason != c.reason {
+			t.Errorf("%s: %v, want a rejection as %s", name, err, c.reason)
+		}
 	}
 }

@@ -123,6 +123,27 @@ func NewService(c ServiceConfig, s objstore.Store, prod *kafkabus.Producer, reg 
 		log: log, kcfg: c.Kafka, m: m, wakeup: map[string]chan struct{}{}, train: make(chan struct{}, 1), now: time.Now}, nil
 }
 
+// recordApproval counts a BatchApproved event m in its project's retraining state and
+// returns the project. An event that can never be counted is a *message.Reject: not
+// the message, a bad project id, or a state document that does not decode (retrying
+// cannot repair it, and every project's approvals would wait behind it).
+func (s *Service) recordApproval(ctx context.Context, m *message.Message) (string, error) {
+	ev := &edgeloopv1.BatchApproved{}
+	if err := proto.Unmarshal(m.Value, ev); err != nil {
+		return "", message.Rejectf(contract.ReasonBadProtobuf, "not an edgeloop.v1.BatchApproved: %w", err)
+	}
+	if err := contract.CheckID("project", ev.Project); err != nil {
+		return "", &message.Reject{Reason: contract.ReasonBadID, Err: err}
+	}
+	if err := s.record(ctx, ev); err != nil {
+		if errors.Is(err, objstore.ErrCorrupt) {
+			return "", &message.Reject{Reason: contract.ReasonCorruptState, Err: err}
+		}
+		return "", err
+	}
+	return ev.Project, nil
+}
+
 // Registry is the service's model registry.
 func (s *Service) Registry() *registry.Registry { return s.reg }
 
@@ -192,20 +213,11 @@ func (s *Service) Run(ctx context.Context, prod *kafkabus.Producer) error {
 		}
 	}()
 	h := message.Chain(func(ctx context.Context, m *message.Message) error {
-		ev := &edgeloopv1.BatchApproved{}
-		if err := proto.Unmarshal(m.Value, ev); err != nil {
-			return message.Rejectf(contract.ReasonBadProtobuf, "not an edgeloop.v1.BatchApproved: %w", err)
-		}
-		if err := contract.CheckID("project", ev.Project); err != nil {
-			return &message.Reject{Reason: contract.ReasonBadID, Err: err}
-		}
-		if err := s.record(ctx, ev); err != nil {
-			if errors.Is(err, objstore.ErrCorrupt) { // retrying cannot help; other projects' approvals wait behind it
-				return &message.Reject{Reason: contract.ReasonCorruptState, Err: err}
-			}
+		pid, err := s.recordApproval(ctx, m)
+		if err != nil {
 			return err
 		}
-		s.wake(ctx, &wg, ev.Project)
+		s.wake(ctx, &wg, pid)
 		return nil
 	},
 		message.Retry(retry.Backoff{Max: 5 * time.Second}, s.log),
