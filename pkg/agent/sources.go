@@ -234,14 +234,17 @@ func (a *Agent) simulate(ctx context.Context) error {
 }
 
 // readFrame reads an image file of at most maxUpload bytes, as /v1/infer takes: a larger
-// one (a video saved under an image's name) is refused before it is read.
+// one (a video saved under an image's name) is refused from its size, unread.
 func readFrame(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxUpload+1))
+	if info, err := f.Stat(); err == nil && info.Size() > maxUpload {
+		return nil, fmt.Errorf("%s: %d bytes, over the %d bytes a frame may have", path, info.Size(), maxUpload)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxUpload+1)) // it may have grown since
 	if err != nil {
 		return nil, err
 	}

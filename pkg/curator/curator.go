@@ -46,7 +46,7 @@ const maxImportBytes = 512 << 20
 // New returns a Curator on store s; approvals are published with prod (a
 // *kafkabus.Producer in the services; the domain tests record them).
 func New(s objstore.Store, prod message.Publisher, kcfg kafkabus.Config, m *metrics, log *zap.Logger) *Curator {
-	return &Curator{st: &project.Store{S: s, Listed: &objstore.ListCache{}, Corrupt: logCorrupt(log)}, prod: prod, kcfg: kcfg, log: log, m: m, now: time.Now, dups: &lookalikes{recent: map[string][]thumbOf{}},
+	return &Curator{st: &project.Store{S: s, Listed: &objstore.ListCache{}, Corrupt: logCorrupt(log).Throttle(10 * time.Minute)}, prod: prod, kcfg: kcfg, log: log, m: m, now: time.Now, dups: &lookalikes{recent: map[string][]thumbOf{}},
 		maxImport: maxImportBytes}
 }
 

@@ -131,27 +131,48 @@ func (c *Curator) ingestRound(ctx context.Context, exs []*edgeloopv1.Example, id
 		byProject[pid] = append(byProject[pid], i)
 	}
 
-	// One ledger update per project, then the records, then the batches it formed.
-	var mu sync.Mutex
-	formed := map[string][]project.FormedBatch{}
+	// One ledger update per project, then the records, then the batches it formed. The
+	// projects queue at once; their outcomes are applied after, so that byProject is
+	// only read while they run.
+	type queued struct {
+		formed         []project.FormedBatch
+		pseudoErr, err error
+	}
+	results := make(map[string]*queued, len(order))
+	for _, pid := range order {
+		results[pid] = &queued{}
+	}
 	forEach(order, func(pid string) {
-		fb, pseudoErr, err := c.queue(ctx, projects[pid].p, byProject[pid], work)
-		mu.Lock()
-		defer mu.Unlock()
-		if err != nil {
+		q := results[pid]
+		q.formed, q.pseudoErr, q.err = c.queue(ctx, projects[pid].p, byProject[pid], work)
+	})
+	formed := map[string][]project.FormedBatch{}
+	for _, pid := range order {
+		q := results[pid]
+		if q.err != nil {
 			for _, i := range byProject[pid] {
-				outs[i] = err
+				outs[i] = q.err
 			}
 			delete(byProject, pid)
-			return
+			continue
 		}
-		formed[pid] = fb
+		formed[pid] = q.formed
+		if q.pseudoErr == nil {
+			continue
+		}
+		// The pseudo-labels failed alone: no record for them (a retry must find them
+		// new), while the project's other examples go on.
+		var rest []int
 		for _, i := range byProject[pid] {
-			if pseudoErr != nil && work[i].pseudo {
-				outs[i] = pseudoErr // the project's other examples are queued: they go on
+			if work[i].pseudo {
+				outs[i] = q.pseudoErr
+			} else {
+				rest = append(rest, i)
 			}
 		}
-	})
+		byProject[pid] = rest
+	}
+	var mu sync.Mutex
 	var recs []int
 	for _, pid := range order {
 		recs = append(recs, byProject[pid]...)

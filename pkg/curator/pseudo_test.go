@@ -129,6 +129,15 @@ func TestDomainCorruptPseudoSetOrLedger(t *testing.T) {
 	if _, ok := pending["ex-1"]; !ok || len(pending) != 2 || d.record(t, "ex-2").ID != "ex-2" {
 		t.Fatalf("pending %v; want ex-1 and ex-2 queued with their records", pending)
 	}
+	// Repaired, the pseudo-label's redelivery is added: its failed round left no record
+	// that would make it look known.
+	if err := d.s.Delete(d.ctx, project.PseudoKey(d.p.ID)); err != nil {
+		t.Fatal(err)
+	}
+	d.ingest(t, confident("ps-1", 101, "3"))
+	if ps, err := d.c.st.Pseudo(d.ctx, d.p.ID); err != nil || len(ps.Entries) != 1 || ps.Entries[0].ID != "ps-1" {
+		t.Fatalf("pseudo-labels after the repair and a redelivery: %+v, %v", ps, err)
+	}
 	// A corrupt ledger refuses the project's examples at once, for the dead-letter
 	// topic to keep, instead of retrying them ahead of every project's intake.
 	if _, err := d.s.Put(d.ctx, project.LedgerKey(d.p.ID), []byte("{"), objstore.PutOptions{}); err != nil {

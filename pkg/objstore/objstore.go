@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 )
 
@@ -34,6 +35,26 @@ type OnCorrupt func(key string, err error)
 func (f OnCorrupt) Report(key string, err error) {
 	if f != nil {
 		f(key, err)
+	}
+}
+
+// Throttle returns an OnCorrupt that passes each key on to f at most once every d (a
+// listing that runs every few seconds meets the same corrupt document each time). It
+// is safe for concurrent use.
+func (f OnCorrupt) Throttle(d time.Duration) OnCorrupt {
+	var mu sync.Mutex
+	last := map[string]time.Time{}
+	return func(key string, err error) {
+		mu.Lock()
+		now := time.Now()
+		due := now.Sub(last[key]) >= d
+		if due {
+			last[key] = now
+		}
+		mu.Unlock()
+		if due {
+			f.Report(key, err)
+		}
 	}
 }
 

@@ -341,15 +341,17 @@ func (ob *Outbox) Next(n int, busy map[uint64]bool) ([]Entry, error) {
 	}
 	ob.mu.Unlock()
 	out := make([]Entry, 0, len(picks))
+	var errs []error
 	for _, pk := range picks {
 		b, err := os.ReadFile(ob.path(pk.p, pk.m.seq))
 		if errors.Is(err, os.ErrNotExist) {
 			continue // deleted meanwhile (dropped or acked)
 		}
-		var e Entry
-		if err == nil {
-			e, err = decode(b)
+		if err != nil { // it stays queued for the next call; those behind it go out
+			errs = append(errs, fmt.Errorf("outbox: entry %d: %w", pk.m.seq, err))
+			continue
 		}
+		e, err := decode(b)
 		if err != nil {
 			// A file that went bad on the device's storage: set aside, so that the
 			// entries behind it still go out.
@@ -359,7 +361,7 @@ func (ob *Outbox) Next(n int, busy map[uint64]bool) ([]Entry, error) {
 		e.Seq = pk.m.seq
 		out = append(out, e)
 	}
-	return out, nil
+	return out, errors.Join(errs...)
 }
 
 // setAside moves entry seq of queue p, which no longer reads back, to corrupt/ and

@@ -266,10 +266,10 @@ func (r *Registry) Version(ctx context.Context, project string, v int64) (*Versi
 	return &out, nil
 }
 
-// NextVersion is one above the highest visible version.
+// NextVersion is one above the highest version whose manifest exists, decodable or not
+// (a corrupt manifest still holds its number; a folder without one, a trainer killed
+// before writing it, is reused).
 func (r *Registry) NextVersion(ctx context.Context, project string) (int64, error) {
-	// From the manifests' keys, not their contents: a corrupt manifest still holds its
-	// number.
 	prefix := "projects/" + project + "/models/"
 	var last int64
 	err := r.S.List(ctx, prefix, func(i objstore.Info) error {

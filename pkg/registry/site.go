@@ -221,21 +221,29 @@ func (r *Registry) Overview(ctx context.Context, project string) (*Overview, err
 
 // AnnounceAll produces the project's release and every site release again (devices
 // ignore a release they run already): what retrain's re-announcement sends.
+//
+// It returns ErrNotFound only when the project has no release and nothing else failed,
+// so that callers that pass over a project without a release still hear of its sites'
+// failures.
 func (r *Registry) AnnounceAll(ctx context.Context, project string) error {
-	err := r.Announce(ctx, project)
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		return err
+	noRelease := r.Announce(ctx, project)
+	if noRelease != nil && !errors.Is(noRelease, ErrNotFound) {
+		return noRelease
 	}
-	sites, lerr := r.SiteReleases(ctx, project)
-	if lerr != nil {
-		return errors.Join(err, fmt.Errorf("site releases of %s: %w", project, lerr))
+	sites, err := r.SiteReleases(ctx, project)
+	if err != nil {
+		return fmt.Errorf("site releases of %s: %w", project, err)
 	}
+	var errs []error
 	for _, s := range sites { // one site's failure does not keep the others unannounced
-		if serr := r.AnnounceSite(ctx, project, s.Site); serr != nil {
-			err = errors.Join(err, serr)
+		if err := r.AnnounceSite(ctx, project, s.Site); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	return err
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	return noRelease
 }
 
 // ClaimReadaptation records that a re-adaptation of site's release to the project
