@@ -358,11 +358,10 @@ func (c *Curator) queue(ctx context.Context, p *project.Project, idx []int, work
 		return nil
 	})
 	if err != nil {
-		err = fmt.Errorf("queueing %d examples of project %s: %w", len(idx), p.ID, err)
-		if errors.Is(err, objstore.ErrCorrupt) { // the ledger: retrying cannot help, and holds up every project's intake
-			err = &message.Reject{Reason: contract.ReasonCorruptState, Err: err}
-		}
-		return nil, nil, err
+		// A corrupt ledger too is retried, not refused at once: its examples are the
+		// project's production misses, and the retries (message.GiveUp bounds them) give
+		// an operator the time to repair it before they go to the dead-letter topic.
+		return nil, nil, fmt.Errorf("queueing %d examples of project %s: %w", len(idx), p.ID, err)
 	}
 	c.m.expired.WithLabelValues(p.ID).Add(float64(expired))
 	pseudoErr = c.addPseudo(ctx, p.ID, idx, work)
