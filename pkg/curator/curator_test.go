@@ -56,15 +56,16 @@ func newEnv(t *testing.T) env {
 	return env{kafka: k, s3: servertest.S3(t)}
 }
 
-// start runs a curator service until the test ends and returns its base URL.
-func (e env) start(t *testing.T, group string) string {
+// start runs a curator service, with extend's routes when given, until the test ends
+// and returns its base URL.
+func (e env) start(t *testing.T, group string, extend ...func(curator.Extension) func(context.Context) error) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
 		done <- curator.RunService(ctx, curator.ServiceConfig{Kafka: e.kafka, S3: e.s3, Tokens: tokens, Addr: "127.0.0.1:0",
-			Group: group, Tick: 200 * time.Millisecond, Ready: func(a string) { addr <- a }}, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
+			Group: group, Tick: 200 * time.Millisecond, Ready: func(a string) { addr <- a }, Extend: extension(extend)}, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -81,6 +82,14 @@ func (e env) start(t *testing.T, group string) string {
 		t.Fatal("curator did not start in time")
 	}
 	return ""
+}
+
+// extension is the first of extend, or nil.
+func extension(extend []func(curator.Extension) func(context.Context) error) func(curator.Extension) func(context.Context) error {
+	if len(extend) == 0 {
+		return nil
+	}
+	return extend[0]
 }
 
 // call makes an API request and decodes the JSON answer into out.

@@ -2,6 +2,7 @@ package curator_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"image"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,7 +24,10 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/colourscenes"
 	"github.com/edgeloop/edgeloop/pkg/config"
 	"github.com/edgeloop/edgeloop/pkg/curator"
+	"github.com/edgeloop/edgeloop/pkg/dashboard"
 	"github.com/edgeloop/edgeloop/pkg/drift"
+	"github.com/edgeloop/edgeloop/pkg/objstore"
+	"github.com/edgeloop/edgeloop/pkg/objstore/s3store"
 	"github.com/edgeloop/edgeloop/pkg/project"
 	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
 )
@@ -47,8 +52,10 @@ type browserResult struct {
 	Mouse     int               `json:"mouse"`
 	BelowFold []string          `json:"below_fold"`
 	// Linked is the address a fresh browser shows after opening #/dashboard&token=….
-	Linked string   `json:"linked"`
-	Errors []string `json:"errors"`
+	Linked string `json:"linked"`
+	// Training is that dashboard's line on the project's retraining ("" without one).
+	Training string   `json:"training"`
+	Errors   []string `json:"errors"`
 	// Picture is what the reviewer's page showed of the first detection item.
 	Picture *struct {
 		Example string `json:"example"`
@@ -156,12 +163,21 @@ func runBrowser(t *testing.T, base, pid, task string, truth map[string][]project
 // of 14 classes: classes beyond the tenth set with the class picker (/).
 func TestAnnotationUIInBrowser(t *testing.T) {
 	e := newEnv(t)
-	base := e.start(t, "curator")
+	base := e.start(t, "curator", dashboard.Extend("http://127.0.0.1", "dashboard-"+servertest.RandomID(6), nil))
 	t.Run("classify", func(t *testing.T) {
 		const pid = "ui-classify"
 		createProject(t, base, pid, "classify", func(p *project.Project) {
 			p.Batch.Min, p.Batch.Max, p.Batch.MaxWait = 50, 51, config.Duration(2*time.Second)
 		})
+		// Its retraining fails (as the retrain service records it): the dashboard says so.
+		store, err := s3store.Open(context.Background(), e.s3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		failing := `{"due": true, "failures": 2, "retry_at": "2026-03-01T12:01:00Z", "last": {"at": "2026-03-01T12:00:00Z", "error": "storage refused"}}`
+		if _, err := store.Put(context.Background(), project.RetrainKey(pid), []byte(failing), objstore.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
 		truth := map[string][]project.Label{}
 		var exs []*edgeloopv1.Example
 		for i := 0; i < 50; i++ {
@@ -185,6 +201,9 @@ func TestAnnotationUIInBrowser(t *testing.T) {
 			return len(list) == 1
 		})
 		res := runBrowser(t, base, pid, "classify", truth)
+		if !strings.Contains(res.Training, "training failing: 2 in a row") || !strings.Contains(res.Training, "last error: storage refused") {
+			t.Errorf("the dashboard's training line is %q, want the 2 failures in a row and the last error", res.Training)
+		}
 		if len(res.Groups) != 50 {
 			t.Errorf("the UI showed %d pictures, want 50 (one frame sampled twice is one picture)", len(res.Groups))
 		}

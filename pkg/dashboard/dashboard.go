@@ -24,6 +24,7 @@ import (
 	"github.com/edgeloop/edgeloop/pkg/httpapi"
 	"github.com/edgeloop/edgeloop/pkg/kafkabus"
 	"github.com/edgeloop/edgeloop/pkg/message"
+	"github.com/edgeloop/edgeloop/pkg/objstore"
 	"github.com/edgeloop/edgeloop/pkg/project"
 	"github.com/edgeloop/edgeloop/pkg/registry"
 	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
@@ -202,6 +203,37 @@ type View struct {
 	Status     map[string]*DeviceSummary `json:"status"`
 	LabelCurve []LabelPoint              `json:"label_curve"`
 	Candidates Candidates                `json:"candidates"`
+	// Training is the project's retraining now (nil before its first approval).
+	Training *TrainingStatus `json:"training,omitempty"`
+}
+
+// TrainingStatus is what the dashboard shows of a project's retraining, read from the
+// state the retrain service keeps (project.RetrainKey, retrain.State's JSON): the
+// training under way, whether one is due, the failures in a row with the time of the
+// next try, and the latest outcome.
+type TrainingStatus struct {
+	Running  *TrainingRun     `json:"running,omitempty"`
+	Due      bool             `json:"due"`
+	Failures int              `json:"failures,omitempty"`
+	RetryAt  time.Time        `json:"retry_at,omitzero"`
+	Last     *TrainingOutcome `json:"last,omitempty"`
+}
+
+// TrainingRun is a training under way: which trainer, since when, why and how.
+type TrainingRun struct {
+	Owner   string    `json:"owner"`
+	Started time.Time `json:"started"`
+	Trigger string    `json:"trigger"`
+	Mode    string    `json:"mode,omitempty"`
+}
+
+// TrainingOutcome is how the latest training ended: the version it stored, whether it
+// was released, or its error.
+type TrainingOutcome struct {
+	At        time.Time `json:"at"`
+	Version   int64     `json:"version"`
+	Published bool      `json:"published"`
+	Error     string    `json:"error,omitempty"`
 }
 
 // DeviceSummary is what the dashboard shows of a device.
@@ -236,6 +268,7 @@ func (t *Tracker) Build(ctx context.Context, cur *curator.Curator, reg *registry
 	if l, err := cur.Store().Ledger(ctx, project); err == nil {
 		v.Candidates = Candidates{Waiting: len(l.Pending), Expired: l.Expired}
 	}
+	v.Training = readTraining(ctx, cur.Store().S, project)
 	if o, err := reg.Overview(ctx, project); err == nil {
 		v.Release, v.Releases, v.Sites = o.Version, o.History, o.Sites
 	}
@@ -283,6 +316,16 @@ func (t *Tracker) Build(ctx context.Context, cur *curator.Curator, reg *registry
 		sort.Slice(v.EdgeSeries, func(i, j int) bool { return v.EdgeSeries[i].Name < v.EdgeSeries[j].Name })
 	}
 	return v, nil
+}
+
+// readTraining reads project pid's retraining status; nil when there is none yet or it
+// cannot be read (the rest of the dashboard does not depend on it).
+func readTraining(ctx context.Context, s objstore.Store, pid string) *TrainingStatus {
+	var ts TrainingStatus
+	if _, err := objstore.GetJSON(ctx, s, project.RetrainKey(pid), &ts); err != nil {
+		return nil
+	}
+	return &ts
 }
 
 // labelCurve places each version the devices ran on the labels it was trained with:

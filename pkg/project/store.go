@@ -27,6 +27,10 @@ type Store struct {
 // ProjectPrefix is the prefix of every object of project p.
 func ProjectPrefix(p string) string { return "projects/" + p + "/" }
 
+// RetrainKey is the key of project p's retraining state (the retrain service's trigger
+// state and training lease; the dashboard reads it).
+func RetrainKey(p string) string { return ProjectPrefix(p) + "retrain.json" }
+
 // ProjectKey is the key of project p's settings.
 func ProjectKey(p string) string { return ProjectPrefix(p) + "project.json" }
 

@@ -94,7 +94,7 @@ type LastTraining struct {
 	Error     string    `json:"error,omitempty"`
 }
 
-func stateKey(p string) string { return "projects/" + p + "/retrain.json" }
+func stateKey(p string) string { return project.RetrainKey(p) }
 
 // ReadState returns a project's retraining state.
 func (s *Service) ReadState(ctx context.Context, project string) (*State, error) {

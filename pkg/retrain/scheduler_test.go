@@ -2,7 +2,9 @@ package retrain
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"reflect"
 	"testing"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 
 	"github.com/edgeloop/edgeloop/pkg/config"
 	"github.com/edgeloop/edgeloop/pkg/contract"
+	"github.com/edgeloop/edgeloop/pkg/dashboard"
 	"github.com/edgeloop/edgeloop/pkg/message"
 	"github.com/edgeloop/edgeloop/pkg/objstore"
 	"github.com/edgeloop/edgeloop/pkg/objstore/memstore"
@@ -250,5 +253,28 @@ func TestDomainApprovalEventsCountedOrRefused(t *testing.T) {
 		if _, err := sc.a.recordApproval(sc.ctx, c.m); !errors.As(err, &rej) || rej.Reason != c.reason {
 			t.Errorf("%s: %v, want a rejection as %s", name, err, c.reason)
 		}
+	}
+}
+
+// TestStateReadsAsTheDashboardShowsIt: the dashboard reads retrain.json into its own
+// TrainingStatus (it does not link the trainer); every field it shows comes through.
+func TestStateReadsAsTheDashboardShowsIt(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	st := State{Due: true, Failures: 2, RetryAt: t0.Add(time.Minute),
+		Running: &Lease{Owner: "trainer-1", Started: t0, Until: t0.Add(time.Hour), Trigger: "manual", Mode: ModeFull, Epoch: 7},
+		Last:    &LastTraining{At: t0, Version: 3, Error: "storage refused"}}
+	b, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got dashboard.TrainingStatus
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := dashboard.TrainingStatus{Due: true, Failures: 2, RetryAt: t0.Add(time.Minute),
+		Running: &dashboard.TrainingRun{Owner: "trainer-1", Started: t0, Trigger: "manual", Mode: ModeFull},
+		Last:    &dashboard.TrainingOutcome{At: t0, Version: 3, Error: "storage refused"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("the dashboard reads %+v (running %+v, last %+v), want %+v", got, got.Running, got.Last, want)
 	}
 }

@@ -360,7 +360,9 @@ try {
   pages.push(fresh);
   await fresh.goto(`${BASE}/#/dashboard&token=${env('REVIEWER')}`);
   await fresh.waitForSelector('body[data-page=dashboard] #whoami:not(:empty)');
+  await fresh.waitForSelector('#view #edge-accuracy, #view > p.muted'); // drawn, or no dashboard on this server
   result.linked = await fresh.evaluate(() => location.hash);
+  result.training = await fresh.evaluate(() => document.querySelector('#training')?.textContent || '');
 } catch (e) {
   // Say what the pages logged and keep a screenshot of each, then fail.
   console.error(`FAILED: ${e && e.stack || e}`);

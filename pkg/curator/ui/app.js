@@ -1024,10 +1024,28 @@ function gateEvidence(t) {
   return h('div', {}, parts);
 }
 
+// trainingLine says what the project's retraining does now: a training under way, one
+// failing (how many times in a row, the next try and the last error), or one due.
+function trainingLine(tr) {
+  if (!tr) return false;
+  const at = (s) => new Date(s).toLocaleTimeString();
+  if (tr.running) {
+    return h('p', { id: 'training' }, h('span', { class: 'pill' }, 'training now'),
+      ` ${tr.running.trigger}${tr.running.mode ? ' (' + tr.running.mode + ')' : ''} since ${at(tr.running.started)}`);
+  }
+  if (tr.failures) {
+    return h('p', { id: 'training', class: 'training-failing' }, h('span', { class: 'pill' }, `training failing: ${tr.failures} in a row`),
+      ` next try at ${at(tr.retry_at)}${tr.last && tr.last.error ? ' · last error: ' + tr.last.error : ''}`);
+  }
+  if (tr.due) return h('p', { id: 'training' }, h('span', { class: 'pill' }, 'training due'), ' once approvals pause for the debounce');
+  return false;
+}
+
 function renderDashboard(view, p, d) {
   const acc = (d.edge_accuracy || []).map((a) => h('tr', {}, h('td', {}, 'v' + a.version), h('td', {}, a.frames), h('td', {}, h('strong', {}, pct(a.accuracy)))));
   const trainings = (d.trainings || []).slice(-6).reverse();
   view.replaceChildren(h('h1', {}, 'Dashboard ', h('span', { class: 'muted' }, `· ${p} · release v${d.release || '—'}`)),
+    trainingLine(d.training),
     h('div', { class: 'cards' },
       h('div', { class: 'panel', id: 'edge-accuracy' }, h('div', { class: 'muted' }, 'accuracy at the edge, per model version'),
         h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'model'), h('th', {}, 'frames'), h('th', {}, 'accuracy'))), h('tbody', {}, acc))),
