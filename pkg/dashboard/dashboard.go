@@ -209,20 +209,26 @@ type View struct {
 
 // TrainingStatus is what the dashboard shows of a project's retraining, read from the
 // state the retrain service keeps (project.RetrainKey, retrain.State's JSON): the
-// training under way, whether one is due, the failures in a row with the time of the
-// next try, and the latest outcome.
+// training under way, whether one is due (approvals counted since the last, or an
+// admin's request), the failures in a row with the time of the next try, and the
+// latest outcome.
 type TrainingStatus struct {
-	Running  *TrainingRun     `json:"running,omitempty"`
-	Due      bool             `json:"due"`
-	Failures int              `json:"failures,omitempty"`
-	RetryAt  time.Time        `json:"retry_at,omitzero"`
-	Last     *TrainingOutcome `json:"last,omitempty"`
+	Running     *TrainingRun     `json:"running,omitempty"`
+	Due         bool             `json:"due"`
+	Manual      bool             `json:"manual"`
+	NewExamples int              `json:"new_examples"`
+	Failures    int              `json:"failures,omitempty"`
+	RetryAt     time.Time        `json:"retry_at,omitzero"`
+	Last        *TrainingOutcome `json:"last,omitempty"`
 }
 
-// TrainingRun is a training under way: which trainer, since when, why and how.
+// TrainingRun is a training under way: which trainer, since when, why and how, and
+// until when its lease holds (past it, the trainer stopped without finishing: the next
+// trainer to look resumes it).
 type TrainingRun struct {
 	Owner   string    `json:"owner"`
 	Started time.Time `json:"started"`
+	Until   time.Time `json:"until"`
 	Trigger string    `json:"trigger"`
 	Mode    string    `json:"mode,omitempty"`
 }
@@ -268,7 +274,7 @@ func (t *Tracker) Build(ctx context.Context, cur *curator.Curator, reg *registry
 	if l, err := cur.Store().Ledger(ctx, project); err == nil {
 		v.Candidates = Candidates{Waiting: len(l.Pending), Expired: l.Expired}
 	}
-	v.Training = readTraining(ctx, cur.Store().S, project)
+	v.Training = readTraining(ctx, cur.Store(), project)
 	if o, err := reg.Overview(ctx, project); err == nil {
 		v.Release, v.Releases, v.Sites = o.Version, o.History, o.Sites
 	}
@@ -319,10 +325,15 @@ func (t *Tracker) Build(ctx context.Context, cur *curator.Curator, reg *registry
 }
 
 // readTraining reads project pid's retraining status; nil when there is none yet or it
-// cannot be read (the rest of the dashboard does not depend on it).
-func readTraining(ctx context.Context, s objstore.Store, pid string) *TrainingStatus {
+// cannot be read (the rest of the dashboard does not depend on it; a corrupt one is
+// reported to st.Corrupt).
+func readTraining(ctx context.Context, st *project.Store, pid string) *TrainingStatus {
 	var ts TrainingStatus
-	if _, err := objstore.GetJSON(ctx, s, project.RetrainKey(pid), &ts); err != nil {
+	_, err := objstore.GetJSON(ctx, st.S, project.RetrainKey(pid), &ts)
+	if errors.Is(err, objstore.ErrCorrupt) {
+		st.Corrupt.Report(project.RetrainKey(pid), err)
+	}
+	if err != nil {
 		return nil
 	}
 	return &ts

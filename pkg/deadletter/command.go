@@ -24,41 +24,57 @@ func Command(out io.Writer) func(fs *flag.FlagSet) servicemain.RunFunc {
 		kf := kafkabus.RegisterFlags(fs)
 		var f Filter
 		fs.StringVar(&f.Service, "service", "", "only the letters of this service: bridge, curator or retrain (empty: all)")
-		fs.StringVar(&f.Reason, "reason", "", "only the letters of this reason, e.g. retry_exhausted (empty: all)")
+		fs.StringVar(&f.Reason, "reason", "", "only the letters of this reason, e.g. retry_exhausted (empty: all; -replay needs one)")
 		since := fs.Duration("since", 0, "only the letters of this last while, e.g. 24h (0: all the topic holds)")
-		replay := fs.Bool("replay", false, "produce the selected letters' payloads back to the topics they came from (examples and approvals only)")
+		replay := fs.Bool("replay", false, "produce the selected letters' payloads back to the topics they came from (examples and approvals only), once their cause is repaired")
 		return func(ctx context.Context, log *zap.Logger) error {
+			if !slices.Contains([]string{"", "bridge", "curator", "retrain"}, f.Service) {
+				return fmt.Errorf("-service %q: want bridge, curator or retrain", f.Service)
+			}
+			if *replay && f.Reason == "" {
+				// A letter whose cause is not repaired is only refused again: say which.
+				return fmt.Errorf("-replay needs -reason (e.g. -reason retry_exhausted): replay the letters whose cause you repaired")
+			}
 			cfg, err := kf.Config("edgeloop-deadletters")
 			if err != nil {
 				return err
 			}
-			if *since > 0 {
-				f.Since = time.Now().Add(-*since)
+			err = run(ctx, cfg, out, f, *since, *replay)
+			if err != nil && ctx.Err() != nil {
+				return fmt.Errorf("interrupted: %v", err) // not a clean exit, whatever was done before
 			}
-			letters, bad, err := List(ctx, cfg, f)
-			if err != nil {
-				return err
-			}
-			if err := printLetters(out, letters, bad); err != nil {
-				return err
-			}
-			if !*replay || len(letters) == 0 {
-				return nil
-			}
-			prod, err := kafkabus.NewProducer(cfg, kafkabus.ProducerOptions{})
-			if err != nil {
-				return err
-			}
-			defer prod.Close()
-			r, err := Replay(ctx, cfg, prod, letters)
-			fmt.Fprintf(out, "replayed %d", r.Replayed)
-			for _, why := range slices.Sorted(maps.Keys(r.Skipped)) {
-				fmt.Fprintf(out, "; skipped %d: %s", r.Skipped[why], why)
-			}
-			fmt.Fprintln(out)
 			return err
 		}
 	}
+}
+
+// run lists the letters f and since select on out and, with replay, replays them.
+func run(ctx context.Context, cfg kafkabus.Config, out io.Writer, f Filter, since time.Duration, replay bool) error {
+	if since > 0 {
+		f.Since = time.Now().Add(-since)
+	}
+	letters, bad, err := List(ctx, cfg, f)
+	if err != nil {
+		return err
+	}
+	if err := printLetters(out, letters, bad); err != nil {
+		return err
+	}
+	if !replay || len(letters) == 0 {
+		return nil
+	}
+	prod, err := kafkabus.NewProducer(cfg, kafkabus.ProducerOptions{})
+	if err != nil {
+		return err
+	}
+	defer prod.Close()
+	r, err := Replay(ctx, cfg, prod, letters)
+	fmt.Fprintf(out, "replayed %d", r.Replayed)
+	for _, why := range slices.Sorted(maps.Keys(r.Skipped)) {
+		fmt.Fprintf(out, "; skipped %d: %s", r.Skipped[why], why)
+	}
+	fmt.Fprintln(out)
+	return err
 }
 
 // printLetters writes one line per letter (the detail cut to 120 characters), then the

@@ -74,13 +74,15 @@ var source = regexp.MustCompile(`^kafka:([^\[\]]+)\[\d+\]@\d+$`)
 var (
 	ErrNotKafka    = errors.New("not from a Kafka topic")
 	ErrNotReplayed = errors.New("from a topic not replayed")
-	ErrCut         = errors.New("payload not whole")
+	ErrCut         = errors.New("payload cut to the size limit")
+	ErrUnreadable  = errors.New("payload does not decode")
 )
 
 // Target returns the topic letter l is replayed to, or why it cannot be: only what a
 // service consumed from the examples or approvals topic goes back (a message an edge
 // device sent over MQTT was refused by the bridge for what it holds), and only whole
-// (a payload cut to the dead letter's size limit would only be refused again).
+// (a payload cut to the dead letter's size limit, or one that never decoded, would only
+// be refused again).
 func Target(cfg kafkabus.Config, l Letter) (string, error) {
 	m := source.FindStringSubmatch(l.GetSource())
 	if m == nil {
@@ -97,7 +99,11 @@ func Target(cfg kafkabus.Config, l Letter) (string, error) {
 			cfg.Topic(contract.TopicExamples), cfg.Topic(contract.TopicBatchesApproved), ErrNotReplayed)
 	}
 	if err := proto.Unmarshal(l.GetPayload(), payload); err != nil {
-		return "", fmt.Errorf("%w: not a %T (cut to the dead letter's size limit?): %w", ErrCut, payload, err)
+		why := ErrUnreadable
+		if len(l.GetPayload()) == message.MaxDeadLetterPayload {
+			why = ErrCut
+		}
+		return "", fmt.Errorf("%w: not a %T: %w", why, payload, err)
 	}
 	return m[1], nil
 }
@@ -107,7 +113,7 @@ type Result struct {
 	// Replayed counts the letters produced again to their topic.
 	Replayed int
 	// Skipped counts the letters that cannot be replayed by why: ErrNotKafka's,
-	// ErrNotReplayed's or ErrCut's text.
+	// ErrNotReplayed's, ErrCut's or ErrUnreadable's text.
 	Skipped map[string]int
 }
 
@@ -119,7 +125,7 @@ func Replay(ctx context.Context, cfg kafkabus.Config, pub message.Publisher, let
 	for _, l := range letters {
 		topic, err := Target(cfg, l)
 		if err != nil {
-			for _, why := range []error{ErrNotKafka, ErrNotReplayed, ErrCut} {
+			for _, why := range []error{ErrNotKafka, ErrNotReplayed, ErrCut, ErrUnreadable} {
 				if errors.Is(err, why) {
 					r.Skipped[why.Error()]++
 				}

@@ -26,6 +26,7 @@ import (
 type refusal struct {
 	service, origin, key, reason string
 	payload                      proto.Message
+	raw                          []byte // instead of payload: bytes that never decoded
 }
 
 // TestListAndReplayOnRealKafka: letters written by the services' own DeadLetter
@@ -52,15 +53,18 @@ func TestListAndReplayOnRealKafka(t *testing.T) {
 	cut := &edgeloopv1.Example{Id: "ex-2", Project: "p1", Device: "cam-1", Image: &edgeloopv1.Image{Data: bytes.Repeat([]byte{7}, 300<<10)}}
 	approval := &edgeloopv1.BatchApproved{Project: "p2", BatchId: "b000003"}
 	for _, r := range []refusal{
-		{"curator", examples, "p1", contract.ReasonRetryExhausted, whole},
-		{"curator", examples, "p1", contract.ReasonRetryExhausted, cut},
-		{"curator", examples, "p9", contract.ReasonUnknownProject, &edgeloopv1.Example{Id: "ex-3", Project: "p9"}},
-		{"bridge", "mqtt:edgeloop/v1/p1/cam-1/examples", "p1", contract.ReasonBadImage, &edgeloopv1.Example{Id: "ex-4"}},
-		{"retrain", "kafka:" + cfg.Topic(contract.TopicBatchesApproved) + "[0]@3", "p2", contract.ReasonCorruptState, approval},
+		{"curator", examples, "p1", contract.ReasonRetryExhausted, whole, nil},
+		{"curator", examples, "p1", contract.ReasonRetryExhausted, cut, nil},
+		{"curator", examples, "p9", contract.ReasonUnknownProject, &edgeloopv1.Example{Id: "ex-3", Project: "p9"}, nil},
+		{"bridge", "mqtt:edgeloop/v1/p1/cam-1/examples", "p1", contract.ReasonBadImage, &edgeloopv1.Example{Id: "ex-4"}, nil},
+		{"retrain", "kafka:" + cfg.Topic(contract.TopicBatchesApproved) + "[0]@3", "p2", contract.ReasonCorruptState, approval, nil},
+		{"curator", examples, "p1", contract.ReasonBadProtobuf, nil, []byte{0xff, 0xff, 0x01}},
 	} {
-		v, err := proto.Marshal(r.payload)
-		if err != nil {
-			t.Fatal(err)
+		v := r.raw
+		if r.payload != nil {
+			if v, err = proto.Marshal(r.payload); err != nil {
+				t.Fatal(err)
+			}
 		}
 		h := message.DeadLetter(prod, cfg.Topic(contract.TopicDeadLetter), r.service, zap.NewNop(), nil)(func(context.Context, *message.Message) error {
 			return &message.Reject{Reason: r.reason, Err: errors.New("refused for the test")}
@@ -82,8 +86,8 @@ func TestListAndReplayOnRealKafka(t *testing.T) {
 		return len(ls)
 	}
 	all, bad, err := deadletter.List(ctx, cfg, deadletter.Filter{})
-	if err != nil || len(all) != 5 || bad != 1 {
-		t.Fatalf("listed %d letters and %d others, %v; want 5 and 1", len(all), bad, err)
+	if err != nil || len(all) != 6 || bad != 1 {
+		t.Fatalf("listed %d letters and %d others, %v; want 6 and 1", len(all), bad, err)
 	}
 	if n := count(deadletter.Filter{Reason: contract.ReasonRetryExhausted}); n != 2 {
 		t.Fatalf("%d retry_exhausted, want 2", n)
@@ -96,8 +100,9 @@ func TestListAndReplayOnRealKafka(t *testing.T) {
 	}
 
 	r, err := deadletter.Replay(ctx, cfg, prod, all)
-	if err != nil || r.Replayed != 3 || r.Skipped[deadletter.ErrNotKafka.Error()] != 1 || r.Skipped[deadletter.ErrCut.Error()] != 1 {
-		t.Fatalf("replay: %+v, %v; want 3 replayed, one from MQTT and one cut skipped", r, err)
+	if err != nil || r.Replayed != 3 || r.Skipped[deadletter.ErrNotKafka.Error()] != 1 || r.Skipped[deadletter.ErrCut.Error()] != 1 ||
+		r.Skipped[deadletter.ErrUnreadable.Error()] != 1 {
+		t.Fatalf("replay: %+v, %v; want 3 replayed, one from MQTT, one cut and one unreadable skipped", r, err)
 	}
 	got := map[string]string{} // payload id → key
 	read := func(topic string, into proto.Message, id func() string) {
@@ -120,12 +125,17 @@ func TestListAndReplayOnRealKafka(t *testing.T) {
 	}
 
 	var out bytes.Buffer
+	for _, bad := range [][]string{{"-replay"}, {"-service", "curatr"}} { // what to replay unsaid; a mistyped service
+		if code := servicemain.Run("deadletters", append(servertest.KafkaArgs(cfg), bad...), deadletter.Command(&out)); code == 0 {
+			t.Fatalf("%v exited 0", bad)
+		}
+	}
 	args := append(servertest.KafkaArgs(cfg), "-reason", contract.ReasonRetryExhausted, "-replay")
 	if code := servicemain.Run("deadletters", args, deadletter.Command(&out)); code != 0 {
 		t.Fatalf("command exited %d: %s", code, out.String())
 	}
 	t.Logf("the command printed:\n%s", out.String())
-	for _, want := range []string{"2 dead letters; retry_exhausted 2", "replayed 1; skipped 1: payload not whole", examples} {
+	for _, want := range []string{"2 dead letters; retry_exhausted 2", "replayed 1; skipped 1: payload cut to the size limit", examples} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("command output lacks %q:\n%s", want, out.String())
 		}

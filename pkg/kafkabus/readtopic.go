@@ -2,15 +2,21 @@ package kafkabus
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 )
 
-// ReadTopic calls fn with every message topic holds now, partition by partition and in
-// offset order within each, and returns once it reached the end offsets it found at the
-// start (messages produced meanwhile are not waited for). It joins no consumer group and
+// readIdle is how long ReadTopic waits for the next message of a partition it has not
+// read to its end: longer means the rest was deleted meanwhile (retention).
+const readIdle = 10 * time.Second
+
+// ReadTopic calls fn with every message topic holds now, partition by partition (in
+// partition order) and in offset order within each, and returns once it reached the
+// end offsets it found at the start (messages produced meanwhile are not waited for). It joins no consumer group and
 // commits nothing: it is for tools that inspect a topic, such as the dead-letter one.
 // An error of fn stops it and is returned.
 func ReadTopic(ctx context.Context, cfg Config, topic string, fn func(kafka.Message) error) error {
@@ -18,6 +24,7 @@ func ReadTopic(ctx context.Context, cfg Config, topic string, fn func(kafka.Mess
 	if err != nil {
 		return err
 	}
+	defer tr.CloseIdleConnections()
 	client := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: tr, Timeout: 10 * time.Second}
 	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
@@ -38,7 +45,8 @@ func ReadTopic(ctx context.Context, cfg Config, topic string, fn func(kafka.Mess
 	if err != nil {
 		return err
 	}
-	for _, po := range offs.Topics[topic] {
+	parts := slices.SortedFunc(slices.Values(offs.Topics[topic]), func(a, b kafka.PartitionOffsets) int { return a.Partition - b.Partition })
+	for _, po := range parts {
 		if po.Error != nil {
 			return fmt.Errorf("kafka offsets of %s[%d]: %w", topic, po.Partition, po.Error)
 		}
@@ -59,7 +67,15 @@ func readPartition(ctx context.Context, cfg Config, d *kafka.Dialer, topic strin
 		return fmt.Errorf("kafka %s[%d]: %w", topic, po.Partition, err)
 	}
 	for {
-		m, err := r.ReadMessage(ctx)
+		rctx, cancel := context.WithTimeout(ctx, readIdle)
+		m, err := r.ReadMessage(rctx)
+		cancel()
+		if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			if r.Offset() >= po.LastOffset {
+				return nil // the rest was deleted meanwhile
+			}
+			return fmt.Errorf("kafka read %s[%d]: nothing at offset %d within %s, before the end offset %d", topic, po.Partition, r.Offset(), readIdle, po.LastOffset)
+		}
 		if err != nil {
 			return fmt.Errorf("kafka read %s[%d]: %w", topic, po.Partition, err)
 		}

@@ -10,8 +10,9 @@ import (
 	edgeloopv1 "github.com/edgeloop/edgeloop/schemas/edgeloop/v1"
 )
 
-// maxDeadLetterPayload keeps a dead letter under Kafka's message size limit.
-const maxDeadLetterPayload = 256 << 10
+// MaxDeadLetterPayload keeps a dead letter under Kafka's message size limit: a longer
+// payload is cut to it.
+const MaxDeadLetterPayload = 256 << 10
 
 // DeadLetter turns a *Reject from the handler into an edgeloop.v1.DeadLetter on topic
 // (the service's name, the message's origin, the reason code, the detail and the
@@ -30,8 +31,8 @@ func DeadLetter(pub Publisher, topic, service string, log *zap.Logger, onReject 
 			log.Warn("message refused: dead-lettered", zap.String("reason", rej.Reason), zap.Error(rej.Err),
 				zap.String("origin", m.Origin))
 			payload := m.Value
-			if len(payload) > maxDeadLetterPayload {
-				payload = payload[:maxDeadLetterPayload]
+			if len(payload) > MaxDeadLetterPayload {
+				payload = payload[:MaxDeadLetterPayload]
 			}
 			// Marshalling a message built here from valid strings and bytes cannot fail.
 			v, _ := proto.Marshal(&edgeloopv1.DeadLetter{

@@ -72,14 +72,21 @@ type Outbox struct {
 	// Corrupt counts files set aside: at open, or when they no longer read back.
 	corrupt int
 	notify  chan struct{}
+	// unread counts, by sequence number, the reads of an entry that failed in a row.
+	unread map[uint64]int
 }
+
+// maxReadFailures is how many reads of an entry may fail in a row (a file the device's
+// storage cannot read back) before it is set aside, so that it does not hold a sending
+// slot for ever.
+const maxReadFailures = 3
 
 // Open opens (or creates) the outbox in dir and indexes what it holds.
 func Open(dir string, o Options) (*Outbox, error) {
 	if o.MaxBytes <= 0 {
 		o.MaxBytes = 256 << 20
 	}
-	ob := &Outbox{dir: dir, o: o, ids: map[string]uint64{}, notify: make(chan struct{}, 1)}
+	ob := &Outbox{dir: dir, o: o, ids: map[string]uint64{}, notify: make(chan struct{}, 1), unread: map[uint64]int{}}
 	for p := 0; p < levels; p++ {
 		if err := os.MkdirAll(ob.level(p), 0o755); err != nil {
 			return nil, fmt.Errorf("outbox: %w", err)
@@ -316,6 +323,7 @@ func (ob *Outbox) remove(p, i int) error {
 	}
 	ob.queues[p] = append(ob.queues[p][:i], ob.queues[p][i+1:]...)
 	delete(ob.ids, m.id)
+	delete(ob.unread, m.seq)
 	ob.bytes -= m.size
 	return nil
 }
@@ -347,8 +355,11 @@ func (ob *Outbox) Next(n int, busy map[uint64]bool) ([]Entry, error) {
 		if errors.Is(err, os.ErrNotExist) {
 			continue // deleted meanwhile (dropped or acked)
 		}
-		if err != nil { // it stays queued for the next call; those behind it go out
+		if err != nil { // it stays queued for the next calls, then is set aside; those behind it go out
 			errs = append(errs, fmt.Errorf("outbox: entry %d: %w", pk.m.seq, err))
+			if ob.failedRead(pk.m.seq) {
+				ob.setAside(pk.p, pk.m.seq)
+			}
 			continue
 		}
 		e, err := decode(b)
@@ -364,11 +375,21 @@ func (ob *Outbox) Next(n int, busy map[uint64]bool) ([]Entry, error) {
 	return out, errors.Join(errs...)
 }
 
+// failedRead counts a failed read of entry seq and reports whether it has failed
+// maxReadFailures times in a row.
+func (ob *Outbox) failedRead(seq uint64) bool {
+	ob.mu.Lock()
+	defer ob.mu.Unlock()
+	ob.unread[seq]++
+	return ob.unread[seq] >= maxReadFailures
+}
+
 // setAside moves entry seq of queue p, which no longer reads back, to corrupt/ and
 // out of the queue, counting it in Stats.Corrupt.
 func (ob *Outbox) setAside(p int, seq uint64) {
 	ob.mu.Lock()
 	defer ob.mu.Unlock()
+	delete(ob.unread, seq)
 	q := ob.queues[p]
 	i := sort.Search(len(q), func(i int) bool { return q[i].seq >= seq })
 	if i == len(q) || q[i].seq != seq {

@@ -206,7 +206,8 @@ func TestReopenKeepsEverythingAndSetsCorruptAside(t *testing.T) {
 
 // TestEntryGoingBadWhileOpenIsSetAside: an entry whose file goes bad after Open (the
 // device's storage failing) is set aside by Next, which still returns the entries
-// behind it; the outbox's figures and ids forget it.
+// behind it; the outbox's figures and ids forget it. One that cannot be read at all is
+// set aside after a few tries.
 func TestEntryGoingBadWhileOpenIsSetAside(t *testing.T) {
 	dir := t.TempDir()
 	ob, err := Open(dir, Options{})
@@ -237,6 +238,24 @@ func TestEntryGoingBadWhileOpenIsSetAside(t *testing.T) {
 	}
 	if n, err := ob.DeleteIDs("e0"); err != nil || n != 0 {
 		t.Fatalf("deleting the set-aside id: %d, %v", n, err)
+	}
+	// An entry the storage cannot read (here a folder where its file was) fails its
+	// reads, with the others still returned, and is set aside after maxReadFailures.
+	unreadable := filepath.Join(dir, fmt.Sprintf("p%d", es[1].Priority), fmt.Sprintf("%016x.ob", es[1].Seq))
+	if err := os.Remove(unreadable); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(unreadable, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range maxReadFailures {
+		got, err := ob.Next(10, nil)
+		if err == nil || ids(got) != "e2,e3" {
+			t.Fatalf("read %d of the unreadable e1: %s, %v; want e2,e3 and an error", i+1, ids(got), err)
+		}
+	}
+	if got, err := ob.Next(10, nil); err != nil || ids(got) != "e2,e3" || ob.Stats().Corrupt != 2 {
+		t.Fatalf("after %d failed reads: %s, %v, %+v; want e1 set aside", maxReadFailures, ids(got), err, ob.Stats())
 	}
 }
 

@@ -260,7 +260,7 @@ func TestDomainApprovalEventsCountedOrRefused(t *testing.T) {
 // TrainingStatus (it does not link the trainer); every field it shows comes through.
 func TestStateReadsAsTheDashboardShowsIt(t *testing.T) {
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	st := State{Due: true, Failures: 2, RetryAt: t0.Add(time.Minute),
+	st := State{Due: true, Manual: true, NewExamples: 45, Failures: 2, RetryAt: t0.Add(time.Minute),
 		Running: &Lease{Owner: "trainer-1", Started: t0, Until: t0.Add(time.Hour), Trigger: "manual", Mode: ModeFull, Epoch: 7},
 		Last:    &LastTraining{At: t0, Version: 3, Error: "storage refused"}}
 	b, err := json.Marshal(st)
@@ -271,8 +271,8 @@ func TestStateReadsAsTheDashboardShowsIt(t *testing.T) {
 	if err := json.Unmarshal(b, &got); err != nil {
 		t.Fatal(err)
 	}
-	want := dashboard.TrainingStatus{Due: true, Failures: 2, RetryAt: t0.Add(time.Minute),
-		Running: &dashboard.TrainingRun{Owner: "trainer-1", Started: t0, Trigger: "manual", Mode: ModeFull},
+	want := dashboard.TrainingStatus{Due: true, Manual: true, NewExamples: 45, Failures: 2, RetryAt: t0.Add(time.Minute),
+		Running: &dashboard.TrainingRun{Owner: "trainer-1", Started: t0, Until: t0.Add(time.Hour), Trigger: "manual", Mode: ModeFull},
 		Last:    &dashboard.TrainingOutcome{At: t0, Version: 3, Error: "storage refused"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("the dashboard reads %+v (running %+v, last %+v), want %+v", got, got.Running, got.Last, want)

@@ -1024,20 +1024,27 @@ function gateEvidence(t) {
   return h('div', {}, parts);
 }
 
-// trainingLine says what the project's retraining does now: a training under way, one
-// failing (how many times in a row, the next try and the last error), or one due.
+// trainingLine says what the project's retraining does now: a training under way (or
+// stalled: its trainer stopped without finishing), one failing (how many times in a
+// row, the next try and the last error), or approvals counted towards the next.
 function trainingLine(tr) {
   if (!tr) return false;
-  const at = (s) => new Date(s).toLocaleTimeString();
-  if (tr.running) {
+  const at = (s) => new Date(s).toLocaleString();
+  const run = tr.running;
+  if (run && new Date(run.until) < new Date()) {
+    return h('p', { id: 'training', class: 'training-failing' }, h('span', { class: 'pill' }, 'training stalled'),
+      ` ${run.owner} stopped without finishing ${run.trigger} (lease ran out ${at(run.until)}); a trainer that starts resumes it`);
+  }
+  if (run) {
     return h('p', { id: 'training' }, h('span', { class: 'pill' }, 'training now'),
-      ` ${tr.running.trigger}${tr.running.mode ? ' (' + tr.running.mode + ')' : ''} since ${at(tr.running.started)}`);
+      ` ${run.trigger}${run.mode ? ' (' + run.mode + ')' : ''} since ${at(run.started)}`);
   }
   if (tr.failures) {
     return h('p', { id: 'training', class: 'training-failing' }, h('span', { class: 'pill' }, `training failing: ${tr.failures} in a row`),
       ` next try at ${at(tr.retry_at)}${tr.last && tr.last.error ? ' · last error: ' + tr.last.error : ''}`);
   }
-  if (tr.due) return h('p', { id: 'training' }, h('span', { class: 'pill' }, 'training due'), ' once approvals pause for the debounce');
+  if (tr.manual) return h('p', { id: 'training' }, h('span', { class: 'pill' }, 'training asked for'), ' by an admin');
+  if (tr.due) return h('p', { id: 'training' }, h('span', { class: 'pill' }, 'approvals waiting'), ` ${tr.new_examples} new examples towards the next training (the project's retrain policy says when)`);
   return false;
 }
 
