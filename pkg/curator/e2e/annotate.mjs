@@ -360,7 +360,8 @@ try {
   pages.push(fresh);
   await fresh.goto(`${BASE}/#/dashboard&token=${env('REVIEWER')}`);
   await fresh.waitForSelector('body[data-page=dashboard] #whoami:not(:empty)');
-  await fresh.waitForSelector('#view #edge-accuracy, #view > p.muted'); // drawn, or no dashboard on this server
+  // Drawn, or said to have no data (no dashboard on this server); not index.html's "Loading…".
+  await fresh.waitForFunction(() => document.querySelector('#view h1') || document.querySelector('#view').textContent.includes('No dashboard data yet'));
   result.linked = await fresh.evaluate(() => location.hash);
   result.training = await fresh.evaluate(() => document.querySelector('#training')?.textContent || '');
 } catch (e) {
