@@ -46,16 +46,8 @@ const maxImportBytes = 512 << 20
 // New returns a Curator on store s; approvals are published with prod (a
 // *kafkabus.Producer in the services; the domain tests record them).
 func New(s objstore.Store, prod message.Publisher, kcfg kafkabus.Config, m *metrics, log *zap.Logger) *Curator {
-	return &Curator{st: &project.Store{S: s, Listed: &objstore.ListCache{}, Corrupt: logCorrupt(log).Throttle(10 * time.Minute)}, prod: prod, kcfg: kcfg, log: log, m: m, now: time.Now, dups: &lookalikes{recent: map[string][]thumbOf{}},
+	return &Curator{st: &project.Store{S: s, Listed: &objstore.ListCache{}, Corrupt: objstore.LogCorrupt(log)}, prod: prod, kcfg: kcfg, log: log, m: m, now: time.Now, dups: &lookalikes{recent: map[string][]thumbOf{}},
 		maxImport: maxImportBytes}
-}
-
-// logCorrupt logs the documents the store's listings pass over because they are
-// corrupt: an operator repairs or deletes them, the rest of the project goes on.
-func logCorrupt(log *zap.Logger) objstore.OnCorrupt {
-	return func(key string, err error) {
-		log.Error("corrupt document passed over: repair or delete it", zap.String("key", key), zap.Error(err))
-	}
 }
 
 // project.Store is the curator's object store access.

@@ -14,6 +14,8 @@ import (
 	"io"
 	"sync"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // ErrNotFound says the key does not exist.
@@ -56,6 +58,14 @@ func (f OnCorrupt) Throttle(d time.Duration) OnCorrupt {
 			f.Report(key, err)
 		}
 	}
+}
+
+// LogCorrupt is the services' OnCorrupt: it logs each corrupt document at error level,
+// at most once every 10 minutes per key, for an operator to repair or delete.
+func LogCorrupt(log *zap.Logger) OnCorrupt {
+	return OnCorrupt(func(key string, err error) {
+		log.Error("corrupt document passed over: repair or delete it", zap.String("key", key), zap.Error(err))
+	}).Throttle(10 * time.Minute)
 }
 
 // DecodeJSON decodes the JSON document data, read from key, into v; the error names

@@ -116,9 +116,7 @@ func NewService(c ServiceConfig, s objstore.Store, prod *kafkabus.Producer, reg 
 	reg.MustRegister(m.trainings, m.seconds, m.running)
 	models := registry.New(s, prod, c.Kafka, c.PublicURL)
 	models.Key = c.Key
-	models.Corrupt = objstore.OnCorrupt(func(key string, err error) {
-		log.Error("corrupt document passed over: repair or delete it", zap.String("key", key), zap.Error(err))
-	}).Throttle(10 * time.Minute)
+	models.Corrupt = objstore.LogCorrupt(log)
 	return &Service{cfg: c, cur: &project.Store{S: s, Corrupt: models.Corrupt}, reg: models, backend: choice, key: c.Key,
 		log: log, kcfg: c.Kafka, m: m, wakeup: map[string]chan struct{}{}, train: make(chan struct{}, 1), now: time.Now}, nil
 }
